@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {Test} from "forge-std/Test.sol";
+import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
+import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+
+import {AccountFactory} from "../../contracts/account/AccountFactory.sol";
+import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
+import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
+import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
+import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
+import {CanonicalEntryPoint} from "../../script/CanonicalEntryPoint.sol";
+import {RecordingVenue} from "../mocks/RecordingVenue.sol";
+import {TestUSD} from "../mocks/TestUSD.sol";
+
+/// @notice Shared set-up for account tests: the canonical EntryPoint v0.8 from its published artifact,
+/// the factory, a funded account, a venue, and helpers that build, sign and send real UserOps.
+abstract contract AccountTestBase is Test {
+    uint256 internal constant OWNER_PK = 0xA11CE;
+    uint256 internal constant SESSION_PK = 0x5E55;
+    uint256 internal constant T0 = 1_800_000_000;
+
+    IEntryPoint internal entryPoint;
+    AccountFactory internal factory;
+    TradingAccount internal account;
+    TestUSD internal usd;
+    RecordingVenue internal venue;
+    address internal owner;
+    address internal sessionKey;
+    address payable internal beneficiary = payable(address(0xBEEF));
+
+    function setUp() public virtual {
+        vm.warp(T0);
+        entryPoint = CanonicalEntryPoint.deploy();
+        factory = new AccountFactory(entryPoint);
+        usd = new TestUSD();
+        venue = new RecordingVenue(usd);
+        owner = vm.addr(OWNER_PK);
+        sessionKey = vm.addr(SESSION_PK);
+        account = factory.createAccount(owner, 0);
+        vm.deal(address(account), 100 ether);
+        usd.mint(address(account), 1_000_000e6);
+        // The owner lets the venue pull collateral once; session keys can never approve.
+        vm.prank(owner);
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (address(venue), type(uint256).max)));
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 SCOPES
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev A trading scope on `venue`: markets 0 and 1, 10 units, $100k notional, orders and cancels.
+    function _tradingScope() internal view returns (ITradingAccount.SessionScope memory scope) {
+        scope.validAfter = uint40(T0);
+        scope.validUntil = uint40(T0 + 8 hours);
+        scope.maxOpTtl = 60;
+        scope.permissions = new ITradingAccount.CallPermission[](3);
+        scope.permissions[0] = _orderPermission(0x3, 10e18, 100_000e18, false);
+        scope.permissions[1] = _callPermission(address(venue), IPerpVenue.cancelOrder.selector, 0);
+        scope.permissions[2] = _callPermission(address(venue), IPerpVenue.depositMargin.selector, 0);
+    }
+
+    function _orderPermission(uint64 marketMask, uint88 maxSize, uint96 maxNotional, bool reduceOnly)
+        internal
+        view
+        returns (ITradingAccount.CallPermission memory p)
+    {
+        p.target = address(venue);
+        p.selector = IPerpVenue.placeOrder.selector;
+        p.marketMask = marketMask;
+        p.maxOrderSize = maxSize;
+        p.maxOrderNotional = maxNotional;
+        p.reduceOnly = reduceOnly;
+    }
+
+    function _callPermission(address target, bytes4 selector, uint96 valueLimit)
+        internal
+        pure
+        returns (ITradingAccount.CallPermission memory p)
+    {
+        p.target = target;
+        p.selector = selector;
+        p.valueLimit = valueLimit;
+    }
+
+    function _grant(address key, ITradingAccount.SessionScope memory scope) internal returns (uint32 grantId) {
+        vm.prank(owner);
+        grantId = account.grantSession(key, scope);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                CALLDATA
+    //////////////////////////////////////////////////////////////*/
+
+    function _order(uint32 marketId, int256 size, uint256 limitPrice, bool reduceOnly) internal view returns (bytes memory) {
+        return abi.encodeCall(
+            BaseAccount.execute,
+            (address(venue), 0, abi.encodeCall(IPerpVenue.placeOrder, (marketId, size, limitPrice, reduceOnly)))
+        );
+    }
+
+    function _exec(address target, uint256 value, bytes memory data) internal pure returns (bytes memory) {
+        return abi.encodeCall(BaseAccount.execute, (target, value, data));
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                USER OPS
+    //////////////////////////////////////////////////////////////*/
+
+    function _op(address sender, uint256 nonce, bytes memory callData)
+        internal
+        pure
+        returns (PackedUserOperation memory op)
+    {
+        op.sender = sender;
+        op.nonce = nonce;
+        op.callData = callData;
+        op.accountGasLimits = bytes32((uint256(1_000_000) << 128) | 1_000_000);
+        op.preVerificationGas = 50_000;
+        op.gasFees = bytes32((uint256(1 gwei) << 128) | 2 gwei);
+    }
+
+    function _sign(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
+        return abi.encodePacked(r, s, v);
+    }
+
+    /// @dev Nonce of `key`'s lane `lane` on `account`.
+    function _sessionNonce(address key, uint32 lane) internal view returns (uint256) {
+        return entryPoint.getNonce(address(account), account.sessionNonceKey(key, lane));
+    }
+
+    /// @dev An owner-signed op on the default lane.
+    function _ownerOp(bytes memory callData) internal view returns (PackedUserOperation memory op) {
+        op = _op(address(account), entryPoint.getNonce(address(account), 0), callData);
+        op.signature = _sign(OWNER_PK, entryPoint.getUserOpHash(op));
+    }
+
+    /// @dev A session op by `pk` on lane 0, expiring `ttl` seconds from now, signed for the key's current grant.
+    function _sessionOp(uint256 pk, bytes memory callData, uint40 opValidUntil)
+        internal
+        view
+        returns (PackedUserOperation memory op)
+    {
+        address key = vm.addr(pk);
+        op = _op(address(account), _sessionNonce(key, 0), callData);
+        _signSession(op, pk, opValidUntil, account.getSession(key).grantId);
+    }
+
+    function _signSession(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId) internal view {
+        bytes32 digest = keccak256(abi.encodePacked(entryPoint.getUserOpHash(op), uint48(opValidUntil), bytes32(uint256(grantId))));
+        op.signature = abi.encodePacked(uint8(0x01), uint48(opValidUntil), _sign(pk, digest));
+    }
+
+    /// @dev An enable-mode op: the owner's grant signature rides in the key's first op.
+    function _enableOp(
+        uint256 ownerPk,
+        uint256 keyPk,
+        ITradingAccount.SessionScope memory scope,
+        bytes memory callData,
+        uint40 opValidUntil
+    ) internal view returns (PackedUserOperation memory op) {
+        address key = vm.addr(keyPk);
+        bytes32 grantDigest = account.grantDigest(key, scope);
+        op = _op(address(account), _sessionNonce(key, 0), callData);
+        _signEnable(op, keyPk, opValidUntil, scope, grantDigest, _sign(ownerPk, grantDigest));
+    }
+
+    function _signEnable(
+        PackedUserOperation memory op,
+        uint256 keyPk,
+        uint40 opValidUntil,
+        ITradingAccount.SessionScope memory scope,
+        bytes32 grantDigest,
+        bytes memory ownerSig
+    ) internal view {
+        bytes32 digest = keccak256(abi.encodePacked(entryPoint.getUserOpHash(op), uint48(opValidUntil), grantDigest));
+        op.signature = abi.encodePacked(uint8(0x02), uint48(opValidUntil), _sign(keyPk, digest), abi.encode(scope, ownerSig));
+    }
+
+    function _handle(PackedUserOperation memory op) internal {
+        PackedUserOperation[] memory ops = new PackedUserOperation[](1);
+        ops[0] = op;
+        entryPoint.handleOps(ops, beneficiary);
+    }
+
+    /// @dev Expects handleOps to refuse the op because validation reverted with `inner`.
+    function _expectValidationRevert(bytes memory inner) internal {
+        vm.expectRevert(abi.encodeWithSelector(IEntryPoint.FailedOpWithRevert.selector, 0, "AA23 reverted", inner));
+    }
+
+    /// @dev Expects handleOps to refuse the op with EntryPoint reason `reason` (e.g. "AA24 signature error").
+    function _expectFailedOp(string memory reason) internal {
+        vm.expectRevert(abi.encodeWithSelector(IEntryPoint.FailedOp.selector, 0, reason));
+    }
+}
