@@ -324,18 +324,21 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     /// @dev Applies the session's time, rate and use limits to one op. Returns the op's validAfter and the
     /// session with its counters advanced.
     ///
-    /// No TIMESTAMP: the op's own expiry `opValidUntil` serves as the clock. The returned validAfter is at
-    /// least `opValidUntil - maxOpTtl`, so the EntryPoint includes the op only while
-    /// `opValidUntil - maxOpTtl <= now <= opValidUntil`; `opValidUntil` is thus within maxOpTtl of the real
-    /// time. Rate windows are moved forward to `opValidUntil - maxOpTtl` when they lag behind it, so an idle
-    /// key cannot save up windows for a burst, and a full window pushes the op's validAfter into the next.
+    /// No TIMESTAMP: the op's own expiry `opValidUntil` serves as the clock. The returned validAfter makes
+    /// the EntryPoint include the op only while `opValidUntil - maxOpTtl <= now <= opValidUntil`, so
+    /// `opValidUntil` is within maxOpTtl of the real time. A full rate window pushes the op's validAfter to
+    /// the next window (as Kernel's rate-limit policy does); a window that lags more than maxOpTtl behind is
+    /// moved up to `opValidUntil - maxOpTtl`, so an idle key cannot bank windows. What remains: after idling,
+    /// a key may use the windows inside its ttl at once, so the longest burst is
+    /// rateCount x (1 + ceil(maxOpTtl / ratePeriod)); the sustained rate is rateCount per ratePeriod.
     function _consume(address key, SessionState s, uint40 opValidUntil)
         internal
         pure
         returns (uint48 validAfter, SessionState)
     {
+        // validAfter is exclusive in EntryPoint v0.8: `earliest` lets the op in from opValidUntil - maxOpTtl.
         uint40 ttl = s.maxOpTtl();
-        uint40 earliest = opValidUntil > ttl ? opValidUntil - ttl : 0;
+        uint40 earliest = opValidUntil > ttl ? opValidUntil - ttl - 1 : 0;
         validAfter = s.validAfter() > earliest ? s.validAfter() : earliest;
 
         uint40 windowStart = s.windowStart();
@@ -349,7 +352,7 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
             if (windowUsed >= rateCount) {
                 (windowStart, windowUsed) = (windowStart + period, 0);
             }
-            if (windowStart > opValidUntil) revert SessionRateLimited(key, windowStart);
+            if (windowStart >= opValidUntil) revert SessionRateLimited(key, windowStart);
             windowUsed += 1;
             if (windowStart > validAfter) validAfter = windowStart;
         }

@@ -52,7 +52,7 @@ abstract contract AccountTestBase is Test {
 
     /// @dev A trading scope on `venue`: markets 0 and 1, 10 units, $100k notional, orders and cancels.
     function _tradingScope() internal view returns (ITradingAccount.SessionScope memory scope) {
-        scope.validAfter = uint40(T0);
+        scope.validAfter = uint40(T0 - 1 hours);
         scope.validUntil = uint40(T0 + 8 hours);
         scope.maxOpTtl = 60;
         scope.permissions = new ITradingAccount.CallPermission[](3);
@@ -179,19 +179,33 @@ abstract contract AccountTestBase is Test {
         op.signature = abi.encodePacked(uint8(0x02), uint48(opValidUntil), _sign(keyPk, digest), abi.encode(scope, ownerSig));
     }
 
+    /// @dev Revert data the next `_handle` must end with (set by the `_expect*` helpers). Kept until
+    /// `_handle` because building an op makes calls of its own, which `vm.expectRevert` would catch.
+    bytes private _pendingRevert;
+    bool private _hasPendingRevert;
+
     function _handle(PackedUserOperation memory op) internal {
         PackedUserOperation[] memory ops = new PackedUserOperation[](1);
         ops[0] = op;
+        if (_hasPendingRevert) {
+            _hasPendingRevert = false;
+            vm.expectRevert(_pendingRevert);
+        }
         entryPoint.handleOps(ops, beneficiary);
     }
 
-    /// @dev Expects handleOps to refuse the op because validation reverted with `inner`.
+    /// @dev The next `_handle` must fail because validation reverted with `inner`.
     function _expectValidationRevert(bytes memory inner) internal {
-        vm.expectRevert(abi.encodeWithSelector(IEntryPoint.FailedOpWithRevert.selector, 0, "AA23 reverted", inner));
+        _expectHandleRevert(abi.encodeWithSelector(IEntryPoint.FailedOpWithRevert.selector, 0, "AA23 reverted", inner));
     }
 
-    /// @dev Expects handleOps to refuse the op with EntryPoint reason `reason` (e.g. "AA24 signature error").
+    /// @dev The next `_handle` must fail with EntryPoint reason `reason` (e.g. "AA24 signature error").
     function _expectFailedOp(string memory reason) internal {
-        vm.expectRevert(abi.encodeWithSelector(IEntryPoint.FailedOp.selector, 0, reason));
+        _expectHandleRevert(abi.encodeWithSelector(IEntryPoint.FailedOp.selector, 0, reason));
+    }
+
+    function _expectHandleRevert(bytes memory data) internal {
+        _pendingRevert = data;
+        _hasPendingRevert = true;
     }
 }

@@ -14,8 +14,8 @@ library ExecutionCalldata {
     /// @notice The calldata is not the canonical encoding of the call it names.
     error MalformedCalldata();
 
-    /// @dev Head of `execute`: selector, target, value, offset (0x60), length.
-    uint256 internal constant EXECUTE_DATA_START = 4 + 5 * 32;
+    /// @dev Head of `execute`: selector, then target, value, data offset (0x60) and data length.
+    uint256 internal constant EXECUTE_DATA_START = 4 + 4 * 32;
     /// @dev Head of `executeBatch`: selector, array offset (0x20), array length.
     uint256 internal constant BATCH_HEADS_START = 4 + 2 * 32;
     /// @dev `placeOrder` is fixed-size: selector and four words.
