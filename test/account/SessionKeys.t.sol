@@ -379,6 +379,7 @@ contract SessionKeysTest is AccountTestBase {
 
     function test_rate_idleKeyCannotBankWindows() public {
         _rateLimited(2, 10, 0, 10);
+        _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 10)));
         vm.warp(block.timestamp + 2 hours);
         uint40 until = uint40(block.timestamp + 10);
         _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
@@ -389,7 +390,7 @@ contract SessionKeysTest is AccountTestBase {
         _handle(op);
         vm.warp(account.getSession(sessionKey).windowStart + 10 + 1);
         _handle(op);
-        assertEq(venue.orderCount(), 3);
+        assertEq(venue.orderCount(), 4);
     }
 
     function test_uses_capReached() public {
