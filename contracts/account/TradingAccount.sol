@@ -8,7 +8,6 @@ import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/Pac
 import {TokenCallbackHandler} from "@account-abstraction/contracts/accounts/callback/TokenCallbackHandler.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
-import {Initializable} from "@openzeppelin/contracts/proxy/utils/Initializable.sol";
 import {UUPSUpgradeable} from "@openzeppelin/contracts/proxy/utils/UUPSUpgradeable.sol";
 import {EIP712} from "solady/utils/EIP712.sol";
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
@@ -41,7 +40,7 @@ import {SessionState, SessionStateLibrary, UNLIMITED_USES} from "./types/Session
 /// Validation follows ERC-7562: it reads and writes only this account's storage, never reads TIMESTAMP
 /// (windows and rate limits are returned as validAfter/validUntil), and calls only ecrecover, itself
 /// (to decode enable data) and the EntryPoint (prefund).
-contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, IERC1271, EIP712, UUPSUpgradeable, Initializable {
+contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, IERC1271, EIP712, UUPSUpgradeable {
     /// @notice Session signature mode: use an active session.
     uint8 public constant MODE_SESSION = 0x01;
     /// @notice Session signature mode: enable the session from an owner grant, then use it.
@@ -76,16 +75,21 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     IEntryPoint private immutable _entryPoint;
 
     /// @param anEntryPoint The EntryPoint v0.8 this account trusts.
+    /// @dev The implementation gets a placeholder owner so it can never be initialised (or used) itself.
     constructor(IEntryPoint anEntryPoint) {
         _entryPoint = anEntryPoint;
-        _disableInitializers();
+        _s().owner = address(0xdead);
     }
 
     /// @notice Sets the owner of a freshly deployed proxy. Called once, by the factory.
+    /// @dev "Initialised" is "has an owner": the owner can never be set back to zero, so no separate
+    /// initialised flag (and its 20k-gas slot) is needed.
     /// @param anOwner The owner key; not zero.
-    function initialize(address anOwner) external initializer {
+    function initialize(address anOwner) external {
+        AccountStorage storage $ = _s();
+        if ($.owner != address(0)) revert AlreadyInitialized();
         if (anOwner == address(0)) revert InvalidOwner();
-        _s().owner = anOwner;
+        $.owner = anOwner;
         emit AccountInitialized(address(_entryPoint), anOwner);
     }
 
@@ -264,8 +268,7 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         if (sig.length < SESSION_SIG_LENGTH) revert InvalidSessionSignatureLength(sig.length);
         address key = address(uint160(userOp.nonce >> 96));
         if (key == address(0)) revert NoSessionKeyInNonce();
-        uint40 opValidUntil = uint40(uint48(bytes6(sig[1:7])));
-        if (opValidUntil == 0) revert OpExpiryRequired();
+        uint40 opValidUntil = _opValidUntil(sig);
 
         AccountStorage storage $ = _s();
         (bytes32 binding, bool ownerSigFailed) = _bindGrant($, key, sig);
@@ -277,6 +280,14 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         bool sigFailed = ownerSigFailed || _recover(digest, sig[7:SESSION_SIG_LENGTH]) != key;
         uint40 sessionUntil = s.validUntil();
         return _packValidationData(sigFailed, opValidUntil < sessionUntil ? opValidUntil : sessionUntil, validAfter);
+    }
+
+    /// @dev The op's own expiry, bytes 1..7 of a session signature. Values that do not fit 40 bits are
+    /// refused rather than truncated, so no two signature encodings mean the same op.
+    function _opValidUntil(bytes calldata sig) internal pure returns (uint40) {
+        uint48 raw = uint48(bytes6(sig[1:7]));
+        if (raw == 0 || raw > type(uint40).max) revert InvalidOpExpiry(raw);
+        return uint40(raw);
     }
 
     /// @dev Mode dispatch. In enable mode, stores the carried grant and returns its digest (which the key's

@@ -304,8 +304,17 @@ contract SessionKeysTest is AccountTestBase {
     }
 
     function test_opExpiry_required() public {
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.OpExpiryRequired.selector));
+        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.InvalidOpExpiry.selector, 0));
         _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), 0));
+    }
+
+    function test_opExpiry_beyond40BitsRefused() public {
+        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), opUntil);
+        op.signature[1] = 0x10; // the top byte of the 48-bit field: the key never signed that
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.InvalidOpExpiry.selector, uint48(opUntil) | (uint48(0x10) << 40))
+        );
+        _handle(op);
     }
 
     function test_opExpiry_cappedBySessionEnd() public {

@@ -169,10 +169,10 @@ contract TradingAccountTest is AccountTestBase {
     }
 
     function test_account_cannotBeReinitialized() public {
-        vm.expectRevert(abi.encodeWithSignature("InvalidInitialization()"));
+        vm.expectRevert(ITradingAccount.AlreadyInitialized.selector);
         account.initialize(address(0xBAD));
         TradingAccount impl = factory.accountImplementation();
-        vm.expectRevert(abi.encodeWithSignature("InvalidInitialization()"));
+        vm.expectRevert(ITradingAccount.AlreadyInitialized.selector);
         impl.initialize(address(0xBAD));
     }
 

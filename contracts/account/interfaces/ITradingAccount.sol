@@ -91,6 +91,8 @@ interface ITradingAccount {
     error NotOwnerOrSelf(address caller);
     /// @notice The owner may not be the zero address.
     error InvalidOwner();
+    /// @notice The account already has an owner.
+    error AlreadyInitialized();
 
     /// @notice A 65-byte ECDSA signature whose length is wrong.
     error InvalidSignatureLength(uint256 length);
@@ -111,8 +113,8 @@ interface ITradingAccount {
     error NoSessionKeyInNonce();
     /// @notice The session key is not active (never granted, revoked, or revoked by revokeAllSessions).
     error SessionNotActive(address key);
-    /// @notice A session op must carry its own non-zero validUntil.
-    error OpExpiryRequired();
+    /// @notice A session op must carry its own validUntil, non-zero and below 2^40.
+    error InvalidOpExpiry(uint48 opValidUntil);
     /// @notice The session's rate window is full until `nextWindow` and the op expires before it.
     error SessionRateLimited(address key, uint40 nextWindow);
     /// @notice The session has used all of its `maxUses`.

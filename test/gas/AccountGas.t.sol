@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
+import {SimpleAccount} from "@account-abstraction/contracts/accounts/SimpleAccount.sol";
+import {SimpleAccountFactory} from "@account-abstraction/contracts/accounts/SimpleAccountFactory.sol";
+import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+
+import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
+import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
+import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
+import {AccountTestBase} from "../utils/AccountTestBase.sol";
+
+/// @notice Gas of whole `handleOps` calls, TradingAccount beside the reference SimpleAccount v0.8 in the
+/// same run, written to snapshots/account.json (committed). Reproduce: `make gas`.
+/// Each "steady" figure is the second op of its kind, so both accounts pay the same warm costs (an
+/// EntryPoint deposit and a used nonce lane) and neither pays first-use storage.
+contract AccountGasTest is AccountTestBase {
+    SimpleAccountFactory internal simpleFactory;
+
+    function setUp() public override {
+        super.setUp();
+        simpleFactory = new SimpleAccountFactory(entryPoint);
+    }
+
+    function _orderCall() internal view returns (bytes memory) {
+        return _order(0, 1e18, 3000e18, false);
+    }
+
+    function _handleMeasured(PackedUserOperation memory op, string memory name) internal {
+        _handle(op);
+        vm.snapshotGasLastCall("account", name);
+    }
+
+    function test_gas_deployInFirstOp_trading() public {
+        uint256 pk = 0xB0B;
+        address sender = factory.getAddress(vm.addr(pk), 0);
+        vm.deal(sender, 1 ether);
+        PackedUserOperation memory op = _op(sender, 0, _orderCall());
+        op.initCode = abi.encodePacked(address(factory), abi.encodeCall(factory.createAccount, (vm.addr(pk), 0)));
+        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
+        _handleMeasured(op, "deployInFirstOp_TradingAccount");
+        assertEq(TradingAccount(payable(sender)).owner(), vm.addr(pk));
+    }
+
+    function test_gas_deployInFirstOp_simple() public {
+        uint256 pk = 0xB0B;
+        address sender = simpleFactory.getAddress(vm.addr(pk), 0);
+        vm.deal(sender, 1 ether);
+        PackedUserOperation memory op = _op(sender, 0, _orderCall());
+        op.initCode = abi.encodePacked(address(simpleFactory), abi.encodeCall(simpleFactory.createAccount, (vm.addr(pk), 0)));
+        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
+        _handleMeasured(op, "deployInFirstOp_SimpleAccount");
+        assertEq(SimpleAccount(payable(sender)).owner(), vm.addr(pk));
+    }
+
+    function test_gas_ownerOp_trading() public {
+        _handle(_ownerOp(_orderCall()));
+        _handleMeasured(_ownerOp(_orderCall()), "ownerOrder_TradingAccount");
+        assertEq(venue.orderCount(), 2);
+    }
+
+    function test_gas_ownerOp_simple() public {
+        uint256 pk = 0xB0B;
+        address sender = simpleFactory.getAddress(vm.addr(pk), 0);
+        vm.deal(sender, 1 ether);
+        PackedUserOperation memory op = _op(sender, 0, _orderCall());
+        op.initCode = abi.encodePacked(address(simpleFactory), abi.encodeCall(simpleFactory.createAccount, (vm.addr(pk), 0)));
+        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
+        _handle(op);
+        op = _op(sender, 1, _orderCall());
+        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
+        _handleMeasured(op, "ownerOrder_SimpleAccount");
+        assertEq(venue.orderCount(), 2);
+    }
+
+    /// A realistic trading key: rate limit, uses cap, market/size/notional rules, order and cancel.
+    function test_gas_sessionOp_trading() public {
+        ITradingAccount.SessionScope memory scope = _tradingScope();
+        scope.rateCount = 50;
+        scope.ratePeriod = 1;
+        scope.maxUses = 100_000;
+        _grant(sessionKey, scope);
+        _handle(_ownerOp(_orderCall()));
+        uint40 until = uint40(block.timestamp + 30);
+        _handle(_sessionOp(SESSION_PK, _orderCall(), until));
+        _handleMeasured(_sessionOp(SESSION_PK, _orderCall(), until), "sessionOrder_TradingAccount");
+        assertEq(venue.orderCount(), 3);
+    }
+
+    function test_gas_sessionBatch_trading() public {
+        _grant(sessionKey, _tradingScope());
+        _handle(_sessionOp(SESSION_PK, _orderCall(), uint40(block.timestamp + 30)));
+        BaseAccount.Call[] memory calls = new BaseAccount.Call[](2);
+        calls[0] = BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.cancelOrder, (0, 0)));
+        calls[1] = BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.placeOrder, (0, 2e18, 3000e18, false)));
+        bytes memory cd = abi.encodeCall(BaseAccount.executeBatch, (calls));
+        _handleMeasured(_sessionOp(SESSION_PK, cd, uint40(block.timestamp + 30)), "sessionCancelReplace_TradingAccount");
+        assertEq(venue.cancels(), 1);
+    }
+
+    function test_gas_enableInFirstOp_trading() public {
+        _handle(_ownerOp(_orderCall()));
+        _handleMeasured(
+            _enableOp(OWNER_PK, SESSION_PK, _tradingScope(), _orderCall(), uint40(block.timestamp + 30)),
+            "enableAndOrder_TradingAccount"
+        );
+        assertTrue(account.getSession(sessionKey).active);
+    }
+}
