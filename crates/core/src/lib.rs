@@ -1,0 +1,11 @@
+//! Keyscope's shared vocabulary, used by the relayer, the harness and the CLI.
+//!
+//! Everything here mirrors a rule of `contracts/account/TradingAccount.sol` bit for bit: a session key
+//! that disagrees with the contract about its nonce lane or its signature bytes gets its ops refused
+//! on-chain, so these encodings live in one place and are tested against the contract's own rules.
+
+pub mod nonce;
+pub mod session;
+
+pub use nonce::{NonceError, SessionLane};
+pub use session::{SessionSignError, SessionSigner};
