@@ -1,0 +1,43 @@
+# Keyscope — one entry point for people and CI.
+#
+#   make demo   start a local anvil, deploy, trade with a session key, watch refusals; exits when done
+#   make test   every test: forge (unit, fuzz, invariant) then cargo
+#   make gas    handleOps gas beside SimpleAccount v0.8 -> snapshots/account.json
+#
+# Set-up is part of every target: npm installs the pinned Foundry binaries, the wasm solc and the
+# contract libraries from package-lock.json (npm ci cannot be used: the lock lists only this
+# platform's Foundry binary packages).
+
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: all deps build test test-contracts test-rust gas demo clean
+
+all: test
+
+node_modules/.keyscope-installed: package.json package-lock.json
+	npm install --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.keyscope-installed
+
+build: deps
+	forge build
+
+test: test-contracts test-rust
+
+test-contracts: build
+	forge test
+
+test-rust:
+	cargo test --workspace
+
+gas: build
+	forge test --match-contract AccountGasTest
+	@cat snapshots/account.json
+
+demo: build
+	bash tools/demo.sh
+
+clean:
+	rm -rf out cache target node_modules/.keyscope-installed
