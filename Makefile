@@ -29,8 +29,10 @@ test: test-contracts test-rust
 test-contracts: build
 	forge test
 
+# Doc tests first, so the run closes on the unit and integration tests' counts.
 test-rust:
-	cargo test --workspace
+	cargo test --workspace --doc
+	cargo test --workspace --all-targets
 
 gas: build
 	forge test --match-contract AccountGasTest
