@@ -1,0 +1,571 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
+
+import {IPerpVenue} from "./IPerpVenue.sol";
+import {SignedPriceOracle} from "./SignedPriceOracle.sol";
+import {PerpMath} from "./libraries/PerpMath.sol";
+
+/// @title PerpVenue
+/// @notice A small cross-margin perpetual-futures venue. Orders fill immediately at the oracle price when
+/// it is within the order's limit (fill-or-kill: nothing rests, so nothing can be cancelled); the venue's
+/// liquidity pool takes the other side. Accounts are re-evaluated on every touch and move between
+/// Healthy, MarginCall, Liquidatable and Bankrupt, with events a portfolio feed can follow.
+/// @dev Formulas (quote = collateral units, see PerpMath):
+///   N   = |size| x oracle price                     (per position)
+///   AV  = collateral + sum(unrealised PnL - funding owed)
+///   IMR = sum(IMF x N),  MMR = sum(MMF x N)
+///   Healthy: AV >= IMR; MarginCall: MMR <= AV < IMR; Liquidatable: 0 <= AV < MMR; Bankrupt: AV < 0.
+/// Opening (anything that grows |size| or flips it) and withdrawing need AV >= IMR (plus the minimum
+/// liquidation reward while positions are open) afterwards; reducing is always allowed. Market ids are 0..63 (one bit each in an account's open-market map).
+contract PerpVenue is IPerpVenue, Ownable {
+    using SafeERC20 for IERC20;
+
+    enum AccountState {
+        Healthy,
+        MarginCall,
+        Liquidatable,
+        Bankrupt
+    }
+
+    /// @notice A market's risk parameters (fractions in WAD) and funding state.
+    struct Market {
+        bool listed;
+        /// Initial and maintenance margin fractions, taker fee and liquidation penalty (WAD).
+        uint64 imf;
+        uint64 mmf;
+        uint64 takerFee;
+        uint64 liquidationPenalty;
+        /// Largest |limit - oracle| / oracle an order may carry (WAD): keeps session notional caps binding.
+        uint64 maxLimitDeviation;
+        /// Largest |position| (18 decimals).
+        uint128 maxPosition;
+        /// Positions with a notional above this (quote) are liquidated in parts.
+        uint128 partialLiquidationNotional;
+        /// Funding rate per second (WAD), clamped to +/- maxFundingRate; longs pay shorts when positive.
+        int64 fundingRate;
+        uint64 lastFundingTime;
+        int256 fundingIndex;
+    }
+
+    /// @notice Parameters a market is listed with.
+    struct MarketParams {
+        uint64 imf;
+        uint64 mmf;
+        uint64 takerFee;
+        uint64 liquidationPenalty;
+        uint64 maxLimitDeviation;
+        uint128 maxPosition;
+        uint128 partialLiquidationNotional;
+    }
+
+    struct Position {
+        int256 size;
+        uint256 entryPrice;
+        int256 fundingIndex;
+    }
+
+    /// @notice One open position in a portfolio view.
+    struct PositionView {
+        uint32 marketId;
+        int256 size;
+        uint256 entryPrice;
+        uint256 markPrice;
+        uint256 notional;
+        int256 unrealisedPnl;
+        int256 fundingOwed;
+    }
+
+    /// @notice Everything a portfolio view needs, in one call.
+    struct Portfolio {
+        int256 collateral;
+        int256 accountValue;
+        uint256 initialMargin;
+        uint256 maintenanceMargin;
+        AccountState state;
+        PositionView[] positions;
+    }
+
+    uint256 internal constant WAD = 1e18;
+    uint32 public constant MAX_MARKETS = 64;
+    /// @notice Share of a position closed per partial liquidation (WAD).
+    uint256 public constant PARTIAL_LIQUIDATION_FRACTION = 0.25e18;
+    /// @notice Largest funding rate per second an owner can set (WAD): 0.01 %/hour.
+    int256 public constant MAX_FUNDING_RATE = int256(uint256(0.0001e18) / 3600);
+
+    IERC20 public immutable collateralToken;
+    SignedPriceOracle public immutable oracle;
+
+    /// @notice Liquidator reward bounds, in quote units.
+    uint256 public minLiquidationReward;
+    uint256 public maxLiquidationReward;
+
+    /// @notice Balances, in quote units. `pool` is the counterparty of every fill and may go negative.
+    int256 public pool;
+    uint256 public insuranceFund;
+    uint256 public feesCollected;
+    uint256 public badDebt;
+    uint256 public totalDeposits;
+    uint256 public totalWithdrawals;
+    uint256 public nextOrderId;
+
+    mapping(uint32 marketId => Market) internal _markets;
+    mapping(address account => int256) public collateralOf;
+    mapping(address account => mapping(uint32 marketId => Position)) internal _positions;
+    mapping(address account => uint64) public openMarkets;
+    mapping(address account => AccountState) public lastState;
+
+    event MarketListed(uint32 indexed marketId, MarketParams params);
+    event FundingRateSet(uint32 indexed marketId, int256 ratePerSecond);
+    event LiquidationRewardsSet(uint256 minReward, uint256 maxReward);
+    event PoolFunded(address indexed from, uint256 amount);
+    event InsuranceFunded(address indexed from, uint256 amount);
+    event Deposited(address indexed account, uint256 amount);
+    event Withdrawn(address indexed account, uint256 amount);
+    event OrderFilled(
+        address indexed account,
+        uint32 indexed marketId,
+        uint256 indexed orderId,
+        int256 sizeDelta,
+        uint256 price,
+        uint256 fee,
+        int256 realisedPnl,
+        int256 newSize
+    );
+    event FundingSettled(address indexed account, uint32 indexed marketId, int256 amount);
+    event AccountStateChanged(
+        address indexed account, AccountState previous, AccountState current, int256 accountValue, uint256 imr, uint256 mmr
+    );
+    event MarginCall(address indexed account, int256 accountValue, uint256 imr, uint256 mmr);
+    event Liquidated(
+        address indexed account,
+        uint32 indexed marketId,
+        address indexed liquidator,
+        int256 closedSize,
+        uint256 price,
+        uint256 penalty,
+        uint256 reward
+    );
+    event BadDebt(address indexed account, uint256 coveredByInsurance, uint256 uncovered);
+
+    error MarketNotListed(uint32 marketId);
+    error InvalidMarketParams(string reason);
+    error ZeroAmount();
+    error ZeroSize();
+    error LimitPriceNotMet(uint256 oraclePrice, uint256 limitPrice);
+    error LimitPriceOutsideBand(uint256 oraclePrice, uint256 limitPrice);
+    error ReduceOnlyViolation(int256 position, int256 sizeDelta);
+    error MaxPositionExceeded(int256 newSize, uint256 maxPosition);
+    error InsufficientMargin(int256 accountValue, uint256 initialMargin);
+    error InsufficientCollateral(int256 collateral, uint256 amount);
+    error NotLiquidatable(int256 accountValue, uint256 maintenanceMargin);
+    error NoPosition(address account, uint32 marketId);
+    error OrderNotCancellable(uint256 orderId);
+    error FundingRateTooHigh(int256 rate);
+    error SelfLiquidation();
+
+    /// @param initialOwner Lists markets and sets parameters.
+    /// @param collateral_ The collateral token (6 decimals on devnets).
+    /// @param oracle_ The signed-price oracle.
+    constructor(address initialOwner, IERC20 collateral_, SignedPriceOracle oracle_) Ownable(initialOwner) {
+        collateralToken = collateral_;
+        oracle = oracle_;
+        minLiquidationReward = 1e6;
+        maxLiquidationReward = 1_000e6;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 ADMIN
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Lists a market or changes its parameters. Owner only.
+    /// @param marketId 0..63.
+    /// @param p Risk parameters; MMF < IMF, penalty < MMF (so liquidation always improves health).
+    function listMarket(uint32 marketId, MarketParams calldata p) external onlyOwner {
+        if (marketId >= MAX_MARKETS) revert InvalidMarketParams("market id must be below 64");
+        if (p.mmf == 0 || p.mmf >= p.imf || p.imf > WAD) revert InvalidMarketParams("need 0 < MMF < IMF <= 1");
+        if (p.liquidationPenalty >= p.mmf) revert InvalidMarketParams("liquidation penalty must be below MMF");
+        if (p.takerFee >= p.mmf) revert InvalidMarketParams("taker fee must be below MMF");
+        if (p.maxLimitDeviation == 0 || p.maxLimitDeviation > WAD) revert InvalidMarketParams("bad limit deviation");
+        if (p.maxPosition == 0) revert InvalidMarketParams("zero max position");
+        Market storage m = _markets[marketId];
+        if (m.listed) _accrueFunding(marketId, m);
+        m.listed = true;
+        m.imf = p.imf;
+        m.mmf = p.mmf;
+        m.takerFee = p.takerFee;
+        m.liquidationPenalty = p.liquidationPenalty;
+        m.maxLimitDeviation = p.maxLimitDeviation;
+        m.maxPosition = p.maxPosition;
+        m.partialLiquidationNotional = p.partialLiquidationNotional;
+        if (m.lastFundingTime == 0) m.lastFundingTime = uint64(block.timestamp);
+        emit MarketListed(marketId, p);
+    }
+
+    /// @notice Sets a market's funding rate from the premium input. Owner only.
+    /// @param marketId The market.
+    /// @param ratePerSecond WAD per second; positive makes longs pay shorts. |rate| <= MAX_FUNDING_RATE.
+    function setFundingRate(uint32 marketId, int256 ratePerSecond) external onlyOwner {
+        Market storage m = _listed(marketId);
+        if (ratePerSecond > MAX_FUNDING_RATE || ratePerSecond < -MAX_FUNDING_RATE) {
+            revert FundingRateTooHigh(ratePerSecond);
+        }
+        _accrueFunding(marketId, m);
+        m.fundingRate = int64(ratePerSecond);
+        emit FundingRateSet(marketId, ratePerSecond);
+    }
+
+    /// @notice Sets the liquidator reward bounds (quote units). Owner only.
+    function setLiquidationRewards(uint256 minReward, uint256 maxReward) external onlyOwner {
+        if (minReward > maxReward) revert InvalidMarketParams("min reward above max reward");
+        minLiquidationReward = minReward;
+        maxLiquidationReward = maxReward;
+        emit LiquidationRewardsSet(minReward, maxReward);
+    }
+
+    /// @notice Adds collateral to the liquidity pool (the counterparty of every fill).
+    function fundPool(uint256 amount) external {
+        _pull(amount);
+        pool += int256(amount);
+        emit PoolFunded(msg.sender, amount);
+    }
+
+    /// @notice Adds collateral to the insurance fund.
+    function fundInsurance(uint256 amount) external {
+        _pull(amount);
+        insuranceFund += amount;
+        emit InsuranceFunded(msg.sender, amount);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                TRADING
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc IPerpVenue
+    function depositMargin(uint256 amount) external {
+        _pull(amount);
+        collateralOf[msg.sender] += int256(amount);
+        emit Deposited(msg.sender, amount);
+        _evaluate(msg.sender);
+    }
+
+    /// @inheritdoc IPerpVenue
+    function withdrawMargin(uint256 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        _settleAllFunding(msg.sender);
+        int256 c = collateralOf[msg.sender];
+        if (c < int256(amount)) revert InsufficientCollateral(c, amount);
+        collateralOf[msg.sender] = c - int256(amount);
+        _requireInitialMargin(msg.sender);
+        totalWithdrawals += amount;
+        collateralToken.safeTransfer(msg.sender, amount);
+        emit Withdrawn(msg.sender, amount);
+        _evaluate(msg.sender);
+    }
+
+    /// @inheritdoc IPerpVenue
+    function placeOrder(uint32 marketId, int256 sizeDelta, uint256 limitPrice, bool reduceOnly)
+        external
+        returns (uint256 orderId)
+    {
+        if (sizeDelta == 0) revert ZeroSize();
+        Market storage m = _listed(marketId);
+        (uint256 price,) = oracle.freshPrice(marketId);
+        _checkLimit(m, price, sizeDelta, limitPrice);
+
+        Position storage p = _positions[msg.sender][marketId];
+        int256 oldSize = p.size;
+        int256 newSize = oldSize + sizeDelta;
+        bool reduces = (oldSize > 0 && sizeDelta < 0 && newSize >= 0) || (oldSize < 0 && sizeDelta > 0 && newSize <= 0);
+        if (reduceOnly && !reduces) revert ReduceOnlyViolation(oldSize, sizeDelta);
+        if (!reduces && FixedPointMathLib.abs(newSize) > m.maxPosition) revert MaxPositionExceeded(newSize, m.maxPosition);
+
+        _accrueFunding(marketId, m);
+        _settleFunding(msg.sender, marketId, m);
+        uint256 fee = PerpMath.requirement(PerpMath.notional(sizeDelta, price), m.takerFee);
+        collateralOf[msg.sender] -= int256(fee);
+        feesCollected += fee;
+        int256 realised = _applyFill(msg.sender, marketId, p, sizeDelta, price, m.fundingIndex);
+
+        if (!reduces) _requireInitialMargin(msg.sender);
+        orderId = nextOrderId++;
+        emit OrderFilled(msg.sender, marketId, orderId, sizeDelta, price, fee, realised, p.size);
+        _evaluate(msg.sender);
+    }
+
+    /// @inheritdoc IPerpVenue
+    /// @dev Every order is fill-or-kill, so no order ever rests: this always reverts.
+    function cancelOrder(uint32, uint256 orderId) external pure {
+        revert OrderNotCancellable(orderId);
+    }
+
+    /// @notice Re-evaluates `account` (settling nothing), emitting a state change if its state moved.
+    /// @param account The account to evaluate.
+    /// @return state Its state now.
+    function poke(address account) external returns (AccountState state) {
+        return _evaluate(account);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               LIQUIDATION
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Liquidates `account`'s position in `marketId` while its value is below maintenance.
+    /// Positions with a notional above the market's threshold lose a quarter per call; smaller ones close
+    /// fully. The fill is at the oracle price, and the account pays a penalty (liquidation penalty x closed
+    /// notional) — the same as filling at the oracle price moved against the position by the penalty. The
+    /// caller gets a reward of the penalty clamped to [min, max] reward (the minimum makes dust worth
+    /// liquidating) and the insurance fund the rest; the account never pays more than its collateral. A
+    /// negative collateral left with no positions open is covered by the insurance fund, then recorded as
+    /// bad debt.
+    /// @param account The account to liquidate.
+    /// @param marketId The position to close.
+    function liquidate(address account, uint32 marketId) external {
+        if (account == msg.sender) revert SelfLiquidation();
+        Market storage m = _listed(marketId);
+        (uint256 price,) = oracle.freshPrice(marketId);
+        (int256 av,, uint256 mmr) = _health(account, true);
+        if (av >= int256(mmr)) revert NotLiquidatable(av, mmr);
+        Position storage p = _positions[account][marketId];
+        if (p.size == 0) revert NoPosition(account, marketId);
+
+        _accrueFunding(marketId, m);
+        _settleFunding(account, marketId, m);
+        int256 closeSize = -p.size;
+        if (PerpMath.notional(p.size, price) > m.partialLiquidationNotional) {
+            closeSize = closeSize * int256(PARTIAL_LIQUIDATION_FRACTION) / int256(WAD);
+            if (closeSize == 0) closeSize = -p.size;
+        }
+        _applyFill(account, marketId, p, closeSize, price, m.fundingIndex);
+
+        uint256 penalty = PerpMath.requirement(PerpMath.notional(closeSize, price), m.liquidationPenalty);
+        uint256 reward = FixedPointMathLib.clamp(penalty, minLiquidationReward, maxLiquidationReward);
+        // The account pays the penalty (the minimum reward on dust) out of the collateral it has left; the
+        // insurance fund tops up a reward the account cannot pay, so bankrupt accounts still get closed.
+        // Self-liquidation from a second address gains nothing: opening needs IMR + minLiquidationReward,
+        // and a top-up never exceeds max(penalty, min reward), which is less than that.
+        int256 left = collateralOf[account];
+        uint256 charge = FixedPointMathLib.min(FixedPointMathLib.max(penalty, reward), left > 0 ? uint256(left) : 0);
+        collateralOf[account] = left - int256(charge);
+        if (charge >= reward) {
+            insuranceFund += charge - reward;
+        } else {
+            uint256 topUp = FixedPointMathLib.min(reward - charge, insuranceFund);
+            insuranceFund -= topUp;
+            reward = charge + topUp;
+        }
+        collateralOf[msg.sender] += int256(reward);
+        emit Liquidated(account, marketId, msg.sender, closeSize, price, charge, reward);
+
+        if (openMarkets[account] == 0) _absorbBadDebt(account);
+        _evaluate(account);
+        _evaluate(msg.sender);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 VIEWS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice A market's parameters and funding state.
+    function market(uint32 marketId) external view returns (Market memory) {
+        return _markets[marketId];
+    }
+
+    /// @notice `account`'s position in `marketId`.
+    function position(address account, uint32 marketId) external view returns (Position memory) {
+        return _positions[account][marketId];
+    }
+
+    /// @notice Account value, requirements and state of `account` at the last oracle prices.
+    function health(address account)
+        external
+        view
+        returns (int256 accountValue, uint256 initialMargin, uint256 maintenanceMargin, AccountState state)
+    {
+        (accountValue, initialMargin, maintenanceMargin) = _health(account, false);
+        state = _stateOf(accountValue, initialMargin, maintenanceMargin);
+    }
+
+    /// @notice The whole portfolio of `account`: collateral, value, requirements, state and positions.
+    function portfolio(address account) external view returns (Portfolio memory pf) {
+        pf.collateral = collateralOf[account];
+        (pf.accountValue, pf.initialMargin, pf.maintenanceMargin) = _health(account, false);
+        pf.state = _stateOf(pf.accountValue, pf.initialMargin, pf.maintenanceMargin);
+        uint64 open = openMarkets[account];
+        pf.positions = new PositionView[](_popCount(open));
+        uint256 k;
+        for (uint32 id; open != 0; ++id) {
+            if (open & 1 != 0) {
+                Position storage p = _positions[account][id];
+                (uint256 price,) = oracle.lastPrice(id);
+                int256 index = _currentIndex(_markets[id], price);
+                pf.positions[k++] = PositionView({
+                    marketId: id,
+                    size: p.size,
+                    entryPrice: p.entryPrice,
+                    markPrice: price,
+                    notional: PerpMath.notional(p.size, price),
+                    unrealisedPnl: PerpMath.pnl(p.size, p.entryPrice, price),
+                    fundingOwed: PerpMath.fundingOwed(p.size, index, p.fundingIndex)
+                });
+            }
+            open >>= 1;
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               INTERNALS
+    //////////////////////////////////////////////////////////////*/
+
+    function _listed(uint32 marketId) internal view returns (Market storage m) {
+        m = _markets[marketId];
+        if (!m.listed) revert MarketNotListed(marketId);
+    }
+
+    function _pull(uint256 amount) internal {
+        if (amount == 0) revert ZeroAmount();
+        collateralToken.safeTransferFrom(msg.sender, address(this), amount);
+        totalDeposits += amount;
+    }
+
+    /// @dev Fills only at the oracle price within the limit, and only for limits inside the price band.
+    function _checkLimit(Market storage m, uint256 price, int256 sizeDelta, uint256 limitPrice) internal view {
+        if (sizeDelta > 0 ? price > limitPrice : price < limitPrice) revert LimitPriceNotMet(price, limitPrice);
+        uint256 deviation = limitPrice > price ? limitPrice - price : price - limitPrice;
+        if (deviation * WAD > uint256(m.maxLimitDeviation) * price) revert LimitPriceOutsideBand(price, limitPrice);
+    }
+
+    /// @dev Moves `p` by `delta` at `price`: realised PnL flows between the account and the pool.
+    function _applyFill(address account, uint32 marketId, Position storage p, int256 delta, uint256 price, int256 index)
+        internal
+        returns (int256 realised)
+    {
+        int256 size = p.size;
+        int256 newSize = size + delta;
+        if (size == 0 || (size > 0) == (delta > 0)) {
+            p.entryPrice = size == 0 ? price : PerpMath.averageEntry(size, p.entryPrice, delta, price);
+        } else {
+            // Reduce (and maybe flip): the closed part realises PnL against the entry price.
+            int256 closed = FixedPointMathLib.abs(delta) > FixedPointMathLib.abs(size) ? -size : delta;
+            realised = PerpMath.pnl(-closed, p.entryPrice, price);
+            collateralOf[account] += realised;
+            pool -= realised;
+            if (newSize != 0 && (newSize > 0) != (size > 0)) p.entryPrice = price;
+        }
+        p.size = newSize;
+        p.fundingIndex = index;
+        if (newSize == 0) {
+            p.entryPrice = 0;
+            openMarkets[account] &= ~uint64(1 << marketId);
+        } else {
+            openMarkets[account] |= uint64(1 << marketId);
+        }
+    }
+
+    function _accrueFunding(uint32 marketId, Market storage m) internal {
+        (uint256 price,) = oracle.lastPrice(marketId);
+        m.fundingIndex = _currentIndex(m, price);
+        m.lastFundingTime = uint64(block.timestamp);
+    }
+
+    function _currentIndex(Market storage m, uint256 price) internal view returns (int256) {
+        uint256 dt = block.timestamp - m.lastFundingTime;
+        return m.fundingIndex + PerpMath.fundingIndexDelta(m.fundingRate, price, dt);
+    }
+
+    /// @dev Pays `account`'s funding in `marketId` since its last touch: account <-> pool.
+    function _settleFunding(address account, uint32 marketId, Market storage m) internal {
+        Position storage p = _positions[account][marketId];
+        if (p.size != 0) {
+            int256 owed = PerpMath.fundingOwed(p.size, m.fundingIndex, p.fundingIndex);
+            collateralOf[account] -= owed;
+            pool += owed;
+            if (owed != 0) emit FundingSettled(account, marketId, owed);
+        }
+        p.fundingIndex = m.fundingIndex;
+    }
+
+    function _settleAllFunding(address account) internal {
+        uint64 open = openMarkets[account];
+        for (uint32 id; open != 0; ++id) {
+            if (open & 1 != 0) {
+                Market storage m = _markets[id];
+                _accrueFunding(id, m);
+                _settleFunding(account, id, m);
+            }
+            open >>= 1;
+        }
+    }
+
+    /// @dev AV, IMR and MMR. `requireFresh` makes a stale price revert (trading, withdrawing, liquidating);
+    /// views use the last price whatever its age.
+    function _health(address account, bool requireFresh) internal view returns (int256 av, uint256 imr, uint256 mmr) {
+        av = collateralOf[account];
+        uint64 open = openMarkets[account];
+        for (uint32 id; open != 0; ++id) {
+            if (open & 1 != 0) {
+                Market storage m = _markets[id];
+                uint256 price;
+                if (requireFresh) (price,) = oracle.freshPrice(id);
+                else (price,) = oracle.lastPrice(id);
+                Position storage p = _positions[account][id];
+                uint256 n = PerpMath.notional(p.size, price);
+                av += PerpMath.pnl(p.size, p.entryPrice, price)
+                    - PerpMath.fundingOwed(p.size, _currentIndex(m, price), p.fundingIndex);
+                imr += PerpMath.requirement(n, m.imf);
+                mmr += PerpMath.requirement(n, m.mmf);
+            }
+            open >>= 1;
+        }
+    }
+
+    /// @dev Opening and withdrawing: AV >= IMR, plus the minimum liquidation reward while positions are
+    /// open (a reserve that pays whoever has to liquidate the account).
+    function _requireInitialMargin(address account) internal view {
+        (int256 av, uint256 imr,) = _health(account, true);
+        uint256 required = openMarkets[account] == 0 ? imr : imr + minLiquidationReward;
+        if (av < int256(required)) revert InsufficientMargin(av, required);
+    }
+
+    function _stateOf(int256 av, uint256 imr, uint256 mmr) internal pure returns (AccountState) {
+        if (av < 0) return AccountState.Bankrupt;
+        if (av < int256(mmr)) return AccountState.Liquidatable;
+        if (av < int256(imr)) return AccountState.MarginCall;
+        return AccountState.Healthy;
+    }
+
+    /// @dev Stores the account's state, with events when it changes (MarginCall once per crossing).
+    function _evaluate(address account) internal returns (AccountState state) {
+        (int256 av, uint256 imr, uint256 mmr) = _health(account, false);
+        state = _stateOf(av, imr, mmr);
+        AccountState previous = lastState[account];
+        if (state != previous) {
+            lastState[account] = state;
+            emit AccountStateChanged(account, previous, state, av, imr, mmr);
+            if (state == AccountState.MarginCall) emit MarginCall(account, av, imr, mmr);
+        }
+    }
+
+    /// @dev An account with no positions and negative collateral: the insurance fund pays what it can to
+    /// the pool, and the rest is recorded as bad debt.
+    function _absorbBadDebt(address account) internal {
+        int256 c = collateralOf[account];
+        if (c >= 0) return;
+        uint256 shortfall = uint256(-c);
+        uint256 covered = FixedPointMathLib.min(shortfall, insuranceFund);
+        insuranceFund -= covered;
+        badDebt += shortfall - covered;
+        collateralOf[account] = 0;
+        // The pool already booked the account's losses; it receives only what insurance pays.
+        pool -= int256(shortfall - covered);
+        emit BadDebt(account, covered, shortfall - covered);
+    }
+
+    function _popCount(uint64 x) internal pure returns (uint256 n) {
+        for (; x != 0; x &= x - 1) ++n;
+    }
+}
