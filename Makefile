@@ -2,7 +2,7 @@
 #
 #   make demo   start a local anvil, deploy, trade with a session key, watch refusals; exits when done
 #   make test   every test: forge (unit, fuzz, invariant) then cargo
-#   make gas    handleOps gas beside SimpleAccount v0.8 -> snapshots/account.json
+#   make gas    gas of handleOps (beside SimpleAccount v0.8) and of venue calls -> snapshots/*.json
 #
 # Set-up is part of every target: npm installs the pinned Foundry binaries, the wasm solc and the
 # contract libraries from package-lock.json (npm ci cannot be used: the lock lists only this
@@ -26,8 +26,11 @@ build: deps
 
 test: test-contracts test-rust
 
+# Gas tests run isolated (one transaction per call, cold storage as on a real chain) and must match
+# the committed snapshots/*.json: after a contract change, `make gas` rewrites them.
 test-contracts: build
-	forge test
+	forge test --no-match-path 'test/gas/*'
+	FORGE_SNAPSHOT_CHECK=true forge test --isolate --match-path 'test/gas/*'
 
 # Doc tests first, so the run closes on the unit and integration tests' counts.
 test-rust:
@@ -35,8 +38,8 @@ test-rust:
 	cargo test --workspace --all-targets
 
 gas: build
-	forge test --match-contract AccountGasTest
-	@cat snapshots/account.json
+	forge test --isolate --match-path 'test/gas/*'
+	@cat snapshots/account.json snapshots/venue.json
 
 demo: build
 	bash tools/demo.sh

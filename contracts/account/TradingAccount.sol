@@ -352,9 +352,13 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         uint40 earliest = opValidUntil > ttl ? opValidUntil - ttl - 1 : 0;
         validAfter = s.validAfter() > earliest ? s.validAfter() : earliest;
 
+        uint16 rateCount = s.rateCount();
+        uint32 usesLeft = s.usesLeft();
+        // No counters to move: nothing to store.
+        if (rateCount == 0 && usesLeft == UNLIMITED_USES) return (validAfter, s);
+
         uint40 windowStart = s.windowStart();
         uint16 windowUsed = s.windowUsed();
-        uint16 rateCount = s.rateCount();
         if (rateCount != 0) {
             uint40 period = s.ratePeriod();
             if (uint256(windowStart) + period <= earliest) {
@@ -368,7 +372,6 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
             if (windowStart > validAfter) validAfter = windowStart;
         }
 
-        uint32 usesLeft = s.usesLeft();
         if (usesLeft != UNLIMITED_USES) {
             if (usesLeft == 0) revert SessionExhausted(key);
             usesLeft -= 1;
@@ -516,19 +519,37 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         return s.validUntil() != 0 && s.grantId() > $.revokeFloor;
     }
 
-    function _ruleId(address key, uint32 grantId, address target, bytes4 selector) internal pure returns (bytes32) {
-        return keccak256(abi.encodePacked(key, grantId, target, selector));
+    /// @dev keccak256(abi.encodePacked(key, grantId, target, selector)), hashed in scratch memory.
+    function _ruleId(address key, uint32 grantId, address target, bytes4 selector) internal pure returns (bytes32 id) {
+        assembly ("memory-safe") {
+            // 20 + 4 + 20 + 4 = 48 bytes at 0x00..0x30 (scratch space and the free memory pointer's
+            // first half), packed from the right: the pointer word at 0x40 is not touched.
+            let m := mload(0x40)
+            mstore(0x00, shl(96, key))
+            mstore(0x14, shl(224, grantId))
+            mstore(0x18, shl(96, target))
+            mstore(0x2c, selector)
+            id := keccak256(0x00, 0x30)
+            mstore(0x40, m)
+        }
     }
 
     /// @dev ecrecover of a 65-byte calldata signature; malformed signatures revert, a wrong one yields
     /// an address that is not the expected signer (possibly zero, which is never an owner or a key).
     function _recover(bytes32 digest, bytes calldata sig) internal pure returns (address signer) {
         if (sig.length != 65) revert InvalidSignatureLength(sig.length);
-        uint8 v = uint8(sig[64]);
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            // The length is checked above: r, s and v lie inside `sig`.
+            r := calldataload(sig.offset)
+            s := calldataload(add(sig.offset, 0x20))
+            v := byte(0, calldataload(add(sig.offset, 0x40)))
+        }
         if (v != 27 && v != 28) revert InvalidSignatureV(v);
-        bytes32 s = bytes32(sig[32:64]);
         if (uint256(s) > HALF_CURVE_ORDER) revert InvalidSignatureS(s);
-        signer = ecrecover(digest, v, bytes32(sig[:32]), s);
+        signer = ecrecover(digest, v, r, s);
     }
 
     /// @dev `_recover` for a signature held in memory (enable-mode owner grants).

@@ -74,17 +74,27 @@ contract AccountGasTest is AccountTestBase {
         assertEq(venue.orderCount(), 2);
     }
 
-    /// A realistic trading key: rate limit, uses cap, market/size/notional rules, order and cancel.
+    /// A trading key with market, size, notional and validity rules (the scope shape of the baseline
+    /// comparisons: no counters to update).
     function test_gas_sessionOp_trading() public {
+        _measureSessionOrder(_tradingScope(), "sessionOrder_TradingAccount");
+    }
+
+    /// The same key with a rate limit and a total-uses cap, which cost one storage write per op.
+    function test_gas_sessionOp_rateLimited() public {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         scope.rateCount = 50;
         scope.ratePeriod = 1;
         scope.maxUses = 100_000;
+        _measureSessionOrder(scope, "sessionOrderRateLimited_TradingAccount");
+    }
+
+    function _measureSessionOrder(ITradingAccount.SessionScope memory scope, string memory name) internal {
         _grant(sessionKey, scope);
         _handle(_ownerOp(_orderCall()));
         uint40 until = uint40(block.timestamp + 30);
         _handle(_sessionOp(SESSION_PK, _orderCall(), until));
-        _handleMeasured(_sessionOp(SESSION_PK, _orderCall(), until), "sessionOrder_TradingAccount");
+        _handleMeasured(_sessionOp(SESSION_PK, _orderCall(), until), name);
         assertEq(venue.orderCount(), 3);
     }
 
