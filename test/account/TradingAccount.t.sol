@@ -223,6 +223,11 @@ contract TradingAccountTest is AccountTestBase {
         assertEq(account.owner(), owner, "storage survives the upgrade");
     }
 
+    /// EIP-170: the implementation must stay deployable on real chains (forge's EVM would not stop it).
+    function test_implementation_fitsCodeSizeLimit() public view {
+        assertLe(address(factory.accountImplementation()).code.length, 24_576);
+    }
+
     function test_canonicalEntryPoint_deployIsIdempotent() public {
         assertEq(address(CanonicalEntryPoint.deploy()), address(entryPoint));
     }
