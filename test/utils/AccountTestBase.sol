@@ -12,7 +12,7 @@ import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccoun
 import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
 import {CanonicalEntryPoint} from "../../script/CanonicalEntryPoint.sol";
 import {RecordingVenue} from "../mocks/RecordingVenue.sol";
-import {TestUSD} from "../mocks/TestUSD.sol";
+import {TestUSD} from "../../contracts/venue/TestUSD.sol";
 
 /// @notice Shared set-up for account tests: the canonical EntryPoint v0.8 from its published artifact,
 /// the factory, a funded account, a venue, and helpers that build, sign and send real UserOps.
@@ -34,7 +34,7 @@ abstract contract AccountTestBase is Test {
         vm.warp(T0);
         entryPoint = CanonicalEntryPoint.deploy();
         factory = new AccountFactory(entryPoint);
-        usd = new TestUSD();
+        usd = new TestUSD(address(this));
         venue = new RecordingVenue(usd);
         owner = vm.addr(OWNER_PK);
         sessionKey = vm.addr(SESSION_PK);

@@ -12,7 +12,7 @@ import {TradingAccount} from "../../../contracts/account/TradingAccount.sol";
 import {ITradingAccount} from "../../../contracts/account/interfaces/ITradingAccount.sol";
 import {IPerpVenue} from "../../../contracts/venue/IPerpVenue.sol";
 import {RecordingVenue} from "../../mocks/RecordingVenue.sol";
-import {TestUSD} from "../../mocks/TestUSD.sol";
+import {TestUSD} from "../../../contracts/venue/TestUSD.sol";
 
 /// @notice Invariant handler: an attacker who holds a live session key (and the keys of a revoked and an
 /// expired session) and tries everything — random and hostile calls, batches, foreign nonce lanes, time
