@@ -13,6 +13,7 @@ import {IPerpVenue} from "../contracts/venue/IPerpVenue.sol";
 import {PerpVenue} from "../contracts/venue/PerpVenue.sol";
 import {SignedPriceOracle} from "../contracts/venue/SignedPriceOracle.sol";
 import {TestUSD} from "../contracts/venue/TestUSD.sol";
+import {UserOps} from "./UserOps.sol";
 
 /// @title Demo
 /// @notice A trader's day on a local chain, sent as real transactions: two accounts deployed by their
@@ -145,13 +146,8 @@ contract Demo is Script {
                                 USER OPS
     //////////////////////////////////////////////////////////////*/
 
-    function _op(address sender, uint256 nonce, bytes memory callData) internal pure returns (PackedUserOperation memory op) {
-        op.sender = sender;
-        op.nonce = nonce;
-        op.callData = callData;
-        op.accountGasLimits = bytes32((uint256(400_000) << 128) | 400_000);
-        op.preVerificationGas = 60_000;
-        op.gasFees = bytes32((uint256(1 gwei) << 128) | 10 gwei);
+    function _op(address sender, uint256 nonce, bytes memory callData) internal pure returns (PackedUserOperation memory) {
+        return UserOps.build(sender, nonce, callData, 400_000, 400_000);
     }
 
     function _sign(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {
@@ -169,10 +165,10 @@ contract Demo is Script {
         address key = vm.addr(sessionPk);
         op = _op(address(account), entryPoint.getNonce(address(account), account.sessionNonceKey(key, 0)), callData);
         uint48 until = uint48(block.timestamp + 60);
-        bytes32 digest = keccak256(
-            abi.encodePacked(entryPoint.getUserOpHash(op), until, bytes32(uint256(account.getSession(key).grantId)))
-        );
-        op.signature = abi.encodePacked(uint8(0x01), until, _sign(sessionPk, digest));
+        bytes32 digest =
+            UserOps.sessionDigest(entryPoint.getUserOpHash(op), until, UserOps.grantBinding(account.getSession(key).grantId));
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(sessionPk, digest);
+        op.signature = UserOps.sessionSignature(until, v, r, s);
     }
 
     function _sessionOp(TradingAccount account, bytes memory callData) internal {

@@ -33,6 +33,8 @@ contract PerpVenue is IPerpVenue, Ownable {
     }
 
     /// @notice A market's risk parameters (fractions in WAD) and funding state.
+    /// @dev Repeats MarketParams' fields rather than nesting the struct: nested, `listed` and the funding
+    /// fields would each start a slot of their own and every order would read two more cold slots.
     struct Market {
         bool listed;
         /// Initial and maintenance margin fractions, taker fee and liquidation penalty (WAD).

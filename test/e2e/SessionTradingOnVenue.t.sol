@@ -14,6 +14,7 @@ import {PerpVenue} from "../../contracts/venue/PerpVenue.sol";
 import {SignedPriceOracle} from "../../contracts/venue/SignedPriceOracle.sol";
 import {TestUSD} from "../../contracts/venue/TestUSD.sol";
 import {CanonicalEntryPoint} from "../../script/CanonicalEntryPoint.sol";
+import {UserOps} from "../../script/UserOps.sol";
 
 /// @notice End to end: a TradingAccount on the canonical EntryPoint, trading on the real venue through a
 /// session key scoped to it.
@@ -97,12 +98,8 @@ contract SessionTradingOnVenueTest is Test {
         scope.permissions[1].selector = IPerpVenue.depositMargin.selector;
     }
 
-    function _op(uint256 nonce, bytes memory callData) internal pure returns (PackedUserOperation memory op) {
-        op.nonce = nonce;
-        op.callData = callData;
-        op.accountGasLimits = bytes32((uint256(1_000_000) << 128) | 1_000_000);
-        op.preVerificationGas = 50_000;
-        op.gasFees = bytes32((uint256(1 gwei) << 128) | 2 gwei);
+    function _op(uint256 nonce, bytes memory callData) internal view returns (PackedUserOperation memory) {
+        return UserOps.build(address(account), nonce, callData, 1_000_000, 1_000_000);
     }
 
     function _send(PackedUserOperation memory op) internal {
@@ -113,7 +110,6 @@ contract SessionTradingOnVenueTest is Test {
 
     function _ownerOp(bytes memory callData) internal {
         PackedUserOperation memory op = _op(entryPoint.getNonce(address(account), 0), callData);
-        op.sender = address(account);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(OWNER_PK, entryPoint.getUserOpHash(op));
         op.signature = abi.encodePacked(r, s, v);
         _send(op);
@@ -121,13 +117,11 @@ contract SessionTradingOnVenueTest is Test {
 
     function _sessionOp(bytes memory callData) internal view returns (PackedUserOperation memory op) {
         op = _op(entryPoint.getNonce(address(account), account.sessionNonceKey(key, 0)), callData);
-        op.sender = address(account);
-        uint40 until = uint40(block.timestamp + 30);
-        bytes32 digest = keccak256(
-            abi.encodePacked(entryPoint.getUserOpHash(op), uint48(until), bytes32(uint256(account.getSession(key).grantId)))
-        );
+        uint48 until = uint48(block.timestamp + 30);
+        bytes32 digest =
+            UserOps.sessionDigest(entryPoint.getUserOpHash(op), until, UserOps.grantBinding(account.getSession(key).grantId));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(KEY_PK, digest);
-        op.signature = abi.encodePacked(uint8(1), uint48(until), r, s, v);
+        op.signature = UserOps.sessionSignature(until, v, r, s);
     }
 
     function _order(uint32 marketId, int256 size, uint256 limit, bool reduceOnly) internal view returns (bytes memory) {

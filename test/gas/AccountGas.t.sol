@@ -44,14 +44,9 @@ contract AccountGasTest is AccountTestBase {
     }
 
     function test_gas_deployInFirstOp_simple() public {
-        uint256 pk = 0xB0B;
-        address sender = simpleFactory.getAddress(vm.addr(pk), 0);
-        vm.deal(sender, 1 ether);
-        PackedUserOperation memory op = _op(sender, 0, _orderCall());
-        op.initCode = abi.encodePacked(address(simpleFactory), abi.encodeCall(simpleFactory.createAccount, (vm.addr(pk), 0)));
-        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
+        (address sender, PackedUserOperation memory op) = _simpleFirstOp(0xB0B);
         _handleMeasured(op, "deployInFirstOp_SimpleAccount");
-        assertEq(SimpleAccount(payable(sender)).owner(), vm.addr(pk));
+        assertEq(SimpleAccount(payable(sender)).owner(), vm.addr(0xB0B));
     }
 
     function test_gas_ownerOp_trading() public {
@@ -61,17 +56,21 @@ contract AccountGasTest is AccountTestBase {
     }
 
     function test_gas_ownerOp_simple() public {
-        uint256 pk = 0xB0B;
-        address sender = simpleFactory.getAddress(vm.addr(pk), 0);
-        vm.deal(sender, 1 ether);
-        PackedUserOperation memory op = _op(sender, 0, _orderCall());
-        op.initCode = abi.encodePacked(address(simpleFactory), abi.encodeCall(simpleFactory.createAccount, (vm.addr(pk), 0)));
-        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
+        (address sender, PackedUserOperation memory op) = _simpleFirstOp(0xB0B);
         _handle(op);
         op = _op(sender, 1, _orderCall());
-        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
+        op.signature = _sign(0xB0B, entryPoint.getUserOpHash(op));
         _handleMeasured(op, "ownerOrder_SimpleAccount");
         assertEq(venue.orderCount(), 2);
+    }
+
+    /// @dev A SimpleAccount's first op, deploying it through its factory and placing one order.
+    function _simpleFirstOp(uint256 pk) internal returns (address sender, PackedUserOperation memory op) {
+        sender = simpleFactory.getAddress(vm.addr(pk), 0);
+        vm.deal(sender, 1 ether);
+        op = _op(sender, 0, _orderCall());
+        op.initCode = abi.encodePacked(address(simpleFactory), abi.encodeCall(simpleFactory.createAccount, (vm.addr(pk), 0)));
+        op.signature = _sign(pk, entryPoint.getUserOpHash(op));
     }
 
     /// A trading key with market, size, notional and validity rules (the scope shape of the baseline

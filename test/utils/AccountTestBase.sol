@@ -11,6 +11,7 @@ import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
 import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
 import {CanonicalEntryPoint} from "../../script/CanonicalEntryPoint.sol";
+import {UserOps} from "../../script/UserOps.sol";
 import {RecordingVenue} from "../mocks/RecordingVenue.sol";
 import {TestUSD} from "../../contracts/venue/TestUSD.sol";
 
@@ -111,14 +112,9 @@ abstract contract AccountTestBase is Test {
     function _op(address sender, uint256 nonce, bytes memory callData)
         internal
         pure
-        returns (PackedUserOperation memory op)
+        returns (PackedUserOperation memory)
     {
-        op.sender = sender;
-        op.nonce = nonce;
-        op.callData = callData;
-        op.accountGasLimits = bytes32((uint256(1_000_000) << 128) | 1_000_000);
-        op.preVerificationGas = 50_000;
-        op.gasFees = bytes32((uint256(1 gwei) << 128) | 2 gwei);
+        return UserOps.build(sender, nonce, callData, 1_000_000, 1_000_000);
     }
 
     function _sign(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {
@@ -149,8 +145,9 @@ abstract contract AccountTestBase is Test {
     }
 
     function _signSession(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId) internal view {
-        bytes32 digest = keccak256(abi.encodePacked(entryPoint.getUserOpHash(op), uint48(opValidUntil), bytes32(uint256(grantId))));
-        op.signature = abi.encodePacked(uint8(0x01), uint48(opValidUntil), _sign(pk, digest));
+        bytes32 digest = UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, UserOps.grantBinding(grantId));
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
+        op.signature = UserOps.sessionSignature(opValidUntil, v, r, s);
     }
 
     /// @dev An enable-mode op: the owner's grant signature rides in the key's first op.
@@ -175,8 +172,8 @@ abstract contract AccountTestBase is Test {
         bytes32 grantDigest,
         bytes memory ownerSig
     ) internal view {
-        bytes32 digest = keccak256(abi.encodePacked(entryPoint.getUserOpHash(op), uint48(opValidUntil), grantDigest));
-        op.signature = abi.encodePacked(uint8(0x02), uint48(opValidUntil), _sign(keyPk, digest), abi.encode(scope, ownerSig));
+        bytes32 digest = UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, grantDigest);
+        op.signature = UserOps.enableSignature(opValidUntil, _sign(keyPk, digest), abi.encode(scope, ownerSig));
     }
 
     /// @dev Revert data the next `_handle` must end with (set by the `_expect*` helpers). Kept until

@@ -12,6 +12,7 @@ import {TradingAccount} from "../../../contracts/account/TradingAccount.sol";
 import {ITradingAccount} from "../../../contracts/account/interfaces/ITradingAccount.sol";
 import {IPerpVenue} from "../../../contracts/venue/IPerpVenue.sol";
 import {RecordingVenue} from "../../mocks/RecordingVenue.sol";
+import {UserOps} from "../../../script/UserOps.sol";
 import {TestUSD} from "../../../contracts/venue/TestUSD.sol";
 
 /// @notice Invariant handler: an attacker who holds a live session key (and the keys of a revoked and an
@@ -100,9 +101,9 @@ contract SessionAttacker is CommonBase, StdCheats, StdUtils {
             _op(entryPoint.getNonce(address(account), account.sessionNonceKey(key, 0)), _callData(kind, arg));
         uint40 until = uint40(block.timestamp + 30);
         // The key re-signs for this op; the grant (scope and owner signature) is the old one.
-        bytes32 digest = keccak256(abi.encodePacked(entryPoint.getUserOpHash(op), uint48(until), _enableGrantDigest));
+        bytes32 digest = UserOps.sessionDigest(entryPoint.getUserOpHash(op), until, _enableGrantDigest);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(_enableKeyPk, digest);
-        op.signature = abi.encodePacked(uint8(0x02), uint48(until), r, s, v, _enablePayload);
+        op.signature = UserOps.enableSignature(until, abi.encodePacked(r, s, v), _enablePayload);
         if (_try(op)) replayAccepted += 1;
     }
 
@@ -168,20 +169,15 @@ contract SessionAttacker is CommonBase, StdCheats, StdUtils {
         return abi.encodeCall(BaseAccount.execute, (target, value, data));
     }
 
-    function _op(uint256 nonce, bytes memory callData) internal view returns (PackedUserOperation memory op) {
-        op.sender = address(account);
-        op.nonce = nonce;
-        op.callData = callData;
-        op.accountGasLimits = bytes32((uint256(1_000_000) << 128) | 1_000_000);
-        op.preVerificationGas = 50_000;
-        op.gasFees = bytes32((uint256(1 gwei) << 128) | 2 gwei);
+    function _op(uint256 nonce, bytes memory callData) internal view returns (PackedUserOperation memory) {
+        return UserOps.build(address(account), nonce, callData, 1_000_000, 1_000_000);
     }
 
     function _signSession(PackedUserOperation memory op, uint256 pk, uint40 until) internal view {
         uint32 grantId = account.getSession(vm.addr(pk)).grantId;
-        bytes32 digest = keccak256(abi.encodePacked(entryPoint.getUserOpHash(op), uint48(until), bytes32(uint256(grantId))));
+        bytes32 digest = UserOps.sessionDigest(entryPoint.getUserOpHash(op), until, UserOps.grantBinding(grantId));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
-        op.signature = abi.encodePacked(uint8(0x01), uint48(until), r, s, v);
+        op.signature = UserOps.sessionSignature(until, v, r, s);
     }
 
     function executedCount() external view returns (uint256) {

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+
+/// @title UserOps
+/// @notice Builds v0.8 UserOperations and TradingAccount session signatures, for scripts and tests alike
+/// (crates/core does the same in Rust; a shared test vector keeps the two equal).
+library UserOps {
+    /// @notice Signature mode byte of a plain session op.
+    uint8 internal constant MODE_SESSION = 0x01;
+    /// @notice Signature mode byte of an enable-in-first-op session op.
+    uint8 internal constant MODE_ENABLE = 0x02;
+
+    /// @notice An unsigned op with 1 gwei tip, 2 gwei max fee and the given gas limits.
+    function build(address sender, uint256 nonce, bytes memory callData, uint128 verificationGas, uint128 callGas)
+        internal
+        pure
+        returns (PackedUserOperation memory op)
+    {
+        op.sender = sender;
+        op.nonce = nonce;
+        op.callData = callData;
+        op.accountGasLimits = bytes32((uint256(verificationGas) << 128) | callGas);
+        op.preVerificationGas = 60_000;
+        op.gasFees = bytes32((uint256(1 gwei) << 128) | 10 gwei);
+    }
+
+    /// @notice What a session key signs: keccak256(userOpHash ‖ uint48 opValidUntil ‖ binding), where
+    /// binding is the grant id (plain mode) or the grant's EIP-712 digest (enable mode).
+    function sessionDigest(bytes32 userOpHash, uint48 opValidUntil, bytes32 binding) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(userOpHash, opValidUntil, binding));
+    }
+
+    /// @notice The grant-id binding of a plain session op.
+    function grantBinding(uint32 grantId) internal pure returns (bytes32) {
+        return bytes32(uint256(grantId));
+    }
+
+    /// @notice `userOp.signature` of a plain session op.
+    function sessionSignature(uint48 opValidUntil, uint8 v, bytes32 r, bytes32 s) internal pure returns (bytes memory) {
+        return abi.encodePacked(MODE_SESSION, opValidUntil, r, s, v);
+    }
+
+    /// @notice `userOp.signature` of an enable-mode op: the key's signature, then the grant and the owner's.
+    function enableSignature(uint48 opValidUntil, bytes memory keySignature, bytes memory enablePayload)
+        internal
+        pure
+        returns (bytes memory)
+    {
+        return abi.encodePacked(MODE_ENABLE, opValidUntil, keySignature, enablePayload);
+    }
+}
