@@ -4,8 +4,11 @@
 //! that disagrees with the contract about its nonce lane or its signature bytes gets its ops refused
 //! on-chain, so these encodings live in one place and are tested against the contract's own rules.
 
+pub mod bindings;
 pub mod nonce;
 pub mod session;
+pub mod user_op;
 
 pub use nonce::{NonceError, SessionLane};
 pub use session::{SessionSignError, SessionSigner};
+pub use user_op::{ENTRY_POINT_V08, PackedUserOperation, UserOpError, user_op_hash};
