@@ -14,7 +14,8 @@ import {CanonicalEntryPoint} from "./CanonicalEntryPoint.sol";
 /// @notice The one source of deployment truth: EntryPoint v0.8 (canonical address), the account factory,
 /// the collateral token, the signed-price oracle and the venue with BTC (0) and ETH (1) listed. Every
 /// contract goes through the deterministic CREATE2 deployer, so running it again on a chain where it ran
-/// finds everything in place and changes nothing. Writes deployments/<chainId>.json.
+/// finds everything in place and changes nothing. Writes deployments/<chainId>.json (addresses and
+/// market ids by name).
 /// @dev Environment: PRIVATE_KEY (deployer, owner of token, oracle and venue; anvil's first key by
 /// default), ORACLE_SIGNER (default: the deployer).
 ///   forge script script/Deploy.s.sol --rpc-url $RPC --broadcast
@@ -86,7 +87,10 @@ contract Deploy is Script {
         vm.serializeAddress(k, "accountFactory", address(d.factory));
         vm.serializeAddress(k, "collateral", address(d.usd));
         vm.serializeAddress(k, "oracle", address(d.oracle));
-        string memory json = vm.serializeAddress(k, "venue", address(d.venue));
+        vm.serializeAddress(k, "venue", address(d.venue));
+        vm.serializeUint("markets", "BTC", 0);
+        string memory markets = vm.serializeUint("markets", "ETH", 1);
+        string memory json = vm.serializeString(k, "markets", markets);
         string memory path = string.concat("deployments/", vm.toString(block.chainid), ".json");
         vm.writeJson(json, path);
         console.log("deployment written to", path);

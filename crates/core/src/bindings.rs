@@ -15,7 +15,7 @@ sol!(
 
 sol!(
     #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
+    #[derive(Debug, PartialEq, Eq, Default)]
     TradingAccount,
     "../../out/TradingAccount.sol/TradingAccount.json"
 );
@@ -47,3 +47,4 @@ sol!(
     TestUSD,
     "../../out/TestUSD.sol/TestUSD.json"
 );
+

@@ -5,10 +5,17 @@
 //! on-chain, so these encodings live in one place and are tested against the contract's own rules.
 
 pub mod bindings;
+pub mod client;
+pub mod deployment;
+pub mod devnet;
+pub mod grant;
 pub mod nonce;
+pub mod scope;
 pub mod session;
+pub mod signer;
+pub mod units;
 pub mod user_op;
 
 pub use nonce::{NonceError, SessionLane};
-pub use session::{SessionSignError, SessionSigner};
+pub use session::{SessionSignError, sign_enable_op, sign_session_op};
 pub use user_op::{ENTRY_POINT_V08, PackedUserOperation, UserOpError, user_op_hash};

@@ -1,7 +1,7 @@
 //! The Rust userOpHash against the real EntryPoint v0.8 on anvil: the published artifact is deployed at
 //! its canonical address through the CREATE2 deployer, then asked to hash the same ops.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use alloy::{
     network::{EthereumWallet, TransactionBuilder},
@@ -12,25 +12,18 @@ use alloy::{
 };
 use alloy_primitives::{Address, Bytes, U256, address, b256, keccak256};
 use keyscope_core::{
+    devnet::foundry_tool,
     ENTRY_POINT_V08, PackedUserOperation, SessionLane, bindings::IEntryPoint, user_op::pack_u128s, user_op_hash,
 };
 
 const CREATE2_DEPLOYER: Address = address!("4e59b44847b379578588920cA78FbF26c0B4956C");
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    keyscope_core::devnet::repo_root()
 }
 
-/// The anvil binary npm installed (the platform package's, not the node wrapper, so that dropping the
-/// instance stops the node itself).
 fn anvil() -> AnvilInstance {
-    let dir = workspace_root().join("node_modules/@foundry-rs");
-    let bin = std::fs::read_dir(&dir)
-        .expect("node_modules/@foundry-rs missing: run `make test` (it installs the pinned Foundry)")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin/anvil"))
-        .find(|p| p.is_file())
-        .expect("no anvil binary under node_modules/@foundry-rs/anvil-*/bin");
+    let bin = foundry_tool(&workspace_root(), "anvil").expect("the pinned anvil (run `make test`)");
     Anvil::new().path(bin).try_spawn().expect("anvil starts")
 }
 

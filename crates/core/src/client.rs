@@ -1,0 +1,398 @@
+//! A client for TradingAccounts: builds, signs, simulates and submits UserOps.
+//!
+//! Submission goes either to an ERC-4337 bundler (`eth_sendUserOperation`, ours or any other) or, when
+//! no bundler is given, straight to `EntryPoint.handleOps` from the provider's own EOA (self-bundling,
+//! for devnets and tests). Either way an op is simulated against the chain first, so a scope violation
+//! is refused with a typed reason before anything is sent or paid for.
+
+use std::time::Duration;
+
+use alloy::{
+    network::TransactionBuilder,
+    providers::Provider,
+    rpc::types::{BlockNumberOrTag, TransactionRequest},
+    sol_types::{SolCall, SolInterface},
+};
+use alloy_primitives::{Address, B256, Bytes, U256};
+use serde_json::json;
+
+use crate::{
+    bindings::{
+        AccountFactory, IEntryPoint,
+        IEntryPoint::IEntryPointErrors,
+        PerpVenue::PerpVenueErrors,
+        TradingAccount::{self, TradingAccountErrors},
+    },
+    deployment::Deployment,
+    nonce::SessionLane,
+    session::{SessionSignError, sign_session_op},
+    signer::Signer,
+    user_op::{PackedUserOperation, UserOpError, pack_u128s, user_op_hash},
+};
+
+/// Where ops go.
+#[derive(Debug, Clone)]
+pub enum Submission {
+    /// `handleOps` from the provider's wallet; fees refunded to `beneficiary`.
+    SelfBundle { beneficiary: Address },
+    /// An ERC-4337 bundler's JSON-RPC endpoint.
+    Bundler { url: String },
+}
+
+/// Gas limits of one op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpGas {
+    pub verification: u128,
+    pub call: u128,
+    pub pre_verification: u128,
+}
+
+impl OpGas {
+    /// Limits that cover Keyscope's ops with room to spare (a first op that deploys the account needs
+    /// the larger verification limit).
+    pub fn default_for(deploys: bool) -> Self {
+        Self { verification: if deploys { 600_000 } else { 300_000 }, call: 400_000, pre_verification: 60_000 }
+    }
+}
+
+/// What happened to a submitted op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpOutcome {
+    pub user_op_hash: B256,
+    pub tx_hash: B256,
+    /// False when the op was included but its calls reverted (the gas is paid all the same).
+    pub success: bool,
+    /// The decoded reason of a reverted execution.
+    pub revert_reason: Option<String>,
+    pub actual_gas_cost: U256,
+}
+
+/// Errors from the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The chain refuses the op (simulated before sending): the decoded reason says why.
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("rpc error: {0}")]
+    Rpc(String),
+    #[error("bundler error: {0}")]
+    Bundler(String),
+    #[error(transparent)]
+    Sign(#[from] SessionSignError),
+    #[error(transparent)]
+    UserOp(#[from] UserOpError),
+    #[error("the op was not included within {0:?}")]
+    Timeout(Duration),
+}
+
+fn rpc<E: std::fmt::Display>(e: E) -> ClientError {
+    ClientError::Rpc(e.to_string())
+}
+
+/// Readable reason for revert data from `handleOps` or from an op's execution.
+pub fn describe_revert(data: &[u8]) -> String {
+    if let Ok(e) = IEntryPointErrors::abi_decode(data) {
+        return match e {
+            IEntryPointErrors::FailedOp(f) => format!("EntryPoint {}", f.reason),
+            IEntryPointErrors::FailedOpWithRevert(f) => format!("{} ({})", describe_revert(&f.inner), f.reason),
+            other => format!("{other:?}"),
+        };
+    }
+    if let Ok(e) = TradingAccountErrors::abi_decode(data) {
+        return describe_account_error(&e);
+    }
+    if let Ok(e) = PerpVenueErrors::abi_decode(data) {
+        return format!("venue: {e:?}");
+    }
+    if data.len() >= 4 && data[..4] == [0x59, 0x17, 0x0b, 0xf0] {
+        return "MalformedCalldata: the op's calldata is not canonical ABI".into();
+    }
+    format!("revert data 0x{}", alloy_primitives::hex::encode(data))
+}
+
+fn describe_account_error(e: &TradingAccountErrors) -> String {
+    use TradingAccountErrors as E;
+    match e {
+        E::SessionMarketNotAllowed(x) => format!("SessionMarketNotAllowed: market {} is not in the session's scope", x.marketId),
+        E::SessionOrderTooLarge(x) => format!("SessionOrderTooLarge: size {} is over the scope's max {}", x.size, x.maxSize),
+        E::SessionNotionalTooHigh(x) => {
+            format!("SessionNotionalTooHigh: notional {} is over the scope's max {}", x.notional, x.maxNotional)
+        }
+        E::SessionReduceOnlyRequired(_) => "SessionReduceOnlyRequired: this key may only place reduce-only orders".into(),
+        E::SessionCallNotPermitted(x) => {
+            format!("SessionCallNotPermitted: the key may not call {} on {}", x.selector, x.target)
+        }
+        E::SessionNotActive(x) => format!("SessionNotActive: {} is not an active session key (revoked or never granted)", x.key),
+        E::SessionRateLimited(x) => format!("SessionRateLimited: the key's rate window is full until {}", x.nextWindow),
+        E::SessionExhausted(_) => "SessionExhausted: the key has used all its ops".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Builds, signs, simulates and submits ops for TradingAccounts of one deployment.
+#[derive(Debug, Clone)]
+pub struct Client<P> {
+    provider: P,
+    deployment: Deployment,
+    submission: Submission,
+    /// The EOA that pays for self-bundled transactions and simulates.
+    from: Address,
+}
+
+impl<P: Provider + Clone> Client<P> {
+    /// A client on `provider` (which signs self-bundled transactions as `from`).
+    pub fn new(provider: P, deployment: Deployment, submission: Submission, from: Address) -> Self {
+        Self { provider, deployment, submission, from }
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// The counterfactual account of (`owner`, `salt`).
+    pub async fn account_address(&self, owner: Address, salt: U256) -> Result<Address, ClientError> {
+        AccountFactory::new(self.deployment.account_factory, &self.provider).getAddress(owner, salt).call().await.map_err(rpc)
+    }
+
+    pub async fn is_deployed(&self, account: Address) -> Result<bool, ClientError> {
+        Ok(!self.provider.get_code_at(account).await.map_err(rpc)?.is_empty())
+    }
+
+    /// The chain's latest block time (ops expire against it, not the local clock).
+    pub async fn chain_time(&self) -> Result<u64, ClientError> {
+        let block = self.provider.get_block_by_number(BlockNumberOrTag::Latest).await.map_err(rpc)?;
+        Ok(block.ok_or_else(|| ClientError::Rpc("no latest block".into()))?.header.timestamp)
+    }
+
+    async fn unsigned(&self, sender: Address, nonce: U256, call_data: Bytes, init_code: Bytes) -> Result<PackedUserOperation, ClientError> {
+        let fees = self.provider.estimate_eip1559_fees().await.map_err(rpc)?;
+        let gas = OpGas::default_for(!init_code.is_empty());
+        Ok(PackedUserOperation {
+            sender,
+            nonce,
+            initCode: init_code,
+            callData: call_data,
+            accountGasLimits: pack_u128s(gas.verification, gas.call),
+            preVerificationGas: U256::from(gas.pre_verification),
+            gasFees: pack_u128s(fees.max_priority_fee_per_gas, fees.max_fee_per_gas),
+            paymasterAndData: Bytes::new(),
+            signature: Bytes::new(),
+        })
+    }
+
+    /// The userOpHash of `op` on this deployment's chain.
+    pub fn hash(&self, op: &PackedUserOperation) -> Result<B256, ClientError> {
+        Ok(user_op_hash(op, self.deployment.entry_point, self.deployment.chain_id)?)
+    }
+
+    /// An owner-signed op for account (`owner`, `salt`); deploys the account first if it is not there.
+    pub async fn owner_op<S: Signer + ?Sized>(&self, owner: &S, salt: U256, call_data: Bytes) -> Result<PackedUserOperation, ClientError> {
+        let account = self.account_address(owner.address(), salt).await?;
+        let init_code = if self.is_deployed(account).await? {
+            Bytes::new()
+        } else {
+            let create = AccountFactory::createAccountCall { owner: owner.address(), salt }.abi_encode();
+            [self.deployment.account_factory.as_slice(), &create].concat().into()
+        };
+        let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
+            .getNonce(account, Default::default())
+            .call()
+            .await
+            .map_err(rpc)?;
+        let mut op = self.unsigned(account, nonce, call_data, init_code).await?;
+        let sig = owner.sign_hash(&self.hash(&op)?).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
+        op.signature = sig.as_bytes().to_vec().into();
+        Ok(op)
+    }
+
+    /// A session op by `key` on `account`'s lane `lane`, expiring `ttl` seconds from the chain's time.
+    pub async fn session_op<S: Signer + ?Sized>(
+        &self,
+        key: &S,
+        account: Address,
+        lane: u32,
+        call_data: Bytes,
+        ttl: u64,
+    ) -> Result<PackedUserOperation, ClientError> {
+        let lane = SessionLane::new(key.address(), lane);
+        let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
+            .getNonce(account, lane.nonce_key())
+            .call()
+            .await
+            .map_err(rpc)?;
+        let grant_id = TradingAccount::new(account, &self.provider).getSession(key.address()).call().await.map_err(rpc)?.grantId;
+        let mut op = self.unsigned(account, nonce, call_data, Bytes::new()).await?;
+        let until = self.chain_time().await? + ttl;
+        op.signature = sign_session_op(key, self.hash(&op)?, until, grant_id).await?;
+        Ok(op)
+    }
+
+    fn handle_ops_call(&self, op: &PackedUserOperation) -> TransactionRequest {
+        let data = IEntryPoint::handleOpsCall { ops: vec![op.clone()], beneficiary: self.beneficiary() }.abi_encode();
+        TransactionRequest::default().with_from(self.from).with_to(self.deployment.entry_point).with_input(data)
+    }
+
+    fn beneficiary(&self) -> Address {
+        match &self.submission {
+            Submission::SelfBundle { beneficiary } => *beneficiary,
+            Submission::Bundler { .. } => self.from,
+        }
+    }
+
+    /// Runs `handleOps([op])` as a call against the latest state: Ok if the chain would accept it.
+    pub async fn simulate(&self, op: &PackedUserOperation) -> Result<(), ClientError> {
+        match self.provider.call(self.handle_ops_call(op)).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_error_resp().and_then(|p| p.as_revert_data()) {
+                Some(data) => Err(ClientError::Refused(describe_revert(&data))),
+                None => Err(rpc(e)),
+            },
+        }
+    }
+
+    /// Simulates `op`, then submits it and waits until it is included.
+    pub async fn send(&self, op: &PackedUserOperation) -> Result<OpOutcome, ClientError> {
+        self.simulate(op).await?;
+        let hash = self.hash(op)?;
+        let tx_hash = match &self.submission {
+            Submission::SelfBundle { .. } => {
+                let (v, c) = unpack(op.accountGasLimits);
+                // handleOps needs the ops' full limits available, not what they end up using.
+                let limit = v + c + op.preVerificationGas.to::<u128>() + 200_000;
+                let tx = self.handle_ops_call(op).with_gas_limit(limit as u64);
+                let pending = self.provider.send_transaction(tx).await.map_err(rpc)?;
+                let receipt = pending.get_receipt().await.map_err(rpc)?;
+                receipt.transaction_hash
+            }
+            Submission::Bundler { url } => {
+                let bundler = alloy::providers::ProviderBuilder::new().connect_http(url.parse().map_err(rpc)?);
+                let sent: B256 = bundler
+                    .raw_request("eth_sendUserOperation".into(), (rpc_user_op(op), self.deployment.entry_point))
+                    .await
+                    .map_err(|e| ClientError::Bundler(e.to_string()))?;
+                if sent != hash {
+                    return Err(ClientError::Bundler(format!("bundler returned hash {sent}, expected {hash}")));
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(120);
+                loop {
+                    let receipt: Option<serde_json::Value> = bundler
+                        .raw_request("eth_getUserOperationReceipt".into(), (hash,))
+                        .await
+                        .map_err(|e| ClientError::Bundler(e.to_string()))?;
+                    if let Some(r) = receipt {
+                        let tx = r["receipt"]["transactionHash"].as_str().unwrap_or_default();
+                        break tx.parse().map_err(rpc)?;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(ClientError::Timeout(Duration::from_secs(120)));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        };
+        self.outcome(hash, tx_hash).await
+    }
+
+    async fn outcome(&self, user_op_hash: B256, tx_hash: B256) -> Result<OpOutcome, ClientError> {
+        let receipt = self
+            .provider
+            .get_transaction_receipt(tx_hash)
+            .await
+            .map_err(rpc)?
+            .ok_or_else(|| ClientError::Rpc(format!("no receipt for {tx_hash}")))?;
+        let mut outcome = OpOutcome { user_op_hash, tx_hash, success: false, revert_reason: None, actual_gas_cost: U256::ZERO };
+        let mut seen = false;
+        for log in receipt.inner.logs() {
+            if let Ok(ev) = log.log_decode::<IEntryPoint::UserOperationEvent>() {
+                if ev.inner.data.userOpHash == user_op_hash {
+                    outcome.success = ev.inner.data.success;
+                    outcome.actual_gas_cost = ev.inner.data.actualGasCost;
+                    seen = true;
+                }
+            }
+            if let Ok(ev) = log.log_decode::<IEntryPoint::UserOperationRevertReason>() {
+                if ev.inner.data.userOpHash == user_op_hash {
+                    outcome.revert_reason = Some(describe_revert(&ev.inner.data.revertReason));
+                }
+            }
+        }
+        if !seen {
+            return Err(ClientError::Rpc(format!("transaction {tx_hash} carries no UserOperationEvent for {user_op_hash}")));
+        }
+        Ok(outcome)
+    }
+}
+
+fn unpack(packed: B256) -> (u128, u128) {
+    let v = U256::from_be_bytes(packed.0);
+    let high: U256 = v >> 128;
+    let low: U256 = v & U256::from(u128::MAX);
+    (high.to::<u128>(), low.to::<u128>())
+}
+
+/// The v0.7/v0.8 JSON-RPC form of an op (unpacked fields), as bundlers take it.
+pub fn rpc_user_op(op: &PackedUserOperation) -> serde_json::Value {
+    let (verification, call) = unpack(op.accountGasLimits);
+    let (priority, max_fee) = unpack(op.gasFees);
+    let hex = |b: &[u8]| format!("0x{}", alloy_primitives::hex::encode(b));
+    let qty = |v: u128| format!("{v:#x}");
+    let mut v = json!({
+        "sender": op.sender,
+        "nonce": format!("{:#x}", op.nonce),
+        "callData": hex(&op.callData),
+        "callGasLimit": qty(call),
+        "verificationGasLimit": qty(verification),
+        "preVerificationGas": format!("{:#x}", op.preVerificationGas),
+        "maxFeePerGas": qty(max_fee),
+        "maxPriorityFeePerGas": qty(priority),
+        "signature": hex(&op.signature),
+    });
+    if op.initCode.len() >= 20 {
+        v["factory"] = json!(Address::from_slice(&op.initCode[..20]));
+        v["factoryData"] = json!(hex(&op.initCode[20..]));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_form_unpacks_fields() {
+        let op = PackedUserOperation {
+            sender: Address::repeat_byte(1),
+            nonce: U256::from(5),
+            initCode: [Address::repeat_byte(2).as_slice(), &[0xaa, 0xbb]].concat().into(),
+            callData: Bytes::from(vec![1, 2]),
+            accountGasLimits: pack_u128s(300_000, 400_000),
+            preVerificationGas: U256::from(60_000),
+            gasFees: pack_u128s(1, 2),
+            paymasterAndData: Bytes::new(),
+            signature: Bytes::from(vec![9]),
+        };
+        let v = rpc_user_op(&op);
+        assert_eq!(v["verificationGasLimit"], "0x493e0");
+        assert_eq!(v["callGasLimit"], "0x61a80");
+        assert_eq!(v["maxPriorityFeePerGas"], "0x1");
+        assert_eq!(v["maxFeePerGas"], "0x2");
+        assert_eq!(v["factoryData"], "0xaabb");
+        assert_eq!(v["nonce"], "0x5");
+    }
+
+    #[test]
+    fn reverts_read_as_reasons() {
+        let inner = TradingAccountErrors::SessionMarketNotAllowed(TradingAccount::SessionMarketNotAllowed { marketId: 1 }).abi_encode();
+        let outer = IEntryPointErrors::FailedOpWithRevert(IEntryPoint::FailedOpWithRevert {
+            opIndex: U256::ZERO,
+            reason: "AA23 reverted".into(),
+            inner: inner.into(),
+        })
+        .abi_encode();
+        assert_eq!(describe_revert(&outer), "SessionMarketNotAllowed: market 1 is not in the session's scope (AA23 reverted)");
+    }
+}

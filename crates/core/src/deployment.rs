@@ -1,0 +1,81 @@
+//! The deployment file `script/Deploy.s.sol` writes (`deployments/<chainId>.json`).
+
+use std::{collections::BTreeMap, path::Path};
+
+use alloy_primitives::Address;
+use serde::Deserialize;
+
+/// Errors from loading a deployment file.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    /// The file could not be read.
+    #[error("cannot read deployment file {path}: {source} (run `forge script script/Deploy.s.sol` or `keyscope devnet` first)")]
+    Read { path: String, source: std::io::Error },
+    /// The file is not a deployment.
+    #[error("deployment file {path} is not valid: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    /// A market name the deployment does not list.
+    #[error("unknown market {name:?}; this deployment lists {known}")]
+    UnknownMarket { name: String, known: String },
+}
+
+/// Addresses of one Keyscope deployment, and its markets by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub chain_id: u64,
+    pub block: u64,
+    pub entry_point: Address,
+    pub account_factory: Address,
+    pub collateral: Address,
+    pub oracle: Address,
+    pub venue: Address,
+    pub markets: BTreeMap<String, u32>,
+}
+
+impl Deployment {
+    /// Reads a deployment file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, DeploymentError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| DeploymentError::Read { path: path.display().to_string(), source })?;
+        serde_json::from_str(&text).map_err(|source| DeploymentError::Parse { path: path.display().to_string(), source })
+    }
+
+    /// The id of market `name` (case-insensitive, e.g. "btc").
+    pub fn market_id(&self, name: &str) -> Result<u32, DeploymentError> {
+        self.markets
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, id)| *id)
+            .ok_or_else(|| DeploymentError::UnknownMarket {
+                name: name.to_string(),
+                known: self.markets.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// The name of market `id`, if listed.
+    pub fn market_name(&self, id: u32) -> Option<&str> {
+        self.markets.iter().find(|(_, v)| **v == id).map(|(k, _)| k.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: &str = r#"{"accountFactory":"0xE58AC03982866c3C1e98C0d2b76629A85e98F6BA","block":0,"chainId":31337,
+        "collateral":"0x43A6dFDf841E9E2bBd0047A0f4811d177bF5eb71","entryPoint":"0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108",
+        "markets":{"BTC":0,"ETH":1},"oracle":"0xb73C2eBfc0B76De5feFe70Cf3aCc90c39EF8FB5C",
+        "venue":"0x06fc7e14FFA0FEbd1A04A55dafF24BF156750237"}"#;
+
+    #[test]
+    fn reads_what_the_deploy_script_writes() {
+        let d: Deployment = serde_json::from_str(JSON).unwrap();
+        assert_eq!(d.chain_id, 31337);
+        assert_eq!(d.market_id("btc").unwrap(), 0);
+        assert_eq!(d.market_name(1), Some("ETH"));
+        let err = d.market_id("SOL").unwrap_err().to_string();
+        assert!(err.contains("BTC, ETH"), "{err}");
+    }
+}

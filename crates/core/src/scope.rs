@@ -1,0 +1,221 @@
+//! Session scopes built from what a trader says ("BTC and ETH, at most 0.5 per order and $50,000
+//! notional, 20 ops a second, for 8 hours, reduce-only"), checked before anything is encoded or sent.
+
+use std::{str::FromStr, time::Duration};
+
+use alloy_primitives::{Address, U256};
+
+use alloy::sol_types::SolCall;
+
+use crate::bindings::{
+    ITradingAccount::{CallPermission, SessionScope},
+    PerpVenue::{depositMarginCall, placeOrderCall},
+};
+
+/// Errors from building a scope: each names the field and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("the session would already be over: valid for {0:?} from now")]
+    Expired(Duration),
+    #[error("a session may last at most {max} seconds (40-bit times); asked for {asked}")]
+    TooLong { asked: u64, max: u64 },
+    #[error("no markets: name at least one market the key may trade")]
+    NoMarkets,
+    #[error("market id {0} is out of range: scopes cover market ids 0..63")]
+    MarketOutOfRange(u32),
+    #[error("max order size must be above zero and below 2^88 (18 decimals)")]
+    BadMaxSize,
+    #[error("max order notional must be above zero and below 2^96 (18-decimal USD)")]
+    BadMaxNotional,
+    #[error("op ttl must be 1..=65535 seconds; got {0}")]
+    BadTtl(u64),
+    #[error("rate {0:?} is not COUNT/PERIOD with COUNT 1..=65535 and PERIOD like 1s, 30s, 1m (max 194 days)")]
+    BadRate(String),
+    #[error("duration {0:?} is not a number with a unit s, m, h or d (like 30s, 8h)")]
+    BadDuration(String),
+    #[error("max uses must be below 4294967295")]
+    BadMaxUses,
+}
+
+/// `count` ops per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u16,
+    pub period: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = ScopeError;
+
+    /// "20/1s", "100/1m".
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ScopeError::BadRate(s.to_string());
+        let (count, period) = s.split_once('/').ok_or_else(bad)?;
+        let count: u16 = count.trim().parse().map_err(|_| bad())?;
+        let period = parse_duration(period).map_err(|_| bad())?;
+        if count == 0 || period.as_secs() == 0 || period.as_secs() > 0xff_ffff {
+            return Err(bad());
+        }
+        Ok(Rate { count, period })
+    }
+}
+
+/// "30s", "15m", "8h", "2d" (whole units).
+pub fn parse_duration(s: &str) -> Result<Duration, ScopeError> {
+    let s = s.trim();
+    let bad = || ScopeError::BadDuration(s.to_string());
+    let unit = s.chars().last().ok_or_else(bad)?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60).ok_or_else(bad)?,
+        'h' => n.checked_mul(3600).ok_or_else(bad)?,
+        'd' => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// A trading scope on one venue: orders in some markets, optionally deposits, never withdrawals.
+#[derive(Debug, Clone)]
+pub struct TradingScope {
+    pub venue: Address,
+    pub markets: Vec<u32>,
+    /// |sizeDelta| per order, 18 decimals.
+    pub max_order_size: U256,
+    /// |sizeDelta| x limitPrice per order, 18-decimal USD.
+    pub max_order_notional: U256,
+    pub reduce_only: bool,
+    /// Also allow `depositMargin` (answering a margin call with the account's own tokens).
+    pub allow_deposit: bool,
+    pub valid_for: Duration,
+    pub op_ttl: Duration,
+    pub rate: Option<Rate>,
+    pub max_uses: Option<u32>,
+}
+
+impl TradingScope {
+    /// A scope for `venue` with the usual defaults: 8 hours, 60 s op ttl, no rate limit, no uses cap.
+    pub fn new(venue: Address, markets: Vec<u32>, max_order_size: U256, max_order_notional: U256) -> Self {
+        Self {
+            venue,
+            markets,
+            max_order_size,
+            max_order_notional,
+            reduce_only: false,
+            allow_deposit: false,
+            valid_for: Duration::from_secs(8 * 3600),
+            op_ttl: Duration::from_secs(60),
+            rate: None,
+            max_uses: None,
+        }
+    }
+
+    /// The on-chain scope, valid from `now` (unix seconds), or the first rule it breaks.
+    pub fn build(&self, now: u64) -> Result<SessionScope, ScopeError> {
+        if self.valid_for.as_secs() == 0 {
+            return Err(ScopeError::Expired(self.valid_for));
+        }
+        let until = now.saturating_add(self.valid_for.as_secs());
+        let max_time = (1u64 << 40) - 1;
+        if until > max_time {
+            return Err(ScopeError::TooLong { asked: self.valid_for.as_secs(), max: max_time - now });
+        }
+        if self.markets.is_empty() {
+            return Err(ScopeError::NoMarkets);
+        }
+        let mut mask = 0u64;
+        for &m in &self.markets {
+            if m >= 64 {
+                return Err(ScopeError::MarketOutOfRange(m));
+            }
+            mask |= 1 << m;
+        }
+        let max_size: u128 = self.max_order_size.try_into().map_err(|_| ScopeError::BadMaxSize)?;
+        if max_size == 0 || max_size >= 1 << 88 {
+            return Err(ScopeError::BadMaxSize);
+        }
+        let max_notional: u128 = self.max_order_notional.try_into().map_err(|_| ScopeError::BadMaxNotional)?;
+        if max_notional == 0 || max_notional >= 1 << 96 {
+            return Err(ScopeError::BadMaxNotional);
+        }
+        let ttl = self.op_ttl.as_secs();
+        if ttl == 0 || ttl > u16::MAX as u64 {
+            return Err(ScopeError::BadTtl(ttl));
+        }
+        let max_uses = match self.max_uses {
+            Some(u) if u == u32::MAX => return Err(ScopeError::BadMaxUses),
+            Some(u) => u,
+            None => 0,
+        };
+        let mut permissions = vec![CallPermission {
+            target: self.venue,
+            selector: placeOrderCall::SELECTOR.into(),
+            valueLimit: Default::default(),
+            marketMask: mask,
+            maxOrderSize: alloy_primitives::Uint::from(max_size),
+            maxOrderNotional: alloy_primitives::Uint::from(max_notional),
+            reduceOnly: self.reduce_only,
+        }];
+        if self.allow_deposit {
+            permissions.push(CallPermission {
+                target: self.venue,
+                selector: depositMarginCall::SELECTOR.into(),
+                ..Default::default()
+            });
+        }
+        Ok(SessionScope {
+            validAfter: alloy_primitives::Uint::from(now.saturating_sub(1)),
+            validUntil: alloy_primitives::Uint::from(until),
+            maxOpTtl: ttl as u16,
+            rateCount: self.rate.map_or(0, |r| r.count),
+            ratePeriod: alloy_primitives::Uint::from(self.rate.map_or(0, |r| r.period.as_secs())),
+            maxUses: max_uses,
+            permissions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> TradingScope {
+        TradingScope::new(Address::repeat_byte(1), vec![0, 1], U256::from(5u64) * U256::from(10u64).pow(U256::from(17)), U256::from(50_000u64) * U256::from(10u64).pow(U256::from(18)))
+    }
+
+    #[test]
+    fn builds_the_on_chain_scope() {
+        let mut s = scope();
+        s.rate = Some("20/1s".parse().unwrap());
+        s.reduce_only = true;
+        let built = s.build(1_800_000_000).unwrap();
+        assert_eq!(built.validUntil.to::<u64>(), 1_800_000_000 + 8 * 3600);
+        assert_eq!(built.rateCount, 20);
+        assert_eq!(built.ratePeriod.to::<u64>(), 1);
+        assert_eq!(built.permissions.len(), 1);
+        assert_eq!(built.permissions[0].marketMask, 0b11);
+        assert!(built.permissions[0].reduceOnly);
+    }
+
+    #[test]
+    fn refuses_nonsense_before_encoding() {
+        let mut s = scope();
+        s.markets.clear();
+        assert_eq!(s.build(0).unwrap_err(), ScopeError::NoMarkets);
+        let mut s = scope();
+        s.markets = vec![64];
+        assert_eq!(s.build(0).unwrap_err(), ScopeError::MarketOutOfRange(64));
+        let mut s = scope();
+        s.valid_for = Duration::ZERO;
+        assert!(matches!(s.build(0), Err(ScopeError::Expired(_))));
+        let mut s = scope();
+        s.max_order_size = U256::ZERO;
+        assert_eq!(s.build(0).unwrap_err(), ScopeError::BadMaxSize);
+        assert!(matches!("0/1s".parse::<Rate>(), Err(ScopeError::BadRate(_))));
+        assert!(matches!("20/0s".parse::<Rate>(), Err(ScopeError::BadRate(_))));
+        assert!(matches!("20".parse::<Rate>(), Err(ScopeError::BadRate(_))));
+        assert_eq!(parse_duration("8h").unwrap(), Duration::from_secs(28_800));
+        assert!(matches!(parse_duration("8x"), Err(ScopeError::BadDuration(_))));
+    }
+}
