@@ -1,1 +1,106 @@
-fn main() {}
+//! `keyscope`: a trader's terminal for Keyscope accounts — deploy an account, fund it, grant and revoke
+//! session keys, trade, watch the portfolio — and a one-command local devnet.
+
+mod account;
+mod context;
+mod devnet;
+mod order;
+mod output;
+mod session;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keyscope: ERC-4337 trading accounts with scoped session keys.
+#[derive(Debug, Parser)]
+#[command(name = "keyscope", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// JSON-RPC endpoint of the chain.
+    #[arg(long, global = true, env = "KEYSCOPE_RPC", default_value = "http://127.0.0.1:8545")]
+    pub rpc: String,
+    /// Deployment file written by script/Deploy.s.sol [default: deployments/<chainId>.json].
+    #[arg(long, global = true, env = "KEYSCOPE_DEPLOYMENT")]
+    pub deployment: Option<PathBuf>,
+    /// ERC-4337 bundler endpoint; without one, ops are sent to handleOps directly (self-bundling).
+    #[arg(long, global = true, env = "KEYSCOPE_BUNDLER")]
+    pub bundler: Option<String>,
+    /// Owner private key (hex).
+    #[arg(long = "key", global = true, env = "KEYSCOPE_KEY", hide_env_values = true, conflicts_with = "keystore")]
+    pub owner_key: Option<String>,
+    /// Owner keystore file (password from KEYSCOPE_PASSWORD).
+    #[arg(long, global = true, env = "KEYSCOPE_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+    /// Key of the EOA that sends self-bundled handleOps transactions [default: the owner key].
+    #[arg(long, global = true, env = "KEYSCOPE_RELAYER_KEY", hide_env_values = true)]
+    pub relayer_key: Option<String>,
+    /// Which of the owner's accounts (CREATE2 salt).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub salt: u64,
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start anvil, deploy Keyscope, publish prices, and stay up until Ctrl-C.
+    Devnet(devnet::DevnetArgs),
+    /// Create or inspect the trading account.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// Move collateral from the account into its venue margin.
+    Deposit {
+        /// Amount in collateral units (e.g. 1000.5).
+        amount: String,
+    },
+    /// Move collateral from venue margin back to the account (owner only; never a session key).
+    Withdraw {
+        /// Amount in collateral units.
+        amount: String,
+    },
+    /// Grant, revoke and list session keys.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    /// Place and close orders.
+    #[command(subcommand)]
+    Order(order::OrderCommand),
+    /// Positions, account value, margin requirements and margin-call state.
+    Portfolio,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    if let Err(e) = run(cli).await {
+        if json {
+            println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+        } else {
+            eprintln!("error: {e:#}");
+        }
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Devnet(args) => devnet::run(&g, args).await,
+        Command::Account(cmd) => account::run(&g, cmd).await,
+        Command::Deposit { amount } => account::deposit(&g, &amount).await,
+        Command::Withdraw { amount } => account::withdraw(&g, &amount).await,
+        Command::Session(cmd) => session::run(&g, cmd).await,
+        Command::Order(cmd) => order::run(&g, cmd).await,
+        Command::Portfolio => order::portfolio(&g).await,
+    }
+}

@@ -1,0 +1,165 @@
+//! `keyscope account create|info`, `deposit`, `withdraw`: the owner's side of the account.
+
+use alloy::{
+    network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest, sol_types::SolCall,
+};
+use alloy_primitives::{Bytes, U256};
+use clap::Subcommand;
+use keyscope_core::{
+    bindings::{BaseAccount, IEntryPoint, PerpVenue, TestUSD, TradingAccount},
+    units::{format_units, parse_units},
+};
+use serde_json::json;
+
+use crate::{
+    Global,
+    context::Ctx,
+    output::{emit, outcome_json},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Deploy the account in its first UserOp (funding it with ETH for gas) and approve the venue.
+    Create {
+        /// ETH sent from the relayer EOA to the account for gas, if it has less.
+        #[arg(long, default_value = "0.1")]
+        fund: String,
+        /// Collateral (tUSD) the owner's own address sends to the account.
+        #[arg(long)]
+        collateral: Option<String>,
+    },
+    /// Address, owner, balances, margin and session keys.
+    Info,
+}
+
+pub async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
+    match cmd {
+        AccountCommand::Create { fund, collateral } => create(g, &fund, collateral.as_deref()).await,
+        AccountCommand::Info => info(g).await,
+    }
+}
+
+async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(g).await?;
+    if let Some(amount) = collateral {
+        // A plain token transfer from the owner's own address, signed by the owner key.
+        let owner_provider = alloy::providers::ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(ctx.owner.clone()))
+            .connect_http(g.rpc.parse()?);
+        TestUSD::new(ctx.deployment.collateral, &owner_provider)
+            .transfer(ctx.account, parse_units(amount, 6)?)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+    }
+    if ctx.client.is_deployed(ctx.account).await? {
+        emit(ctx.json, json!({ "account": ctx.account, "created": false }), || {
+            format!("account {} already exists", ctx.account)
+        });
+        return Ok(());
+    }
+    let fund = parse_units(fund, 18)?;
+    if ctx.provider.get_balance(ctx.account).await? < fund {
+        let tx = TransactionRequest::default().with_to(ctx.account).with_value(fund);
+        ctx.provider.send_transaction(tx).await?.get_receipt().await?;
+    }
+    // The first op deploys the account and lets the venue pull collateral for deposits.
+    let approve = TestUSD::approveCall { spender: ctx.deployment.venue, value: U256::MAX }.abi_encode();
+    let call: Bytes =
+        TradingAccount::executeCall { target: ctx.deployment.collateral, value: U256::ZERO, data: approve.into() }
+            .abi_encode()
+            .into();
+    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call).await?;
+    let outcome = ctx.send(&op).await?;
+    emit(ctx.json, json!({ "account": ctx.account, "created": true, "op": outcome_json(&outcome) }), || {
+        format!("account {} created by its first UserOp {} (tx {})", ctx.account, outcome.user_op_hash, outcome.tx_hash)
+    });
+    Ok(())
+}
+
+async fn info(g: &Global) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(g).await?;
+    let deployed = ctx.client.is_deployed(ctx.account).await?;
+    let eth = ctx.provider.get_balance(ctx.account).await?;
+    let usd = TestUSD::new(ctx.deployment.collateral, &ctx.provider).balanceOf(ctx.account).call().await?;
+    let margin = PerpVenue::new(ctx.deployment.venue, &ctx.provider).collateralOf(ctx.account).call().await?;
+    let deposit = IEntryPoint::new(ctx.deployment.entry_point, &ctx.provider).balanceOf(ctx.account).call().await?;
+    let (owner, keys, epoch) = if deployed {
+        let a = TradingAccount::new(ctx.account, &ctx.provider);
+        (Some(a.owner().call().await?), a.sessionKeys().call().await?.len(), a.epoch().call().await?)
+    } else {
+        (None, 0, 0)
+    };
+    emit(
+        ctx.json,
+        json!({
+            "account": ctx.account,
+            "deployed": deployed,
+            "owner": owner,
+            "eth": eth.to_string(),
+            "entryPointDeposit": deposit.to_string(),
+            "collateral": usd.to_string(),
+            "venueMargin": margin.to_string(),
+            "sessionKeys": keys,
+            "epoch": epoch,
+        }),
+        || {
+            format!(
+                "account      {}{}\nowner        {}\nETH          {} (EntryPoint deposit {})\ncollateral   {} tUSD in the account, {} tUSD venue margin\nsession keys {} granted (epoch {})",
+                ctx.account,
+                if deployed { "" } else { " (not deployed yet: `keyscope account create`)" },
+                owner.unwrap_or(ctx.owner.address()),
+                format_units(eth, 18),
+                format_units(deposit, 18),
+                format_units(usd, 6),
+                format_units(U256::try_from(margin.max(alloy_primitives::I256::ZERO)).unwrap_or_default(), 6),
+                keys,
+                epoch
+            )
+        },
+    );
+    Ok(())
+}
+
+pub async fn deposit(g: &Global, amount: &str) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(g).await?;
+    ctx.require_account().await?;
+    let amount = parse_units(amount, 6)?;
+    let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider).balanceOf(ctx.account).call().await?;
+    if have < amount {
+        anyhow::bail!("the account holds {} tUSD, less than {}", format_units(have, 6), format_units(amount, 6));
+    }
+    let calls = vec![
+        BaseAccount::Call {
+            target: ctx.deployment.collateral,
+            value: U256::ZERO,
+            data: TestUSD::approveCall { spender: ctx.deployment.venue, value: U256::MAX }.abi_encode().into(),
+        },
+        BaseAccount::Call {
+            target: ctx.deployment.venue,
+            value: U256::ZERO,
+            data: PerpVenue::depositMarginCall { amount }.abi_encode().into(),
+        },
+    ];
+    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), TradingAccount::executeBatchCall { calls }.abi_encode().into()).await?;
+    let outcome = ctx.send(&op).await?;
+    emit(ctx.json, json!({ "deposited": amount.to_string(), "op": outcome_json(&outcome) }), || {
+        format!("deposited {} tUSD into venue margin (op {})", format_units(amount, 6), outcome.user_op_hash)
+    });
+    Ok(())
+}
+
+pub async fn withdraw(g: &Global, amount: &str) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(g).await?;
+    ctx.require_account().await?;
+    let amount = parse_units(amount, 6)?;
+    let data = PerpVenue::withdrawMarginCall { amount }.abi_encode();
+    let call = TradingAccount::executeCall { target: ctx.deployment.venue, value: U256::ZERO, data: data.into() };
+    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call.abi_encode().into()).await?;
+    let outcome = ctx.send(&op).await?;
+    emit(ctx.json, json!({ "withdrawn": amount.to_string(), "op": outcome_json(&outcome) }), || {
+        format!("withdrew {} tUSD from venue margin to the account (op {})", format_units(amount, 6), outcome.user_op_hash)
+    });
+    Ok(())
+}

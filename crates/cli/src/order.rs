@@ -1,0 +1,202 @@
+//! `keyscope order place|close` and `keyscope portfolio`.
+
+use alloy::{signers::local::PrivateKeySigner, sol_types::SolCall};
+use alloy_primitives::{Bytes, I256, U256};
+use clap::Subcommand;
+use keyscope_core::{
+    bindings::{PerpVenue, SignedPriceOracle, TradingAccount},
+    signer,
+    units::{format_units, parse_units},
+};
+use serde_json::json;
+
+use crate::{
+    Global,
+    context::Ctx,
+    output::{emit, outcome_json},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Place an order (fills at the oracle price if it is within --limit).
+    Place {
+        #[arg(long)]
+        market: String,
+        /// Signed size in base units: 0.1 buys, -0.1 sells.
+        #[arg(long, allow_hyphen_values = true)]
+        size: String,
+        /// Worst price in USD: a ceiling for buys, a floor for sells.
+        #[arg(long)]
+        limit: String,
+        #[arg(long)]
+        reduce_only: bool,
+        #[command(flatten)]
+        key: SessionKeyArgs,
+    },
+    /// Close the whole position in a market with a reduce-only order.
+    Close {
+        #[arg(long)]
+        market: String,
+        /// Worst price as a fraction away from the oracle price.
+        #[arg(long, default_value = "0.01")]
+        slippage: String,
+        #[command(flatten)]
+        key: SessionKeyArgs,
+    },
+}
+
+/// Sign as a session key instead of the owner.
+#[derive(Debug, clap::Args)]
+pub struct SessionKeyArgs {
+    /// Session private key (hex); without it the owner signs.
+    #[arg(long = "session-key", env = "KEYSCOPE_SESSION_KEY", hide_env_values = true)]
+    session_key: Option<String>,
+    /// Nonce lane of the session key (parallel streams use different lanes).
+    #[arg(long, default_value_t = 0)]
+    lane: u32,
+    /// How long the op stays valid, in seconds (within the key's maxOpTtl).
+    #[arg(long, default_value_t = 30)]
+    ttl: u64,
+}
+
+fn signed_units(s: &str, decimals: u8) -> anyhow::Result<I256> {
+    let (neg, digits) = match s.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.trim()),
+    };
+    let v = I256::try_from(parse_units(digits, decimals)?)?;
+    Ok(if neg { -v } else { v })
+}
+
+async fn send_order(g: &Global, ctx: &Ctx, key: &SessionKeyArgs, market: u32, size: I256, limit: U256, reduce_only: bool) -> anyhow::Result<()> {
+    let data = PerpVenue::placeOrderCall { marketId: market, sizeDelta: size, limitPrice: limit, reduceOnly: reduce_only }.abi_encode();
+    let call: Bytes =
+        TradingAccount::executeCall { target: ctx.deployment.venue, value: U256::ZERO, data: data.into() }.abi_encode().into();
+    let (op, signer_name) = match &key.session_key {
+        Some(hex) => {
+            let session: PrivateKeySigner = signer::from_hex(hex)?;
+            let op = ctx.client.session_op(&session, ctx.account, key.lane, call, key.ttl).await?;
+            (op, format!("session key {}", session.address()))
+        }
+        None => (ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call).await?, "owner".to_string()),
+    };
+    let outcome = ctx.send(&op).await?;
+    let position = PerpVenue::new(ctx.deployment.venue, &ctx.provider).position(ctx.account, market).call().await?;
+    emit(
+        ctx.json,
+        json!({ "market": market, "size": size.to_string(), "positionSize": position.size.to_string(), "signer": signer_name, "op": outcome_json(&outcome) }),
+        || {
+            format!(
+                "filled {} {} (signed by {signer_name}); position now {} (op {})",
+                fmt_signed(size),
+                ctx.deployment.market_name(market).unwrap_or("?"),
+                fmt_signed(position.size),
+                outcome.user_op_hash
+            )
+        },
+    );
+    Ok(())
+}
+
+fn fmt_signed(v: I256) -> String {
+    let s = format_units(v.unsigned_abs(), 18);
+    if v.is_negative() { format!("-{s}") } else { s }
+}
+
+pub async fn run(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(g).await?;
+    ctx.require_account().await?;
+    match cmd {
+        OrderCommand::Place { market, size, limit, reduce_only, key } => {
+            let id = ctx.deployment.market_id(&market)?;
+            let size = signed_units(&size, 18)?;
+            if size.is_zero() {
+                anyhow::bail!("--size must not be zero");
+            }
+            send_order(g, &ctx, &key, id, size, parse_units(&limit, 18)?, reduce_only).await
+        }
+        OrderCommand::Close { market, slippage, key } => {
+            let id = ctx.deployment.market_id(&market)?;
+            let position = PerpVenue::new(ctx.deployment.venue, &ctx.provider).position(ctx.account, id).call().await?;
+            if position.size.is_zero() {
+                anyhow::bail!("no open position in {market}");
+            }
+            let price = SignedPriceOracle::new(ctx.deployment.oracle, &ctx.provider).freshPrice(id).call().await?.price;
+            let slip = parse_units(&slippage, 18)?;
+            let one = U256::from(10u64).pow(U256::from(18));
+            // Selling a long accepts down to price x (1 - slippage); buying back a short up to x (1 + slippage).
+            let limit = if position.size.is_positive() { price * (one - slip) / one } else { price * (one + slip) / one };
+            send_order(g, &ctx, &key, id, -position.size, limit, true).await
+        }
+    }
+}
+
+pub async fn portfolio(g: &Global) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(g).await?;
+    ctx.require_account().await?;
+    let pf = PerpVenue::new(ctx.deployment.venue, &ctx.provider).portfolio(ctx.account).call().await?;
+    let state = ["Healthy", "MarginCall", "Liquidatable", "Bankrupt"].get(pf.state as usize).copied().unwrap_or("?");
+    let quote = |v: I256| {
+        let s = format_units(v.unsigned_abs(), 6);
+        if v.is_negative() { format!("-{s}") } else { s }
+    };
+    let ratio = if pf.maintenanceMargin.is_zero() {
+        None
+    } else {
+        // Account value over maintenance requirement, two decimals, in integers.
+        let hundredths = pf.accountValue * I256::try_from(100).unwrap_or_default() / I256::try_from(pf.maintenanceMargin).unwrap_or(I256::MAX);
+        let (sign, abs) = (if hundredths.is_negative() { "-" } else { "" }, hundredths.unsigned_abs());
+        Some(format!("{sign}{}.{:02}", abs / U256::from(100), (abs % U256::from(100)).to::<u64>()))
+    };
+    let positions: Vec<_> = pf
+        .positions
+        .iter()
+        .map(|p| {
+            json!({
+                "market": ctx.deployment.market_name(p.marketId).unwrap_or("?"),
+                "size": p.size.to_string(),
+                "entryPrice": p.entryPrice.to_string(),
+                "markPrice": p.markPrice.to_string(),
+                "notional": p.notional.to_string(),
+                "unrealisedPnl": p.unrealisedPnl.to_string(),
+                "fundingOwed": p.fundingOwed.to_string(),
+            })
+        })
+        .collect();
+    emit(
+        ctx.json,
+        json!({
+            "account": ctx.account,
+            "collateral": pf.collateral.to_string(),
+            "accountValue": pf.accountValue.to_string(),
+            "initialMargin": pf.initialMargin.to_string(),
+            "maintenanceMargin": pf.maintenanceMargin.to_string(),
+            "marginRatio": ratio,
+            "state": state,
+            "positions": positions,
+        }),
+        || {
+            let mut out = format!(
+                "account {}\ncollateral {} tUSD, account value {}, IMR {}, MMR {}, value/MMR {} -> {state}",
+                ctx.account,
+                quote(pf.collateral),
+                quote(pf.accountValue),
+                format_units(pf.initialMargin, 6),
+                format_units(pf.maintenanceMargin, 6),
+                ratio.clone().unwrap_or_else(|| "-".into()),
+            );
+            for p in &pf.positions {
+                out.push_str(&format!(
+                    "\n  {} size {} entry {} mark {} uPnL {}",
+                    ctx.deployment.market_name(p.marketId).unwrap_or("?"),
+                    fmt_signed(p.size),
+                    format_units(p.entryPrice, 18),
+                    format_units(p.markPrice, 18),
+                    quote(p.unrealisedPnl)
+                ));
+            }
+            out
+        },
+    );
+    Ok(())
+}
