@@ -1,0 +1,217 @@
+//! Every `keyscope` command against a real devnet (anvil + script/Deploy.s.sol), checked on chain.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    network::EthereumWallet,
+    providers::{Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use alloy_primitives::{Address, I256, U256, hex};
+use keyscope_core::{
+    SessionLane,
+    bindings::{IEntryPoint, PerpVenue, TestUSD, TradingAccount},
+    devnet::{Devnet, publish_price, repo_root},
+    units::parse_units,
+};
+use serde_json::Value;
+
+struct Cli<'a> {
+    key: String,
+    devnet: &'a Devnet,
+}
+
+impl Cli<'_> {
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_keyscope"));
+        c.env("KEYSCOPE_RPC", self.devnet.endpoint())
+            .env("KEYSCOPE_KEY", &self.key)
+            .env("KEYSCOPE_DEPLOYMENT", &self.devnet.deployment_file);
+        c
+    }
+
+    /// Runs `keyscope <args> --json`: (exit ok, the JSON it printed, everything it printed).
+    fn run(&self, args: &[&str]) -> (bool, Value, String) {
+        let out = self.command().args(args).arg("--json").output().expect("keyscope runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+        (out.status.success(), json, format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    fn ok(&self, args: &[&str]) -> Value {
+        let (ok, json, text) = self.run(args);
+        assert!(ok, "keyscope {args:?} failed: {text}");
+        json
+    }
+
+    /// Runs a command that must fail, returning its error message.
+    fn err(&self, args: &[&str]) -> String {
+        let (ok, json, text) = self.run(args);
+        assert!(!ok, "keyscope {args:?} should have failed: {text}");
+        json["error"].as_str().unwrap_or(&text).to_string()
+    }
+}
+
+#[tokio::test]
+async fn trader_session_from_account_to_filled_order() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_002).expect("devnet starts");
+    let d = devnet.deployment.clone();
+    let owner = devnet.signer(2);
+    let chain = ProviderBuilder::new().wallet(EthereumWallet::from(devnet.signer(0))).connect_http(devnet.endpoint_url());
+    TestUSD::new(d.collateral, &chain)
+        .mint(owner.address(), parse_units("50000", 6).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    publish_price(&chain, &d, &devnet.signer(0), 0, parse_units("60000", 18).unwrap()).await.unwrap();
+    let cli = Cli { key: format!("0x{}", hex::encode(devnet.keys()[2])), devnet: &devnet };
+
+    // Before anything exists the account is known only by its address.
+    assert_eq!(cli.ok(&["account", "info"])["deployed"], false);
+    assert!(cli.err(&["deposit", "100"]).contains("keyscope account create"));
+
+    let created = cli.ok(&["account", "create", "--collateral", "20000"]);
+    assert_eq!(created["created"], true);
+    let account: Address = created["account"].as_str().unwrap().parse().unwrap();
+    let acct = TradingAccount::new(account, &chain);
+    assert_eq!(acct.owner().call().await.unwrap(), owner.address());
+
+    cli.ok(&["deposit", "10000"]);
+    let venue = PerpVenue::new(d.venue, &chain);
+    assert_eq!(venue.collateralOf(account).call().await.unwrap().to_string(), "10000000000");
+
+    let session = PrivateKeySigner::random();
+    let session_hex = format!("0x{}", hex::encode(session.credential().to_bytes()));
+    let session_addr = session.address().to_string();
+    cli.ok(&[
+        "session", "grant", "--session-key", &session_addr, "--markets", "BTC", "--max-size", "0.5", "--max-notional",
+        "40000", "--rate", "20/1s", "--expires", "8h",
+    ]);
+    let listed = cli.ok(&["session", "list"]);
+    assert_eq!(listed["sessions"][0]["active"], true);
+    assert_eq!(listed["sessions"][0]["markets"][0], "BTC");
+    assert_eq!(listed["sessions"][0]["rate"], "20/1s");
+
+    let filled =
+        cli.ok(&["order", "place", "--market", "BTC", "--size", "0.2", "--limit", "60500", "--session-key", &session_hex]);
+    assert_eq!(filled["positionSize"], "200000000000000000");
+    assert_eq!(venue.position(account, 0).call().await.unwrap().size.to_string(), "200000000000000000");
+
+    // Predicted scope violations are refused before anything is sent: the lane's nonce does not move.
+    let nonce_key = SessionLane::new(session.address(), 0).nonce_key();
+    let entry_point = IEntryPoint::new(d.entry_point, &chain);
+    let before = entry_point.getNonce(account, nonce_key).call().await.unwrap();
+    let err = cli.err(&["order", "place", "--market", "ETH", "--size", "0.1", "--limit", "3010", "--session-key", &session_hex]);
+    assert!(err.contains("refused before sending: SessionMarketNotAllowed"), "{err}");
+    let err = cli.err(&["order", "place", "--market", "BTC", "--size", "1", "--limit", "60500", "--session-key", &session_hex]);
+    assert!(err.contains("SessionOrderTooLarge"), "{err}");
+    assert_eq!(entry_point.getNonce(account, nonce_key).call().await.unwrap(), before);
+
+    let pf = cli.ok(&["portfolio"]);
+    assert_eq!(pf["state"], "Healthy");
+    assert_eq!(pf["positions"][0]["market"], "BTC");
+    assert_eq!(pf["positions"][0]["size"], "200000000000000000");
+
+    let closed = cli.ok(&["order", "close", "--market", "BTC", "--session-key", &session_hex]);
+    assert_eq!(closed["positionSize"], "0");
+
+    let margin_before = venue.collateralOf(account).call().await.unwrap();
+    cli.ok(&["withdraw", "100"]);
+    assert_eq!(venue.collateralOf(account).call().await.unwrap(), margin_before - I256::try_from(100_000_000).unwrap());
+
+    cli.ok(&["session", "revoke", &session_addr]);
+    assert!(!acct.getSession(session.address()).call().await.unwrap().active);
+    let err = cli.err(&["order", "place", "--market", "BTC", "--size", "0.1", "--limit", "60500", "--session-key", &session_hex]);
+    assert!(err.contains("SessionNotActive"), "{err}");
+
+    cli.ok(&["session", "revoke-all"]);
+    assert_eq!(acct.epoch().call().await.unwrap(), 1);
+    let info = cli.ok(&["account", "info"]);
+    assert_eq!(info["deployed"], true);
+    assert_eq!(info["epoch"], 1);
+}
+
+#[tokio::test]
+async fn errors_say_what_to_do() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_003).expect("devnet starts");
+    let cli = Cli { key: format!("0x{}", hex::encode(devnet.keys()[3])), devnet: &devnet };
+    let grant = |markets: &str, extra: &[&str]| {
+        let mut args = vec![
+            "session",
+            "grant",
+            "--session-key",
+            "0x0000000000000000000000000000000000000001",
+            "--markets",
+            markets,
+            "--max-size",
+            "0.5",
+            "--max-notional",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        cli.err(&args)
+    };
+    assert!(grant("BTC", &[]).contains("unknown account"));
+    cli.ok(&["account", "create"]);
+    assert!(grant("SOL", &[]).contains("unknown market \"SOL\""));
+    assert!(grant("BTC", &["--rate", "0/1s"]).contains("COUNT/PERIOD"));
+    assert!(cli.err(&["deposit", "1.1234567"]).contains("more than 6 decimal places"));
+    assert!(cli.err(&["deposit", "5"]).contains("the account holds 0 tUSD"));
+
+    // A deployment file for another chain.
+    let other = std::env::temp_dir().join(format!("keyscope-other-chain-{}.json", std::process::id()));
+    let mut dep: Value = serde_json::from_str(&std::fs::read_to_string(&devnet.deployment_file).unwrap()).unwrap();
+    dep["chainId"] = 1.into();
+    std::fs::write(&other, dep.to_string()).unwrap();
+    let out = cli.command().args(["account", "info", "--deployment"]).arg(&other).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong chain"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_file(other).unwrap();
+
+    // No key at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["account", "info"])
+        .env("KEYSCOPE_RPC", devnet.endpoint())
+        .env_remove("KEYSCOPE_KEY")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no owner key"));
+}
+
+#[tokio::test]
+async fn devnet_command_serves_until_interrupted() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["devnet", "--json", "--chain-id", "41004", "--port"])
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("devnet printed {line:?}"));
+    assert_eq!(ready["ready"], true);
+    let provider = ProviderBuilder::new().connect_http(format!("http://127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(provider.get_chain_id().await.unwrap(), 41_004);
+    let venue: Address = ready["devnet"]["venue"].as_str().unwrap().parse().unwrap();
+    assert!(!provider.get_code_at(venue).await.unwrap().is_empty());
+    // Traders are funded.
+    let trader: PrivateKeySigner = ready["devnet"]["traderKeys"][0].as_str().unwrap().parse().unwrap();
+    let usd: Address = ready["devnet"]["collateral"].as_str().unwrap().parse().unwrap();
+    assert_eq!(TestUSD::new(usd, &provider).balanceOf(trader.address()).call().await.unwrap(), U256::from(100_000_000_000u64));
+
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "devnet did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(provider.get_chain_id().await.is_err(), "anvil is gone");
+}
