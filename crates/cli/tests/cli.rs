@@ -175,6 +175,22 @@ async fn errors_say_what_to_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong chain"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_file(other).unwrap();
 
+    // The owner key from an encrypted keystore instead of hex.
+    let dir = std::env::temp_dir().join(format!("keyscope-cli-keystore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = keyscope_core::signer::write_keystore(&dir, "owner.json", &devnet.signer(3), "pw").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["account", "info", "--json", "--keystore"])
+        .arg(&path)
+        .env("KEYSCOPE_RPC", devnet.endpoint())
+        .env("KEYSCOPE_PASSWORD", "pw")
+        .env_remove("KEYSCOPE_KEY")
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["owner"].as_str().unwrap().parse::<Address>().unwrap(), devnet.signer(3).address());
+    std::fs::remove_dir_all(dir).unwrap();
+
     // No key at all.
     let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
         .args(["account", "info"])

@@ -59,6 +59,13 @@ fn encode(mode: u8, op_valid_until: u64, sig: &Signature, tail: &[u8]) -> Bytes 
     out.into()
 }
 
+/// The `userOp.signature` of a plain session op from the key's signature over `session_op_digest`
+/// (for callers that sign synchronously or elsewhere).
+pub fn session_signature(op_valid_until: u64, sig: &Signature) -> Result<Bytes, SessionSignError> {
+    check_expiry(op_valid_until)?;
+    Ok(encode(MODE_SESSION, op_valid_until, sig, &[]))
+}
+
 /// The full `userOp.signature` of a plain session op, signed by `key` (any alloy signer: a local key,
 /// a keystore, a hardware or remote signer).
 pub async fn sign_session_op<S: Signer + ?Sized>(
@@ -70,7 +77,7 @@ pub async fn sign_session_op<S: Signer + ?Sized>(
     check_expiry(op_valid_until)?;
     let digest = session_op_digest(user_op_hash, op_valid_until, grant_binding(grant_id));
     let sig = key.sign_hash(&digest).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
-    Ok(encode(MODE_SESSION, op_valid_until, &sig, &[]))
+    session_signature(op_valid_until, &sig)
 }
 
 /// The `userOp.signature` of an enable-mode op: the key signs over the grant's EIP-712 digest, and
