@@ -11,7 +11,7 @@ use alloy::{
     network::TransactionBuilder,
     providers::Provider,
     rpc::types::{BlockNumberOrTag, TransactionRequest},
-    sol_types::{SolCall, SolInterface},
+    sol_types::{SolCall, SolInterface, SolValue},
 };
 use alloy_primitives::{Address, B256, Bytes, U256};
 use serde_json::json;
@@ -21,11 +21,13 @@ use crate::{
         AccountFactory, IEntryPoint,
         IEntryPoint::IEntryPointErrors,
         PerpVenue::PerpVenueErrors,
+        ITradingAccount,
         TradingAccount::{self, TradingAccountErrors},
     },
     deployment::Deployment,
     nonce::SessionLane,
-    session::{SessionSignError, sign_session_op},
+    grant::{GrantContext, grant_digest},
+    session::{SessionSignError, sign_enable_op, sign_session_op},
     signer::Signer,
     user_op::{PackedUserOperation, UserOpError, pack_u128s, user_op_hash},
 };
@@ -228,6 +230,41 @@ impl<P: Provider + Clone> Client<P> {
         let mut op = self.unsigned(account, nonce, call_data, Bytes::new()).await?;
         let until = self.chain_time().await? + ttl;
         op.signature = sign_session_op(key, self.hash(&op)?, until, grant_id).await?;
+        Ok(op)
+    }
+
+    /// A session key's first op with the owner's grant inside it (enable mode): the owner signs the
+    /// EIP-712 `SessionGrant` for `scope` (bound to this account, chain, EntryPoint, epoch and the key's
+    /// grant nonce), and the key's signature covers that grant, so no separate grant transaction is needed.
+    pub async fn enable_op<O: Signer + ?Sized, K: Signer + ?Sized>(
+        &self,
+        owner: &O,
+        key: &K,
+        account: Address,
+        scope: &ITradingAccount::SessionScope,
+        call_data: Bytes,
+        ttl: u64,
+    ) -> Result<PackedUserOperation, ClientError> {
+        let acct = TradingAccount::new(account, &self.provider);
+        let ctx = GrantContext {
+            chain_id: self.deployment.chain_id,
+            account,
+            entry_point: self.deployment.entry_point,
+            epoch: acct.epoch().call().await.map_err(rpc)?,
+            key_nonce: acct.keyNonce(key.address()).call().await.map_err(rpc)?,
+        };
+        let digest = grant_digest(&ctx, key.address(), scope);
+        let owner_sig = owner.sign_hash(&digest).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
+        let payload = (scope.clone(), Bytes::from(owner_sig.as_bytes().to_vec())).abi_encode_params();
+        let lane = SessionLane::new(key.address(), 0);
+        let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
+            .getNonce(account, lane.nonce_key())
+            .call()
+            .await
+            .map_err(rpc)?;
+        let mut op = self.unsigned(account, nonce, call_data, Bytes::new()).await?;
+        let until = self.chain_time().await? + ttl;
+        op.signature = sign_enable_op(key, self.hash(&op)?, until, digest, &payload).await?;
         Ok(op)
     }
 

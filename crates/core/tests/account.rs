@@ -122,4 +122,18 @@ async fn account_session_and_order_on_devnet() {
     }
     let nonce_after = IEntryPoint::new(d.entry_point, &provider).getNonce(account, keyscope_core::SessionLane::new(session.address(), 0).nonce_key()).call().await.unwrap();
     assert_eq!(nonce_before, nonce_after, "refused ops were never sent");
+
+    // Enable mode: a second key trades in its very first op, the owner's grant riding inside it.
+    let second = PrivateKeySigner::random();
+    let scope2 = TradingScope::new(d.venue, vec![0], parse_units("0.1", 18).unwrap(), parse_units("10000", 18).unwrap())
+        .build(client.chain_time().await.unwrap())
+        .unwrap();
+    let op = client.enable_op(&owner, &second, account, &scope2, order(0, "-50000000000000000", "59900"), 60).await.unwrap();
+    let outcome = client.send(&op).await.unwrap();
+    assert!(outcome.success, "{outcome:?}");
+    assert!(acct.getSession(second.address()).call().await.unwrap().active);
+    assert_eq!(PerpVenue::new(d.venue, &provider).position(account, 0).call().await.unwrap().size.to_string(), "150000000000000000");
+    // The grant consumed the key's grant nonce, so its signature cannot enable the key again (the
+    // contract suite replays it in every way: test/account/EnableMode.t.sol).
+    assert_eq!(acct.keyNonce(second.address()).call().await.unwrap(), 1);
 }
