@@ -1,10 +1,10 @@
 //! Every `keyscope` command against a real devnet (anvil + script/Deploy.s.sol), checked on chain.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::process::Command;
+
+use common::DevnetProcess;
 
 use alloy::{
     network::EthereumWallet,
@@ -203,18 +203,9 @@ async fn errors_say_what_to_do() {
 
 #[tokio::test]
 async fn devnet_command_serves_until_interrupted() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-        .args(["devnet", "--json", "--chain-id", "41004", "--port"])
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("devnet printed {line:?}"));
-    assert_eq!(ready["ready"], true);
-    let provider = ProviderBuilder::new().connect_http(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let mut devnet = DevnetProcess::spawn(41_004);
+    let ready = devnet.ready.clone();
+    let provider = ProviderBuilder::new().connect_http(devnet.rpc().parse().unwrap());
     assert_eq!(provider.get_chain_id().await.unwrap(), 41_004);
     let venue: Address = ready["devnet"]["venue"].as_str().unwrap().parse().unwrap();
     assert!(!provider.get_code_at(venue).await.unwrap().is_empty());
@@ -223,11 +214,6 @@ async fn devnet_command_serves_until_interrupted() {
     let usd: Address = ready["devnet"]["collateral"].as_str().unwrap().parse().unwrap();
     assert_eq!(TestUSD::new(usd, &provider).balanceOf(trader.address()).call().await.unwrap(), U256::from(100_000_000_000u64));
 
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "devnet did not stop on Ctrl-C");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(devnet.interrupt(), "devnet did not stop on Ctrl-C");
     assert!(provider.get_chain_id().await.is_err(), "anvil is gone");
 }

@@ -1,0 +1,59 @@
+//! A `keyscope devnet` child process for tests, stopped like a person would (Ctrl-C) even when the
+//! test fails: a panicking test must not leave anvil running.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub struct DevnetProcess {
+    child: Child,
+    pub port: u16,
+    /// The JSON line `keyscope devnet --json` printed when ready.
+    pub ready: Value,
+}
+
+impl DevnetProcess {
+    pub fn spawn(chain_id: u64) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+            .args(["devnet", "--json", "--chain-id", &chain_id.to_string(), "--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut this = Self { child, port, ready: Value::Null };
+        this.ready = serde_json::from_str(&line).unwrap_or_else(|_| panic!("devnet printed {line:?}"));
+        assert_eq!(this.ready["ready"], true);
+        this
+    }
+
+    pub fn rpc(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends Ctrl-C and waits for the process to exit; true if it did within 20 s.
+    pub fn interrupt(&mut self) -> bool {
+        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
+}
+
+impl Drop for DevnetProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() && !self.interrupt() {
+            let _ = self.child.kill();
+        }
+    }
+}
