@@ -32,10 +32,12 @@ test-contracts: build
 	forge test --no-match-path 'test/gas/*'
 	FORGE_SNAPSHOT_CHECK=true forge test --isolate --match-path 'test/gas/*'
 
-# Doc tests first, so the run closes on the unit and integration tests' counts.
+# Doc tests and benchmarks (each run once, as a test) first, so the run closes on the unit and
+# integration tests' counts.
 test-rust:
 	cargo test --workspace --doc
-	cargo test --workspace --all-targets
+	cargo test --workspace --benches
+	cargo test --workspace --lib --bins --tests
 
 gas: build
 	forge test --isolate --match-path 'test/gas/*'
