@@ -1,0 +1,238 @@
+//! An in-process chain on revm: the real forge artifacts deployed into a fresh in-memory state, and
+//! transactions executed and committed one by one with the block clock under the harness's control.
+//! No node, no RPC: thousands of signed UserOps per second on one core.
+
+use std::collections::HashMap;
+
+use alloy::sol_types::{SolCall, SolConstructor};
+use alloy_primitives::{Address, B256, Bytes, Log, U256, b256};
+use keyscope_core::bindings::{AccountFactory, PerpVenue, SignedPriceOracle, TestUSD};
+use revm::{
+    Context, ExecuteCommitEvm, MainBuilder, MainContext,
+    context::{ContextTr, TxEnv},
+    context_interface::result::{ExecutionResult, Output},
+    database::InMemoryDB,
+    handler::{MainnetContext, MainnetEvm},
+    primitives::TxKind,
+    state::{AccountInfo, Bytecode},
+};
+
+/// Errors from the in-process chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The transaction reverted; `data` is the revert payload.
+    #[error("reverted: 0x{}", alloy_primitives::hex::encode(.data))]
+    Reverted { data: Bytes, logs: Vec<Log> },
+    /// The transaction halted (out of gas, invalid opcode, ...).
+    #[error("halted: {0}")]
+    Halted(String),
+    /// The EVM refused the transaction itself (nonce, balance, ...).
+    #[error("invalid transaction: {0}")]
+    Invalid(String),
+    #[error("artifact {0} has no bytecode or could not be read: {1}")]
+    Artifact(String, String),
+}
+
+/// What a successful transaction returned.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub output: Bytes,
+    pub created: Option<Address>,
+    pub logs: Vec<Log>,
+    pub gas_used: u64,
+}
+
+/// Arachnid's deterministic deployment proxy, which every dev chain (and anvil) has at
+/// 0x4e59b44847b379578588920cA78FbF26c0B4956C: it CREATE2s `data[32..]` with salt `data[..32]`.
+pub const CREATE2_DEPLOYER: Address = alloy_primitives::address!("4e59b44847b379578588920cA78FbF26c0B4956C");
+const CREATE2_DEPLOYER_CODE: &str =
+    "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe03601600081602082378035828234f58015156039578182fd5b8082525050506014600cf3";
+/// The salt EntryPoint v0.8 was deployed with everywhere.
+pub const ENTRY_POINT_SALT: B256 = b256!("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9");
+
+/// A revm chain with a block clock.
+pub struct RevmChain {
+    evm: MainnetEvm<MainnetContext<InMemoryDB>>,
+    nonces: HashMap<Address, u64>,
+}
+
+impl std::fmt::Debug for RevmChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevmChain").field("timestamp", &self.timestamp()).finish_non_exhaustive()
+    }
+}
+
+impl RevmChain {
+    /// An empty chain with the CREATE2 deployer in place, at `timestamp`.
+    pub fn new(chain_id: u64, timestamp: u64) -> Self {
+        let evm = Context::mainnet()
+            .with_db(InMemoryDB::default())
+            .modify_cfg_chained(|cfg| {
+                cfg.chain_id = chain_id;
+            })
+            .modify_block_chained(|block| {
+                block.number = U256::from(1);
+                block.timestamp = U256::from(timestamp);
+                block.gas_limit = 60_000_000;
+                block.basefee = 0;
+            })
+            .build_mainnet();
+        let mut chain = Self { evm, nonces: HashMap::new() };
+        let code = Bytecode::new_raw(alloy_primitives::hex::decode(CREATE2_DEPLOYER_CODE).expect("hex").into());
+        chain.set_account(CREATE2_DEPLOYER, AccountInfo { code_hash: code.hash_slow(), code: Some(code), ..Default::default() });
+        chain
+    }
+
+    fn set_account(&mut self, address: Address, info: AccountInfo) {
+        self.evm.ctx.db_mut().insert_account_info(address, info);
+    }
+
+    /// Gives `address` `wei` of balance (replacing what it had).
+    pub fn fund(&mut self, address: Address, wei: U256) {
+        let mut info = self.evm.ctx.db_mut().cache.accounts.get(&address).map(|a| a.info.clone()).unwrap_or_default();
+        info.balance = wei;
+        self.set_account(address, info);
+    }
+
+    pub fn timestamp(&self) -> u64 {
+        self.evm.ctx.block.timestamp.to::<u64>()
+    }
+
+    /// Moves the clock forward by `seconds` (and the block number by one).
+    pub fn advance(&mut self, seconds: u64) {
+        self.evm.ctx.modify_block(|b| {
+            b.timestamp += U256::from(seconds);
+            b.number += U256::from(1);
+        });
+    }
+
+    pub fn code(&mut self, address: Address) -> Bytes {
+        use revm::Database;
+        let db = self.evm.ctx.db_mut();
+        db.basic(address)
+            .ok()
+            .flatten()
+            .and_then(|a| a.code.or_else(|| db.code_by_hash(a.code_hash).ok()))
+            .map(|c| c.original_bytes())
+            .unwrap_or_default()
+    }
+
+    /// Sends a transaction from `from` and commits it.
+    pub fn transact(&mut self, from: Address, to: Option<Address>, data: Bytes, value: U256) -> Result<Receipt, ChainError> {
+        let nonce = self.nonces.entry(from).or_insert(0);
+        let tx = TxEnv::builder()
+            .caller(from)
+            .kind(to.map_or(TxKind::Create, TxKind::Call))
+            .data(data)
+            .value(value)
+            .nonce(*nonce)
+            .gas_limit(16_000_000)
+            .gas_price(0)
+            .chain_id(Some(self.evm.ctx.cfg.chain_id))
+            .build_fill();
+        let result = self.evm.transact_commit(tx).map_err(|e| ChainError::Invalid(format!("{e:?}")))?;
+        *nonce += 1;
+        match result {
+            ExecutionResult::Success { output, logs, gas, .. } => {
+                let (output, created) = match output {
+                    Output::Call(b) => (b, None),
+                    Output::Create(b, a) => (b, a),
+                };
+                Ok(Receipt { output, created, logs, gas_used: gas.tx_gas_used() })
+            }
+            ExecutionResult::Revert { output, logs, .. } => Err(ChainError::Reverted { data: output, logs }),
+            ExecutionResult::Halt { reason, .. } => Err(ChainError::Halted(format!("{reason:?}"))),
+        }
+    }
+
+    /// A call whose state changes are committed too (revm has no free view calls): use a throwaway
+    /// sender for reads.
+    pub fn call<C: SolCall>(&mut self, from: Address, to: Address, call: &C) -> Result<C::Return, ChainError> {
+        let r = self.transact(from, Some(to), call.abi_encode().into(), U256::ZERO)?;
+        C::abi_decode_returns(&r.output).map_err(|e| ChainError::Invalid(e.to_string()))
+    }
+
+    /// Deploys `init_code` from `from` with CREATE.
+    pub fn deploy(&mut self, from: Address, init_code: Bytes) -> Result<Address, ChainError> {
+        self.transact(from, None, init_code, U256::ZERO)?.created.ok_or_else(|| ChainError::Halted("no contract created".into()))
+    }
+
+    /// Deploys `init_code` through the CREATE2 deployer with `salt`.
+    pub fn deploy_create2(&mut self, from: Address, salt: B256, init_code: &[u8]) -> Result<Address, ChainError> {
+        let data: Bytes = [salt.as_slice(), init_code].concat().into();
+        let r = self.transact(from, Some(CREATE2_DEPLOYER), data, U256::ZERO)?;
+        Ok(Address::from_slice(&r.output))
+    }
+}
+
+/// Keyscope deployed on a `RevmChain`: the same contracts, parameters and order as script/Deploy.s.sol,
+/// which stays the source of truth (forge scripts cannot target an in-process chain). The harness's
+/// revm-versus-anvil equality test is what will catch the two drifting apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevmDeployment {
+    pub entry_point: Address,
+    pub account_factory: Address,
+    pub collateral: Address,
+    pub oracle: Address,
+    pub venue: Address,
+}
+
+/// The EntryPoint's published creation code (npm `@account-abstraction/contracts@0.8.0`).
+pub fn entry_point_init_code() -> Result<Bytes, ChainError> {
+    let path = keyscope_core::devnet::repo_root().join("node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
+    json["bytecode"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ChainError::Artifact(path.display().to_string(), "no bytecode".into()))
+}
+
+impl RevmDeployment {
+    /// Deploys everything from `deployer` (owner of token, oracle and venue; registered oracle signer
+    /// `oracle_signer`), lists BTC (0) and ETH (1) and funds the pool and insurance fund.
+    pub fn deploy(chain: &mut RevmChain, deployer: Address, oracle_signer: Address) -> Result<Self, ChainError> {
+        let entry_point = chain.deploy_create2(deployer, ENTRY_POINT_SALT, &entry_point_init_code()?)?;
+        let with_args = |code: &Bytes, args: Vec<u8>| -> Bytes { [code.as_ref(), &args].concat().into() };
+        let account_factory = chain.deploy(
+            deployer,
+            with_args(&AccountFactory::BYTECODE, AccountFactory::constructorCall { entryPoint: entry_point }.abi_encode()),
+        )?;
+        let collateral =
+            chain.deploy(deployer, with_args(&TestUSD::BYTECODE, TestUSD::constructorCall { initialOwner: deployer }.abi_encode()))?;
+        let oracle = chain.deploy(
+            deployer,
+            with_args(
+                &SignedPriceOracle::BYTECODE,
+                SignedPriceOracle::constructorCall { initialOwner: deployer, maxAge_: 120 }.abi_encode(),
+            ),
+        )?;
+        let venue = chain.deploy(
+            deployer,
+            with_args(
+                &PerpVenue::BYTECODE,
+                PerpVenue::constructorCall { initialOwner: deployer, collateral_: collateral, oracle_: oracle }.abi_encode(),
+            ),
+        )?;
+        chain.call(deployer, oracle, &SignedPriceOracle::setSignerCall { signer: oracle_signer, allowed: true })?;
+        for (id, partial) in [(0u32, 100_000_000_000u128), (1, 50_000_000_000)] {
+            let p = PerpVenue::MarketParams {
+                imf: 50_000_000_000_000_000,
+                mmf: 30_000_000_000_000_000,
+                takerFee: 500_000_000_000_000,
+                liquidationPenalty: 10_000_000_000_000_000,
+                maxLimitDeviation: 100_000_000_000_000_000,
+                maxPosition: 10_000u128 * 10u128.pow(18),
+                partialLiquidationNotional: partial,
+            };
+            chain.call(deployer, venue, &PerpVenue::listMarketCall { marketId: id, p })?;
+        }
+        let (pool, insurance) = (U256::from(10_000_000_000_000u64), U256::from(50_000_000_000u64));
+        chain.call(deployer, collateral, &TestUSD::mintCall { to: deployer, amount: pool + insurance })?;
+        chain.call(deployer, collateral, &TestUSD::approveCall { spender: venue, value: U256::MAX })?;
+        chain.call(deployer, venue, &PerpVenue::fundPoolCall { amount: pool })?;
+        chain.call(deployer, venue, &PerpVenue::fundInsuranceCall { amount: insurance })?;
+        Ok(Self { entry_point, account_factory, collateral, oracle, venue })
+    }
+}

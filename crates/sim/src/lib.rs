@@ -1,0 +1,8 @@
+//! Keyscope's harness for margin calls and liquidations.
+//!
+//! This crate holds the in-process chain: [`chain::RevmChain`] runs the real forge artifacts (and the
+//! published EntryPoint v0.8 at its canonical address) on revm, so scenarios can push signed UserOps
+//! through `EntryPoint.handleOps` thousands of times a second without a node. Scenario files, the
+//! runner, the anvil backend and reports build on it.
+
+pub mod chain;
