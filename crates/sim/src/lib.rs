@@ -6,3 +6,5 @@
 //! runner, the anvil backend and reports build on it.
 
 pub mod chain;
+pub mod prices;
+pub mod scenario;

@@ -1,0 +1,158 @@
+//! Price paths: seeded GBM with an optional crash or jumps, or prices from a CSV file. The path is
+//! computed once, up front, and handed to every backend, so the same seed means the same prices.
+//! Floats are used here only to draw the path; each price is rounded to whole cents and carried as
+//! an 18-decimal integer from then on.
+
+use std::path::Path;
+
+use alloy_primitives::U256;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::scenario::{PriceSpec, Scenario, ScenarioError};
+
+const SECONDS_PER_YEAR: f64 = 365.0 * 86_400.0;
+
+/// `prices[step][market]` for steps 0..=steps, 18 decimals; markets in scenario order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricePath {
+    pub markets: Vec<String>,
+    pub prices: Vec<Vec<U256>>,
+}
+
+/// USD as an 18-decimal integer, rounded to whole cents.
+pub fn usd_to_wad(usd: f64) -> U256 {
+    U256::from((usd * 100.0).round().max(1.0) as u128) * U256::from(10u64).pow(U256::from(16))
+}
+
+/// An 18-decimal price as USD (for reports).
+pub fn wad_to_usd(wad: U256) -> f64 {
+    let cents: u128 = (wad / U256::from(10u64).pow(U256::from(16))).to::<u128>();
+    cents as f64 / 100.0
+}
+
+/// Standard normal draw (Box–Muller).
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.r#gen::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.r#gen::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+impl PricePath {
+    /// The path of `scenario`; a CSV path is read relative to `base_dir` (the scenario file's folder).
+    pub fn generate(scenario: &Scenario, base_dir: &Path) -> Result<Self, ScenarioError> {
+        let markets: Vec<String> = scenario.markets.iter().map(|m| m.name.clone()).collect();
+        if let PriceSpec::Csv { path } = &scenario.price {
+            return Self::from_csv(&base_dir.join(path), &markets, scenario.steps);
+        }
+        let dt = scenario.step_seconds as f64 / SECONDS_PER_YEAR;
+        let mut columns = Vec::new();
+        for (i, m) in scenario.markets.iter().enumerate() {
+            let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64));
+            let mut p = m.start_price;
+            let mut col = vec![p];
+            for step in 1..=scenario.steps {
+                let shock = (m.drift - m.volatility * m.volatility / 2.0) * dt + m.volatility * dt.sqrt() * normal(&mut rng);
+                p *= shock.exp();
+                match &scenario.price {
+                    PriceSpec::Crash { percent, start_step, over_steps } => {
+                        if step > *start_step && step <= start_step + over_steps {
+                            p *= (1.0 - percent / 100.0).powf(1.0 / *over_steps as f64);
+                        }
+                    }
+                    PriceSpec::Jumps { probability, percent } => {
+                        if rng.r#gen::<f64>() < *probability {
+                            let up = rng.r#gen::<bool>();
+                            p *= if up { 1.0 + percent / 100.0 } else { 1.0 - percent / 100.0 };
+                        }
+                    }
+                    PriceSpec::Gbm | PriceSpec::Csv { .. } => {}
+                }
+                col.push(p);
+            }
+            columns.push(col);
+        }
+        let prices = (0..=scenario.steps as usize).map(|s| columns.iter().map(|c| usd_to_wad(c[s])).collect()).collect();
+        Ok(Self { markets, prices })
+    }
+
+    fn from_csv(path: &Path, markets: &[String], steps: u32) -> Result<Self, ScenarioError> {
+        let field = |m: String| ScenarioError::Invalid { field: "price.path".into(), message: m };
+        let text = std::fs::read_to_string(path).map_err(|e| field(format!("cannot read {}: {e}", path.display())))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines.next().ok_or_else(|| field("the CSV is empty".into()))?.split(',').map(str::trim).collect();
+        let idx: Vec<usize> = markets
+            .iter()
+            .map(|m| header.iter().position(|h| h == m).ok_or_else(|| field(format!("the CSV has no column {m:?}"))))
+            .collect::<Result<_, _>>()?;
+        let mut prices = Vec::new();
+        for (n, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            let row = idx
+                .iter()
+                .map(|&i| {
+                    cells.get(i).and_then(|c| c.parse::<f64>().ok()).filter(|p| *p > 0.0).map(usd_to_wad).ok_or_else(|| {
+                        field(format!("row {} column {}: not a positive price", n + 2, header[i]))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            prices.push(row);
+        }
+        if prices.len() != steps as usize + 1 {
+            return Err(field(format!("the CSV has {} price rows; the scenario needs steps + 1 = {}", prices.len(), steps + 1)));
+        }
+        Ok(Self { markets: markets.to_vec(), prices })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(price: &str) -> Scenario {
+        Scenario::parse(&format!(
+            "name = \"t\"\nseed = 42\nsteps = 120\nstep_seconds = 30\n[[markets]]\nname = \"BTC\"\nstart_price = 60000\nvolatility = 0.5\n[price]\n{price}\n[traders]\ncount = 1\ncollateral_min = 100\ncollateral_max = 100\nleverage_min = 1\nleverage_max = 1\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_path() {
+        let s = scenario("kind = \"gbm\"");
+        let a = PricePath::generate(&s, Path::new(".")).unwrap();
+        let b = PricePath::generate(&s, Path::new(".")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.prices.len(), 121);
+        assert_eq!(a.prices[0][0], usd_to_wad(60_000.0));
+        let mut other = s.clone();
+        other.seed = 43;
+        assert_ne!(PricePath::generate(&other, Path::new(".")).unwrap(), a);
+    }
+
+    #[test]
+    fn crash_takes_the_price_down_by_about_its_percent() {
+        let s = scenario("kind = \"crash\"\npercent = 30\nstart_step = 10\nover_steps = 100");
+        let p = PricePath::generate(&s, Path::new(".")).unwrap();
+        let ratio = wad_to_usd(p.prices[110][0]) / wad_to_usd(p.prices[10][0]);
+        // 30 % down, give or take an hour of 50 % volatility.
+        assert!((0.6..0.8).contains(&ratio), "{ratio}");
+    }
+
+    #[test]
+    fn csv_paths_are_checked() {
+        let dir = std::env::temp_dir().join(format!("keyscope-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("p.csv"), "BTC\n60000\n59000\n").unwrap();
+        let mut s = scenario("kind = \"csv\"\npath = \"p.csv\"");
+        s.steps = 1;
+        let p = PricePath::generate(&s, &dir).unwrap();
+        assert_eq!(p.prices[1][0], usd_to_wad(59_000.0));
+        s.steps = 5;
+        let e = PricePath::generate(&s, &dir).unwrap_err().to_string();
+        assert!(e.contains("steps + 1 = 6"), "{e}");
+        std::fs::write(dir.join("p.csv"), "ETH\n1\n2\n").unwrap();
+        s.steps = 1;
+        assert!(PricePath::generate(&s, &dir).unwrap_err().to_string().contains("no column \"BTC\""));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,300 @@
+//! Scenario files (TOML): markets and their price paths, the traders and how they trade and answer
+//! margin calls, and the liquidator bots. Every field is checked on load; a bad file gets an error
+//! that names the field and says what is allowed.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Errors from loading a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid { field: field.to_string(), message: message.into() }
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// Seeds the price paths, the traders' choices and keys: same seed, same run.
+    pub seed: u64,
+    /// Number of price steps.
+    pub steps: u32,
+    /// Seconds between steps.
+    pub step_seconds: u32,
+    pub markets: Vec<MarketSpec>,
+    pub price: PriceSpec,
+    pub traders: TraderSpec,
+    #[serde(default)]
+    pub margin_calls: MarginCallSpec,
+    #[serde(default)]
+    pub liquidators: LiquidatorSpec,
+    #[serde(default)]
+    pub venue: VenueSpec,
+}
+
+/// A market the traders use; `name` must be listed by the deployment (BTC, ETH).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MarketSpec {
+    pub name: String,
+    /// Starting price in USD.
+    pub start_price: f64,
+    /// Annualised volatility of the GBM (0.6 = 60 %).
+    pub volatility: f64,
+    /// Annualised drift of the GBM.
+    #[serde(default)]
+    pub drift: f64,
+}
+
+/// How prices move.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PriceSpec {
+    /// Geometric Brownian motion only.
+    Gbm,
+    /// GBM plus a fall of `percent` spread evenly over `over_steps` steps from `start_step`.
+    Crash { percent: f64, start_step: u32, over_steps: u32 },
+    /// GBM plus jumps: each step, with probability `probability`, a move of ±`percent`.
+    Jumps { probability: f64, percent: f64 },
+    /// Prices from a CSV file: one row per step, one column per market (header with market names).
+    Csv { path: String },
+}
+
+/// The traders.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraderSpec {
+    pub count: u32,
+    /// Margin per trader in USD, drawn uniformly from [min, max].
+    pub collateral_min: f64,
+    pub collateral_max: f64,
+    /// Leverage (notional / margin), drawn uniformly from [min, max]; at most 1 / IMF = 20.
+    pub leverage_min: f64,
+    pub leverage_max: f64,
+    /// Share of traders who go long (the rest go short).
+    #[serde(default = "half")]
+    pub long_fraction: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// How traders answer a margin call, with a key scoped to do only that.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MarginCallSpec {
+    /// Probability that a trader answers at all.
+    pub answer_probability: f64,
+    /// Steps between the margin call and the answer.
+    pub delay_steps: u32,
+    pub answer: Answer,
+    /// Collateral added (as a share of the starting margin), or position closed (share), when answering.
+    pub fraction: f64,
+}
+
+impl Default for MarginCallSpec {
+    fn default() -> Self {
+        Self { answer_probability: 0.0, delay_steps: 0, answer: Answer::AddCollateral, fraction: 0.5 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    AddCollateral,
+    Reduce,
+}
+
+/// Liquidator bots: they scan every step and liquidate what they can.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LiquidatorSpec {
+    pub count: u32,
+}
+
+impl Default for LiquidatorSpec {
+    fn default() -> Self {
+        Self { count: 1 }
+    }
+}
+
+/// Venue funds at the start.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VenueSpec {
+    /// Insurance fund in USD.
+    pub insurance_fund: f64,
+}
+
+impl Default for VenueSpec {
+    fn default() -> Self {
+        Self { insurance_fund: 50_000.0 }
+    }
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        let s = Self::parse(&text).map_err(|e| match e {
+            ScenarioError::Parse { message, .. } => ScenarioError::Parse { path: path.display().to_string(), message },
+            other => other,
+        })?;
+        Ok(s)
+    }
+
+    /// Parses and checks scenario TOML.
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Parse { path: "scenario".into(), message: e.to_string() })?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        if !(1..=100_000).contains(&self.steps) {
+            return Err(invalid("steps", "must be between 1 and 100000"));
+        }
+        if !(1..=86_400).contains(&self.step_seconds) {
+            return Err(invalid("step_seconds", "must be between 1 and 86400 (prices go stale after 120 s of chain time between updates, which the runner publishes every step)"));
+        }
+        if self.markets.is_empty() || self.markets.len() > 2 {
+            return Err(invalid("markets", "list one or two markets (BTC, ETH)"));
+        }
+        for (i, m) in self.markets.iter().enumerate() {
+            let f = |name: &str| format!("markets[{i}].{name}");
+            if !["BTC", "ETH"].contains(&m.name.as_str()) {
+                return Err(invalid(&f("name"), format!("{:?} is not a listed market; allowed: BTC, ETH", m.name)));
+            }
+            if !(m.start_price > 0.0 && m.start_price < 1e12) {
+                return Err(invalid(&f("start_price"), "must be a positive USD price below 1e12"));
+            }
+            if !(0.0..=10.0).contains(&m.volatility) {
+                return Err(invalid(&f("volatility"), "must be between 0 and 10 (annualised, 0.6 = 60 %)"));
+            }
+            if !(-10.0..=10.0).contains(&m.drift) {
+                return Err(invalid(&f("drift"), "must be between -10 and 10 (annualised)"));
+            }
+        }
+        match &self.price {
+            PriceSpec::Gbm => {}
+            PriceSpec::Crash { percent, start_step, over_steps } => {
+                if !(0.0..100.0).contains(percent) {
+                    return Err(invalid("price.percent", "must be between 0 and 100"));
+                }
+                if *over_steps == 0 || start_step + over_steps > self.steps {
+                    return Err(invalid("price.over_steps", "must be at least 1 and end within the run (start_step + over_steps <= steps)"));
+                }
+            }
+            PriceSpec::Jumps { probability, percent } => {
+                if !(0.0..=1.0).contains(probability) {
+                    return Err(invalid("price.probability", "must be between 0 and 1"));
+                }
+                if !(0.0..100.0).contains(percent) {
+                    return Err(invalid("price.percent", "must be between 0 and 100"));
+                }
+            }
+            PriceSpec::Csv { path } => {
+                if path.is_empty() {
+                    return Err(invalid("price.path", "name a CSV file"));
+                }
+            }
+        }
+        let t = &self.traders;
+        if !(1..=10_000).contains(&t.count) {
+            return Err(invalid("traders.count", "must be between 1 and 10000"));
+        }
+        if !(t.collateral_min >= 10.0 && t.collateral_min <= t.collateral_max && t.collateral_max <= 1e9) {
+            return Err(invalid("traders.collateral_min", "need 10 <= collateral_min <= collateral_max <= 1e9 (USD)"));
+        }
+        if !(t.leverage_min >= 0.1 && t.leverage_min <= t.leverage_max && t.leverage_max <= 19.0) {
+            return Err(invalid("traders.leverage_min", "need 0.1 <= leverage_min <= leverage_max <= 19 (IMF is 5 %, and opening keeps a reserve)"));
+        }
+        if !(0.0..=1.0).contains(&t.long_fraction) {
+            return Err(invalid("traders.long_fraction", "must be between 0 and 1"));
+        }
+        let m = &self.margin_calls;
+        if !(0.0..=1.0).contains(&m.answer_probability) {
+            return Err(invalid("margin_calls.answer_probability", "must be between 0 and 1"));
+        }
+        if !(m.fraction > 0.0 && m.fraction <= 1.0) {
+            return Err(invalid("margin_calls.fraction", "must be above 0 and at most 1"));
+        }
+        if !(1..=100).contains(&self.liquidators.count) {
+            return Err(invalid("liquidators.count", "must be between 1 and 100"));
+        }
+        if !(self.venue.insurance_fund >= 0.0 && self.venue.insurance_fund <= 1e9) {
+            return Err(invalid("venue.insurance_fund", "must be between 0 and 1e9 (USD)"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "t"
+        seed = 1
+        steps = 10
+        step_seconds = 30
+        [[markets]]
+        name = "BTC"
+        start_price = 60000
+        volatility = 0.6
+        [price]
+        kind = "crash"
+        percent = 30
+        start_step = 2
+        over_steps = 5
+        [traders]
+        count = 3
+        collateral_min = 1000
+        collateral_max = 2000
+        leverage_min = 2
+        leverage_max = 10
+    "#;
+
+    #[test]
+    fn parses_a_scenario() {
+        let s = Scenario::parse(GOOD).unwrap();
+        assert_eq!(s.price, PriceSpec::Crash { percent: 30.0, start_step: 2, over_steps: 5 });
+        assert_eq!(s.traders.long_fraction, 0.5);
+        assert_eq!(s.liquidators.count, 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = GOOD.replace("leverage_max = 10", "leverage_max = 50");
+        let e = Scenario::parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("traders.leverage_min:") && e.contains("<= 19"), "{e}");
+        let bad = GOOD.replace("name = \"BTC\"", "name = \"SOL\"");
+        let e = Scenario::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("markets[0].name") && e.contains("allowed: BTC, ETH"), "{e}");
+        let bad = GOOD.replace("over_steps = 5", "over_steps = 50");
+        assert!(Scenario::parse(&bad).unwrap_err().to_string().starts_with("price.over_steps"));
+        let bad = GOOD.replace("seed = 1", "seed = 1\nsede = 2");
+        let e = Scenario::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("unknown field `sede`"), "{e}");
+        let bad = GOOD.replace("kind = \"crash\"", "kind = \"moon\"");
+        assert!(Scenario::parse(&bad).unwrap_err().to_string().contains("moon"));
+    }
+}
