@@ -17,7 +17,7 @@ import {CanonicalEntryPoint} from "./CanonicalEntryPoint.sol";
 /// finds everything in place and changes nothing. Writes deployments/<chainId>.json (addresses and
 /// market ids by name).
 /// @dev Environment: PRIVATE_KEY (deployer, owner of token, oracle and venue; anvil's first key by
-/// default), ORACLE_SIGNER (default: the deployer).
+/// default), ORACLE_SIGNER (default: the deployer), INSURANCE_FUND (6 decimals; default 50,000 tUSD).
 ///   forge script script/Deploy.s.sol --rpc-url $RPC --broadcast
 contract Deploy is Script {
     bytes32 internal constant SALT = keccak256("keyscope.v1");
@@ -50,10 +50,11 @@ contract Deploy is Script {
         if (!d.venue.market(0).listed) d.venue.listMarket(0, _params(100_000e6));
         if (!d.venue.market(1).listed) d.venue.listMarket(1, _params(50_000e6));
         if (d.venue.pool() == 0) {
-            d.usd.mint(deployer, 10_050_000e6);
+            uint256 insurance = vm.envOr("INSURANCE_FUND", uint256(50_000e6));
+            d.usd.mint(deployer, 10_000_000e6 + insurance);
             d.usd.approve(address(d.venue), type(uint256).max);
             d.venue.fundPool(10_000_000e6);
-            d.venue.fundInsurance(50_000e6);
+            if (insurance != 0) d.venue.fundInsurance(insurance);
         }
         vm.stopBroadcast();
 

@@ -60,6 +60,11 @@ pub struct Devnet {
 impl Devnet {
     /// Starts anvil (`port` 0: any free port) with `chain_id`, and deploys.
     pub fn start(root: &Path, port: u16, chain_id: u64) -> Result<Self, DevnetError> {
+        Self::start_with(root, port, chain_id, &[])
+    }
+
+    /// `start`, with extra environment for the deploy script (e.g. `INSURANCE_FUND`).
+    pub fn start_with(root: &Path, port: u16, chain_id: u64, env: &[(&str, String)]) -> Result<Self, DevnetError> {
         let anvil = Anvil::new()
             .path(foundry_tool(root, "anvil")?)
             .port(port)
@@ -68,6 +73,7 @@ impl Devnet {
             .map_err(|e| DevnetError::Anvil(e.to_string()))?;
         let out = Command::new(foundry_tool(root, "forge")?)
             .current_dir(root)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["script", "script/Deploy.s.sol", "--broadcast", "--slow", "--rpc-url"])
             .arg(anvil.endpoint())
             .output()

@@ -94,6 +94,10 @@ impl RevmChain {
         self.set_account(address, info);
     }
 
+    pub fn chain_id(&self) -> u64 {
+        self.evm.ctx.cfg.chain_id
+    }
+
     pub fn timestamp(&self) -> u64 {
         self.evm.ctx.block.timestamp.to::<u64>()
     }
@@ -189,28 +193,42 @@ pub fn entry_point_init_code() -> Result<Bytes, ChainError> {
         .ok_or_else(|| ChainError::Artifact(path.display().to_string(), "no bytecode".into()))
 }
 
+/// The CREATE2 salt of script/Deploy.s.sol (`keccak256("keyscope.v1")`).
+pub fn deploy_salt() -> B256 {
+    alloy_primitives::keccak256("keyscope.v1")
+}
+
 impl RevmDeployment {
     /// Deploys everything from `deployer` (owner of token, oracle and venue; registered oracle signer
-    /// `oracle_signer`), lists BTC (0) and ETH (1) and funds the pool and insurance fund.
-    pub fn deploy(chain: &mut RevmChain, deployer: Address, oracle_signer: Address) -> Result<Self, ChainError> {
+    /// `oracle_signer`) through the CREATE2 deployer with Deploy.s.sol's salt — so with the same
+    /// deployer every address matches an anvil deployment — lists BTC (0) and ETH (1), and funds the
+    /// pool (10,000,000) and the insurance fund (`insurance_fund`, 6 decimals).
+    pub fn deploy(chain: &mut RevmChain, deployer: Address, oracle_signer: Address, insurance_fund: U256) -> Result<Self, ChainError> {
         let entry_point = chain.deploy_create2(deployer, ENTRY_POINT_SALT, &entry_point_init_code()?)?;
-        let with_args = |code: &Bytes, args: Vec<u8>| -> Bytes { [code.as_ref(), &args].concat().into() };
-        let account_factory = chain.deploy(
+        let salt = deploy_salt();
+        let with_args = |code: &Bytes, args: Vec<u8>| -> Vec<u8> { [code.as_ref(), &args].concat() };
+        let account_factory = chain.deploy_create2(
             deployer,
-            with_args(&AccountFactory::BYTECODE, AccountFactory::constructorCall { entryPoint: entry_point }.abi_encode()),
+            salt,
+            &with_args(&AccountFactory::BYTECODE, AccountFactory::constructorCall { entryPoint: entry_point }.abi_encode()),
         )?;
-        let collateral =
-            chain.deploy(deployer, with_args(&TestUSD::BYTECODE, TestUSD::constructorCall { initialOwner: deployer }.abi_encode()))?;
-        let oracle = chain.deploy(
+        let collateral = chain.deploy_create2(
             deployer,
-            with_args(
+            salt,
+            &with_args(&TestUSD::BYTECODE, TestUSD::constructorCall { initialOwner: deployer }.abi_encode()),
+        )?;
+        let oracle = chain.deploy_create2(
+            deployer,
+            salt,
+            &with_args(
                 &SignedPriceOracle::BYTECODE,
                 SignedPriceOracle::constructorCall { initialOwner: deployer, maxAge_: 120 }.abi_encode(),
             ),
         )?;
-        let venue = chain.deploy(
+        let venue = chain.deploy_create2(
             deployer,
-            with_args(
+            salt,
+            &with_args(
                 &PerpVenue::BYTECODE,
                 PerpVenue::constructorCall { initialOwner: deployer, collateral_: collateral, oracle_: oracle }.abi_encode(),
             ),
@@ -228,11 +246,13 @@ impl RevmDeployment {
             };
             chain.call(deployer, venue, &PerpVenue::listMarketCall { marketId: id, p })?;
         }
-        let (pool, insurance) = (U256::from(10_000_000_000_000u64), U256::from(50_000_000_000u64));
-        chain.call(deployer, collateral, &TestUSD::mintCall { to: deployer, amount: pool + insurance })?;
+        let pool = U256::from(10_000_000_000_000u64);
+        chain.call(deployer, collateral, &TestUSD::mintCall { to: deployer, amount: pool + insurance_fund })?;
         chain.call(deployer, collateral, &TestUSD::approveCall { spender: venue, value: U256::MAX })?;
         chain.call(deployer, venue, &PerpVenue::fundPoolCall { amount: pool })?;
-        chain.call(deployer, venue, &PerpVenue::fundInsuranceCall { amount: insurance })?;
+        if !insurance_fund.is_zero() {
+            chain.call(deployer, venue, &PerpVenue::fundInsuranceCall { amount: insurance_fund })?;
+        }
         Ok(Self { entry_point, account_factory, collateral, oracle, venue })
     }
 }

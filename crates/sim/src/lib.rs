@@ -5,6 +5,7 @@
 //! through `EntryPoint.handleOps` thousands of times a second without a node. Scenario files, the
 //! runner, the anvil backend and reports build on it.
 
+pub mod backend;
 pub mod chain;
 pub mod prices;
 pub mod scenario;

@@ -42,13 +42,16 @@ fn handle(chain: &mut RevmChain, bundler: Address, op: PackedUserOperation) {
 #[test]
 fn session_order_through_handle_ops_on_revm() {
     let mut chain = RevmChain::new(CHAIN_ID, T0);
-    let deployer = PrivateKeySigner::random();
+    // Anvil's first dev key, as script/Deploy.s.sol uses: CREATE2 then gives the anvil addresses.
+    let deployer: PrivateKeySigner = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80".parse().unwrap();
     let bundler = address!("000000000000000000000000000000000000b0b0");
     chain.fund(deployer.address(), parse_units("100", 18).unwrap());
     chain.fund(bundler, parse_units("100", 18).unwrap());
-    let d = RevmDeployment::deploy(&mut chain, deployer.address(), deployer.address()).unwrap();
+    let d = RevmDeployment::deploy(&mut chain, deployer.address(), deployer.address(), parse_units("50000", 6).unwrap()).unwrap();
     assert_eq!(d.entry_point, ENTRY_POINT_V08, "EntryPoint v0.8 at its canonical address");
     assert!(!chain.code(ENTRY_POINT_V08).is_empty());
+    assert_eq!(d.account_factory, address!("E58AC03982866c3C1e98C0d2b76629A85e98F6BA"), "same address as on anvil");
+    assert_eq!(d.venue, address!("06fc7e14FFA0FEbd1A04A55dafF24BF156750237"), "same address as on anvil");
 
     // The trader's account, deployed by its first op, which also deposits margin and grants a key.
     let owner = PrivateKeySigner::random();

@@ -1,0 +1,320 @@
+//! The two chains a scenario runs on, behind one trait: revm in-process (fast, thousands of accounts)
+//! and anvil (the real node, over JSON-RPC). The runner only builds and signs; a backend moves the
+//! clock, funds addresses, sends `handleOps` and liquidations, and answers reads.
+
+use alloy::{
+    network::{EthereumWallet, TransactionBuilder},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    rpc::types::TransactionRequest,
+    signers::{SignerSync, local::PrivateKeySigner},
+    sol_types::SolCall,
+};
+use alloy_primitives::{Address, Bytes, U256};
+use keyscope_core::{
+    PackedUserOperation,
+    bindings::{IEntryPoint, PerpVenue, SignedPriceOracle, TestUSD},
+    devnet::Devnet,
+};
+
+use crate::chain::{ChainError, RevmChain, RevmDeployment};
+
+/// Addresses a scenario needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addresses {
+    pub entry_point: Address,
+    pub account_factory: Address,
+    pub collateral: Address,
+    pub oracle: Address,
+    pub venue: Address,
+}
+
+/// What happened to one op sent through `handleOps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpResult {
+    /// The bundle went through and the op's calls succeeded.
+    pub success: bool,
+    pub gas_used: u64,
+}
+
+/// Errors from a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("{0}")]
+    Rpc(String),
+}
+
+fn rpc<E: std::fmt::Display>(e: E) -> BackendError {
+    BackendError::Rpc(e.to_string())
+}
+
+/// A chain with Keyscope deployed.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    fn addresses(&self) -> &Addresses;
+    fn chain_id(&self) -> u64;
+    /// The chain's current time.
+    async fn now(&mut self) -> Result<u64, BackendError>;
+    /// Moves the chain's clock forward.
+    async fn advance(&mut self, seconds: u64) -> Result<(), BackendError>;
+    /// Gives `to` ETH for gas.
+    async fn fund_eth(&mut self, to: Address, wei: U256) -> Result<(), BackendError>;
+    /// Mints collateral to `to` (the deployer owns the token).
+    async fn mint(&mut self, to: Address, amount: U256) -> Result<(), BackendError>;
+    /// Publishes a price signed by the oracle key, at the chain's time.
+    async fn publish(&mut self, market: u32, price: U256) -> Result<(), BackendError>;
+    /// Sends `handleOps([op])` from the bundler.
+    async fn handle_op(&mut self, op: PackedUserOperation) -> Result<OpResult, BackendError>;
+    /// Calls `venue.liquidate(account, market)` from liquidator `who`; false if the venue refused.
+    async fn liquidate(&mut self, who: usize, account: Address, market: u32) -> Result<bool, BackendError>;
+    /// A read-only call.
+    async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError>;
+}
+
+/// Gas for a bundle: the op's limits and overhead (handleOps must have them all available).
+fn bundle_gas(op: &PackedUserOperation) -> u64 {
+    let limits = U256::from_be_bytes(op.accountGasLimits.0);
+    let verification: U256 = limits >> 128;
+    let call: U256 = limits & U256::from(u128::MAX);
+    (verification + call + op.preVerificationGas).to::<u64>() + 200_000
+}
+
+/// Did the op in this receipt's logs succeed? (`UserOperationEvent.success`)
+fn op_succeeded<'a>(logs: impl IntoIterator<Item = &'a alloy_primitives::Log>) -> bool {
+    logs.into_iter().any(|l| {
+        IEntryPoint::UserOperationEvent::decode_log(l).map(|e| e.data.success).unwrap_or(false)
+    })
+}
+
+use alloy::sol_types::SolEvent;
+
+/// Keys of the scenario's fixed roles: the deployer (anvil's first dev key, as script/Deploy.s.sol uses,
+/// so CREATE2 puts every contract at the same address on both backends; it owns token, oracle and venue
+/// and signs prices), the bundler (anvil's second dev key) and the liquidator bots (derived from the
+/// scenario seed and funded by the runner).
+pub struct Roles {
+    pub deployer: PrivateKeySigner,
+    pub bundler: PrivateKeySigner,
+    pub liquidators: Vec<PrivateKeySigner>,
+}
+
+const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const ANVIL_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+impl Roles {
+    pub fn new(liquidators: Vec<PrivateKeySigner>) -> Self {
+        Self {
+            deployer: ANVIL_KEY_0.parse().expect("anvil key"),
+            bundler: ANVIL_KEY_1.parse().expect("anvil key"),
+            liquidators,
+        }
+    }
+}
+
+/// The in-process backend.
+pub struct RevmBackend {
+    chain: RevmChain,
+    roles: Roles,
+    addresses: Addresses,
+    reader: Address,
+}
+
+impl RevmBackend {
+    /// A fresh chain at `timestamp` with Keyscope deployed as Deploy.s.sol deploys it.
+    pub fn new(chain_id: u64, timestamp: u64, roles: Roles, insurance_fund: U256) -> Result<Self, BackendError> {
+        let mut chain = RevmChain::new(chain_id, timestamp);
+        let rich = U256::from(10u64).pow(U256::from(24));
+        chain.fund(roles.deployer.address(), rich);
+        chain.fund(roles.bundler.address(), rich);
+        let d = RevmDeployment::deploy(&mut chain, roles.deployer.address(), roles.deployer.address(), insurance_fund)?;
+        let addresses = Addresses {
+            entry_point: d.entry_point,
+            account_factory: d.account_factory,
+            collateral: d.collateral,
+            oracle: d.oracle,
+            venue: d.venue,
+        };
+        Ok(Self { chain, roles, addresses, reader: Address::repeat_byte(0xee) })
+    }
+}
+
+impl Backend for RevmBackend {
+    fn name(&self) -> &'static str {
+        "revm"
+    }
+
+    fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    fn chain_id(&self) -> u64 {
+        self.chain.chain_id()
+    }
+
+    async fn now(&mut self) -> Result<u64, BackendError> {
+        Ok(self.chain.timestamp())
+    }
+
+    async fn advance(&mut self, seconds: u64) -> Result<(), BackendError> {
+        self.chain.advance(seconds);
+        Ok(())
+    }
+
+    async fn fund_eth(&mut self, to: Address, wei: U256) -> Result<(), BackendError> {
+        self.chain.transact(self.roles.deployer.address(), Some(to), Bytes::new(), wei)?;
+        Ok(())
+    }
+
+    async fn mint(&mut self, to: Address, amount: U256) -> Result<(), BackendError> {
+        let d = self.roles.deployer.address();
+        self.chain.call(d, self.addresses.collateral, &TestUSD::mintCall { to, amount })?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, market: u32, price: U256) -> Result<(), BackendError> {
+        let u = SignedPriceOracle::PriceUpdate { marketId: market, price, publishTime: self.chain.timestamp() };
+        let digest = self.chain.call(self.reader, self.addresses.oracle, &SignedPriceOracle::updateDigestCall { u: u.clone() })?;
+        let sig = self.roles.deployer.sign_hash_sync(&digest).map_err(rpc)?;
+        let bundler = self.roles.bundler.address();
+        self.chain.call(bundler, self.addresses.oracle, &SignedPriceOracle::submitCall { u, signature: sig.as_bytes().to_vec().into() })?;
+        Ok(())
+    }
+
+    async fn handle_op(&mut self, op: PackedUserOperation) -> Result<OpResult, BackendError> {
+        let bundler = self.roles.bundler.address();
+        let call = IEntryPoint::handleOpsCall { ops: vec![op], beneficiary: bundler };
+        match self.chain.transact(bundler, Some(self.addresses.entry_point), call.abi_encode().into(), U256::ZERO) {
+            Ok(r) => Ok(OpResult { success: op_succeeded(&r.logs), gas_used: r.gas_used }),
+            Err(ChainError::Reverted { .. }) => Ok(OpResult { success: false, gas_used: 0 }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn liquidate(&mut self, who: usize, account: Address, market: u32) -> Result<bool, BackendError> {
+        let from = self.roles.liquidators[who].address();
+        match self.chain.call(from, self.addresses.venue, &PerpVenue::liquidateCall { account, marketId: market }) {
+            Ok(_) => Ok(true),
+            Err(ChainError::Reverted { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError> {
+        Ok(self.chain.call(self.reader, to, call)?)
+    }
+}
+
+/// The anvil backend: the real node, through JSON-RPC, deployed by script/Deploy.s.sol.
+pub struct AnvilBackend {
+    devnet: Devnet,
+    roles: Roles,
+    addresses: Addresses,
+    deployer: DynProvider,
+    bundler: DynProvider,
+    liquidators: Vec<DynProvider>,
+}
+
+impl AnvilBackend {
+    pub fn new(devnet: Devnet, roles: Roles) -> Self {
+        let d = &devnet.deployment;
+        let addresses = Addresses {
+            entry_point: d.entry_point,
+            account_factory: d.account_factory,
+            collateral: d.collateral,
+            oracle: d.oracle,
+            venue: d.venue,
+        };
+        let connect = |k: &PrivateKeySigner| {
+            ProviderBuilder::new().wallet(EthereumWallet::from(k.clone())).connect_http(devnet.endpoint_url()).erased()
+        };
+        let deployer = connect(&roles.deployer);
+        let bundler = connect(&roles.bundler);
+        let liquidators = roles.liquidators.iter().map(connect).collect();
+        Self { devnet, roles, addresses, deployer, bundler, liquidators }
+    }
+
+    async fn send(provider: &DynProvider, tx: TransactionRequest) -> Result<alloy::rpc::types::TransactionReceipt, BackendError> {
+        provider.send_transaction(tx).await.map_err(rpc)?.get_receipt().await.map_err(rpc)
+    }
+}
+
+impl Backend for AnvilBackend {
+    fn name(&self) -> &'static str {
+        "anvil"
+    }
+
+    fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    fn chain_id(&self) -> u64 {
+        self.devnet.deployment.chain_id
+    }
+
+    async fn now(&mut self) -> Result<u64, BackendError> {
+        let b = self.bundler.get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest).await.map_err(rpc)?;
+        Ok(b.ok_or_else(|| BackendError::Rpc("no block".into()))?.header.timestamp)
+    }
+
+    async fn advance(&mut self, seconds: u64) -> Result<(), BackendError> {
+        let _: serde_json::Value = self.bundler.raw_request("evm_increaseTime".into(), (seconds,)).await.map_err(rpc)?;
+        let _: serde_json::Value = self.bundler.raw_request("evm_mine".into(), ()).await.map_err(rpc)?;
+        Ok(())
+    }
+
+    async fn fund_eth(&mut self, to: Address, wei: U256) -> Result<(), BackendError> {
+        Self::send(&self.deployer, TransactionRequest::default().with_to(to).with_value(wei)).await?;
+        Ok(())
+    }
+
+    async fn mint(&mut self, to: Address, amount: U256) -> Result<(), BackendError> {
+        let data = TestUSD::mintCall { to, amount }.abi_encode();
+        Self::send(&self.deployer, TransactionRequest::default().with_to(self.addresses.collateral).with_input(data)).await?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, market: u32, price: U256) -> Result<(), BackendError> {
+        let now = self.now().await?;
+        let u = SignedPriceOracle::PriceUpdate { marketId: market, price, publishTime: now };
+        let digest = self.view(self.addresses.oracle, &SignedPriceOracle::updateDigestCall { u: u.clone() }).await?;
+        let sig = self.roles.deployer.sign_hash_sync(&digest).map_err(rpc)?;
+        let data = SignedPriceOracle::submitCall { u, signature: sig.as_bytes().to_vec().into() }.abi_encode();
+        Self::send(&self.bundler, TransactionRequest::default().with_to(self.addresses.oracle).with_input(data)).await?;
+        Ok(())
+    }
+
+    async fn handle_op(&mut self, op: PackedUserOperation) -> Result<OpResult, BackendError> {
+        let gas = bundle_gas(&op);
+        let data = IEntryPoint::handleOpsCall { ops: vec![op], beneficiary: self.roles.bundler.address() }.abi_encode();
+        let tx = TransactionRequest::default().with_to(self.addresses.entry_point).with_input(data).with_gas_limit(gas);
+        // A refused op reverts the bundle: anvil reports it when the transaction is sent (its gas
+        // estimate fails) or in the receipt's status.
+        match self.bundler.send_transaction(tx).await {
+            Ok(pending) => {
+                let receipt = pending.get_receipt().await.map_err(rpc)?;
+                let logs: Vec<alloy_primitives::Log> = receipt.inner.logs().iter().map(|l| l.inner.clone()).collect();
+                Ok(OpResult { success: receipt.status() && op_succeeded(&logs), gas_used: receipt.gas_used })
+            }
+            Err(e) if e.as_error_resp().is_some() => Ok(OpResult { success: false, gas_used: 0 }),
+            Err(e) => Err(rpc(e)),
+        }
+    }
+
+    async fn liquidate(&mut self, who: usize, account: Address, market: u32) -> Result<bool, BackendError> {
+        let data = PerpVenue::liquidateCall { account, marketId: market }.abi_encode();
+        let tx = TransactionRequest::default().with_to(self.addresses.venue).with_input(data);
+        match self.liquidators[who].send_transaction(tx).await {
+            Ok(pending) => Ok(pending.get_receipt().await.map_err(rpc)?.status()),
+            Err(e) if e.as_error_resp().is_some() => Ok(false),
+            Err(e) => Err(rpc(e)),
+        }
+    }
+
+    async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError> {
+        let tx = TransactionRequest::default().with_to(to).with_input(call.abi_encode());
+        let out = self.bundler.call(tx).await.map_err(rpc)?;
+        C::abi_decode_returns(&out).map_err(rpc)
+    }
+}
