@@ -8,4 +8,5 @@
 pub mod backend;
 pub mod chain;
 pub mod prices;
+pub mod runner;
 pub mod scenario;

@@ -1,0 +1,91 @@
+//! Scenarios end to end: a crash produces margin calls and liquidations on the revm backend, and the
+//! same scenario and seed end in the same state on revm and on anvil.
+
+use std::path::Path;
+
+use keyscope_core::devnet::{Devnet, repo_root};
+use keyscope_sim::{
+    backend::{AnvilBackend, RevmBackend, Roles},
+    prices::PricePath,
+    runner::{liquidator_keys, run},
+    scenario::Scenario,
+};
+
+const SMALL_CRASH: &str = r#"
+name = "small-crash"
+seed = 11
+steps = 12
+step_seconds = 30
+[[markets]]
+name = "BTC"
+start_price = 60000
+volatility = 0.4
+[[markets]]
+name = "ETH"
+start_price = 3000
+volatility = 0.5
+[price]
+kind = "crash"
+percent = 25
+start_step = 2
+over_steps = 6
+[traders]
+count = 8
+collateral_min = 1000
+collateral_max = 5000
+leverage_min = 4
+leverage_max = 15
+long_fraction = 0.75
+[margin_calls]
+answer_probability = 0.5
+delay_steps = 1
+answer = "add_collateral"
+fraction = 0.5
+[liquidators]
+count = 2
+[venue]
+insurance_fund = 20000
+"#;
+
+fn insurance(s: &Scenario) -> alloy_primitives::U256 {
+    alloy_primitives::U256::from((s.venue.insurance_fund * 1e6) as u128)
+}
+
+#[tokio::test]
+async fn crash_makes_margin_calls_and_liquidations_on_revm() {
+    let s = Scenario::parse(SMALL_CRASH).unwrap();
+    let path = PricePath::generate(&s, Path::new(".")).unwrap();
+    let mut backend = RevmBackend::new(31_337, 1_800_000_000, Roles::new(liquidator_keys(&s)), insurance(&s)).unwrap();
+    let out = run(&s, &path, &mut backend, |_, _| {}).await.unwrap();
+    eprintln!("margin calls {} answered {} liquidations {} notional {} bad debt {} insurance {} -> {} ops {} failed {}", out.margin_calls, out.margin_calls_answered, out.liquidations, out.liquidated_notional, out.bad_debt, out.insurance_fund_start, out.insurance_fund_end, out.ops_executed, out.ops_failed);
+    assert_eq!(out.series.len(), 13);
+    assert_eq!(out.insurance_fund_start, 20_000.0);
+    assert!(out.margin_calls > 0, "{out:#?}");
+    assert!(out.liquidations > 0, "{out:#?}");
+    assert!(out.liquidated_notional > 0.0);
+    assert_eq!(out.ops_failed, 0, "every trader op went through");
+    // 8 accounts opened, 8 opening orders, plus answers to margin calls.
+    assert!(out.ops_executed >= 16);
+    // Accounts liquidated in full hold no positions.
+    let flat = out.accounts.iter().filter(|a| a.positions.iter().all(|(_, s)| s == "0")).count();
+    assert!(flat > 0);
+}
+
+#[tokio::test]
+async fn same_scenario_same_state_on_revm_and_anvil() {
+    let s = Scenario::parse(SMALL_CRASH).unwrap();
+    let path = PricePath::generate(&s, Path::new(".")).unwrap();
+    let mut revm = RevmBackend::new(41_010, 1_800_000_000, Roles::new(liquidator_keys(&s)), insurance(&s)).unwrap();
+    let on_revm = run(&s, &path, &mut revm, |_, _| {}).await.unwrap();
+
+    let devnet = Devnet::start_with(&repo_root(), 0, 41_010, &[("INSURANCE_FUND", "20000000000".into())]).unwrap();
+    let mut anvil = AnvilBackend::new(devnet, Roles::new(liquidator_keys(&s)));
+    let on_anvil = run(&s, &path, &mut anvil, |_, _| {}).await.unwrap();
+
+    assert!(on_revm.liquidations > 0, "the comparison covers liquidations");
+    assert_eq!(on_revm.accounts, on_anvil.accounts, "every account's collateral and positions match");
+    assert_eq!(on_revm.margin_calls, on_anvil.margin_calls);
+    assert_eq!(on_revm.liquidations, on_anvil.liquidations);
+    assert_eq!(on_revm.bad_debt, on_anvil.bad_debt);
+    assert_eq!(on_revm.insurance_fund_end, on_anvil.insurance_fund_end);
+}
