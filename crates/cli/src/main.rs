@@ -7,6 +7,7 @@ mod devnet;
 mod order;
 mod output;
 mod session;
+mod sim;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,9 @@ enum Command {
     Order(order::OrderCommand),
     /// Positions, account value, margin requirements and margin-call state.
     Portfolio,
+    /// Margin-call and liquidation scenarios on revm or anvil.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 #[tokio::main]
@@ -102,5 +106,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Session(cmd) => session::run(&g, cmd).await,
         Command::Order(cmd) => order::run(&g, cmd).await,
         Command::Portfolio => order::portfolio(&g).await,
+        Command::Sim(cmd) => sim::run_command(&g, cmd).await,
     }
 }

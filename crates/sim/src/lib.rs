@@ -8,5 +8,6 @@
 pub mod backend;
 pub mod chain;
 pub mod prices;
+pub mod report;
 pub mod runner;
 pub mod scenario;

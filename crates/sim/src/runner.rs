@@ -237,7 +237,13 @@ pub async fn run<B: Backend>(
                 let t = &traders[ti];
                 let done = match scenario.margin_calls.answer {
                     Answer::AddCollateral => {
-                        let data = PerpVenue::depositMarginCall { amount: t.reserve }.abi_encode();
+                        // What is left of the reserve (a second margin call may find it spent).
+                        let held = backend.view(a.collateral, &TestUSD::balanceOfCall { account }).await?;
+                        let amount = held.min(t.reserve);
+                        if amount.is_zero() {
+                            continue;
+                        }
+                        let data = PerpVenue::depositMarginCall { amount }.abi_encode();
                         session_op(backend, &a, chain_id, t, &t.margin, 1, execute(a.venue, data)).await?
                     }
                     Answer::Reduce => {

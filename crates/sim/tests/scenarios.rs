@@ -57,7 +57,6 @@ async fn crash_makes_margin_calls_and_liquidations_on_revm() {
     let path = PricePath::generate(&s, Path::new(".")).unwrap();
     let mut backend = RevmBackend::new(31_337, 1_800_000_000, Roles::new(liquidator_keys(&s)), insurance(&s)).unwrap();
     let out = run(&s, &path, &mut backend, |_, _| {}).await.unwrap();
-    eprintln!("margin calls {} answered {} liquidations {} notional {} bad debt {} insurance {} -> {} ops {} failed {}", out.margin_calls, out.margin_calls_answered, out.liquidations, out.liquidated_notional, out.bad_debt, out.insurance_fund_start, out.insurance_fund_end, out.ops_executed, out.ops_failed);
     assert_eq!(out.series.len(), 13);
     assert_eq!(out.insurance_fund_start, 20_000.0);
     assert!(out.margin_calls > 0, "{out:#?}");
@@ -69,6 +68,19 @@ async fn crash_makes_margin_calls_and_liquidations_on_revm() {
     // Accounts liquidated in full hold no positions.
     let flat = out.accounts.iter().filter(|a| a.positions.iter().all(|(_, s)| s == "0")).count();
     assert!(flat > 0);
+
+    // The report: a JSON summary, a CSV row per step and a chart.
+    let dir = std::env::temp_dir().join(format!("keyscope-report-{}", std::process::id()));
+    let files = keyscope_sim::report::write(&out, &path.markets, &dir).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files.summary).unwrap()).unwrap();
+    assert_eq!(summary["liquidations"], out.liquidations);
+    assert_eq!(summary["accounts"].as_array().unwrap().len(), 8);
+    let csv = std::fs::read_to_string(&files.series).unwrap();
+    assert_eq!(csv.lines().count(), 14, "a header and one row per step");
+    assert!(csv.starts_with("step,time,price_BTC,price_ETH,healthy"));
+    let svg = std::fs::read_to_string(&files.chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("liquidations"));
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
