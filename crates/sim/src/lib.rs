@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod chain;
+pub mod fixture;
 pub mod prices;
 pub mod report;
 pub mod runner;
