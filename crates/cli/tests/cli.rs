@@ -217,3 +217,32 @@ async fn devnet_command_serves_until_interrupted() {
     assert!(devnet.interrupt(), "devnet did not stop on Ctrl-C");
     assert!(provider.get_chain_id().await.is_err(), "anvil is gone");
 }
+
+#[test]
+fn sim_runs_a_scenario_and_refuses_a_bad_one() {
+    let dir = std::env::temp_dir().join(format!("keyscope-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = repo_root().join("scenarios/cascade-thin-insurance.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["sim", "run", "--json", "--out"])
+        .arg(&dir)
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["backend"], "revm");
+    assert!(report["liquidations"].as_u64().unwrap() > 0);
+    assert!(report["badDebt"].as_f64().unwrap() > 0.0, "the thin fund runs dry: {report}");
+    for f in ["summary.json", "series.csv", "chart.svg"] {
+        assert!(dir.join(f).is_file(), "{f} written");
+    }
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&scenario).unwrap().replace("leverage_max = 19", "leverage_max = 40")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope")).args(["sim", "run"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("traders.leverage_min") && err.contains("<= 19"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -71,6 +71,8 @@ pub trait Backend {
     async fn liquidate(&mut self, who: usize, account: Address, market: u32) -> Result<bool, BackendError>;
     /// A read-only call.
     async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError>;
+    /// A transaction from the deployer (owner of the venue): venue administration.
+    async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError>;
 }
 
 /// Gas for a bundle: the op's limits and overhead (handleOps must have them all available).
@@ -204,6 +206,11 @@ impl Backend for RevmBackend {
     async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError> {
         Ok(self.chain.call(self.reader, to, call)?)
     }
+
+    async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError> {
+        self.chain.transact(self.roles.deployer.address(), Some(to), data.into(), U256::ZERO)?;
+        Ok(())
+    }
 }
 
 /// The anvil backend: the real node, through JSON-RPC, deployed by script/Deploy.s.sol.
@@ -316,5 +323,13 @@ impl Backend for AnvilBackend {
         let tx = TransactionRequest::default().with_to(to).with_input(call.abi_encode());
         let out = self.bundler.call(tx).await.map_err(rpc)?;
         C::abi_decode_returns(&out).map_err(rpc)
+    }
+
+    async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError> {
+        let receipt = Self::send(&self.deployer, TransactionRequest::default().with_to(to).with_input(data)).await?;
+        if !receipt.status() {
+            return Err(BackendError::Rpc(format!("owner transaction to {to} reverted")));
+        }
+        Ok(())
     }
 }

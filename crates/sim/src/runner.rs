@@ -144,6 +144,24 @@ pub async fn run<B: Backend>(
         backend.fund_eth(l.address(), U256::from(10u64).pow(U256::from(18))).await?;
     }
     let insurance_start = wad_quote(backend.view(a.venue, &PerpVenue::insuranceFundCall {}).await?);
+    // Scenario risk parameters replace the deployment's, market by market.
+    for (spec, id) in scenario.markets.iter().zip(&markets) {
+        if spec.overrides_risk() {
+            let p = backend.view(a.venue, &PerpVenue::marketCall { marketId: *id }).await?;
+            let (imf, mmf, fee, penalty) = spec.risk();
+            let wad = |x: f64| ((x * 1e9).round() as u64) * 1_000_000_000;
+            let params = PerpVenue::MarketParams {
+                imf: wad(imf),
+                mmf: wad(mmf),
+                takerFee: wad(fee),
+                liquidationPenalty: wad(penalty),
+                maxLimitDeviation: p.maxLimitDeviation,
+                maxPosition: p.maxPosition,
+                partialLiquidationNotional: p.partialLiquidationNotional,
+            };
+            backend.owner_call(a.venue, PerpVenue::listMarketCall { marketId: *id, p: params }.abi_encode()).await?;
+        }
+    }
 
     // Step 0: prices, then every trader's account, keys and opening order.
     for (i, m) in markets.iter().enumerate() {

@@ -55,6 +55,28 @@ pub struct MarketSpec {
     /// Annualised drift of the GBM.
     #[serde(default)]
     pub drift: f64,
+    /// Venue risk parameters for this market, as fractions (0.05 = 5 %); unset ones keep the
+    /// deployment's (IMF 5 %, MMF 3 %, taker fee 0.05 %, liquidation penalty 1 %).
+    #[serde(default)]
+    pub imf: Option<f64>,
+    #[serde(default)]
+    pub mmf: Option<f64>,
+    #[serde(default)]
+    pub taker_fee: Option<f64>,
+    #[serde(default)]
+    pub liquidation_penalty: Option<f64>,
+}
+
+impl MarketSpec {
+    /// IMF, MMF, taker fee and liquidation penalty, with the deployment's defaults filled in.
+    pub fn risk(&self) -> (f64, f64, f64, f64) {
+        (self.imf.unwrap_or(0.05), self.mmf.unwrap_or(0.03), self.taker_fee.unwrap_or(0.0005), self.liquidation_penalty.unwrap_or(0.01))
+    }
+
+    /// True if the scenario sets any risk parameter.
+    pub fn overrides_risk(&self) -> bool {
+        self.imf.is_some() || self.mmf.is_some() || self.taker_fee.is_some() || self.liquidation_penalty.is_some()
+    }
 }
 
 /// How prices move.
@@ -192,6 +214,19 @@ impl Scenario {
             if !(-10.0..=10.0).contains(&m.drift) {
                 return Err(invalid(&f("drift"), "must be between -10 and 10 (annualised)"));
             }
+            let (imf, mmf, fee, penalty) = m.risk();
+            if !(mmf > 0.0 && mmf < imf && imf <= 1.0) {
+                return Err(invalid(&f("mmf"), "need 0 < mmf < imf <= 1"));
+            }
+            if !(0.0..mmf).contains(&penalty) {
+                return Err(invalid(&f("liquidation_penalty"), "must be at least 0 and below mmf"));
+            }
+            if !(0.0..mmf).contains(&fee) {
+                return Err(invalid(&f("taker_fee"), "must be at least 0 and below mmf"));
+            }
+            if m.imf.is_some() && self.traders.leverage_max >= 1.0 / imf {
+                return Err(invalid("traders.leverage_max", format!("must stay below 1 / imf = {:.1} for {}", 1.0 / imf, m.name)));
+            }
         }
         match &self.price {
             PriceSpec::Gbm => {}
@@ -279,6 +314,20 @@ mod tests {
         assert_eq!(s.price, PriceSpec::Crash { percent: 30.0, start_step: 2, over_steps: 5 });
         assert_eq!(s.traders.long_fraction, 0.5);
         assert_eq!(s.liquidators.count, 1);
+    }
+
+    #[test]
+    fn market_risk_parameters() {
+        let s = Scenario::parse(
+            &GOOD.replace("volatility = 0.6", "volatility = 0.6\nimf = 0.2\nmmf = 0.1").replace("leverage_max = 10", "leverage_max = 4"),
+        )
+        .unwrap();
+        assert_eq!(s.markets[0].risk(), (0.2, 0.1, 0.0005, 0.01));
+        assert!(s.markets[0].overrides_risk());
+        let e = Scenario::parse(&GOOD.replace("volatility = 0.6", "volatility = 0.6\nimf = 0.02\nmmf = 0.03")).unwrap_err().to_string();
+        assert!(e.starts_with("markets[0].mmf"), "{e}");
+        let e = Scenario::parse(&GOOD.replace("volatility = 0.6", "volatility = 0.6\nimf = 0.2\nmmf = 0.1").replace("leverage_max = 10", "leverage_max = 6")).unwrap_err().to_string();
+        assert!(e.starts_with("traders.leverage_max") && e.contains("5.0"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use keyscope_core::devnet::{Devnet, repo_root};
 use keyscope_sim::{
-    backend::{AnvilBackend, RevmBackend, Roles},
+    backend::{AnvilBackend, Backend, RevmBackend, Roles},
     prices::PricePath,
     runner::{liquidator_keys, run},
     scenario::Scenario,
@@ -24,6 +24,9 @@ volatility = 0.4
 name = "ETH"
 start_price = 3000
 volatility = 0.5
+imf = 0.06
+mmf = 0.04
+liquidation_penalty = 0.015
 [price]
 kind = "crash"
 percent = 25
@@ -57,6 +60,9 @@ async fn crash_makes_margin_calls_and_liquidations_on_revm() {
     let path = PricePath::generate(&s, Path::new(".")).unwrap();
     let mut backend = RevmBackend::new(31_337, 1_800_000_000, Roles::new(liquidator_keys(&s)), insurance(&s)).unwrap();
     let out = run(&s, &path, &mut backend, |_, _| {}).await.unwrap();
+    // The scenario's ETH risk parameters replaced the deployment's.
+    let eth = backend.view(backend.addresses().venue, &keyscope_core::bindings::PerpVenue::marketCall { marketId: 1 }).await.unwrap();
+    assert_eq!((eth.imf, eth.mmf, eth.liquidationPenalty), (60_000_000_000_000_000, 40_000_000_000_000_000, 15_000_000_000_000_000));
     assert_eq!(out.series.len(), 13);
     assert_eq!(out.insurance_fund_start, 20_000.0);
     assert!(out.margin_calls > 0, "{out:#?}");
