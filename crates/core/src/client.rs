@@ -29,7 +29,7 @@ use crate::{
     grant::{GrantContext, grant_digest},
     session::{SessionSignError, sign_enable_op, sign_session_op},
     signer::Signer,
-    user_op::{PackedUserOperation, UserOpError, pack_u128s, user_op_hash},
+    user_op::{OpGas, PackedUserOperation, UserOpError, unsigned, user_op_hash},
 };
 
 /// Where ops go.
@@ -39,22 +39,6 @@ pub enum Submission {
     SelfBundle { beneficiary: Address },
     /// An ERC-4337 bundler's JSON-RPC endpoint.
     Bundler { url: String },
-}
-
-/// Gas limits of one op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpGas {
-    pub verification: u128,
-    pub call: u128,
-    pub pre_verification: u128,
-}
-
-impl OpGas {
-    /// Limits that cover Keyscope's ops with room to spare (a first op that deploys the account needs
-    /// the larger verification limit).
-    pub fn default_for(deploys: bool) -> Self {
-        Self { verification: if deploys { 600_000 } else { 300_000 }, call: 400_000, pre_verification: 60_000 }
-    }
 }
 
 /// What happened to a submitted op.
@@ -173,17 +157,7 @@ impl<P: Provider + Clone> Client<P> {
     async fn unsigned(&self, sender: Address, nonce: U256, call_data: Bytes, init_code: Bytes) -> Result<PackedUserOperation, ClientError> {
         let fees = self.provider.estimate_eip1559_fees().await.map_err(rpc)?;
         let gas = OpGas::default_for(!init_code.is_empty());
-        Ok(PackedUserOperation {
-            sender,
-            nonce,
-            initCode: init_code,
-            callData: call_data,
-            accountGasLimits: pack_u128s(gas.verification, gas.call),
-            preVerificationGas: U256::from(gas.pre_verification),
-            gasFees: pack_u128s(fees.max_priority_fee_per_gas, fees.max_fee_per_gas),
-            paymasterAndData: Bytes::new(),
-            signature: Bytes::new(),
-        })
+        Ok(unsigned(sender, nonce, call_data, init_code, gas, fees.max_priority_fee_per_gas, fees.max_fee_per_gas))
     }
 
     /// The userOpHash of `op` on this deployment's chain.
@@ -398,6 +372,7 @@ pub fn rpc_user_op(op: &PackedUserOperation) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user_op::pack_u128s;
 
     #[test]
     fn rpc_form_unpacks_fields() {

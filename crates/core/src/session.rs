@@ -6,7 +6,7 @@
 //! ops signed under a grant the owner has since revoked, even if the key is granted again. Enable mode
 //! (`0x02`) binds the owner's grant digest instead and carries the grant after the signature.
 
-use alloy::signers::{Signature, Signer};
+use alloy::signers::{Signature, Signer, SignerSync};
 use alloy_primitives::{B256, Bytes, keccak256};
 
 /// Signature mode byte of a plain session op (`TradingAccount.MODE_SESSION`).
@@ -77,6 +77,20 @@ pub async fn sign_session_op<S: Signer + ?Sized>(
     check_expiry(op_valid_until)?;
     let digest = session_op_digest(user_op_hash, op_valid_until, grant_binding(grant_id));
     let sig = key.sign_hash(&digest).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
+    session_signature(op_valid_until, &sig)
+}
+
+/// `sign_session_op` for signers that sign synchronously (a local key), as simulations and benchmarks
+/// do in tight loops.
+pub fn sign_session_op_sync<S: SignerSync + ?Sized>(
+    key: &S,
+    user_op_hash: B256,
+    op_valid_until: u64,
+    grant_id: u32,
+) -> Result<Bytes, SessionSignError> {
+    check_expiry(op_valid_until)?;
+    let digest = session_op_digest(user_op_hash, op_valid_until, grant_binding(grant_id));
+    let sig = key.sign_hash_sync(&digest).map_err(|e| SessionSignError::Signing(e.to_string()))?;
     session_signature(op_valid_until, &sig)
 }
 

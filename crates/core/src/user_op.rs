@@ -56,6 +56,45 @@ pub fn user_op_hash(op: &PackedUserOperation, entry_point: Address, chain_id: u6
     Ok(keccak256(buf))
 }
 
+/// Gas limits of one op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpGas {
+    pub verification: u128,
+    pub call: u128,
+    pub pre_verification: u128,
+}
+
+impl OpGas {
+    /// Limits that cover Keyscope's ops with room to spare (a first op that deploys the account needs
+    /// the larger verification limit).
+    pub fn default_for(deploys: bool) -> Self {
+        Self { verification: if deploys { 600_000 } else { 300_000 }, call: 400_000, pre_verification: 60_000 }
+    }
+}
+
+/// An unsigned op (no paymaster): the fields a signer hashes, with the signature left empty.
+pub fn unsigned(
+    sender: Address,
+    nonce: U256,
+    call_data: alloy_primitives::Bytes,
+    init_code: alloy_primitives::Bytes,
+    gas: OpGas,
+    max_priority_fee: u128,
+    max_fee: u128,
+) -> PackedUserOperation {
+    PackedUserOperation {
+        sender,
+        nonce,
+        initCode: init_code,
+        callData: call_data,
+        accountGasLimits: pack_u128s(gas.verification, gas.call),
+        preVerificationGas: U256::from(gas.pre_verification),
+        gasFees: pack_u128s(max_priority_fee, max_fee),
+        paymasterAndData: Default::default(),
+        signature: Default::default(),
+    }
+}
+
 /// Packs two 128-bit values as v0.8 does (`accountGasLimits`, `gasFees`): `high << 128 | low`.
 pub fn pack_u128s(high: u128, low: u128) -> B256 {
     B256::from((U256::from(high) << 128) | U256::from(low))

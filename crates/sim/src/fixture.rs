@@ -10,15 +10,13 @@ use keyscope_core::{
     PackedUserOperation, SessionLane,
     bindings::{AccountFactory, BaseAccount, IEntryPoint, PerpVenue, SignedPriceOracle, TestUSD, TradingAccount},
     scope::TradingScope,
-    session::{grant_binding, session_op_digest, session_signature},
-    user_op::pack_u128s,
+    session::sign_session_op_sync,
+    user_op::{OpGas, unsigned},
     user_op_hash,
 };
 
 use crate::chain::{ChainError, RevmChain, RevmDeployment};
 
-/// Anvil's first dev key: the deployer of script/Deploy.s.sol.
-pub const DEPLOYER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
 /// A chain with Keyscope, one trading account with `margin` (6 decimals) deposited, and a session key
 /// allowed to trade every market.
@@ -33,23 +31,13 @@ pub struct Fixture {
 }
 
 fn op(sender: Address, nonce: U256, call_data: Vec<u8>, init_code: Bytes) -> PackedUserOperation {
-    PackedUserOperation {
-        sender,
-        nonce,
-        initCode: init_code,
-        callData: call_data.into(),
-        accountGasLimits: pack_u128s(800_000, 400_000),
-        preVerificationGas: U256::from(60_000),
-        gasFees: pack_u128s(1_000_000_000, 2_000_000_000),
-        paymasterAndData: Bytes::new(),
-        signature: Bytes::new(),
-    }
+    unsigned(sender, nonce, call_data.into(), init_code, OpGas { verification: 800_000, call: 400_000, pre_verification: 60_000 }, 1_000_000_000, 2_000_000_000)
 }
 
 impl Fixture {
     pub fn new(chain_id: u64, timestamp: u64, margin: U256) -> Result<Self, ChainError> {
         let mut chain = RevmChain::new(chain_id, timestamp);
-        let deployer: PrivateKeySigner = DEPLOYER_KEY.parse().expect("key");
+        let deployer = crate::backend::Roles::new(Vec::new()).deployer;
         let bundler = Address::repeat_byte(0xb0);
         let rich = U256::from(10u64).pow(U256::from(24));
         chain.fund(deployer.address(), rich);
@@ -103,9 +91,8 @@ impl Fixture {
         let call = TradingAccount::executeCall { target: self.deployment.venue, value: U256::ZERO, data: order.abi_encode().into() };
         let mut op = op(self.account, SessionLane::new(self.session.address(), 0).nonce(seq), call.abi_encode(), Bytes::new());
         let hash = user_op_hash(&op, self.deployment.entry_point, self.chain.chain_id()).map_err(|e| ChainError::Invalid(e.to_string()))?;
-        let until = self.chain.timestamp() + 60;
-        let sig = self.session.sign_hash_sync(&session_op_digest(hash, until, grant_binding(1))).map_err(|e| ChainError::Invalid(e.to_string()))?;
-        op.signature = session_signature(until, &sig).map_err(|e| ChainError::Invalid(e.to_string()))?;
+        op.signature = sign_session_op_sync(&self.session, hash, self.chain.timestamp() + 60, 1)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
         Ok(op)
     }
 }

@@ -14,8 +14,8 @@ use keyscope_core::{
     PackedUserOperation, SessionLane,
     bindings::{AccountFactory, BaseAccount, IEntryPoint, PerpVenue, TestUSD, TradingAccount},
     scope::TradingScope,
-    session::{grant_binding, session_op_digest, session_signature},
-    user_op::pack_u128s,
+    session::sign_session_op_sync,
+    user_op::{OpGas, unsigned},
     user_op_hash,
 };
 use rand::{Rng, SeedableRng};
@@ -398,19 +398,10 @@ fn place_order(venue: Address, market: u32, size: I256, limit: U256, reduce_only
 }
 
 /// An op with fixed gas fields: deterministic, so both backends hash and sign the same bytes.
+/// Verification covers a first op that deploys the account and grants two keys.
 fn build(sender: Address, nonce: U256, call_data: Vec<u8>, init_code: Bytes) -> PackedUserOperation {
-    PackedUserOperation {
-        sender,
-        nonce,
-        initCode: init_code,
-        callData: call_data.into(),
-        // Verification covers a first op that deploys the account and grants two keys.
-        accountGasLimits: pack_u128s(1_200_000, 600_000),
-        preVerificationGas: U256::from(60_000),
-        gasFees: pack_u128s(1_000_000_000, 2_000_000_000),
-        paymasterAndData: Bytes::new(),
-        signature: Bytes::new(),
-    }
+    let gas = OpGas { verification: 1_200_000, call: 600_000, pre_verification: 60_000 };
+    unsigned(sender, nonce, call_data.into(), init_code, gas, 1_000_000_000, 2_000_000_000)
 }
 
 /// Signs and sends a session op by `key` on `trader`'s account, lane `lane`.
@@ -429,7 +420,6 @@ async fn session_op<B: Backend>(
     let mut op = build(trader.account, nonce, call_data, Bytes::new());
     let hash = user_op_hash(&op, a.entry_point, chain_id).map_err(|e| RunError::Setup(e.to_string()))?;
     let until = backend.now().await? + 300;
-    let sig = key.sign_hash_sync(&session_op_digest(hash, until, grant_binding(grant_id))).map_err(|e| RunError::Setup(e.to_string()))?;
-    op.signature = session_signature(until, &sig).map_err(|e| RunError::Setup(e.to_string()))?;
+    op.signature = sign_session_op_sync(key, hash, until, grant_id).map_err(|e| RunError::Setup(e.to_string()))?;
     Ok(backend.handle_op(op).await?)
 }
