@@ -22,7 +22,8 @@ library ExecutionCalldata {
     uint256 internal constant PLACE_ORDER_LENGTH = 4 + 4 * 32;
 
     /// @notice The target, value and data of `execute(target, value, data)` calldata `cd`.
-    /// @dev On every session op's path, so it is written out in assembly (a third of the Solidity version's gas).
+    /// @dev On every session op's path, so it is written out in assembly (about 500 gas less per op than the
+    /// Solidity version, same checks).
     function decodeExecute(bytes calldata cd)
         internal
         pure

@@ -1,8 +1,11 @@
-//! Keyscope's shared vocabulary, used by the relayer, the harness and the CLI.
+//! Keyscope's SDK and shared vocabulary, used by the CLI and the harness (and the relayer to come).
 //!
-//! Everything here mirrors a rule of `contracts/account/TradingAccount.sol` bit for bit: a session key
-//! that disagrees with the contract about its nonce lane or its signature bytes gets its ops refused
-//! on-chain, so these encodings live in one place and are tested against the contract's own rules.
+//! The encodings here — nonce lanes, session signatures, grant digests, userOp hashes — mirror
+//! `contracts/account/TradingAccount.sol` and EntryPoint v0.8 bit for bit: a key that disagrees with the
+//! contract about them gets its ops refused on-chain, so they live in one place and are tested against
+//! the contracts themselves (shared test vectors, and cross-checks on anvil). On top of them: contract
+//! bindings generated from the forge artifacts, signers, scope building, a client that simulates and
+//! submits ops, and a devnet for tests and `keyscope devnet`.
 
 pub mod bindings;
 pub mod client;
