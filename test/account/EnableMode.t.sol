@@ -66,8 +66,7 @@ contract EnableModeTest is AccountTestBase {
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         ITradingAccount.SessionScope memory wider = _tradingScope();
         wider.permissions[0].maxOrderSize = type(uint88).max;
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(op, SESSION_PK, opUntil, wider, digest, ownerSig);
+        PackedUserOperation memory op = _enableWith(account, wider, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
@@ -79,8 +78,7 @@ contract EnableModeTest is AccountTestBase {
         other.validUntil = uint40(T0 + 1 hours);
         bytes32 narrowDigest = account.grantDigest(sessionKey, narrow);
         bytes32 otherDigest = account.grantDigest(sessionKey, other);
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(op, SESSION_PK, opUntil, narrow, narrowDigest, _sign(OWNER_PK, narrowDigest));
+        PackedUserOperation memory op = _enableWith(account, narrow, narrowDigest, _sign(OWNER_PK, narrowDigest));
         // The submitter replaces the grant with the other valid one; the key signed over the first.
         bytes memory keySigned = op.signature;
         bytes memory swapped = abi.encodePacked(_prefix(keySigned), abi.encode(other, _sign(OWNER_PK, otherDigest)));
@@ -94,14 +92,12 @@ contract EnableModeTest is AccountTestBase {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         bytes32 digest = account.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
-        PackedUserOperation memory first = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(first, SESSION_PK, opUntil, scope, digest, ownerSig);
+        PackedUserOperation memory first = _enableWith(account, scope, digest, ownerSig);
         _handle(first);
         // The owner revokes the key; the old enable data must not bring it back.
         vm.prank(owner);
         account.revokeSession(sessionKey);
-        PackedUserOperation memory again = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(again, SESSION_PK, opUntil, scope, digest, ownerSig);
+        PackedUserOperation memory again = _enableWith(account, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(again);
         assertFalse(account.getSession(sessionKey).active);
@@ -114,8 +110,7 @@ contract EnableModeTest is AccountTestBase {
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         vm.prank(owner);
         account.revokeAllSessions();
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(op, SESSION_PK, opUntil, scope, digest, ownerSig);
+        PackedUserOperation memory op = _enableWith(account, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
@@ -127,8 +122,7 @@ contract EnableModeTest is AccountTestBase {
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         vm.prank(owner);
         account.revokeSession(sessionKey);
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(op, SESSION_PK, opUntil, scope, digest, ownerSig);
+        PackedUserOperation memory op = _enableWith(account, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
@@ -140,9 +134,7 @@ contract EnableModeTest is AccountTestBase {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         bytes32 digest = account.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
-        uint256 nonce = entryPoint.getNonce(address(second), second.sessionNonceKey(sessionKey, 0));
-        PackedUserOperation memory op = _op(address(second), nonce, _order(0, 1e18, 3000e18, false));
-        _signEnable(op, SESSION_PK, opUntil, scope, digest, ownerSig);
+        PackedUserOperation memory op = _enableWith(second, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
@@ -153,8 +145,7 @@ contract EnableModeTest is AccountTestBase {
         bytes32 digest = account.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         vm.chainId(block.chainid + 1);
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(op, SESSION_PK, opUntil, scope, digest, ownerSig);
+        PackedUserOperation memory op = _enableWith(account, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
@@ -164,8 +155,7 @@ contract EnableModeTest is AccountTestBase {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         bytes32 structHash = SessionGrantHash.hash(address(0xE7), 0, sessionKey, 0, scope);
         bytes32 otherDigest = keccak256(abi.encodePacked("\x19\x01", _domainSeparator(), structHash));
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
-        _signEnable(op, SESSION_PK, opUntil, scope, otherDigest, _sign(OWNER_PK, otherDigest));
+        PackedUserOperation memory op = _enableWith(account, scope, otherDigest, _sign(OWNER_PK, otherDigest));
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
@@ -192,6 +182,19 @@ contract EnableModeTest is AccountTestBase {
         op.signature[0] = 0x07;
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.UnknownSignatureMode.selector, 7));
         _handle(op);
+    }
+
+    /// @dev An enable-mode op on `sender`, lane 0 of the session key, carrying `scope` and the owner's
+    /// signature `ownerSig` over `digest` (which need not be the right digest: that is what tests probe).
+    function _enableWith(
+        TradingAccount sender,
+        ITradingAccount.SessionScope memory scope,
+        bytes32 digest,
+        bytes memory ownerSig
+    ) internal view returns (PackedUserOperation memory op) {
+        uint256 nonce = entryPoint.getNonce(address(sender), sender.sessionNonceKey(sessionKey, 0));
+        op = _op(address(sender), nonce, _order(0, 1e18, 3000e18, false));
+        _signEnable(op, SESSION_PK, opUntil, scope, digest, ownerSig);
     }
 
     function _prefix(bytes memory sig) internal pure returns (bytes memory out) {
