@@ -49,6 +49,12 @@ fn check_expiry(op_valid_until: u64) -> Result<(), SessionSignError> {
     Ok(())
 }
 
+/// The digest of a plain session op, once its expiry is known to be in range.
+fn plain_digest(user_op_hash: B256, op_valid_until: u64, grant_id: u32) -> Result<B256, SessionSignError> {
+    check_expiry(op_valid_until)?;
+    Ok(session_op_digest(user_op_hash, op_valid_until, grant_binding(grant_id)))
+}
+
 fn encode(mode: u8, op_valid_until: u64, sig: &Signature, tail: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(72 + tail.len());
     out.push(mode);
@@ -74,8 +80,7 @@ pub async fn sign_session_op<S: Signer + ?Sized>(
     op_valid_until: u64,
     grant_id: u32,
 ) -> Result<Bytes, SessionSignError> {
-    check_expiry(op_valid_until)?;
-    let digest = session_op_digest(user_op_hash, op_valid_until, grant_binding(grant_id));
+    let digest = plain_digest(user_op_hash, op_valid_until, grant_id)?;
     let sig = key.sign_hash(&digest).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
     session_signature(op_valid_until, &sig)
 }
@@ -88,8 +93,7 @@ pub fn sign_session_op_sync<S: SignerSync + ?Sized>(
     op_valid_until: u64,
     grant_id: u32,
 ) -> Result<Bytes, SessionSignError> {
-    check_expiry(op_valid_until)?;
-    let digest = session_op_digest(user_op_hash, op_valid_until, grant_binding(grant_id));
+    let digest = plain_digest(user_op_hash, op_valid_until, grant_id)?;
     let sig = key.sign_hash_sync(&digest).map_err(|e| SessionSignError::Signing(e.to_string()))?;
     session_signature(op_valid_until, &sig)
 }
