@@ -1,0 +1,202 @@
+//! The relayer's configuration: a TOML file, every field optional with a working default for a local
+//! devnet; the CLI's flags and `KEYSCOPE_RELAYER_*` environment variables override the file.
+
+use std::{net::SocketAddr, path::{Path, PathBuf}};
+
+use alloy_primitives::{Address, U256};
+use serde::{Deserialize, Serialize};
+
+use crate::pool::PoolLimits;
+
+/// Errors from reading a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config {path} is not valid: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// Automatic bundling on a timer, or manual (`debug_bundler_sendBundleNow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundlingMode {
+    Auto,
+    Manual,
+}
+
+/// How bundles are built and tracked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BundlerConfig {
+    pub mode: BundlingMode,
+    /// How often the bundler looks for a new head and for ops to bundle.
+    pub interval_ms: u64,
+    pub max_ops_per_bundle: usize,
+    /// Sum of the ops' gas limits a bundle may carry.
+    pub max_bundle_gas: u64,
+    /// A bundle transaction not mined after this long, and gone from the node, is sent again.
+    pub resubmit_after_secs: u64,
+    /// How many blocks back mined bundles are watched for reorgs.
+    pub reorg_depth: u64,
+}
+
+impl Default for BundlerConfig {
+    fn default() -> Self {
+        Self {
+            mode: BundlingMode::Auto,
+            interval_ms: 200,
+            max_ops_per_bundle: 64,
+            max_bundle_gas: 25_000_000,
+            resubmit_after_secs: 30,
+            reorg_depth: 64,
+        }
+    }
+}
+
+/// What the door checks before simulating.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DoorConfig {
+    /// Token-bucket refill rate per session key (or per account, for owner ops); 0 turns it off.
+    pub ops_per_second_per_key: f64,
+    /// Token-bucket size: the burst a key may send at once.
+    pub burst_per_key: f64,
+    /// An op must stay valid at least this long after it arrives.
+    pub min_valid_for_secs: u64,
+    /// Refuse ops whose calls would revert (they would pay gas for nothing), with the decoded reason.
+    pub reject_reverting_ops: bool,
+    pub max_verification_gas: u64,
+    pub max_call_gas: u64,
+}
+
+impl Default for DoorConfig {
+    fn default() -> Self {
+        Self {
+            ops_per_second_per_key: 100.0,
+            burst_per_key: 200.0,
+            min_valid_for_secs: 10,
+            reject_reverting_ops: true,
+            max_verification_gas: 2_000_000,
+            max_call_gas: 10_000_000,
+        }
+    }
+}
+
+/// The relayer's whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The chain's JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// JSON-RPC over HTTP and WebSocket (same port; served at `/` and `/rpc`).
+    pub listen: SocketAddr,
+    /// Prometheus metrics at `/metrics`; unset: no metrics server.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where the store lives (`relayer.redb`).
+    pub data_dir: PathBuf,
+    pub entry_point: Address,
+    /// A `deployments/<chainId>.json`: gives the venue for trading-aware features.
+    pub deployment: Option<PathBuf>,
+    /// The venue, if not from `deployment`.
+    pub venue: Option<Address>,
+    /// The key that signs bundles (hex). Prefer `keystore` (+ KEYSCOPE_RELAYER_PASSWORD) outside devnets.
+    pub relayer_key: Option<String>,
+    pub keystore: Option<PathBuf>,
+    /// The keystore's password: never read from the file, only from KEYSCOPE_RELAYER_PASSWORD.
+    #[serde(skip)]
+    pub keystore_password: Option<String>,
+    /// Who receives the ops' gas payments [default: the relayer's address].
+    pub beneficiary: Option<Address>,
+    /// Serve the `debug_bundler_*` methods (tests and devnets only).
+    pub debug_api: bool,
+    /// Stake an entity needs to count as staked (ERC-7562 MIN_STAKE_VALUE, in wei) and its unstake delay.
+    pub min_stake_wei: U256,
+    pub min_unstake_delay_secs: u32,
+    pub bundler: BundlerConfig,
+    pub pool: PoolLimits,
+    pub door: DoorConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            listen: "127.0.0.1:4337".parse().expect("address"),
+            metrics_listen: None,
+            data_dir: PathBuf::from(".keyscope/relayer"),
+            entry_point: keyscope_core::ENTRY_POINT_V08,
+            deployment: None,
+            venue: None,
+            relayer_key: None,
+            keystore: None,
+            keystore_password: None,
+            beneficiary: None,
+            debug_api: false,
+            min_stake_wei: U256::from(1),
+            min_unstake_delay_secs: 86_400,
+            bundler: BundlerConfig::default(),
+            pool: PoolLimits::default(),
+            door: DoorConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; missing fields take their defaults, unknown fields are errors.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        Self::parse(&text).map_err(|reason| ConfigError::Parse { path: path.display().to_string(), reason })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks values that would make the relayer misbehave rather than fail.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.bundler.max_ops_per_bundle == 0 {
+            return Err(ConfigError::Invalid { field: "bundler.max_ops_per_bundle", reason: "must be at least 1".into() });
+        }
+        if self.bundler.interval_ms == 0 {
+            return Err(ConfigError::Invalid { field: "bundler.interval_ms", reason: "must be at least 1".into() });
+        }
+        if self.door.ops_per_second_per_key < 0.0 || self.door.burst_per_key < 1.0 && self.door.ops_per_second_per_key > 0.0 {
+            return Err(ConfigError::Invalid { field: "door", reason: "rate must be ≥ 0 and burst ≥ 1".into() });
+        }
+        if self.relayer_key.is_none() && self.keystore.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "relayer_key",
+                reason: "set relayer_key (or KEYSCOPE_RELAYER_KEY) or keystore (+ KEYSCOPE_RELAYER_PASSWORD): bundles must be signed".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_files_keep_defaults_and_unknown_fields_are_refused() {
+        let c = Config::parse("listen = \"0.0.0.0:9000\"\n[bundler]\nmode = \"manual\"\n").unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.bundler.mode, BundlingMode::Manual);
+        assert_eq!(c.bundler.max_ops_per_bundle, 64);
+        assert_eq!(c.pool.max_ops_per_sender, 64);
+        let err = Config::parse("listne = \"0.0.0.0:9000\"").unwrap_err();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn a_relayer_without_a_key_is_refused() {
+        let err = Config::default().check().unwrap_err().to_string();
+        assert!(err.contains("relayer_key"), "{err}");
+        let c = Config { relayer_key: Some("0x01".into()), ..Default::default() };
+        c.check().unwrap();
+    }
+}

@@ -1,0 +1,119 @@
+//! Prometheus metrics: counters, and each op's lifecycle (received → validated → bundled → sent →
+//! mined) as p50/p99 over the most recent ops, in the text exposition format.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Mutex,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+/// The lifecycle stages timed.
+pub const STAGES: [&str; 5] = ["validate", "wait_bundle", "send", "mine", "total"];
+const WINDOW: usize = 4096;
+
+/// The relayer's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    pub included: AtomicU64,
+    pub dropped: AtomicU64,
+    pub bundles_sent: AtomicU64,
+    pub bundles_mined: AtomicU64,
+    pub reorged_ops: AtomicU64,
+    pub pool_size: AtomicU64,
+    rejected: Mutex<BTreeMap<i32, u64>>,
+    stages: Mutex<BTreeMap<&'static str, VecDeque<u64>>>,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, code: i32) {
+        *self.rejected.lock().expect("metrics lock").entry(code).or_default() += 1;
+    }
+
+    /// Records that an op spent `micros` in `stage`.
+    pub fn observe(&self, stage: &'static str, micros: u64) {
+        let mut stages = self.stages.lock().expect("metrics lock");
+        let window = stages.entry(stage).or_default();
+        if window.len() == WINDOW {
+            window.pop_front();
+        }
+        window.push_back(micros);
+    }
+
+    /// (p50, p99) of `stage` in microseconds over the recent window.
+    pub fn quantiles(&self, stage: &str) -> Option<(u64, u64)> {
+        let stages = self.stages.lock().expect("metrics lock");
+        let mut v: Vec<u64> = stages.get(stage)?.iter().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let counters = [
+            ("keyscope_ops_received_total", "UserOperations received", &self.received),
+            ("keyscope_ops_accepted_total", "UserOperations accepted into the pool", &self.accepted),
+            ("keyscope_ops_included_total", "UserOperations mined", &self.included),
+            ("keyscope_ops_dropped_total", "UserOperations that left the pool unmined", &self.dropped),
+            ("keyscope_ops_reorged_total", "Mined UserOperations returned to the pool by a reorg", &self.reorged_ops),
+            ("keyscope_bundles_sent_total", "handleOps transactions sent", &self.bundles_sent),
+            ("keyscope_bundles_mined_total", "handleOps transactions mined", &self.bundles_mined),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP keyscope_pool_ops UserOperations waiting in the pool\n# TYPE keyscope_pool_ops gauge\nkeyscope_pool_ops {}",
+            self.pool_size.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP keyscope_ops_rejected_total UserOperations refused, by ERC-7769 code\n# TYPE keyscope_ops_rejected_total counter");
+        for (code, n) in self.rejected.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "keyscope_ops_rejected_total{{code=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP keyscope_op_stage_seconds Time ops spend in each lifecycle stage (recent {WINDOW} ops)\n# TYPE keyscope_op_stage_seconds summary"
+        );
+        for stage in STAGES {
+            if let Some((p50, p99)) = self.quantiles(stage) {
+                for (q, v) in [("0.5", p50), ("0.99", p99)] {
+                    let _ = writeln!(out, "keyscope_op_stage_seconds{{stage=\"{stage}\",quantile=\"{q}\"}} {:.6}", v as f64 / 1e6);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_and_text_format() {
+        let m = Metrics::default();
+        for us in 1..=100 {
+            m.observe("validate", us);
+        }
+        assert_eq!(m.quantiles("validate"), Some((51, 99)));
+        Metrics::inc(&m.accepted);
+        m.rejected(-32507);
+        let text = m.render();
+        assert!(text.contains("keyscope_ops_accepted_total 1"));
+        assert!(text.contains("keyscope_ops_rejected_total{code=\"-32507\"} 1"));
+        assert!(text.contains("keyscope_op_stage_seconds{stage=\"validate\",quantile=\"0.99\"} 0.000099"));
+        assert_eq!(m.quantiles("mine"), None);
+    }
+}

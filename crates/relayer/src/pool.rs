@@ -1,0 +1,489 @@
+//! The mempool: accepted ops waiting for a bundle, nonce-ordered per (sender, nonce key) lane, with
+//! limits per sender and per session key, fee-bump replacement, expiry, the door's token buckets,
+//! and ERC-7562 reputation for factories and paymasters.
+//!
+//! Bundles are filled trading-first: ops that add margin, cancel or only reduce positions go ahead
+//! of everything else (a margin top-up must not wait behind a queue of new orders), then by priority
+//! fee, then first come first served — always in nonce order within a lane.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashMap},
+    time::Instant,
+};
+
+use alloy_primitives::{Address, B256, U256};
+use keyscope_core::user_op::PackedUserOperation;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{RpcError, code},
+    op::{OpKind, nonce_parts, session_key_of, unpack},
+};
+
+/// An accepted op and what the pool orders it by.
+#[derive(Debug, Clone)]
+pub struct PoolOp {
+    pub hash: B256,
+    pub op: PackedUserOperation,
+    pub kind: OpKind,
+    pub session_key: Option<Address>,
+    pub received_ms: u64,
+    pub valid_until: u64,
+    /// Acceptance order; a replacement keeps the order of the op it replaced.
+    pub order: u64,
+}
+
+impl PoolOp {
+    pub fn lane(&self) -> (Address, U256) {
+        (self.op.sender, nonce_parts(self.op.nonce).0)
+    }
+
+    pub fn seq(&self) -> u64 {
+        nonce_parts(self.op.nonce).1
+    }
+
+    pub fn fees(&self) -> (u128, u128) {
+        let (priority, max) = unpack(self.op.gasFees);
+        (max, priority)
+    }
+
+    pub fn factory(&self) -> Option<Address> {
+        (self.op.initCode.len() >= 20).then(|| Address::from_slice(&self.op.initCode[..20]))
+    }
+
+    pub fn paymaster(&self) -> Option<Address> {
+        (self.op.paymasterAndData.len() >= 20).then(|| Address::from_slice(&self.op.paymasterAndData[..20]))
+    }
+
+    /// The most the op can cost: all its gas at its max fee.
+    pub fn max_cost(&self) -> U256 {
+        U256::from(crate::validate::gas_sum(&self.op)) * U256::from(self.fees().0)
+    }
+}
+
+/// Pool limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, default)]
+pub struct PoolLimits {
+    /// Ops one account may have waiting (ERC-7562's 4 is too few for a market maker's parallel lanes).
+    pub max_ops_per_sender: usize,
+    /// Ops one session key may have waiting.
+    pub max_ops_per_session_key: usize,
+    /// Ops in the whole pool.
+    pub max_ops: usize,
+    /// A replacement must raise both fees by this many percent.
+    pub replacement_fee_bump_percent: u64,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self { max_ops_per_sender: 64, max_ops_per_session_key: 32, max_ops: 10_000, replacement_fee_bump_percent: 10 }
+    }
+}
+
+/// Nonce-ordered pending ops.
+#[derive(Debug, Default)]
+pub struct Mempool {
+    limits: PoolLimits,
+    ops: HashMap<B256, PoolOp>,
+    by_nonce: HashMap<(Address, U256), B256>,
+    lanes: HashMap<(Address, U256), BTreeMap<u64, B256>>,
+    per_sender: HashMap<Address, usize>,
+    per_key: HashMap<Address, usize>,
+    next_order: u64,
+}
+
+impl Mempool {
+    pub fn new(limits: PoolLimits) -> Self {
+        Self { limits, ..Default::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn get(&self, hash: &B256) -> Option<&PoolOp> {
+        self.ops.get(hash)
+    }
+
+    pub fn contains(&self, hash: &B256) -> bool {
+        self.ops.contains_key(hash)
+    }
+
+    /// Numbers new ops after `floor` (the highest order ever stored).
+    pub fn insert_order_floor(&mut self, floor: u64) {
+        self.next_order = self.next_order.max(floor);
+    }
+
+    /// The order number the next accepted op gets.
+    pub fn take_order(&mut self) -> u64 {
+        self.next_order += 1;
+        self.next_order
+    }
+
+    /// Checks whether `op` may enter; returns the hash of the op it replaces, if any.
+    pub fn admit(&self, op: &PoolOp) -> Result<Option<B256>, RpcError> {
+        if self.ops.contains_key(&op.hash) {
+            return Err(RpcError::invalid_fields(format!("op {} is already in the pool", op.hash)));
+        }
+        if let Some(old_hash) = self.by_nonce.get(&(op.op.sender, op.op.nonce)) {
+            let old = &self.ops[old_hash];
+            let (old_max, old_prio) = old.fees();
+            let (max, prio) = op.fees();
+            let bump = |old: u128| old + old * self.limits.replacement_fee_bump_percent as u128 / 100;
+            let bumped = max >= bump(old_max) && prio >= bump(old_prio);
+            if !bumped && !op.kind.is_protective() {
+                return Err(RpcError::invalid_fields(format!(
+                    "replacement underpriced: op {old_hash} has this nonce; raise maxFeePerGas to at least {} and \
+                     maxPriorityFeePerGas to at least {} ({}% bump) — margin deposits, cancels and reduce-only orders replace without one",
+                    bump(old_max),
+                    bump(old_prio),
+                    self.limits.replacement_fee_bump_percent
+                )));
+            }
+            return Ok(Some(*old_hash));
+        }
+        if self.ops.len() >= self.limits.max_ops {
+            return Err(RpcError::new(code::REPUTATION, format!("the pool is full ({} ops); try again shortly", self.limits.max_ops)));
+        }
+        let sender_count = self.per_sender.get(&op.op.sender).copied().unwrap_or(0);
+        if sender_count >= self.limits.max_ops_per_sender {
+            return Err(RpcError::new(
+                code::REPUTATION,
+                format!("sender {} already has {sender_count} ops waiting (limit {}); wait for a bundle", op.op.sender, self.limits.max_ops_per_sender),
+            ));
+        }
+        if let Some(key) = op.session_key {
+            let n = self.per_key.get(&key).copied().unwrap_or(0);
+            if n >= self.limits.max_ops_per_session_key {
+                return Err(RpcError::new(
+                    code::REPUTATION,
+                    format!("session key {key} already has {n} ops waiting (limit {}); wait for a bundle", self.limits.max_ops_per_session_key),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds an admitted op.
+    pub fn insert(&mut self, op: PoolOp) {
+        self.by_nonce.insert((op.op.sender, op.op.nonce), op.hash);
+        self.lanes.entry(op.lane()).or_default().insert(op.seq(), op.hash);
+        *self.per_sender.entry(op.op.sender).or_default() += 1;
+        if let Some(k) = op.session_key {
+            *self.per_key.entry(k).or_default() += 1;
+        }
+        self.next_order = self.next_order.max(op.order);
+        self.ops.insert(op.hash, op);
+    }
+
+    /// Removes an op (bundled, replaced, expired or invalid).
+    pub fn remove(&mut self, hash: &B256) -> Option<PoolOp> {
+        let op = self.ops.remove(hash)?;
+        self.by_nonce.remove(&(op.op.sender, op.op.nonce));
+        if let Some(lane) = self.lanes.get_mut(&op.lane()) {
+            lane.remove(&op.seq());
+            if lane.is_empty() {
+                self.lanes.remove(&op.lane());
+            }
+        }
+        decrement(&mut self.per_sender, op.op.sender);
+        if let Some(k) = op.session_key {
+            decrement(&mut self.per_key, k);
+        }
+        Some(op)
+    }
+
+    /// Every op in acceptance order (the order the pending state was built in).
+    pub fn in_order(&self) -> Vec<PoolOp> {
+        let mut all: Vec<PoolOp> = self.ops.values().cloned().collect();
+        all.sort_by_key(|o| (o.order, o.seq()));
+        all
+    }
+
+    /// Ops whose validity ends before `time`.
+    pub fn expiring_before(&self, time: u64) -> Vec<B256> {
+        self.ops.values().filter(|o| o.valid_until < time).map(|o| o.hash).collect()
+    }
+
+    /// Up to `max_ops` ops whose gas fits `max_gas`, in bundle order: protective ops first, then by
+    /// priority fee, then by arrival; each lane in nonce order.
+    pub fn best(&self, max_ops: usize, max_gas: u64) -> Vec<B256> {
+        type Key = (bool, Reverse<u128>, u64, B256);
+        let key = |o: &PoolOp| -> Key { (!o.kind.is_protective(), Reverse(o.fees().1), o.order, o.hash) };
+        let mut cursors: HashMap<(Address, U256), std::collections::btree_map::Values<'_, u64, B256>> =
+            self.lanes.iter().map(|(lane, ops)| (*lane, ops.values())).collect();
+        let mut heads: BinaryHeap<Reverse<Key>> = BinaryHeap::new();
+        for cursor in cursors.values_mut() {
+            if let Some(h) = cursor.next() {
+                heads.push(Reverse(key(&self.ops[h])));
+            }
+        }
+        let (mut picked, mut gas) = (Vec::new(), 0u64);
+        while let Some(Reverse((_, _, _, hash))) = heads.pop() {
+            if picked.len() >= max_ops {
+                break;
+            }
+            let op = &self.ops[&hash];
+            let g = crate::validate::gas_sum(&op.op);
+            if gas.saturating_add(g) > max_gas {
+                continue; // the rest of this lane waits for the next bundle
+            }
+            gas += g;
+            picked.push(hash);
+            if let Some(next) = cursors.get_mut(&op.lane()).and_then(|c| c.next()) {
+                heads.push(Reverse(key(&self.ops[next])));
+            }
+        }
+        picked
+    }
+
+    /// Counts for `debug_bundler_dumpMempool`-style views.
+    pub fn hashes(&self) -> Vec<B256> {
+        self.in_order().into_iter().map(|o| o.hash).collect()
+    }
+}
+
+fn decrement(map: &mut HashMap<Address, usize>, key: Address) {
+    if let Some(n) = map.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&key);
+        }
+    }
+}
+
+/// Token buckets at the door, one per session key (or per account for owner ops): a runaway engine
+/// is throttled before it costs a simulation, let alone gas.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: HashMap<Address, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        Self { per_second, burst, buckets: HashMap::new() }
+    }
+
+    /// Takes one token for `key`, or says how long until one is there.
+    pub fn take(&mut self, key: Address, now: Instant) -> Result<(), std::time::Duration> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let (tokens, last) = self.buckets.entry(key).or_insert((self.burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
+        }
+    }
+
+    /// Gives back a token taken for an op that was then refused for another reason.
+    pub fn refund(&mut self, key: Address) {
+        if let Some((tokens, _)) = self.buckets.get_mut(&key) {
+            *tokens = (*tokens + 1.0).min(self.burst);
+        }
+    }
+}
+
+/// A factory's or paymaster's standing (ERC-7562 reputation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReputationStatus {
+    Ok,
+    Throttled,
+    Banned,
+}
+
+/// One entity's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReputationEntry {
+    pub ops_seen: u64,
+    pub ops_included: u64,
+}
+
+/// ERC-7562 reputation: an entity whose ops are seen far more often than they are included is
+/// throttled, then banned. Constants from the ERC.
+#[derive(Debug, Default)]
+pub struct Reputation {
+    entries: HashMap<Address, ReputationEntry>,
+}
+
+const MIN_INCLUSION_RATE_DENOMINATOR: u64 = 10;
+const THROTTLING_SLACK: u64 = 10;
+const BAN_SLACK: u64 = 50;
+
+impl Reputation {
+    pub fn status(&self, entity: Address) -> ReputationStatus {
+        let Some(e) = self.entries.get(&entity) else { return ReputationStatus::Ok };
+        let max_seen = e.ops_seen / MIN_INCLUSION_RATE_DENOMINATOR;
+        if max_seen > e.ops_included + BAN_SLACK {
+            ReputationStatus::Banned
+        } else if max_seen > e.ops_included + THROTTLING_SLACK {
+            ReputationStatus::Throttled
+        } else {
+            ReputationStatus::Ok
+        }
+    }
+
+    pub fn seen(&mut self, entity: Address) {
+        self.entries.entry(entity).or_default().ops_seen += 1;
+    }
+
+    pub fn included(&mut self, entity: Address) {
+        self.entries.entry(entity).or_default().ops_included += 1;
+    }
+
+    /// A failure the entity caused in a bundle counts as many unincluded sightings.
+    pub fn failed(&mut self, entity: Address) {
+        self.entries.entry(entity).or_default().ops_seen += MIN_INCLUSION_RATE_DENOMINATOR * THROTTLING_SLACK;
+    }
+
+    /// Hourly decay (ERC-7562: × 23/24).
+    pub fn decay(&mut self) {
+        for e in self.entries.values_mut() {
+            e.ops_seen = e.ops_seen * 23 / 24;
+            e.ops_included = e.ops_included * 23 / 24;
+        }
+        self.entries.retain(|_, e| e.ops_seen > 0 || e.ops_included > 0);
+    }
+
+    pub fn set(&mut self, entity: Address, entry: ReputationEntry) {
+        self.entries.insert(entity, entry);
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
+        let mut v: Vec<_> = self.entries.iter().map(|(a, e)| (*a, *e, self.status(*a))).collect();
+        v.sort_by_key(|(a, ..)| *a);
+        v
+    }
+}
+
+/// The session key an op spends (None for owner ops).
+pub fn door_key(op: &PackedUserOperation) -> Address {
+    session_key_of(op.nonce).unwrap_or(op.sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyscope_core::user_op::pack_u128s;
+
+    fn op(sender: u8, key: u64, seq: u64, prio: u128, kind: OpKind, order: u64) -> PoolOp {
+        let nonce = (U256::from(key) << 64) | U256::from(seq);
+        let packed = PackedUserOperation {
+            sender: Address::repeat_byte(sender),
+            nonce,
+            accountGasLimits: pack_u128s(100_000, 100_000),
+            preVerificationGas: U256::from(50_000),
+            gasFees: pack_u128s(prio, 10 * prio),
+            ..Default::default()
+        };
+        PoolOp {
+            hash: alloy_primitives::keccak256([sender, key as u8, seq as u8, prio as u8]),
+            op: packed,
+            kind,
+            session_key: None,
+            received_ms: 0,
+            valid_until: u64::MAX,
+            order,
+        }
+    }
+
+    #[test]
+    fn protective_ops_overtake_orders_but_lanes_keep_nonce_order() {
+        let mut pool = Mempool::new(PoolLimits::default());
+        let orders: Vec<PoolOp> = (0..3).map(|i| op(1, 1, i, 5, OpKind::Other, i + 1)).collect();
+        let deposit = op(1, 0, 0, 1, OpKind::AddsMargin, 10);
+        // A protective op behind an ordinary one on its own lane does not jump its lane.
+        let lane_head = op(2, 0, 0, 1, OpKind::Other, 11);
+        let reduce = op(2, 0, 1, 1, OpKind::ReducesRisk, 12);
+        for o in orders.iter().chain([&deposit, &lane_head, &reduce]) {
+            pool.insert(o.clone());
+        }
+        let best = pool.best(10, u64::MAX);
+        assert_eq!(best[0], deposit.hash);
+        let pos = |h: B256| best.iter().position(|x| *x == h).unwrap();
+        assert!(pos(orders[0].hash) < pos(orders[1].hash) && pos(orders[1].hash) < pos(orders[2].hash));
+        assert!(pos(lane_head.hash) < pos(reduce.hash));
+        assert_eq!(best.len(), 6);
+        assert_eq!(pool.best(2, u64::MAX).len(), 2);
+        // Gas budget: each op needs 250k.
+        assert_eq!(pool.best(10, 600_000).len(), 2);
+    }
+
+    #[test]
+    fn replacement_needs_a_fee_bump_unless_protective() {
+        let mut pool = Mempool::new(PoolLimits::default());
+        let first = op(1, 0, 0, 100, OpKind::Other, 1);
+        pool.insert(first.clone());
+        let cheap = op(1, 0, 0, 105, OpKind::Other, 2);
+        let err = pool.admit(&cheap).unwrap_err();
+        assert!(err.message.contains("replacement underpriced"), "{}", err.message);
+        let bumped = op(1, 0, 0, 110, OpKind::Other, 3);
+        assert_eq!(pool.admit(&bumped).unwrap(), Some(first.hash));
+        let protective = op(1, 0, 0, 100, OpKind::ReducesRisk, 4);
+        let protective = PoolOp { hash: B256::repeat_byte(9), ..protective };
+        assert_eq!(pool.admit(&protective).unwrap(), Some(first.hash));
+    }
+
+    #[test]
+    fn per_sender_limit_refuses_with_a_reason_and_frees_on_remove() {
+        let limits = PoolLimits { max_ops_per_sender: 2, ..Default::default() };
+        let mut pool = Mempool::new(limits);
+        let a = op(1, 0, 0, 1, OpKind::Other, 1);
+        pool.insert(a.clone());
+        pool.insert(op(1, 0, 1, 1, OpKind::Other, 2));
+        let err = pool.admit(&op(1, 0, 2, 1, OpKind::Other, 3)).unwrap_err();
+        assert_eq!(err.code, code::REPUTATION);
+        assert!(err.message.contains("limit 2"));
+        pool.remove(&a.hash);
+        assert!(pool.admit(&op(1, 0, 2, 1, OpKind::Other, 3)).is_ok());
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn token_bucket_allows_burst_then_refills() {
+        let mut rl = RateLimiter::new(10.0, 3.0);
+        let key = Address::repeat_byte(1);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            rl.take(key, t0).unwrap();
+        }
+        let wait = rl.take(key, t0).unwrap_err();
+        assert!(wait.as_millis() > 0 && wait.as_millis() <= 100);
+        rl.take(key, t0 + std::time::Duration::from_millis(150)).unwrap();
+        rl.take(Address::repeat_byte(2), t0).unwrap();
+    }
+
+    #[test]
+    fn reputation_throttles_then_bans() {
+        let mut r = Reputation::default();
+        let f = Address::repeat_byte(7);
+        assert_eq!(r.status(f), ReputationStatus::Ok);
+        r.failed(f);
+        r.seen(f);
+        assert_eq!(r.status(f), ReputationStatus::Throttled);
+        for _ in 0..5 {
+            r.failed(f);
+        }
+        assert_eq!(r.status(f), ReputationStatus::Banned);
+        r.clear();
+        assert_eq!(r.status(f), ReputationStatus::Ok);
+    }
+}

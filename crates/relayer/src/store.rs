@@ -1,0 +1,415 @@
+//! Persistence in redb (an embedded, crash-safe store): every accepted op and its status, and an
+//! append-only audit log — the non-repudiation record of who asked for what and when.
+//!
+//! An op is durable before its hash is returned to the client: `eth_sendUserOperation` answers only
+//! after the commit that holds it. Commits are grouped: one writer thread drains every write that is
+//! waiting and commits them in one fsync'd transaction, so concurrent clients share the fsync.
+//!
+//! The audit log is a hash chain: each entry carries the hash of the one before, so an edited or
+//! deleted entry breaks every hash after it (`verify_audit`).
+
+use std::{path::Path, sync::Arc, thread};
+
+use alloy_primitives::{Address, B256, U256, keccak256};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{op::{OpKind, RpcUserOperation}, validate::HealthChange};
+
+const OPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ops");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the relayer store {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("store write failed: {0}")]
+    Write(String),
+    #[error("store read failed: {0}")]
+    Read(String),
+    #[error("audit log entry {seq} is corrupt: {reason}")]
+    Audit { seq: u64, reason: String },
+}
+
+fn write_err<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Write(e.to_string())
+}
+
+fn read_err<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Read(e.to_string())
+}
+
+/// Where an op is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OpStatus {
+    /// In the pool, waiting for a bundle.
+    Pending,
+    /// In a bundle transaction sent to the chain, not yet mined.
+    Submitted,
+    /// Mined.
+    Included,
+    /// Left the pool without being included (expired, invalidated, replaced).
+    Dropped,
+}
+
+impl OpStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, OpStatus::Included | OpStatus::Dropped)
+    }
+}
+
+/// When an op passed each stage, in microseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    pub received_us: u64,
+    pub validated_us: Option<u64>,
+    pub bundled_us: Option<u64>,
+    pub sent_us: Option<u64>,
+    pub mined_us: Option<u64>,
+}
+
+/// Everything the relayer knows about one op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpRecord {
+    pub hash: B256,
+    pub user_operation: RpcUserOperation,
+    pub kind: OpKind,
+    pub session_key: Option<Address>,
+    pub status: OpStatus,
+    /// Acceptance order (the pending state is rebuilt in it).
+    pub order: u64,
+    pub valid_until: u64,
+    pub timings: Timings,
+    pub tx_hash: Option<B256>,
+    pub block_number: Option<u64>,
+    pub block_hash: Option<B256>,
+    pub success: Option<bool>,
+    pub reason: Option<String>,
+    pub health: Option<HealthChange>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_us: u64,
+    /// accepted, replaced, bundled, included, dropped, reorged.
+    pub event: String,
+    pub user_op_hash: B256,
+    pub sender: Address,
+    pub session_key: Option<Address>,
+    pub nonce: U256,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<B256>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_number: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The signed op itself, on `accepted`: with it anyone can re-check the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_operation: Option<RpcUserOperation>,
+    /// Hash of the previous entry (zero for the first).
+    pub prev: B256,
+    /// keccak256(prev ‖ this entry's JSON without `hash`).
+    #[serde(default)]
+    pub hash: B256,
+}
+
+impl AuditEntry {
+    /// An entry about `record`, not yet numbered or chained.
+    pub fn about(record: &OpRecord, event: &str, at_us: u64) -> Self {
+        Self {
+            seq: 0,
+            at_us,
+            event: event.to_string(),
+            user_op_hash: record.hash,
+            sender: record.user_operation.sender,
+            session_key: record.session_key,
+            nonce: record.user_operation.nonce,
+            tx_hash: record.tx_hash,
+            block_number: record.block_number,
+            reason: record.reason.clone(),
+            user_operation: (event == "accepted").then(|| record.user_operation.clone()),
+            prev: B256::ZERO,
+            hash: B256::ZERO,
+        }
+    }
+
+    fn chained_hash(&self) -> B256 {
+        let mut unhashed = self.clone();
+        unhashed.hash = B256::ZERO;
+        let json = serde_json::to_vec(&unhashed).expect("audit entries serialize");
+        keccak256([self.prev.as_slice(), &json].concat())
+    }
+}
+
+struct Batch {
+    ops: Vec<OpRecord>,
+    audit: Vec<AuditEntry>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The relayer's store: a redb file and the writer thread that owns its write transactions.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: mpsc::UnboundedSender<Batch>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and starts its writer.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
+        }
+        let db = Database::create(path).map_err(|e| open(e.to_string()))?;
+        let txn = db.begin_write().map_err(|e| open(e.to_string()))?;
+        txn.open_table(OPS).map_err(|e| open(e.to_string()))?;
+        txn.open_table(AUDIT).map_err(|e| open(e.to_string()))?;
+        txn.commit().map_err(|e| open(e.to_string()))?;
+        let db = Arc::new(db);
+        let (head_seq, head_hash) = last_audit(&db)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer_db = db.clone();
+        thread::Builder::new()
+            .name("keyscope-store".into())
+            .spawn(move || writer(writer_db, rx, head_seq, head_hash))
+            .map_err(|e| open(e.to_string()))?;
+        Ok(Self { db, writer: tx })
+    }
+
+    /// Durably writes `ops` (replacing their earlier records) and appends `audit`; returns once
+    /// committed.
+    pub async fn write(&self, ops: Vec<OpRecord>, audit: Vec<AuditEntry>) -> Result<(), StoreError> {
+        if ops.is_empty() && audit.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        self.writer.send(Batch { ops, audit, done }).map_err(|_| StoreError::Write("the store writer has stopped".into()))?;
+        wait.await.map_err(|_| StoreError::Write("the store writer has stopped".into()))?.map_err(StoreError::Write)
+    }
+
+    /// One op's record.
+    pub fn op(&self, hash: B256) -> Result<Option<OpRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(OPS).map_err(read_err)?;
+        match table.get(hash.as_slice()).map_err(read_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every op not yet included or dropped, in acceptance order: what a restart resumes.
+    pub fn unfinished(&self) -> Result<Vec<OpRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(OPS).map_err(read_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(read_err)? {
+            let (_, v) = row.map_err(read_err)?;
+            let rec: OpRecord = serde_json::from_slice(v.value()).map_err(read_err)?;
+            if !rec.status.is_final() {
+                out.push(rec);
+            }
+        }
+        out.sort_by_key(|r| r.order);
+        Ok(out)
+    }
+
+    /// Number of op records.
+    pub fn op_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        txn.open_table(OPS).map_err(read_err)?.len().map_err(read_err)
+    }
+
+    /// Audit entries from `from` (inclusive), at most `limit`.
+    pub fn audit(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        read_audit(&*self.db, from, limit)
+    }
+
+    /// The highest order number stored (new ops continue after it).
+    pub fn max_order(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(OPS).map_err(read_err)?;
+        let mut max = 0;
+        for row in table.iter().map_err(read_err)? {
+            let (_, v) = row.map_err(read_err)?;
+            let rec: OpRecord = serde_json::from_slice(v.value()).map_err(read_err)?;
+            max = max.max(rec.order);
+        }
+        Ok(max)
+    }
+}
+
+fn read_audit<D: ReadableDatabase>(db: &D, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    let txn = db.begin_read().map_err(read_err)?;
+    let table = txn.open_table(AUDIT).map_err(read_err)?;
+    let mut out = Vec::new();
+    for row in table.range(from..).map_err(read_err)?.take(limit) {
+        let (k, v) = row.map_err(read_err)?;
+        let e: AuditEntry =
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Audit { seq: k.value(), reason: e.to_string() })?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Reads the whole audit log of a store file without opening it for writing (for export while the
+/// relayer is stopped), and checks its hash chain.
+pub fn export_audit(path: &Path) -> Result<Vec<AuditEntry>, StoreError> {
+    let db = redb::ReadOnlyDatabase::open(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        reason: format!("{e} (a running relayer holds the store: stop it, or use the keyscope_auditLog method)"),
+    })?;
+    let entries = read_audit(&db, 0, usize::MAX)?;
+    verify_audit(&entries)?;
+    Ok(entries)
+}
+
+/// Checks that `entries` (from seq 0) form an unbroken hash chain.
+pub fn verify_audit(entries: &[AuditEntry]) -> Result<(), StoreError> {
+    let mut prev = B256::ZERO;
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as u64 {
+            return Err(StoreError::Audit { seq: e.seq, reason: format!("expected sequence number {i}") });
+        }
+        if e.prev != prev || e.chained_hash() != e.hash {
+            return Err(StoreError::Audit { seq: e.seq, reason: "hash chain broken: the entry or one before it was altered".into() });
+        }
+        prev = e.hash;
+    }
+    Ok(())
+}
+
+fn last_audit(db: &Database) -> Result<(u64, B256), StoreError> {
+    let txn = db.begin_read().map_err(read_err)?;
+    let table = txn.open_table(AUDIT).map_err(read_err)?;
+    match table.last().map_err(read_err)? {
+        Some((k, v)) => {
+            let e: AuditEntry =
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Audit { seq: k.value(), reason: e.to_string() })?;
+            Ok((k.value() + 1, e.hash))
+        }
+        None => Ok((0, B256::ZERO)),
+    }
+}
+
+fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Batch>, mut next_seq: u64, mut prev: B256) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batches = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batches.push(more);
+        }
+        let (seq0, prev0) = (next_seq, prev);
+        let result = (|| -> Result<(), StoreError> {
+            let txn = db.begin_write().map_err(write_err)?;
+            {
+                let mut ops = txn.open_table(OPS).map_err(write_err)?;
+                let mut audit = txn.open_table(AUDIT).map_err(write_err)?;
+                for batch in &batches {
+                    for rec in &batch.ops {
+                        let json = serde_json::to_vec(rec).map_err(write_err)?;
+                        ops.insert(rec.hash.as_slice(), json.as_slice()).map_err(write_err)?;
+                    }
+                    for entry in &batch.audit {
+                        let mut e = entry.clone();
+                        e.seq = next_seq;
+                        e.prev = prev;
+                        e.hash = e.chained_hash();
+                        let json = serde_json::to_vec(&e).map_err(write_err)?;
+                        audit.insert(next_seq, json.as_slice()).map_err(write_err)?;
+                        next_seq += 1;
+                        prev = e.hash;
+                    }
+                }
+            }
+            txn.commit().map_err(write_err)
+        })();
+        if result.is_err() {
+            (next_seq, prev) = (seq0, prev0);
+        }
+        for batch in batches {
+            let _ = batch.done.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u8, status: OpStatus) -> OpRecord {
+        OpRecord {
+            hash: B256::repeat_byte(n),
+            user_operation: RpcUserOperation::from_packed(&Default::default()),
+            kind: OpKind::Other,
+            session_key: None,
+            status,
+            order: n as u64,
+            valid_until: u64::MAX,
+            timings: Timings::default(),
+            tx_hash: None,
+            block_number: None,
+            block_hash: None,
+            success: None,
+            reason: None,
+            health: None,
+        }
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("keyscope-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("relayer.redb")
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopen_and_audit_chain_verifies() {
+        let path = temp("reopen");
+        {
+            let store = Store::open(&path).unwrap();
+            let a = record(1, OpStatus::Pending);
+            let b = record(2, OpStatus::Included);
+            store
+                .write(vec![a.clone(), b.clone()], vec![AuditEntry::about(&a, "accepted", 1), AuditEntry::about(&b, "accepted", 2)])
+                .await
+                .unwrap();
+            store.write(vec![], vec![AuditEntry::about(&b, "included", 3)]).await.unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let unfinished = store.unfinished().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].hash, B256::repeat_byte(1));
+        assert_eq!(store.op_count().unwrap(), 2);
+        // The chain continues across the reopen.
+        store.write(vec![], vec![AuditEntry::about(&record(3, OpStatus::Pending), "accepted", 4)]).await.unwrap();
+        let log = store.audit(0, 100).unwrap();
+        assert_eq!(log.len(), 4);
+        verify_audit(&log).unwrap();
+        assert!(log[0].user_operation.is_some() && log[2].user_operation.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_altered_audit_entry_breaks_the_chain() {
+        let path = temp("tamper");
+        let store = Store::open(&path).unwrap();
+        let a = record(1, OpStatus::Pending);
+        store.write(vec![], vec![AuditEntry::about(&a, "accepted", 1), AuditEntry::about(&a, "included", 2)]).await.unwrap();
+        let mut log = store.audit(0, 10).unwrap();
+        log[0].at_us = 999;
+        let err = verify_audit(&log).unwrap_err();
+        assert!(err.to_string().contains("hash chain broken"), "{err}");
+    }
+}

@@ -1,0 +1,323 @@
+//! The ERC-7562 rules that protect a bundler, checked by a revm inspector while `handleOps` runs an
+//! op's validation: what the factory, the account and the paymaster may do before the op is paid for.
+//! An op whose validation could read something a later block changes (TIMESTAMP, another account's
+//! storage, …) could pass here and fail in the bundle, at the relayer's expense; these rules make the
+//! validation result hold until the op's own state changes.
+//!
+//! Enforced: OP-011 banned opcodes, OP-012 GAS only before a call, OP-020 out of gas, OP-031 one
+//! CREATE2 and only by the factory, OP-052/053/054 calls into the EntryPoint (only `depositTo` or a
+//! plain transfer), OP-061 value only to the EntryPoint, OP-080 BALANCE/SELFBALANCE only when staked,
+//! STO-010/021/031 storage (the sender's own, slots associated with the sender, a staked entity's
+//! own). Not enforced: OP-041 (EXTCODE* of code-less addresses) and OP-062 (precompile allow-list).
+
+use std::collections::HashSet;
+
+use alloy::sol_types::{SolCall, SolValue};
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use keyscope_core::bindings::IEntryPoint;
+use revm::{
+    Inspector,
+    context_interface::{ContextTr, CreateScheme},
+    interpreter::{
+        CallInputs, CallOutcome, CreateInputs, CreateOutcome, InstructionResult, Interpreter,
+        interpreter::EthInterpreter,
+        interpreter_types::{InputsTr, Jumps, MemoryTr},
+    },
+};
+
+/// The entity whose validation code is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Factory,
+    Account,
+    Paymaster,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::Factory => "factory",
+            Entity::Account => "account",
+            Entity::Paymaster => "paymaster",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// EntryPoint bookkeeping: not validation code.
+    EntryPoint,
+    /// Validation code of an entity; `root` is the EntryPoint's call into it.
+    Validation { entity: Entity, root: bool },
+    /// The op's execution (the EntryPoint calling the account with its callData).
+    Execution { root: bool },
+}
+
+/// Records what the op's validation did and which rules it broke.
+#[derive(Debug)]
+pub struct Erc7562Inspector {
+    entry_point: Address,
+    sender: Address,
+    factory: Option<Address>,
+    paymaster: Option<Address>,
+    staked: HashSet<Address>,
+    /// Clear the signature-failure flag the account returns (gas estimation with stub signatures).
+    tolerate_signature_failure: bool,
+    frames: Vec<Phase>,
+    associated: Vec<U256>,
+    gas_then_call: bool,
+    creates: u32,
+    /// `validateUserOp`'s return value.
+    pub validation_data: Option<U256>,
+    /// `validatePaymasterUserOp`'s return: (context, validationData).
+    pub paymaster_result: Option<(Bytes, U256)>,
+    /// Broken rules, in the order they happened.
+    pub violations: Vec<String>,
+    /// Gas used by the factory and account validation calls, by the paymaster's, and by execution.
+    pub validation_gas: u64,
+    pub paymaster_gas: u64,
+    pub execution_gas: u64,
+}
+
+fn selector(call: &[u8]) -> Option<[u8; 4]> {
+    call.get(..4).map(|s| s.try_into().expect("4 bytes"))
+}
+
+mod selectors {
+    use super::*;
+    use keyscope_core::bindings::TradingAccount;
+    pub const VALIDATE_USER_OP: [u8; 4] = TradingAccount::validateUserOpCall::SELECTOR;
+    pub const DEPOSIT_TO: [u8; 4] = IEntryPoint::depositToCall::SELECTOR;
+    /// `SenderCreator.createSender(bytes)`: the EntryPoint deploying an account through its factory.
+    pub const CREATE_SENDER: [u8; 4] = [0x57, 0x0e, 0x1a, 0x36];
+    /// `IPaymaster.validatePaymasterUserOp(PackedUserOperation,bytes32,uint256)`.
+    pub const VALIDATE_PAYMASTER_USER_OP: [u8; 4] = [0x52, 0xb7, 0x51, 0x2c];
+}
+
+impl Erc7562Inspector {
+    pub fn new(
+        entry_point: Address,
+        sender: Address,
+        factory: Option<Address>,
+        paymaster: Option<Address>,
+        staked: HashSet<Address>,
+        tolerate_signature_failure: bool,
+    ) -> Self {
+        Self {
+            entry_point,
+            sender,
+            factory,
+            paymaster,
+            staked,
+            tolerate_signature_failure,
+            frames: Vec::new(),
+            associated: Vec::new(),
+            gas_then_call: false,
+            creates: 0,
+            validation_data: None,
+            paymaster_result: None,
+            violations: Vec::new(),
+            validation_gas: 0,
+            paymaster_gas: 0,
+            execution_gas: 0,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.frames.last().copied().unwrap_or(Phase::EntryPoint)
+    }
+
+    fn entity_address(&self, e: Entity) -> Option<Address> {
+        match e {
+            Entity::Factory => self.factory,
+            Entity::Account => Some(self.sender),
+            Entity::Paymaster => self.paymaster,
+        }
+    }
+
+    fn is_staked(&self, e: Entity) -> bool {
+        self.entity_address(e).is_some_and(|a| self.staked.contains(&a))
+    }
+
+    fn violate(&mut self, rule: &str, what: String) {
+        if self.violations.len() < 16 {
+            self.violations.push(format!("{rule}: {what}"));
+        }
+    }
+
+    fn check_storage(&mut self, entity: Entity, address: Address, slot: U256, write: bool) {
+        if address == self.sender {
+            return; // STO-010: the sender's own storage
+        }
+        if self.associated.iter().any(|base| slot >= *base && slot - *base < U256::from(128)) {
+            return; // STO-021: a slot associated with the sender (keccak(sender ‖ x) + n)
+        }
+        if self.entity_address(entity) == Some(address) && self.is_staked(entity) {
+            return; // STO-031: a staked entity's own storage
+        }
+        let access = if write { "wrote" } else { "read" };
+        self.violate("STO-021", format!("{entity} {access} slot {slot:#x} of {address}, which is not associated with the sender"));
+    }
+}
+
+fn opcode_name(op: u8) -> &'static str {
+    match op {
+        0x31 => "BALANCE",
+        0x32 => "ORIGIN",
+        0x3a => "GASPRICE",
+        0x40 => "BLOCKHASH",
+        0x41 => "COINBASE",
+        0x42 => "TIMESTAMP",
+        0x43 => "NUMBER",
+        0x44 => "PREVRANDAO",
+        0x45 => "GASLIMIT",
+        0x47 => "SELFBALANCE",
+        0x48 => "BASEFEE",
+        0x49 => "BLOBHASH",
+        0x4a => "BLOBBASEFEE",
+        0xfe => "INVALID",
+        0xff => "SELFDESTRUCT",
+        _ => "",
+    }
+}
+
+impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
+    fn step(&mut self, interp: &mut Interpreter<EthInterpreter>, _context: &mut CTX) {
+        let Phase::Validation { entity, .. } = self.phase() else {
+            self.gas_then_call = false;
+            return;
+        };
+        let op = interp.bytecode.opcode();
+        if self.gas_then_call && !matches!(op, 0xf1 | 0xf2 | 0xf4 | 0xfa) {
+            self.violate("OP-012", format!("{entity} used GAS other than right before a call"));
+        }
+        self.gas_then_call = op == 0x5a;
+        match op {
+            0x31 | 0x47 if !self.is_staked(entity) => {
+                self.violate("OP-080", format!("unstaked {entity} used {}", opcode_name(op)));
+            }
+            0x32 | 0x3a | 0x40..=0x45 | 0x48 | 0x49 | 0x4a | 0xfe | 0xff => {
+                self.violate("OP-011", format!("{entity} used banned opcode {}", opcode_name(op)));
+            }
+            0x54 | 0x55 => {
+                if let Ok(slot) = interp.stack.peek(0) {
+                    let address = interp.input.target_address();
+                    self.check_storage(entity, address, slot, op == 0x55);
+                }
+            }
+            0x20 => {
+                // KECCAK256 of (sender ‖ x): its result and the 128 slots after it are the sender's.
+                let (Ok(offset), Ok(len)) = (interp.stack.peek(0), interp.stack.peek(1)) else { return };
+                let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else { return };
+                if len < 32 || offset.saturating_add(len) > interp.memory.size() {
+                    return;
+                }
+                let data = interp.memory.slice(offset..offset + len);
+                if data[..32] == B256::left_padding_from(self.sender.as_slice()).0 {
+                    self.associated.push(U256::from_be_bytes(keccak256(&*data).0));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn call(&mut self, context: &mut CTX, inputs: &mut CallInputs) -> Option<CallOutcome> {
+        let data = inputs.input.bytes(context);
+        let sel = selector(&data);
+        let parent = self.phase();
+        let from_entry_point = inputs.caller == self.entry_point;
+        let next = if from_entry_point && inputs.target_address == self.sender && sel == Some(selectors::VALIDATE_USER_OP) {
+            Phase::Validation { entity: Entity::Account, root: true }
+        } else if from_entry_point
+            && Some(inputs.target_address) == self.paymaster
+            && sel == Some(selectors::VALIDATE_PAYMASTER_USER_OP)
+        {
+            Phase::Validation { entity: Entity::Paymaster, root: true }
+        } else if from_entry_point && sel == Some(selectors::CREATE_SENDER) {
+            Phase::Validation { entity: Entity::Factory, root: true }
+        } else if from_entry_point && inputs.target_address == self.sender {
+            Phase::Execution { root: true }
+        } else {
+            match parent {
+                Phase::Validation { entity, .. } => Phase::Validation { entity, root: false },
+                Phase::Execution { .. } => Phase::Execution { root: false },
+                Phase::EntryPoint => Phase::EntryPoint,
+            }
+        };
+        if let Phase::Validation { entity, .. } = parent {
+            if inputs.target_address == self.entry_point && !data.is_empty() && sel != Some(selectors::DEPOSIT_TO) {
+                self.violate("OP-054", format!("{entity} called the EntryPoint with something other than depositTo"));
+            }
+            if inputs.transfers_value() && inputs.target_address != self.entry_point {
+                self.violate("OP-061", format!("{entity} sent value to {} (only the EntryPoint may receive value)", inputs.target_address));
+            }
+        }
+        self.frames.push(next);
+        None
+    }
+
+    fn call_end(&mut self, _context: &mut CTX, inputs: &CallInputs, outcome: &mut CallOutcome) {
+        let phase = self.frames.pop().unwrap_or(Phase::EntryPoint);
+        let used = inputs.gas_limit.saturating_sub(outcome.result.gas.remaining());
+        let oog = matches!(
+            outcome.result.result,
+            InstructionResult::OutOfGas | InstructionResult::MemoryOOG | InstructionResult::InvalidOperandOOG | InstructionResult::PrecompileOOG
+        );
+        match phase {
+            Phase::Validation { entity, root } => {
+                if oog {
+                    self.violate("OP-020", format!("{entity} ran out of gas during validation"));
+                }
+                if !root {
+                    return;
+                }
+                match entity {
+                    Entity::Account => {
+                        self.validation_gas += used;
+                        if outcome.result.result.is_ok() && outcome.result.output.len() == 32 {
+                            let mut vd = U256::from_be_slice(&outcome.result.output);
+                            let aggregator = vd & U256::from_be_slice(&[0xff; 20]);
+                            if self.tolerate_signature_failure && aggregator == U256::from(1) {
+                                vd ^= U256::from(1);
+                                outcome.result.output = Bytes::from(vd.to_be_bytes::<32>().to_vec());
+                            }
+                            self.validation_data = Some(U256::from_be_slice(&outcome.result.output));
+                        }
+                    }
+                    Entity::Factory => self.validation_gas += used,
+                    Entity::Paymaster => {
+                        self.paymaster_gas += used;
+                        if outcome.result.result.is_ok() {
+                            if let Ok((context, vd)) = <(Bytes, U256)>::abi_decode_params(&outcome.result.output) {
+                                self.paymaster_result = Some((context, vd));
+                            }
+                        }
+                    }
+                }
+            }
+            Phase::Execution { root: true } => self.execution_gas += used,
+            _ => {}
+        }
+    }
+
+    fn create(&mut self, _context: &mut CTX, inputs: &mut CreateInputs) -> Option<CreateOutcome> {
+        let parent = self.phase();
+        let next = match parent {
+            Phase::Validation { entity, .. } => {
+                let by_factory = entity == Entity::Factory && Some(inputs.caller()) == self.factory;
+                if !(by_factory && matches!(inputs.scheme(), CreateScheme::Create2 { .. }) && self.creates == 0) {
+                    self.violate("OP-031", format!("{entity} created a contract (only the factory may, once, with CREATE2)"));
+                }
+                self.creates += 1;
+                Phase::Validation { entity, root: false }
+            }
+            other => other,
+        };
+        self.frames.push(next);
+        None
+    }
+
+    fn create_end(&mut self, _context: &mut CTX, _inputs: &CreateInputs, _outcome: &mut CreateOutcome) {
+        self.frames.pop();
+    }
+}
