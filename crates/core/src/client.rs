@@ -366,6 +366,13 @@ pub fn rpc_user_op(op: &PackedUserOperation) -> serde_json::Value {
         v["factory"] = json!(Address::from_slice(&op.initCode[..20]));
         v["factoryData"] = json!(hex(&op.initCode[20..]));
     }
+    let pm = &op.paymasterAndData;
+    if pm.len() >= 52 {
+        v["paymaster"] = json!(Address::from_slice(&pm[..20]));
+        v["paymasterVerificationGasLimit"] = json!(format!("{:#x}", U256::from_be_slice(&pm[20..36])));
+        v["paymasterPostOpGasLimit"] = json!(format!("{:#x}", U256::from_be_slice(&pm[36..52])));
+        v["paymasterData"] = json!(hex(&pm[52..]));
+    }
     v
 }
 
@@ -394,6 +401,16 @@ mod tests {
         assert_eq!(v["maxFeePerGas"], "0x2");
         assert_eq!(v["factoryData"], "0xaabb");
         assert_eq!(v["nonce"], "0x5");
+        assert!(v.get("paymaster").is_none());
+        let sponsored = PackedUserOperation {
+            paymasterAndData: [Address::repeat_byte(3).as_slice(), &7u128.to_be_bytes(), &8u128.to_be_bytes(), &[0xcc]].concat().into(),
+            ..op
+        };
+        let v = rpc_user_op(&sponsored);
+        assert_eq!(v["paymaster"], json!(Address::repeat_byte(3)));
+        assert_eq!(v["paymasterVerificationGasLimit"], "0x7");
+        assert_eq!(v["paymasterPostOpGasLimit"], "0x8");
+        assert_eq!(v["paymasterData"], "0xcc");
     }
 
     #[test]

@@ -347,7 +347,7 @@ impl Reputation {
 
     /// A failure the entity caused in a bundle counts as many unincluded sightings.
     pub fn failed(&mut self, entity: Address) {
-        self.entries.entry(entity).or_default().ops_seen += MIN_INCLUSION_RATE_DENOMINATOR * THROTTLING_SLACK;
+        self.entries.entry(entity).or_default().ops_seen += MIN_INCLUSION_RATE_DENOMINATOR * (THROTTLING_SLACK + 1);
     }
 
     /// Hourly decay (ERC-7562: × 23/24).

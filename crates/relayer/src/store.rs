@@ -155,11 +155,24 @@ struct Batch {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The relayer's store: a redb file and the writer thread that owns its write transactions.
+/// The relayer's store: a redb file and the writer thread that owns its write transactions. The
+/// file is closed when the last clone is dropped (the writer finishes what is queued first).
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     writer: mpsc::UnboundedSender<Batch>,
+    _closer: Arc<Closer>,
+}
+
+struct Closer(std::sync::Mutex<Option<thread::JoinHandle<()>>>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        // Runs after every Store clone (and so every sender) is gone: the writer's loop has ended.
+        if let Some(t) = self.0.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -184,11 +197,11 @@ impl Store {
         let (head_seq, head_hash) = last_audit(&db)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer_db = db.clone();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("keyscope-store".into())
             .spawn(move || writer(writer_db, rx, head_seq, head_hash))
             .map_err(|e| open(e.to_string()))?;
-        Ok(Self { db, writer: tx })
+        Ok(Self { db, writer: tx, _closer: Arc::new(Closer(std::sync::Mutex::new(Some(thread)))) })
     }
 
     /// Durably writes `ops` (replacing their earlier records) and appends `audit`; returns once

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {IAccount} from "@account-abstraction/contracts/interfaces/IAccount.sol";
+import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+
+/// @notice Storage that belongs to no account: reading it from validation breaks ERC-7562 STO-021.
+contract ForeignStore {
+    uint256 public value;
+}
+
+/// @notice Test-only account for the relayer's refusal paths: its validation does what the first
+/// signature byte says — 0 nothing wrong, 1 reads TIMESTAMP (OP-011), 2 reads another contract's
+/// storage (STO-021), 3 asks for a signature aggregator. It pays its prefund like any account.
+contract RuleBreakingAccount is IAccount {
+    /// @notice The EntryPoint that may call validateUserOp.
+    address public immutable entryPoint;
+    /// @notice The foreign storage mode 2 reads.
+    ForeignStore public immutable foreign;
+
+    error NotFromEntryPoint();
+
+    constructor(address entryPoint_) {
+        entryPoint = entryPoint_;
+        foreign = new ForeignStore();
+    }
+
+    /// @inheritdoc IAccount
+    function validateUserOp(PackedUserOperation calldata userOp, bytes32, uint256 missingAccountFunds)
+        external
+        returns (uint256 validationData)
+    {
+        if (msg.sender != entryPoint) revert NotFromEntryPoint();
+        uint8 mode = userOp.signature.length > 0 ? uint8(userOp.signature[0]) : 0;
+        if (mode == 1) validationData = block.timestamp == 0 ? 1 : 0;
+        else if (mode == 2) validationData = foreign.value();
+        else if (mode == 3) validationData = uint160(0xA99);
+        if (missingAccountFunds > 0) {
+            (bool ok,) = payable(msg.sender).call{value: missingAccountFunds}("");
+            (ok);
+        }
+    }
+
+    /// @notice Does nothing: the ops only need an execution to call.
+    function ping() external {}
+
+    receive() external payable {}
+}
