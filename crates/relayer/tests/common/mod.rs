@@ -148,6 +148,14 @@ impl Setup {
         op
     }
 
+    /// Re-signs a session op after its fields were changed (fees, paymaster).
+    pub async fn session_op_with_fees(&self, t: &Trader, mut op: PackedUserOperation) -> PackedUserOperation {
+        let grant = TradingAccount::new(t.account, &self.provider).getSession(t.session.address()).call().await.unwrap().grantId;
+        let until = self.direct.chain_time().await.unwrap() + 60;
+        op.signature = sign_session_op(&t.session, self.hash(&op), until, grant).await.unwrap();
+        op
+    }
+
     /// An owner op at the owner lane's sequence `seq`.
     pub async fn owner_op(&self, t: &Trader, seq: u64, call: Bytes) -> PackedUserOperation {
         let fees = self.provider.estimate_eip1559_fees().await.unwrap();
