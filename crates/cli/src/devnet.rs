@@ -1,5 +1,5 @@
-//! `keyscope devnet`: anvil + the deployment + funded traders + an oracle publishing prices, for hand
-//! use, until Ctrl-C.
+//! `keyscope devnet`: anvil + the deployment + funded traders + an oracle publishing prices + the
+//! relayer, for hand use, until Ctrl-C.
 
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ pub struct DevnetArgs {
     /// Seconds between oracle price updates (prices go stale after 120 s).
     #[arg(long, default_value_t = 5)]
     price_interval: u64,
+    /// Port for the relayer's JSON-RPC (HTTP and WebSocket); 0 picks a free one.
+    #[arg(long, default_value_t = 4337)]
+    relayer_port: u16,
 }
 
 /// Devnet prices: BTC and ETH, republished so they stay fresh.
@@ -50,7 +53,19 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
     }
     publish(&provider, &d, &deployer).await?;
 
+    // The relayer, in-process, with its own store: a fresh chain must not inherit another chain's pool.
     let keys = devnet.keys();
+    let data_dir = std::path::PathBuf::from(".keyscope").join(format!("devnet-{}", d.chain_id)).join("relayer");
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut config = keyscope_relayer::Config::default();
+    config.rpc_url = devnet.endpoint();
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.relayer_port));
+    config.data_dir = data_dir;
+    config.relayer_key = Some(format!("{}", keys[1]));
+    config.deployment = Some(devnet.deployment_file.clone());
+    config.debug_api = true;
+    let relayer = keyscope_relayer::Relayer::start(config).await.context("starting the relayer")?;
+
     let info = json!({
         "rpc": devnet.endpoint(),
         "chainId": d.chain_id,
@@ -62,14 +77,17 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
         "collateral": d.collateral,
         "traderKeys": [format!("0x{}", hex::encode(keys[2])), format!("0x{}", hex::encode(keys[3]))],
         "relayerKey": format!("0x{}", hex::encode(keys[1])),
+        "bundler": relayer.url(),
+        "bundlerWs": relayer.ws_url(),
     });
     let saved = devnet.deployment_file.with_file_name(format!("devnet-{}.keys.json", d.chain_id));
     std::fs::write(&saved, serde_json::to_string_pretty(&info)?).with_context(|| format!("writing {}", saved.display()))?;
     emit(g.json, json!({ "ready": true, "devnet": info }), || {
         format!(
             "devnet ready on {rpc} (chain {chain}); deployment {dep}; keys saved to {saved}\n\
+             relayer (ERC-4337 bundler, debug methods on) at {bundler}\n\
              traders (100,000 tUSD each): {t0} and {t1}; prices: BTC 60000, ETH 3000 (republished every {int}s)\n\
-             next:\n  export KEYSCOPE_RPC={rpc} KEYSCOPE_KEY={t0}\n  keyscope account create --collateral 20000 && keyscope deposit 10000\n  \
+             next:\n  export KEYSCOPE_RPC={rpc} KEYSCOPE_KEY={t0} KEYSCOPE_BUNDLER={bundler}\n  keyscope account create --collateral 20000 && keyscope deposit 10000\n  \
              keyscope session grant --session-key <ADDR> --markets BTC --max-size 0.5 --max-notional 40000 --rate 20/1s --expires 8h\n  \
              keyscope order place --market BTC --size 0.1 --limit 60500 --session-key <HEX>\n  keyscope portfolio\n\
              Ctrl-C stops it.",
@@ -80,6 +98,7 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
             t0 = info["traderKeys"][0].as_str().unwrap_or_default(),
             t1 = info["traderKeys"][1].as_str().unwrap_or_default(),
             int = args.price_interval,
+            bundler = relayer.url(),
         )
     });
 
@@ -95,6 +114,7 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
             }
         }
     }
+    relayer.stop().await;
     drop(devnet);
     if !g.json {
         println!("devnet stopped");

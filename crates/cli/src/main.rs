@@ -6,6 +6,7 @@ mod context;
 mod devnet;
 mod order;
 mod output;
+mod relayer;
 mod session;
 mod sim;
 
@@ -77,6 +78,8 @@ enum Command {
     Order(order::OrderCommand),
     /// Positions, account value, margin requirements and margin-call state.
     Portfolio,
+    /// Run the ERC-4337 relayer (bundler) against a chain, or export its audit log.
+    Relayer(relayer::RelayerArgs),
     /// Margin-call and liquidation scenarios on revm or anvil.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -107,5 +110,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Order(cmd) => order::run(&g, cmd).await,
         Command::Portfolio => order::portfolio(&g).await,
         Command::Sim(cmd) => sim::run_command(&g, cmd).await,
+        Command::Relayer(args) => relayer::run(&g, args).await,
     }
 }

@@ -1,7 +1,8 @@
 //! The README's trader walk-through, run verbatim: `keyscope devnet`, then every command of the second
 //! code block in "A trader's session with `keyscope`", in order. Lines of the form `#   text` under a
 //! command are its expected output (`…` skips a part; `error: …` means the command must fail with
-//! that). The only liberty taken: `--rpc` points at the devnet this test started on a free port.
+//! that). The only liberty taken: `--rpc` and `KEYSCOPE_BUNDLER` point at the devnet this test started
+//! (anvil and its relayer on free ports).
 
 mod common;
 
@@ -64,8 +65,15 @@ fn readme_walkthrough_runs_verbatim() {
         for cmd in code.split("; ") {
             let cmd = cmd.trim();
             let assignment = cmd.strip_prefix("export ").unwrap_or(cmd);
-            if let Some((k, v)) = assignment.split_once('=').filter(|(k, _)| !k.contains(' ')) {
-                env.insert(k.to_string(), v.to_string());
+            if assignment.contains('=') && !assignment.split('=').next().unwrap().contains(' ') {
+                for pair in assignment.split_whitespace() {
+                    let (k, v) = pair.split_once('=').expect("VAR=value");
+                    env.insert(k.to_string(), v.to_string());
+                }
+                // The devnet's relayer listens on a free port in this test.
+                if env.contains_key("KEYSCOPE_BUNDLER") {
+                    env.insert("KEYSCOPE_BUNDLER".into(), devnet.ready["devnet"]["bundler"].as_str().unwrap().to_string());
+                }
                 continue;
             }
             let args: Vec<String> = cmd

@@ -51,7 +51,11 @@ fn check_entry_point(shared: &Shared, entry_point: Address) -> Result<(), RpcErr
     Ok(())
 }
 
-fn static_checks(shared: &Shared, op: &PackedUserOperation, base_fee: u128) -> Result<(), RpcError> {
+fn static_checks(
+    shared: &Shared,
+    op: &PackedUserOperation,
+    base_fee: u128,
+) -> Result<(), RpcError> {
     let door = &shared.config.door;
     let (verification, call) = unpack(op.accountGasLimits);
     let (priority, max_fee) = unpack(op.gasFees);
@@ -62,7 +66,10 @@ fn static_checks(shared: &Shared, op: &PackedUserOperation, base_fee: u128) -> R
         )));
     }
     if call > door.max_call_gas as u128 {
-        return Err(RpcError::invalid_fields(format!("callGasLimit {call} is over this relayer's maximum {}", door.max_call_gas)));
+        return Err(RpcError::invalid_fields(format!(
+            "callGasLimit {call} is over this relayer's maximum {}",
+            door.max_call_gas
+        )));
     }
     let min_pvg = min_pre_verification_gas(op);
     if op.preVerificationGas < U256::from(min_pvg) {
@@ -72,7 +79,9 @@ fn static_checks(shared: &Shared, op: &PackedUserOperation, base_fee: u128) -> R
         )));
     }
     if priority > max_fee {
-        return Err(RpcError::invalid_fields(format!("maxPriorityFeePerGas {priority} is above maxFeePerGas {max_fee}")));
+        return Err(RpcError::invalid_fields(format!(
+            "maxPriorityFeePerGas {priority} is above maxFeePerGas {max_fee}"
+        )));
     }
     if max_fee < base_fee {
         return Err(RpcError::invalid_fields(format!(
@@ -93,12 +102,18 @@ pub fn sim_error(e: SimError) -> RpcError {
             format!("validation broke ERC-7562 rules: {}", v.join("; ")),
         )
         .with_data(json!({ "violations": v })),
-        SimError::FailedOp { reason, inner, validation } => {
+        SimError::FailedOp {
+            reason,
+            inner,
+            validation,
+        } => {
             let aa = reason.get(..4).unwrap_or_default().to_string();
             let code = match aa.as_str() {
                 "AA22" | "AA32" => code::EXPIRES_SHORTLY,
                 "AA24" => match validation {
-                    Some(v) if v.aggregator != Address::ZERO && !v.signature_failed() => code::UNSUPPORTED_AGGREGATOR,
+                    Some(v) if v.aggregator != Address::ZERO && !v.signature_failed() => {
+                        code::UNSUPPORTED_AGGREGATOR
+                    }
                     _ => code::INVALID_SIGNATURE,
                 },
                 "AA34" => code::INVALID_SIGNATURE,
@@ -109,16 +124,24 @@ pub fn sim_error(e: SimError) -> RpcError {
             match inner.filter(|d| !d.is_empty()) {
                 Some(data) => {
                     let why = refusal(&data);
-                    RpcError::new(code, format!("{reason}: {} — {}", why.detail(), why.hint())).with_data(why.to_json())
+                    RpcError::new(code, format!("{reason}: {} — {}", why.detail(), why.hint()))
+                        .with_data(why.to_json())
                 }
                 None => RpcError::new(code, format!("{reason}{}", hint_for(&aa))),
             }
         }
         SimError::Reverted(data) => {
             let why = refusal(&data);
-            RpcError::new(code::SIMULATE_VALIDATION, format!("handleOps reverted: {}", why.detail())).with_data(why.to_json())
+            RpcError::new(
+                code::SIMULATE_VALIDATION,
+                format!("handleOps reverted: {}", why.detail()),
+            )
+            .with_data(why.to_json())
         }
-        SimError::Halted(h) => RpcError::new(code::SIMULATE_VALIDATION, format!("handleOps halted ({h}): raise the op's gas limits")),
+        SimError::Halted(h) => RpcError::new(
+            code::SIMULATE_VALIDATION,
+            format!("handleOps halted ({h}): raise the op's gas limits"),
+        ),
         SimError::Internal(e) => RpcError::internal(e),
     }
 }
@@ -128,7 +151,9 @@ fn hint_for(aa: &str) -> &'static str {
         "AA10" => ": the sender already exists; drop factory and factoryData",
         "AA13" | "AA14" | "AA15" => ": the factory did not deploy the sender it was asked for",
         "AA20" => ": the sender has no code; add factory and factoryData to deploy it",
-        "AA21" => ": the account cannot pay the prefund; deposit to the EntryPoint or fund the account",
+        "AA21" => {
+            ": the account cannot pay the prefund; deposit to the EntryPoint or fund the account"
+        }
         "AA22" => ": the op is outside its validity window",
         "AA24" => ": the signature does not match the op (wrong key, chain or EntryPoint?)",
         "AA25" => ": use the EntryPoint's getNonce(sender, key) for this lane",
@@ -138,24 +163,39 @@ fn hint_for(aa: &str) -> &'static str {
 }
 
 /// Checks on a clean simulation that the EntryPoint does not make.
-fn check_simulated(inner: &mut Inner, shared: &Shared, op: &PackedUserOperation, s: &Simulated, estimating: bool) -> Result<u64, RpcError> {
+fn check_simulated(
+    inner: &mut Inner,
+    shared: &Shared,
+    op: &PackedUserOperation,
+    s: &Simulated,
+    estimating: bool,
+) -> Result<u64, RpcError> {
     let now = inner.sim.block_time();
     let door = &shared.config.door;
     let vd = s.validation;
     if vd.aggregator != Address::ZERO && !vd.signature_failed() {
         return Err(RpcError::new(
             code::UNSUPPORTED_AGGREGATOR,
-            format!("the account asks for signature aggregator {}; this relayer supports none", vd.aggregator),
+            format!(
+                "the account asks for signature aggregator {}; this relayer supports none",
+                vd.aggregator
+            ),
         ));
     }
     if vd.signature_failed() && !estimating {
-        return Err(RpcError::new(code::INVALID_SIGNATURE, "AA24 signature error: the account's signature check failed"));
+        return Err(RpcError::new(
+            code::INVALID_SIGNATURE,
+            "AA24 signature error: the account's signature check failed",
+        ));
     }
     let mut valid_until = vd.valid_until;
     let mut valid_after = vd.valid_after;
     if let Some(p) = s.paymaster_validation {
         if p.signature_failed() && !estimating {
-            return Err(RpcError::new(code::INVALID_SIGNATURE, "AA34 signature error: the paymaster's signature check failed"));
+            return Err(RpcError::new(
+                code::INVALID_SIGNATURE,
+                "AA34 signature error: the paymaster's signature check failed",
+            ));
         }
         valid_until = valid_until.min(p.valid_until);
         valid_after = valid_after.max(p.valid_after);
@@ -182,7 +222,9 @@ fn check_simulated(inner: &mut Inner, shared: &Shared, op: &PackedUserOperation,
         if !inner.sim.is_staked(pm).map_err(sim_error)? {
             return Err(RpcError::new(
                 code::INSUFFICIENT_STAKE,
-                format!("paymaster {pm} returns a postOp context but is not staked (ERC-7562 needs a stake for that)"),
+                format!(
+                    "paymaster {pm} returns a postOp context but is not staked (ERC-7562 needs a stake for that)"
+                ),
             ));
         }
     }
@@ -190,7 +232,11 @@ fn check_simulated(inner: &mut Inner, shared: &Shared, op: &PackedUserOperation,
         let why = refusal(s.revert.as_ref().map_or(&[][..], |b| &b[..]));
         return Err(RpcError::new(
             code::EXECUTION_REVERTED,
-            format!("the op's execution would revert: {} — {}", why.detail(), why.hint()),
+            format!(
+                "the op's execution would revert: {} — {}",
+                why.detail(),
+                why.hint()
+            ),
         )
         .with_data(why.to_json()));
     }
@@ -198,7 +244,11 @@ fn check_simulated(inner: &mut Inner, shared: &Shared, op: &PackedUserOperation,
 }
 
 /// `eth_sendUserOperation`: validates, pools and persists `op`; returns its hash once durable.
-pub async fn send(shared: &SharedState, op: Value, entry_point: Address) -> Result<Accepted, RpcError> {
+pub async fn send(
+    shared: &SharedState,
+    op: Value,
+    entry_point: Address,
+) -> Result<Accepted, RpcError> {
     Metrics::inc(&shared.metrics.received);
     let result = send_inner(shared, op, entry_point).await;
     if let Err(e) = &result {
@@ -207,19 +257,31 @@ pub async fn send(shared: &SharedState, op: Value, entry_point: Address) -> Resu
     result
 }
 
-async fn send_inner(shared: &SharedState, op: Value, entry_point: Address) -> Result<Accepted, RpcError> {
+async fn send_inner(
+    shared: &SharedState,
+    op: Value,
+    entry_point: Address,
+) -> Result<Accepted, RpcError> {
     check_entry_point(shared, entry_point)?;
     let rpc_op = RpcUserOperation::from_json(op)?;
     let packed = rpc_op.to_packed()?;
-    let hash = user_op_hash(&packed, shared.entry_point, shared.chain_id).map_err(|e| RpcError::invalid_fields(e.to_string()))?;
+    let hash = user_op_hash(&packed, shared.entry_point, shared.chain_id)
+        .map_err(|e| RpcError::invalid_fields(e.to_string()))?;
     let received_us = now_us();
     let started = Instant::now();
-    let latest = shared.provider.get_block_number().await.map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
-    let s = shared.clone();
-    let (record, persist) = tokio::task::spawn_blocking(move || admit(&s, hash, rpc_op, packed, received_us, latest))
+    let latest = shared
+        .provider
+        .get_block_number()
         .await
-        .map_err(RpcError::internal)??;
-    shared.metrics.observe("validate", started.elapsed().as_micros() as u64);
+        .map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
+    let s = shared.clone();
+    let (record, persist) =
+        tokio::task::spawn_blocking(move || admit(&s, hash, rpc_op, packed, received_us, latest))
+            .await
+            .map_err(RpcError::internal)??;
+    shared
+        .metrics
+        .observe("validate", started.elapsed().as_micros() as u64);
     if let Err(e) = shared.store.write(persist.ops, persist.audit).await {
         // Not durable, so not accepted: take it out again and rebuild the pending state without it.
         {
@@ -228,11 +290,16 @@ async fn send_inner(shared: &SharedState, op: Value, entry_point: Address) -> Re
             inner.records.remove(&hash);
         }
         shared.rebuild(None).await;
-        return Err(RpcError::internal(format!("the op could not be stored: {e}")));
+        return Err(RpcError::internal(format!(
+            "the op could not be stored: {e}"
+        )));
     }
     Metrics::inc(&shared.metrics.accepted);
     shared.wake.notify_one();
-    Ok(Accepted { user_op_hash: hash, health: record.health })
+    Ok(Accepted {
+        user_op_hash: hash,
+        health: record.health,
+    })
 }
 
 /// Moves the pending state to the node's head if the node has a newer block than it.
@@ -259,7 +326,9 @@ fn admit(
     let caught_up = catch_up(shared, inner, latest)?;
     static_checks(shared, &packed, inner.sim.head().base_fee)?;
     if inner.records.contains_key(&hash) {
-        return Err(RpcError::invalid_fields(format!("op {hash} is already known to this relayer")));
+        return Err(RpcError::invalid_fields(format!(
+            "op {hash} is already known to this relayer"
+        )));
     }
     let key = door_key(&packed);
     if let Err(wait) = inner.limiter.take(key, Instant::now()) {
@@ -303,7 +372,10 @@ fn admit_limited(
         order: 0,
         op: packed.clone(),
     };
-    for (what, entity) in [("factory", candidate.factory()), ("paymaster", candidate.paymaster())] {
+    for (what, entity) in [
+        ("factory", candidate.factory()),
+        ("paymaster", candidate.paymaster()),
+    ] {
         if let Some(e) = entity {
             match inner.reputation.status(e) {
                 ReputationStatus::Ok => {}
@@ -320,17 +392,24 @@ fn admit_limited(
     let mut persist = Persist::default();
     let old = match replaced {
         Some(old_hash) => {
-            let old = inner.pool.remove(&old_hash).expect("admit named a pooled op");
+            let old = inner
+                .pool
+                .remove(&old_hash)
+                .expect("admit named a pooled op");
             let head = inner.sim.head();
             persist.extend(inner.rebuild(head, &shared.config, &shared.metrics));
             Some(old)
         }
         None => None,
     };
-    let outcome = inner.sim.simulate(&packed, false).map_err(sim_error).and_then(|(s, changes)| {
-        let valid_until = check_simulated(inner, shared, &packed, &s, false)?;
-        Ok((s, changes, valid_until))
-    });
+    let outcome = inner
+        .sim
+        .simulate(&packed, false)
+        .map_err(sim_error)
+        .and_then(|(s, changes)| {
+            let valid_until = check_simulated(inner, shared, &packed, &s, false)?;
+            Ok((s, changes, valid_until))
+        });
     let (simulated, changes, valid_until) = match outcome {
         Ok(v) => v,
         Err(e) => {
@@ -351,8 +430,15 @@ fn admit_limited(
         Some(o) => o.order,
         None => inner.pool.take_order(),
     };
-    let pool_op = PoolOp { valid_until, order, ..candidate };
-    for e in [pool_op.factory(), pool_op.paymaster()].into_iter().flatten() {
+    let pool_op = PoolOp {
+        valid_until,
+        order,
+        ..candidate
+    };
+    for e in [pool_op.factory(), pool_op.paymaster()]
+        .into_iter()
+        .flatten()
+    {
         inner.reputation.seen(e);
     }
     let record = OpRecord {
@@ -363,7 +449,11 @@ fn admit_limited(
         status: OpStatus::Pending,
         order,
         valid_until,
-        timings: Timings { received_us, validated_us: Some(now_us()), ..Default::default() },
+        timings: Timings {
+            received_us,
+            validated_us: Some(now_us()),
+            ..Default::default()
+        },
         tx_hash: None,
         block_number: None,
         block_hash: None,
@@ -373,7 +463,10 @@ fn admit_limited(
     };
     inner.pool.insert(pool_op);
     inner.records.insert(hash, record.clone());
-    shared.metrics.pool_size.store(inner.pool.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    shared.metrics.pool_size.store(
+        inner.pool.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if let Some(old) = old {
         Metrics::inc(&shared.metrics.dropped);
         persist.extend(inner.transition(old.hash, "replaced", |r| {
@@ -382,13 +475,19 @@ fn admit_limited(
         }));
     }
     persist.ops.push(record.clone());
-    persist.audit.push(AuditEntry::about(&record, "accepted", now_us()));
+    persist
+        .audit
+        .push(AuditEntry::about(&record, "accepted", now_us()));
     Ok((record, persist))
 }
 
 /// `eth_estimateUserOperationGas`: simulates `op` (gas limits it leaves at zero are filled with the
 /// relayer's maxima, a stub signature's failure is tolerated) and returns limits with headroom.
-pub async fn estimate(shared: &SharedState, op: Value, entry_point: Address) -> Result<Value, RpcError> {
+pub async fn estimate(
+    shared: &SharedState,
+    op: Value,
+    entry_point: Address,
+) -> Result<Value, RpcError> {
     check_entry_point(shared, entry_point)?;
     let mut rpc_op = RpcUserOperation::from_json(op)?;
     let door = &shared.config.door;
@@ -398,19 +497,31 @@ pub async fn estimate(shared: &SharedState, op: Value, entry_point: Address) -> 
     if rpc_op.call_gas_limit.is_zero() {
         rpc_op.call_gas_limit = U256::from(door.max_call_gas);
     }
-    if rpc_op.paymaster.is_some() && rpc_op.paymaster_verification_gas_limit.unwrap_or_default().is_zero() {
+    if rpc_op.paymaster.is_some()
+        && rpc_op
+            .paymaster_verification_gas_limit
+            .unwrap_or_default()
+            .is_zero()
+    {
         rpc_op.paymaster_verification_gas_limit = Some(U256::from(door.max_verification_gas));
     }
     let mut packed = rpc_op.to_packed()?;
     let pvg = min_pre_verification_gas(&packed) * 11 / 10;
     packed.preVerificationGas = U256::from(pvg);
-    let latest = shared.provider.get_block_number().await.map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
+    let latest = shared
+        .provider
+        .get_block_number()
+        .await
+        .map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
     let s = shared.clone();
     tokio::task::spawn_blocking(move || {
         let mut inner = s.lock_blocking();
         let caught_up = catch_up(&s, &mut inner, latest)?;
         if !caught_up.is_empty() {
-            tracing::debug!(dropped = caught_up.ops.len(), "ops dropped while catching up for an estimate");
+            tracing::debug!(
+                dropped = caught_up.ops.len(),
+                "ops dropped while catching up for an estimate"
+            );
         }
         let (sim, _) = inner.sim.simulate(&packed, true).map_err(sim_error)?;
         check_simulated(&mut inner, &s, &packed, &sim, true)?;
@@ -436,25 +547,53 @@ mod tests {
     #[test]
     fn pre_verification_gas_grows_with_calldata() {
         let small = PackedUserOperation::default();
-        let big = PackedUserOperation { callData: vec![1u8; 1000].into(), ..Default::default() };
-        let (a, b) = (min_pre_verification_gas(&small), min_pre_verification_gas(&big));
+        let big = PackedUserOperation {
+            callData: vec![1u8; 1000].into(),
+            ..Default::default()
+        };
+        let (a, b) = (
+            min_pre_verification_gas(&small),
+            min_pre_verification_gas(&big),
+        );
         assert!(a > PER_OP_OVERHEAD + FIXED_SHARE);
         assert!(b >= a + 16_000, "{a} {b}");
         // Keyscope's SDK default (60,000) covers a plain session order.
-        let order = PackedUserOperation { callData: vec![1u8; 260].into(), signature: vec![1u8; 104].into(), ..Default::default() };
+        let order = PackedUserOperation {
+            callData: vec![1u8; 260].into(),
+            signature: vec![1u8; 104].into(),
+            ..Default::default()
+        };
         assert!(min_pre_verification_gas(&order) < 60_000);
     }
 
     #[test]
     fn aa_codes_map_to_erc7769_codes() {
-        let f = |r: &str| sim_error(SimError::FailedOp { reason: r.into(), inner: None, validation: None }).code;
+        let f = |r: &str| {
+            sim_error(SimError::FailedOp {
+                reason: r.into(),
+                inner: None,
+                validation: None,
+            })
+            .code
+        };
         assert_eq!(f("AA25 invalid account nonce"), code::SIMULATE_VALIDATION);
         assert_eq!(f("AA22 expired or not due"), code::EXPIRES_SHORTLY);
         assert_eq!(f("AA24 signature error"), code::INVALID_SIGNATURE);
         assert_eq!(f("AA33 reverted"), code::SIMULATE_PAYMASTER_VALIDATION);
-        assert_eq!(f("AA31 paymaster deposit too low"), code::PAYMASTER_DEPOSIT_TOO_LOW);
-        assert_eq!(sim_error(SimError::Rules(vec!["OP-011: x".into()])).code, code::OPCODE_VALIDATION);
-        let msg = sim_error(SimError::FailedOp { reason: "AA21 didn't pay prefund".into(), inner: None, validation: None }).message;
+        assert_eq!(
+            f("AA31 paymaster deposit too low"),
+            code::PAYMASTER_DEPOSIT_TOO_LOW
+        );
+        assert_eq!(
+            sim_error(SimError::Rules(vec!["OP-011: x".into()])).code,
+            code::OPCODE_VALIDATION
+        );
+        let msg = sim_error(SimError::FailedOp {
+            reason: "AA21 didn't pay prefund".into(),
+            inner: None,
+            validation: None,
+        })
+        .message;
         assert!(msg.contains("deposit to the EntryPoint"), "{msg}");
     }
 }

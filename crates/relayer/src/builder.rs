@@ -63,8 +63,13 @@ pub async fn head_of(provider: &alloy::providers::DynProvider) -> Result<Head, B
 }
 
 /// The bundler task: a round every `interval_ms`, or sooner when woken.
-pub async fn run(shared: SharedState, wallet: EthereumWallet, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(shared.config.bundler.interval_ms));
+pub async fn run(
+    shared: SharedState,
+    wallet: EthereumWallet,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval =
+        tokio::time::interval(Duration::from_millis(shared.config.bundler.interval_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -80,12 +85,18 @@ pub async fn run(shared: SharedState, wallet: EthereumWallet, mut shutdown: toki
 
 /// One round: follow the head, then send a bundle if bundling is automatic (or `force`) and none is
 /// in flight. Returns the hash of a bundle it sent.
-pub async fn round(shared: &SharedState, wallet: &EthereumWallet, force: bool) -> Result<Option<B256>, BuildError> {
+pub async fn round(
+    shared: &SharedState,
+    wallet: &EthereumWallet,
+    force: bool,
+) -> Result<Option<B256>, BuildError> {
     let _one_at_a_time = shared.bundling.lock().await;
     follow_head(shared).await?;
     let due = {
         let inner = shared.lock().await;
-        (force || inner.mode == BundlingMode::Auto) && inner.in_flight.is_none() && !inner.pool.is_empty()
+        (force || inner.mode == BundlingMode::Auto)
+            && inner.in_flight.is_none()
+            && !inner.pool.is_empty()
     };
     if !due {
         return Ok(None);
@@ -94,7 +105,10 @@ pub async fn round(shared: &SharedState, wallet: &EthereumWallet, force: bool) -
 }
 
 /// `debug_bundler_sendBundleNow`: bundles what is pooled and returns once it is mined.
-pub async fn bundle_now(shared: &SharedState, wallet: &EthereumWallet) -> Result<Option<B256>, BuildError> {
+pub async fn bundle_now(
+    shared: &SharedState,
+    wallet: &EthereumWallet,
+) -> Result<Option<B256>, BuildError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     // A bundle already in flight is settled first.
     while shared.lock().await.in_flight.is_some() {
@@ -104,8 +118,16 @@ pub async fn bundle_now(shared: &SharedState, wallet: &EthereumWallet) -> Result
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let Some(tx) = round(shared, wallet, true).await? else { return Ok(None) };
-    while shared.lock().await.in_flight.as_ref().is_some_and(|f| f.tx_hash == tx) {
+    let Some(tx) = round(shared, wallet, true).await? else {
+        return Ok(None);
+    };
+    while shared
+        .lock()
+        .await
+        .in_flight
+        .as_ref()
+        .is_some_and(|f| f.tx_hash == tx)
+    {
         if Instant::now() > deadline {
             return Err(BuildError::Timeout(Duration::from_secs(60)));
         }
@@ -124,19 +146,38 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
 
     let in_flight = shared.lock().await.in_flight.clone();
     if let Some(f) = in_flight {
-        match shared.provider.get_transaction_receipt(f.tx_hash).await.map_err(node)? {
+        match shared
+            .provider
+            .get_transaction_receipt(f.tx_hash)
+            .await
+            .map_err(node)?
+        {
             Some(receipt) => {
                 persist.extend(settle(shared, &mut *shared.lock().await, &f, &receipt));
                 changed = true;
             }
             None => {
-                let waited = f.sent_at.elapsed() > Duration::from_secs(shared.config.bundler.resubmit_after_secs);
-                if waited && shared.provider.get_transaction_by_hash(f.tx_hash).await.map_err(node)?.is_none() {
+                let waited = f.sent_at.elapsed()
+                    > Duration::from_secs(shared.config.bundler.resubmit_after_secs);
+                if waited
+                    && shared
+                        .provider
+                        .get_transaction_by_hash(f.tx_hash)
+                        .await
+                        .map_err(node)?
+                        .is_none()
+                {
                     tracing::warn!(tx = %f.tx_hash, "bundle dropped by the node; its ops go back to the pool");
                     let mut inner = shared.lock().await;
                     inner.in_flight = None;
                     for op in f.ops {
-                        persist.extend(back_to_pool(shared, &mut inner, op, "resubmit", "the bundle transaction was dropped"));
+                        persist.extend(back_to_pool(
+                            shared,
+                            &mut inner,
+                            op,
+                            "resubmit",
+                            "the bundle transaction was dropped",
+                        ));
                     }
                     changed = true;
                 }
@@ -147,12 +188,21 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
     let depth = shared.config.bundler.reorg_depth;
     let mined: Vec<Mined> = shared.lock().await.mined.iter().cloned().collect();
     for m in mined {
-        let canonical = shared.provider.get_block_by_number(m.block_number.into()).await.map_err(node)?.map(|b| b.header.hash);
+        let canonical = shared
+            .provider
+            .get_block_by_number(m.block_number.into())
+            .await
+            .map_err(node)?
+            .map(|b| b.header.hash);
         if canonical == Some(m.block_hash) {
             continue;
         }
         changed = true;
-        let receipt = shared.provider.get_transaction_receipt(m.tx_hash).await.map_err(node)?;
+        let receipt = shared
+            .provider
+            .get_transaction_receipt(m.tx_hash)
+            .await
+            .map_err(node)?;
         let mut inner = shared.lock().await;
         inner.mined.retain(|x| x.tx_hash != m.tx_hash);
         match receipt.and_then(|r| Some((r.block_number?, r.block_hash?))) {
@@ -164,20 +214,34 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
                         r.block_hash = Some(hash);
                     }));
                 }
-                inner.mined.push_back(Mined { block_number: number, block_hash: hash, ..m });
+                inner.mined.push_back(Mined {
+                    block_number: number,
+                    block_hash: hash,
+                    ..m
+                });
             }
             None => {
                 tracing::warn!(tx = %m.tx_hash, block = m.block_number, "bundle reorged out; its ops go back to the pool");
                 for op in m.ops {
                     Metrics::inc(&shared.metrics.reorged_ops);
-                    persist.extend(back_to_pool(shared, &mut inner, op, "reorged", "its bundle left the canonical chain"));
+                    persist.extend(back_to_pool(
+                        shared,
+                        &mut inner,
+                        op,
+                        "reorged",
+                        "its bundle left the canonical chain",
+                    ));
                 }
             }
         }
     }
     {
         let mut inner = shared.lock().await;
-        while inner.mined.front().is_some_and(|m| m.block_number + depth < latest.number) {
+        while inner
+            .mined
+            .front()
+            .is_some_and(|m| m.block_number + depth < latest.number)
+        {
             inner.mined.pop_front();
         }
     }
@@ -189,7 +253,13 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
 }
 
 /// Returns an op that was bundled to the pool (its record must be kept: reorged ops were final).
-fn back_to_pool(shared: &Shared, inner: &mut crate::state::Inner, op: PoolOp, event: &str, reason: &str) -> Persist {
+fn back_to_pool(
+    shared: &Shared,
+    inner: &mut crate::state::Inner,
+    op: PoolOp,
+    event: &str,
+    reason: &str,
+) -> Persist {
     let hash = op.hash;
     if !inner.records.contains_key(&hash) {
         if let Ok(Some(rec)) = shared.store.op(hash) {
@@ -208,14 +278,22 @@ fn back_to_pool(shared: &Shared, inner: &mut crate::state::Inner, op: PoolOp, ev
 }
 
 /// A mined bundle: its ops are included (or, if the bundle reverted, back in the pool).
-fn settle(shared: &Shared, inner: &mut crate::state::Inner, f: &InFlight, receipt: &TransactionReceipt) -> Persist {
+fn settle(
+    shared: &Shared,
+    inner: &mut crate::state::Inner,
+    f: &InFlight,
+    receipt: &TransactionReceipt,
+) -> Persist {
     let mut events = std::collections::HashMap::new();
     for log in receipt.inner.logs() {
         if let Ok(ev) = IEntryPoint::UserOperationEvent::decode_log(&log.inner) {
             events.insert(ev.data.userOpHash, ev.data.success);
         }
     }
-    let (number, block_hash) = (receipt.block_number.unwrap_or_default(), receipt.block_hash.unwrap_or_default());
+    let (number, block_hash) = (
+        receipt.block_number.unwrap_or_default(),
+        receipt.block_hash.unwrap_or_default(),
+    );
     let mined_us = now_us();
     let mut persist = Persist::default();
     inner.in_flight = None;
@@ -243,11 +321,22 @@ fn settle(shared: &Shared, inner: &mut crate::state::Inner, f: &InFlight, receip
                 persist.extend(p);
                 included.push(op.clone());
             }
-            None => persist.extend(back_to_pool(shared, inner, op.clone(), "unincluded", "the bundle transaction reverted")),
+            None => persist.extend(back_to_pool(
+                shared,
+                inner,
+                op.clone(),
+                "unincluded",
+                "the bundle transaction reverted",
+            )),
         }
     }
     if !included.is_empty() {
-        inner.mined.push_back(Mined { tx_hash: f.tx_hash, block_number: number, block_hash, ops: included });
+        inner.mined.push_back(Mined {
+            tx_hash: f.tx_hash,
+            block_number: number,
+            block_hash,
+            ops: included,
+        });
     }
     persist
 }
@@ -269,14 +358,21 @@ fn observe_lifecycle(m: &Metrics, r: &OpRecord) {
 
 /// Picks ops, re-simulates the bundle on the node (dropping ops it refuses), signs, persists and
 /// sends it.
-async fn send_bundle(shared: &SharedState, wallet: &EthereumWallet) -> Result<Option<B256>, BuildError> {
+async fn send_bundle(
+    shared: &SharedState,
+    wallet: &EthereumWallet,
+) -> Result<Option<B256>, BuildError> {
     let cfg = &shared.config.bundler;
     let mut ops: Vec<PoolOp> = {
         let mut inner = shared.lock().await;
         let picked = inner.pool.best(cfg.max_ops_per_bundle, cfg.max_bundle_gas);
         let ops: Vec<PoolOp> = picked.iter().filter_map(|h| inner.pool.remove(h)).collect();
         // In flight from now on, so a rebuild meanwhile keeps them in the pending state.
-        inner.in_flight = Some(InFlight { tx_hash: B256::ZERO, ops: ops.clone(), sent_at: Instant::now() });
+        inner.in_flight = Some(InFlight {
+            tx_hash: B256::ZERO,
+            ops: ops.clone(),
+            sent_at: Instant::now(),
+        });
         ops
     };
     let result = sign_and_send(shared, wallet, &mut ops).await;
@@ -292,7 +388,13 @@ async fn send_bundle(shared: &SharedState, wallet: &EthereumWallet) -> Result<Op
                 let mut inner = shared.lock().await;
                 inner.in_flight = None;
                 for op in ops {
-                    persist.extend(back_to_pool(shared, &mut inner, op, "unbundled", "sending the bundle failed; it will be retried"));
+                    persist.extend(back_to_pool(
+                        shared,
+                        &mut inner,
+                        op,
+                        "unbundled",
+                        "sending the bundle failed; it will be retried",
+                    ));
                 }
             }
             shared.persist(persist).await;
@@ -301,14 +403,22 @@ async fn send_bundle(shared: &SharedState, wallet: &EthereumWallet) -> Result<Op
     }
 }
 
-async fn sign_and_send(shared: &SharedState, wallet: &EthereumWallet, ops: &mut Vec<PoolOp>) -> Result<Option<B256>, BuildError> {
+async fn sign_and_send(
+    shared: &SharedState,
+    wallet: &EthereumWallet,
+    ops: &mut Vec<PoolOp>,
+) -> Result<Option<B256>, BuildError> {
     let bundled_us = now_us();
     loop {
         if ops.is_empty() {
             return Ok(None);
         }
         let packed: Vec<_> = ops.iter().map(|o| o.op.clone()).collect();
-        let data = IEntryPoint::handleOpsCall { ops: packed, beneficiary: shared.beneficiary }.abi_encode();
+        let data = IEntryPoint::handleOpsCall {
+            ops: packed,
+            beneficiary: shared.beneficiary,
+        }
+        .abi_encode();
         let gas: u64 = ops.iter().map(|o| gas_sum(&o.op)).sum::<u64>() + BUNDLE_OVERHEAD;
         let request = TransactionRequest::default()
             .with_from(shared.relayer)
@@ -318,17 +428,32 @@ async fn sign_and_send(shared: &SharedState, wallet: &EthereumWallet, ops: &mut 
         match shared.provider.call(request.clone()).await {
             Ok(_) => {}
             Err(e) => {
-                let Some(revert) = e.as_error_resp().and_then(|p| p.as_revert_data()) else { return Err(node(e)) };
+                let Some(revert) = e.as_error_resp().and_then(|p| p.as_revert_data()) else {
+                    return Err(node(e));
+                };
                 let (index, reason) = match IEntryPointErrors::abi_decode(&revert) {
                     Ok(IEntryPointErrors::FailedOp(f)) => (f.opIndex, f.reason),
-                    Ok(IEntryPointErrors::FailedOpWithRevert(f)) => {
-                        (f.opIndex, format!("{} ({})", f.reason, crate::error::refusal(&f.inner).detail()))
+                    Ok(IEntryPointErrors::FailedOpWithRevert(f)) => (
+                        f.opIndex,
+                        format!(
+                            "{} ({})",
+                            f.reason,
+                            crate::error::refusal(&f.inner).detail()
+                        ),
+                    ),
+                    _ => {
+                        return Err(BuildError::Node(format!(
+                            "handleOps reverted: {}",
+                            keyscope_core::client::describe_revert(&revert)
+                        )));
                     }
-                    _ => return Err(BuildError::Node(format!("handleOps reverted: {}", keyscope_core::client::describe_revert(&revert)))),
                 };
                 let index: usize = index.try_into().unwrap_or(usize::MAX);
                 if index >= ops.len() {
-                    return Err(BuildError::Node(format!("handleOps refused op {index} of {}: {reason}", ops.len())));
+                    return Err(BuildError::Node(format!(
+                        "handleOps refused op {index} of {}: {reason}",
+                        ops.len()
+                    )));
                 }
                 let bad = ops.remove(index);
                 tracing::warn!(op = %bad.hash, "dropped at bundle time: {reason}");
@@ -355,14 +480,26 @@ async fn sign_and_send(shared: &SharedState, wallet: &EthereumWallet, ops: &mut 
                 continue;
             }
         }
-        let nonce = shared.provider.get_transaction_count(shared.relayer).pending().await.map_err(node)?;
-        let fees = shared.provider.estimate_eip1559_fees().await.map_err(node)?;
+        let nonce = shared
+            .provider
+            .get_transaction_count(shared.relayer)
+            .pending()
+            .await
+            .map_err(node)?;
+        let fees = shared
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(node)?;
         let request = request
             .with_nonce(nonce)
             .with_chain_id(shared.chain_id)
             .with_max_fee_per_gas(fees.max_fee_per_gas)
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
-        let envelope = request.build(wallet).await.map_err(|e| BuildError::Sign(e.to_string()))?;
+        let envelope = request
+            .build(wallet)
+            .await
+            .map_err(|e| BuildError::Sign(e.to_string()))?;
         let tx_hash = *envelope.tx_hash();
         // Durable before it is sent: a restart finds the transaction and follows it.
         let sent_us = now_us();
@@ -383,8 +520,16 @@ async fn sign_and_send(shared: &SharedState, wallet: &EthereumWallet, ops: &mut 
             }
             p
         };
-        shared.store.write(persist.ops, persist.audit).await.map_err(|e| BuildError::Node(e.to_string()))?;
-        let _pending = shared.provider.send_tx_envelope(envelope).await.map_err(node)?;
+        shared
+            .store
+            .write(persist.ops, persist.audit)
+            .await
+            .map_err(|e| BuildError::Node(e.to_string()))?;
+        let _pending = shared
+            .provider
+            .send_tx_envelope(envelope)
+            .await
+            .map_err(node)?;
         Metrics::inc(&shared.metrics.bundles_sent);
         tracing::info!(tx = %tx_hash, ops = ops.len(), "bundle sent");
         return Ok(Some(tx_hash));
@@ -399,7 +544,9 @@ pub async fn recover(shared: &SharedState, records: Vec<OpRecord>) -> Result<usi
     {
         let mut inner = shared.lock().await;
         for rec in records {
-            let Ok(op) = rec.user_operation.to_packed() else { continue };
+            let Ok(op) = rec.user_operation.to_packed() else {
+                continue;
+            };
             let pool_op = PoolOp {
                 hash: rec.hash,
                 op,
@@ -419,16 +566,40 @@ pub async fn recover(shared: &SharedState, records: Vec<OpRecord>) -> Result<usi
     }
     let mut persist = Persist::default();
     for (tx, ops) in by_tx {
-        let f = InFlight { tx_hash: tx, ops, sent_at: Instant::now() };
-        match shared.provider.get_transaction_receipt(tx).await.map_err(node)? {
-            Some(receipt) => persist.extend(settle(shared, &mut *shared.lock().await, &f, &receipt)),
-            None if shared.provider.get_transaction_by_hash(tx).await.map_err(node)?.is_some() && shared.lock().await.in_flight.is_none() => {
+        let f = InFlight {
+            tx_hash: tx,
+            ops,
+            sent_at: Instant::now(),
+        };
+        match shared
+            .provider
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(node)?
+        {
+            Some(receipt) => {
+                persist.extend(settle(shared, &mut *shared.lock().await, &f, &receipt))
+            }
+            None if shared
+                .provider
+                .get_transaction_by_hash(tx)
+                .await
+                .map_err(node)?
+                .is_some()
+                && shared.lock().await.in_flight.is_none() =>
+            {
                 shared.lock().await.in_flight = Some(f);
             }
             None => {
                 let mut inner = shared.lock().await;
                 for op in f.ops {
-                    persist.extend(back_to_pool(shared, &mut inner, op, "resubmit", "its bundle was never mined"));
+                    persist.extend(back_to_pool(
+                        shared,
+                        &mut inner,
+                        op,
+                        "resubmit",
+                        "its bundle was never mined",
+                    ));
                 }
             }
         }
@@ -441,5 +612,9 @@ pub async fn recover(shared: &SharedState, records: Vec<OpRecord>) -> Result<usi
 
 /// The relayer's ETH balance, for the status method.
 pub async fn balance(shared: &Shared) -> Result<U256, BuildError> {
-    shared.provider.get_balance(shared.relayer).await.map_err(node)
+    shared
+        .provider
+        .get_balance(shared.relayer)
+        .await
+        .map_err(node)
 }

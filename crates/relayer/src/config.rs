@@ -1,7 +1,10 @@
 //! The relayer's configuration: a TOML file, every field optional with a working default for a local
 //! devnet; the CLI's flags and `KEYSCOPE_RELAYER_*` environment variables override the file.
 
-use std::{net::SocketAddr, path::{Path, PathBuf}};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use alloy_primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
@@ -147,9 +150,14 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file; missing fields take their defaults, unknown fields are errors.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
-        Self::parse(&text).map_err(|reason| ConfigError::Parse { path: path.display().to_string(), reason })
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|reason| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -159,13 +167,24 @@ impl Config {
     /// Checks values that would make the relayer misbehave rather than fail.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.bundler.max_ops_per_bundle == 0 {
-            return Err(ConfigError::Invalid { field: "bundler.max_ops_per_bundle", reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                field: "bundler.max_ops_per_bundle",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.bundler.interval_ms == 0 {
-            return Err(ConfigError::Invalid { field: "bundler.interval_ms", reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                field: "bundler.interval_ms",
+                reason: "must be at least 1".into(),
+            });
         }
-        if self.door.ops_per_second_per_key < 0.0 || self.door.burst_per_key < 1.0 && self.door.ops_per_second_per_key > 0.0 {
-            return Err(ConfigError::Invalid { field: "door", reason: "rate must be ≥ 0 and burst ≥ 1".into() });
+        if self.door.ops_per_second_per_key < 0.0
+            || self.door.burst_per_key < 1.0 && self.door.ops_per_second_per_key > 0.0
+        {
+            return Err(ConfigError::Invalid {
+                field: "door",
+                reason: "rate must be ≥ 0 and burst ≥ 1".into(),
+            });
         }
         if self.relayer_key.is_none() && self.keystore.is_none() {
             return Err(ConfigError::Invalid {
@@ -196,7 +215,10 @@ mod tests {
     fn a_relayer_without_a_key_is_refused() {
         let err = Config::default().check().unwrap_err().to_string();
         assert!(err.contains("relayer_key"), "{err}");
-        let c = Config { relayer_key: Some("0x01".into()), ..Default::default() };
+        let c = Config {
+            relayer_key: Some("0x01".into()),
+            ..Default::default()
+        };
         c.check().unwrap();
     }
 }

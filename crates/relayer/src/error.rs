@@ -5,8 +5,8 @@
 use alloy::sol_types::SolInterface;
 use jsonrpsee::types::ErrorObjectOwned;
 use keyscope_core::bindings::{
-    IEntryPoint::IEntryPointErrors, PerpVenue::PerpVenueErrors, SignedPriceOracle::SignedPriceOracleErrors,
-    TradingAccount::TradingAccountErrors,
+    IEntryPoint::IEntryPointErrors, PerpVenue::PerpVenueErrors,
+    SignedPriceOracle::SignedPriceOracleErrors, TradingAccount::TradingAccountErrors,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -52,7 +52,11 @@ pub struct RpcError {
 
 impl RpcError {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
@@ -112,8 +116,12 @@ impl Refusal {
             Refusal::InsufficientMargin { .. } => "deposit margin or reduce the order size",
             Refusal::StalePrice { .. } => "wait for a fresh oracle price",
             Refusal::OutsideLimitPrice { .. } => "re-price the order nearer the oracle price",
-            Refusal::ScopeViolation { .. } => "the session key may not do this; ask the owner for a wider grant",
-            Refusal::SessionUnusable { .. } => "use an active session key within its rate and lifetime",
+            Refusal::ScopeViolation { .. } => {
+                "the session key may not do this; ask the owner for a wider grant"
+            }
+            Refusal::SessionUnusable { .. } => {
+                "use an active session key within its rate and lifetime"
+            }
             Refusal::Other { .. } => "fix the call",
         }
     }
@@ -132,7 +140,9 @@ pub fn refusal(data: &[u8]) -> Refusal {
         return match e {
             IEntryPointErrors::FailedOpWithRevert(f) => refusal(&f.inner),
             IEntryPointErrors::FailedOp(f) => Refusal::Other { detail: f.reason },
-            other => Refusal::Other { detail: format!("{other:?}") },
+            other => Refusal::Other {
+                detail: format!("{other:?}"),
+            },
         };
     }
     let detail = keyscope_core::client::describe_revert(data);
@@ -146,9 +156,10 @@ pub fn refusal(data: &[u8]) -> Refusal {
             | E::SessionCallNotPermitted(_)
             | E::SessionSelectorNotAllowed(_)
             | E::SessionValueTooHigh(_) => Refusal::ScopeViolation { detail },
-            E::SessionNotActive(_) | E::SessionRateLimited(_) | E::SessionExhausted(_) | E::InvalidOpExpiry(_) => {
-                Refusal::SessionUnusable { detail }
-            }
+            E::SessionNotActive(_)
+            | E::SessionRateLimited(_)
+            | E::SessionExhausted(_)
+            | E::InvalidOpExpiry(_) => Refusal::SessionUnusable { detail },
             _ => Refusal::Other { detail },
         };
     }
@@ -156,16 +167,28 @@ pub fn refusal(data: &[u8]) -> Refusal {
         use PerpVenueErrors as E;
         return match e {
             E::InsufficientMargin(x) => Refusal::InsufficientMargin {
-                detail: format!("account value {} is below the initial margin {} the order needs", x.accountValue, x.initialMargin),
+                detail: format!(
+                    "account value {} is below the initial margin {} the order needs",
+                    x.accountValue, x.initialMargin
+                ),
             },
             E::InsufficientCollateral(x) => Refusal::InsufficientMargin {
-                detail: format!("collateral {} is less than the {} asked for", x.collateral, x.amount),
+                detail: format!(
+                    "collateral {} is less than the {} asked for",
+                    x.collateral, x.amount
+                ),
             },
             E::LimitPriceNotMet(x) => Refusal::OutsideLimitPrice {
-                detail: format!("oracle price {} does not meet the limit price {}", x.oraclePrice, x.limitPrice),
+                detail: format!(
+                    "oracle price {} does not meet the limit price {}",
+                    x.oraclePrice, x.limitPrice
+                ),
             },
             E::LimitPriceOutsideBand(x) => Refusal::OutsideLimitPrice {
-                detail: format!("limit price {} is outside the venue's band around {}", x.limitPrice, x.oraclePrice),
+                detail: format!(
+                    "limit price {} is outside the venue's band around {}",
+                    x.limitPrice, x.oraclePrice
+                ),
             },
             _ => Refusal::Other { detail },
         };
@@ -173,9 +196,14 @@ pub fn refusal(data: &[u8]) -> Refusal {
     if let Ok(e) = SignedPriceOracleErrors::abi_decode(data) {
         return match e {
             SignedPriceOracleErrors::StalePrice(x) => Refusal::StalePrice {
-                detail: format!("market {} price was published at {}, too old at {}", x.marketId, x.publishTime, x.now_),
+                detail: format!(
+                    "market {} price was published at {}, too old at {}",
+                    x.marketId, x.publishTime, x.now_
+                ),
             },
-            _ => Refusal::Other { detail: format!("oracle: {e:?}") },
+            _ => Refusal::Other {
+                detail: format!("oracle: {e:?}"),
+            },
         };
     }
     Refusal::Other { detail }
@@ -190,11 +218,27 @@ mod tests {
 
     #[test]
     fn venue_and_scope_reverts_become_typed_reasons() {
-        let margin = PerpVenue::InsufficientMargin { accountValue: I256::ONE, initialMargin: U256::from(5) }.abi_encode();
-        assert!(matches!(refusal(&margin), Refusal::InsufficientMargin { .. }));
-        let stale = SignedPriceOracle::StalePrice { marketId: 0, publishTime: 1, now_: U256::from(999) }.abi_encode();
+        let margin = PerpVenue::InsufficientMargin {
+            accountValue: I256::ONE,
+            initialMargin: U256::from(5),
+        }
+        .abi_encode();
+        assert!(matches!(
+            refusal(&margin),
+            Refusal::InsufficientMargin { .. }
+        ));
+        let stale = SignedPriceOracle::StalePrice {
+            marketId: 0,
+            publishTime: 1,
+            now_: U256::from(999),
+        }
+        .abi_encode();
         assert!(matches!(refusal(&stale), Refusal::StalePrice { .. }));
-        let band = PerpVenue::LimitPriceOutsideBand { oraclePrice: U256::from(1), limitPrice: U256::from(2) }.abi_encode();
+        let band = PerpVenue::LimitPriceOutsideBand {
+            oraclePrice: U256::from(1),
+            limitPrice: U256::from(2),
+        }
+        .abi_encode();
         assert!(matches!(refusal(&band), Refusal::OutsideLimitPrice { .. }));
         let scope = TradingAccount::SessionMarketNotAllowed { marketId: 1 }.abi_encode();
         let wrapped = keyscope_core::bindings::IEntryPoint::FailedOpWithRevert {
@@ -206,6 +250,11 @@ mod tests {
         let r = refusal(&wrapped);
         assert!(matches!(r, Refusal::ScopeViolation { .. }), "{r:?}");
         assert_eq!(r.to_json()["reason"], "scopeViolation");
-        assert!(r.to_json()["hint"].as_str().unwrap().contains("session key"));
+        assert!(
+            r.to_json()["hint"]
+                .as_str()
+                .unwrap()
+                .contains("session key")
+        );
     }
 }

@@ -57,7 +57,11 @@ pub fn decode(log: &Log) -> Option<FeedEvent> {
             json!({ "previous": format!("{:?}", e.previous), "current": format!("{:?}", e.current),
                     "accountValue": e.accountValue, "initialMargin": e.imr, "maintenanceMargin": e.mmr }),
         ),
-        PerpVenueEvents::FundingSettled(e) => (e.account, "FundingSettled", json!({ "marketId": e.marketId, "amount": e.amount })),
+        PerpVenueEvents::FundingSettled(e) => (
+            e.account,
+            "FundingSettled",
+            json!({ "marketId": e.marketId, "amount": e.amount }),
+        ),
         PerpVenueEvents::BadDebt(e) => (
             e.account,
             "BadDebt",
@@ -65,7 +69,13 @@ pub fn decode(log: &Log) -> Option<FeedEvent> {
         ),
         _ => return None,
     };
-    Some(FeedEvent { account, event: event.into(), block_number: log.block_number, transaction_hash: log.transaction_hash, fields })
+    Some(FeedEvent {
+        account,
+        event: event.into(),
+        block_number: log.block_number,
+        transaction_hash: log.transaction_hash,
+        fields,
+    })
 }
 
 /// Follows the chain and publishes venue events until `shutdown`.
@@ -78,19 +88,26 @@ pub async fn run(shared: SharedState, mut shutdown: tokio::sync::watch::Receiver
             return;
         }
     };
-    let mut tick = tokio::time::interval(Duration::from_millis(shared.config.bundler.interval_ms.max(50)));
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        shared.config.bundler.interval_ms.max(50),
+    ));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let Ok(latest) = shared.provider.get_block_number().await else { continue };
+        let Ok(latest) = shared.provider.get_block_number().await else {
+            continue;
+        };
         if latest < next {
             // The chain went back (a reorg or rollback): follow it.
             next = next.min(latest + 1);
             continue;
         }
-        let filter = Filter::new().address(venue).from_block(next).to_block(latest);
+        let filter = Filter::new()
+            .address(venue)
+            .from_block(next)
+            .to_block(latest);
         match shared.provider.get_logs(&filter).await {
             Ok(logs) => {
                 for ev in logs.iter().filter_map(decode) {

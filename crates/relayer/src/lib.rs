@@ -53,8 +53,13 @@ pub enum RelayerError {
     Signer(#[from] keyscope_core::signer::SignerError),
     #[error("cannot reach the chain at {url}: {reason}")]
     Node { url: String, reason: String },
-    #[error("no EntryPoint at {address} on chain {chain_id}: deploy EntryPoint v0.8 first (keyscope devnet does)")]
-    NoEntryPoint { address: alloy_primitives::Address, chain_id: u64 },
+    #[error(
+        "no EntryPoint at {address} on chain {chain_id}: deploy EntryPoint v0.8 first (keyscope devnet does)"
+    )]
+    NoEntryPoint {
+        address: alloy_primitives::Address,
+        chain_id: u64,
+    },
     #[error(transparent)]
     Deployment(#[from] keyscope_core::deployment::DeploymentError),
     #[error("deployment file is for chain {file}, the node is chain {node}")]
@@ -81,14 +86,19 @@ pub struct Relayer {
 
 impl std::fmt::Debug for Relayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relayer").field("rpc_addr", &self.rpc_addr).finish_non_exhaustive()
+        f.debug_struct("Relayer")
+            .field("rpc_addr", &self.rpc_addr)
+            .finish_non_exhaustive()
     }
 }
 
 fn signer(config: &Config) -> Result<PrivateKeySigner, RelayerError> {
     Ok(match (&config.relayer_key, &config.keystore) {
         (Some(key), _) => keyscope_core::signer::from_hex(key)?,
-        (None, Some(path)) => keyscope_core::signer::from_keystore(path, config.keystore_password.as_deref().unwrap_or_default())?,
+        (None, Some(path)) => keyscope_core::signer::from_keystore(
+            path,
+            config.keystore_password.as_deref().unwrap_or_default(),
+        )?,
         (None, None) => unreachable!("Config::check requires a key"),
     })
 }
@@ -99,20 +109,38 @@ impl Relayer {
         config.check()?;
         let key = signer(&config)?;
         let relayer = key.address();
-        let node = |reason: String| RelayerError::Node { url: config.rpc_url.clone(), reason };
-        let url = config.rpc_url.parse().map_err(|e: url::ParseError| node(e.to_string()))?;
+        let node = |reason: String| RelayerError::Node {
+            url: config.rpc_url.clone(),
+            reason,
+        };
+        let url = config
+            .rpc_url
+            .parse()
+            .map_err(|e: url::ParseError| node(e.to_string()))?;
         let provider = ProviderBuilder::new().connect_http(url).erased();
-        let chain_id = provider.get_chain_id().await.map_err(|e| node(e.to_string()))?;
-        let code = provider.get_code_at(config.entry_point).await.map_err(|e| node(e.to_string()))?;
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| node(e.to_string()))?;
+        let code = provider
+            .get_code_at(config.entry_point)
+            .await
+            .map_err(|e| node(e.to_string()))?;
         if code.is_empty() {
-            return Err(RelayerError::NoEntryPoint { address: config.entry_point, chain_id });
+            return Err(RelayerError::NoEntryPoint {
+                address: config.entry_point,
+                chain_id,
+            });
         }
         let venue = match (&config.venue, &config.deployment) {
             (Some(v), _) => Some(*v),
             (None, Some(path)) => {
                 let d = Deployment::load(path)?;
                 if d.chain_id != chain_id {
-                    return Err(RelayerError::WrongChain { file: d.chain_id, node: chain_id });
+                    return Err(RelayerError::WrongChain {
+                        file: d.chain_id,
+                        node: chain_id,
+                    });
                 }
                 Some(d.venue)
             }
@@ -144,13 +172,18 @@ impl Relayer {
                         min_stake: config.min_stake_wei,
                         min_unstake_delay: config.min_unstake_delay_secs,
                     },
-                    builder::head_of(&provider).await.map_err(|e| node(e.to_string()))?,
+                    builder::head_of(&provider)
+                        .await
+                        .map_err(|e| node(e.to_string()))?,
                 ),
                 pool,
                 in_flight: None,
                 mined: Default::default(),
                 records: Default::default(),
-                limiter: RateLimiter::new(config.door.ops_per_second_per_key, config.door.burst_per_key),
+                limiter: RateLimiter::new(
+                    config.door.ops_per_second_per_key,
+                    config.door.burst_per_key,
+                ),
                 reputation: Reputation::default(),
                 mode: config.bundler.mode,
             }),
@@ -165,14 +198,23 @@ impl Relayer {
         }
 
         let wallet = EthereumWallet::from(key);
-        let module = rpc::module(rpc::RpcContext { shared: shared.clone(), wallet: wallet.clone() })
-            .expect("method names are unique");
+        let module = rpc::module(rpc::RpcContext {
+            shared: shared.clone(),
+            wallet: wallet.clone(),
+        })
+        .expect("method names are unique");
         let listen = shared.config.listen;
         let server = Server::builder()
             .build(listen)
             .await
-            .map_err(|e| RelayerError::Listen { addr: listen, reason: e.to_string() })?;
-        let rpc_addr = server.local_addr().map_err(|e| RelayerError::Listen { addr: listen, reason: e.to_string() })?;
+            .map_err(|e| RelayerError::Listen {
+                addr: listen,
+                reason: e.to_string(),
+            })?;
+        let rpc_addr = server.local_addr().map_err(|e| RelayerError::Listen {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
         let server = server.start(module);
 
         let (shutdown, rx) = watch::channel(false);
@@ -190,7 +232,15 @@ impl Relayer {
             None => None,
         };
         tracing::info!(%rpc_addr, %relayer, chain_id, "relayer serving");
-        Ok(Self { rpc_addr, metrics_addr, shared, resumed, server, shutdown, tasks })
+        Ok(Self {
+            rpc_addr,
+            metrics_addr,
+            shared,
+            resumed,
+            server,
+            shutdown,
+            tasks,
+        })
     }
 
     /// The JSON-RPC endpoint (HTTP; the same port speaks WebSocket).
@@ -235,17 +285,32 @@ async fn serve_metrics(
         "/metrics",
         get(move || {
             let shared = shared.clone();
-            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render()) }
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    shared.metrics.render(),
+                )
+            }
         }),
     );
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| RelayerError::Listen { addr, reason: e.to_string() })?;
-    let local = listener.local_addr().map_err(|e| RelayerError::Listen { addr, reason: e.to_string() })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| RelayerError::Listen {
+            addr,
+            reason: e.to_string(),
+        })?;
+    let local = listener.local_addr().map_err(|e| RelayerError::Listen {
+        addr,
+        reason: e.to_string(),
+    })?;
     let task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!("metrics server failed: {e}");
         }
     });

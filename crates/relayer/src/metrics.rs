@@ -32,7 +32,12 @@ impl Metrics {
     }
 
     pub fn rejected(&self, code: i32) {
-        *self.rejected.lock().expect("metrics lock").entry(code).or_default() += 1;
+        *self
+            .rejected
+            .lock()
+            .expect("metrics lock")
+            .entry(code)
+            .or_default() += 1;
     }
 
     /// Records that an op spent `micros` in `stage`.
@@ -62,23 +67,58 @@ impl Metrics {
         use std::fmt::Write;
         let mut out = String::new();
         let counters = [
-            ("keyscope_ops_received_total", "UserOperations received", &self.received),
-            ("keyscope_ops_accepted_total", "UserOperations accepted into the pool", &self.accepted),
-            ("keyscope_ops_included_total", "UserOperations mined", &self.included),
-            ("keyscope_ops_dropped_total", "UserOperations that left the pool unmined", &self.dropped),
-            ("keyscope_ops_reorged_total", "Mined UserOperations returned to the pool by a reorg", &self.reorged_ops),
-            ("keyscope_bundles_sent_total", "handleOps transactions sent", &self.bundles_sent),
-            ("keyscope_bundles_mined_total", "handleOps transactions mined", &self.bundles_mined),
+            (
+                "keyscope_ops_received_total",
+                "UserOperations received",
+                &self.received,
+            ),
+            (
+                "keyscope_ops_accepted_total",
+                "UserOperations accepted into the pool",
+                &self.accepted,
+            ),
+            (
+                "keyscope_ops_included_total",
+                "UserOperations mined",
+                &self.included,
+            ),
+            (
+                "keyscope_ops_dropped_total",
+                "UserOperations that left the pool unmined",
+                &self.dropped,
+            ),
+            (
+                "keyscope_ops_reorged_total",
+                "Mined UserOperations returned to the pool by a reorg",
+                &self.reorged_ops,
+            ),
+            (
+                "keyscope_bundles_sent_total",
+                "handleOps transactions sent",
+                &self.bundles_sent,
+            ),
+            (
+                "keyscope_bundles_mined_total",
+                "handleOps transactions mined",
+                &self.bundles_mined,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,
             "# HELP keyscope_pool_ops UserOperations waiting in the pool\n# TYPE keyscope_pool_ops gauge\nkeyscope_pool_ops {}",
             self.pool_size.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP keyscope_ops_rejected_total UserOperations refused, by ERC-7769 code\n# TYPE keyscope_ops_rejected_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP keyscope_ops_rejected_total UserOperations refused, by ERC-7769 code\n# TYPE keyscope_ops_rejected_total counter"
+        );
         for (code, n) in self.rejected.lock().expect("metrics lock").iter() {
             let _ = writeln!(out, "keyscope_ops_rejected_total{{code=\"{code}\"}} {n}");
         }
@@ -89,7 +129,11 @@ impl Metrics {
         for stage in STAGES {
             if let Some((p50, p99)) = self.quantiles(stage) {
                 for (q, v) in [("0.5", p50), ("0.99", p99)] {
-                    let _ = writeln!(out, "keyscope_op_stage_seconds{{stage=\"{stage}\",quantile=\"{q}\"}} {:.6}", v as f64 / 1e6);
+                    let _ = writeln!(
+                        out,
+                        "keyscope_op_stage_seconds{{stage=\"{stage}\",quantile=\"{q}\"}} {:.6}",
+                        v as f64 / 1e6
+                    );
                 }
             }
         }
@@ -113,7 +157,11 @@ mod tests {
         let text = m.render();
         assert!(text.contains("keyscope_ops_accepted_total 1"));
         assert!(text.contains("keyscope_ops_rejected_total{code=\"-32507\"} 1"));
-        assert!(text.contains("keyscope_op_stage_seconds{stage=\"validate\",quantile=\"0.99\"} 0.000099"));
+        assert!(
+            text.contains(
+                "keyscope_op_stage_seconds{stage=\"validate\",quantile=\"0.99\"} 0.000099"
+            )
+        );
         assert_eq!(m.quantiles("mine"), None);
     }
 }

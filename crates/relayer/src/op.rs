@@ -46,31 +46,51 @@ pub struct RpcUserOperation {
 }
 
 fn u128_field(name: &str, v: U256) -> Result<u128, RpcError> {
-    u128::try_from(v).map_err(|_| RpcError::invalid_fields(format!("{name} does not fit in 128 bits")))
+    u128::try_from(v)
+        .map_err(|_| RpcError::invalid_fields(format!("{name} does not fit in 128 bits")))
 }
 
 impl RpcUserOperation {
     /// Parses a JSON value, naming the field that is wrong.
     pub fn from_json(v: serde_json::Value) -> Result<Self, RpcError> {
-        serde_json::from_value(v).map_err(|e| RpcError::invalid_fields(format!("not a v0.8 UserOperation: {e}")))
+        serde_json::from_value(v)
+            .map_err(|e| RpcError::invalid_fields(format!("not a v0.8 UserOperation: {e}")))
     }
 
     /// The packed form the EntryPoint hashes and executes.
     pub fn to_packed(&self) -> Result<PackedUserOperation, RpcError> {
         if self.factory.is_none() && self.factory_data.as_ref().is_some_and(|d| !d.is_empty()) {
-            return Err(RpcError::invalid_fields("factoryData is set but factory is not"));
+            return Err(RpcError::invalid_fields(
+                "factoryData is set but factory is not",
+            ));
         }
         let init_code: Bytes = match self.factory {
-            Some(f) => [f.as_slice(), self.factory_data.as_ref().map_or(&[][..], |b| &b[..])].concat().into(),
+            Some(f) => [
+                f.as_slice(),
+                self.factory_data.as_ref().map_or(&[][..], |b| &b[..]),
+            ]
+            .concat()
+            .into(),
             None => Bytes::new(),
         };
         let paymaster_and_data: Bytes = match self.paymaster {
             Some(p) => {
-                let v = u128_field("paymasterVerificationGasLimit", self.paymaster_verification_gas_limit.unwrap_or_default())?;
-                let post = u128_field("paymasterPostOpGasLimit", self.paymaster_post_op_gas_limit.unwrap_or_default())?;
-                [p.as_slice(), &v.to_be_bytes(), &post.to_be_bytes(), self.paymaster_data.as_ref().map_or(&[][..], |b| &b[..])]
-                    .concat()
-                    .into()
+                let v = u128_field(
+                    "paymasterVerificationGasLimit",
+                    self.paymaster_verification_gas_limit.unwrap_or_default(),
+                )?;
+                let post = u128_field(
+                    "paymasterPostOpGasLimit",
+                    self.paymaster_post_op_gas_limit.unwrap_or_default(),
+                )?;
+                [
+                    p.as_slice(),
+                    &v.to_be_bytes(),
+                    &post.to_be_bytes(),
+                    self.paymaster_data.as_ref().map_or(&[][..], |b| &b[..]),
+                ]
+                .concat()
+                .into()
             }
             None => Bytes::new(),
         };
@@ -98,7 +118,10 @@ impl RpcUserOperation {
         let (verification, call) = unpack(op.accountGasLimits);
         let (priority, max_fee) = unpack(op.gasFees);
         let (factory, factory_data) = if op.initCode.len() >= 20 {
-            (Some(Address::from_slice(&op.initCode[..20])), Some(Bytes::copy_from_slice(&op.initCode[20..])))
+            (
+                Some(Address::from_slice(&op.initCode[..20])),
+                Some(Bytes::copy_from_slice(&op.initCode[20..])),
+            )
         } else {
             (None, None)
         };
@@ -162,14 +185,17 @@ impl OpKind {
 /// Classifies `call_data` of a TradingAccount op: `execute(venue, 0, …)` or `executeBatch` whose
 /// calls to `venue` are all deposits / reduce-only orders / cancels.
 pub fn classify(call_data: &[u8], venue: Option<Address>) -> OpKind {
-    let Some(venue) = venue else { return OpKind::Other };
-    let calls: Vec<(Address, Bytes)> = if let Ok(c) = TradingAccount::executeCall::abi_decode(call_data) {
-        vec![(c.target, c.data)]
-    } else if let Ok(c) = TradingAccount::executeBatchCall::abi_decode(call_data) {
-        c.calls.into_iter().map(|c| (c.target, c.data)).collect()
-    } else {
+    let Some(venue) = venue else {
         return OpKind::Other;
     };
+    let calls: Vec<(Address, Bytes)> =
+        if let Ok(c) = TradingAccount::executeCall::abi_decode(call_data) {
+            vec![(c.target, c.data)]
+        } else if let Ok(c) = TradingAccount::executeBatchCall::abi_decode(call_data) {
+            c.calls.into_iter().map(|c| (c.target, c.data)).collect()
+        } else {
+            return OpKind::Other;
+        };
     let kinds: Vec<OpKind> = calls
         .iter()
         .map(|(target, data)| {
@@ -269,16 +295,36 @@ mod tests {
     fn deposits_and_reduce_only_orders_are_protective() {
         let venue = Address::repeat_byte(0x99);
         let wrap = |data: Vec<u8>| {
-            TradingAccount::executeCall { target: venue, value: U256::ZERO, data: data.into() }.abi_encode()
+            TradingAccount::executeCall {
+                target: venue,
+                value: U256::ZERO,
+                data: data.into(),
+            }
+            .abi_encode()
         };
-        let deposit = wrap(PerpVenue::depositMarginCall { amount: U256::from(1) }.abi_encode());
+        let deposit = wrap(
+            PerpVenue::depositMarginCall {
+                amount: U256::from(1),
+            }
+            .abi_encode(),
+        );
         let reduce = wrap(
-            PerpVenue::placeOrderCall { marketId: 0, sizeDelta: alloy_primitives::I256::ONE, limitPrice: U256::from(1), reduceOnly: true }
-                .abi_encode(),
+            PerpVenue::placeOrderCall {
+                marketId: 0,
+                sizeDelta: alloy_primitives::I256::ONE,
+                limitPrice: U256::from(1),
+                reduceOnly: true,
+            }
+            .abi_encode(),
         );
         let open = wrap(
-            PerpVenue::placeOrderCall { marketId: 0, sizeDelta: alloy_primitives::I256::ONE, limitPrice: U256::from(1), reduceOnly: false }
-                .abi_encode(),
+            PerpVenue::placeOrderCall {
+                marketId: 0,
+                sizeDelta: alloy_primitives::I256::ONE,
+                limitPrice: U256::from(1),
+                reduceOnly: false,
+            }
+            .abi_encode(),
         );
         assert_eq!(classify(&deposit, Some(venue)), OpKind::AddsMargin);
         assert_eq!(classify(&reduce, Some(venue)), OpKind::ReducesRisk);

@@ -53,7 +53,8 @@ impl PoolOp {
     }
 
     pub fn paymaster(&self) -> Option<Address> {
-        (self.op.paymasterAndData.len() >= 20).then(|| Address::from_slice(&self.op.paymasterAndData[..20]))
+        (self.op.paymasterAndData.len() >= 20)
+            .then(|| Address::from_slice(&self.op.paymasterAndData[..20]))
     }
 
     /// The most the op can cost: all its gas at its max fee.
@@ -78,7 +79,12 @@ pub struct PoolLimits {
 
 impl Default for PoolLimits {
     fn default() -> Self {
-        Self { max_ops_per_sender: 64, max_ops_per_session_key: 32, max_ops: 10_000, replacement_fee_bump_percent: 10 }
+        Self {
+            max_ops_per_sender: 64,
+            max_ops_per_session_key: 32,
+            max_ops: 10_000,
+            replacement_fee_bump_percent: 10,
+        }
     }
 }
 
@@ -96,7 +102,10 @@ pub struct Mempool {
 
 impl Mempool {
     pub fn new(limits: PoolLimits) -> Self {
-        Self { limits, ..Default::default() }
+        Self {
+            limits,
+            ..Default::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -129,13 +138,17 @@ impl Mempool {
     /// Checks whether `op` may enter; returns the hash of the op it replaces, if any.
     pub fn admit(&self, op: &PoolOp) -> Result<Option<B256>, RpcError> {
         if self.ops.contains_key(&op.hash) {
-            return Err(RpcError::invalid_fields(format!("op {} is already in the pool", op.hash)));
+            return Err(RpcError::invalid_fields(format!(
+                "op {} is already in the pool",
+                op.hash
+            )));
         }
         if let Some(old_hash) = self.by_nonce.get(&(op.op.sender, op.op.nonce)) {
             let old = &self.ops[old_hash];
             let (old_max, old_prio) = old.fees();
             let (max, prio) = op.fees();
-            let bump = |old: u128| old + old * self.limits.replacement_fee_bump_percent as u128 / 100;
+            let bump =
+                |old: u128| old + old * self.limits.replacement_fee_bump_percent as u128 / 100;
             let bumped = max >= bump(old_max) && prio >= bump(old_prio);
             if !bumped && !op.kind.is_protective() {
                 return Err(RpcError::invalid_fields(format!(
@@ -149,13 +162,22 @@ impl Mempool {
             return Ok(Some(*old_hash));
         }
         if self.ops.len() >= self.limits.max_ops {
-            return Err(RpcError::new(code::REPUTATION, format!("the pool is full ({} ops); try again shortly", self.limits.max_ops)));
+            return Err(RpcError::new(
+                code::REPUTATION,
+                format!(
+                    "the pool is full ({} ops); try again shortly",
+                    self.limits.max_ops
+                ),
+            ));
         }
         let sender_count = self.per_sender.get(&op.op.sender).copied().unwrap_or(0);
         if sender_count >= self.limits.max_ops_per_sender {
             return Err(RpcError::new(
                 code::REPUTATION,
-                format!("sender {} already has {sender_count} ops waiting (limit {}); wait for a bundle", op.op.sender, self.limits.max_ops_per_sender),
+                format!(
+                    "sender {} already has {sender_count} ops waiting (limit {}); wait for a bundle",
+                    op.op.sender, self.limits.max_ops_per_sender
+                ),
             ));
         }
         if let Some(key) = op.session_key {
@@ -163,7 +185,10 @@ impl Mempool {
             if n >= self.limits.max_ops_per_session_key {
                 return Err(RpcError::new(
                     code::REPUTATION,
-                    format!("session key {key} already has {n} ops waiting (limit {}); wait for a bundle", self.limits.max_ops_per_session_key),
+                    format!(
+                        "session key {key} already has {n} ops waiting (limit {}); wait for a bundle",
+                        self.limits.max_ops_per_session_key
+                    ),
                 ));
             }
         }
@@ -173,7 +198,10 @@ impl Mempool {
     /// Adds an admitted op.
     pub fn insert(&mut self, op: PoolOp) {
         self.by_nonce.insert((op.op.sender, op.op.nonce), op.hash);
-        self.lanes.entry(op.lane()).or_default().insert(op.seq(), op.hash);
+        self.lanes
+            .entry(op.lane())
+            .or_default()
+            .insert(op.seq(), op.hash);
         *self.per_sender.entry(op.op.sender).or_default() += 1;
         if let Some(k) = op.session_key {
             *self.per_key.entry(k).or_default() += 1;
@@ -208,16 +236,33 @@ impl Mempool {
 
     /// Ops whose validity ends before `time`.
     pub fn expiring_before(&self, time: u64) -> Vec<B256> {
-        self.ops.values().filter(|o| o.valid_until < time).map(|o| o.hash).collect()
+        self.ops
+            .values()
+            .filter(|o| o.valid_until < time)
+            .map(|o| o.hash)
+            .collect()
     }
 
     /// Up to `max_ops` ops whose gas fits `max_gas`, in bundle order: protective ops first, then by
     /// priority fee, then by arrival; each lane in nonce order.
     pub fn best(&self, max_ops: usize, max_gas: u64) -> Vec<B256> {
         type Key = (bool, Reverse<u128>, u64, B256);
-        let key = |o: &PoolOp| -> Key { (!o.kind.is_protective(), Reverse(o.fees().1), o.order, o.hash) };
-        let mut cursors: HashMap<(Address, U256), std::collections::btree_map::Values<'_, u64, B256>> =
-            self.lanes.iter().map(|(lane, ops)| (*lane, ops.values())).collect();
+        let key = |o: &PoolOp| -> Key {
+            (
+                !o.kind.is_protective(),
+                Reverse(o.fees().1),
+                o.order,
+                o.hash,
+            )
+        };
+        let mut cursors: HashMap<
+            (Address, U256),
+            std::collections::btree_map::Values<'_, u64, B256>,
+        > = self
+            .lanes
+            .iter()
+            .map(|(lane, ops)| (*lane, ops.values()))
+            .collect();
         let mut heads: BinaryHeap<Reverse<Key>> = BinaryHeap::new();
         for cursor in cursors.values_mut() {
             if let Some(h) = cursor.next() {
@@ -269,7 +314,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_second: f64, burst: f64) -> Self {
-        Self { per_second, burst, buckets: HashMap::new() }
+        Self {
+            per_second,
+            burst,
+            buckets: HashMap::new(),
+        }
     }
 
     /// Takes one token for `key`, or says how long until one is there.
@@ -278,13 +327,16 @@ impl RateLimiter {
             return Ok(());
         }
         let (tokens, last) = self.buckets.entry(key).or_insert((self.burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.per_second)
+            .min(self.burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(std::time::Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - *tokens) / self.per_second,
+            ))
         }
     }
 
@@ -326,7 +378,9 @@ const BAN_SLACK: u64 = 50;
 
 impl Reputation {
     pub fn status(&self, entity: Address) -> ReputationStatus {
-        let Some(e) = self.entries.get(&entity) else { return ReputationStatus::Ok };
+        let Some(e) = self.entries.get(&entity) else {
+            return ReputationStatus::Ok;
+        };
         let max_seen = e.ops_seen / MIN_INCLUSION_RATE_DENOMINATOR;
         if max_seen > e.ops_included + BAN_SLACK {
             ReputationStatus::Banned
@@ -347,7 +401,8 @@ impl Reputation {
 
     /// A failure the entity caused in a bundle counts as many unincluded sightings.
     pub fn failed(&mut self, entity: Address) {
-        self.entries.entry(entity).or_default().ops_seen += MIN_INCLUSION_RATE_DENOMINATOR * (THROTTLING_SLACK + 1);
+        self.entries.entry(entity).or_default().ops_seen +=
+            MIN_INCLUSION_RATE_DENOMINATOR * (THROTTLING_SLACK + 1);
     }
 
     /// Hourly decay (ERC-7562: × 23/24).
@@ -356,7 +411,8 @@ impl Reputation {
             e.ops_seen = e.ops_seen * 23 / 24;
             e.ops_included = e.ops_included * 23 / 24;
         }
-        self.entries.retain(|_, e| e.ops_seen > 0 || e.ops_included > 0);
+        self.entries
+            .retain(|_, e| e.ops_seen > 0 || e.ops_included > 0);
     }
 
     pub fn set(&mut self, entity: Address, entry: ReputationEntry) {
@@ -368,7 +424,11 @@ impl Reputation {
     }
 
     pub fn dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
-        let mut v: Vec<_> = self.entries.iter().map(|(a, e)| (*a, *e, self.status(*a))).collect();
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(a, e)| (*a, *e, self.status(*a)))
+            .collect();
         v.sort_by_key(|(a, ..)| *a);
         v
     }
@@ -408,7 +468,9 @@ mod tests {
     #[test]
     fn protective_ops_overtake_orders_but_lanes_keep_nonce_order() {
         let mut pool = Mempool::new(PoolLimits::default());
-        let orders: Vec<PoolOp> = (0..3).map(|i| op(1, 1, i, 5, OpKind::Other, i + 1)).collect();
+        let orders: Vec<PoolOp> = (0..3)
+            .map(|i| op(1, 1, i, 5, OpKind::Other, i + 1))
+            .collect();
         let deposit = op(1, 0, 0, 1, OpKind::AddsMargin, 10);
         // A protective op behind an ordinary one on its own lane does not jump its lane.
         let lane_head = op(2, 0, 0, 1, OpKind::Other, 11);
@@ -419,7 +481,9 @@ mod tests {
         let best = pool.best(10, u64::MAX);
         assert_eq!(best[0], deposit.hash);
         let pos = |h: B256| best.iter().position(|x| *x == h).unwrap();
-        assert!(pos(orders[0].hash) < pos(orders[1].hash) && pos(orders[1].hash) < pos(orders[2].hash));
+        assert!(
+            pos(orders[0].hash) < pos(orders[1].hash) && pos(orders[1].hash) < pos(orders[2].hash)
+        );
         assert!(pos(lane_head.hash) < pos(reduce.hash));
         assert_eq!(best.len(), 6);
         assert_eq!(pool.best(2, u64::MAX).len(), 2);
@@ -434,17 +498,27 @@ mod tests {
         pool.insert(first.clone());
         let cheap = op(1, 0, 0, 105, OpKind::Other, 2);
         let err = pool.admit(&cheap).unwrap_err();
-        assert!(err.message.contains("replacement underpriced"), "{}", err.message);
+        assert!(
+            err.message.contains("replacement underpriced"),
+            "{}",
+            err.message
+        );
         let bumped = op(1, 0, 0, 110, OpKind::Other, 3);
         assert_eq!(pool.admit(&bumped).unwrap(), Some(first.hash));
         let protective = op(1, 0, 0, 100, OpKind::ReducesRisk, 4);
-        let protective = PoolOp { hash: B256::repeat_byte(9), ..protective };
+        let protective = PoolOp {
+            hash: B256::repeat_byte(9),
+            ..protective
+        };
         assert_eq!(pool.admit(&protective).unwrap(), Some(first.hash));
     }
 
     #[test]
     fn per_sender_limit_refuses_with_a_reason_and_frees_on_remove() {
-        let limits = PoolLimits { max_ops_per_sender: 2, ..Default::default() };
+        let limits = PoolLimits {
+            max_ops_per_sender: 2,
+            ..Default::default()
+        };
         let mut pool = Mempool::new(limits);
         let a = op(1, 0, 0, 1, OpKind::Other, 1);
         pool.insert(a.clone());
@@ -467,7 +541,8 @@ mod tests {
         }
         let wait = rl.take(key, t0).unwrap_err();
         assert!(wait.as_millis() > 0 && wait.as_millis() <= 100);
-        rl.take(key, t0 + std::time::Duration::from_millis(150)).unwrap();
+        rl.take(key, t0 + std::time::Duration::from_millis(150))
+            .unwrap();
         rl.take(Address::repeat_byte(2), t0).unwrap();
     }
 

@@ -18,8 +18,7 @@ use serde_json::{Value, json};
 use alloy::network::EthereumWallet;
 
 use crate::{
-    admission,
-    builder,
+    admission, builder,
     config::BundlingMode,
     error::RpcError,
     op::RpcUserOperation,
@@ -52,43 +51,66 @@ fn check_entry_point(ctx: &RpcContext, ep: Address) -> RpcResult<()> {
 }
 
 /// All methods, debug ones included when `debug_api` is on.
-pub fn module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, jsonrpsee::core::RegisterMethodError> {
+pub fn module(
+    ctx: RpcContext,
+) -> Result<RpcModule<RpcContext>, jsonrpsee::core::RegisterMethodError> {
     let debug = ctx.shared.config.debug_api;
     let mut m = RpcModule::new(ctx);
 
-    m.register_method("eth_chainId", |_, ctx, _| -> RpcResult<String> { Ok(format!("{:#x}", ctx.shared.chain_id)) })?;
-    m.register_method("eth_supportedEntryPoints", |_, ctx, _| -> RpcResult<Vec<Address>> { Ok(vec![ctx.shared.entry_point]) })?;
+    m.register_method("eth_chainId", |_, ctx, _| -> RpcResult<String> {
+        Ok(format!("{:#x}", ctx.shared.chain_id))
+    })?;
+    m.register_method(
+        "eth_supportedEntryPoints",
+        |_, ctx, _| -> RpcResult<Vec<Address>> { Ok(vec![ctx.shared.entry_point]) },
+    )?;
 
     m.register_async_method("eth_sendUserOperation", |params, ctx, _| async move {
         let (op, ep): (Value, Address) = params.parse()?;
-        admission::send(&ctx.shared, op, ep).await.map(|a| a.user_op_hash).map_err(err)
+        admission::send(&ctx.shared, op, ep)
+            .await
+            .map(|a| a.user_op_hash)
+            .map_err(err)
     })?;
     m.register_async_method("keyscope_sendUserOperation", |params, ctx, _| async move {
         let (op, ep): (Value, Address) = params.parse()?;
         admission::send(&ctx.shared, op, ep).await.map_err(err)
     })?;
-    m.register_async_method("eth_estimateUserOperationGas", |params: Params<'static>, ctx, _| async move {
-        let mut seq = params.sequence();
-        let op: Value = seq.next()?;
-        let ep: Address = seq.next()?;
-        let overrides: Option<Value> = seq.optional_next()?;
-        if overrides.as_ref().is_some_and(|o| !o.is_null() && o.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(err(RpcError::invalid_fields("state overrides are not supported by this relayer")));
-        }
-        admission::estimate(&ctx.shared, op, ep).await.map_err(err)
-    })?;
+    m.register_async_method(
+        "eth_estimateUserOperationGas",
+        |params: Params<'static>, ctx, _| async move {
+            let mut seq = params.sequence();
+            let op: Value = seq.next()?;
+            let ep: Address = seq.next()?;
+            let overrides: Option<Value> = seq.optional_next()?;
+            if overrides
+                .as_ref()
+                .is_some_and(|o| !o.is_null() && o.as_object().is_none_or(|o| !o.is_empty()))
+            {
+                return Err(err(RpcError::invalid_fields(
+                    "state overrides are not supported by this relayer",
+                )));
+            }
+            admission::estimate(&ctx.shared, op, ep).await.map_err(err)
+        },
+    )?;
     m.register_async_method("eth_getUserOperationByHash", |params, ctx, _| async move {
         let result: RpcResult<Option<Value>> = async {
-        let (hash,): (B256,) = params.parse()?;
-        Ok(ctx.shared.record(hash).await.filter(|r| r.status != OpStatus::Dropped).map(|r| {
-            json!({
-                "userOperation": r.user_operation,
-                "entryPoint": ctx.shared.entry_point,
-                "blockNumber": r.block_number.map(|n| format!("{n:#x}")),
-                "blockHash": r.block_hash,
-                "transactionHash": r.tx_hash.filter(|_| r.status == OpStatus::Included),
-            })
-        }))
+            let (hash,): (B256,) = params.parse()?;
+            Ok(ctx
+                .shared
+                .record(hash)
+                .await
+                .filter(|r| r.status != OpStatus::Dropped)
+                .map(|r| {
+                    json!({
+                        "userOperation": r.user_operation,
+                        "entryPoint": ctx.shared.entry_point,
+                        "blockNumber": r.block_number.map(|n| format!("{n:#x}")),
+                        "blockHash": r.block_hash,
+                        "transactionHash": r.tx_hash.filter(|_| r.status == OpStatus::Included),
+                    })
+                }))
         }
         .await;
         result
@@ -97,41 +119,50 @@ pub fn module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, jsonrpsee::core:
         let (hash,): (B256,) = params.parse()?;
         receipt(&ctx.shared, hash).await.map_err(err)
     })?;
-    m.register_async_method("keyscope_userOperationStatus", |params, ctx, _| async move {
-        let result: RpcResult<Option<Value>> = async {
-        let (hash,): (B256,) = params.parse()?;
-        Ok(ctx.shared.record(hash).await.map(|r| {
-            let t = r.timings;
-            let ms = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| b.saturating_sub(a) as f64 / 1000.0);
-            json!({
-                "userOpHash": r.hash,
-                "status": r.status,
-                "kind": r.kind,
-                "sessionKey": r.session_key,
-                "transactionHash": r.tx_hash,
-                "blockNumber": r.block_number,
-                "success": r.success,
-                "reason": r.reason,
-                "health": r.health,
-                "timestamps": t,
-                "stagesMs": {
-                    "validate": ms(Some(t.received_us), t.validated_us),
-                    "waitBundle": ms(t.validated_us, t.bundled_us),
-                    "send": ms(t.bundled_us, t.sent_us),
-                    "mine": ms(t.sent_us, t.mined_us),
-                    "total": ms(Some(t.received_us), t.mined_us),
-                },
-            })
-        }))
-        }
-        .await;
-        result
-    })?;
+    m.register_async_method(
+        "keyscope_userOperationStatus",
+        |params, ctx, _| async move {
+            let result: RpcResult<Option<Value>> = async {
+                let (hash,): (B256,) = params.parse()?;
+                Ok(ctx.shared.record(hash).await.map(|r| {
+                    let t = r.timings;
+                    let ms = |a: Option<u64>, b: Option<u64>| {
+                        a.zip(b).map(|(a, b)| b.saturating_sub(a) as f64 / 1000.0)
+                    };
+                    json!({
+                        "userOpHash": r.hash,
+                        "status": r.status,
+                        "kind": r.kind,
+                        "sessionKey": r.session_key,
+                        "transactionHash": r.tx_hash,
+                        "blockNumber": r.block_number,
+                        "success": r.success,
+                        "reason": r.reason,
+                        "health": r.health,
+                        "timestamps": t,
+                        "stagesMs": {
+                            "validate": ms(Some(t.received_us), t.validated_us),
+                            "waitBundle": ms(t.validated_us, t.bundled_us),
+                            "send": ms(t.bundled_us, t.sent_us),
+                            "mine": ms(t.sent_us, t.mined_us),
+                            "total": ms(Some(t.received_us), t.mined_us),
+                        },
+                    })
+                }))
+            }
+            .await;
+            result
+        },
+    )?;
     m.register_method("keyscope_auditLog", |params, ctx, _| -> RpcResult<Value> {
         let mut seq = params.sequence();
         let from: Option<u64> = seq.optional_next()?;
         let limit: Option<usize> = seq.optional_next()?;
-        let entries = ctx.shared.store.audit(from.unwrap_or(0), limit.unwrap_or(1000).min(10_000)).map_err(|e| err(RpcError::internal(e)))?;
+        let entries = ctx
+            .shared
+            .store
+            .audit(from.unwrap_or(0), limit.unwrap_or(1000).min(10_000))
+            .map_err(|e| err(RpcError::internal(e)))?;
         Ok(json!(entries))
     })?;
     m.register_async_method("keyscope_status", |_, ctx, _| async move {
@@ -165,7 +196,11 @@ pub fn module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, jsonrpsee::core:
                 }
             };
             if ctx.shared.venue.is_none() {
-                pending.reject(err(RpcError::invalid_fields("this relayer has no venue configured (set deployment or venue)"))).await;
+                pending
+                    .reject(err(RpcError::invalid_fields(
+                        "this relayer has no venue configured (set deployment or venue)",
+                    )))
+                    .await;
                 return Ok(());
             }
             let mut events = ctx.shared.feed.subscribe();
@@ -198,7 +233,9 @@ pub fn module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, jsonrpsee::core:
     Ok(m)
 }
 
-fn register_debug(m: &mut RpcModule<RpcContext>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+fn register_debug(
+    m: &mut RpcModule<RpcContext>,
+) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_async_method("debug_bundler_clearMempool", |_, ctx, _| async move {
         clear_mempool(&ctx.shared).await;
         Ok::<_, ErrorObjectOwned>("ok")
@@ -210,12 +247,17 @@ fn register_debug(m: &mut RpcModule<RpcContext>) -> Result<(), jsonrpsee::core::
     })?;
     m.register_async_method("debug_bundler_dumpMempool", |params, ctx, _| async move {
         let result: RpcResult<Vec<RpcUserOperation>> = async {
-        let mut seq = params.sequence();
-        if let Some(ep) = seq.optional_next::<Address>()? {
-            check_entry_point(&ctx, ep)?;
-        }
-        let inner = ctx.shared.lock().await;
-        Ok(inner.pool.in_order().iter().map(|o| RpcUserOperation::from_packed(&o.op)).collect())
+            let mut seq = params.sequence();
+            if let Some(ep) = seq.optional_next::<Address>()? {
+                check_entry_point(&ctx, ep)?;
+            }
+            let inner = ctx.shared.lock().await;
+            Ok(inner
+                .pool
+                .in_order()
+                .iter()
+                .map(|o| RpcUserOperation::from_packed(&o.op))
+                .collect())
         }
         .await;
         result
@@ -226,48 +268,76 @@ fn register_debug(m: &mut RpcModule<RpcContext>) -> Result<(), jsonrpsee::core::
             .map(|tx| tx.map(|h| h.to_string()).unwrap_or_else(|| "ok".into()))
             .map_err(|e| err(RpcError::internal(e)))
     })?;
-    m.register_async_method("debug_bundler_setBundlingMode", |params, ctx, _| async move {
-        let result: RpcResult<&'static str> = async {
-        let (mode,): (String,) = params.parse()?;
-        let mode = match mode.as_str() {
-            "auto" => BundlingMode::Auto,
-            "manual" => BundlingMode::Manual,
-            other => return Err(err(RpcError::invalid_fields(format!("bundling mode {other:?} is neither \"auto\" nor \"manual\"")))),
-        };
-        ctx.shared.lock().await.mode = mode;
-        ctx.shared.wake.notify_one();
-        Ok("ok")
-        }
-        .await;
-        result
-    })?;
+    m.register_async_method(
+        "debug_bundler_setBundlingMode",
+        |params, ctx, _| async move {
+            let result: RpcResult<&'static str> = async {
+                let (mode,): (String,) = params.parse()?;
+                let mode = match mode.as_str() {
+                    "auto" => BundlingMode::Auto,
+                    "manual" => BundlingMode::Manual,
+                    other => {
+                        return Err(err(RpcError::invalid_fields(format!(
+                            "bundling mode {other:?} is neither \"auto\" nor \"manual\""
+                        ))));
+                    }
+                };
+                ctx.shared.lock().await.mode = mode;
+                ctx.shared.wake.notify_one();
+                Ok("ok")
+            }
+            .await;
+            result
+        },
+    )?;
     m.register_async_method("debug_bundler_setReputation", |params, ctx, _| async move {
         let result: RpcResult<&'static str> = async {
-        let mut seq = params.sequence();
-        let entries: Vec<Value> = seq.next()?;
-        if let Some(ep) = seq.optional_next::<Address>()? {
-            check_entry_point(&ctx, ep)?;
-        }
-        let mut parsed = Vec::new();
-        for e in entries {
-            let address: Address = serde_json::from_value(e["address"].clone())
-                .map_err(|x| err(RpcError::invalid_fields(format!("reputation entry needs an address: {x}"))))?;
-            let num = |k: &str| -> RpcResult<u64> {
-                match &e[k] {
-                    Value::Number(n) => n.as_u64().ok_or_else(|| err(RpcError::invalid_fields(format!("{k} must be a whole number")))),
-                    Value::String(s) => u64::from_str_radix(s.trim_start_matches("0x"), if s.starts_with("0x") { 16 } else { 10 })
-                        .map_err(|_| err(RpcError::invalid_fields(format!("{k} must be a number")))),
-                    Value::Null => Ok(0),
-                    _ => Err(err(RpcError::invalid_fields(format!("{k} must be a number")))),
-                }
-            };
-            parsed.push((address, ReputationEntry { ops_seen: num("opsSeen")?, ops_included: num("opsIncluded")? }));
-        }
-        let mut inner = ctx.shared.lock().await;
-        for (a, e) in parsed {
-            inner.reputation.set(a, e);
-        }
-        Ok("ok")
+            let mut seq = params.sequence();
+            let entries: Vec<Value> = seq.next()?;
+            if let Some(ep) = seq.optional_next::<Address>()? {
+                check_entry_point(&ctx, ep)?;
+            }
+            let mut parsed = Vec::new();
+            for e in entries {
+                let address: Address =
+                    serde_json::from_value(e["address"].clone()).map_err(|x| {
+                        err(RpcError::invalid_fields(format!(
+                            "reputation entry needs an address: {x}"
+                        )))
+                    })?;
+                let num = |k: &str| -> RpcResult<u64> {
+                    match &e[k] {
+                        Value::Number(n) => n.as_u64().ok_or_else(|| {
+                            err(RpcError::invalid_fields(format!(
+                                "{k} must be a whole number"
+                            )))
+                        }),
+                        Value::String(s) => u64::from_str_radix(
+                            s.trim_start_matches("0x"),
+                            if s.starts_with("0x") { 16 } else { 10 },
+                        )
+                        .map_err(|_| {
+                            err(RpcError::invalid_fields(format!("{k} must be a number")))
+                        }),
+                        Value::Null => Ok(0),
+                        _ => Err(err(RpcError::invalid_fields(format!(
+                            "{k} must be a number"
+                        )))),
+                    }
+                };
+                parsed.push((
+                    address,
+                    ReputationEntry {
+                        ops_seen: num("opsSeen")?,
+                        ops_included: num("opsIncluded")?,
+                    },
+                ));
+            }
+            let mut inner = ctx.shared.lock().await;
+            for (a, e) in parsed {
+                inner.reputation.set(a, e);
+            }
+            Ok("ok")
         }
         .await;
         result
@@ -291,8 +361,8 @@ fn register_debug(m: &mut RpcModule<RpcContext>) -> Result<(), jsonrpsee::core::
     })?;
     m.register_async_method("debug_bundler_clearReputation", |_, ctx, _| async move {
         let result: RpcResult<&'static str> = async {
-        ctx.shared.lock().await.reputation.clear();
-        Ok("ok")
+            ctx.shared.lock().await.reputation.clear();
+            Ok("ok")
         }
         .await;
         result
@@ -320,7 +390,11 @@ async fn clear_mempool(shared: &SharedState) {
         let mut inner = shared.lock().await;
         let mut p = Persist::default();
         for hash in inner.pool.hashes() {
-            p.extend(inner.drop_op(hash, "cleared by debug_bundler_clearMempool".into(), &shared.metrics));
+            p.extend(inner.drop_op(
+                hash,
+                "cleared by debug_bundler_clearMempool".into(),
+                &shared.metrics,
+            ));
         }
         p
     };
@@ -331,9 +405,20 @@ async fn clear_mempool(shared: &SharedState) {
 /// ERC-7769's receipt of an included op: its own logs (those emitted between the previous op's
 /// UserOperationEvent and its own) and the bundle transaction's receipt.
 async fn receipt(shared: &SharedState, hash: B256) -> Result<Option<Value>, RpcError> {
-    let Some(rec) = shared.record(hash).await else { return Ok(None) };
-    let (OpStatus::Included, Some(tx)) = (rec.status, rec.tx_hash) else { return Ok(None) };
-    let Some(r) = shared.provider.get_transaction_receipt(tx).await.map_err(RpcError::internal)? else { return Ok(None) };
+    let Some(rec) = shared.record(hash).await else {
+        return Ok(None);
+    };
+    let (OpStatus::Included, Some(tx)) = (rec.status, rec.tx_hash) else {
+        return Ok(None);
+    };
+    let Some(r) = shared
+        .provider
+        .get_transaction_receipt(tx)
+        .await
+        .map_err(RpcError::internal)?
+    else {
+        return Ok(None);
+    };
     let mut segment = Vec::new();
     let mut found = None;
     for log in r.inner.logs() {
@@ -354,7 +439,9 @@ async fn receipt(shared: &SharedState, hash: B256) -> Result<Option<Value>, RpcE
         segment.push(log.clone());
     }
     let Some(ev) = found else {
-        return Err(RpcError::internal(format!("transaction {tx} has no UserOperationEvent for {hash}")));
+        return Err(RpcError::internal(format!(
+            "transaction {tx} has no UserOperationEvent for {hash}"
+        )));
     };
     let reason = r
         .inner

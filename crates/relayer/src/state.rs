@@ -24,7 +24,10 @@ use crate::{
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// A bundle transaction sent and not yet mined.
@@ -78,14 +81,24 @@ pub struct Inner {
 
 impl Inner {
     /// Changes an unfinished op's record and returns what to persist.
-    pub fn transition(&mut self, hash: B256, event: &str, f: impl FnOnce(&mut OpRecord)) -> Persist {
-        let Some(rec) = self.records.get_mut(&hash) else { return Persist::default() };
+    pub fn transition(
+        &mut self,
+        hash: B256,
+        event: &str,
+        f: impl FnOnce(&mut OpRecord),
+    ) -> Persist {
+        let Some(rec) = self.records.get_mut(&hash) else {
+            return Persist::default();
+        };
         f(rec);
         let rec = rec.clone();
         if rec.status.is_final() {
             self.records.remove(&hash);
         }
-        Persist { audit: vec![AuditEntry::about(&rec, event, now_us())], ops: vec![rec] }
+        Persist {
+            audit: vec![AuditEntry::about(&rec, event, now_us())],
+            ops: vec![rec],
+        }
     }
 
     /// Drops a pooled op with `reason`.
@@ -114,23 +127,37 @@ impl Inner {
         let horizon = self.sim.block_time() + 2;
         for op in self.pool.in_order() {
             if op.valid_until < horizon {
-                persist.extend(self.drop_op(op.hash, format!("expired: valid until {}", op.valid_until), metrics));
+                persist.extend(self.drop_op(
+                    op.hash,
+                    format!("expired: valid until {}", op.valid_until),
+                    metrics,
+                ));
                 continue;
             }
             match self.sim.simulate(&op.op, false) {
-                Ok((s, changes)) if s.success || !config.door.reject_reverting_ops => self.sim.commit(changes),
+                Ok((s, changes)) if s.success || !config.door.reject_reverting_ops => {
+                    self.sim.commit(changes)
+                }
                 Ok((s, _)) => {
                     let why = refusal(s.revert.as_ref().map_or(&[][..], |b| &b[..]));
-                    persist.extend(self.drop_op(op.hash, format!("would now revert: {}", why.detail()), metrics));
+                    persist.extend(self.drop_op(
+                        op.hash,
+                        format!("would now revert: {}", why.detail()),
+                        metrics,
+                    ));
                 }
                 Err(SimError::Internal(e)) => {
                     // The node did not answer: keep the op, the next head retries.
                     tracing::warn!(op = %op.hash, "re-validation could not read state: {e}");
                 }
-                Err(e) => persist.extend(self.drop_op(op.hash, format!("no longer valid: {e}"), metrics)),
+                Err(e) => {
+                    persist.extend(self.drop_op(op.hash, format!("no longer valid: {e}"), metrics))
+                }
             }
         }
-        metrics.pool_size.store(self.pool.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .pool_size
+            .store(self.pool.len() as u64, std::sync::atomic::Ordering::Relaxed);
         persist
     }
 }
@@ -157,7 +184,10 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("chain_id", &self.chain_id).field("relayer", &self.relayer).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("chain_id", &self.chain_id)
+            .field("relayer", &self.relayer)
+            .finish_non_exhaustive()
     }
 }
 

@@ -15,7 +15,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{op::{OpKind, RpcUserOperation}, validate::HealthChange};
+use crate::{
+    op::{OpKind, RpcUserOperation},
+    validate::HealthChange,
+};
 
 const OPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ops");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -184,7 +187,10 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store at `path` and starts its writer.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        let open = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
         }
@@ -201,18 +207,30 @@ impl Store {
             .name("keyscope-store".into())
             .spawn(move || writer(writer_db, rx, head_seq, head_hash))
             .map_err(|e| open(e.to_string()))?;
-        Ok(Self { db, writer: tx, _closer: Arc::new(Closer(std::sync::Mutex::new(Some(thread)))) })
+        Ok(Self {
+            db,
+            writer: tx,
+            _closer: Arc::new(Closer(std::sync::Mutex::new(Some(thread)))),
+        })
     }
 
     /// Durably writes `ops` (replacing their earlier records) and appends `audit`; returns once
     /// committed.
-    pub async fn write(&self, ops: Vec<OpRecord>, audit: Vec<AuditEntry>) -> Result<(), StoreError> {
+    pub async fn write(
+        &self,
+        ops: Vec<OpRecord>,
+        audit: Vec<AuditEntry>,
+    ) -> Result<(), StoreError> {
         if ops.is_empty() && audit.is_empty() {
             return Ok(());
         }
         let (done, wait) = oneshot::channel();
-        self.writer.send(Batch { ops, audit, done }).map_err(|_| StoreError::Write("the store writer has stopped".into()))?;
-        wait.await.map_err(|_| StoreError::Write("the store writer has stopped".into()))?.map_err(StoreError::Write)
+        self.writer
+            .send(Batch { ops, audit, done })
+            .map_err(|_| StoreError::Write("the store writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Write("the store writer has stopped".into()))?
+            .map_err(StoreError::Write)
     }
 
     /// One op's record.
@@ -244,7 +262,10 @@ impl Store {
     /// Number of op records.
     pub fn op_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(read_err)?;
-        txn.open_table(OPS).map_err(read_err)?.len().map_err(read_err)
+        txn.open_table(OPS)
+            .map_err(read_err)?
+            .len()
+            .map_err(read_err)
     }
 
     /// Audit entries from `from` (inclusive), at most `limit`.
@@ -266,14 +287,20 @@ impl Store {
     }
 }
 
-fn read_audit<D: ReadableDatabase>(db: &D, from: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+fn read_audit<D: ReadableDatabase>(
+    db: &D,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StoreError> {
     let txn = db.begin_read().map_err(read_err)?;
     let table = txn.open_table(AUDIT).map_err(read_err)?;
     let mut out = Vec::new();
     for row in table.range(from..).map_err(read_err)?.take(limit) {
         let (k, v) = row.map_err(read_err)?;
-        let e: AuditEntry =
-            serde_json::from_slice(v.value()).map_err(|e| StoreError::Audit { seq: k.value(), reason: e.to_string() })?;
+        let e: AuditEntry = serde_json::from_slice(v.value()).map_err(|e| StoreError::Audit {
+            seq: k.value(),
+            reason: e.to_string(),
+        })?;
         out.push(e);
     }
     Ok(out)
@@ -284,7 +311,9 @@ fn read_audit<D: ReadableDatabase>(db: &D, from: u64, limit: usize) -> Result<Ve
 pub fn export_audit(path: &Path) -> Result<Vec<AuditEntry>, StoreError> {
     let db = redb::ReadOnlyDatabase::open(path).map_err(|e| StoreError::Open {
         path: path.display().to_string(),
-        reason: format!("{e} (a running relayer holds the store: stop it, or use the keyscope_auditLog method)"),
+        reason: format!(
+            "{e} (a running relayer holds the store: stop it, or use the keyscope_auditLog method)"
+        ),
     })?;
     let entries = read_audit(&db, 0, usize::MAX)?;
     verify_audit(&entries)?;
@@ -296,10 +325,16 @@ pub fn verify_audit(entries: &[AuditEntry]) -> Result<(), StoreError> {
     let mut prev = B256::ZERO;
     for (i, e) in entries.iter().enumerate() {
         if e.seq != i as u64 {
-            return Err(StoreError::Audit { seq: e.seq, reason: format!("expected sequence number {i}") });
+            return Err(StoreError::Audit {
+                seq: e.seq,
+                reason: format!("expected sequence number {i}"),
+            });
         }
         if e.prev != prev || e.chained_hash() != e.hash {
-            return Err(StoreError::Audit { seq: e.seq, reason: "hash chain broken: the entry or one before it was altered".into() });
+            return Err(StoreError::Audit {
+                seq: e.seq,
+                reason: "hash chain broken: the entry or one before it was altered".into(),
+            });
         }
         prev = e.hash;
     }
@@ -312,14 +347,22 @@ fn last_audit(db: &Database) -> Result<(u64, B256), StoreError> {
     match table.last().map_err(read_err)? {
         Some((k, v)) => {
             let e: AuditEntry =
-                serde_json::from_slice(v.value()).map_err(|e| StoreError::Audit { seq: k.value(), reason: e.to_string() })?;
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Audit {
+                    seq: k.value(),
+                    reason: e.to_string(),
+                })?;
             Ok((k.value() + 1, e.hash))
         }
         None => Ok((0, B256::ZERO)),
     }
 }
 
-fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Batch>, mut next_seq: u64, mut prev: B256) {
+fn writer(
+    db: Arc<Database>,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    mut next_seq: u64,
+    mut prev: B256,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -334,7 +377,8 @@ fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Batch>, mut next_se
                 for batch in &batches {
                     for rec in &batch.ops {
                         let json = serde_json::to_vec(rec).map_err(write_err)?;
-                        ops.insert(rec.hash.as_slice(), json.as_slice()).map_err(write_err)?;
+                        ops.insert(rec.hash.as_slice(), json.as_slice())
+                            .map_err(write_err)?;
                     }
                     for entry in &batch.audit {
                         let mut e = entry.clone();
@@ -354,7 +398,9 @@ fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Batch>, mut next_se
             (next_seq, prev) = (seq0, prev0);
         }
         for batch in batches {
-            let _ = batch.done.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            let _ = batch
+                .done
+                .send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
     }
 }
@@ -383,7 +429,8 @@ mod tests {
     }
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("keyscope-store-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("keyscope-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("relayer.redb")
     }
@@ -396,10 +443,19 @@ mod tests {
             let a = record(1, OpStatus::Pending);
             let b = record(2, OpStatus::Included);
             store
-                .write(vec![a.clone(), b.clone()], vec![AuditEntry::about(&a, "accepted", 1), AuditEntry::about(&b, "accepted", 2)])
+                .write(
+                    vec![a.clone(), b.clone()],
+                    vec![
+                        AuditEntry::about(&a, "accepted", 1),
+                        AuditEntry::about(&b, "accepted", 2),
+                    ],
+                )
                 .await
                 .unwrap();
-            store.write(vec![], vec![AuditEntry::about(&b, "included", 3)]).await.unwrap();
+            store
+                .write(vec![], vec![AuditEntry::about(&b, "included", 3)])
+                .await
+                .unwrap();
         }
         let store = Store::open(&path).unwrap();
         let unfinished = store.unfinished().unwrap();
@@ -407,7 +463,17 @@ mod tests {
         assert_eq!(unfinished[0].hash, B256::repeat_byte(1));
         assert_eq!(store.op_count().unwrap(), 2);
         // The chain continues across the reopen.
-        store.write(vec![], vec![AuditEntry::about(&record(3, OpStatus::Pending), "accepted", 4)]).await.unwrap();
+        store
+            .write(
+                vec![],
+                vec![AuditEntry::about(
+                    &record(3, OpStatus::Pending),
+                    "accepted",
+                    4,
+                )],
+            )
+            .await
+            .unwrap();
         let log = store.audit(0, 100).unwrap();
         assert_eq!(log.len(), 4);
         verify_audit(&log).unwrap();
@@ -419,7 +485,16 @@ mod tests {
         let path = temp("tamper");
         let store = Store::open(&path).unwrap();
         let a = record(1, OpStatus::Pending);
-        store.write(vec![], vec![AuditEntry::about(&a, "accepted", 1), AuditEntry::about(&a, "included", 2)]).await.unwrap();
+        store
+            .write(
+                vec![],
+                vec![
+                    AuditEntry::about(&a, "accepted", 1),
+                    AuditEntry::about(&a, "included", 2),
+                ],
+            )
+            .await
+            .unwrap();
         let mut log = store.audit(0, 10).unwrap();
         log[0].at_us = 999;
         let err = verify_audit(&log).unwrap_err();

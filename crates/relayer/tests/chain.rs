@@ -21,27 +21,79 @@ use serde_json::{Value, json};
 async fn a_reorged_bundle_is_included_again() {
     let s = setup("reorg", 42_006, BundlingMode::Manual, |_| {}).await;
     let t = s.trader(7, "20000").await;
-    let hash = s.send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await).await.unwrap();
-    let first_tx: B256 = serde_json::from_value(s.call("debug_bundler_sendBundleNow", json!([])).await.unwrap()).unwrap();
-    assert_eq!(s.receipt(&hash).await["receipt"]["transactionHash"], json!(first_tx));
+    let hash = s
+        .send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await)
+        .await
+        .unwrap();
+    let first_tx: B256 = serde_json::from_value(
+        s.call("debug_bundler_sendBundleNow", json!([]))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.receipt(&hash).await["receipt"]["transactionHash"],
+        json!(first_tx)
+    );
 
     // The block with the bundle leaves the chain.
-    let _: Value = s.provider.raw_request("anvil_rollback".into(), (1u64,)).await.unwrap();
-    assert!(s.provider.get_transaction_receipt(first_tx).await.unwrap().is_none(), "the rollback dropped the bundle");
+    let _: Value = s
+        .provider
+        .raw_request("anvil_rollback".into(), (1u64,))
+        .await
+        .unwrap();
+    assert!(
+        s.provider
+            .get_transaction_receipt(first_tx)
+            .await
+            .unwrap()
+            .is_none(),
+        "the rollback dropped the bundle"
+    );
     let lane = SessionLane::new(t.session.address(), 0).nonce_key();
-    assert_eq!(seq(s.nonce(t.account, lane).await), 0, "the op is undone on chain");
+    assert_eq!(
+        seq(s.nonce(t.account, lane).await),
+        0,
+        "the op is undone on chain"
+    );
 
     // The relayer notices, returns the op to the pool and bundles it again.
-    s.call("debug_bundler_sendBundleNow", json!([])).await.unwrap();
+    s.call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
     let again = s.receipt(&hash).await;
     assert_eq!(again["success"], true);
-    let second_tx: B256 = serde_json::from_value(again["receipt"]["transactionHash"].clone()).unwrap();
-    assert!(s.provider.get_transaction_receipt(second_tx).await.unwrap().is_some(), "included in the canonical chain");
-    assert_eq!(seq(s.nonce(t.account, lane).await), 1, "included exactly once");
+    let second_tx: B256 =
+        serde_json::from_value(again["receipt"]["transactionHash"].clone()).unwrap();
+    assert!(
+        s.provider
+            .get_transaction_receipt(second_tx)
+            .await
+            .unwrap()
+            .is_some(),
+        "included in the canonical chain"
+    );
+    assert_eq!(
+        seq(s.nonce(t.account, lane).await),
+        1,
+        "included exactly once"
+    );
 
     let log = s.call("keyscope_auditLog", json!([0, 100])).await.unwrap();
-    let events: Vec<&str> = log.as_array().unwrap().iter().filter(|e| e["userOpHash"] == hash).map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["accepted", "bundled", "included", "reorged", "bundled", "included"], "{events:?}");
+    let events: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["userOpHash"] == hash)
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "accepted", "bundled", "included", "reorged", "bundled", "included"
+        ],
+        "{events:?}"
+    );
     s.relayer.stop().await;
 }
 
@@ -59,7 +111,11 @@ async fn many_concurrent_senders_all_included_once() {
         }
     }
     let sends = ops.iter().map(|op| s.send(op));
-    let hashes: Vec<Value> = join_all(sends).await.into_iter().map(|r| r.expect("accepted")).collect();
+    let hashes: Vec<Value> = join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("accepted"))
+        .collect();
     assert_eq!(hashes.iter().collect::<HashSet<_>>().len(), 30);
     let mut txs = HashSet::new();
     for h in &hashes {
@@ -67,10 +123,22 @@ async fn many_concurrent_senders_all_included_once() {
         assert_eq!(r["success"], true, "{r}");
         txs.insert(r["receipt"]["transactionHash"].clone());
     }
-    assert!(txs.len() < 30, "ops arriving together share bundles ({} bundles for 30 ops)", txs.len());
+    assert!(
+        txs.len() < 30,
+        "ops arriving together share bundles ({} bundles for 30 ops)",
+        txs.len()
+    );
     for t in &traders {
         for lane in 0..5 {
-            assert_eq!(seq(s.nonce(t.account, SessionLane::new(t.session.address(), lane).nonce_key()).await), 1);
+            assert_eq!(
+                seq(s
+                    .nonce(
+                        t.account,
+                        SessionLane::new(t.session.address(), lane).nonce_key()
+                    )
+                    .await),
+                1
+            );
         }
     }
     s.relayer.stop().await;
@@ -91,7 +159,11 @@ async fn join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F:
                 }
             }
         }
-        if pending { Poll::Pending } else { Poll::Ready(out.iter_mut().map(|o| o.take().unwrap()).collect()) }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(out.iter_mut().map(|o| o.take().unwrap()).collect())
+        }
     })
     .await
 }
@@ -102,24 +174,46 @@ async fn a_restart_resumes_the_pool() {
     let t = s.trader(8, "20000").await;
     let mut hashes = Vec::new();
     for seq in 0..3 {
-        hashes.push(s.send(&s.order_op(&t, 0, seq, "0.01", "60500", false).await).await.unwrap());
+        hashes.push(
+            s.send(&s.order_op(&t, 0, seq, "0.01", "60500", false).await)
+                .await
+                .unwrap(),
+        );
     }
     let config = s.config.clone();
-    let Setup { relayer, devnet, provider, d, .. } = s;
+    let Setup { relayer, chain, .. } = s;
+    let Chain {
+        devnet,
+        provider,
+        d,
+        ..
+    } = chain;
     relayer.stop().await;
 
-    let relayer = Relayer::start(config).await.expect("restarts on the same store");
+    let relayer = Relayer::start(config)
+        .await
+        .expect("restarts on the same store");
     assert_eq!(relayer.resumed, 3);
     let url = relayer.url();
-    let pool = rpc(&url, "debug_bundler_dumpMempool", json!([d.entry_point])).await.unwrap();
+    let pool = rpc(&url, "debug_bundler_dumpMempool", json!([d.entry_point]))
+        .await
+        .unwrap();
     assert_eq!(pool.as_array().unwrap().len(), 3);
-    rpc(&url, "debug_bundler_sendBundleNow", json!([])).await.unwrap();
+    rpc(&url, "debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
     for h in &hashes {
-        let r = rpc(&url, "eth_getUserOperationReceipt", json!([h])).await.unwrap();
+        let r = rpc(&url, "eth_getUserOperationReceipt", json!([h]))
+            .await
+            .unwrap();
         assert_eq!(r["success"], true, "{h}: {r}");
     }
     let lane = SessionLane::new(t.session.address(), 0).nonce_key();
-    let nonce = keyscope_core::bindings::IEntryPoint::new(d.entry_point, &provider).getNonce(t.account, lane).call().await.unwrap();
+    let nonce = keyscope_core::bindings::IEntryPoint::new(d.entry_point, &provider)
+        .getNonce(t.account, lane)
+        .call()
+        .await
+        .unwrap();
     assert_eq!(seq(nonce), 3);
     drop(devnet);
     relayer.stop().await;

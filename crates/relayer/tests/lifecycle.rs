@@ -15,29 +15,66 @@ async fn session_order_goes_through_the_relayer() {
     let t = s.trader(1, "20000").await;
 
     // Standard methods first.
-    assert_eq!(s.call("eth_chainId", json!([])).await.unwrap(), json!("0xa411"));
-    assert_eq!(s.call("eth_supportedEntryPoints", json!([])).await.unwrap(), json!([s.d.entry_point]));
+    assert_eq!(
+        s.call("eth_chainId", json!([])).await.unwrap(),
+        json!("0xa411")
+    );
+    assert_eq!(
+        s.call("eth_supportedEntryPoints", json!([])).await.unwrap(),
+        json!([s.d.entry_point])
+    );
 
     // The SDK's bundler path, unchanged: send, then poll eth_getUserOperationReceipt.
     let op = s.order_op(&t, 0, 0, "0.1", "60500", false).await;
-    let outcome = s.via_relayer().send(&op).await.expect("the relayer includes the order");
+    let outcome = s
+        .via_relayer()
+        .send(&op)
+        .await
+        .expect("the relayer includes the order");
     assert!(outcome.success, "{outcome:?}");
     assert_eq!(outcome.user_op_hash, s.hash(&op));
 
-    let receipt = s.call("eth_getUserOperationReceipt", json!([outcome.user_op_hash])).await.unwrap();
+    let receipt = s
+        .call("eth_getUserOperationReceipt", json!([outcome.user_op_hash]))
+        .await
+        .unwrap();
     assert_eq!(receipt["success"], true);
     assert_eq!(receipt["sender"], json!(t.account));
-    assert_eq!(receipt["receipt"]["transactionHash"], json!(outcome.tx_hash));
-    assert!(!receipt["logs"].as_array().unwrap().is_empty(), "the op's own logs (the fill) are in its receipt");
+    assert_eq!(
+        receipt["receipt"]["transactionHash"],
+        json!(outcome.tx_hash)
+    );
+    assert!(
+        !receipt["logs"].as_array().unwrap().is_empty(),
+        "the op's own logs (the fill) are in its receipt"
+    );
 
-    let by_hash = s.call("eth_getUserOperationByHash", json!([outcome.user_op_hash])).await.unwrap();
+    let by_hash = s
+        .call("eth_getUserOperationByHash", json!([outcome.user_op_hash]))
+        .await
+        .unwrap();
     assert_eq!(by_hash["userOperation"], rpc_user_op(&op));
     assert_eq!(by_hash["transactionHash"], json!(outcome.tx_hash));
 
-    let status = s.call("keyscope_userOperationStatus", json!([outcome.user_op_hash])).await.unwrap();
+    let status = s
+        .call(
+            "keyscope_userOperationStatus",
+            json!([outcome.user_op_hash]),
+        )
+        .await
+        .unwrap();
     assert_eq!(status["status"], "included");
-    for stage in ["receivedUs", "validatedUs", "bundledUs", "sentUs", "minedUs"] {
-        assert!(status["timestamps"][stage].as_u64().unwrap() > 0, "{stage} missing: {status}");
+    for stage in [
+        "receivedUs",
+        "validatedUs",
+        "bundledUs",
+        "sentUs",
+        "minedUs",
+    ] {
+        assert!(
+            status["timestamps"][stage].as_u64().unwrap() > 0,
+            "{stage} missing: {status}"
+        );
     }
     assert_eq!(status["sessionKey"], json!(t.session.address()));
     // Opening 0.1 BTC raised the initial margin requirement from zero.
@@ -47,9 +84,18 @@ async fn session_order_goes_through_the_relayer() {
 
     // keyscope_sendUserOperation answers with the health change directly.
     let op2 = s.order_op(&t, 1, 0, "-0.05", "59500", true).await;
-    let accepted = s.call("keyscope_sendUserOperation", json!([rpc_user_op(&op2), s.d.entry_point])).await.unwrap();
+    let accepted = s
+        .call(
+            "keyscope_sendUserOperation",
+            json!([rpc_user_op(&op2), s.d.entry_point]),
+        )
+        .await
+        .unwrap();
     assert_eq!(accepted["userOpHash"], json!(s.hash(&op2)));
-    assert!(accepted["health"]["after"]["accountValue"].is_string(), "{accepted}");
+    assert!(
+        accepted["health"]["after"]["accountValue"].is_string(),
+        "{accepted}"
+    );
     s.receipt(&accepted["userOpHash"]).await;
 
     // The audit log: every accepted op with its signed body, then its bundling and inclusion.
@@ -58,24 +104,49 @@ async fn session_order_goes_through_the_relayer() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["event"].as_str().unwrap().to_string(), e["userOpHash"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["userOpHash"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let first = format!("{}", outcome.user_op_hash);
     for ev in ["accepted", "bundled", "included"] {
-        assert!(events.contains(&(ev.to_string(), first.clone())), "{ev} missing: {events:?}");
+        assert!(
+            events.contains(&(ev.to_string(), first.clone())),
+            "{ev} missing: {events:?}"
+        );
     }
     let entries: Vec<keyscope_relayer::store::AuditEntry> = serde_json::from_value(log).unwrap();
     keyscope_relayer::store::verify_audit(&entries).unwrap();
-    assert_eq!(entries[0].user_operation.as_ref().unwrap().signature, op.signature);
+    assert_eq!(
+        entries[0].user_operation.as_ref().unwrap().signature,
+        op.signature
+    );
 
     // Metrics: counters and the lifecycle quantiles.
     let metrics_url = format!("http://{}/metrics", s.relayer.metrics_addr.unwrap());
-    let text = alloy::transports::http::reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+    let text = alloy::transports::http::reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("keyscope_ops_included_total 2"), "{text}");
-    assert!(text.contains("keyscope_op_stage_seconds{stage=\"total\",quantile=\"0.99\"}"), "{text}");
+    assert!(
+        text.contains("keyscope_op_stage_seconds{stage=\"total\",quantile=\"0.99\"}"),
+        "{text}"
+    );
 
     // Served at /rpc as well as /.
-    let at_rpc = rpc(&format!("{}/rpc", s.relayer.url()), "eth_chainId", json!([])).await.unwrap();
+    let at_rpc = rpc(
+        &format!("{}/rpc", s.relayer.url()),
+        "eth_chainId",
+        json!([]),
+    )
+    .await
+    .unwrap();
     assert_eq!(at_rpc, json!("0xa411"));
     s.relayer.stop().await;
 }

@@ -35,7 +35,9 @@ alloy::sol!(
 );
 
 fn code(e: &Value) -> i64 {
-    e["code"].as_i64().unwrap_or_else(|| panic!("not an error object: {e}"))
+    e["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error object: {e}"))
 }
 
 fn message(e: &Value) -> &str {
@@ -43,7 +45,14 @@ fn message(e: &Value) -> &str {
 }
 
 fn with_paymaster(op: &mut PackedUserOperation, paymaster: Address, mode: u8) {
-    op.paymasterAndData = [paymaster.as_slice(), &100_000u128.to_be_bytes(), &50_000u128.to_be_bytes(), &[mode]].concat().into();
+    op.paymasterAndData = [
+        paymaster.as_slice(),
+        &100_000u128.to_be_bytes(),
+        &50_000u128.to_be_bytes(),
+        &[mode],
+    ]
+    .concat()
+    .into();
 }
 
 #[tokio::test]
@@ -56,20 +65,34 @@ async fn each_error_code_from_a_real_bad_op() {
     let t = s.trader(2, "20000").await;
     let other = s.trader(3, "2000").await;
     let ep = s.d.entry_point;
-    let funder = ProviderBuilder::new().wallet(EthereumWallet::from(s.devnet.signer(4))).connect_http(s.devnet.endpoint_url());
+    let funder = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(s.devnet.signer(4)))
+        .connect_http(s.devnet.endpoint_url());
 
     // -32602: fields. A wrong EntryPoint, an unparsable op, and too little preVerificationGas.
     let good = s.order_op(&other, 0, 0, "0.01", "60500", false).await;
-    let e = s.call("eth_sendUserOperation", json!([rpc_user_op(&good), Address::repeat_byte(1)])).await.unwrap_err();
+    let e = s
+        .call(
+            "eth_sendUserOperation",
+            json!([rpc_user_op(&good), Address::repeat_byte(1)]),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), -32602);
     assert!(message(&e).contains("unsupported entry point"), "{e}");
-    let e = s.call("eth_sendUserOperation", json!([{ "sender": "0x12" }, ep])).await.unwrap_err();
+    let e = s
+        .call("eth_sendUserOperation", json!([{ "sender": "0x12" }, ep]))
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), -32602, "{e}");
     let mut low_pvg = good.clone();
     low_pvg.preVerificationGas = U256::from(1000);
     let e = s.send(&low_pvg).await.unwrap_err();
     assert_eq!(code(&e), -32602);
-    assert!(message(&e).contains("preVerificationGas 1000 is below"), "{e}");
+    assert!(
+        message(&e).contains("preVerificationGas 1000 is below"),
+        "{e}"
+    );
 
     // -32500: the EntryPoint refuses validation — a nonce from the future (AA25)...
     let skipped = s.order_op(&t, 0, 5, "0.01", "60500", false).await;
@@ -87,22 +110,56 @@ async fn each_error_code_from_a_real_bad_op() {
     assert_eq!(e["data"]["reason"], "scopeViolation", "{e}");
     assert!(message(&e).contains("SessionMarketNotAllowed"), "{e}");
     // A session key may never withdraw: refused in validation, before anything is paid.
-    let withdraw = keyscope_core::bindings::PerpVenue::withdrawMarginCall { amount: U256::from(1) }.abi_encode();
-    let e = s.send(&s.session_op(&t, 0, 0, execute(s.d.venue, withdraw), 60).await).await.unwrap_err();
+    let withdraw = keyscope_core::bindings::PerpVenue::withdrawMarginCall {
+        amount: U256::from(1),
+    }
+    .abi_encode();
+    let e = s
+        .send(
+            &s.session_op(&t, 0, 0, execute(s.d.venue, withdraw), 60)
+                .await,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), -32500);
     assert_eq!(e["data"]["reason"], "scopeViolation", "{e}");
 
     // -32507: an owner op signed by the wrong key.
-    let mut forged = s.owner_op(&t, 1, execute(s.d.venue, order_call("0.01", "60500", false))).await;
-    forged.signature = s.devnet.signer(5).sign_hash(&s.hash(&forged)).await.unwrap().as_bytes().to_vec().into();
+    let mut forged = s
+        .owner_op(
+            &t,
+            1,
+            execute(s.d.venue, order_call("0.01", "60500", false)),
+        )
+        .await;
+    forged.signature = s
+        .devnet
+        .signer(5)
+        .sign_hash(&s.hash(&forged))
+        .await
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+        .into();
     let e = s.send(&forged).await.unwrap_err();
     assert_eq!(code(&e), -32507, "{e}");
 
     // -32503: an op that expires before it could be bundled (5 s left, the relayer wants 10).
-    let short = s.session_op(&t, 0, 0, execute(s.d.venue, order_call("0.01", "60500", false)), 5).await;
+    let short = s
+        .session_op(
+            &t,
+            0,
+            0,
+            execute(s.d.venue, order_call("0.01", "60500", false)),
+            5,
+        )
+        .await;
     let e = s.send(&short).await.unwrap_err();
     assert_eq!(code(&e), -32503, "{e}");
-    assert!(message(&e).contains("must stay valid for at least 10s"), "{e}");
+    assert!(
+        message(&e).contains("must stay valid for at least 10s"),
+        "{e}"
+    );
 
     // -32521: orders that would revert in execution, with the venue's reason decoded.
     let far = s.order_op(&t, 0, 0, "0.1", "70000", false).await;
@@ -118,7 +175,15 @@ async fn each_error_code_from_a_real_bad_op() {
 
     // A rule-breaking account, deployed and funded in the EntryPoint.
     let rb = RuleBreakingAccount::deploy(&funder, ep).await.unwrap();
-    IEntryPoint::new(ep, &funder).depositTo(*rb.address()).value(parse_units("1", 18).unwrap()).send().await.unwrap().get_receipt().await.unwrap();
+    IEntryPoint::new(ep, &funder)
+        .depositTo(*rb.address())
+        .value(parse_units("1", 18).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     let fees = s.provider.estimate_eip1559_fees().await.unwrap();
     let rb_op = |mode: u8| {
         let mut op = unsigned(
@@ -136,7 +201,10 @@ async fn each_error_code_from_a_real_bad_op() {
     // -32502: TIMESTAMP, and another contract's storage, in validation.
     let e = s.send(&rb_op(1)).await.unwrap_err();
     assert_eq!(code(&e), -32502);
-    assert!(message(&e).contains("OP-011") && message(&e).contains("TIMESTAMP"), "{e}");
+    assert!(
+        message(&e).contains("OP-011") && message(&e).contains("TIMESTAMP"),
+        "{e}"
+    );
     let e = s.send(&rb_op(2)).await.unwrap_err();
     assert_eq!(code(&e), -32502);
     assert!(message(&e).contains("STO-021"), "{e}");
@@ -144,33 +212,67 @@ async fn each_error_code_from_a_real_bad_op() {
     let e = s.send(&rb_op(3)).await.unwrap_err();
     assert_eq!(code(&e), -32506, "{e}");
     // Mode 0 is a clean op: accepted.
-    s.send(&rb_op(0)).await.expect("a clean op from the same account is accepted");
+    s.send(&rb_op(0))
+        .await
+        .expect("a clean op from the same account is accepted");
 
     // Paymasters: one funded, one with no deposit.
     let pm = TestPaymaster::deploy(&funder, ep).await.unwrap();
-    pm.deposit().value(parse_units("1", 18).unwrap()).send().await.unwrap().get_receipt().await.unwrap();
+    pm.deposit()
+        .value(parse_units("1", 18).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     let broke = TestPaymaster::deploy(&funder, ep).await.unwrap();
     let sponsored = |mode: u8, paymaster: Address| {
         let s = &s;
         let t = &t;
         async move {
-            let mut op = s.session_op(t, 2, 0, execute(s.d.venue, order_call("0.01", "60500", false)), 60).await;
+            let mut op = s
+                .session_op(
+                    t,
+                    2,
+                    0,
+                    execute(s.d.venue, order_call("0.01", "60500", false)),
+                    60,
+                )
+                .await;
             with_paymaster(&mut op, paymaster, mode);
             // Re-sign: the paymaster fields are part of the hash.
-            let grant = TradingAccount::new(t.account, &s.provider).getSession(t.session.address()).call().await.unwrap().grantId;
+            let grant = TradingAccount::new(t.account, &s.provider)
+                .getSession(t.session.address())
+                .call()
+                .await
+                .unwrap()
+                .grantId;
             let until = s.direct.chain_time().await.unwrap() + 60;
-            op.signature = keyscope_core::session::sign_session_op(&t.session, s.hash(&op), until, grant).await.unwrap();
+            op.signature =
+                keyscope_core::session::sign_session_op(&t.session, s.hash(&op), until, grant)
+                    .await
+                    .unwrap();
             op
         }
     };
     // -32501: the paymaster refuses.
-    let e = s.send(&sponsored(1, *pm.address()).await).await.unwrap_err();
+    let e = s
+        .send(&sponsored(1, *pm.address()).await)
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), -32501, "{e}");
     // -32505: an unstaked paymaster returning a context.
-    let e = s.send(&sponsored(2, *pm.address()).await).await.unwrap_err();
+    let e = s
+        .send(&sponsored(2, *pm.address()).await)
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), -32505, "{e}");
     // -32508: a paymaster whose deposit cannot cover the op.
-    let e = s.send(&sponsored(0, *broke.address()).await).await.unwrap_err();
+    let e = s
+        .send(&sponsored(0, *broke.address()).await)
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), -32508, "{e}");
 
     // -32504: the session key's token bucket (burst 3 in this test) is empty: the good order, the
@@ -178,7 +280,10 @@ async fn each_error_code_from_a_real_bad_op() {
     let mut accepted = 0;
     let mut throttled = None;
     for lane in 10..20 {
-        match s.send(&s.order_op(&other, lane, 0, "0.01", "60500", false).await).await {
+        match s
+            .send(&s.order_op(&other, lane, 0, "0.01", "60500", false).await)
+            .await
+        {
             Ok(_) => accepted += 1,
             Err(e) => {
                 throttled = Some(e);
@@ -192,8 +297,15 @@ async fn each_error_code_from_a_real_bad_op() {
     assert_eq!(accepted, 3, "a full bucket of 3 is accepted first");
 
     // Refused ops changed nothing: only the four accepted ops wait, and no nonce moved.
-    let pool = s.call("debug_bundler_dumpMempool", json!([ep])).await.unwrap();
+    let pool = s
+        .call("debug_bundler_dumpMempool", json!([ep]))
+        .await
+        .unwrap();
     assert_eq!(pool.as_array().unwrap().len(), 4, "{pool}");
-    assert_eq!(s.nonce(t.account, Default::default()).await, U256::from(1), "only the setup op used the owner lane");
+    assert_eq!(
+        s.nonce(t.account, Default::default()).await,
+        U256::from(1),
+        "only the setup op used the owner lane"
+    );
     s.relayer.stop().await;
 }

@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use alloy::{providers::Provider, sol_types::{SolCall, SolEvent}};
+use alloy::{
+    providers::Provider,
+    sol_types::{SolCall, SolEvent},
+};
 use alloy_primitives::B256;
 use common::*;
 use jsonrpsee::{core::client::SubscriptionClientT, rpc_params, ws_client::WsClientBuilder};
@@ -27,13 +30,38 @@ async fn margin_deposit_overtakes_queued_orders() {
         let op = s.order_op(&t, 0, seq, "0.01", "60500", false).await;
         orders.push(s.send(&op).await.expect("order accepted"));
     }
-    let deposit = s.owner_op(&t, 1, execute(s.d.venue, PerpVenue::depositMarginCall { amount: parse_units("1000", 6).unwrap() }.abi_encode())).await;
+    let deposit = s
+        .owner_op(
+            &t,
+            1,
+            execute(
+                s.d.venue,
+                PerpVenue::depositMarginCall {
+                    amount: parse_units("1000", 6).unwrap(),
+                }
+                .abi_encode(),
+            ),
+        )
+        .await;
     let deposit_hash = s.send(&deposit).await.expect("deposit accepted");
-    let status = s.call("keyscope_userOperationStatus", json!([deposit_hash])).await.unwrap();
+    let status = s
+        .call("keyscope_userOperationStatus", json!([deposit_hash]))
+        .await
+        .unwrap();
     assert_eq!(status["kind"], "addsMargin");
 
-    let tx: B256 = serde_json::from_value(s.call("debug_bundler_sendBundleNow", json!([])).await.unwrap()).unwrap();
-    let receipt = s.provider.get_transaction_receipt(tx).await.unwrap().unwrap();
+    let tx: B256 = serde_json::from_value(
+        s.call("debug_bundler_sendBundleNow", json!([]))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let receipt = s
+        .provider
+        .get_transaction_receipt(tx)
+        .await
+        .unwrap()
+        .unwrap();
     let mined: Vec<Value> = receipt
         .inner
         .logs()
@@ -42,7 +70,10 @@ async fn margin_deposit_overtakes_queued_orders() {
         .map(|e| json!(e.data.userOpHash))
         .collect();
     assert_eq!(mined.len(), 4, "one bundle carries all four");
-    assert_eq!(mined[0], deposit_hash, "the deposit, sent last, is executed first");
+    assert_eq!(
+        mined[0], deposit_hash,
+        "the deposit, sent last, is executed first"
+    );
     assert_eq!(mined[1..], orders[..], "the orders keep their nonce order");
     s.relayer.stop().await;
 }
@@ -52,8 +83,12 @@ async fn reduce_only_replaces_without_bump_and_orders_need_one() {
     let s = setup("replace", 42_004, BundlingMode::Manual, |_| {}).await;
     let t = s.trader(5, "20000").await;
     // Open a position to reduce later, mined.
-    s.send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await).await.unwrap();
-    s.call("debug_bundler_sendBundleNow", json!([])).await.unwrap();
+    s.send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await)
+        .await
+        .unwrap();
+    s.call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
 
     // A queued order on lane 1 ...
     let queued = s.order_op(&t, 1, 0, "0.05", "60500", false).await;
@@ -62,24 +97,50 @@ async fn reduce_only_replaces_without_bump_and_orders_need_one() {
     let same_fee = s.order_op(&t, 1, 0, "0.02", "60500", false).await;
     let e = s.send(&same_fee).await.unwrap_err();
     assert_eq!(e["code"], -32602);
-    assert!(e["message"].as_str().unwrap().contains("replacement underpriced"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("replacement underpriced"),
+        "{e}"
+    );
     // ... but a reduce-only order at the same fees replaces it.
     let reduce = s.order_op(&t, 1, 0, "-0.05", "59500", true).await;
-    let reduce_hash = s.send(&reduce).await.expect("reduce-only replaces without a bump");
-    let old = s.call("keyscope_userOperationStatus", json!([queued_hash])).await.unwrap();
+    let reduce_hash = s
+        .send(&reduce)
+        .await
+        .expect("reduce-only replaces without a bump");
+    let old = s
+        .call("keyscope_userOperationStatus", json!([queued_hash]))
+        .await
+        .unwrap();
     assert_eq!(old["status"], "dropped");
-    assert!(old["reason"].as_str().unwrap().contains("replaced by"), "{old}");
+    assert!(
+        old["reason"].as_str().unwrap().contains("replaced by"),
+        "{old}"
+    );
     // An ordinary order with a 10 % bump on both fees replaces too.
     let mut bumped = s.order_op(&t, 1, 0, "-0.04", "59500", false).await;
     let (prio, max) = keyscope_relayer::op::unpack(reduce.gasFees);
     bumped.gasFees = pack_u128s(prio * 11 / 10 + 1, max * 11 / 10 + 1);
     let bumped = s.session_op_with_fees(&t, bumped).await;
-    let bumped_hash = s.send(&bumped).await.expect("a bumped replacement is accepted");
-    let pool = s.call("debug_bundler_dumpMempool", json!([s.d.entry_point])).await.unwrap();
+    let bumped_hash = s
+        .send(&bumped)
+        .await
+        .expect("a bumped replacement is accepted");
+    let pool = s
+        .call("debug_bundler_dumpMempool", json!([s.d.entry_point]))
+        .await
+        .unwrap();
     assert_eq!(pool.as_array().unwrap().len(), 1, "{pool}");
-    s.call("debug_bundler_sendBundleNow", json!([])).await.unwrap();
+    s.call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
     assert_eq!(s.receipt(&bumped_hash).await["success"], true);
-    let replaced = s.call("keyscope_userOperationStatus", json!([reduce_hash])).await.unwrap();
+    let replaced = s
+        .call("keyscope_userOperationStatus", json!([reduce_hash]))
+        .await
+        .unwrap();
     assert_eq!(replaced["status"], "dropped");
     s.relayer.stop().await;
 }
@@ -88,17 +149,31 @@ async fn reduce_only_replaces_without_bump_and_orders_need_one() {
 async fn websocket_subscribers_see_their_fills() {
     let s = setup("feed", 42_005, BundlingMode::Auto, |_| {}).await;
     let t = s.trader(6, "20000").await;
-    let ws = WsClientBuilder::default().build(s.relayer.ws_url()).await.unwrap();
-    let mut sub = ws
-        .subscribe::<Value, _>("keyscope_subscribeAccountEvents", rpc_params![t.account], "keyscope_unsubscribeAccountEvents")
+    let ws = WsClientBuilder::default()
+        .build(s.relayer.ws_url())
         .await
         .unwrap();
-    let hash = s.send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await).await.unwrap();
+    let mut sub = ws
+        .subscribe::<Value, _>(
+            "keyscope_subscribeAccountEvents",
+            rpc_params![t.account],
+            "keyscope_unsubscribeAccountEvents",
+        )
+        .await
+        .unwrap();
+    let hash = s
+        .send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await)
+        .await
+        .unwrap();
     s.receipt(&hash).await;
     // The feed follows the chain from the relayer's start: the setup's deposit, then the fill.
     let mut seen = Vec::new();
     let event = loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("an event arrives").unwrap().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("an event arrives")
+            .unwrap()
+            .unwrap();
         seen.push(ev["event"].as_str().unwrap().to_string());
         if ev["event"] == "OrderFilled" {
             break ev;
@@ -106,6 +181,11 @@ async fn websocket_subscribers_see_their_fills() {
     };
     assert_eq!(seen[0], "Deposited", "{seen:?}");
     assert_eq!(event["account"], json!(t.account));
-    assert_eq!(event["fields"]["newSize"], json!(alloy_primitives::I256::from_raw(parse_units("0.1", 18).unwrap())));
+    assert_eq!(
+        event["fields"]["newSize"],
+        json!(alloy_primitives::I256::from_raw(
+            parse_units("0.1", 18).unwrap()
+        ))
+    );
     s.relayer.stop().await;
 }

@@ -20,7 +20,7 @@ impl DevnetProcess {
     pub fn spawn(chain_id: u64) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-            .args(["devnet", "--json", "--chain-id", &chain_id.to_string(), "--port", &port.to_string()])
+            .args(["devnet", "--json", "--chain-id", &chain_id.to_string(), "--port", &port.to_string(), "--relayer-port", "0"])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

@@ -56,7 +56,11 @@ impl ValidationData {
         let until = until.to::<u64>();
         let after: U256 = (v >> 208usize) & U256::from(0xffff_ffff_ffffu64);
         let after = after.to::<u64>();
-        Self { aggregator, valid_after: after, valid_until: if until == 0 { u64::MAX } else { until } }
+        Self {
+            aggregator,
+            valid_after: after,
+            valid_until: if until == 0 { u64::MAX } else { until },
+        }
     }
 
     pub fn signature_failed(&self) -> bool {
@@ -107,7 +111,11 @@ pub enum SimError {
     Rules(Vec<String>),
     /// The EntryPoint refused the op (`FailedOp` / `FailedOpWithRevert`).
     #[error("{reason}")]
-    FailedOp { reason: String, inner: Option<Bytes>, validation: Option<ValidationData> },
+    FailedOp {
+        reason: String,
+        inner: Option<Bytes>,
+        validation: Option<ValidationData>,
+    },
     /// `handleOps` reverted some other way.
     #[error("handleOps reverted: {0}")]
     Reverted(Bytes),
@@ -146,7 +154,9 @@ pub struct Simulator {
 
 impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").field("head", &self.head).finish_non_exhaustive()
+        f.debug_struct("Simulator")
+            .field("head", &self.head)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +173,11 @@ pub struct SimulatorConfig {
 
 impl Simulator {
     pub fn new(provider: DynProvider, handle: Handle, cfg: SimulatorConfig, head: Head) -> Self {
-        let db = CacheDB::new(NodeState::new(provider.clone(), head.number, handle.clone()));
+        let db = CacheDB::new(NodeState::new(
+            provider.clone(),
+            head.number,
+            handle.clone(),
+        ));
         Self {
             provider,
             handle,
@@ -184,28 +198,43 @@ impl Simulator {
 
     /// The time simulated blocks carry: the next block's, no earlier than the wall clock.
     pub fn block_time(&self) -> u64 {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         (self.head.timestamp + 1).max(now)
     }
 
     /// Starts over from `head`'s state with nothing pending (callers replay what is still pending).
     pub fn reset(&mut self, head: Head) {
         self.head = head;
-        self.db = CacheDB::new(NodeState::new(self.provider.clone(), head.number, self.handle.clone()));
+        self.db = CacheDB::new(NodeState::new(
+            self.provider.clone(),
+            head.number,
+            self.handle.clone(),
+        ));
     }
 
     fn evm_call(&mut self, to: Address, data: Vec<u8>) -> Result<Bytes, SimError> {
         let tx = self.tx(to, data, 5_000_000);
         let mut evm = self.context().build_mainnet();
-        match evm.transact(tx).map_err(|e| SimError::Internal(e.to_string()))?.result {
-            ExecutionResult::Success { output: Output::Call(out), .. } => Ok(out),
+        match evm
+            .transact(tx)
+            .map_err(|e| SimError::Internal(e.to_string()))?
+            .result
+        {
+            ExecutionResult::Success {
+                output: Output::Call(out),
+                ..
+            } => Ok(out),
             ExecutionResult::Revert { output, .. } => Err(SimError::Reverted(output)),
             other => Err(SimError::Halted(format!("{other:?}"))),
         }
     }
 
     fn context(&mut self) -> revm::handler::MainnetContext<&mut CacheDB<NodeState>> {
-        let (number, timestamp, chain_id) = (self.head.number + 1, self.block_time(), self.chain_id);
+        let (number, timestamp, chain_id) =
+            (self.head.number + 1, self.block_time(), self.chain_id);
         Context::mainnet()
             .with_db(&mut self.db)
             .modify_cfg_chained(|cfg| {
@@ -235,21 +264,33 @@ impl Simulator {
 
     /// True if `entity` has at least the minimum stake and unstake delay in the EntryPoint.
     pub fn is_staked(&mut self, entity: Address) -> Result<bool, SimError> {
-        let out = self.evm_call(self.entry_point, IEntryPoint::getDepositInfoCall { account: entity }.abi_encode())?;
-        let info = IEntryPoint::getDepositInfoCall::abi_decode_returns(&out).map_err(|e| SimError::Internal(e.to_string()))?;
-        Ok(info.staked && U256::from(info.stake) >= self.min_stake && info.unstakeDelaySec >= self.min_unstake_delay)
+        let out = self.evm_call(
+            self.entry_point,
+            IEntryPoint::getDepositInfoCall { account: entity }.abi_encode(),
+        )?;
+        let info = IEntryPoint::getDepositInfoCall::abi_decode_returns(&out)
+            .map_err(|e| SimError::Internal(e.to_string()))?;
+        Ok(info.staked
+            && U256::from(info.stake) >= self.min_stake
+            && info.unstakeDelaySec >= self.min_unstake_delay)
     }
 
     /// The EntryPoint deposit of `account` on the pending state.
     pub fn deposit_of(&mut self, account: Address) -> Result<U256, SimError> {
-        let out = self.evm_call(self.entry_point, IEntryPoint::balanceOfCall { account }.abi_encode())?;
-        IEntryPoint::balanceOfCall::abi_decode_returns(&out).map_err(|e| SimError::Internal(e.to_string()))
+        let out = self.evm_call(
+            self.entry_point,
+            IEntryPoint::balanceOfCall { account }.abi_encode(),
+        )?;
+        IEntryPoint::balanceOfCall::abi_decode_returns(&out)
+            .map_err(|e| SimError::Internal(e.to_string()))
     }
 
     /// The venue health of `account` on the pending state (None without a venue or for non-traders).
     pub fn health(&mut self, account: Address) -> Option<Health> {
         let venue = self.venue?;
-        let out = self.evm_call(venue, PerpVenue::healthCall { account }.abi_encode()).ok()?;
+        let out = self
+            .evm_call(venue, PerpVenue::healthCall { account }.abi_encode())
+            .ok()?;
         let h = PerpVenue::healthCall::abi_decode_returns(&out).ok()?;
         Some(Health {
             account_value: h.accountValue,
@@ -266,9 +307,14 @@ impl Simulator {
 
     /// Runs `handleOps([op])` on the pending state with the rules inspector, without keeping its
     /// effects (see [`Simulator::commit`]). `estimate`: a stub signature's failure is not an error.
-    pub fn simulate(&mut self, op: &PackedUserOperation, estimate: bool) -> Result<(Simulated, Changes), SimError> {
+    pub fn simulate(
+        &mut self,
+        op: &PackedUserOperation,
+        estimate: bool,
+    ) -> Result<(Simulated, Changes), SimError> {
         let factory = (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
-        let paymaster = (op.paymasterAndData.len() >= 20).then(|| Address::from_slice(&op.paymasterAndData[..20]));
+        let paymaster = (op.paymasterAndData.len() >= 20)
+            .then(|| Address::from_slice(&op.paymasterAndData[..20]));
         let mut staked = HashSet::new();
         for entity in [factory, paymaster].into_iter().flatten() {
             if self.is_staked(entity)? {
@@ -276,13 +322,36 @@ impl Simulator {
             }
         }
         let before = self.health(op.sender);
-        let inspector = Erc7562Inspector::new(self.entry_point, op.sender, factory, paymaster, staked, estimate);
+        let inspector = Erc7562Inspector::new(
+            self.entry_point,
+            op.sender,
+            factory,
+            paymaster,
+            staked,
+            estimate,
+        );
         let limits = gas_sum(op) + 1_000_000;
-        let data = IEntryPoint::handleOpsCall { ops: vec![op.clone()], beneficiary: self.relayer }.abi_encode();
+        let data = IEntryPoint::handleOpsCall {
+            ops: vec![op.clone()],
+            beneficiary: self.relayer,
+        }
+        .abi_encode();
         let tx = self.tx(self.entry_point, data, limits);
         let mut evm = self.context().build_mainnet_with_inspector(inspector);
-        let out = evm.inspect_tx(tx).map_err(|e| SimError::Internal(e.to_string()))?;
-        let inspector = std::mem::replace(&mut evm.inspector, Erc7562Inspector::new(Address::ZERO, Address::ZERO, None, None, HashSet::new(), false));
+        let out = evm
+            .inspect_tx(tx)
+            .map_err(|e| SimError::Internal(e.to_string()))?;
+        let inspector = std::mem::replace(
+            &mut evm.inspector,
+            Erc7562Inspector::new(
+                Address::ZERO,
+                Address::ZERO,
+                None,
+                None,
+                HashSet::new(),
+                false,
+            ),
+        );
         drop(evm);
         if !inspector.violations.is_empty() {
             return Err(SimError::Rules(inspector.violations));
@@ -290,35 +359,57 @@ impl Simulator {
         let logs: Vec<Log> = match out.result {
             ExecutionResult::Success { logs, .. } => logs,
             ExecutionResult::Revert { output, .. } => {
-                return Err(failed_op(output, inspector.validation_data.map(ValidationData::parse)));
+                return Err(failed_op(
+                    output,
+                    inspector.validation_data.map(ValidationData::parse),
+                ));
             }
-            ExecutionResult::Halt { reason, .. } => return Err(SimError::Halted(format!("{reason:?}"))),
+            ExecutionResult::Halt { reason, .. } => {
+                return Err(SimError::Halted(format!("{reason:?}")));
+            }
         };
-        let validation_data = inspector.validation_data.ok_or_else(|| SimError::Internal("validateUserOp returned nothing".into()))?;
+        let validation_data = inspector
+            .validation_data
+            .ok_or_else(|| SimError::Internal("validateUserOp returned nothing".into()))?;
         let mut success = true;
         let mut revert = None;
         for log in &logs {
             if log.address != self.entry_point {
                 continue;
             }
-            if let Ok(ev) = <IEntryPoint::UserOperationEvent as alloy::sol_types::SolEvent>::decode_log(log) {
+            if let Ok(ev) =
+                <IEntryPoint::UserOperationEvent as alloy::sol_types::SolEvent>::decode_log(log)
+            {
                 success = ev.data.success;
             }
-            if let Ok(ev) = <IEntryPoint::UserOperationRevertReason as alloy::sol_types::SolEvent>::decode_log(log) {
+            if let Ok(ev) =
+                <IEntryPoint::UserOperationRevertReason as alloy::sol_types::SolEvent>::decode_log(
+                    log,
+                )
+            {
                 revert = Some(ev.data.revertReason.clone());
             }
         }
-        Ok((Simulated {
-            validation: ValidationData::parse(validation_data),
-            paymaster_validation: inspector.paymaster_result.as_ref().map(|(_, vd)| ValidationData::parse(*vd)),
-            paymaster_context: inspector.paymaster_result.map(|(c, _)| c).unwrap_or_default(),
-            success,
-            revert,
-            validation_gas: inspector.validation_gas,
-            paymaster_gas: inspector.paymaster_gas,
-            execution_gas: inspector.execution_gas,
-            health_before: before,
-        }, Changes(out.state)))
+        Ok((
+            Simulated {
+                validation: ValidationData::parse(validation_data),
+                paymaster_validation: inspector
+                    .paymaster_result
+                    .as_ref()
+                    .map(|(_, vd)| ValidationData::parse(*vd)),
+                paymaster_context: inspector
+                    .paymaster_result
+                    .map(|(c, _)| c)
+                    .unwrap_or_default(),
+                success,
+                revert,
+                validation_gas: inspector.validation_gas,
+                paymaster_gas: inspector.paymaster_gas,
+                execution_gas: inspector.execution_gas,
+                health_before: before,
+            },
+            Changes(out.state),
+        ))
     }
 }
 
@@ -326,7 +417,8 @@ impl Simulator {
 pub fn gas_sum(op: &PackedUserOperation) -> u64 {
     let (v, c) = crate::op::unpack(op.accountGasLimits);
     let pm = if op.paymasterAndData.len() >= 52 {
-        U256::from_be_slice(&op.paymasterAndData[20..36]).saturating_add(U256::from_be_slice(&op.paymasterAndData[36..52]))
+        U256::from_be_slice(&op.paymasterAndData[20..36])
+            .saturating_add(U256::from_be_slice(&op.paymasterAndData[36..52]))
     } else {
         U256::ZERO
     };
@@ -338,8 +430,16 @@ fn failed_op(output: Bytes, validation: Option<ValidationData>) -> SimError {
     use alloy::sol_types::SolInterface;
     use keyscope_core::bindings::IEntryPoint::IEntryPointErrors;
     match IEntryPointErrors::abi_decode(&output) {
-        Ok(IEntryPointErrors::FailedOp(f)) => SimError::FailedOp { reason: f.reason, inner: None, validation },
-        Ok(IEntryPointErrors::FailedOpWithRevert(f)) => SimError::FailedOp { reason: f.reason, inner: Some(f.inner), validation },
+        Ok(IEntryPointErrors::FailedOp(f)) => SimError::FailedOp {
+            reason: f.reason,
+            inner: None,
+            validation,
+        },
+        Ok(IEntryPointErrors::FailedOpWithRevert(f)) => SimError::FailedOp {
+            reason: f.reason,
+            inner: Some(f.inner),
+            validation,
+        },
         _ => SimError::Reverted(output),
     }
 }

@@ -136,7 +136,8 @@ impl Erc7562Inspector {
     }
 
     fn is_staked(&self, e: Entity) -> bool {
-        self.entity_address(e).is_some_and(|a| self.staked.contains(&a))
+        self.entity_address(e)
+            .is_some_and(|a| self.staked.contains(&a))
     }
 
     fn violate(&mut self, rule: &str, what: String) {
@@ -149,7 +150,11 @@ impl Erc7562Inspector {
         if address == self.sender {
             return; // STO-010: the sender's own storage
         }
-        if self.associated.iter().any(|base| slot >= *base && slot - *base < U256::from(128)) {
+        if self
+            .associated
+            .iter()
+            .any(|base| slot >= *base && slot - *base < U256::from(128))
+        {
             return; // STO-021: a slot associated with the sender (keccak(sender ‖ x) + n)
         }
         if self.entity_address(entity) == Some(address) && self.is_staked(entity) {
@@ -189,15 +194,24 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
         };
         let op = interp.bytecode.opcode();
         if self.gas_then_call && !matches!(op, 0xf1 | 0xf2 | 0xf4 | 0xfa) {
-            self.violate("OP-012", format!("{entity} used GAS other than right before a call"));
+            self.violate(
+                "OP-012",
+                format!("{entity} used GAS other than right before a call"),
+            );
         }
         self.gas_then_call = op == 0x5a;
         match op {
             0x31 | 0x47 if !self.is_staked(entity) => {
-                self.violate("OP-080", format!("unstaked {entity} used {}", opcode_name(op)));
+                self.violate(
+                    "OP-080",
+                    format!("unstaked {entity} used {}", opcode_name(op)),
+                );
             }
             0x32 | 0x3a | 0x40..=0x45 | 0x48 | 0x49 | 0x4a | 0xfe | 0xff => {
-                self.violate("OP-011", format!("{entity} used banned opcode {}", opcode_name(op)));
+                self.violate(
+                    "OP-011",
+                    format!("{entity} used banned opcode {}", opcode_name(op)),
+                );
             }
             0x54 | 0x55 => {
                 if let Ok(slot) = interp.stack.peek(0) {
@@ -207,14 +221,19 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
             }
             0x20 => {
                 // KECCAK256 of (sender ‖ x): its result and the 128 slots after it are the sender's.
-                let (Ok(offset), Ok(len)) = (interp.stack.peek(0), interp.stack.peek(1)) else { return };
-                let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else { return };
+                let (Ok(offset), Ok(len)) = (interp.stack.peek(0), interp.stack.peek(1)) else {
+                    return;
+                };
+                let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+                    return;
+                };
                 if len < 32 || offset.saturating_add(len) > interp.memory.size() {
                     return;
                 }
                 let data = interp.memory.slice(offset..offset + len);
                 if data[..32] == B256::left_padding_from(self.sender.as_slice()).0 {
-                    self.associated.push(U256::from_be_bytes(keccak256(&*data).0));
+                    self.associated
+                        .push(U256::from_be_bytes(keccak256(&*data).0));
                 }
             }
             _ => {}
@@ -226,30 +245,57 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
         let sel = selector(&data);
         let parent = self.phase();
         let from_entry_point = inputs.caller == self.entry_point;
-        let next = if from_entry_point && inputs.target_address == self.sender && sel == Some(selectors::VALIDATE_USER_OP) {
-            Phase::Validation { entity: Entity::Account, root: true }
+        let next = if from_entry_point
+            && inputs.target_address == self.sender
+            && sel == Some(selectors::VALIDATE_USER_OP)
+        {
+            Phase::Validation {
+                entity: Entity::Account,
+                root: true,
+            }
         } else if from_entry_point
             && Some(inputs.target_address) == self.paymaster
             && sel == Some(selectors::VALIDATE_PAYMASTER_USER_OP)
         {
-            Phase::Validation { entity: Entity::Paymaster, root: true }
+            Phase::Validation {
+                entity: Entity::Paymaster,
+                root: true,
+            }
         } else if from_entry_point && sel == Some(selectors::CREATE_SENDER) {
-            Phase::Validation { entity: Entity::Factory, root: true }
+            Phase::Validation {
+                entity: Entity::Factory,
+                root: true,
+            }
         } else if from_entry_point && inputs.target_address == self.sender {
             Phase::Execution { root: true }
         } else {
             match parent {
-                Phase::Validation { entity, .. } => Phase::Validation { entity, root: false },
+                Phase::Validation { entity, .. } => Phase::Validation {
+                    entity,
+                    root: false,
+                },
                 Phase::Execution { .. } => Phase::Execution { root: false },
                 Phase::EntryPoint => Phase::EntryPoint,
             }
         };
         if let Phase::Validation { entity, .. } = parent {
-            if inputs.target_address == self.entry_point && !data.is_empty() && sel != Some(selectors::DEPOSIT_TO) {
-                self.violate("OP-054", format!("{entity} called the EntryPoint with something other than depositTo"));
+            if inputs.target_address == self.entry_point
+                && !data.is_empty()
+                && sel != Some(selectors::DEPOSIT_TO)
+            {
+                self.violate(
+                    "OP-054",
+                    format!("{entity} called the EntryPoint with something other than depositTo"),
+                );
             }
             if inputs.transfers_value() && inputs.target_address != self.entry_point {
-                self.violate("OP-061", format!("{entity} sent value to {} (only the EntryPoint may receive value)", inputs.target_address));
+                self.violate(
+                    "OP-061",
+                    format!(
+                        "{entity} sent value to {} (only the EntryPoint may receive value)",
+                        inputs.target_address
+                    ),
+                );
             }
         }
         self.frames.push(next);
@@ -258,15 +304,23 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
 
     fn call_end(&mut self, _context: &mut CTX, inputs: &CallInputs, outcome: &mut CallOutcome) {
         let phase = self.frames.pop().unwrap_or(Phase::EntryPoint);
-        let used = inputs.gas_limit.saturating_sub(outcome.result.gas.remaining());
+        let used = inputs
+            .gas_limit
+            .saturating_sub(outcome.result.gas.remaining());
         let oog = matches!(
             outcome.result.result,
-            InstructionResult::OutOfGas | InstructionResult::MemoryOOG | InstructionResult::InvalidOperandOOG | InstructionResult::PrecompileOOG
+            InstructionResult::OutOfGas
+                | InstructionResult::MemoryOOG
+                | InstructionResult::InvalidOperandOOG
+                | InstructionResult::PrecompileOOG
         );
         match phase {
             Phase::Validation { entity, root } => {
                 if oog {
-                    self.violate("OP-020", format!("{entity} ran out of gas during validation"));
+                    self.violate(
+                        "OP-020",
+                        format!("{entity} ran out of gas during validation"),
+                    );
                 }
                 if !root {
                     return;
@@ -279,16 +333,20 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
                             let aggregator = vd & U256::from_be_slice(&[0xff; 20]);
                             if self.tolerate_signature_failure && aggregator == U256::from(1) {
                                 vd ^= U256::from(1);
-                                outcome.result.output = Bytes::from(vd.to_be_bytes::<32>().to_vec());
+                                outcome.result.output =
+                                    Bytes::from(vd.to_be_bytes::<32>().to_vec());
                             }
-                            self.validation_data = Some(U256::from_be_slice(&outcome.result.output));
+                            self.validation_data =
+                                Some(U256::from_be_slice(&outcome.result.output));
                         }
                     }
                     Entity::Factory => self.validation_gas += used,
                     Entity::Paymaster => {
                         self.paymaster_gas += used;
                         if outcome.result.result.is_ok() {
-                            if let Ok((context, vd)) = <(Bytes, U256)>::abi_decode_params(&outcome.result.output) {
+                            if let Ok((context, vd)) =
+                                <(Bytes, U256)>::abi_decode_params(&outcome.result.output)
+                            {
                                 self.paymaster_result = Some((context, vd));
                             }
                         }
@@ -305,11 +363,22 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
         let next = match parent {
             Phase::Validation { entity, .. } => {
                 let by_factory = entity == Entity::Factory && Some(inputs.caller()) == self.factory;
-                if !(by_factory && matches!(inputs.scheme(), CreateScheme::Create2 { .. }) && self.creates == 0) {
-                    self.violate("OP-031", format!("{entity} created a contract (only the factory may, once, with CREATE2)"));
+                if !(by_factory
+                    && matches!(inputs.scheme(), CreateScheme::Create2 { .. })
+                    && self.creates == 0)
+                {
+                    self.violate(
+                        "OP-031",
+                        format!(
+                            "{entity} created a contract (only the factory may, once, with CREATE2)"
+                        ),
+                    );
                 }
                 self.creates += 1;
-                Phase::Validation { entity, root: false }
+                Phase::Validation {
+                    entity,
+                    root: false,
+                }
             }
             other => other,
         };
@@ -317,7 +386,12 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
         None
     }
 
-    fn create_end(&mut self, _context: &mut CTX, _inputs: &CreateInputs, _outcome: &mut CreateOutcome) {
+    fn create_end(
+        &mut self,
+        _context: &mut CTX,
+        _inputs: &CreateInputs,
+        _outcome: &mut CreateOutcome,
+    ) {
         self.frames.pop();
     }
 }

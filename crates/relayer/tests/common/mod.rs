@@ -27,16 +27,29 @@ use keyscope_core::{
 use keyscope_relayer::{Config, Relayer, config::BundlingMode};
 use serde_json::{Value, json};
 
-pub struct Setup {
+/// A devnet with fresh prices, and helpers to make traders and their ops.
+pub struct Chain {
     pub devnet: Devnet,
-    pub relayer: Relayer,
     pub d: Deployment,
     /// Signs setup transactions (anvil key 4), never the relayer's key.
     pub provider: DynProvider,
     /// Self-bundling client for setup ops.
     pub direct: Client<DynProvider>,
+}
+
+/// A chain with an in-process relayer in front of it.
+pub struct Setup {
+    pub chain: Chain,
+    pub relayer: Relayer,
     pub data_dir: PathBuf,
     pub config: Config,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Chain;
+    fn deref(&self) -> &Chain {
+        &self.chain
+    }
 }
 
 pub struct Trader {
@@ -66,106 +79,38 @@ pub fn config_for(devnet: &Devnet, data_dir: PathBuf, mode: BundlingMode) -> Con
     c
 }
 
-pub async fn setup(name: &str, chain_id: u64, mode: BundlingMode, tweak: impl FnOnce(&mut Config)) -> Setup {
-    let devnet = Devnet::start(&repo_root(), 0, chain_id).expect("devnet starts");
-    let d = devnet.deployment.clone();
+pub async fn setup(
+    name: &str,
+    chain_id: u64,
+    mode: BundlingMode,
+    tweak: impl FnOnce(&mut Config),
+) -> Setup {
+    let chain = Chain::start(chain_id).await;
     let data_dir = data_dir(name);
-    let mut config = config_for(&devnet, data_dir.clone(), mode);
+    let mut config = config_for(&chain.devnet, data_dir.clone(), mode);
     tweak(&mut config);
-    let relayer = Relayer::start(config.clone()).await.expect("relayer starts");
-    let funder = devnet.signer(4);
-    let provider = ProviderBuilder::new().wallet(EthereumWallet::from(funder.clone())).connect_http(devnet.endpoint_url()).erased();
-    let direct = Client::new(provider.clone(), d.clone(), Submission::SelfBundle { beneficiary: funder.address() }, funder.address());
-    let oracle = devnet.signer(0);
-    let deployer = ProviderBuilder::new().wallet(EthereumWallet::from(oracle.clone())).connect_http(devnet.endpoint_url());
-    for (m, p) in [(0, "60000"), (1, "3000")] {
-        publish_price(&deployer, &d, &oracle, m, parse_units(p, 18).unwrap()).await.unwrap();
+    let relayer = Relayer::start(config.clone())
+        .await
+        .expect("relayer starts");
+    Setup {
+        chain,
+        relayer,
+        data_dir,
+        config,
     }
-    Setup { devnet, relayer, d, provider, direct, data_dir, config }
 }
 
 impl Setup {
     /// A client that sends ops through the relayer.
     pub fn via_relayer(&self) -> Client<DynProvider> {
-        Client::new(self.provider.clone(), self.d.clone(), Submission::Bundler { url: self.relayer.url() }, self.devnet.signer(4).address())
-    }
-
-    /// A trader with a deployed account holding `collateral` tUSD on the venue and a session key for
-    /// BTC (0.5 max, 40,000 notional), deployed by a self-bundled owner op.
-    pub async fn trader(&self, seed: u64, collateral: &str) -> Trader {
-        let owner = PrivateKeySigner::from_bytes(&alloy_primitives::keccak256(format!("trader-{seed}"))).unwrap();
-        let session = PrivateKeySigner::from_bytes(&alloy_primitives::keccak256(format!("session-{seed}"))).unwrap();
-        let account = self.direct.account_address(owner.address(), U256::ZERO).await.unwrap();
-        self.provider
-            .send_transaction(TransactionRequest::default().with_to(account).with_value(parse_units("1", 18).unwrap()))
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        let deployer = ProviderBuilder::new().wallet(EthereumWallet::from(self.devnet.signer(0))).connect_http(self.devnet.endpoint_url());
-        let amount = parse_units(collateral, 6).unwrap();
-        TestUSD::new(self.d.collateral, &deployer).mint(account, amount).send().await.unwrap().get_receipt().await.unwrap();
-        let now = self.direct.chain_time().await.unwrap();
-        let scope = TradingScope::new(self.d.venue, vec![0], parse_units("0.5", 18).unwrap(), parse_units("40000", 18).unwrap())
-            .build(now)
-            .unwrap();
-        let calls = vec![
-            BaseAccount::Call {
-                target: self.d.collateral,
-                value: U256::ZERO,
-                data: TestUSD::approveCall { spender: self.d.venue, value: U256::MAX }.abi_encode().into(),
+        Client::new(
+            self.provider.clone(),
+            self.d.clone(),
+            Submission::Bundler {
+                url: self.relayer.url(),
             },
-            BaseAccount::Call {
-                target: self.d.venue,
-                value: U256::ZERO,
-                data: PerpVenue::depositMarginCall { amount: amount / U256::from(2) }.abi_encode().into(),
-            },
-            BaseAccount::Call {
-                target: account,
-                value: U256::ZERO,
-                data: TradingAccount::grantSessionCall { key: session.address(), scope }.abi_encode().into(),
-            },
-        ];
-        let op = self.direct.owner_op(&owner, U256::ZERO, TradingAccount::executeBatchCall { calls }.abi_encode().into()).await.unwrap();
-        assert!(self.direct.send(&op).await.unwrap().success);
-        Trader { owner, account, session }
-    }
-
-    /// A session order op on `lane` at sequence `seq` (several can wait in the pool per lane).
-    pub async fn order_op(&self, t: &Trader, lane: u32, seq: u64, size: &str, limit: &str, reduce_only: bool) -> PackedUserOperation {
-        let call = execute(self.d.venue, order_call(size, limit, reduce_only));
-        self.session_op(t, lane, seq, call, 60).await
-    }
-
-    pub async fn session_op(&self, t: &Trader, lane: u32, seq: u64, call: Bytes, ttl: u64) -> PackedUserOperation {
-        let nonce = SessionLane::new(t.session.address(), lane).nonce(seq);
-        let fees = self.provider.estimate_eip1559_fees().await.unwrap();
-        let mut op = unsigned(t.account, nonce, call, Bytes::new(), OpGas::default_for(false), fees.max_priority_fee_per_gas, fees.max_fee_per_gas);
-        let grant = TradingAccount::new(t.account, &self.provider).getSession(t.session.address()).call().await.unwrap().grantId;
-        let until = self.direct.chain_time().await.unwrap() + ttl;
-        op.signature = sign_session_op(&t.session, self.hash(&op), until, grant).await.unwrap();
-        op
-    }
-
-    /// Re-signs a session op after its fields were changed (fees, paymaster).
-    pub async fn session_op_with_fees(&self, t: &Trader, mut op: PackedUserOperation) -> PackedUserOperation {
-        let grant = TradingAccount::new(t.account, &self.provider).getSession(t.session.address()).call().await.unwrap().grantId;
-        let until = self.direct.chain_time().await.unwrap() + 60;
-        op.signature = sign_session_op(&t.session, self.hash(&op), until, grant).await.unwrap();
-        op
-    }
-
-    /// An owner op at the owner lane's sequence `seq`.
-    pub async fn owner_op(&self, t: &Trader, seq: u64, call: Bytes) -> PackedUserOperation {
-        let fees = self.provider.estimate_eip1559_fees().await.unwrap();
-        let mut op = unsigned(t.account, U256::from(seq), call, Bytes::new(), OpGas::default_for(false), fees.max_priority_fee_per_gas, fees.max_fee_per_gas);
-        op.signature = t.owner.sign_hash(&self.hash(&op)).await.unwrap().as_bytes().to_vec().into();
-        op
-    }
-
-    pub fn hash(&self, op: &PackedUserOperation) -> alloy_primitives::B256 {
-        user_op_hash(op, self.d.entry_point, self.d.chain_id).unwrap()
+            self.devnet.signer(4).address(),
+        )
     }
 
     /// A raw JSON-RPC call to the relayer: Ok(result) or Err(error object).
@@ -174,11 +119,11 @@ impl Setup {
     }
 
     pub async fn send(&self, op: &PackedUserOperation) -> Result<Value, Value> {
-        self.call("eth_sendUserOperation", json!([rpc_user_op(op), self.d.entry_point])).await
-    }
-
-    pub async fn nonce(&self, account: Address, key: alloy_primitives::aliases::U192) -> U256 {
-        IEntryPoint::new(self.d.entry_point, &self.provider).getNonce(account, key).call().await.unwrap()
+        self.call(
+            "eth_sendUserOperation",
+            json!([rpc_user_op(op), self.d.entry_point]),
+        )
+        .await
     }
 
     /// Waits for the relayer's receipt of `hash`.
@@ -194,10 +139,249 @@ impl Setup {
     }
 }
 
+impl Chain {
+    pub async fn start(chain_id: u64) -> Self {
+        let devnet = Devnet::start(&repo_root(), 0, chain_id).expect("devnet starts");
+        let d = devnet.deployment.clone();
+        let funder = devnet.signer(4);
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(funder.clone()))
+            .connect_http(devnet.endpoint_url())
+            .erased();
+        let direct = Client::new(
+            provider.clone(),
+            d.clone(),
+            Submission::SelfBundle {
+                beneficiary: funder.address(),
+            },
+            funder.address(),
+        );
+        let oracle = devnet.signer(0);
+        let deployer = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(oracle.clone()))
+            .connect_http(devnet.endpoint_url());
+        for (m, p) in [(0, "60000"), (1, "3000")] {
+            publish_price(&deployer, &d, &oracle, m, parse_units(p, 18).unwrap())
+                .await
+                .unwrap();
+        }
+        Self {
+            devnet,
+            d,
+            provider,
+            direct,
+        }
+    }
+
+    /// A trader with a deployed account holding `collateral` tUSD on the venue and a session key for
+    /// BTC (0.5 max, 40,000 notional), deployed by a self-bundled owner op.
+    pub async fn trader(&self, seed: u64, collateral: &str) -> Trader {
+        let owner =
+            PrivateKeySigner::from_bytes(&alloy_primitives::keccak256(format!("trader-{seed}")))
+                .unwrap();
+        let session =
+            PrivateKeySigner::from_bytes(&alloy_primitives::keccak256(format!("session-{seed}")))
+                .unwrap();
+        let account = self
+            .direct
+            .account_address(owner.address(), U256::ZERO)
+            .await
+            .unwrap();
+        self.provider
+            .send_transaction(
+                TransactionRequest::default()
+                    .with_to(account)
+                    .with_value(parse_units("1", 18).unwrap()),
+            )
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        let deployer = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.devnet.signer(0)))
+            .connect_http(self.devnet.endpoint_url());
+        let amount = parse_units(collateral, 6).unwrap();
+        TestUSD::new(self.d.collateral, &deployer)
+            .mint(account, amount)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        let now = self.direct.chain_time().await.unwrap();
+        let scope = TradingScope::new(
+            self.d.venue,
+            vec![0],
+            parse_units("0.5", 18).unwrap(),
+            parse_units("40000", 18).unwrap(),
+        )
+        .build(now)
+        .unwrap();
+        let calls = vec![
+            BaseAccount::Call {
+                target: self.d.collateral,
+                value: U256::ZERO,
+                data: TestUSD::approveCall {
+                    spender: self.d.venue,
+                    value: U256::MAX,
+                }
+                .abi_encode()
+                .into(),
+            },
+            BaseAccount::Call {
+                target: self.d.venue,
+                value: U256::ZERO,
+                data: PerpVenue::depositMarginCall {
+                    amount: amount / U256::from(2),
+                }
+                .abi_encode()
+                .into(),
+            },
+            BaseAccount::Call {
+                target: account,
+                value: U256::ZERO,
+                data: TradingAccount::grantSessionCall {
+                    key: session.address(),
+                    scope,
+                }
+                .abi_encode()
+                .into(),
+            },
+        ];
+        let op = self
+            .direct
+            .owner_op(
+                &owner,
+                U256::ZERO,
+                TradingAccount::executeBatchCall { calls }
+                    .abi_encode()
+                    .into(),
+            )
+            .await
+            .unwrap();
+        assert!(self.direct.send(&op).await.unwrap().success);
+        Trader {
+            owner,
+            account,
+            session,
+        }
+    }
+
+    /// A session order op on `lane` at sequence `seq` (several can wait in the pool per lane).
+    pub async fn order_op(
+        &self,
+        t: &Trader,
+        lane: u32,
+        seq: u64,
+        size: &str,
+        limit: &str,
+        reduce_only: bool,
+    ) -> PackedUserOperation {
+        let call = execute(self.d.venue, order_call(size, limit, reduce_only));
+        self.session_op(t, lane, seq, call, 60).await
+    }
+
+    pub async fn session_op(
+        &self,
+        t: &Trader,
+        lane: u32,
+        seq: u64,
+        call: Bytes,
+        ttl: u64,
+    ) -> PackedUserOperation {
+        let nonce = SessionLane::new(t.session.address(), lane).nonce(seq);
+        let fees = self.provider.estimate_eip1559_fees().await.unwrap();
+        let mut op = unsigned(
+            t.account,
+            nonce,
+            call,
+            Bytes::new(),
+            OpGas::default_for(false),
+            fees.max_priority_fee_per_gas,
+            fees.max_fee_per_gas,
+        );
+        let grant = TradingAccount::new(t.account, &self.provider)
+            .getSession(t.session.address())
+            .call()
+            .await
+            .unwrap()
+            .grantId;
+        let until = self.direct.chain_time().await.unwrap() + ttl;
+        op.signature = sign_session_op(&t.session, self.hash(&op), until, grant)
+            .await
+            .unwrap();
+        op
+    }
+
+    /// Re-signs a session op after its fields were changed (fees, paymaster).
+    pub async fn session_op_with_fees(
+        &self,
+        t: &Trader,
+        mut op: PackedUserOperation,
+    ) -> PackedUserOperation {
+        let grant = TradingAccount::new(t.account, &self.provider)
+            .getSession(t.session.address())
+            .call()
+            .await
+            .unwrap()
+            .grantId;
+        let until = self.direct.chain_time().await.unwrap() + 60;
+        op.signature = sign_session_op(&t.session, self.hash(&op), until, grant)
+            .await
+            .unwrap();
+        op
+    }
+
+    /// An owner op at the owner lane's sequence `seq`.
+    pub async fn owner_op(&self, t: &Trader, seq: u64, call: Bytes) -> PackedUserOperation {
+        let fees = self.provider.estimate_eip1559_fees().await.unwrap();
+        let mut op = unsigned(
+            t.account,
+            U256::from(seq),
+            call,
+            Bytes::new(),
+            OpGas::default_for(false),
+            fees.max_priority_fee_per_gas,
+            fees.max_fee_per_gas,
+        );
+        op.signature = t
+            .owner
+            .sign_hash(&self.hash(&op))
+            .await
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+            .into();
+        op
+    }
+
+    pub fn hash(&self, op: &PackedUserOperation) -> alloy_primitives::B256 {
+        user_op_hash(op, self.d.entry_point, self.d.chain_id).unwrap()
+    }
+
+    pub async fn nonce(&self, account: Address, key: alloy_primitives::aliases::U192) -> U256 {
+        IEntryPoint::new(self.d.entry_point, &self.provider)
+            .getNonce(account, key)
+            .call()
+            .await
+            .unwrap()
+    }
+}
+
 /// A raw JSON-RPC call.
 pub async fn rpc(url: &str, method: &str, params: Value) -> Result<Value, Value> {
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    let resp: Value = alloy::transports::http::reqwest::Client::new().post(url).json(&body).send().await.unwrap().json().await.unwrap();
+    let resp: Value = alloy::transports::http::reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     match resp.get("error") {
         Some(e) => Err(e.clone()),
         None => Ok(resp["result"].clone()),
@@ -205,7 +389,13 @@ pub async fn rpc(url: &str, method: &str, params: Value) -> Result<Value, Value>
 }
 
 pub fn execute(target: Address, data: Vec<u8>) -> Bytes {
-    TradingAccount::executeCall { target, value: U256::ZERO, data: data.into() }.abi_encode().into()
+    TradingAccount::executeCall {
+        target,
+        value: U256::ZERO,
+        data: data.into(),
+    }
+    .abi_encode()
+    .into()
 }
 
 pub fn order_call(size: &str, limit: &str, reduce_only: bool) -> Vec<u8> {
@@ -214,5 +404,11 @@ pub fn order_call(size: &str, limit: &str, reduce_only: bool) -> Vec<u8> {
     if neg {
         size = -size;
     }
-    PerpVenue::placeOrderCall { marketId: 0, sizeDelta: size, limitPrice: parse_units(limit, 18).unwrap(), reduceOnly: reduce_only }.abi_encode()
+    PerpVenue::placeOrderCall {
+        marketId: 0,
+        sizeDelta: size,
+        limitPrice: parse_units(limit, 18).unwrap(),
+        reduceOnly: reduce_only,
+    }
+    .abi_encode()
 }
