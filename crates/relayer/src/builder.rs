@@ -49,17 +49,24 @@ pub async fn head(shared: &Shared) -> Result<Head, BuildError> {
 
 /// The head block as `provider` sees it.
 pub async fn head_of(provider: &alloy::providers::DynProvider) -> Result<Head, BuildError> {
+    Ok(latest_block(provider).await?.0)
+}
+
+/// The head block and its transactions' hashes.
+async fn latest_block(provider: &alloy::providers::DynProvider) -> Result<(Head, Vec<B256>), BuildError> {
     let b = provider
         .get_block_by_number(BlockNumberOrTag::Latest)
         .await
         .map_err(node)?
         .ok_or_else(|| BuildError::Node("the node has no latest block".into()))?;
-    Ok(Head {
+    let head = Head {
         number: b.header.number,
         timestamp: b.header.timestamp,
         base_fee: b.header.base_fee_per_gas.unwrap_or(0) as u128,
         hash: b.header.hash,
-    })
+        parent_hash: b.header.parent_hash,
+    };
+    Ok((head, b.transactions.hashes().collect()))
 }
 
 /// The bundler task: a round every `interval_ms`, or sooner when woken.
@@ -140,9 +147,11 @@ pub async fn bundle_now(
 
 /// Settles the bundle in flight, checks mined bundles for reorgs, and rebuilds on a new head.
 pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
-    let latest = head(shared).await?;
+    let (latest, latest_txs) = latest_block(&shared.provider).await?;
     let mut persist = Persist::default();
-    let mut changed = shared.lock().await.sim.head().hash != latest.hash;
+    let previous = shared.lock().await.sim.head();
+    let mut changed = previous.hash != latest.hash;
+    let mut settled = None;
 
     let in_flight = shared.lock().await.in_flight.clone();
     if let Some(f) = in_flight {
@@ -154,6 +163,7 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
         {
             Some(receipt) => {
                 persist.extend(settle(shared, &mut *shared.lock().await, &f, &receipt));
+                settled = receipt.block_number.map(|n| (n, f.tx_hash));
                 changed = true;
             }
             None => {
@@ -247,7 +257,18 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
     }
     shared.persist(persist).await;
     if changed {
-        shared.rebuild(Some(latest)).await;
+        // The common case under load: the only new block holds just our bundle, whose ops the
+        // pending state already has — keep it instead of replaying the whole pool.
+        let ours_only = settled == Some((latest.number, latest_txs.first().copied().unwrap_or_default()))
+            && latest_txs.len() == 1
+            && latest.parent_hash == previous.hash;
+        let mut inner = shared.lock().await;
+        if ours_only && !inner.dirty {
+            inner.sim.advance(latest);
+        } else {
+            drop(inner);
+            shared.rebuild(Some(latest)).await;
+        }
     }
     Ok(())
 }
@@ -261,6 +282,7 @@ fn back_to_pool(
     reason: &str,
 ) -> Persist {
     let hash = op.hash;
+    inner.dirty = true;
     if !inner.records.contains_key(&hash) {
         if let Ok(Some(rec)) = shared.store.op(hash) {
             inner.records.insert(hash, rec);
@@ -462,6 +484,8 @@ async fn sign_and_send(
                     if let Some(f) = inner.in_flight.as_mut() {
                         f.ops.retain(|o| o.hash != bad.hash);
                     }
+                    // The pending state holds the dropped op's effects: rebuild at the next head.
+                    inner.dirty = true;
                     let entity = match reason.get(..3) {
                         Some("AA1") => bad.factory(),
                         Some("AA3") => bad.paymaster(),

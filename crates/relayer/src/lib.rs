@@ -186,6 +186,7 @@ impl Relayer {
                 ),
                 reputation: Reputation::default(),
                 mode: config.bundler.mode,
+                dirty: false,
             }),
             feed: tokio::sync::broadcast::channel(4096).0,
             wake: Default::default(),

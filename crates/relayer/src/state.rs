@@ -77,6 +77,8 @@ pub struct Inner {
     pub limiter: RateLimiter,
     pub reputation: Reputation,
     pub mode: BundlingMode,
+    /// The pending state holds effects of ops that are no longer pending: rebuild at the next head.
+    pub dirty: bool,
 }
 
 impl Inner {
@@ -116,6 +118,7 @@ impl Inner {
     /// or that expire within `min_valid_for` seconds, are dropped with the reason.
     pub fn rebuild(&mut self, head: Head, config: &Config, metrics: &Metrics) -> Persist {
         self.sim.reset(head);
+        self.dirty = false;
         let mut persist = Persist::default();
         if let Some(f) = &self.in_flight {
             for op in f.ops.clone() {

@@ -35,6 +35,7 @@ pub struct Head {
     pub number: u64,
     pub timestamp: u64,
     pub base_fee: u128,
+    pub parent_hash: alloy_primitives::B256,
     pub hash: alloy_primitives::B256,
 }
 
@@ -203,6 +204,13 @@ impl Simulator {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         (self.head.timestamp + 1).max(now)
+    }
+
+    /// Moves to `head` keeping the pending state: right only when the blocks since the last head hold
+    /// nothing but the relayer's own bundle, whose ops the pending state already contains.
+    pub fn advance(&mut self, head: Head) {
+        self.head = head;
+        self.db.db = NodeState::new(self.provider.clone(), head.number, self.handle.clone());
     }
 
     /// Starts over from `head`'s state with nothing pending (callers replay what is still pending).
