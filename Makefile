@@ -1,6 +1,7 @@
 # Keyscope — one entry point for people and CI.
 #
-#   make demo   start a local anvil, deploy, trade with a session key, watch refusals; exits when done
+#   make demo   a fresh anvil + the relayer: deploy, two traders, a session key trading through the relayer
+#               and refused, a price slide to a margin call and a liquidation; report + chart; exits when done
 #   make test   every test: forge (unit, fuzz, invariant) then cargo
 #   make gas    gas of handleOps (beside SimpleAccount v0.8) and of venue calls -> snapshots/*.json
 #
@@ -44,7 +45,7 @@ gas: build
 	@cat snapshots/account.json snapshots/venue.json
 
 demo: build
-	bash tools/demo.sh
+	cargo run -q -p keyscope-cli -- demo
 
 clean:
 	rm -rf out cache target node_modules/.keyscope-installed

@@ -3,6 +3,7 @@
 
 mod account;
 mod context;
+mod demo;
 mod devnet;
 mod order;
 mod output;
@@ -55,6 +56,9 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole stack on a fresh anvil: deploy, relayer, two traders, a session key trading and being
+    /// refused, a price slide to a margin call and a liquidation; prints a report, writes a chart, exits.
+    Demo(demo::DemoArgs),
     /// Start anvil, deploy Keyscope, publish prices, and stay up until Ctrl-C.
     Devnet(devnet::DevnetArgs),
     /// Create or inspect the trading account.
@@ -103,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
         Command::Devnet(args) => devnet::run(&g, args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Account(cmd) => account::run(&g, cmd).await,
         Command::Deposit { amount } => account::deposit(&g, &amount).await,
         Command::Withdraw { amount } => account::withdraw(&g, &amount).await,

@@ -302,9 +302,11 @@ async fn send_inner(
     })
 }
 
-/// Moves the pending state to the node's head if the node has a newer block than it.
+/// Moves the pending state to the node's head if the node has a block the relayer has not seen and
+/// that is not its own bundle's (those the bundler settles, keeping the pending state: replaying the
+/// whole pool for our own block would make every op pay for the pool's size).
 fn catch_up(shared: &Shared, inner: &mut Inner, latest: u64) -> Result<Persist, RpcError> {
-    if latest <= inner.sim.head().number {
+    if latest <= inner.sim.head().number.max(inner.settled_through) || inner.in_flight.is_some() {
         return Ok(Persist::default());
     }
     let head = tokio::runtime::Handle::current()

@@ -319,6 +319,7 @@ fn settle(
     let mined_us = now_us();
     let mut persist = Persist::default();
     inner.in_flight = None;
+    inner.settled_through = inner.settled_through.max(number);
     Metrics::inc(&shared.metrics.bundles_mined);
     let mut included = Vec::new();
     for op in &f.ops {

@@ -187,6 +187,7 @@ impl Relayer {
                 reputation: Reputation::default(),
                 mode: config.bundler.mode,
                 dirty: false,
+                settled_through: 0,
             }),
             feed: tokio::sync::broadcast::channel(4096).0,
             wake: Default::default(),

@@ -79,6 +79,8 @@ pub struct Inner {
     pub mode: BundlingMode,
     /// The pending state holds effects of ops that are no longer pending: rebuild at the next head.
     pub dirty: bool,
+    /// The block of the last bundle settled: the bundler moves the pending state past it.
+    pub settled_through: u64,
 }
 
 impl Inner {

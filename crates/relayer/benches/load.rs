@@ -1,0 +1,139 @@
+//! Load generator (a benchmark, not a test): N concurrent clients, each a trading account with its
+//! own session key, send pre-signed session orders to the relayer over HTTP (`eth_sendUserOperation`)
+//! against a real anvil, one request at a time per client. Reports accepted ops/s, p50/p99 send
+//! latency, and p50/p99 time from arrival to receipt (the relayer's own lifecycle timestamps).
+//!
+//! `cargo bench -p keyscope-relayer --bench load` (CLIENTS and OPS set the load; defaults 16 × 250).
+//! Run as a test (`cargo test --benches`) it does a small smoke run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use alloy::providers::Provider;
+use alloy_primitives::{Bytes, U256};
+use common::*;
+use keyscope_core::{
+    bindings::TradingAccount,
+    client::rpc_user_op,
+    nonce::SessionLane,
+    session::sign_session_op_sync,
+    user_op::{OpGas, unsigned, user_op_hash},
+};
+use keyscope_relayer::config::BundlingMode;
+use serde_json::{Value, json};
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (clients, per_client) = if full { (env("CLIENTS", 16), env("OPS", 250)) } else { (2, 5) };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(run(clients, per_client));
+}
+
+async fn run(clients: usize, per_client: usize) {
+    let s = setup("load", 42_100, BundlingMode::Auto, |c| {
+        c.door.ops_per_second_per_key = 0.0;
+        c.pool.max_ops = 1_000_000;
+        c.pool.max_ops_per_sender = 1_000_000;
+        c.pool.max_ops_per_session_key = 1_000_000;
+        c.bundler.max_ops_per_bundle = 256;
+        c.bundler.interval_ms = 50;
+    })
+    .await;
+    let mut traders = Vec::new();
+    for i in 0..clients {
+        traders.push(s.trader(1000 + i as u64, "100000").await);
+    }
+    // Pre-sign every op: signing is the client's cost, measured by keyscope-core's own bench.
+    let fees = s.provider.estimate_eip1559_fees().await.unwrap();
+    // Within the scope's 60 s op lifetime; the relayer wants 10 s left when an op arrives.
+    let until = s.direct.chain_time().await.unwrap() + 58;
+    let gas = OpGas { verification: 150_000, call: 250_000, pre_verification: 60_000 };
+    let mut bodies: Vec<Vec<Value>> = Vec::new();
+    for t in &traders {
+        let grant = TradingAccount::new(t.account, &s.provider).getSession(t.session.address()).call().await.unwrap().grantId;
+        let call = execute(s.d.venue, order_call("0.001", "60500", false));
+        let ops = (0..per_client)
+            .map(|lane| {
+                let nonce = SessionLane::new(t.session.address(), lane as u32).nonce(0);
+                let mut op = unsigned(t.account, nonce, call.clone(), Bytes::new(), gas, fees.max_priority_fee_per_gas, fees.max_fee_per_gas);
+                let hash = user_op_hash(&op, s.d.entry_point, s.d.chain_id).unwrap();
+                op.signature = sign_session_op_sync(&t.session, hash, until, grant).unwrap();
+                json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation", "params": [rpc_user_op(&op), s.d.entry_point] })
+            })
+            .collect();
+        bodies.push(ops);
+    }
+
+    let url = s.relayer.url();
+    let started = Instant::now();
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|ops| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = alloy::transports::http::reqwest::Client::new();
+                let mut out = Vec::new();
+                for body in ops {
+                    let t0 = Instant::now();
+                    let resp: Value = http.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+                    out.push((t0.elapsed().as_secs_f64() * 1e3, resp));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut hashes = Vec::new();
+    let mut refused = Vec::new();
+    for t in tasks {
+        for (ms, resp) in t.await.unwrap() {
+            latencies.push(ms);
+            match resp.get("result") {
+                Some(h) => hashes.push(h.clone()),
+                None => refused.push(resp["error"].clone()),
+            }
+        }
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    assert!(refused.is_empty(), "refused under load: {:?}", &refused[..refused.len().min(3)]);
+
+    // Time to receipt, from the relayer's lifecycle timestamps.
+    let mut to_receipt = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for h in &hashes {
+        loop {
+            let st = s.call("keyscope_userOperationStatus", json!([h])).await.unwrap();
+            if st["status"] == "included" {
+                let t = &st["timestamps"];
+                to_receipt.push((t["minedUs"].as_u64().unwrap() - t["receivedUs"].as_u64().unwrap()) as f64 / 1e3);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{h} not included: {st}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let all_secs = started.elapsed().as_secs_f64();
+    let n = hashes.len();
+    println!(
+        "relayer load: {clients} clients x {per_client} ops = {n} session orders against anvil\n  \
+         accepted: {:.0} ops/s ({n} in {send_secs:.2} s)\n  \
+         eth_sendUserOperation latency: p50 {:.2} ms, p99 {:.2} ms\n  \
+         time to receipt: p50 {:.0} ms, p99 {:.0} ms; all {n} mined after {all_secs:.2} s",
+        n as f64 / send_secs,
+        quantile(&mut latencies, 0.5),
+        quantile(&mut latencies, 0.99),
+        quantile(&mut to_receipt, 0.5),
+        quantile(&mut to_receipt, 0.99),
+    );
+    let balance = s.provider.get_balance(s.relayer.shared.relayer).await.unwrap();
+    assert!(balance > U256::ZERO);
+    s.relayer.stop().await;
+}
