@@ -51,11 +51,7 @@ fn check_entry_point(shared: &Shared, entry_point: Address) -> Result<(), RpcErr
     Ok(())
 }
 
-fn static_checks(
-    shared: &Shared,
-    op: &PackedUserOperation,
-    base_fee: u128,
-) -> Result<(), RpcError> {
+fn static_checks(shared: &Shared, op: &PackedUserOperation) -> Result<(), RpcError> {
     let door = &shared.config.door;
     let (verification, call) = unpack(op.accountGasLimits);
     let (priority, max_fee) = unpack(op.gasFees);
@@ -81,11 +77,6 @@ fn static_checks(
     if priority > max_fee {
         return Err(RpcError::invalid_fields(format!(
             "maxPriorityFeePerGas {priority} is above maxFeePerGas {max_fee}"
-        )));
-    }
-    if max_fee < base_fee {
-        return Err(RpcError::invalid_fields(format!(
-            "maxFeePerGas {max_fee} is below the current base fee {base_fee}; the bundle could not be mined"
         )));
     }
     if op.signature.is_empty() {
@@ -269,14 +260,9 @@ async fn send_inner(
         .map_err(|e| RpcError::invalid_fields(e.to_string()))?;
     let received_us = now_us();
     let started = Instant::now();
-    let latest = shared
-        .provider
-        .get_block_number()
-        .await
-        .map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
     let s = shared.clone();
     let (record, persist) =
-        tokio::task::spawn_blocking(move || admit(&s, hash, rpc_op, packed, received_us, latest))
+        tokio::task::spawn_blocking(move || admit(&s, hash, rpc_op, packed, received_us))
             .await
             .map_err(RpcError::internal)??;
     shared
@@ -305,14 +291,14 @@ async fn send_inner(
 /// Moves the pending state to the node's head if the node has a block the relayer has not seen and
 /// that is not its own bundle's (those the bundler settles, keeping the pending state: replaying the
 /// whole pool for our own block would make every op pay for the pool's size).
-fn catch_up(shared: &Shared, inner: &mut Inner, latest: u64) -> Result<Persist, RpcError> {
+fn catch_up(shared: &Shared, inner: &mut Inner, latest: u64) -> Result<Option<Persist>, RpcError> {
     if latest <= inner.sim.head().number.max(inner.settled_through) || inner.in_flight.is_some() {
-        return Ok(Persist::default());
+        return Ok(None);
     }
     let head = tokio::runtime::Handle::current()
         .block_on(crate::builder::head_of(&shared.provider))
         .map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
-    Ok(inner.rebuild(head, &shared.config, &shared.metrics))
+    Ok(Some(inner.rebuild(head, &shared.config, &shared.metrics)))
 }
 
 fn admit(
@@ -321,12 +307,10 @@ fn admit(
     rpc_op: RpcUserOperation,
     packed: PackedUserOperation,
     received_us: u64,
-    latest: u64,
 ) -> Result<(OpRecord, Persist), RpcError> {
     let mut guard = shared.lock_blocking();
     let inner = &mut *guard;
-    let caught_up = catch_up(shared, inner, latest)?;
-    static_checks(shared, &packed, inner.sim.head().base_fee)?;
+    static_checks(shared, &packed)?;
     if inner.records.contains_key(&hash) {
         return Err(RpcError::invalid_fields(format!(
             "op {hash} is already known to this relayer"
@@ -344,7 +328,20 @@ fn admit(
             ),
         ));
     }
-    let result = admit_limited(shared, inner, hash, rpc_op, packed, received_us);
+    let mut result = admit_limited(shared, inner, hash, rpc_op.clone(), packed.clone(), received_us);
+    // The pending state follows the head through the bundler, not per op (a node round trip per op
+    // is the price of nothing); a refusal, though, may come from a head the relayer has not seen yet
+    // (an account deployed a moment ago): look once, catch up and decide again.
+    let mut caught_up = Persist::default();
+    if result.as_ref().is_err_and(|e| e.code != code::REPUTATION) {
+        let latest = tokio::runtime::Handle::current()
+            .block_on(shared.provider.get_block_number().into_future())
+            .map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
+        if let Some(p) = catch_up(shared, inner, latest)? {
+            caught_up = p;
+            result = admit_limited(shared, inner, hash, rpc_op, packed, received_us);
+        }
+    }
     if result.is_err() {
         inner.limiter.refund(key);
     }
@@ -365,6 +362,14 @@ fn admit_limited(
     packed: PackedUserOperation,
     received_us: u64,
 ) -> Result<(OpRecord, Persist), RpcError> {
+    // Against the pending state's head, so a stale head is caught up and checked again.
+    let (_, max_fee) = unpack(packed.gasFees);
+    let base_fee = inner.sim.head().base_fee;
+    if max_fee < base_fee {
+        return Err(RpcError::invalid_fields(format!(
+            "maxFeePerGas {max_fee} is below the current base fee {base_fee}; the bundle could not be mined"
+        )));
+    }
     let candidate = PoolOp {
         hash,
         kind: classify(&packed.callData, shared.venue),
@@ -518,7 +523,7 @@ pub async fn estimate(
     let s = shared.clone();
     tokio::task::spawn_blocking(move || {
         let mut inner = s.lock_blocking();
-        let caught_up = catch_up(&s, &mut inner, latest)?;
+        let caught_up = catch_up(&s, &mut inner, latest)?.unwrap_or_default();
         if !caught_up.is_empty() {
             tracing::debug!(
                 dropped = caught_up.ops.len(),

@@ -196,7 +196,11 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
     }
 
     let depth = shared.config.bundler.reorg_depth;
-    let mined: Vec<Mined> = shared.lock().await.mined.iter().cloned().collect();
+    // Mined bundles can only have left the chain if it did not simply grow by one block on top of the
+    // last head seen.
+    let seen = shared.lock().await.seen_head.replace(latest).unwrap_or(previous);
+    let linear = latest.hash == seen.hash || (latest.parent_hash == seen.hash && latest.number == seen.number + 1);
+    let mined: Vec<Mined> = if linear { Vec::new() } else { shared.lock().await.mined.iter().cloned().collect() };
     for m in mined {
         let canonical = shared
             .provider

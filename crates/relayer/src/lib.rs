@@ -188,6 +188,7 @@ impl Relayer {
                 mode: config.bundler.mode,
                 dirty: false,
                 settled_through: 0,
+                seen_head: None,
             }),
             feed: tokio::sync::broadcast::channel(4096).0,
             wake: Default::default(),

@@ -81,6 +81,9 @@ pub struct Inner {
     pub dirty: bool,
     /// The block of the last bundle settled: the bundler moves the pending state past it.
     pub settled_through: u64,
+    /// The last head the bundler looked at (reorgs are judged against it, not the pending state's
+    /// head, which admission may move).
+    pub seen_head: Option<Head>,
 }
 
 impl Inner {
