@@ -55,7 +55,9 @@ async fn run(clients: usize, per_client: usize) {
     let fees = s.provider.estimate_eip1559_fees().await.unwrap();
     // Within the scope's 60 s op lifetime; the relayer wants 10 s left when an op arrives.
     let until = s.direct.chain_time().await.unwrap() + 58;
-    let gas = OpGas { verification: 150_000, call: 250_000, pre_verification: 60_000 };
+    // Limits with room over what a session order uses, so a bundle under anvil's 30M block gas limit
+    // carries ~60 of them.
+    let gas = OpGas { verification: 100_000, call: 250_000, pre_verification: 60_000 };
     let mut bodies: Vec<Vec<Value>> = Vec::new();
     for t in &traders {
         let grant = TradingAccount::new(t.account, &s.provider).getSession(t.session.address()).call().await.unwrap().grantId;
@@ -133,6 +135,12 @@ async fn run(clients: usize, per_client: usize) {
         quantile(&mut to_receipt, 0.5),
         quantile(&mut to_receipt, 0.99),
     );
+    let status = s.call("keyscope_status", json!([])).await.unwrap();
+    let metrics_text = alloy::transports::http::reqwest::get(format!("http://{}/metrics", s.relayer.metrics_addr.unwrap())).await.unwrap().text().await.unwrap();
+    for line in metrics_text.lines().filter(|l| l.starts_with("keyscope_bundles_mined_total") || l.starts_with("keyscope_pending_")) {
+        println!("  {line}");
+    }
+    println!("  relayer's own stage times (ms, p50/p99 of the last 4096 ops): {}", status["quantilesMs"]);
     let balance = s.provider.get_balance(s.relayer.shared.relayer).await.unwrap();
     assert!(balance > U256::ZERO);
     s.relayer.stop().await;

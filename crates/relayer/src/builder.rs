@@ -260,6 +260,12 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
         }
     }
     shared.persist(persist).await;
+    // The bundle may have been mined after the head was read: read it again so the check below sees
+    // the block that holds it.
+    let (latest, latest_txs) = match settled {
+        Some((n, _)) if n > latest.number => latest_block(&shared.provider).await?,
+        _ => (latest, latest_txs),
+    };
     if changed {
         // The common case under load: the only new block holds just our bundle, whose ops the
         // pending state already has — keep it instead of replaying the whole pool.
@@ -269,6 +275,7 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
         let mut inner = shared.lock().await;
         if ours_only && !inner.dirty {
             inner.sim.advance(latest);
+            Metrics::inc(&shared.metrics.advances);
         } else {
             drop(inner);
             shared.rebuild(Some(latest)).await;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub bundles_mined: AtomicU64,
     pub reorged_ops: AtomicU64,
     pub pool_size: AtomicU64,
+    /// Pending-state rebuilds (the pool replayed on a new head) and cheap advances (our own block).
+    pub rebuilds: AtomicU64,
+    pub advances: AtomicU64,
     rejected: Mutex<BTreeMap<i32, u64>>,
     stages: Mutex<BTreeMap<&'static str, VecDeque<u64>>>,
 }
@@ -101,6 +104,16 @@ impl Metrics {
                 "keyscope_bundles_mined_total",
                 "handleOps transactions mined",
                 &self.bundles_mined,
+            ),
+            (
+                "keyscope_pending_rebuilds_total",
+                "Times the pending state was rebuilt by replaying the pool",
+                &self.rebuilds,
+            ),
+            (
+                "keyscope_pending_advances_total",
+                "Times the pending state moved to a block holding only our bundle",
+                &self.advances,
             ),
         ];
         for (name, help, c) in counters {

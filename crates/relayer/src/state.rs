@@ -124,6 +124,7 @@ impl Inner {
     pub fn rebuild(&mut self, head: Head, config: &Config, metrics: &Metrics) -> Persist {
         self.sim.reset(head);
         self.dirty = false;
+        Metrics::inc(&metrics.rebuilds);
         let mut persist = Persist::default();
         if let Some(f) = &self.in_flight {
             for op in f.ops.clone() {
