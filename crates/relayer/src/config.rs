@@ -212,6 +212,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_operator_config_parses() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let section = readme.split("## Running the relayer").nth(1).expect("the README has the operator section");
+        let toml = section.split("```toml").nth(1).unwrap().split("```").next().unwrap();
+        let c = Config::parse(toml).unwrap_or_else(|e| panic!("the README's config does not parse: {e}"));
+        assert_eq!(c.listen.port(), 4337);
+        assert_eq!(c.bundler.max_ops_per_bundle, 64);
+        assert_eq!(c.door.burst_per_key, 200.0);
+        // Every default is written down: the README block is the default config.
+        assert_eq!(Config { keystore: None, deployment: None, metrics_listen: None, ..c }, Config::default());
+    }
+
+    #[test]
     fn a_relayer_without_a_key_is_refused() {
         let err = Config::default().check().unwrap_err().to_string();
         assert!(err.contains("relayer_key"), "{err}");
