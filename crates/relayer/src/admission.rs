@@ -260,9 +260,20 @@ async fn send_inner(
         .map_err(|e| RpcError::invalid_fields(e.to_string()))?;
     let received_us = now_us();
     let started = Instant::now();
+    // The one slot a new nonce lane touches first, read before taking the lock so that validation
+    // (serialised on the pending state) does not wait on the node for it.
+    let block = shared.head_number.load(std::sync::atomic::Ordering::Relaxed);
+    let slot = crate::op::nonce_slot(packed.sender, crate::op::nonce_parts(packed.nonce).0);
+    let prefetched = shared
+        .provider
+        .get_storage_at(shared.entry_point, slot)
+        .block_id(block.into())
+        .await
+        .ok()
+        .map(|value| (block, slot, value));
     let s = shared.clone();
     let (record, persist) =
-        tokio::task::spawn_blocking(move || admit(&s, hash, rpc_op, packed, received_us))
+        tokio::task::spawn_blocking(move || admit(&s, hash, rpc_op, packed, received_us, prefetched))
             .await
             .map_err(RpcError::internal)??;
     shared
@@ -307,9 +318,13 @@ fn admit(
     rpc_op: RpcUserOperation,
     packed: PackedUserOperation,
     received_us: u64,
+    prefetched: Option<(u64, U256, U256)>,
 ) -> Result<(OpRecord, Persist), RpcError> {
     let mut guard = shared.lock_blocking();
     let inner = &mut *guard;
+    if let Some((block, slot, value)) = prefetched {
+        inner.sim.prefill(block, shared.entry_point, slot, value);
+    }
     static_checks(shared, &packed)?;
     if inner.records.contains_key(&hash) {
         return Err(RpcError::invalid_fields(format!(

@@ -151,6 +151,20 @@ impl Relayer {
         let mut pool = Mempool::new(config.pool);
         // New ops are ordered after every op ever stored.
         pool.insert_order_floor(store.max_order()?);
+        let sim = Simulator::new(
+            provider.clone(),
+            tokio::runtime::Handle::current(),
+            SimulatorConfig {
+                entry_point: config.entry_point,
+                chain_id,
+                venue,
+                relayer,
+                min_stake: config.min_stake_wei,
+                min_unstake_delay: config.min_unstake_delay_secs,
+            },
+            builder::head_of(&provider).await.map_err(|e| node(e.to_string()))?,
+        );
+        let head_number = sim.head_number();
         let shared = Arc::new(Shared {
             chain_id,
             entry_point: config.entry_point,
@@ -160,22 +174,9 @@ impl Relayer {
             provider: provider.clone(),
             store,
             metrics: Metrics::default(),
+            head_number,
             inner: tokio::sync::Mutex::new(Inner {
-                sim: Simulator::new(
-                    provider.clone(),
-                    tokio::runtime::Handle::current(),
-                    SimulatorConfig {
-                        entry_point: config.entry_point,
-                        chain_id,
-                        venue,
-                        relayer,
-                        min_stake: config.min_stake_wei,
-                        min_unstake_delay: config.min_unstake_delay_secs,
-                    },
-                    builder::head_of(&provider)
-                        .await
-                        .map_err(|e| node(e.to_string()))?,
-                ),
+                sim,
                 pool,
                 in_flight: None,
                 mined: Default::default(),

@@ -226,6 +226,14 @@ pub fn nonce_parts(nonce: U256) -> (U256, u64) {
     (nonce >> 64, (nonce & U256::from(u64::MAX)).to::<u64>())
 }
 
+/// The EntryPoint v0.8 storage slot of `nonceSequenceNumber[sender][key]` (the mapping is its second
+/// slot, after StakeManager's deposits): the one slot a new nonce lane touches for the first time.
+pub fn nonce_slot(sender: Address, key: U256) -> U256 {
+    use alloy::sol_types::SolValue;
+    let outer = alloy_primitives::keccak256((sender, U256::from(1)).abi_encode());
+    U256::from_be_bytes(alloy_primitives::keccak256((key, outer).abi_encode()).0)
+}
+
 /// The session key a TradingAccount reads from the nonce key (its upper 160 bits), if any.
 pub fn session_key_of(nonce: U256) -> Option<Address> {
     let key: U256 = nonce >> 96;

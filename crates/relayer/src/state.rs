@@ -183,6 +183,8 @@ pub struct Shared {
     pub provider: DynProvider,
     pub store: Store,
     pub metrics: Metrics,
+    /// The pending state's head number, readable without the lock.
+    pub head_number: Arc<std::sync::atomic::AtomicU64>,
     pub inner: tokio::sync::Mutex<Inner>,
     pub feed: broadcast::Sender<FeedEvent>,
     /// Wakes the bundler (new op, bundle requested, shutdown).

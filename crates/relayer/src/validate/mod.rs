@@ -150,6 +150,8 @@ pub struct Simulator {
     min_stake: U256,
     min_unstake_delay: u32,
     head: Head,
+    /// The head's number, readable without the lock (for reads prefetched outside it).
+    head_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     db: CacheDB<NodeState>,
 }
 
@@ -189,7 +191,25 @@ impl Simulator {
             min_stake: cfg.min_stake,
             min_unstake_delay: cfg.min_unstake_delay,
             head,
+            head_number: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(head.number)),
             db,
+        }
+    }
+
+    /// The head's number, shared: it moves with [`Simulator::reset`] and [`Simulator::advance`].
+    pub fn head_number(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.head_number.clone()
+    }
+
+    /// Fills a storage slot read from the node at `block` outside the lock, so validation does not
+    /// wait on the node for it — only if `block` is still the head and the pending state has no value
+    /// there (its own writes win).
+    pub fn prefill(&mut self, block: u64, address: Address, slot: U256, value: U256) {
+        if block != self.head.number {
+            return;
+        }
+        if let Some(account) = self.db.cache.accounts.get_mut(&address) {
+            account.storage.entry(slot).or_insert(value);
         }
     }
 
@@ -210,12 +230,14 @@ impl Simulator {
     /// nothing but the relayer's own bundle, whose ops the pending state already contains.
     pub fn advance(&mut self, head: Head) {
         self.head = head;
+        self.head_number.store(head.number, std::sync::atomic::Ordering::Relaxed);
         self.db.db = NodeState::new(self.provider.clone(), head.number, self.handle.clone());
     }
 
     /// Starts over from `head`'s state with nothing pending (callers replay what is still pending).
     pub fn reset(&mut self, head: Head) {
         self.head = head;
+        self.head_number.store(head.number, std::sync::atomic::Ordering::Relaxed);
         self.db = CacheDB::new(NodeState::new(
             self.provider.clone(),
             head.number,
