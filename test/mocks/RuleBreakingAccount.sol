@@ -11,7 +11,9 @@ contract ForeignStore {
 
 /// @notice Test-only account for the relayer's refusal paths: its validation does what the first
 /// signature byte says — 0 nothing wrong, 1 reads TIMESTAMP (OP-011), 2 reads another contract's
-/// storage (STO-021), 3 asks for a signature aggregator. It pays its prefund like any account.
+/// storage (STO-021), 3 asks for a signature aggregator, 4 creates a contract (OP-031), 5 reads GAS
+/// without calling (OP-012), 6 reads its own balance while unstaked (OP-080). It pays its prefund like
+/// any account.
 contract RuleBreakingAccount is IAccount {
     /// @notice The EntryPoint that may call validateUserOp.
     address public immutable entryPoint;
@@ -35,6 +37,9 @@ contract RuleBreakingAccount is IAccount {
         if (mode == 1) validationData = block.timestamp == 0 ? 1 : 0;
         else if (mode == 2) validationData = foreign.value();
         else if (mode == 3) validationData = uint160(0xA99);
+        else if (mode == 4) validationData = address(new ForeignStore()) == address(0) ? 1 : 0;
+        else if (mode == 5) validationData = gasleft() == 0 ? 1 : 0;
+        else if (mode == 6) validationData = address(this).balance == type(uint256).max ? 1 : 0;
         if (missingAccountFunds > 0) {
             (bool ok,) = payable(msg.sender).call{value: missingAccountFunds}("");
             (ok);

@@ -1,7 +1,8 @@
 //! `keyscope account create|info`, `deposit`, `withdraw`: the owner's side of the account.
 
 use alloy::{
-    network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest, sol_types::SolCall,
+    network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest,
+    sol_types::SolCall,
 };
 use alloy_primitives::{Bytes, U256};
 use clap::Subcommand;
@@ -34,7 +35,9 @@ pub enum AccountCommand {
 
 pub async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
     match cmd {
-        AccountCommand::Create { fund, collateral } => create(g, &fund, collateral.as_deref()).await,
+        AccountCommand::Create { fund, collateral } => {
+            create(g, &fund, collateral.as_deref()).await
+        }
         AccountCommand::Info => info(g).await,
     }
 }
@@ -54,27 +57,49 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
             .await?;
     }
     if ctx.client.is_deployed(ctx.account).await? {
-        emit(ctx.json, json!({ "account": ctx.account, "created": false }), || {
-            format!("account {} already exists", ctx.account)
-        });
+        emit(
+            ctx.json,
+            json!({ "account": ctx.account, "created": false }),
+            || format!("account {} already exists", ctx.account),
+        );
         return Ok(());
     }
     let fund = parse_units(fund, 18)?;
     if ctx.provider.get_balance(ctx.account).await? < fund {
-        let tx = TransactionRequest::default().with_to(ctx.account).with_value(fund);
-        ctx.provider.send_transaction(tx).await?.get_receipt().await?;
+        let tx = TransactionRequest::default()
+            .with_to(ctx.account)
+            .with_value(fund);
+        ctx.provider
+            .send_transaction(tx)
+            .await?
+            .get_receipt()
+            .await?;
     }
     // The first op deploys the account and lets the venue pull collateral for deposits.
-    let approve = TestUSD::approveCall { spender: ctx.deployment.venue, value: U256::MAX }.abi_encode();
-    let call: Bytes =
-        TradingAccount::executeCall { target: ctx.deployment.collateral, value: U256::ZERO, data: approve.into() }
-            .abi_encode()
-            .into();
+    let approve = TestUSD::approveCall {
+        spender: ctx.deployment.venue,
+        value: U256::MAX,
+    }
+    .abi_encode();
+    let call: Bytes = TradingAccount::executeCall {
+        target: ctx.deployment.collateral,
+        value: U256::ZERO,
+        data: approve.into(),
+    }
+    .abi_encode()
+    .into();
     let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call).await?;
     let outcome = ctx.send(&op).await?;
-    emit(ctx.json, json!({ "account": ctx.account, "created": true, "op": outcome_json(&outcome) }), || {
-        format!("account {} created by its first UserOp {} (tx {})", ctx.account, outcome.user_op_hash, outcome.tx_hash)
-    });
+    emit(
+        ctx.json,
+        json!({ "account": ctx.account, "created": true, "op": outcome_json(&outcome) }),
+        || {
+            format!(
+                "account {} created by its first UserOp {} (tx {})",
+                ctx.account, outcome.user_op_hash, outcome.tx_hash
+            )
+        },
+    );
     Ok(())
 }
 
@@ -82,12 +107,25 @@ async fn info(g: &Global) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     let deployed = ctx.client.is_deployed(ctx.account).await?;
     let eth = ctx.provider.get_balance(ctx.account).await?;
-    let usd = TestUSD::new(ctx.deployment.collateral, &ctx.provider).balanceOf(ctx.account).call().await?;
-    let margin = PerpVenue::new(ctx.deployment.venue, &ctx.provider).collateralOf(ctx.account).call().await?;
-    let deposit = IEntryPoint::new(ctx.deployment.entry_point, &ctx.provider).balanceOf(ctx.account).call().await?;
+    let usd = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
+        .balanceOf(ctx.account)
+        .call()
+        .await?;
+    let margin = PerpVenue::new(ctx.deployment.venue, &ctx.provider)
+        .collateralOf(ctx.account)
+        .call()
+        .await?;
+    let deposit = IEntryPoint::new(ctx.deployment.entry_point, &ctx.provider)
+        .balanceOf(ctx.account)
+        .call()
+        .await?;
     let (owner, keys, epoch) = if deployed {
         let a = TradingAccount::new(ctx.account, &ctx.provider);
-        (Some(a.owner().call().await?), a.sessionKeys().call().await?.len(), a.epoch().call().await?)
+        (
+            Some(a.owner().call().await?),
+            a.sessionKeys().call().await?.len(),
+            a.epoch().call().await?,
+        )
     } else {
         (None, 0, 0)
     };
@@ -108,12 +146,19 @@ async fn info(g: &Global) -> anyhow::Result<()> {
             format!(
                 "account      {}{}\nowner        {}\nETH          {} (EntryPoint deposit {})\ncollateral   {} tUSD in the account, {} tUSD venue margin\nsession keys {} granted (epoch {})",
                 ctx.account,
-                if deployed { "" } else { " (not deployed yet: `keyscope account create`)" },
+                if deployed {
+                    ""
+                } else {
+                    " (not deployed yet: `keyscope account create`)"
+                },
                 owner.unwrap_or(ctx.owner.address()),
                 format_units(eth, 18),
                 format_units(deposit, 18),
                 format_units(usd, 6),
-                format_units(U256::try_from(margin.max(alloy_primitives::I256::ZERO)).unwrap_or_default(), 6),
+                format_units(
+                    U256::try_from(margin.max(alloy_primitives::I256::ZERO)).unwrap_or_default(),
+                    6
+                ),
                 keys,
                 epoch
             )
@@ -126,15 +171,27 @@ pub async fn deposit(g: &Global, amount: &str) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
-    let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider).balanceOf(ctx.account).call().await?;
+    let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
+        .balanceOf(ctx.account)
+        .call()
+        .await?;
     if have < amount {
-        anyhow::bail!("the account holds {} tUSD, less than {}", format_units(have, 6), format_units(amount, 6));
+        anyhow::bail!(
+            "the account holds {} tUSD, less than {}",
+            format_units(have, 6),
+            format_units(amount, 6)
+        );
     }
     let calls = vec![
         BaseAccount::Call {
             target: ctx.deployment.collateral,
             value: U256::ZERO,
-            data: TestUSD::approveCall { spender: ctx.deployment.venue, value: U256::MAX }.abi_encode().into(),
+            data: TestUSD::approveCall {
+                spender: ctx.deployment.venue,
+                value: U256::MAX,
+            }
+            .abi_encode()
+            .into(),
         },
         BaseAccount::Call {
             target: ctx.deployment.venue,
@@ -142,11 +199,28 @@ pub async fn deposit(g: &Global, amount: &str) -> anyhow::Result<()> {
             data: PerpVenue::depositMarginCall { amount }.abi_encode().into(),
         },
     ];
-    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), TradingAccount::executeBatchCall { calls }.abi_encode().into()).await?;
+    let op = ctx
+        .client
+        .owner_op(
+            &ctx.owner,
+            Ctx::salt(g),
+            TradingAccount::executeBatchCall { calls }
+                .abi_encode()
+                .into(),
+        )
+        .await?;
     let outcome = ctx.send(&op).await?;
-    emit(ctx.json, json!({ "deposited": amount.to_string(), "op": outcome_json(&outcome) }), || {
-        format!("deposited {} tUSD into venue margin (op {})", format_units(amount, 6), outcome.user_op_hash)
-    });
+    emit(
+        ctx.json,
+        json!({ "deposited": amount.to_string(), "op": outcome_json(&outcome) }),
+        || {
+            format!(
+                "deposited {} tUSD into venue margin (op {})",
+                format_units(amount, 6),
+                outcome.user_op_hash
+            )
+        },
+    );
     Ok(())
 }
 
@@ -155,11 +229,26 @@ pub async fn withdraw(g: &Global, amount: &str) -> anyhow::Result<()> {
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
     let data = PerpVenue::withdrawMarginCall { amount }.abi_encode();
-    let call = TradingAccount::executeCall { target: ctx.deployment.venue, value: U256::ZERO, data: data.into() };
-    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call.abi_encode().into()).await?;
+    let call = TradingAccount::executeCall {
+        target: ctx.deployment.venue,
+        value: U256::ZERO,
+        data: data.into(),
+    };
+    let op = ctx
+        .client
+        .owner_op(&ctx.owner, Ctx::salt(g), call.abi_encode().into())
+        .await?;
     let outcome = ctx.send(&op).await?;
-    emit(ctx.json, json!({ "withdrawn": amount.to_string(), "op": outcome_json(&outcome) }), || {
-        format!("withdrew {} tUSD from venue margin to the account (op {})", format_units(amount, 6), outcome.user_op_hash)
-    });
+    emit(
+        ctx.json,
+        json!({ "withdrawn": amount.to_string(), "op": outcome_json(&outcome) }),
+        || {
+            format!(
+                "withdrew {} tUSD from venue margin to the account (op {})",
+                format_units(amount, 6),
+                outcome.user_op_hash
+            )
+        },
+    );
     Ok(())
 }

@@ -48,7 +48,11 @@ fn deployment_path(g: &Global, chain_id: u64) -> PathBuf {
         return p.clone();
     }
     let name = PathBuf::from("deployments").join(format!("{chain_id}.json"));
-    if name.exists() { name } else { repo_root().join(name) }
+    if name.exists() {
+        name
+    } else {
+        repo_root().join(name)
+    }
 }
 
 impl Ctx {
@@ -58,12 +62,20 @@ impl Ctx {
             Some(k) => signer::from_hex(k)?,
             None => owner.clone(),
         };
-        let url = g.rpc.parse().with_context(|| format!("--rpc {:?} is not a URL", g.rpc))?;
-        let provider = ProviderBuilder::new().wallet(EthereumWallet::from(relayer.clone())).connect_http(url).erased();
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .with_context(|| format!("cannot reach {} (is the chain running? `keyscope devnet` starts one)", g.rpc))?;
+        let url = g
+            .rpc
+            .parse()
+            .with_context(|| format!("--rpc {:?} is not a URL", g.rpc))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(relayer.clone()))
+            .connect_http(url)
+            .erased();
+        let chain_id = provider.get_chain_id().await.with_context(|| {
+            format!(
+                "cannot reach {} (is the chain running? `keyscope devnet` starts one)",
+                g.rpc
+            )
+        })?;
         let path = deployment_path(g, chain_id);
         let deployment = Deployment::load(&path)?;
         if deployment.chain_id != chain_id {
@@ -76,11 +88,27 @@ impl Ctx {
         }
         let submission = match &g.bundler {
             Some(url) => Submission::Bundler { url: url.clone() },
-            None => Submission::SelfBundle { beneficiary: relayer.address() },
+            None => Submission::SelfBundle {
+                beneficiary: relayer.address(),
+            },
         };
-        let client = Client::new(provider.clone(), deployment.clone(), submission, relayer.address());
-        let account = client.account_address(alloy::signers::Signer::address(&owner), U256::from(g.salt)).await?;
-        Ok(Self { provider, client, deployment, owner, account, json: g.json })
+        let client = Client::new(
+            provider.clone(),
+            deployment.clone(),
+            submission,
+            relayer.address(),
+        );
+        let account = client
+            .account_address(alloy::signers::Signer::address(&owner), U256::from(g.salt))
+            .await?;
+        Ok(Self {
+            provider,
+            client,
+            deployment,
+            owner,
+            account,
+            json: g.json,
+        })
     }
 
     pub fn salt(g: &Global) -> U256 {
@@ -112,7 +140,10 @@ impl Ctx {
                 "op {} was included in {} but its call reverted: {}",
                 outcome.user_op_hash,
                 outcome.tx_hash,
-                outcome.revert_reason.as_deref().unwrap_or("no reason given")
+                outcome
+                    .revert_reason
+                    .as_deref()
+                    .unwrap_or("no reason given")
             );
         }
         Ok(outcome)

@@ -2,7 +2,10 @@
 //! two traders, a scoped session key trading through the relayer, its refusals, then a price slide to
 //! a margin call and a liquidation — printed as a report and drawn as a chart, then shut down.
 
-use std::{path::PathBuf, time::{Duration, Instant}};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use alloy::{
     network::{EthereumWallet, TransactionBuilder},
@@ -70,11 +73,23 @@ fn order(market: u32, size: &str, limit: &str) -> anyhow::Result<Vec<u8>> {
     if neg {
         delta = -delta;
     }
-    Ok(PerpVenue::placeOrderCall { marketId: market, sizeDelta: delta, limitPrice: parse_units(limit, 18)?, reduceOnly: false }.abi_encode())
+    Ok(PerpVenue::placeOrderCall {
+        marketId: market,
+        sizeDelta: delta,
+        limitPrice: parse_units(limit, 18)?,
+        reduceOnly: false,
+    }
+    .abi_encode())
 }
 
 fn execute(target: Address, data: Vec<u8>) -> Bytes {
-    TradingAccount::executeCall { target, value: U256::ZERO, data: data.into() }.abi_encode().into()
+    TradingAccount::executeCall {
+        target,
+        value: U256::ZERO,
+        data: data.into(),
+    }
+    .abi_encode()
+    .into()
 }
 
 impl Stack {
@@ -98,13 +113,19 @@ impl Stack {
     /// Sends `op` to the relayer with `keyscope_sendUserOperation` and waits for its receipt.
     async fn relay(&self, op: &PackedUserOperation) -> anyhow::Result<Value> {
         let accepted = self
-            .rpc("keyscope_sendUserOperation", json!([rpc_user_op(op), self.d.entry_point]))
+            .rpc(
+                "keyscope_sendUserOperation",
+                json!([rpc_user_op(op), self.d.entry_point]),
+            )
             .await
             .map_err(|e| anyhow::anyhow!("the relayer refused an op: {}", e["message"]))?;
         let hash = accepted["userOpHash"].clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let r = self.rpc("eth_getUserOperationReceipt", json!([hash])).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let r = self
+                .rpc("eth_getUserOperationReceipt", json!([hash]))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if !r.is_null() {
                 if r["success"] != true {
                     bail!("op {hash} was included but reverted");
@@ -120,31 +141,72 @@ impl Stack {
 
     /// Deploys the account of `owner` with its first op (through the relayer): collateral in, margin
     /// deposited, and a session key granted if given.
-    async fn open(&self, owner: &PrivateKeySigner, margin: &str, session: Option<&keyscope_core::bindings::ITradingAccount::SessionScope>, key: Address) -> anyhow::Result<Address> {
-        let account = self.client.account_address(owner.address(), U256::ZERO).await?;
+    async fn open(
+        &self,
+        owner: &PrivateKeySigner,
+        margin: &str,
+        session: Option<&keyscope_core::bindings::ITradingAccount::SessionScope>,
+        key: Address,
+    ) -> anyhow::Result<Address> {
+        let account = self
+            .client
+            .account_address(owner.address(), U256::ZERO)
+            .await?;
         self.keeper
-            .send_transaction(TransactionRequest::default().with_to(account).with_value(parse_units("1", 18)?))
+            .send_transaction(
+                TransactionRequest::default()
+                    .with_to(account)
+                    .with_value(parse_units("1", 18)?),
+            )
             .await?
             .get_receipt()
             .await?;
         let amount = parse_units(margin, 6)?;
-        TestUSD::new(self.d.collateral, &self.deployer).mint(account, amount).send().await?.get_receipt().await?;
+        TestUSD::new(self.d.collateral, &self.deployer)
+            .mint(account, amount)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
         let mut calls = vec![
             BaseAccount::Call {
                 target: self.d.collateral,
                 value: U256::ZERO,
-                data: TestUSD::approveCall { spender: self.d.venue, value: U256::MAX }.abi_encode().into(),
+                data: TestUSD::approveCall {
+                    spender: self.d.venue,
+                    value: U256::MAX,
+                }
+                .abi_encode()
+                .into(),
             },
-            BaseAccount::Call { target: self.d.venue, value: U256::ZERO, data: PerpVenue::depositMarginCall { amount }.abi_encode().into() },
+            BaseAccount::Call {
+                target: self.d.venue,
+                value: U256::ZERO,
+                data: PerpVenue::depositMarginCall { amount }.abi_encode().into(),
+            },
         ];
         if let Some(scope) = session {
             calls.push(BaseAccount::Call {
                 target: account,
                 value: U256::ZERO,
-                data: TradingAccount::grantSessionCall { key, scope: scope.clone() }.abi_encode().into(),
+                data: TradingAccount::grantSessionCall {
+                    key,
+                    scope: scope.clone(),
+                }
+                .abi_encode()
+                .into(),
             });
         }
-        let op = self.client.owner_op(owner, U256::ZERO, TradingAccount::executeBatchCall { calls }.abi_encode().into()).await?;
+        let op = self
+            .client
+            .owner_op(
+                owner,
+                U256::ZERO,
+                TradingAccount::executeBatchCall { calls }
+                    .abi_encode()
+                    .into(),
+            )
+            .await?;
         self.relay(&op).await?;
         Ok(account)
     }
@@ -153,20 +215,36 @@ impl Stack {
 async fn start() -> anyhow::Result<Stack> {
     let devnet = Devnet::start(&repo_root(), 0, 31337)?;
     let d = devnet.deployment.clone();
-    let data_dir = std::env::temp_dir().join(format!("keyscope-demo-relayer-{}", std::process::id()));
+    let data_dir =
+        std::env::temp_dir().join(format!("keyscope-demo-relayer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut config = Config::default();
-    config.rpc_url = devnet.endpoint();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.data_dir = data_dir;
-    config.relayer_key = Some(devnet.keys()[1].to_string());
-    config.deployment = Some(devnet.deployment_file.clone());
-    let relayer = Relayer::start(config).await.context("starting the relayer")?;
+    let config = Config::for_devnet(&devnet, "127.0.0.1:0".parse()?, data_dir);
+    let relayer = Relayer::start(config)
+        .await
+        .context("starting the relayer")?;
     let keeper_key = devnet.signer(4);
-    let keeper = ProviderBuilder::new().wallet(EthereumWallet::from(keeper_key.clone())).connect_http(devnet.endpoint_url()).erased();
-    let client = Client::new(keeper.clone(), d.clone(), Submission::Bundler { url: relayer.url() }, keeper_key.address());
-    let deployer = ProviderBuilder::new().wallet(EthereumWallet::from(devnet.signer(0))).connect_http(devnet.endpoint_url()).erased();
-    Ok(Stack { devnet, relayer, d, keeper, deployer, client })
+    let keeper = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(keeper_key.clone()))
+        .connect_http(devnet.endpoint_url())
+        .erased();
+    let client = Client::new(
+        keeper.clone(),
+        d.clone(),
+        Submission::Bundler { url: relayer.url() },
+        keeper_key.address(),
+    );
+    let deployer = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(devnet.signer(0)))
+        .connect_http(devnet.endpoint_url())
+        .erased();
+    Ok(Stack {
+        devnet,
+        relayer,
+        d,
+        keeper,
+        deployer,
+        client,
+    })
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -176,7 +254,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         r = story(&stack, &args, started) => r,
         _ = crate::relayer::wait_for_stop() => Err(anyhow::anyhow!("interrupted")),
     };
-    let Stack { devnet, relayer, .. } = stack;
+    let Stack {
+        devnet, relayer, ..
+    } = stack;
     relayer.stop().await;
     drop(devnet);
     println!("relayer and anvil stopped.");
@@ -188,62 +268,138 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     let oracle = s.devnet.signer(0);
     let deployer = &s.deployer;
     let venue = PerpVenue::new(d.venue, &s.keeper);
-    println!("== Keyscope demo: anvil {} (chain {}), relayer {} ==", s.devnet.endpoint(), d.chain_id, s.relayer.url());
-    println!("contracts: EntryPoint v0.8 {}, venue {}, oracle {}", d.entry_point, d.venue, d.oracle);
-    publish_price(deployer, d, &oracle, BTC, parse_units("60000", 18)?).await.map_err(anyhow::Error::msg)?;
-    publish_price(deployer, d, &oracle, ETH, parse_units("3000", 18)?).await.map_err(anyhow::Error::msg)?;
+    println!(
+        "== Keyscope demo: anvil {} (chain {}), relayer {} ==",
+        s.devnet.endpoint(),
+        d.chain_id,
+        s.relayer.url()
+    );
+    println!(
+        "contracts: EntryPoint v0.8 {}, venue {}, oracle {}",
+        d.entry_point, d.venue, d.oracle
+    );
+    publish_price(deployer, d, &oracle, BTC, parse_units("60000", 18)?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    publish_price(deployer, d, &oracle, ETH, parse_units("3000", 18)?)
+        .await
+        .map_err(anyhow::Error::msg)?;
 
     // Trader A: the first op deploys the account, deposits margin and grants the session key.
     let alice = s.devnet.signer(2);
     let session = PrivateKeySigner::random();
     let now = s.client.chain_time().await?;
-    let mut scope = TradingScope::new(d.venue, vec![BTC], parse_units("0.5", 18)?, parse_units("40000", 18)?);
+    let mut scope = TradingScope::new(
+        d.venue,
+        vec![BTC],
+        parse_units("0.5", 18)?,
+        parse_units("40000", 18)?,
+    );
     scope.rate = Some("20/1m".parse::<Rate>()?);
     let scope = scope.build(now)?;
-    let a = s.open(&alice, "2000", Some(&scope), session.address()).await?;
+    let a = s
+        .open(&alice, "2000", Some(&scope), session.address())
+        .await?;
     println!("\nTrader A {a}: deployed by its first UserOp through the relayer; 2,000 tUSD margin");
-    println!("  session key {} may trade BTC only, <= 0.5 BTC and <= $40,000 an order, 20 ops a minute, 8 h; never withdraw", session.address());
+    println!(
+        "  session key {} may trade BTC only, <= 0.5 BTC and <= $40,000 an order, 20 ops a minute, 8 h; never withdraw",
+        session.address()
+    );
 
     // Trader B takes the other side with the owner key.
     let bob = s.devnet.signer(3);
     let b = s.open(&bob, "20000", None, Address::ZERO).await?;
-    let short = s.client.owner_op(&bob, U256::ZERO, execute(d.venue, order(BTC, "-0.3", "59500")?)).await?;
+    let short = s
+        .client
+        .owner_op(
+            &bob,
+            U256::ZERO,
+            execute(d.venue, order(BTC, "-0.3", "59500")?),
+        )
+        .await?;
     s.relay(&short).await?;
     println!("Trader B {b}: 20,000 tUSD margin; shorts 0.3 BTC with its owner key");
 
     // The session key trades through the relayer, which reports the account's health before and after.
     println!("\n-- the session key trades through the relayer --");
     for (lane, size) in [(0u32, "0.2"), (1, "0.3")] {
-        let op = s.client.session_op(&session, a, lane, execute(d.venue, order(BTC, size, "60500")?), 60).await?;
+        let op = s
+            .client
+            .session_op(
+                &session,
+                a,
+                lane,
+                execute(d.venue, order(BTC, size, "60500")?),
+                60,
+            )
+            .await?;
         let accepted = s.relay(&op).await?;
         let h = &accepted["health"];
-        let imr = |side: &str| usd(h[side]["initialMargin"].as_str().and_then(|v| v.parse::<U256>().ok()).unwrap_or_default());
-        println!("  bought {size} BTC at 60,000 (lane {lane}); initial margin ${} -> ${}", imr("before"), imr("after"));
+        let imr = |side: &str| {
+            usd(h[side]["initialMargin"]
+                .as_str()
+                .and_then(|v| v.parse::<U256>().ok())
+                .unwrap_or_default())
+        };
+        println!(
+            "  bought {size} BTC at 60,000 (lane {lane}); initial margin ${} -> ${}",
+            imr("before"),
+            imr("after")
+        );
     }
 
     // And is refused what it may not do, by the relayer, before anything is paid.
     println!("\n-- refused by the relayer (nothing sent, nothing paid) --");
     let refusals = [
-        ("withdraw 100 tUSD", execute(d.venue, PerpVenue::withdrawMarginCall { amount: parse_units("100", 6)? }.abi_encode())),
-        ("buy 1 ETH (market not in its scope)", execute(d.venue, order(ETH, "1", "3100")?)),
-        ("buy 1 BTC (over its 0.5 BTC)", execute(d.venue, order(BTC, "1", "60500")?)),
+        (
+            "withdraw 100 tUSD",
+            execute(
+                d.venue,
+                PerpVenue::withdrawMarginCall {
+                    amount: parse_units("100", 6)?,
+                }
+                .abi_encode(),
+            ),
+        ),
+        (
+            "buy 1 ETH (market not in its scope)",
+            execute(d.venue, order(ETH, "1", "3100")?),
+        ),
+        (
+            "buy 1 BTC (over its 0.5 BTC)",
+            execute(d.venue, order(BTC, "1", "60500")?),
+        ),
     ];
     for (what, call) in refusals {
         let op = s.client.session_op(&session, a, 2, call, 60).await?;
-        match s.rpc("eth_sendUserOperation", json!([rpc_user_op(&op), d.entry_point])).await {
+        match s
+            .rpc(
+                "eth_sendUserOperation",
+                json!([rpc_user_op(&op), d.entry_point]),
+            )
+            .await
+        {
             Ok(h) => bail!("the relayer accepted a forbidden op ({what}): {h}"),
-            Err(e) => println!("  {what}: {} {}", e["code"], e["message"].as_str().unwrap_or_default()),
+            Err(e) => println!(
+                "  {what}: {} {}",
+                e["code"],
+                e["message"].as_str().unwrap_or_default()
+            ),
         }
     }
 
     // The price slides until a margin call, then a liquidation by the keeper.
     println!("\n-- BTC slides; the keeper pokes and liquidates --");
     let insurance_start = venue.insuranceFund().call().await?;
-    let path = ["60000", "59500", "59000", "58500", "58000", "57500", "57000"];
+    let path = [
+        "60000", "59500", "59000", "58500", "58000", "57500", "57000",
+    ];
     let mut series = Vec::new();
     let mut liquidated_notional = 0.0;
     for (step, price) in path.iter().enumerate() {
-        publish_price(deployer, d, &oracle, BTC, parse_units(price, 18)?).await.map_err(anyhow::Error::msg)?;
+        publish_price(deployer, d, &oracle, BTC, parse_units(price, 18)?)
+            .await
+            .map_err(anyhow::Error::msg)?;
         venue.poke(a).send().await?.get_receipt().await?;
         let h = venue.health(a).call().await?;
         let state = STATES.get(h.state as usize).copied().unwrap_or("?");
@@ -259,7 +415,10 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
             let after = venue.position(a, BTC).call().await?.size;
             let closed = (before - after).unsigned_abs();
             liquidated_notional += to_f64(closed, 18) * price.parse::<f64>().unwrap_or(0.0);
-            println!("  keeper liquidated trader A: {} BTC closed", format_units(closed, 18));
+            println!(
+                "  keeper liquidated trader A: {} BTC closed",
+                format_units(closed, 18)
+            );
         }
         let mut rec = StepRecord {
             step: step as u32,
@@ -287,20 +446,37 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     }
     let last = series.last().cloned().context("the path has steps")?;
     if last.margin_calls == 0 || last.liquidations == 0 {
-        bail!("expected a margin call and a liquidation on chain, saw {} and {}", last.margin_calls, last.liquidations);
+        bail!(
+            "expected a margin call and a liquidation on chain, saw {} and {}",
+            last.margin_calls,
+            last.liquidations
+        );
     }
 
     // The report, from the chain and the relayer.
-    let status = s.rpc("keyscope_status", json!([])).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let audit = s.rpc("keyscope_auditLog", json!([0, 10_000])).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let included = audit.as_array().map(|v| v.iter().filter(|e| e["event"] == "included").count()).unwrap_or(0);
+    let status = s
+        .rpc("keyscope_status", json!([]))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let audit = s
+        .rpc("keyscope_auditLog", json!([0, 10_000]))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let included = audit
+        .as_array()
+        .map(|v| v.iter().filter(|e| e["event"] == "included").count())
+        .unwrap_or(0);
     let mut accounts = Vec::new();
     for acct in [a, b] {
         let pf = venue.portfolio(acct).call().await?;
         accounts.push(AccountState {
             account: acct,
             collateral: usd_signed(pf.collateral),
-            positions: pf.positions.iter().map(|p| (p.marketId, format_units(p.size.unsigned_abs(), 18))).collect(),
+            positions: pf
+                .positions
+                .iter()
+                .map(|p| (p.marketId, format_units(p.size.unsigned_abs(), 18)))
+                .collect(),
         });
     }
     let wall = started.elapsed().as_secs_f64();
@@ -317,7 +493,10 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         bad_debt: last.bad_debt,
         insurance_fund_start: to_f64(insurance_start, 6),
         insurance_fund_end: last.insurance_fund,
-        insurance_fund_min: series.iter().map(|r| r.insurance_fund).fold(f64::MAX, f64::min),
+        insurance_fund_min: series
+            .iter()
+            .map(|r| r.insurance_fund)
+            .fold(f64::MAX, f64::min),
         ops_executed: included as u64,
         ops_failed: 0,
         gas_used: 0,
@@ -329,8 +508,14 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     let files = keyscope_sim::report::write(&outcome, &["BTC".to_string()], &args.out)?;
     let pf = venue.portfolio(a).call().await?;
     println!("\n== report ==");
-    println!("UserOps included through the relayer: {included} (audit log: {} entries, hash-chained)", audit.as_array().map_or(0, |v| v.len()));
-    println!("relayer lifecycle, received -> mined: {}", status["quantilesMs"]["total"]);
+    println!(
+        "UserOps included through the relayer: {included} (audit log: {} entries, hash-chained)",
+        audit.as_array().map_or(0, |v| v.len())
+    );
+    println!(
+        "relayer lifecycle, received -> mined: {}",
+        status["quantilesMs"]["total"]
+    );
     println!(
         "margin calls {}, liquidations {} (${:.0} notional closed); trader A ends with collateral ${} and {} open position(s)",
         outcome.margin_calls,
@@ -339,8 +524,16 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         usd_signed(pf.collateral),
         pf.positions.len()
     );
-    println!("insurance fund ${:.2} -> ${:.2}, bad debt ${:.2}", outcome.insurance_fund_start, outcome.insurance_fund_end, outcome.bad_debt);
-    println!("chart {}, series {}, summary {}", files.chart.display(), files.series.display(), files.summary.display());
+    println!(
+        "insurance fund ${:.2} -> ${:.2}, bad debt ${:.2}",
+        outcome.insurance_fund_start, outcome.insurance_fund_end, outcome.bad_debt
+    );
+    println!(
+        "chart {}, series {}, summary {}",
+        files.chart.display(),
+        files.series.display(),
+        files.summary.display()
+    );
     Ok(())
 }
 
@@ -349,6 +542,9 @@ async fn count(s: &Stack, event: &str) -> anyhow::Result<u32> {
         "MarginCall" => PerpVenue::MarginCall::SIGNATURE_HASH,
         _ => PerpVenue::Liquidated::SIGNATURE_HASH,
     };
-    let filter = Filter::new().address(s.d.venue).event_signature(topic).from_block(0);
+    let filter = Filter::new()
+        .address(s.d.venue)
+        .event_signature(topic)
+        .from_block(0);
     Ok(s.keeper.get_logs(&filter).await?.len() as u32)
 }

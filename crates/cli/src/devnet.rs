@@ -43,28 +43,33 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
     let devnet = Devnet::start(&repo_root(), args.port, args.chain_id)?;
     let d = devnet.deployment.clone();
     let deployer = devnet.signer(0);
-    let provider = ProviderBuilder::new().wallet(EthereumWallet::from(deployer.clone())).connect_http(devnet.endpoint_url());
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(deployer.clone()))
+        .connect_http(devnet.endpoint_url());
 
     // Traders 2 and 3 get test dollars to deposit.
     let usd = TestUSD::new(d.collateral, &provider);
     let traders = [devnet.signer(2), devnet.signer(3)];
     for t in &traders {
-        usd.mint(t.address(), parse_units("100000", 6)?).send().await?.get_receipt().await?;
+        usd.mint(t.address(), parse_units("100000", 6)?)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
     }
     publish(&provider, &d, &deployer).await?;
 
     // The relayer, in-process, with its own store: a fresh chain must not inherit another chain's pool.
     let keys = devnet.keys();
-    let data_dir = std::path::PathBuf::from(".keyscope").join(format!("devnet-{}", d.chain_id)).join("relayer");
+    let data_dir = std::path::PathBuf::from(".keyscope")
+        .join(format!("devnet-{}", d.chain_id))
+        .join("relayer");
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut config = keyscope_relayer::Config::default();
-    config.rpc_url = devnet.endpoint();
-    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.relayer_port));
-    config.data_dir = data_dir;
-    config.relayer_key = Some(format!("{}", keys[1]));
-    config.deployment = Some(devnet.deployment_file.clone());
-    config.debug_api = true;
-    let relayer = keyscope_relayer::Relayer::start(config).await.context("starting the relayer")?;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], args.relayer_port));
+    let config = keyscope_relayer::Config::for_devnet(&devnet, listen, data_dir);
+    let relayer = keyscope_relayer::Relayer::start(config)
+        .await
+        .context("starting the relayer")?;
 
     let info = json!({
         "rpc": devnet.endpoint(),
@@ -80,8 +85,11 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
         "bundler": relayer.url(),
         "bundlerWs": relayer.ws_url(),
     });
-    let saved = devnet.deployment_file.with_file_name(format!("devnet-{}.keys.json", d.chain_id));
-    std::fs::write(&saved, serde_json::to_string_pretty(&info)?).with_context(|| format!("writing {}", saved.display()))?;
+    let saved = devnet
+        .deployment_file
+        .with_file_name(format!("devnet-{}.keys.json", d.chain_id));
+    std::fs::write(&saved, serde_json::to_string_pretty(&info)?)
+        .with_context(|| format!("writing {}", saved.display()))?;
     emit(g.json, json!({ "ready": true, "devnet": info }), || {
         format!(
             "devnet ready on {rpc} (chain {chain}); deployment {dep}; keys saved to {saved}\n\
@@ -123,10 +131,16 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
 }
 
 /// Signs and submits the devnet prices with the deployer (the registered oracle key).
-async fn publish<P: Provider>(provider: &P, d: &Deployment, oracle_key: &PrivateKeySigner) -> anyhow::Result<()> {
+async fn publish<P: Provider>(
+    provider: &P,
+    d: &Deployment,
+    oracle_key: &PrivateKeySigner,
+) -> anyhow::Result<()> {
     for (name, price) in PRICES {
         let market = d.market_id(name)?;
-        publish_price(provider, d, oracle_key, market, parse_units(price, 18)?).await.map_err(|e| anyhow::anyhow!(e))?;
+        publish_price(provider, d, oracle_key, market, parse_units(price, 18)?)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
     }
     Ok(())
 }

@@ -29,7 +29,12 @@ struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// JSON-RPC endpoint of the chain.
-    #[arg(long, global = true, env = "KEYSCOPE_RPC", default_value = "http://127.0.0.1:8545")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYSCOPE_RPC",
+        default_value = "http://127.0.0.1:8545"
+    )]
     pub rpc: String,
     /// Deployment file written by script/Deploy.s.sol [default: deployments/<chainId>.json].
     #[arg(long, global = true, env = "KEYSCOPE_DEPLOYMENT")]
@@ -38,13 +43,24 @@ pub struct Global {
     #[arg(long, global = true, env = "KEYSCOPE_BUNDLER")]
     pub bundler: Option<String>,
     /// Owner private key (hex).
-    #[arg(long = "key", global = true, env = "KEYSCOPE_KEY", hide_env_values = true, conflicts_with = "keystore")]
+    #[arg(
+        long = "key",
+        global = true,
+        env = "KEYSCOPE_KEY",
+        hide_env_values = true,
+        conflicts_with = "keystore"
+    )]
     pub owner_key: Option<String>,
     /// Owner keystore file (password from KEYSCOPE_PASSWORD).
     #[arg(long, global = true, env = "KEYSCOPE_KEYSTORE")]
     pub keystore: Option<PathBuf>,
     /// Key of the EOA that sends self-bundled handleOps transactions [default: the owner key].
-    #[arg(long, global = true, env = "KEYSCOPE_RELAYER_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYSCOPE_RELAYER_KEY",
+        hide_env_values = true
+    )]
     pub relayer_key: Option<String>,
     /// Which of the owner's accounts (CREATE2 salt).
     #[arg(long, global = true, default_value_t = 0)]

@@ -49,7 +49,11 @@ pub enum OrderCommand {
 #[derive(Debug, clap::Args)]
 pub struct SessionKeyArgs {
     /// Session private key (hex); without it the owner signs.
-    #[arg(long = "session-key", env = "KEYSCOPE_SESSION_KEY", hide_env_values = true)]
+    #[arg(
+        long = "session-key",
+        env = "KEYSCOPE_SESSION_KEY",
+        hide_env_values = true
+    )]
     session_key: Option<String>,
     /// Nonce lane of the session key (parallel streams use different lanes).
     #[arg(long, default_value_t = 0)]
@@ -68,20 +72,48 @@ fn signed_units(s: &str, decimals: u8) -> anyhow::Result<I256> {
     Ok(if neg { -v } else { v })
 }
 
-async fn send_order(g: &Global, ctx: &Ctx, key: &SessionKeyArgs, market: u32, size: I256, limit: U256, reduce_only: bool) -> anyhow::Result<()> {
-    let data = PerpVenue::placeOrderCall { marketId: market, sizeDelta: size, limitPrice: limit, reduceOnly: reduce_only }.abi_encode();
-    let call: Bytes =
-        TradingAccount::executeCall { target: ctx.deployment.venue, value: U256::ZERO, data: data.into() }.abi_encode().into();
+async fn send_order(
+    g: &Global,
+    ctx: &Ctx,
+    key: &SessionKeyArgs,
+    market: u32,
+    size: I256,
+    limit: U256,
+    reduce_only: bool,
+) -> anyhow::Result<()> {
+    let data = PerpVenue::placeOrderCall {
+        marketId: market,
+        sizeDelta: size,
+        limitPrice: limit,
+        reduceOnly: reduce_only,
+    }
+    .abi_encode();
+    let call: Bytes = TradingAccount::executeCall {
+        target: ctx.deployment.venue,
+        value: U256::ZERO,
+        data: data.into(),
+    }
+    .abi_encode()
+    .into();
     let (op, signer_name) = match &key.session_key {
         Some(hex) => {
             let session: PrivateKeySigner = signer::from_hex(hex)?;
-            let op = ctx.client.session_op(&session, ctx.account, key.lane, call, key.ttl).await?;
+            let op = ctx
+                .client
+                .session_op(&session, ctx.account, key.lane, call, key.ttl)
+                .await?;
             (op, format!("session key {}", session.address()))
         }
-        None => (ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call).await?, "owner".to_string()),
+        None => (
+            ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call).await?,
+            "owner".to_string(),
+        ),
     };
     let outcome = ctx.send(&op).await?;
-    let position = PerpVenue::new(ctx.deployment.venue, &ctx.provider).position(ctx.account, market).call().await?;
+    let position = PerpVenue::new(ctx.deployment.venue, &ctx.provider)
+        .position(ctx.account, market)
+        .call()
+        .await?;
     emit(
         ctx.json,
         json!({ "market": market, "size": size.to_string(), "positionSize": position.size.to_string(), "signer": signer_name, "op": outcome_json(&outcome) }),
@@ -107,25 +139,55 @@ pub async fn run(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     match cmd {
-        OrderCommand::Place { market, size, limit, reduce_only, key } => {
+        OrderCommand::Place {
+            market,
+            size,
+            limit,
+            reduce_only,
+            key,
+        } => {
             let id = ctx.deployment.market_id(&market)?;
             let size = signed_units(&size, 18)?;
             if size.is_zero() {
                 anyhow::bail!("--size must not be zero");
             }
-            send_order(g, &ctx, &key, id, size, parse_units(&limit, 18)?, reduce_only).await
+            send_order(
+                g,
+                &ctx,
+                &key,
+                id,
+                size,
+                parse_units(&limit, 18)?,
+                reduce_only,
+            )
+            .await
         }
-        OrderCommand::Close { market, slippage, key } => {
+        OrderCommand::Close {
+            market,
+            slippage,
+            key,
+        } => {
             let id = ctx.deployment.market_id(&market)?;
-            let position = PerpVenue::new(ctx.deployment.venue, &ctx.provider).position(ctx.account, id).call().await?;
+            let position = PerpVenue::new(ctx.deployment.venue, &ctx.provider)
+                .position(ctx.account, id)
+                .call()
+                .await?;
             if position.size.is_zero() {
                 anyhow::bail!("no open position in {market}");
             }
-            let price = SignedPriceOracle::new(ctx.deployment.oracle, &ctx.provider).freshPrice(id).call().await?.price;
+            let price = SignedPriceOracle::new(ctx.deployment.oracle, &ctx.provider)
+                .freshPrice(id)
+                .call()
+                .await?
+                .price;
             let slip = parse_units(&slippage, 18)?;
             let one = U256::from(10u64).pow(U256::from(18));
             // Selling a long accepts down to price x (1 - slippage); buying back a short up to x (1 + slippage).
-            let limit = if position.size.is_positive() { price * (one - slip) / one } else { price * (one + slip) / one };
+            let limit = if position.size.is_positive() {
+                price * (one - slip) / one
+            } else {
+                price * (one + slip) / one
+            };
             send_order(g, &ctx, &key, id, -position.size, limit, true).await
         }
     }
@@ -134,8 +196,14 @@ pub async fn run(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
 pub async fn portfolio(g: &Global) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
-    let pf = PerpVenue::new(ctx.deployment.venue, &ctx.provider).portfolio(ctx.account).call().await?;
-    let state = ["Healthy", "MarginCall", "Liquidatable", "Bankrupt"].get(pf.state as usize).copied().unwrap_or("?");
+    let pf = PerpVenue::new(ctx.deployment.venue, &ctx.provider)
+        .portfolio(ctx.account)
+        .call()
+        .await?;
+    let state = ["Healthy", "MarginCall", "Liquidatable", "Bankrupt"]
+        .get(pf.state as usize)
+        .copied()
+        .unwrap_or("?");
     let quote = |v: I256| {
         let s = format_units(v.unsigned_abs(), 6);
         if v.is_negative() { format!("-{s}") } else { s }
@@ -144,9 +212,17 @@ pub async fn portfolio(g: &Global) -> anyhow::Result<()> {
         None
     } else {
         // Account value over maintenance requirement, two decimals, in integers.
-        let hundredths = pf.accountValue * I256::try_from(100).unwrap_or_default() / I256::try_from(pf.maintenanceMargin).unwrap_or(I256::MAX);
-        let (sign, abs) = (if hundredths.is_negative() { "-" } else { "" }, hundredths.unsigned_abs());
-        Some(format!("{sign}{}.{:02}", abs / U256::from(100), (abs % U256::from(100)).to::<u64>()))
+        let hundredths = pf.accountValue * I256::try_from(100).unwrap_or_default()
+            / I256::try_from(pf.maintenanceMargin).unwrap_or(I256::MAX);
+        let (sign, abs) = (
+            if hundredths.is_negative() { "-" } else { "" },
+            hundredths.unsigned_abs(),
+        );
+        Some(format!(
+            "{sign}{}.{:02}",
+            abs / U256::from(100),
+            (abs % U256::from(100)).to::<u64>()
+        ))
     };
     let positions: Vec<_> = pf
         .positions

@@ -104,7 +104,8 @@ pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
     let mut c = config(g, &args)?;
     if c.deployment.is_none() && c.venue.is_none() {
         // The venue makes the relayer trading-aware; take it from this chain's deployment file if there is one.
-        let provider = ProviderBuilder::new().connect_http(c.rpc_url.parse().context("rpc_url is not a URL")?);
+        let provider =
+            ProviderBuilder::new().connect_http(c.rpc_url.parse().context("rpc_url is not a URL")?);
         if let Ok(id) = provider.get_chain_id().await {
             let path = repo_root().join("deployments").join(format!("{id}.json"));
             if path.exists() {
@@ -133,8 +134,15 @@ pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
                 relayer.shared.chain_id,
                 relayer.shared.entry_point,
                 relayer.shared.relayer,
-                relayer.metrics_addr.map(|a| format!("; metrics at http://{a}/metrics")).unwrap_or_default(),
-                if relayer.resumed > 0 { format!("; resumed {} unfinished ops", relayer.resumed) } else { String::new() },
+                relayer
+                    .metrics_addr
+                    .map(|a| format!("; metrics at http://{a}/metrics"))
+                    .unwrap_or_default(),
+                if relayer.resumed > 0 {
+                    format!("; resumed {} unfinished ops", relayer.resumed)
+                } else {
+                    String::new()
+                },
             )
         },
     );
@@ -159,7 +167,11 @@ fn init_logs(format: &str) {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("KEYSCOPE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn export(data_dir: &std::path::Path, format: &str) -> anyhow::Result<()> {
@@ -167,7 +179,10 @@ fn export(data_dir: &std::path::Path, format: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     if format == "csv" {
-        writeln!(out, "seq,at_us,event,user_op_hash,sender,session_key,nonce,tx_hash,block_number,reason,entry_hash")?;
+        writeln!(
+            out,
+            "seq,at_us,event,user_op_hash,sender,session_key,nonce,tx_hash,block_number,reason,entry_hash"
+        )?;
         for e in entries {
             let reason = e.reason.unwrap_or_default().replace('"', "\"\"");
             writeln!(

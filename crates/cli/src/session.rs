@@ -66,13 +66,37 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let self_call = |data: Vec<u8>| -> alloy_primitives::Bytes {
-        TradingAccount::executeCall { target: ctx.account, value: U256::ZERO, data: data.into() }.abi_encode().into()
+        TradingAccount::executeCall {
+            target: ctx.account,
+            value: U256::ZERO,
+            data: data.into(),
+        }
+        .abi_encode()
+        .into()
     };
     match cmd {
-        SessionCommand::Grant { key, markets, max_size, max_notional, rate, expires, ttl, max_uses, reduce_only, allow_deposit } => {
-            let ids = markets.iter().map(|m| ctx.deployment.market_id(m)).collect::<Result<Vec<_>, _>>()?;
-            let mut scope =
-                TradingScope::new(ctx.deployment.venue, ids, parse_units(&max_size, 18)?, parse_units(&max_notional, 18)?);
+        SessionCommand::Grant {
+            key,
+            markets,
+            max_size,
+            max_notional,
+            rate,
+            expires,
+            ttl,
+            max_uses,
+            reduce_only,
+            allow_deposit,
+        } => {
+            let ids = markets
+                .iter()
+                .map(|m| ctx.deployment.market_id(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut scope = TradingScope::new(
+                ctx.deployment.venue,
+                ids,
+                parse_units(&max_size, 18)?,
+                parse_units(&max_notional, 18)?,
+            );
             scope.rate = rate;
             scope.valid_for = parse_duration(&expires)?;
             scope.op_ttl = parse_duration(&ttl)?;
@@ -82,32 +106,63 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
             let built = scope.build(ctx.client.chain_time().await?)?;
             let op = ctx
                 .client
-                .owner_op(&ctx.owner, Ctx::salt(g), self_call(TradingAccount::grantSessionCall { key, scope: built.clone() }.abi_encode()))
+                .owner_op(
+                    &ctx.owner,
+                    Ctx::salt(g),
+                    self_call(
+                        TradingAccount::grantSessionCall {
+                            key,
+                            scope: built.clone(),
+                        }
+                        .abi_encode(),
+                    ),
+                )
                 .await?;
             let outcome = ctx.send(&op).await?;
             emit(
                 ctx.json,
                 json!({ "sessionKey": key, "validUntil": built.validUntil.to::<u64>(), "op": outcome_json(&outcome) }),
-                || format!("granted {key}: {} until unix {} (op {})", markets.join(","), built.validUntil, outcome.user_op_hash),
+                || {
+                    format!(
+                        "granted {key}: {} until unix {} (op {})",
+                        markets.join(","),
+                        built.validUntil,
+                        outcome.user_op_hash
+                    )
+                },
             );
         }
         SessionCommand::Revoke { key } => {
             let op = ctx
                 .client
-                .owner_op(&ctx.owner, Ctx::salt(g), self_call(TradingAccount::revokeSessionCall { key }.abi_encode()))
+                .owner_op(
+                    &ctx.owner,
+                    Ctx::salt(g),
+                    self_call(TradingAccount::revokeSessionCall { key }.abi_encode()),
+                )
                 .await?;
             let outcome = ctx.send(&op).await?;
-            emit(ctx.json, json!({ "revoked": key, "op": outcome_json(&outcome) }), || format!("revoked {key}"));
+            emit(
+                ctx.json,
+                json!({ "revoked": key, "op": outcome_json(&outcome) }),
+                || format!("revoked {key}"),
+            );
         }
         SessionCommand::RevokeAll => {
             let op = ctx
                 .client
-                .owner_op(&ctx.owner, Ctx::salt(g), self_call(TradingAccount::revokeAllSessionsCall {}.abi_encode()))
+                .owner_op(
+                    &ctx.owner,
+                    Ctx::salt(g),
+                    self_call(TradingAccount::revokeAllSessionsCall {}.abi_encode()),
+                )
                 .await?;
             let outcome = ctx.send(&op).await?;
-            emit(ctx.json, json!({ "revokedAll": true, "op": outcome_json(&outcome) }), || {
-                "revoked every session key".to_string()
-            });
+            emit(
+                ctx.json,
+                json!({ "revokedAll": true, "op": outcome_json(&outcome) }),
+                || "revoked every session key".to_string(),
+            );
         }
         SessionCommand::List => {
             let account = TradingAccount::new(ctx.account, &ctx.provider);
@@ -119,7 +174,12 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                     .iter()
                     .filter(|p| p.marketMask != 0)
                     .flat_map(|p| (0..64u32).filter(move |i| p.marketMask >> i & 1 == 1))
-                    .map(|id| ctx.deployment.market_name(id).map(str::to_string).unwrap_or_else(|| id.to_string()))
+                    .map(|id| {
+                        ctx.deployment
+                            .market_name(id)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| id.to_string())
+                    })
                     .collect();
                 let order = s.permissions.iter().find(|p| p.marketMask != 0);
                 rows.push(json!({
@@ -141,18 +201,43 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                     format!(
                         "{} {} markets {} max size {} max notional ${} until unix {}",
                         r["key"].as_str().unwrap_or_default(),
-                        if r["active"].as_bool() == Some(true) { "ACTIVE " } else { "revoked" },
-                        r["markets"].as_array().map(|m| m.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
-                        r["maxOrderSize"].as_str().map(|v| format_units(v.parse().unwrap_or_default(), 18)).unwrap_or_default(),
-                        r["maxOrderNotional"].as_str().map(|v| format_units(v.parse().unwrap_or_default(), 18)).unwrap_or_default(),
+                        if r["active"].as_bool() == Some(true) {
+                            "ACTIVE "
+                        } else {
+                            "revoked"
+                        },
+                        r["markets"]
+                            .as_array()
+                            .map(|m| m
+                                .iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","))
+                            .unwrap_or_default(),
+                        r["maxOrderSize"]
+                            .as_str()
+                            .map(|v| format_units(v.parse().unwrap_or_default(), 18))
+                            .unwrap_or_default(),
+                        r["maxOrderNotional"]
+                            .as_str()
+                            .map(|v| format_units(v.parse().unwrap_or_default(), 18))
+                            .unwrap_or_default(),
                         r["validUntil"]
                     )
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            emit(ctx.json, json!({ "account": ctx.account, "sessions": rows }), || {
-                if text.is_empty() { "no session keys".into() } else { text }
-            });
+            emit(
+                ctx.json,
+                json!({ "account": ctx.account, "sessions": rows }),
+                || {
+                    if text.is_empty() {
+                        "no session keys".into()
+                    } else {
+                        text
+                    }
+                },
+            );
         }
     }
     Ok(())

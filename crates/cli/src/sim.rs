@@ -37,16 +37,24 @@ pub enum BackendKind {
 }
 
 pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
-    let SimCommand::Run { scenario: file, backend, out } = cmd;
+    let SimCommand::Run {
+        scenario: file,
+        backend,
+        out,
+    } = cmd;
     let scenario = Scenario::load(&file)?;
     let base = file.parent().map(PathBuf::from).unwrap_or_default();
     let path = PricePath::generate(&scenario, &base)?;
-    let insurance = alloy_primitives::U256::from((scenario.venue.insurance_fund * 1e6).round() as u128);
+    let insurance =
+        alloy_primitives::U256::from((scenario.venue.insurance_fund * 1e6).round() as u128);
     let roles = Roles::new(liquidator_keys(&scenario));
     let show = std::io::stderr().is_terminal() && !g.json;
     let progress = |step: u32, steps: u32| {
         if show {
-            eprint!("\r  step {step}/{steps} [{:<40}]", "#".repeat((step as usize * 40) / steps.max(1) as usize));
+            eprint!(
+                "\r  step {step}/{steps} [{:<40}]",
+                "#".repeat((step as usize * 40) / steps.max(1) as usize)
+            );
             if step == steps {
                 eprintln!();
             }
@@ -54,18 +62,27 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
     };
     let outcome: Outcome = match backend {
         BackendKind::Revm => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
             let mut b = RevmBackend::new(31_337, now, roles, insurance)?;
             run(&scenario, &path, &mut b, progress).await?
         }
         BackendKind::Anvil => {
-            let devnet = Devnet::start_with(&repo_root(), 0, 31_338, &[("INSURANCE_FUND", insurance.to_string())])
-                .context("starting anvil for the scenario")?;
+            let devnet = Devnet::start_with(
+                &repo_root(),
+                0,
+                31_338,
+                &[("INSURANCE_FUND", insurance.to_string())],
+            )
+            .context("starting anvil for the scenario")?;
             let mut b = AnvilBackend::new(devnet, roles);
             run(&scenario, &path, &mut b, progress).await?
         }
     };
-    let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-{}", scenario.name, outcome.backend)));
+    let dir = out.unwrap_or_else(|| {
+        PathBuf::from("reports").join(format!("{}-{}", scenario.name, outcome.backend))
+    });
     let files = report::write(&outcome, &path.markets, &dir)?;
     emit(
         g.json,

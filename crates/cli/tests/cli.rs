@@ -36,10 +36,19 @@ impl Cli<'_> {
 
     /// Runs `keyscope <args> --json`: (exit ok, the JSON it printed, everything it printed).
     fn run(&self, args: &[&str]) -> (bool, Value, String) {
-        let out = self.command().args(args).arg("--json").output().expect("keyscope runs");
+        let out = self
+            .command()
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("keyscope runs");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-        (out.status.success(), json, format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            json,
+            format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+        )
     }
 
     fn ok(&self, args: &[&str]) -> Value {
@@ -61,7 +70,9 @@ async fn trader_session_from_account_to_filled_order() {
     let devnet = Devnet::start(&repo_root(), 0, 41_002).expect("devnet starts");
     let d = devnet.deployment.clone();
     let owner = devnet.signer(2);
-    let chain = ProviderBuilder::new().wallet(EthereumWallet::from(devnet.signer(0))).connect_http(devnet.endpoint_url());
+    let chain = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(devnet.signer(0)))
+        .connect_http(devnet.endpoint_url());
     TestUSD::new(d.collateral, &chain)
         .mint(owner.address(), parse_units("50000", 6).unwrap())
         .send()
@@ -70,12 +81,26 @@ async fn trader_session_from_account_to_filled_order() {
         .get_receipt()
         .await
         .unwrap();
-    publish_price(&chain, &d, &devnet.signer(0), 0, parse_units("60000", 18).unwrap()).await.unwrap();
-    let cli = Cli { key: format!("0x{}", hex::encode(devnet.keys()[2])), devnet: &devnet };
+    publish_price(
+        &chain,
+        &d,
+        &devnet.signer(0),
+        0,
+        parse_units("60000", 18).unwrap(),
+    )
+    .await
+    .unwrap();
+    let cli = Cli {
+        key: format!("0x{}", hex::encode(devnet.keys()[2])),
+        devnet: &devnet,
+    };
 
     // Before anything exists the account is known only by its address.
     assert_eq!(cli.ok(&["account", "info"])["deployed"], false);
-    assert!(cli.err(&["deposit", "100"]).contains("keyscope account create"));
+    assert!(
+        cli.err(&["deposit", "100"])
+            .contains("keyscope account create")
+    );
 
     let created = cli.ok(&["account", "create", "--collateral", "20000"]);
     assert_eq!(created["created"], true);
@@ -85,50 +110,153 @@ async fn trader_session_from_account_to_filled_order() {
 
     cli.ok(&["deposit", "10000"]);
     let venue = PerpVenue::new(d.venue, &chain);
-    assert_eq!(venue.collateralOf(account).call().await.unwrap().to_string(), "10000000000");
+    assert_eq!(
+        venue
+            .collateralOf(account)
+            .call()
+            .await
+            .unwrap()
+            .to_string(),
+        "10000000000"
+    );
 
     let session = PrivateKeySigner::random();
     let session_hex = format!("0x{}", hex::encode(session.credential().to_bytes()));
     let session_addr = session.address().to_string();
     cli.ok(&[
-        "session", "grant", "--session-key", &session_addr, "--markets", "BTC", "--max-size", "0.5", "--max-notional",
-        "40000", "--rate", "20/1s", "--expires", "8h",
+        "session",
+        "grant",
+        "--session-key",
+        &session_addr,
+        "--markets",
+        "BTC",
+        "--max-size",
+        "0.5",
+        "--max-notional",
+        "40000",
+        "--rate",
+        "20/1s",
+        "--expires",
+        "8h",
     ]);
     let listed = cli.ok(&["session", "list"]);
     assert_eq!(listed["sessions"][0]["active"], true);
     assert_eq!(listed["sessions"][0]["markets"][0], "BTC");
     assert_eq!(listed["sessions"][0]["rate"], "20/1s");
 
-    let filled =
-        cli.ok(&["order", "place", "--market", "BTC", "--size", "0.2", "--limit", "60500", "--session-key", &session_hex]);
+    let filled = cli.ok(&[
+        "order",
+        "place",
+        "--market",
+        "BTC",
+        "--size",
+        "0.2",
+        "--limit",
+        "60500",
+        "--session-key",
+        &session_hex,
+    ]);
     assert_eq!(filled["positionSize"], "200000000000000000");
-    assert_eq!(venue.position(account, 0).call().await.unwrap().size.to_string(), "200000000000000000");
+    assert_eq!(
+        venue
+            .position(account, 0)
+            .call()
+            .await
+            .unwrap()
+            .size
+            .to_string(),
+        "200000000000000000"
+    );
 
     // Predicted scope violations are refused before anything is sent: the lane's nonce does not move.
     let nonce_key = SessionLane::new(session.address(), 0).nonce_key();
     let entry_point = IEntryPoint::new(d.entry_point, &chain);
-    let before = entry_point.getNonce(account, nonce_key).call().await.unwrap();
-    let err = cli.err(&["order", "place", "--market", "ETH", "--size", "0.1", "--limit", "3010", "--session-key", &session_hex]);
-    assert!(err.contains("refused before sending: SessionMarketNotAllowed"), "{err}");
-    let err = cli.err(&["order", "place", "--market", "BTC", "--size", "1", "--limit", "60500", "--session-key", &session_hex]);
+    let before = entry_point
+        .getNonce(account, nonce_key)
+        .call()
+        .await
+        .unwrap();
+    let err = cli.err(&[
+        "order",
+        "place",
+        "--market",
+        "ETH",
+        "--size",
+        "0.1",
+        "--limit",
+        "3010",
+        "--session-key",
+        &session_hex,
+    ]);
+    assert!(
+        err.contains("refused before sending: SessionMarketNotAllowed"),
+        "{err}"
+    );
+    let err = cli.err(&[
+        "order",
+        "place",
+        "--market",
+        "BTC",
+        "--size",
+        "1",
+        "--limit",
+        "60500",
+        "--session-key",
+        &session_hex,
+    ]);
     assert!(err.contains("SessionOrderTooLarge"), "{err}");
-    assert_eq!(entry_point.getNonce(account, nonce_key).call().await.unwrap(), before);
+    assert_eq!(
+        entry_point
+            .getNonce(account, nonce_key)
+            .call()
+            .await
+            .unwrap(),
+        before
+    );
 
     let pf = cli.ok(&["portfolio"]);
     assert_eq!(pf["state"], "Healthy");
     assert_eq!(pf["positions"][0]["market"], "BTC");
     assert_eq!(pf["positions"][0]["size"], "200000000000000000");
 
-    let closed = cli.ok(&["order", "close", "--market", "BTC", "--session-key", &session_hex]);
+    let closed = cli.ok(&[
+        "order",
+        "close",
+        "--market",
+        "BTC",
+        "--session-key",
+        &session_hex,
+    ]);
     assert_eq!(closed["positionSize"], "0");
 
     let margin_before = venue.collateralOf(account).call().await.unwrap();
     cli.ok(&["withdraw", "100"]);
-    assert_eq!(venue.collateralOf(account).call().await.unwrap(), margin_before - I256::try_from(100_000_000).unwrap());
+    assert_eq!(
+        venue.collateralOf(account).call().await.unwrap(),
+        margin_before - I256::try_from(100_000_000).unwrap()
+    );
 
     cli.ok(&["session", "revoke", &session_addr]);
-    assert!(!acct.getSession(session.address()).call().await.unwrap().active);
-    let err = cli.err(&["order", "place", "--market", "BTC", "--size", "0.1", "--limit", "60500", "--session-key", &session_hex]);
+    assert!(
+        !acct
+            .getSession(session.address())
+            .call()
+            .await
+            .unwrap()
+            .active
+    );
+    let err = cli.err(&[
+        "order",
+        "place",
+        "--market",
+        "BTC",
+        "--size",
+        "0.1",
+        "--limit",
+        "60500",
+        "--session-key",
+        &session_hex,
+    ]);
     assert!(err.contains("SessionNotActive"), "{err}");
 
     cli.ok(&["session", "revoke-all"]);
@@ -141,7 +269,10 @@ async fn trader_session_from_account_to_filled_order() {
 #[tokio::test]
 async fn errors_say_what_to_do() {
     let devnet = Devnet::start(&repo_root(), 0, 41_003).expect("devnet starts");
-    let cli = Cli { key: format!("0x{}", hex::encode(devnet.keys()[3])), devnet: &devnet };
+    let cli = Cli {
+        key: format!("0x{}", hex::encode(devnet.keys()[3])),
+        devnet: &devnet,
+    };
     let grant = |markets: &str, extra: &[&str]| {
         let mut args = vec![
             "session",
@@ -162,23 +293,41 @@ async fn errors_say_what_to_do() {
     cli.ok(&["account", "create"]);
     assert!(grant("SOL", &[]).contains("unknown market \"SOL\""));
     assert!(grant("BTC", &["--rate", "0/1s"]).contains("COUNT/PERIOD"));
-    assert!(cli.err(&["deposit", "1.1234567"]).contains("more than 6 decimal places"));
-    assert!(cli.err(&["deposit", "5"]).contains("the account holds 0 tUSD"));
+    assert!(
+        cli.err(&["deposit", "1.1234567"])
+            .contains("more than 6 decimal places")
+    );
+    assert!(
+        cli.err(&["deposit", "5"])
+            .contains("the account holds 0 tUSD")
+    );
 
     // A deployment file for another chain.
-    let other = std::env::temp_dir().join(format!("keyscope-other-chain-{}.json", std::process::id()));
-    let mut dep: Value = serde_json::from_str(&std::fs::read_to_string(&devnet.deployment_file).unwrap()).unwrap();
+    let other =
+        std::env::temp_dir().join(format!("keyscope-other-chain-{}.json", std::process::id()));
+    let mut dep: Value =
+        serde_json::from_str(&std::fs::read_to_string(&devnet.deployment_file).unwrap()).unwrap();
     dep["chainId"] = 1.into();
     std::fs::write(&other, dep.to_string()).unwrap();
-    let out = cli.command().args(["account", "info", "--deployment"]).arg(&other).output().unwrap();
+    let out = cli
+        .command()
+        .args(["account", "info", "--deployment"])
+        .arg(&other)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong chain"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong chain"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_file(other).unwrap();
 
     // The owner key from an encrypted keystore instead of hex.
     let dir = std::env::temp_dir().join(format!("keyscope-cli-keystore-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = keyscope_core::signer::write_keystore(&dir, "owner.json", &devnet.signer(3), "pw").unwrap();
+    let path =
+        keyscope_core::signer::write_keystore(&dir, "owner.json", &devnet.signer(3), "pw").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
         .args(["account", "info", "--json", "--keystore"])
         .arg(&path)
@@ -188,7 +337,10 @@ async fn errors_say_what_to_do() {
         .output()
         .unwrap();
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(info["owner"].as_str().unwrap().parse::<Address>().unwrap(), devnet.signer(3).address());
+    assert_eq!(
+        info["owner"].as_str().unwrap().parse::<Address>().unwrap(),
+        devnet.signer(3).address()
+    );
     std::fs::remove_dir_all(dir).unwrap();
 
     // No key at all.
@@ -210,9 +362,24 @@ async fn devnet_command_serves_until_interrupted() {
     let venue: Address = ready["devnet"]["venue"].as_str().unwrap().parse().unwrap();
     assert!(!provider.get_code_at(venue).await.unwrap().is_empty());
     // Traders are funded.
-    let trader: PrivateKeySigner = ready["devnet"]["traderKeys"][0].as_str().unwrap().parse().unwrap();
-    let usd: Address = ready["devnet"]["collateral"].as_str().unwrap().parse().unwrap();
-    assert_eq!(TestUSD::new(usd, &provider).balanceOf(trader.address()).call().await.unwrap(), U256::from(100_000_000_000u64));
+    let trader: PrivateKeySigner = ready["devnet"]["traderKeys"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let usd: Address = ready["devnet"]["collateral"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        TestUSD::new(usd, &provider)
+            .balanceOf(trader.address())
+            .call()
+            .await
+            .unwrap(),
+        U256::from(100_000_000_000u64)
+    );
 
     assert!(devnet.interrupt(), "devnet did not stop on Ctrl-C");
     assert!(provider.get_chain_id().await.is_err(), "anvil is gone");
@@ -229,20 +396,40 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
         .arg(&scenario)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["backend"], "revm");
     assert!(report["liquidations"].as_u64().unwrap() > 0);
-    assert!(report["badDebt"].as_f64().unwrap() > 0.0, "the thin fund runs dry: {report}");
+    assert!(
+        report["badDebt"].as_f64().unwrap() > 0.0,
+        "the thin fund runs dry: {report}"
+    );
     for f in ["summary.json", "series.csv", "chart.svg"] {
         assert!(dir.join(f).is_file(), "{f} written");
     }
 
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, std::fs::read_to_string(&scenario).unwrap().replace("leverage_max = 19", "leverage_max = 40")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_keyscope")).args(["sim", "run"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&scenario)
+            .unwrap()
+            .replace("leverage_max = 19", "leverage_max = 40"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["sim", "run"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("traders.leverage_min") && err.contains("<= 19"), "{err}");
+    assert!(
+        err.contains("traders.leverage_min") && err.contains("<= 19"),
+        "{err}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -9,16 +9,39 @@ use keyscope_core::devnet::repo_root;
 /// The commands of the README's opening block.
 fn opening_commands() -> Vec<String> {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let block = readme.split("```sh").nth(1).expect("the README opens with a sh block").split("```").next().unwrap();
-    block.lines().map(|l| l.split('#').next().unwrap().trim().to_string()).filter(|l| !l.is_empty()).collect()
+    let block = readme
+        .split("```sh")
+        .nth(1)
+        .expect("the README opens with a sh block")
+        .split("```")
+        .next()
+        .unwrap();
+    block
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[test]
 fn readme_first_command_runs_the_demo() {
     let commands = opening_commands();
-    assert_eq!(commands, ["make demo", "make test"], "the README opens with the demo and the test command");
-    let out = Command::new("sh").arg("-c").arg(&commands[0]).current_dir(repo_root()).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        commands,
+        ["make demo", "make test"],
+        "the README opens with the demo and the test command"
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&commands[0])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "`make demo` failed:\n{text}");
     for expected in [
         "deployed by its first UserOp through the relayer",
@@ -30,8 +53,15 @@ fn readme_first_command_runs_the_demo() {
         "margin calls 1, liquidations 1",
         "relayer and anvil stopped.",
     ] {
-        assert!(text.contains(expected), "`make demo` did not print {expected:?}:\n{text}");
+        assert!(
+            text.contains(expected),
+            "`make demo` did not print {expected:?}:\n{text}"
+        );
     }
-    let chart = std::fs::read_to_string(repo_root().join("reports/demo/chart.svg")).expect("the demo writes its chart");
-    assert!(chart.contains("<svg") && chart.contains("make demo"), "a chart of the demo run");
+    let chart = std::fs::read_to_string(repo_root().join("reports/demo/chart.svg"))
+        .expect("the demo writes its chart");
+    assert!(
+        chart.contains("<svg") && chart.contains("make demo"),
+        "a chart of the demo run"
+    );
 }

@@ -24,7 +24,16 @@ struct RelayerProcess {
 impl RelayerProcess {
     fn spawn(chain: &fixture::Chain, data_dir: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-            .args(["relayer", "--json", "--mode", "manual", "--debug-api", "--listen", "127.0.0.1:0", "--rpc"])
+            .args([
+                "relayer",
+                "--json",
+                "--mode",
+                "manual",
+                "--debug-api",
+                "--listen",
+                "127.0.0.1:0",
+                "--rpc",
+            ])
             .arg(chain.devnet.endpoint())
             .arg("--relayer-key")
             .arg(chain.devnet.keys()[1].to_string())
@@ -37,8 +46,11 @@ impl RelayerProcess {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("relayer printed {line:?}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("relayer printed {line:?}"));
         assert_eq!(ready["ready"], true);
         Self { child, ready }
     }
@@ -65,7 +77,13 @@ async fn kill_9_with_ops_in_the_pool_loses_and_doubles_nothing() {
     let mut hashes = Vec::new();
     for seq in 0..5 {
         let op = chain.order_op(&t, 0, seq, "0.01", "60500", false).await;
-        let hash = fixture::rpc(&first.url(), "eth_sendUserOperation", json!([rpc_user_op(&op), chain.d.entry_point])).await.unwrap();
+        let hash = fixture::rpc(
+            &first.url(),
+            "eth_sendUserOperation",
+            json!([rpc_user_op(&op), chain.d.entry_point]),
+        )
+        .await
+        .unwrap();
         hashes.push(hash);
     }
     // SIGKILL: no shutdown code runs.
@@ -74,16 +92,32 @@ async fn kill_9_with_ops_in_the_pool_loses_and_doubles_nothing() {
 
     let mut second = RelayerProcess::spawn(&chain, &data_dir);
     assert_eq!(second.ready["resumed"], 5, "{}", second.ready);
-    let pool = fixture::rpc(&second.url(), "debug_bundler_dumpMempool", json!([chain.d.entry_point])).await.unwrap();
+    let pool = fixture::rpc(
+        &second.url(),
+        "debug_bundler_dumpMempool",
+        json!([chain.d.entry_point]),
+    )
+    .await
+    .unwrap();
     assert_eq!(pool.as_array().unwrap().len(), 5);
     // Sending an already accepted op again is refused, not doubled.
     let again = chain.order_op(&t, 0, 0, "0.01", "60500", false).await;
-    let e = fixture::rpc(&second.url(), "eth_sendUserOperation", json!([rpc_user_op(&again), chain.d.entry_point])).await.unwrap_err();
+    let e = fixture::rpc(
+        &second.url(),
+        "eth_sendUserOperation",
+        json!([rpc_user_op(&again), chain.d.entry_point]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e["code"], -32602, "{e}");
 
-    fixture::rpc(&second.url(), "debug_bundler_sendBundleNow", json!([])).await.unwrap();
+    fixture::rpc(&second.url(), "debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
     for h in &hashes {
-        let r = fixture::rpc(&second.url(), "eth_getUserOperationReceipt", json!([h])).await.unwrap();
+        let r = fixture::rpc(&second.url(), "eth_getUserOperationReceipt", json!([h]))
+            .await
+            .unwrap();
         assert_eq!(r["success"], true, "{h}: {r}");
         let hash: B256 = serde_json::from_value(h.clone()).unwrap();
         let filter = Filter::new()
@@ -91,25 +125,62 @@ async fn kill_9_with_ops_in_the_pool_loses_and_doubles_nothing() {
             .event_signature(IEntryPoint::UserOperationEvent::SIGNATURE_HASH)
             .topic1(hash)
             .from_block(0);
-        assert_eq!(chain.provider.get_logs(&filter).await.unwrap().len(), 1, "{h} included exactly once");
+        assert_eq!(
+            chain.provider.get_logs(&filter).await.unwrap().len(),
+            1,
+            "{h} included exactly once"
+        );
     }
     let lane = SessionLane::new(alloy::signers::Signer::address(&t.session), 0).nonce_key();
-    assert_eq!(chain.nonce(t.account, lane).await & U256::from(u64::MAX), U256::from(5));
+    assert_eq!(
+        chain.nonce(t.account, lane).await & U256::from(u64::MAX),
+        U256::from(5)
+    );
 
     // SIGTERM: a graceful stop; then the audit log can be exported from the store.
-    Command::new("kill").args(["-TERM", &second.child.id().to_string()]).status().unwrap();
-    assert!(second.child.wait().unwrap().success(), "SIGTERM stops the relayer cleanly");
-    let out = Command::new(env!("CARGO_BIN_EXE_keyscope")).args(["relayer", "audit", "--data-dir"]).arg(&data_dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    Command::new("kill")
+        .args(["-TERM", &second.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        second.child.wait().unwrap().success(),
+        "SIGTERM stops the relayer cleanly"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["relayer", "audit", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     for event in ["accepted", "bundled", "included"] {
-        assert_eq!(lines.iter().filter(|e| e["event"] == event).count(), 5, "{event}");
+        assert_eq!(
+            lines.iter().filter(|e| e["event"] == event).count(),
+            5,
+            "{event}"
+        );
     }
-    assert!(lines.iter().filter(|e| e["event"] == "accepted").all(|e| e["userOperation"]["signature"].is_string()));
+    assert!(
+        lines
+            .iter()
+            .filter(|e| e["event"] == "accepted")
+            .all(|e| e["userOperation"]["signature"].is_string())
+    );
     let csv = Command::new(env!("CARGO_BIN_EXE_keyscope"))
         .args(["relayer", "audit", "--format", "csv", "--data-dir"])
         .arg(&data_dir)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8(csv.stdout).unwrap().lines().count(), lines.len() + 1);
+    assert_eq!(
+        String::from_utf8(csv.stdout).unwrap().lines().count(),
+        lines.len() + 1
+    );
 }

@@ -24,9 +24,21 @@ fn build_hash_sign(key: &PrivateKeySigner, seq: u64) -> PackedUserOperation {
         limitPrice: U256::from(60_500u64) * U256::from(10u64).pow(U256::from(18)),
         reduceOnly: false,
     };
-    let call = TradingAccount::executeCall { target: VENUE, value: U256::ZERO, data: order.abi_encode().into() };
+    let call = TradingAccount::executeCall {
+        target: VENUE,
+        value: U256::ZERO,
+        data: order.abi_encode().into(),
+    };
     let nonce = SessionLane::new(key.address(), 0).nonce(seq);
-    let mut op = unsigned(ACCOUNT, nonce, call.abi_encode().into(), Default::default(), OpGas::default_for(false), 1_000_000_000, 10_000_000_000);
+    let mut op = unsigned(
+        ACCOUNT,
+        nonce,
+        call.abi_encode().into(),
+        Default::default(),
+        OpGas::default_for(false),
+        1_000_000_000,
+        10_000_000_000,
+    );
     let hash = user_op_hash(&op, ENTRY_POINT_V08, 31_337).unwrap();
     op.signature = sign_session_op_sync(key, hash, 1_800_000_060, 1).unwrap();
     op

@@ -47,4 +47,3 @@ sol!(
     TestUSD,
     "../../out/TestUSD.sol/TestUSD.json"
 );
-

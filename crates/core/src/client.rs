@@ -20,13 +20,13 @@ use crate::{
     bindings::{
         AccountFactory, IEntryPoint,
         IEntryPoint::IEntryPointErrors,
-        PerpVenue::PerpVenueErrors,
         ITradingAccount,
+        PerpVenue::PerpVenueErrors,
         TradingAccount::{self, TradingAccountErrors},
     },
     deployment::Deployment,
-    nonce::SessionLane,
     grant::{GrantContext, grant_digest},
+    nonce::SessionLane,
     session::{SessionSignError, sign_enable_op, sign_session_op},
     signer::Signer,
     user_op::{OpGas, PackedUserOperation, UserOpError, unsigned, user_op_hash},
@@ -80,7 +80,9 @@ pub fn describe_revert(data: &[u8]) -> String {
     if let Ok(e) = IEntryPointErrors::abi_decode(data) {
         return match e {
             IEntryPointErrors::FailedOp(f) => format!("EntryPoint {}", f.reason),
-            IEntryPointErrors::FailedOpWithRevert(f) => format!("{} ({})", describe_revert(&f.inner), f.reason),
+            IEntryPointErrors::FailedOpWithRevert(f) => {
+                format!("{} ({})", describe_revert(&f.inner), f.reason)
+            }
             other => format!("{other:?}"),
         };
     }
@@ -99,17 +101,37 @@ pub fn describe_revert(data: &[u8]) -> String {
 fn describe_account_error(e: &TradingAccountErrors) -> String {
     use TradingAccountErrors as E;
     match e {
-        E::SessionMarketNotAllowed(x) => format!("SessionMarketNotAllowed: market {} is not in the session's scope", x.marketId),
-        E::SessionOrderTooLarge(x) => format!("SessionOrderTooLarge: size {} is over the scope's max {}", x.size, x.maxSize),
+        E::SessionMarketNotAllowed(x) => format!(
+            "SessionMarketNotAllowed: market {} is not in the session's scope",
+            x.marketId
+        ),
+        E::SessionOrderTooLarge(x) => format!(
+            "SessionOrderTooLarge: size {} is over the scope's max {}",
+            x.size, x.maxSize
+        ),
         E::SessionNotionalTooHigh(x) => {
-            format!("SessionNotionalTooHigh: notional {} is over the scope's max {}", x.notional, x.maxNotional)
+            format!(
+                "SessionNotionalTooHigh: notional {} is over the scope's max {}",
+                x.notional, x.maxNotional
+            )
         }
-        E::SessionReduceOnlyRequired(_) => "SessionReduceOnlyRequired: this key may only place reduce-only orders".into(),
+        E::SessionReduceOnlyRequired(_) => {
+            "SessionReduceOnlyRequired: this key may only place reduce-only orders".into()
+        }
         E::SessionCallNotPermitted(x) => {
-            format!("SessionCallNotPermitted: the key may not call {} on {}", x.selector, x.target)
+            format!(
+                "SessionCallNotPermitted: the key may not call {} on {}",
+                x.selector, x.target
+            )
         }
-        E::SessionNotActive(x) => format!("SessionNotActive: {} is not an active session key (revoked or never granted)", x.key),
-        E::SessionRateLimited(x) => format!("SessionRateLimited: the key's rate window is full until {}", x.nextWindow),
+        E::SessionNotActive(x) => format!(
+            "SessionNotActive: {} is not an active session key (revoked or never granted)",
+            x.key
+        ),
+        E::SessionRateLimited(x) => format!(
+            "SessionRateLimited: the key's rate window is full until {}",
+            x.nextWindow
+        ),
         E::SessionExhausted(_) => "SessionExhausted: the key has used all its ops".into(),
         other => format!("{other:?}"),
     }
@@ -128,7 +150,12 @@ pub struct Client<P> {
 impl<P: Provider + Clone> Client<P> {
     /// A client on `provider` (which signs self-bundled transactions as `from`).
     pub fn new(provider: P, deployment: Deployment, submission: Submission, from: Address) -> Self {
-        Self { provider, deployment, submission, from }
+        Self {
+            provider,
+            deployment,
+            submission,
+            from,
+        }
     }
 
     pub fn deployment(&self) -> &Deployment {
@@ -140,39 +167,88 @@ impl<P: Provider + Clone> Client<P> {
     }
 
     /// The counterfactual account of (`owner`, `salt`).
-    pub async fn account_address(&self, owner: Address, salt: U256) -> Result<Address, ClientError> {
-        AccountFactory::new(self.deployment.account_factory, &self.provider).getAddress(owner, salt).call().await.map_err(rpc)
+    pub async fn account_address(
+        &self,
+        owner: Address,
+        salt: U256,
+    ) -> Result<Address, ClientError> {
+        AccountFactory::new(self.deployment.account_factory, &self.provider)
+            .getAddress(owner, salt)
+            .call()
+            .await
+            .map_err(rpc)
     }
 
     pub async fn is_deployed(&self, account: Address) -> Result<bool, ClientError> {
-        Ok(!self.provider.get_code_at(account).await.map_err(rpc)?.is_empty())
+        Ok(!self
+            .provider
+            .get_code_at(account)
+            .await
+            .map_err(rpc)?
+            .is_empty())
     }
 
     /// The chain's latest block time (ops expire against it, not the local clock).
     pub async fn chain_time(&self) -> Result<u64, ClientError> {
-        let block = self.provider.get_block_by_number(BlockNumberOrTag::Latest).await.map_err(rpc)?;
-        Ok(block.ok_or_else(|| ClientError::Rpc("no latest block".into()))?.header.timestamp)
+        let block = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(rpc)?;
+        Ok(block
+            .ok_or_else(|| ClientError::Rpc("no latest block".into()))?
+            .header
+            .timestamp)
     }
 
-    async fn unsigned(&self, sender: Address, nonce: U256, call_data: Bytes, init_code: Bytes) -> Result<PackedUserOperation, ClientError> {
+    async fn unsigned(
+        &self,
+        sender: Address,
+        nonce: U256,
+        call_data: Bytes,
+        init_code: Bytes,
+    ) -> Result<PackedUserOperation, ClientError> {
         let fees = self.provider.estimate_eip1559_fees().await.map_err(rpc)?;
         let gas = OpGas::default_for(!init_code.is_empty());
-        Ok(unsigned(sender, nonce, call_data, init_code, gas, fees.max_priority_fee_per_gas, fees.max_fee_per_gas))
+        Ok(unsigned(
+            sender,
+            nonce,
+            call_data,
+            init_code,
+            gas,
+            fees.max_priority_fee_per_gas,
+            fees.max_fee_per_gas,
+        ))
     }
 
     /// The userOpHash of `op` on this deployment's chain.
     pub fn hash(&self, op: &PackedUserOperation) -> Result<B256, ClientError> {
-        Ok(user_op_hash(op, self.deployment.entry_point, self.deployment.chain_id)?)
+        Ok(user_op_hash(
+            op,
+            self.deployment.entry_point,
+            self.deployment.chain_id,
+        )?)
     }
 
     /// An owner-signed op for account (`owner`, `salt`); deploys the account first if it is not there.
-    pub async fn owner_op<S: Signer + ?Sized>(&self, owner: &S, salt: U256, call_data: Bytes) -> Result<PackedUserOperation, ClientError> {
+    pub async fn owner_op<S: Signer + ?Sized>(
+        &self,
+        owner: &S,
+        salt: U256,
+        call_data: Bytes,
+    ) -> Result<PackedUserOperation, ClientError> {
         let account = self.account_address(owner.address(), salt).await?;
         let init_code = if self.is_deployed(account).await? {
             Bytes::new()
         } else {
-            let create = AccountFactory::createAccountCall { owner: owner.address(), salt }.abi_encode();
-            [self.deployment.account_factory.as_slice(), &create].concat().into()
+            let create = AccountFactory::createAccountCall {
+                owner: owner.address(),
+                salt,
+            }
+            .abi_encode();
+            [self.deployment.account_factory.as_slice(), &create]
+                .concat()
+                .into()
         };
         let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
             .getNonce(account, Default::default())
@@ -180,7 +256,10 @@ impl<P: Provider + Clone> Client<P> {
             .await
             .map_err(rpc)?;
         let mut op = self.unsigned(account, nonce, call_data, init_code).await?;
-        let sig = owner.sign_hash(&self.hash(&op)?).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
+        let sig = owner
+            .sign_hash(&self.hash(&op)?)
+            .await
+            .map_err(|e| SessionSignError::Signing(e.to_string()))?;
         op.signature = sig.as_bytes().to_vec().into();
         Ok(op)
     }
@@ -200,8 +279,15 @@ impl<P: Provider + Clone> Client<P> {
             .call()
             .await
             .map_err(rpc)?;
-        let grant_id = TradingAccount::new(account, &self.provider).getSession(key.address()).call().await.map_err(rpc)?.grantId;
-        let mut op = self.unsigned(account, nonce, call_data, Bytes::new()).await?;
+        let grant_id = TradingAccount::new(account, &self.provider)
+            .getSession(key.address())
+            .call()
+            .await
+            .map_err(rpc)?
+            .grantId;
+        let mut op = self
+            .unsigned(account, nonce, call_data, Bytes::new())
+            .await?;
         let until = self.chain_time().await? + ttl;
         op.signature = sign_session_op(key, self.hash(&op)?, until, grant_id).await?;
         Ok(op)
@@ -228,23 +314,36 @@ impl<P: Provider + Clone> Client<P> {
             key_nonce: acct.keyNonce(key.address()).call().await.map_err(rpc)?,
         };
         let digest = grant_digest(&ctx, key.address(), scope);
-        let owner_sig = owner.sign_hash(&digest).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
-        let payload = (scope.clone(), Bytes::from(owner_sig.as_bytes().to_vec())).abi_encode_params();
+        let owner_sig = owner
+            .sign_hash(&digest)
+            .await
+            .map_err(|e| SessionSignError::Signing(e.to_string()))?;
+        let payload =
+            (scope.clone(), Bytes::from(owner_sig.as_bytes().to_vec())).abi_encode_params();
         let lane = SessionLane::new(key.address(), 0);
         let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
             .getNonce(account, lane.nonce_key())
             .call()
             .await
             .map_err(rpc)?;
-        let mut op = self.unsigned(account, nonce, call_data, Bytes::new()).await?;
+        let mut op = self
+            .unsigned(account, nonce, call_data, Bytes::new())
+            .await?;
         let until = self.chain_time().await? + ttl;
         op.signature = sign_enable_op(key, self.hash(&op)?, until, digest, &payload).await?;
         Ok(op)
     }
 
     fn handle_ops_call(&self, op: &PackedUserOperation) -> TransactionRequest {
-        let data = IEntryPoint::handleOpsCall { ops: vec![op.clone()], beneficiary: self.beneficiary() }.abi_encode();
-        TransactionRequest::default().with_from(self.from).with_to(self.deployment.entry_point).with_input(data)
+        let data = IEntryPoint::handleOpsCall {
+            ops: vec![op.clone()],
+            beneficiary: self.beneficiary(),
+        }
+        .abi_encode();
+        TransactionRequest::default()
+            .with_from(self.from)
+            .with_to(self.deployment.entry_point)
+            .with_input(data)
     }
 
     fn beneficiary(&self) -> Address {
@@ -280,13 +379,19 @@ impl<P: Provider + Clone> Client<P> {
                 receipt.transaction_hash
             }
             Submission::Bundler { url } => {
-                let bundler = alloy::providers::ProviderBuilder::new().connect_http(url.parse().map_err(rpc)?);
+                let bundler = alloy::providers::ProviderBuilder::new()
+                    .connect_http(url.parse().map_err(rpc)?);
                 let sent: B256 = bundler
-                    .raw_request("eth_sendUserOperation".into(), (rpc_user_op(op), self.deployment.entry_point))
+                    .raw_request(
+                        "eth_sendUserOperation".into(),
+                        (rpc_user_op(op), self.deployment.entry_point),
+                    )
                     .await
                     .map_err(|e| ClientError::Bundler(e.to_string()))?;
                 if sent != hash {
-                    return Err(ClientError::Bundler(format!("bundler returned hash {sent}, expected {hash}")));
+                    return Err(ClientError::Bundler(format!(
+                        "bundler returned hash {sent}, expected {hash}"
+                    )));
                 }
                 let deadline = std::time::Instant::now() + Duration::from_secs(120);
                 loop {
@@ -315,7 +420,13 @@ impl<P: Provider + Clone> Client<P> {
             .await
             .map_err(rpc)?
             .ok_or_else(|| ClientError::Rpc(format!("no receipt for {tx_hash}")))?;
-        let mut outcome = OpOutcome { user_op_hash, tx_hash, success: false, revert_reason: None, actual_gas_cost: U256::ZERO };
+        let mut outcome = OpOutcome {
+            user_op_hash,
+            tx_hash,
+            success: false,
+            revert_reason: None,
+            actual_gas_cost: U256::ZERO,
+        };
         let mut seen = false;
         for log in receipt.inner.logs() {
             if let Ok(ev) = log.log_decode::<IEntryPoint::UserOperationEvent>() {
@@ -332,7 +443,9 @@ impl<P: Provider + Clone> Client<P> {
             }
         }
         if !seen {
-            return Err(ClientError::Rpc(format!("transaction {tx_hash} carries no UserOperationEvent for {user_op_hash}")));
+            return Err(ClientError::Rpc(format!(
+                "transaction {tx_hash} carries no UserOperationEvent for {user_op_hash}"
+            )));
         }
         Ok(outcome)
     }
@@ -369,7 +482,8 @@ pub fn rpc_user_op(op: &PackedUserOperation) -> serde_json::Value {
     let pm = &op.paymasterAndData;
     if pm.len() >= 52 {
         v["paymaster"] = json!(Address::from_slice(&pm[..20]));
-        v["paymasterVerificationGasLimit"] = json!(format!("{:#x}", U256::from_be_slice(&pm[20..36])));
+        v["paymasterVerificationGasLimit"] =
+            json!(format!("{:#x}", U256::from_be_slice(&pm[20..36])));
         v["paymasterPostOpGasLimit"] = json!(format!("{:#x}", U256::from_be_slice(&pm[36..52])));
         v["paymasterData"] = json!(hex(&pm[52..]));
     }
@@ -386,7 +500,9 @@ mod tests {
         let op = PackedUserOperation {
             sender: Address::repeat_byte(1),
             nonce: U256::from(5),
-            initCode: [Address::repeat_byte(2).as_slice(), &[0xaa, 0xbb]].concat().into(),
+            initCode: [Address::repeat_byte(2).as_slice(), &[0xaa, 0xbb]]
+                .concat()
+                .into(),
             callData: Bytes::from(vec![1, 2]),
             accountGasLimits: pack_u128s(300_000, 400_000),
             preVerificationGas: U256::from(60_000),
@@ -403,7 +519,14 @@ mod tests {
         assert_eq!(v["nonce"], "0x5");
         assert!(v.get("paymaster").is_none());
         let sponsored = PackedUserOperation {
-            paymasterAndData: [Address::repeat_byte(3).as_slice(), &7u128.to_be_bytes(), &8u128.to_be_bytes(), &[0xcc]].concat().into(),
+            paymasterAndData: [
+                Address::repeat_byte(3).as_slice(),
+                &7u128.to_be_bytes(),
+                &8u128.to_be_bytes(),
+                &[0xcc],
+            ]
+            .concat()
+            .into(),
             ..op
         };
         let v = rpc_user_op(&sponsored);
@@ -415,13 +538,19 @@ mod tests {
 
     #[test]
     fn reverts_read_as_reasons() {
-        let inner = TradingAccountErrors::SessionMarketNotAllowed(TradingAccount::SessionMarketNotAllowed { marketId: 1 }).abi_encode();
+        let inner = TradingAccountErrors::SessionMarketNotAllowed(
+            TradingAccount::SessionMarketNotAllowed { marketId: 1 },
+        )
+        .abi_encode();
         let outer = IEntryPointErrors::FailedOpWithRevert(IEntryPoint::FailedOpWithRevert {
             opIndex: U256::ZERO,
             reason: "AA23 reverted".into(),
             inner: inner.into(),
         })
         .abi_encode();
-        assert_eq!(describe_revert(&outer), "SessionMarketNotAllowed: market 1 is not in the session's scope (AA23 reverted)");
+        assert_eq!(
+            describe_revert(&outer),
+            "SessionMarketNotAllowed: market 1 is not in the session's scope (AA23 reverted)"
+        );
     }
 }

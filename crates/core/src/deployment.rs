@@ -9,11 +9,19 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum DeploymentError {
     /// The file could not be read.
-    #[error("cannot read deployment file {path}: {source} (run `forge script script/Deploy.s.sol` or `keyscope devnet` first)")]
-    Read { path: String, source: std::io::Error },
+    #[error(
+        "cannot read deployment file {path}: {source} (run `forge script script/Deploy.s.sol` or `keyscope devnet` first)"
+    )]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     /// The file is not a deployment.
     #[error("deployment file {path} is not valid: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
     /// A market name the deployment does not list.
     #[error("unknown market {name:?}; this deployment lists {known}")]
     UnknownMarket { name: String, known: String },
@@ -37,9 +45,14 @@ impl Deployment {
     /// Reads a deployment file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DeploymentError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| DeploymentError::Read { path: path.display().to_string(), source })?;
-        serde_json::from_str(&text).map_err(|source| DeploymentError::Parse { path: path.display().to_string(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| DeploymentError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| DeploymentError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// The id of market `name` (case-insensitive, e.g. "btc").
@@ -56,7 +69,10 @@ impl Deployment {
 
     /// The name of market `id`, if listed.
     pub fn market_name(&self, id: u32) -> Option<&str> {
-        self.markets.iter().find(|(_, v)| **v == id).map(|(k, _)| k.as_str())
+        self.markets
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
     }
 }
 

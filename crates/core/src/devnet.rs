@@ -21,7 +21,9 @@ use crate::{
 /// Errors from starting a devnet.
 #[derive(Debug, thiserror::Error)]
 pub enum DevnetError {
-    #[error("{0} not found: run `npm install --no-audit --no-fund` in the repository (or `make build`)")]
+    #[error(
+        "{0} not found: run `npm install --no-audit --no-fund` in the repository (or `make build`)"
+    )]
     MissingTool(String),
     #[error("anvil did not start: {0}")]
     Anvil(String),
@@ -33,7 +35,10 @@ pub enum DevnetError {
 
 /// The repository root: where `node_modules`, `script` and `deployments` are.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| Path::new(".").into())
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(".").into())
 }
 
 /// The native binary of a Foundry tool npm installed (`anvil`, `forge`, `cast`). The native one, not
@@ -43,7 +48,11 @@ pub fn foundry_tool(root: &Path, tool: &str) -> Result<PathBuf, DevnetError> {
     std::fs::read_dir(&dir)
         .map_err(|_| DevnetError::MissingTool(format!("{}/{tool}-*", dir.display())))?
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{tool}-")))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{tool}-"))
+        })
         .map(|e| e.path().join("bin").join(tool))
         .find(|p| p.is_file())
         .ok_or_else(|| DevnetError::MissingTool(format!("{}/{tool}-*/bin/{tool}", dir.display())))
@@ -64,7 +73,12 @@ impl Devnet {
     }
 
     /// `start`, with extra environment for the deploy script (e.g. `INSURANCE_FUND`).
-    pub fn start_with(root: &Path, port: u16, chain_id: u64, env: &[(&str, String)]) -> Result<Self, DevnetError> {
+    pub fn start_with(
+        root: &Path,
+        port: u16,
+        chain_id: u64,
+        env: &[(&str, String)],
+    ) -> Result<Self, DevnetError> {
         let anvil = Anvil::new()
             .path(foundry_tool(root, "anvil")?)
             .port(port)
@@ -74,18 +88,32 @@ impl Devnet {
         let out = Command::new(foundry_tool(root, "forge")?)
             .current_dir(root)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .args(["script", "script/Deploy.s.sol", "--broadcast", "--slow", "--rpc-url"])
+            .args([
+                "script",
+                "script/Deploy.s.sol",
+                "--broadcast",
+                "--slow",
+                "--rpc-url",
+            ])
             .arg(anvil.endpoint())
             .output()
             .map_err(|e| DevnetError::Deploy(e.to_string()))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         // forge script can report a failed transaction and still exit 0.
         if !out.status.success() || text.contains("Error") {
             return Err(DevnetError::Deploy(text));
         }
         let deployment_file = root.join("deployments").join(format!("{chain_id}.json"));
         let deployment = Deployment::load(&deployment_file)?;
-        Ok(Self { anvil, deployment, deployment_file })
+        Ok(Self {
+            anvil,
+            deployment,
+            deployment_file,
+        })
     }
 
     pub fn endpoint(&self) -> String {
@@ -98,7 +126,11 @@ impl Devnet {
 
     /// Anvil's funded dev keys; key 0 deployed everything and signs oracle prices.
     pub fn keys(&self) -> Vec<B256> {
-        self.anvil.keys().iter().map(|k| B256::from_slice(&k.to_bytes())).collect()
+        self.anvil
+            .keys()
+            .iter()
+            .map(|k| B256::from_slice(&k.to_bytes()))
+            .collect()
     }
 
     pub fn signer(&self, index: usize) -> PrivateKeySigner {
@@ -123,10 +155,26 @@ pub async fn publish_price<P: Provider>(
         .ok_or("no latest block")?
         .header
         .timestamp;
-    let last = oracle.lastPrice(market).call().await.map_err(|e| e.to_string())?.publishTime;
-    let update = SignedPriceOracle::PriceUpdate { marketId: market, price, publishTime: now.max(last + 1) };
-    let digest = oracle.updateDigest(update.clone()).call().await.map_err(|e| e.to_string())?;
-    let sig = oracle_key.sign_hash(&digest).await.map_err(|e| e.to_string())?;
+    let last = oracle
+        .lastPrice(market)
+        .call()
+        .await
+        .map_err(|e| e.to_string())?
+        .publishTime;
+    let update = SignedPriceOracle::PriceUpdate {
+        marketId: market,
+        price,
+        publishTime: now.max(last + 1),
+    };
+    let digest = oracle
+        .updateDigest(update.clone())
+        .call()
+        .await
+        .map_err(|e| e.to_string())?;
+    let sig = oracle_key
+        .sign_hash(&digest)
+        .await
+        .map_err(|e| e.to_string())?;
     oracle
         .submit(update, sig.as_bytes().to_vec().into())
         .send()

@@ -52,7 +52,11 @@ pub struct GrantContext {
 }
 
 /// The digest the owner signs to grant `key` the `scope`.
-pub fn grant_digest(ctx: &GrantContext, key: Address, scope: &ITradingAccount::SessionScope) -> B256 {
+pub fn grant_digest(
+    ctx: &GrantContext,
+    key: Address,
+    scope: &ITradingAccount::SessionScope,
+) -> B256 {
     let grant = eip712::SessionGrant {
         entryPoint: ctx.entry_point,
         epoch: ctx.epoch,
@@ -102,6 +106,9 @@ mod tests {
             "CallPermission(address target,bytes4 selector,uint96 valueLimit,uint64 marketMask,uint88 maxOrderSize,uint96 maxOrderNotional,bool reduceOnly)",
             "SessionScope(uint40 validAfter,uint40 validUntil,uint16 maxOpTtl,uint16 rateCount,uint24 ratePeriod,uint32 maxUses,CallPermission[] permissions)"
         ));
-        assert_eq!(eip712::SessionGrant::eip712_type_hash(&Default::default()), expected);
+        assert_eq!(
+            eip712::SessionGrant::eip712_type_hash(&Default::default()),
+            expected
+        );
     }
 }

@@ -74,6 +74,9 @@ mod tests {
     #[test]
     fn owner_lane_is_not_a_session_lane() {
         let owner_nonce = U256::from(5u64);
-        assert_eq!(SessionLane::from_nonce(owner_nonce), Err(NonceError::NotASessionLane(owner_nonce)));
+        assert_eq!(
+            SessionLane::from_nonce(owner_nonce),
+            Err(NonceError::NotASessionLane(owner_nonce))
+        );
     }
 }

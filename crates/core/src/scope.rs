@@ -29,7 +29,9 @@ pub enum ScopeError {
     BadMaxNotional,
     #[error("op ttl must be 1..=65535 seconds; got {0}")]
     BadTtl(u64),
-    #[error("rate {0:?} is not COUNT/PERIOD with COUNT 1..=65535 and PERIOD like 1s, 30s, 1m (max 194 days)")]
+    #[error(
+        "rate {0:?} is not COUNT/PERIOD with COUNT 1..=65535 and PERIOD like 1s, 30s, 1m (max 194 days)"
+    )]
     BadRate(String),
     #[error("duration {0:?} is not a number with a unit s, m, h or d (like 30s, 8h)")]
     BadDuration(String),
@@ -96,7 +98,12 @@ pub struct TradingScope {
 
 impl TradingScope {
     /// A scope for `venue` with the usual defaults: 8 hours, 60 s op ttl, no rate limit, no uses cap.
-    pub fn new(venue: Address, markets: Vec<u32>, max_order_size: U256, max_order_notional: U256) -> Self {
+    pub fn new(
+        venue: Address,
+        markets: Vec<u32>,
+        max_order_size: U256,
+        max_order_notional: U256,
+    ) -> Self {
         Self {
             venue,
             markets,
@@ -119,7 +126,10 @@ impl TradingScope {
         let until = now.saturating_add(self.valid_for.as_secs());
         let max_time = (1u64 << 40) - 1;
         if until > max_time {
-            return Err(ScopeError::TooLong { asked: self.valid_for.as_secs(), max: max_time - now });
+            return Err(ScopeError::TooLong {
+                asked: self.valid_for.as_secs(),
+                max: max_time - now,
+            });
         }
         if self.markets.is_empty() {
             return Err(ScopeError::NoMarkets);
@@ -131,11 +141,17 @@ impl TradingScope {
             }
             mask |= 1 << m;
         }
-        let max_size: u128 = self.max_order_size.try_into().map_err(|_| ScopeError::BadMaxSize)?;
+        let max_size: u128 = self
+            .max_order_size
+            .try_into()
+            .map_err(|_| ScopeError::BadMaxSize)?;
         if max_size == 0 || max_size >= 1 << 88 {
             return Err(ScopeError::BadMaxSize);
         }
-        let max_notional: u128 = self.max_order_notional.try_into().map_err(|_| ScopeError::BadMaxNotional)?;
+        let max_notional: u128 = self
+            .max_order_notional
+            .try_into()
+            .map_err(|_| ScopeError::BadMaxNotional)?;
         if max_notional == 0 || max_notional >= 1 << 96 {
             return Err(ScopeError::BadMaxNotional);
         }
@@ -181,7 +197,12 @@ mod tests {
     use super::*;
 
     fn scope() -> TradingScope {
-        TradingScope::new(Address::repeat_byte(1), vec![0, 1], U256::from(5u64) * U256::from(10u64).pow(U256::from(17)), U256::from(50_000u64) * U256::from(10u64).pow(U256::from(18)))
+        TradingScope::new(
+            Address::repeat_byte(1),
+            vec![0, 1],
+            U256::from(5u64) * U256::from(10u64).pow(U256::from(17)),
+            U256::from(50_000u64) * U256::from(10u64).pow(U256::from(18)),
+        )
     }
 
     #[test]
@@ -212,10 +233,19 @@ mod tests {
         let mut s = scope();
         s.max_order_size = U256::ZERO;
         assert_eq!(s.build(0).unwrap_err(), ScopeError::BadMaxSize);
-        assert!(matches!("0/1s".parse::<Rate>(), Err(ScopeError::BadRate(_))));
-        assert!(matches!("20/0s".parse::<Rate>(), Err(ScopeError::BadRate(_))));
+        assert!(matches!(
+            "0/1s".parse::<Rate>(),
+            Err(ScopeError::BadRate(_))
+        ));
+        assert!(matches!(
+            "20/0s".parse::<Rate>(),
+            Err(ScopeError::BadRate(_))
+        ));
         assert!(matches!("20".parse::<Rate>(), Err(ScopeError::BadRate(_))));
         assert_eq!(parse_duration("8h").unwrap(), Duration::from_secs(28_800));
-        assert!(matches!(parse_duration("8x"), Err(ScopeError::BadDuration(_))));
+        assert!(matches!(
+            parse_duration("8x"),
+            Err(ScopeError::BadDuration(_))
+        ));
     }
 }

@@ -50,9 +50,17 @@ fn check_expiry(op_valid_until: u64) -> Result<(), SessionSignError> {
 }
 
 /// The digest of a plain session op, once its expiry is known to be in range.
-fn plain_digest(user_op_hash: B256, op_valid_until: u64, grant_id: u32) -> Result<B256, SessionSignError> {
+fn plain_digest(
+    user_op_hash: B256,
+    op_valid_until: u64,
+    grant_id: u32,
+) -> Result<B256, SessionSignError> {
     check_expiry(op_valid_until)?;
-    Ok(session_op_digest(user_op_hash, op_valid_until, grant_binding(grant_id)))
+    Ok(session_op_digest(
+        user_op_hash,
+        op_valid_until,
+        grant_binding(grant_id),
+    ))
 }
 
 fn encode(mode: u8, op_valid_until: u64, sig: &Signature, tail: &[u8]) -> Bytes {
@@ -81,7 +89,10 @@ pub async fn sign_session_op<S: Signer + ?Sized>(
     grant_id: u32,
 ) -> Result<Bytes, SessionSignError> {
     let digest = plain_digest(user_op_hash, op_valid_until, grant_id)?;
-    let sig = key.sign_hash(&digest).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
+    let sig = key
+        .sign_hash(&digest)
+        .await
+        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
     session_signature(op_valid_until, &sig)
 }
 
@@ -94,7 +105,9 @@ pub fn sign_session_op_sync<S: SignerSync + ?Sized>(
     grant_id: u32,
 ) -> Result<Bytes, SessionSignError> {
     let digest = plain_digest(user_op_hash, op_valid_until, grant_id)?;
-    let sig = key.sign_hash_sync(&digest).map_err(|e| SessionSignError::Signing(e.to_string()))?;
+    let sig = key
+        .sign_hash_sync(&digest)
+        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
     session_signature(op_valid_until, &sig)
 }
 
@@ -109,7 +122,10 @@ pub async fn sign_enable_op<S: Signer + ?Sized>(
 ) -> Result<Bytes, SessionSignError> {
     check_expiry(op_valid_until)?;
     let digest = session_op_digest(user_op_hash, op_valid_until, grant_digest);
-    let sig = key.sign_hash(&digest).await.map_err(|e| SessionSignError::Signing(e.to_string()))?;
+    let sig = key
+        .sign_hash(&digest)
+        .await
+        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
     Ok(encode(MODE_ENABLE, op_valid_until, &sig, enable_payload))
 }
 
@@ -120,7 +136,10 @@ mod tests {
     use alloy_primitives::{address, b256, hex};
 
     fn signer() -> PrivateKeySigner {
-        PrivateKeySigner::from_bytes(&b256!("0000000000000000000000000000000000000000000000000000000000005e55")).unwrap()
+        PrivateKeySigner::from_bytes(&b256!(
+            "0000000000000000000000000000000000000000000000000000000000005e55"
+        ))
+        .unwrap()
     }
 
     /// The same vector is asserted by test/account/SessionVector.t.sol with forge's signer, so the Rust
@@ -128,7 +147,10 @@ mod tests {
     #[tokio::test]
     async fn signature_matches_contract_test_vector() {
         let s = signer();
-        assert_eq!(s.address(), address!("87110f79f69670eE8dEd56E2231882D06b2873F2"));
+        assert_eq!(
+            s.address(),
+            address!("87110f79f69670eE8dEd56E2231882D06b2873F2")
+        );
         let hash = B256::repeat_byte(0x11);
         assert_eq!(
             session_op_digest(hash, 1_800_000_030, grant_binding(3)),
@@ -153,16 +175,23 @@ mod tests {
         let sig = sign_session_op(&s, hash, 1_900_000_000, 1).await.unwrap();
         assert_eq!(sig.len(), 72);
         let parsed = Signature::from_raw(&sig[7..]).unwrap();
-        let recovered =
-            parsed.recover_address_from_prehash(&session_op_digest(hash, 1_900_000_000, grant_binding(1))).unwrap();
+        let recovered = parsed
+            .recover_address_from_prehash(&session_op_digest(hash, 1_900_000_000, grant_binding(1)))
+            .unwrap();
         assert_eq!(recovered, s.address());
-        assert!(parsed.normalize_s().is_none(), "s must already be in the lower half");
+        assert!(
+            parsed.normalize_s().is_none(),
+            "s must already be in the lower half"
+        );
     }
 
     #[tokio::test]
     async fn out_of_range_expiry_is_refused() {
         let s = signer();
-        assert_eq!(sign_session_op(&s, B256::ZERO, 0, 1).await, Err(SessionSignError::OpExpiryOutOfRange(0)));
+        assert_eq!(
+            sign_session_op(&s, B256::ZERO, 0, 1).await,
+            Err(SessionSignError::OpExpiryOutOfRange(0))
+        );
         assert_eq!(
             sign_session_op(&s, B256::ZERO, MAX_OP_VALID_UNTIL + 1, 1).await,
             Err(SessionSignError::OpExpiryOutOfRange(MAX_OP_VALID_UNTIL + 1))

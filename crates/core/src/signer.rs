@@ -19,22 +19,44 @@ pub enum SignerError {
 
 /// A local signer from a hex private key (with or without 0x).
 pub fn from_hex(key: &str) -> Result<PrivateKeySigner, SignerError> {
-    let bytes: B256 = key.trim().parse().map_err(|e: alloy_primitives::hex::FromHexError| SignerError::BadKey(e.to_string()))?;
+    let bytes: B256 = key
+        .trim()
+        .parse()
+        .map_err(|e: alloy_primitives::hex::FromHexError| SignerError::BadKey(e.to_string()))?;
     PrivateKeySigner::from_bytes(&bytes).map_err(|e| SignerError::BadKey(e.to_string()))
 }
 
 /// A signer from an encrypted keystore file.
-pub fn from_keystore(path: impl AsRef<Path>, password: &str) -> Result<PrivateKeySigner, SignerError> {
+pub fn from_keystore(
+    path: impl AsRef<Path>,
+    password: &str,
+) -> Result<PrivateKeySigner, SignerError> {
     let path = path.as_ref();
-    PrivateKeySigner::decrypt_keystore(path, password)
-        .map_err(|e| SignerError::Keystore { path: path.display().to_string(), reason: e.to_string() })
+    PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| SignerError::Keystore {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Encrypts `key` into a keystore file `dir/name`, returning its path.
-pub fn write_keystore(dir: impl AsRef<Path>, name: &str, key: &PrivateKeySigner, password: &str) -> Result<PathBuf, SignerError> {
+pub fn write_keystore(
+    dir: impl AsRef<Path>,
+    name: &str,
+    key: &PrivateKeySigner,
+    password: &str,
+) -> Result<PathBuf, SignerError> {
     let dir = dir.as_ref();
-    PrivateKeySigner::encrypt_keystore(dir, &mut rand::thread_rng(), key.credential().to_bytes(), password, Some(name))
-        .map_err(|e| SignerError::Keystore { path: dir.join(name).display().to_string(), reason: e.to_string() })?;
+    PrivateKeySigner::encrypt_keystore(
+        dir,
+        &mut rand::thread_rng(),
+        key.credential().to_bytes(),
+        password,
+        Some(name),
+    )
+    .map_err(|e| SignerError::Keystore {
+        path: dir.join(name).display().to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(dir.join(name))
 }
 
@@ -46,10 +68,17 @@ mod tests {
     fn keystore_round_trip() {
         let dir = std::env::temp_dir().join(format!("keyscope-keystore-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let key = from_hex("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d").unwrap();
+        let key =
+            from_hex("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d").unwrap();
         let path = write_keystore(&dir, "relayer.json", &key, "correct horse").unwrap();
-        assert_eq!(from_keystore(&path, "correct horse").unwrap().address(), key.address());
-        assert!(matches!(from_keystore(&path, "wrong"), Err(SignerError::Keystore { .. })));
+        assert_eq!(
+            from_keystore(&path, "correct horse").unwrap().address(),
+            key.address()
+        );
+        assert!(matches!(
+            from_keystore(&path, "wrong"),
+            Err(SignerError::Keystore { .. })
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -27,9 +27,17 @@ pub fn parse_units(input: &str, decimals: u8) -> Result<U256, AmountError> {
         return Err(AmountError::NotANumber(input.to_string()));
     }
     if frac.len() > decimals as usize {
-        return Err(AmountError::TooPrecise { input: input.to_string(), decimals });
+        return Err(AmountError::TooPrecise {
+            input: input.to_string(),
+            decimals,
+        });
     }
-    let padded = format!("{}{}{}", if whole.is_empty() { "0" } else { whole }, frac, "0".repeat(decimals as usize - frac.len()));
+    let padded = format!(
+        "{}{}{}",
+        if whole.is_empty() { "0" } else { whole },
+        frac,
+        "0".repeat(decimals as usize - frac.len())
+    );
     U256::from_str_radix(&padded, 10).map_err(|_| AmountError::TooLarge(input.to_string()))
 }
 
@@ -37,10 +45,18 @@ pub fn parse_units(input: &str, decimals: u8) -> Result<U256, AmountError> {
 pub fn format_units(value: U256, decimals: u8) -> String {
     let s = value.to_string();
     let d = decimals as usize;
-    let (whole, frac) = if s.len() > d { s.split_at(s.len() - d) } else { ("0", s.as_str()) };
+    let (whole, frac) = if s.len() > d {
+        s.split_at(s.len() - d)
+    } else {
+        ("0", s.as_str())
+    };
     let frac = format!("{}{}", "0".repeat(d.saturating_sub(frac.len())), frac);
     let frac = frac.trim_end_matches('0');
-    if frac.is_empty() { whole.to_string() } else { format!("{whole}.{frac}") }
+    if frac.is_empty() {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac}")
+    }
 }
 
 #[cfg(test)]
@@ -49,8 +65,14 @@ mod tests {
 
     #[test]
     fn scales_exactly() {
-        assert_eq!(parse_units("0.5", 18).unwrap(), U256::from(5u64) * U256::from(10u64).pow(U256::from(17)));
-        assert_eq!(parse_units("50_000", 6).unwrap(), U256::from(50_000_000_000u64));
+        assert_eq!(
+            parse_units("0.5", 18).unwrap(),
+            U256::from(5u64) * U256::from(10u64).pow(U256::from(17))
+        );
+        assert_eq!(
+            parse_units("50_000", 6).unwrap(),
+            U256::from(50_000_000_000u64)
+        );
         assert_eq!(parse_units(".25", 2).unwrap(), U256::from(25u64));
         assert_eq!(format_units(U256::from(1_500_000u64), 6), "1.5");
         assert_eq!(format_units(U256::from(5u64), 6), "0.000005");
@@ -58,9 +80,24 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        assert_eq!(parse_units("1.2345678", 6), Err(AmountError::TooPrecise { input: "1.2345678".into(), decimals: 6 }));
-        assert!(matches!(parse_units("-1", 6), Err(AmountError::NotANumber(_))));
-        assert!(matches!(parse_units("1e6", 6), Err(AmountError::NotANumber(_))));
-        assert!(matches!(parse_units("", 6), Err(AmountError::NotANumber(_))));
+        assert_eq!(
+            parse_units("1.2345678", 6),
+            Err(AmountError::TooPrecise {
+                input: "1.2345678".into(),
+                decimals: 6
+            })
+        );
+        assert!(matches!(
+            parse_units("-1", 6),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_units("1e6", 6),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_units("", 6),
+            Err(AmountError::NotANumber(_))
+        ));
     }
 }

@@ -25,7 +25,11 @@ pub enum UserOpError {
 }
 
 /// The userOpHash EntryPoint v0.8 at `entry_point` on `chain_id` computes for `op`.
-pub fn user_op_hash(op: &PackedUserOperation, entry_point: Address, chain_id: u64) -> Result<B256, UserOpError> {
+pub fn user_op_hash(
+    op: &PackedUserOperation,
+    entry_point: Address,
+    chain_id: u64,
+) -> Result<B256, UserOpError> {
     if op.initCode.len() >= 2 && op.initCode[..2] == [0x77, 0x02] {
         return Err(UserOpError::Eip7702Unsupported);
     }
@@ -68,7 +72,11 @@ impl OpGas {
     /// Limits that cover Keyscope's ops with room to spare (a first op that deploys the account needs
     /// the larger verification limit).
     pub fn default_for(deploys: bool) -> Self {
-        Self { verification: if deploys { 600_000 } else { 300_000 }, call: 400_000, pre_verification: 60_000 }
+        Self {
+            verification: if deploys { 600_000 } else { 300_000 },
+            call: 400_000,
+            pre_verification: 60_000,
+        }
     }
 }
 
@@ -123,7 +131,13 @@ mod tests {
 
     #[test]
     fn eip7702_ops_are_refused() {
-        let op = PackedUserOperation { initCode: vec![0x77, 0x02, 0, 0].into(), ..Default::default() };
-        assert_eq!(user_op_hash(&op, ENTRY_POINT_V08, 1), Err(UserOpError::Eip7702Unsupported));
+        let op = PackedUserOperation {
+            initCode: vec![0x77, 0x02, 0, 0].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            user_op_hash(&op, ENTRY_POINT_V08, 1),
+            Err(UserOpError::Eip7702Unsupported)
+        );
     }
 }

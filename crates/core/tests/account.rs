@@ -19,7 +19,13 @@ use keyscope_core::{
 };
 
 fn execute(target: alloy_primitives::Address, data: Vec<u8>) -> Bytes {
-    TradingAccount::executeCall { target, value: U256::ZERO, data: data.into() }.abi_encode().into()
+    TradingAccount::executeCall {
+        target,
+        value: U256::ZERO,
+        data: data.into(),
+    }
+    .abi_encode()
+    .into()
 }
 
 #[tokio::test]
@@ -27,55 +33,107 @@ async fn account_session_and_order_on_devnet() {
     let devnet = Devnet::start(&repo_root(), 0, 41_001).expect("devnet starts");
     let d = devnet.deployment.clone();
     let relayer = devnet.signer(1);
-    let provider = ProviderBuilder::new().wallet(EthereumWallet::from(relayer.clone())).connect_http(devnet.endpoint_url());
-    let client = Client::new(provider.clone(), d.clone(), Submission::SelfBundle { beneficiary: relayer.address() }, relayer.address());
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(relayer.clone()))
+        .connect_http(devnet.endpoint_url());
+    let client = Client::new(
+        provider.clone(),
+        d.clone(),
+        Submission::SelfBundle {
+            beneficiary: relayer.address(),
+        },
+        relayer.address(),
+    );
 
     let owner = devnet.signer(2);
     let session = PrivateKeySigner::random();
-    let account = client.account_address(owner.address(), U256::ZERO).await.unwrap();
+    let account = client
+        .account_address(owner.address(), U256::ZERO)
+        .await
+        .unwrap();
     assert!(!client.is_deployed(account).await.unwrap());
 
     // Fund the counterfactual account: ETH for gas from the relayer, collateral from the token owner.
     provider
-        .send_transaction(TransactionRequest::default().with_to(account).with_value(parse_units("1", 18).unwrap()))
+        .send_transaction(
+            TransactionRequest::default()
+                .with_to(account)
+                .with_value(parse_units("1", 18).unwrap()),
+        )
         .await
         .unwrap()
         .get_receipt()
         .await
         .unwrap();
-    let deployer = ProviderBuilder::new().wallet(EthereumWallet::from(devnet.signer(0))).connect_http(devnet.endpoint_url());
-    TestUSD::new(d.collateral, &deployer).mint(account, parse_units("5000", 6).unwrap()).send().await.unwrap().get_receipt().await.unwrap();
+    let deployer = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(devnet.signer(0)))
+        .connect_http(devnet.endpoint_url());
+    TestUSD::new(d.collateral, &deployer)
+        .mint(account, parse_units("5000", 6).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
 
     // First op: deploy, approve, deposit 5,000, grant the session key.
     let now = client.chain_time().await.unwrap();
-    let scope = TradingScope::new(d.venue, vec![d.market_id("BTC").unwrap()], parse_units("0.5", 18).unwrap(), parse_units("40000", 18).unwrap())
-        .build(now)
-        .unwrap();
+    let scope = TradingScope::new(
+        d.venue,
+        vec![d.market_id("BTC").unwrap()],
+        parse_units("0.5", 18).unwrap(),
+        parse_units("40000", 18).unwrap(),
+    )
+    .build(now)
+    .unwrap();
     let calls = vec![
         BaseAccount::Call {
             target: d.collateral,
             value: U256::ZERO,
-            data: TestUSD::approveCall { spender: d.venue, value: U256::MAX }.abi_encode().into(),
+            data: TestUSD::approveCall {
+                spender: d.venue,
+                value: U256::MAX,
+            }
+            .abi_encode()
+            .into(),
         },
         BaseAccount::Call {
             target: d.venue,
             value: U256::ZERO,
-            data: PerpVenue::depositMarginCall { amount: parse_units("5000", 6).unwrap() }.abi_encode().into(),
+            data: PerpVenue::depositMarginCall {
+                amount: parse_units("5000", 6).unwrap(),
+            }
+            .abi_encode()
+            .into(),
         },
         BaseAccount::Call {
             target: account,
             value: U256::ZERO,
-            data: TradingAccount::grantSessionCall { key: session.address(), scope: scope.clone() }.abi_encode().into(),
+            data: TradingAccount::grantSessionCall {
+                key: session.address(),
+                scope: scope.clone(),
+            }
+            .abi_encode()
+            .into(),
         },
     ];
-    let batch: Bytes = TradingAccount::executeBatchCall { calls }.abi_encode().into();
+    let batch: Bytes = TradingAccount::executeBatchCall { calls }
+        .abi_encode()
+        .into();
     let op = client.owner_op(&owner, U256::ZERO, batch).await.unwrap();
     assert!(!op.initCode.is_empty(), "the first op deploys the account");
     let outcome = client.send(&op).await.unwrap();
     assert!(outcome.success, "{outcome:?}");
     let acct = TradingAccount::new(account, &provider);
     assert_eq!(acct.owner().call().await.unwrap(), owner.address());
-    assert!(acct.getSession(session.address()).call().await.unwrap().active);
+    assert!(
+        acct.getSession(session.address())
+            .call()
+            .await
+            .unwrap()
+            .active
+    );
 
     // The Rust grant digest is the account's own.
     let ctx = GrantContext {
@@ -85,10 +143,24 @@ async fn account_session_and_order_on_devnet() {
         epoch: acct.epoch().call().await.unwrap(),
         key_nonce: acct.keyNonce(session.address()).call().await.unwrap(),
     };
-    assert_eq!(grant_digest(&ctx, session.address(), &scope), acct.grantDigest(session.address(), scope.clone()).call().await.unwrap());
+    assert_eq!(
+        grant_digest(&ctx, session.address(), &scope),
+        acct.grantDigest(session.address(), scope.clone())
+            .call()
+            .await
+            .unwrap()
+    );
 
     // The session key buys 0.2 BTC.
-    publish_price(&deployer, &d, &devnet.signer(0), 0, parse_units("60000", 18).unwrap()).await.unwrap();
+    publish_price(
+        &deployer,
+        &d,
+        &devnet.signer(0),
+        0,
+        parse_units("60000", 18).unwrap(),
+    )
+    .await
+    .unwrap();
     let order = |market: u32, size: &str, limit: &str| {
         execute(
             d.venue,
@@ -101,38 +173,117 @@ async fn account_session_and_order_on_devnet() {
             .abi_encode(),
         )
     };
-    let op = client.session_op(&session, account, 0, order(0, "200000000000000000", "60100"), 60).await.unwrap();
+    let op = client
+        .session_op(
+            &session,
+            account,
+            0,
+            order(0, "200000000000000000", "60100"),
+            60,
+        )
+        .await
+        .unwrap();
     let outcome = client.send(&op).await.unwrap();
     assert!(outcome.success, "{outcome:?}");
-    let pos = PerpVenue::new(d.venue, &provider).position(account, 0).call().await.unwrap();
+    let pos = PerpVenue::new(d.venue, &provider)
+        .position(account, 0)
+        .call()
+        .await
+        .unwrap();
     assert_eq!(pos.size.to_string(), "200000000000000000");
 
     // Out of scope: refused by simulation, and nothing is sent.
-    let nonce_before = IEntryPoint::new(d.entry_point, &provider).getNonce(account, keyscope_core::SessionLane::new(session.address(), 0).nonce_key()).call().await.unwrap();
-    let op = client.session_op(&session, account, 0, order(1, "100000000000000000", "3010"), 60).await.unwrap();
+    let nonce_before = IEntryPoint::new(d.entry_point, &provider)
+        .getNonce(
+            account,
+            keyscope_core::SessionLane::new(session.address(), 0).nonce_key(),
+        )
+        .call()
+        .await
+        .unwrap();
+    let op = client
+        .session_op(
+            &session,
+            account,
+            0,
+            order(1, "100000000000000000", "3010"),
+            60,
+        )
+        .await
+        .unwrap();
     match client.send(&op).await {
-        Err(ClientError::Refused(reason)) => assert!(reason.contains("SessionMarketNotAllowed"), "{reason}"),
+        Err(ClientError::Refused(reason)) => {
+            assert!(reason.contains("SessionMarketNotAllowed"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let withdraw = execute(d.venue, PerpVenue::withdrawMarginCall { amount: U256::from(1) }.abi_encode());
-    let op = client.session_op(&session, account, 0, withdraw, 60).await.unwrap();
+    let withdraw = execute(
+        d.venue,
+        PerpVenue::withdrawMarginCall {
+            amount: U256::from(1),
+        }
+        .abi_encode(),
+    );
+    let op = client
+        .session_op(&session, account, 0, withdraw, 60)
+        .await
+        .unwrap();
     match client.simulate(&op).await {
-        Err(ClientError::Refused(reason)) => assert!(reason.contains("SessionCallNotPermitted"), "{reason}"),
+        Err(ClientError::Refused(reason)) => {
+            assert!(reason.contains("SessionCallNotPermitted"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let nonce_after = IEntryPoint::new(d.entry_point, &provider).getNonce(account, keyscope_core::SessionLane::new(session.address(), 0).nonce_key()).call().await.unwrap();
+    let nonce_after = IEntryPoint::new(d.entry_point, &provider)
+        .getNonce(
+            account,
+            keyscope_core::SessionLane::new(session.address(), 0).nonce_key(),
+        )
+        .call()
+        .await
+        .unwrap();
     assert_eq!(nonce_before, nonce_after, "refused ops were never sent");
 
     // Enable mode: a second key trades in its very first op, the owner's grant riding inside it.
     let second = PrivateKeySigner::random();
-    let scope2 = TradingScope::new(d.venue, vec![0], parse_units("0.1", 18).unwrap(), parse_units("10000", 18).unwrap())
-        .build(client.chain_time().await.unwrap())
+    let scope2 = TradingScope::new(
+        d.venue,
+        vec![0],
+        parse_units("0.1", 18).unwrap(),
+        parse_units("10000", 18).unwrap(),
+    )
+    .build(client.chain_time().await.unwrap())
+    .unwrap();
+    let op = client
+        .enable_op(
+            &owner,
+            &second,
+            account,
+            &scope2,
+            order(0, "-50000000000000000", "59900"),
+            60,
+        )
+        .await
         .unwrap();
-    let op = client.enable_op(&owner, &second, account, &scope2, order(0, "-50000000000000000", "59900"), 60).await.unwrap();
     let outcome = client.send(&op).await.unwrap();
     assert!(outcome.success, "{outcome:?}");
-    assert!(acct.getSession(second.address()).call().await.unwrap().active);
-    assert_eq!(PerpVenue::new(d.venue, &provider).position(account, 0).call().await.unwrap().size.to_string(), "150000000000000000");
+    assert!(
+        acct.getSession(second.address())
+            .call()
+            .await
+            .unwrap()
+            .active
+    );
+    assert_eq!(
+        PerpVenue::new(d.venue, &provider)
+            .position(account, 0)
+            .call()
+            .await
+            .unwrap()
+            .size
+            .to_string(),
+        "150000000000000000"
+    );
     // The grant consumed the key's grant nonce, so its signature cannot enable the key again (the
     // contract suite replays it in every way: test/account/EnableMode.t.sol).
     assert_eq!(acct.keyNonce(second.address()).call().await.unwrap(), 1);

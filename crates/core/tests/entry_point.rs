@@ -12,8 +12,8 @@ use alloy::{
 };
 use alloy_primitives::{Address, Bytes, U256, address, b256, keccak256};
 use keyscope_core::{
-    devnet::foundry_tool,
-    ENTRY_POINT_V08, PackedUserOperation, SessionLane, bindings::IEntryPoint, user_op::pack_u128s, user_op_hash,
+    ENTRY_POINT_V08, PackedUserOperation, SessionLane, bindings::IEntryPoint, devnet::foundry_tool,
+    user_op::pack_u128s, user_op_hash,
 };
 
 const CREATE2_DEPLOYER: Address = address!("4e59b44847b379578588920cA78FbF26c0B4956C");
@@ -31,11 +31,14 @@ fn anvil() -> AnvilInstance {
 async fn user_op_hash_matches_entry_point_v08() {
     let anvil = anvil();
     let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
-    let provider = ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(anvil.endpoint_url());
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(anvil.endpoint_url());
 
     let artifact: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
-            workspace_root().join("node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json"),
+            workspace_root()
+                .join("node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json"),
         )
         .unwrap(),
     )
@@ -44,10 +47,25 @@ async fn user_op_hash_matches_entry_point_v08() {
     let salt = b256!("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9");
     let mut data = salt.to_vec();
     data.extend_from_slice(&init_code);
-    let tx = TransactionRequest::default().with_to(CREATE2_DEPLOYER).with_input(data);
-    let receipt = provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    let tx = TransactionRequest::default()
+        .with_to(CREATE2_DEPLOYER)
+        .with_input(data);
+    let receipt = provider
+        .send_transaction(tx)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     assert!(receipt.status(), "EntryPoint deployment succeeded");
-    assert!(!provider.get_code_at(ENTRY_POINT_V08).await.unwrap().is_empty(), "EntryPoint at its canonical address");
+    assert!(
+        !provider
+            .get_code_at(ENTRY_POINT_V08)
+            .await
+            .unwrap()
+            .is_empty(),
+        "EntryPoint at its canonical address"
+    );
 
     let entry_point = IEntryPoint::new(ENTRY_POINT_V08, &provider);
     let chain_id = provider.get_chain_id().await.unwrap();
@@ -68,11 +86,20 @@ async fn user_op_hash_matches_entry_point_v08() {
     ];
     for op in ops {
         let on_chain = entry_point.getUserOpHash(op.clone()).call().await.unwrap();
-        assert_eq!(user_op_hash(&op, ENTRY_POINT_V08, chain_id).unwrap(), on_chain);
+        assert_eq!(
+            user_op_hash(&op, ENTRY_POINT_V08, chain_id).unwrap(),
+            on_chain
+        );
         // The signature is not part of the hash; the chain id is.
         let mut resigned = op.clone();
         resigned.signature = Bytes::from(vec![1; 65]);
-        assert_eq!(user_op_hash(&resigned, ENTRY_POINT_V08, chain_id).unwrap(), on_chain);
-        assert_ne!(user_op_hash(&op, ENTRY_POINT_V08, chain_id + 1).unwrap(), on_chain);
+        assert_eq!(
+            user_op_hash(&resigned, ENTRY_POINT_V08, chain_id).unwrap(),
+            on_chain
+        );
+        assert_ne!(
+            user_op_hash(&op, ENTRY_POINT_V08, chain_id + 1).unwrap(),
+            on_chain
+        );
     }
 }

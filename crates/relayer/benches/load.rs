@@ -31,9 +31,21 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (clients, per_client) = if full { (env("CLIENTS", 16), env("OPS", 250)) } else { (2, 5) };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (clients, per_client) = if full {
+        (env("CLIENTS", 16), env("OPS", 250))
+    } else {
+        (2, 5)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(clients, per_client));
 }
 
@@ -57,10 +69,19 @@ async fn run(clients: usize, per_client: usize) {
     let until = s.direct.chain_time().await.unwrap() + 58;
     // Limits with room over what a session order uses, so a bundle under anvil's 30M block gas limit
     // carries ~60 of them.
-    let gas = OpGas { verification: 100_000, call: 250_000, pre_verification: 60_000 };
+    let gas = OpGas {
+        verification: 100_000,
+        call: 250_000,
+        pre_verification: 60_000,
+    };
     let mut bodies: Vec<Vec<Value>> = Vec::new();
     for t in &traders {
-        let grant = TradingAccount::new(t.account, &s.provider).getSession(t.session.address()).call().await.unwrap().grantId;
+        let grant = TradingAccount::new(t.account, &s.provider)
+            .getSession(t.session.address())
+            .call()
+            .await
+            .unwrap()
+            .grantId;
         let call = execute(s.d.venue, order_call("0.001", "60500", false));
         let ops = (0..per_client)
             .map(|lane| {
@@ -85,7 +106,15 @@ async fn run(clients: usize, per_client: usize) {
                 let mut out = Vec::new();
                 for body in ops {
                     let t0 = Instant::now();
-                    let resp: Value = http.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+                    let resp: Value = http
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
                     out.push((t0.elapsed().as_secs_f64() * 1e3, resp));
                 }
                 out
@@ -105,17 +134,27 @@ async fn run(clients: usize, per_client: usize) {
         }
     }
     let send_secs = started.elapsed().as_secs_f64();
-    assert!(refused.is_empty(), "refused under load: {:?}", &refused[..refused.len().min(3)]);
+    assert!(
+        refused.is_empty(),
+        "refused under load: {:?}",
+        &refused[..refused.len().min(3)]
+    );
 
     // Time to receipt, from the relayer's lifecycle timestamps.
     let mut to_receipt = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     for h in &hashes {
         loop {
-            let st = s.call("keyscope_userOperationStatus", json!([h])).await.unwrap();
+            let st = s
+                .call("keyscope_userOperationStatus", json!([h]))
+                .await
+                .unwrap();
             if st["status"] == "included" {
                 let t = &st["timestamps"];
-                to_receipt.push((t["minedUs"].as_u64().unwrap() - t["receivedUs"].as_u64().unwrap()) as f64 / 1e3);
+                to_receipt.push(
+                    (t["minedUs"].as_u64().unwrap() - t["receivedUs"].as_u64().unwrap()) as f64
+                        / 1e3,
+                );
                 break;
             }
             assert!(Instant::now() < deadline, "{h} not included: {st}");
@@ -136,12 +175,29 @@ async fn run(clients: usize, per_client: usize) {
         quantile(&mut to_receipt, 0.99),
     );
     let status = s.call("keyscope_status", json!([])).await.unwrap();
-    let metrics_text = alloy::transports::http::reqwest::get(format!("http://{}/metrics", s.relayer.metrics_addr.unwrap())).await.unwrap().text().await.unwrap();
-    for line in metrics_text.lines().filter(|l| l.starts_with("keyscope_bundles_mined_total") || l.starts_with("keyscope_pending_")) {
+    let metrics_text = alloy::transports::http::reqwest::get(format!(
+        "http://{}/metrics",
+        s.relayer.metrics_addr.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    for line in metrics_text.lines().filter(|l| {
+        l.starts_with("keyscope_bundles_mined_total") || l.starts_with("keyscope_pending_")
+    }) {
         println!("  {line}");
     }
-    println!("  relayer's own stage times (ms, p50/p99 of the last 4096 ops): {}", status["quantilesMs"]);
-    let balance = s.provider.get_balance(s.relayer.shared.relayer).await.unwrap();
+    println!(
+        "  relayer's own stage times (ms, p50/p99 of the last 4096 ops): {}",
+        status["quantilesMs"]
+    );
+    let balance = s
+        .provider
+        .get_balance(s.relayer.shared.relayer)
+        .await
+        .unwrap();
     assert!(balance > U256::ZERO);
     s.relayer.stop().await;
 }

@@ -262,7 +262,9 @@ async fn send_inner(
     let started = Instant::now();
     // The one slot a new nonce lane touches first, read before taking the lock so that validation
     // (serialised on the pending state) does not wait on the node for it.
-    let block = shared.head_number.load(std::sync::atomic::Ordering::Relaxed);
+    let block = shared
+        .head_number
+        .load(std::sync::atomic::Ordering::Relaxed);
     let slot = crate::op::nonce_slot(packed.sender, crate::op::nonce_parts(packed.nonce).0);
     let prefetched = shared
         .provider
@@ -272,10 +274,11 @@ async fn send_inner(
         .ok()
         .map(|value| (block, slot, value));
     let s = shared.clone();
-    let (record, persist) =
-        tokio::task::spawn_blocking(move || admit(&s, hash, rpc_op, packed, received_us, prefetched))
-            .await
-            .map_err(RpcError::internal)??;
+    let (record, persist) = tokio::task::spawn_blocking(move || {
+        admit(&s, hash, rpc_op, packed, received_us, prefetched)
+    })
+    .await
+    .map_err(RpcError::internal)??;
     shared
         .metrics
         .observe("validate", started.elapsed().as_micros() as u64);
@@ -343,7 +346,14 @@ fn admit(
             ),
         ));
     }
-    let mut result = admit_limited(shared, inner, hash, rpc_op.clone(), packed.clone(), received_us);
+    let mut result = admit_limited(
+        shared,
+        inner,
+        hash,
+        rpc_op.clone(),
+        packed.clone(),
+        received_us,
+    );
     // The pending state follows the head through the bundler, not per op (a node round trip per op
     // is the price of nothing); a refusal, though, may come from a head the relayer has not seen yet
     // (an account deployed a moment ago): look once, catch up and decide again.
@@ -536,30 +546,34 @@ pub async fn estimate(
         .await
         .map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
     let s = shared.clone();
-    tokio::task::spawn_blocking(move || {
+    let (caught_up, result) = tokio::task::spawn_blocking(move || {
         let mut inner = s.lock_blocking();
-        let caught_up = catch_up(&s, &mut inner, latest)?.unwrap_or_default();
-        if !caught_up.is_empty() {
-            tracing::debug!(
-                dropped = caught_up.ops.len(),
-                "ops dropped while catching up for an estimate"
-            );
-        }
-        let (sim, _) = inner.sim.simulate(&packed, true).map_err(sim_error)?;
-        check_simulated(&mut inner, &s, &packed, &sim, true)?;
-        let with_headroom = |g: u64, extra: u64| U256::from(g + g / 2 + extra);
-        let mut v = json!({
-            "preVerificationGas": U256::from(pvg),
-            "verificationGasLimit": with_headroom(sim.validation_gas, 30_000),
-            "callGasLimit": with_headroom(sim.execution_gas, 20_000),
-        });
-        if packed.paymasterAndData.len() >= 20 {
-            v["paymasterVerificationGasLimit"] = json!(with_headroom(sim.paymaster_gas, 20_000));
-        }
-        Ok(v)
+        let caught_up = match catch_up(&s, &mut inner, latest) {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => return (Persist::default(), Err(e)),
+        };
+        let estimate = (|| {
+            let (sim, _) = inner.sim.simulate(&packed, true).map_err(sim_error)?;
+            check_simulated(&mut inner, &s, &packed, &sim, true)?;
+            let with_headroom = |g: u64, extra: u64| U256::from(g + g / 2 + extra);
+            let mut v = json!({
+                "preVerificationGas": U256::from(pvg),
+                "verificationGasLimit": with_headroom(sim.validation_gas, 30_000),
+                "callGasLimit": with_headroom(sim.execution_gas, 20_000),
+            });
+            if packed.paymasterAndData.len() >= 20 {
+                v["paymasterVerificationGasLimit"] =
+                    json!(with_headroom(sim.paymaster_gas, 20_000));
+            }
+            Ok(v)
+        })();
+        (caught_up, estimate)
     })
     .await
-    .map_err(RpcError::internal)?
+    .map_err(RpcError::internal)?;
+    // Ops the catch-up dropped are recorded like any other drop.
+    shared.persist(caught_up).await;
+    result
 }
 
 #[cfg(test)]

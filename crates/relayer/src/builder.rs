@@ -53,7 +53,9 @@ pub async fn head_of(provider: &alloy::providers::DynProvider) -> Result<Head, B
 }
 
 /// The head block and its transactions' hashes.
-async fn latest_block(provider: &alloy::providers::DynProvider) -> Result<(Head, Vec<B256>), BuildError> {
+async fn latest_block(
+    provider: &alloy::providers::DynProvider,
+) -> Result<(Head, Vec<B256>), BuildError> {
     let b = provider
         .get_block_by_number(BlockNumberOrTag::Latest)
         .await
@@ -198,9 +200,19 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
     let depth = shared.config.bundler.reorg_depth;
     // Mined bundles can only have left the chain if it did not simply grow by one block on top of the
     // last head seen.
-    let seen = shared.lock().await.seen_head.replace(latest).unwrap_or(previous);
-    let linear = latest.hash == seen.hash || (latest.parent_hash == seen.hash && latest.number == seen.number + 1);
-    let mined: Vec<Mined> = if linear { Vec::new() } else { shared.lock().await.mined.iter().cloned().collect() };
+    let seen = shared
+        .lock()
+        .await
+        .seen_head
+        .replace(latest)
+        .unwrap_or(previous);
+    let linear = latest.hash == seen.hash
+        || (latest.parent_hash == seen.hash && latest.number == seen.number + 1);
+    let mined: Vec<Mined> = if linear {
+        Vec::new()
+    } else {
+        shared.lock().await.mined.iter().cloned().collect()
+    };
     for m in mined {
         let canonical = shared
             .provider
@@ -269,7 +281,11 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
     if changed {
         // The common case under load: the only new block holds just our bundle, whose ops the
         // pending state already has — keep it instead of replaying the whole pool.
-        let ours_only = settled == Some((latest.number, latest_txs.first().copied().unwrap_or_default()))
+        let ours_only = settled
+            == Some((
+                latest.number,
+                latest_txs.first().copied().unwrap_or_default(),
+            ))
             && latest_txs.len() == 1
             && latest.parent_hash == previous.hash;
         let mut inner = shared.lock().await;
@@ -294,9 +310,9 @@ fn back_to_pool(
 ) -> Persist {
     let hash = op.hash;
     inner.dirty = true;
-    if !inner.records.contains_key(&hash) {
+    if let std::collections::hash_map::Entry::Vacant(slot) = inner.records.entry(hash) {
         if let Ok(Some(rec)) = shared.store.op(hash) {
-            inner.records.insert(hash, rec);
+            slot.insert(rec);
         }
     }
     inner.pool.insert(op);

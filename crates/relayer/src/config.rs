@@ -164,6 +164,24 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// A relayer for a local devnet: its endpoint and deployment, anvil's key 1 signing bundles, and
+    /// the debug methods on.
+    pub fn for_devnet(
+        devnet: &keyscope_core::devnet::Devnet,
+        listen: SocketAddr,
+        data_dir: PathBuf,
+    ) -> Self {
+        Self {
+            rpc_url: devnet.endpoint(),
+            listen,
+            data_dir,
+            relayer_key: Some(devnet.keys()[1].to_string()),
+            deployment: Some(devnet.deployment_file.clone()),
+            debug_api: true,
+            ..Self::default()
+        }
+    }
+
     /// Checks values that would make the relayer misbehave rather than fail.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.bundler.max_ops_per_bundle == 0 {
@@ -213,15 +231,35 @@ mod tests {
 
     #[test]
     fn the_readme_operator_config_parses() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-        let section = readme.split("## Running the relayer").nth(1).expect("the README has the operator section");
-        let toml = section.split("```toml").nth(1).unwrap().split("```").next().unwrap();
-        let c = Config::parse(toml).unwrap_or_else(|e| panic!("the README's config does not parse: {e}"));
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let section = readme
+            .split("## Running the relayer")
+            .nth(1)
+            .expect("the README has the operator section");
+        let toml = section
+            .split("```toml")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        let c = Config::parse(toml)
+            .unwrap_or_else(|e| panic!("the README's config does not parse: {e}"));
         assert_eq!(c.listen.port(), 4337);
         assert_eq!(c.bundler.max_ops_per_bundle, 64);
         assert_eq!(c.door.burst_per_key, 200.0);
         // Every default is written down: the README block is the default config.
-        assert_eq!(Config { keystore: None, deployment: None, metrics_listen: None, ..c }, Config::default());
+        assert_eq!(
+            Config {
+                keystore: None,
+                deployment: None,
+                metrics_listen: None,
+                ..c
+            },
+            Config::default()
+        );
     }
 
     #[test]

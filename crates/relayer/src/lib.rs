@@ -162,7 +162,9 @@ impl Relayer {
                 min_stake: config.min_stake_wei,
                 min_unstake_delay: config.min_unstake_delay_secs,
             },
-            builder::head_of(&provider).await.map_err(|e| node(e.to_string()))?,
+            builder::head_of(&provider)
+                .await
+                .map_err(|e| node(e.to_string()))?,
         );
         let head_number = sim.head_number();
         let shared = Arc::new(Shared {

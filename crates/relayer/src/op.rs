@@ -203,9 +203,9 @@ pub fn classify(call_data: &[u8], venue: Option<Address>) -> OpKind {
                 OpKind::Other
             } else if PerpVenue::depositMarginCall::abi_decode(data).is_ok() {
                 OpKind::AddsMargin
-            } else if PerpVenue::placeOrderCall::abi_decode(data).is_ok_and(|o| o.reduceOnly) {
-                OpKind::ReducesRisk
-            } else if PerpVenue::cancelOrderCall::abi_decode(data).is_ok() {
+            } else if PerpVenue::placeOrderCall::abi_decode(data).is_ok_and(|o| o.reduceOnly)
+                || PerpVenue::cancelOrderCall::abi_decode(data).is_ok()
+            {
                 OpKind::ReducesRisk
             } else {
                 OpKind::Other

@@ -221,14 +221,27 @@ async fn a_restart_resumes_the_pool() {
 
 #[tokio::test]
 async fn a_bundle_the_node_drops_is_sent_again() {
-    let s = setup("dropped", 42_010, BundlingMode::Auto, |c| c.bundler.resubmit_after_secs = 1).await;
+    let s = setup("dropped", 42_010, BundlingMode::Auto, |c| {
+        c.bundler.resubmit_after_secs = 1
+    })
+    .await;
     let t = s.trader(11, "20000").await;
     // Blocks only on request from now on, so the bundle waits in anvil's pool.
-    let _: Value = s.provider.raw_request("evm_setAutomine".into(), (false,)).await.unwrap();
-    let hash = s.send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await).await.unwrap();
+    let _: Value = s
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let hash = s
+        .send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await)
+        .await
+        .unwrap();
     let mut first_tx = Value::Null;
     for _ in 0..100 {
-        let st = s.call("keyscope_userOperationStatus", json!([hash])).await.unwrap();
+        let st = s
+            .call("keyscope_userOperationStatus", json!([hash]))
+            .await
+            .unwrap();
         if st["status"] == "submitted" {
             first_tx = st["transactionHash"].clone();
             break;
@@ -236,12 +249,21 @@ async fn a_bundle_the_node_drops_is_sent_again() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(first_tx.is_string(), "the op was bundled and sent");
-    let _: Value = s.provider.raw_request("anvil_dropTransaction".into(), (first_tx.clone(),)).await.unwrap();
+    let _: Value = s
+        .provider
+        .raw_request("anvil_dropTransaction".into(), (first_tx.clone(),))
+        .await
+        .unwrap();
 
     // The relayer notices the transaction is gone and sends the op again (the same ops, nonce and
     // fees sign to the same transaction, so the node gets the identical bundle back).
     let events = |log: &Value| -> Vec<String> {
-        log.as_array().unwrap().iter().filter(|e| e["userOpHash"] == hash).map(|e| e["event"].as_str().unwrap().to_string()).collect()
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["userOpHash"] == hash)
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .collect()
     };
     let mut resent = false;
     for _ in 0..200 {
@@ -253,17 +275,38 @@ async fn a_bundle_the_node_drops_is_sent_again() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(resent, "the op was bundled again");
-    let second_tx = s.call("keyscope_userOperationStatus", json!([hash])).await.unwrap()["transactionHash"].clone();
-    let on_node: Option<alloy::rpc::types::Transaction> =
-        s.provider.raw_request("eth_getTransactionByHash".into(), (second_tx.clone(),)).await.unwrap();
+    let second_tx = s
+        .call("keyscope_userOperationStatus", json!([hash]))
+        .await
+        .unwrap()["transactionHash"]
+        .clone();
+    let on_node: Option<alloy::rpc::types::Transaction> = s
+        .provider
+        .raw_request("eth_getTransactionByHash".into(), (second_tx.clone(),))
+        .await
+        .unwrap();
     assert!(on_node.is_some(), "the node has the bundle again");
     let _: Value = s.provider.raw_request("evm_mine".into(), ()).await.unwrap();
     let r = s.receipt(&hash).await;
     assert_eq!(r["receipt"]["transactionHash"], second_tx);
     let lane = SessionLane::new(t.session.address(), 0).nonce_key();
-    assert_eq!(seq(s.nonce(t.account, lane).await), 1, "included exactly once");
+    assert_eq!(
+        seq(s.nonce(t.account, lane).await),
+        1,
+        "included exactly once"
+    );
     let log = s.call("keyscope_auditLog", json!([0, 100])).await.unwrap();
-    let events: Vec<&str> = log.as_array().unwrap().iter().filter(|e| e["userOpHash"] == hash).map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["accepted", "bundled", "resubmit", "bundled", "included"], "{events:?}");
+    let events: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["userOpHash"] == hash)
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["accepted", "bundled", "resubmit", "bundled", "included"],
+        "{events:?}"
+    );
     s.relayer.stop().await;
 }

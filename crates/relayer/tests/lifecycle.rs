@@ -37,8 +37,14 @@ async fn session_order_goes_through_the_relayer() {
     // The nonce slot the relayer prefetches is where the EntryPoint keeps this lane's sequence.
     let lane = keyscope_core::nonce::SessionLane::new(t.session.address(), 0).nonce_key();
     let slot = keyscope_relayer::op::nonce_slot(t.account, alloy_primitives::U256::from(lane));
-    let stored = alloy::providers::Provider::get_storage_at(&s.provider, s.d.entry_point, slot).await.unwrap();
-    assert_eq!(stored, alloy_primitives::U256::from(1), "nonceSequenceNumber[account][key] after one op");
+    let stored = alloy::providers::Provider::get_storage_at(&s.provider, s.d.entry_point, slot)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        alloy_primitives::U256::from(1),
+        "nonceSequenceNumber[account][key] after one op"
+    );
 
     let receipt = s
         .call("eth_getUserOperationReceipt", json!([outcome.user_op_hash]))

@@ -208,6 +208,15 @@ async fn each_error_code_from_a_real_bad_op() {
     let e = s.send(&rb_op(2)).await.unwrap_err();
     assert_eq!(code(&e), -32502);
     assert!(message(&e).contains("STO-021"), "{e}");
+    // More rules, each named in the message.
+    for (mode, rule) in [(4u8, "OP-031"), (5, "OP-012"), (6, "OP-080")] {
+        let e = s.send(&rb_op(mode)).await.unwrap_err();
+        assert_eq!(code(&e), -32502, "{e}");
+        assert!(
+            message(&e).contains(rule),
+            "mode {mode} should break {rule}: {e}"
+        );
+    }
     // -32506: a signature aggregator.
     let e = s.send(&rb_op(3)).await.unwrap_err();
     assert_eq!(code(&e), -32506, "{e}");

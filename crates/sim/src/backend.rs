@@ -68,7 +68,12 @@ pub trait Backend {
     /// Sends `handleOps([op])` from the bundler.
     async fn handle_op(&mut self, op: PackedUserOperation) -> Result<OpResult, BackendError>;
     /// Calls `venue.liquidate(account, market)` from liquidator `who`; false if the venue refused.
-    async fn liquidate(&mut self, who: usize, account: Address, market: u32) -> Result<bool, BackendError>;
+    async fn liquidate(
+        &mut self,
+        who: usize,
+        account: Address,
+        market: u32,
+    ) -> Result<bool, BackendError>;
     /// A read-only call.
     async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError>;
     /// A transaction from the deployer (owner of the venue): venue administration.
@@ -86,7 +91,9 @@ fn bundle_gas(op: &PackedUserOperation) -> u64 {
 /// Did the op in this receipt's logs succeed? (`UserOperationEvent.success`)
 fn op_succeeded<'a>(logs: impl IntoIterator<Item = &'a alloy_primitives::Log>) -> bool {
     logs.into_iter().any(|l| {
-        IEntryPoint::UserOperationEvent::decode_log(l).map(|e| e.data.success).unwrap_or(false)
+        IEntryPoint::UserOperationEvent::decode_log(l)
+            .map(|e| e.data.success)
+            .unwrap_or(false)
     })
 }
 
@@ -125,12 +132,22 @@ pub struct RevmBackend {
 
 impl RevmBackend {
     /// A fresh chain at `timestamp` with Keyscope deployed as Deploy.s.sol deploys it.
-    pub fn new(chain_id: u64, timestamp: u64, roles: Roles, insurance_fund: U256) -> Result<Self, BackendError> {
+    pub fn new(
+        chain_id: u64,
+        timestamp: u64,
+        roles: Roles,
+        insurance_fund: U256,
+    ) -> Result<Self, BackendError> {
         let mut chain = RevmChain::new(chain_id, timestamp);
         let rich = U256::from(10u64).pow(U256::from(24));
         chain.fund(roles.deployer.address(), rich);
         chain.fund(roles.bundler.address(), rich);
-        let d = RevmDeployment::deploy(&mut chain, roles.deployer.address(), roles.deployer.address(), insurance_fund)?;
+        let d = RevmDeployment::deploy(
+            &mut chain,
+            roles.deployer.address(),
+            roles.deployer.address(),
+            insurance_fund,
+        )?;
         let addresses = Addresses {
             entry_point: d.entry_point,
             account_factory: d.account_factory,
@@ -138,7 +155,12 @@ impl RevmBackend {
             oracle: d.oracle,
             venue: d.venue,
         };
-        Ok(Self { chain, roles, addresses, reader: Address::repeat_byte(0xee) })
+        Ok(Self {
+            chain,
+            roles,
+            addresses,
+            reader: Address::repeat_byte(0xee),
+        })
     }
 }
 
@@ -165,38 +187,84 @@ impl Backend for RevmBackend {
     }
 
     async fn fund_eth(&mut self, to: Address, wei: U256) -> Result<(), BackendError> {
-        self.chain.transact(self.roles.deployer.address(), Some(to), Bytes::new(), wei)?;
+        self.chain
+            .transact(self.roles.deployer.address(), Some(to), Bytes::new(), wei)?;
         Ok(())
     }
 
     async fn mint(&mut self, to: Address, amount: U256) -> Result<(), BackendError> {
         let d = self.roles.deployer.address();
-        self.chain.call(d, self.addresses.collateral, &TestUSD::mintCall { to, amount })?;
+        self.chain.call(
+            d,
+            self.addresses.collateral,
+            &TestUSD::mintCall { to, amount },
+        )?;
         Ok(())
     }
 
     async fn publish(&mut self, market: u32, price: U256) -> Result<(), BackendError> {
-        let u = SignedPriceOracle::PriceUpdate { marketId: market, price, publishTime: self.chain.timestamp() };
-        let digest = self.chain.call(self.reader, self.addresses.oracle, &SignedPriceOracle::updateDigestCall { u: u.clone() })?;
+        let u = SignedPriceOracle::PriceUpdate {
+            marketId: market,
+            price,
+            publishTime: self.chain.timestamp(),
+        };
+        let digest = self.chain.call(
+            self.reader,
+            self.addresses.oracle,
+            &SignedPriceOracle::updateDigestCall { u: u.clone() },
+        )?;
         let sig = self.roles.deployer.sign_hash_sync(&digest).map_err(rpc)?;
         let bundler = self.roles.bundler.address();
-        self.chain.call(bundler, self.addresses.oracle, &SignedPriceOracle::submitCall { u, signature: sig.as_bytes().to_vec().into() })?;
+        self.chain.call(
+            bundler,
+            self.addresses.oracle,
+            &SignedPriceOracle::submitCall {
+                u,
+                signature: sig.as_bytes().to_vec().into(),
+            },
+        )?;
         Ok(())
     }
 
     async fn handle_op(&mut self, op: PackedUserOperation) -> Result<OpResult, BackendError> {
         let bundler = self.roles.bundler.address();
-        let call = IEntryPoint::handleOpsCall { ops: vec![op], beneficiary: bundler };
-        match self.chain.transact(bundler, Some(self.addresses.entry_point), call.abi_encode().into(), U256::ZERO) {
-            Ok(r) => Ok(OpResult { success: op_succeeded(&r.logs), gas_used: r.gas_used }),
-            Err(ChainError::Reverted { .. }) => Ok(OpResult { success: false, gas_used: 0 }),
+        let call = IEntryPoint::handleOpsCall {
+            ops: vec![op],
+            beneficiary: bundler,
+        };
+        match self.chain.transact(
+            bundler,
+            Some(self.addresses.entry_point),
+            call.abi_encode().into(),
+            U256::ZERO,
+        ) {
+            Ok(r) => Ok(OpResult {
+                success: op_succeeded(&r.logs),
+                gas_used: r.gas_used,
+            }),
+            Err(ChainError::Reverted { .. }) => Ok(OpResult {
+                success: false,
+                gas_used: 0,
+            }),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn liquidate(&mut self, who: usize, account: Address, market: u32) -> Result<bool, BackendError> {
+    async fn liquidate(
+        &mut self,
+        who: usize,
+        account: Address,
+        market: u32,
+    ) -> Result<bool, BackendError> {
         let from = self.roles.liquidators[who].address();
-        match self.chain.call(from, self.addresses.venue, &PerpVenue::liquidateCall { account, marketId: market }) {
+        match self.chain.call(
+            from,
+            self.addresses.venue,
+            &PerpVenue::liquidateCall {
+                account,
+                marketId: market,
+            },
+        ) {
             Ok(_) => Ok(true),
             Err(ChainError::Reverted { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -208,7 +276,12 @@ impl Backend for RevmBackend {
     }
 
     async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError> {
-        self.chain.transact(self.roles.deployer.address(), Some(to), data.into(), U256::ZERO)?;
+        self.chain.transact(
+            self.roles.deployer.address(),
+            Some(to),
+            data.into(),
+            U256::ZERO,
+        )?;
         Ok(())
     }
 }
@@ -234,16 +307,35 @@ impl AnvilBackend {
             venue: d.venue,
         };
         let connect = |k: &PrivateKeySigner| {
-            ProviderBuilder::new().wallet(EthereumWallet::from(k.clone())).connect_http(devnet.endpoint_url()).erased()
+            ProviderBuilder::new()
+                .wallet(EthereumWallet::from(k.clone()))
+                .connect_http(devnet.endpoint_url())
+                .erased()
         };
         let deployer = connect(&roles.deployer);
         let bundler = connect(&roles.bundler);
         let liquidators = roles.liquidators.iter().map(connect).collect();
-        Self { devnet, roles, addresses, deployer, bundler, liquidators }
+        Self {
+            devnet,
+            roles,
+            addresses,
+            deployer,
+            bundler,
+            liquidators,
+        }
     }
 
-    async fn send(provider: &DynProvider, tx: TransactionRequest) -> Result<alloy::rpc::types::TransactionReceipt, BackendError> {
-        provider.send_transaction(tx).await.map_err(rpc)?.get_receipt().await.map_err(rpc)
+    async fn send(
+        provider: &DynProvider,
+        tx: TransactionRequest,
+    ) -> Result<alloy::rpc::types::TransactionReceipt, BackendError> {
+        provider
+            .send_transaction(tx)
+            .await
+            .map_err(rpc)?
+            .get_receipt()
+            .await
+            .map_err(rpc)
     }
 }
 
@@ -261,57 +353,129 @@ impl Backend for AnvilBackend {
     }
 
     async fn now(&mut self) -> Result<u64, BackendError> {
-        let b = self.bundler.get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest).await.map_err(rpc)?;
-        Ok(b.ok_or_else(|| BackendError::Rpc("no block".into()))?.header.timestamp)
+        let b = self
+            .bundler
+            .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
+            .await
+            .map_err(rpc)?;
+        Ok(b.ok_or_else(|| BackendError::Rpc("no block".into()))?
+            .header
+            .timestamp)
     }
 
     async fn advance(&mut self, seconds: u64) -> Result<(), BackendError> {
-        let _: serde_json::Value = self.bundler.raw_request("evm_increaseTime".into(), (seconds,)).await.map_err(rpc)?;
-        let _: serde_json::Value = self.bundler.raw_request("evm_mine".into(), ()).await.map_err(rpc)?;
+        let _: serde_json::Value = self
+            .bundler
+            .raw_request("evm_increaseTime".into(), (seconds,))
+            .await
+            .map_err(rpc)?;
+        let _: serde_json::Value = self
+            .bundler
+            .raw_request("evm_mine".into(), ())
+            .await
+            .map_err(rpc)?;
         Ok(())
     }
 
     async fn fund_eth(&mut self, to: Address, wei: U256) -> Result<(), BackendError> {
-        Self::send(&self.deployer, TransactionRequest::default().with_to(to).with_value(wei)).await?;
+        Self::send(
+            &self.deployer,
+            TransactionRequest::default().with_to(to).with_value(wei),
+        )
+        .await?;
         Ok(())
     }
 
     async fn mint(&mut self, to: Address, amount: U256) -> Result<(), BackendError> {
         let data = TestUSD::mintCall { to, amount }.abi_encode();
-        Self::send(&self.deployer, TransactionRequest::default().with_to(self.addresses.collateral).with_input(data)).await?;
+        Self::send(
+            &self.deployer,
+            TransactionRequest::default()
+                .with_to(self.addresses.collateral)
+                .with_input(data),
+        )
+        .await?;
         Ok(())
     }
 
     async fn publish(&mut self, market: u32, price: U256) -> Result<(), BackendError> {
         let now = self.now().await?;
-        let u = SignedPriceOracle::PriceUpdate { marketId: market, price, publishTime: now };
-        let digest = self.view(self.addresses.oracle, &SignedPriceOracle::updateDigestCall { u: u.clone() }).await?;
+        let u = SignedPriceOracle::PriceUpdate {
+            marketId: market,
+            price,
+            publishTime: now,
+        };
+        let digest = self
+            .view(
+                self.addresses.oracle,
+                &SignedPriceOracle::updateDigestCall { u: u.clone() },
+            )
+            .await?;
         let sig = self.roles.deployer.sign_hash_sync(&digest).map_err(rpc)?;
-        let data = SignedPriceOracle::submitCall { u, signature: sig.as_bytes().to_vec().into() }.abi_encode();
-        Self::send(&self.bundler, TransactionRequest::default().with_to(self.addresses.oracle).with_input(data)).await?;
+        let data = SignedPriceOracle::submitCall {
+            u,
+            signature: sig.as_bytes().to_vec().into(),
+        }
+        .abi_encode();
+        Self::send(
+            &self.bundler,
+            TransactionRequest::default()
+                .with_to(self.addresses.oracle)
+                .with_input(data),
+        )
+        .await?;
         Ok(())
     }
 
     async fn handle_op(&mut self, op: PackedUserOperation) -> Result<OpResult, BackendError> {
         let gas = bundle_gas(&op);
-        let data = IEntryPoint::handleOpsCall { ops: vec![op], beneficiary: self.roles.bundler.address() }.abi_encode();
-        let tx = TransactionRequest::default().with_to(self.addresses.entry_point).with_input(data).with_gas_limit(gas);
+        let data = IEntryPoint::handleOpsCall {
+            ops: vec![op],
+            beneficiary: self.roles.bundler.address(),
+        }
+        .abi_encode();
+        let tx = TransactionRequest::default()
+            .with_to(self.addresses.entry_point)
+            .with_input(data)
+            .with_gas_limit(gas);
         // A refused op reverts the bundle: anvil reports it when the transaction is sent (its gas
         // estimate fails) or in the receipt's status.
         match self.bundler.send_transaction(tx).await {
             Ok(pending) => {
                 let receipt = pending.get_receipt().await.map_err(rpc)?;
-                let logs: Vec<alloy_primitives::Log> = receipt.inner.logs().iter().map(|l| l.inner.clone()).collect();
-                Ok(OpResult { success: receipt.status() && op_succeeded(&logs), gas_used: receipt.gas_used })
+                let logs: Vec<alloy_primitives::Log> = receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .map(|l| l.inner.clone())
+                    .collect();
+                Ok(OpResult {
+                    success: receipt.status() && op_succeeded(&logs),
+                    gas_used: receipt.gas_used,
+                })
             }
-            Err(e) if e.as_error_resp().is_some() => Ok(OpResult { success: false, gas_used: 0 }),
+            Err(e) if e.as_error_resp().is_some() => Ok(OpResult {
+                success: false,
+                gas_used: 0,
+            }),
             Err(e) => Err(rpc(e)),
         }
     }
 
-    async fn liquidate(&mut self, who: usize, account: Address, market: u32) -> Result<bool, BackendError> {
-        let data = PerpVenue::liquidateCall { account, marketId: market }.abi_encode();
-        let tx = TransactionRequest::default().with_to(self.addresses.venue).with_input(data);
+    async fn liquidate(
+        &mut self,
+        who: usize,
+        account: Address,
+        market: u32,
+    ) -> Result<bool, BackendError> {
+        let data = PerpVenue::liquidateCall {
+            account,
+            marketId: market,
+        }
+        .abi_encode();
+        let tx = TransactionRequest::default()
+            .with_to(self.addresses.venue)
+            .with_input(data);
         match self.liquidators[who].send_transaction(tx).await {
             Ok(pending) => Ok(pending.get_receipt().await.map_err(rpc)?.status()),
             Err(e) if e.as_error_resp().is_some() => Ok(false),
@@ -320,15 +484,23 @@ impl Backend for AnvilBackend {
     }
 
     async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError> {
-        let tx = TransactionRequest::default().with_to(to).with_input(call.abi_encode());
+        let tx = TransactionRequest::default()
+            .with_to(to)
+            .with_input(call.abi_encode());
         let out = self.bundler.call(tx).await.map_err(rpc)?;
         C::abi_decode_returns(&out).map_err(rpc)
     }
 
     async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError> {
-        let receipt = Self::send(&self.deployer, TransactionRequest::default().with_to(to).with_input(data)).await?;
+        let receipt = Self::send(
+            &self.deployer,
+            TransactionRequest::default().with_to(to).with_input(data),
+        )
+        .await?;
         if !receipt.status() {
-            return Err(BackendError::Rpc(format!("owner transaction to {to} reverted")));
+            return Err(BackendError::Rpc(format!(
+                "owner transaction to {to} reverted"
+            )));
         }
         Ok(())
     }

@@ -44,11 +44,12 @@ pub struct Receipt {
 
 /// Arachnid's deterministic deployment proxy, which every dev chain (and anvil) has at
 /// 0x4e59b44847b379578588920cA78FbF26c0B4956C: it CREATE2s `data[32..]` with salt `data[..32]`.
-pub const CREATE2_DEPLOYER: Address = alloy_primitives::address!("4e59b44847b379578588920cA78FbF26c0B4956C");
-const CREATE2_DEPLOYER_CODE: &str =
-    "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe03601600081602082378035828234f58015156039578182fd5b8082525050506014600cf3";
+pub const CREATE2_DEPLOYER: Address =
+    alloy_primitives::address!("4e59b44847b379578588920cA78FbF26c0B4956C");
+const CREATE2_DEPLOYER_CODE: &str = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe03601600081602082378035828234f58015156039578182fd5b8082525050506014600cf3";
 /// The salt EntryPoint v0.8 was deployed with everywhere.
-pub const ENTRY_POINT_SALT: B256 = b256!("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9");
+pub const ENTRY_POINT_SALT: B256 =
+    b256!("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9");
 
 /// A revm chain with a block clock.
 pub struct RevmChain {
@@ -58,7 +59,9 @@ pub struct RevmChain {
 
 impl std::fmt::Debug for RevmChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RevmChain").field("timestamp", &self.timestamp()).finish_non_exhaustive()
+        f.debug_struct("RevmChain")
+            .field("timestamp", &self.timestamp())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,9 +80,23 @@ impl RevmChain {
                 block.basefee = 0;
             })
             .build_mainnet();
-        let mut chain = Self { evm, nonces: HashMap::new() };
-        let code = Bytecode::new_raw(alloy_primitives::hex::decode(CREATE2_DEPLOYER_CODE).expect("hex").into());
-        chain.set_account(CREATE2_DEPLOYER, AccountInfo { code_hash: code.hash_slow(), code: Some(code), ..Default::default() });
+        let mut chain = Self {
+            evm,
+            nonces: HashMap::new(),
+        };
+        let code = Bytecode::new_raw(
+            alloy_primitives::hex::decode(CREATE2_DEPLOYER_CODE)
+                .expect("hex")
+                .into(),
+        );
+        chain.set_account(
+            CREATE2_DEPLOYER,
+            AccountInfo {
+                code_hash: code.hash_slow(),
+                code: Some(code),
+                ..Default::default()
+            },
+        );
         chain
     }
 
@@ -89,7 +106,15 @@ impl RevmChain {
 
     /// Gives `address` `wei` of balance (replacing what it had).
     pub fn fund(&mut self, address: Address, wei: U256) {
-        let mut info = self.evm.ctx.db_mut().cache.accounts.get(&address).map(|a| a.info.clone()).unwrap_or_default();
+        let mut info = self
+            .evm
+            .ctx
+            .db_mut()
+            .cache
+            .accounts
+            .get(&address)
+            .map(|a| a.info.clone())
+            .unwrap_or_default();
         info.balance = wei;
         self.set_account(address, info);
     }
@@ -122,7 +147,13 @@ impl RevmChain {
     }
 
     /// Sends a transaction from `from` and commits it.
-    pub fn transact(&mut self, from: Address, to: Option<Address>, data: Bytes, value: U256) -> Result<Receipt, ChainError> {
+    pub fn transact(
+        &mut self,
+        from: Address,
+        to: Option<Address>,
+        data: Bytes,
+        value: U256,
+    ) -> Result<Receipt, ChainError> {
         let nonce = self.nonces.entry(from).or_insert(0);
         let tx = TxEnv::builder()
             .caller(from)
@@ -134,35 +165,59 @@ impl RevmChain {
             .gas_price(0)
             .chain_id(Some(self.evm.ctx.cfg.chain_id))
             .build_fill();
-        let result = self.evm.transact_commit(tx).map_err(|e| ChainError::Invalid(format!("{e:?}")))?;
+        let result = self
+            .evm
+            .transact_commit(tx)
+            .map_err(|e| ChainError::Invalid(format!("{e:?}")))?;
         *nonce += 1;
         match result {
-            ExecutionResult::Success { output, logs, gas, .. } => {
+            ExecutionResult::Success {
+                output, logs, gas, ..
+            } => {
                 let (output, created) = match output {
                     Output::Call(b) => (b, None),
                     Output::Create(b, a) => (b, a),
                 };
-                Ok(Receipt { output, created, logs, gas_used: gas.tx_gas_used() })
+                Ok(Receipt {
+                    output,
+                    created,
+                    logs,
+                    gas_used: gas.tx_gas_used(),
+                })
             }
-            ExecutionResult::Revert { output, logs, .. } => Err(ChainError::Reverted { data: output, logs }),
+            ExecutionResult::Revert { output, logs, .. } => {
+                Err(ChainError::Reverted { data: output, logs })
+            }
             ExecutionResult::Halt { reason, .. } => Err(ChainError::Halted(format!("{reason:?}"))),
         }
     }
 
     /// A call whose state changes are committed too (revm has no free view calls): use a throwaway
     /// sender for reads.
-    pub fn call<C: SolCall>(&mut self, from: Address, to: Address, call: &C) -> Result<C::Return, ChainError> {
+    pub fn call<C: SolCall>(
+        &mut self,
+        from: Address,
+        to: Address,
+        call: &C,
+    ) -> Result<C::Return, ChainError> {
         let r = self.transact(from, Some(to), call.abi_encode().into(), U256::ZERO)?;
         C::abi_decode_returns(&r.output).map_err(|e| ChainError::Invalid(e.to_string()))
     }
 
     /// Deploys `init_code` from `from` with CREATE.
     pub fn deploy(&mut self, from: Address, init_code: Bytes) -> Result<Address, ChainError> {
-        self.transact(from, None, init_code, U256::ZERO)?.created.ok_or_else(|| ChainError::Halted("no contract created".into()))
+        self.transact(from, None, init_code, U256::ZERO)?
+            .created
+            .ok_or_else(|| ChainError::Halted("no contract created".into()))
     }
 
     /// Deploys `init_code` through the CREATE2 deployer with `salt`.
-    pub fn deploy_create2(&mut self, from: Address, salt: B256, init_code: &[u8]) -> Result<Address, ChainError> {
+    pub fn deploy_create2(
+        &mut self,
+        from: Address,
+        salt: B256,
+        init_code: &[u8],
+    ) -> Result<Address, ChainError> {
         let data: Bytes = [salt.as_slice(), init_code].concat().into();
         let r = self.transact(from, Some(CREATE2_DEPLOYER), data, U256::ZERO)?;
         Ok(Address::from_slice(&r.output))
@@ -183,10 +238,12 @@ pub struct RevmDeployment {
 
 /// The EntryPoint's published creation code (npm `@account-abstraction/contracts@0.8.0`).
 pub fn entry_point_init_code() -> Result<Bytes, ChainError> {
-    let path = keyscope_core::devnet::repo_root().join("node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
+    let path = keyscope_core::devnet::repo_root()
+        .join("node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
     json["bytecode"]
         .as_str()
         .and_then(|s| s.parse().ok())
@@ -203,26 +260,49 @@ impl RevmDeployment {
     /// `oracle_signer`) through the CREATE2 deployer with Deploy.s.sol's salt — so with the same
     /// deployer every address matches an anvil deployment — lists BTC (0) and ETH (1), and funds the
     /// pool (10,000,000) and the insurance fund (`insurance_fund`, 6 decimals).
-    pub fn deploy(chain: &mut RevmChain, deployer: Address, oracle_signer: Address, insurance_fund: U256) -> Result<Self, ChainError> {
-        let entry_point = chain.deploy_create2(deployer, ENTRY_POINT_SALT, &entry_point_init_code()?)?;
+    pub fn deploy(
+        chain: &mut RevmChain,
+        deployer: Address,
+        oracle_signer: Address,
+        insurance_fund: U256,
+    ) -> Result<Self, ChainError> {
+        let entry_point =
+            chain.deploy_create2(deployer, ENTRY_POINT_SALT, &entry_point_init_code()?)?;
         let salt = deploy_salt();
-        let with_args = |code: &Bytes, args: Vec<u8>| -> Vec<u8> { [code.as_ref(), &args].concat() };
+        let with_args =
+            |code: &Bytes, args: Vec<u8>| -> Vec<u8> { [code.as_ref(), &args].concat() };
         let account_factory = chain.deploy_create2(
             deployer,
             salt,
-            &with_args(&AccountFactory::BYTECODE, AccountFactory::constructorCall { entryPoint: entry_point }.abi_encode()),
+            &with_args(
+                &AccountFactory::BYTECODE,
+                AccountFactory::constructorCall {
+                    entryPoint: entry_point,
+                }
+                .abi_encode(),
+            ),
         )?;
         let collateral = chain.deploy_create2(
             deployer,
             salt,
-            &with_args(&TestUSD::BYTECODE, TestUSD::constructorCall { initialOwner: deployer }.abi_encode()),
+            &with_args(
+                &TestUSD::BYTECODE,
+                TestUSD::constructorCall {
+                    initialOwner: deployer,
+                }
+                .abi_encode(),
+            ),
         )?;
         let oracle = chain.deploy_create2(
             deployer,
             salt,
             &with_args(
                 &SignedPriceOracle::BYTECODE,
-                SignedPriceOracle::constructorCall { initialOwner: deployer, maxAge_: 120 }.abi_encode(),
+                SignedPriceOracle::constructorCall {
+                    initialOwner: deployer,
+                    maxAge_: 120,
+                }
+                .abi_encode(),
             ),
         )?;
         let venue = chain.deploy_create2(
@@ -230,10 +310,22 @@ impl RevmDeployment {
             salt,
             &with_args(
                 &PerpVenue::BYTECODE,
-                PerpVenue::constructorCall { initialOwner: deployer, collateral_: collateral, oracle_: oracle }.abi_encode(),
+                PerpVenue::constructorCall {
+                    initialOwner: deployer,
+                    collateral_: collateral,
+                    oracle_: oracle,
+                }
+                .abi_encode(),
             ),
         )?;
-        chain.call(deployer, oracle, &SignedPriceOracle::setSignerCall { signer: oracle_signer, allowed: true })?;
+        chain.call(
+            deployer,
+            oracle,
+            &SignedPriceOracle::setSignerCall {
+                signer: oracle_signer,
+                allowed: true,
+            },
+        )?;
         for (id, partial) in [(0u32, 100_000_000_000u128), (1, 50_000_000_000)] {
             let p = PerpVenue::MarketParams {
                 imf: 50_000_000_000_000_000,
@@ -244,15 +336,45 @@ impl RevmDeployment {
                 maxPosition: 10_000u128 * 10u128.pow(18),
                 partialLiquidationNotional: partial,
             };
-            chain.call(deployer, venue, &PerpVenue::listMarketCall { marketId: id, p })?;
+            chain.call(
+                deployer,
+                venue,
+                &PerpVenue::listMarketCall { marketId: id, p },
+            )?;
         }
         let pool = U256::from(10_000_000_000_000u64);
-        chain.call(deployer, collateral, &TestUSD::mintCall { to: deployer, amount: pool + insurance_fund })?;
-        chain.call(deployer, collateral, &TestUSD::approveCall { spender: venue, value: U256::MAX })?;
+        chain.call(
+            deployer,
+            collateral,
+            &TestUSD::mintCall {
+                to: deployer,
+                amount: pool + insurance_fund,
+            },
+        )?;
+        chain.call(
+            deployer,
+            collateral,
+            &TestUSD::approveCall {
+                spender: venue,
+                value: U256::MAX,
+            },
+        )?;
         chain.call(deployer, venue, &PerpVenue::fundPoolCall { amount: pool })?;
         if !insurance_fund.is_zero() {
-            chain.call(deployer, venue, &PerpVenue::fundInsuranceCall { amount: insurance_fund })?;
+            chain.call(
+                deployer,
+                venue,
+                &PerpVenue::fundInsuranceCall {
+                    amount: insurance_fund,
+                },
+            )?;
         }
-        Ok(Self { entry_point, account_factory, collateral, oracle, venue })
+        Ok(Self {
+            entry_point,
+            account_factory,
+            collateral,
+            oracle,
+            venue,
+        })
     }
 }

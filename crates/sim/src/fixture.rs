@@ -8,7 +8,10 @@ use alloy::{
 use alloy_primitives::{Address, Bytes, I256, U256};
 use keyscope_core::{
     PackedUserOperation, SessionLane,
-    bindings::{AccountFactory, BaseAccount, IEntryPoint, PerpVenue, SignedPriceOracle, TestUSD, TradingAccount},
+    bindings::{
+        AccountFactory, BaseAccount, IEntryPoint, PerpVenue, SignedPriceOracle, TestUSD,
+        TradingAccount,
+    },
     scope::TradingScope,
     session::sign_session_op_sync,
     user_op::{OpGas, unsigned},
@@ -16,7 +19,6 @@ use keyscope_core::{
 };
 
 use crate::chain::{ChainError, RevmChain, RevmDeployment};
-
 
 /// A chain with Keyscope, one trading account with `margin` (6 decimals) deposited, and a session key
 /// allowed to trade every market.
@@ -31,7 +33,19 @@ pub struct Fixture {
 }
 
 fn op(sender: Address, nonce: U256, call_data: Vec<u8>, init_code: Bytes) -> PackedUserOperation {
-    unsigned(sender, nonce, call_data.into(), init_code, OpGas { verification: 800_000, call: 400_000, pre_verification: 60_000 }, 1_000_000_000, 2_000_000_000)
+    unsigned(
+        sender,
+        nonce,
+        call_data.into(),
+        init_code,
+        OpGas {
+            verification: 800_000,
+            call: 400_000,
+            pre_verification: 60_000,
+        },
+        1_000_000_000,
+        2_000_000_000,
+    )
 }
 
 impl Fixture {
@@ -42,55 +56,177 @@ impl Fixture {
         let rich = U256::from(10u64).pow(U256::from(24));
         chain.fund(deployer.address(), rich);
         chain.fund(bundler, rich);
-        let deployment = RevmDeployment::deploy(&mut chain, deployer.address(), deployer.address(), U256::from(50_000_000_000u64))?;
+        let deployment = RevmDeployment::deploy(
+            &mut chain,
+            deployer.address(),
+            deployer.address(),
+            U256::from(50_000_000_000u64),
+        )?;
         let d = deployment.clone();
-        let owner = PrivateKeySigner::from_bytes(&alloy_primitives::keccak256("fixture owner")).expect("key");
-        let session = PrivateKeySigner::from_bytes(&alloy_primitives::keccak256("fixture session")).expect("key");
-        let account = chain.call(bundler, d.account_factory, &AccountFactory::getAddressCall { owner: owner.address(), salt: U256::ZERO })?;
+        let owner = PrivateKeySigner::from_bytes(&alloy_primitives::keccak256("fixture owner"))
+            .expect("key");
+        let session = PrivateKeySigner::from_bytes(&alloy_primitives::keccak256("fixture session"))
+            .expect("key");
+        let account = chain.call(
+            bundler,
+            d.account_factory,
+            &AccountFactory::getAddressCall {
+                owner: owner.address(),
+                salt: U256::ZERO,
+            },
+        )?;
         chain.fund(account, rich);
-        chain.call(deployer.address(), d.collateral, &TestUSD::mintCall { to: account, amount: margin })?;
-        let scope = TradingScope::new(d.venue, vec![0, 1], U256::from(10u64).pow(U256::from(24)), U256::from(10u64).pow(U256::from(28)))
-            .build(timestamp)
-            .map_err(|e| ChainError::Invalid(e.to_string()))?;
+        chain.call(
+            deployer.address(),
+            d.collateral,
+            &TestUSD::mintCall {
+                to: account,
+                amount: margin,
+            },
+        )?;
+        let scope = TradingScope::new(
+            d.venue,
+            vec![0, 1],
+            U256::from(10u64).pow(U256::from(24)),
+            U256::from(10u64).pow(U256::from(28)),
+        )
+        .build(timestamp)
+        .map_err(|e| ChainError::Invalid(e.to_string()))?;
         let calls = vec![
-            BaseAccount::Call { target: d.collateral, value: U256::ZERO, data: TestUSD::approveCall { spender: d.venue, value: U256::MAX }.abi_encode().into() },
-            BaseAccount::Call { target: d.venue, value: U256::ZERO, data: PerpVenue::depositMarginCall { amount: margin }.abi_encode().into() },
-            BaseAccount::Call { target: account, value: U256::ZERO, data: TradingAccount::grantSessionCall { key: session.address(), scope }.abi_encode().into() },
+            BaseAccount::Call {
+                target: d.collateral,
+                value: U256::ZERO,
+                data: TestUSD::approveCall {
+                    spender: d.venue,
+                    value: U256::MAX,
+                }
+                .abi_encode()
+                .into(),
+            },
+            BaseAccount::Call {
+                target: d.venue,
+                value: U256::ZERO,
+                data: PerpVenue::depositMarginCall { amount: margin }
+                    .abi_encode()
+                    .into(),
+            },
+            BaseAccount::Call {
+                target: account,
+                value: U256::ZERO,
+                data: TradingAccount::grantSessionCall {
+                    key: session.address(),
+                    scope,
+                }
+                .abi_encode()
+                .into(),
+            },
         ];
-        let init: Bytes =
-            [d.account_factory.as_slice(), &AccountFactory::createAccountCall { owner: owner.address(), salt: U256::ZERO }.abi_encode()]
-                .concat()
-                .into();
-        let mut first = op(account, U256::ZERO, TradingAccount::executeBatchCall { calls }.abi_encode(), init);
-        let hash = user_op_hash(&first, d.entry_point, chain_id).map_err(|e| ChainError::Invalid(e.to_string()))?;
-        first.signature = owner.sign_hash_sync(&hash).map_err(|e| ChainError::Invalid(e.to_string()))?.as_bytes().to_vec().into();
-        let mut fixture = Self { chain, deployment, deployer, bundler, owner, session, account };
+        let init: Bytes = [
+            d.account_factory.as_slice(),
+            &AccountFactory::createAccountCall {
+                owner: owner.address(),
+                salt: U256::ZERO,
+            }
+            .abi_encode(),
+        ]
+        .concat()
+        .into();
+        let mut first = op(
+            account,
+            U256::ZERO,
+            TradingAccount::executeBatchCall { calls }.abi_encode(),
+            init,
+        );
+        let hash = user_op_hash(&first, d.entry_point, chain_id)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
+        first.signature = owner
+            .sign_hash_sync(&hash)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?
+            .as_bytes()
+            .to_vec()
+            .into();
+        let mut fixture = Self {
+            chain,
+            deployment,
+            deployer,
+            bundler,
+            owner,
+            session,
+            account,
+        };
         fixture.handle(first)?;
         Ok(fixture)
     }
 
     /// `handleOps([op])` from the bundler.
     pub fn handle(&mut self, op: PackedUserOperation) -> Result<crate::chain::Receipt, ChainError> {
-        let call = IEntryPoint::handleOpsCall { ops: vec![op], beneficiary: self.bundler };
-        self.chain.transact(self.bundler, Some(self.deployment.entry_point), call.abi_encode().into(), U256::ZERO)
+        let call = IEntryPoint::handleOpsCall {
+            ops: vec![op],
+            beneficiary: self.bundler,
+        };
+        self.chain.transact(
+            self.bundler,
+            Some(self.deployment.entry_point),
+            call.abi_encode().into(),
+            U256::ZERO,
+        )
     }
 
     /// Publishes `price` (18 decimals) for `market`, signed by the oracle key.
     pub fn publish(&mut self, market: u32, price: U256) -> Result<(), ChainError> {
         let d = self.deployment.clone();
-        let update = SignedPriceOracle::PriceUpdate { marketId: market, price, publishTime: self.chain.timestamp() };
-        let digest = self.chain.call(self.bundler, d.oracle, &SignedPriceOracle::updateDigestCall { u: update.clone() })?;
-        let sig = self.deployer.sign_hash_sync(&digest).map_err(|e| ChainError::Invalid(e.to_string()))?;
-        self.chain.call(self.bundler, d.oracle, &SignedPriceOracle::submitCall { u: update, signature: sig.as_bytes().to_vec().into() })?;
+        let update = SignedPriceOracle::PriceUpdate {
+            marketId: market,
+            price,
+            publishTime: self.chain.timestamp(),
+        };
+        let digest = self.chain.call(
+            self.bundler,
+            d.oracle,
+            &SignedPriceOracle::updateDigestCall { u: update.clone() },
+        )?;
+        let sig = self
+            .deployer
+            .sign_hash_sync(&digest)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
+        self.chain.call(
+            self.bundler,
+            d.oracle,
+            &SignedPriceOracle::submitCall {
+                u: update,
+                signature: sig.as_bytes().to_vec().into(),
+            },
+        )?;
         Ok(())
     }
 
     /// A signed session op placing an order, `seq` on lane 0 (the caller tracks the sequence).
-    pub fn session_order(&self, seq: u64, market: u32, size: I256, limit: U256) -> Result<PackedUserOperation, ChainError> {
-        let order = PerpVenue::placeOrderCall { marketId: market, sizeDelta: size, limitPrice: limit, reduceOnly: false };
-        let call = TradingAccount::executeCall { target: self.deployment.venue, value: U256::ZERO, data: order.abi_encode().into() };
-        let mut op = op(self.account, SessionLane::new(self.session.address(), 0).nonce(seq), call.abi_encode(), Bytes::new());
-        let hash = user_op_hash(&op, self.deployment.entry_point, self.chain.chain_id()).map_err(|e| ChainError::Invalid(e.to_string()))?;
+    pub fn session_order(
+        &self,
+        seq: u64,
+        market: u32,
+        size: I256,
+        limit: U256,
+    ) -> Result<PackedUserOperation, ChainError> {
+        let order = PerpVenue::placeOrderCall {
+            marketId: market,
+            sizeDelta: size,
+            limitPrice: limit,
+            reduceOnly: false,
+        };
+        let call = TradingAccount::executeCall {
+            target: self.deployment.venue,
+            value: U256::ZERO,
+            data: order.abi_encode().into(),
+        };
+        let mut op = op(
+            self.account,
+            SessionLane::new(self.session.address(), 0).nonce(seq),
+            call.abi_encode(),
+            Bytes::new(),
+        );
+        let hash = user_op_hash(&op, self.deployment.entry_point, self.chain.chain_id())
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
         op.signature = sign_session_op_sync(&self.session, hash, self.chain.timestamp() + 60, 1)
             .map_err(|e| ChainError::Invalid(e.to_string()))?;
         Ok(op)

@@ -48,22 +48,39 @@ impl PricePath {
         let dt = scenario.step_seconds as f64 / SECONDS_PER_YEAR;
         let mut columns = Vec::new();
         for (i, m) in scenario.markets.iter().enumerate() {
-            let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(i as u64));
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                scenario
+                    .seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(i as u64),
+            );
             let mut p = m.start_price;
             let mut col = vec![p];
             for step in 1..=scenario.steps {
-                let shock = (m.drift - m.volatility * m.volatility / 2.0) * dt + m.volatility * dt.sqrt() * normal(&mut rng);
+                let shock = (m.drift - m.volatility * m.volatility / 2.0) * dt
+                    + m.volatility * dt.sqrt() * normal(&mut rng);
                 p *= shock.exp();
                 match &scenario.price {
-                    PriceSpec::Crash { percent, start_step, over_steps } => {
+                    PriceSpec::Crash {
+                        percent,
+                        start_step,
+                        over_steps,
+                    } => {
                         if step > *start_step && step <= start_step + over_steps {
                             p *= (1.0 - percent / 100.0).powf(1.0 / *over_steps as f64);
                         }
                     }
-                    PriceSpec::Jumps { probability, percent } => {
+                    PriceSpec::Jumps {
+                        probability,
+                        percent,
+                    } => {
                         if rng.r#gen::<f64>() < *probability {
                             let up = rng.r#gen::<bool>();
-                            p *= if up { 1.0 + percent / 100.0 } else { 1.0 - percent / 100.0 };
+                            p *= if up {
+                                1.0 + percent / 100.0
+                            } else {
+                                1.0 - percent / 100.0
+                            };
                         }
                     }
                     PriceSpec::Gbm | PriceSpec::Csv { .. } => {}
@@ -72,18 +89,34 @@ impl PricePath {
             }
             columns.push(col);
         }
-        let prices = (0..=scenario.steps as usize).map(|s| columns.iter().map(|c| usd_to_wad(c[s])).collect()).collect();
+        let prices = (0..=scenario.steps as usize)
+            .map(|s| columns.iter().map(|c| usd_to_wad(c[s])).collect())
+            .collect();
         Ok(Self { markets, prices })
     }
 
     fn from_csv(path: &Path, markets: &[String], steps: u32) -> Result<Self, ScenarioError> {
-        let field = |m: String| ScenarioError::Invalid { field: "price.path".into(), message: m };
-        let text = std::fs::read_to_string(path).map_err(|e| field(format!("cannot read {}: {e}", path.display())))?;
+        let field = |m: String| ScenarioError::Invalid {
+            field: "price.path".into(),
+            message: m,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| field(format!("cannot read {}: {e}", path.display())))?;
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<&str> = lines.next().ok_or_else(|| field("the CSV is empty".into()))?.split(',').map(str::trim).collect();
+        let header: Vec<&str> = lines
+            .next()
+            .ok_or_else(|| field("the CSV is empty".into()))?
+            .split(',')
+            .map(str::trim)
+            .collect();
         let idx: Vec<usize> = markets
             .iter()
-            .map(|m| header.iter().position(|h| h == m).ok_or_else(|| field(format!("the CSV has no column {m:?}"))))
+            .map(|m| {
+                header
+                    .iter()
+                    .position(|h| h == m)
+                    .ok_or_else(|| field(format!("the CSV has no column {m:?}")))
+            })
             .collect::<Result<_, _>>()?;
         let mut prices = Vec::new();
         for (n, line) in lines.enumerate() {
@@ -91,17 +124,33 @@ impl PricePath {
             let row = idx
                 .iter()
                 .map(|&i| {
-                    cells.get(i).and_then(|c| c.parse::<f64>().ok()).filter(|p| *p > 0.0).map(usd_to_wad).ok_or_else(|| {
-                        field(format!("row {} column {}: not a positive price", n + 2, header[i]))
-                    })
+                    cells
+                        .get(i)
+                        .and_then(|c| c.parse::<f64>().ok())
+                        .filter(|p| *p > 0.0)
+                        .map(usd_to_wad)
+                        .ok_or_else(|| {
+                            field(format!(
+                                "row {} column {}: not a positive price",
+                                n + 2,
+                                header[i]
+                            ))
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             prices.push(row);
         }
         if prices.len() != steps as usize + 1 {
-            return Err(field(format!("the CSV has {} price rows; the scenario needs steps + 1 = {}", prices.len(), steps + 1)));
+            return Err(field(format!(
+                "the CSV has {} price rows; the scenario needs steps + 1 = {}",
+                prices.len(),
+                steps + 1
+            )));
         }
-        Ok(Self { markets: markets.to_vec(), prices })
+        Ok(Self {
+            markets: markets.to_vec(),
+            prices,
+        })
     }
 }
 
@@ -152,7 +201,12 @@ mod tests {
         assert!(e.contains("steps + 1 = 6"), "{e}");
         std::fs::write(dir.join("p.csv"), "ETH\n1\n2\n").unwrap();
         s.steps = 1;
-        assert!(PricePath::generate(&s, &dir).unwrap_err().to_string().contains("no column \"BTC\""));
+        assert!(
+            PricePath::generate(&s, &dir)
+                .unwrap_err()
+                .to_string()
+                .contains("no column \"BTC\"")
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

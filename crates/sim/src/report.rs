@@ -1,7 +1,10 @@
 //! What a run leaves behind: `summary.json` (totals, and every account's end state), `series.csv` (one
 //! row per step) and `chart.svg` (price, account health, liquidations, insurance fund).
 
-use std::{fmt::Write as _, path::{Path, PathBuf}};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
 
 use plotters::prelude::*;
 
@@ -15,7 +18,10 @@ pub enum ReportError {
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
-    ReportError::Write { path: path.display().to_string(), message: e.to_string() }
+    ReportError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// The files written.
@@ -41,8 +47,15 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
         let _ = writeln!(
             csv,
             ",{},{},{},{},{},{},{:.2},{:.6},{:.6}",
-            r.healthy, r.margin_call, r.liquidatable, r.bankrupt, r.margin_calls, r.liquidations, r.liquidated_notional,
-            r.insurance_fund, r.bad_debt
+            r.healthy,
+            r.margin_call,
+            r.liquidatable,
+            r.bankrupt,
+            r.margin_calls,
+            r.liquidations,
+            r.liquidated_notional,
+            r.insurance_fund,
+            r.bad_debt
         );
     }
     csv
@@ -51,12 +64,17 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
 /// Writes summary.json, series.csv and chart.svg into `dir`.
 pub fn write(out: &Outcome, markets: &[String], dir: &Path) -> Result<ReportFiles, ReportError> {
     std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    let files = ReportFiles { summary: dir.join("summary.json"), series: dir.join("series.csv"), chart: dir.join("chart.svg") };
+    let files = ReportFiles {
+        summary: dir.join("summary.json"),
+        series: dir.join("series.csv"),
+        chart: dir.join("chart.svg"),
+    };
     let mut summary = serde_json::to_value(out).map_err(|e| write_err(&files.summary, e))?;
     summary.as_object_mut().map(|o| o.remove("series"));
     let text = serde_json::to_string_pretty(&summary).map_err(|e| write_err(&files.summary, e))?;
     std::fs::write(&files.summary, text).map_err(|e| write_err(&files.summary, e))?;
-    std::fs::write(&files.series, series_csv(out, markets)).map_err(|e| write_err(&files.series, e))?;
+    std::fs::write(&files.series, series_csv(out, markets))
+        .map_err(|e| write_err(&files.series, e))?;
     chart(out, markets, &files.chart).map_err(|e| write_err(&files.chart, e))?;
     Ok(files)
 }
@@ -64,7 +82,10 @@ pub fn write(out: &Outcome, markets: &[String], dir: &Path) -> Result<ReportFile
 fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 1100)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(&format!("{} on {} (seed {})", out.scenario, out.backend, out.seed), ("sans-serif", 22))?;
+    let root = root.titled(
+        &format!("{} on {} (seed {})", out.scenario, out.backend, out.seed),
+        ("sans-serif", 22),
+    )?;
     let panels = root.split_evenly((4, 1));
     let steps = out.series.len().max(2) as u32 - 1;
     let colors = [BLUE, RED, GREEN, MAGENTA];
@@ -88,16 +109,27 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     c.configure_mesh().x_desc("step").draw()?;
     for (i, m) in markets.iter().enumerate() {
         let start = out.series[0].prices[i];
-        c.draw_series(LineSeries::new(out.series.iter().map(|r| (r.step, r.prices[i] / start * 100.0)), colors[i % 4].stroke_width(2)))?
-            .label(m.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[i % 4]));
+        c.draw_series(LineSeries::new(
+            out.series
+                .iter()
+                .map(|r| (r.step, r.prices[i] / start * 100.0)),
+            colors[i % 4].stroke_width(2),
+        ))?
+        .label(m.as_str())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[i % 4]));
     }
-    c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
 
     // 2. Account health distribution.
     let n = out.traders.max(1);
     let mut c = ChartBuilder::on(&panels[1])
-        .caption("accounts by state, after each step's liquidations", ("sans-serif", 16))
+        .caption(
+            "accounts by state, after each step's liquidations",
+            ("sans-serif", 16),
+        )
         .margin(8)
         .x_label_area_size(24)
         .y_label_area_size(50)
@@ -110,31 +142,59 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         ("bankrupt", |r| r.bankrupt),
     ];
     for (i, (name, f)) in states.into_iter().enumerate() {
-        c.draw_series(LineSeries::new(out.series.iter().map(|r| (r.step, f(r))), colors[(i + 2) % 4].stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[(i + 2) % 4]));
+        c.draw_series(LineSeries::new(
+            out.series.iter().map(|r| (r.step, f(r))),
+            colors[(i + 2) % 4].stroke_width(2),
+        ))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[(i + 2) % 4]));
     }
-    c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
 
     // 3. Liquidations and margin calls, cumulative.
-    let max = out.series.iter().map(|r| r.liquidations.max(r.margin_calls)).max().unwrap_or(0).max(1);
+    let max = out
+        .series
+        .iter()
+        .map(|r| r.liquidations.max(r.margin_calls))
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let mut c = ChartBuilder::on(&panels[2])
-        .caption("margin calls and liquidations (cumulative)", ("sans-serif", 16))
+        .caption(
+            "margin calls and liquidations (cumulative)",
+            ("sans-serif", 16),
+        )
         .margin(8)
         .x_label_area_size(24)
         .y_label_area_size(50)
         .build_cartesian_2d(0u32..steps, 0u32..max + 1)?;
     c.configure_mesh().x_desc("step").draw()?;
-    c.draw_series(LineSeries::new(out.series.iter().map(|r| (r.step, r.margin_calls)), BLUE.stroke_width(2)))?
-        .label("margin calls")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-    c.draw_series(LineSeries::new(out.series.iter().map(|r| (r.step, r.liquidations)), RED.stroke_width(2)))?
-        .label("liquidations")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-    c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    c.draw_series(LineSeries::new(
+        out.series.iter().map(|r| (r.step, r.margin_calls)),
+        BLUE.stroke_width(2),
+    ))?
+    .label("margin calls")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+    c.draw_series(LineSeries::new(
+        out.series.iter().map(|r| (r.step, r.liquidations)),
+        RED.stroke_width(2),
+    ))?
+    .label("liquidations")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
 
     // 4. Insurance fund and bad debt.
-    let top = out.series.iter().map(|r| r.insurance_fund.max(r.bad_debt)).fold(1.0, f64::max);
+    let top = out
+        .series
+        .iter()
+        .map(|r| r.insurance_fund.max(r.bad_debt))
+        .fold(1.0, f64::max);
     let mut c = ChartBuilder::on(&panels[3])
         .caption("insurance fund and bad debt (USD)", ("sans-serif", 16))
         .margin(8)
@@ -142,13 +202,22 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .y_label_area_size(70)
         .build_cartesian_2d(0u32..steps, 0.0..top * 1.05)?;
     c.configure_mesh().x_desc("step").draw()?;
-    c.draw_series(LineSeries::new(out.series.iter().map(|r| (r.step, r.insurance_fund)), GREEN.stroke_width(2)))?
-        .label("insurance fund")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
-    c.draw_series(LineSeries::new(out.series.iter().map(|r| (r.step, r.bad_debt)), RED.stroke_width(2)))?
-        .label("bad debt")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-    c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    c.draw_series(LineSeries::new(
+        out.series.iter().map(|r| (r.step, r.insurance_fund)),
+        GREEN.stroke_width(2),
+    ))?
+    .label("insurance fund")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+    c.draw_series(LineSeries::new(
+        out.series.iter().map(|r| (r.step, r.bad_debt)),
+        RED.stroke_width(2),
+    ))?
+    .label("bad debt")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
     root.present()?;
     Ok(())
 }

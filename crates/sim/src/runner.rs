@@ -102,12 +102,15 @@ pub enum RunError {
 
 fn key(seed: u64, i: u32, role: &str) -> PrivateKeySigner {
     let secret = keccak256(format!("keyscope-sim/{seed}/{i}/{role}"));
-    PrivateKeySigner::from_bytes(&secret).expect("a keccak output is a valid key with overwhelming probability")
+    PrivateKeySigner::from_bytes(&secret)
+        .expect("a keccak output is a valid key with overwhelming probability")
 }
 
 /// Liquidator keys of a scenario (funded by the runner on either backend).
 pub fn liquidator_keys(s: &Scenario) -> Vec<PrivateKeySigner> {
-    (0..s.liquidators.count).map(|i| key(s.seed, i, "liquidator")).collect()
+    (0..s.liquidators.count)
+        .map(|i| key(s.seed, i, "liquidator"))
+        .collect()
 }
 
 fn usd(amount: f64) -> U256 {
@@ -141,13 +144,21 @@ pub async fn run<B: Backend>(
     let mut ops = (0u64, 0u64, 0u64); // executed, failed, gas
 
     for l in liquidator_keys(scenario) {
-        backend.fund_eth(l.address(), U256::from(10u64).pow(U256::from(18))).await?;
+        backend
+            .fund_eth(l.address(), U256::from(10u64).pow(U256::from(18)))
+            .await?;
     }
-    let insurance_start = wad_quote(backend.view(a.venue, &PerpVenue::insuranceFundCall {}).await?);
+    let insurance_start = wad_quote(
+        backend
+            .view(a.venue, &PerpVenue::insuranceFundCall {})
+            .await?,
+    );
     // Scenario risk parameters replace the deployment's, market by market.
     for (spec, id) in scenario.markets.iter().zip(&markets) {
         if spec.overrides_risk() {
-            let p = backend.view(a.venue, &PerpVenue::marketCall { marketId: *id }).await?;
+            let p = backend
+                .view(a.venue, &PerpVenue::marketCall { marketId: *id })
+                .await?;
             let (imf, mmf, fee, penalty) = spec.risk();
             let wad = |x: f64| ((x * 1e9).round() as u64) * 1_000_000_000;
             let params = PerpVenue::MarketParams {
@@ -159,7 +170,16 @@ pub async fn run<B: Backend>(
                 maxPosition: p.maxPosition,
                 partialLiquidationNotional: p.partialLiquidationNotional,
             };
-            backend.owner_call(a.venue, PerpVenue::listMarketCall { marketId: *id, p: params }.abi_encode()).await?;
+            backend
+                .owner_call(
+                    a.venue,
+                    PerpVenue::listMarketCall {
+                        marketId: *id,
+                        p: params,
+                    }
+                    .abi_encode(),
+                )
+                .await?;
         }
     }
 
@@ -168,24 +188,41 @@ pub async fn run<B: Backend>(
         backend.publish(*m, path.prices[0][i]).await?;
     }
     let now = backend.now().await?;
-    let horizon = std::time::Duration::from_secs(scenario.steps as u64 * scenario.step_seconds as u64 + 3600);
+    let horizon =
+        std::time::Duration::from_secs(scenario.steps as u64 * scenario.step_seconds as u64 + 3600);
     let mut traders = Vec::new();
     for i in 0..scenario.traders.count {
         let owner = key(scenario.seed, i, "owner");
         let trading = key(scenario.seed, i, "trading");
         let margin = key(scenario.seed, i, "margin");
-        let account =
-            backend.view(a.account_factory, &AccountFactory::getAddressCall { owner: owner.address(), salt: U256::ZERO }).await?;
+        let account = backend
+            .view(
+                a.account_factory,
+                &AccountFactory::getAddressCall {
+                    owner: owner.address(),
+                    salt: U256::ZERO,
+                },
+            )
+            .await?;
         let t = &scenario.traders;
-        let collateral = usd(t.collateral_min + rng.r#gen::<f64>() * (t.collateral_max - t.collateral_min));
+        let collateral =
+            usd(t.collateral_min + rng.r#gen::<f64>() * (t.collateral_max - t.collateral_min));
         let leverage = t.leverage_min + rng.r#gen::<f64>() * (t.leverage_max - t.leverage_min);
         let long = rng.r#gen::<f64>() < t.long_fraction;
         let market_ix = rng.gen_range(0..markets.len());
-        let reserve = collateral * U256::from((scenario.margin_calls.fraction * 1000.0) as u64) / U256::from(1000);
-        backend.fund_eth(account, U256::from(10u64).pow(U256::from(18))).await?;
+        let reserve = collateral * U256::from((scenario.margin_calls.fraction * 1000.0) as u64)
+            / U256::from(1000);
+        backend
+            .fund_eth(account, U256::from(10u64).pow(U256::from(18)))
+            .await?;
         backend.mint(account, collateral + reserve).await?;
 
-        let mut trading_scope = TradingScope::new(a.venue, markets.clone(), U256::from(1_000_000u128 * WAD), U256::from(10_000_000_000u128 * WAD));
+        let mut trading_scope = TradingScope::new(
+            a.venue,
+            markets.clone(),
+            U256::from(1_000_000u128 * WAD),
+            U256::from(10_000_000_000u128 * WAD),
+        );
         trading_scope.valid_for = horizon;
         trading_scope.op_ttl = std::time::Duration::from_secs(600);
         let mut margin_scope = trading_scope.clone();
@@ -193,32 +230,80 @@ pub async fn run<B: Backend>(
         margin_scope.allow_deposit = true;
         let grant = |k: &PrivateKeySigner, s: &TradingScope| -> Result<Bytes, RunError> {
             let scope = s.build(now).map_err(|e| RunError::Setup(e.to_string()))?;
-            Ok(TradingAccount::grantSessionCall { key: k.address(), scope }.abi_encode().into())
+            Ok(TradingAccount::grantSessionCall {
+                key: k.address(),
+                scope,
+            }
+            .abi_encode()
+            .into())
         };
         let calls = vec![
-            call(a.collateral, TestUSD::approveCall { spender: a.venue, value: U256::MAX }.abi_encode()),
-            call(a.venue, PerpVenue::depositMarginCall { amount: collateral }.abi_encode()),
+            call(
+                a.collateral,
+                TestUSD::approveCall {
+                    spender: a.venue,
+                    value: U256::MAX,
+                }
+                .abi_encode(),
+            ),
+            call(
+                a.venue,
+                PerpVenue::depositMarginCall { amount: collateral }.abi_encode(),
+            ),
             call(account, grant(&trading, &trading_scope)?.to_vec()),
             call(account, grant(&margin, &margin_scope)?.to_vec()),
         ];
         let init: Bytes = [
             a.account_factory.as_slice(),
-            &AccountFactory::createAccountCall { owner: owner.address(), salt: U256::ZERO }.abi_encode(),
+            &AccountFactory::createAccountCall {
+                owner: owner.address(),
+                salt: U256::ZERO,
+            }
+            .abi_encode(),
         ]
         .concat()
         .into();
-        let mut op = build(account, U256::ZERO, TradingAccount::executeBatchCall { calls }.abi_encode(), init);
-        let hash = user_op_hash(&op, a.entry_point, chain_id).map_err(|e| RunError::Setup(e.to_string()))?;
-        op.signature = owner.sign_hash_sync(&hash).map_err(|e| RunError::Setup(e.to_string()))?.as_bytes().to_vec().into();
+        let mut op = build(
+            account,
+            U256::ZERO,
+            TradingAccount::executeBatchCall { calls }.abi_encode(),
+            init,
+        );
+        let hash = user_op_hash(&op, a.entry_point, chain_id)
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        op.signature = owner
+            .sign_hash_sync(&hash)
+            .map_err(|e| RunError::Setup(e.to_string()))?
+            .as_bytes()
+            .to_vec()
+            .into();
         count(&mut ops, backend.handle_op(op).await?);
 
         // The opening order: notional = margin x leverage, at the step-0 price, 2 % limit slack.
         let price = path.prices[0][market_ix];
-        let notional_wad = collateral * U256::from(10u64).pow(U256::from(12)) * U256::from((leverage * 1000.0) as u64) / U256::from(1000);
+        let notional_wad = collateral
+            * U256::from(10u64).pow(U256::from(12))
+            * U256::from((leverage * 1000.0) as u64)
+            / U256::from(1000);
         let size = notional_wad * U256::from(WAD) / price;
-        let size = if long { I256::try_from(size).unwrap_or_default() } else { -I256::try_from(size).unwrap_or_default() };
-        let limit = if long { price * U256::from(102) / U256::from(100) } else { price * U256::from(98) / U256::from(100) };
-        let trader = Trader { account, trading, margin, reserve, margin_called: false, answer_at: None };
+        let size = if long {
+            I256::try_from(size).unwrap_or_default()
+        } else {
+            -I256::try_from(size).unwrap_or_default()
+        };
+        let limit = if long {
+            price * U256::from(102) / U256::from(100)
+        } else {
+            price * U256::from(98) / U256::from(100)
+        };
+        let trader = Trader {
+            account,
+            trading,
+            margin,
+            reserve,
+            margin_called: false,
+            answer_at: None,
+        };
         let order = place_order(a.venue, markets[market_ix], size, limit, false);
         let r = session_op(backend, &a, chain_id, &trader, &trader.trading, 0, order).await?;
         count(&mut ops, r);
@@ -226,7 +311,8 @@ pub async fn run<B: Backend>(
     }
 
     let mut series = Vec::new();
-    let (mut margin_calls, mut answered, mut liquidations, mut liquidated_notional) = (0u32, 0u32, 0u32, 0f64);
+    let (mut margin_calls, mut answered, mut liquidations, mut liquidated_notional) =
+        (0u32, 0u32, 0u32, 0f64);
     let mut insurance_min = insurance_start;
     for step in 0..=scenario.steps {
         if step > 0 {
@@ -238,7 +324,9 @@ pub async fn run<B: Backend>(
         let mut counts = [0u32; 4];
         for ti in 0..traders.len() {
             let account = traders[ti].account;
-            let health = backend.view(a.venue, &PerpVenue::healthCall { account }).await?;
+            let health = backend
+                .view(a.venue, &PerpVenue::healthCall { account })
+                .await?;
             let mut state = health.state as usize;
             // Margin calls: counted once per crossing; an answer is scheduled by chance.
             if state == 1 && !traders[ti].margin_called {
@@ -256,27 +344,54 @@ pub async fn run<B: Backend>(
                 let done = match scenario.margin_calls.answer {
                     Answer::AddCollateral => {
                         // What is left of the reserve (a second margin call may find it spent).
-                        let held = backend.view(a.collateral, &TestUSD::balanceOfCall { account }).await?;
+                        let held = backend
+                            .view(a.collateral, &TestUSD::balanceOfCall { account })
+                            .await?;
                         let amount = held.min(t.reserve);
                         if amount.is_zero() {
                             continue;
                         }
                         let data = PerpVenue::depositMarginCall { amount }.abi_encode();
-                        session_op(backend, &a, chain_id, t, &t.margin, 1, execute(a.venue, data)).await?
+                        session_op(
+                            backend,
+                            &a,
+                            chain_id,
+                            t,
+                            &t.margin,
+                            1,
+                            execute(a.venue, data),
+                        )
+                        .await?
                     }
                     Answer::Reduce => {
                         let mut last = None;
                         for (mi, m) in markets.iter().enumerate() {
-                            let p = backend.view(a.venue, &PerpVenue::positionCall { account, marketId: *m }).await?;
+                            let p = backend
+                                .view(
+                                    a.venue,
+                                    &PerpVenue::positionCall {
+                                        account,
+                                        marketId: *m,
+                                    },
+                                )
+                                .await?;
                             if p.size.is_zero() {
                                 continue;
                             }
-                            let part = p.size * I256::try_from((scenario.margin_calls.fraction * 1000.0) as u64).unwrap()
+                            let part = p.size
+                                * I256::try_from((scenario.margin_calls.fraction * 1000.0) as u64)
+                                    .unwrap()
                                 / I256::try_from(1000).unwrap();
                             let price = path.prices[step as usize][mi];
-                            let limit = if part.is_positive() { price * U256::from(98) / U256::from(100) } else { price * U256::from(102) / U256::from(100) };
+                            let limit = if part.is_positive() {
+                                price * U256::from(98) / U256::from(100)
+                            } else {
+                                price * U256::from(102) / U256::from(100)
+                            };
                             let order = place_order(a.venue, *m, -part, limit, true);
-                            last = Some(session_op(backend, &a, chain_id, t, &t.margin, 1, order).await?);
+                            last = Some(
+                                session_op(backend, &a, chain_id, t, &t.margin, 1, order).await?,
+                            );
                         }
                         match last {
                             Some(r) => r,
@@ -288,7 +403,10 @@ pub async fn run<B: Backend>(
                     answered += 1;
                 }
                 count(&mut ops, done);
-                state = backend.view(a.venue, &PerpVenue::healthCall { account }).await?.state as usize;
+                state = backend
+                    .view(a.venue, &PerpVenue::healthCall { account })
+                    .await?
+                    .state as usize;
             }
             // Liquidator bots.
             let mut rounds = 0;
@@ -296,33 +414,62 @@ pub async fn run<B: Backend>(
                 rounds += 1;
                 let mut any = false;
                 for (mi, m) in markets.iter().enumerate() {
-                    let before = backend.view(a.venue, &PerpVenue::positionCall { account, marketId: *m }).await?.size;
+                    let before = backend
+                        .view(
+                            a.venue,
+                            &PerpVenue::positionCall {
+                                account,
+                                marketId: *m,
+                            },
+                        )
+                        .await?
+                        .size;
                     if before.is_zero() {
                         continue;
                     }
                     let who = (liquidations as usize) % scenario.liquidators.count as usize;
                     if backend.liquidate(who, account, *m).await? {
-                        let after = backend.view(a.venue, &PerpVenue::positionCall { account, marketId: *m }).await?.size;
+                        let after = backend
+                            .view(
+                                a.venue,
+                                &PerpVenue::positionCall {
+                                    account,
+                                    marketId: *m,
+                                },
+                            )
+                            .await?
+                            .size;
                         liquidations += 1;
                         any = true;
                         let closed = (before - after).unsigned_abs();
-                        liquidated_notional += wad_to_usd(closed * path.prices[step as usize][mi] / U256::from(WAD));
+                        liquidated_notional +=
+                            wad_to_usd(closed * path.prices[step as usize][mi] / U256::from(WAD));
                     }
                 }
                 if !any {
                     break;
                 }
-                state = backend.view(a.venue, &PerpVenue::healthCall { account }).await?.state as usize;
+                state = backend
+                    .view(a.venue, &PerpVenue::healthCall { account })
+                    .await?
+                    .state as usize;
             }
             counts[state.min(3)] += 1;
         }
-        let insurance = wad_quote(backend.view(a.venue, &PerpVenue::insuranceFundCall {}).await?);
+        let insurance = wad_quote(
+            backend
+                .view(a.venue, &PerpVenue::insuranceFundCall {})
+                .await?,
+        );
         insurance_min = insurance_min.min(insurance);
         let bad_debt = wad_quote(backend.view(a.venue, &PerpVenue::badDebtCall {}).await?);
         series.push(StepRecord {
             step,
             time: backend.now().await?,
-            prices: path.prices[step as usize].iter().map(|p| wad_to_usd(*p)).collect(),
+            prices: path.prices[step as usize]
+                .iter()
+                .map(|p| wad_to_usd(*p))
+                .collect(),
             healthy: counts[0],
             margin_call: counts[1],
             liquidatable: counts[2],
@@ -338,13 +485,27 @@ pub async fn run<B: Backend>(
 
     let mut accounts = Vec::new();
     for t in &traders {
-        let collateral = backend.view(a.venue, &PerpVenue::collateralOfCall { account: t.account }).await?;
+        let collateral = backend
+            .view(a.venue, &PerpVenue::collateralOfCall { account: t.account })
+            .await?;
         let mut positions = Vec::new();
         for m in &markets {
-            let p = backend.view(a.venue, &PerpVenue::positionCall { account: t.account, marketId: *m }).await?;
+            let p = backend
+                .view(
+                    a.venue,
+                    &PerpVenue::positionCall {
+                        account: t.account,
+                        marketId: *m,
+                    },
+                )
+                .await?;
             positions.push((*m, p.size.to_string()));
         }
-        accounts.push(AccountState { account: t.account, collateral: collateral.to_string(), positions });
+        accounts.push(AccountState {
+            account: t.account,
+            collateral: collateral.to_string(),
+            positions,
+        });
     }
     let last = series.last().cloned().expect("at least step 0");
     let wall = started.elapsed().as_secs_f64();
@@ -386,22 +547,57 @@ fn count(ops: &mut (u64, u64, u64), r: crate::backend::OpResult) {
 }
 
 fn call(target: Address, data: Vec<u8>) -> BaseAccount::Call {
-    BaseAccount::Call { target, value: U256::ZERO, data: data.into() }
+    BaseAccount::Call {
+        target,
+        value: U256::ZERO,
+        data: data.into(),
+    }
 }
 
 fn execute(target: Address, data: Vec<u8>) -> Vec<u8> {
-    TradingAccount::executeCall { target, value: U256::ZERO, data: data.into() }.abi_encode()
+    TradingAccount::executeCall {
+        target,
+        value: U256::ZERO,
+        data: data.into(),
+    }
+    .abi_encode()
 }
 
 fn place_order(venue: Address, market: u32, size: I256, limit: U256, reduce_only: bool) -> Vec<u8> {
-    execute(venue, PerpVenue::placeOrderCall { marketId: market, sizeDelta: size, limitPrice: limit, reduceOnly: reduce_only }.abi_encode())
+    execute(
+        venue,
+        PerpVenue::placeOrderCall {
+            marketId: market,
+            sizeDelta: size,
+            limitPrice: limit,
+            reduceOnly: reduce_only,
+        }
+        .abi_encode(),
+    )
 }
 
 /// An op with fixed gas fields: deterministic, so both backends hash and sign the same bytes.
 /// Verification covers a first op that deploys the account and grants two keys.
-fn build(sender: Address, nonce: U256, call_data: Vec<u8>, init_code: Bytes) -> PackedUserOperation {
-    let gas = OpGas { verification: 1_200_000, call: 600_000, pre_verification: 60_000 };
-    unsigned(sender, nonce, call_data.into(), init_code, gas, 1_000_000_000, 2_000_000_000)
+fn build(
+    sender: Address,
+    nonce: U256,
+    call_data: Vec<u8>,
+    init_code: Bytes,
+) -> PackedUserOperation {
+    let gas = OpGas {
+        verification: 1_200_000,
+        call: 600_000,
+        pre_verification: 60_000,
+    };
+    unsigned(
+        sender,
+        nonce,
+        call_data.into(),
+        init_code,
+        gas,
+        1_000_000_000,
+        2_000_000_000,
+    )
 }
 
 /// Signs and sends a session op by `key` on `trader`'s account, lane `lane`.
@@ -415,11 +611,27 @@ async fn session_op<B: Backend>(
     call_data: Vec<u8>,
 ) -> Result<crate::backend::OpResult, RunError> {
     let lane = SessionLane::new(key.address(), lane);
-    let nonce = backend.view(a.entry_point, &IEntryPoint::getNonceCall { sender: trader.account, key: lane.nonce_key() }).await?;
-    let grant_id = backend.view(trader.account, &TradingAccount::getSessionCall { key: key.address() }).await?.grantId;
+    let nonce = backend
+        .view(
+            a.entry_point,
+            &IEntryPoint::getNonceCall {
+                sender: trader.account,
+                key: lane.nonce_key(),
+            },
+        )
+        .await?;
+    let grant_id = backend
+        .view(
+            trader.account,
+            &TradingAccount::getSessionCall { key: key.address() },
+        )
+        .await?
+        .grantId;
     let mut op = build(trader.account, nonce, call_data, Bytes::new());
-    let hash = user_op_hash(&op, a.entry_point, chain_id).map_err(|e| RunError::Setup(e.to_string()))?;
+    let hash =
+        user_op_hash(&op, a.entry_point, chain_id).map_err(|e| RunError::Setup(e.to_string()))?;
     let until = backend.now().await? + 300;
-    op.signature = sign_session_op_sync(key, hash, until, grant_id).map_err(|e| RunError::Setup(e.to_string()))?;
+    op.signature = sign_session_op_sync(key, hash, until, grant_id)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     Ok(backend.handle_op(op).await?)
 }

@@ -10,7 +10,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{field}: {message}")]
@@ -18,7 +21,10 @@ pub enum ScenarioError {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
-    ScenarioError::Invalid { field: field.to_string(), message: message.into() }
+    ScenarioError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// A whole scenario.
@@ -70,12 +76,20 @@ pub struct MarketSpec {
 impl MarketSpec {
     /// IMF, MMF, taker fee and liquidation penalty, with the deployment's defaults filled in.
     pub fn risk(&self) -> (f64, f64, f64, f64) {
-        (self.imf.unwrap_or(0.05), self.mmf.unwrap_or(0.03), self.taker_fee.unwrap_or(0.0005), self.liquidation_penalty.unwrap_or(0.01))
+        (
+            self.imf.unwrap_or(0.05),
+            self.mmf.unwrap_or(0.03),
+            self.taker_fee.unwrap_or(0.0005),
+            self.liquidation_penalty.unwrap_or(0.01),
+        )
     }
 
     /// True if the scenario sets any risk parameter.
     pub fn overrides_risk(&self) -> bool {
-        self.imf.is_some() || self.mmf.is_some() || self.taker_fee.is_some() || self.liquidation_penalty.is_some()
+        self.imf.is_some()
+            || self.mmf.is_some()
+            || self.taker_fee.is_some()
+            || self.liquidation_penalty.is_some()
     }
 }
 
@@ -86,7 +100,11 @@ pub enum PriceSpec {
     /// Geometric Brownian motion only.
     Gbm,
     /// GBM plus a fall of `percent` spread evenly over `over_steps` steps from `start_step`.
-    Crash { percent: f64, start_step: u32, over_steps: u32 },
+    Crash {
+        percent: f64,
+        start_step: u32,
+        over_steps: u32,
+    },
     /// GBM plus jumps: each step, with probability `probability`, a move of ±`percent`.
     Jumps { probability: f64, percent: f64 },
     /// Prices from a CSV file: one row per step, one column per market (header with market names).
@@ -128,7 +146,12 @@ pub struct MarginCallSpec {
 
 impl Default for MarginCallSpec {
     fn default() -> Self {
-        Self { answer_probability: 0.0, delay_steps: 0, answer: Answer::AddCollateral, fraction: 0.5 }
+        Self {
+            answer_probability: 0.0,
+            delay_steps: 0,
+            answer: Answer::AddCollateral,
+            fraction: 0.5,
+        }
     }
 }
 
@@ -162,7 +185,9 @@ pub struct VenueSpec {
 
 impl Default for VenueSpec {
     fn default() -> Self {
-        Self { insurance_fund: 50_000.0 }
+        Self {
+            insurance_fund: 50_000.0,
+        }
     }
 }
 
@@ -170,10 +195,15 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         let s = Self::parse(&text).map_err(|e| match e {
-            ScenarioError::Parse { message, .. } => ScenarioError::Parse { path: path.display().to_string(), message },
+            ScenarioError::Parse { message, .. } => ScenarioError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
             other => other,
         })?;
         Ok(s)
@@ -181,8 +211,10 @@ impl Scenario {
 
     /// Parses and checks scenario TOML.
     pub fn parse(text: &str) -> Result<Self, ScenarioError> {
-        let s: Scenario =
-            toml::from_str(text).map_err(|e| ScenarioError::Parse { path: "scenario".into(), message: e.to_string() })?;
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: "scenario".into(),
+            message: e.to_string(),
+        })?;
         s.validate()?;
         Ok(s)
     }
@@ -195,7 +227,10 @@ impl Scenario {
             return Err(invalid("steps", "must be between 1 and 100000"));
         }
         if !(1..=86_400).contains(&self.step_seconds) {
-            return Err(invalid("step_seconds", "must be between 1 and 86400 (prices go stale after 120 s of chain time between updates, which the runner publishes every step)"));
+            return Err(invalid(
+                "step_seconds",
+                "must be between 1 and 86400 (prices go stale after 120 s of chain time between updates, which the runner publishes every step)",
+            ));
         }
         if self.markets.is_empty() || self.markets.len() > 2 {
             return Err(invalid("markets", "list one or two markets (BTC, ETH)"));
@@ -203,42 +238,70 @@ impl Scenario {
         for (i, m) in self.markets.iter().enumerate() {
             let f = |name: &str| format!("markets[{i}].{name}");
             if !["BTC", "ETH"].contains(&m.name.as_str()) {
-                return Err(invalid(&f("name"), format!("{:?} is not a listed market; allowed: BTC, ETH", m.name)));
+                return Err(invalid(
+                    &f("name"),
+                    format!("{:?} is not a listed market; allowed: BTC, ETH", m.name),
+                ));
             }
             if !(m.start_price > 0.0 && m.start_price < 1e12) {
-                return Err(invalid(&f("start_price"), "must be a positive USD price below 1e12"));
+                return Err(invalid(
+                    &f("start_price"),
+                    "must be a positive USD price below 1e12",
+                ));
             }
             if !(0.0..=10.0).contains(&m.volatility) {
-                return Err(invalid(&f("volatility"), "must be between 0 and 10 (annualised, 0.6 = 60 %)"));
+                return Err(invalid(
+                    &f("volatility"),
+                    "must be between 0 and 10 (annualised, 0.6 = 60 %)",
+                ));
             }
             if !(-10.0..=10.0).contains(&m.drift) {
-                return Err(invalid(&f("drift"), "must be between -10 and 10 (annualised)"));
+                return Err(invalid(
+                    &f("drift"),
+                    "must be between -10 and 10 (annualised)",
+                ));
             }
             let (imf, mmf, fee, penalty) = m.risk();
             if !(mmf > 0.0 && mmf < imf && imf <= 1.0) {
                 return Err(invalid(&f("mmf"), "need 0 < mmf < imf <= 1"));
             }
             if !(0.0..mmf).contains(&penalty) {
-                return Err(invalid(&f("liquidation_penalty"), "must be at least 0 and below mmf"));
+                return Err(invalid(
+                    &f("liquidation_penalty"),
+                    "must be at least 0 and below mmf",
+                ));
             }
             if !(0.0..mmf).contains(&fee) {
                 return Err(invalid(&f("taker_fee"), "must be at least 0 and below mmf"));
             }
             if m.imf.is_some() && self.traders.leverage_max >= 1.0 / imf {
-                return Err(invalid("traders.leverage_max", format!("must stay below 1 / imf = {:.1} for {}", 1.0 / imf, m.name)));
+                return Err(invalid(
+                    "traders.leverage_max",
+                    format!("must stay below 1 / imf = {:.1} for {}", 1.0 / imf, m.name),
+                ));
             }
         }
         match &self.price {
             PriceSpec::Gbm => {}
-            PriceSpec::Crash { percent, start_step, over_steps } => {
+            PriceSpec::Crash {
+                percent,
+                start_step,
+                over_steps,
+            } => {
                 if !(0.0..100.0).contains(percent) {
                     return Err(invalid("price.percent", "must be between 0 and 100"));
                 }
                 if *over_steps == 0 || start_step + over_steps > self.steps {
-                    return Err(invalid("price.over_steps", "must be at least 1 and end within the run (start_step + over_steps <= steps)"));
+                    return Err(invalid(
+                        "price.over_steps",
+                        "must be at least 1 and end within the run (start_step + over_steps <= steps)",
+                    ));
                 }
             }
-            PriceSpec::Jumps { probability, percent } => {
+            PriceSpec::Jumps {
+                probability,
+                percent,
+            } => {
                 if !(0.0..=1.0).contains(probability) {
                     return Err(invalid("price.probability", "must be between 0 and 1"));
                 }
@@ -256,27 +319,45 @@ impl Scenario {
         if !(1..=10_000).contains(&t.count) {
             return Err(invalid("traders.count", "must be between 1 and 10000"));
         }
-        if !(t.collateral_min >= 10.0 && t.collateral_min <= t.collateral_max && t.collateral_max <= 1e9) {
-            return Err(invalid("traders.collateral_min", "need 10 <= collateral_min <= collateral_max <= 1e9 (USD)"));
+        if !(t.collateral_min >= 10.0
+            && t.collateral_min <= t.collateral_max
+            && t.collateral_max <= 1e9)
+        {
+            return Err(invalid(
+                "traders.collateral_min",
+                "need 10 <= collateral_min <= collateral_max <= 1e9 (USD)",
+            ));
         }
         if !(t.leverage_min >= 0.1 && t.leverage_min <= t.leverage_max && t.leverage_max <= 19.0) {
-            return Err(invalid("traders.leverage_min", "need 0.1 <= leverage_min <= leverage_max <= 19 (IMF is 5 %, and opening keeps a reserve)"));
+            return Err(invalid(
+                "traders.leverage_min",
+                "need 0.1 <= leverage_min <= leverage_max <= 19 (IMF is 5 %, and opening keeps a reserve)",
+            ));
         }
         if !(0.0..=1.0).contains(&t.long_fraction) {
             return Err(invalid("traders.long_fraction", "must be between 0 and 1"));
         }
         let m = &self.margin_calls;
         if !(0.0..=1.0).contains(&m.answer_probability) {
-            return Err(invalid("margin_calls.answer_probability", "must be between 0 and 1"));
+            return Err(invalid(
+                "margin_calls.answer_probability",
+                "must be between 0 and 1",
+            ));
         }
         if !(m.fraction > 0.0 && m.fraction <= 1.0) {
-            return Err(invalid("margin_calls.fraction", "must be above 0 and at most 1"));
+            return Err(invalid(
+                "margin_calls.fraction",
+                "must be above 0 and at most 1",
+            ));
         }
         if !(1..=100).contains(&self.liquidators.count) {
             return Err(invalid("liquidators.count", "must be between 1 and 100"));
         }
         if !(self.venue.insurance_fund >= 0.0 && self.venue.insurance_fund <= 1e9) {
-            return Err(invalid("venue.insurance_fund", "must be between 0 and 1e9 (USD)"));
+            return Err(invalid(
+                "venue.insurance_fund",
+                "must be between 0 and 1e9 (USD)",
+            ));
         }
         Ok(())
     }
@@ -311,7 +392,14 @@ mod tests {
     #[test]
     fn parses_a_scenario() {
         let s = Scenario::parse(GOOD).unwrap();
-        assert_eq!(s.price, PriceSpec::Crash { percent: 30.0, start_step: 2, over_steps: 5 });
+        assert_eq!(
+            s.price,
+            PriceSpec::Crash {
+                percent: 30.0,
+                start_step: 2,
+                over_steps: 5
+            }
+        );
         assert_eq!(s.traders.long_fraction, 0.5);
         assert_eq!(s.liquidators.count, 1);
     }
@@ -319,31 +407,63 @@ mod tests {
     #[test]
     fn market_risk_parameters() {
         let s = Scenario::parse(
-            &GOOD.replace("volatility = 0.6", "volatility = 0.6\nimf = 0.2\nmmf = 0.1").replace("leverage_max = 10", "leverage_max = 4"),
+            &GOOD
+                .replace("volatility = 0.6", "volatility = 0.6\nimf = 0.2\nmmf = 0.1")
+                .replace("leverage_max = 10", "leverage_max = 4"),
         )
         .unwrap();
         assert_eq!(s.markets[0].risk(), (0.2, 0.1, 0.0005, 0.01));
         assert!(s.markets[0].overrides_risk());
-        let e = Scenario::parse(&GOOD.replace("volatility = 0.6", "volatility = 0.6\nimf = 0.02\nmmf = 0.03")).unwrap_err().to_string();
+        let e = Scenario::parse(&GOOD.replace(
+            "volatility = 0.6",
+            "volatility = 0.6\nimf = 0.02\nmmf = 0.03",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("markets[0].mmf"), "{e}");
-        let e = Scenario::parse(&GOOD.replace("volatility = 0.6", "volatility = 0.6\nimf = 0.2\nmmf = 0.1").replace("leverage_max = 10", "leverage_max = 6")).unwrap_err().to_string();
-        assert!(e.starts_with("traders.leverage_max") && e.contains("5.0"), "{e}");
+        let e = Scenario::parse(
+            &GOOD
+                .replace("volatility = 0.6", "volatility = 0.6\nimf = 0.2\nmmf = 0.1")
+                .replace("leverage_max = 10", "leverage_max = 6"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("traders.leverage_max") && e.contains("5.0"),
+            "{e}"
+        );
     }
 
     #[test]
     fn errors_name_the_field() {
         let bad = GOOD.replace("leverage_max = 10", "leverage_max = 50");
         let e = Scenario::parse(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("traders.leverage_min:") && e.contains("<= 19"), "{e}");
+        assert!(
+            e.starts_with("traders.leverage_min:") && e.contains("<= 19"),
+            "{e}"
+        );
         let bad = GOOD.replace("name = \"BTC\"", "name = \"SOL\"");
         let e = Scenario::parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("markets[0].name") && e.contains("allowed: BTC, ETH"), "{e}");
+        assert!(
+            e.contains("markets[0].name") && e.contains("allowed: BTC, ETH"),
+            "{e}"
+        );
         let bad = GOOD.replace("over_steps = 5", "over_steps = 50");
-        assert!(Scenario::parse(&bad).unwrap_err().to_string().starts_with("price.over_steps"));
+        assert!(
+            Scenario::parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .starts_with("price.over_steps")
+        );
         let bad = GOOD.replace("seed = 1", "seed = 1\nsede = 2");
         let e = Scenario::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("unknown field `sede`"), "{e}");
         let bad = GOOD.replace("kind = \"crash\"", "kind = \"moon\"");
-        assert!(Scenario::parse(&bad).unwrap_err().to_string().contains("moon"));
+        assert!(
+            Scenario::parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("moon")
+        );
     }
 }

@@ -15,23 +15,73 @@ use keyscope_sim::fixture::Fixture;
 fn session_order_through_handle_ops_on_revm() {
     let mut f = Fixture::new(31_337, 1_800_000_000, parse_units("5000", 6).unwrap()).unwrap();
     let d = f.deployment.clone();
-    assert_eq!(d.entry_point, ENTRY_POINT_V08, "EntryPoint v0.8 at its canonical address");
+    assert_eq!(
+        d.entry_point, ENTRY_POINT_V08,
+        "EntryPoint v0.8 at its canonical address"
+    );
     assert!(!f.chain.code(ENTRY_POINT_V08).is_empty());
-    assert_eq!(d.account_factory, address!("E58AC03982866c3C1e98C0d2b76629A85e98F6BA"), "same address as on anvil");
-    assert_eq!(d.venue, address!("06fc7e14FFA0FEbd1A04A55dafF24BF156750237"), "same address as on anvil");
-    assert!(!f.chain.code(f.account).is_empty(), "the first op deployed the account");
-    let owner = f.chain.call(f.bundler, f.account, &TradingAccount::ownerCall {}).unwrap();
-    assert_eq!(owner, alloy::signers::local::PrivateKeySigner::address(&f.owner));
+    assert_eq!(
+        d.account_factory,
+        address!("E58AC03982866c3C1e98C0d2b76629A85e98F6BA"),
+        "same address as on anvil"
+    );
+    assert_eq!(
+        d.venue,
+        address!("06fc7e14FFA0FEbd1A04A55dafF24BF156750237"),
+        "same address as on anvil"
+    );
+    assert!(
+        !f.chain.code(f.account).is_empty(),
+        "the first op deployed the account"
+    );
+    let owner = f
+        .chain
+        .call(f.bundler, f.account, &TradingAccount::ownerCall {})
+        .unwrap();
+    assert_eq!(
+        owner,
+        alloy::signers::local::PrivateKeySigner::address(&f.owner)
+    );
 
     f.chain.advance(1);
     f.publish(0, parse_units("60000", 18).unwrap()).unwrap();
-    let op = f.session_order(0, 0, I256::try_from(200_000_000_000_000_000u64).unwrap(), parse_units("60100", 18).unwrap()).unwrap();
+    let op = f
+        .session_order(
+            0,
+            0,
+            I256::try_from(200_000_000_000_000_000u64).unwrap(),
+            parse_units("60100", 18).unwrap(),
+        )
+        .unwrap();
     // The Rust hash is the EntryPoint's own, on this chain too.
-    let on_chain = f.chain.call(f.bundler, ENTRY_POINT_V08, &IEntryPoint::getUserOpHashCall { userOp: op.clone() }).unwrap();
-    assert_eq!(on_chain, user_op_hash(&op, ENTRY_POINT_V08, 31_337).unwrap());
+    let on_chain = f
+        .chain
+        .call(
+            f.bundler,
+            ENTRY_POINT_V08,
+            &IEntryPoint::getUserOpHashCall { userOp: op.clone() },
+        )
+        .unwrap();
+    assert_eq!(
+        on_chain,
+        user_op_hash(&op, ENTRY_POINT_V08, 31_337).unwrap()
+    );
     f.handle(op).unwrap();
 
-    let position = f.chain.call(f.bundler, d.venue, &PerpVenue::positionCall { account: f.account, marketId: 0 }).unwrap();
-    assert_eq!(position.size, I256::try_from(200_000_000_000_000_000u64).unwrap());
+    let position = f
+        .chain
+        .call(
+            f.bundler,
+            d.venue,
+            &PerpVenue::positionCall {
+                account: f.account,
+                marketId: 0,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        position.size,
+        I256::try_from(200_000_000_000_000_000u64).unwrap()
+    );
     assert_eq!(position.entryPrice, parse_units("60000", 18).unwrap());
 }

@@ -58,11 +58,30 @@ fn insurance(s: &Scenario) -> alloy_primitives::U256 {
 async fn crash_makes_margin_calls_and_liquidations_on_revm() {
     let s = Scenario::parse(SMALL_CRASH).unwrap();
     let path = PricePath::generate(&s, Path::new(".")).unwrap();
-    let mut backend = RevmBackend::new(31_337, 1_800_000_000, Roles::new(liquidator_keys(&s)), insurance(&s)).unwrap();
+    let mut backend = RevmBackend::new(
+        31_337,
+        1_800_000_000,
+        Roles::new(liquidator_keys(&s)),
+        insurance(&s),
+    )
+    .unwrap();
     let out = run(&s, &path, &mut backend, |_, _| {}).await.unwrap();
     // The scenario's ETH risk parameters replaced the deployment's.
-    let eth = backend.view(backend.addresses().venue, &keyscope_core::bindings::PerpVenue::marketCall { marketId: 1 }).await.unwrap();
-    assert_eq!((eth.imf, eth.mmf, eth.liquidationPenalty), (60_000_000_000_000_000, 40_000_000_000_000_000, 15_000_000_000_000_000));
+    let eth = backend
+        .view(
+            backend.addresses().venue,
+            &keyscope_core::bindings::PerpVenue::marketCall { marketId: 1 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (eth.imf, eth.mmf, eth.liquidationPenalty),
+        (
+            60_000_000_000_000_000,
+            40_000_000_000_000_000,
+            15_000_000_000_000_000
+        )
+    );
     assert_eq!(out.series.len(), 13);
     assert_eq!(out.insurance_fund_start, 20_000.0);
     assert!(out.margin_calls > 0, "{out:#?}");
@@ -72,13 +91,18 @@ async fn crash_makes_margin_calls_and_liquidations_on_revm() {
     // 8 accounts opened, 8 opening orders, plus answers to margin calls.
     assert!(out.ops_executed >= 16);
     // Accounts liquidated in full hold no positions.
-    let flat = out.accounts.iter().filter(|a| a.positions.iter().all(|(_, s)| s == "0")).count();
+    let flat = out
+        .accounts
+        .iter()
+        .filter(|a| a.positions.iter().all(|(_, s)| s == "0"))
+        .count();
     assert!(flat > 0);
 
     // The report: a JSON summary, a CSV row per step and a chart.
     let dir = std::env::temp_dir().join(format!("keyscope-report-{}", std::process::id()));
     let files = keyscope_sim::report::write(&out, &path.markets, &dir).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files.summary).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files.summary).unwrap()).unwrap();
     assert_eq!(summary["liquidations"], out.liquidations);
     assert_eq!(summary["accounts"].as_array().unwrap().len(), 8);
     let csv = std::fs::read_to_string(&files.series).unwrap();
@@ -93,15 +117,33 @@ async fn crash_makes_margin_calls_and_liquidations_on_revm() {
 async fn same_scenario_same_state_on_revm_and_anvil() {
     let s = Scenario::parse(SMALL_CRASH).unwrap();
     let path = PricePath::generate(&s, Path::new(".")).unwrap();
-    let mut revm = RevmBackend::new(41_010, 1_800_000_000, Roles::new(liquidator_keys(&s)), insurance(&s)).unwrap();
+    let mut revm = RevmBackend::new(
+        41_010,
+        1_800_000_000,
+        Roles::new(liquidator_keys(&s)),
+        insurance(&s),
+    )
+    .unwrap();
     let on_revm = run(&s, &path, &mut revm, |_, _| {}).await.unwrap();
 
-    let devnet = Devnet::start_with(&repo_root(), 0, 41_010, &[("INSURANCE_FUND", "20000000000".into())]).unwrap();
+    let devnet = Devnet::start_with(
+        &repo_root(),
+        0,
+        41_010,
+        &[("INSURANCE_FUND", "20000000000".into())],
+    )
+    .unwrap();
     let mut anvil = AnvilBackend::new(devnet, Roles::new(liquidator_keys(&s)));
     let on_anvil = run(&s, &path, &mut anvil, |_, _| {}).await.unwrap();
 
-    assert!(on_revm.liquidations > 0, "the comparison covers liquidations");
-    assert_eq!(on_revm.accounts, on_anvil.accounts, "every account's collateral and positions match");
+    assert!(
+        on_revm.liquidations > 0,
+        "the comparison covers liquidations"
+    );
+    assert_eq!(
+        on_revm.accounts, on_anvil.accounts,
+        "every account's collateral and positions match"
+    );
     assert_eq!(on_revm.margin_calls, on_anvil.margin_calls);
     assert_eq!(on_revm.liquidations, on_anvil.liquidations);
     assert_eq!(on_revm.bad_debt, on_anvil.bad_debt);

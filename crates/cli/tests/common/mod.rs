@@ -18,16 +18,36 @@ pub struct DevnetProcess {
 
 impl DevnetProcess {
     pub fn spawn(chain_id: u64) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-            .args(["devnet", "--json", "--chain-id", &chain_id.to_string(), "--port", &port.to_string(), "--relayer-port", "0"])
+            .args([
+                "devnet",
+                "--json",
+                "--chain-id",
+                &chain_id.to_string(),
+                "--port",
+                &port.to_string(),
+                "--relayer-port",
+                "0",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let mut this = Self { child, port, ready: Value::Null };
-        this.ready = serde_json::from_str(&line).unwrap_or_else(|_| panic!("devnet printed {line:?}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut this = Self {
+            child,
+            port,
+            ready: Value::Null,
+        };
+        this.ready =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("devnet printed {line:?}"));
         assert_eq!(this.ready["ready"], true);
         this
     }
@@ -38,7 +58,10 @@ impl DevnetProcess {
 
     /// Sends Ctrl-C and waits for the process to exit; true if it did within 20 s.
     pub fn interrupt(&mut self) -> bool {
-        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {

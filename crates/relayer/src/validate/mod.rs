@@ -230,14 +230,16 @@ impl Simulator {
     /// nothing but the relayer's own bundle, whose ops the pending state already contains.
     pub fn advance(&mut self, head: Head) {
         self.head = head;
-        self.head_number.store(head.number, std::sync::atomic::Ordering::Relaxed);
+        self.head_number
+            .store(head.number, std::sync::atomic::Ordering::Relaxed);
         self.db.db = NodeState::new(self.provider.clone(), head.number, self.handle.clone());
     }
 
     /// Starts over from `head`'s state with nothing pending (callers replay what is still pending).
     pub fn reset(&mut self, head: Head) {
         self.head = head;
-        self.head_number.store(head.number, std::sync::atomic::Ordering::Relaxed);
+        self.head_number
+            .store(head.number, std::sync::atomic::Ordering::Relaxed);
         self.db = CacheDB::new(NodeState::new(
             self.provider.clone(),
             head.number,

@@ -67,14 +67,8 @@ pub fn data_dir(name: &str) -> PathBuf {
 
 /// The relayer configuration tests use: any free port, the devnet's key 1, debug methods on.
 pub fn config_for(devnet: &Devnet, data_dir: PathBuf, mode: BundlingMode) -> Config {
-    let mut c = Config::default();
-    c.rpc_url = devnet.endpoint();
-    c.listen = "127.0.0.1:0".parse().unwrap();
+    let mut c = Config::for_devnet(devnet, "127.0.0.1:0".parse().unwrap(), data_dir);
     c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    c.data_dir = data_dir;
-    c.relayer_key = Some(format!("{}", devnet.keys()[1]));
-    c.deployment = Some(devnet.deployment_file.clone());
-    c.debug_api = true;
     c.bundler.mode = mode;
     c
 }
@@ -129,7 +123,10 @@ impl Setup {
     /// Waits for the relayer's receipt of `hash`.
     pub async fn receipt(&self, hash: &Value) -> Value {
         for _ in 0..300 {
-            let r = self.call("eth_getUserOperationReceipt", json!([hash])).await.unwrap();
+            let r = self
+                .call("eth_getUserOperationReceipt", json!([hash]))
+                .await
+                .unwrap();
             if !r.is_null() {
                 return r;
             }
