@@ -153,6 +153,7 @@ pub struct Simulator {
     /// The head's number, readable without the lock (for reads prefetched outside it).
     head_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     db: CacheDB<NodeState>,
+    health_cache: std::collections::HashMap<Address, Health>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -193,6 +194,7 @@ impl Simulator {
             head,
             head_number: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(head.number)),
             db,
+            health_cache: Default::default(),
         }
     }
 
@@ -232,6 +234,8 @@ impl Simulator {
         self.head = head;
         self.head_number
             .store(head.number, std::sync::atomic::Ordering::Relaxed);
+        // A new block moves time (funding), so healths are read again.
+        self.health_cache.clear();
         self.db.db = NodeState::new(self.provider.clone(), head.number, self.handle.clone());
     }
 
@@ -240,6 +244,7 @@ impl Simulator {
         self.head = head;
         self.head_number
             .store(head.number, std::sync::atomic::Ordering::Relaxed);
+        self.health_cache.clear();
         self.db = CacheDB::new(NodeState::new(
             self.provider.clone(),
             head.number,
@@ -317,8 +322,25 @@ impl Simulator {
             .map_err(|e| SimError::Internal(e.to_string()))
     }
 
-    /// The venue health of `account` on the pending state (None without a venue or for non-traders).
+    /// The venue health of `account` on the pending state (None without a venue or for non-traders),
+    /// read from the venue and remembered as the account's health until the pending state moves.
     pub fn health(&mut self, account: Address) -> Option<Health> {
+        let h = self.read_health(account)?;
+        self.health_cache.insert(account, h.clone());
+        Some(h)
+    }
+
+    /// The health [`Simulator::health`] last read for `account` on this pending state, else a fresh
+    /// read. Only the account's own ops change it between heads, and each accepted op's health is
+    /// read after it is committed, so the cache is exact for ops validated one after another.
+    fn health_before(&mut self, account: Address) -> Option<Health> {
+        match self.health_cache.get(&account) {
+            Some(h) => Some(h.clone()),
+            None => self.read_health(account),
+        }
+    }
+
+    fn read_health(&mut self, account: Address) -> Option<Health> {
         let venue = self.venue?;
         let out = self
             .evm_call(venue, PerpVenue::healthCall { account }.abi_encode())
@@ -353,7 +375,7 @@ impl Simulator {
                 staked.insert(entity);
             }
         }
-        let before = self.health(op.sender);
+        let before = self.health_before(op.sender);
         let inspector = Erc7562Inspector::new(
             self.entry_point,
             op.sender,
