@@ -37,7 +37,6 @@ pub struct DemoArgs {
 }
 
 /// The venue's account states, in the order of `PerpVenue.AccountState`.
-const STATES: [&str; 4] = ["Healthy", "MarginCall", "Liquidatable", "Bankrupt"];
 const BTC: u32 = 0;
 const ETH: u32 = 1;
 
@@ -402,7 +401,7 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
             .map_err(anyhow::Error::msg)?;
         venue.poke(a).send().await?.get_receipt().await?;
         let h = venue.health(a).call().await?;
-        let state = STATES.get(h.state as usize).copied().unwrap_or("?");
+        let state = keyscope_core::bindings::account_state_name(h.state);
         println!(
             "  BTC {price}: account value ${}, IMR ${}, MMR ${} -> {state}",
             usd_signed(h.accountValue),

@@ -200,10 +200,7 @@ pub async fn portfolio(g: &Global) -> anyhow::Result<()> {
         .portfolio(ctx.account)
         .call()
         .await?;
-    let state = ["Healthy", "MarginCall", "Liquidatable", "Bankrupt"]
-        .get(pf.state as usize)
-        .copied()
-        .unwrap_or("?");
+    let state = keyscope_core::bindings::account_state_name(pf.state);
     let quote = |v: I256| {
         let s = format_units(v.unsigned_abs(), 6);
         if v.is_negative() { format!("-{s}") } else { s }

@@ -47,3 +47,14 @@ sol!(
     TestUSD,
     "../../out/TestUSD.sol/TestUSD.json"
 );
+
+/// The name of a `PerpVenue.AccountState` value (the ABI carries it as a bare `uint8`).
+pub fn account_state_name(state: u8) -> &'static str {
+    match state {
+        0 => "Healthy",
+        1 => "MarginCall",
+        2 => "Liquidatable",
+        3 => "Bankrupt",
+        _ => "Unknown",
+    }
+}

@@ -93,6 +93,7 @@ async fn session_order_goes_through_the_relayer() {
     let health = &status["health"];
     assert_eq!(health["before"]["initialMargin"], "0x0");
     assert_ne!(health["after"]["initialMargin"], "0x0", "{health}");
+    assert_eq!(health["after"]["state"], "Healthy", "{health}");
 
     // keyscope_sendUserOperation answers with the health change directly.
     let op2 = s.order_op(&t, 1, 0, "-0.05", "59500", true).await;

@@ -76,6 +76,7 @@ pub struct Health {
     pub account_value: I256,
     pub initial_margin: U256,
     pub maintenance_margin: U256,
+    /// `Healthy`, `MarginCall`, `Liquidatable` or `Bankrupt`.
     pub state: String,
 }
 
@@ -350,7 +351,7 @@ impl Simulator {
             account_value: h.accountValue,
             initial_margin: h.initialMargin,
             maintenance_margin: h.maintenanceMargin,
-            state: format!("{:?}", h.state),
+            state: keyscope_core::bindings::account_state_name(h.state).to_string(),
         })
     }
 
