@@ -182,20 +182,24 @@ impl OpKind {
     }
 }
 
+/// The `(target, data)` calls of a TradingAccount `execute` or `executeBatch`, or None for other
+/// call data.
+fn account_calls(call_data: &[u8]) -> Option<Vec<(Address, Bytes)>> {
+    if let Ok(c) = TradingAccount::executeCall::abi_decode(call_data) {
+        Some(vec![(c.target, c.data)])
+    } else if let Ok(c) = TradingAccount::executeBatchCall::abi_decode(call_data) {
+        Some(c.calls.into_iter().map(|c| (c.target, c.data)).collect())
+    } else {
+        None
+    }
+}
+
 /// Classifies `call_data` of a TradingAccount op: `execute(venue, 0, …)` or `executeBatch` whose
 /// calls to `venue` are all deposits / reduce-only orders / cancels.
 pub fn classify(call_data: &[u8], venue: Option<Address>) -> OpKind {
-    let Some(venue) = venue else {
+    let (Some(venue), Some(calls)) = (venue, account_calls(call_data)) else {
         return OpKind::Other;
     };
-    let calls: Vec<(Address, Bytes)> =
-        if let Ok(c) = TradingAccount::executeCall::abi_decode(call_data) {
-            vec![(c.target, c.data)]
-        } else if let Ok(c) = TradingAccount::executeBatchCall::abi_decode(call_data) {
-            c.calls.into_iter().map(|c| (c.target, c.data)).collect()
-        } else {
-            return OpKind::Other;
-        };
     let kinds: Vec<OpKind> = calls
         .iter()
         .map(|(target, data)| {
@@ -219,6 +223,22 @@ pub fn classify(call_data: &[u8], venue: Option<Address>) -> OpKind {
     } else {
         OpKind::ReducesRisk
     }
+}
+
+/// True when every call of `call_data` is the account trading or moving margin on `venue` for
+/// itself (orders, cancels, deposits, withdrawals): such an op changes no other account's venue
+/// health. Anything else (an oracle update, a liquidation, a call elsewhere) may.
+pub fn moves_only_own_health(call_data: &[u8], venue: Option<Address>) -> bool {
+    let (Some(venue), Some(calls)) = (venue, account_calls(call_data)) else {
+        return false;
+    };
+    calls.iter().all(|(target, data)| {
+        *target == venue
+            && (PerpVenue::placeOrderCall::abi_decode(data).is_ok()
+                || PerpVenue::cancelOrderCall::abi_decode(data).is_ok()
+                || PerpVenue::depositMarginCall::abi_decode(data).is_ok()
+                || PerpVenue::withdrawMarginCall::abi_decode(data).is_ok())
+    })
 }
 
 /// The 192-bit nonce key and 64-bit sequence of an op's nonce.
@@ -339,5 +359,57 @@ mod tests {
         assert_eq!(classify(&open, Some(venue)), OpKind::Other);
         assert_eq!(classify(&deposit, None), OpKind::Other);
         assert_eq!(classify(&[1, 2, 3], Some(venue)), OpKind::Other);
+    }
+
+    #[test]
+    fn only_self_trading_keeps_other_accounts_health() {
+        let venue = Address::repeat_byte(0x99);
+        let call = |target: Address, data: Vec<u8>| keyscope_core::bindings::BaseAccount::Call {
+            target,
+            value: U256::ZERO,
+            data: data.into(),
+        };
+        let order = PerpVenue::placeOrderCall {
+            marketId: 0,
+            sizeDelta: alloy_primitives::I256::ONE,
+            limitPrice: U256::from(1),
+            reduceOnly: false,
+        }
+        .abi_encode();
+        let withdraw = PerpVenue::withdrawMarginCall {
+            amount: U256::from(1),
+        }
+        .abi_encode();
+        let liquidate = PerpVenue::liquidateCall {
+            account: Address::repeat_byte(7),
+            marketId: 0,
+        }
+        .abi_encode();
+        let batch = |calls| TradingAccount::executeBatchCall { calls }.abi_encode();
+        assert!(moves_only_own_health(
+            &batch(vec![call(venue, order.clone()), call(venue, withdraw)]),
+            Some(venue)
+        ));
+        assert!(!moves_only_own_health(
+            &batch(vec![call(venue, order.clone()), call(venue, liquidate)]),
+            Some(venue)
+        ));
+        // The same order bytes sent to another contract (an oracle, a router) prove nothing.
+        assert!(!moves_only_own_health(
+            &batch(vec![call(Address::repeat_byte(1), order.clone())]),
+            Some(venue)
+        ));
+        assert!(
+            moves_only_own_health(&batch(vec![]), Some(venue)),
+            "an empty batch changes nothing"
+        );
+        assert!(
+            !moves_only_own_health(&order, Some(venue)),
+            "not an account call"
+        );
+        assert!(!moves_only_own_health(
+            &batch(vec![call(venue, order)]),
+            None
+        ));
     }
 }

@@ -1,11 +1,13 @@
 //! Trading-aware behaviour on anvil: a margin deposit queued behind orders is bundled first, a
 //! reduce-only order replaces a queued order without a fee bump (an ordinary one needs the bump),
-//! and a WebSocket subscriber sees the account's fills as they are mined.
+//! the health an order is answered with follows another account's pending price update, and a
+//! WebSocket subscriber sees the account's fills as they are mined.
 
 mod common;
 
 use std::time::Duration;
 
+use alloy::signers::Signer;
 use alloy::{
     providers::Provider,
     sol_types::{SolCall, SolEvent},
@@ -14,11 +16,12 @@ use alloy_primitives::B256;
 use common::*;
 use jsonrpsee::{core::client::SubscriptionClientT, rpc_params, ws_client::WsClientBuilder};
 use keyscope_core::{
-    bindings::{IEntryPoint, PerpVenue},
+    bindings::{IEntryPoint, PerpVenue, SignedPriceOracle},
+    client::rpc_user_op,
     units::parse_units,
     user_op::pack_u128s,
 };
-use keyscope_relayer::config::BundlingMode;
+use keyscope_relayer::{config::BundlingMode, validate::HealthChange};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -142,6 +145,58 @@ async fn reduce_only_replaces_without_bump_and_orders_need_one() {
         .await
         .unwrap();
     assert_eq!(replaced["status"], "dropped");
+    s.relayer.stop().await;
+}
+
+#[tokio::test]
+async fn order_health_follows_a_pending_price_update_from_another_account() {
+    let s = setup("health", 42_011, BundlingMode::Manual, |_| {}).await;
+    let trader = s.trader(7, "20000").await;
+    let relay = s.trader(8, "20000").await;
+    let health_of = |v: Value| -> HealthChange {
+        serde_json::from_value(v["health"].clone()).expect("an order is answered with its health")
+    };
+    let send = |op: keyscope_core::user_op::PackedUserOperation| {
+        let s = &s;
+        async move {
+            s.call(
+                "keyscope_sendUserOperation",
+                json!([rpc_user_op(&op), s.d.entry_point]),
+            )
+            .await
+            .expect("accepted")
+        }
+    };
+    // Long 0.01 BTC at 60,000, still in the pool.
+    let first = health_of(send(s.order_op(&trader, 0, 0, "0.01", "60500", false).await).await);
+    assert_eq!(first.after.state, "Healthy");
+
+    // Another account's queued op publishes BTC at 59,000 (a signed oracle update anyone may relay).
+    let oracle = SignedPriceOracle::new(s.d.oracle, &s.provider);
+    let last = oracle.lastPrice(0).call().await.unwrap().publishTime;
+    let update = SignedPriceOracle::PriceUpdate {
+        marketId: 0,
+        price: parse_units("59000", 18).unwrap(),
+        publishTime: s.direct.chain_time().await.unwrap().max(last + 1),
+    };
+    let digest = oracle.updateDigest(update.clone()).call().await.unwrap();
+    let signature = s.devnet.signer(0).sign_hash(&digest).await.unwrap();
+    let submit = SignedPriceOracle::submitCall {
+        u: update,
+        signature: signature.as_bytes().to_vec().into(),
+    }
+    .abi_encode();
+    send(s.owner_op(&relay, 1, execute(s.d.oracle, submit)).await).await;
+
+    // The trader's next order starts from the new mark: 0.01 BTC × −1,000 = −10 tUSD, no funding.
+    let second = health_of(send(s.order_op(&trader, 0, 1, "0.01", "59500", false).await).await);
+    assert_eq!(
+        second.before.account_value - first.after.account_value,
+        alloy_primitives::I256::try_from(-10_000_000i64).unwrap(),
+        "before: {:?}, after the first order: {:?}",
+        second.before,
+        first.after
+    );
     s.relayer.stop().await;
 }
 

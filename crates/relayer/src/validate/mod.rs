@@ -129,8 +129,9 @@ pub enum SimError {
     Internal(String),
 }
 
-/// The state changes of a simulated op, to be committed into the pending state if it is accepted.
-pub struct Changes(revm::state::EvmState);
+/// The state changes of a simulated op, to be committed into the pending state if it is accepted,
+/// and whether they can have moved another account's venue health.
+pub struct Changes(revm::state::EvmState, bool);
 
 impl std::fmt::Debug for Changes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,7 +155,9 @@ pub struct Simulator {
     /// The head's number, readable without the lock (for reads prefetched outside it).
     head_number: std::sync::Arc<std::sync::atomic::AtomicU64>,
     db: CacheDB<NodeState>,
-    health_cache: std::collections::HashMap<Address, Health>,
+    /// Each account's health as last read, with the block time it was read at (funding accrues
+    /// with time, so a read is reused only at the same time).
+    health_cache: std::collections::HashMap<Address, (u64, Health)>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -327,17 +330,20 @@ impl Simulator {
     /// read from the venue and remembered as the account's health until the pending state moves.
     pub fn health(&mut self, account: Address) -> Option<Health> {
         let h = self.read_health(account)?;
-        self.health_cache.insert(account, h.clone());
+        self.health_cache
+            .insert(account, (self.block_time(), h.clone()));
         Some(h)
     }
 
     /// The health [`Simulator::health`] last read for `account` on this pending state, else a fresh
-    /// read. Only the account's own ops change it between heads, and each accepted op's health is
-    /// read after it is committed, so the cache is exact for ops validated one after another.
+    /// read. Between heads only the account's own ops change it, unless an op moves others' health
+    /// (see [`Simulator::commit`]) or the block time moves (funding), and each accepted op's health
+    /// is read after it is committed.
     fn health_before(&mut self, account: Address) -> Option<Health> {
+        let now = self.block_time();
         match self.health_cache.get(&account) {
-            Some(h) => Some(h.clone()),
-            None => self.read_health(account),
+            Some((at, h)) if *at == now => Some(h.clone()),
+            _ => self.read_health(account),
         }
     }
 
@@ -355,8 +361,13 @@ impl Simulator {
         })
     }
 
-    /// Keeps an accepted op's effects: later ops are validated after it.
+    /// Keeps an accepted op's effects: later ops are validated after it. An op that may have moved
+    /// other accounts' health (a price update, a liquidation, any call but the account's own
+    /// trading) empties the health cache.
     pub fn commit(&mut self, changes: Changes) {
+        if changes.1 {
+            self.health_cache.clear();
+        }
         self.db.commit(changes.0);
     }
 
@@ -463,7 +474,10 @@ impl Simulator {
                 execution_gas: inspector.execution_gas,
                 health_before: before,
             },
-            Changes(out.state),
+            Changes(
+                out.state,
+                !crate::op::moves_only_own_health(&op.callData, self.venue),
+            ),
         ))
     }
 }
