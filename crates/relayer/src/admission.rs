@@ -487,6 +487,7 @@ fn admit_limited(
             ..Default::default()
         },
         tx_hash: None,
+        replaced_txs: Vec::new(),
         block_number: None,
         block_hash: None,
         success: None,

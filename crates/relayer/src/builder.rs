@@ -101,6 +101,7 @@ pub async fn round(
 ) -> Result<Option<B256>, BuildError> {
     let _one_at_a_time = shared.bundling.lock().await;
     follow_head(shared).await?;
+    bump_if_stuck(shared, wallet).await?;
     let due = {
         let inner = shared.lock().await;
         (force || inner.mode == BundlingMode::Auto)
@@ -130,12 +131,20 @@ pub async fn bundle_now(
     let Some(tx) = round(shared, wallet, true).await? else {
         return Ok(None);
     };
+    let first_op = {
+        let inner = shared.lock().await;
+        inner
+            .in_flight
+            .as_ref()
+            .and_then(|f| f.ops.first())
+            .map(|o| o.hash)
+    };
     while shared
         .lock()
         .await
         .in_flight
         .as_ref()
-        .is_some_and(|f| f.tx_hash == tx)
+        .is_some_and(|f| f.tx_hash == tx || f.replaced.contains(&tx))
     {
         if Instant::now() > deadline {
             return Err(BuildError::Timeout(Duration::from_secs(60)));
@@ -143,8 +152,14 @@ pub async fn bundle_now(
         tokio::time::sleep(Duration::from_millis(20)).await;
         let _one_at_a_time = shared.bundling.lock().await;
         follow_head(shared).await?;
+        bump_if_stuck(shared, wallet).await?;
     }
-    Ok(Some(tx))
+    // After a fee bump the transaction mined is not the one first sent.
+    let mined = match first_op {
+        Some(op) => shared.lock().await.records.get(&op).and_then(|r| r.tx_hash),
+        None => None,
+    };
+    Ok(Some(mined.unwrap_or(tx)))
 }
 
 /// Settles the bundle in flight, checks mined bundles for reorgs, and rebuilds on a new head.
@@ -157,12 +172,7 @@ pub async fn follow_head(shared: &SharedState) -> Result<(), BuildError> {
 
     let in_flight = shared.lock().await.in_flight.clone();
     if let Some(f) = in_flight {
-        match shared
-            .provider
-            .get_transaction_receipt(f.tx_hash)
-            .await
-            .map_err(node)?
-        {
+        match mined_receipt(shared, &f).await? {
             Some(receipt) => {
                 persist.extend(settle(shared, &mut *shared.lock().await, &f, &receipt));
                 settled = receipt.block_number.map(|n| (n, f.tx_hash));
@@ -327,6 +337,153 @@ fn back_to_pool(
 }
 
 /// A mined bundle: its ops are included (or, if the bundle reverted, back in the pool).
+/// The receipt of whichever transaction of the bundle in flight was mined: the last sent, or one a
+/// fee bump replaced but that the node mined first.
+async fn mined_receipt(
+    shared: &Shared,
+    f: &InFlight,
+) -> Result<Option<TransactionReceipt>, BuildError> {
+    for tx in std::iter::once(&f.tx_hash).chain(f.replaced.iter().rev()) {
+        if let Some(r) = shared
+            .provider
+            .get_transaction_receipt(*tx)
+            .await
+            .map_err(node)?
+        {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+/// A bundle still pending `bump_after_secs` after it was sent is sent again at the same nonce with
+/// its fees raised by an eighth (or to what the node now asks, if more), so a rising base fee does
+/// not stall every op behind it. Never above the lowest `maxFeePerGas` of its ops: past that the
+/// relayer would pay more than the ops repay, and it waits instead.
+async fn bump_if_stuck(shared: &SharedState, wallet: &EthereumWallet) -> Result<(), BuildError> {
+    use alloy::consensus::Transaction as _;
+    let Some(f) = shared.lock().await.in_flight.clone() else {
+        return Ok(());
+    };
+    let after = Duration::from_secs(shared.config.bundler.bump_after_secs);
+    if f.tx_hash == B256::ZERO || f.sent_at.elapsed() < after {
+        return Ok(());
+    }
+    // Gone from the node: follow_head returns its ops to the pool. Mined: follow_head settles it.
+    let Some(tx) = shared
+        .provider
+        .get_transaction_by_hash(f.tx_hash)
+        .await
+        .map_err(node)?
+    else {
+        return Ok(());
+    };
+    if tx.block_number.is_some() {
+        return Ok(());
+    }
+    let (old_max, old_tip) = (
+        tx.max_fee_per_gas(),
+        tx.max_priority_fee_per_gas()
+            .unwrap_or(tx.max_fee_per_gas()),
+    );
+    let asked = shared
+        .provider
+        .estimate_eip1559_fees()
+        .await
+        .map_err(node)?;
+    let cap = f
+        .ops
+        .iter()
+        .map(|o| crate::op::unpack(o.op.gasFees).1)
+        .min()
+        .unwrap_or(0);
+    let max_fee = (old_max + old_max.div_ceil(8)).max(asked.max_fee_per_gas);
+    let tip = (old_tip + old_tip.div_ceil(8))
+        .max(asked.max_priority_fee_per_gas)
+        .min(max_fee);
+    if max_fee > cap || tip <= old_tip {
+        tracing::warn!(
+            tx = %f.tx_hash,
+            "bundle stuck: a replacement would pay {max_fee} wei/gas, more than its ops offer ({cap}); waiting"
+        );
+        if let Some(g) = shared.lock().await.in_flight.as_mut() {
+            g.sent_at = Instant::now();
+        }
+        return Ok(());
+    }
+    let mut request = TransactionRequest::default()
+        .with_from(shared.relayer)
+        .with_input(tx.input().clone())
+        .with_gas_limit(tx.gas_limit())
+        .with_nonce(tx.nonce())
+        .with_chain_id(shared.chain_id)
+        .with_max_fee_per_gas(max_fee)
+        .with_max_priority_fee_per_gas(tip);
+    if let Some(to) = tx.to() {
+        request = request.with_to(to);
+    }
+    let envelope = request
+        .build(wallet)
+        .await
+        .map_err(|e| BuildError::Sign(e.to_string()))?;
+    let new_tx = *envelope.tx_hash();
+    let old_tx = f.tx_hash;
+    // Durable before it is sent, as for the first transaction: a restart follows both.
+    let persist = {
+        let mut inner = shared.lock().await;
+        let mut p = Persist::default();
+        if let Some(g) = inner.in_flight.as_mut() {
+            g.replaced.push(old_tx);
+            g.tx_hash = new_tx;
+            g.sent_at = Instant::now();
+        }
+        for op in &f.ops {
+            p.extend(inner.transition(op.hash, "bumped", |r| {
+                r.tx_hash = Some(new_tx);
+                r.replaced_txs.push(old_tx);
+                r.reason = Some(format!(
+                    "fee bump: {old_tx} stuck at {old_max} wei/gas, replaced at {max_fee}"
+                ));
+            }));
+        }
+        p
+    };
+    shared
+        .store
+        .write(persist.ops, persist.audit)
+        .await
+        .map_err(|e| BuildError::Node(e.to_string()))?;
+    match shared.provider.send_tx_envelope(envelope).await {
+        Ok(_) => {
+            Metrics::inc(&shared.metrics.fee_bumps);
+            Metrics::inc(&shared.metrics.bundles_sent);
+            tracing::info!(old = %old_tx, new = %new_tx, max_fee, tip, "stuck bundle re-sent with higher fees");
+            Ok(())
+        }
+        Err(e) => {
+            // The node refused the replacement: the first transaction is still the one to follow.
+            let persist = {
+                let mut inner = shared.lock().await;
+                if let Some(g) = inner.in_flight.as_mut() {
+                    g.replaced.retain(|h| *h != old_tx);
+                    g.tx_hash = old_tx;
+                }
+                let mut p = Persist::default();
+                for op in &f.ops {
+                    p.extend(inner.transition(op.hash, "bundled", |r| {
+                        r.tx_hash = Some(old_tx);
+                        r.replaced_txs.retain(|h| *h != old_tx);
+                        r.reason = Some(format!("fee bump refused by the node: {e}"));
+                    }));
+                }
+                p
+            };
+            shared.persist(persist).await;
+            Err(node(e))
+        }
+    }
+}
+
 fn settle(
     shared: &Shared,
     inner: &mut crate::state::Inner,
@@ -358,7 +515,7 @@ fn settle(
                 Metrics::inc(&shared.metrics.included);
                 let p = inner.transition(op.hash, "included", |r| {
                     r.status = OpStatus::Included;
-                    r.tx_hash = Some(f.tx_hash);
+                    r.tx_hash = Some(receipt.transaction_hash);
                     r.block_number = Some(number);
                     r.block_hash = Some(block_hash);
                     r.success = Some(*success);
@@ -382,7 +539,7 @@ fn settle(
     }
     if !included.is_empty() {
         inner.mined.push_back(Mined {
-            tx_hash: f.tx_hash,
+            tx_hash: receipt.transaction_hash,
             block_number: number,
             block_hash,
             ops: included,
@@ -420,6 +577,7 @@ async fn send_bundle(
         // In flight from now on, so a rebuild meanwhile keeps them in the pending state.
         inner.in_flight = Some(InFlight {
             tx_hash: B256::ZERO,
+            replaced: Vec::new(),
             ops: ops.clone(),
             sent_at: Instant::now(),
         });
@@ -591,7 +749,8 @@ async fn sign_and_send(
 /// After a restart: ops recorded as submitted are settled from their receipts (or go back to the
 /// pool), pending ones return to the pool, and the pending state is rebuilt on the head.
 pub async fn recover(shared: &SharedState, records: Vec<OpRecord>) -> Result<usize, BuildError> {
-    let mut by_tx: std::collections::BTreeMap<B256, Vec<PoolOp>> = Default::default();
+    // A bundle's transaction, with those a fee bump replaced, and its ops.
+    let mut by_tx: std::collections::BTreeMap<B256, (Vec<B256>, Vec<PoolOp>)> = Default::default();
     let mut resumed = 0;
     {
         let mut inner = shared.lock().await;
@@ -610,36 +769,53 @@ pub async fn recover(shared: &SharedState, records: Vec<OpRecord>) -> Result<usi
             };
             inner.records.insert(rec.hash, rec.clone());
             match (rec.status, rec.tx_hash) {
-                (OpStatus::Submitted, Some(tx)) => by_tx.entry(tx).or_default().push(pool_op),
+                (OpStatus::Submitted, Some(tx)) => {
+                    let entry = by_tx.entry(tx).or_default();
+                    entry.0.clone_from(&rec.replaced_txs);
+                    entry.1.push(pool_op);
+                }
                 _ => inner.pool.insert(pool_op),
             }
             resumed += 1;
         }
     }
     let mut persist = Persist::default();
-    for (tx, ops) in by_tx {
-        let f = InFlight {
+    for (tx, (replaced, ops)) in by_tx {
+        let mut f = InFlight {
             tx_hash: tx,
+            replaced,
             ops,
             sent_at: Instant::now(),
         };
-        match shared
-            .provider
-            .get_transaction_receipt(tx)
-            .await
-            .map_err(node)?
-        {
+        // The pending one of its transactions, if the node still has one (a bump the crash kept
+        // from being sent leaves the one it replaced).
+        let receipt = mined_receipt(shared, &f).await?;
+        let mut pending = None;
+        if receipt.is_none() {
+            for h in std::iter::once(tx).chain(f.replaced.iter().rev().copied()) {
+                if shared
+                    .provider
+                    .get_transaction_by_hash(h)
+                    .await
+                    .map_err(node)?
+                    .is_some()
+                {
+                    pending = Some(h);
+                    break;
+                }
+            }
+        }
+        match receipt {
             Some(receipt) => {
                 persist.extend(settle(shared, &mut *shared.lock().await, &f, &receipt))
             }
-            None if shared
-                .provider
-                .get_transaction_by_hash(tx)
-                .await
-                .map_err(node)?
-                .is_some()
-                && shared.lock().await.in_flight.is_none() =>
-            {
+            None if pending.is_some() && shared.lock().await.in_flight.is_none() => {
+                let live = pending.expect("checked");
+                if live != f.tx_hash {
+                    f.replaced.retain(|h| *h != live);
+                    f.replaced.push(f.tx_hash);
+                    f.tx_hash = live;
+                }
                 shared.lock().await.in_flight = Some(f);
             }
             None => {

@@ -42,6 +42,9 @@ pub struct BundlerConfig {
     pub max_bundle_gas: u64,
     /// A bundle transaction not mined after this long, and gone from the node, is sent again.
     pub resubmit_after_secs: u64,
+    /// A bundle transaction still pending this long is re-sent at the same nonce with higher fees
+    /// (at most what its ops offer).
+    pub bump_after_secs: u64,
     /// How many blocks back mined bundles are watched for reorgs.
     pub reorg_depth: u64,
 }
@@ -54,6 +57,7 @@ impl Default for BundlerConfig {
             max_ops_per_bundle: 64,
             max_bundle_gas: 25_000_000,
             resubmit_after_secs: 30,
+            bump_after_secs: 20,
             reorg_depth: 64,
         }
     }

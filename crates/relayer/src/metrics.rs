@@ -19,6 +19,7 @@ pub struct Metrics {
     pub included: AtomicU64,
     pub dropped: AtomicU64,
     pub bundles_sent: AtomicU64,
+    pub fee_bumps: AtomicU64,
     pub bundles_mined: AtomicU64,
     pub reorged_ops: AtomicU64,
     pub pool_size: AtomicU64,
@@ -99,6 +100,11 @@ impl Metrics {
                 "keyscope_bundles_sent_total",
                 "handleOps transactions sent",
                 &self.bundles_sent,
+            ),
+            (
+                "keyscope_bundle_fee_bumps_total",
+                "Stuck handleOps transactions replaced at the same nonce with higher fees",
+                &self.fee_bumps,
             ),
             (
                 "keyscope_bundles_mined_total",

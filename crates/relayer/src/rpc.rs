@@ -135,6 +135,7 @@ pub fn module(
                         "kind": r.kind,
                         "sessionKey": r.session_key,
                         "transactionHash": r.tx_hash,
+                        "replacedTransactions": r.replaced_txs,
                         "blockNumber": r.block_number,
                         "success": r.success,
                         "reason": r.reason,
@@ -176,7 +177,7 @@ pub fn module(
             "relayerBalance": balance,
             "head": inner.sim.head(),
             "pool": inner.pool.len(),
-            "inFlight": inner.in_flight.as_ref().map(|f| json!({ "transactionHash": f.tx_hash, "ops": f.ops.len() })),
+            "inFlight": inner.in_flight.as_ref().map(|f| json!({ "transactionHash": f.tx_hash, "replaced": f.replaced, "ops": f.ops.len() })),
             "bundlingMode": inner.mode,
             "quantilesMs": crate::metrics::STAGES.iter().filter_map(|s| {
                 ctx.shared.metrics.quantiles(s).map(|(p50, p99)| (s.to_string(), json!({ "p50": p50 as f64 / 1000.0, "p99": p99 as f64 / 1000.0 })))

@@ -33,7 +33,11 @@ pub fn now_us() -> u64 {
 /// A bundle transaction sent and not yet mined.
 #[derive(Debug, Clone)]
 pub struct InFlight {
+    /// The transaction last sent.
     pub tx_hash: B256,
+    /// Earlier transactions of this bundle at the same nonce, replaced by fee bumps: any of them may
+    /// still be the one mined.
+    pub replaced: Vec<B256>,
     pub ops: Vec<PoolOp>,
     pub sent_at: Instant,
 }

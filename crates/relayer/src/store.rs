@@ -89,6 +89,10 @@ pub struct OpRecord {
     pub valid_until: u64,
     pub timings: Timings,
     pub tx_hash: Option<B256>,
+    /// Earlier transactions of the op's bundle that a fee bump replaced (one of them may still be
+    /// the one mined).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced_txs: Vec<B256>,
     pub block_number: Option<u64>,
     pub block_hash: Option<B256>,
     pub success: Option<bool>,
@@ -102,7 +106,8 @@ pub struct OpRecord {
 pub struct AuditEntry {
     pub seq: u64,
     pub at_us: u64,
-    /// accepted, replaced, bundled, included, dropped, reorged.
+    /// accepted, replaced, bundled, bumped (its bundle re-sent with higher fees), included,
+    /// dropped, reorged (and resubmit / unincluded / unbundled: back in the pool).
     pub event: String,
     pub user_op_hash: B256,
     pub sender: Address,
@@ -424,6 +429,7 @@ mod tests {
             block_hash: None,
             success: None,
             reason: None,
+            replaced_txs: Vec::new(),
             health: None,
         }
     }

@@ -1,12 +1,14 @@
 //! The relayer against the chain's own behaviour: a reorg that drops a mined bundle (its op goes
-//! back to the pool and is included again, exactly once), many senders at once, and a restart with
-//! ops in the pool (none lost, none doubled).
+//! back to the pool and is included again, exactly once), many senders at once, a restart with
+//! ops in the pool (none lost, none doubled), a bundle the node drops, and one stuck behind better
+//! paying transactions (re-sent with higher fees only when its ops pay for them, and followed
+//! across a restart).
 
 mod common;
 
 use std::collections::HashSet;
 
-use alloy::providers::Provider;
+use alloy::{consensus::Transaction as _, providers::Provider};
 
 fn seq(nonce: U256) -> u64 {
     (nonce & U256::from(u64::MAX)).to::<u64>()
@@ -236,19 +238,7 @@ async fn a_bundle_the_node_drops_is_sent_again() {
         .send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await)
         .await
         .unwrap();
-    let mut first_tx = Value::Null;
-    for _ in 0..100 {
-        let st = s
-            .call("keyscope_userOperationStatus", json!([hash]))
-            .await
-            .unwrap();
-        if st["status"] == "submitted" {
-            first_tx = st["transactionHash"].clone();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(first_tx.is_string(), "the op was bundled and sent");
+    let first_tx = bundle_tx(&s, &hash, &Value::Null).await;
     let _: Value = s
         .provider
         .raw_request("anvil_dropTransaction".into(), (first_tx.clone(),))
@@ -275,17 +265,8 @@ async fn a_bundle_the_node_drops_is_sent_again() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(resent, "the op was bundled again");
-    let second_tx = s
-        .call("keyscope_userOperationStatus", json!([hash]))
-        .await
-        .unwrap()["transactionHash"]
-        .clone();
-    let on_node: Option<alloy::rpc::types::Transaction> = s
-        .provider
-        .raw_request("eth_getTransactionByHash".into(), (second_tx.clone(),))
-        .await
-        .unwrap();
-    assert!(on_node.is_some(), "the node has the bundle again");
+    // Waits until the node has the bundle again.
+    let second_tx = bundle_tx(&s, &hash, &Value::Null).await;
     let _: Value = s.provider.raw_request("evm_mine".into(), ()).await.unwrap();
     let r = s.receipt(&hash).await;
     assert_eq!(r["receipt"]["transactionHash"], second_tx);
@@ -309,4 +290,212 @@ async fn a_bundle_the_node_drops_is_sent_again() {
         "{events:?}"
     );
     s.relayer.stop().await;
+}
+
+/// Waits until the op's record names a bundle transaction other than `not` and the node has it
+/// (the record is written before the transaction is sent), and returns it.
+async fn bundle_tx(s: &Setup, hash: &Value, not: &Value) -> Value {
+    for _ in 0..200 {
+        let st = s
+            .call("keyscope_userOperationStatus", json!([hash]))
+            .await
+            .unwrap();
+        let tx = &st["transactionHash"];
+        if st["status"] == "submitted" && tx != not {
+            let on_node: Option<alloy::rpc::types::Transaction> = s
+                .provider
+                .raw_request("eth_getTransactionByHash".into(), (tx,))
+                .await
+                .unwrap();
+            if on_node.is_some() {
+                return tx.clone();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{hash} was never sent in a transaction other than {not}");
+}
+
+/// Congestion: a transaction that burns all but 100k of the next block's gas at a 100 gwei tip
+/// (to a loop `JUMPDEST PUSH1 0 JUMP` put at an unused address), then that block is mined, without
+/// room for the bundle.
+async fn mine_a_full_block(s: &Setup) {
+    use alloy::{
+        network::{EthereumWallet, TransactionBuilder},
+        providers::ProviderBuilder,
+        rpc::types::TransactionRequest,
+    };
+    let burner = alloy_primitives::Address::repeat_byte(0xbe);
+    let _: Value = s
+        .provider
+        .raw_request(
+            "anvil_setCode".into(),
+            (
+                burner,
+                alloy_primitives::Bytes::from(vec![0x5b, 0x60, 0x00, 0x56]),
+            ),
+        )
+        .await
+        .unwrap();
+    let limit = s
+        .provider
+        .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .gas_limit;
+    let rival = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(s.devnet.signer(5)))
+        .connect_http(s.devnet.endpoint_url());
+    let _pending = rival
+        .send_transaction(
+            TransactionRequest::default()
+                .with_to(burner)
+                .with_gas_limit(limit - 100_000)
+                .with_max_priority_fee_per_gas(100_000_000_000)
+                .with_max_fee_per_gas(1_000_000_000_000),
+        )
+        .await
+        .unwrap();
+    let _: Value = s.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher_fees() {
+    let s = setup("bump", 42_012, BundlingMode::Auto, |c| {
+        c.bundler.bump_after_secs = 1;
+    })
+    .await;
+    let t = s.trader(12, "20000").await;
+    let _: Value = s
+        .provider
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let on_node = |h: Value| {
+        let s = &s;
+        async move {
+            let t: Option<alloy::rpc::types::Transaction> = s
+                .provider
+                .raw_request("eth_getTransactionByHash".into(), (h,))
+                .await
+                .unwrap();
+            t
+        }
+    };
+
+    // An op at the node's fee estimate is bundled at about the same fees.
+    let cheap = s
+        .send(&s.order_op(&t, 0, 0, "0.01", "60500", false).await)
+        .await
+        .unwrap();
+    let tx1 = bundle_tx(&s, &cheap, &Value::Null).await;
+    // A full block leaves it out. Outbidding would cost the relayer more than the op repays (its
+    // maxFeePerGas), so the relayer waits instead.
+    mine_a_full_block(&s).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let st = s
+        .call("keyscope_userOperationStatus", json!([cheap]))
+        .await
+        .unwrap();
+    assert_eq!(st["transactionHash"], tx1, "not replaced: {st}");
+    assert!(
+        on_node(tx1.clone())
+            .await
+            .is_some_and(|t| t.block_number.is_none()),
+        "still pending on the node"
+    );
+    // The next block has room and mines that same transaction.
+    let _: Value = s.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    assert_eq!(s.receipt(&cheap).await["receipt"]["transactionHash"], tx1);
+
+    // An op that offers up to 200 gwei ...
+    let mut generous = s.order_op(&t, 0, 1, "0.01", "60500", false).await;
+    let (tip, _) = keyscope_relayer::op::unpack(generous.gasFees);
+    generous.gasFees = keyscope_core::user_op::pack_u128s(tip, 200_000_000_000);
+    let generous = s.session_op_with_fees(&t, generous).await;
+    let hash = s.send(&generous).await.unwrap();
+    let tx2 = bundle_tx(&s, &hash, &Value::Null).await;
+    let first = on_node(tx2.clone())
+        .await
+        .expect("the bundle is on the node");
+    // ... left out of a full block, is re-sent at the same nonce with higher fees.
+    mine_a_full_block(&s).await;
+    let tx3 = bundle_tx(&s, &hash, &tx2).await;
+    let replacement = on_node(tx3.clone())
+        .await
+        .expect("the replacement is on the node");
+    assert_eq!(replacement.nonce(), first.nonce(), "the same nonce");
+    assert!(
+        replacement.max_priority_fee_per_gas()
+            >= first.max_priority_fee_per_gas().map(|f| f * 9 / 8)
+            && replacement.max_fee_per_gas() >= first.max_fee_per_gas() * 9 / 8
+            && replacement.max_fee_per_gas() <= 200_000_000_000,
+        "{replacement:?} after {first:?}"
+    );
+    assert!(on_node(tx2.clone()).await.is_none(), "the node replaced it");
+    let metrics_url = format!("http://{}/metrics", s.relayer.metrics_addr.unwrap());
+    let metrics = alloy::transports::http::reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keyscope_bundle_fee_bumps_total 1\n"),
+        "{metrics}"
+    );
+
+    // A restart while the replacement is pending follows it (the store names both transactions).
+    let config = s.config.clone();
+    let Setup { relayer, chain, .. } = s;
+    relayer.stop().await;
+    let relayer = Relayer::start(config).await.expect("restarts");
+    assert_eq!(relayer.resumed, 1, "the bumped op, still in flight");
+    let url = relayer.url();
+    let _: Value = chain
+        .provider
+        .raw_request("evm_mine".into(), ())
+        .await
+        .unwrap();
+    let mut r = Value::Null;
+    for _ in 0..100 {
+        r = rpc(&url, "eth_getUserOperationReceipt", json!([hash]))
+            .await
+            .unwrap();
+        if !r.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        r["receipt"]["transactionHash"], tx3,
+        "the replacement was mined: {r}"
+    );
+    let status = rpc(&url, "keyscope_userOperationStatus", json!([hash]))
+        .await
+        .unwrap();
+    assert_eq!(status["replacedTransactions"], json!([tx2]));
+    let lane = SessionLane::new(t.session.address(), 0).nonce_key();
+    let nonce = keyscope_core::bindings::IEntryPoint::new(chain.d.entry_point, &chain.provider)
+        .getNonce(t.account, lane)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(seq(nonce), 2, "each op once");
+    let log = rpc(&url, "keyscope_auditLog", json!([0, 100]))
+        .await
+        .unwrap();
+    let events = |h: &Value| -> Vec<String> {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["userOpHash"] == *h)
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(events(&cheap), ["accepted", "bundled", "included"]);
+    assert_eq!(events(&hash), ["accepted", "bundled", "bumped", "included"]);
+    relayer.stop().await;
 }
