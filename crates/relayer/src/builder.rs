@@ -71,7 +71,8 @@ async fn latest_block(
     Ok((head, b.transactions.hashes().collect()))
 }
 
-/// The bundler task: a round every `interval_ms`, or sooner when woken.
+/// The bundler task: a round every `interval_ms`, or sooner when woken. Reputation changes are
+/// saved at most once a second, and on shutdown.
 pub async fn run(
     shared: SharedState,
     wallet: EthereumWallet,
@@ -80,6 +81,7 @@ pub async fn run(
     let mut interval =
         tokio::time::interval(Duration::from_millis(shared.config.bundler.interval_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut saved = (shared.lock().await.reputation.version(), Instant::now());
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -88,6 +90,28 @@ pub async fn run(
         }
         if let Err(e) = round(&shared, &wallet, false).await {
             tracing::warn!("bundling round failed: {e}");
+        }
+        if saved.1.elapsed() >= Duration::from_secs(1) {
+            saved = (save_reputation(&shared, saved.0).await, Instant::now());
+        }
+    }
+    save_reputation(&shared, saved.0).await;
+}
+
+/// Persists the reputation if it changed since `version`; returns the version now saved.
+async fn save_reputation(shared: &Shared, version: u64) -> u64 {
+    let (now, entries) = {
+        let inner = shared.lock().await;
+        (inner.reputation.version(), inner.reputation.entries())
+    };
+    if now == version {
+        return version;
+    }
+    match shared.store.save_reputation(entries).await {
+        Ok(()) => now,
+        Err(e) => {
+            tracing::warn!("saving reputation failed (retried next round): {e}");
+            version
         }
     }
 }

@@ -148,6 +148,7 @@ impl Relayer {
         };
         let store = Store::open(&config.data_dir.join("relayer.redb"))?;
         let unfinished = store.unfinished()?;
+        let reputation = Reputation::from_entries(store.reputation()?);
         let mut pool = Mempool::new(config.pool);
         // New ops are ordered after every op ever stored.
         pool.insert_order_floor(store.max_order()?);
@@ -187,7 +188,7 @@ impl Relayer {
                     config.door.ops_per_second_per_key,
                     config.door.burst_per_key,
                 ),
-                reputation: Reputation::default(),
+                reputation,
                 mode: config.bundler.mode,
                 dirty: false,
                 settled_through: 0,

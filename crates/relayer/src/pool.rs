@@ -370,6 +370,8 @@ pub struct ReputationEntry {
 #[derive(Debug, Default)]
 pub struct Reputation {
     entries: HashMap<Address, ReputationEntry>,
+    /// Bumped by every change, so the owner knows when to persist.
+    version: u64,
 }
 
 const MIN_INCLUSION_RATE_DENOMINATOR: u64 = 10;
@@ -391,22 +393,46 @@ impl Reputation {
         }
     }
 
+    /// Reputation as persisted: `entries` from [`Reputation::entries`].
+    pub fn from_entries(entries: Vec<(Address, ReputationEntry)>) -> Self {
+        Self {
+            entries: entries.into_iter().collect(),
+            version: 0,
+        }
+    }
+
+    /// Every entity's counters, by address.
+    pub fn entries(&self) -> Vec<(Address, ReputationEntry)> {
+        let mut v: Vec<_> = self.entries.iter().map(|(a, e)| (*a, *e)).collect();
+        v.sort_by_key(|(a, _)| *a);
+        v
+    }
+
+    /// Changes so far (compare with a saved value to know whether to persist).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     pub fn seen(&mut self, entity: Address) {
+        self.version += 1;
         self.entries.entry(entity).or_default().ops_seen += 1;
     }
 
     pub fn included(&mut self, entity: Address) {
+        self.version += 1;
         self.entries.entry(entity).or_default().ops_included += 1;
     }
 
     /// A failure the entity caused in a bundle counts as many unincluded sightings.
     pub fn failed(&mut self, entity: Address) {
+        self.version += 1;
         self.entries.entry(entity).or_default().ops_seen +=
             MIN_INCLUSION_RATE_DENOMINATOR * (THROTTLING_SLACK + 1);
     }
 
     /// Hourly decay (ERC-7562: × 23/24).
     pub fn decay(&mut self) {
+        self.version += 1;
         for e in self.entries.values_mut() {
             e.ops_seen = e.ops_seen * 23 / 24;
             e.ops_included = e.ops_included * 23 / 24;
@@ -416,21 +442,20 @@ impl Reputation {
     }
 
     pub fn set(&mut self, entity: Address, entry: ReputationEntry) {
+        self.version += 1;
         self.entries.insert(entity, entry);
     }
 
     pub fn clear(&mut self) {
+        self.version += 1;
         self.entries.clear();
     }
 
     pub fn dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
-        let mut v: Vec<_> = self
-            .entries
-            .iter()
-            .map(|(a, e)| (*a, *e, self.status(*a)))
-            .collect();
-        v.sort_by_key(|(a, ..)| *a);
-        v
+        self.entries()
+            .into_iter()
+            .map(|(a, e)| (a, e, self.status(a)))
+            .collect()
     }
 }
 

@@ -17,11 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     op::{OpKind, RpcUserOperation},
+    pool::ReputationEntry,
     validate::HealthChange,
 };
 
 const OPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ops");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Factory and paymaster reputation (ERC-7562), address → counters: the last snapshot saved.
+const REPUTATION: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reputation");
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +163,8 @@ impl AuditEntry {
 struct Batch {
     ops: Vec<OpRecord>,
     audit: Vec<AuditEntry>,
+    /// A whole new reputation snapshot, replacing the saved one.
+    reputation: Option<Vec<(Address, ReputationEntry)>>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -203,6 +208,8 @@ impl Store {
         let txn = db.begin_write().map_err(|e| open(e.to_string()))?;
         txn.open_table(OPS).map_err(|e| open(e.to_string()))?;
         txn.open_table(AUDIT).map_err(|e| open(e.to_string()))?;
+        txn.open_table(REPUTATION)
+            .map_err(|e| open(e.to_string()))?;
         txn.commit().map_err(|e| open(e.to_string()))?;
         let db = Arc::new(db);
         let (head_seq, head_hash) = last_audit(&db)?;
@@ -229,13 +236,53 @@ impl Store {
         if ops.is_empty() && audit.is_empty() {
             return Ok(());
         }
+        self.send(Batch {
+            ops,
+            audit,
+            reputation: None,
+            done: oneshot::channel().0,
+        })
+        .await
+    }
+
+    /// Durably replaces the saved reputation with `entries`.
+    pub async fn save_reputation(
+        &self,
+        entries: Vec<(Address, ReputationEntry)>,
+    ) -> Result<(), StoreError> {
+        self.send(Batch {
+            ops: Vec::new(),
+            audit: Vec::new(),
+            reputation: Some(entries),
+            done: oneshot::channel().0,
+        })
+        .await
+    }
+
+    async fn send(&self, mut batch: Batch) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
+        batch.done = done;
         self.writer
-            .send(Batch { ops, audit, done })
+            .send(batch)
             .map_err(|_| StoreError::Write("the store writer has stopped".into()))?;
         wait.await
             .map_err(|_| StoreError::Write("the store writer has stopped".into()))?
             .map_err(StoreError::Write)
+    }
+
+    /// The reputation last saved.
+    pub fn reputation(&self) -> Result<Vec<(Address, ReputationEntry)>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(REPUTATION).map_err(read_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(read_err)? {
+            let (k, v) = row.map_err(read_err)?;
+            out.push((
+                Address::from_slice(k.value()),
+                serde_json::from_slice(v.value()).map_err(read_err)?,
+            ));
+        }
+        Ok(out)
     }
 
     /// One op's record.
@@ -379,7 +426,17 @@ fn writer(
             {
                 let mut ops = txn.open_table(OPS).map_err(write_err)?;
                 let mut audit = txn.open_table(AUDIT).map_err(write_err)?;
+                let mut reputation = txn.open_table(REPUTATION).map_err(write_err)?;
                 for batch in &batches {
+                    if let Some(entries) = &batch.reputation {
+                        reputation.retain(|_, _| false).map_err(write_err)?;
+                        for (a, e) in entries {
+                            let json = serde_json::to_vec(e).map_err(write_err)?;
+                            reputation
+                                .insert(a.as_slice(), json.as_slice())
+                                .map_err(write_err)?;
+                        }
+                    }
                     for rec in &batch.ops {
                         let json = serde_json::to_vec(rec).map_err(write_err)?;
                         ops.insert(rec.hash.as_slice(), json.as_slice())
@@ -484,6 +541,31 @@ mod tests {
         assert_eq!(log.len(), 4);
         verify_audit(&log).unwrap();
         assert!(log[0].user_operation.is_some() && log[2].user_operation.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reputation_snapshot_replaces_the_last_and_survives_reopen() {
+        let path = temp("reputation");
+        let entry = |seen, included| ReputationEntry {
+            ops_seen: seen,
+            ops_included: included,
+        };
+        let (a, b) = (Address::repeat_byte(0xa), Address::repeat_byte(0xb));
+        {
+            let store = Store::open(&path).unwrap();
+            assert!(store.reputation().unwrap().is_empty());
+            store
+                .save_reputation(vec![(a, entry(10, 1)), (b, entry(5, 5))])
+                .await
+                .unwrap();
+            // The next snapshot no longer has `b` (cleared, or decayed to nothing).
+            store
+                .save_reputation(vec![(a, entry(900, 1))])
+                .await
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.reputation().unwrap(), vec![(a, entry(900, 1))]);
     }
 
     #[tokio::test]

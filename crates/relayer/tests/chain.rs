@@ -414,7 +414,7 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
     let mut generous = s.order_op(&t, 0, 1, "0.01", "60500", false).await;
     let (tip, _) = keyscope_relayer::op::unpack(generous.gasFees);
     generous.gasFees = keyscope_core::user_op::pack_u128s(tip, 200_000_000_000);
-    let generous = s.session_op_with_fees(&t, generous).await;
+    let generous = s.re_sign_session_op(&t, generous).await;
     let hash = s.send(&generous).await.unwrap();
     let tx2 = bundle_tx(&s, &hash, &Value::Null).await;
     let first = on_node(tx2.clone())

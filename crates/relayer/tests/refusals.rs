@@ -15,7 +15,7 @@ use alloy::{
 use alloy_primitives::{Address, Bytes, U256};
 use common::*;
 use keyscope_core::{
-    bindings::{IEntryPoint, TradingAccount},
+    bindings::IEntryPoint,
     client::rpc_user_op,
     units::parse_units,
     user_op::{OpGas, PackedUserOperation, unsigned},
@@ -53,6 +53,28 @@ fn with_paymaster(op: &mut PackedUserOperation, paymaster: Address, mode: u8) {
     ]
     .concat()
     .into();
+}
+
+/// A session order on lane 2 at `seq` whose gas `paymaster` pays (TestPaymaster `mode`: 0 sponsors,
+/// 1 refuses, 2 returns a context), signed after the paymaster fields are set.
+async fn sponsored(
+    s: &Setup,
+    t: &Trader,
+    seq: u64,
+    mode: u8,
+    paymaster: Address,
+) -> PackedUserOperation {
+    let mut op = s
+        .session_op(
+            t,
+            2,
+            seq,
+            execute(s.d.venue, order_call("0.01", "60500", false)),
+            60,
+        )
+        .await;
+    with_paymaster(&mut op, paymaster, mode);
+    s.re_sign_session_op(t, op).await
 }
 
 #[tokio::test]
@@ -236,50 +258,21 @@ async fn each_error_code_from_a_real_bad_op() {
         .await
         .unwrap();
     let broke = TestPaymaster::deploy(&funder, ep).await.unwrap();
-    let sponsored = |mode: u8, paymaster: Address| {
-        let s = &s;
-        let t = &t;
-        async move {
-            let mut op = s
-                .session_op(
-                    t,
-                    2,
-                    0,
-                    execute(s.d.venue, order_call("0.01", "60500", false)),
-                    60,
-                )
-                .await;
-            with_paymaster(&mut op, paymaster, mode);
-            // Re-sign: the paymaster fields are part of the hash.
-            let grant = TradingAccount::new(t.account, &s.provider)
-                .getSession(t.session.address())
-                .call()
-                .await
-                .unwrap()
-                .grantId;
-            let until = s.direct.chain_time().await.unwrap() + 60;
-            op.signature =
-                keyscope_core::session::sign_session_op(&t.session, s.hash(&op), until, grant)
-                    .await
-                    .unwrap();
-            op
-        }
-    };
     // -32501: the paymaster refuses.
     let e = s
-        .send(&sponsored(1, *pm.address()).await)
+        .send(&sponsored(&s, &t, 0, 1, *pm.address()).await)
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32501, "{e}");
     // -32505: an unstaked paymaster returning a context.
     let e = s
-        .send(&sponsored(2, *pm.address()).await)
+        .send(&sponsored(&s, &t, 0, 2, *pm.address()).await)
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32505, "{e}");
     // -32508: a paymaster whose deposit cannot cover the op.
     let e = s
-        .send(&sponsored(0, *broke.address()).await)
+        .send(&sponsored(&s, &t, 0, 0, *broke.address()).await)
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32508, "{e}");
@@ -317,4 +310,64 @@ async fn each_error_code_from_a_real_bad_op() {
         "only the setup op used the owner lane"
     );
     s.relayer.stop().await;
+}
+
+#[tokio::test]
+async fn a_banned_paymaster_is_refused_and_stays_banned_after_a_restart() {
+    let s = setup("banned", 42_013, BundlingMode::Manual, |_| {}).await;
+    let t = s.trader(13, "20000").await;
+    let ep = s.d.entry_point;
+    let funder = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(s.devnet.signer(4)))
+        .connect_http(s.devnet.endpoint_url());
+    let pm = TestPaymaster::deploy(&funder, ep).await.unwrap();
+    pm.deposit()
+        .value(parse_units("1", 18).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let pm = *pm.address();
+    // Seen 1,000 times, never included: far past ERC-7562's ban slack.
+    s.call(
+        "debug_bundler_setReputation",
+        json!([[{ "address": pm, "opsSeen": 1000, "opsIncluded": 0 }], ep]),
+    )
+    .await
+    .unwrap();
+    let op = sponsored(&s, &t, 0, 0, pm).await;
+    let e = s.send(&op).await.unwrap_err();
+    assert_eq!(code(&e), -32504, "{e}");
+    assert!(message(&e).contains("banned"), "{e}");
+
+    // A graceful restart on the same store keeps the ban.
+    let config = s.config.clone();
+    let Setup { relayer, chain, .. } = s;
+    relayer.stop().await;
+    let relayer = keyscope_relayer::Relayer::start(config)
+        .await
+        .expect("restarts");
+    let url = relayer.url();
+    let dump = rpc(&url, "debug_bundler_dumpReputation", json!([ep]))
+        .await
+        .unwrap();
+    assert_eq!(
+        dump,
+        json!([{ "address": pm, "opsSeen": "0x3e8", "opsIncluded": "0x0", "status": "banned" }])
+    );
+    let e = rpc(&url, "eth_sendUserOperation", json!([rpc_user_op(&op), ep]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), -32504, "{e}");
+    // Cleared, the same op is accepted (the ban, not the op, refused it).
+    rpc(&url, "debug_bundler_clearReputation", json!([]))
+        .await
+        .unwrap();
+    rpc(&url, "eth_sendUserOperation", json!([rpc_user_op(&op), ep]))
+        .await
+        .expect("accepted once the ban is cleared");
+    relayer.stop().await;
+    drop(chain);
 }

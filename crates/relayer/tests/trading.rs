@@ -126,7 +126,7 @@ async fn reduce_only_replaces_without_bump_and_orders_need_one() {
     let mut bumped = s.order_op(&t, 1, 0, "-0.04", "59500", false).await;
     let (prio, max) = keyscope_relayer::op::unpack(reduce.gasFees);
     bumped.gasFees = pack_u128s(prio * 11 / 10 + 1, max * 11 / 10 + 1);
-    let bumped = s.session_op_with_fees(&t, bumped).await;
+    let bumped = s.re_sign_session_op(&t, bumped).await;
     let bumped_hash = s
         .send(&bumped)
         .await

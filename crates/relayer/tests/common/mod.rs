@@ -313,7 +313,7 @@ impl Chain {
     }
 
     /// Re-signs a session op after its fields were changed (fees, paymaster).
-    pub async fn session_op_with_fees(
+    pub async fn re_sign_session_op(
         &self,
         t: &Trader,
         mut op: PackedUserOperation,
