@@ -14,7 +14,7 @@ use crate::{
     error::{RpcError, code, refusal},
     metrics::Metrics,
     op::{RpcUserOperation, classify, session_key_of, unpack},
-    pool::{PoolOp, ReputationStatus, door_key},
+    pool::{PoolOp, ReputationStatus, THROTTLED_ENTITY_MEMPOOL_COUNT, door_key},
     state::{Inner, Persist, Shared, SharedState, now_us},
     store::{AuditEntry, OpRecord, OpStatus, Timings},
     validate::{HealthChange, SimError, Simulated},
@@ -409,14 +409,24 @@ fn admit_limited(
         ("paymaster", candidate.paymaster()),
     ] {
         if let Some(e) = entity {
-            match inner.reputation.status(e) {
-                ReputationStatus::Ok => {}
-                status => {
-                    return Err(RpcError::new(
-                        code::REPUTATION,
-                        format!("{what} {e} is {status:?} by this relayer (ERC-7562 reputation: too many of its ops failed)").to_lowercase(),
-                    ));
+            let refuse = match inner.reputation.status(e) {
+                ReputationStatus::Ok => false,
+                ReputationStatus::Throttled => {
+                    inner.pool.count_using(e) >= THROTTLED_ENTITY_MEMPOOL_COUNT
                 }
+                ReputationStatus::Banned => true,
+            };
+            if refuse {
+                let status = inner.reputation.status(e);
+                let limit = if status == ReputationStatus::Throttled {
+                    format!(", and already has {THROTTLED_ENTITY_MEMPOOL_COUNT} ops pooled")
+                } else {
+                    String::new()
+                };
+                return Err(RpcError::new(
+                    code::REPUTATION,
+                    format!("{what} {e} is {status:?} by this relayer{limit} (ERC-7562 reputation: too many of its ops failed)").to_lowercase(),
+                ));
             }
         }
     }

@@ -116,6 +116,14 @@ impl Mempool {
         self.ops.is_empty()
     }
 
+    /// Pooled ops that name `entity` as their factory or paymaster.
+    pub fn count_using(&self, entity: Address) -> usize {
+        self.ops
+            .values()
+            .filter(|o| o.factory() == Some(entity) || o.paymaster() == Some(entity))
+            .count()
+    }
+
     pub fn get(&self, hash: &B256) -> Option<&PoolOp> {
         self.ops.get(hash)
     }
@@ -377,6 +385,8 @@ pub struct Reputation {
 const MIN_INCLUSION_RATE_DENOMINATOR: u64 = 10;
 const THROTTLING_SLACK: u64 = 10;
 const BAN_SLACK: u64 = 50;
+/// How many pooled ops a throttled entity may have (ERC-7562 THROTTLED_ENTITY_MEMPOOL_COUNT).
+pub const THROTTLED_ENTITY_MEMPOOL_COUNT: usize = 4;
 
 impl Reputation {
     pub fn status(&self, entity: Address) -> ReputationStatus {

@@ -58,7 +58,7 @@ fn with_paymaster(op: &mut PackedUserOperation, paymaster: Address, mode: u8) {
 /// A session order on lane 2 at `seq` whose gas `paymaster` pays (TestPaymaster `mode`: 0 sponsors,
 /// 1 refuses, 2 returns a context), signed after the paymaster fields are set.
 async fn sponsored(
-    s: &Setup,
+    s: &Chain,
     t: &Trader,
     seq: u64,
     mode: u8,
@@ -313,7 +313,7 @@ async fn each_error_code_from_a_real_bad_op() {
 }
 
 #[tokio::test]
-async fn a_banned_paymaster_is_refused_and_stays_banned_after_a_restart() {
+async fn a_banned_paymaster_stays_banned_after_a_restart_and_a_throttled_one_is_capped() {
     let s = setup("banned", 42_013, BundlingMode::Manual, |_| {}).await;
     let t = s.trader(13, "20000").await;
     let ep = s.d.entry_point;
@@ -368,6 +368,29 @@ async fn a_banned_paymaster_is_refused_and_stays_banned_after_a_restart() {
     rpc(&url, "eth_sendUserOperation", json!([rpc_user_op(&op), ep]))
         .await
         .expect("accepted once the ban is cleared");
+
+    // Throttled (seen 150 times, never included): up to four pooled ops, then refused.
+    rpc(
+        &url,
+        "debug_bundler_setReputation",
+        json!([[{ "address": pm, "opsSeen": 150, "opsIncluded": 0 }], ep]),
+    )
+    .await
+    .unwrap();
+    let send = |seq: u64| {
+        let (chain, t, url) = (&chain, &t, &url);
+        async move {
+            let op = sponsored(chain, t, seq, 0, pm).await;
+            rpc(url, "eth_sendUserOperation", json!([rpc_user_op(&op), ep])).await
+        }
+    };
+    for seq in 1..4 {
+        send(seq)
+            .await
+            .expect("a throttled paymaster may have four ops pooled");
+    }
+    let e = send(4).await.unwrap_err();
+    assert_eq!(code(&e), -32504, "{e}");
+    assert!(message(&e).contains("throttled"), "{e}");
     relayer.stop().await;
-    drop(chain);
 }
