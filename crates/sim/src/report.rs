@@ -135,7 +135,8 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .y_label_area_size(50)
         .build_cartesian_2d(0u32..steps, 0u32..n)?;
     c.configure_mesh().x_desc("step").draw()?;
-    let states: [(&str, fn(&crate::runner::StepRecord) -> u32); 4] = [
+    type Count = fn(&crate::runner::StepRecord) -> u32;
+    let states: [(&str, Count); 4] = [
         ("healthy", |r| r.healthy),
         ("margin call", |r| r.margin_call),
         ("liquidatable", |r| r.liquidatable),

@@ -322,25 +322,25 @@ pub async fn run<B: Backend>(
             }
         }
         let mut counts = [0u32; 4];
-        for ti in 0..traders.len() {
-            let account = traders[ti].account;
+        for trader in traders.iter_mut() {
+            let account = trader.account;
             let health = backend
                 .view(a.venue, &PerpVenue::healthCall { account })
                 .await?;
             let mut state = health.state as usize;
             // Margin calls: counted once per crossing; an answer is scheduled by chance.
-            if state == 1 && !traders[ti].margin_called {
-                traders[ti].margin_called = true;
+            if state == 1 && !trader.margin_called {
+                trader.margin_called = true;
                 margin_calls += 1;
                 if rng.r#gen::<f64>() < scenario.margin_calls.answer_probability {
-                    traders[ti].answer_at = Some(step + scenario.margin_calls.delay_steps);
+                    trader.answer_at = Some(step + scenario.margin_calls.delay_steps);
                 }
             } else if state == 0 {
-                traders[ti].margin_called = false;
+                trader.margin_called = false;
             }
-            if traders[ti].answer_at.is_some_and(|at| at <= step) {
-                traders[ti].answer_at = None;
-                let t = &traders[ti];
+            if trader.answer_at.is_some_and(|at| at <= step) {
+                trader.answer_at = None;
+                let t = &*trader;
                 let done = match scenario.margin_calls.answer {
                     Answer::AddCollateral => {
                         // What is left of the reserve (a second margin call may find it spent).
