@@ -110,7 +110,7 @@ async fn save_reputation(shared: &Shared, version: u64) -> u64 {
     match shared.store.save_reputation(entries).await {
         Ok(()) => now,
         Err(e) => {
-            tracing::warn!("saving reputation failed (retried next round): {e}");
+            tracing::warn!("saving reputation failed (tried again in a second): {e}");
             version
         }
     }
@@ -178,9 +178,10 @@ pub async fn bundle_now(
         follow_head(shared).await?;
         bump_if_stuck(shared, wallet).await?;
     }
-    // After a fee bump the transaction mined is not the one first sent.
+    // After a fee bump the transaction mined is not the one first sent. A settled op's record has
+    // left memory for the store, which `record` reads.
     let mined = match first_op {
-        Some(op) => shared.lock().await.records.get(&op).and_then(|r| r.tx_hash),
+        Some(op) => shared.record(op).await.and_then(|r| r.tx_hash),
         None => None,
     };
     Ok(Some(mined.unwrap_or(tx)))
@@ -360,7 +361,6 @@ fn back_to_pool(
     })
 }
 
-/// A mined bundle: its ops are included (or, if the bundle reverted, back in the pool).
 /// The receipt of whichever transaction of the bundle in flight was mined: the last sent, or one a
 /// fee bump replaced but that the node mined first.
 async fn mined_receipt(
@@ -508,6 +508,7 @@ async fn bump_if_stuck(shared: &SharedState, wallet: &EthereumWallet) -> Result<
     }
 }
 
+/// A mined bundle: its ops are included (or, if the bundle reverted, back in the pool).
 fn settle(
     shared: &Shared,
     inner: &mut crate::state::Inner,
@@ -829,12 +830,11 @@ pub async fn recover(shared: &SharedState, records: Vec<OpRecord>) -> Result<usi
                 }
             }
         }
-        match receipt {
-            Some(receipt) => {
+        match (receipt, pending) {
+            (Some(receipt), _) => {
                 persist.extend(settle(shared, &mut *shared.lock().await, &f, &receipt))
             }
-            None if pending.is_some() && shared.lock().await.in_flight.is_none() => {
-                let live = pending.expect("checked");
+            (None, Some(live)) if shared.lock().await.in_flight.is_none() => {
                 if live != f.tx_hash {
                     f.replaced.retain(|h| *h != live);
                     f.replaced.push(f.tx_hash);
@@ -842,7 +842,7 @@ pub async fn recover(shared: &SharedState, records: Vec<OpRecord>) -> Result<usi
                 }
                 shared.lock().await.in_flight = Some(f);
             }
-            None => {
+            (None, _) => {
                 let mut inner = shared.lock().await;
                 for op in f.ops {
                     persist.extend(back_to_pool(
