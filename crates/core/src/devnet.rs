@@ -147,6 +147,27 @@ pub async fn publish_price<P: Provider>(
     market: u32,
     price: U256,
 ) -> Result<(), String> {
+    let (update, sig) = sign_price(provider, deployment, oracle_key, market, price).await?;
+    SignedPriceOracle::new(deployment.oracle, provider)
+        .submit(update, sig)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .get_receipt()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A price update for `market` at the chain's current time (after the last one), signed by
+/// `oracle_key`: what `SignedPriceOracle.submit` takes, from whoever relays it.
+pub async fn sign_price<P: Provider>(
+    provider: &P,
+    deployment: &Deployment,
+    oracle_key: &PrivateKeySigner,
+    market: u32,
+    price: U256,
+) -> Result<(SignedPriceOracle::PriceUpdate, alloy::primitives::Bytes), String> {
     let oracle = SignedPriceOracle::new(deployment.oracle, provider);
     let now = provider
         .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
@@ -175,13 +196,5 @@ pub async fn publish_price<P: Provider>(
         .sign_hash(&digest)
         .await
         .map_err(|e| e.to_string())?;
-    oracle
-        .submit(update, sig.as_bytes().to_vec().into())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .get_receipt()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok((update, sig.as_bytes().to_vec().into()))
 }

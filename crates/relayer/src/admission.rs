@@ -409,23 +409,25 @@ fn admit_limited(
         ("paymaster", candidate.paymaster()),
     ] {
         if let Some(e) = entity {
-            let refuse = match inner.reputation.status(e) {
-                ReputationStatus::Ok => false,
-                ReputationStatus::Throttled => {
-                    inner.pool.count_using(e) >= THROTTLED_ENTITY_MEMPOOL_COUNT
+            let refusal = match inner.reputation.status(e) {
+                ReputationStatus::Ok => None,
+                ReputationStatus::Throttled
+                    if inner.pool.count_using(e) < THROTTLED_ENTITY_MEMPOOL_COUNT =>
+                {
+                    None
                 }
-                ReputationStatus::Banned => true,
+                ReputationStatus::Throttled => Some(format!(
+                    "throttled by this relayer, and already has {THROTTLED_ENTITY_MEMPOOL_COUNT} ops pooled"
+                )),
+                ReputationStatus::Banned => Some("banned by this relayer".to_string()),
             };
-            if refuse {
-                let status = inner.reputation.status(e);
-                let limit = if status == ReputationStatus::Throttled {
-                    format!(", and already has {THROTTLED_ENTITY_MEMPOOL_COUNT} ops pooled")
-                } else {
-                    String::new()
-                };
+            if let Some(why) = refusal {
                 return Err(RpcError::new(
                     code::REPUTATION,
-                    format!("{what} {e} is {status:?} by this relayer{limit} (ERC-7562 reputation: too many of its ops failed)").to_lowercase(),
+                    format!(
+                        "{what} {e} is {why} (ERC-7562 reputation: too many of its ops failed)"
+                    )
+                    .to_lowercase(),
                 ));
             }
         }

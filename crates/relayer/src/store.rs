@@ -236,13 +236,7 @@ impl Store {
         if ops.is_empty() && audit.is_empty() {
             return Ok(());
         }
-        self.send(Batch {
-            ops,
-            audit,
-            reputation: None,
-            done: oneshot::channel().0,
-        })
-        .await
+        self.send(ops, audit, None).await
     }
 
     /// Durably replaces the saved reputation with `entries`.
@@ -250,20 +244,24 @@ impl Store {
         &self,
         entries: Vec<(Address, ReputationEntry)>,
     ) -> Result<(), StoreError> {
-        self.send(Batch {
-            ops: Vec::new(),
-            audit: Vec::new(),
-            reputation: Some(entries),
-            done: oneshot::channel().0,
-        })
-        .await
+        self.send(Vec::new(), Vec::new(), Some(entries)).await
     }
 
-    async fn send(&self, mut batch: Batch) -> Result<(), StoreError> {
+    /// Queues a batch for the writer and waits for its commit.
+    async fn send(
+        &self,
+        ops: Vec<OpRecord>,
+        audit: Vec<AuditEntry>,
+        reputation: Option<Vec<(Address, ReputationEntry)>>,
+    ) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        batch.done = done;
         self.writer
-            .send(batch)
+            .send(Batch {
+                ops,
+                audit,
+                reputation,
+                done,
+            })
             .map_err(|_| StoreError::Write("the store writer has stopped".into()))?;
         wait.await
             .map_err(|_| StoreError::Write("the store writer has stopped".into()))?

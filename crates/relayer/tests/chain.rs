@@ -459,16 +459,7 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
         .raw_request("evm_mine".into(), ())
         .await
         .unwrap();
-    let mut r = Value::Null;
-    for _ in 0..100 {
-        r = rpc(&url, "eth_getUserOperationReceipt", json!([hash]))
-            .await
-            .unwrap();
-        if !r.is_null() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let r = receipt_at(&url, &hash).await;
     assert_eq!(
         r["receipt"]["transactionHash"], tx3,
         "the replacement was mined: {r}"

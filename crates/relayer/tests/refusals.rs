@@ -55,6 +55,27 @@ fn with_paymaster(op: &mut PackedUserOperation, paymaster: Address, mode: u8) {
     .into();
 }
 
+/// A TestPaymaster deployed (by anvil key 4) with `deposit` ETH in the EntryPoint, if any.
+async fn paymaster(s: &Chain, deposit: Option<&str>) -> Address {
+    let funder = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(s.devnet.signer(4)))
+        .connect_http(s.devnet.endpoint_url());
+    let pm = TestPaymaster::deploy(&funder, s.d.entry_point)
+        .await
+        .unwrap();
+    if let Some(eth) = deposit {
+        pm.deposit()
+            .value(parse_units(eth, 18).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+    }
+    *pm.address()
+}
+
 /// A session order on lane 2 at `seq` whose gas `paymaster` pays (TestPaymaster `mode`: 0 sponsors,
 /// 1 refuses, 2 returns a context), signed after the paymaster fields are set.
 async fn sponsored(
@@ -248,31 +269,23 @@ async fn each_error_code_from_a_real_bad_op() {
         .expect("a clean op from the same account is accepted");
 
     // Paymasters: one funded, one with no deposit.
-    let pm = TestPaymaster::deploy(&funder, ep).await.unwrap();
-    pm.deposit()
-        .value(parse_units("1", 18).unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let broke = TestPaymaster::deploy(&funder, ep).await.unwrap();
+    let pm = paymaster(&s, Some("1")).await;
+    let broke = paymaster(&s, None).await;
     // -32501: the paymaster refuses.
     let e = s
-        .send(&sponsored(&s, &t, 0, 1, *pm.address()).await)
+        .send(&sponsored(&s, &t, 0, 1, pm).await)
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32501, "{e}");
     // -32505: an unstaked paymaster returning a context.
     let e = s
-        .send(&sponsored(&s, &t, 0, 2, *pm.address()).await)
+        .send(&sponsored(&s, &t, 0, 2, pm).await)
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32505, "{e}");
     // -32508: a paymaster whose deposit cannot cover the op.
     let e = s
-        .send(&sponsored(&s, &t, 0, 0, *broke.address()).await)
+        .send(&sponsored(&s, &t, 0, 0, broke).await)
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32508, "{e}");
@@ -317,19 +330,7 @@ async fn a_banned_paymaster_stays_banned_after_a_restart_and_a_throttled_one_is_
     let s = setup("banned", 42_013, BundlingMode::Manual, |_| {}).await;
     let t = s.trader(13, "20000").await;
     let ep = s.d.entry_point;
-    let funder = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(s.devnet.signer(4)))
-        .connect_http(s.devnet.endpoint_url());
-    let pm = TestPaymaster::deploy(&funder, ep).await.unwrap();
-    pm.deposit()
-        .value(parse_units("1", 18).unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let pm = *pm.address();
+    let pm = paymaster(&s, Some("1")).await;
     // Seen 1,000 times, never included: far past ERC-7562's ban slack.
     s.call(
         "debug_bundler_setReputation",

@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use alloy::signers::Signer;
 use alloy::{
     providers::Provider,
     sol_types::{SolCall, SolEvent},
@@ -172,18 +171,18 @@ async fn order_health_follows_a_pending_price_update_from_another_account() {
     assert_eq!(first.after.state, "Healthy");
 
     // Another account's queued op publishes BTC at 59,000 (a signed oracle update anyone may relay).
-    let oracle = SignedPriceOracle::new(s.d.oracle, &s.provider);
-    let last = oracle.lastPrice(0).call().await.unwrap().publishTime;
-    let update = SignedPriceOracle::PriceUpdate {
-        marketId: 0,
-        price: parse_units("59000", 18).unwrap(),
-        publishTime: s.direct.chain_time().await.unwrap().max(last + 1),
-    };
-    let digest = oracle.updateDigest(update.clone()).call().await.unwrap();
-    let signature = s.devnet.signer(0).sign_hash(&digest).await.unwrap();
+    let (update, signature) = keyscope_core::devnet::sign_price(
+        &s.provider,
+        &s.d,
+        &s.devnet.signer(0),
+        0,
+        parse_units("59000", 18).unwrap(),
+    )
+    .await
+    .unwrap();
     let submit = SignedPriceOracle::submitCall {
         u: update,
-        signature: signature.as_bytes().to_vec().into(),
+        signature,
     }
     .abi_encode();
     send(s.owner_op(&relay, 1, execute(s.d.oracle, submit)).await).await;

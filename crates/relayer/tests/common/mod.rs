@@ -122,18 +122,22 @@ impl Setup {
 
     /// Waits for the relayer's receipt of `hash`.
     pub async fn receipt(&self, hash: &Value) -> Value {
-        for _ in 0..300 {
-            let r = self
-                .call("eth_getUserOperationReceipt", json!([hash]))
-                .await
-                .unwrap();
-            if !r.is_null() {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("no receipt for {hash}");
+        receipt_at(&self.relayer.url(), hash).await
     }
+}
+
+/// Waits for the receipt of `hash` from the relayer at `url`.
+pub async fn receipt_at(url: &str, hash: &Value) -> Value {
+    for _ in 0..300 {
+        let r = rpc(url, "eth_getUserOperationReceipt", json!([hash]))
+            .await
+            .unwrap();
+        if !r.is_null() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no receipt for {hash}");
 }
 
 impl Chain {
