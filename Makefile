@@ -42,7 +42,7 @@ test-rust:
 
 gas: build
 	forge test --isolate --match-path 'test/gas/*'
-	@cat snapshots/account.json snapshots/venue.json
+	@cat snapshots/account.json snapshots/session-limits.json snapshots/venue.json
 
 demo: build
 	cargo run -q -p keyscope-cli -- demo

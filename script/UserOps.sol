@@ -26,6 +26,12 @@ library UserOps {
         op.gasFees = bytes32((uint256(1 gwei) << 128) | 10 gwei);
     }
 
+    /// @notice A session op's callData for `key`: `executeSession(key, calls)`, `calls` being `execute(…)` or
+    /// `executeBatch(…)` calldata, so the account's execution knows which key signed.
+    function forSession(address key, bytes memory calls) internal pure returns (bytes memory) {
+        return abi.encodeWithSignature("executeSession(address,bytes)", key, calls);
+    }
+
     /// @notice What a session key signs: keccak256(userOpHash ‖ uint48 opValidUntil ‖ binding), where
     /// binding is the grant id (plain mode) or the grant's EIP-712 digest (enable mode).
     function sessionDigest(bytes32 userOpHash, uint48 opValidUntil, bytes32 binding) internal pure returns (bytes32) {

@@ -6,25 +6,32 @@ import {SIG_VALIDATION_FAILED, SIG_VALIDATION_SUCCESS, _packValidationData} from
 import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 import {TokenCallbackHandler} from "@account-abstraction/contracts/accounts/callback/TokenCallbackHandler.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {UUPSUpgradeable} from "@openzeppelin/contracts/proxy/utils/UUPSUpgradeable.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "solady/utils/EIP712.sol";
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 
 import {IPerpVenue} from "../venue/IPerpVenue.sol";
+import {SessionManager} from "./SessionManager.sol";
 import {ITradingAccount} from "./interfaces/ITradingAccount.sol";
+import {AccountStorage} from "./libraries/AccountStorage.sol";
 import {ExecutionCalldata} from "./libraries/ExecutionCalldata.sol";
-import {SessionGrantHash} from "./libraries/SessionGrantHash.sol";
-import {PermissionRule, PermissionRuleLibrary} from "./types/PermissionRule.sol";
-import {SessionState, SessionStateLibrary, UNLIMITED_USES} from "./types/SessionState.sol";
+import {PermissionRule} from "./types/PermissionRule.sol";
+import {RiskState} from "./types/RiskState.sol";
+import {SessionCounters, UNLIMITED_USES} from "./types/SessionCounters.sol";
+import {SessionState, SessionStateLibrary} from "./types/SessionState.sol";
 
 /// @title TradingAccount
-/// @notice An ERC-4337 (EntryPoint v0.8) account for derivatives traders. One owner key controls it;
-/// the owner grants short-lived session keys whose scope (markets, order size and notional, reduce-only,
-/// rate, uses, validity window) is enforced on-chain during validation. A session key can trade; it can
-/// never withdraw, move tokens or ETH out, or touch the account's own configuration.
-/// @dev Deployed behind ERC-1967 minimal proxies by `AccountFactory`.
+/// @notice An ERC-4337 (EntryPoint v0.8) account for derivatives traders. One owner key controls it; the
+/// owner grants short-lived session keys whose scope — calls, markets, order size and notional, rate and
+/// uses counted per call, a per-op gas cost cap and a fee budget, a value budget, post-execution leverage,
+/// position and headroom limits and a drawdown breaker — is enforced on-chain. A session key can trade; it
+/// can never withdraw, move tokens out, spend more on gas than its fee budget, or touch the account's own
+/// configuration.
+/// @dev Deployed behind ERC-1967 minimal proxies by `AccountFactory`. This contract holds the hot path
+/// (validation and execution of ops); session and ownership administration lives in the `SessionManager`
+/// module, served from this account's fallback by DELEGATECALL on the same storage.
 ///
 /// UserOp signature formats (`userOp.signature`):
 ///  - owner:   65 bytes `r ‖ s ‖ v`, over the v0.8 userOpHash.
@@ -37,10 +44,21 @@ import {SessionState, SessionStateLibrary, UNLIMITED_USES} from "./types/Session
 /// The session key is the upper 160 bits of the op's 192-bit nonce key (`sessionNonceKey`): each key has
 /// its own 2^32 nonce lanes, so engines stream in parallel and a revoked key's lanes are dead.
 ///
+/// A session op's callData is `executeSession(key, calls)`, `calls` being `execute(…)` or `executeBatch(…)`
+/// calldata and `key` the op's own session key (validation refuses any other): execution then knows which key
+/// signed, and checks a sell's fill and the key's post-execution limits.
+///
 /// Validation follows ERC-7562: it reads and writes only this account's storage, never reads TIMESTAMP
-/// (windows and rate limits are returned as validAfter/validUntil), and calls only ecrecover, itself
-/// (to decode enable data) and the EntryPoint (prefund).
-contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, IERC1271, EIP712, UUPSUpgradeable {
+/// (windows and rate limits are returned as validAfter/validUntil), and calls only ecrecover, the
+/// SessionManager module by DELEGATECALL (enable mode) and the EntryPoint (prefund).
+contract TradingAccount is
+    ITradingAccount,
+    BaseAccount,
+    TokenCallbackHandler,
+    IERC1271,
+    EIP712,
+    UUPSUpgradeable
+{
     /// @notice Session signature mode: use an active session.
     uint8 public constant MODE_SESSION = 0x01;
     /// @notice Session signature mode: enable the session from an owner grant, then use it.
@@ -52,33 +70,28 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     uint256 internal constant SESSION_SIG_LENGTH = 1 + 6 + 65;
     /// @dev secp256k1n / 2: signatures with a larger s are malleable copies.
     uint256 internal constant HALF_CURVE_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
-
-    /// @custom:storage-location erc7201:keyscope.storage.TradingAccount
-    struct AccountStorage {
-        /// Owner, epoch (revokeAllSessions count), last grantId, and the grantId at or below which
-        /// sessions were revoked by revokeAllSessions: one slot, read by every validation.
-        address owner;
-        uint32 epoch;
-        uint32 grantCount;
-        uint32 revokeFloor;
-        mapping(address key => SessionState) sessions;
-        mapping(address key => uint32) keyNonce;
-        mapping(bytes32 ruleId => PermissionRule) rules;
-        mapping(address key => bytes32[]) permissionIds;
-        mapping(address key => bool) known;
-        address[] keys;
-    }
-
-    /// @dev keccak256(abi.encode(uint256(keccak256("keyscope.storage.TradingAccount")) - 1)) & ~bytes32(uint256(0xff))
-    bytes32 private constant STORAGE_SLOT = 0x95c5e859a11e6fc53db8fa34675f99ba10572bb8c9ea519a3c6c77255d435000;
+    uint256 internal constant GWEI = 1 gwei;
+    /// @dev `_call`'s index for a call whose failure is not wrapped in `ExecuteError`.
+    uint256 internal constant NO_INDEX = type(uint256).max;
+    /// @dev In `_who`: the key has post-execution limits. In `_run`'s result: an order without reduceOnly ran.
+    uint256 internal constant STRICT = 1 << 192;
+    uint256 internal constant RAISES_RISK = 1 << 160;
+    /// @dev In `_who` during validation: the key's breaker tripped, so only protective calls pass.
+    uint256 internal constant PROTECTIVE_ONLY = 1 << 193;
 
     IEntryPoint private immutable _entryPoint;
+    address private immutable _manager;
+
+    /// @notice The caller must be this account itself.
+    error OnlySelf(address caller);
 
     /// @param anEntryPoint The EntryPoint v0.8 this account trusts.
-    /// @dev The implementation gets a placeholder owner so it can never be initialised (or used) itself.
+    /// @dev Deploys this implementation's SessionManager module. The implementation gets a placeholder owner
+    /// so it can never be initialised (or used) itself.
     constructor(IEntryPoint anEntryPoint) {
         _entryPoint = anEntryPoint;
-        _s().owner = address(0xdead);
+        _manager = address(new SessionManager(address(anEntryPoint)));
+        AccountStorage.layout().owner = address(0xdead);
     }
 
     /// @notice Sets the owner of a freshly deployed proxy. Called once, by the factory.
@@ -86,7 +99,7 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     /// initialised flag (and its 20k-gas slot) is needed.
     /// @param anOwner The owner key; not zero.
     function initialize(address anOwner) external {
-        AccountStorage storage $ = _s();
+        AccountStorage.Layout storage $ = AccountStorage.layout();
         if ($.owner != address(0)) revert AlreadyInitialized();
         if (anOwner == address(0)) revert InvalidOwner();
         $.owner = anOwner;
@@ -95,6 +108,23 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
 
     /// @notice Accepts ETH (the EntryPoint deposit is paid from it).
     receive() external payable {}
+
+    /// @notice Serves `ISessionManager` (grants, revocation, ownership, session reads) from the SessionManager
+    /// module, by DELEGATECALL on this account's storage with the caller preserved.
+    /// @dev `enableFromOp` is only for this account's own validation: forwarding it would let anyone store a
+    /// grant whose owner signature fails.
+    fallback() external {
+        if (msg.sig == SessionManager.enableFromOp.selector) revert UnsupportedCall(msg.sig);
+        address manager = _manager;
+        assembly {
+            // Not memory-safe, and need not be: the frame ends here with a return or revert.
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), manager, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
 
     /*//////////////////////////////////////////////////////////////
                               READ FUNCTIONS
@@ -105,19 +135,24 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         return _entryPoint;
     }
 
-    /// @notice The owner key.
-    function owner() public view returns (address) {
-        return _s().owner;
+    /// @notice The module that serves `ISessionManager` for this account.
+    function sessionManager() external view returns (address) {
+        return _manager;
     }
 
-    /// @notice How many times revokeAllSessions ran; owner grant signatures bind it.
+    /// @notice The owner key.
+    function owner() public view returns (address) {
+        return AccountStorage.layout().owner;
+    }
+
+    /// @notice How many times every session was revoked at once; owner grant signatures bind it.
     function epoch() external view returns (uint32) {
-        return _s().epoch;
+        return AccountStorage.layout().epoch;
     }
 
     /// @notice The nonce `key`'s next owner grant signature must carry.
     function keyNonce(address key) external view returns (uint32) {
-        return _s().keyNonce[key];
+        return AccountStorage.layout().keyNonce[key];
     }
 
     /// @notice The 192-bit nonce key of `key`'s lane `lane`; pass it to `EntryPoint.getNonce`.
@@ -125,51 +160,6 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     /// @param lane Any of the key's 2^32 lanes; ops on different lanes do not wait for each other.
     function sessionNonceKey(address key, uint32 lane) external pure returns (uint192) {
         return (uint192(uint160(key)) << 32) | lane;
-    }
-
-    /// @inheritdoc ITradingAccount
-    function sessionKeys() external view returns (address[] memory) {
-        return _s().keys;
-    }
-
-    /// @inheritdoc ITradingAccount
-    function getSession(address key) external view returns (SessionInfo memory info) {
-        AccountStorage storage $ = _s();
-        SessionState s = $.sessions[key];
-        info.grantId = s.grantId();
-        info.active = _isActive($, s);
-        info.validAfter = s.validAfter();
-        info.validUntil = s.validUntil();
-        info.maxOpTtl = s.maxOpTtl();
-        info.rateCount = s.rateCount();
-        info.ratePeriod = s.ratePeriod();
-        info.windowStart = s.windowStart();
-        info.windowUsed = s.windowUsed();
-        info.usesLeft = s.usesLeft();
-        bytes32[] storage ids = $.permissionIds[key];
-        info.permissions = new CallPermission[](ids.length);
-        for (uint256 i; i < ids.length; ++i) {
-            address target = address(bytes20(ids[i]));
-            bytes4 selector = bytes4(ids[i] << 160);
-            PermissionRule rule = $.rules[_ruleId(key, info.grantId, target, selector)];
-            CallPermission memory p = info.permissions[i];
-            p.target = target;
-            p.selector = selector;
-            if (rule.isOrder()) {
-                p.marketMask = rule.marketMask();
-                p.maxOrderSize = rule.maxOrderSize();
-                p.maxOrderNotional = rule.maxOrderNotional();
-                p.reduceOnly = rule.reduceOnly();
-            } else {
-                p.valueLimit = rule.valueLimit();
-            }
-        }
-    }
-
-    /// @inheritdoc ITradingAccount
-    function grantDigest(address key, SessionScope calldata scope) external view returns (bytes32) {
-        AccountStorage storage $ = _s();
-        return _hashTypedData(SessionGrantHash.hash(address(_entryPoint), $.epoch, key, $.keyNonce[key], scope));
     }
 
     /// @notice The digest the owner signs for `isValidSignature(hash, ·)`: `hash` wrapped in this account's
@@ -185,62 +175,8 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     /// @return magicValue 0x1626ba7e if valid, 0xffffffff otherwise (malformed signatures included).
     function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(replaySafeHash(hash), signature);
-        if (err == ECDSA.RecoverError.NoError && signer == _s().owner) return IERC1271.isValidSignature.selector;
+        if (err == ECDSA.RecoverError.NoError && signer == owner()) return IERC1271.isValidSignature.selector;
         return 0xffffffff;
-    }
-
-    /*//////////////////////////////////////////////////////////////
-                           OWNER ADMINISTRATION
-    //////////////////////////////////////////////////////////////*/
-
-    /// @notice Hands the account to a new owner key. Owner or self only.
-    /// @param newOwner The new owner; not zero.
-    function transferOwnership(address newOwner) external {
-        _requireOwnerOrSelf();
-        if (newOwner == address(0)) revert InvalidOwner();
-        AccountStorage storage $ = _s();
-        emit OwnerChanged($.owner, newOwner);
-        $.owner = newOwner;
-    }
-
-    /// @inheritdoc ITradingAccount
-    function grantSession(address key, SessionScope calldata scope) external returns (uint32) {
-        _requireOwnerOrSelf();
-        // Execution phase: reading the clock is allowed here (never in validation).
-        if (scope.validUntil <= block.timestamp) revert InvalidScope("validUntil is in the past");
-        return _grant(_s(), key, scope);
-    }
-
-    /// @inheritdoc ITradingAccount
-    function revokeSession(address key) external {
-        _requireOwnerOrSelf();
-        AccountStorage storage $ = _s();
-        uint32 grantId = $.sessions[key].grantId();
-        $.sessions[key] = SessionState.wrap(0);
-        delete $.permissionIds[key];
-        $.keyNonce[key] += 1;
-        emit SessionRevoked(key, grantId);
-    }
-
-    /// @inheritdoc ITradingAccount
-    function revokeAllSessions() external {
-        _requireOwnerOrSelf();
-        AccountStorage storage $ = _s();
-        if ($.epoch == type(uint32).max) revert CounterOverflow();
-        uint32 newEpoch = $.epoch + 1;
-        $.epoch = newEpoch;
-        $.revokeFloor = $.grantCount;
-        emit AllSessionsRevoked(newEpoch);
-    }
-
-    /// @notice Decodes enable-mode data. External only so validation can turn bad ABI into a clear error.
-    /// @param data `abi.encode(SessionScope, bytes ownerSignature)`.
-    function decodeEnableData(bytes calldata data)
-        external
-        pure
-        returns (SessionScope memory scope, bytes memory ownerSignature)
-    {
-        (scope, ownerSignature) = abi.decode(data, (SessionScope, bytes));
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -255,7 +191,7 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     {
         bytes calldata sig = userOp.signature;
         if (sig.length == 65) {
-            return _recover(userOpHash, sig) == _s().owner ? SIG_VALIDATION_SUCCESS : SIG_VALIDATION_FAILED;
+            return _recover(userOpHash, sig) == owner() ? SIG_VALIDATION_SUCCESS : SIG_VALIDATION_FAILED;
         }
         if (sig.length == 0) revert InvalidSignatureLength(0);
         return _validateSession(userOp, userOpHash, sig);
@@ -270,11 +206,9 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         if (key == address(0)) revert NoSessionKeyInNonce();
         uint40 opValidUntil = _opValidUntil(sig);
 
-        AccountStorage storage $ = _s();
-        (bytes32 binding, bool ownerSigFailed) = _bindGrant($, key, sig);
-        (SessionState s, uint48 validAfter) = _useSession($, key, opValidUntil);
+        (bytes32 binding, bool ownerSigFailed) = _bindGrant(key, sig);
+        (SessionState s, uint48 validAfter) = _useSession(userOp, key, opValidUntil);
         if (binding == 0) binding = bytes32(uint256(s.grantId()));
-        _checkCalls($, key, s.grantId(), userOp.callData);
 
         bytes32 digest = keccak256(abi.encodePacked(userOpHash, uint48(opValidUntil), binding));
         bool sigFailed = ownerSigFailed || _recover(digest, sig[7:SESSION_SIG_LENGTH]) != key;
@@ -290,131 +224,208 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         return uint40(raw);
     }
 
-    /// @dev Mode dispatch. In enable mode, stores the carried grant and returns its digest (which the key's
-    /// signature must cover) and whether the owner's signature failed; in session mode returns zero.
-    function _bindGrant(AccountStorage storage $, address key, bytes calldata sig)
-        internal
-        returns (bytes32 binding, bool ownerSigFailed)
-    {
+    /// @dev Mode dispatch. In enable mode, stores the carried grant (through the module) and returns its
+    /// digest, which the key's signature must cover, and whether the owner's signature failed; in session
+    /// mode returns zero.
+    function _bindGrant(address key, bytes calldata sig) internal returns (bytes32 binding, bool ownerSigFailed) {
         uint8 mode = uint8(sig[0]);
-        if (mode == MODE_ENABLE) return _enable($, key, sig[SESSION_SIG_LENGTH:]);
+        if (mode == MODE_ENABLE) {
+            (bool ok, bytes memory ret) =
+                _manager.delegatecall(abi.encodeCall(SessionManager.enableFromOp, (key, sig[SESSION_SIG_LENGTH:])));
+            // The module reverts with a named error for every fault it checks; an empty revert is the ABI
+            // decoder refusing the payload.
+            if (!ok) {
+                if (ret.length == 0) revert MalformedEnableData();
+                assembly ("memory-safe") {
+                    revert(add(ret, 0x20), mload(ret))
+                }
+            }
+            return abi.decode(ret, (bytes32, bool));
+        }
         if (mode != MODE_SESSION) revert UnknownSignatureMode(mode);
         if (sig.length != SESSION_SIG_LENGTH) revert InvalidSessionSignatureLength(sig.length);
     }
 
-    /// @dev Loads `key`'s session, refuses it unless active, and counts this op against its limits.
-    function _useSession(AccountStorage storage $, address key, uint40 opValidUntil)
+    /// @dev Loads `key`'s session, refuses it unless active, checks the op's calls, and charges the op to the
+    /// session's fee budget and call counters. Returns the session and the op's validAfter.
+    function _useSession(PackedUserOperation calldata userOp, address key, uint40 opValidUntil)
         internal
         returns (SessionState s, uint48 validAfter)
     {
+        AccountStorage.Layout storage $ = AccountStorage.layout();
         s = $.sessions[key];
-        if (!_isActive($, s)) revert SessionNotActive(key);
-        SessionState updated;
-        (validAfter, updated) = _consume(key, s, opValidUntil);
-        if (SessionState.unwrap(updated) != SessionState.unwrap(s)) $.sessions[key] = updated;
-    }
+        if (!AccountStorage.isActive($, s)) revert SessionNotActive(key);
+        (uint256 calls, uint256 value) = _checkCalls(key, s, userOp.callData);
+        uint256 maxCalls = s.maxCallsPerOp();
+        if (maxCalls != 0 && calls > maxCalls) revert SessionTooManyCalls(calls, maxCalls);
 
-    /// @dev Stores the owner-signed grant carried in `data` for `key`. Returns the grant digest (which the
-    /// key's signature must cover) and whether the owner's signature failed.
-    function _enable(AccountStorage storage $, address key, bytes calldata data)
-        internal
-        returns (bytes32 digest, bool ownerSigFailed)
-    {
-        SessionScope memory scope;
-        bytes memory ownerSignature;
-        try this.decodeEnableData(data) returns (SessionScope memory s, bytes memory o) {
-            (scope, ownerSignature) = (s, o);
-        } catch {
-            revert MalformedEnableData();
-        }
-        digest = _hashTypedData(SessionGrantHash.hash(address(_entryPoint), $.epoch, key, $.keyNonce[key], scope));
-        ownerSigFailed = _recoverMemory(digest, ownerSignature) != $.owner;
-        _grant($, key, scope);
-    }
-
-    /// @dev Applies the session's time, rate and use limits to one op. Returns the op's validAfter and the
-    /// session with its counters advanced.
-    ///
-    /// No TIMESTAMP: the op's own expiry `opValidUntil` serves as the clock. The returned validAfter makes
-    /// the EntryPoint include the op only while `opValidUntil - maxOpTtl <= now <= opValidUntil`, so
-    /// `opValidUntil` is within maxOpTtl of the real time. A full rate window pushes the op's validAfter to
-    /// the next window (as Kernel's rate-limit policy does); a window that lags more than maxOpTtl behind is
-    /// moved up to `opValidUntil - maxOpTtl`, so an idle key cannot bank windows. What remains: after idling,
-    /// a key may use the windows inside its ttl at once, so the longest burst is
-    /// rateCount x (1 + ceil(maxOpTtl / ratePeriod)); the sustained rate is rateCount per ratePeriod.
-    function _consume(address key, SessionState s, uint40 opValidUntil)
-        internal
-        pure
-        returns (uint48 validAfter, SessionState)
-    {
         // validAfter is exclusive in EntryPoint v0.8: `earliest` lets the op in from opValidUntil - maxOpTtl.
         uint40 ttl = s.maxOpTtl();
         uint40 earliest = opValidUntil > ttl ? opValidUntil - ttl - 1 : 0;
         validAfter = s.validAfter() > earliest ? s.validAfter() : earliest;
-
-        uint16 rateCount = s.rateCount();
-        uint32 usesLeft = s.usesLeft();
-        // No counters to move: nothing to store.
-        if (rateCount == 0 && usesLeft == UNLIMITED_USES) return (validAfter, s);
-
-        uint40 windowStart = s.windowStart();
-        uint16 windowUsed = s.windowUsed();
-        if (rateCount != 0) {
-            uint40 period = s.ratePeriod();
-            if (uint256(windowStart) + period <= earliest) {
-                (windowStart, windowUsed) = (earliest, 0);
-            }
-            if (windowUsed >= rateCount) {
-                (windowStart, windowUsed) = (windowStart + period, 0);
-            }
-            if (windowStart >= opValidUntil) revert SessionRateLimited(key, windowStart);
-            windowUsed += 1;
-            if (windowStart > validAfter) validAfter = windowStart;
+        if (s.has(SessionStateLibrary.COUNTERS)) {
+            validAfter = _count(key, opValidUntil, earliest, validAfter, calls, value);
+        } else if (value != 0) {
+            revert SessionValueBudgetExceeded(value, 0);
         }
 
+        SessionState charged = _chargeFee($, key, s, userOp);
+        if (SessionState.unwrap(charged) != SessionState.unwrap(s)) $.sessions[key] = charged;
+    }
+
+    /// @dev The op's fee: a sponsored op must name a listed paymaster (the account pays nothing); any other
+    /// op is charged its maximum cost — (verification + call gas limits + preVerificationGas) x maxFeePerGas,
+    /// the most the EntryPoint can take from the account for it, whoever submits it and whatever
+    /// beneficiary they name — against the per-op cap and the budget left, rounded up to whole gwei.
+    /// Charged here, in validation, so an op over budget never runs and never pays; never refunded, because
+    /// the actual cost is only known to the EntryPoint after execution.
+    function _chargeFee(AccountStorage.Layout storage $, address key, SessionState s, PackedUserOperation calldata op)
+        internal
+        view
+        returns (SessionState)
+    {
+        uint256 limits;
+        uint256 pvg;
+        uint256 maxFee;
+        uint256 paymasterDataLength;
+        assembly ("memory-safe") {
+            // The EntryPoint ABI-encodes the op it passes: the static fields sit at fixed offsets of the
+            // struct (accountGasLimits 0x80, preVerificationGas 0xa0, gasFees 0xc0) and 0xe0 holds the
+            // offset of paymasterAndData, whose first word is its length.
+            limits := calldataload(add(op, 0x80))
+            pvg := calldataload(add(op, 0xa0))
+            maxFee := shr(128, shl(128, calldataload(add(op, 0xc0))))
+            paymasterDataLength := calldataload(add(op, calldataload(add(op, 0xe0))))
+        }
+        if (paymasterDataLength != 0) {
+            bytes calldata pnd = op.paymasterAndData;
+            address paymaster = pnd.length < 20 ? address(0) : address(bytes20(pnd[:20]));
+            PermissionRule entry = $.rules[AccountStorage.ruleId(key, s.grantId(), paymaster, bytes4(0))];
+            if (!entry.isPaymaster()) revert SessionPaymasterNotAllowed(paymaster);
+            return s;
+        }
+        uint256 cap = uint256(s.maxOpCostGwei()) * GWEI;
+        uint256 left = uint256(s.feeLeftGwei()) * GWEI;
+        // Each gas field is below 2^128, so their sum is below 2^130; refuse (never wrap) anything larger.
+        if (pvg >> 128 != 0) revert SessionOpCostTooHigh(type(uint256).max, cap);
+        uint256 gas = pvg + (limits >> 128) + uint128(limits);
+        if (gas >> 128 != 0) revert SessionOpCostTooHigh(type(uint256).max, cap);
+        uint256 cost = gas * maxFee;
+        uint256 costGwei = FixedPointMathLib.divUp(cost, GWEI);
+        if (cap != 0 && cost > cap) revert SessionOpCostTooHigh(cost, cap);
+        if (costGwei * GWEI > left) revert SessionFeeBudgetExceeded(cost, left);
+        return s.withFeeLeft(uint56(left / GWEI - costGwei));
+    }
+
+    /// @dev Applies the session's rate, uses and value budget to the op's `calls` calls and `value` wei.
+    /// Returns the op's validAfter.
+    ///
+    /// No TIMESTAMP: the op's own expiry `opValidUntil` serves as the clock. The returned validAfter makes
+    /// the EntryPoint include the op only while `opValidUntil - maxOpTtl <= now <= opValidUntil`, so
+    /// `opValidUntil` is within maxOpTtl of the real time. A window that cannot take the op's calls pushes
+    /// its validAfter to the next window (as Kernel's rate-limit policy does); a window that lags more than
+    /// maxOpTtl behind is moved up to `opValidUntil - maxOpTtl`, so an idle key cannot bank windows. What
+    /// remains: after idling, a key may fill the windows starting inside its ttl at once, so the longest burst
+    /// is rateCount x ceil((maxOpTtl + 1) / ratePeriod) calls; the sustained rate is rateCount per ratePeriod.
+    function _count(address key, uint40 opValidUntil, uint40 earliest, uint48 validAfter, uint256 calls, uint256 value)
+        internal
+        returns (uint48)
+    {
+        mapping(address => SessionCounters) storage counters = AccountStorage.layout().counters;
+        SessionCounters c = counters[key];
+        SessionCounters next;
+        (next, validAfter) = _rate(c, key, opValidUntil, earliest, validAfter, calls);
+        next = _spend(next, key, calls, value);
+        if (SessionCounters.unwrap(next) != SessionCounters.unwrap(c)) counters[key] = next;
+        return validAfter;
+    }
+
+    /// @dev The counters after `calls` more calls in the rate window, and the op's validAfter pushed into the
+    /// window that takes them.
+    function _rate(SessionCounters c, address key, uint40 opValidUntil, uint40 earliest, uint48 validAfter, uint256 calls)
+        internal
+        pure
+        returns (SessionCounters, uint48)
+    {
+        uint256 rateCount = c.rateCount();
+        if (rateCount == 0) return (c, validAfter);
+        if (calls > rateCount) revert SessionTooManyCalls(calls, rateCount);
+        uint256 windowStart = c.windowStart();
+        uint256 windowUsed = c.windowUsed();
+        uint256 period = c.ratePeriod();
+        if (windowStart + period <= earliest) (windowStart, windowUsed) = (earliest, 0);
+        if (windowUsed + calls > rateCount) (windowStart, windowUsed) = (windowStart + period, 0);
+        if (windowStart >= opValidUntil) revert SessionRateLimited(key, uint40(windowStart));
+        if (windowStart > validAfter) validAfter = uint48(windowStart);
+        return (c.withWindow(uint40(windowStart), uint16(windowUsed + calls)), validAfter);
+    }
+
+    /// @dev The counters after `calls` more uses and `value` more wei.
+    function _spend(SessionCounters c, address key, uint256 calls, uint256 value)
+        internal
+        pure
+        returns (SessionCounters)
+    {
+        uint256 usesLeft = c.usesLeft();
         if (usesLeft != UNLIMITED_USES) {
-            if (usesLeft == 0) revert SessionExhausted(key);
-            usesLeft -= 1;
+            if (calls > usesLeft) revert SessionExhausted(key);
+            usesLeft -= calls;
         }
-        return (validAfter, s.withCounters(windowStart, windowUsed, usesLeft));
+        uint256 valueLeft = c.valueLeft();
+        if (value > valueLeft) revert SessionValueBudgetExceeded(value, valueLeft);
+        return c.withLeft(uint32(usesLeft), uint128(valueLeft - value));
     }
 
-    /// @dev Every call the op will make must be permitted and within its limits.
-    function _checkCalls(AccountStorage storage $, address key, uint32 grantId, bytes calldata callData) internal view {
-        if (callData.length < 4) revert SessionSelectorNotAllowed(bytes4(0));
-        bytes4 selector = bytes4(callData[:4]);
+    /// @dev Every call the op will make must be permitted and within its limits. Returns the number of calls
+    /// and the native value they send together.
+    function _checkCalls(address key, SessionState s, bytes calldata callData)
+        internal
+        view
+        returns (uint256 calls, uint256 value)
+    {
+        bytes4 outer = callData.length < 4 ? bytes4(0) : bytes4(callData[:4]);
+        if (outer != this.executeSession.selector) revert SessionSelectorNotAllowed(outer);
+        (address declared, bytes calldata inner) = ExecutionCalldata.decodeSession(callData);
+        if (declared != key) revert SessionKeyMismatch(declared, key);
+        bytes4 selector = inner.length < 4 ? bytes4(0) : bytes4(inner[:4]);
+        uint256 who = _who(key, s.grantId(), false) | (s.has(SessionStateLibrary.TRIPPED) ? PROTECTIVE_ONLY : 0);
         if (selector == BaseAccount.execute.selector) {
-            (address target, uint256 value, bytes calldata data) = ExecutionCalldata.decodeExecute(callData);
-            _checkCall($, key, grantId, target, value, data);
-        } else if (selector == BaseAccount.executeBatch.selector) {
-            uint256 n = ExecutionCalldata.batchLength(callData);
-            uint256 expected = 32 * n;
-            for (uint256 i; i < n; ++i) {
-                address target;
-                uint256 value;
-                bytes calldata data;
-                (target, value, data, expected) = ExecutionCalldata.batchCall(callData, i, expected);
-                _checkCall($, key, grantId, target, value, data);
-            }
-        } else {
-            revert SessionSelectorNotAllowed(selector);
+            (address target, uint256 v, bytes calldata data) = ExecutionCalldata.decodeExecute(inner);
+            _checkCall(who, target, v, data);
+            return (1, v);
+        }
+        if (selector != BaseAccount.executeBatch.selector) revert SessionSelectorNotAllowed(selector);
+        return _checkBatch(who, inner);
+    }
+
+    function _checkBatch(uint256 who, bytes calldata inner) internal view returns (uint256 calls, uint256 value) {
+        calls = ExecutionCalldata.batchLength(inner);
+        uint256 expected = 32 * calls;
+        for (uint256 i; i < calls; ++i) {
+            address target;
+            uint256 v;
+            bytes calldata data;
+            (target, v, data, expected) = ExecutionCalldata.batchCall(inner, i, expected);
+            _checkCall(who, target, v, data);
+            value += v;
         }
     }
 
-    function _checkCall(
-        AccountStorage storage $,
-        address key,
-        uint32 grantId,
-        address target,
-        uint256 value,
-        bytes calldata data
-    ) internal view {
+    /// @dev One call against the key's rules; `who` is `_who(key, grantId)`, with `PROTECTIVE_ONLY` while the
+    /// key's breaker is tripped.
+    function _checkCall(uint256 who, address target, uint256 value, bytes calldata data) internal view {
+        address key = address(uint160(who >> 32));
         bytes4 selector = data.length < 4 ? bytes4(0) : bytes4(data[:4]);
-        PermissionRule rule = $.rules[_ruleId(key, grantId, target, selector)];
-        // A permission is never stored for a short call, the account itself or the EntryPoint (see _grant).
+        PermissionRule rule = AccountStorage.layout().rules[AccountStorage.ruleId(key, uint32(who), target, selector)];
+        // A permission is never stored for a short call, the account itself or the EntryPoint (see the module).
         if (data.length < 4 || !rule.isPermitted()) revert SessionCallNotPermitted(target, selector);
+        bool protectiveOnly = who & PROTECTIVE_ONLY != 0;
         if (!rule.isOrder()) {
             if (value > rule.valueLimit()) revert SessionValueTooHigh(value, rule.valueLimit());
+            if (
+                protectiveOnly && selector != IPerpVenue.depositMargin.selector
+                    && selector != IPerpVenue.cancelOrder.selector
+            ) revert SessionProtectiveOnly(key);
             return;
         }
         if (value != 0) revert SessionValueTooHigh(value, 0);
@@ -423,116 +434,200 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         if (marketId >= 64 || (rule.marketMask() >> marketId) & 1 == 0) revert SessionMarketNotAllowed(marketId);
         uint256 size = FixedPointMathLib.abs(sizeDelta);
         if (size > rule.maxOrderSize()) revert SessionOrderTooLarge(size, rule.maxOrderSize());
-        // size < 2^88, so the product cannot overflow while limitPrice < 2^168.
-        uint256 notional = limitPrice >> 168 == 0 ? size * limitPrice / 1e18 : type(uint256).max;
+        // A buy fills at or below its limit: exact here. A sell fills at or above its limit: this is a lower
+        // bound (over it, the fill is surely over), and execution checks the fill itself.
+        uint256 notional = _notional(size, limitPrice);
         if (notional > rule.maxOrderNotional()) revert SessionNotionalTooHigh(notional, rule.maxOrderNotional());
         if (rule.reduceOnly() && !reduceOnly) revert SessionReduceOnlyRequired();
+        if (protectiveOnly && !reduceOnly) revert SessionProtectiveOnly(key);
     }
 
     /*//////////////////////////////////////////////////////////////
-                                 GRANTS
+                                EXECUTION
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev Checks `scope` and stores it as `key`'s session under a new grantId. Shared by direct grants
-    /// (execution phase) and enable mode (validation phase), so it must not read the clock.
-    function _grant(AccountStorage storage $, address key, SessionScope memory scope) internal returns (uint32 grantId) {
-        if (key == address(0)) revert InvalidSessionKey();
-        if (scope.validUntil == 0) revert InvalidScope("validUntil must be set (0 would mean forever)");
-        if (scope.validUntil <= scope.validAfter) revert InvalidScope("validUntil must be after validAfter");
-        if (scope.maxOpTtl == 0) revert InvalidScope("maxOpTtl must be at least 1 second");
-        if ((scope.rateCount == 0) != (scope.ratePeriod == 0)) {
-            revert InvalidScope("rateCount and ratePeriod must both be set or both be 0");
+    /// @notice Runs a session op's calls: each sell's notional checked at its fill and, for keys that have
+    /// them, the post-execution risk limits and the drawdown breaker.
+    /// @dev Only the EntryPoint calls this, as the execution of a session op whose validation checked that
+    /// `key` is the key that signed it. A session revoked after its op validated (earlier in the same bundle)
+    /// runs nothing.
+    /// @param key The op's session key.
+    /// @param calls `execute(…)` or `executeBatch(…)` calldata.
+    function executeSession(address key, bytes calldata calls) external {
+        _requireFromEntryPoint();
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        SessionState s = $.sessions[key];
+        if (!AccountStorage.isActive($, s)) revert SessionNotActive(key);
+        if (!s.has(SessionStateLibrary.RISK)) {
+            _run(calls, _who(key, s.grantId(), false));
+        } else if (!s.has(SessionStateLibrary.BREAKER)) {
+            _runWithLimits(key, s.grantId(), calls);
+        } else {
+            // A risk-raising op that breaches the breaker must be undone *and* trip the breaker: its calls run
+            // in a call to this account, whose revert undoes them, and the trip is stored here.
+            try this.runWithLimits(key, s.grantId(), calls) {}
+            catch (bytes memory reason) {
+                if (reason.length != 68 || bytes4(reason) != SessionDrawdownBreached.selector) {
+                    assembly ("memory-safe") {
+                        revert(add(reason, 0x20), mload(reason))
+                    }
+                }
+                int256 accountValue;
+                uint256 threshold;
+                assembly ("memory-safe") {
+                    accountValue := mload(add(reason, 0x24))
+                    threshold := mload(add(reason, 0x44))
+                }
+                _trip(key, accountValue, threshold);
+            }
         }
-        if (scope.maxUses == UNLIMITED_USES) revert InvalidScope("maxUses too large");
-        if (scope.permissions.length == 0) revert InvalidScope("no permissions");
-        if ($.grantCount == type(uint32).max) revert CounterOverflow();
-
-        grantId = $.grantCount + 1;
-        $.grantCount = grantId;
-        $.keyNonce[key] += 1;
-        $.sessions[key] = SessionStateLibrary.pack(
-            scope.validAfter,
-            scope.validUntil,
-            grantId,
-            scope.maxOpTtl,
-            scope.rateCount,
-            scope.ratePeriod,
-            scope.maxUses == 0 ? UNLIMITED_USES : scope.maxUses
-        );
-
-        bytes32[] storage ids = $.permissionIds[key];
-        while (ids.length != 0) ids.pop();
-        for (uint256 i; i < scope.permissions.length; ++i) {
-            CallPermission memory p = scope.permissions[i];
-            bytes32 ruleId = _ruleId(key, grantId, p.target, p.selector);
-            if (PermissionRule.unwrap($.rules[ruleId]) != 0) revert InvalidPermission(i, "duplicate target and selector");
-            $.rules[ruleId] = _ruleFor(i, p);
-            ids.push(bytes32(bytes20(p.target)) | (bytes32(p.selector) >> 160));
-        }
-        if (!$.known[key]) {
-            $.known[key] = true;
-            $.keys.push(key);
-        }
-        emit SessionGranted(key, grantId, scope.validAfter, scope.validUntil);
     }
 
-    /// @dev The stored rule for permission `p`, refusing anything that could move value out or reach the
-    /// account's own configuration.
-    function _ruleFor(uint256 i, CallPermission memory p) internal view returns (PermissionRule) {
-        if (p.target == address(0)) revert InvalidPermission(i, "zero target");
-        if (p.target == address(this)) revert InvalidPermission(i, "session keys may not call the account itself");
-        if (p.target == address(_entryPoint)) revert InvalidPermission(i, "session keys may not call the EntryPoint");
-        if (p.selector == bytes4(0)) revert InvalidPermission(i, "zero selector");
-        if (_isForbiddenSelector(p.selector)) revert InvalidPermission(i, "selector moves funds out");
-        if (p.selector == IPerpVenue.placeOrder.selector) {
-            if (p.valueLimit != 0) revert InvalidPermission(i, "orders carry no value");
-            if (p.marketMask == 0) revert InvalidPermission(i, "empty market allowlist");
-            if (p.maxOrderSize == 0) revert InvalidPermission(i, "zero max order size");
-            if (p.maxOrderNotional == 0) revert InvalidPermission(i, "zero max order notional");
-            return PermissionRuleLibrary.packOrder(p.marketMask, p.maxOrderSize, p.maxOrderNotional, p.reduceOnly);
-        }
-        if (p.marketMask != 0 || p.maxOrderSize != 0 || p.maxOrderNotional != 0 || p.reduceOnly) {
-            revert InvalidPermission(i, "order limits apply to placeOrder only");
-        }
-        return PermissionRuleLibrary.packCall(p.valueLimit);
+    /// @notice Runs a session op's calls and checks the key's post-execution limits. Only this account calls
+    /// it (from `executeSession`), so a revert undoes the calls while the caller keeps the breaker's trip.
+    /// @param key The session key.
+    /// @param grantId The key's grant.
+    /// @param inner `execute(…)` or `executeBatch(…)` calldata.
+    function runWithLimits(address key, uint32 grantId, bytes calldata inner) external {
+        if (msg.sender != address(this)) revert OnlySelf(msg.sender);
+        _runWithLimits(key, grantId, inner);
     }
 
-    /// @dev Selectors that move tokens or collateral out, refused for every target.
-    function _isForbiddenSelector(bytes4 s) internal pure returns (bool) {
-        return s == IPerpVenue.withdrawMargin.selector // withdraw collateral from the venue
-            || s == 0xa9059cbb // transfer(address,uint256)
-            || s == 0x23b872dd // transferFrom(address,address,uint256)
-            || s == 0x095ea7b3 // approve(address,uint256)
-            || s == 0x39509351 // increaseAllowance(address,uint256)
-            || s == 0xa22cb465 // setApprovalForAll(address,bool)
-            || s == 0x42842e0e // safeTransferFrom(address,address,uint256)
-            || s == 0xb88d4fde // safeTransferFrom(address,address,uint256,bytes)
-            || s == 0xf242432a // safeTransferFrom(address,address,uint256,uint256,bytes) (ERC-1155)
-            || s == 0x2eb2c2d6; // safeBatchTransferFrom(address,address,uint256[],uint256[],bytes)
+    function _runWithLimits(address key, uint32 grantId, bytes calldata inner) internal {
+        uint256 found = _run(inner, _who(key, grantId, true));
+        address venue = address(uint160(found));
+        if (venue != address(0)) _checkRisk(key, venue, found & RAISES_RISK != 0);
+    }
+
+    /// @dev Reads the venue after the op and applies the key's limits: leverage, largest position and
+    /// headroom over maintenance after any op that placed an order without reduceOnly; then the breaker,
+    /// which trips below its threshold (undoing a risk-raising op first) and otherwise raises the mark.
+    function _checkRisk(address key, address venue, bool raisesRisk) internal {
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        RiskState r = $.risk[key];
+        (bool ok, bytes memory ret) = venue.staticcall(abi.encodeCall(IPerpVenue.accountRisk, (address(this))));
+        if (!ok || ret.length < 128) revert SessionVenueUnreadable(venue);
+        (int256 value, uint256 mmr, uint256 gross, uint256 largest) = abi.decode(ret, (int256, uint256, uint256, uint256));
+        uint256 av = value > 0 ? uint256(value) : 0;
+        if (raisesRisk) {
+            uint256 maxLeverage = r.maxLeverage();
+            if (maxLeverage != 0 && gross * 100 > maxLeverage * av) {
+                revert SessionLeverageTooHigh(av == 0 ? type(uint256).max : gross * 100 / av, maxLeverage);
+            }
+            uint256 maxPosition = r.maxPositionNotional();
+            if (maxPosition != 0 && largest > maxPosition) revert SessionPositionTooLarge(largest, maxPosition);
+            uint256 headroom = r.minHeadroomBps();
+            if (headroom != 0) {
+                uint256 required = FixedPointMathLib.mulDivUp(mmr, 10_000 + headroom, 10_000);
+                if (value < int256(required)) revert SessionHeadroomTooLow(value, required);
+            }
+        }
+        if (!$.sessions[key].has(SessionStateLibrary.BREAKER)) return;
+        uint256 threshold = r.breakerThreshold();
+        if (value < int256(threshold)) {
+            if (raisesRisk) revert SessionDrawdownBreached(value, threshold);
+            _trip(key, value, threshold);
+        } else if (av > r.highWaterMark()) {
+            $.risk[key] = r.withMark(av > type(uint64).max ? type(uint64).max : uint64(av));
+        }
+    }
+
+    /// @dev Degrades `key` to protective calls only, until the owner re-arms or revokes it.
+    function _trip(address key, int256 accountValue, uint256 threshold) internal {
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        SessionState s = $.sessions[key];
+        $.sessions[key] = s.withFlag(SessionStateLibrary.TRIPPED);
+        emit SessionBreakerTripped(key, accountValue, threshold, $.risk[key].highWaterMark());
+    }
+
+    /// @dev Runs `execute(…)` or `executeBatch(…)` calldata. `who` is zero for an owner op, else the session
+    /// key and grant (`_who`): each sell's notional is then checked at the fill price the venue returns, and
+    /// the result says which venue the op's orders and deposits went to (low 160 bits) and whether an order
+    /// without reduceOnly ran (`RAISES_RISK`). Under post-execution limits (`STRICT` in `who`) the op's orders
+    /// and deposits must all go to one venue.
+    function _run(bytes calldata inner, uint256 who) internal returns (uint256 found) {
+        bytes4 selector = inner.length < 4 ? bytes4(0) : bytes4(inner[:4]);
+        if (selector == BaseAccount.execute.selector) {
+            (address target, uint256 value, bytes calldata data) = ExecutionCalldata.decodeExecute(inner);
+            return _call(target, value, data, who, NO_INDEX);
+        }
+        if (selector != BaseAccount.executeBatch.selector) revert UnsupportedCall(selector);
+        return _runBatch(inner, who);
+    }
+
+    function _runBatch(bytes calldata inner, uint256 who) internal returns (uint256 found) {
+        uint256 n = ExecutionCalldata.batchLength(inner);
+        uint256 expected = 32 * n;
+        for (uint256 i; i < n; ++i) {
+            address target;
+            uint256 value;
+            bytes calldata data;
+            (target, value, data, expected) = ExecutionCalldata.batchCall(inner, i, expected);
+            found = _merge(found, _call(target, value, data, who, n > 1 ? i : NO_INDEX), who);
+        }
+    }
+
+    /// @dev Folds one call's findings into the op's.
+    function _merge(uint256 found, uint256 call, uint256 who) internal pure returns (uint256) {
+        address venue = address(uint160(found));
+        address next = address(uint160(call));
+        if (who & STRICT != 0 && venue != address(0) && next != address(0) && next != venue) {
+            revert SessionMixedVenues(venue, next);
+        }
+        if (venue == address(0)) found |= uint160(next);
+        return found | (call & RAISES_RISK);
+    }
+
+    /// @dev A session key and its grant in one word: `key << 32 | grantId`, with `STRICT` when the key has
+    /// post-execution limits; zero for an owner op.
+    function _who(address key, uint32 grantId, bool strict) internal pure returns (uint256) {
+        return (uint256(uint160(key)) << 32) | grantId | (strict ? STRICT : 0);
+    }
+
+    /// @dev One call; a failure reverts with the callee's data, wrapped in `ExecuteError(index, …)` inside a
+    /// batch of more than one (as BaseAccount does; `NO_INDEX` otherwise). Returns the findings `_run` sums.
+    function _call(address target, uint256 value, bytes calldata data, uint256 who, uint256 index)
+        internal
+        returns (uint256)
+    {
+        (bool ok, bytes memory ret) = target.call{value: value}(data);
+        if (!ok) {
+            if (index != NO_INDEX) revert ExecuteError(index, ret);
+            assembly ("memory-safe") {
+                revert(add(ret, 0x20), mload(ret))
+            }
+        }
+        if (who == 0 || data.length < 4) return 0;
+        bytes4 selector = bytes4(data[:4]);
+        if (selector == IPerpVenue.depositMargin.selector) return uint160(target);
+        if (selector != IPerpVenue.placeOrder.selector) return 0;
+        (, int256 sizeDelta,, bool reduceOnly) = ExecutionCalldata.decodePlaceOrder(data);
+        if (sizeDelta < 0) _checkFill(target, who, uint256(-sizeDelta), ret);
+        return uint160(target) | (reduceOnly ? 0 : RAISES_RISK);
+    }
+
+    /// @dev A sell's notional at the fill price `venue` returned, against the order rule's cap.
+    function _checkFill(address venue, uint256 who, uint256 size, bytes memory ret) internal view {
+        if (ret.length < 64) revert SessionVenueUnreadable(venue);
+        uint256 fillPrice;
+        assembly ("memory-safe") {
+            fillPrice := mload(add(ret, 0x40))
+        }
+        bytes32 id =
+            AccountStorage.ruleId(address(uint160(who >> 32)), uint32(who), venue, IPerpVenue.placeOrder.selector);
+        PermissionRule rule = AccountStorage.layout().rules[id];
+        uint256 notional = _notional(size, fillPrice);
+        if (notional > rule.maxOrderNotional()) revert SessionNotionalTooHigh(notional, rule.maxOrderNotional());
+    }
+
+    /// @dev |size| x price / 1e18, saturating: size < 2^88, so the product cannot overflow while price < 2^168.
+    function _notional(uint256 size, uint256 price) internal pure returns (uint256) {
+        return price >> 168 == 0 ? size * price / 1e18 : type(uint256).max;
     }
 
     /*//////////////////////////////////////////////////////////////
                                 INTERNALS
     //////////////////////////////////////////////////////////////*/
-
-    function _isActive(AccountStorage storage $, SessionState s) internal view returns (bool) {
-        return s.validUntil() != 0 && s.grantId() > $.revokeFloor;
-    }
-
-    /// @dev keccak256(abi.encodePacked(key, grantId, target, selector)), hashed in scratch memory.
-    function _ruleId(address key, uint32 grantId, address target, bytes4 selector) internal pure returns (bytes32 id) {
-        assembly ("memory-safe") {
-            // 20 + 4 + 20 + 4 = 48 bytes at 0x00..0x30 (scratch space and the free memory pointer's
-            // first half), packed from the right: the pointer word at 0x40 is not touched.
-            let m := mload(0x40)
-            mstore(0x00, shl(96, key))
-            mstore(0x14, shl(224, grantId))
-            mstore(0x18, shl(96, target))
-            mstore(0x2c, selector)
-            id := keccak256(0x00, 0x30)
-            mstore(0x40, m)
-        }
-    }
 
     /// @dev ecrecover of a 65-byte calldata signature; malformed signatures revert, a wrong one yields
     /// an address that is not the expected signer (possibly zero, which is never an owner or a key).
@@ -552,38 +647,20 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         signer = ecrecover(digest, v, r, s);
     }
 
-    /// @dev `_recover` for a signature held in memory (enable-mode owner grants).
-    function _recoverMemory(bytes32 digest, bytes memory sig) internal pure returns (address signer) {
-        if (sig.length != 65) revert InvalidSignatureLength(sig.length);
-        (address recovered, ECDSA.RecoverError err, bytes32 arg) = ECDSA.tryRecover(digest, sig);
-        if (err == ECDSA.RecoverError.InvalidSignatureS) revert InvalidSignatureS(arg);
-        uint8 v = uint8(sig[64]);
-        if (v != 27 && v != 28) revert InvalidSignatureV(v);
-        signer = recovered;
-    }
-
-    function _s() internal pure returns (AccountStorage storage $) {
-        assembly ("memory-safe") {
-            $.slot := STORAGE_SLOT
-        }
-    }
-
-    function _requireOwnerOrSelf() internal view {
-        if (msg.sender != _s().owner && msg.sender != address(this)) revert NotOwnerOrSelf(msg.sender);
-    }
-
     /// @dev BaseAccount's check, with a custom error.
     function _requireFromEntryPoint() internal view override {
         if (msg.sender != address(_entryPoint)) revert NotFromEntryPoint(msg.sender);
     }
 
-    /// @dev execute/executeBatch: the EntryPoint (after validation) or the owner directly.
+    /// @dev execute/executeBatch: the EntryPoint (after validation) or the owner directly. A session op never
+    /// reaches them: its callData must be `executeSession`.
     function _requireForExecute() internal view override {
-        if (msg.sender != address(_entryPoint) && msg.sender != _s().owner) revert NotEntryPointOrOwner(msg.sender);
+        if (msg.sender != address(_entryPoint) && msg.sender != owner()) revert NotEntryPointOrOwner(msg.sender);
     }
 
     function _authorizeUpgrade(address) internal view override {
-        _requireOwnerOrSelf();
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        if (msg.sender != $.owner && msg.sender != address(this)) revert NotOwnerOrSelf(msg.sender);
     }
 
     function _domainNameAndVersion() internal pure override returns (string memory, string memory) {

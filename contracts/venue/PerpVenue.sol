@@ -229,14 +229,14 @@ contract PerpVenue is IPerpVenue, Ownable {
         emit LiquidationRewardsSet(minReward, maxReward);
     }
 
-    /// @notice Adds collateral to the liquidity pool (the counterparty of every fill).
+    /// @inheritdoc IPerpVenue
     function fundPool(uint256 amount) external {
         _pull(amount);
         pool += int256(amount);
         emit PoolFunded(msg.sender, amount);
     }
 
-    /// @notice Adds collateral to the insurance fund.
+    /// @inheritdoc IPerpVenue
     function fundInsurance(uint256 amount) external {
         _pull(amount);
         insuranceFund += amount;
@@ -272,12 +272,12 @@ contract PerpVenue is IPerpVenue, Ownable {
     /// @inheritdoc IPerpVenue
     function placeOrder(uint32 marketId, int256 sizeDelta, uint256 limitPrice, bool reduceOnly)
         external
-        returns (uint256 orderId)
+        returns (uint256 orderId, uint256 fillPrice)
     {
         if (sizeDelta == 0) revert ZeroSize();
         Market storage m = _listed(marketId);
-        (uint256 price,) = oracle.freshPrice(marketId);
-        _checkLimit(m, price, sizeDelta, limitPrice);
+        (fillPrice,) = oracle.freshPrice(marketId);
+        _checkLimit(m, fillPrice, sizeDelta, limitPrice);
 
         Position storage p = _positions[msg.sender][marketId];
         int256 oldSize = p.size;
@@ -288,14 +288,14 @@ contract PerpVenue is IPerpVenue, Ownable {
 
         _accrueFunding(marketId, m);
         _settleFunding(msg.sender, marketId, m);
-        uint256 fee = PerpMath.requirement(PerpMath.notional(sizeDelta, price), m.takerFee);
+        uint256 fee = PerpMath.requirement(PerpMath.notional(sizeDelta, fillPrice), m.takerFee);
         collateralOf[msg.sender] -= int256(fee);
         feesCollected += fee;
-        int256 realised = _applyFill(msg.sender, marketId, p, sizeDelta, price, m.fundingIndex);
+        int256 realised = _applyFill(msg.sender, marketId, p, sizeDelta, fillPrice, m.fundingIndex);
 
         if (!reduces) _requireInitialMargin(msg.sender);
         orderId = nextOrderId++;
-        emit OrderFilled(msg.sender, marketId, orderId, sizeDelta, price, fee, realised, p.size);
+        emit OrderFilled(msg.sender, marketId, orderId, sizeDelta, fillPrice, fee, realised, p.size);
         _evaluate(msg.sender);
     }
 
@@ -390,6 +390,30 @@ contract PerpVenue is IPerpVenue, Ownable {
     {
         (accountValue, initialMargin, maintenanceMargin) = _health(account, false);
         state = _stateOf(accountValue, initialMargin, maintenanceMargin);
+    }
+
+    /// @inheritdoc IPerpVenue
+    function accountRisk(address account)
+        external
+        view
+        returns (int256 accountValue, uint256 maintenanceMargin, uint256 grossNotional, uint256 largestPositionNotional)
+    {
+        accountValue = collateralOf[account];
+        uint64 open = openMarkets[account];
+        for (uint32 id; open != 0; ++id) {
+            if (open & 1 != 0) {
+                Market storage m = _markets[id];
+                (uint256 price,) = oracle.lastPrice(id);
+                Position storage p = _positions[account][id];
+                uint256 n = PerpMath.notional(p.size, price);
+                accountValue += PerpMath.pnl(p.size, p.entryPrice, price)
+                    - PerpMath.fundingOwed(p.size, _currentIndex(m, price), p.fundingIndex);
+                maintenanceMargin += PerpMath.requirement(n, m.mmf);
+                grossNotional += n;
+                if (n > largestPositionNotional) largestPositionNotional = n;
+            }
+            open >>= 1;
+        }
     }
 
     /// @notice The whole portfolio of `account`: collateral, value, requirements, state and positions.

@@ -6,6 +6,7 @@ import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/Pac
 import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
 import {SessionGrantHash} from "../../contracts/account/libraries/SessionGrantHash.sol";
+import {UserOps} from "../../script/UserOps.sol";
 import {AccountTestBase} from "../utils/AccountTestBase.sol";
 
 /// @notice Enable in the first op: the owner's EIP-712 grant rides inside the session key's first UserOp,
@@ -22,7 +23,7 @@ contract EnableModeTest is AccountTestBase {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         _handle(_enableOp(OWNER_PK, SESSION_PK, scope, _order(0, 1e18, 3000e18, false), opUntil));
         assertEq(venue.orderCount(), 1);
-        ITradingAccount.SessionInfo memory info = account.getSession(sessionKey);
+        ITradingAccount.SessionInfo memory info = sessions.getSession(sessionKey);
         assertTrue(info.active);
         assertEq(info.validUntil, scope.validUntil);
         assertEq(account.keyNonce(sessionKey), 1);
@@ -35,7 +36,7 @@ contract EnableModeTest is AccountTestBase {
         PackedUserOperation memory op = _enableOp(OWNER_PK, SESSION_PK, _tradingScope(), _order(5, 1e18, 3000e18, false), opUntil);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionMarketNotAllowed.selector, 5));
         _handle(op);
-        assertFalse(account.getSession(sessionKey).active, "a refused op stores nothing");
+        assertFalse(sessions.getSession(sessionKey).active, "a refused op stores nothing");
     }
 
     function test_enable_wrongOwnerSignatureRefused() public {
@@ -56,13 +57,13 @@ contract EnableModeTest is AccountTestBase {
             )
         );
         bytes32 structHash = SessionGrantHash.hash(address(entryPoint), 0, sessionKey, 0, scope);
-        assertEq(account.grantDigest(sessionKey, scope), keccak256(abi.encodePacked("\x19\x01", domain, structHash)));
+        assertEq(sessions.grantDigest(sessionKey, scope), keccak256(abi.encodePacked("\x19\x01", domain, structHash)));
     }
 
     /// Audit class: enable-mode data altered by whoever submits the op (a wider scope, same owner signature).
     function test_enable_alteredScopeRefused() public {
         ITradingAccount.SessionScope memory scope = _tradingScope();
-        bytes32 digest = account.grantDigest(sessionKey, scope);
+        bytes32 digest = sessions.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         ITradingAccount.SessionScope memory wider = _tradingScope();
         wider.permissions[0].maxOrderSize = type(uint88).max;
@@ -76,8 +77,8 @@ contract EnableModeTest is AccountTestBase {
         ITradingAccount.SessionScope memory narrow = _tradingScope();
         ITradingAccount.SessionScope memory other = _tradingScope();
         other.validUntil = uint40(T0 + 1 hours);
-        bytes32 narrowDigest = account.grantDigest(sessionKey, narrow);
-        bytes32 otherDigest = account.grantDigest(sessionKey, other);
+        bytes32 narrowDigest = sessions.grantDigest(sessionKey, narrow);
+        bytes32 otherDigest = sessions.grantDigest(sessionKey, other);
         PackedUserOperation memory op = _enableWith(account, narrow, narrowDigest, _sign(OWNER_PK, narrowDigest));
         // The submitter replaces the grant with the other valid one; the key signed over the first.
         bytes memory keySigned = op.signature;
@@ -90,26 +91,26 @@ contract EnableModeTest is AccountTestBase {
     /// Audit class: a grant replayed after it was used once.
     function test_enable_grantNotReusable() public {
         ITradingAccount.SessionScope memory scope = _tradingScope();
-        bytes32 digest = account.grantDigest(sessionKey, scope);
+        bytes32 digest = sessions.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         PackedUserOperation memory first = _enableWith(account, scope, digest, ownerSig);
         _handle(first);
         // The owner revokes the key; the old enable data must not bring it back.
         vm.prank(owner);
-        account.revokeSession(sessionKey);
+        sessions.revokeSession(sessionKey);
         PackedUserOperation memory again = _enableWith(account, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(again);
-        assertFalse(account.getSession(sessionKey).active);
+        assertFalse(sessions.getSession(sessionKey).active);
     }
 
     /// Audit class: a grant replayed after revoke-all (the epoch moved).
     function test_enable_grantDeadAfterRevokeAll() public {
         ITradingAccount.SessionScope memory scope = _tradingScope();
-        bytes32 digest = account.grantDigest(sessionKey, scope);
+        bytes32 digest = sessions.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         vm.prank(owner);
-        account.revokeAllSessions();
+        sessions.revokeAllSessions();
         PackedUserOperation memory op = _enableWith(account, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(op);
@@ -118,10 +119,10 @@ contract EnableModeTest is AccountTestBase {
     /// Audit class: an unused grant cancelled by revoking the key before it was ever enabled.
     function test_enable_unusedGrantCancelledByRevoke() public {
         ITradingAccount.SessionScope memory scope = _tradingScope();
-        bytes32 digest = account.grantDigest(sessionKey, scope);
+        bytes32 digest = sessions.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         vm.prank(owner);
-        account.revokeSession(sessionKey);
+        sessions.revokeSession(sessionKey);
         PackedUserOperation memory op = _enableWith(account, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
         _handle(op);
@@ -132,7 +133,7 @@ contract EnableModeTest is AccountTestBase {
         TradingAccount second = factory.createAccount(owner, 1);
         vm.deal(address(second), 1 ether);
         ITradingAccount.SessionScope memory scope = _tradingScope();
-        bytes32 digest = account.grantDigest(sessionKey, scope);
+        bytes32 digest = sessions.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         PackedUserOperation memory op = _enableWith(second, scope, digest, ownerSig);
         _expectFailedOp("AA24 signature error");
@@ -142,7 +143,7 @@ contract EnableModeTest is AccountTestBase {
     /// Audit class: a grant replayed on another chain.
     function test_enable_grantBoundToChain() public {
         ITradingAccount.SessionScope memory scope = _tradingScope();
-        bytes32 digest = account.grantDigest(sessionKey, scope);
+        bytes32 digest = sessions.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         vm.chainId(block.chainid + 1);
         PackedUserOperation memory op = _enableWith(account, scope, digest, ownerSig);
@@ -161,7 +162,7 @@ contract EnableModeTest is AccountTestBase {
     }
 
     function test_enable_malformedDataRefused() public {
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
+        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
         op.signature = abi.encodePacked(uint8(0x02), uint48(opUntil), new bytes(65), hex"deadbeef");
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.MalformedEnableData.selector));
         _handle(op);
@@ -172,7 +173,7 @@ contract EnableModeTest is AccountTestBase {
         scope.validUntil = 0;
         PackedUserOperation memory op = _enableOp(OWNER_PK, SESSION_PK, scope, _order(0, 1e18, 3000e18, false), opUntil);
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, "validUntil must be set (0 would mean forever)")
+            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.ValidUntilZero)
         );
         _handle(op);
     }
@@ -193,7 +194,7 @@ contract EnableModeTest is AccountTestBase {
         bytes memory ownerSig
     ) internal view returns (PackedUserOperation memory op) {
         uint256 nonce = entryPoint.getNonce(address(sender), sender.sessionNonceKey(sessionKey, 0));
-        op = _op(address(sender), nonce, _order(0, 1e18, 3000e18, false));
+        op = _op(address(sender), nonce, UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
         _signEnable(op, SESSION_PK, opUntil, scope, digest, ownerSig);
     }
 

@@ -114,8 +114,8 @@ contract SessionFuzzTest is AccountTestBase {
         bool ok = validUntil > block.timestamp && validUntil > validAfter && ttl != 0 && ((count == 0) == (period == 0));
         vm.prank(owner);
         if (!ok) vm.expectPartialRevert(ITradingAccount.InvalidScope.selector);
-        account.grantSession(sessionKey, scope);
-        assertEq(account.getSession(sessionKey).active, ok);
+        sessions.grantSession(sessionKey, scope);
+        assertEq(sessions.getSession(sessionKey).active, ok);
     }
 
     /// Native value: a call goes through iff its value is within the permission's cap.
@@ -124,6 +124,7 @@ contract SessionFuzzTest is AccountTestBase {
         Payee payee = new Payee();
         ITradingAccount.SessionScope memory scope = _tradingScope();
         scope.permissions[1] = _callPermission(address(payee), Payee.take.selector, cap);
+        scope.valueBudget = 10 ether;
         _grant(sessionKey, scope);
         PackedUserOperation memory op =
             _sessionOp(SESSION_PK, _exec(address(payee), value, abi.encodeCall(Payee.take, ())), uint40(block.timestamp + 30));

@@ -4,9 +4,11 @@ pragma solidity ^0.8.28;
 import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 
+import {ISessionManager} from "../../contracts/account/interfaces/ISessionManager.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
 import {ExecutionCalldata} from "../../contracts/account/libraries/ExecutionCalldata.sol";
 import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
+import {UserOps} from "../../script/UserOps.sol";
 import {AccountTestBase} from "../utils/AccountTestBase.sol";
 
 /// @notice Every session-key rule, each with an allowing and a denying case, through EntryPoint.handleOps.
@@ -142,6 +144,7 @@ contract SessionKeysTest is AccountTestBase {
         ValueSink sink = new ValueSink();
         ITradingAccount.SessionScope memory scope = _tradingScope();
         scope.permissions[1] = _callPermission(address(sink), ValueSink.pay.selector, 0.5 ether);
+        scope.valueBudget = 1 ether;
         _grant(sessionKey, scope);
         _send(_exec(address(sink), 0.5 ether, abi.encodeCall(ValueSink.pay, ())));
         assertEq(address(sink).balance, 0.5 ether);
@@ -151,6 +154,7 @@ contract SessionKeysTest is AccountTestBase {
         ValueSink sink = new ValueSink();
         ITradingAccount.SessionScope memory scope = _tradingScope();
         scope.permissions[1] = _callPermission(address(sink), ValueSink.pay.selector, 0.5 ether);
+        scope.valueBudget = 1 ether;
         _grant(sessionKey, scope);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionValueTooHigh.selector, 0.5 ether + 1, 0.5 ether));
         _send(_exec(address(sink), 0.5 ether + 1, abi.encodeCall(ValueSink.pay, ())));
@@ -200,18 +204,18 @@ contract SessionKeysTest is AccountTestBase {
     //////////////////////////////////////////////////////////////*/
 
     function test_session_mayNotCallAccountDirectly() public {
-        bytes memory cd = abi.encodeCall(ITradingAccount.grantSession, (sessionKey, _tradingScope()));
+        bytes memory cd = abi.encodeCall(ISessionManager.grantSession, (sessionKey, _tradingScope()));
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.SessionSelectorNotAllowed.selector, ITradingAccount.grantSession.selector)
+            abi.encodeWithSelector(ITradingAccount.SessionSelectorNotAllowed.selector, ISessionManager.grantSession.selector)
         );
         _send(cd);
     }
 
     function test_session_mayNotCallAccountThroughExecute() public {
-        bytes memory inner = abi.encodeCall(ITradingAccount.revokeAllSessions, ());
+        bytes memory inner = abi.encodeCall(ISessionManager.revokeAllSessions, ());
         _expectValidationRevert(
             abi.encodeWithSelector(
-                ITradingAccount.SessionCallNotPermitted.selector, address(account), ITradingAccount.revokeAllSessions.selector
+                ITradingAccount.SessionCallNotPermitted.selector, address(account), ISessionManager.revokeAllSessions.selector
             )
         );
         _send(_exec(address(account), 0, inner));
@@ -232,26 +236,28 @@ contract SessionKeysTest is AccountTestBase {
             ITradingAccount.SessionScope memory scope = _tradingScope();
             scope.permissions[1] = _callPermission(address(usd), banned[i], 0);
             vm.prank(owner);
-            vm.expectRevert(abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, "selector moves funds out"));
-            account.grantSession(sessionKey, scope);
+            vm.expectRevert(
+                abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.MovesFundsOut)
+            );
+            sessions.grantSession(sessionKey, scope);
         }
     }
 
     function test_grant_refusesAccountAndEntryPointTargets() public {
         ITradingAccount.SessionScope memory scope = _tradingScope();
-        scope.permissions[1] = _callPermission(address(account), ITradingAccount.revokeSession.selector, 0);
+        scope.permissions[1] = _callPermission(address(account), ISessionManager.revokeSession.selector, 0);
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, "session keys may not call the account itself")
+            abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.TargetIsAccount)
         );
-        account.grantSession(sessionKey, scope);
+        sessions.grantSession(sessionKey, scope);
 
         scope.permissions[1] = _callPermission(address(entryPoint), bytes4(keccak256("withdrawTo(address,uint256)")), 0);
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, "session keys may not call the EntryPoint")
+            abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.TargetIsEntryPoint)
         );
-        account.grantSession(sessionKey, scope);
+        sessions.grantSession(sessionKey, scope);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -331,9 +337,9 @@ contract SessionKeysTest is AccountTestBase {
         scope.validUntil = 0;
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, "validUntil is in the past")
+            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.ValidUntilInPast)
         );
-        account.grantSession(address(0x1234), scope);
+        sessions.grantSession(address(0x1234), scope);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -354,14 +360,14 @@ contract SessionKeysTest is AccountTestBase {
         uint40 until = uint40(block.timestamp + 10);
         for (uint256 i; i < 3; ++i) _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
         assertEq(venue.orderCount(), 3);
-        assertEq(account.getSession(sessionKey).windowUsed, 3);
+        assertEq(sessions.getSession(sessionKey).windowUsed, 3);
     }
 
     function test_rate_fullWindowRefusesOpThatExpiresFirst() public {
         _rateLimited(3, 60, 0, 10);
         uint40 until = uint40(block.timestamp + 10);
         for (uint256 i; i < 3; ++i) _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
-        uint40 next = account.getSession(sessionKey).windowStart + 60;
+        uint40 next = sessions.getSession(sessionKey).windowStart + 60;
         PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionRateLimited.selector, sessionKey, next));
         _handle(op);
@@ -380,7 +386,7 @@ contract SessionKeysTest is AccountTestBase {
         _expectFailedOp("AA22 expired or not due");
         _handle(op);
         // The same op is due once its window opens.
-        uint40 next = account.getSession(sessionKey).windowStart + 20;
+        uint40 next = sessions.getSession(sessionKey).windowStart + 20;
         vm.warp(next + 1);
         _handle(op);
         assertEq(venue.orderCount(), 5);
@@ -397,7 +403,7 @@ contract SessionKeysTest is AccountTestBase {
         PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until);
         _expectFailedOp("AA22 expired or not due");
         _handle(op);
-        vm.warp(account.getSession(sessionKey).windowStart + 10 + 1);
+        vm.warp(sessions.getSession(sessionKey).windowStart + 10 + 1);
         _handle(op);
         assertEq(venue.orderCount(), 4);
     }
@@ -406,7 +412,7 @@ contract SessionKeysTest is AccountTestBase {
         _rateLimited(0, 0, 2, 60);
         _send(_order(0, 1e18, 3000e18, false));
         _send(_order(0, 1e18, 3000e18, false));
-        assertEq(account.getSession(sessionKey).usesLeft, 0);
+        assertEq(sessions.getSession(sessionKey).usesLeft, 0);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionExhausted.selector, sessionKey));
         _send(_order(0, 1e18, 3000e18, false));
     }
@@ -416,11 +422,9 @@ contract SessionKeysTest is AccountTestBase {
         scope.rateCount = 5;
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(
-                ITradingAccount.InvalidScope.selector, "rateCount and ratePeriod must both be set or both be 0"
-            )
+            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.HalfRateLimit)
         );
-        account.grantSession(sessionKey, scope);
+        sessions.grantSession(sessionKey, scope);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -431,7 +435,7 @@ contract SessionKeysTest is AccountTestBase {
         address other = vm.addr(0x0DD);
         _grant(other, _tradingScope());
         vm.prank(owner);
-        account.revokeSession(sessionKey);
+        sessions.revokeSession(sessionKey);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionNotActive.selector, sessionKey));
         _send(_order(0, 1e18, 3000e18, false));
         // The other key still trades.
@@ -442,7 +446,7 @@ contract SessionKeysTest is AccountTestBase {
     function test_revoke_allKeysByEpoch() public {
         address other = vm.addr(0x0DD);
         _grant(other, _tradingScope());
-        _handle(_ownerOp(_exec(address(account), 0, abi.encodeCall(ITradingAccount.revokeAllSessions, ()))));
+        _handle(_ownerOp(_exec(address(account), 0, abi.encodeCall(ISessionManager.revokeAllSessions, ()))));
         assertEq(account.epoch(), 1);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionNotActive.selector, sessionKey));
         _send(_order(0, 1e18, 3000e18, false));
@@ -457,17 +461,17 @@ contract SessionKeysTest is AccountTestBase {
     function test_revoke_refusesStranger() public {
         vm.prank(sessionKey);
         vm.expectRevert(abi.encodeWithSelector(ITradingAccount.NotOwnerOrSelf.selector, sessionKey));
-        account.revokeSession(sessionKey);
+        sessions.revokeSession(sessionKey);
         vm.prank(sessionKey);
         vm.expectRevert(abi.encodeWithSelector(ITradingAccount.NotOwnerOrSelf.selector, sessionKey));
-        account.revokeAllSessions();
+        sessions.revokeAllSessions();
     }
 
     /// Audit class: ops signed by a key before its revocation and sent after, even after a re-grant.
     function test_revoke_opsSignedBeforeRevokeStayDead() public {
         PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), opUntil);
         vm.prank(owner);
-        account.revokeSession(sessionKey);
+        sessions.revokeSession(sessionKey);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionNotActive.selector, sessionKey));
         _handle(op);
         // Re-granting the same key does not revive the old op: it signed over the old grantId.
@@ -485,7 +489,7 @@ contract SessionKeysTest is AccountTestBase {
         _handle(_sessionOp(nextPk, _order(0, 1e18, 3000e18, false), opUntil));
         // Then the old one is let go.
         vm.prank(owner);
-        account.revokeSession(sessionKey);
+        sessions.revokeSession(sessionKey);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionNotActive.selector, sessionKey));
         _send(_order(0, 1e18, 3000e18, false));
         assertEq(venue.orderCount(), 2);
@@ -494,10 +498,10 @@ contract SessionKeysTest is AccountTestBase {
     function test_listing_keysScopesAndUses() public {
         _rateLimited(5, 60, 100, 60);
         _send(_order(0, 1e18, 3000e18, false));
-        address[] memory keys = account.sessionKeys();
+        address[] memory keys = sessions.sessionKeys();
         assertEq(keys.length, 1);
         assertEq(keys[0], sessionKey);
-        ITradingAccount.SessionInfo memory info = account.getSession(sessionKey);
+        ITradingAccount.SessionInfo memory info = sessions.getSession(sessionKey);
         assertTrue(info.active);
         assertEq(info.grantId, 2);
         assertEq(info.validUntil, T0 + 8 hours);
@@ -513,8 +517,8 @@ contract SessionKeysTest is AccountTestBase {
         assertEq(info.permissions[0].maxOrderNotional, 100_000e18);
         assertEq(info.permissions[1].selector, IPerpVenue.cancelOrder.selector);
         vm.prank(owner);
-        account.revokeSession(sessionKey);
-        info = account.getSession(sessionKey);
+        sessions.revokeSession(sessionKey);
+        info = sessions.getSession(sessionKey);
         assertFalse(info.active);
         assertEq(info.permissions.length, 0);
     }
@@ -535,8 +539,8 @@ contract SessionKeysTest is AccountTestBase {
     //////////////////////////////////////////////////////////////*/
 
     function test_lanes_parallelStreams() public {
-        PackedUserOperation memory a = _op(address(account), _sessionNonce(sessionKey, 1), _order(0, 1e18, 3000e18, false));
-        PackedUserOperation memory b = _op(address(account), _sessionNonce(sessionKey, 2), _order(1, 1e18, 3000e18, false));
+        PackedUserOperation memory a = _op(address(account), _sessionNonce(sessionKey, 1), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
+        PackedUserOperation memory b = _op(address(account), _sessionNonce(sessionKey, 2), UserOps.forSession(sessionKey, _order(1, 1e18, 3000e18, false)));
         _signSession(a, SESSION_PK, opUntil, 1);
         _signSession(b, SESSION_PK, opUntil, 1);
         // Lane 2 goes first: lanes do not wait for each other.
@@ -549,14 +553,14 @@ contract SessionKeysTest is AccountTestBase {
         address other = vm.addr(0x0DD);
         _grant(other, _tradingScope());
         // The session key signs an op on the other key's lane: it validates as the other key and fails.
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(other, 0), _order(0, 1e18, 3000e18, false));
+        PackedUserOperation memory op = _op(address(account), _sessionNonce(other, 0), UserOps.forSession(other, _order(0, 1e18, 3000e18, false)));
         _signSession(op, SESSION_PK, opUntil, 2);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
 
     function test_lanes_defaultLaneHasNoKey() public {
-        PackedUserOperation memory op = _op(address(account), 0, _order(0, 1e18, 3000e18, false));
+        PackedUserOperation memory op = _op(address(account), 0, UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
         _signSession(op, SESSION_PK, opUntil, 1);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.NoSessionKeyInNonce.selector));
         _handle(op);

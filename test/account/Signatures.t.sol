@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
+import {UserOps} from "../../script/UserOps.sol";
 import {AccountTestBase} from "../utils/AccountTestBase.sol";
 
 /// @notice Malformed signatures revert with an error that names the fault; well-formed wrong ones
@@ -79,7 +80,7 @@ contract SignaturesTest is AccountTestBase {
 
     function test_session_wrongKeyFails() public {
         _grant(sessionKey, _tradingScope());
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), _order(0, 1e18, 3000e18, false));
+        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
         _signSession(op, 0xBAD, uint40(block.timestamp + 30), 1);
         _expectFailedOp("AA24 signature error");
         _handle(op);

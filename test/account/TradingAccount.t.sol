@@ -7,6 +7,8 @@ import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 
 import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
 import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
+import {SessionManager} from "../../contracts/account/SessionManager.sol";
+import {ISessionManager} from "../../contracts/account/interfaces/ISessionManager.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
 import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
 import {CanonicalEntryPoint} from "../../script/CanonicalEntryPoint.sol";
@@ -193,22 +195,70 @@ contract TradingAccountTest is AccountTestBase {
                              ADMINISTRATION
     //////////////////////////////////////////////////////////////*/
 
-    function test_transferOwnership_byOwnerOp() public {
+    function test_transferOwnership_twoStepsAndEndsSessions() public {
         address newOwner = address(0xD00D);
-        _handle(_ownerOp(_exec(address(account), 0, abi.encodeCall(account.transferOwnership, (newOwner)))));
+        _grant(sessionKey, _tradingScope());
+        _handle(_ownerOp(_exec(address(account), 0, abi.encodeCall(ISessionManager.transferOwnership, (newOwner, false)))));
+        // Named, not yet owner: the old owner and its session keys still act.
+        assertEq(account.owner(), owner);
+        assertEq(sessions.pendingOwner(), newOwner);
+        _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30)));
+
+        vm.prank(newOwner);
+        sessions.acceptOwnership();
         assertEq(account.owner(), newOwner);
+        assertEq(sessions.pendingOwner(), address(0));
+        assertEq(account.epoch(), 1, "every session ended");
+        assertFalse(sessions.getSession(sessionKey).active);
+        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionNotActive.selector, sessionKey));
+        _handle(op);
     }
 
-    function test_transferOwnership_refusesStranger() public {
+    function test_transferOwnership_mayKeepSessions() public {
+        address newOwner = address(0xD00D);
+        _grant(sessionKey, _tradingScope());
+        vm.prank(owner);
+        sessions.transferOwnership(newOwner, true);
+        vm.prank(newOwner);
+        sessions.acceptOwnership();
+        assertEq(account.owner(), newOwner);
+        assertEq(account.epoch(), 0);
+        _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30)));
+        assertEq(venue.orderCount(), 1);
+    }
+
+    function test_transferOwnership_refusesStrangers() public {
         vm.prank(sessionKey);
         vm.expectRevert(abi.encodeWithSelector(ITradingAccount.NotOwnerOrSelf.selector, sessionKey));
-        account.transferOwnership(sessionKey);
+        sessions.transferOwnership(sessionKey, true);
+
+        vm.prank(owner);
+        sessions.transferOwnership(address(0xD00D), false);
+        vm.prank(sessionKey);
+        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.NotPendingOwner.selector, sessionKey));
+        sessions.acceptOwnership();
+        assertEq(account.owner(), owner);
     }
 
-    function test_transferOwnership_refusesZero() public {
-        vm.prank(owner);
-        vm.expectRevert(ITradingAccount.InvalidOwner.selector);
-        account.transferOwnership(address(0));
+    function test_transferOwnership_cancelledByZero() public {
+        vm.startPrank(owner);
+        sessions.transferOwnership(address(0xD00D), false);
+        sessions.transferOwnership(address(0), false);
+        vm.stopPrank();
+        vm.prank(address(0xD00D));
+        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.NotPendingOwner.selector, address(0xD00D)));
+        sessions.acceptOwnership();
+        // Nobody can accept a cancelled transfer, not even the zero address.
+        vm.prank(address(0));
+        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.NotPendingOwner.selector, address(0)));
+        sessions.acceptOwnership();
+    }
+
+    function test_moduleEntry_enableFromOpNotForwarded() public {
+        // Only the account's own validation may reach the module's enable path.
+        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.UnsupportedCall.selector, SessionManager.enableFromOp.selector));
+        SessionManager(address(account)).enableFromOp(sessionKey, "");
     }
 
     function test_upgrade_onlyOwner() public {
@@ -226,6 +276,7 @@ contract TradingAccountTest is AccountTestBase {
     /// EIP-170: the implementation must stay deployable on real chains (forge's EVM would not stop it).
     function test_implementation_fitsCodeSizeLimit() public view {
         assertLe(address(factory.accountImplementation()).code.length, 24_576);
+        assertLe(account.sessionManager().code.length, 24_576);
     }
 
     function test_canonicalEntryPoint_deployIsIdempotent() public {

@@ -114,6 +114,6 @@ contract AccountGasTest is AccountTestBase {
             _enableOp(OWNER_PK, SESSION_PK, _tradingScope(), _orderCall(), uint40(block.timestamp + 30)),
             "enableAndOrder_TradingAccount"
         );
-        assertTrue(account.getSession(sessionKey).active);
+        assertTrue(sessions.getSession(sessionKey).active);
     }
 }

@@ -7,6 +7,7 @@ import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/Pac
 
 import {AccountFactory} from "../../contracts/account/AccountFactory.sol";
 import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
+import {ISessionManager} from "../../contracts/account/interfaces/ISessionManager.sol";
 import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
 import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
@@ -25,6 +26,8 @@ abstract contract AccountTestBase is Test {
     IEntryPoint internal entryPoint;
     AccountFactory internal factory;
     TradingAccount internal account;
+    /// @dev The same account, through the interface its SessionManager module serves.
+    ISessionManager internal sessions;
     TestUSD internal usd;
     RecordingVenue internal venue;
     address internal owner;
@@ -40,6 +43,7 @@ abstract contract AccountTestBase is Test {
         owner = vm.addr(OWNER_PK);
         sessionKey = vm.addr(SESSION_PK);
         account = factory.createAccount(owner, 0);
+        sessions = ISessionManager(address(account));
         vm.deal(address(account), 100 ether);
         usd.mint(address(account), 1_000_000e6);
         // The owner lets the venue pull collateral once; session keys can never approve.
@@ -51,11 +55,18 @@ abstract contract AccountTestBase is Test {
                                  SCOPES
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev A trading scope on `venue`: markets 0 and 1, 10 units, $100k notional, orders and cancels.
+    /// @dev Most a test op can cost: UserOps.build's limits (1M + 1M gas + 60k preVerificationGas) at its
+    /// 10 gwei maxFeePerGas.
+    uint128 internal constant TEST_OP_COST = 2_060_000 * 10 gwei;
+
+    /// @dev A trading scope on `venue`: markets 0 and 1, 10 units, $100k notional, orders and cancels; a fee
+    /// budget of 100 test ops, each under the per-op cap.
     function _tradingScope() internal view returns (ITradingAccount.SessionScope memory scope) {
         scope.validAfter = uint40(T0 - 1 hours);
         scope.validUntil = uint40(T0 + 8 hours);
         scope.maxOpTtl = 60;
+        scope.maxOpCost = TEST_OP_COST;
+        scope.feeBudget = 100 * TEST_OP_COST;
         scope.permissions = new ITradingAccount.CallPermission[](3);
         scope.permissions[0] = _orderPermission(0x3, 10e18, 100_000e18, false);
         scope.permissions[1] = _callPermission(address(venue), IPerpVenue.cancelOrder.selector, 0);
@@ -87,7 +98,7 @@ abstract contract AccountTestBase is Test {
 
     function _grant(address key, ITradingAccount.SessionScope memory scope) internal returns (uint32 grantId) {
         vm.prank(owner);
-        grantId = account.grantSession(key, scope);
+        grantId = sessions.grantSession(key, scope);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -103,6 +114,10 @@ abstract contract AccountTestBase is Test {
 
     function _exec(address target, uint256 value, bytes memory data) internal pure returns (bytes memory) {
         return abi.encodeCall(BaseAccount.execute, (target, value, data));
+    }
+
+    function _batch(BaseAccount.Call[] memory calls) internal pure returns (bytes memory) {
+        return abi.encodeCall(BaseAccount.executeBatch, (calls));
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -133,15 +148,16 @@ abstract contract AccountTestBase is Test {
         op.signature = _sign(OWNER_PK, entryPoint.getUserOpHash(op));
     }
 
-    /// @dev A session op by `pk` on lane 0, expiring `ttl` seconds from now, signed for the key's current grant.
+    /// @dev A session op by `pk` on lane 0 (its callData wrapped in `executeUserOp`), expiring at `opValidUntil`,
+    /// signed for the key's current grant.
     function _sessionOp(uint256 pk, bytes memory callData, uint40 opValidUntil)
         internal
         view
         returns (PackedUserOperation memory op)
     {
         address key = vm.addr(pk);
-        op = _op(address(account), _sessionNonce(key, 0), callData);
-        _signSession(op, pk, opValidUntil, account.getSession(key).grantId);
+        op = _op(address(account), _sessionNonce(key, 0), UserOps.forSession(key, callData));
+        _signSession(op, pk, opValidUntil, sessions.getSession(key).grantId);
     }
 
     function _signSession(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId) internal view {
@@ -159,8 +175,8 @@ abstract contract AccountTestBase is Test {
         uint40 opValidUntil
     ) internal view returns (PackedUserOperation memory op) {
         address key = vm.addr(keyPk);
-        bytes32 grantDigest = account.grantDigest(key, scope);
-        op = _op(address(account), _sessionNonce(key, 0), callData);
+        bytes32 grantDigest = sessions.grantDigest(key, scope);
+        op = _op(address(account), _sessionNonce(key, 0), UserOps.forSession(key, callData));
         _signEnable(op, keyPk, opValidUntil, scope, grantDigest, _sign(ownerPk, grantDigest));
     }
 
@@ -182,13 +198,19 @@ abstract contract AccountTestBase is Test {
     bool private _hasPendingRevert;
 
     function _handle(PackedUserOperation memory op) internal {
+        _handleFrom(op, address(this), beneficiary);
+    }
+
+    /// @dev `handleOps([op])` sent by `submitter` (as msg.sender and tx.origin), paying `payee`.
+    function _handleFrom(PackedUserOperation memory op, address submitter, address payable payee) internal {
         PackedUserOperation[] memory ops = new PackedUserOperation[](1);
         ops[0] = op;
         if (_hasPendingRevert) {
             _hasPendingRevert = false;
             vm.expectRevert(_pendingRevert);
         }
-        entryPoint.handleOps(ops, beneficiary);
+        if (submitter != address(this)) vm.prank(submitter, submitter);
+        entryPoint.handleOps(ops, payee);
     }
 
     /// @dev The next `_handle` must fail because validation reverted with `inner`.

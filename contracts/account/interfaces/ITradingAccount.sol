@@ -2,8 +2,9 @@
 pragma solidity ^0.8.28;
 
 /// @title ITradingAccount
-/// @notice Session-key vocabulary of a Keyscope trading account: the scope an owner grants,
-/// the errors a refused operation reverts with, and the events a portfolio view follows.
+/// @notice Session-key vocabulary of a Keyscope trading account: the scope an owner grants, the errors a
+/// refused operation reverts with, and the events a portfolio view follows. The functions that administer
+/// sessions are in `ISessionManager` (served by the account through its `SessionManager` module).
 interface ITradingAccount {
     /*//////////////////////////////////////////////////////////////
                                  TYPES
@@ -15,19 +16,36 @@ interface ITradingAccount {
     struct CallPermission {
         address target;
         bytes4 selector;
-        /// Max native value (wei) per call; 0 for trading keys.
+        /// Max native value (wei) per call; 0 for trading keys. The session's `valueBudget` caps the sum.
         uint96 valueLimit;
         /// placeOrder only: bit `i` set allows market id `i` (ids 0..63).
         uint64 marketMask;
         /// placeOrder only: max |sizeDelta| per order, 18 decimals.
         uint88 maxOrderSize;
-        /// placeOrder only: max |sizeDelta| x limitPrice / 1e18 per order, 18-decimal USD.
+        /// placeOrder only: max order notional, 18-decimal USD: |sizeDelta| x limitPrice for a buy (the fill is
+        /// at or below the limit) and |sizeDelta| x fill price for a sell (checked after it fills).
         uint96 maxOrderNotional;
         /// placeOrder only: the order must set reduceOnly.
         bool reduceOnly;
     }
 
-    /// @notice What a session key may do, and for how long.
+    /// @notice Limits checked after a session op's calls have run, against the venue its orders went to.
+    /// @dev Money in the venue's quote units (its collateral's decimals). Leverage, position and headroom
+    /// limits apply to ops that place an order without reduceOnly; the breaker watches every op.
+    struct RiskLimits {
+        /// Gross notional / account value, in hundredths (300 = 3x); 0 for none.
+        uint16 maxLeverage;
+        /// Largest notional of the position in any one market; 0 for none.
+        uint64 maxPositionNotional;
+        /// Account value must stay at or above maintenance margin x (1 + minHeadroomBps / 10,000); 0 for none.
+        uint16 minHeadroomBps;
+        /// Breaker: account value below the high-water mark x (1 - maxDrawdownBps / 10,000) trips it; 0 for none.
+        uint16 maxDrawdownBps;
+        /// Breaker: account value below this trips it; 0 for none.
+        uint64 drawdownFloor;
+    }
+
+    /// @notice What a session key may do, for how long, and with how much money.
     struct SessionScope {
         /// Start of the session (unix seconds), returned to the EntryPoint as validAfter.
         uint40 validAfter;
@@ -35,12 +53,26 @@ interface ITradingAccount {
         uint40 validUntil;
         /// Longest life of one op: an op signed to expire at T is valid only from T - maxOpTtl.
         uint16 maxOpTtl;
-        /// Ops allowed per `ratePeriod`; 0 (with `ratePeriod` 0) for no rate limit.
+        /// Calls (each order of a batch counts) allowed per `ratePeriod`; 0 (with `ratePeriod` 0) for no limit.
         uint16 rateCount;
         /// Length of a rate window in seconds.
         uint24 ratePeriod;
-        /// Total ops the key may ever send; 0 for no cap.
+        /// Total calls the key may ever make; 0 for no cap.
         uint32 maxUses;
+        /// Calls one op may make; 0 for no cap.
+        uint8 maxCallsPerOp;
+        /// Most one op may cost (wei, whole gwei): (all gas limits + preVerificationGas) x maxFeePerGas; 0 for
+        /// no cap but the budget.
+        uint128 maxOpCost;
+        /// Gas the key's ops may cost in all (wei, whole gwei), charged at each op's maximum cost. 0: the key
+        /// pays for no op itself (only listed paymasters may sponsor its ops).
+        uint128 feeBudget;
+        /// Native value (wei) all the key's calls may send together; needed by any permission with a valueLimit.
+        uint128 valueBudget;
+        /// Post-execution risk limits and the drawdown breaker; all zero for none.
+        RiskLimits risk;
+        /// Paymasters that may sponsor the key's ops (the account then pays no gas); empty for none.
+        address[] paymasters;
         /// The calls the key may make; at least one.
         CallPermission[] permissions;
     }
@@ -49,19 +81,62 @@ interface ITradingAccount {
     struct SessionInfo {
         /// True while the key can validate ops (granted, not revoked, not killed by revokeAllSessions).
         bool active;
+        /// True when the drawdown breaker tripped: only deposits, cancels and reduce-only orders validate.
+        bool tripped;
         /// Account-wide grant sequence number; session ops sign over it.
         uint32 grantId;
         uint40 validAfter;
         uint40 validUntil;
         uint16 maxOpTtl;
+        uint8 maxCallsPerOp;
         uint16 rateCount;
         uint24 ratePeriod;
-        /// Start of the current rate window and ops counted in it.
+        /// Start of the current rate window and calls counted in it.
         uint40 windowStart;
         uint16 windowUsed;
-        /// Ops the key may still send; type(uint32).max when uncapped.
+        /// Calls the key may still make; type(uint32).max when uncapped.
         uint32 usesLeft;
+        /// Per-op cost cap and fee budget left (wei).
+        uint256 maxOpCost;
+        uint256 feeLeft;
+        /// Native value the key's calls may still send (wei).
+        uint256 valueLeft;
+        RiskLimits risk;
+        /// Highest account value seen after one of the key's ops (0 before the first).
+        uint64 highWaterMark;
+        address[] paymasters;
         CallPermission[] permissions;
+    }
+
+    /// @notice Why a scope is refused.
+    enum ScopeFault {
+        ValidUntilInPast,
+        ValidUntilZero,
+        EmptyWindow,
+        ZeroOpTtl,
+        HalfRateLimit,
+        MaxUsesTooLarge,
+        NoPermissions,
+        FeeNotWholeGwei,
+        FeeTooLarge,
+        ValueWithoutBudget,
+        DrawdownTooLarge,
+        BadPaymaster
+    }
+
+    /// @notice Why a permission is refused.
+    enum PermissionFault {
+        ZeroTarget,
+        TargetIsAccount,
+        TargetIsEntryPoint,
+        ZeroSelector,
+        MovesFundsOut,
+        OrderCarriesValue,
+        EmptyMarketAllowlist,
+        ZeroMaxOrderSize,
+        ZeroMaxOrderNotional,
+        OrderLimitsOnPlainCall,
+        Duplicate
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -72,12 +147,19 @@ interface ITradingAccount {
     event AccountInitialized(address indexed entryPoint, address indexed owner);
     /// @notice Emitted when the owner key changes.
     event OwnerChanged(address indexed previousOwner, address indexed newOwner);
+    /// @notice Emitted when the owner names a successor, who must accept; `keepSessions` false ends every
+    /// session on acceptance.
+    event OwnershipTransferStarted(address indexed owner, address indexed pendingOwner, bool keepSessions);
     /// @notice Emitted when a session key is granted (directly or enabled in its first op).
     event SessionGranted(address indexed key, uint32 indexed grantId, uint40 validAfter, uint40 validUntil);
     /// @notice Emitted when one session key is revoked.
     event SessionRevoked(address indexed key, uint32 grantId);
     /// @notice Emitted when every session key is revoked at once; `epoch` is the new epoch.
     event AllSessionsRevoked(uint32 epoch);
+    /// @notice Emitted when a key's drawdown breaker trips: from now on it may only deposit, cancel and reduce.
+    event SessionBreakerTripped(address indexed key, int256 accountValue, uint256 threshold, uint64 highWaterMark);
+    /// @notice Emitted when the owner re-arms a tripped key (its high-water mark starts again).
+    event SessionRearmed(address indexed key);
 
     /*//////////////////////////////////////////////////////////////
                                  ERRORS
@@ -89,6 +171,8 @@ interface ITradingAccount {
     error NotEntryPointOrOwner(address caller);
     /// @notice The caller is neither the owner nor the account itself (an owner-signed op).
     error NotOwnerOrSelf(address caller);
+    /// @notice The caller is not the pending owner.
+    error NotPendingOwner(address caller);
     /// @notice The owner may not be the zero address.
     error InvalidOwner();
     /// @notice The account already has an owner.
@@ -108,6 +192,9 @@ interface ITradingAccount {
     error MalformedEnableData();
     /// @notice The op's calldata is not canonical ABI for the function it names.
     error MalformedCalldata();
+    /// @notice A call the account does not serve here: inner calldata other than `execute` or `executeBatch`,
+    /// or a module function only the account itself may reach.
+    error UnsupportedCall(bytes4 selector);
 
     /// @notice The op's nonce key does not name a session key (its upper 160 bits are zero).
     error NoSessionKeyInNonce();
@@ -117,62 +204,58 @@ interface ITradingAccount {
     error InvalidOpExpiry(uint48 opValidUntil);
     /// @notice The session's rate window is full until `nextWindow` and the op expires before it.
     error SessionRateLimited(address key, uint40 nextWindow);
-    /// @notice The session has used all of its `maxUses`.
+    /// @notice The session has used all of its `maxUses` (or has fewer left than the op's calls).
     error SessionExhausted(address key);
-    /// @notice A session op may only call `execute` or `executeBatch`.
+    /// @notice A session op's callData must be `executeSession(key, calls)` with `execute` or `executeBatch`
+    /// calls.
     error SessionSelectorNotAllowed(bytes4 selector);
+    /// @notice `executeSession` names another key than the one that signed the op.
+    error SessionKeyMismatch(address declared, address signer);
     /// @notice The session has no permission for this (target, selector).
     error SessionCallNotPermitted(address target, bytes4 selector);
     /// @notice The call sends more native value than the permission allows.
     error SessionValueTooHigh(uint256 value, uint256 limit);
+    /// @notice The op's calls send more native value than is left of the session's value budget.
+    error SessionValueBudgetExceeded(uint256 value, uint256 left);
+    /// @notice The op makes more calls than the session allows in one op (or in one rate window).
+    error SessionTooManyCalls(uint256 calls, uint256 max);
+    /// @notice The op's maximum cost is over the session's per-op cap.
+    error SessionOpCostTooHigh(uint256 cost, uint256 maxOpCost);
+    /// @notice The op's maximum cost is over what is left of the session's fee budget.
+    error SessionFeeBudgetExceeded(uint256 cost, uint256 feeLeft);
+    /// @notice The op names a paymaster the session does not list.
+    error SessionPaymasterNotAllowed(address paymaster);
     /// @notice The order's market is not in the session's market allowlist.
     error SessionMarketNotAllowed(uint32 marketId);
     /// @notice The order's |sizeDelta| exceeds the session's max order size.
     error SessionOrderTooLarge(uint256 size, uint256 maxSize);
-    /// @notice The order's |sizeDelta| x limitPrice exceeds the session's max order notional.
+    /// @notice The order's notional (a buy at its limit, a sell at its fill) exceeds the session's max.
     error SessionNotionalTooHigh(uint256 notional, uint256 maxNotional);
     /// @notice The session only allows reduce-only orders.
     error SessionReduceOnlyRequired();
+    /// @notice The key's breaker tripped: it may only deposit, cancel and place reduce-only orders.
+    error SessionProtectiveOnly(address key);
+    /// @notice The venue did not report a sell's fill price or the account's risk, so the key's limits cannot
+    /// be checked.
+    error SessionVenueUnreadable(address venue);
+    /// @notice The op's orders went to more than one venue under post-execution limits.
+    error SessionMixedVenues(address first, address second);
+    /// @notice After the op, gross notional / account value (hundredths) is over the key's maximum.
+    error SessionLeverageTooHigh(uint256 leverage, uint256 maxLeverage);
+    /// @notice After the op, a position's notional is over the key's maximum.
+    error SessionPositionTooLarge(uint256 notional, uint256 maxNotional);
+    /// @notice After the op, the account value is below the key's required headroom over maintenance.
+    error SessionHeadroomTooLow(int256 accountValue, uint256 required);
+    /// @notice After a risk-raising op the account value is below the breaker's threshold: the op is undone
+    /// and the breaker trips (this error is caught inside the account; it never reaches the EntryPoint).
+    error SessionDrawdownBreached(int256 accountValue, uint256 threshold);
 
     /// @notice The session key may not be the zero address.
     error InvalidSessionKey();
-    /// @notice The scope is refused: `reason` says which rule it breaks.
-    error InvalidScope(string reason);
-    /// @notice The permission at `index` is refused: `reason` says why.
-    error InvalidPermission(uint256 index, string reason);
+    /// @notice The scope is refused for `fault`.
+    error InvalidScope(ScopeFault fault);
+    /// @notice The permission at `index` is refused for `fault`.
+    error InvalidPermission(uint256 index, PermissionFault fault);
     /// @notice The epoch or grant counter reached its maximum.
     error CounterOverflow();
-
-    /*//////////////////////////////////////////////////////////////
-                               FUNCTIONS
-    //////////////////////////////////////////////////////////////*/
-
-    /// @notice Grants (or replaces) a session key with `scope`. Owner or self (owner-signed op) only.
-    /// @param key The session key's address.
-    /// @param scope What the key may do; refused if expired, empty or unsafe.
-    /// @return grantId The grant's sequence number, which session ops sign over.
-    function grantSession(address key, SessionScope calldata scope) external returns (uint32 grantId);
-
-    /// @notice Revokes one session key. Owner or self only.
-    /// @param key The session key to revoke.
-    function revokeSession(address key) external;
-
-    /// @notice Revokes every session key at once and invalidates unused owner grant signatures.
-    function revokeAllSessions() external;
-
-    /// @notice Every key ever granted on this account (active or not); see `getSession`.
-    /// @return keys The session keys, in order of first grant.
-    function sessionKeys() external view returns (address[] memory keys);
-
-    /// @notice The stored state of `key`'s session.
-    /// @param key The session key.
-    /// @return info Scope, counters and whether the key can validate ops now.
-    function getSession(address key) external view returns (SessionInfo memory info);
-
-    /// @notice The EIP-712 digest the owner signs to enable `key` with `scope` inside a session op.
-    /// @dev Binds chain id and account (domain), the EntryPoint, the current epoch and the key's grant nonce.
-    /// @param key The session key.
-    /// @param scope The scope to grant.
-    /// @return digest The digest to sign.
-    function grantDigest(address key, SessionScope calldata scope) external view returns (bytes32 digest);
 }

@@ -2,9 +2,9 @@
 pragma solidity ^0.8.28;
 
 /// @title ExecutionCalldata
-/// @notice Reads `execute(address,uint256,bytes)`, `executeBatch((address,uint256,bytes)[])` and
-/// `placeOrder(uint32,int256,uint256,bool)` calldata during validation, accepting only the canonical
-/// ABI encoding (the one every ABI encoder emits).
+/// @notice Reads `executeSession(address,bytes)`, `execute(address,uint256,bytes)`,
+/// `executeBatch((address,uint256,bytes)[])` and `placeOrder(uint32,int256,uint256,bool)` calldata, accepting
+/// only the canonical ABI encoding (the one every ABI encoder emits).
 /// @dev Why canonical only: validation checks the calls a session op will make, and execution decodes
 /// the same bytes again with Solidity's ABI decoder. A permissive parser that followed offsets
 /// differently from that decoder would let an op validate one call and execute another; requiring the
@@ -20,6 +20,33 @@ library ExecutionCalldata {
     uint256 internal constant BATCH_HEADS_START = 4 + 2 * 32;
     /// @dev `placeOrder` is fixed-size: selector and four words.
     uint256 internal constant PLACE_ORDER_LENGTH = 4 + 4 * 32;
+    /// @dev Head of `executeSession`: selector, key, calls offset (0x40) and calls length.
+    uint256 internal constant SESSION_CALLS_START = 4 + 3 * 32;
+
+    /// @notice The key and the inner `execute`/`executeBatch` calldata of `executeSession(key, calls)`
+    /// calldata `cd`. The offset must be the canonical 0x40, so Solidity's decoder in execution reads the same
+    /// bytes as validation did.
+    function decodeSession(bytes calldata cd) internal pure returns (address key, bytes calldata calls) {
+        assembly ("memory-safe") {
+            let o := cd.offset
+            let l := cd.length
+            // The head (selector, key, offset, length) must be there before any read.
+            if lt(l, SESSION_CALLS_START) {
+                mstore(0x00, 0x59170bf0) // `MalformedCalldata()`.
+                revert(0x1c, 0x04)
+            }
+            let k := calldataload(add(o, 4))
+            let len := calldataload(add(o, 68))
+            // Clean address, calls offset exactly 0x40, calls inside `cd`.
+            if or(or(shr(160, k), iszero(eq(calldataload(add(o, 36)), 0x40))), gt(len, sub(l, SESSION_CALLS_START))) {
+                mstore(0x00, 0x59170bf0) // `MalformedCalldata()`.
+                revert(0x1c, 0x04)
+            }
+            key := k
+            calls.offset := add(o, SESSION_CALLS_START)
+            calls.length := len
+        }
+    }
 
     /// @notice The target, value and data of `execute(target, value, data)` calldata `cd`.
     /// @dev On every session op's path, so it is written out in assembly (about 500 gas less per op than the

@@ -6,13 +6,16 @@ pragma solidity ^0.8.28;
 /// its limits. A zero word means "not permitted".
 ///
 /// Layout, from the least significant bit:
-///   [0, 8)     flags            PERMITTED | ORDER | REDUCE_ONLY
+///   [0, 8)     flags            PERMITTED | ORDER | REDUCE_ONLY | PAYMASTER
 ///   order rules (ORDER set, the selector is IPerpVenue.placeOrder):
 ///   [8, 72)    marketMask       uint64  bit i allows market id i
 ///   [72, 160)  maxOrderSize     uint88
 ///   [160, 256) maxOrderNotional uint96
 ///   plain calls (ORDER clear):
 ///   [8, 104)   valueLimit       uint96
+/// A paymaster the session may be sponsored by is stored under (key, grantId, paymaster, 0x00000000) with
+/// only PAYMASTER set: never PERMITTED, so it can never be mistaken for a call permission (and no call
+/// permission has a zero selector).
 type PermissionRule is uint256;
 
 using PermissionRuleLibrary for PermissionRule global;
@@ -23,6 +26,7 @@ library PermissionRuleLibrary {
     uint256 internal constant PERMITTED = 1;
     uint256 internal constant ORDER = 2;
     uint256 internal constant REDUCE_ONLY = 4;
+    uint256 internal constant PAYMASTER = 8;
 
     /// @notice A rule for a plain call capped at `valueLimit_` wei.
     function packCall(uint96 valueLimit_) internal pure returns (PermissionRule) {
@@ -39,6 +43,15 @@ library PermissionRuleLibrary {
             PERMITTED | ORDER | (reduceOnly_ ? REDUCE_ONLY : 0) | (uint256(marketMask_) << 8)
                 | (uint256(maxOrderSize_) << 72) | (uint256(maxOrderNotional_) << 160)
         );
+    }
+
+    /// @notice The allowlist entry of a paymaster.
+    function packPaymaster() internal pure returns (PermissionRule) {
+        return PermissionRule.wrap(PAYMASTER);
+    }
+
+    function isPaymaster(PermissionRule r) internal pure returns (bool) {
+        return PermissionRule.unwrap(r) & PAYMASTER != 0;
     }
 
     function isPermitted(PermissionRule r) internal pure returns (bool) {

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
+import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
+import {Vm} from "forge-std/Test.sol";
+
+import {ISessionManager} from "../../contracts/account/interfaces/ISessionManager.sol";
+import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
+import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
+import {PerpVenue} from "../../contracts/venue/PerpVenue.sol";
+import {VenueSessionBase} from "../utils/VenueSessionBase.sol";
+
+/// @notice A stolen key's exposure on the real venue: post-execution leverage, position and headroom limits, the
+/// sell fill checked against the notional cap, and the drawdown breaker — each attack beside its positive
+/// control. The account holds 5,000 tUSD of margin; BTC is at 60,000 (IMF 5 %, MMF 3 %).
+contract RiskLimitsOnVenueTest is VenueSessionBase {
+    address internal accomplice = address(0xACC0);
+
+    function setUp() public override {
+        super.setUp();
+        // The accomplice's address has margin of its own on the venue (a liquidator needs none, but it is
+        // realistic) and nothing else.
+        usd.mint(accomplice, 1_000e6);
+        vm.startPrank(accomplice);
+        usd.approve(address(venue), type(uint256).max);
+        venue.depositMargin(1_000e6);
+        vm.stopPrank();
+    }
+
+    /// @dev A trading key on BTC up to 1 BTC and $70,000 an order, with `risk`.
+    function _grantRisk(ITradingAccount.RiskLimits memory risk) internal {
+        ITradingAccount.SessionScope memory scope = _scope(false);
+        scope.permissions[0].maxOrderSize = 1e18;
+        scope.permissions[0].maxOrderNotional = 70_000e18;
+        scope.risk = risk;
+        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))));
+    }
+
+    /// @dev Sends a session op and returns the revert data of its execution (empty if it went through).
+    function _sendAndReadRevert(bytes memory callData) internal returns (bytes memory reason) {
+        vm.recordLogs();
+        _send(_sessionOp(callData));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bytes32 topic = keccak256("UserOperationRevertReason(bytes32,address,uint256,bytes)");
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].emitter == address(entryPoint) && logs[i].topics[0] == topic) {
+                (, reason) = abi.decode(logs[i].data, (uint256, bytes));
+            }
+        }
+    }
+
+    function _btc() internal view returns (int256) {
+        return venue.position(address(account), BTC).size;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                LEVERAGE
+    //////////////////////////////////////////////////////////////*/
+
+    function test_leverage_capStopsLeveringUp() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxLeverage = 300; // 3x
+        _grantRisk(risk);
+        // 0.5 BTC = $30,000 on ~$4,985 of value: 6x. The fill is undone after execution.
+        bytes memory reason = _sendAndReadRevert(_order(BTC, 0.5e18, 60_100e18, false));
+        assertEq(bytes4(reason), ITradingAccount.SessionLeverageTooHigh.selector);
+        assertEq(_btc(), 0);
+        // Positive control: 0.2 BTC = $12,000, 2.4x.
+        assertEq(_sendAndReadRevert(_order(BTC, 0.2e18, 60_100e18, false)).length, 0);
+        assertEq(_btc(), 0.2e18);
+    }
+
+    /// The issue's attack: lever the account to the venue's maximum with the stolen key, let the price move,
+    /// liquidate it from a second address and keep the reward. Under a 3x cap the account can never be walked
+    /// near maintenance: a 10 % move leaves it far above, and the accomplice's liquidation is refused.
+    function test_leverage_stolenKeyCannotSetUpALiquidation() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxLeverage = 300;
+        risk.minHeadroomBps = 5_000;
+        _grantRisk(risk);
+        // The venue would allow ~0.8 BTC (20x): refused.
+        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 0.8e18, 60_100e18, false))), ITradingAccount.SessionLeverageTooHigh.selector);
+        // The most the key may take, 3x.
+        _send(_sessionOp(_order(BTC, 0.24e18, 60_100e18, false)));
+        assertEq(_btc(), 0.24e18);
+        _price(54_000e18, 3_000e18); // 10 % against the long
+        vm.prank(accomplice);
+        vm.expectPartialRevert(PerpVenue.NotLiquidatable.selector);
+        venue.liquidate(address(account), BTC);
+        assertEq(venue.collateralOf(accomplice), 1_000e6, "the accomplice gained nothing");
+    }
+
+    /// The same attack with no limits on the key: it works, which is what the limits above prevent.
+    function test_leverage_withoutLimitsTheAttackWorks() public {
+        ITradingAccount.RiskLimits memory none;
+        _grantRisk(none);
+        _send(_sessionOp(_order(BTC, 0.8e18, 60_100e18, false)));
+        assertEq(_btc(), 0.8e18);
+        _price(55_000e18, 3_000e18); // 8 % against the long: below maintenance at 16x
+        vm.prank(accomplice);
+        venue.liquidate(address(account), BTC);
+        assertGt(venue.collateralOf(accomplice), 1_000e6, "the accomplice was paid a reward");
+    }
+
+    /// Limits apply to ops that raise risk: once the price has moved the account over the cap, the key can still
+    /// reduce.
+    function test_leverage_reducingAlwaysAllowed() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxLeverage = 300;
+        _grantRisk(risk);
+        _send(_sessionOp(_order(BTC, 0.24e18, 60_100e18, false)));
+        _price(57_000e18, 3_000e18); // value falls, leverage rises over 3x
+        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 0.01e18, 57_100e18, false))), ITradingAccount.SessionLeverageTooHigh.selector);
+        assertEq(_sendAndReadRevert(_order(BTC, -0.1e18, 56_900e18, true)).length, 0);
+        assertEq(_btc(), 0.14e18);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                          POSITION AND HEADROOM
+    //////////////////////////////////////////////////////////////*/
+
+    function test_position_capPerMarket() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxPositionNotional = 20_000e6;
+        _grantRisk(risk);
+        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 0.4e18, 60_100e18, false))), ITradingAccount.SessionPositionTooLarge.selector);
+        _send(_sessionOp(_order(BTC, 0.3e18, 60_100e18, false)));
+        assertEq(_btc(), 0.3e18);
+    }
+
+    function test_headroom_keepsTheAccountAboveMaintenance() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.minHeadroomBps = 20_000; // value at least 3x maintenance
+        _grantRisk(risk);
+        // 1 BTC: MMR $1,800, value ~$4,970 < $5,400.
+        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 1e18, 60_100e18, false))), ITradingAccount.SessionHeadroomTooLow.selector);
+        // 0.9 BTC: MMR $1,620, x3 = $4,860 <= ~$4,973.
+        _send(_sessionOp(_order(BTC, 0.9e18, 60_100e18, false)));
+        assertEq(_btc(), 0.9e18);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                          SELL FILL VS NOTIONAL
+    //////////////////////////////////////////////////////////////*/
+
+    /// A sell's limit is a floor, so a low limit passes validation; its notional is checked at the fill.
+    function test_sell_fillOverCapUndone() public {
+        ITradingAccount.SessionScope memory scope = _scope(false);
+        scope.permissions[0].maxOrderNotional = 29_000e18;
+        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))));
+        // 0.5 BTC at a 55,000 floor: $27,500 at the limit, but it fills at 60,000: $30,000 > $29,000.
+        bytes memory reason = _sendAndReadRevert(_order(BTC, -0.5e18, 55_000e18, false));
+        assertEq(reason, abi.encodeWithSelector(ITradingAccount.SessionNotionalTooHigh.selector, 30_000e18, 29_000e18));
+        assertEq(_btc(), 0);
+        // Positive control: 0.48 BTC fills at $28,800.
+        _send(_sessionOp(_order(BTC, -0.48e18, 55_000e18, false)));
+        assertEq(_btc(), -0.48e18);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 BREAKER
+    //////////////////////////////////////////////////////////////*/
+
+    function test_breaker_tripsOnDrawdownAndRearms() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxDrawdownBps = 1_000; // 10 % from the high-water mark
+        _grantRisk(risk);
+        _send(_sessionOp(_order(BTC, 0.25e18, 60_100e18, false)));
+        uint64 mark = sessions.getSession(key).highWaterMark;
+        assertApproxEqAbs(mark, 4_992.5e6, 1e6, "the mark is the value after the key's op");
+
+        // 60,000 -> 57,000: value ~4,242, below 90 % of the mark. The next risk-raising op is undone and trips it.
+        _price(57_000e18, 3_000e18);
+        vm.expectEmit(true, false, false, false, address(account));
+        emit ITradingAccount.SessionBreakerTripped(key, 0, 0, 0);
+        assertEq(_sendAndReadRevert(_order(BTC, 0.01e18, 57_100e18, false)).length, 0, "the op completes, undone");
+        assertEq(_btc(), 0.25e18);
+        assertTrue(sessions.getSession(key).tripped);
+
+        // Degraded: opening refused in validation, protective calls pass.
+        PackedUserOperation memory op = _sessionOp(_order(BTC, 0.01e18, 57_100e18, false));
+        _expectRefused(abi.encodeWithSelector(ITradingAccount.SessionProtectiveOnly.selector, key));
+        _send(op);
+        _send(_sessionOp(_order(BTC, -0.05e18, 56_900e18, true)));
+        _send(_sessionOp(abi.encodeCall(BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.depositMargin, (100e6))))));
+        assertEq(_btc(), 0.2e18);
+
+        // Only the owner re-arms it; the mark starts again.
+        vm.prank(key);
+        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.NotOwnerOrSelf.selector, key));
+        sessions.rearmSession(key);
+        vm.prank(owner);
+        sessions.rearmSession(key);
+        assertFalse(sessions.getSession(key).tripped);
+        _send(_sessionOp(_order(BTC, 0.01e18, 57_100e18, false)));
+        assertEq(_btc(), 0.21e18);
+    }
+
+    /// A protective op that finds the account below the threshold trips the breaker too (and stands).
+    function test_breaker_protectiveOpTripsIt() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.drawdownFloor = 4_800e6;
+        _grantRisk(risk);
+        _send(_sessionOp(_order(BTC, 0.25e18, 60_100e18, false)));
+        _price(58_000e18, 3_000e18); // value ~4,492 < 4,800
+        _send(_sessionOp(_order(BTC, -0.05e18, 57_900e18, true)));
+        assertEq(_btc(), 0.2e18, "the reducing order stands");
+        assertTrue(sessions.getSession(key).tripped);
+    }
+
+    function test_grant_refusesFullDrawdown() public {
+        ITradingAccount.SessionScope memory scope = _scope(false);
+        scope.risk.maxDrawdownBps = 10_000;
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.DrawdownTooLarge));
+        sessions.grantSession(key, scope);
+    }
+}
