@@ -89,6 +89,17 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         vm.expectPartialRevert(PerpVenue.NotLiquidatable.selector);
         venue.liquidate(address(account), BTC);
         assertEq(venue.collateralOf(accomplice), 1_000e6, "the accomplice gained nothing");
+        // The README's bound: at leverage L = 14,400 / 4,992.8 = 2.88, liquidation needs a move of at least
+        // (1/L - MMF) / (1 - MMF) = 32.7 %, a price under 40,410. At 41,000 (31.7 % down) it is refused...
+        _price(41_000e18, 3_000e18);
+        vm.prank(accomplice);
+        vm.expectPartialRevert(PerpVenue.NotLiquidatable.selector);
+        venue.liquidate(address(account), BTC);
+        // ... at 40,000 (33.3 % down) the bound is crossed and the liquidation goes through.
+        _price(40_000e18, 3_000e18);
+        vm.prank(accomplice);
+        venue.liquidate(address(account), BTC);
+        assertGt(venue.collateralOf(accomplice), 1_000e6);
     }
 
     /// The same attack with no limits on the key: it works, which is what the limits above prevent.

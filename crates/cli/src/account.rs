@@ -1,13 +1,11 @@
 //! `keyscope account create|info`, `deposit`, `withdraw`: the owner's side of the account.
 
-use alloy::{
-    network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest,
-    sol_types::SolCall,
-};
-use alloy_primitives::{Bytes, U256};
+use alloy::{network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest};
+use alloy_primitives::U256;
 use clap::Subcommand;
 use keyscope_core::{
-    bindings::{BaseAccount, IEntryPoint, PerpVenue, TestUSD, TradingAccount},
+    bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD, TradingAccount},
+    ops,
     units::{format_units, parse_units},
 };
 use serde_json::json;
@@ -76,19 +74,11 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
             .await?;
     }
     // The first op deploys the account and lets the venue pull collateral for deposits.
-    let approve = TestUSD::approveCall {
-        spender: ctx.deployment.venue,
-        value: U256::MAX,
-    }
-    .abi_encode();
-    let call: Bytes = TradingAccount::executeCall {
-        target: ctx.deployment.collateral,
-        value: U256::ZERO,
-        data: approve.into(),
-    }
-    .abi_encode()
-    .into();
-    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call).await?;
+    let approve = ops::approve(ctx.deployment.collateral, ctx.deployment.venue, U256::MAX);
+    let op = ctx
+        .client
+        .owner_op(&ctx.owner, Ctx::salt(g), vec![approve])
+        .await?;
     let outcome = ctx.send(&op).await?;
     emit(
         ctx.json,
@@ -123,7 +113,11 @@ async fn info(g: &Global) -> anyhow::Result<()> {
         let a = TradingAccount::new(ctx.account, &ctx.provider);
         (
             Some(a.owner().call().await?),
-            a.sessionKeys().call().await?.len(),
+            ISessionManager::new(ctx.account, &ctx.provider)
+                .sessionKeys()
+                .call()
+                .await?
+                .len(),
             a.epoch().call().await?,
         )
     } else {
@@ -183,32 +177,10 @@ pub async fn deposit(g: &Global, amount: &str) -> anyhow::Result<()> {
         );
     }
     let calls = vec![
-        BaseAccount::Call {
-            target: ctx.deployment.collateral,
-            value: U256::ZERO,
-            data: TestUSD::approveCall {
-                spender: ctx.deployment.venue,
-                value: U256::MAX,
-            }
-            .abi_encode()
-            .into(),
-        },
-        BaseAccount::Call {
-            target: ctx.deployment.venue,
-            value: U256::ZERO,
-            data: PerpVenue::depositMarginCall { amount }.abi_encode().into(),
-        },
+        ops::approve(ctx.deployment.collateral, ctx.deployment.venue, U256::MAX),
+        ops::deposit_margin(ctx.deployment.venue, amount),
     ];
-    let op = ctx
-        .client
-        .owner_op(
-            &ctx.owner,
-            Ctx::salt(g),
-            TradingAccount::executeBatchCall { calls }
-                .abi_encode()
-                .into(),
-        )
-        .await?;
+    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), calls).await?;
     let outcome = ctx.send(&op).await?;
     emit(
         ctx.json,
@@ -228,15 +200,13 @@ pub async fn withdraw(g: &Global, amount: &str) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
-    let data = PerpVenue::withdrawMarginCall { amount }.abi_encode();
-    let call = TradingAccount::executeCall {
-        target: ctx.deployment.venue,
-        value: U256::ZERO,
-        data: data.into(),
-    };
     let op = ctx
         .client
-        .owner_op(&ctx.owner, Ctx::salt(g), call.abi_encode().into())
+        .owner_op(
+            &ctx.owner,
+            Ctx::salt(g),
+            vec![ops::withdraw_margin(ctx.deployment.venue, amount)],
+        )
         .await?;
     let outcome = ctx.send(&op).await?;
     emit(

@@ -142,8 +142,8 @@ impl Ctx {
                 outcome.tx_hash,
                 outcome
                     .revert_reason
-                    .as_deref()
-                    .unwrap_or("no reason given")
+                    .as_ref()
+                    .map_or("no reason given".to_string(), |r| r.to_string())
             );
         }
         Ok(outcome)

@@ -12,15 +12,16 @@ use alloy::{
     providers::{DynProvider, Provider, ProviderBuilder},
     rpc::types::{Filter, TransactionRequest},
     signers::local::PrivateKeySigner,
-    sol_types::{SolCall, SolEvent},
+    sol_types::SolEvent,
 };
-use alloy_primitives::{Address, Bytes, I256, U256};
+use alloy_primitives::{Address, I256, U256};
 use anyhow::{Context, bail};
 use keyscope_core::{
-    bindings::{BaseAccount, PerpVenue, TestUSD, TradingAccount},
+    bindings::{PerpVenue, TestUSD},
     client::{Client, Submission, rpc_user_op},
     deployment::Deployment,
     devnet::{Devnet, publish_price, repo_root},
+    ops::{self, Call},
     scope::{Rate, TradingScope},
     units::{format_units, parse_units},
     user_op::PackedUserOperation,
@@ -66,29 +67,19 @@ fn to_f64(v: U256, decimals: u32) -> f64 {
     v.to_string().parse::<f64>().unwrap_or(0.0) / 10f64.powi(decimals as i32)
 }
 
-fn order(market: u32, size: &str, limit: &str) -> anyhow::Result<Vec<u8>> {
+fn order(venue: Address, market: u32, size: &str, limit: &str) -> anyhow::Result<Vec<Call>> {
     let (neg, abs) = size.strip_prefix('-').map_or((false, size), |s| (true, s));
     let mut delta = I256::from_raw(parse_units(abs, 18)?);
     if neg {
         delta = -delta;
     }
-    Ok(PerpVenue::placeOrderCall {
-        marketId: market,
-        sizeDelta: delta,
-        limitPrice: parse_units(limit, 18)?,
-        reduceOnly: false,
-    }
-    .abi_encode())
-}
-
-fn execute(target: Address, data: Vec<u8>) -> Bytes {
-    TradingAccount::executeCall {
-        target,
-        value: U256::ZERO,
-        data: data.into(),
-    }
-    .abi_encode()
-    .into()
+    Ok(vec![ops::place_order(
+        venue,
+        market,
+        delta,
+        parse_units(limit, 18)?,
+        false,
+    )])
 }
 
 impl Stack {
@@ -167,45 +158,12 @@ impl Stack {
             .await?
             .get_receipt()
             .await?;
-        let mut calls = vec![
-            BaseAccount::Call {
-                target: self.d.collateral,
-                value: U256::ZERO,
-                data: TestUSD::approveCall {
-                    spender: self.d.venue,
-                    value: U256::MAX,
-                }
-                .abi_encode()
-                .into(),
-            },
-            BaseAccount::Call {
-                target: self.d.venue,
-                value: U256::ZERO,
-                data: PerpVenue::depositMarginCall { amount }.abi_encode().into(),
-            },
-        ];
-        if let Some(scope) = session {
-            calls.push(BaseAccount::Call {
-                target: account,
-                value: U256::ZERO,
-                data: TradingAccount::grantSessionCall {
-                    key,
-                    scope: scope.clone(),
-                }
-                .abi_encode()
-                .into(),
-            });
-        }
-        let op = self
-            .client
-            .owner_op(
-                owner,
-                U256::ZERO,
-                TradingAccount::executeBatchCall { calls }
-                    .abi_encode()
-                    .into(),
-            )
-            .await?;
+        let grants = session
+            .map(|scope| (key, scope.clone()))
+            .into_iter()
+            .collect();
+        let calls = ops::first_op_calls(account, self.d.collateral, self.d.venue, amount, grants);
+        let op = self.client.owner_op(owner, U256::ZERO, calls).await?;
         self.relay(&op).await?;
         Ok(account)
     }
@@ -295,13 +253,15 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         parse_units("40000", 18)?,
     );
     scope.rate = Some("20/1m".parse::<Rate>()?);
+    // The cautious money limits, but room for the 15x this demo's trader takes on.
+    scope.limits.max_leverage = 1_600;
     let scope = scope.build(now)?;
     let a = s
         .open(&alice, "2000", Some(&scope), session.address())
         .await?;
     println!("\nTrader A {a}: deployed by its first UserOp through the relayer; 2,000 tUSD margin");
     println!(
-        "  session key {} may trade BTC only, <= 0.5 BTC and <= $40,000 an order, 20 ops a minute, 8 h; never withdraw",
+        "  session key {} may trade BTC only, <= 0.5 BTC and <= $40,000 an order, 20 orders a minute, 8 h,\n  <= 16x leverage, <= 0.01 ETH of gas an op and 0.1 ETH in all; never withdraw",
         session.address()
     );
 
@@ -310,11 +270,7 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     let b = s.open(&bob, "20000", None, Address::ZERO).await?;
     let short = s
         .client
-        .owner_op(
-            &bob,
-            U256::ZERO,
-            execute(d.venue, order(BTC, "-0.3", "59500")?),
-        )
+        .owner_op(&bob, U256::ZERO, order(d.venue, BTC, "-0.3", "59500")?)
         .await?;
     s.relay(&short).await?;
     println!("Trader B {b}: 20,000 tUSD margin; shorts 0.3 BTC with its owner key");
@@ -324,13 +280,7 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     for (lane, size) in [(0u32, "0.2"), (1, "0.3")] {
         let op = s
             .client
-            .session_op(
-                &session,
-                a,
-                lane,
-                execute(d.venue, order(BTC, size, "60500")?),
-                60,
-            )
+            .session_op(&session, a, lane, order(d.venue, BTC, size, "60500")?, 60)
             .await?;
         let accepted = s.relay(&op).await?;
         let h = &accepted["health"];
@@ -352,25 +302,54 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     let refusals = [
         (
             "withdraw 100 tUSD",
-            execute(
-                d.venue,
-                PerpVenue::withdrawMarginCall {
-                    amount: parse_units("100", 6)?,
-                }
-                .abi_encode(),
-            ),
+            vec![ops::withdraw_margin(d.venue, parse_units("100", 6)?)],
         ),
         (
             "buy 1 ETH (market not in its scope)",
-            execute(d.venue, order(ETH, "1", "3100")?),
+            order(d.venue, ETH, "1", "3100")?,
         ),
         (
             "buy 1 BTC (over its 0.5 BTC)",
-            execute(d.venue, order(BTC, "1", "60500")?),
+            order(d.venue, BTC, "1", "60500")?,
         ),
     ];
+    let mut ops_to_refuse = Vec::new();
     for (what, call) in refusals {
-        let op = s.client.session_op(&session, a, 2, call, 60).await?;
+        ops_to_refuse.push((what, s.client.session_op(&session, a, 2, call, 60).await?));
+    }
+    // Gas is value: an op whose gas fields (760,000 gas at 1,000 gwei) would pay its submitter 0.76 ETH.
+    let mut greedy = s
+        .client
+        .session_op(&session, a, 2, order(d.venue, BTC, "0.01", "60500")?, 60)
+        .await?;
+    greedy.gasFees = keyscope_core::user_op::pack_u128s(1_000_000_000_000, 1_000_000_000_000);
+    let until = u64::from_be_bytes([
+        0,
+        0,
+        greedy.signature[1],
+        greedy.signature[2],
+        greedy.signature[3],
+        greedy.signature[4],
+        greedy.signature[5],
+        greedy.signature[6],
+    ]);
+    let grant_id = keyscope_core::bindings::ISessionManager::new(a, s.client.provider())
+        .getSession(session.address())
+        .call()
+        .await?
+        .grantId;
+    greedy.signature =
+        keyscope_core::session::sign_session_op(&session, s.client.hash(&greedy)?, until, grant_id)
+            .await?;
+    ops_to_refuse.push(("offer 0.76 ETH of gas to whoever submits it", greedy));
+    // Exposure: a further 0.05 BTC would take the account past the key's 16x.
+    ops_to_refuse.push((
+        "buy 0.05 BTC more (over its 16x leverage)",
+        s.client
+            .session_op(&session, a, 2, order(d.venue, BTC, "0.05", "60500")?, 60)
+            .await?,
+    ));
+    for (what, op) in ops_to_refuse {
         match s
             .rpc(
                 "eth_sendUserOperation",
@@ -496,6 +475,9 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
             .iter()
             .map(|r| r.insurance_fund)
             .fold(f64::MAX, f64::min),
+        adds: 0,
+        adds_stopped: 0,
+        breaker_trips: 0,
         ops_executed: included as u64,
         ops_failed: 0,
         gas_used: 0,

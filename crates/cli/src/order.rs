@@ -1,11 +1,11 @@
 //! `keyscope order place|close` and `keyscope portfolio`.
 
-use alloy::{signers::local::PrivateKeySigner, sol_types::SolCall};
-use alloy_primitives::{Bytes, I256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy_primitives::{I256, U256};
 use clap::Subcommand;
 use keyscope_core::{
-    bindings::{PerpVenue, SignedPriceOracle, TradingAccount},
-    signer,
+    bindings::{PerpVenue, SignedPriceOracle},
+    ops, signer,
     units::{format_units, parse_units},
 };
 use serde_json::json;
@@ -81,20 +81,13 @@ async fn send_order(
     limit: U256,
     reduce_only: bool,
 ) -> anyhow::Result<()> {
-    let data = PerpVenue::placeOrderCall {
-        marketId: market,
-        sizeDelta: size,
-        limitPrice: limit,
-        reduceOnly: reduce_only,
-    }
-    .abi_encode();
-    let call: Bytes = TradingAccount::executeCall {
-        target: ctx.deployment.venue,
-        value: U256::ZERO,
-        data: data.into(),
-    }
-    .abi_encode()
-    .into();
+    let call = vec![ops::place_order(
+        ctx.deployment.venue,
+        market,
+        size,
+        limit,
+        reduce_only,
+    )];
     let (op, signer_name) = match &key.session_key {
         Some(hex) => {
             let session: PrivateKeySigner = signer::from_hex(hex)?;

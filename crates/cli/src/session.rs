@@ -1,12 +1,12 @@
-//! `keyscope session grant|revoke|revoke-all|list`.
+//! `keyscope session grant|revoke|revoke-all|rearm|list`.
 
-use alloy::sol_types::SolCall;
 use alloy_primitives::{Address, U256};
 use clap::Subcommand;
 use keyscope_core::{
-    bindings::TradingAccount,
-    scope::{Rate, TradingScope, parse_duration},
-    units::{format_units, parse_units},
+    bindings::ISessionManager,
+    ops,
+    scope::{MoneyLimits, Rate, TradingScope, parse_duration},
+    units::{format_units, parse_bps, parse_leverage, parse_units, parse_wei},
 };
 use serde_json::json;
 
@@ -16,6 +16,8 @@ use crate::{
     output::{emit, outcome_json},
 };
 
+// The grant's many flags make its variant large; the command is parsed once per process.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
     /// Grant a session key a trading scope on the venue (it can never withdraw).
@@ -41,9 +43,36 @@ pub enum SessionCommand {
         /// Longest life of one op (the key's recvWindow): 30s, 2m.
         #[arg(long, default_value = "60s")]
         ttl: String,
-        /// Total ops the key may ever send.
+        /// Total calls (orders) the key may ever make.
         #[arg(long)]
         max_uses: Option<u32>,
+        /// Gas all the key's ops may cost together, charged at each op's maximum: 0.1eth, 50000000gwei.
+        #[arg(long, default_value = "0.1eth")]
+        fee_budget: String,
+        /// Most one op may cost: (gas limits + preVerificationGas) x maxFeePerGas.
+        #[arg(long, default_value = "0.01eth")]
+        max_op_cost: String,
+        /// Calls (orders) one op may make.
+        #[arg(long, default_value_t = 8)]
+        max_calls_per_op: u8,
+        /// Most gross notional / account value after an order (3 or 3x); 0 for no limit.
+        #[arg(long, default_value = "3x")]
+        max_leverage: String,
+        /// Account value kept above maintenance margin by this much after an order (50% = 1.5x MMR); 0 for none.
+        #[arg(long, default_value = "50%")]
+        min_headroom: String,
+        /// Breaker: fall from the high-water mark that degrades the key to deposits and reductions; 0 for none.
+        #[arg(long, default_value = "15%")]
+        max_drawdown: String,
+        /// Breaker: account value (USD) below which the key degrades.
+        #[arg(long)]
+        drawdown_floor: Option<String>,
+        /// Largest notional of one market's position, in USD.
+        #[arg(long)]
+        max_position: Option<String>,
+        /// A paymaster that may sponsor the key's ops (repeat for several).
+        #[arg(long = "paymaster")]
+        paymasters: Vec<Address>,
         /// Only reduce-only orders.
         #[arg(long)]
         reduce_only: bool,
@@ -58,6 +87,11 @@ pub enum SessionCommand {
     },
     /// Revoke every session key at once (and every unused grant signature).
     RevokeAll,
+    /// Re-arm a key whose drawdown breaker tripped.
+    Rearm {
+        /// The session key's address.
+        key: Address,
+    },
     /// Keys, scopes, windows and uses left.
     List,
 }
@@ -65,15 +99,6 @@ pub enum SessionCommand {
 pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
-    let self_call = |data: Vec<u8>| -> alloy_primitives::Bytes {
-        TradingAccount::executeCall {
-            target: ctx.account,
-            value: U256::ZERO,
-            data: data.into(),
-        }
-        .abi_encode()
-        .into()
-    };
     match cmd {
         SessionCommand::Grant {
             key,
@@ -86,6 +111,15 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
             max_uses,
             reduce_only,
             allow_deposit,
+            fee_budget,
+            max_op_cost,
+            max_calls_per_op,
+            max_leverage,
+            min_headroom,
+            max_drawdown,
+            drawdown_floor,
+            max_position,
+            paymasters,
         } => {
             let ids = markets
                 .iter()
@@ -103,19 +137,31 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
             scope.max_uses = max_uses;
             scope.reduce_only = reduce_only;
             scope.allow_deposit = allow_deposit;
+            let usd = |v: &Option<String>| -> anyhow::Result<U256> {
+                Ok(match v {
+                    Some(v) => parse_units(v, 6)?,
+                    None => U256::ZERO,
+                })
+            };
+            scope.limits = MoneyLimits {
+                fee_budget: parse_wei(&fee_budget)?,
+                max_op_cost: parse_wei(&max_op_cost)?,
+                max_calls_per_op,
+                max_leverage: parse_leverage(&max_leverage)?,
+                min_headroom_bps: parse_bps(&min_headroom)?,
+                max_drawdown_bps: parse_bps(&max_drawdown)?,
+                drawdown_floor: usd(&drawdown_floor)?,
+                max_position_notional: usd(&max_position)?,
+                paymasters,
+                ..MoneyLimits::cautious()
+            };
             let built = scope.build(ctx.client.chain_time().await?)?;
             let op = ctx
                 .client
                 .owner_op(
                     &ctx.owner,
                     Ctx::salt(g),
-                    self_call(
-                        TradingAccount::grantSessionCall {
-                            key,
-                            scope: built.clone(),
-                        }
-                        .abi_encode(),
-                    ),
+                    vec![ops::grant_session(ctx.account, key, built.clone())],
                 )
                 .await?;
             let outcome = ctx.send(&op).await?;
@@ -138,7 +184,7 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                 .owner_op(
                     &ctx.owner,
                     Ctx::salt(g),
-                    self_call(TradingAccount::revokeSessionCall { key }.abi_encode()),
+                    vec![ops::revoke_session(ctx.account, key)],
                 )
                 .await?;
             let outcome = ctx.send(&op).await?;
@@ -154,7 +200,10 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                 .owner_op(
                     &ctx.owner,
                     Ctx::salt(g),
-                    self_call(TradingAccount::revokeAllSessionsCall {}.abi_encode()),
+                    vec![ops::call(
+                        ctx.account,
+                        ISessionManager::revokeAllSessionsCall {},
+                    )],
                 )
                 .await?;
             let outcome = ctx.send(&op).await?;
@@ -164,8 +213,24 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                 || "revoked every session key".to_string(),
             );
         }
+        SessionCommand::Rearm { key } => {
+            let op = ctx
+                .client
+                .owner_op(
+                    &ctx.owner,
+                    Ctx::salt(g),
+                    vec![ops::rearm_session(ctx.account, key)],
+                )
+                .await?;
+            let outcome = ctx.send(&op).await?;
+            emit(
+                ctx.json,
+                json!({ "rearmed": key, "op": outcome_json(&outcome) }),
+                || format!("re-armed {key}: it may trade again, its high-water mark starts afresh"),
+            );
+        }
         SessionCommand::List => {
-            let account = TradingAccount::new(ctx.account, &ctx.provider);
+            let account = ISessionManager::new(ctx.account, &ctx.provider);
             let mut rows = Vec::new();
             for key in account.sessionKeys().call().await? {
                 let s = account.getSession(key).call().await?;
@@ -193,18 +258,24 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                     "reduceOnly": order.map(|p| p.reduceOnly),
                     "rate": if s.rateCount == 0 { None } else { Some(format!("{}/{}s", s.rateCount, s.ratePeriod)) },
                     "usesLeft": if s.usesLeft == u32::MAX { None } else { Some(s.usesLeft) },
+                    "feeLeft": s.feeLeft.to_string(),
+                    "maxOpCost": s.maxOpCost.to_string(),
+                    "maxLeverage": s.risk.maxLeverage,
+                    "maxDrawdownBps": s.risk.maxDrawdownBps,
+                    "tripped": s.tripped,
+                    "highWaterMark": s.highWaterMark,
                 }));
             }
             let text = rows
                 .iter()
                 .map(|r| {
                     format!(
-                        "{} {} markets {} max size {} max notional ${} until unix {}",
+                        "{} {} markets {} max size {} max notional ${} fee budget left {} ETH until unix {}",
                         r["key"].as_str().unwrap_or_default(),
-                        if r["active"].as_bool() == Some(true) {
-                            "ACTIVE "
-                        } else {
-                            "revoked"
+                        match (r["active"].as_bool(), r["tripped"].as_bool()) {
+                            (Some(true), Some(true)) => "TRIPPED",
+                            (Some(true), _) => "ACTIVE ",
+                            _ => "revoked",
                         },
                         r["markets"]
                             .as_array()
@@ -219,6 +290,10 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                             .map(|v| format_units(v.parse().unwrap_or_default(), 18))
                             .unwrap_or_default(),
                         r["maxOrderNotional"]
+                            .as_str()
+                            .map(|v| format_units(v.parse().unwrap_or_default(), 18))
+                            .unwrap_or_default(),
+                        r["feeLeft"]
                             .as_str()
                             .map(|v| format_units(v.parse().unwrap_or_default(), 18))
                             .unwrap_or_default(),

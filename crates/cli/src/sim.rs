@@ -94,6 +94,9 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
             "liquidatedNotional": outcome.liquidated_notional,
             "badDebt": outcome.bad_debt,
             "insuranceFundEnd": outcome.insurance_fund_end,
+            "adds": outcome.adds,
+            "addsStopped": outcome.adds_stopped,
+            "breakerTrips": outcome.breaker_trips,
             "opsExecuted": outcome.ops_executed,
             "opsPerSecond": outcome.ops_per_second,
             "summary": files.summary,
@@ -101,8 +104,16 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
             "chart": files.chart,
         }),
         || {
+            let keys = if outcome.adds == 0 {
+                String::new()
+            } else {
+                format!(
+                    "\n  trading keys added to positions {} times; their limits stopped {}; breakers tripped {}",
+                    outcome.adds, outcome.adds_stopped, outcome.breaker_trips
+                )
+            };
             format!(
-                "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional), bad debt ${:.2}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops/s, {:.1} s\n  report: {}, {}, {}",
+                "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional), bad debt ${:.2}{keys}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops/s, {:.1} s\n  report: {}, {}, {}",
                 outcome.scenario,
                 outcome.backend,
                 outcome.traders,

@@ -14,7 +14,7 @@ use alloy::{
 use alloy_primitives::{Address, I256, U256, hex};
 use keyscope_core::{
     SessionLane,
-    bindings::{IEntryPoint, PerpVenue, TestUSD, TradingAccount},
+    bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD, TradingAccount},
     devnet::{Devnet, publish_price, repo_root},
     units::parse_units,
 };
@@ -238,7 +238,7 @@ async fn trader_session_from_account_to_filled_order() {
 
     cli.ok(&["session", "revoke", &session_addr]);
     assert!(
-        !acct
+        !ISessionManager::new(account, &chain)
             .getSession(session.address())
             .call()
             .await

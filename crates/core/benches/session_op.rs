@@ -3,37 +3,33 @@
 
 use std::hint::black_box;
 
-use alloy::{signers::local::PrivateKeySigner, sol_types::SolCall};
+use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, I256, U256, address};
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyscope_core::{
     ENTRY_POINT_V08, PackedUserOperation, SessionLane,
-    bindings::{PerpVenue, TradingAccount},
+    ops::{place_order, session_call_data},
     session::sign_session_op_sync,
     user_op::{OpGas, unsigned},
     user_op_hash,
 };
 
 const ACCOUNT: Address = address!("303da809Fe62d597296B33c4B63D3954c745D493");
-const VENUE: Address = address!("06fc7e14FFA0FEbd1A04A55dafF24BF156750237");
+const VENUE: Address = address!("0590D429Cf1f6A08647725B62E895d200d0cC79B");
 
 fn build_hash_sign(key: &PrivateKeySigner, seq: u64) -> PackedUserOperation {
-    let order = PerpVenue::placeOrderCall {
-        marketId: 0,
-        sizeDelta: I256::try_from(100_000_000_000_000_000u64).unwrap(),
-        limitPrice: U256::from(60_500u64) * U256::from(10u64).pow(U256::from(18)),
-        reduceOnly: false,
-    };
-    let call = TradingAccount::executeCall {
-        target: VENUE,
-        value: U256::ZERO,
-        data: order.abi_encode().into(),
-    };
+    let order = place_order(
+        VENUE,
+        0,
+        I256::try_from(100_000_000_000_000_000u64).unwrap(),
+        U256::from(60_500u64) * U256::from(10u64).pow(U256::from(18)),
+        false,
+    );
     let nonce = SessionLane::new(key.address(), 0).nonce(seq);
     let mut op = unsigned(
         ACCOUNT,
         nonce,
-        call.abi_encode().into(),
+        session_call_data(key.address(), vec![order]),
         Default::default(),
         OpGas::default_for(false),
         1_000_000_000,

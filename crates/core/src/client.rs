@@ -11,22 +11,18 @@ use alloy::{
     network::TransactionBuilder,
     providers::Provider,
     rpc::types::{BlockNumberOrTag, TransactionRequest},
-    sol_types::{SolCall, SolInterface, SolValue},
+    sol_types::{SolCall, SolValue},
 };
 use alloy_primitives::{Address, B256, Bytes, U256};
 use serde_json::json;
 
 use crate::{
-    bindings::{
-        AccountFactory, IEntryPoint,
-        IEntryPoint::IEntryPointErrors,
-        ITradingAccount,
-        PerpVenue::PerpVenueErrors,
-        TradingAccount::{self, TradingAccountErrors},
-    },
+    bindings::{AccountFactory, IEntryPoint, ISessionManager, ITradingAccount, TradingAccount},
     deployment::Deployment,
     grant::{GrantContext, grant_digest},
     nonce::SessionLane,
+    ops::{Call, init_code, owner_call_data, session_call_data},
+    refusal::Refusal,
     session::{SessionSignError, sign_enable_op, sign_session_op},
     signer::Signer,
     user_op::{OpGas, PackedUserOperation, UserOpError, unsigned, user_op_hash},
@@ -48,17 +44,17 @@ pub struct OpOutcome {
     pub tx_hash: B256,
     /// False when the op was included but its calls reverted (the gas is paid all the same).
     pub success: bool,
-    /// The decoded reason of a reverted execution.
-    pub revert_reason: Option<String>,
+    /// The typed reason of a reverted execution.
+    pub revert_reason: Option<Refusal>,
     pub actual_gas_cost: U256,
 }
 
 /// Errors from the client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The chain refuses the op (simulated before sending): the decoded reason says why.
+    /// The chain refuses the op (simulated before sending): the typed reason says why.
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(Refusal),
     #[error("rpc error: {0}")]
     Rpc(String),
     #[error("bundler error: {0}")]
@@ -73,68 +69,6 @@ pub enum ClientError {
 
 fn rpc<E: std::fmt::Display>(e: E) -> ClientError {
     ClientError::Rpc(e.to_string())
-}
-
-/// Readable reason for revert data from `handleOps` or from an op's execution.
-pub fn describe_revert(data: &[u8]) -> String {
-    if let Ok(e) = IEntryPointErrors::abi_decode(data) {
-        return match e {
-            IEntryPointErrors::FailedOp(f) => format!("EntryPoint {}", f.reason),
-            IEntryPointErrors::FailedOpWithRevert(f) => {
-                format!("{} ({})", describe_revert(&f.inner), f.reason)
-            }
-            other => format!("{other:?}"),
-        };
-    }
-    if let Ok(e) = TradingAccountErrors::abi_decode(data) {
-        return describe_account_error(&e);
-    }
-    if let Ok(e) = PerpVenueErrors::abi_decode(data) {
-        return format!("venue: {e:?}");
-    }
-    if data.len() >= 4 && data[..4] == [0x59, 0x17, 0x0b, 0xf0] {
-        return "MalformedCalldata: the op's calldata is not canonical ABI".into();
-    }
-    format!("revert data 0x{}", alloy_primitives::hex::encode(data))
-}
-
-fn describe_account_error(e: &TradingAccountErrors) -> String {
-    use TradingAccountErrors as E;
-    match e {
-        E::SessionMarketNotAllowed(x) => format!(
-            "SessionMarketNotAllowed: market {} is not in the session's scope",
-            x.marketId
-        ),
-        E::SessionOrderTooLarge(x) => format!(
-            "SessionOrderTooLarge: size {} is over the scope's max {}",
-            x.size, x.maxSize
-        ),
-        E::SessionNotionalTooHigh(x) => {
-            format!(
-                "SessionNotionalTooHigh: notional {} is over the scope's max {}",
-                x.notional, x.maxNotional
-            )
-        }
-        E::SessionReduceOnlyRequired(_) => {
-            "SessionReduceOnlyRequired: this key may only place reduce-only orders".into()
-        }
-        E::SessionCallNotPermitted(x) => {
-            format!(
-                "SessionCallNotPermitted: the key may not call {} on {}",
-                x.selector, x.target
-            )
-        }
-        E::SessionNotActive(x) => format!(
-            "SessionNotActive: {} is not an active session key (revoked or never granted)",
-            x.key
-        ),
-        E::SessionRateLimited(x) => format!(
-            "SessionRateLimited: the key's rate window is full until {}",
-            x.nextWindow
-        ),
-        E::SessionExhausted(_) => "SessionExhausted: the key has used all its ops".into(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// Builds, signs, simulates and submits ops for TradingAccounts of one deployment.
@@ -230,32 +164,28 @@ impl<P: Provider + Clone> Client<P> {
         )?)
     }
 
-    /// An owner-signed op for account (`owner`, `salt`); deploys the account first if it is not there.
+    /// An owner-signed op for account (`owner`, `salt`) making `calls`; deploys the account first if it is
+    /// not there.
     pub async fn owner_op<S: Signer + ?Sized>(
         &self,
         owner: &S,
         salt: U256,
-        call_data: Bytes,
+        calls: Vec<Call>,
     ) -> Result<PackedUserOperation, ClientError> {
         let account = self.account_address(owner.address(), salt).await?;
-        let init_code = if self.is_deployed(account).await? {
+        let init = if self.is_deployed(account).await? {
             Bytes::new()
         } else {
-            let create = AccountFactory::createAccountCall {
-                owner: owner.address(),
-                salt,
-            }
-            .abi_encode();
-            [self.deployment.account_factory.as_slice(), &create]
-                .concat()
-                .into()
+            init_code(self.deployment.account_factory, owner.address(), salt)
         };
         let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
             .getNonce(account, Default::default())
             .call()
             .await
             .map_err(rpc)?;
-        let mut op = self.unsigned(account, nonce, call_data, init_code).await?;
+        let mut op = self
+            .unsigned(account, nonce, owner_call_data(calls), init)
+            .await?;
         let sig = owner
             .sign_hash(&self.hash(&op)?)
             .await
@@ -264,13 +194,14 @@ impl<P: Provider + Clone> Client<P> {
         Ok(op)
     }
 
-    /// A session op by `key` on `account`'s lane `lane`, expiring `ttl` seconds from the chain's time.
+    /// A session op by `key` on `account`'s lane `lane` making `calls`, expiring `ttl` seconds from the
+    /// chain's time.
     pub async fn session_op<S: Signer + ?Sized>(
         &self,
         key: &S,
         account: Address,
         lane: u32,
-        call_data: Bytes,
+        calls: Vec<Call>,
         ttl: u64,
     ) -> Result<PackedUserOperation, ClientError> {
         let lane = SessionLane::new(key.address(), lane);
@@ -279,14 +210,19 @@ impl<P: Provider + Clone> Client<P> {
             .call()
             .await
             .map_err(rpc)?;
-        let grant_id = TradingAccount::new(account, &self.provider)
+        let grant_id = ISessionManager::new(account, &self.provider)
             .getSession(key.address())
             .call()
             .await
             .map_err(rpc)?
             .grantId;
         let mut op = self
-            .unsigned(account, nonce, call_data, Bytes::new())
+            .unsigned(
+                account,
+                nonce,
+                session_call_data(key.address(), calls),
+                Bytes::new(),
+            )
             .await?;
         let until = self.chain_time().await? + ttl;
         op.signature = sign_session_op(key, self.hash(&op)?, until, grant_id).await?;
@@ -302,7 +238,7 @@ impl<P: Provider + Clone> Client<P> {
         key: &K,
         account: Address,
         scope: &ITradingAccount::SessionScope,
-        call_data: Bytes,
+        calls: Vec<Call>,
         ttl: u64,
     ) -> Result<PackedUserOperation, ClientError> {
         let acct = TradingAccount::new(account, &self.provider);
@@ -327,7 +263,12 @@ impl<P: Provider + Clone> Client<P> {
             .await
             .map_err(rpc)?;
         let mut op = self
-            .unsigned(account, nonce, call_data, Bytes::new())
+            .unsigned(
+                account,
+                nonce,
+                session_call_data(key.address(), calls),
+                Bytes::new(),
+            )
             .await?;
         let until = self.chain_time().await? + ttl;
         op.signature = sign_enable_op(key, self.hash(&op)?, until, digest, &payload).await?;
@@ -358,7 +299,7 @@ impl<P: Provider + Clone> Client<P> {
         match self.provider.call(self.handle_ops_call(op)).await {
             Ok(_) => Ok(()),
             Err(e) => match e.as_error_resp().and_then(|p| p.as_revert_data()) {
-                Some(data) => Err(ClientError::Refused(describe_revert(&data))),
+                Some(data) => Err(ClientError::Refused(Refusal::decode(&data))),
                 None => Err(rpc(e)),
             },
         }
@@ -438,7 +379,7 @@ impl<P: Provider + Clone> Client<P> {
             }
             if let Ok(ev) = log.log_decode::<IEntryPoint::UserOperationRevertReason>() {
                 if ev.inner.data.userOpHash == user_op_hash {
-                    outcome.revert_reason = Some(describe_revert(&ev.inner.data.revertReason));
+                    outcome.revert_reason = Some(Refusal::decode(&ev.inner.data.revertReason));
                 }
             }
         }
@@ -534,23 +475,5 @@ mod tests {
         assert_eq!(v["paymasterVerificationGasLimit"], "0x7");
         assert_eq!(v["paymasterPostOpGasLimit"], "0x8");
         assert_eq!(v["paymasterData"], "0xcc");
-    }
-
-    #[test]
-    fn reverts_read_as_reasons() {
-        let inner = TradingAccountErrors::SessionMarketNotAllowed(
-            TradingAccount::SessionMarketNotAllowed { marketId: 1 },
-        )
-        .abi_encode();
-        let outer = IEntryPointErrors::FailedOpWithRevert(IEntryPoint::FailedOpWithRevert {
-            opIndex: U256::ZERO,
-            reason: "AA23 reverted".into(),
-            inner: inner.into(),
-        })
-        .abi_encode();
-        assert_eq!(
-            describe_revert(&outer),
-            "SessionMarketNotAllowed: market 1 is not in the session's scope (AA23 reverted)"
-        );
     }
 }

@@ -20,6 +20,14 @@ mod eip712 {
             bool reduceOnly;
         }
         #[derive(Default)]
+        struct RiskLimits {
+            uint16 maxLeverage;
+            uint64 maxPositionNotional;
+            uint16 minHeadroomBps;
+            uint16 maxDrawdownBps;
+            uint64 drawdownFloor;
+        }
+        #[derive(Default)]
         struct SessionScope {
             uint40 validAfter;
             uint40 validUntil;
@@ -27,6 +35,12 @@ mod eip712 {
             uint16 rateCount;
             uint24 ratePeriod;
             uint32 maxUses;
+            uint8 maxCallsPerOp;
+            uint128 maxOpCost;
+            uint128 feeBudget;
+            uint128 valueBudget;
+            RiskLimits risk;
+            address[] paymasters;
             CallPermission[] permissions;
         }
         #[derive(Default)]
@@ -69,6 +83,18 @@ pub fn grant_digest(
             rateCount: scope.rateCount,
             ratePeriod: scope.ratePeriod,
             maxUses: scope.maxUses,
+            maxCallsPerOp: scope.maxCallsPerOp,
+            maxOpCost: scope.maxOpCost,
+            feeBudget: scope.feeBudget,
+            valueBudget: scope.valueBudget,
+            risk: eip712::RiskLimits {
+                maxLeverage: scope.risk.maxLeverage,
+                maxPositionNotional: scope.risk.maxPositionNotional,
+                minHeadroomBps: scope.risk.minHeadroomBps,
+                maxDrawdownBps: scope.risk.maxDrawdownBps,
+                drawdownFloor: scope.risk.drawdownFloor,
+            },
+            paymasters: scope.paymasters.clone(),
             permissions: scope
                 .permissions
                 .iter()
@@ -104,7 +130,8 @@ mod tests {
         let expected = keccak256(concat!(
             "SessionGrant(address entryPoint,uint32 epoch,address key,uint32 keyNonce,SessionScope scope)",
             "CallPermission(address target,bytes4 selector,uint96 valueLimit,uint64 marketMask,uint88 maxOrderSize,uint96 maxOrderNotional,bool reduceOnly)",
-            "SessionScope(uint40 validAfter,uint40 validUntil,uint16 maxOpTtl,uint16 rateCount,uint24 ratePeriod,uint32 maxUses,CallPermission[] permissions)"
+            "RiskLimits(uint16 maxLeverage,uint64 maxPositionNotional,uint16 minHeadroomBps,uint16 maxDrawdownBps,uint64 drawdownFloor)",
+            "SessionScope(uint40 validAfter,uint40 validUntil,uint16 maxOpTtl,uint16 rateCount,uint24 ratePeriod,uint32 maxUses,uint8 maxCallsPerOp,uint128 maxOpCost,uint128 feeBudget,uint128 valueBudget,RiskLimits risk,address[] paymasters,CallPermission[] permissions)"
         ));
         assert_eq!(
             eip712::SessionGrant::eip712_type_hash(&Default::default()),

@@ -1,4 +1,4 @@
-//! Keyscope's SDK and shared vocabulary, used by the CLI and the harness (and the relayer to come).
+//! Keyscope's SDK and the one Rust mirror of its contracts, used by the CLI, the harness and the relayer.
 //!
 //! The encodings here — nonce lanes, session signatures, grant digests, userOp hashes — mirror
 //! `contracts/account/TradingAccount.sol` and EntryPoint v0.8 bit for bit: a key that disagrees with the
@@ -11,8 +11,11 @@ pub mod bindings;
 pub mod client;
 pub mod deployment;
 pub mod devnet;
+pub mod fees;
 pub mod grant;
 pub mod nonce;
+pub mod ops;
+pub mod refusal;
 pub mod scope;
 pub mod session;
 pub mod signer;

@@ -1,5 +1,6 @@
 //! Session scopes built from what a trader says ("BTC and ETH, at most 0.5 per order and $50,000
-//! notional, 20 ops a second, for 8 hours, reduce-only"), checked before anything is encoded or sent.
+//! notional, 20 orders a second, for 8 hours, at most 0.1 ETH of gas, never over 3x"), checked before
+//! anything is encoded or sent.
 
 use std::{str::FromStr, time::Duration};
 
@@ -8,7 +9,7 @@ use alloy_primitives::{Address, U256};
 use alloy::sol_types::SolCall;
 
 use crate::bindings::{
-    ITradingAccount::{CallPermission, SessionScope},
+    ITradingAccount::{CallPermission, RiskLimits, SessionScope},
     PerpVenue::{depositMarginCall, placeOrderCall},
 };
 
@@ -37,6 +38,114 @@ pub enum ScopeError {
     BadDuration(String),
     #[error("max uses must be below 4294967295")]
     BadMaxUses,
+    #[error("{field} must be whole gwei and below 2^56 gwei; got {wei} wei")]
+    BadFee { field: &'static str, wei: U256 },
+    #[error("max leverage must be at most 655.35x; got {0} hundredths")]
+    BadLeverage(u32),
+    #[error("{field} must be a percentage below {max_bps} basis points; got {bps}")]
+    BadPercent {
+        field: &'static str,
+        bps: u32,
+        max_bps: u32,
+    },
+    #[error("{field} must fit 64 bits of the venue's quote units; got {value}")]
+    BadQuoteAmount { field: &'static str, value: U256 },
+    #[error("{0} is listed twice as a paymaster, or is the zero address")]
+    BadPaymaster(Address),
+}
+
+/// What a key may spend and risk: gas, native value, and the account's exposure after its ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoneyLimits {
+    /// Most one op may cost (wei): (every gas limit + preVerificationGas) x maxFeePerGas. Zero: no per-op cap.
+    pub max_op_cost: U256,
+    /// Gas all the key's ops may cost together (wei), charged at each op's maximum cost.
+    pub fee_budget: U256,
+    /// Calls one op may make (0: no cap).
+    pub max_calls_per_op: u8,
+    /// Native value all the key's calls may send together (wei).
+    pub value_budget: U256,
+    /// Paymasters that may sponsor the key's ops.
+    pub paymasters: Vec<Address>,
+    /// Gross notional / account value after a risk-raising op, in hundredths (300 = 3x; 0: none).
+    pub max_leverage: u32,
+    /// Largest notional of one market's position, venue quote units (0: none).
+    pub max_position_notional: U256,
+    /// Account value at least maintenance x (1 + bps / 10,000) after a risk-raising op (0: none).
+    pub min_headroom_bps: u32,
+    /// The breaker trips when account value falls this far below its high-water mark (bps; 0: none).
+    pub max_drawdown_bps: u32,
+    /// The breaker trips below this account value, venue quote units (0: none).
+    pub drawdown_floor: U256,
+}
+
+impl MoneyLimits {
+    /// What a cautious trader grants a trading engine: at most 0.01 ETH of gas an op and 0.1 ETH in all,
+    /// 8 calls an op, no native value, never over 3x, at least 1.5x maintenance margin, and a breaker at
+    /// 15 % below the high-water mark.
+    pub fn cautious() -> Self {
+        Self {
+            max_op_cost: U256::from(10_000_000_000_000_000u64),
+            fee_budget: U256::from(100_000_000_000_000_000u64),
+            max_calls_per_op: 8,
+            value_budget: U256::ZERO,
+            paymasters: Vec::new(),
+            max_leverage: 300,
+            max_position_notional: U256::ZERO,
+            min_headroom_bps: 5_000,
+            max_drawdown_bps: 1_500,
+            drawdown_floor: U256::ZERO,
+        }
+    }
+
+    /// No post-execution limits and no breaker; the gas limits of `cautious`.
+    pub fn gas_only() -> Self {
+        Self {
+            max_leverage: 0,
+            min_headroom_bps: 0,
+            max_drawdown_bps: 0,
+            ..Self::cautious()
+        }
+    }
+
+    fn risk(&self) -> Result<RiskLimits, ScopeError> {
+        if self.max_leverage > u16::MAX as u32 {
+            return Err(ScopeError::BadLeverage(self.max_leverage));
+        }
+        if self.min_headroom_bps > u16::MAX as u32 {
+            return Err(ScopeError::BadPercent {
+                field: "min headroom",
+                bps: self.min_headroom_bps,
+                max_bps: u16::MAX as u32 + 1,
+            });
+        }
+        if self.max_drawdown_bps >= 10_000 {
+            return Err(ScopeError::BadPercent {
+                field: "max drawdown",
+                bps: self.max_drawdown_bps,
+                max_bps: 10_000,
+            });
+        }
+        let quote = |field: &'static str, value: U256| {
+            u64::try_from(value).map_err(|_| ScopeError::BadQuoteAmount { field, value })
+        };
+        Ok(RiskLimits {
+            maxLeverage: self.max_leverage as u16,
+            maxPositionNotional: quote("max position notional", self.max_position_notional)?,
+            minHeadroomBps: self.min_headroom_bps as u16,
+            maxDrawdownBps: self.max_drawdown_bps as u16,
+            drawdownFloor: quote("drawdown floor", self.drawdown_floor)?,
+        })
+    }
+
+    fn fee(field: &'static str, wei: U256) -> Result<u128, ScopeError> {
+        let gwei = U256::from(1_000_000_000u64);
+        let bad = || ScopeError::BadFee { field, wei };
+        if wei % gwei != U256::ZERO || wei / gwei >= U256::from(1u64 << 56) {
+            return Err(bad());
+        }
+        u128::try_from(wei).map_err(|_| bad())
+    }
 }
 
 /// `count` ops per `period`.
@@ -93,11 +202,15 @@ pub struct TradingScope {
     pub valid_for: Duration,
     pub op_ttl: Duration,
     pub rate: Option<Rate>,
+    /// Calls (each order of a batch) the key may ever make.
     pub max_uses: Option<u32>,
+    /// Gas, value and exposure limits.
+    pub limits: MoneyLimits,
 }
 
 impl TradingScope {
-    /// A scope for `venue` with the usual defaults: 8 hours, 60 s op ttl, no rate limit, no uses cap.
+    /// A scope for `venue` with the usual defaults: 8 hours, 60 s op ttl, no rate limit, no uses cap, and
+    /// `MoneyLimits::cautious()`.
     pub fn new(
         venue: Address,
         markets: Vec<u32>,
@@ -115,6 +228,7 @@ impl TradingScope {
             op_ttl: Duration::from_secs(60),
             rate: None,
             max_uses: None,
+            limits: MoneyLimits::cautious(),
         }
     }
 
@@ -180,6 +294,17 @@ impl TradingScope {
                 ..Default::default()
             });
         }
+        let limits = &self.limits;
+        let mut seen = std::collections::HashSet::new();
+        for p in &limits.paymasters {
+            if p.is_zero() || !seen.insert(*p) {
+                return Err(ScopeError::BadPaymaster(*p));
+            }
+        }
+        let value_budget = u128::try_from(limits.value_budget).map_err(|_| ScopeError::BadFee {
+            field: "value budget",
+            wei: limits.value_budget,
+        })?;
         Ok(SessionScope {
             validAfter: alloy_primitives::Uint::from(now.saturating_sub(1)),
             validUntil: alloy_primitives::Uint::from(until),
@@ -187,6 +312,12 @@ impl TradingScope {
             rateCount: self.rate.map_or(0, |r| r.count),
             ratePeriod: alloy_primitives::Uint::from(self.rate.map_or(0, |r| r.period.as_secs())),
             maxUses: max_uses,
+            maxCallsPerOp: limits.max_calls_per_op,
+            maxOpCost: MoneyLimits::fee("max op cost", limits.max_op_cost)?,
+            feeBudget: MoneyLimits::fee("fee budget", limits.fee_budget)?,
+            valueBudget: value_budget,
+            risk: limits.risk()?,
+            paymasters: limits.paymasters.clone(),
             permissions,
         })
     }
@@ -217,6 +348,47 @@ mod tests {
         assert_eq!(built.permissions.len(), 1);
         assert_eq!(built.permissions[0].marketMask, 0b11);
         assert!(built.permissions[0].reduceOnly);
+        // The cautious money limits by default.
+        assert_eq!(built.feeBudget, 100_000_000_000_000_000);
+        assert_eq!(built.maxOpCost, 10_000_000_000_000_000);
+        assert_eq!(built.maxCallsPerOp, 8);
+        assert_eq!(built.risk.maxLeverage, 300);
+        assert_eq!(built.risk.maxDrawdownBps, 1_500);
+        assert_eq!(built.risk.minHeadroomBps, 5_000);
+    }
+
+    #[test]
+    fn refuses_money_limits_the_account_would_refuse() {
+        let mut s = scope();
+        s.limits.fee_budget = U256::from(1_000_000_001u64);
+        assert!(matches!(
+            s.build(0),
+            Err(ScopeError::BadFee {
+                field: "fee budget",
+                ..
+            })
+        ));
+        let mut s = scope();
+        s.limits.max_drawdown_bps = 10_000;
+        assert!(matches!(
+            s.build(0),
+            Err(ScopeError::BadPercent {
+                field: "max drawdown",
+                ..
+            })
+        ));
+        let mut s = scope();
+        s.limits.max_leverage = 70_000;
+        assert_eq!(s.build(0).unwrap_err(), ScopeError::BadLeverage(70_000));
+        let mut s = scope();
+        s.limits.max_position_notional = U256::MAX;
+        assert!(matches!(s.build(0), Err(ScopeError::BadQuoteAmount { .. })));
+        let mut s = scope();
+        s.limits.paymasters = vec![Address::repeat_byte(7), Address::repeat_byte(7)];
+        assert_eq!(
+            s.build(0).unwrap_err(),
+            ScopeError::BadPaymaster(Address::repeat_byte(7))
+        );
     }
 
     #[test]

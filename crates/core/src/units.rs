@@ -41,6 +41,45 @@ pub fn parse_units(input: &str, decimals: u8) -> Result<U256, AmountError> {
     U256::from_str_radix(&padded, 10).map_err(|_| AmountError::TooLarge(input.to_string()))
 }
 
+/// An ETH amount as wei: "0.05eth", "20gwei", "1000wei" or a bare number of wei.
+pub fn parse_wei(input: &str) -> Result<U256, AmountError> {
+    let s = input.trim().to_ascii_lowercase();
+    let (number, decimals) = if let Some(n) = s.strip_suffix("gwei") {
+        (n, 9)
+    } else if let Some(n) = s.strip_suffix("wei") {
+        (n, 0)
+    } else if let Some(n) = s.strip_suffix("eth") {
+        (n, 18)
+    } else {
+        (s.as_str(), 0)
+    };
+    parse_units(number.trim(), decimals).map_err(|e| match e {
+        AmountError::TooPrecise { .. } => AmountError::TooPrecise {
+            input: input.to_string(),
+            decimals,
+        },
+        AmountError::TooLarge(_) => AmountError::TooLarge(input.to_string()),
+        AmountError::NotANumber(_) => AmountError::NotANumber(input.to_string()),
+    })
+}
+
+/// A percentage as basis points: "15%" or "15" is 1,500; "0.5%" is 50.
+pub fn parse_bps(input: &str) -> Result<u32, AmountError> {
+    let s = input.trim();
+    let number = s.strip_suffix('%').unwrap_or(s).trim();
+    let bps = parse_units(number, 2).map_err(|_| AmountError::NotANumber(input.to_string()))?;
+    u32::try_from(bps).map_err(|_| AmountError::TooLarge(input.to_string()))
+}
+
+/// A leverage as hundredths: "3", "3x" or "2.5x" is 300 or 250.
+pub fn parse_leverage(input: &str) -> Result<u32, AmountError> {
+    let s = input.trim();
+    let number = s.strip_suffix(['x', 'X']).unwrap_or(s).trim();
+    let hundredths =
+        parse_units(number, 2).map_err(|_| AmountError::NotANumber(input.to_string()))?;
+    u32::try_from(hundredths).map_err(|_| AmountError::TooLarge(input.to_string()))
+}
+
 /// `value` / 10^`decimals` as a decimal string without trailing zeros ("1500000", 6 -> "1.5").
 pub fn format_units(value: U256, decimals: u8) -> String {
     let s = value.to_string();
@@ -62,6 +101,27 @@ pub fn format_units(value: U256, decimals: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wei_bps_and_leverage_read_as_people_write_them() {
+        assert_eq!(
+            parse_wei("0.05eth").unwrap(),
+            U256::from(50_000_000_000_000_000u64)
+        );
+        assert_eq!(parse_wei("20gwei").unwrap(), U256::from(20_000_000_000u64));
+        assert_eq!(parse_wei("1000").unwrap(), U256::from(1000u64));
+        assert!(matches!(
+            parse_wei("0.5wei"),
+            Err(AmountError::TooPrecise { .. })
+        ));
+        assert!(matches!(parse_wei("lots"), Err(AmountError::NotANumber(_))));
+        assert_eq!(parse_bps("15%").unwrap(), 1_500);
+        assert_eq!(parse_bps("0.5%").unwrap(), 50);
+        assert!(parse_bps("0.005%").is_err());
+        assert_eq!(parse_leverage("3").unwrap(), 300);
+        assert_eq!(parse_leverage("2.5x").unwrap(), 250);
+        assert!(parse_leverage("x").is_err());
+    }
 
     #[test]
     fn scales_exactly() {

@@ -6,26 +6,40 @@ use alloy::{
     providers::{Provider, ProviderBuilder},
     rpc::types::TransactionRequest,
     signers::local::PrivateKeySigner,
-    sol_types::SolCall,
 };
-use alloy_primitives::{Bytes, U256};
+use alloy_primitives::U256;
 use keyscope_core::{
-    bindings::{BaseAccount, IEntryPoint, PerpVenue, TestUSD, TradingAccount},
+    bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD, TradingAccount},
     client::{Client, ClientError, Submission},
     devnet::{Devnet, publish_price, repo_root},
     grant::{GrantContext, grant_digest},
+    ops,
+    refusal::RefusalKind,
     scope::TradingScope,
     units::parse_units,
 };
 
-fn execute(target: alloy_primitives::Address, data: Vec<u8>) -> Bytes {
-    TradingAccount::executeCall {
-        target,
-        value: U256::ZERO,
-        data: data.into(),
+alloy::sol! {
+    #[sol(rpc)]
+    interface DenyList {
+        function isForbiddenSelector(bytes4 s) external pure returns (bool);
     }
-    .abi_encode()
-    .into()
+}
+
+/// The README's deny list, between its `<!-- deny-list -->` markers.
+fn readme_deny_list() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- deny-list -->")
+        .nth(1)
+        .and_then(|b| b.split("<!-- /deny-list -->").next())
+        .expect("the README marks its deny list");
+    block
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test]
@@ -87,53 +101,63 @@ async fn account_session_and_order_on_devnet() {
     )
     .build(now)
     .unwrap();
-    let calls = vec![
-        BaseAccount::Call {
-            target: d.collateral,
-            value: U256::ZERO,
-            data: TestUSD::approveCall {
-                spender: d.venue,
-                value: U256::MAX,
-            }
-            .abi_encode()
-            .into(),
-        },
-        BaseAccount::Call {
-            target: d.venue,
-            value: U256::ZERO,
-            data: PerpVenue::depositMarginCall {
-                amount: parse_units("5000", 6).unwrap(),
-            }
-            .abi_encode()
-            .into(),
-        },
-        BaseAccount::Call {
-            target: account,
-            value: U256::ZERO,
-            data: TradingAccount::grantSessionCall {
-                key: session.address(),
-                scope: scope.clone(),
-            }
-            .abi_encode()
-            .into(),
-        },
-    ];
-    let batch: Bytes = TradingAccount::executeBatchCall { calls }
-        .abi_encode()
-        .into();
-    let op = client.owner_op(&owner, U256::ZERO, batch).await.unwrap();
+    let calls = ops::first_op_calls(
+        account,
+        d.collateral,
+        d.venue,
+        parse_units("5000", 6).unwrap(),
+        vec![(session.address(), scope.clone())],
+    );
+    let op = client.owner_op(&owner, U256::ZERO, calls).await.unwrap();
     assert!(!op.initCode.is_empty(), "the first op deploys the account");
     let outcome = client.send(&op).await.unwrap();
     assert!(outcome.success, "{outcome:?}");
     let acct = TradingAccount::new(account, &provider);
+    let sessions = ISessionManager::new(account, &provider);
     assert_eq!(acct.owner().call().await.unwrap(), owner.address());
     assert!(
-        acct.getSession(session.address())
+        sessions
+            .getSession(session.address())
             .call()
             .await
             .unwrap()
             .active
     );
+
+    // The README's deny list is exactly what the deployed module refuses to grant.
+    let module = DenyList::new(acct.sessionManager().call().await.unwrap(), &provider);
+    let denied = readme_deny_list();
+    // ... and nothing more: the module's function compares the selector against as many entries.
+    let source =
+        std::fs::read_to_string(repo_root().join("contracts/account/SessionManager.sol")).unwrap();
+    let body = source
+        .split("function isForbiddenSelector")
+        .nth(1)
+        .and_then(|b| b.split("\n    }").next())
+        .unwrap();
+    assert_eq!(body.matches("s == ").count(), denied.len(), "{denied:?}");
+    for signature in &denied {
+        let selector = alloy_primitives::FixedBytes::<4>::from_slice(
+            &alloy_primitives::keccak256(signature)[..4],
+        );
+        assert!(
+            module.isForbiddenSelector(selector).call().await.unwrap(),
+            "{signature} is on the README's deny list but grantable"
+        );
+    }
+    for allowed in [
+        "placeOrder(uint32,int256,uint256,bool)",
+        "depositMargin(uint256)",
+        "decreaseAllowance(address,uint256)",
+    ] {
+        let selector = alloy_primitives::FixedBytes::<4>::from_slice(
+            &alloy_primitives::keccak256(allowed)[..4],
+        );
+        assert!(
+            !module.isForbiddenSelector(selector).call().await.unwrap(),
+            "{allowed}"
+        );
+    }
 
     // The Rust grant digest is the account's own.
     let ctx = GrantContext {
@@ -145,7 +169,8 @@ async fn account_session_and_order_on_devnet() {
     };
     assert_eq!(
         grant_digest(&ctx, session.address(), &scope),
-        acct.grantDigest(session.address(), scope.clone())
+        sessions
+            .grantDigest(session.address(), scope.clone())
             .call()
             .await
             .unwrap()
@@ -162,16 +187,13 @@ async fn account_session_and_order_on_devnet() {
     .await
     .unwrap();
     let order = |market: u32, size: &str, limit: &str| {
-        execute(
+        vec![ops::place_order(
             d.venue,
-            PerpVenue::placeOrderCall {
-                marketId: market,
-                sizeDelta: size.parse().unwrap(),
-                limitPrice: parse_units(limit, 18).unwrap(),
-                reduceOnly: false,
-            }
-            .abi_encode(),
-        )
+            market,
+            size.parse().unwrap(),
+            parse_units(limit, 18).unwrap(),
+            false,
+        )]
     };
     let op = client
         .session_op(
@@ -213,24 +235,23 @@ async fn account_session_and_order_on_devnet() {
         .unwrap();
     match client.send(&op).await {
         Err(ClientError::Refused(reason)) => {
-            assert!(reason.contains("SessionMarketNotAllowed"), "{reason}")
+            assert_eq!(reason.kind, RefusalKind::ScopeViolation, "{reason}");
+            assert_eq!(reason.error.as_deref(), Some("SessionMarketNotAllowed"));
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let withdraw = execute(
-        d.venue,
-        PerpVenue::withdrawMarginCall {
-            amount: U256::from(1),
-        }
-        .abi_encode(),
-    );
+    let withdraw = vec![ops::withdraw_margin(d.venue, U256::from(1))];
     let op = client
         .session_op(&session, account, 0, withdraw, 60)
         .await
         .unwrap();
     match client.simulate(&op).await {
         Err(ClientError::Refused(reason)) => {
-            assert!(reason.contains("SessionCallNotPermitted"), "{reason}")
+            assert_eq!(
+                reason.error.as_deref(),
+                Some("SessionCallNotPermitted"),
+                "{reason}"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -268,7 +289,8 @@ async fn account_session_and_order_on_devnet() {
     let outcome = client.send(&op).await.unwrap();
     assert!(outcome.success, "{outcome:?}");
     assert!(
-        acct.getSession(second.address())
+        sessions
+            .getSession(second.address())
             .call()
             .await
             .unwrap()

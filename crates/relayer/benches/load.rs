@@ -15,9 +15,10 @@ use alloy::providers::Provider;
 use alloy_primitives::{Bytes, U256};
 use common::*;
 use keyscope_core::{
-    bindings::TradingAccount,
+    bindings::ISessionManager,
     client::rpc_user_op,
     nonce::SessionLane,
+    ops::session_call_data,
     session::sign_session_op_sync,
     user_op::{OpGas, unsigned, user_op_hash},
 };
@@ -76,13 +77,16 @@ async fn run(clients: usize, per_client: usize) {
     };
     let mut bodies: Vec<Vec<Value>> = Vec::new();
     for t in &traders {
-        let grant = TradingAccount::new(t.account, &s.provider)
+        let grant = ISessionManager::new(t.account, &s.provider)
             .getSession(t.session.address())
             .call()
             .await
             .unwrap()
             .grantId;
-        let call = execute(s.d.venue, order_call("0.001", "60500", false));
+        let call = session_call_data(
+            t.session.address(),
+            execute(s.d.venue, order_call("0.001", "60500", false)),
+        );
         let ops = (0..per_client)
             .map(|lane| {
                 let nonce = SessionLane::new(t.session.address(), lane as u32).nonce(0);

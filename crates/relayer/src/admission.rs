@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use alloy::{providers::Provider, sol_types::SolValue};
 use alloy_primitives::{Address, B256, U256};
+use keyscope_core::fees::{SessionWord, session_word_slot};
+use keyscope_core::ops::AccountCalls;
 use keyscope_core::user_op::{PackedUserOperation, user_op_hash};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
-    error::{RpcError, code, refusal},
+    error::{Refusal, RpcError, code},
     metrics::Metrics,
     op::{RpcUserOperation, classify, session_key_of, unpack},
     pool::{PoolOp, ReputationStatus, THROTTLED_ENTITY_MEMPOOL_COUNT, door_key},
@@ -114,18 +116,18 @@ pub fn sim_error(e: SimError) -> RpcError {
             };
             match inner.filter(|d| !d.is_empty()) {
                 Some(data) => {
-                    let why = refusal(&data);
-                    RpcError::new(code, format!("{reason}: {} — {}", why.detail(), why.hint()))
+                    let why = Refusal::decode(&data);
+                    RpcError::new(code, format!("{reason}: {} — {}", why.detail, why.hint()))
                         .with_data(why.to_json())
                 }
                 None => RpcError::new(code, format!("{reason}{}", hint_for(&aa))),
             }
         }
         SimError::Reverted(data) => {
-            let why = refusal(&data);
+            let why = Refusal::decode(&data);
             RpcError::new(
                 code::SIMULATE_VALIDATION,
-                format!("handleOps reverted: {}", why.detail()),
+                format!("handleOps reverted: {}", why.detail),
             )
             .with_data(why.to_json())
         }
@@ -220,12 +222,12 @@ fn check_simulated(
         }
     }
     if !s.success && (door.reject_reverting_ops || estimating) {
-        let why = refusal(s.revert.as_ref().map_or(&[][..], |b| &b[..]));
+        let why = Refusal::decode(s.revert.as_ref().map_or(&[][..], |b| &b[..]));
         return Err(RpcError::new(
             code::EXECUTION_REVERTED,
             format!(
                 "the op's execution would revert: {} — {}",
-                why.detail(),
+                why.detail,
                 why.hint()
             ),
         )
@@ -379,6 +381,34 @@ fn admit(
     })
 }
 
+/// A session op over its key's per-op cost cap or remaining fee budget, refused before it is simulated
+/// with the account's own reason (`feeLimit`): the key's session word is read from the pending state (so
+/// ops already pooled have been charged) and checked as the account would.
+fn fee_limits(inner: &mut Inner, op: &PackedUserOperation) -> Result<(), RpcError> {
+    let Some(key) = session_key_of(op.nonce) else {
+        return Ok(());
+    };
+    let names_key = AccountCalls::decode(&op.callData).is_ok_and(|c| c.session_key == Some(key));
+    if !names_key {
+        return Ok(());
+    }
+    let word = inner
+        .sim
+        .storage(op.sender, session_word_slot(key))
+        .map_err(sim_error)?;
+    let session = SessionWord::decode(word);
+    if !session.is_granted() {
+        return Ok(());
+    }
+    session.check(op).map_err(|why| {
+        RpcError::new(
+            code::SIMULATE_VALIDATION,
+            format!("AA23 reverted: {} — {}", why.detail, why.hint()),
+        )
+        .with_data(why.to_json())
+    })
+}
+
 fn admit_limited(
     shared: &Shared,
     inner: &mut Inner,
@@ -395,6 +425,7 @@ fn admit_limited(
             "maxFeePerGas {max_fee} is below the current base fee {base_fee}; the bundle could not be mined"
         )));
     }
+    fee_limits(inner, &packed)?;
     let candidate = PoolOp {
         hash,
         kind: classify(&packed.callData, shared.venue),
@@ -553,6 +584,9 @@ pub async fn estimate(
     let mut packed = rpc_op.to_packed()?;
     let pvg = min_pre_verification_gas(&packed) * 11 / 10;
     packed.preVerificationGas = U256::from(pvg);
+    // Gas used does not depend on the fee, and an account that caps what an op may cost (a Keyscope
+    // session key's fee limits) would refuse the relayer's maximal estimation limits at a real fee.
+    packed.gasFees = Default::default();
     let latest = shared
         .provider
         .get_block_number()

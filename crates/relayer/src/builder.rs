@@ -671,13 +671,13 @@ async fn sign_and_send(
                         format!(
                             "{} ({})",
                             f.reason,
-                            crate::error::refusal(&f.inner).detail()
+                            crate::error::Refusal::decode(&f.inner).detail
                         ),
                     ),
                     _ => {
                         return Err(BuildError::Node(format!(
                             "handleOps reverted: {}",
-                            keyscope_core::client::describe_revert(&revert)
+                            keyscope_core::refusal::describe_revert(&revert)
                         )));
                     }
                 };

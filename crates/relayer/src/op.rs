@@ -2,12 +2,8 @@
 //! EntryPoint takes them (packed), plus what the relayer reads out of an op before simulating it: its
 //! nonce lane, its session key, and whether it adds margin or reduces risk (which bundles first).
 
-use alloy::sol_types::SolCall;
 use alloy_primitives::{Address, B256, Bytes, U256};
-use keyscope_core::{
-    bindings::{PerpVenue, TradingAccount},
-    user_op::{PackedUserOperation, pack_u128s},
-};
+use keyscope_core::user_op::{PackedUserOperation, pack_u128s};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RpcError;
@@ -163,65 +159,15 @@ pub fn unpack(packed: B256) -> (u128, u128) {
     (high.to::<u128>(), low.to::<u128>())
 }
 
-/// What an op does to the account's risk: the relayer bundles risk-reducing ops first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OpKind {
-    /// Deposits margin into the venue.
-    AddsMargin,
-    /// Reduce-only orders and cancels: they can only shrink exposure.
-    ReducesRisk,
-    /// Anything else (new orders, withdrawals, admin calls).
-    Other,
-}
+use keyscope_core::ops::AccountCalls;
+pub use keyscope_core::ops::OpKind;
 
-impl OpKind {
-    /// True for the ops a trader needs in first when the market moves.
-    pub fn is_protective(self) -> bool {
-        self != OpKind::Other
-    }
-}
-
-/// The `(target, data)` calls of a TradingAccount `execute` or `executeBatch`, or None for other
-/// call data.
-fn account_calls(call_data: &[u8]) -> Option<Vec<(Address, Bytes)>> {
-    if let Ok(c) = TradingAccount::executeCall::abi_decode(call_data) {
-        Some(vec![(c.target, c.data)])
-    } else if let Ok(c) = TradingAccount::executeBatchCall::abi_decode(call_data) {
-        Some(c.calls.into_iter().map(|c| (c.target, c.data)).collect())
-    } else {
-        None
-    }
-}
-
-/// Classifies `call_data` of a TradingAccount op: `execute(venue, 0, …)` or `executeBatch` whose
-/// calls to `venue` are all deposits / reduce-only orders / cancels.
+/// Classifies `call_data` of a TradingAccount op (owner or session): protective when every call to
+/// `venue` is a deposit, a reduce-only order or a cancel.
 pub fn classify(call_data: &[u8], venue: Option<Address>) -> OpKind {
-    let (Some(venue), Some(calls)) = (venue, account_calls(call_data)) else {
-        return OpKind::Other;
-    };
-    let kinds: Vec<OpKind> = calls
-        .iter()
-        .map(|(target, data)| {
-            if *target != venue {
-                OpKind::Other
-            } else if PerpVenue::depositMarginCall::abi_decode(data).is_ok() {
-                OpKind::AddsMargin
-            } else if PerpVenue::placeOrderCall::abi_decode(data).is_ok_and(|o| o.reduceOnly)
-                || PerpVenue::cancelOrderCall::abi_decode(data).is_ok()
-            {
-                OpKind::ReducesRisk
-            } else {
-                OpKind::Other
-            }
-        })
-        .collect();
-    if kinds.is_empty() || kinds.contains(&OpKind::Other) {
-        OpKind::Other
-    } else if kinds.contains(&OpKind::AddsMargin) {
-        OpKind::AddsMargin
-    } else {
-        OpKind::ReducesRisk
+    match (venue, AccountCalls::decode(call_data)) {
+        (Some(venue), Ok(calls)) => calls.kind(venue),
+        _ => OpKind::Other,
     }
 }
 
@@ -229,16 +175,10 @@ pub fn classify(call_data: &[u8], venue: Option<Address>) -> OpKind {
 /// itself (orders, cancels, deposits, withdrawals): such an op changes no other account's venue
 /// health. Anything else (an oracle update, a liquidation, a call elsewhere) may.
 pub fn moves_only_own_health(call_data: &[u8], venue: Option<Address>) -> bool {
-    let (Some(venue), Some(calls)) = (venue, account_calls(call_data)) else {
-        return false;
-    };
-    calls.iter().all(|(target, data)| {
-        *target == venue
-            && (PerpVenue::placeOrderCall::abi_decode(data).is_ok()
-                || PerpVenue::cancelOrderCall::abi_decode(data).is_ok()
-                || PerpVenue::depositMarginCall::abi_decode(data).is_ok()
-                || PerpVenue::withdrawMarginCall::abi_decode(data).is_ok())
-    })
+    match (venue, AccountCalls::decode(call_data)) {
+        (Some(venue), Ok(calls)) => calls.moves_only_own_health(venue),
+        _ => false,
+    }
 }
 
 /// The 192-bit nonce key and 64-bit sequence of an op's nonce.
@@ -317,99 +257,5 @@ mod tests {
         assert_eq!(session_key_of(nonce), Some(key));
         assert_eq!(nonce_parts(nonce).1, 5);
         assert_eq!(session_key_of(U256::from(5)), None);
-    }
-
-    #[test]
-    fn deposits_and_reduce_only_orders_are_protective() {
-        let venue = Address::repeat_byte(0x99);
-        let wrap = |data: Vec<u8>| {
-            TradingAccount::executeCall {
-                target: venue,
-                value: U256::ZERO,
-                data: data.into(),
-            }
-            .abi_encode()
-        };
-        let deposit = wrap(
-            PerpVenue::depositMarginCall {
-                amount: U256::from(1),
-            }
-            .abi_encode(),
-        );
-        let reduce = wrap(
-            PerpVenue::placeOrderCall {
-                marketId: 0,
-                sizeDelta: alloy_primitives::I256::ONE,
-                limitPrice: U256::from(1),
-                reduceOnly: true,
-            }
-            .abi_encode(),
-        );
-        let open = wrap(
-            PerpVenue::placeOrderCall {
-                marketId: 0,
-                sizeDelta: alloy_primitives::I256::ONE,
-                limitPrice: U256::from(1),
-                reduceOnly: false,
-            }
-            .abi_encode(),
-        );
-        assert_eq!(classify(&deposit, Some(venue)), OpKind::AddsMargin);
-        assert_eq!(classify(&reduce, Some(venue)), OpKind::ReducesRisk);
-        assert_eq!(classify(&open, Some(venue)), OpKind::Other);
-        assert_eq!(classify(&deposit, None), OpKind::Other);
-        assert_eq!(classify(&[1, 2, 3], Some(venue)), OpKind::Other);
-    }
-
-    #[test]
-    fn only_self_trading_keeps_other_accounts_health() {
-        let venue = Address::repeat_byte(0x99);
-        let call = |target: Address, data: Vec<u8>| keyscope_core::bindings::BaseAccount::Call {
-            target,
-            value: U256::ZERO,
-            data: data.into(),
-        };
-        let order = PerpVenue::placeOrderCall {
-            marketId: 0,
-            sizeDelta: alloy_primitives::I256::ONE,
-            limitPrice: U256::from(1),
-            reduceOnly: false,
-        }
-        .abi_encode();
-        let withdraw = PerpVenue::withdrawMarginCall {
-            amount: U256::from(1),
-        }
-        .abi_encode();
-        let liquidate = PerpVenue::liquidateCall {
-            account: Address::repeat_byte(7),
-            marketId: 0,
-        }
-        .abi_encode();
-        let batch = |calls| TradingAccount::executeBatchCall { calls }.abi_encode();
-        assert!(moves_only_own_health(
-            &batch(vec![call(venue, order.clone()), call(venue, withdraw)]),
-            Some(venue)
-        ));
-        assert!(!moves_only_own_health(
-            &batch(vec![call(venue, order.clone()), call(venue, liquidate)]),
-            Some(venue)
-        ));
-        // The same order bytes sent to another contract (an oracle, a router) prove nothing.
-        assert!(!moves_only_own_health(
-            &batch(vec![call(Address::repeat_byte(1), order.clone())]),
-            Some(venue)
-        ));
-        assert!(
-            moves_only_own_health(&batch(vec![]), Some(venue)),
-            "an empty batch changes nothing"
-        );
-        assert!(
-            !moves_only_own_health(&order, Some(venue)),
-            "not an account call"
-        );
-        assert!(!moves_only_own_health(
-            &batch(vec![call(venue, order)]),
-            None
-        ));
     }
 }

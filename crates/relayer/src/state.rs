@@ -14,7 +14,7 @@ use tokio::sync::{MutexGuard, Notify, broadcast};
 
 use crate::{
     config::{BundlingMode, Config},
-    error::refusal,
+    error::Refusal,
     feed::FeedEvent,
     metrics::Metrics,
     pool::{Mempool, PoolOp, RateLimiter, Reputation},
@@ -152,10 +152,10 @@ impl Inner {
                     self.sim.commit(changes)
                 }
                 Ok((s, _)) => {
-                    let why = refusal(s.revert.as_ref().map_or(&[][..], |b| &b[..]));
+                    let why = Refusal::decode(s.revert.as_ref().map_or(&[][..], |b| &b[..]));
                     persist.extend(self.drop_op(
                         op.hash,
-                        format!("would now revert: {}", why.detail()),
+                        format!("would now revert: {}", why.detail),
                         metrics,
                     ));
                 }

@@ -55,10 +55,11 @@ fn with_paymaster(op: &mut PackedUserOperation, paymaster: Address, mode: u8) {
     .into();
 }
 
-/// A TestPaymaster deployed (by anvil key 4) with `deposit` ETH in the EntryPoint, if any.
+/// A TestPaymaster deployed (by anvil key 7, so the setup client's key 4 keeps its own nonces) with
+/// `deposit` ETH in the EntryPoint, if any.
 async fn paymaster(s: &Chain, deposit: Option<&str>) -> Address {
     let funder = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(s.devnet.signer(4)))
+        .wallet(EthereumWallet::from(s.devnet.signer(7)))
         .connect_http(s.devnet.endpoint_url());
     let pm = TestPaymaster::deploy(&funder, s.d.entry_point)
         .await
@@ -109,7 +110,7 @@ async fn each_error_code_from_a_real_bad_op() {
     let other = s.trader(3, "2000").await;
     let ep = s.d.entry_point;
     let funder = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(s.devnet.signer(4)))
+        .wallet(EthereumWallet::from(s.devnet.signer(8)))
         .connect_http(s.devnet.endpoint_url());
 
     // -32602: fields. A wrong EntryPoint, an unparsable op, and too little preVerificationGas.
@@ -271,6 +272,14 @@ async fn each_error_code_from_a_real_bad_op() {
     // Paymasters: one funded, one with no deposit.
     let pm = paymaster(&s, Some("1")).await;
     let broke = paymaster(&s, None).await;
+    // A session key is sponsored only by paymasters its owner listed.
+    let e = s
+        .send(&sponsored(&s, &t, 0, 0, pm).await)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), -32500, "{e}");
+    assert_eq!(e["data"]["error"], "SessionPaymasterNotAllowed", "{e}");
+    s.allow_paymasters(&t, &[pm, broke]).await;
     // -32501: the paymaster refuses.
     let e = s
         .send(&sponsored(&s, &t, 0, 1, pm).await)
@@ -319,8 +328,8 @@ async fn each_error_code_from_a_real_bad_op() {
     assert_eq!(pool.as_array().unwrap().len(), 4, "{pool}");
     assert_eq!(
         s.nonce(t.account, Default::default()).await,
-        U256::from(1),
-        "only the setup op used the owner lane"
+        U256::from(2),
+        "only the setup op and the paymaster grant used the owner lane"
     );
     s.relayer.stop().await;
 }
@@ -331,6 +340,7 @@ async fn a_banned_paymaster_stays_banned_after_a_restart_and_a_throttled_one_is_
     let t = s.trader(13, "20000").await;
     let ep = s.d.entry_point;
     let pm = paymaster(&s, Some("1")).await;
+    s.allow_paymasters(&t, &[pm]).await;
     // Seen 1,000 times, never included: far past ERC-7562's ban slack.
     s.call(
         "debug_bundler_setReputation",

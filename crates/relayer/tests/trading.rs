@@ -243,3 +243,45 @@ async fn websocket_subscribers_see_their_fills() {
     );
     s.relayer.stop().await;
 }
+
+/// A session key's money limits, at the door: an op over the key's per-op cost cap is refused before it
+/// is simulated, as the account would refuse it (`feeLimit`); an order that would take the account past
+/// the key's 3x leverage is refused as a trading error (-32521, `riskLimit`) instead of being mined as a
+/// reverted op the trader pays for. Each beside the same key's op that goes through.
+#[tokio::test]
+async fn money_limits_are_refused_with_typed_reasons() {
+    let s = setup("limits", 42_012, BundlingMode::Manual, |_| {}).await;
+    let t = s.trader(6, "20000").await; // 10,000 tUSD margin; 3x, 1 ETH an op at most
+    // 760,000 gas at 10,000 gwei may cost 7.6 ETH: over the key's 1 ETH cap.
+    let mut greedy = s.order_op(&t, 0, 0, "0.01", "60500", false).await;
+    greedy.gasFees = pack_u128s(10_000_000_000_000, 10_000_000_000_000);
+    let greedy = s.re_sign_session_op(&t, greedy).await;
+    let e = s.send(&greedy).await.unwrap_err();
+    assert_eq!(e["code"], -32500, "{e}");
+    assert_eq!(e["data"]["reason"], "feeLimit", "{e}");
+    assert_eq!(e["data"]["error"], "SessionOpCostTooHigh", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("may cost up to 7.6 ETH, over the key's per-op cap of 1 ETH"),
+        "{e}"
+    );
+    // 0.4 BTC at 60,000 on ~10,000 of value: 2.4x, accepted.
+    s.send(&s.order_op(&t, 0, 0, "0.4", "60500", false).await)
+        .await
+        .expect("a 2.4x order is within the key's limits");
+    // 0.2 more: 3.6x.
+    let e = s
+        .send(&s.order_op(&t, 0, 1, "0.2", "60500", false).await)
+        .await
+        .unwrap_err();
+    assert_eq!(e["code"], -32521, "{e}");
+    assert_eq!(e["data"]["reason"], "riskLimit", "{e}");
+    assert_eq!(e["data"]["error"], "SessionLeverageTooHigh", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("over the key's 3x"),
+        "{e}"
+    );
+    s.relayer.stop().await;
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use keyscope_core::{bindings::TradingAccount, devnet::repo_root};
+use keyscope_core::{bindings::ISessionManager, devnet::repo_root};
 use keyscope_relayer::config::BundlingMode;
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -13,7 +13,7 @@ use tokio::process::Command;
 async fn viem_sends_a_session_order_through_the_relayer() {
     let s = setup("viem", 42_009, BundlingMode::Auto, |_| {}).await;
     let t = s.trader(9, "20000").await;
-    let grant = TradingAccount::new(t.account, &s.provider)
+    let grant = ISessionManager::new(t.account, &s.provider)
         .getSession(t.session.address())
         .call()
         .await

@@ -8,11 +8,9 @@ use alloy::{
 use alloy_primitives::{Address, Bytes, I256, U256};
 use keyscope_core::{
     PackedUserOperation, SessionLane,
-    bindings::{
-        AccountFactory, BaseAccount, IEntryPoint, PerpVenue, SignedPriceOracle, TestUSD,
-        TradingAccount,
-    },
-    scope::TradingScope,
+    bindings::{AccountFactory, IEntryPoint, SignedPriceOracle, TestUSD},
+    ops,
+    scope::{MoneyLimits, TradingScope},
     session::sign_session_op_sync,
     user_op::{OpGas, unsigned},
     user_op_hash,
@@ -32,11 +30,11 @@ pub struct Fixture {
     pub account: Address,
 }
 
-fn op(sender: Address, nonce: U256, call_data: Vec<u8>, init_code: Bytes) -> PackedUserOperation {
+fn op(sender: Address, nonce: U256, call_data: Bytes, init_code: Bytes) -> PackedUserOperation {
     unsigned(
         sender,
         nonce,
-        call_data.into(),
+        call_data,
         init_code,
         OpGas {
             verification: 800_000,
@@ -84,58 +82,33 @@ impl Fixture {
                 amount: margin,
             },
         )?;
-        let scope = TradingScope::new(
+        let mut scope = TradingScope::new(
             d.venue,
             vec![0, 1],
             U256::from(10u64).pow(U256::from(24)),
             U256::from(10u64).pow(U256::from(28)),
-        )
-        .build(timestamp)
-        .map_err(|e| ChainError::Invalid(e.to_string()))?;
-        let calls = vec![
-            BaseAccount::Call {
-                target: d.collateral,
-                value: U256::ZERO,
-                data: TestUSD::approveCall {
-                    spender: d.venue,
-                    value: U256::MAX,
-                }
-                .abi_encode()
-                .into(),
-            },
-            BaseAccount::Call {
-                target: d.venue,
-                value: U256::ZERO,
-                data: PerpVenue::depositMarginCall { amount: margin }
-                    .abi_encode()
-                    .into(),
-            },
-            BaseAccount::Call {
-                target: account,
-                value: U256::ZERO,
-                data: TradingAccount::grantSessionCall {
-                    key: session.address(),
-                    scope,
-                }
-                .abi_encode()
-                .into(),
-            },
-        ];
-        let init: Bytes = [
-            d.account_factory.as_slice(),
-            &AccountFactory::createAccountCall {
-                owner: owner.address(),
-                salt: U256::ZERO,
-            }
-            .abi_encode(),
-        ]
-        .concat()
-        .into();
+        );
+        // Benchmarks send thousands of orders with one key: a fee budget for all of them.
+        scope.limits = MoneyLimits {
+            fee_budget: U256::from(10u64).pow(U256::from(22)),
+            max_op_cost: U256::ZERO,
+            ..MoneyLimits::gas_only()
+        };
+        let scope = scope
+            .build(timestamp)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
+        let calls = ops::first_op_calls(
+            account,
+            d.collateral,
+            d.venue,
+            margin,
+            vec![(session.address(), scope)],
+        );
         let mut first = op(
             account,
             U256::ZERO,
-            TradingAccount::executeBatchCall { calls }.abi_encode(),
-            init,
+            ops::owner_call_data(calls),
+            ops::init_code(d.account_factory, owner.address(), U256::ZERO),
         );
         let hash = user_op_hash(&first, d.entry_point, chain_id)
             .map_err(|e| ChainError::Invalid(e.to_string()))?;
@@ -208,21 +181,11 @@ impl Fixture {
         size: I256,
         limit: U256,
     ) -> Result<PackedUserOperation, ChainError> {
-        let order = PerpVenue::placeOrderCall {
-            marketId: market,
-            sizeDelta: size,
-            limitPrice: limit,
-            reduceOnly: false,
-        };
-        let call = TradingAccount::executeCall {
-            target: self.deployment.venue,
-            value: U256::ZERO,
-            data: order.abi_encode().into(),
-        };
+        let order = ops::place_order(self.deployment.venue, market, size, limit, false);
         let mut op = op(
             self.account,
             SessionLane::new(self.session.address(), 0).nonce(seq),
-            call.abi_encode(),
+            ops::session_call_data(self.session.address(), vec![order]),
             Bytes::new(),
         );
         let hash = user_op_hash(&op, self.deployment.entry_point, self.chain.chain_id())

@@ -12,8 +12,9 @@ use alloy::{
 use alloy_primitives::{Address, Bytes, I256, U256, keccak256};
 use keyscope_core::{
     PackedUserOperation, SessionLane,
-    bindings::{AccountFactory, BaseAccount, IEntryPoint, PerpVenue, TestUSD, TradingAccount},
-    scope::TradingScope,
+    bindings::{AccountFactory, IEntryPoint, ISessionManager, PerpVenue, TestUSD},
+    ops::{self, Call},
+    scope::{MoneyLimits, TradingScope},
     session::sign_session_op_sync,
     user_op::{OpGas, unsigned},
     user_op_hash,
@@ -39,6 +40,12 @@ struct Trader {
     reserve: U256,
     margin_called: bool,
     answer_at: Option<u32>,
+    /// The opening order's market and size (adds repeat a share of it).
+    market: u32,
+    market_ix: usize,
+    open_size: I256,
+    /// The trading key's breaker has tripped.
+    tripped: bool,
 }
 
 /// One step of the time series.
@@ -82,6 +89,11 @@ pub struct Outcome {
     pub insurance_fund_start: f64,
     pub insurance_fund_end: f64,
     pub insurance_fund_min: f64,
+    /// Adds the traders' trading keys sent (`add_every_steps`), those the keys' limits undid or refused,
+    /// and the breakers that tripped.
+    pub adds: u32,
+    pub adds_stopped: u32,
+    pub breaker_trips: u32,
     pub ops_executed: u64,
     pub ops_failed: u64,
     pub gas_used: u64,
@@ -225,49 +237,34 @@ pub async fn run<B: Backend>(
         );
         trading_scope.valid_for = horizon;
         trading_scope.op_ttl = std::time::Duration::from_secs(600);
+        // The harness's ops carry fixed generous gas (`build`): a budget for the whole run.
+        trading_scope.limits = MoneyLimits {
+            fee_budget: U256::from(10u64).pow(U256::from(18)),
+            max_leverage: t.key_max_leverage.map_or(0, |l| (l * 100.0).round() as u32),
+            max_drawdown_bps: t
+                .key_max_drawdown
+                .map_or(0, |d| (d * 10_000.0).round() as u32),
+            ..MoneyLimits::gas_only()
+        };
         let mut margin_scope = trading_scope.clone();
         margin_scope.reduce_only = true;
         margin_scope.allow_deposit = true;
-        let grant = |k: &PrivateKeySigner, s: &TradingScope| -> Result<Bytes, RunError> {
-            let scope = s.build(now).map_err(|e| RunError::Setup(e.to_string()))?;
-            Ok(TradingAccount::grantSessionCall {
-                key: k.address(),
-                scope,
-            }
-            .abi_encode()
-            .into())
-        };
-        let calls = vec![
-            call(
-                a.collateral,
-                TestUSD::approveCall {
-                    spender: a.venue,
-                    value: U256::MAX,
-                }
-                .abi_encode(),
-            ),
-            call(
-                a.venue,
-                PerpVenue::depositMarginCall { amount: collateral }.abi_encode(),
-            ),
-            call(account, grant(&trading, &trading_scope)?.to_vec()),
-            call(account, grant(&margin, &margin_scope)?.to_vec()),
-        ];
-        let init: Bytes = [
-            a.account_factory.as_slice(),
-            &AccountFactory::createAccountCall {
-                owner: owner.address(),
-                salt: U256::ZERO,
-            }
-            .abi_encode(),
-        ]
-        .concat()
-        .into();
+        let scope = |s: &TradingScope| s.build(now).map_err(|e| RunError::Setup(e.to_string()));
+        let calls = ops::first_op_calls(
+            account,
+            a.collateral,
+            a.venue,
+            collateral,
+            vec![
+                (trading.address(), scope(&trading_scope)?),
+                (margin.address(), scope(&margin_scope)?),
+            ],
+        );
         let mut op = build(
             account,
             U256::ZERO,
-            TradingAccount::executeBatchCall { calls }.abi_encode(),
-            init,
+            ops::owner_call_data(calls),
+            ops::init_code(a.account_factory, owner.address(), U256::ZERO),
         );
         let hash = user_op_hash(&op, a.entry_point, chain_id)
             .map_err(|e| RunError::Setup(e.to_string()))?;
@@ -303,8 +300,18 @@ pub async fn run<B: Backend>(
             reserve,
             margin_called: false,
             answer_at: None,
+            market: markets[market_ix],
+            market_ix,
+            open_size: size,
+            tripped: false,
         };
-        let order = place_order(a.venue, markets[market_ix], size, limit, false);
+        let order = vec![ops::place_order(
+            a.venue,
+            markets[market_ix],
+            size,
+            limit,
+            false,
+        )];
         let r = session_op(backend, &a, chain_id, &trader, &trader.trading, 0, order).await?;
         count(&mut ops, r);
         traders.push(trader);
@@ -314,6 +321,7 @@ pub async fn run<B: Backend>(
     let (mut margin_calls, mut answered, mut liquidations, mut liquidated_notional) =
         (0u32, 0u32, 0u32, 0f64);
     let mut insurance_min = insurance_start;
+    let (mut adds, mut adds_stopped, mut breaker_trips) = (0u32, 0u32, 0u32);
     for step in 0..=scenario.steps {
         if step > 0 {
             backend.advance(scenario.step_seconds as u64).await?;
@@ -338,6 +346,23 @@ pub async fn run<B: Backend>(
             } else if state == 0 {
                 trader.margin_called = false;
             }
+            let every = scenario.traders.add_every_steps;
+            if every > 0 && step > 0 && step % every == 0 && state < 2 {
+                let prices = &path.prices[step as usize];
+                let fraction = scenario.traders.add_fraction;
+                let (stopped, tripped, result) =
+                    add_to_position(backend, &a, chain_id, trader, prices, fraction).await?;
+                if let Some(r) = result {
+                    count(&mut ops, r);
+                }
+                adds += 1;
+                adds_stopped += u32::from(stopped);
+                breaker_trips += u32::from(tripped);
+                state = backend
+                    .view(a.venue, &PerpVenue::healthCall { account })
+                    .await?
+                    .state as usize;
+            }
             if trader.answer_at.is_some_and(|at| at <= step) {
                 trader.answer_at = None;
                 let t = &*trader;
@@ -351,17 +376,8 @@ pub async fn run<B: Backend>(
                         if amount.is_zero() {
                             continue;
                         }
-                        let data = PerpVenue::depositMarginCall { amount }.abi_encode();
-                        session_op(
-                            backend,
-                            &a,
-                            chain_id,
-                            t,
-                            &t.margin,
-                            1,
-                            execute(a.venue, data),
-                        )
-                        .await?
+                        let deposit = vec![ops::deposit_margin(a.venue, amount)];
+                        session_op(backend, &a, chain_id, t, &t.margin, 1, deposit).await?
                     }
                     Answer::Reduce => {
                         let mut last = None;
@@ -388,7 +404,7 @@ pub async fn run<B: Backend>(
                             } else {
                                 price * U256::from(102) / U256::from(100)
                             };
-                            let order = place_order(a.venue, *m, -part, limit, true);
+                            let order = vec![ops::place_order(a.venue, *m, -part, limit, true)];
                             last = Some(
                                 session_op(backend, &a, chain_id, t, &t.margin, 1, order).await?,
                             );
@@ -523,6 +539,9 @@ pub async fn run<B: Backend>(
         insurance_fund_start: insurance_start,
         insurance_fund_end: last.insurance_fund,
         insurance_fund_min: insurance_min,
+        adds,
+        adds_stopped,
+        breaker_trips,
         ops_executed: ops.0,
         ops_failed: ops.1,
         gas_used: ops.2,
@@ -546,44 +565,52 @@ fn count(ops: &mut (u64, u64, u64), r: crate::backend::OpResult) {
     ops.2 += r.gas_used;
 }
 
-fn call(target: Address, data: Vec<u8>) -> BaseAccount::Call {
-    BaseAccount::Call {
-        target,
-        value: U256::ZERO,
-        data: data.into(),
+/// The trader adds `fraction` of its opening order with the trading key (lane 2). Returns whether the key's
+/// limits stopped it (refused in validation, or undone after execution), whether its breaker tripped, and
+/// the op's result (None when there is no position to add to).
+async fn add_to_position<B: Backend>(
+    backend: &mut B,
+    a: &crate::backend::Addresses,
+    chain_id: u64,
+    trader: &mut Trader,
+    prices: &[U256],
+    fraction: f64,
+) -> Result<(bool, bool, Option<crate::backend::OpResult>), RunError> {
+    let call = PerpVenue::positionCall {
+        account: trader.account,
+        marketId: trader.market,
+    };
+    let before = backend.view(a.venue, &call).await?.size;
+    if before.is_zero() {
+        return Ok((false, false, None));
     }
-}
-
-fn execute(target: Address, data: Vec<u8>) -> Vec<u8> {
-    TradingAccount::executeCall {
-        target,
-        value: U256::ZERO,
-        data: data.into(),
-    }
-    .abi_encode()
-}
-
-fn place_order(venue: Address, market: u32, size: I256, limit: U256, reduce_only: bool) -> Vec<u8> {
-    execute(
-        venue,
-        PerpVenue::placeOrderCall {
-            marketId: market,
-            sizeDelta: size,
-            limitPrice: limit,
-            reduceOnly: reduce_only,
-        }
-        .abi_encode(),
-    )
+    let size = trader.open_size * I256::try_from((fraction * 1000.0) as u64).unwrap_or_default()
+        / I256::try_from(1000).unwrap();
+    let price = prices[trader.market_ix];
+    let limit = if size.is_positive() {
+        price * U256::from(102) / U256::from(100)
+    } else {
+        price * U256::from(98) / U256::from(100)
+    };
+    let order = vec![ops::place_order(a.venue, trader.market, size, limit, false)];
+    let key = trader.trading.clone();
+    let result = session_op(backend, a, chain_id, trader, &key, 2, order).await?;
+    let after = backend.view(a.venue, &call).await?.size;
+    let tripped = backend
+        .view(
+            trader.account,
+            &ISessionManager::getSessionCall { key: key.address() },
+        )
+        .await?
+        .tripped;
+    let newly = tripped && !trader.tripped;
+    trader.tripped = tripped;
+    Ok((after == before, newly, Some(result)))
 }
 
 /// An op with fixed gas fields: deterministic, so both backends hash and sign the same bytes.
 /// Verification covers a first op that deploys the account and grants two keys.
-fn build(
-    sender: Address,
-    nonce: U256,
-    call_data: Vec<u8>,
-    init_code: Bytes,
-) -> PackedUserOperation {
+fn build(sender: Address, nonce: U256, call_data: Bytes, init_code: Bytes) -> PackedUserOperation {
     let gas = OpGas {
         verification: 1_200_000,
         call: 600_000,
@@ -592,7 +619,7 @@ fn build(
     unsigned(
         sender,
         nonce,
-        call_data.into(),
+        call_data,
         init_code,
         gas,
         1_000_000_000,
@@ -608,7 +635,7 @@ async fn session_op<B: Backend>(
     trader: &Trader,
     key: &PrivateKeySigner,
     lane: u32,
-    call_data: Vec<u8>,
+    calls: Vec<Call>,
 ) -> Result<crate::backend::OpResult, RunError> {
     let lane = SessionLane::new(key.address(), lane);
     let nonce = backend
@@ -623,10 +650,11 @@ async fn session_op<B: Backend>(
     let grant_id = backend
         .view(
             trader.account,
-            &TradingAccount::getSessionCall { key: key.address() },
+            &ISessionManager::getSessionCall { key: key.address() },
         )
         .await?
         .grantId;
+    let call_data = ops::session_call_data(key.address(), calls);
     let mut op = build(trader.account, nonce, call_data, Bytes::new());
     let hash =
         user_op_hash(&op, a.entry_point, chain_id).map_err(|e| RunError::Setup(e.to_string()))?;

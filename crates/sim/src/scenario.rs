@@ -125,6 +125,24 @@ pub struct TraderSpec {
     /// Share of traders who go long (the rest go short).
     #[serde(default = "half")]
     pub long_fraction: f64,
+    /// The trading key's post-execution leverage limit (10 = 10x); unset for none.
+    #[serde(default)]
+    pub key_max_leverage: Option<f64>,
+    /// The trading key's drawdown breaker: the fall from its high-water mark that degrades it (0.1 =
+    /// 10 %); unset for none.
+    #[serde(default)]
+    pub key_max_drawdown: Option<f64>,
+    /// Every this many steps each trader adds to its position with the trading key (averaging down or
+    /// chasing); 0 for never.
+    #[serde(default)]
+    pub add_every_steps: u32,
+    /// Size of each add, as a share of the opening order.
+    #[serde(default = "quarter")]
+    pub add_fraction: f64,
+}
+
+fn quarter() -> f64 {
+    0.25
 }
 
 fn half() -> f64 {
@@ -337,6 +355,28 @@ impl Scenario {
         if !(0.0..=1.0).contains(&t.long_fraction) {
             return Err(invalid("traders.long_fraction", "must be between 0 and 1"));
         }
+        if let Some(l) = t.key_max_leverage {
+            if !(l > 0.0 && l <= 655.0) {
+                return Err(invalid(
+                    "traders.key_max_leverage",
+                    "must be above 0 and at most 655 (10 = 10x)",
+                ));
+            }
+        }
+        if let Some(d) = t.key_max_drawdown {
+            if !(d > 0.0 && d < 1.0) {
+                return Err(invalid(
+                    "traders.key_max_drawdown",
+                    "must be a fraction between 0 and 1 (0.1 = 10 % below the high-water mark)",
+                ));
+            }
+        }
+        if !(t.add_fraction > 0.0 && t.add_fraction <= 1.0) {
+            return Err(invalid(
+                "traders.add_fraction",
+                "must be above 0 and at most 1 (a share of the opening order)",
+            ));
+        }
         let m = &self.margin_calls;
         if !(0.0..=1.0).contains(&m.answer_probability) {
             return Err(invalid(
@@ -458,6 +498,22 @@ mod tests {
         let bad = GOOD.replace("seed = 1", "seed = 1\nsede = 2");
         let e = Scenario::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("unknown field `sede`"), "{e}");
+        for (field, line) in [
+            ("traders.key_max_drawdown", "key_max_drawdown = 1.5"),
+            ("traders.key_max_leverage", "key_max_leverage = 0"),
+            ("traders.add_fraction", "add_fraction = 0"),
+        ] {
+            let bad = GOOD.replace("leverage_max = 10", &format!("leverage_max = 10\n{line}"));
+            let e = Scenario::parse(&bad).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
+        let good = GOOD.replace(
+            "leverage_max = 10",
+            "leverage_max = 10\nkey_max_drawdown = 0.1\nadd_every_steps = 3",
+        );
+        let s = Scenario::parse(&good).unwrap();
+        assert_eq!(s.traders.key_max_drawdown, Some(0.1));
+        assert_eq!(s.traders.add_fraction, 0.25);
         let bad = GOOD.replace("kind = \"crash\"", "kind = \"moon\"");
         assert!(
             Scenario::parse(&bad)

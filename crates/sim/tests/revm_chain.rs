@@ -22,12 +22,12 @@ fn session_order_through_handle_ops_on_revm() {
     assert!(!f.chain.code(ENTRY_POINT_V08).is_empty());
     assert_eq!(
         d.account_factory,
-        address!("E58AC03982866c3C1e98C0d2b76629A85e98F6BA"),
+        address!("3B0Df11D47489c253189111Ce6eaA841Bf5aa8c3"),
         "same address as on anvil"
     );
     assert_eq!(
         d.venue,
-        address!("06fc7e14FFA0FEbd1A04A55dafF24BF156750237"),
+        address!("0590D429Cf1f6A08647725B62E895d200d0cC79B"),
         "same address as on anvil"
     );
     assert!(

@@ -149,3 +149,45 @@ async fn same_scenario_same_state_on_revm_and_anvil() {
     assert_eq!(on_revm.bad_debt, on_anvil.bad_debt);
     assert_eq!(on_revm.insurance_fund_end, on_anvil.insurance_fund_end);
 }
+
+/// The shipped breaker scenario: keys that average down through a slide trip their drawdown breakers, the
+/// adds after a trip are stopped, and nothing is lost to bad debt. With the breaker off (the same file, no
+/// `key_max_drawdown`) every add through the same slide goes through — the breaker is what stops them.
+#[tokio::test]
+async fn breaker_scenario_trips_the_keys_of_traders_who_average_down() {
+    let file = repo_root().join("scenarios/breaker-drawdown.toml");
+    let run_it = |s: Scenario| async move {
+        let path = PricePath::generate(&s, &repo_root()).unwrap();
+        let mut backend = RevmBackend::new(
+            31_337,
+            1_800_000_000,
+            Roles::new(liquidator_keys(&s)),
+            insurance(&s),
+        )
+        .unwrap();
+        run(&s, &path, &mut backend, |_, _| {}).await.unwrap()
+    };
+    let s = Scenario::load(&file).unwrap();
+    let out = run_it(s.clone()).await;
+    assert!(out.breaker_trips > 0, "{out:#?}");
+    assert!(out.breaker_trips <= s.traders.count);
+    assert!(
+        out.adds_stopped >= out.breaker_trips,
+        "each trip undoes an add"
+    );
+    assert!(
+        out.adds > out.adds_stopped,
+        "adds before the drawdown go through"
+    );
+
+    let mut off = s.clone();
+    off.traders.key_max_drawdown = None;
+    let unbraked = run_it(off).await;
+    assert_eq!(unbraked.breaker_trips, 0);
+    assert!(
+        unbraked.adds_stopped < out.adds_stopped,
+        "without the breaker fewer adds are stopped: {} vs {}",
+        unbraked.adds_stopped,
+        out.adds_stopped
+    );
+}

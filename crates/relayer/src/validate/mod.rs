@@ -96,7 +96,8 @@ pub struct Simulated {
     pub paymaster_context: Bytes,
     /// False when the op's calls would revert (it would still be included and pay).
     pub success: bool,
-    /// The execution's revert data, if it reverted.
+    /// The execution's revert data, if it reverted — or, for a session op the account undid because it
+    /// breached the key's drawdown breaker (tripping it), that breach as the account reports it.
     pub revert: Option<Bytes>,
     pub validation_gas: u64,
     pub paymaster_gas: u64,
@@ -316,6 +317,14 @@ impl Simulator {
             && info.unstakeDelaySec >= self.min_unstake_delay)
     }
 
+    /// A storage slot of `address` on the pending state.
+    pub fn storage(&mut self, address: Address, slot: U256) -> Result<U256, SimError> {
+        use revm::Database;
+        self.db
+            .storage(address, slot)
+            .map_err(|e| SimError::Internal(e.to_string()))
+    }
+
     /// The EntryPoint deposit of `account` on the pending state.
     pub fn deposit_of(&mut self, account: Address) -> Result<U256, SimError> {
         let out = self.evm_call(
@@ -440,13 +449,27 @@ impl Simulator {
         let mut success = true;
         let mut revert = None;
         for log in &logs {
+            if log.address == op.sender {
+                // The account undid the op's calls and tripped the key's breaker: to the trader, a refusal.
+                if let Ok(ev) = <keyscope_core::bindings::TradingAccount::SessionBreakerTripped as alloy::sol_types::SolEvent>::decode_log(log) {
+                    let breach = keyscope_core::bindings::TradingAccount::SessionDrawdownBreached {
+                        accountValue: ev.data.accountValue,
+                        threshold: ev.data.threshold,
+                    };
+                    if !crate::op::classify(&op.callData, self.venue).is_protective() {
+                        success = false;
+                        revert = Some(alloy::sol_types::SolError::abi_encode(&breach).into());
+                    }
+                }
+                continue;
+            }
             if log.address != self.entry_point {
                 continue;
             }
             if let Ok(ev) =
                 <IEntryPoint::UserOperationEvent as alloy::sol_types::SolEvent>::decode_log(log)
             {
-                success = ev.data.success;
+                success = success && ev.data.success;
             }
             if let Ok(ev) =
                 <IEntryPoint::UserOperationRevertReason as alloy::sol_types::SolEvent>::decode_log(

@@ -14,11 +14,12 @@ use alloy::{
 };
 use alloy_primitives::{Address, Bytes, I256, U256};
 use keyscope_core::{
-    bindings::{BaseAccount, IEntryPoint, PerpVenue, TestUSD, TradingAccount},
+    bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD},
     client::{Client, Submission, rpc_user_op},
     deployment::Deployment,
     devnet::{Devnet, publish_price, repo_root},
     nonce::SessionLane,
+    ops::{self, Call},
     scope::TradingScope,
     session::sign_session_op,
     units::parse_units,
@@ -212,54 +213,17 @@ impl Chain {
             .await
             .unwrap();
         let now = self.direct.chain_time().await.unwrap();
-        let scope = TradingScope::new(
+        let scope = self.trader_scope().build(now).unwrap();
+        let calls = ops::first_op_calls(
+            account,
+            self.d.collateral,
             self.d.venue,
-            vec![0],
-            parse_units("0.5", 18).unwrap(),
-            parse_units("40000", 18).unwrap(),
-        )
-        .build(now)
-        .unwrap();
-        let calls = vec![
-            BaseAccount::Call {
-                target: self.d.collateral,
-                value: U256::ZERO,
-                data: TestUSD::approveCall {
-                    spender: self.d.venue,
-                    value: U256::MAX,
-                }
-                .abi_encode()
-                .into(),
-            },
-            BaseAccount::Call {
-                target: self.d.venue,
-                value: U256::ZERO,
-                data: PerpVenue::depositMarginCall {
-                    amount: amount / U256::from(2),
-                }
-                .abi_encode()
-                .into(),
-            },
-            BaseAccount::Call {
-                target: account,
-                value: U256::ZERO,
-                data: TradingAccount::grantSessionCall {
-                    key: session.address(),
-                    scope,
-                }
-                .abi_encode()
-                .into(),
-            },
-        ];
+            amount / U256::from(2),
+            vec![(session.address(), scope)],
+        );
         let op = self
             .direct
-            .owner_op(
-                &owner,
-                U256::ZERO,
-                TradingAccount::executeBatchCall { calls }
-                    .abi_encode()
-                    .into(),
-            )
+            .owner_op(&owner, U256::ZERO, calls)
             .await
             .unwrap();
         assert!(self.direct.send(&op).await.unwrap().success);
@@ -268,6 +232,37 @@ impl Chain {
             account,
             session,
         }
+    }
+
+    /// The scope test traders' session keys get: BTC, 0.5 max and 40,000 notional an order, the cautious
+    /// money limits with room for the load bench's hundreds of orders per key and for the fee-bump tests'
+    /// high prices.
+    pub fn trader_scope(&self) -> TradingScope {
+        let mut scope = TradingScope::new(
+            self.d.venue,
+            vec![0],
+            parse_units("0.5", 18).unwrap(),
+            parse_units("40000", 18).unwrap(),
+        );
+        scope.limits.fee_budget = parse_units("5", 18).unwrap();
+        scope.limits.max_op_cost = parse_units("1", 18).unwrap();
+        scope
+    }
+
+    /// Grants `t`'s session key its scope again, now listing `paymasters` as ones that may sponsor it.
+    pub async fn allow_paymasters(&self, t: &Trader, paymasters: &[Address]) {
+        let mut scope = self.trader_scope();
+        scope.limits.paymasters = paymasters.to_vec();
+        let scope = scope
+            .build(self.direct.chain_time().await.unwrap())
+            .unwrap();
+        let grant = ops::grant_session(t.account, t.session.address(), scope);
+        let op = self
+            .direct
+            .owner_op(&t.owner, U256::ZERO, vec![grant])
+            .await
+            .unwrap();
+        assert!(self.direct.send(&op).await.unwrap().success);
     }
 
     /// A session order op on `lane` at sequence `seq` (several can wait in the pool per lane).
@@ -280,8 +275,8 @@ impl Chain {
         limit: &str,
         reduce_only: bool,
     ) -> PackedUserOperation {
-        let call = execute(self.d.venue, order_call(size, limit, reduce_only));
-        self.session_op(t, lane, seq, call, 60).await
+        let calls = execute(self.d.venue, order_call(size, limit, reduce_only));
+        self.session_op(t, lane, seq, calls, 60).await
     }
 
     pub async fn session_op(
@@ -289,7 +284,7 @@ impl Chain {
         t: &Trader,
         lane: u32,
         seq: u64,
-        call: Bytes,
+        calls: Vec<Call>,
         ttl: u64,
     ) -> PackedUserOperation {
         let nonce = SessionLane::new(t.session.address(), lane).nonce(seq);
@@ -297,13 +292,13 @@ impl Chain {
         let mut op = unsigned(
             t.account,
             nonce,
-            call,
+            ops::session_call_data(t.session.address(), calls),
             Bytes::new(),
             OpGas::default_for(false),
             fees.max_priority_fee_per_gas,
             fees.max_fee_per_gas,
         );
-        let grant = TradingAccount::new(t.account, &self.provider)
+        let grant = ISessionManager::new(t.account, &self.provider)
             .getSession(t.session.address())
             .call()
             .await
@@ -322,7 +317,7 @@ impl Chain {
         t: &Trader,
         mut op: PackedUserOperation,
     ) -> PackedUserOperation {
-        let grant = TradingAccount::new(t.account, &self.provider)
+        let grant = ISessionManager::new(t.account, &self.provider)
             .getSession(t.session.address())
             .call()
             .await
@@ -336,12 +331,12 @@ impl Chain {
     }
 
     /// An owner op at the owner lane's sequence `seq`.
-    pub async fn owner_op(&self, t: &Trader, seq: u64, call: Bytes) -> PackedUserOperation {
+    pub async fn owner_op(&self, t: &Trader, seq: u64, calls: Vec<Call>) -> PackedUserOperation {
         let fees = self.provider.estimate_eip1559_fees().await.unwrap();
         let mut op = unsigned(
             t.account,
             U256::from(seq),
-            call,
+            ops::owner_call_data(calls),
             Bytes::new(),
             OpGas::default_for(false),
             fees.max_priority_fee_per_gas,
@@ -389,14 +384,13 @@ pub async fn rpc(url: &str, method: &str, params: Value) -> Result<Value, Value>
     }
 }
 
-pub fn execute(target: Address, data: Vec<u8>) -> Bytes {
-    TradingAccount::executeCall {
+/// One call to `target` with `data` (no value), as the only call of an op.
+pub fn execute(target: Address, data: Vec<u8>) -> Vec<Call> {
+    vec![Call {
         target,
         value: U256::ZERO,
         data: data.into(),
-    }
-    .abi_encode()
-    .into()
+    }]
 }
 
 pub fn order_call(size: &str, limit: &str, reduce_only: bool) -> Vec<u8> {

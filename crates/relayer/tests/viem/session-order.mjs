@@ -1,6 +1,8 @@
 // A third-party ERC-4337 client, unchanged: viem's bundler client estimates, sends and waits for a
-// session-key order through the Keyscope relayer. Only the signature is Keyscope's own (a session
-// signature is `0x01 ‖ opValidUntil (6 bytes) ‖ r s v` over keccak(userOpHash ‖ uint48 until ‖ grantId)).
+// session-key order through the Keyscope relayer. Only the signature and the callData wrapper are
+// Keyscope's own: a session signature is `0x01 ‖ opValidUntil (6 bytes) ‖ r s v` over
+// keccak(userOpHash ‖ uint48 until ‖ grantId), and a session op's callData is
+// `executeSession(key, execute(…))`, naming the key that signs it.
 // Driven by crates/relayer/tests/viem.rs, which passes the chain and the trader in the environment.
 import assert from 'node:assert/strict';
 import {
@@ -42,10 +44,15 @@ const order = encodeFunctionData({
   functionName: 'placeOrder',
   args: [0, 10n ** 17n, 60500n * 10n ** 18n, false],
 });
-const callData = encodeFunctionData({
+const execute = encodeFunctionData({
   abi: parseAbi(['function execute(address target, uint256 value, bytes data)']),
   functionName: 'execute',
   args: [env('VENUE'), 0n, order],
+});
+const callData = encodeFunctionData({
+  abi: parseAbi(['function executeSession(address key, bytes calls)']),
+  functionName: 'executeSession',
+  args: [session.address, execute],
 });
 const { timestamp } = await publicClient.getBlock();
 const until = timestamp + 60n;
