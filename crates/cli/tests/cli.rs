@@ -143,6 +143,11 @@ async fn trader_session_from_account_to_filled_order() {
     assert_eq!(listed["sessions"][0]["active"], true);
     assert_eq!(listed["sessions"][0]["markets"][0], "BTC");
     assert_eq!(listed["sessions"][0]["rate"], "20/1s");
+    // The cautious money limits by default.
+    assert_eq!(listed["sessions"][0]["feeLeft"], "100000000000000000");
+    assert_eq!(listed["sessions"][0]["maxOpCost"], "10000000000000000");
+    assert_eq!(listed["sessions"][0]["maxLeverage"], 300);
+    assert_eq!(listed["sessions"][0]["tripped"], false);
 
     let filled = cli.ok(&[
         "order",
@@ -293,6 +298,19 @@ async fn errors_say_what_to_do() {
     cli.ok(&["account", "create"]);
     assert!(grant("SOL", &[]).contains("unknown market \"SOL\""));
     assert!(grant("BTC", &["--rate", "0/1s"]).contains("COUNT/PERIOD"));
+    // Money limits the account would refuse are refused before anything is signed, naming the field.
+    assert!(
+        grant("BTC", &["--max-drawdown", "100%"])
+            .contains("max drawdown must be a percentage below 10000 basis points")
+    );
+    assert!(
+        grant("BTC", &["--fee-budget", "0.5wei"]).contains("has more than 0 decimal places")
+    );
+    assert!(
+        grant("BTC", &["--max-op-cost", "1000000001"])
+            .contains("max op cost must be whole gwei")
+    );
+    assert!(grant("BTC", &["--max-leverage", "lots"]).contains("is not a decimal number"));
     assert!(
         cli.err(&["deposit", "1.1234567"])
             .contains("more than 6 decimal places")
