@@ -40,12 +40,14 @@ contract Deploy is Script {
 
         vm.startBroadcast(pk);
         d.entryPoint = CanonicalEntryPoint.deploy();
-        d.factory = AccountFactory(_create2(abi.encodePacked(type(AccountFactory).creationCode, abi.encode(d.entryPoint))));
+        d.factory =
+            AccountFactory(_create2(abi.encodePacked(type(AccountFactory).creationCode, abi.encode(d.entryPoint))));
         d.usd = TestUSD(_create2(abi.encodePacked(type(TestUSD).creationCode, abi.encode(deployer))));
         d.oracle = SignedPriceOracle(
             _create2(abi.encodePacked(type(SignedPriceOracle).creationCode, abi.encode(deployer, ORACLE_MAX_AGE)))
         );
-        d.venue = PerpVenue(_create2(abi.encodePacked(type(PerpVenue).creationCode, abi.encode(deployer, d.usd, d.oracle))));
+        d.venue =
+            PerpVenue(_create2(abi.encodePacked(type(PerpVenue).creationCode, abi.encode(deployer, d.usd, d.oracle))));
         if (!d.oracle.isSigner(signer)) d.oracle.setSigner(signer, true);
         if (!d.venue.market(0).listed) d.venue.listMarket(0, _params(100_000e6));
         if (!d.venue.market(1).listed) d.venue.listMarket(1, _params(50_000e6));

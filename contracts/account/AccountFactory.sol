@@ -47,7 +47,10 @@ contract AccountFactory {
     /// @param salt The salt passed to `createAccount`.
     /// @return The counterfactual account address.
     function getAddress(address owner, uint256 salt) external view returns (address) {
-        return LibClone.predictDeterministicAddressERC1967(address(accountImplementation), _salt(owner, salt), address(this));
+        return
+            LibClone.predictDeterministicAddressERC1967(
+                address(accountImplementation), _salt(owner, salt), address(this)
+            );
     }
 
     function _salt(address owner, uint256 salt) internal pure returns (bytes32) {

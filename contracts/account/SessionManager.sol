@@ -240,7 +240,9 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         if ((scope.rateCount == 0) != (scope.ratePeriod == 0)) revert InvalidScope(ScopeFault.HalfRateLimit);
         if (scope.maxUses == UNLIMITED_USES) revert InvalidScope(ScopeFault.MaxUsesTooLarge);
         if (scope.permissions.length == 0) revert InvalidScope(ScopeFault.NoPermissions);
-        if (scope.maxOpCost % GWEI != 0 || scope.feeBudget % GWEI != 0) revert InvalidScope(ScopeFault.FeeNotWholeGwei);
+        if (scope.maxOpCost % GWEI != 0 || scope.feeBudget % GWEI != 0) {
+            revert InvalidScope(ScopeFault.FeeNotWholeGwei);
+        }
         if (scope.maxOpCost / GWEI > MAX_GWEI || scope.feeBudget / GWEI > MAX_GWEI) {
             revert InvalidScope(ScopeFault.FeeTooLarge);
         }
@@ -252,9 +254,15 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         ITradingAccount.RiskLimits memory r = scope.risk;
         if (r.maxDrawdownBps >= 10_000) revert InvalidScope(ScopeFault.DrawdownTooLarge);
 
-        if (scope.rateCount != 0 || scope.maxUses != 0 || scope.valueBudget != 0) flags |= SessionStateLibrary.COUNTERS;
-        if (r.maxDrawdownBps != 0 || r.drawdownFloor != 0) flags |= SessionStateLibrary.BREAKER | SessionStateLibrary.RISK;
-        if (r.maxLeverage != 0 || r.maxPositionNotional != 0 || r.minHeadroomBps != 0) flags |= SessionStateLibrary.RISK;
+        if (scope.rateCount != 0 || scope.maxUses != 0 || scope.valueBudget != 0) {
+            flags |= SessionStateLibrary.COUNTERS;
+        }
+        if (r.maxDrawdownBps != 0 || r.drawdownFloor != 0) {
+            flags |= SessionStateLibrary.BREAKER | SessionStateLibrary.RISK;
+        }
+        if (r.maxLeverage != 0 || r.maxPositionNotional != 0 || r.minHeadroomBps != 0) {
+            flags |= SessionStateLibrary.RISK;
+        }
         if (scope.paymasters.length != 0) flags |= SessionStateLibrary.PAYMASTERS;
     }
 
@@ -281,7 +289,9 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         delete $.paymasters[key];
         for (uint256 i; i < list.length; ++i) {
             address pm = list[i];
-            if (pm == address(0) || pm == address(this) || pm == entryPoint) revert InvalidScope(ScopeFault.BadPaymaster);
+            if (pm == address(0) || pm == address(this) || pm == entryPoint) {
+                revert InvalidScope(ScopeFault.BadPaymaster);
+            }
             bytes32 id = AccountStorage.ruleId(key, grantId, pm, bytes4(0));
             if (PermissionRule.unwrap($.rules[id]) != 0) revert InvalidScope(ScopeFault.BadPaymaster);
             $.rules[id] = PermissionRuleLibrary.packPaymaster();
@@ -374,7 +384,9 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
     }
 
     function _requireOwnerOrSelf() internal view {
-        if (msg.sender != AccountStorage.layout().owner && msg.sender != address(this)) revert NotOwnerOrSelf(msg.sender);
+        if (msg.sender != AccountStorage.layout().owner && msg.sender != address(this)) {
+            revert NotOwnerOrSelf(msg.sender);
+        }
     }
 
     function _domainNameAndVersion() internal pure override returns (string memory, string memory) {

@@ -2,7 +2,11 @@
 pragma solidity ^0.8.28;
 
 import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
-import {SIG_VALIDATION_FAILED, SIG_VALIDATION_SUCCESS, _packValidationData} from "@account-abstraction/contracts/core/Helpers.sol";
+import {
+    SIG_VALIDATION_FAILED,
+    SIG_VALIDATION_SUCCESS,
+    _packValidationData
+} from "@account-abstraction/contracts/core/Helpers.sol";
 import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 import {TokenCallbackHandler} from "@account-abstraction/contracts/accounts/callback/TokenCallbackHandler.sol";
@@ -51,14 +55,7 @@ import {SessionState, SessionStateLibrary} from "./types/SessionState.sol";
 /// Validation follows ERC-7562: it reads and writes only this account's storage, never reads TIMESTAMP
 /// (windows and rate limits are returned as validAfter/validUntil), and calls only ecrecover, the
 /// SessionManager module by DELEGATECALL (enable mode) and the EntryPoint (prefund).
-contract TradingAccount is
-    ITradingAccount,
-    BaseAccount,
-    TokenCallbackHandler,
-    IERC1271,
-    EIP712,
-    UUPSUpgradeable
-{
+contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, IERC1271, EIP712, UUPSUpgradeable {
     /// @notice Session signature mode: use an active session.
     uint8 public constant MODE_SESSION = 0x01;
     /// @notice Session signature mode: enable the session from an owner grant, then use it.
@@ -342,11 +339,14 @@ contract TradingAccount is
 
     /// @dev The counters after `calls` more calls in the rate window, and the op's validAfter pushed into the
     /// window that takes them.
-    function _rate(SessionCounters c, address key, uint40 opValidUntil, uint40 earliest, uint48 validAfter, uint256 calls)
-        internal
-        pure
-        returns (SessionCounters, uint48)
-    {
+    function _rate(
+        SessionCounters c,
+        address key,
+        uint40 opValidUntil,
+        uint40 earliest,
+        uint48 validAfter,
+        uint256 calls
+    ) internal pure returns (SessionCounters, uint48) {
         uint256 rateCount = c.rateCount();
         if (rateCount == 0) return (c, validAfter);
         if (calls > rateCount) revert SessionTooManyCalls(calls, rateCount);
@@ -507,7 +507,8 @@ contract TradingAccount is
         RiskState r = $.risk[key];
         (bool ok, bytes memory ret) = venue.staticcall(abi.encodeCall(IPerpVenue.accountRisk, (address(this))));
         if (!ok || ret.length < 128) revert SessionVenueUnreadable(venue);
-        (int256 value, uint256 mmr, uint256 gross, uint256 largest) = abi.decode(ret, (int256, uint256, uint256, uint256));
+        (int256 value, uint256 mmr, uint256 gross, uint256 largest) =
+            abi.decode(ret, (int256, uint256, uint256, uint256));
         uint256 av = value > 0 ? uint256(value) : 0;
         if (raisesRisk) {
             uint256 maxLeverage = r.maxLeverage();

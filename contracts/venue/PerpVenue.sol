@@ -140,7 +140,12 @@ contract PerpVenue is IPerpVenue, Ownable {
     );
     event FundingSettled(address indexed account, uint32 indexed marketId, int256 amount);
     event AccountStateChanged(
-        address indexed account, AccountState previous, AccountState current, int256 accountValue, uint256 imr, uint256 mmr
+        address indexed account,
+        AccountState previous,
+        AccountState current,
+        int256 accountValue,
+        uint256 imr,
+        uint256 mmr
     );
     event MarginCall(address indexed account, int256 accountValue, uint256 imr, uint256 mmr);
     event Liquidated(
@@ -154,20 +159,53 @@ contract PerpVenue is IPerpVenue, Ownable {
     );
     event BadDebt(address indexed account, uint256 coveredByInsurance, uint256 uncovered);
 
+    /// @notice Which rule a market's (or the liquidation rewards') parameters break.
+    enum ParamFault {
+        /// The market id is not below MAX_MARKETS.
+        MarketIdTooLarge,
+        /// Not 0 < MMF < IMF <= 1.
+        MarginFractions,
+        /// The liquidation penalty is not below the MMF (liquidating would not improve health).
+        PenaltyNotBelowMmf,
+        /// The taker fee is not below the MMF.
+        FeeNotBelowMmf,
+        /// The limit-price band is zero or above 100 %.
+        LimitDeviation,
+        /// The maximum position is zero.
+        ZeroMaxPosition,
+        /// The minimum liquidation reward is above the maximum.
+        RewardBounds
+    }
+
+    /// @notice The market is not listed.
     error MarketNotListed(uint32 marketId);
-    error InvalidMarketParams(string reason);
+    /// @notice Parameters an owner set break `fault`.
+    error InvalidMarketParams(ParamFault fault);
+    /// @notice A deposit, withdrawal or funding of zero.
     error ZeroAmount();
+    /// @notice An order of size zero.
     error ZeroSize();
+    /// @notice The oracle price is worse than the order's limit.
     error LimitPriceNotMet(uint256 oraclePrice, uint256 limitPrice);
+    /// @notice The limit is further from the oracle price than the market's band allows.
     error LimitPriceOutsideBand(uint256 oraclePrice, uint256 limitPrice);
+    /// @notice A reduce-only order would open or grow a position.
     error ReduceOnlyViolation(int256 position, int256 sizeDelta);
+    /// @notice The position would exceed the market's maximum.
     error MaxPositionExceeded(int256 newSize, uint256 maxPosition);
+    /// @notice After the order or withdrawal the account value would be below its initial margin.
     error InsufficientMargin(int256 accountValue, uint256 initialMargin);
+    /// @notice A withdrawal above the collateral.
     error InsufficientCollateral(int256 collateral, uint256 amount);
+    /// @notice The account is above its maintenance margin.
     error NotLiquidatable(int256 accountValue, uint256 maintenanceMargin);
+    /// @notice The account has no position to liquidate in the market.
     error NoPosition(address account, uint32 marketId);
+    /// @notice Orders fill at once: there is nothing resting to cancel.
     error OrderNotCancellable(uint256 orderId);
+    /// @notice The funding rate is outside +/- MAX_FUNDING_RATE.
     error FundingRateTooHigh(int256 rate);
+    /// @notice An account may not liquidate itself.
     error SelfLiquidation();
 
     /// @param initialOwner Lists markets and sets parameters.
@@ -188,12 +226,14 @@ contract PerpVenue is IPerpVenue, Ownable {
     /// @param marketId 0..63.
     /// @param p Risk parameters; MMF < IMF, penalty < MMF (so liquidation always improves health).
     function listMarket(uint32 marketId, MarketParams calldata p) external onlyOwner {
-        if (marketId >= MAX_MARKETS) revert InvalidMarketParams("market id must be below 64");
-        if (p.mmf == 0 || p.mmf >= p.imf || p.imf > WAD) revert InvalidMarketParams("need 0 < MMF < IMF <= 1");
-        if (p.liquidationPenalty >= p.mmf) revert InvalidMarketParams("liquidation penalty must be below MMF");
-        if (p.takerFee >= p.mmf) revert InvalidMarketParams("taker fee must be below MMF");
-        if (p.maxLimitDeviation == 0 || p.maxLimitDeviation > WAD) revert InvalidMarketParams("bad limit deviation");
-        if (p.maxPosition == 0) revert InvalidMarketParams("zero max position");
+        if (marketId >= MAX_MARKETS) revert InvalidMarketParams(ParamFault.MarketIdTooLarge);
+        if (p.mmf == 0 || p.mmf >= p.imf || p.imf > WAD) revert InvalidMarketParams(ParamFault.MarginFractions);
+        if (p.liquidationPenalty >= p.mmf) revert InvalidMarketParams(ParamFault.PenaltyNotBelowMmf);
+        if (p.takerFee >= p.mmf) revert InvalidMarketParams(ParamFault.FeeNotBelowMmf);
+        if (p.maxLimitDeviation == 0 || p.maxLimitDeviation > WAD) {
+            revert InvalidMarketParams(ParamFault.LimitDeviation);
+        }
+        if (p.maxPosition == 0) revert InvalidMarketParams(ParamFault.ZeroMaxPosition);
         Market storage m = _markets[marketId];
         if (m.listed) _accrueFunding(marketId, m);
         m.listed = true;
@@ -223,7 +263,7 @@ contract PerpVenue is IPerpVenue, Ownable {
 
     /// @notice Sets the liquidator reward bounds (quote units). Owner only.
     function setLiquidationRewards(uint256 minReward, uint256 maxReward) external onlyOwner {
-        if (minReward > maxReward) revert InvalidMarketParams("min reward above max reward");
+        if (minReward > maxReward) revert InvalidMarketParams(ParamFault.RewardBounds);
         minLiquidationReward = minReward;
         maxLiquidationReward = maxReward;
         emit LiquidationRewardsSet(minReward, maxReward);
@@ -284,7 +324,9 @@ contract PerpVenue is IPerpVenue, Ownable {
         int256 newSize = oldSize + sizeDelta;
         bool reduces = (oldSize > 0 && sizeDelta < 0 && newSize >= 0) || (oldSize < 0 && sizeDelta > 0 && newSize <= 0);
         if (reduceOnly && !reduces) revert ReduceOnlyViolation(oldSize, sizeDelta);
-        if (!reduces && FixedPointMathLib.abs(newSize) > m.maxPosition) revert MaxPositionExceeded(newSize, m.maxPosition);
+        if (!reduces && FixedPointMathLib.abs(newSize) > m.maxPosition) {
+            revert MaxPositionExceeded(newSize, m.maxPosition);
+        }
 
         _accrueFunding(marketId, m);
         _settleFunding(msg.sender, marketId, m);
@@ -407,7 +449,7 @@ contract PerpVenue is IPerpVenue, Ownable {
                 Position storage p = _positions[account][id];
                 uint256 n = PerpMath.notional(p.size, price);
                 accountValue += PerpMath.pnl(p.size, p.entryPrice, price)
-                    - PerpMath.fundingOwed(p.size, _currentIndex(m, price), p.fundingIndex);
+                - PerpMath.fundingOwed(p.size, _currentIndex(m, price), p.fundingIndex);
                 maintenanceMargin += PerpMath.requirement(n, m.mmf);
                 grossNotional += n;
                 if (n > largestPositionNotional) largestPositionNotional = n;
@@ -541,7 +583,7 @@ contract PerpVenue is IPerpVenue, Ownable {
                 Position storage p = _positions[account][id];
                 uint256 n = PerpMath.notional(p.size, price);
                 av += PerpMath.pnl(p.size, p.entryPrice, price)
-                    - PerpMath.fundingOwed(p.size, _currentIndex(m, price), p.fundingIndex);
+                - PerpMath.fundingOwed(p.size, _currentIndex(m, price), p.fundingIndex);
                 imr += PerpMath.requirement(n, m.imf);
                 mmr += PerpMath.requirement(n, m.mmf);
             }
@@ -592,6 +634,8 @@ contract PerpVenue is IPerpVenue, Ownable {
     }
 
     function _popCount(uint64 x) internal pure returns (uint256 n) {
-        for (; x != 0; x &= x - 1) ++n;
+        for (; x != 0; x &= x - 1) {
+            ++n;
+        }
     }
 }

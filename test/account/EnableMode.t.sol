@@ -33,14 +33,16 @@ contract EnableModeTest is AccountTestBase {
     }
 
     function test_enable_scopeStillEnforcedInFirstOp() public {
-        PackedUserOperation memory op = _enableOp(OWNER_PK, SESSION_PK, _tradingScope(), _order(5, 1e18, 3000e18, false), opUntil);
+        PackedUserOperation memory op =
+            _enableOp(OWNER_PK, SESSION_PK, _tradingScope(), _order(5, 1e18, 3000e18, false), opUntil);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionMarketNotAllowed.selector, 5));
         _handle(op);
         assertFalse(sessions.getSession(sessionKey).active, "a refused op stores nothing");
     }
 
     function test_enable_wrongOwnerSignatureRefused() public {
-        PackedUserOperation memory op = _enableOp(0xBAD, SESSION_PK, _tradingScope(), _order(0, 1e18, 3000e18, false), opUntil);
+        PackedUserOperation memory op =
+            _enableOp(0xBAD, SESSION_PK, _tradingScope(), _order(0, 1e18, 3000e18, false), opUntil);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
@@ -162,7 +164,11 @@ contract EnableModeTest is AccountTestBase {
     }
 
     function test_enable_malformedDataRefused() public {
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
+        PackedUserOperation memory op = _op(
+            address(account),
+            _sessionNonce(sessionKey, 0),
+            UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false))
+        );
         op.signature = abi.encodePacked(uint8(0x02), uint48(opUntil), new bytes(65), hex"deadbeef");
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.MalformedEnableData.selector));
         _handle(op);
@@ -200,7 +206,9 @@ contract EnableModeTest is AccountTestBase {
 
     function _prefix(bytes memory sig) internal pure returns (bytes memory out) {
         out = new bytes(72);
-        for (uint256 i; i < 72; ++i) out[i] = sig[i];
+        for (uint256 i; i < 72; ++i) {
+            out[i] = sig[i];
+        }
     }
 
     function _domainSeparator() internal view returns (bytes32) {

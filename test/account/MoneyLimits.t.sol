@@ -30,7 +30,13 @@ contract MoneyLimitsTest is AccountTestBase {
         view
         returns (PackedUserOperation memory op)
     {
-        op = UserOps.build(address(account), _sessionNonce(sessionKey, 0), UserOps.forSession(sessionKey, callData), verificationGas, callGas);
+        op = UserOps.build(
+            address(account),
+            _sessionNonce(sessionKey, 0),
+            UserOps.forSession(sessionKey, callData),
+            verificationGas,
+            callGas
+        );
         op.preVerificationGas = pvg;
         op.gasFees = bytes32((uint256(maxFee) << 128) | maxFee);
         _signSession(op, SESSION_PK, opUntil, sessions.getSession(sessionKey).grantId);
@@ -57,9 +63,12 @@ contract MoneyLimitsTest is AccountTestBase {
         _grant(sessionKey, scope);
         uint256 ethBefore = _accountEth();
 
-        PackedUserOperation memory op = _opWithGas(_order(0, 1e18, 3000e18, false), 5_000_000, 5_000_000, 5_000_000, 2_000 gwei);
+        PackedUserOperation memory op =
+            _opWithGas(_order(0, 1e18, 3000e18, false), 5_000_000, 5_000_000, 5_000_000, 2_000 gwei);
         uint256 cost = uint256(15_000_000) * 2_000 gwei;
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionOpCostTooHigh.selector, cost, TEST_OP_COST));
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.SessionOpCostTooHigh.selector, cost, TEST_OP_COST)
+        );
         _submitAsAttacker(op);
         assertEq(attacker.balance, 0, "the attacker earned nothing");
         assertEq(_accountEth(), ethBefore);
@@ -100,7 +109,9 @@ contract MoneyLimitsTest is AccountTestBase {
         }
         assertEq(sessions.getSession(sessionKey).feeLeft, 0, "charged at the maximum, not refunded");
         PackedUserOperation memory op = _opWithGas(_order(0, 1e18, 3000e18, false), 100_000, 100_000, 60_000, 1 gwei);
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionFeeBudgetExceeded.selector, 260_000 gwei, 0));
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.SessionFeeBudgetExceeded.selector, 260_000 gwei, 0)
+        );
         _submitAsAttacker(op);
         assertEq(venue.orderCount(), 3);
         assertLe(attacker.balance, 3 * TEST_OP_COST);
@@ -123,7 +134,9 @@ contract MoneyLimitsTest is AccountTestBase {
         scope.maxOpCost = 0;
         _grant(sessionKey, scope);
         PackedUserOperation memory op = _opWithGas(_order(0, 1e18, 3000e18, false), 100_000, 100_000, 50_000, 1 gwei);
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionFeeBudgetExceeded.selector, 250_000 gwei, 0));
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.SessionFeeBudgetExceeded.selector, 250_000 gwei, 0)
+        );
         _submitAsAttacker(op);
     }
 
@@ -133,13 +146,19 @@ contract MoneyLimitsTest is AccountTestBase {
         bytes32 digest = sessions.grantDigest(sessionKey, scope);
         bytes memory ownerSig = _sign(OWNER_PK, digest);
         PackedUserOperation memory op = UserOps.build(
-            address(account), _sessionNonce(sessionKey, 0), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)), 5_000_000, 5_000_000
+            address(account),
+            _sessionNonce(sessionKey, 0),
+            UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)),
+            5_000_000,
+            5_000_000
         );
         op.preVerificationGas = 5_000_000;
         op.gasFees = bytes32((uint256(2_000 gwei) << 128) | 2_000 gwei);
         _signEnable(op, SESSION_PK, opUntil, scope, digest, ownerSig);
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.SessionOpCostTooHigh.selector, uint256(15_000_000) * 2_000 gwei, TEST_OP_COST)
+            abi.encodeWithSelector(
+                ITradingAccount.SessionOpCostTooHigh.selector, uint256(15_000_000) * 2_000 gwei, TEST_OP_COST
+            )
         );
         _submitAsAttacker(op);
         assertFalse(sessions.getSession(sessionKey).active, "a refused op stores no grant");
@@ -166,7 +185,9 @@ contract MoneyLimitsTest is AccountTestBase {
         uint256 ethBefore = _accountEth();
 
         PackedUserOperation memory op = _sponsored(address(other));
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionPaymasterNotAllowed.selector, address(other)));
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.SessionPaymasterNotAllowed.selector, address(other))
+        );
         _submitAsAttacker(op);
 
         _submitAsAttacker(_sponsored(address(listed)));
@@ -178,7 +199,11 @@ contract MoneyLimitsTest is AccountTestBase {
 
     function _sponsored(address paymaster) internal view returns (PackedUserOperation memory op) {
         op = UserOps.build(
-            address(account), _sessionNonce(sessionKey, 0), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)), 1_000_000, 1_000_000
+            address(account),
+            _sessionNonce(sessionKey, 0),
+            UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)),
+            1_000_000,
+            1_000_000
         );
         op.paymasterAndData = abi.encodePacked(paymaster, uint128(100_000), uint128(0));
         _signSession(op, SESSION_PK, opUntil, sessions.getSession(sessionKey).grantId);
@@ -189,11 +214,15 @@ contract MoneyLimitsTest is AccountTestBase {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         scope.feeBudget = 1 ether + 1;
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.FeeNotWholeGwei));
+        vm.expectRevert(
+            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.FeeNotWholeGwei)
+        );
         sessions.grantSession(sessionKey, scope);
         scope.feeBudget = uint128(type(uint56).max) * 1 gwei + 1 gwei;
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.FeeTooLarge));
+        vm.expectRevert(
+            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.FeeTooLarge)
+        );
         sessions.grantSession(sessionKey, scope);
     }
 
@@ -204,7 +233,8 @@ contract MoneyLimitsTest is AccountTestBase {
     function _orders(uint256 n) internal view returns (bytes memory) {
         BaseAccount.Call[] memory calls = new BaseAccount.Call[](n);
         for (uint256 i; i < n; ++i) {
-            calls[i] = BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.placeOrder, (0, 1e18, 3000e18, false)));
+            calls[i] =
+                BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.placeOrder, (0, 1e18, 3000e18, false)));
         }
         return _batch(calls);
     }
@@ -224,7 +254,11 @@ contract MoneyLimitsTest is AccountTestBase {
         assertEq(sessions.getSession(sessionKey).windowUsed, 3);
         PackedUserOperation memory one = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until);
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.SessionRateLimited.selector, sessionKey, sessions.getSession(sessionKey).windowStart + 60)
+            abi.encodeWithSelector(
+                ITradingAccount.SessionRateLimited.selector,
+                sessionKey,
+                sessions.getSession(sessionKey).windowStart + 60
+            )
         );
         _handle(one);
         assertEq(venue.orderCount(), 3);
@@ -264,13 +298,17 @@ contract MoneyLimitsTest is AccountTestBase {
         calls[0] = BaseAccount.Call(address(sink), 0.5 ether, abi.encodeCall(Sink.pay, ()));
         calls[1] = calls[0];
         PackedUserOperation memory op = _sessionOp(SESSION_PK, _batch(calls), opUntil);
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionValueBudgetExceeded.selector, 1 ether, 0.75 ether));
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.SessionValueBudgetExceeded.selector, 1 ether, 0.75 ether)
+        );
         _handle(op);
         // Positive control: one call of 0.5 goes; the next 0.5 is over what is left.
         _handle(_sessionOp(SESSION_PK, _exec(address(sink), 0.5 ether, abi.encodeCall(Sink.pay, ())), opUntil));
         assertEq(address(sink).balance, 0.5 ether);
         op = _sessionOp(SESSION_PK, _exec(address(sink), 0.5 ether, abi.encodeCall(Sink.pay, ())), opUntil);
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionValueBudgetExceeded.selector, 0.5 ether, 0.25 ether));
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.SessionValueBudgetExceeded.selector, 0.5 ether, 0.25 ether)
+        );
         _handle(op);
     }
 
@@ -278,7 +316,9 @@ contract MoneyLimitsTest is AccountTestBase {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         scope.permissions[1] = _callPermission(address(0xCAFE), bytes4(0x12345678), 1 ether);
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.ValueWithoutBudget));
+        vm.expectRevert(
+            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.ValueWithoutBudget)
+        );
         sessions.grantSession(sessionKey, scope);
     }
 
@@ -327,7 +367,9 @@ contract MoneyLimitsTest is AccountTestBase {
             scope.permissions[1] = _callPermission(address(venue), sel, 0);
             vm.prank(owner);
             vm.expectRevert(
-                abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.MovesFundsOut)
+                abi.encodeWithSelector(
+                    ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.MovesFundsOut
+                )
             );
             sessions.grantSession(sessionKey, scope);
         }

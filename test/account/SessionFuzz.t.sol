@@ -93,7 +93,8 @@ contract SessionFuzzTest is AccountTestBase {
     /// A session signature with any byte flipped never validates.
     function testFuzz_tamperedSessionSignatureRefused(uint256 index, uint8 flip) public {
         _grant(sessionKey, _tradingScope());
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
         index = bound(index, 0, op.signature.length - 1);
         flip = uint8(bound(flip, 1, 255));
         op.signature[index] = bytes1(uint8(op.signature[index]) ^ flip);
@@ -126,8 +127,9 @@ contract SessionFuzzTest is AccountTestBase {
         scope.permissions[1] = _callPermission(address(payee), Payee.take.selector, cap);
         scope.valueBudget = 10 ether;
         _grant(sessionKey, scope);
-        PackedUserOperation memory op =
-            _sessionOp(SESSION_PK, _exec(address(payee), value, abi.encodeCall(Payee.take, ())), uint40(block.timestamp + 30));
+        PackedUserOperation memory op = _sessionOp(
+            SESSION_PK, _exec(address(payee), value, abi.encodeCall(Payee.take, ())), uint40(block.timestamp + 30)
+        );
         if (value > cap) {
             _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionValueTooHigh.selector, value, cap));
         }

@@ -43,7 +43,9 @@ contract SessionKeysTest is AccountTestBase {
     function test_session_permittedSelectorOnOtherTargetRefused() public {
         bytes memory inner = abi.encodeCall(IPerpVenue.cancelOrder, (0, 1));
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.SessionCallNotPermitted.selector, address(usd), IPerpVenue.cancelOrder.selector)
+            abi.encodeWithSelector(
+                ITradingAccount.SessionCallNotPermitted.selector, address(usd), IPerpVenue.cancelOrder.selector
+            )
         );
         _send(_exec(address(usd), 0, inner));
     }
@@ -156,7 +158,9 @@ contract SessionKeysTest is AccountTestBase {
         scope.permissions[1] = _callPermission(address(sink), ValueSink.pay.selector, 0.5 ether);
         scope.valueBudget = 1 ether;
         _grant(sessionKey, scope);
-        _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionValueTooHigh.selector, 0.5 ether + 1, 0.5 ether));
+        _expectValidationRevert(
+            abi.encodeWithSelector(ITradingAccount.SessionValueTooHigh.selector, 0.5 ether + 1, 0.5 ether)
+        );
         _send(_exec(address(sink), 0.5 ether + 1, abi.encodeCall(ValueSink.pay, ())));
     }
 
@@ -206,7 +210,9 @@ contract SessionKeysTest is AccountTestBase {
     function test_session_mayNotCallAccountDirectly() public {
         bytes memory cd = abi.encodeCall(ISessionManager.grantSession, (sessionKey, _tradingScope()));
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.SessionSelectorNotAllowed.selector, ISessionManager.grantSession.selector)
+            abi.encodeWithSelector(
+                ITradingAccount.SessionSelectorNotAllowed.selector, ISessionManager.grantSession.selector
+            )
         );
         _send(cd);
     }
@@ -215,7 +221,9 @@ contract SessionKeysTest is AccountTestBase {
         bytes memory inner = abi.encodeCall(ISessionManager.revokeAllSessions, ());
         _expectValidationRevert(
             abi.encodeWithSelector(
-                ITradingAccount.SessionCallNotPermitted.selector, address(account), ISessionManager.revokeAllSessions.selector
+                ITradingAccount.SessionCallNotPermitted.selector,
+                address(account),
+                ISessionManager.revokeAllSessions.selector
             )
         );
         _send(_exec(address(account), 0, inner));
@@ -224,20 +232,25 @@ contract SessionKeysTest is AccountTestBase {
     function test_session_mayNotTransferTokens() public {
         bytes memory inner = abi.encodeCall(usd.transfer, (sessionKey, 1e6));
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.SessionCallNotPermitted.selector, address(usd), usd.transfer.selector)
+            abi.encodeWithSelector(
+                ITradingAccount.SessionCallNotPermitted.selector, address(usd), usd.transfer.selector
+            )
         );
         _send(_exec(address(usd), 0, inner));
     }
 
     function test_grant_refusesFundMovingSelectors() public {
-        bytes4[4] memory banned =
-            [usd.transfer.selector, usd.approve.selector, usd.transferFrom.selector, IPerpVenue.withdrawMargin.selector];
+        bytes4[4] memory banned = [
+            usd.transfer.selector, usd.approve.selector, usd.transferFrom.selector, IPerpVenue.withdrawMargin.selector
+        ];
         for (uint256 i; i < banned.length; ++i) {
             ITradingAccount.SessionScope memory scope = _tradingScope();
             scope.permissions[1] = _callPermission(address(usd), banned[i], 0);
             vm.prank(owner);
             vm.expectRevert(
-                abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.MovesFundsOut)
+                abi.encodeWithSelector(
+                    ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.MovesFundsOut
+                )
             );
             sessions.grantSession(sessionKey, scope);
         }
@@ -248,14 +261,18 @@ contract SessionKeysTest is AccountTestBase {
         scope.permissions[1] = _callPermission(address(account), ISessionManager.revokeSession.selector, 0);
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.TargetIsAccount)
+            abi.encodeWithSelector(
+                ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.TargetIsAccount
+            )
         );
         sessions.grantSession(sessionKey, scope);
 
         scope.permissions[1] = _callPermission(address(entryPoint), bytes4(keccak256("withdrawTo(address,uint256)")), 0);
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.TargetIsEntryPoint)
+            abi.encodeWithSelector(
+                ITradingAccount.InvalidPermission.selector, 1, ITradingAccount.PermissionFault.TargetIsEntryPoint
+            )
         );
         sessions.grantSession(sessionKey, scope);
     }
@@ -279,7 +296,8 @@ contract SessionKeysTest is AccountTestBase {
 
     function test_window_afterValidUntilRefused() public {
         vm.warp(T0 + 8 hours + 1);
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
         _expectFailedOp("AA22 expired or not due");
         _handle(op);
     }
@@ -304,7 +322,8 @@ contract SessionKeysTest is AccountTestBase {
     }
 
     function test_opExpiry_fullTtlUsable() public {
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 60));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 60));
         _handle(op);
         assertEq(venue.orderCount(), 1);
     }
@@ -325,7 +344,8 @@ contract SessionKeysTest is AccountTestBase {
 
     function test_opExpiry_cappedBySessionEnd() public {
         vm.warp(T0 + 8 hours - 10);
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
         vm.warp(T0 + 8 hours + 1);
         _expectFailedOp("AA22 expired or not due");
         _handle(op);
@@ -358,7 +378,9 @@ contract SessionKeysTest is AccountTestBase {
     function test_rate_withinWindow() public {
         _rateLimited(3, 60, 0, 10);
         uint40 until = uint40(block.timestamp + 10);
-        for (uint256 i; i < 3; ++i) _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
+        for (uint256 i; i < 3; ++i) {
+            _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
+        }
         assertEq(venue.orderCount(), 3);
         assertEq(sessions.getSession(sessionKey).windowUsed, 3);
     }
@@ -366,7 +388,9 @@ contract SessionKeysTest is AccountTestBase {
     function test_rate_fullWindowRefusesOpThatExpiresFirst() public {
         _rateLimited(3, 60, 0, 10);
         uint40 until = uint40(block.timestamp + 10);
-        for (uint256 i; i < 3; ++i) _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
+        for (uint256 i; i < 3; ++i) {
+            _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
+        }
         uint40 next = sessions.getSession(sessionKey).windowStart + 60;
         PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionRateLimited.selector, sessionKey, next));
@@ -381,7 +405,9 @@ contract SessionKeysTest is AccountTestBase {
         // ttl 60 over 20 s windows of 2 ops: right now the windows inside the ttl hold 4 ops, no more.
         _rateLimited(2, 20, 0, 60);
         uint40 until = uint40(block.timestamp + 30);
-        for (uint256 i; i < 4; ++i) _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
+        for (uint256 i; i < 4; ++i) {
+            _handle(_sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until));
+        }
         PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), until);
         _expectFailedOp("AA22 expired or not due");
         _handle(op);
@@ -529,7 +555,9 @@ contract SessionKeysTest is AccountTestBase {
         scope.permissions[0] = _orderPermission(0x1, 1e18, 10_000e18, false);
         _grant(sessionKey, scope);
         _expectValidationRevert(
-            abi.encodeWithSelector(ITradingAccount.SessionCallNotPermitted.selector, address(venue), IPerpVenue.cancelOrder.selector)
+            abi.encodeWithSelector(
+                ITradingAccount.SessionCallNotPermitted.selector, address(venue), IPerpVenue.cancelOrder.selector
+            )
         );
         _send(_exec(address(venue), 0, abi.encodeCall(IPerpVenue.cancelOrder, (0, 1))));
     }
@@ -539,8 +567,16 @@ contract SessionKeysTest is AccountTestBase {
     //////////////////////////////////////////////////////////////*/
 
     function test_lanes_parallelStreams() public {
-        PackedUserOperation memory a = _op(address(account), _sessionNonce(sessionKey, 1), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
-        PackedUserOperation memory b = _op(address(account), _sessionNonce(sessionKey, 2), UserOps.forSession(sessionKey, _order(1, 1e18, 3000e18, false)));
+        PackedUserOperation memory a = _op(
+            address(account),
+            _sessionNonce(sessionKey, 1),
+            UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false))
+        );
+        PackedUserOperation memory b = _op(
+            address(account),
+            _sessionNonce(sessionKey, 2),
+            UserOps.forSession(sessionKey, _order(1, 1e18, 3000e18, false))
+        );
         _signSession(a, SESSION_PK, opUntil, 1);
         _signSession(b, SESSION_PK, opUntil, 1);
         // Lane 2 goes first: lanes do not wait for each other.
@@ -553,14 +589,16 @@ contract SessionKeysTest is AccountTestBase {
         address other = vm.addr(0x0DD);
         _grant(other, _tradingScope());
         // The session key signs an op on the other key's lane: it validates as the other key and fails.
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(other, 0), UserOps.forSession(other, _order(0, 1e18, 3000e18, false)));
+        PackedUserOperation memory op =
+            _op(address(account), _sessionNonce(other, 0), UserOps.forSession(other, _order(0, 1e18, 3000e18, false)));
         _signSession(op, SESSION_PK, opUntil, 2);
         _expectFailedOp("AA24 signature error");
         _handle(op);
     }
 
     function test_lanes_defaultLaneHasNoKey() public {
-        PackedUserOperation memory op = _op(address(account), 0, UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
+        PackedUserOperation memory op =
+            _op(address(account), 0, UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
         _signSession(op, SESSION_PK, opUntil, 1);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.NoSessionKeyInNonce.selector));
         _handle(op);
@@ -581,7 +619,9 @@ contract SessionKeysTest is AccountTestBase {
         bytes memory inner = abi.encodeCall(IPerpVenue.placeOrder, (0, 1e18, 3000e18, false));
         // execute(target, value, data) with the data offset moved one word on and a decoy word in between.
         bytes memory cd = abi.encodePacked(
-            BaseAccount.execute.selector, abi.encode(address(venue), uint256(0), uint256(0x80), uint256(0), inner.length), inner
+            BaseAccount.execute.selector,
+            abi.encode(address(venue), uint256(0), uint256(0x80), uint256(0), inner.length),
+            inner
         );
         _expectValidationRevert(abi.encodeWithSelector(ExecutionCalldata.MalformedCalldata.selector));
         _send(cd);

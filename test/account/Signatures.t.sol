@@ -61,18 +61,24 @@ contract SignaturesTest is AccountTestBase {
 
     function test_session_highSRefused() public {
         _grant(sessionKey, _tradingScope());
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
         bytes memory ecdsa = new bytes(65);
-        for (uint256 i; i < 65; ++i) ecdsa[i] = op.signature[7 + i];
+        for (uint256 i; i < 65; ++i) {
+            ecdsa[i] = op.signature[7 + i];
+        }
         bytes memory twin = _malleate(ecdsa);
-        for (uint256 i; i < 65; ++i) op.signature[7 + i] = twin[i];
+        for (uint256 i; i < 65; ++i) {
+            op.signature[7 + i] = twin[i];
+        }
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.InvalidSignatureS.selector, _word(twin, 32)));
         _handle(op);
     }
 
     function test_session_extraBytesRefused() public {
         _grant(sessionKey, _tradingScope());
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
         op.signature = abi.encodePacked(op.signature, uint8(0));
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.InvalidSessionSignatureLength.selector, 73));
         _handle(op);
@@ -80,7 +86,11 @@ contract SignaturesTest is AccountTestBase {
 
     function test_session_wrongKeyFails() public {
         _grant(sessionKey, _tradingScope());
-        PackedUserOperation memory op = _op(address(account), _sessionNonce(sessionKey, 0), UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false)));
+        PackedUserOperation memory op = _op(
+            address(account),
+            _sessionNonce(sessionKey, 0),
+            UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false))
+        );
         _signSession(op, 0xBAD, uint40(block.timestamp + 30), 1);
         _expectFailedOp("AA24 signature error");
         _handle(op);
@@ -88,7 +98,8 @@ contract SignaturesTest is AccountTestBase {
 
     function test_session_signatureCoversOpExpiry() public {
         _grant(sessionKey, _tradingScope());
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
         // The relayer stretches the op's expiry: the key did not sign that.
         op.signature[6] = bytes1(uint8(op.signature[6]) + 1);
         _expectFailedOp("AA24 signature error");
@@ -110,7 +121,9 @@ contract SignaturesTest is AccountTestBase {
 
     function _drop1(bytes memory sig) internal pure returns (bytes memory out) {
         out = new bytes(sig.length - 1);
-        for (uint256 i; i < out.length; ++i) out[i] = sig[i];
+        for (uint256 i; i < out.length; ++i) {
+            out[i] = sig[i];
+        }
     }
 
     function _empty(bytes memory) internal pure returns (bytes memory) {

@@ -40,7 +40,8 @@ contract TradingAccountTest is AccountTestBase {
 
     function test_ownerOp_mayUseAnyLane() public {
         uint192 lane = account.sessionNonceKey(sessionKey, 7);
-        PackedUserOperation memory op = _op(address(account), entryPoint.getNonce(address(account), lane), _order(0, 1e18, 3000e18, false));
+        PackedUserOperation memory op =
+            _op(address(account), entryPoint.getNonce(address(account), lane), _order(0, 1e18, 3000e18, false));
         op.signature = _sign(OWNER_PK, entryPoint.getUserOpHash(op));
         _handle(op);
         assertEq(entryPoint.getNonce(address(account), lane), (uint256(lane) << 64) | 1);
@@ -198,7 +199,9 @@ contract TradingAccountTest is AccountTestBase {
     function test_transferOwnership_twoStepsAndEndsSessions() public {
         address newOwner = address(0xD00D);
         _grant(sessionKey, _tradingScope());
-        _handle(_ownerOp(_exec(address(account), 0, abi.encodeCall(ISessionManager.transferOwnership, (newOwner, false)))));
+        _handle(
+            _ownerOp(_exec(address(account), 0, abi.encodeCall(ISessionManager.transferOwnership, (newOwner, false))))
+        );
         // Named, not yet owner: the old owner and its session keys still act.
         assertEq(account.owner(), owner);
         assertEq(sessions.pendingOwner(), newOwner);
@@ -210,7 +213,8 @@ contract TradingAccountTest is AccountTestBase {
         assertEq(sessions.pendingOwner(), address(0));
         assertEq(account.epoch(), 1, "every session ended");
         assertFalse(sessions.getSession(sessionKey).active);
-        PackedUserOperation memory op = _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
+        PackedUserOperation memory op =
+            _sessionOp(SESSION_PK, _order(0, 1e18, 3000e18, false), uint40(block.timestamp + 30));
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.SessionNotActive.selector, sessionKey));
         _handle(op);
     }
@@ -257,7 +261,9 @@ contract TradingAccountTest is AccountTestBase {
 
     function test_moduleEntry_enableFromOpNotForwarded() public {
         // Only the account's own validation may reach the module's enable path.
-        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.UnsupportedCall.selector, SessionManager.enableFromOp.selector));
+        vm.expectRevert(
+            abi.encodeWithSelector(ITradingAccount.UnsupportedCall.selector, SessionManager.enableFromOp.selector)
+        );
         SessionManager(address(account)).enableFromOp(sessionKey, "");
     }
 
@@ -290,6 +296,8 @@ contract TradingAccountTest is AccountTestBase {
 
     function _slice(bytes memory b, uint256 len) internal pure returns (bytes memory out) {
         out = new bytes(len);
-        for (uint256 i; i < len; ++i) out[i] = b[i];
+        for (uint256 i; i < len; ++i) {
+            out[i] = b[i];
+        }
     }
 }

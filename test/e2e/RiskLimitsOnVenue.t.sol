@@ -34,7 +34,11 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         scope.permissions[0].maxOrderSize = 1e18;
         scope.permissions[0].maxOrderNotional = 70_000e18;
         scope.risk = risk;
-        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))));
+        _ownerOp(
+            abi.encodeCall(
+                BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))
+            )
+        );
     }
 
     /// @dev Sends a session op and returns the revert data of its execution (empty if it went through).
@@ -80,7 +84,10 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         risk.minHeadroomBps = 5_000;
         _grantRisk(risk);
         // The venue would allow ~0.8 BTC (20x): refused.
-        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 0.8e18, 60_100e18, false))), ITradingAccount.SessionLeverageTooHigh.selector);
+        assertEq(
+            bytes4(_sendAndReadRevert(_order(BTC, 0.8e18, 60_100e18, false))),
+            ITradingAccount.SessionLeverageTooHigh.selector
+        );
         // The most the key may take, 3x.
         _send(_sessionOp(_order(BTC, 0.24e18, 60_100e18, false)));
         assertEq(_btc(), 0.24e18);
@@ -122,7 +129,10 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         _grantRisk(risk);
         _send(_sessionOp(_order(BTC, 0.24e18, 60_100e18, false)));
         _price(57_000e18, 3_000e18); // value falls, leverage rises over 3x
-        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 0.01e18, 57_100e18, false))), ITradingAccount.SessionLeverageTooHigh.selector);
+        assertEq(
+            bytes4(_sendAndReadRevert(_order(BTC, 0.01e18, 57_100e18, false))),
+            ITradingAccount.SessionLeverageTooHigh.selector
+        );
         assertEq(_sendAndReadRevert(_order(BTC, -0.1e18, 56_900e18, true)).length, 0);
         assertEq(_btc(), 0.14e18);
     }
@@ -135,7 +145,10 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         ITradingAccount.RiskLimits memory risk;
         risk.maxPositionNotional = 20_000e6;
         _grantRisk(risk);
-        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 0.4e18, 60_100e18, false))), ITradingAccount.SessionPositionTooLarge.selector);
+        assertEq(
+            bytes4(_sendAndReadRevert(_order(BTC, 0.4e18, 60_100e18, false))),
+            ITradingAccount.SessionPositionTooLarge.selector
+        );
         _send(_sessionOp(_order(BTC, 0.3e18, 60_100e18, false)));
         assertEq(_btc(), 0.3e18);
     }
@@ -145,7 +158,10 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         risk.minHeadroomBps = 20_000; // value at least 3x maintenance
         _grantRisk(risk);
         // 1 BTC: MMR $1,800, value ~$4,970 < $5,400.
-        assertEq(bytes4(_sendAndReadRevert(_order(BTC, 1e18, 60_100e18, false))), ITradingAccount.SessionHeadroomTooLow.selector);
+        assertEq(
+            bytes4(_sendAndReadRevert(_order(BTC, 1e18, 60_100e18, false))),
+            ITradingAccount.SessionHeadroomTooLow.selector
+        );
         // 0.9 BTC: MMR $1,620, x3 = $4,860 <= ~$4,973.
         _send(_sessionOp(_order(BTC, 0.9e18, 60_100e18, false)));
         assertEq(_btc(), 0.9e18);
@@ -159,7 +175,11 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
     function test_sell_fillOverCapUndone() public {
         ITradingAccount.SessionScope memory scope = _scope(false);
         scope.permissions[0].maxOrderNotional = 29_000e18;
-        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))));
+        _ownerOp(
+            abi.encodeCall(
+                BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))
+            )
+        );
         // 0.5 BTC at a 55,000 floor: $27,500 at the limit, but it fills at 60,000: $30,000 > $29,000.
         bytes memory reason = _sendAndReadRevert(_order(BTC, -0.5e18, 55_000e18, false));
         assertEq(reason, abi.encodeWithSelector(ITradingAccount.SessionNotionalTooHigh.selector, 30_000e18, 29_000e18));
@@ -194,7 +214,13 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         _expectRefused(abi.encodeWithSelector(ITradingAccount.SessionProtectiveOnly.selector, key));
         _send(op);
         _send(_sessionOp(_order(BTC, -0.05e18, 56_900e18, true)));
-        _send(_sessionOp(abi.encodeCall(BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.depositMargin, (100e6))))));
+        _send(
+            _sessionOp(
+                abi.encodeCall(
+                    BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.depositMargin, (100e6)))
+                )
+            )
+        );
         assertEq(_btc(), 0.2e18);
 
         // Only the owner re-arms it; the mark starts again.
@@ -224,7 +250,9 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         ITradingAccount.SessionScope memory scope = _scope(false);
         scope.risk.maxDrawdownBps = 10_000;
         vm.prank(owner);
-        vm.expectRevert(abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.DrawdownTooLarge));
+        vm.expectRevert(
+            abi.encodeWithSelector(ITradingAccount.InvalidScope.selector, ITradingAccount.ScopeFault.DrawdownTooLarge)
+        );
         sessions.grantSession(key, scope);
     }
 }

@@ -51,10 +51,13 @@ contract SessionTradingOnVenueTest is VenueSessionBase {
 
     function test_session_refusedAnyWithdraw() public {
         _grant(false);
-        bytes memory cd = abi.encodeCall(BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.withdrawMargin, (1e6))));
+        bytes memory cd =
+            abi.encodeCall(BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.withdrawMargin, (1e6))));
         PackedUserOperation memory op = _sessionOp(cd);
         _expectRefused(
-            abi.encodeWithSelector(ITradingAccount.SessionCallNotPermitted.selector, address(venue), IPerpVenue.withdrawMargin.selector)
+            abi.encodeWithSelector(
+                ITradingAccount.SessionCallNotPermitted.selector, address(venue), IPerpVenue.withdrawMargin.selector
+            )
         );
         _send(op);
         assertEq(venue.collateralOf(address(account)), 5_000e6);
@@ -82,7 +85,8 @@ contract SessionTradingOnVenueTest is VenueSessionBase {
         _price(57_500e18, 3_000e18);
         venue.poke(address(account));
         assertEq(uint8(venue.lastState(address(account))), uint8(PerpVenue.AccountState.MarginCall));
-        bytes memory deposit = abi.encodeCall(BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.depositMargin, (300e6))));
+        bytes memory deposit =
+            abi.encodeCall(BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.depositMargin, (300e6))));
         _send(_sessionOp(deposit));
         _send(_sessionOp(_order(BTC, -0.2e18, 57_400e18, true)));
         assertEq(uint8(venue.lastState(address(account))), uint8(PerpVenue.AccountState.Healthy));
@@ -93,10 +97,16 @@ contract SessionTradingOnVenueTest is VenueSessionBase {
         _ownerOp(_order(BTC, 1e18, 60_100e18, false));
         ITradingAccount.SessionScope memory scope = _scope(false);
         scope.permissions[1].selector = PerpVenue.liquidate.selector;
-        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))));
+        _ownerOp(
+            abi.encodeCall(
+                BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))
+            )
+        );
         _price(56_700e18, 3_000e18);
         int256 before = venue.collateralOf(address(account));
-        bytes memory cd = abi.encodeCall(BaseAccount.execute, (address(venue), 0, abi.encodeCall(PerpVenue.liquidate, (address(account), BTC))));
+        bytes memory cd = abi.encodeCall(
+            BaseAccount.execute, (address(venue), 0, abi.encodeCall(PerpVenue.liquidate, (address(account), BTC)))
+        );
         vm.recordLogs();
         _send(_sessionOp(cd));
         assertTrue(_sawRevertReason(), "the venue refuses self-liquidation");

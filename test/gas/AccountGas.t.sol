@@ -69,7 +69,8 @@ contract AccountGasTest is AccountTestBase {
         sender = simpleFactory.getAddress(vm.addr(pk), 0);
         vm.deal(sender, 1 ether);
         op = _op(sender, 0, _orderCall());
-        op.initCode = abi.encodePacked(address(simpleFactory), abi.encodeCall(simpleFactory.createAccount, (vm.addr(pk), 0)));
+        op.initCode =
+            abi.encodePacked(address(simpleFactory), abi.encodeCall(simpleFactory.createAccount, (vm.addr(pk), 0)));
         op.signature = _sign(pk, entryPoint.getUserOpHash(op));
     }
 

@@ -16,7 +16,11 @@ contract SessionLimitsGasTest is VenueSessionBase {
     function _grantWith(ITradingAccount.RiskLimits memory risk) internal {
         ITradingAccount.SessionScope memory scope = _scope(false);
         scope.risk = risk;
-        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))));
+        _ownerOp(
+            abi.encodeCall(
+                BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))
+            )
+        );
     }
 
     function _measure(string memory name) internal {

@@ -105,7 +105,11 @@ abstract contract AccountTestBase is Test {
                                 CALLDATA
     //////////////////////////////////////////////////////////////*/
 
-    function _order(uint32 marketId, int256 size, uint256 limitPrice, bool reduceOnly) internal view returns (bytes memory) {
+    function _order(uint32 marketId, int256 size, uint256 limitPrice, bool reduceOnly)
+        internal
+        view
+        returns (bytes memory)
+    {
         return abi.encodeCall(
             BaseAccount.execute,
             (address(venue), 0, abi.encodeCall(IPerpVenue.placeOrder, (marketId, size, limitPrice, reduceOnly)))
@@ -160,8 +164,12 @@ abstract contract AccountTestBase is Test {
         _signSession(op, pk, opValidUntil, sessions.getSession(key).grantId);
     }
 
-    function _signSession(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId) internal view {
-        bytes32 digest = UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, UserOps.grantBinding(grantId));
+    function _signSession(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId)
+        internal
+        view
+    {
+        bytes32 digest =
+            UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, UserOps.grantBinding(grantId));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
         op.signature = UserOps.sessionSignature(opValidUntil, v, r, s);
     }

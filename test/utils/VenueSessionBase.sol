@@ -81,7 +81,8 @@ abstract contract VenueSessionBase is Test {
         vm.warp(block.timestamp + 1);
         uint256[2] memory prices = [btc, eth];
         for (uint32 id; id < 2; ++id) {
-            SignedPriceOracle.PriceUpdate memory u = SignedPriceOracle.PriceUpdate(id, prices[id], uint64(block.timestamp));
+            SignedPriceOracle.PriceUpdate memory u =
+                SignedPriceOracle.PriceUpdate(id, prices[id], uint64(block.timestamp));
             (uint8 v, bytes32 r, bytes32 s) = vm.sign(ORACLE_PK, oracle.updateDigest(u));
             oracle.submit(u, abi.encodePacked(r, s, v));
         }
@@ -122,22 +123,31 @@ abstract contract VenueSessionBase is Test {
     }
 
     function _sessionOp(bytes memory callData) internal view returns (PackedUserOperation memory op) {
-        op = _op(entryPoint.getNonce(address(account), account.sessionNonceKey(key, 0)), UserOps.forSession(key, callData));
+        op = _op(
+            entryPoint.getNonce(address(account), account.sessionNonceKey(key, 0)), UserOps.forSession(key, callData)
+        );
         uint48 until = uint48(block.timestamp + 30);
-        bytes32 digest =
-            UserOps.sessionDigest(entryPoint.getUserOpHash(op), until, UserOps.grantBinding(sessions.getSession(key).grantId));
+        bytes32 digest = UserOps.sessionDigest(
+            entryPoint.getUserOpHash(op), until, UserOps.grantBinding(sessions.getSession(key).grantId)
+        );
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(KEY_PK, digest);
         op.signature = UserOps.sessionSignature(until, v, r, s);
     }
 
     function _order(uint32 marketId, int256 size, uint256 limit, bool reduceOnly) internal view returns (bytes memory) {
         return abi.encodeCall(
-            BaseAccount.execute, (address(venue), 0, abi.encodeCall(IPerpVenue.placeOrder, (marketId, size, limit, reduceOnly)))
+            BaseAccount.execute,
+            (address(venue), 0, abi.encodeCall(IPerpVenue.placeOrder, (marketId, size, limit, reduceOnly)))
         );
     }
 
     function _grant(bool reduceOnly) internal {
-        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, _scope(reduceOnly))))));
+        _ownerOp(
+            abi.encodeCall(
+                BaseAccount.execute,
+                (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, _scope(reduceOnly))))
+            )
+        );
     }
 
     function _expectRefused(bytes memory inner) internal {

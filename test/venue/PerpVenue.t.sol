@@ -189,7 +189,9 @@ contract PerpVenueTest is VenueTestBase {
         vm.startPrank(alice);
         // Adding 0.1 at 57,900: fee 2.895, so AV = 2,870 - 2.895 = 2,867.105 (+1 unit: the averaged entry
         // price rounds down); IMR = 5 % x 1.1 x 57,900 = 3,184.5, plus the 1 USD reserve.
-        vm.expectRevert(abi.encodeWithSelector(PerpVenue.InsufficientMargin.selector, int256(2_867.105001e6), 3_185.5e6));
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InsufficientMargin.selector, int256(2_867.105001e6), 3_185.5e6)
+        );
         venue.placeOrder(BTC, 0.1e18, 58_000e18, false);
         venue.placeOrder(BTC, -0.5e18, 57_800e18, true);
         venue.depositMargin(1_000e6);
@@ -376,13 +378,44 @@ contract PerpVenueTest is VenueTestBase {
     function test_listMarket_refusesUnsafeParams() public {
         PerpVenue.MarketParams memory p = _params();
         p.liquidationPenalty = 0.03e18;
-        vm.expectRevert(abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, "liquidation penalty must be below MMF"));
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, PerpVenue.ParamFault.PenaltyNotBelowMmf)
+        );
         venue.listMarket(3, p);
         p = _params();
         p.mmf = 0.05e18;
-        vm.expectRevert(abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, "need 0 < MMF < IMF <= 1"));
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, PerpVenue.ParamFault.MarginFractions)
+        );
         venue.listMarket(3, p);
-        vm.expectRevert(abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, "market id must be below 64"));
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, PerpVenue.ParamFault.MarketIdTooLarge)
+        );
         venue.listMarket(64, _params());
+        p = _params();
+        p.takerFee = p.mmf;
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, PerpVenue.ParamFault.FeeNotBelowMmf)
+        );
+        venue.listMarket(3, p);
+        p = _params();
+        p.maxLimitDeviation = 0;
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, PerpVenue.ParamFault.LimitDeviation)
+        );
+        venue.listMarket(3, p);
+        p = _params();
+        p.maxPosition = 0;
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, PerpVenue.ParamFault.ZeroMaxPosition)
+        );
+        venue.listMarket(3, p);
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpVenue.InvalidMarketParams.selector, PerpVenue.ParamFault.RewardBounds)
+        );
+        venue.setLiquidationRewards(2, 1);
+        // The same key's legitimate change goes through.
+        venue.listMarket(3, _params());
+        assertTrue(venue.market(3).listed);
     }
 }

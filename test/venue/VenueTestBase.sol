@@ -95,8 +95,12 @@ abstract contract VenueTestBase is Test {
     /// @dev Σ internal balances == tokens held == deposits - withdrawals, to the unit.
     function _assertConserved(address[] memory accounts) internal view {
         int256 sum = venue.pool() + int256(venue.insuranceFund()) + int256(venue.feesCollected());
-        for (uint256 i; i < accounts.length; ++i) sum += venue.collateralOf(accounts[i]);
+        for (uint256 i; i < accounts.length; ++i) {
+            sum += venue.collateralOf(accounts[i]);
+        }
         assertEq(sum, int256(usd.balanceOf(address(venue))), "internal balances == tokens held");
-        assertEq(usd.balanceOf(address(venue)), venue.totalDeposits() - venue.totalWithdrawals(), "tokens == net deposits");
+        assertEq(
+            usd.balanceOf(address(venue)), venue.totalDeposits() - venue.totalWithdrawals(), "tokens == net deposits"
+        );
     }
 }

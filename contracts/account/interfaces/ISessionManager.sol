@@ -51,5 +51,8 @@ interface ISessionManager {
     /// @param key The session key.
     /// @param scope The scope to grant.
     /// @return digest The digest to sign.
-    function grantDigest(address key, ITradingAccount.SessionScope calldata scope) external view returns (bytes32 digest);
+    function grantDigest(address key, ITradingAccount.SessionScope calldata scope)
+        external
+        view
+        returns (bytes32 digest);
 }

@@ -29,11 +29,13 @@ library SessionGrantHash {
         keccak256(abi.encodePacked(SESSION_GRANT_TYPE, CALL_PERMISSION_TYPE, RISK_LIMITS_TYPE, SESSION_SCOPE_TYPE));
 
     /// @notice hashStruct(SessionGrant) for `key` with `scope`.
-    function hash(address entryPoint, uint32 epoch, address key, uint32 keyNonce, ITradingAccount.SessionScope memory scope)
-        internal
-        pure
-        returns (bytes32)
-    {
+    function hash(
+        address entryPoint,
+        uint32 epoch,
+        address key,
+        uint32 keyNonce,
+        ITradingAccount.SessionScope memory scope
+    ) internal pure returns (bytes32) {
         return keccak256(abi.encode(SESSION_GRANT_TYPEHASH, entryPoint, epoch, key, keyNonce, hashScope(scope)));
     }
 
@@ -73,7 +75,12 @@ library SessionGrantHash {
     function hashRisk(ITradingAccount.RiskLimits memory r) internal pure returns (bytes32) {
         return keccak256(
             abi.encode(
-                RISK_LIMITS_TYPEHASH, r.maxLeverage, r.maxPositionNotional, r.minHeadroomBps, r.maxDrawdownBps, r.drawdownFloor
+                RISK_LIMITS_TYPEHASH,
+                r.maxLeverage,
+                r.maxPositionNotional,
+                r.minHeadroomBps,
+                r.maxDrawdownBps,
+                r.drawdownFloor
             )
         );
     }

@@ -70,7 +70,11 @@ library SessionCountersLibrary {
     }
 
     /// @notice The counters with the rate window moved to `windowStart_` holding `windowUsed_` calls.
-    function withWindow(SessionCounters c, uint40 windowStart_, uint16 windowUsed_) internal pure returns (SessionCounters) {
+    function withWindow(SessionCounters c, uint40 windowStart_, uint16 windowUsed_)
+        internal
+        pure
+        returns (SessionCounters)
+    {
         uint256 cleared = SessionCounters.unwrap(c) & ~(((uint256(1) << 56) - 1) << WINDOW_START_OFFSET);
         return SessionCounters.wrap(
             cleared | (uint256(windowStart_) << WINDOW_START_OFFSET) | (uint256(windowUsed_) << WINDOW_USED_OFFSET)
@@ -80,6 +84,8 @@ library SessionCountersLibrary {
     /// @notice The counters with `usesLeft_` calls and `valueLeft_` wei left.
     function withLeft(SessionCounters c, uint32 usesLeft_, uint128 valueLeft_) internal pure returns (SessionCounters) {
         uint256 kept = SessionCounters.unwrap(c) & ((uint256(1) << USES_LEFT_OFFSET) - 1);
-        return SessionCounters.wrap(kept | (uint256(usesLeft_) << USES_LEFT_OFFSET) | (uint256(valueLeft_) << VALUE_LEFT_OFFSET));
+        return SessionCounters.wrap(
+            kept | (uint256(usesLeft_) << USES_LEFT_OFFSET) | (uint256(valueLeft_) << VALUE_LEFT_OFFSET)
+        );
     }
 }

@@ -62,10 +62,10 @@ library SessionStateLibrary {
         uint56 feeLeftGwei_
     ) internal pure returns (SessionState s) {
         s = SessionState.wrap(
-            uint256(validAfter_) | (uint256(validUntil_) << VALID_UNTIL_OFFSET)
-                | (uint256(grantId_) << GRANT_ID_OFFSET) | (uint256(maxOpTtl_) << MAX_OP_TTL_OFFSET)
-                | (uint256(maxCallsPerOp_) << MAX_CALLS_OFFSET) | (uint256(flags_) << FLAGS_OFFSET)
-                | (uint256(maxOpCostGwei_) << MAX_OP_COST_OFFSET) | (uint256(feeLeftGwei_) << FEE_LEFT_OFFSET)
+            uint256(validAfter_) | (uint256(validUntil_) << VALID_UNTIL_OFFSET) | (uint256(grantId_) << GRANT_ID_OFFSET)
+                | (uint256(maxOpTtl_) << MAX_OP_TTL_OFFSET) | (uint256(maxCallsPerOp_) << MAX_CALLS_OFFSET)
+                | (uint256(flags_) << FLAGS_OFFSET) | (uint256(maxOpCostGwei_) << MAX_OP_COST_OFFSET)
+                | (uint256(feeLeftGwei_) << FEE_LEFT_OFFSET)
         );
     }
 

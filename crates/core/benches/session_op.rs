@@ -15,7 +15,7 @@ use keyscope_core::{
 };
 
 const ACCOUNT: Address = address!("303da809Fe62d597296B33c4B63D3954c745D493");
-const VENUE: Address = address!("0590D429Cf1f6A08647725B62E895d200d0cC79B");
+const VENUE: Address = address!("E11685FE470bd39c7fB26fDB7e3145900Ee8d12f");
 
 fn build_hash_sign(key: &PrivateKeySigner, seq: u64) -> PackedUserOperation {
     let order = place_order(

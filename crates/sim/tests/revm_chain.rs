@@ -27,7 +27,7 @@ fn session_order_through_handle_ops_on_revm() {
     );
     assert_eq!(
         d.venue,
-        address!("0590D429Cf1f6A08647725B62E895d200d0cC79B"),
+        address!("E11685FE470bd39c7fB26fDB7e3145900Ee8d12f"),
         "same address as on anvil"
     );
     assert!(

@@ -156,7 +156,9 @@ contract SessionAttacker is CommonBase, StdCheats, StdUtils {
                                 INTERNALS
     //////////////////////////////////////////////////////////////*/
 
-    function _sendAs(uint256 pk, bytes memory callData, uint32 lane, uint16 ttl, Gas memory gas, bool mustFail) internal {
+    function _sendAs(uint256 pk, bytes memory callData, uint32 lane, uint16 ttl, Gas memory gas, bool mustFail)
+        internal
+    {
         address key = vm.addr(pk);
         PackedUserOperation memory op = UserOps.build(
             address(account),
@@ -206,20 +208,38 @@ contract SessionAttacker is CommonBase, StdCheats, StdUtils {
         uint256 n = bound(batch, 1, 6);
         if (n == 1 && arg % 2 == 0) return abi.encodeCall(BaseAccount.execute, (c.target, c.value, c.data));
         BaseAccount.Call[] memory calls = new BaseAccount.Call[](n);
-        for (uint256 i; i < n; ++i) calls[i] = c;
+        for (uint256 i; i < n; ++i) {
+            calls[i] = c;
+        }
         return abi.encodeCall(BaseAccount.executeBatch, (calls));
     }
 
     function _call(uint8 kind, uint256 arg) internal view returns (BaseAccount.Call memory c) {
         if (kind == 0) return BaseAccount.Call(address(venue), 0, _placeOrder(arg));
-        if (kind == 1) return BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.withdrawMargin, (arg % 1e12)));
+        if (kind == 1) {
+            return BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.withdrawMargin, (arg % 1e12)));
+        }
         if (kind == 2) return BaseAccount.Call(address(usd), 0, abi.encodeCall(usd.transfer, (loot, arg % 1e12)));
         if (kind == 3) return BaseAccount.Call(loot, arg % 10 ether, "");
-        if (kind == 4) return BaseAccount.Call(address(account), 0, abi.encodeCall(ISessionManager.revokeAllSessions, ()));
-        if (kind == 5) return BaseAccount.Call(address(account), 0, abi.encodeCall(ISessionManager.transferOwnership, (loot, true)));
-        if (kind == 6) return BaseAccount.Call(address(venue), arg % 2, abi.encodeCall(IPerpVenue.depositMargin, (arg % 1e9)));
-        if (kind == 7) return BaseAccount.Call(address(usd), 0, abi.encodeCall(usd.approve, (loot, type(uint256).max)));
-        if (kind == 8) return BaseAccount.Call(address(entryPoint), 0, abi.encodeWithSignature("withdrawTo(address,uint256)", loot, 1));
+        if (kind == 4) {
+            return BaseAccount.Call(address(account), 0, abi.encodeCall(ISessionManager.revokeAllSessions, ()));
+        }
+        if (kind == 5) {
+            return
+                BaseAccount.Call(address(account), 0, abi.encodeCall(ISessionManager.transferOwnership, (loot, true)));
+        }
+        if (kind == 6) {
+            return BaseAccount.Call(address(venue), arg % 2, abi.encodeCall(IPerpVenue.depositMargin, (arg % 1e9)));
+        }
+        if (kind == 7) {
+            return BaseAccount.Call(address(usd), 0, abi.encodeCall(usd.approve, (loot, type(uint256).max)));
+        }
+        if (kind == 8) {
+            return
+                BaseAccount.Call(
+                    address(entryPoint), 0, abi.encodeWithSignature("withdrawTo(address,uint256)", loot, 1)
+                );
+        }
         if (kind == 9) return BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.fundPool, (arg % 1e12)));
         if (kind == 10) return BaseAccount.Call(sink, arg % 0.2 ether, abi.encodeWithSignature("pay()"));
         return BaseAccount.Call(address(venue), 0, abi.encodeCall(IPerpVenue.cancelOrder, (0, arg)));

@@ -63,11 +63,23 @@ contract SessionInvariantTest is AccountTestBase {
         vm.prank(owner);
         sessions.revokeSession(enableKey);
         bytes memory payload = new bytes(op.signature.length - 72);
-        for (uint256 i; i < payload.length; ++i) payload[i] = op.signature[72 + i];
+        for (uint256 i; i < payload.length; ++i) {
+            payload[i] = op.signature[72 + i];
+        }
 
         vm.warp(block.timestamp + 2);
         attacker = new SessionAttacker(
-            entryPoint, account, venue, usd, sink, address(listed), address(other), scope.validUntil, payload, grantDigest, ENABLE_PK
+            entryPoint,
+            account,
+            venue,
+            usd,
+            sink,
+            address(listed),
+            address(other),
+            scope.validUntil,
+            payload,
+            grantDigest,
+            ENABLE_PK
         );
         targetContract(address(attacker));
 
@@ -93,7 +105,9 @@ contract SessionInvariantTest is AccountTestBase {
         attacker.sendOp(5, 0, 1, 0, 30, _gas(3)); // take ownership
         attacker.sendOp(9, 1e6, 1, 0, 30, _gas(3)); // fund the venue's pool with the account's tokens
         // The gas channel: huge fields at a huge price, paid to the attacker.
-        attacker.sendOp(0, 3e18, 1, 0, 30, SessionAttacker.Gas(20_000_000, 20_000_000, 20_000_000, 10_000 gwei, 10_000 gwei, 3));
+        attacker.sendOp(
+            0, 3e18, 1, 0, 30, SessionAttacker.Gas(20_000_000, 20_000_000, 20_000_000, 10_000 gwei, 10_000 gwei, 3)
+        );
         // The batch channel: six orders in one op.
         attacker.sendOp(0, 3e18, 6, 0, 30, _gas(3));
         assertEq(attacker.opsAccepted(), accepted, "hostile ops refused");
@@ -124,7 +138,9 @@ contract SessionInvariantTest is AccountTestBase {
     function invariant_callsWithinRateAndUses() public view {
         uint256 n = attacker.callLogLength();
         uint256 total;
-        for (uint256 i; i < n; ++i) total += attacker.callCounts(i);
+        for (uint256 i; i < n; ++i) {
+            total += attacker.callCounts(i);
+        }
         assertLe(total, USES, "more calls than maxUses");
         for (uint256 i; i < n; ++i) {
             uint256 a = attacker.callTimes(i);

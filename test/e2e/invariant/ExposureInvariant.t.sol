@@ -88,7 +88,8 @@ contract ExposureHandler is CommonBase, StdCheats, StdUtils {
         int256 sizeBefore = venue.position(address(account), 0).size;
         bool trippedBefore = ISessionManager(address(account)).getSession(key).tripped;
         vm.recordLogs();
-        try entryPoint.handleOps(ops, payable(address(0xB0B))) {} catch {
+        try entryPoint.handleOps(ops, payable(address(0xB0B))) {}
+        catch {
             return; // refused in validation: nothing ran
         }
         bool reverted = _executionReverted();
@@ -134,7 +135,11 @@ contract ExposureInvariantTest is VenueSessionBase {
         scope.risk.maxPositionNotional = 20_000e6;
         scope.risk.minHeadroomBps = 5_000;
         scope.risk.maxDrawdownBps = 1_500;
-        _ownerOp(abi.encodeCall(BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))));
+        _ownerOp(
+            abi.encodeCall(
+                BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))
+            )
+        );
         vm.deal(address(account), 1_000 ether);
         handler = new ExposureHandler(entryPoint, account, venue, oracle);
         targetContract(address(handler));
@@ -151,7 +156,10 @@ contract ExposureInvariantTest is VenueSessionBase {
         assertEq(handler.riskRaisingOpsIn(), 1);
         handler.trade(1e18, false, 10, false); // far over 3x
         assertEq(handler.opsUndone(), 1);
-        for (uint256 i; i < 5; ++i) handler.movePrice(0); // -4 % five times
+        // -4 % five times.
+        for (uint256 i; i < 5; ++i) {
+            handler.movePrice(0);
+        }
         handler.trade(0.01e18, true, 10, true); // a reducing order observes the fall
         assertEq(handler.trips(), 1);
         assertEq(handler.breaches(), 0);

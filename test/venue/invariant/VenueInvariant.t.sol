@@ -23,7 +23,9 @@ contract VenueInvariantTest is VenueTestBase {
         // The handler sets funding rates, as the venue owner does.
         venue.transferOwnership(address(handler));
         targetContract(address(handler));
-        for (uint256 i; i < 4; ++i) everyone.push(actors[i]);
+        for (uint256 i; i < 4; ++i) {
+            everyone.push(actors[i]);
+        }
         everyone.push(address(0x4EE9E2));
     }
 
@@ -44,7 +46,9 @@ contract VenueInvariantTest is VenueTestBase {
         handler.deposit(0, 4_000e6);
         handler.trade(0, 0, 1e18, false);
         assertEq(handler.fills(), 1);
-        for (uint256 i; i < 3; ++i) handler.movePrice(0, 0);
+        for (uint256 i; i < 3; ++i) {
+            handler.movePrice(0, 0);
+        }
         handler.liquidate(0, 1, 0);
         assertEq(handler.liquidations(), 1);
         _assertConserved(everyone);
