@@ -121,9 +121,9 @@ pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
             "rpc": relayer.url(),
             "ws": relayer.ws_url(),
             "metrics": relayer.metrics_addr.map(|a| format!("http://{a}/metrics")),
-            "relayer": relayer.shared.relayer,
-            "entryPoint": relayer.shared.entry_point,
-            "chainId": relayer.shared.chain_id,
+            "relayer": relayer.identity().relayer,
+            "entryPoint": relayer.identity().entry_point,
+            "chainId": relayer.identity().chain_id,
             "resumed": relayer.resumed,
         }),
         || {
@@ -131,9 +131,9 @@ pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
                 "relayer serving on {} (WebSocket {}) for chain {}, EntryPoint {}; signs bundles as {}{}{}\nCtrl-C stops it.",
                 relayer.url(),
                 relayer.ws_url(),
-                relayer.shared.chain_id,
-                relayer.shared.entry_point,
-                relayer.shared.relayer,
+                relayer.identity().chain_id,
+                relayer.identity().entry_point,
+                relayer.identity().relayer,
                 relayer
                     .metrics_addr
                     .map(|a| format!("; metrics at http://{a}/metrics"))

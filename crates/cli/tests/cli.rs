@@ -303,12 +303,9 @@ async fn errors_say_what_to_do() {
         grant("BTC", &["--max-drawdown", "100%"])
             .contains("max drawdown must be a percentage below 10000 basis points")
     );
+    assert!(grant("BTC", &["--fee-budget", "0.5wei"]).contains("has more than 0 decimal places"));
     assert!(
-        grant("BTC", &["--fee-budget", "0.5wei"]).contains("has more than 0 decimal places")
-    );
-    assert!(
-        grant("BTC", &["--max-op-cost", "1000000001"])
-            .contains("max op cost must be whole gwei")
+        grant("BTC", &["--max-op-cost", "1000000001"]).contains("max op cost must be whole gwei")
     );
     assert!(grant("BTC", &["--max-leverage", "lots"]).contains("is not a decimal number"));
     assert!(

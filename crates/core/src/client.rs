@@ -14,7 +14,6 @@ use alloy::{
     sol_types::{SolCall, SolValue},
 };
 use alloy_primitives::{Address, B256, Bytes, U256};
-use serde_json::json;
 
 use crate::{
     bindings::{AccountFactory, IEntryPoint, ISessionManager, ITradingAccount, TradingAccount},
@@ -23,6 +22,7 @@ use crate::{
     nonce::SessionLane,
     ops::{Call, init_code, owner_call_data, session_call_data},
     refusal::Refusal,
+    rpc_op::RpcUserOperation,
     session::{SessionSignError, sign_enable_op, sign_session_op},
     signer::Signer,
     user_op::{OpGas, PackedUserOperation, UserOpError, unsigned, user_op_hash},
@@ -311,7 +311,7 @@ impl<P: Provider + Clone> Client<P> {
         let hash = self.hash(op)?;
         let tx_hash = match &self.submission {
             Submission::SelfBundle { .. } => {
-                let (v, c) = unpack(op.accountGasLimits);
+                let (v, c) = crate::rpc_op::unpack(op.accountGasLimits);
                 // handleOps needs the ops' full limits available, not what they end up using.
                 let limit = v + c + op.preVerificationGas.to::<u128>() + 200_000;
                 let tx = self.handle_ops_call(op).with_gas_limit(limit as u64);
@@ -392,88 +392,7 @@ impl<P: Provider + Clone> Client<P> {
     }
 }
 
-fn unpack(packed: B256) -> (u128, u128) {
-    let v = U256::from_be_bytes(packed.0);
-    let high: U256 = v >> 128;
-    let low: U256 = v & U256::from(u128::MAX);
-    (high.to::<u128>(), low.to::<u128>())
-}
-
 /// The v0.7/v0.8 JSON-RPC form of an op (unpacked fields), as bundlers take it.
 pub fn rpc_user_op(op: &PackedUserOperation) -> serde_json::Value {
-    let (verification, call) = unpack(op.accountGasLimits);
-    let (priority, max_fee) = unpack(op.gasFees);
-    let hex = |b: &[u8]| format!("0x{}", alloy_primitives::hex::encode(b));
-    let qty = |v: u128| format!("{v:#x}");
-    let mut v = json!({
-        "sender": op.sender,
-        "nonce": format!("{:#x}", op.nonce),
-        "callData": hex(&op.callData),
-        "callGasLimit": qty(call),
-        "verificationGasLimit": qty(verification),
-        "preVerificationGas": format!("{:#x}", op.preVerificationGas),
-        "maxFeePerGas": qty(max_fee),
-        "maxPriorityFeePerGas": qty(priority),
-        "signature": hex(&op.signature),
-    });
-    if op.initCode.len() >= 20 {
-        v["factory"] = json!(Address::from_slice(&op.initCode[..20]));
-        v["factoryData"] = json!(hex(&op.initCode[20..]));
-    }
-    let pm = &op.paymasterAndData;
-    if pm.len() >= 52 {
-        v["paymaster"] = json!(Address::from_slice(&pm[..20]));
-        v["paymasterVerificationGasLimit"] =
-            json!(format!("{:#x}", U256::from_be_slice(&pm[20..36])));
-        v["paymasterPostOpGasLimit"] = json!(format!("{:#x}", U256::from_be_slice(&pm[36..52])));
-        v["paymasterData"] = json!(hex(&pm[52..]));
-    }
-    v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::user_op::pack_u128s;
-
-    #[test]
-    fn rpc_form_unpacks_fields() {
-        let op = PackedUserOperation {
-            sender: Address::repeat_byte(1),
-            nonce: U256::from(5),
-            initCode: [Address::repeat_byte(2).as_slice(), &[0xaa, 0xbb]]
-                .concat()
-                .into(),
-            callData: Bytes::from(vec![1, 2]),
-            accountGasLimits: pack_u128s(300_000, 400_000),
-            preVerificationGas: U256::from(60_000),
-            gasFees: pack_u128s(1, 2),
-            paymasterAndData: Bytes::new(),
-            signature: Bytes::from(vec![9]),
-        };
-        let v = rpc_user_op(&op);
-        assert_eq!(v["verificationGasLimit"], "0x493e0");
-        assert_eq!(v["callGasLimit"], "0x61a80");
-        assert_eq!(v["maxPriorityFeePerGas"], "0x1");
-        assert_eq!(v["maxFeePerGas"], "0x2");
-        assert_eq!(v["factoryData"], "0xaabb");
-        assert_eq!(v["nonce"], "0x5");
-        assert!(v.get("paymaster").is_none());
-        let sponsored = PackedUserOperation {
-            paymasterAndData: [
-                Address::repeat_byte(3).as_slice(),
-                &7u128.to_be_bytes(),
-                &8u128.to_be_bytes(),
-                &[0xcc],
-            ]
-            .concat()
-            .into(),
-            ..op
-        };
-        let v = rpc_user_op(&sponsored);
-        assert_eq!(v["paymaster"], json!(Address::repeat_byte(3)));
-        assert_eq!(v["paymasterVerificationGasLimit"], "0x7");
-        assert_eq!(v["paymasterPostOpGasLimit"], "0x8");
-        assert_eq!(v["paymasterData"], "0xcc");
-    }
+    RpcUserOperation::from_packed(op).to_json()
 }

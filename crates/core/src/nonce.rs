@@ -54,6 +54,26 @@ impl SessionLane {
     }
 }
 
+/// The 192-bit key and 64-bit sequence of any nonce (owner or session lane).
+pub fn split_nonce(nonce: U256) -> (U256, u64) {
+    (nonce >> 64, (nonce & U256::from(u64::MAX)).to::<u64>())
+}
+
+/// The session key an op's nonce names (its upper 160 bits), if any: owner lanes name none.
+pub fn session_key_of(nonce: U256) -> Option<Address> {
+    SessionLane::from_nonce(nonce)
+        .ok()
+        .map(|(lane, _)| lane.key)
+}
+
+/// The EntryPoint v0.8 storage slot of `nonceSequenceNumber[sender][key]` (the mapping is its second
+/// slot, after StakeManager's deposits).
+pub fn entry_point_nonce_slot(sender: Address, key: U256) -> U256 {
+    use alloy::sol_types::SolValue;
+    let outer = alloy_primitives::keccak256((sender, U256::from(1)).abi_encode());
+    U256::from_be_bytes(alloy_primitives::keccak256((key, outer).abi_encode()).0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +89,19 @@ mod tests {
         assert_eq!(&bytes[..20], lane.key.as_slice());
         assert_eq!(&bytes[20..24], &7u32.to_be_bytes());
         assert_eq!(&bytes[24..], &42u64.to_be_bytes());
+    }
+
+    #[test]
+    fn split_and_session_key_read_any_nonce() {
+        let key = address!("87110f79f69670eE8dEd56E2231882D06b2873F2");
+        let nonce = SessionLane::new(key, 3).nonce(5);
+        assert_eq!(session_key_of(nonce), Some(key));
+        assert_eq!(
+            split_nonce(nonce),
+            (U256::from(SessionLane::new(key, 3).nonce_key()), 5)
+        );
+        assert_eq!(session_key_of(U256::from(5)), None);
+        assert_eq!(split_nonce(U256::from(5)), (U256::ZERO, 5));
     }
 
     #[test]

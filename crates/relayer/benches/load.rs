@@ -199,7 +199,7 @@ async fn run(clients: usize, per_client: usize) {
     );
     let balance = s
         .provider
-        .get_balance(s.relayer.shared.relayer)
+        .get_balance(s.relayer.identity().relayer)
         .await
         .unwrap();
     assert!(balance > U256::ZERO);

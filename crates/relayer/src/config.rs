@@ -14,19 +14,39 @@ use crate::pool::PoolLimits;
 /// Errors from reading a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config {path}: {reason}")]
-    Read { path: String, reason: String },
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a valid configuration (a wrong type, an unknown field).
     #[error("config {path} is not valid: {reason}")]
-    Parse { path: String, reason: String },
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, as TOML tells it.
+        reason: String,
+    },
+    /// A setting that would make the relayer misbehave.
     #[error("invalid setting {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What it must be.
+        reason: String,
+    },
 }
 
 /// Automatic bundling on a timer, or manual (`debug_bundler_sendBundleNow`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BundlingMode {
+    /// Bundle whenever ops wait.
     Auto,
+    /// Bundle only on `debug_bundler_sendBundleNow`.
     Manual,
 }
 
@@ -34,11 +54,16 @@ pub enum BundlingMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BundlerConfig {
+    /// Automatic or manual bundling.
     pub mode: BundlingMode,
     /// How often the bundler looks for a new head and for ops to bundle.
     pub interval_ms: u64,
+    /// Ops one bundle carries at most.
     pub max_ops_per_bundle: usize,
-    /// Sum of the ops' gas limits a bundle may carry.
+    /// Bundles sent and not yet mined at once (consecutive nonces of the relayer's key).
+    pub max_in_flight: usize,
+    /// Sum of the ops' gas limits a bundle may carry: under the block gas limit, and under EIP-7825's cap
+    /// on a transaction's gas (2^24) on chains past Osaka.
     pub max_bundle_gas: u64,
     /// A bundle transaction not mined after this long, and gone from the node, is sent again.
     pub resubmit_after_secs: u64,
@@ -55,7 +80,8 @@ impl Default for BundlerConfig {
             mode: BundlingMode::Auto,
             interval_ms: 200,
             max_ops_per_bundle: 64,
-            max_bundle_gas: 25_000_000,
+            max_in_flight: 4,
+            max_bundle_gas: 16_000_000,
             resubmit_after_secs: 30,
             bump_after_secs: 20,
             reorg_depth: 64,
@@ -75,7 +101,9 @@ pub struct DoorConfig {
     pub min_valid_for_secs: u64,
     /// Refuse ops whose calls would revert (they would pay gas for nothing), with the decoded reason.
     pub reject_reverting_ops: bool,
+    /// The largest verificationGasLimit accepted.
     pub max_verification_gas: u64,
+    /// The largest callGasLimit accepted.
     pub max_call_gas: u64,
 }
 
@@ -104,6 +132,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Where the store lives (`relayer.redb`).
     pub data_dir: PathBuf,
+    /// The EntryPoint served (v0.8 at its canonical address by default).
     pub entry_point: Address,
     /// A `deployments/<chainId>.json`: gives the venue for trading-aware features.
     pub deployment: Option<PathBuf>,
@@ -111,6 +140,7 @@ pub struct Config {
     pub venue: Option<Address>,
     /// The key that signs bundles (hex). Prefer `keystore` (+ KEYSCOPE_RELAYER_PASSWORD) outside devnets.
     pub relayer_key: Option<String>,
+    /// A keystore file holding the key that signs bundles.
     pub keystore: Option<PathBuf>,
     /// The keystore's password: never read from the file, only from KEYSCOPE_RELAYER_PASSWORD.
     #[serde(skip)]
@@ -119,11 +149,15 @@ pub struct Config {
     pub beneficiary: Option<Address>,
     /// Serve the `debug_bundler_*` methods (tests and devnets only).
     pub debug_api: bool,
-    /// Stake an entity needs to count as staked (ERC-7562 MIN_STAKE_VALUE, in wei) and its unstake delay.
+    /// Stake an entity needs to count as staked (ERC-7562 MIN_STAKE_VALUE, in wei).
     pub min_stake_wei: U256,
+    /// The unstake delay a staked entity needs (ERC-7562 MIN_UNSTAKE_DELAY, in seconds).
     pub min_unstake_delay_secs: u32,
+    /// How bundles are built and tracked.
     pub bundler: BundlerConfig,
+    /// Pool limits.
     pub pool: PoolLimits,
+    /// What the door checks before simulating.
     pub door: DoorConfig,
 }
 
@@ -164,6 +198,7 @@ impl Config {
         })
     }
 
+    /// Parses a configuration from TOML text.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }
@@ -191,6 +226,12 @@ impl Config {
         if self.bundler.max_ops_per_bundle == 0 {
             return Err(ConfigError::Invalid {
                 field: "bundler.max_ops_per_bundle",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.bundler.max_in_flight == 0 {
+            return Err(ConfigError::Invalid {
+                field: "bundler.max_in_flight",
                 reason: "must be at least 1".into(),
             });
         }

@@ -32,8 +32,6 @@ pub mod code {
     pub const EXECUTION_REVERTED: i32 = -32521;
     /// JSON-RPC internal error.
     pub const INTERNAL: i32 = -32603;
-    /// Method not found (debug methods when they are off).
-    pub const METHOD_NOT_FOUND: i32 = -32601;
 }
 
 /// An error returned over JSON-RPC.
@@ -68,10 +66,16 @@ impl RpcError {
     }
 }
 
+impl From<keyscope_core::rpc_op::RpcOpError> for RpcError {
+    fn from(e: keyscope_core::rpc_op::RpcOpError) -> Self {
+        Self::invalid_fields(e.to_string())
+    }
+}
+
 impl From<RpcError> for ErrorObjectOwned {
     fn from(e: RpcError) -> Self {
         ErrorObjectOwned::owned(e.code, e.message, e.data)
     }
 }
 
-pub use keyscope_core::refusal::{Refusal, RefusalKind};
+pub use keyscope_core::refusal::Refusal;

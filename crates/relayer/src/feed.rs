@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use alloy::{
-    providers::Provider,
+    providers::{DynProvider, Provider},
     rpc::types::{Filter, Log},
     sol_types::SolEventInterface,
 };
@@ -13,8 +13,7 @@ use alloy_primitives::{Address, B256};
 use keyscope_core::bindings::PerpVenue::PerpVenueEvents;
 use serde::Serialize;
 use serde_json::{Value, json};
-
-use crate::state::SharedState;
+use tokio::sync::broadcast;
 
 /// One venue event about one account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,25 +77,28 @@ pub fn decode(log: &Log) -> Option<FeedEvent> {
     })
 }
 
-/// Follows the chain and publishes venue events until `shutdown`.
-pub async fn run(shared: SharedState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let Some(venue) = shared.venue else { return };
-    let mut next = match shared.provider.get_block_number().await {
+/// Follows the chain every `interval` and publishes `venue`'s events on `feed` until `shutdown`.
+pub async fn run(
+    provider: DynProvider,
+    venue: Address,
+    interval: Duration,
+    feed: broadcast::Sender<FeedEvent>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut next = match provider.get_block_number().await {
         Ok(n) => n + 1,
         Err(e) => {
             tracing::warn!("feed: cannot read the head: {e}");
             return;
         }
     };
-    let mut tick = tokio::time::interval(Duration::from_millis(
-        shared.config.bundler.interval_ms.max(50),
-    ));
+    let mut tick = tokio::time::interval(interval);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let Ok(latest) = shared.provider.get_block_number().await else {
+        let Ok(latest) = provider.get_block_number().await else {
             continue;
         };
         if latest < next {
@@ -108,11 +110,11 @@ pub async fn run(shared: SharedState, mut shutdown: tokio::sync::watch::Receiver
             .address(venue)
             .from_block(next)
             .to_block(latest);
-        match shared.provider.get_logs(&filter).await {
+        match provider.get_logs(&filter).await {
             Ok(logs) => {
                 for ev in logs.iter().filter_map(decode) {
                     // No subscriber is not an error.
-                    let _ = shared.feed.send(ev);
+                    let _ = feed.send(ev);
                 }
                 next = latest + 1;
             }

@@ -1,27 +1,32 @@
 //! Keyscope's relayer: an ERC-4337 bundler for EntryPoint v0.8 that any standard client (viem,
 //! permissionless, alloy) can talk to unchanged, built for trading accounts.
 //!
-//! An op travels through one module per job: [`rpc`] (the JSON-RPC face) → [`admission`] (the door's
-//! checks) → [`validate`] (`handleOps` on revm over the node's state, with the ERC-7562 inspector) →
-//! [`pool`] (nonce lanes, limits, reputation, trading-first order) → [`builder`] (bundle, sign,
-//! submit, follow to receipt, reorgs) → [`store`] (redb: ops and the audit log), with [`feed`]
-//! pushing venue events to WebSocket subscribers and [`metrics`] timing every stage.
+//! An op travels through one module per job: [`rpc`] (the JSON-RPC face, one file per namespace) →
+//! [`pool`] (the door's checks, validation on the pending state — [`validate`]: `handleOps` on revm with
+//! the ERC-7562 inspector, ops of different senders in parallel — nonce lanes, limits, reputation,
+//! trading-first order) → [`bundler`] (choose, simulate in-process, sign, send several bundles in flight,
+//! bump) → [`chain`] (follow the head: settle, reorgs, recovery) → [`store`] (redb: ops and the audit
+//! log), with [`feed`] pushing venue events to WebSocket subscribers and [`metrics`] timing every stage.
+//! [`service`] puts the pool, the bundler and the chain follower together. The pool owns its state behind
+//! a handle ([`pool::Pool`]): nobody else touches it.
 //!
-//! Validation runs in-process: the relayer reads plain state (`eth_getStorageAt`, `eth_getCode`, …)
-//! from any node and needs no `debug_traceCall`.
+//! Validation runs in-process: the relayer reads plain state (`eth_getStorageAt`, `eth_getCode`, …) from
+//! any node and needs no `debug_traceCall`.
 
-pub mod admission;
-pub mod builder;
+#![warn(missing_docs)]
+
+pub(crate) mod bundler;
+pub(crate) mod chain;
 pub mod config;
-pub mod error;
-pub mod feed;
-pub mod metrics;
-pub mod op;
-pub mod pool;
-pub mod rpc;
-pub mod state;
+pub(crate) mod error;
+pub(crate) mod feed;
+pub(crate) mod metrics;
+pub(crate) mod op;
+pub(crate) mod pool;
+pub(crate) mod rpc;
+pub(crate) mod service;
 pub mod store;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -35,48 +40,80 @@ use keyscope_core::deployment::Deployment;
 use tokio::{sync::watch, task::JoinHandle};
 
 pub use config::Config;
+pub use service::Identity;
+pub use validate::{Health, HealthChange};
 
 use crate::{
+    bundler::{Bundler, BundlerDeps, in_flight::InFlight},
+    chain::Chain,
     metrics::Metrics,
-    pool::{Mempool, RateLimiter, Reputation},
-    state::{Inner, Shared, SharedState},
+    pool::{Pool, PoolConfig, PoolDeps},
+    service::Service,
     store::Store,
-    validate::{Simulator, SimulatorConfig},
+    validate::{Head, SimConfig, layers::Commutative},
 };
 
 /// Errors from starting the relayer.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayerError {
+    /// The configuration is not usable.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The bundle key could not be read.
     #[error(transparent)]
     Signer(#[from] keyscope_core::signer::SignerError),
+    /// The chain's endpoint did not answer.
     #[error("cannot reach the chain at {url}: {reason}")]
-    Node { url: String, reason: String },
+    Node {
+        /// The endpoint.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The chain has no code at the configured EntryPoint.
     #[error(
         "no EntryPoint at {address} on chain {chain_id}: deploy EntryPoint v0.8 first (keyscope devnet does)"
     )]
     NoEntryPoint {
+        /// The configured EntryPoint.
         address: alloy_primitives::Address,
+        /// The chain asked.
         chain_id: u64,
     },
+    /// The deployment file could not be read.
     #[error(transparent)]
     Deployment(#[from] keyscope_core::deployment::DeploymentError),
+    /// The deployment file is for another chain.
     #[error("deployment file is for chain {file}, the node is chain {node}")]
-    WrongChain { file: u64, node: u64 },
+    WrongChain {
+        /// The file's chain id.
+        file: u64,
+        /// The node's.
+        node: u64,
+    },
+    /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The RPC or metrics address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Unfinished ops could not be resumed (the node did not answer).
     #[error("recovering the pool failed: {0}")]
-    Recover(#[from] builder::BuildError),
+    Recover(#[from] validate::NodeError),
 }
 
 /// A running relayer. [`Relayer::stop`] shuts it down gracefully; dropping it stops the server.
 pub struct Relayer {
+    /// Where JSON-RPC is served (HTTP and WebSocket).
     pub rpc_addr: SocketAddr,
+    /// Where Prometheus metrics are served, if configured.
     pub metrics_addr: Option<SocketAddr>,
-    pub shared: SharedState,
+    service: Arc<Service>,
     /// Ops resumed from the store at start.
     pub resumed: usize,
     server: ServerHandle,
@@ -101,6 +138,25 @@ fn signer(config: &Config) -> Result<PrivateKeySigner, RelayerError> {
         )?,
         (None, None) => unreachable!("Config::check requires a key"),
     })
+}
+
+/// The values that only change between EntryPoint and relayer as deltas, and the venue's accumulators.
+fn commutative(
+    entry_point: alloy_primitives::Address,
+    relayer: alloy_primitives::Address,
+    beneficiary: alloy_primitives::Address,
+    venue: Option<alloy_primitives::Address>,
+) -> Commutative {
+    let mut c = Commutative::default();
+    c.accounts.extend([entry_point, relayer, beneficiary]);
+    if let Some(v) = venue {
+        c.slots.extend(
+            keyscope_core::layout::venue_accumulator_slots()
+                .into_iter()
+                .map(|s| (v, s)),
+        );
+    }
+    c
 }
 
 impl Relayer {
@@ -146,93 +202,120 @@ impl Relayer {
             }
             (None, None) => None,
         };
-        let store = Store::open(&config.data_dir.join("relayer.redb"))?;
-        let unfinished = store.unfinished()?;
-        let reputation = Reputation::from_entries(store.reputation()?);
-        let mut pool = Mempool::new(config.pool);
-        // New ops are ordered after every op ever stored.
-        pool.insert_order_floor(store.max_order()?);
-        let sim = Simulator::new(
-            provider.clone(),
-            tokio::runtime::Handle::current(),
-            SimulatorConfig {
-                entry_point: config.entry_point,
-                chain_id,
-                venue,
-                relayer,
-                min_stake: config.min_stake_wei,
-                min_unstake_delay: config.min_unstake_delay_secs,
-            },
-            builder::head_of(&provider)
-                .await
-                .map_err(|e| node(e.to_string()))?,
-        );
-        let head_number = sim.head_number();
-        let shared = Arc::new(Shared {
+        let identity = Identity {
             chain_id,
             entry_point: config.entry_point,
             venue,
             relayer,
             beneficiary: config.beneficiary.unwrap_or(relayer),
-            provider: provider.clone(),
-            store,
-            metrics: Metrics::default(),
-            head_number,
-            inner: tokio::sync::Mutex::new(Inner {
-                sim,
-                pool,
-                in_flight: None,
-                mined: Default::default(),
-                records: Default::default(),
-                limiter: RateLimiter::new(
-                    config.door.ops_per_second_per_key,
-                    config.door.burst_per_key,
-                ),
-                reputation,
-                mode: config.bundler.mode,
-                dirty: false,
-                settled_through: 0,
-                seen_head: None,
-            }),
-            feed: tokio::sync::broadcast::channel(4096).0,
-            wake: Default::default(),
-            bundling: Default::default(),
-            config,
+        };
+        let store = Store::open(&config.data_dir.join("relayer.redb"))?;
+        let unfinished = store.unfinished()?;
+        let metrics = Arc::new(Metrics::default());
+        let sim = Arc::new(SimConfig {
+            entry_point: config.entry_point,
+            chain_id,
+            venue,
+            relayer,
+            min_stake: config.min_stake_wei,
+            min_unstake_delay: config.min_unstake_delay_secs,
         });
-        let resumed = builder::recover(&shared, unfinished).await?;
+        let head = Head::latest(&provider)
+            .await
+            .map_err(|e| node(e.to_string()))?;
+        let pool = Pool::new(
+            PoolConfig {
+                door: config.door.clone(),
+                limits: config.pool,
+                mode: config.bundler.mode,
+            },
+            sim.clone(),
+            commutative(config.entry_point, relayer, identity.beneficiary, venue),
+            PoolDeps {
+                provider: provider.clone(),
+                handle: tokio::runtime::Handle::current(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+            },
+            head,
+        )?;
+        let in_flight = Arc::new(InFlight::default());
+        let sent = Arc::new(tokio::sync::Notify::new());
+        let wallet = EthereumWallet::from(key);
+        let bundler = Bundler::new(
+            BundlerDeps {
+                pool: pool.clone(),
+                in_flight: in_flight.clone(),
+                provider: provider.clone(),
+                wallet,
+                sim,
+                beneficiary: identity.beneficiary,
+                metrics: metrics.clone(),
+                sent: sent.clone(),
+            },
+            config.bundler.clone(),
+        );
+        let chain = Chain::new(
+            pool.clone(),
+            in_flight.clone(),
+            provider.clone(),
+            config.entry_point,
+            config.bundler.clone(),
+            metrics.clone(),
+        );
+        let resumed = chain.recover(unfinished).await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed unfinished ops from the store");
         }
-
-        let wallet = EthereumWallet::from(key);
-        let module = rpc::module(rpc::RpcContext {
-            shared: shared.clone(),
-            wallet: wallet.clone(),
-        })
+        let service = Arc::new(Service::new(
+            identity,
+            pool,
+            chain,
+            bundler,
+            in_flight,
+            provider.clone(),
+            store,
+            sent,
+            Duration::from_millis(config.bundler.interval_ms),
+        ));
+        let feed = tokio::sync::broadcast::channel(4096).0;
+        let module = rpc::module(
+            rpc::RpcContext {
+                service: service.clone(),
+                metrics: metrics.clone(),
+                feed: feed.clone(),
+                min_stake: (config.min_stake_wei, config.min_unstake_delay_secs),
+            },
+            config.debug_api,
+        )
         .expect("method names are unique");
-        let listen = shared.config.listen;
-        let server = Server::builder()
-            .build(listen)
-            .await
-            .map_err(|e| RelayerError::Listen {
-                addr: listen,
-                reason: e.to_string(),
-            })?;
-        let rpc_addr = server.local_addr().map_err(|e| RelayerError::Listen {
+        let listen = config.listen;
+        let listen_err = |e: std::io::Error| RelayerError::Listen {
             addr: listen,
             reason: e.to_string(),
-        })?;
+        };
+        let server = Server::builder().build(listen).await.map_err(listen_err)?;
+        let rpc_addr = server.local_addr().map_err(listen_err)?;
         let server = server.start(module);
 
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = vec![
-            tokio::spawn(builder::run(shared.clone(), wallet, rx.clone())),
-            tokio::spawn(feed::run(shared.clone(), rx.clone())),
-            tokio::spawn(decay_reputation(shared.clone(), rx.clone())),
+            tokio::spawn(service.clone().run(rx.clone())),
+            tokio::spawn(decay_reputation(service.pool.clone(), rx.clone())),
         ];
-        let metrics_addr = match shared.config.metrics_listen {
+        if let Some(venue) = venue {
+            let every = Duration::from_millis(config.bundler.interval_ms.max(50));
+            tasks.push(tokio::spawn(feed::run(
+                provider,
+                venue,
+                every,
+                feed,
+                rx.clone(),
+            )));
+        }
+        let metrics_addr = match config.metrics_listen {
             Some(addr) => {
-                let (addr, task) = serve_metrics(shared.clone(), addr, rx).await?;
+                let (addr, task) = serve_metrics(metrics, addr, rx).await?;
                 tasks.push(task);
                 Some(addr)
             }
@@ -242,7 +325,7 @@ impl Relayer {
         Ok(Self {
             rpc_addr,
             metrics_addr,
-            shared,
+            service,
             resumed,
             server,
             shutdown,
@@ -250,11 +333,17 @@ impl Relayer {
         })
     }
 
+    /// Who the relayer is and what it serves.
+    pub fn identity(&self) -> Identity {
+        self.service.identity
+    }
+
     /// The JSON-RPC endpoint (HTTP; the same port speaks WebSocket).
     pub fn url(&self) -> String {
         format!("http://{}", self.rpc_addr)
     }
 
+    /// The same endpoint over WebSocket.
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.rpc_addr)
     }
@@ -271,19 +360,19 @@ impl Relayer {
     }
 }
 
-async fn decay_reputation(shared: SharedState, mut shutdown: watch::Receiver<bool>) {
+async fn decay_reputation(pool: Pool, mut shutdown: watch::Receiver<bool>) {
     let mut hourly = tokio::time::interval(Duration::from_secs(3600));
     hourly.tick().await;
     loop {
         tokio::select! {
-            _ = hourly.tick() => shared.lock().await.reputation.decay(),
+            _ = hourly.tick() => pool.decay_reputation(),
             _ = shutdown.changed() => break,
         }
     }
 }
 
 async fn serve_metrics(
-    shared: SharedState,
+    metrics: Arc<Metrics>,
     addr: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), RelayerError> {
@@ -291,11 +380,11 @@ async fn serve_metrics(
     let app = Router::new().route(
         "/metrics",
         get(move || {
-            let shared = shared.clone();
+            let metrics = metrics.clone();
             async move {
                 (
                     [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    shared.metrics.render(),
+                    metrics.render(),
                 )
             }
         }),

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub bundles_mined: AtomicU64,
     pub reorged_ops: AtomicU64,
     pub pool_size: AtomicU64,
+    /// Ops in bundles sent and not yet mined.
+    pub submitted_ops: AtomicU64,
     /// Pending-state rebuilds (the pool replayed on a new head) and cheap advances (our own block).
     pub rebuilds: AtomicU64,
     pub advances: AtomicU64,
@@ -52,6 +54,22 @@ impl Metrics {
             window.pop_front();
         }
         window.push_back(micros);
+    }
+
+    /// Records the stages of an op that was just mined.
+    pub fn observe_lifecycle(&self, r: &crate::store::OpRecord) {
+        let t = r.timings;
+        let span = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| b.saturating_sub(a));
+        for (stage, v) in [
+            ("wait_bundle", span(t.validated_us, t.bundled_us)),
+            ("send", span(t.bundled_us, t.sent_us)),
+            ("mine", span(t.sent_us, t.mined_us)),
+            ("total", span(Some(t.received_us), t.mined_us)),
+        ] {
+            if let Some(v) = v {
+                self.observe(stage, v);
+            }
+        }
     }
 
     /// (p50, p99) of `stage` in microseconds over the recent window.
@@ -133,6 +151,11 @@ impl Metrics {
             out,
             "# HELP keyscope_pool_ops UserOperations waiting in the pool\n# TYPE keyscope_pool_ops gauge\nkeyscope_pool_ops {}",
             self.pool_size.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP keyscope_submitted_ops UserOperations in bundles sent and not yet mined\n# TYPE keyscope_submitted_ops gauge\nkeyscope_submitted_ops {}",
+            self.submitted_ops.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

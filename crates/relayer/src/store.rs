@@ -15,11 +15,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{
-    op::{OpKind, RpcUserOperation},
-    pool::ReputationEntry,
-    validate::HealthChange,
-};
+use keyscope_core::{ops::OpKind, rpc_op::RpcUserOperation};
+
+use crate::{pool::ReputationEntry, validate::HealthChange};
 
 const OPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ops");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -29,14 +27,28 @@ const REPUTATION: TableDefinition<&[u8], &[u8]> = TableDefinition::new("reputati
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database file could not be opened (or created).
     #[error("cannot open the relayer store {path}: {reason}")]
-    Open { path: String, reason: String },
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A write did not commit.
     #[error("store write failed: {0}")]
     Write(String),
+    /// A read failed.
     #[error("store read failed: {0}")]
     Read(String),
+    /// An audit entry does not chain to the one before.
     #[error("audit log entry {seq} is corrupt: {reason}")]
-    Audit { seq: u64, reason: String },
+    Audit {
+        /// The entry's sequence number.
+        seq: u64,
+        /// What does not match.
+        reason: String,
+    },
 }
 
 fn write_err<E: std::fmt::Display>(e: E) -> StoreError {
@@ -62,6 +74,7 @@ pub enum OpStatus {
 }
 
 impl OpStatus {
+    /// True once the op is included or dropped: nothing more happens to it (short of a reorg).
     pub fn is_final(self) -> bool {
         matches!(self, OpStatus::Included | OpStatus::Dropped)
     }
@@ -71,10 +84,15 @@ impl OpStatus {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
+    /// The request arrived.
     pub received_us: u64,
+    /// It was validated and pooled.
     pub validated_us: Option<u64>,
+    /// It was taken into a bundle.
     pub bundled_us: Option<u64>,
+    /// Its bundle transaction was sent.
     pub sent_us: Option<u64>,
+    /// Its bundle was seen mined.
     pub mined_us: Option<u64>,
 }
 
@@ -82,24 +100,38 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OpRecord {
+    /// The op's ERC-4337 hash.
     pub hash: B256,
+    /// The op as the client signed and sent it.
     pub user_operation: RpcUserOperation,
+    /// Protective (bundled first) or not.
     pub kind: OpKind,
+    /// The session key it spends, if any.
     pub session_key: Option<Address>,
+    /// Where it is in its life.
     pub status: OpStatus,
     /// Acceptance order (the pending state is rebuilt in it).
     pub order: u64,
+    /// When its validity ends (Unix seconds; u64::MAX: never).
     pub valid_until: u64,
+    /// When it passed each stage.
     pub timings: Timings,
+    /// The bundle transaction that carries it (or carried it, once mined).
     pub tx_hash: Option<B256>,
     /// Earlier transactions of the op's bundle that a fee bump replaced (one of them may still be
     /// the one mined).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaced_txs: Vec<B256>,
+    /// The block that mined it.
     pub block_number: Option<u64>,
+    /// That block's hash (a reorg changes it).
     pub block_hash: Option<B256>,
+    /// Whether its execution succeeded, once mined.
     pub success: Option<bool>,
+    /// Why it was dropped, sent again or returned to the pool.
     pub reason: Option<String>,
+    /// The account's venue health around it, on the pending state (ops sent with
+    /// `keyscope_sendUserOperation`).
     pub health: Option<HealthChange>,
 }
 
@@ -107,19 +139,28 @@ pub struct OpRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
+    /// Its place in the log.
     pub seq: u64,
+    /// When it happened (microseconds since the Unix epoch).
     pub at_us: u64,
     /// accepted, replaced, bundled, bumped (its bundle re-sent with higher fees), included,
     /// dropped, reorged (and resubmit / unincluded / unbundled: back in the pool).
     pub event: String,
+    /// The op it is about.
     pub user_op_hash: B256,
+    /// The op's account.
     pub sender: Address,
+    /// The session key that signed it, if any.
     pub session_key: Option<Address>,
+    /// The op's nonce.
     pub nonce: U256,
+    /// The bundle transaction, once bundled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_hash: Option<B256>,
+    /// The block that mined it, once included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_number: Option<u64>,
+    /// Why (drops, returns to the pool, fee bumps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The signed op itself, on `accepted`: with it anyone can re-check the signature.

@@ -412,7 +412,7 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
 
     // An op that offers up to 200 gwei ...
     let mut generous = s.order_op(&t, 0, 1, "0.01", "60500", false).await;
-    let (tip, _) = keyscope_relayer::op::unpack(generous.gasFees);
+    let (tip, _) = keyscope_core::rpc_op::unpack(generous.gasFees);
     generous.gasFees = keyscope_core::user_op::pack_u128s(tip, 200_000_000_000);
     let generous = s.re_sign_session_op(&t, generous).await;
     let hash = s.send(&generous).await.unwrap();

@@ -4,10 +4,11 @@
 
 mod common;
 
+use alloy_primitives::U256;
 use common::*;
 use keyscope_core::client::rpc_user_op;
 use keyscope_relayer::config::BundlingMode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn session_order_goes_through_the_relayer() {
@@ -36,7 +37,8 @@ async fn session_order_goes_through_the_relayer() {
 
     // The nonce slot the relayer prefetches is where the EntryPoint keeps this lane's sequence.
     let lane = keyscope_core::nonce::SessionLane::new(t.session.address(), 0).nonce_key();
-    let slot = keyscope_relayer::op::nonce_slot(t.account, alloy_primitives::U256::from(lane));
+    let slot =
+        keyscope_core::nonce::entry_point_nonce_slot(t.account, alloy_primitives::U256::from(lane));
     let stored = alloy::providers::Provider::get_storage_at(&s.provider, s.d.entry_point, slot)
         .await
         .unwrap();
@@ -89,14 +91,11 @@ async fn session_order_goes_through_the_relayer() {
         );
     }
     assert_eq!(status["sessionKey"], json!(t.session.address()));
-    // Opening 0.1 BTC raised the initial margin requirement from zero.
-    let health = &status["health"];
-    assert_eq!(health["before"]["initialMargin"], "0x0");
-    assert_ne!(health["after"]["initialMargin"], "0x0", "{health}");
-    assert_eq!(health["after"]["state"], "Healthy", "{health}");
+    // eth_sendUserOperation does not pay for venue health reads: the record has none.
+    assert!(status["health"].is_null(), "{status}");
 
-    // keyscope_sendUserOperation answers with the health change directly.
-    let op2 = s.order_op(&t, 1, 0, "-0.05", "59500", true).await;
+    // keyscope_sendUserOperation answers with the health change, and records it.
+    let op2 = s.order_op(&t, 1, 0, "0.1", "60500", false).await;
     let accepted = s
         .call(
             "keyscope_sendUserOperation",
@@ -105,10 +104,24 @@ async fn session_order_goes_through_the_relayer() {
         .await
         .unwrap();
     assert_eq!(accepted["userOpHash"], json!(s.hash(&op2)));
+    // Opening another 0.1 BTC raised the initial margin requirement.
+    let health = &accepted["health"];
+    assert!(health["after"]["accountValue"].is_string(), "{accepted}");
+    let margin =
+        |v: &Value| U256::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
     assert!(
-        accepted["health"]["after"]["accountValue"].is_string(),
-        "{accepted}"
+        margin(&health["after"]["initialMargin"]) > margin(&health["before"]["initialMargin"]),
+        "{health}"
     );
+    assert_eq!(health["after"]["state"], "Healthy", "{health}");
+    let status2 = s
+        .call(
+            "keyscope_userOperationStatus",
+            json!([accepted["userOpHash"]]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&status2["health"], health);
     s.receipt(&accepted["userOpHash"]).await;
 
     // The audit log: every accepted op with its signed body, then its bundling and inclusion.

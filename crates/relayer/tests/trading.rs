@@ -20,7 +20,7 @@ use keyscope_core::{
     units::parse_units,
     user_op::pack_u128s,
 };
-use keyscope_relayer::{config::BundlingMode, validate::HealthChange};
+use keyscope_relayer::{HealthChange, config::BundlingMode};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -123,7 +123,7 @@ async fn reduce_only_replaces_without_bump_and_orders_need_one() {
     );
     // An ordinary order with a 10 % bump on both fees replaces too.
     let mut bumped = s.order_op(&t, 1, 0, "-0.04", "59500", false).await;
-    let (prio, max) = keyscope_relayer::op::unpack(reduce.gasFees);
+    let (prio, max) = keyscope_core::rpc_op::unpack(reduce.gasFees);
     bumped.gasFees = pack_u128s(prio * 11 / 10 + 1, max * 11 / 10 + 1);
     let bumped = s.re_sign_session_op(&t, bumped).await;
     let bumped_hash = s

@@ -1,6 +1,5 @@
-//! The mempool: accepted ops waiting for a bundle, nonce-ordered per (sender, nonce key) lane, with
-//! limits per sender and per session key, fee-bump replacement, expiry, the door's token buckets,
-//! and ERC-7562 reputation for factories and paymasters.
+//! Accepted ops waiting for a bundle, nonce-ordered per (sender, nonce key) lane, with limits per
+//! sender and per session key, fee-bump replacement and expiry.
 //!
 //! Bundles are filled trading-first: ops that add margin, cancel or only reduce positions go ahead
 //! of everything else (a margin top-up must not wait behind a queue of new orders), then by priority
@@ -9,17 +8,15 @@
 use std::{
     cmp::Reverse,
     collections::{BTreeMap, BinaryHeap, HashMap},
-    time::Instant,
 };
 
 use alloy_primitives::{Address, B256, U256};
 use keyscope_core::user_op::PackedUserOperation;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    error::{RpcError, code},
-    op::{OpKind, nonce_parts, session_key_of, unpack},
-};
+use keyscope_core::{nonce::split_nonce as nonce_parts, ops::OpKind, rpc_op::unpack};
+
+use crate::error::{RpcError, code};
 
 /// An accepted op and what the pool orders it by.
 #[derive(Debug, Clone)]
@@ -28,7 +25,6 @@ pub struct PoolOp {
     pub op: PackedUserOperation,
     pub kind: OpKind,
     pub session_key: Option<Address>,
-    pub received_ms: u64,
     pub valid_until: u64,
     /// Acceptance order; a replacement keeps the order of the op it replaced.
     pub order: u64,
@@ -55,11 +51,6 @@ impl PoolOp {
     pub fn paymaster(&self) -> Option<Address> {
         (self.op.paymasterAndData.len() >= 20)
             .then(|| Address::from_slice(&self.op.paymasterAndData[..20]))
-    }
-
-    /// The most the op can cost: all its gas at its max fee.
-    pub fn max_cost(&self) -> U256 {
-        U256::from(crate::validate::gas_sum(&self.op)) * U256::from(self.fees().0)
     }
 }
 
@@ -122,14 +113,6 @@ impl Mempool {
             .values()
             .filter(|o| o.factory() == Some(entity) || o.paymaster() == Some(entity))
             .count()
-    }
-
-    pub fn get(&self, hash: &B256) -> Option<&PoolOp> {
-        self.ops.get(hash)
-    }
-
-    pub fn contains(&self, hash: &B256) -> bool {
-        self.ops.contains_key(hash)
     }
 
     /// Numbers new ops after `floor` (the highest order ever stored).
@@ -242,15 +225,6 @@ impl Mempool {
         all
     }
 
-    /// Ops whose validity ends before `time`.
-    pub fn expiring_before(&self, time: u64) -> Vec<B256> {
-        self.ops
-            .values()
-            .filter(|o| o.valid_until < time)
-            .map(|o| o.hash)
-            .collect()
-    }
-
     /// Up to `max_ops` ops whose gas fits `max_gas`, in bundle order: protective ops first, then by
     /// priority fee, then by arrival; each lane in nonce order.
     pub fn best(&self, max_ops: usize, max_gas: u64) -> Vec<B256> {
@@ -311,169 +285,6 @@ fn decrement(map: &mut HashMap<Address, usize>, key: Address) {
     }
 }
 
-/// Token buckets at the door, one per session key (or per account for owner ops): a runaway engine
-/// is throttled before it costs a simulation, let alone gas.
-#[derive(Debug)]
-pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: HashMap<Address, (f64, Instant)>,
-}
-
-impl RateLimiter {
-    pub fn new(per_second: f64, burst: f64) -> Self {
-        Self {
-            per_second,
-            burst,
-            buckets: HashMap::new(),
-        }
-    }
-
-    /// Takes one token for `key`, or says how long until one is there.
-    pub fn take(&mut self, key: Address, now: Instant) -> Result<(), std::time::Duration> {
-        if self.per_second <= 0.0 {
-            return Ok(());
-        }
-        let (tokens, last) = self.buckets.entry(key).or_insert((self.burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.per_second)
-            .min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(std::time::Duration::from_secs_f64(
-                (1.0 - *tokens) / self.per_second,
-            ))
-        }
-    }
-
-    /// Gives back a token taken for an op that was then refused for another reason.
-    pub fn refund(&mut self, key: Address) {
-        if let Some((tokens, _)) = self.buckets.get_mut(&key) {
-            *tokens = (*tokens + 1.0).min(self.burst);
-        }
-    }
-}
-
-/// A factory's or paymaster's standing (ERC-7562 reputation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReputationStatus {
-    Ok,
-    Throttled,
-    Banned,
-}
-
-/// One entity's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReputationEntry {
-    pub ops_seen: u64,
-    pub ops_included: u64,
-}
-
-/// ERC-7562 reputation: an entity whose ops are seen far more often than they are included is
-/// throttled, then banned. Constants from the ERC.
-#[derive(Debug, Default)]
-pub struct Reputation {
-    entries: HashMap<Address, ReputationEntry>,
-    /// Bumped by every change, so the owner knows when to persist.
-    version: u64,
-}
-
-const MIN_INCLUSION_RATE_DENOMINATOR: u64 = 10;
-const THROTTLING_SLACK: u64 = 10;
-const BAN_SLACK: u64 = 50;
-/// How many pooled ops a throttled entity may have (ERC-7562 THROTTLED_ENTITY_MEMPOOL_COUNT).
-pub const THROTTLED_ENTITY_MEMPOOL_COUNT: usize = 4;
-
-impl Reputation {
-    pub fn status(&self, entity: Address) -> ReputationStatus {
-        let Some(e) = self.entries.get(&entity) else {
-            return ReputationStatus::Ok;
-        };
-        let max_seen = e.ops_seen / MIN_INCLUSION_RATE_DENOMINATOR;
-        if max_seen > e.ops_included + BAN_SLACK {
-            ReputationStatus::Banned
-        } else if max_seen > e.ops_included + THROTTLING_SLACK {
-            ReputationStatus::Throttled
-        } else {
-            ReputationStatus::Ok
-        }
-    }
-
-    /// Reputation as persisted: `entries` from [`Reputation::entries`].
-    pub fn from_entries(entries: Vec<(Address, ReputationEntry)>) -> Self {
-        Self {
-            entries: entries.into_iter().collect(),
-            version: 0,
-        }
-    }
-
-    /// Every entity's counters, by address.
-    pub fn entries(&self) -> Vec<(Address, ReputationEntry)> {
-        let mut v: Vec<_> = self.entries.iter().map(|(a, e)| (*a, *e)).collect();
-        v.sort_by_key(|(a, _)| *a);
-        v
-    }
-
-    /// Changes so far (compare with a saved value to know whether to persist).
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    pub fn seen(&mut self, entity: Address) {
-        self.version += 1;
-        self.entries.entry(entity).or_default().ops_seen += 1;
-    }
-
-    pub fn included(&mut self, entity: Address) {
-        self.version += 1;
-        self.entries.entry(entity).or_default().ops_included += 1;
-    }
-
-    /// A failure the entity caused in a bundle counts as many unincluded sightings.
-    pub fn failed(&mut self, entity: Address) {
-        self.version += 1;
-        self.entries.entry(entity).or_default().ops_seen +=
-            MIN_INCLUSION_RATE_DENOMINATOR * (THROTTLING_SLACK + 1);
-    }
-
-    /// Hourly decay (ERC-7562: × 23/24).
-    pub fn decay(&mut self) {
-        self.version += 1;
-        for e in self.entries.values_mut() {
-            e.ops_seen = e.ops_seen * 23 / 24;
-            e.ops_included = e.ops_included * 23 / 24;
-        }
-        self.entries
-            .retain(|_, e| e.ops_seen > 0 || e.ops_included > 0);
-    }
-
-    pub fn set(&mut self, entity: Address, entry: ReputationEntry) {
-        self.version += 1;
-        self.entries.insert(entity, entry);
-    }
-
-    pub fn clear(&mut self) {
-        self.version += 1;
-        self.entries.clear();
-    }
-
-    pub fn dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
-        self.entries()
-            .into_iter()
-            .map(|(a, e)| (a, e, self.status(a)))
-            .collect()
-    }
-}
-
-/// The session key an op spends (None for owner ops).
-pub fn door_key(op: &PackedUserOperation) -> Address {
-    session_key_of(op.nonce).unwrap_or(op.sender)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,7 +305,6 @@ mod tests {
             op: packed,
             kind,
             session_key: None,
-            received_ms: 0,
             valid_until: u64::MAX,
             order,
         }
@@ -564,36 +374,5 @@ mod tests {
         pool.remove(&a.hash);
         assert!(pool.admit(&op(1, 0, 2, 1, OpKind::Other, 3)).is_ok());
         assert_eq!(pool.len(), 1);
-    }
-
-    #[test]
-    fn token_bucket_allows_burst_then_refills() {
-        let mut rl = RateLimiter::new(10.0, 3.0);
-        let key = Address::repeat_byte(1);
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            rl.take(key, t0).unwrap();
-        }
-        let wait = rl.take(key, t0).unwrap_err();
-        assert!(wait.as_millis() > 0 && wait.as_millis() <= 100);
-        rl.take(key, t0 + std::time::Duration::from_millis(150))
-            .unwrap();
-        rl.take(Address::repeat_byte(2), t0).unwrap();
-    }
-
-    #[test]
-    fn reputation_throttles_then_bans() {
-        let mut r = Reputation::default();
-        let f = Address::repeat_byte(7);
-        assert_eq!(r.status(f), ReputationStatus::Ok);
-        r.failed(f);
-        r.seen(f);
-        assert_eq!(r.status(f), ReputationStatus::Throttled);
-        for _ in 0..5 {
-            r.failed(f);
-        }
-        assert_eq!(r.status(f), ReputationStatus::Banned);
-        r.clear();
-        assert_eq!(r.status(f), ReputationStatus::Ok);
     }
 }

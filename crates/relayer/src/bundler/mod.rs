@@ -1,0 +1,494 @@
+//! Bundling: choose ops from the pool (trading-first), simulate the bundle in-process on the state the
+//! bundles already in flight leave, sign it with the relayer key, persist, send — several bundles may be
+//! in flight at consecutive nonces — and bump a stuck one's fees. Following each bundle to its receipt is
+//! the chain follower's job ([`crate::chain`]).
+
+pub mod in_flight;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    consensus::Transaction as _,
+    eips::eip1559::Eip1559Estimation,
+    network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
+    providers::{DynProvider, Provider},
+    rpc::types::TransactionRequest,
+    sol_types::SolCall,
+};
+use alloy_primitives::B256;
+use keyscope_core::{bindings::IEntryPoint, rpc_op::unpack};
+
+use crate::{
+    config::{BundlerConfig, BundlingMode},
+    metrics::Metrics,
+    pool::{Pool, PoolOp, now_us},
+    validate::{BundleError, SimBlock, SimConfig, gas_sum, layers::Layers, simulate_bundle},
+};
+use in_flight::{Bundle, InFlight, SentState};
+
+/// Errors from a bundling round.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The node did not answer, or refused a transaction.
+    #[error("node error: {0}")]
+    Node(String),
+    /// The store could not record the bundle before it was sent.
+    #[error("recording the bundle failed: {0}")]
+    Store(String),
+    /// The wallet could not sign.
+    #[error("signing the bundle failed: {0}")]
+    Sign(String),
+    /// The bundle's simulation failed for a reason no single op explains.
+    #[error("the bundle cannot be built: {0}")]
+    Simulation(String),
+    /// A bundle was not mined in time.
+    #[error("the bundle was not mined within {0:?}")]
+    Timeout(Duration),
+}
+
+fn node<E: std::fmt::Display>(e: E) -> BuildError {
+    BuildError::Node(e.to_string())
+}
+
+/// Gas `handleOps` spends around the ops themselves.
+const BUNDLE_OVERHEAD: u64 = 150_000;
+
+/// Who the bundles come from and where they go.
+#[derive(Debug, Clone)]
+pub struct BundlerDeps {
+    pub pool: Pool,
+    pub in_flight: Arc<InFlight>,
+    pub provider: DynProvider,
+    pub wallet: EthereumWallet,
+    pub sim: Arc<SimConfig>,
+    /// Receives the ops' gas payments.
+    pub beneficiary: alloy_primitives::Address,
+    pub metrics: Arc<Metrics>,
+    /// Notified when a bundle is sent (wakes the chain follower).
+    pub sent: Arc<tokio::sync::Notify>,
+}
+
+/// Builds, sends and bumps bundles.
+#[derive(Debug)]
+pub struct Bundler {
+    deps: BundlerDeps,
+    cfg: BundlerConfig,
+    /// The fees asked of the last head seen, and that head.
+    fees: Mutex<Option<(B256, Eip1559Estimation)>>,
+}
+
+impl Bundler {
+    /// A bundler over `deps`.
+    pub fn new(deps: BundlerDeps, cfg: BundlerConfig) -> Self {
+        Self {
+            deps,
+            cfg,
+            fees: Mutex::new(None),
+        }
+    }
+
+    /// One round: bump stuck bundles, then send bundles while ops wait, fewer than `max_in_flight` are in
+    /// flight and bundling is automatic (or `force`: one bundle). Returns the last bundle it sent.
+    pub async fn round(&self, force: bool) -> Result<Option<B256>, BuildError> {
+        self.bump_if_stuck().await?;
+        let mut last = None;
+        loop {
+            let auto = self.deps.pool.mode() == BundlingMode::Auto;
+            let due = (force && last.is_none()) || auto;
+            if !due
+                || !self.deps.pool.has_pooled()
+                || self.deps.in_flight.len() >= self.cfg.max_in_flight
+                || !self.deps.in_flight.may_send()
+            {
+                return Ok(last);
+            }
+            match self.send_bundle().await? {
+                Some(tx) => last = Some(tx),
+                None => return Ok(last),
+            }
+            if !auto {
+                return Ok(last);
+            }
+        }
+    }
+
+    /// Takes the best ops, simulates them as one bundle (dropping ops it refuses), signs, persists and sends
+    /// it. Returns its transaction, or None if every op was dropped.
+    async fn send_bundle(&self) -> Result<Option<B256>, BuildError> {
+        let mut ops = self
+            .deps
+            .pool
+            .take(self.cfg.max_ops_per_bundle, self.cfg.max_bundle_gas);
+        let bundled_us = now_us();
+
+        let block = self.deps.pool.pending_state().block();
+        let (builder, deps, taken) = (self.sent_builder(), self.deps.clone(), ops.clone());
+        let simulated = tokio::task::spawn_blocking(move || {
+            simulate_dropping(&deps, &builder.build(), block, taken)
+        })
+        .await
+        .map_err(|e| BuildError::Simulation(e.to_string()))?;
+        let (kept, dropped) = match simulated {
+            Ok(v) => v,
+            Err(e) => {
+                self.deps
+                    .pool
+                    .restore(
+                        ops,
+                        "unbundled",
+                        &format!("the bundle could not be built: {e}"),
+                    )
+                    .await;
+                return Err(BuildError::Simulation(e.to_string()));
+            }
+        };
+        for (op, reason) in dropped {
+            tracing::warn!(op = %op.hash, "dropped at bundle time: {reason}");
+            let entity = match reason.get(..3) {
+                Some("AA1") => op.factory(),
+                Some("AA3") => op.paymaster(),
+                _ => None,
+            };
+            self.deps
+                .pool
+                .drop_at_bundle_time(op.hash, &reason, entity)
+                .await;
+        }
+        ops = kept;
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        match self.sign_and_send(ops.clone(), bundled_us).await {
+            Ok(tx) => Ok(Some(tx)),
+            Err(e) => {
+                self.deps.in_flight.halt();
+                self.deps
+                    .pool
+                    .restore(
+                        ops,
+                        "unbundled",
+                        "sending the bundle failed; it will be retried",
+                    )
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// What builds the sent state on a blocking thread (it may read the node).
+    fn sent_builder(&self) -> SentBuilder {
+        SentBuilder {
+            pool: self.deps.pool.clone(),
+            in_flight: self.deps.in_flight.clone(),
+            sim: self.deps.sim.clone(),
+            beneficiary: self.deps.beneficiary,
+        }
+    }
+
+    /// Fees for the next bundle: what the node asks, read once per head.
+    async fn fees(&self) -> Result<Eip1559Estimation, BuildError> {
+        let head = self.deps.pool.head().hash;
+        if let Some((at, fees)) = *self.fees.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at == head {
+                return Ok(fees);
+            }
+        }
+        let fees = self
+            .deps
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(node)?;
+        *self.fees.lock().unwrap_or_else(|p| p.into_inner()) = Some((head, fees));
+        Ok(fees)
+    }
+
+    async fn sign_and_send(&self, ops: Vec<PoolOp>, bundled_us: u64) -> Result<B256, BuildError> {
+        let sim = &self.deps.sim;
+        let data = IEntryPoint::handleOpsCall {
+            ops: ops.iter().map(|o| o.op.clone()).collect(),
+            beneficiary: self.deps.beneficiary,
+        }
+        .abi_encode();
+        let nonce = match self.deps.in_flight.next_nonce() {
+            Some(n) => n,
+            None => self
+                .deps
+                .provider
+                .get_transaction_count(sim.relayer)
+                .pending()
+                .await
+                .map_err(node)?,
+        };
+        let fees = self.fees().await?;
+        let envelope = TransactionRequest::default()
+            .with_from(sim.relayer)
+            .with_to(sim.entry_point)
+            .with_input(data)
+            .with_gas_limit(bundle_gas(&ops))
+            .with_nonce(nonce)
+            .with_chain_id(sim.chain_id)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+            .build(&self.deps.wallet)
+            .await
+            .map_err(|e| BuildError::Sign(e.to_string()))?;
+        let tx_hash = *envelope.tx_hash();
+        let hashes: Vec<B256> = ops.iter().map(|o| o.hash).collect();
+        // Durable before it is sent: a restart finds the transaction and follows it.
+        self.deps
+            .pool
+            .mark_sent(&hashes, tx_hash, &[], bundled_us, now_us(), "bundled")
+            .await
+            .map_err(|e| BuildError::Store(e.to_string()))?;
+        let count = ops.len();
+        self.deps.in_flight.push(Bundle {
+            tx_hash,
+            replaced: Vec::new(),
+            nonce,
+            ops,
+            sent_at: Instant::now(),
+        });
+        // Sent in the background: the next bundle is built while the node takes this one.
+        let (provider, deps) = (self.deps.provider.clone(), self.deps.clone());
+        tokio::spawn(async move {
+            match provider.send_tx_envelope(envelope).await {
+                Ok(_) => {
+                    Metrics::inc(&deps.metrics.bundles_sent);
+                    tracing::info!(tx = %tx_hash, ops = count, nonce, "bundle sent");
+                }
+                Err(e) => {
+                    tracing::warn!(tx = %tx_hash, "sending the bundle failed: {e}; its ops go back to the pool");
+                    deps.in_flight.halt();
+                    if let Some(b) = deps.in_flight.remove(tx_hash) {
+                        deps.pool
+                            .restore(
+                                b.ops,
+                                "unbundled",
+                                &format!("sending the bundle failed: {e}"),
+                            )
+                            .await;
+                    }
+                }
+            }
+            deps.sent.notify_one();
+        });
+        Ok(tx_hash)
+    }
+
+    /// A bundle still pending `bump_after_secs` after it was sent is sent again at the same nonce with its
+    /// fees raised by an eighth (or to what the node now asks, if more), so a rising base fee does not stall
+    /// every op behind it. Never above the lowest `maxFeePerGas` of its ops: past that the relayer would pay
+    /// more than the ops repay, and it waits instead.
+    async fn bump_if_stuck(&self) -> Result<(), BuildError> {
+        let after = Duration::from_secs(self.cfg.bump_after_secs);
+        for b in self.deps.in_flight.bundles() {
+            if b.sent_at.elapsed() >= after {
+                self.bump(b).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn bump(&self, b: Bundle) -> Result<(), BuildError> {
+        // Gone from the node: the chain follower returns its ops to the pool. Mined: it settles it.
+        let Some(tx) = self
+            .deps
+            .provider
+            .get_transaction_by_hash(b.tx_hash)
+            .await
+            .map_err(node)?
+        else {
+            return Ok(());
+        };
+        if tx.block_number.is_some() {
+            return Ok(());
+        }
+        let (old_max, old_tip) = (
+            tx.max_fee_per_gas(),
+            tx.max_priority_fee_per_gas()
+                .unwrap_or(tx.max_fee_per_gas()),
+        );
+        let asked = self
+            .deps
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(node)?;
+        let cap = b
+            .ops
+            .iter()
+            .map(|o| unpack(o.op.gasFees).1)
+            .min()
+            .unwrap_or(0);
+        let max_fee = (old_max + old_max.div_ceil(8)).max(asked.max_fee_per_gas);
+        let tip = (old_tip + old_tip.div_ceil(8))
+            .max(asked.max_priority_fee_per_gas)
+            .min(max_fee);
+        if max_fee > cap || tip <= old_tip {
+            tracing::warn!(
+                tx = %b.tx_hash,
+                "bundle stuck: a replacement would pay {max_fee} wei/gas, more than its ops offer ({cap}); waiting"
+            );
+            self.deps
+                .in_flight
+                .update(b.tx_hash, |g| g.sent_at = Instant::now());
+            return Ok(());
+        }
+        let sim = &self.deps.sim;
+        let mut request = TransactionRequest::default()
+            .with_from(sim.relayer)
+            .with_input(tx.input().clone())
+            .with_gas_limit(tx.gas_limit())
+            .with_nonce(tx.nonce())
+            .with_chain_id(sim.chain_id)
+            .with_max_fee_per_gas(max_fee)
+            .with_max_priority_fee_per_gas(tip);
+        if let Some(to) = tx.to() {
+            request = request.with_to(to);
+        }
+        let envelope = request
+            .build(&self.deps.wallet)
+            .await
+            .map_err(|e| BuildError::Sign(e.to_string()))?;
+        let (old_tx, new_tx) = (b.tx_hash, *envelope.tx_hash());
+        let hashes: Vec<B256> = b.ops.iter().map(|o| o.hash).collect();
+        let mut replaced = b.replaced.clone();
+        replaced.push(old_tx);
+        // Durable before it is sent, as for the first transaction: a restart follows both.
+        self.deps
+            .pool
+            .mark_sent(&hashes, new_tx, &replaced, now_us(), now_us(), "bumped")
+            .await
+            .map_err(|e| BuildError::Store(e.to_string()))?;
+        self.deps.in_flight.update(old_tx, |g| {
+            g.replaced.push(old_tx);
+            g.tx_hash = new_tx;
+            g.sent_at = Instant::now();
+        });
+        match self.deps.provider.send_tx_envelope(envelope).await {
+            Ok(_) => {
+                Metrics::inc(&self.deps.metrics.fee_bumps);
+                Metrics::inc(&self.deps.metrics.bundles_sent);
+                tracing::info!(old = %old_tx, new = %new_tx, max_fee, tip, "stuck bundle re-sent with higher fees");
+                Ok(())
+            }
+            Err(e) => {
+                // The node refused the replacement: the first transaction is still the one to follow.
+                self.deps.in_flight.update(new_tx, |g| {
+                    g.replaced.retain(|h| *h != old_tx);
+                    g.tx_hash = old_tx;
+                });
+                let _ = self
+                    .deps
+                    .pool
+                    .mark_sent(
+                        &hashes,
+                        old_tx,
+                        &b.replaced,
+                        now_us(),
+                        now_us(),
+                        "bump refused",
+                    )
+                    .await;
+                Err(node(e))
+            }
+        }
+    }
+}
+
+/// Builds the sent state on a blocking thread.
+struct SentBuilder {
+    pool: Pool,
+    in_flight: Arc<InFlight>,
+    sim: Arc<SimConfig>,
+    beneficiary: alloy_primitives::Address,
+}
+
+impl SentBuilder {
+    /// The sent state of the pending state now: kept while the pending state keeps its layers, else built
+    /// on the head (on the pending state's node cache if it reads the head, a fresh one if it advanced past
+    /// it) with every bundle in flight replayed in nonce order.
+    fn build(self) -> SentState {
+        let pending = self.pool.pending_state();
+        if let Some(s) = self.in_flight.sent_state(pending.layers()) {
+            return s;
+        }
+        let head = pending.head();
+        let node = match pending.node().block() == head.number {
+            true => pending.node().clone(),
+            false => Arc::new(pending.node().at(head.number)),
+        };
+        let layers = Arc::new(Layers::new(node, Default::default()));
+        let block = pending.block();
+        for b in self.in_flight.bundles() {
+            // A bundle the head holds already is refused here and leaves nothing: the state is the same.
+            let ops: Vec<_> = b.ops.iter().map(|o| o.op.clone()).collect();
+            let mut db = layers.db();
+            if let Ok((_, state)) = simulate_bundle(
+                &mut db,
+                &self.sim,
+                block,
+                &ops,
+                self.beneficiary,
+                bundle_gas(&b.ops),
+            ) {
+                let changes = db.changes(&state, false, block.timestamp);
+                let _ = layers.commit_unchecked(changes);
+            }
+        }
+        let sent = SentState {
+            lineage: pending.layers().clone(),
+            layers,
+        };
+        self.in_flight.set_sent_state(sent.clone());
+        sent
+    }
+}
+
+/// The gas limit of a bundle of `ops`: all the gas each op may use, and `handleOps`' own.
+pub fn bundle_gas(ops: &[PoolOp]) -> u64 {
+    ops.iter().map(|o| gas_sum(&o.op)).sum::<u64>() + BUNDLE_OVERHEAD
+}
+
+/// Ops refused at bundle time, with the EntryPoint's reasons.
+type Dropped = Vec<(PoolOp, String)>;
+
+/// Simulates `ops` as one bundle on the sent state, dropping each op the EntryPoint refuses, until the rest
+/// passes; commits the bundle into the sent state. Returns the ops kept and those dropped, with reasons.
+fn simulate_dropping(
+    deps: &BundlerDeps,
+    sent: &SentState,
+    block: SimBlock,
+    mut ops: Vec<PoolOp>,
+) -> Result<(Vec<PoolOp>, Dropped), BundleError> {
+    let mut dropped = Vec::new();
+    while !ops.is_empty() {
+        let packed: Vec<_> = ops.iter().map(|o| o.op.clone()).collect();
+        let mut db = sent.layers.db();
+        match simulate_bundle(
+            &mut db,
+            &deps.sim,
+            block,
+            &packed,
+            deps.beneficiary,
+            bundle_gas(&ops),
+        ) {
+            Ok((_, state)) => {
+                let changes = db.changes(&state, false, block.timestamp);
+                sent.layers
+                    .commit_unchecked(changes)
+                    .map_err(|e| BundleError::Failed(e.to_string()))?;
+                break;
+            }
+            Err(BundleError::FailedOp { index, reason }) => {
+                dropped.push((ops.remove(index), reason))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((ops, dropped))
+}

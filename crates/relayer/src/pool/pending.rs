@@ -1,0 +1,214 @@
+//! The pending state: the head plus every op the pool holds (in flight first, then in acceptance order),
+//! as the next bundle would leave the chain. New ops are validated on it — several at once, each on its own
+//! layer (see [`crate::validate::layers`]) — and committed into it when accepted.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use alloy::providers::DynProvider;
+use alloy_primitives::{Address, U256};
+use keyscope_core::user_op::PackedUserOperation;
+use tokio::runtime::Handle;
+
+use crate::validate::{
+    self, Head, Health, SimBlock, SimConfig, SimError, Simulated,
+    layers::{Changes, Commutative, Conflict, Layers},
+    node::NodeCache,
+};
+
+/// The pending state on one head.
+#[derive(Debug)]
+pub struct PendingState {
+    head: Head,
+    layers: Arc<Layers>,
+    cfg: Arc<SimConfig>,
+    /// Each account's health as last read, with the block time it was read at (funding accrues with
+    /// time, so a read is reused only at the same time). Only the account's own trading moves it,
+    /// unless an op that may move others' health is committed (the cache is then emptied).
+    health: Mutex<HashMap<Address, (u64, Health)>>,
+    /// The latest block time a simulation on this state used.
+    clock: AtomicU64,
+}
+
+fn internal(e: impl std::fmt::Display) -> SimError {
+    SimError::Internal(e.to_string())
+}
+
+impl PendingState {
+    /// The state of `head` with nothing pending.
+    pub fn new(
+        provider: DynProvider,
+        handle: Handle,
+        cfg: Arc<SimConfig>,
+        commutative: Commutative,
+        head: Head,
+    ) -> Self {
+        let node = Arc::new(NodeCache::new(provider, head.number, handle));
+        Self {
+            head,
+            layers: Arc::new(Layers::new(node, commutative)),
+            cfg,
+            health: Default::default(),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    /// The same pending ops on `head`, a block holding nothing but ops already in this state (the
+    /// relayer's own bundle): what those ops changed is in the diff, and nothing else changed.
+    pub fn advanced(&self, head: Head) -> Self {
+        Self {
+            head,
+            layers: self.layers.clone(),
+            cfg: self.cfg.clone(),
+            health: Default::default(),
+            clock: AtomicU64::new(self.clock.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The head this state starts from.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// The block simulations run in now: after the head, at the wall clock, never earlier than a
+    /// simulation before it on this state.
+    pub fn block(&self) -> SimBlock {
+        let block = SimBlock::after(&self.head);
+        let before = self.clock.fetch_max(block.timestamp, Ordering::Relaxed);
+        SimBlock {
+            timestamp: before.max(block.timestamp),
+            ..block
+        }
+    }
+
+    /// The node state at the bottom (to prefill slots read outside any lock, and for the bundler's
+    /// simulations on the same head).
+    pub fn node(&self) -> &Arc<NodeCache> {
+        self.layers.node()
+    }
+
+    /// The layers this state and those it advanced to share: a rebuild makes new ones.
+    pub fn layers(&self) -> &Arc<Layers> {
+        &self.layers
+    }
+
+    /// A storage slot on the pending state.
+    pub fn storage(&self, address: Address, slot: U256) -> Result<U256, SimError> {
+        self.layers.read_slot(address, slot).map_err(internal)
+    }
+
+    /// True if `entity` is staked enough (ERC-7562), on the pending state.
+    pub fn is_staked(&self, entity: Address) -> Result<bool, SimError> {
+        validate::is_staked(&mut self.layers.db(), &self.cfg, self.block(), entity)
+    }
+
+    /// Simulates `op` on its own layer over the pending state: what it finds (with the account's health
+    /// before the op) and the op's changes, to commit if it is accepted.
+    pub fn simulate(
+        &self,
+        op: &PackedUserOperation,
+        estimate: bool,
+    ) -> Result<(Simulated, Changes), SimError> {
+        let (result, changes) = self.simulate_tracked(op, estimate, false);
+        result.map(|s| (s, changes))
+    }
+
+    /// [`Self::simulate`], with what the simulation read even when it failed (to tell a real refusal from
+    /// one computed on values another commit changed meanwhile: see [`Self::is_current`]), and the
+    /// account's health before the op if `health` (a venue call: only when the client asks for it).
+    pub fn simulate_tracked(
+        &self,
+        op: &PackedUserOperation,
+        estimate: bool,
+        health: bool,
+    ) -> (Result<Simulated, SimError>, Changes) {
+        let block = self.block();
+        let mut db = self.layers.db();
+        let result = (|| {
+            let mut staked = HashSet::new();
+            let factory =
+                (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
+            let paymaster = (op.paymasterAndData.len() >= 20)
+                .then(|| Address::from_slice(&op.paymasterAndData[..20]));
+            for entity in [factory, paymaster].into_iter().flatten() {
+                if validate::is_staked(&mut db, &self.cfg, block, entity)? {
+                    staked.insert(entity);
+                }
+            }
+            let before = match health {
+                true => self
+                    .cached_health(op.sender, block)
+                    .or_else(|| validate::health(&mut db, &self.cfg, block, op.sender)),
+                false => None,
+            };
+            let (mut simulated, state) =
+                validate::simulate_op(&mut db, &self.cfg, block, op, staked, estimate)?;
+            simulated.health_before = before;
+            Ok((simulated, state))
+        })();
+        match result {
+            Ok((simulated, state)) => {
+                let moves_others = !crate::op::moves_only_own_health(&op.callData, self.cfg.venue);
+                (
+                    Ok(simulated),
+                    db.changes(&state, moves_others, block.timestamp),
+                )
+            }
+            Err(e) => (Err(e), db.reads_only(block.timestamp)),
+        }
+    }
+
+    /// True if every value `changes` read is still current.
+    pub fn is_current(&self, changes: &Changes) -> bool {
+        self.layers.is_current(changes)
+    }
+
+    /// Commits an accepted op's changes, unless state it read has changed since (then validate it again).
+    pub fn commit(&self, changes: Changes) -> Result<(), Conflict> {
+        let moves_others = changes.moves_others;
+        self.layers.commit(changes)?;
+        if moves_others {
+            self.forget_health();
+        }
+        Ok(())
+    }
+
+    /// Commits changes without the conflict check (ops replayed one by one on a new head).
+    pub fn commit_unchecked(&self, changes: Changes) -> Result<(), SimError> {
+        let moves_others = changes.moves_others;
+        self.layers.commit_unchecked(changes).map_err(internal)?;
+        if moves_others {
+            self.forget_health();
+        }
+        Ok(())
+    }
+
+    /// The venue health of `account` now, remembered as its next op's health before.
+    pub fn health(&self, account: Address) -> Option<Health> {
+        let block = self.block();
+        let h = validate::health(&mut self.layers.db(), &self.cfg, block, account)?;
+        if let Ok(mut cache) = self.health.lock() {
+            cache.insert(account, (block.timestamp, h.clone()));
+        }
+        Some(h)
+    }
+
+    fn cached_health(&self, account: Address, block: SimBlock) -> Option<Health> {
+        let cache = self.health.lock().ok()?;
+        match cache.get(&account) {
+            Some((at, h)) if *at == block.timestamp => Some(h.clone()),
+            _ => None,
+        }
+    }
+
+    fn forget_health(&self) {
+        if let Ok(mut cache) = self.health.lock() {
+            cache.clear();
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! ERC-7769's `eth_*` methods.
+
+use alloy_primitives::{Address, B256};
+use jsonrpsee::{RpcModule, core::RegisterMethodError, types::Params};
+use serde_json::{Value, json};
+
+use super::{RpcContext, RpcResult, err, receipt::receipt};
+use crate::{error::RpcError, store::OpStatus};
+
+/// Registers `eth_chainId`, `eth_supportedEntryPoints`, `eth_sendUserOperation`,
+/// `eth_estimateUserOperationGas`, `eth_getUserOperationByHash` and `eth_getUserOperationReceipt`.
+pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMethodError> {
+    m.register_method("eth_chainId", |_, ctx, _| -> RpcResult<String> {
+        Ok(format!("{:#x}", ctx.service.identity.chain_id))
+    })?;
+    m.register_method(
+        "eth_supportedEntryPoints",
+        |_, ctx, _| -> RpcResult<Vec<Address>> { Ok(vec![ctx.service.identity.entry_point]) },
+    )?;
+    m.register_async_method("eth_sendUserOperation", |params, ctx, _| async move {
+        let (op, ep): (Value, Address) = params.parse()?;
+        ctx.check_entry_point(ep)?;
+        ctx.service
+            .pool
+            .add(op, false)
+            .await
+            .map(|a| a.user_op_hash)
+            .map_err(err)
+    })?;
+    m.register_async_method(
+        "eth_estimateUserOperationGas",
+        |params: Params<'static>, ctx, _| async move {
+            let mut seq = params.sequence();
+            let op: Value = seq.next()?;
+            let ep: Address = seq.next()?;
+            let overrides: Option<Value> = seq.optional_next()?;
+            ctx.check_entry_point(ep)?;
+            if overrides
+                .as_ref()
+                .is_some_and(|o| !o.is_null() && o.as_object().is_none_or(|o| !o.is_empty()))
+            {
+                return Err(err(RpcError::invalid_fields(
+                    "state overrides are not supported by this relayer",
+                )));
+            }
+            ctx.service.pool.estimate(op).await.map_err(err)
+        },
+    )?;
+    m.register_method(
+        "eth_getUserOperationByHash",
+        |params, ctx, _| -> RpcResult<Option<Value>> {
+            let (hash,): (B256,) = params.parse()?;
+            Ok(ctx
+                .service
+                .pool
+                .record(hash)
+                .filter(|r| r.status != OpStatus::Dropped)
+                .map(|r| {
+                    json!({
+                        "userOperation": r.user_operation,
+                        "entryPoint": ctx.service.identity.entry_point,
+                        "blockNumber": r.block_number.map(|n| format!("{n:#x}")),
+                        "blockHash": r.block_hash,
+                        "transactionHash": r.tx_hash.filter(|_| r.status == OpStatus::Included),
+                    })
+                }))
+        },
+    )?;
+    m.register_async_method("eth_getUserOperationReceipt", |params, ctx, _| async move {
+        let (hash,): (B256,) = params.parse()?;
+        receipt(&ctx.service, hash).await.map_err(err)
+    })?;
+    Ok(())
+}

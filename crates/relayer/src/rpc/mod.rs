@@ -1,0 +1,61 @@
+//! The JSON-RPC face, one file per namespace: ERC-7769's `eth_*` methods so any ERC-4337 client works
+//! unchanged ([`eth`]), Keyscope's own — the send that returns the account's health, an op's lifecycle
+//! status, the audit log, the relayer's status and the account event subscription ([`keyscope`]) — and the
+//! `debug_bundler_*` methods the bundler spec tests drive, only when the config enables them ([`debug`]).
+
+mod debug;
+mod eth;
+mod keyscope;
+mod receipt;
+
+use std::sync::Arc;
+
+use alloy_primitives::Address;
+use jsonrpsee::{RpcModule, core::RegisterMethodError, types::ErrorObjectOwned};
+use tokio::sync::broadcast;
+
+use crate::{error::RpcError, feed::FeedEvent, metrics::Metrics, service::Service};
+
+/// What every method gets.
+#[derive(Debug, Clone)]
+pub struct RpcContext {
+    pub service: Arc<Service>,
+    pub metrics: Arc<Metrics>,
+    /// Venue events for `keyscope_subscribeAccountEvents`.
+    pub feed: broadcast::Sender<FeedEvent>,
+    /// Minimum stake and unstake delay for an entity to count as staked.
+    pub min_stake: (alloy_primitives::U256, u32),
+}
+
+type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+fn err(e: RpcError) -> ErrorObjectOwned {
+    e.into()
+}
+
+impl RpcContext {
+    /// Refuses an EntryPoint other than the one this relayer serves.
+    fn check_entry_point(&self, entry_point: Address) -> RpcResult<()> {
+        let served = self.service.identity.entry_point;
+        if entry_point != served {
+            return Err(err(RpcError::invalid_fields(format!(
+                "unsupported entry point {entry_point}; this relayer serves {served} (v0.8)"
+            ))));
+        }
+        Ok(())
+    }
+}
+
+/// All methods, debug ones included when `debug_api` is on.
+pub fn module(
+    ctx: RpcContext,
+    debug_api: bool,
+) -> Result<RpcModule<RpcContext>, RegisterMethodError> {
+    let mut m = RpcModule::new(ctx);
+    eth::register(&mut m)?;
+    keyscope::register(&mut m)?;
+    if debug_api {
+        debug::register(&mut m)?;
+    }
+    Ok(m)
+}

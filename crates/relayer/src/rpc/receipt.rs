@@ -1,0 +1,73 @@
+//! ERC-7769's receipt of an included op.
+
+use alloy::{providers::Provider, sol_types::SolEvent};
+use alloy_primitives::B256;
+use keyscope_core::bindings::IEntryPoint;
+use serde_json::{Value, json};
+
+use crate::{error::RpcError, service::Service, store::OpStatus};
+
+/// The receipt of an included op: its own logs (those emitted between the previous op's
+/// `UserOperationEvent` and its own) and the bundle transaction's receipt.
+pub(super) async fn receipt(service: &Service, hash: B256) -> Result<Option<Value>, RpcError> {
+    let Some(rec) = service.pool.record(hash) else {
+        return Ok(None);
+    };
+    let (OpStatus::Included, Some(tx)) = (rec.status, rec.tx_hash) else {
+        return Ok(None);
+    };
+    let Some(r) = service
+        .provider
+        .get_transaction_receipt(tx)
+        .await
+        .map_err(RpcError::internal)?
+    else {
+        return Ok(None);
+    };
+    let entry_point = service.identity.entry_point;
+    let mut segment = Vec::new();
+    let mut found = None;
+    for log in r.inner.logs() {
+        if log.address() == entry_point {
+            if let Ok(ev) = IEntryPoint::UserOperationEvent::decode_log(&log.inner) {
+                if ev.data.userOpHash == hash {
+                    found = Some(ev.data);
+                    break;
+                }
+                segment.clear();
+                continue;
+            }
+            if IEntryPoint::BeforeExecution::decode_log(&log.inner).is_ok() {
+                segment.clear();
+                continue;
+            }
+        }
+        segment.push(log.clone());
+    }
+    let Some(ev) = found else {
+        return Err(RpcError::internal(format!(
+            "transaction {tx} has no UserOperationEvent for {hash}"
+        )));
+    };
+    let reason = r
+        .inner
+        .logs()
+        .iter()
+        .filter_map(|l| IEntryPoint::UserOperationRevertReason::decode_log(&l.inner).ok())
+        .find(|e| e.data.userOpHash == hash)
+        .map(|e| e.data.revertReason.to_string())
+        .unwrap_or_default();
+    Ok(Some(json!({
+        "userOpHash": hash,
+        "entryPoint": entry_point,
+        "sender": ev.sender,
+        "nonce": format!("{:#x}", ev.nonce),
+        "paymaster": ev.paymaster,
+        "actualGasCost": format!("{:#x}", ev.actualGasCost),
+        "actualGasUsed": format!("{:#x}", ev.actualGasUsed),
+        "success": ev.success,
+        "reason": reason,
+        "logs": segment,
+        "receipt": r,
+    })))
+}

@@ -1,0 +1,172 @@
+//! The relayer's moving parts put together: the pool, the chain follower and the bundler, driven by one
+//! loop (a round on a timer, or sooner when an op arrives or a bundle is sent), and the identity the RPC
+//! face reports.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy::providers::{DynProvider, Provider};
+use alloy_primitives::{Address, B256, U256};
+use tokio::sync::{Mutex, Notify, watch};
+
+use crate::{
+    bundler::{BuildError, Bundler, in_flight::InFlight},
+    chain::Chain,
+    pool::Pool,
+    store::Store,
+};
+
+/// Who the relayer is and what it serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    /// The chain's id.
+    pub chain_id: u64,
+    /// The EntryPoint served.
+    pub entry_point: Address,
+    /// The venue, for trading-aware answers.
+    pub venue: Option<Address>,
+    /// The relayer's EOA (signs bundles).
+    pub relayer: Address,
+    /// Receives the ops' gas payments.
+    pub beneficiary: Address,
+}
+
+/// The pool, the chain follower and the bundler.
+#[derive(Debug)]
+pub struct Service {
+    pub identity: Identity,
+    pub pool: Pool,
+    pub chain: Chain,
+    pub bundler: Bundler,
+    pub in_flight: Arc<InFlight>,
+    pub provider: DynProvider,
+    pub store: Store,
+    /// Notified when a bundle is sent.
+    pub sent: Arc<Notify>,
+    /// One round at a time (the loop and `debug_bundler_sendBundleNow`).
+    rounds: Mutex<()>,
+    interval: Duration,
+}
+
+impl Service {
+    /// Puts the parts together.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        identity: Identity,
+        pool: Pool,
+        chain: Chain,
+        bundler: Bundler,
+        in_flight: Arc<InFlight>,
+        provider: DynProvider,
+        store: Store,
+        sent: Arc<Notify>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            identity,
+            pool,
+            chain,
+            bundler,
+            in_flight,
+            provider,
+            store,
+            sent,
+            rounds: Mutex::new(()),
+            interval,
+        }
+    }
+
+    /// One round: follow the head, then bundle (automatically, or once if `force`).
+    pub async fn round(&self, force: bool) -> Result<Option<B256>, BuildError> {
+        let _one = self.rounds.lock().await;
+        self.chain
+            .follow()
+            .await
+            .map_err(|e| BuildError::Node(e.to_string()))?;
+        self.bundler.round(force).await
+    }
+
+    /// Runs rounds until `shutdown`; reputation changes are saved at most once a second, and on shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut interval = tokio::time::interval(self.interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let arrivals = self.pool.arrivals();
+        let mut saved = (self.pool.reputation_snapshot().0, Instant::now());
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = arrivals.notified() => {}
+                _ = self.sent.notified() => {}
+                _ = shutdown.changed() => break,
+            }
+            if let Err(e) = self.round(false).await {
+                tracing::warn!("bundling round failed: {e}");
+            }
+            if saved.1.elapsed() >= Duration::from_secs(1) {
+                saved = (self.save_reputation(saved.0).await, Instant::now());
+            }
+        }
+        self.save_reputation(saved.0).await;
+    }
+
+    /// Persists the reputation if it changed since `version`; returns the version now saved.
+    async fn save_reputation(&self, version: u64) -> u64 {
+        let (now, entries) = self.pool.reputation_snapshot();
+        if now == version {
+            return version;
+        }
+        match self.store.save_reputation(entries).await {
+            Ok(()) => now,
+            Err(e) => {
+                tracing::warn!("saving reputation failed (tried again in a second): {e}");
+                version
+            }
+        }
+    }
+
+    /// `debug_bundler_sendBundleNow`: settles what is in flight, bundles what is pooled and returns once
+    /// that bundle is mined, with the transaction that mined it (after a fee bump, not the first sent).
+    pub async fn bundle_now(&self) -> Result<Option<B256>, BuildError> {
+        const LIMIT: Duration = Duration::from_secs(60);
+        let deadline = Instant::now() + LIMIT;
+        let wait = || async {
+            if Instant::now() > deadline {
+                return Err(BuildError::Timeout(LIMIT));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(())
+        };
+        while !self.in_flight.is_empty() {
+            self.round(false).await?;
+            wait().await?;
+        }
+        let Some(tx) = self.round(true).await? else {
+            return Ok(None);
+        };
+        let first_op = self
+            .in_flight
+            .bundles()
+            .iter()
+            .find(|b| b.carried_by(tx))
+            .and_then(|b| b.ops.first().map(|o| o.hash));
+        while self.in_flight.carries(tx) {
+            wait().await?;
+            self.round(false).await?;
+        }
+        // A settled op's record has left memory for the store, which `record` reads.
+        let mined = first_op
+            .and_then(|op| self.pool.record(op))
+            .and_then(|r| r.tx_hash);
+        Ok(Some(mined.unwrap_or(tx)))
+    }
+
+    /// The relayer's ETH balance.
+    pub async fn balance(&self) -> Result<U256, BuildError> {
+        self.provider
+            .get_balance(self.identity.relayer)
+            .await
+            .map_err(|e| BuildError::Node(e.to_string()))
+    }
+}
