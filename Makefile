@@ -2,7 +2,7 @@
 #
 #   make demo   a fresh anvil + the relayer: deploy, two traders, a session key trading through the relayer
 #               and refused, a price slide to a margin call and a liquidation; report + chart; exits when done
-#   make test   every test: forge (unit, fuzz, invariant) then cargo
+#   make test   the format and lint gates, then every test: forge (unit, fuzz, invariant) then cargo
 #   make gas    gas of handleOps (beside SimpleAccount v0.8) and of venue calls -> snapshots/*.json
 #
 # Set-up is part of every target: npm installs the pinned Foundry binaries, the wasm solc and the
@@ -12,7 +12,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all deps build test test-contracts test-rust gas demo clean
+.PHONY: all deps build lint test test-contracts test-rust gas demo clean
 
 all: test
 
@@ -25,7 +25,13 @@ deps: node_modules/.keyscope-installed
 build: deps
 	forge build
 
-test: test-contracts test-rust
+test: lint test-contracts test-rust
+
+# Formatting and lints first: a style slip fails in seconds, not after the tests.
+lint: build
+	cargo fmt --all --check
+	forge fmt --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 # Gas tests run isolated (one transaction per call, cold storage as on a real chain) and must match
 # the committed snapshots/*.json: after a contract change, `make gas` rewrites them.

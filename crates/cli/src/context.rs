@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use keyscope_core::{
     client::{Client, OpOutcome, Submission},
     deployment::Deployment,
-    devnet::repo_root,
     signer,
     user_op::PackedUserOperation,
 };
@@ -42,16 +41,14 @@ pub fn owner_key(g: &Global) -> anyhow::Result<PrivateKeySigner> {
     bail!("no owner key: pass --key <hex> or --keystore <file> (or set KEYSCOPE_KEY)")
 }
 
-/// The deployment file for `chain_id`: --deployment, else deployments/<chainId>.json here or in the repo.
+/// The deployment file for `chain_id`: --deployment, else <project>/deployments/<chainId>.json.
 fn deployment_path(g: &Global, chain_id: u64) -> PathBuf {
-    if let Some(p) = &g.deployment {
-        return p.clone();
-    }
-    let name = PathBuf::from("deployments").join(format!("{chain_id}.json"));
-    if name.exists() {
-        name
-    } else {
-        repo_root().join(name)
+    match &g.deployment {
+        Some(p) => p.clone(),
+        None => g
+            .project
+            .join("deployments")
+            .join(format!("{chain_id}.json")),
     }
 }
 

@@ -20,7 +20,7 @@ use keyscope_core::{
     bindings::{PerpVenue, TestUSD},
     client::{Client, Submission, rpc_user_op},
     deployment::Deployment,
-    devnet::{Devnet, publish_price, repo_root},
+    devnet::{Devnet, publish_price},
     ops::{self, Call},
     scope::{Rate, TradingScope},
     units::{format_units, parse_units},
@@ -83,21 +83,22 @@ fn order(venue: Address, market: u32, size: &str, limit: &str) -> anyhow::Result
 }
 
 impl Stack {
+    /// Publishes `price` for `market`, signed by the oracle key (anvil's first).
+    async fn price(&self, market: u32, price: &str) -> anyhow::Result<()> {
+        let oracle = self.devnet.signer(0);
+        publish_price(
+            &self.deployer,
+            &self.d,
+            &oracle,
+            market,
+            parse_units(price, 18)?,
+        )
+        .await
+        .map_err(anyhow::Error::msg)
+    }
+
     async fn rpc(&self, method: &str, params: Value) -> Result<Value, Value> {
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let resp: Value = alloy::transports::http::reqwest::Client::new()
-            .post(self.relayer.url())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| json!({ "message": e.to_string() }))?
-            .json()
-            .await
-            .map_err(|e| json!({ "message": e.to_string() }))?;
-        match resp.get("error") {
-            Some(e) => Err(e.clone()),
-            None => Ok(resp["result"].clone()),
-        }
+        keyscope_core::devnet::json_rpc(&self.relayer.url(), method, params).await
     }
 
     /// Sends `op` to the relayer with `keyscope_sendUserOperation` and waits for its receipt.
@@ -169,8 +170,8 @@ impl Stack {
     }
 }
 
-async fn start() -> anyhow::Result<Stack> {
-    let devnet = Devnet::start(&repo_root(), 0, 31337)?;
+async fn start(project: &std::path::Path) -> anyhow::Result<Stack> {
+    let devnet = Devnet::start(project, 0, 31337).await?;
     let d = devnet.deployment.clone();
     let data_dir =
         std::env::temp_dir().join(format!("keyscope-demo-relayer-{}", std::process::id()));
@@ -204,9 +205,9 @@ async fn start() -> anyhow::Result<Stack> {
     })
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(g: &crate::Global, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let stack = start().await?;
+    let stack = start(&g.project).await?;
     let outcome = tokio::select! {
         r = story(&stack, &args, started) => r,
         _ = crate::relayer::wait_for_stop() => Err(anyhow::anyhow!("interrupted")),
@@ -222,9 +223,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<()> {
     let d = &s.d;
-    let oracle = s.devnet.signer(0);
-    let deployer = &s.deployer;
-    let venue = PerpVenue::new(d.venue, &s.keeper);
     println!(
         "== Keyscope demo: anvil {} (chain {}), relayer {} ==",
         s.devnet.endpoint(),
@@ -235,14 +233,32 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         "contracts: EntryPoint v0.8 {}, venue {}, oracle {}",
         d.entry_point, d.venue, d.oracle
     );
-    publish_price(deployer, d, &oracle, BTC, parse_units("60000", 18)?)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    publish_price(deployer, d, &oracle, ETH, parse_units("3000", 18)?)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    s.price(BTC, "60000").await?;
+    s.price(ETH, "3000").await?;
+    let (a, b, session) = open_traders(s).await?;
+    session_trades(s, a, &session).await?;
+    refusals(s, a, &session).await?;
+    let insurance_start = PerpVenue::new(d.venue, &s.keeper)
+        .insuranceFund()
+        .call()
+        .await?;
+    let (series, liquidated_notional) = slide(s, a, b).await?;
+    report(
+        s,
+        args,
+        started,
+        [a, b],
+        series,
+        liquidated_notional,
+        insurance_start,
+    )
+    .await
+}
 
-    // Trader A: the first op deploys the account, deposits margin and grants the session key.
+/// Trader A (deployed, funded and its session key granted by its first op) and trader B, who shorts what
+/// A will buy with its owner key.
+async fn open_traders(s: &Stack) -> anyhow::Result<(Address, Address, PrivateKeySigner)> {
+    let d = &s.d;
     let alice = s.devnet.signer(2);
     let session = PrivateKeySigner::random();
     let now = s.client.chain_time().await?;
@@ -275,12 +291,17 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     s.relay(&short).await?;
     println!("Trader B {b}: 20,000 tUSD margin; shorts 0.3 BTC with its owner key");
 
-    // The session key trades through the relayer, which reports the account's health before and after.
+    Ok((a, b, session))
+}
+
+/// The session key trades through the relayer, which reports the account's health before and after.
+async fn session_trades(s: &Stack, a: Address, session: &PrivateKeySigner) -> anyhow::Result<()> {
+    let d = &s.d;
     println!("\n-- the session key trades through the relayer --");
     for (lane, size) in [(0u32, "0.2"), (1, "0.3")] {
         let op = s
             .client
-            .session_op(&session, a, lane, order(d.venue, BTC, size, "60500")?, 60)
+            .session_op(session, a, lane, order(d.venue, BTC, size, "60500")?, 60)
             .await?;
         let accepted = s.relay(&op).await?;
         let h = &accepted["health"];
@@ -297,7 +318,13 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         );
     }
 
-    // And is refused what it may not do, by the relayer, before anything is paid.
+    Ok(())
+}
+
+/// What the key may not do, refused by the relayer before anything is sent or paid: a withdrawal, a market
+/// and a size outside its scope, gas fields worth more than its per-op cap, a trade past its leverage.
+async fn refusals(s: &Stack, a: Address, session: &PrivateKeySigner) -> anyhow::Result<()> {
+    let d = &s.d;
     println!("\n-- refused by the relayer (nothing sent, nothing paid) --");
     let refusals = [
         (
@@ -315,12 +342,12 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
     ];
     let mut ops_to_refuse = Vec::new();
     for (what, call) in refusals {
-        ops_to_refuse.push((what, s.client.session_op(&session, a, 2, call, 60).await?));
+        ops_to_refuse.push((what, s.client.session_op(session, a, 2, call, 60).await?));
     }
     // Gas is value: an op whose gas fields (760,000 gas at 1,000 gwei) would pay its submitter 0.76 ETH.
     let mut greedy = s
         .client
-        .session_op(&session, a, 2, order(d.venue, BTC, "0.01", "60500")?, 60)
+        .session_op(session, a, 2, order(d.venue, BTC, "0.01", "60500")?, 60)
         .await?;
     greedy.gasFees = keyscope_core::user_op::pack_u128s(1_000_000_000_000, 1_000_000_000_000);
     let until = u64::from_be_bytes([
@@ -339,14 +366,14 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         .await?
         .grantId;
     greedy.signature =
-        keyscope_core::session::sign_session_op(&session, s.client.hash(&greedy)?, until, grant_id)
+        keyscope_core::session::sign_session_op(session, s.client.hash(&greedy)?, until, grant_id)
             .await?;
     ops_to_refuse.push(("offer 0.76 ETH of gas to whoever submits it", greedy));
     // Exposure: a further 0.05 BTC would take the account past the key's 16x.
     ops_to_refuse.push((
         "buy 0.05 BTC more (over its 16x leverage)",
         s.client
-            .session_op(&session, a, 2, order(d.venue, BTC, "0.05", "60500")?, 60)
+            .session_op(session, a, 2, order(d.venue, BTC, "0.05", "60500")?, 60)
             .await?,
     ));
     for (what, op) in ops_to_refuse {
@@ -366,18 +393,21 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         }
     }
 
-    // The price slides until a margin call, then a liquidation by the keeper.
+    Ok(())
+}
+
+/// BTC slides until trader A is margin-called and then liquidated by the keeper; one record a price.
+async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRecord>, f64)> {
+    let d = &s.d;
+    let venue = PerpVenue::new(d.venue, &s.keeper);
     println!("\n-- BTC slides; the keeper pokes and liquidates --");
-    let insurance_start = venue.insuranceFund().call().await?;
     let path = [
         "60000", "59500", "59000", "58500", "58000", "57500", "57000",
     ];
     let mut series = Vec::new();
     let mut liquidated_notional = 0.0;
     for (step, price) in path.iter().enumerate() {
-        publish_price(deployer, d, &oracle, BTC, parse_units(price, 18)?)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        s.price(BTC, price).await?;
         venue.poke(a).send().await?.get_receipt().await?;
         let h = venue.health(a).call().await?;
         let state = keyscope_core::bindings::account_state_name(h.state);
@@ -431,7 +461,22 @@ async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<(
         );
     }
 
-    // The report, from the chain and the relayer.
+    Ok((series, liquidated_notional))
+}
+
+/// The report, from the chain and the relayer: printed, and written as the harness's summary, series and
+/// chart.
+async fn report(
+    s: &Stack,
+    args: &DemoArgs,
+    started: Instant,
+    [a, b]: [Address; 2],
+    series: Vec<StepRecord>,
+    liquidated_notional: f64,
+    insurance_start: U256,
+) -> anyhow::Result<()> {
+    let venue = PerpVenue::new(s.d.venue, &s.keeper);
+    let last = series.last().cloned().context("the path has steps")?;
     let status = s
         .rpc("keyscope_status", json!([]))
         .await

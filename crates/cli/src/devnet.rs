@@ -13,7 +13,7 @@ use anyhow::Context;
 use keyscope_core::{
     bindings::TestUSD,
     deployment::Deployment,
-    devnet::{Devnet, publish_price, repo_root},
+    devnet::{Devnet, publish_price},
     units::parse_units,
 };
 use serde_json::json;
@@ -40,7 +40,7 @@ pub struct DevnetArgs {
 const PRICES: [(&str, &str); 2] = [("BTC", "60000"), ("ETH", "3000")];
 
 pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
-    let devnet = Devnet::start(&repo_root(), args.port, args.chain_id)?;
+    let devnet = Devnet::start(&g.project, args.port, args.chain_id).await?;
     let d = devnet.deployment.clone();
     let deployer = devnet.signer(0);
     let provider = ProviderBuilder::new()

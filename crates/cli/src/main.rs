@@ -36,9 +36,14 @@ pub struct Global {
         default_value = "http://127.0.0.1:8545"
     )]
     pub rpc: String,
-    /// Deployment file written by script/Deploy.s.sol [default: deployments/<chainId>.json].
+    /// Deployment file (written by `keyscope devnet` or script/Deploy.s.sol) [default:
+    /// <project>/deployments/<chainId>.json].
     #[arg(long, global = true, env = "KEYSCOPE_DEPLOYMENT")]
     pub deployment: Option<PathBuf>,
+    /// Project directory: where deployments/ is read and written, and where a pinned anvil is looked for
+    /// (node_modules/@foundry-rs; else anvil on PATH).
+    #[arg(long, global = true, env = "KEYSCOPE_PROJECT", default_value = ".")]
+    pub project: PathBuf,
     /// ERC-4337 bundler endpoint; without one, ops are sent to handleOps directly (self-bundling).
     #[arg(long, global = true, env = "KEYSCOPE_BUNDLER")]
     pub bundler: Option<String>,
@@ -123,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
         Command::Devnet(args) => devnet::run(&g, args).await,
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => demo::run(&g, args).await,
         Command::Account(cmd) => account::run(&g, cmd).await,
         Command::Deposit { amount } => account::deposit(&g, &amount).await,
         Command::Withdraw { amount } => account::withdraw(&g, &amount).await,

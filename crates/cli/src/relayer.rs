@@ -2,9 +2,6 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use alloy::providers::{Provider, ProviderBuilder};
-use anyhow::Context;
-use keyscope_core::devnet::repo_root;
 use keyscope_relayer::{Config, Relayer, config::BundlingMode, store};
 use serde_json::json;
 
@@ -101,18 +98,8 @@ pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
         return export(data_dir, format);
     }
     init_logs(&args.log_format);
-    let mut c = config(g, &args)?;
-    if c.deployment.is_none() && c.venue.is_none() {
-        // The venue makes the relayer trading-aware; take it from this chain's deployment file if there is one.
-        let provider =
-            ProviderBuilder::new().connect_http(c.rpc_url.parse().context("rpc_url is not a URL")?);
-        if let Ok(id) = provider.get_chain_id().await {
-            let path = repo_root().join("deployments").join(format!("{id}.json"));
-            if path.exists() {
-                c.deployment = Some(path);
-            }
-        }
-    }
+    // Only a deployment (or venue) it is given makes the relayer trading-aware: it never guesses one.
+    let c = config(g, &args)?;
     let relayer = Relayer::start(c).await?;
     emit(
         g.json,

@@ -3,7 +3,7 @@
 use std::{io::IsTerminal, path::PathBuf};
 
 use anyhow::Context;
-use keyscope_core::devnet::{Devnet, repo_root};
+use keyscope_core::devnet::Devnet;
 use keyscope_sim::{
     backend::{AnvilBackend, RevmBackend, Roles},
     prices::PricePath,
@@ -27,6 +27,9 @@ pub enum SimCommand {
         /// Report folder [default: reports/<scenario name>-<backend>].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Port for the anvil the anvil backend starts [default: any free port].
+        #[arg(long, default_value_t = 0)]
+        port: u16,
     },
 }
 
@@ -41,6 +44,7 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
         scenario: file,
         backend,
         out,
+        port,
     } = cmd;
     let scenario = Scenario::load(&file)?;
     let base = file.parent().map(PathBuf::from).unwrap_or_default();
@@ -69,13 +73,9 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
             run(&scenario, &path, &mut b, progress).await?
         }
         BackendKind::Anvil => {
-            let devnet = Devnet::start_with(
-                &repo_root(),
-                0,
-                31_338,
-                &[("INSURANCE_FUND", insurance.to_string())],
-            )
-            .context("starting anvil for the scenario")?;
+            let devnet = Devnet::start_with(&g.project, port, 31_338, insurance)
+                .await
+                .context("starting anvil for the scenario")?;
             let mut b = AnvilBackend::new(devnet, roles);
             run(&scenario, &path, &mut b, progress).await?
         }

@@ -67,7 +67,9 @@ impl Cli<'_> {
 
 #[tokio::test]
 async fn trader_session_from_account_to_filled_order() {
-    let devnet = Devnet::start(&repo_root(), 0, 41_002).expect("devnet starts");
+    let devnet = Devnet::start(&repo_root(), 0, 41_002)
+        .await
+        .expect("devnet starts");
     let d = devnet.deployment.clone();
     let owner = devnet.signer(2);
     let chain = ProviderBuilder::new()
@@ -273,7 +275,9 @@ async fn trader_session_from_account_to_filled_order() {
 
 #[tokio::test]
 async fn errors_say_what_to_do() {
-    let devnet = Devnet::start(&repo_root(), 0, 41_003).expect("devnet starts");
+    let devnet = Devnet::start(&repo_root(), 0, 41_003)
+        .await
+        .expect("devnet starts");
     let cli = Cli {
         key: format!("0x{}", hex::encode(devnet.keys()[3])),
         devnet: &devnet,
@@ -347,6 +351,7 @@ async fn errors_say_what_to_do() {
         .args(["account", "info", "--json", "--keystore"])
         .arg(&path)
         .env("KEYSCOPE_RPC", devnet.endpoint())
+        .env("KEYSCOPE_DEPLOYMENT", &devnet.deployment_file)
         .env("KEYSCOPE_PASSWORD", "pw")
         .env_remove("KEYSCOPE_KEY")
         .output()

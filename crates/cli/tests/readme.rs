@@ -114,7 +114,9 @@ fn readme_walkthrough_runs_verbatim() {
                 cmd.starts_with("keyscope "),
                 "unexpected line in the walk-through: {cmd}"
             );
+            // Where the reader ran `keyscope devnet` (it wrote deployments/ there).
             let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+                .current_dir(repo_root())
                 .arg("--rpc")
                 .arg(&rpc)
                 .args(&args)

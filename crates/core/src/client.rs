@@ -186,11 +186,7 @@ impl<P: Provider + Clone> Client<P> {
         let mut op = self
             .unsigned(account, nonce, owner_call_data(calls), init)
             .await?;
-        let sig = owner
-            .sign_hash(&self.hash(&op)?)
-            .await
-            .map_err(|e| SessionSignError::Signing(e.to_string()))?;
-        op.signature = sig.as_bytes().to_vec().into();
+        op.signature = crate::session::sign_owner_op(owner, self.hash(&op)?).await?;
         Ok(op)
     }
 

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, path::Path};
 
 use alloy_primitives::Address;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Errors from loading a deployment file.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum DeploymentError {
 }
 
 /// Addresses of one Keyscope deployment, and its markets by name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub chain_id: u64,
@@ -42,6 +42,16 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Writes the deployment file (creating its folder), in the form `script/Deploy.s.sol` writes.
+    pub fn save(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text = serde_json::to_string_pretty(self).expect("a deployment serializes");
+        std::fs::write(path, text + "\n")
+    }
+
     /// Reads a deployment file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, DeploymentError> {
         let path = path.as_ref();

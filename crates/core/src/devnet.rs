@@ -1,39 +1,61 @@
-//! A local chain with Keyscope deployed: anvil from the pinned npm package, then `script/Deploy.s.sol`
-//! (the one source of deployment truth) run by the pinned forge. Used by `keyscope devnet` and by tests.
+//! A local chain with Keyscope deployed: anvil — from a project's `node_modules` (the pinned npm package) or
+//! from PATH — and the deploy plan ([`crate::deploy`]) sent from anvil's first key. Nothing is read from the
+//! source tree: the creation code is embedded, so `keyscope devnet` runs from any directory. Used by
+//! `keyscope devnet`, `keyscope demo`, the harness's anvil backend and the tests (behind the `devnet`
+//! feature).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
 use alloy::{
+    network::{EthereumWallet, TransactionBuilder},
     node_bindings::{Anvil, AnvilInstance},
-    providers::Provider,
+    providers::{Provider, ProviderBuilder},
+    rpc::types::TransactionRequest,
     signers::{Signer, local::PrivateKeySigner},
 };
 use alloy_primitives::{B256, U256};
 
 use crate::{
     bindings::SignedPriceOracle,
-    deployment::{Deployment, DeploymentError},
+    deploy::{self, PlanParams},
+    deployment::Deployment,
 };
 
 /// Errors from starting a devnet.
 #[derive(Debug, thiserror::Error)]
 pub enum DevnetError {
+    /// No anvil binary where it was looked for.
     #[error(
-        "{0} not found: run `npm install --no-audit --no-fund` in the repository (or `make build`)"
+        "anvil not found (looked in {searched}): install Foundry so `anvil` is on PATH, or pass --project <dir> \
+         for a directory with the pinned npm package (`npm install` in the Keyscope repository)"
     )]
-    MissingTool(String),
+    MissingAnvil {
+        /// The places looked in.
+        searched: String,
+    },
+    /// anvil did not start.
     #[error("anvil did not start: {0}")]
     Anvil(String),
-    #[error("the deploy script failed:\n{0}")]
-    Deploy(String),
-    #[error(transparent)]
-    Deployment(#[from] DeploymentError),
+    /// A step of the deploy plan failed.
+    #[error("deploying Keyscope failed at \"{step}\": {reason}")]
+    Deploy {
+        /// The step.
+        step: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The deployment file could not be written.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// The repository root: where `node_modules`, `script` and `deployments` are.
+/// The source tree this crate was built in (the workspace root). For tests and benchmarks only: binaries
+/// take a project directory (`--project`) instead, so an installed `keyscope` never depends on it.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -41,12 +63,12 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|_| Path::new(".").into())
 }
 
-/// The native binary of a Foundry tool npm installed (`anvil`, `forge`, `cast`). The native one, not
-/// the node wrapper: stopping it must stop the tool itself.
-pub fn foundry_tool(root: &Path, tool: &str) -> Result<PathBuf, DevnetError> {
-    let dir = root.join("node_modules/@foundry-rs");
+/// The native binary of a Foundry tool npm installed in `project` (`anvil`, `forge`, `cast`). The native
+/// one, not the node wrapper: stopping it must stop the tool itself.
+pub fn foundry_tool(project: &Path, tool: &str) -> Option<PathBuf> {
+    let dir = project.join("node_modules/@foundry-rs");
     std::fs::read_dir(&dir)
-        .map_err(|_| DevnetError::MissingTool(format!("{}/{tool}-*", dir.display())))?
+        .ok()?
         .filter_map(|e| e.ok())
         .filter(|e| {
             e.file_name()
@@ -55,60 +77,68 @@ pub fn foundry_tool(root: &Path, tool: &str) -> Result<PathBuf, DevnetError> {
         })
         .map(|e| e.path().join("bin").join(tool))
         .find(|p| p.is_file())
-        .ok_or_else(|| DevnetError::MissingTool(format!("{}/{tool}-*/bin/{tool}", dir.display())))
+}
+
+/// `anvil`: the project's pinned npm package if it has one, else the first on PATH.
+pub fn find_anvil(project: &Path) -> Result<PathBuf, DevnetError> {
+    if let Some(p) = foundry_tool(project, "anvil") {
+        return Ok(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("anvil"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| DevnetError::MissingAnvil {
+            searched: format!("{}/node_modules/@foundry-rs and PATH", project.display()),
+        })
 }
 
 /// A running anvil with Keyscope deployed. Dropping it stops anvil.
 #[derive(Debug)]
 pub struct Devnet {
     anvil: AnvilInstance,
+    /// Where everything is.
     pub deployment: Deployment,
+    /// `<project>/deployments/<chainId>.json`, written at start for other commands to find.
     pub deployment_file: PathBuf,
 }
 
 impl Devnet {
-    /// Starts anvil (`port` 0: any free port) with `chain_id`, and deploys.
-    pub fn start(root: &Path, port: u16, chain_id: u64) -> Result<Self, DevnetError> {
-        Self::start_with(root, port, chain_id, &[])
+    /// Starts anvil (`port` 0: any free port) with `chain_id`, deploys with the default insurance fund and
+    /// writes `<project>/deployments/<chainId>.json`.
+    pub async fn start(project: &Path, port: u16, chain_id: u64) -> Result<Self, DevnetError> {
+        Self::start_with(
+            project,
+            port,
+            chain_id,
+            U256::from(deploy::DEFAULT_INSURANCE),
+        )
+        .await
     }
 
-    /// `start`, with extra environment for the deploy script (e.g. `INSURANCE_FUND`).
-    pub fn start_with(
-        root: &Path,
+    /// `start`, with the venue's insurance fund (6 decimals; zero: none).
+    pub async fn start_with(
+        project: &Path,
         port: u16,
         chain_id: u64,
-        env: &[(&str, String)],
+        insurance_fund: U256,
     ) -> Result<Self, DevnetError> {
         let anvil = Anvil::new()
-            .path(foundry_tool(root, "anvil")?)
+            .path(find_anvil(project)?)
             .port(port)
             .chain_id(chain_id)
             .try_spawn()
             .map_err(|e| DevnetError::Anvil(e.to_string()))?;
-        let out = Command::new(foundry_tool(root, "forge")?)
-            .current_dir(root)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .args([
-                "script",
-                "script/Deploy.s.sol",
-                "--broadcast",
-                "--slow",
-                "--rpc-url",
-            ])
-            .arg(anvil.endpoint())
-            .output()
-            .map_err(|e| DevnetError::Deploy(e.to_string()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // forge script can report a failed transaction and still exit 0.
-        if !out.status.success() || text.contains("Error") {
-            return Err(DevnetError::Deploy(text));
-        }
-        let deployment_file = root.join("deployments").join(format!("{chain_id}.json"));
-        let deployment = Deployment::load(&deployment_file)?;
+        let deployer: PrivateKeySigner = anvil.keys()[0].clone().into();
+        let mut deployment = deploy_plan(&anvil, &deployer, insurance_fund).await?;
+        deployment.chain_id = chain_id;
+        let deployment_file = project.join("deployments").join(format!("{chain_id}.json"));
+        deployment
+            .save(&deployment_file)
+            .map_err(|e| DevnetError::Write {
+                path: deployment_file.display().to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             anvil,
             deployment,
@@ -116,10 +146,12 @@ impl Devnet {
         })
     }
 
+    /// The JSON-RPC endpoint.
     pub fn endpoint(&self) -> String {
         self.anvil.endpoint()
     }
 
+    /// The JSON-RPC endpoint as a URL.
     pub fn endpoint_url(&self) -> alloy::transports::http::reqwest::Url {
         self.anvil.endpoint_url()
     }
@@ -133,8 +165,88 @@ impl Devnet {
             .collect()
     }
 
+    /// Anvil's dev key `index` as a signer.
     pub fn signer(&self, index: usize) -> PrivateKeySigner {
         self.anvil.keys()[index].clone().into()
+    }
+}
+
+/// Sends the deploy plan from `deployer`, one transaction at a time, checking each landed.
+async fn deploy_plan(
+    anvil: &AnvilInstance,
+    deployer: &PrivateKeySigner,
+    insurance_fund: U256,
+) -> Result<Deployment, DevnetError> {
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(deployer.clone()))
+        .connect_http(anvil.endpoint_url());
+    let failed = |step: &'static str| move |e: String| DevnetError::Deploy { step, reason: e };
+    let start = provider
+        .get_block_number()
+        .await
+        .map_err(|e| failed("read the head")(e.to_string()))?;
+    let plan = deploy::plan(
+        anvil.chain_id(),
+        PlanParams {
+            deployer: deployer.address(),
+            oracle_signer: deployer.address(),
+            insurance_fund,
+        },
+    );
+    for step in &plan.steps {
+        let tx = TransactionRequest::default()
+            .with_to(step.to)
+            .with_input(step.data.clone());
+        let receipt = provider
+            .send_transaction(tx)
+            .await
+            .map_err(|e| failed(step.what)(e.to_string()))?
+            .get_receipt()
+            .await
+            .map_err(|e| failed(step.what)(e.to_string()))?;
+        if !receipt.status() {
+            return Err(failed(step.what)(format!(
+                "transaction {} reverted",
+                receipt.transaction_hash
+            )));
+        }
+        if let Some(at) = step.creates {
+            let code = provider
+                .get_code_at(at)
+                .await
+                .map_err(|e| failed(step.what)(e.to_string()))?;
+            if code.is_empty() {
+                return Err(failed(step.what)(format!("nothing was deployed at {at}")));
+            }
+        }
+    }
+    Ok(Deployment {
+        block: start,
+        ..plan.deployment
+    })
+}
+
+/// One JSON-RPC call over HTTP: the `result`, or the `error` object (a transport failure reads as an error
+/// object with its `message`). For tools and tests talking to a relayer or a node by method name.
+pub async fn json_rpc(
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let failed = |e: alloy::transports::http::reqwest::Error| serde_json::json!({ "message": e.to_string() });
+    let resp: serde_json::Value = alloy::transports::http::reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(failed)?
+        .json()
+        .await
+        .map_err(failed)?;
+    match resp.get("error") {
+        Some(e) => Err(e.clone()),
+        None => Ok(resp["result"].clone()),
     }
 }
 

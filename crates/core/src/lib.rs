@@ -5,11 +5,13 @@
 //! contract about them gets its ops refused on-chain, so they live in one place and are tested against
 //! the contracts themselves (shared test vectors, and cross-checks on anvil). On top of them: contract
 //! bindings generated from the forge artifacts, signers, scope building, a client that simulates and
-//! submits ops, and a devnet for tests and `keyscope devnet`.
+//! submits ops, the deploy plan, and (feature `devnet`) an anvil devnet for tests and `keyscope devnet`.
 
 pub mod bindings;
 pub mod client;
+pub mod deploy;
 pub mod deployment;
+#[cfg(feature = "devnet")]
 pub mod devnet;
 pub mod fees;
 pub mod grant;

@@ -180,6 +180,8 @@ fn eth(wei: U256) -> String {
     format!("{} ETH", format_units(wei, 18))
 }
 
+/// The account's own errors as reasons. One arm per error the account defines — a table, so it runs past
+/// 100 lines; splitting it would only scatter the table.
 fn account_refusal(e: TradingAccountErrors) -> Refusal {
     use RefusalKind as K;
     use TradingAccountErrors as E;

@@ -111,6 +111,29 @@ pub fn sign_session_op_sync<S: SignerSync + ?Sized>(
     session_signature(op_valid_until, &sig)
 }
 
+/// The `userOp.signature` of an owner op: the owner's plain 65-byte ECDSA signature of the userOpHash.
+pub async fn sign_owner_op<S: Signer + ?Sized>(
+    owner: &S,
+    user_op_hash: B256,
+) -> Result<Bytes, SessionSignError> {
+    let sig = owner
+        .sign_hash(&user_op_hash)
+        .await
+        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
+    Ok(sig.as_bytes().to_vec().into())
+}
+
+/// `sign_owner_op` for signers that sign synchronously (a local key).
+pub fn sign_owner_op_sync<S: SignerSync + ?Sized>(
+    owner: &S,
+    user_op_hash: B256,
+) -> Result<Bytes, SessionSignError> {
+    let sig = owner
+        .sign_hash_sync(&user_op_hash)
+        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
+    Ok(sig.as_bytes().to_vec().into())
+}
+
 /// The `userOp.signature` of an enable-mode op: the key signs over the grant's EIP-712 digest, and
 /// `enable_payload` (`abi.encode(scope, ownerSignature)`) follows.
 pub async fn sign_enable_op<S: Signer + ?Sized>(

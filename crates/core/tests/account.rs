@@ -44,7 +44,9 @@ fn readme_deny_list() -> Vec<String> {
 
 #[tokio::test]
 async fn account_session_and_order_on_devnet() {
-    let devnet = Devnet::start(&repo_root(), 0, 41_001).expect("devnet starts");
+    let devnet = Devnet::start(&repo_root(), 0, 41_001)
+        .await
+        .expect("devnet starts");
     let d = devnet.deployment.clone();
     let relayer = devnet.signer(1);
     let provider = ProviderBuilder::new()

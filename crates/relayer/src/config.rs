@@ -203,6 +203,7 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
+    #[cfg(feature = "devnet")]
     /// A relayer for a local devnet: its endpoint and deployment, anvil's key 1 signing bundles, and
     /// the debug methods on.
     pub fn for_devnet(

@@ -32,9 +32,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy::{
     network::EthereumWallet,
-    providers::{Provider, ProviderBuilder},
+    providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
+use alloy_primitives::Address;
 use jsonrpsee::server::{Server, ServerHandle};
 use keyscope_core::deployment::Deployment;
 use tokio::{sync::watch, task::JoinHandle};
@@ -159,125 +160,151 @@ fn commutative(
     c
 }
 
+/// The chain's endpoint, checked: it answers, it has the EntryPoint, and the deployment (if any) is its own.
+async fn connect(
+    config: &Config,
+    relayer: Address,
+) -> Result<(DynProvider, Identity), RelayerError> {
+    let node = |reason: String| RelayerError::Node {
+        url: config.rpc_url.clone(),
+        reason,
+    };
+    let url = config
+        .rpc_url
+        .parse()
+        .map_err(|e: url::ParseError| node(e.to_string()))?;
+    let provider = ProviderBuilder::new().connect_http(url).erased();
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| node(e.to_string()))?;
+    let code = provider
+        .get_code_at(config.entry_point)
+        .await
+        .map_err(|e| node(e.to_string()))?;
+    if code.is_empty() {
+        return Err(RelayerError::NoEntryPoint {
+            address: config.entry_point,
+            chain_id,
+        });
+    }
+    let venue = match (&config.venue, &config.deployment) {
+        (Some(v), _) => Some(*v),
+        (None, Some(path)) => {
+            let d = Deployment::load(path)?;
+            if d.chain_id != chain_id {
+                return Err(RelayerError::WrongChain {
+                    file: d.chain_id,
+                    node: chain_id,
+                });
+            }
+            Some(d.venue)
+        }
+        (None, None) => None,
+    };
+    let identity = Identity {
+        chain_id,
+        entry_point: config.entry_point,
+        venue,
+        relayer,
+        beneficiary: config.beneficiary.unwrap_or(relayer),
+    };
+    Ok((provider, identity))
+}
+
+/// The pool, the bundler and the chain follower over `store`, with the unfinished ops it holds resumed.
+/// Returns the service and how many ops were resumed.
+async fn assemble(
+    config: &Config,
+    provider: DynProvider,
+    identity: Identity,
+    wallet: EthereumWallet,
+    store: Store,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<Service>, usize), RelayerError> {
+    let unfinished = store.unfinished()?;
+    let sim = Arc::new(SimConfig {
+        entry_point: config.entry_point,
+        chain_id: identity.chain_id,
+        venue: identity.venue,
+        relayer: identity.relayer,
+        min_stake: config.min_stake_wei,
+        min_unstake_delay: config.min_unstake_delay_secs,
+    });
+    let head = Head::latest(&provider).await?;
+    let pool = Pool::new(
+        PoolConfig {
+            door: config.door.clone(),
+            limits: config.pool,
+            mode: config.bundler.mode,
+        },
+        sim.clone(),
+        commutative(
+            config.entry_point,
+            identity.relayer,
+            identity.beneficiary,
+            identity.venue,
+        ),
+        PoolDeps {
+            provider: provider.clone(),
+            handle: tokio::runtime::Handle::current(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+        },
+        head,
+    )?;
+    let in_flight = Arc::new(InFlight::default());
+    let sent = Arc::new(tokio::sync::Notify::new());
+    let bundler = Bundler::new(
+        BundlerDeps {
+            pool: pool.clone(),
+            in_flight: in_flight.clone(),
+            provider: provider.clone(),
+            wallet,
+            sim,
+            beneficiary: identity.beneficiary,
+            metrics: metrics.clone(),
+            sent: sent.clone(),
+        },
+        config.bundler.clone(),
+    );
+    let chain = Chain::new(
+        pool.clone(),
+        in_flight.clone(),
+        provider.clone(),
+        config.entry_point,
+        config.bundler.clone(),
+        metrics,
+    );
+    let resumed = chain.recover(unfinished).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed unfinished ops from the store");
+    }
+    let every = Duration::from_millis(config.bundler.interval_ms);
+    let service = Service::new(
+        identity, pool, chain, bundler, in_flight, provider, store, sent, every,
+    );
+    Ok((Arc::new(service), resumed))
+}
+
 impl Relayer {
     /// Connects to the chain, opens the store, resumes unfinished ops and starts serving.
     pub async fn start(config: Config) -> Result<Self, RelayerError> {
         config.check()?;
         let key = signer(&config)?;
-        let relayer = key.address();
-        let node = |reason: String| RelayerError::Node {
-            url: config.rpc_url.clone(),
-            reason,
-        };
-        let url = config
-            .rpc_url
-            .parse()
-            .map_err(|e: url::ParseError| node(e.to_string()))?;
-        let provider = ProviderBuilder::new().connect_http(url).erased();
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .map_err(|e| node(e.to_string()))?;
-        let code = provider
-            .get_code_at(config.entry_point)
-            .await
-            .map_err(|e| node(e.to_string()))?;
-        if code.is_empty() {
-            return Err(RelayerError::NoEntryPoint {
-                address: config.entry_point,
-                chain_id,
-            });
-        }
-        let venue = match (&config.venue, &config.deployment) {
-            (Some(v), _) => Some(*v),
-            (None, Some(path)) => {
-                let d = Deployment::load(path)?;
-                if d.chain_id != chain_id {
-                    return Err(RelayerError::WrongChain {
-                        file: d.chain_id,
-                        node: chain_id,
-                    });
-                }
-                Some(d.venue)
-            }
-            (None, None) => None,
-        };
-        let identity = Identity {
-            chain_id,
-            entry_point: config.entry_point,
-            venue,
-            relayer,
-            beneficiary: config.beneficiary.unwrap_or(relayer),
-        };
+        let (provider, identity) = connect(&config, key.address()).await?;
         let store = Store::open(&config.data_dir.join("relayer.redb"))?;
-        let unfinished = store.unfinished()?;
         let metrics = Arc::new(Metrics::default());
-        let sim = Arc::new(SimConfig {
-            entry_point: config.entry_point,
-            chain_id,
-            venue,
-            relayer,
-            min_stake: config.min_stake_wei,
-            min_unstake_delay: config.min_unstake_delay_secs,
-        });
-        let head = Head::latest(&provider)
-            .await
-            .map_err(|e| node(e.to_string()))?;
-        let pool = Pool::new(
-            PoolConfig {
-                door: config.door.clone(),
-                limits: config.pool,
-                mode: config.bundler.mode,
-            },
-            sim.clone(),
-            commutative(config.entry_point, relayer, identity.beneficiary, venue),
-            PoolDeps {
-                provider: provider.clone(),
-                handle: tokio::runtime::Handle::current(),
-                store: store.clone(),
-                metrics: metrics.clone(),
-            },
-            head,
-        )?;
-        let in_flight = Arc::new(InFlight::default());
-        let sent = Arc::new(tokio::sync::Notify::new());
         let wallet = EthereumWallet::from(key);
-        let bundler = Bundler::new(
-            BundlerDeps {
-                pool: pool.clone(),
-                in_flight: in_flight.clone(),
-                provider: provider.clone(),
-                wallet,
-                sim,
-                beneficiary: identity.beneficiary,
-                metrics: metrics.clone(),
-                sent: sent.clone(),
-            },
-            config.bundler.clone(),
-        );
-        let chain = Chain::new(
-            pool.clone(),
-            in_flight.clone(),
+        let (service, resumed) = assemble(
+            &config,
             provider.clone(),
-            config.entry_point,
-            config.bundler.clone(),
-            metrics.clone(),
-        );
-        let resumed = chain.recover(unfinished).await?;
-        if resumed > 0 {
-            tracing::info!(resumed, "resumed unfinished ops from the store");
-        }
-        let service = Arc::new(Service::new(
             identity,
-            pool,
-            chain,
-            bundler,
-            in_flight,
-            provider.clone(),
+            wallet,
             store,
-            sent,
-            Duration::from_millis(config.bundler.interval_ms),
-        ));
+            metrics.clone(),
+        )
+        .await?;
         let feed = tokio::sync::broadcast::channel(4096).0;
         let module = rpc::module(
             rpc::RpcContext {
@@ -303,7 +330,7 @@ impl Relayer {
             tokio::spawn(service.clone().run(rx.clone())),
             tokio::spawn(decay_reputation(service.pool.clone(), rx.clone())),
         ];
-        if let Some(venue) = venue {
+        if let Some(venue) = identity.venue {
             let every = Duration::from_millis(config.bundler.interval_ms.max(50));
             tasks.push(tokio::spawn(feed::run(
                 provider,
@@ -321,7 +348,7 @@ impl Relayer {
             }
             None => None,
         };
-        tracing::info!(%rpc_addr, %relayer, chain_id, "relayer serving");
+        tracing::info!(%rpc_addr, relayer = %identity.relayer, chain_id = identity.chain_id, "relayer serving");
         Ok(Self {
             rpc_addr,
             metrics_addr,

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use alloy::sol_types::{SolCall, SolConstructor};
-use alloy_primitives::{Address, B256, Bytes, Log, U256, b256};
-use keyscope_core::bindings::{AccountFactory, PerpVenue, SignedPriceOracle, TestUSD};
+use alloy::sol_types::SolCall;
+use alloy_primitives::{Address, B256, Bytes, Log, U256};
+use keyscope_core::deploy::{CREATE2_DEPLOYER, PlanParams};
 use revm::{
     Context, ExecuteCommitEvm, MainBuilder, MainContext,
     context::{ContextTr, TxEnv},
@@ -29,8 +29,6 @@ pub enum ChainError {
     /// The EVM refused the transaction itself (nonce, balance, ...).
     #[error("invalid transaction: {0}")]
     Invalid(String),
-    #[error("artifact {0} has no bytecode or could not be read: {1}")]
-    Artifact(String, String),
 }
 
 /// What a successful transaction returned.
@@ -42,14 +40,9 @@ pub struct Receipt {
     pub gas_used: u64,
 }
 
-/// Arachnid's deterministic deployment proxy, which every dev chain (and anvil) has at
-/// 0x4e59b44847b379578588920cA78FbF26c0B4956C: it CREATE2s `data[32..]` with salt `data[..32]`.
-pub const CREATE2_DEPLOYER: Address =
-    alloy_primitives::address!("4e59b44847b379578588920cA78FbF26c0B4956C");
+/// The runtime code of Arachnid's deterministic deployment proxy ([`CREATE2_DEPLOYER`]), which every dev
+/// chain (and anvil) has: it CREATE2s `data[32..]` with salt `data[..32]`.
 const CREATE2_DEPLOYER_CODE: &str = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe03601600081602082378035828234f58015156039578182fd5b8082525050506014600cf3";
-/// The salt EntryPoint v0.8 was deployed with everywhere.
-pub const ENTRY_POINT_SALT: B256 =
-    b256!("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9");
 
 /// A revm chain with a block clock.
 pub struct RevmChain {
@@ -224,9 +217,8 @@ impl RevmChain {
     }
 }
 
-/// Keyscope deployed on a `RevmChain`: the same contracts, parameters and order as script/Deploy.s.sol,
-/// which stays the source of truth (forge scripts cannot target an in-process chain). The harness's
-/// revm-versus-anvil equality test is what will catch the two drifting apart.
+/// Keyscope deployed on a `RevmChain`: core's deploy plan ([`keyscope_core::deploy`]), the same one the
+/// devnet sends to anvil, so with the same deployer every address matches an anvil deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevmDeployment {
     pub entry_point: Address,
@@ -236,145 +228,45 @@ pub struct RevmDeployment {
     pub venue: Address,
 }
 
-/// The EntryPoint's published creation code (npm `@account-abstraction/contracts@0.8.0`).
-pub fn entry_point_init_code() -> Result<Bytes, ChainError> {
-    let path = keyscope_core::devnet::repo_root()
-        .join("node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ChainError::Artifact(path.display().to_string(), e.to_string()))?;
-    json["bytecode"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ChainError::Artifact(path.display().to_string(), "no bytecode".into()))
-}
-
-/// The CREATE2 salt of script/Deploy.s.sol (`keccak256("keyscope.v1")`).
-pub fn deploy_salt() -> B256 {
-    alloy_primitives::keccak256("keyscope.v1")
-}
-
 impl RevmDeployment {
-    /// Deploys everything from `deployer` (owner of token, oracle and venue; registered oracle signer
-    /// `oracle_signer`) through the CREATE2 deployer with Deploy.s.sol's salt — so with the same
-    /// deployer every address matches an anvil deployment — lists BTC (0) and ETH (1), and funds the
-    /// pool (10,000,000) and the insurance fund (`insurance_fund`, 6 decimals).
+    /// Runs the deploy plan from `deployer` (owner of token, oracle and venue; registered oracle signer
+    /// `oracle_signer`): EntryPoint v0.8, the factory, the token, the oracle and the venue through the
+    /// CREATE2 deployer, BTC (0) and ETH (1) listed, the pool (10,000,000) and the insurance fund
+    /// (`insurance_fund`, 6 decimals) funded.
     pub fn deploy(
         chain: &mut RevmChain,
         deployer: Address,
         oracle_signer: Address,
         insurance_fund: U256,
     ) -> Result<Self, ChainError> {
-        let entry_point =
-            chain.deploy_create2(deployer, ENTRY_POINT_SALT, &entry_point_init_code()?)?;
-        let salt = deploy_salt();
-        let with_args =
-            |code: &Bytes, args: Vec<u8>| -> Vec<u8> { [code.as_ref(), &args].concat() };
-        let account_factory = chain.deploy_create2(
-            deployer,
-            salt,
-            &with_args(
-                &AccountFactory::BYTECODE,
-                AccountFactory::constructorCall {
-                    entryPoint: entry_point,
-                }
-                .abi_encode(),
-            ),
-        )?;
-        let collateral = chain.deploy_create2(
-            deployer,
-            salt,
-            &with_args(
-                &TestUSD::BYTECODE,
-                TestUSD::constructorCall {
-                    initialOwner: deployer,
-                }
-                .abi_encode(),
-            ),
-        )?;
-        let oracle = chain.deploy_create2(
-            deployer,
-            salt,
-            &with_args(
-                &SignedPriceOracle::BYTECODE,
-                SignedPriceOracle::constructorCall {
-                    initialOwner: deployer,
-                    maxAge_: 120,
-                }
-                .abi_encode(),
-            ),
-        )?;
-        let venue = chain.deploy_create2(
-            deployer,
-            salt,
-            &with_args(
-                &PerpVenue::BYTECODE,
-                PerpVenue::constructorCall {
-                    initialOwner: deployer,
-                    collateral_: collateral,
-                    oracle_: oracle,
-                }
-                .abi_encode(),
-            ),
-        )?;
-        chain.call(
-            deployer,
-            oracle,
-            &SignedPriceOracle::setSignerCall {
-                signer: oracle_signer,
-                allowed: true,
-            },
-        )?;
-        for (id, partial) in [(0u32, 100_000_000_000u128), (1, 50_000_000_000)] {
-            let p = PerpVenue::MarketParams {
-                imf: 50_000_000_000_000_000,
-                mmf: 30_000_000_000_000_000,
-                takerFee: 500_000_000_000_000,
-                liquidationPenalty: 10_000_000_000_000_000,
-                maxLimitDeviation: 100_000_000_000_000_000,
-                maxPosition: 10_000u128 * 10u128.pow(18),
-                partialLiquidationNotional: partial,
-            };
-            chain.call(
+        let plan = keyscope_core::deploy::plan(
+            chain.chain_id(),
+            PlanParams {
                 deployer,
-                venue,
-                &PerpVenue::listMarketCall { marketId: id, p },
-            )?;
-        }
-        let pool = U256::from(10_000_000_000_000u64);
-        chain.call(
-            deployer,
-            collateral,
-            &TestUSD::mintCall {
-                to: deployer,
-                amount: pool + insurance_fund,
+                oracle_signer,
+                insurance_fund,
             },
-        )?;
-        chain.call(
-            deployer,
-            collateral,
-            &TestUSD::approveCall {
-                spender: venue,
-                value: U256::MAX,
-            },
-        )?;
-        chain.call(deployer, venue, &PerpVenue::fundPoolCall { amount: pool })?;
-        if !insurance_fund.is_zero() {
-            chain.call(
-                deployer,
-                venue,
-                &PerpVenue::fundInsuranceCall {
-                    amount: insurance_fund,
-                },
-            )?;
+        );
+        for step in &plan.steps {
+            chain
+                .transact(deployer, Some(step.to), step.data.clone(), U256::ZERO)
+                .map_err(|e| ChainError::Invalid(format!("deploying ({}): {e}", step.what)))?;
+            if let Some(at) = step.creates {
+                if chain.code(at).is_empty() {
+                    return Err(ChainError::Invalid(format!(
+                        "{}: nothing was deployed at {at}",
+                        step.what
+                    )));
+                }
+            }
         }
+        let d = plan.deployment;
         Ok(Self {
-            entry_point,
-            account_factory,
-            collateral,
-            oracle,
-            venue,
+            entry_point: d.entry_point,
+            account_factory: d.account_factory,
+            collateral: d.collateral,
+            oracle: d.oracle,
+            venue: d.venue,
         })
     }
 }

@@ -112,12 +112,8 @@ impl Fixture {
         );
         let hash = user_op_hash(&first, d.entry_point, chain_id)
             .map_err(|e| ChainError::Invalid(e.to_string()))?;
-        first.signature = owner
-            .sign_hash_sync(&hash)
-            .map_err(|e| ChainError::Invalid(e.to_string()))?
-            .as_bytes()
-            .to_vec()
-            .into();
+        first.signature = keyscope_core::session::sign_owner_op_sync(&owner, hash)
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
         let mut fixture = Self {
             chain,
             deployment,

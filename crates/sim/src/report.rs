@@ -79,6 +79,8 @@ pub fn write(out: &Outcome, markets: &[String], dir: &Path) -> Result<ReportFile
     Ok(files)
 }
 
+/// The chart: prices, account states, margin calls and liquidations, the insurance fund, drawn panel by
+/// panel top to bottom — one drawing, past 100 lines.
 fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 1100)).into_drawing_area();
     root.fill(&WHITE)?;

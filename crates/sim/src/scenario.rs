@@ -237,6 +237,7 @@ impl Scenario {
         Ok(s)
     }
 
+    /// Every field's range, each refused by name. One check per field — a list, so it runs past 100 lines.
     fn validate(&self) -> Result<(), ScenarioError> {
         if self.name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));

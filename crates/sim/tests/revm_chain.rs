@@ -2,7 +2,7 @@
 //! addresses match an anvil deployment, an account is deployed by its first UserOp, and a session
 //! key's order fills on the venue.
 
-use alloy_primitives::{I256, address};
+use alloy_primitives::I256;
 use keyscope_core::{
     ENTRY_POINT_V08,
     bindings::{IEntryPoint, PerpVenue, TradingAccount},
@@ -20,16 +20,8 @@ fn session_order_through_handle_ops_on_revm() {
         "EntryPoint v0.8 at its canonical address"
     );
     assert!(!f.chain.code(ENTRY_POINT_V08).is_empty());
-    assert_eq!(
-        d.account_factory,
-        address!("3B0Df11D47489c253189111Ce6eaA841Bf5aa8c3"),
-        "same address as on anvil"
-    );
-    assert_eq!(
-        d.venue,
-        address!("E11685FE470bd39c7fB26fDB7e3145900Ee8d12f"),
-        "same address as on anvil"
-    );
+    // The same plan the devnet sends to anvil (core's deploy_plan test checks it against Deploy.s.sol).
+    assert!(!f.chain.code(d.account_factory).is_empty() && !f.chain.code(d.venue).is_empty());
     assert!(
         !f.chain.code(f.account).is_empty(),
         "the first op deployed the account"

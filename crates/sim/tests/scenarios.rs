@@ -130,8 +130,9 @@ async fn same_scenario_same_state_on_revm_and_anvil() {
         &repo_root(),
         0,
         41_010,
-        &[("INSURANCE_FUND", "20000000000".into())],
+        alloy_primitives::U256::from(20_000_000_000u64),
     )
+    .await
     .unwrap();
     let mut anvil = AnvilBackend::new(devnet, Roles::new(liquidator_keys(&s)));
     let on_anvil = run(&s, &path, &mut anvil, |_, _| {}).await.unwrap();

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test crate uses part of it
 //! A `keyscope devnet` child process for tests, stopped like a person would (Ctrl-C) even when the
 //! test fails: a panicking test must not leave anvil running.
 
@@ -16,14 +17,27 @@ pub struct DevnetProcess {
     pub ready: Value,
 }
 
+/// A free local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl DevnetProcess {
+    /// `keyscope devnet` from the build, with the repository as its project (its pinned anvil).
     pub fn spawn(chain_id: u64) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyscope"));
+        cmd.arg("--project").arg(keyscope_core::devnet::repo_root());
+        Self::spawn_with(cmd, chain_id)
+    }
+
+    /// `cmd` (a `keyscope` with its directory and environment set) running `devnet` with `chain_id`.
+    pub fn spawn_with(mut cmd: Command, chain_id: u64) -> Self {
+        let port = free_port();
+        let mut child = cmd
             .args([
                 "devnet",
                 "--json",

@@ -293,6 +293,9 @@ impl Bundler {
         Ok(())
     }
 
+    /// Re-sends `b`'s transaction with higher fees, unless that would pay more than its ops offer; records
+    /// the replacement before sending it (read the steps in order: the node, the fees, the persist, the send,
+    /// and undoing the record if the node refuses — 105 lines, kept together).
     async fn bump(&self, b: Bundle) -> Result<(), BuildError> {
         // Gone from the node: the chain follower returns its ops to the pool. Mined: it settles it.
         let Some(tx) = self

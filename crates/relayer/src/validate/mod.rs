@@ -5,6 +5,7 @@
 //! would revert and why, and — for a trading account — its health before and after. These functions run
 //! on any revm database: the pool's pending state gives each simulation its own layer.
 
+pub mod bundle;
 pub mod layers;
 pub mod node;
 pub mod rules;
@@ -30,6 +31,7 @@ use revm::{
 };
 use serde::Serialize;
 
+pub use bundle::{BundleError, simulate_bundle};
 pub use node::{NodeError, StateReadError};
 use rules::Erc7562Inspector;
 
@@ -207,7 +209,7 @@ impl SimBlock {
     }
 }
 
-fn context<DB: Database>(
+pub(crate) fn context<DB: Database>(
     db: DB,
     cfg: &SimConfig,
     block: SimBlock,
@@ -231,7 +233,7 @@ fn context<DB: Database>(
         })
 }
 
-fn tx(cfg: &SimConfig, to: Address, data: Vec<u8>, gas_limit: u64) -> TxEnv {
+pub(crate) fn tx(cfg: &SimConfig, to: Address, data: Vec<u8>, gas_limit: u64) -> TxEnv {
     TxEnv::builder()
         .caller(cfg.relayer)
         .kind(TxKind::Call(to))
@@ -427,73 +429,6 @@ fn outcome(logs: &[Log], cfg: &SimConfig, op: &PackedUserOperation) -> (bool, Op
         }
     }
     (success, revert)
-}
-
-/// Why a bundle's simulation failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BundleError {
-    /// The EntryPoint refused op `index` (`FailedOp` / `FailedOpWithRevert`): drop it and try again.
-    #[error("op {index} refused: {reason}")]
-    FailedOp { index: usize, reason: String },
-    /// `handleOps` failed some other way.
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// Runs `handleOps(ops)` with `beneficiary` on `db` as the bundle transaction would (no inspector: the
-/// rules were checked when each op was accepted). Returns the gas it used and the state it left.
-pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
-    db: &mut DB,
-    cfg: &SimConfig,
-    block: SimBlock,
-    ops: &[PackedUserOperation],
-    beneficiary: Address,
-    gas_limit: u64,
-) -> Result<(u64, EvmState), BundleError> {
-    use alloy::sol_types::SolInterface;
-    use keyscope_core::bindings::IEntryPoint::IEntryPointErrors;
-    let data = IEntryPoint::handleOpsCall {
-        ops: ops.to_vec(),
-        beneficiary,
-    }
-    .abi_encode();
-    let mut evm = context(db, cfg, block).build_mainnet();
-    let out = evm
-        .transact(tx(cfg, cfg.entry_point, data, gas_limit))
-        .map_err(|e| BundleError::Failed(e.to_string()))?;
-    let gas_used = out.result.tx_gas_used();
-    match out.result {
-        ExecutionResult::Success { .. } => Ok((gas_used, out.state)),
-        ExecutionResult::Revert { output, .. } => {
-            let (index, reason) = match IEntryPointErrors::abi_decode(&output) {
-                Ok(IEntryPointErrors::FailedOp(f)) => (f.opIndex, f.reason),
-                Ok(IEntryPointErrors::FailedOpWithRevert(f)) => (
-                    f.opIndex,
-                    format!(
-                        "{} ({})",
-                        f.reason,
-                        keyscope_core::refusal::Refusal::decode(&f.inner).detail
-                    ),
-                ),
-                _ => {
-                    return Err(BundleError::Failed(format!(
-                        "handleOps reverted: {}",
-                        keyscope_core::refusal::describe_revert(&output)
-                    )));
-                }
-            };
-            match usize::try_from(index) {
-                Ok(index) if index < ops.len() => Err(BundleError::FailedOp { index, reason }),
-                _ => Err(BundleError::Failed(format!(
-                    "handleOps refused op {index} of {}: {reason}",
-                    ops.len()
-                ))),
-            }
-        }
-        ExecutionResult::Halt { reason, .. } => {
-            Err(BundleError::Failed(format!("handleOps halted: {reason:?}")))
-        }
-    }
 }
 
 /// All the gas an op may use: what `handleOps` needs available for it.

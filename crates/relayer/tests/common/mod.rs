@@ -143,7 +143,9 @@ pub async fn receipt_at(url: &str, hash: &Value) -> Value {
 
 impl Chain {
     pub async fn start(chain_id: u64) -> Self {
-        let devnet = Devnet::start(&repo_root(), 0, chain_id).expect("devnet starts");
+        let devnet = Devnet::start(&repo_root(), 0, chain_id)
+            .await
+            .expect("devnet starts");
         let d = devnet.deployment.clone();
         let funder = devnet.signer(4);
         let provider = ProviderBuilder::new()
@@ -368,20 +370,7 @@ impl Chain {
 
 /// A raw JSON-RPC call.
 pub async fn rpc(url: &str, method: &str, params: Value) -> Result<Value, Value> {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    let resp: Value = alloy::transports::http::reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    match resp.get("error") {
-        Some(e) => Err(e.clone()),
-        None => Ok(resp["result"].clone()),
-    }
+    keyscope_core::devnet::json_rpc(url, method, params).await
 }
 
 /// One call to `target` with `data` (no value), as the only call of an op.

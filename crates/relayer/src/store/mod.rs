@@ -10,14 +10,15 @@
 
 use std::{path::Path, sync::Arc, thread};
 
-use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_primitives::{Address, B256};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use keyscope_core::{ops::OpKind, rpc_op::RpcUserOperation};
+mod records;
 
-use crate::{pool::ReputationEntry, validate::HealthChange};
+pub use records::{AuditEntry, OpRecord, OpStatus, Timings, verify_audit};
+
+use crate::pool::ReputationEntry;
 
 const OPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ops");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -57,148 +58,6 @@ fn write_err<E: std::fmt::Display>(e: E) -> StoreError {
 
 fn read_err<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Read(e.to_string())
-}
-
-/// Where an op is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OpStatus {
-    /// In the pool, waiting for a bundle.
-    Pending,
-    /// In a bundle transaction sent to the chain, not yet mined.
-    Submitted,
-    /// Mined.
-    Included,
-    /// Left the pool without being included (expired, invalidated, replaced).
-    Dropped,
-}
-
-impl OpStatus {
-    /// True once the op is included or dropped: nothing more happens to it (short of a reorg).
-    pub fn is_final(self) -> bool {
-        matches!(self, OpStatus::Included | OpStatus::Dropped)
-    }
-}
-
-/// When an op passed each stage, in microseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Timings {
-    /// The request arrived.
-    pub received_us: u64,
-    /// It was validated and pooled.
-    pub validated_us: Option<u64>,
-    /// It was taken into a bundle.
-    pub bundled_us: Option<u64>,
-    /// Its bundle transaction was sent.
-    pub sent_us: Option<u64>,
-    /// Its bundle was seen mined.
-    pub mined_us: Option<u64>,
-}
-
-/// Everything the relayer knows about one op.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OpRecord {
-    /// The op's ERC-4337 hash.
-    pub hash: B256,
-    /// The op as the client signed and sent it.
-    pub user_operation: RpcUserOperation,
-    /// Protective (bundled first) or not.
-    pub kind: OpKind,
-    /// The session key it spends, if any.
-    pub session_key: Option<Address>,
-    /// Where it is in its life.
-    pub status: OpStatus,
-    /// Acceptance order (the pending state is rebuilt in it).
-    pub order: u64,
-    /// When its validity ends (Unix seconds; u64::MAX: never).
-    pub valid_until: u64,
-    /// When it passed each stage.
-    pub timings: Timings,
-    /// The bundle transaction that carries it (or carried it, once mined).
-    pub tx_hash: Option<B256>,
-    /// Earlier transactions of the op's bundle that a fee bump replaced (one of them may still be
-    /// the one mined).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replaced_txs: Vec<B256>,
-    /// The block that mined it.
-    pub block_number: Option<u64>,
-    /// That block's hash (a reorg changes it).
-    pub block_hash: Option<B256>,
-    /// Whether its execution succeeded, once mined.
-    pub success: Option<bool>,
-    /// Why it was dropped, sent again or returned to the pool.
-    pub reason: Option<String>,
-    /// The account's venue health around it, on the pending state (ops sent with
-    /// `keyscope_sendUserOperation`).
-    pub health: Option<HealthChange>,
-}
-
-/// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditEntry {
-    /// Its place in the log.
-    pub seq: u64,
-    /// When it happened (microseconds since the Unix epoch).
-    pub at_us: u64,
-    /// accepted, replaced, bundled, bumped (its bundle re-sent with higher fees), included,
-    /// dropped, reorged (and resubmit / unincluded / unbundled: back in the pool).
-    pub event: String,
-    /// The op it is about.
-    pub user_op_hash: B256,
-    /// The op's account.
-    pub sender: Address,
-    /// The session key that signed it, if any.
-    pub session_key: Option<Address>,
-    /// The op's nonce.
-    pub nonce: U256,
-    /// The bundle transaction, once bundled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tx_hash: Option<B256>,
-    /// The block that mined it, once included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block_number: Option<u64>,
-    /// Why (drops, returns to the pool, fee bumps).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The signed op itself, on `accepted`: with it anyone can re-check the signature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_operation: Option<RpcUserOperation>,
-    /// Hash of the previous entry (zero for the first).
-    pub prev: B256,
-    /// keccak256(prev ‖ this entry's JSON without `hash`).
-    #[serde(default)]
-    pub hash: B256,
-}
-
-impl AuditEntry {
-    /// An entry about `record`, not yet numbered or chained.
-    pub fn about(record: &OpRecord, event: &str, at_us: u64) -> Self {
-        Self {
-            seq: 0,
-            at_us,
-            event: event.to_string(),
-            user_op_hash: record.hash,
-            sender: record.user_operation.sender,
-            session_key: record.session_key,
-            nonce: record.user_operation.nonce,
-            tx_hash: record.tx_hash,
-            block_number: record.block_number,
-            reason: record.reason.clone(),
-            user_operation: (event == "accepted").then(|| record.user_operation.clone()),
-            prev: B256::ZERO,
-            hash: B256::ZERO,
-        }
-    }
-
-    fn chained_hash(&self) -> B256 {
-        let mut unhashed = self.clone();
-        unhashed.hash = B256::ZERO;
-        let json = serde_json::to_vec(&unhashed).expect("audit entries serialize");
-        keccak256([self.prev.as_slice(), &json].concat())
-    }
 }
 
 struct Batch {
@@ -411,27 +270,6 @@ pub fn export_audit(path: &Path) -> Result<Vec<AuditEntry>, StoreError> {
     Ok(entries)
 }
 
-/// Checks that `entries` (from seq 0) form an unbroken hash chain.
-pub fn verify_audit(entries: &[AuditEntry]) -> Result<(), StoreError> {
-    let mut prev = B256::ZERO;
-    for (i, e) in entries.iter().enumerate() {
-        if e.seq != i as u64 {
-            return Err(StoreError::Audit {
-                seq: e.seq,
-                reason: format!("expected sequence number {i}"),
-            });
-        }
-        if e.prev != prev || e.chained_hash() != e.hash {
-            return Err(StoreError::Audit {
-                seq: e.seq,
-                reason: "hash chain broken: the entry or one before it was altered".into(),
-            });
-        }
-        prev = e.hash;
-    }
-    Ok(())
-}
-
 fn last_audit(db: &Database) -> Result<(u64, B256), StoreError> {
     let txn = db.begin_read().map_err(read_err)?;
     let table = txn.open_table(AUDIT).map_err(read_err)?;
@@ -509,6 +347,7 @@ fn writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyscope_core::{ops::OpKind, rpc_op::RpcUserOperation};
 
     fn record(n: u8, status: OpStatus) -> OpRecord {
         OpRecord {

@@ -1,0 +1,77 @@
+//! A bundle simulated as the chain will run it: `handleOps(ops)` in one transaction, with no inspector (the
+//! rules were checked when each op was accepted), on the state the bundles before it leave. An op the
+//! EntryPoint refuses is named, so the bundler can drop it and try again.
+
+use alloy::sol_types::{SolCall, SolInterface};
+use alloy_primitives::Address;
+use keyscope_core::{
+    bindings::IEntryPoint::{self, IEntryPointErrors},
+    refusal::{Refusal, describe_revert},
+    user_op::PackedUserOperation,
+};
+use revm::{
+    Database, ExecuteEvm, MainBuilder, context_interface::result::ExecutionResult, state::EvmState,
+};
+
+use super::{SimBlock, SimConfig, StateReadError, context, tx};
+
+/// Why a bundle's simulation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BundleError {
+    /// The EntryPoint refused op `index` (`FailedOp` / `FailedOpWithRevert`): drop it and try again.
+    #[error("op {index} refused: {reason}")]
+    FailedOp { index: usize, reason: String },
+    /// `handleOps` failed some other way.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs `handleOps(ops)` with `beneficiary` on `db` as the bundle transaction would (no inspector: the
+/// rules were checked when each op was accepted). Returns the gas it used and the state it left.
+pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
+    db: &mut DB,
+    cfg: &SimConfig,
+    block: SimBlock,
+    ops: &[PackedUserOperation],
+    beneficiary: Address,
+    gas_limit: u64,
+) -> Result<(u64, EvmState), BundleError> {
+    let data = IEntryPoint::handleOpsCall {
+        ops: ops.to_vec(),
+        beneficiary,
+    }
+    .abi_encode();
+    let mut evm = context(db, cfg, block).build_mainnet();
+    let out = evm
+        .transact(tx(cfg, cfg.entry_point, data, gas_limit))
+        .map_err(|e| BundleError::Failed(e.to_string()))?;
+    let gas_used = out.result.tx_gas_used();
+    match out.result {
+        ExecutionResult::Success { .. } => Ok((gas_used, out.state)),
+        ExecutionResult::Revert { output, .. } => {
+            let (index, reason) = match IEntryPointErrors::abi_decode(&output) {
+                Ok(IEntryPointErrors::FailedOp(f)) => (f.opIndex, f.reason),
+                Ok(IEntryPointErrors::FailedOpWithRevert(f)) => (
+                    f.opIndex,
+                    format!("{} ({})", f.reason, Refusal::decode(&f.inner).detail),
+                ),
+                _ => {
+                    return Err(BundleError::Failed(format!(
+                        "handleOps reverted: {}",
+                        describe_revert(&output)
+                    )));
+                }
+            };
+            match usize::try_from(index) {
+                Ok(index) if index < ops.len() => Err(BundleError::FailedOp { index, reason }),
+                _ => Err(BundleError::Failed(format!(
+                    "handleOps refused op {index} of {}: {reason}",
+                    ops.len()
+                ))),
+            }
+        }
+        ExecutionResult::Halt { reason, .. } => {
+            Err(BundleError::Failed(format!("handleOps halted: {reason:?}")))
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! The scenario runner: one loop, any backend. Each step the oracle publishes the path's prices, traders
+//! who were margin-called answer (with a key scoped to add margin and reduce only), liquidator bots
+//! sweep, and the step's numbers are recorded. Every trader action is a signed UserOp through
+//! `EntryPoint.handleOps`.
+
+use std::time::Instant;
+
+use alloy::{signers::local::PrivateKeySigner, sol_types::SolCall};
+use alloy_primitives::{Address, I256, U256, keccak256};
+use keyscope_core::bindings::PerpVenue;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+mod open;
+mod ops;
+
+use crate::{
+    backend::{Addresses, Backend, BackendError, OpResult},
+    prices::{PricePath, wad_to_usd},
+    scenario::Scenario,
+};
+
+const WAD: u128 = 1_000_000_000_000_000_000;
+
+/// A trader: a trading key, and a margin key (deposit and reduce-only orders only); the owner key
+/// signed only the first op.
+struct Trader {
+    account: Address,
+    trading: PrivateKeySigner,
+    margin: PrivateKeySigner,
+    reserve: U256,
+    margin_called: bool,
+    answer_at: Option<u32>,
+    /// The opening order's market and size (adds repeat a share of it).
+    market: u32,
+    market_ix: usize,
+    open_size: I256,
+    /// The trading key's breaker has tripped.
+    tripped: bool,
+}
+
+/// One step of the time series.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepRecord {
+    pub step: u32,
+    pub time: u64,
+    pub prices: Vec<f64>,
+    pub healthy: u32,
+    pub margin_call: u32,
+    pub liquidatable: u32,
+    pub bankrupt: u32,
+    pub margin_calls: u32,
+    pub liquidations: u32,
+    pub liquidated_notional: f64,
+    pub insurance_fund: f64,
+    pub bad_debt: f64,
+}
+
+/// Where one account ended: for comparing backends.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccountState {
+    pub account: Address,
+    pub collateral: String,
+    pub positions: Vec<(u32, String)>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub backend: String,
+    pub seed: u64,
+    pub steps: u32,
+    pub traders: u32,
+    pub margin_calls: u32,
+    pub margin_calls_answered: u32,
+    pub liquidations: u32,
+    pub liquidated_notional: f64,
+    pub bad_debt: f64,
+    pub insurance_fund_start: f64,
+    pub insurance_fund_end: f64,
+    pub insurance_fund_min: f64,
+    /// Adds the traders' trading keys sent (`add_every_steps`), those the keys' limits undid or refused,
+    /// and the breakers that tripped.
+    pub adds: u32,
+    pub adds_stopped: u32,
+    pub breaker_trips: u32,
+    pub ops_executed: u64,
+    pub ops_failed: u64,
+    pub gas_used: u64,
+    pub wall_seconds: f64,
+    pub ops_per_second: f64,
+    pub series: Vec<StepRecord>,
+    pub accounts: Vec<AccountState>,
+}
+
+/// Errors from a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn key(seed: u64, i: u32, role: &str) -> PrivateKeySigner {
+    let secret = keccak256(format!("keyscope-sim/{seed}/{i}/{role}"));
+    PrivateKeySigner::from_bytes(&secret)
+        .expect("a keccak output is a valid key with overwhelming probability")
+}
+
+/// Liquidator keys of a scenario (funded by the runner on either backend).
+pub fn liquidator_keys(s: &Scenario) -> Vec<PrivateKeySigner> {
+    (0..s.liquidators.count)
+        .map(|i| key(s.seed, i, "liquidator"))
+        .collect()
+}
+
+fn usd(amount: f64) -> U256 {
+    U256::from((amount * 1e6).round() as u128)
+}
+
+fn quote_to_usd(v: I256) -> f64 {
+    let abs = v.unsigned_abs().to::<u128>() as f64 / 1e6;
+    if v.is_negative() { -abs } else { abs }
+}
+
+/// Runs the scenario with `path` on `backend`; `progress` is called after every step.
+pub async fn run<B: Backend>(
+    scenario: &Scenario,
+    path: &PricePath,
+    backend: &mut B,
+    mut progress: impl FnMut(u32, u32),
+) -> Result<Outcome, RunError> {
+    let started = Instant::now();
+    let mut r = Run::new(scenario, path, backend);
+    r.prepare().await?;
+    let insurance_start = r.insurance().await?;
+    let mut tally = Tally::new(insurance_start);
+    let mut traders = r.open_traders().await?;
+    let mut series = Vec::new();
+    for step in 0..=scenario.steps {
+        series.push(r.step(step, &mut traders, &mut tally).await?);
+        progress(step, scenario.steps);
+    }
+    let accounts = r.accounts(&traders).await?;
+    let last = series.last().cloned().expect("at least step 0");
+    let wall = started.elapsed().as_secs_f64();
+    let ops = r.ops;
+    Ok(Outcome {
+        scenario: scenario.name.clone(),
+        backend: r.backend.name().to_string(),
+        seed: scenario.seed,
+        steps: scenario.steps,
+        traders: scenario.traders.count,
+        margin_calls: tally.margin_calls,
+        margin_calls_answered: tally.answered,
+        liquidations: tally.liquidations,
+        liquidated_notional: tally.liquidated_notional,
+        bad_debt: last.bad_debt,
+        insurance_fund_start: insurance_start,
+        insurance_fund_end: last.insurance_fund,
+        insurance_fund_min: tally.insurance_min,
+        adds: tally.adds,
+        adds_stopped: tally.adds_stopped,
+        breaker_trips: tally.breaker_trips,
+        ops_executed: ops.0,
+        ops_failed: ops.1,
+        gas_used: ops.2,
+        wall_seconds: wall,
+        ops_per_second: if wall > 0.0 { ops.0 as f64 / wall } else { 0.0 },
+        series,
+        accounts,
+    })
+}
+
+/// Running totals over the steps.
+struct Tally {
+    margin_calls: u32,
+    answered: u32,
+    liquidations: u32,
+    liquidated_notional: f64,
+    insurance_min: f64,
+    adds: u32,
+    adds_stopped: u32,
+    breaker_trips: u32,
+}
+
+impl Tally {
+    fn new(insurance_start: f64) -> Self {
+        Self {
+            margin_calls: 0,
+            answered: 0,
+            liquidations: 0,
+            liquidated_notional: 0.0,
+            insurance_min: insurance_start,
+            adds: 0,
+            adds_stopped: 0,
+            breaker_trips: 0,
+        }
+    }
+}
+
+/// One run in progress: the scenario, the backend and what the steps share.
+struct Run<'a, B: Backend> {
+    scenario: &'a Scenario,
+    path: &'a PricePath,
+    backend: &'a mut B,
+    a: Addresses,
+    chain_id: u64,
+    /// The scenario's markets' ids, in its order.
+    markets: Vec<u32>,
+    rng: ChaCha8Rng,
+    /// Ops executed, failed, and gas used.
+    ops: (u64, u64, u64),
+}
+
+impl<'a, B: Backend> Run<'a, B> {
+    fn new(scenario: &'a Scenario, path: &'a PricePath, backend: &'a mut B) -> Self {
+        let markets = scenario
+            .markets
+            .iter()
+            .map(|m| match m.name.as_str() {
+                "BTC" => 0,
+                _ => 1,
+            })
+            .collect();
+        Self {
+            a: backend.addresses().clone(),
+            chain_id: backend.chain_id(),
+            scenario,
+            path,
+            backend,
+            markets,
+            rng: ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x5EED),
+            ops: (0, 0, 0),
+        }
+    }
+
+    fn count(&mut self, r: OpResult) {
+        if r.success {
+            self.ops.0 += 1;
+        } else {
+            self.ops.1 += 1;
+        }
+        self.ops.2 += r.gas_used;
+    }
+
+    async fn insurance(&mut self) -> Result<f64, RunError> {
+        let v = self
+            .backend
+            .view(self.a.venue, &PerpVenue::insuranceFundCall {})
+            .await?;
+        Ok(wad_quote(v))
+    }
+
+    async fn health_state(&mut self, account: Address) -> Result<usize, RunError> {
+        let h = self
+            .backend
+            .view(self.a.venue, &PerpVenue::healthCall { account })
+            .await?;
+        Ok(h.state as usize)
+    }
+
+    async fn position(&mut self, account: Address, market: u32) -> Result<I256, RunError> {
+        let call = PerpVenue::positionCall {
+            account,
+            marketId: market,
+        };
+        Ok(self.backend.view(self.a.venue, &call).await?.size)
+    }
+
+    /// Funds the liquidators and applies the scenario's risk parameters, market by market.
+    async fn prepare(&mut self) -> Result<(), RunError> {
+        for l in liquidator_keys(self.scenario) {
+            self.backend
+                .fund_eth(l.address(), U256::from(10u64).pow(U256::from(18)))
+                .await?;
+        }
+        for (spec, id) in self.scenario.markets.iter().zip(self.markets.clone()) {
+            if !spec.overrides_risk() {
+                continue;
+            }
+            let p = self
+                .backend
+                .view(self.a.venue, &PerpVenue::marketCall { marketId: id })
+                .await?;
+            let (imf, mmf, fee, penalty) = spec.risk();
+            let wad = |x: f64| ((x * 1e9).round() as u64) * 1_000_000_000;
+            let params = PerpVenue::MarketParams {
+                imf: wad(imf),
+                mmf: wad(mmf),
+                takerFee: wad(fee),
+                liquidationPenalty: wad(penalty),
+                maxLimitDeviation: p.maxLimitDeviation,
+                maxPosition: p.maxPosition,
+                partialLiquidationNotional: p.partialLiquidationNotional,
+            };
+            let call = PerpVenue::listMarketCall {
+                marketId: id,
+                p: params,
+            };
+            self.backend
+                .owner_call(self.a.venue, call.abi_encode())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Step `step`: prices (after step 0), then each trader's margin call, add, answer and liquidations.
+    async fn step(
+        &mut self,
+        step: u32,
+        traders: &mut [Trader],
+        tally: &mut Tally,
+    ) -> Result<StepRecord, RunError> {
+        if step > 0 {
+            self.backend
+                .advance(self.scenario.step_seconds as u64)
+                .await?;
+            for (i, m) in self.markets.clone().iter().enumerate() {
+                self.backend
+                    .publish(*m, self.path.prices[step as usize][i])
+                    .await?;
+            }
+        }
+        let mut counts = [0u32; 4];
+        for trader in traders.iter_mut() {
+            if let Some(state) = self.trader_step(step, trader, tally).await? {
+                counts[state.min(3)] += 1;
+            }
+        }
+        let insurance = self.insurance().await?;
+        tally.insurance_min = tally.insurance_min.min(insurance);
+        let bad_debt = wad_quote(
+            self.backend
+                .view(self.a.venue, &PerpVenue::badDebtCall {})
+                .await?,
+        );
+        Ok(StepRecord {
+            step,
+            time: self.backend.now().await?,
+            prices: self.path.prices[step as usize]
+                .iter()
+                .map(|p| wad_to_usd(*p))
+                .collect(),
+            healthy: counts[0],
+            margin_call: counts[1],
+            liquidatable: counts[2],
+            bankrupt: counts[3],
+            margin_calls: tally.margin_calls,
+            liquidations: tally.liquidations,
+            liquidated_notional: tally.liquidated_notional,
+            insurance_fund: insurance,
+            bad_debt,
+        })
+    }
+
+    /// One trader's turn in a step; returns its account state after it (None: not counted this step).
+    async fn trader_step(
+        &mut self,
+        step: u32,
+        trader: &mut Trader,
+        tally: &mut Tally,
+    ) -> Result<Option<usize>, RunError> {
+        let account = trader.account;
+        let mut state = self.health_state(account).await?;
+        // Margin calls: counted once per crossing; an answer is scheduled by chance.
+        if state == 1 && !trader.margin_called {
+            trader.margin_called = true;
+            tally.margin_calls += 1;
+            if self.rng.r#gen::<f64>() < self.scenario.margin_calls.answer_probability {
+                trader.answer_at = Some(step + self.scenario.margin_calls.delay_steps);
+            }
+        } else if state == 0 {
+            trader.margin_called = false;
+        }
+        let every = self.scenario.traders.add_every_steps;
+        if every > 0 && step > 0 && step % every == 0 && state < 2 {
+            let (stopped, tripped) = self.add_to_position(step, trader).await?;
+            tally.adds += 1;
+            tally.adds_stopped += u32::from(stopped);
+            tally.breaker_trips += u32::from(tripped);
+            state = self.health_state(account).await?;
+        }
+        if trader.answer_at.is_some_and(|at| at <= step) {
+            trader.answer_at = None;
+            // An answer with nothing to send (the reserve spent, no position left) ends the trader's turn:
+            // no sweep, not counted this step.
+            let Some(done) = self.answer_margin_call(step, trader).await? else {
+                return Ok(None);
+            };
+            tally.answered += u32::from(done.success);
+            self.count(done);
+            state = self.health_state(account).await?;
+        }
+        self.liquidate(step, account, state, tally).await.map(Some)
+    }
+
+    /// Liquidator bots sweep `account` while it is liquidatable (at most 8 rounds); returns its state after.
+    async fn liquidate(
+        &mut self,
+        step: u32,
+        account: Address,
+        mut state: usize,
+        tally: &mut Tally,
+    ) -> Result<usize, RunError> {
+        let mut rounds = 0;
+        while state >= 2 && rounds < 8 {
+            rounds += 1;
+            let mut any = false;
+            for (mi, m) in self.markets.clone().into_iter().enumerate() {
+                let before = self.position(account, m).await?;
+                if before.is_zero() {
+                    continue;
+                }
+                let who = (tally.liquidations as usize) % self.scenario.liquidators.count as usize;
+                if self.backend.liquidate(who, account, m).await? {
+                    let after = self.position(account, m).await?;
+                    tally.liquidations += 1;
+                    any = true;
+                    let closed = (before - after).unsigned_abs();
+                    tally.liquidated_notional +=
+                        wad_to_usd(closed * self.path.prices[step as usize][mi] / U256::from(WAD));
+                }
+            }
+            if !any {
+                break;
+            }
+            state = self.health_state(account).await?;
+        }
+        Ok(state)
+    }
+
+    /// Every account's collateral and positions at the end, for comparing backends.
+    async fn accounts(&mut self, traders: &[Trader]) -> Result<Vec<AccountState>, RunError> {
+        let mut accounts = Vec::new();
+        for t in traders {
+            let collateral = self
+                .backend
+                .view(
+                    self.a.venue,
+                    &PerpVenue::collateralOfCall { account: t.account },
+                )
+                .await?;
+            let mut positions = Vec::new();
+            for m in self.markets.clone() {
+                positions.push((m, self.position(t.account, m).await?.to_string()));
+            }
+            accounts.push(AccountState {
+                account: t.account,
+                collateral: collateral.to_string(),
+                positions,
+            });
+        }
+        Ok(accounts)
+    }
+}
+
+fn wad_quote(v: U256) -> f64 {
+    quote_to_usd(I256::try_from(v).unwrap_or(I256::MAX))
+}
