@@ -36,6 +36,35 @@ pub const DEFAULT_INSURANCE: u64 = 50_000_000_000;
 const ENTRY_POINT_ARTIFACT: &str =
     include_str!("../../../node_modules/@account-abstraction/contracts/artifacts/EntryPoint.json");
 
+/// keccak256 of the deployed code of solady's ERC-1967 proxy (`LibClone.ERC1967_CODE_HASH`): the code of every
+/// Keyscope account (the factory deploys one per account, pointing at the shared implementation).
+pub const ACCOUNT_PROXY_CODE_HASH: B256 =
+    b256!("aaa52c8cc8a0e3fd27ce756cc6b4e70c51423e9b597b11f32d3e49f8b1fc890d");
+
+/// The ERC-1967 implementation slot: where an account's proxy keeps its implementation.
+pub const ERC1967_IMPLEMENTATION_SLOT: B256 =
+    b256!("360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc");
+
+/// Where the AccountFactory for `entry_point` lands on every chain (its only constructor argument is the
+/// EntryPoint, so the address does not depend on who deploys it).
+pub fn account_factory_address(entry_point: Address) -> Address {
+    let init = [
+        AccountFactory::BYTECODE.as_ref(),
+        &AccountFactory::constructorCall {
+            entryPoint: entry_point,
+        }
+        .abi_encode(),
+    ]
+    .concat();
+    create2_address(keyscope_salt(), &init)
+}
+
+/// The TradingAccount implementation that factory deploys (its first CREATE): an account is Keyscope's when
+/// its code is the proxy ([`ACCOUNT_PROXY_CODE_HASH`]) and its implementation slot names this address.
+pub fn account_implementation(entry_point: Address) -> Address {
+    account_factory_address(entry_point).create(1)
+}
+
 /// Keyscope's CREATE2 salt (`keccak256("keyscope.v1")`).
 pub fn keyscope_salt() -> B256 {
     keccak256("keyscope.v1")
@@ -281,6 +310,22 @@ mod tests {
         assert_eq!(p.deployment.entry_point, ENTRY_POINT_V08);
         // No insurance: no step funds it.
         assert!(p.steps.iter().all(|s| s.what != "fund the insurance fund"));
+    }
+
+    #[test]
+    fn the_factory_address_is_the_plans() {
+        let p = plan(
+            1,
+            PlanParams {
+                deployer: Address::repeat_byte(1),
+                oracle_signer: Address::repeat_byte(1),
+                insurance_fund: U256::ZERO,
+            },
+        );
+        assert_eq!(
+            p.deployment.account_factory,
+            account_factory_address(ENTRY_POINT_V08)
+        );
     }
 
     #[test]

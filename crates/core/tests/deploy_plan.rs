@@ -8,9 +8,10 @@ use alloy::{
     node_bindings::Anvil,
     providers::{Provider, ProviderBuilder},
 };
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256, keccak256};
 use keyscope_core::{
-    bindings::{PerpVenue, SignedPriceOracle, TestUSD},
+    bindings::{AccountFactory, PerpVenue, SignedPriceOracle, TestUSD},
+    deploy,
     deployment::Deployment,
     devnet::{Devnet, foundry_tool, repo_root},
 };
@@ -118,4 +119,33 @@ async fn the_rust_plan_and_the_forge_script_deploy_the_same_chain() {
         "only BTC and ETH are listed: {}",
         rust.markets[2]
     );
+
+    // What tells a Keyscope account from any other, on chain: the factory's implementation is the one
+    // computed from the EntryPoint alone, and an account it deploys is solady's ERC-1967 proxy pointing at it.
+    let p = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(planned.signer(5)))
+        .connect_http(planned.endpoint_url());
+    let factory = AccountFactory::new(planned.deployment.account_factory, &p);
+    let implementation = deploy::account_implementation(planned.deployment.entry_point);
+    assert_eq!(
+        factory.accountImplementation().call().await.unwrap(),
+        implementation
+    );
+    let owner = planned.signer(6).address();
+    factory
+        .createAccount(owner, U256::ZERO)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let account = factory.getAddress(owner, U256::ZERO).call().await.unwrap();
+    let code = p.get_code_at(account).await.unwrap();
+    assert_eq!(keccak256(&code), deploy::ACCOUNT_PROXY_CODE_HASH);
+    let slot = p
+        .get_storage_at(account, deploy::ERC1967_IMPLEMENTATION_SLOT.into())
+        .await
+        .unwrap();
+    assert_eq!(Address::from_word(slot.into()), implementation);
 }
