@@ -89,6 +89,7 @@ impl Chain {
     /// Looks at the head: settles mined bundles, notices dropped and reorged ones, and moves the pending
     /// state to the head.
     pub async fn follow(&self) -> Result<(), NodeError> {
+        let _deciding = self.pool.head_lock().await;
         let latest = Head::latest(&self.provider).await?;
         let previous = self.seen().unwrap_or_else(|| self.pool.head());
         if latest.hash == previous.hash {

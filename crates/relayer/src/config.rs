@@ -114,7 +114,7 @@ impl Default for DoorConfig {
             burst_per_key: 200.0,
             min_valid_for_secs: 10,
             reject_reverting_ops: true,
-            max_verification_gas: 2_000_000,
+            max_verification_gas: 10_000_000,
             max_call_gas: 10_000_000,
         }
     }
@@ -233,6 +233,12 @@ impl Config {
         if self.bundler.max_in_flight == 0 {
             return Err(ConfigError::Invalid {
                 field: "bundler.max_in_flight",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.pool.max_ops_per_sender == 0 {
+            return Err(ConfigError::Invalid {
+                field: "pool.max_ops_per_sender",
                 reason: "must be at least 1".into(),
             });
         }

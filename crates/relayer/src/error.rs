@@ -20,8 +20,6 @@ pub mod code {
     pub const EXPIRES_SHORTLY: i32 = -32503;
     /// An entity (paymaster, factory, sender or session key) is throttled or banned.
     pub const REPUTATION: i32 = -32504;
-    /// An entity's stake is too low for what it did.
-    pub const INSUFFICIENT_STAKE: i32 = -32505;
     /// The account asked for a signature aggregator this relayer does not support.
     pub const UNSUPPORTED_AGGREGATOR: i32 = -32506;
     /// The account's (or paymaster's) signature check failed.

@@ -51,7 +51,7 @@ use crate::{
     pool::{Pool, PoolConfig, PoolDeps},
     service::Service,
     store::Store,
-    validate::{Head, SimConfig, layers::Commutative},
+    validate::{Head, NodeError, SimConfig, layers::Commutative},
 };
 
 /// Errors from starting the relayer.
@@ -223,11 +223,19 @@ async fn assemble(
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<Service>, usize), RelayerError> {
     let unfinished = store.unfinished()?;
+    // Keyscope's implementation sits at the same address on every chain with this EntryPoint.
+    let implementation = keyscope_core::deploy::account_implementation(config.entry_point);
+    let deployed = !provider
+        .get_code_at(implementation)
+        .await
+        .map_err(NodeError::from_display)?
+        .is_empty();
     let sim = Arc::new(SimConfig {
         entry_point: config.entry_point,
         chain_id: identity.chain_id,
         venue: identity.venue,
         relayer: identity.relayer,
+        keyscope_implementation: deployed.then_some(implementation),
         min_stake: config.min_stake_wei,
         min_unstake_delay: config.min_unstake_delay_secs,
     });

@@ -253,7 +253,16 @@ async fn each_error_code_from_a_real_bad_op() {
     assert_eq!(code(&e), -32502);
     assert!(message(&e).contains("STO-021"), "{e}");
     // More rules, each named in the message.
-    for (mode, rule) in [(4u8, "OP-031"), (5, "OP-012"), (6, "OP-080")] {
+    // A DELEGATECALL runs in the account's frame, under its rules; code reads need code (or ISZERO after
+    // EXTCODESIZE), and the EntryPoint's code is not the account's to inspect.
+    for (mode, rule) in [
+        (4u8, "OP-031"),
+        (5, "OP-012"),
+        (6, "OP-080"),
+        (7, "banned opcode: NUMBER"),
+        (8, "OP-041"),
+        (9, "OP-054"),
+    ] {
         let e = s.send(&rb_op(mode)).await.unwrap_err();
         assert_eq!(code(&e), -32502, "{e}");
         assert!(
@@ -286,12 +295,17 @@ async fn each_error_code_from_a_real_bad_op() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32501, "{e}");
-    // -32505: an unstaked paymaster returning a context.
+    // -32502: an unstaked paymaster returning a context breaks ERC-7562's EREP-050 (the code the bundler
+    // spec tests expect for it).
     let e = s
         .send(&sponsored(&s, &t, 0, 2, pm).await)
         .await
         .unwrap_err();
-    assert_eq!(code(&e), -32505, "{e}");
+    assert_eq!(code(&e), -32502, "{e}");
+    assert!(
+        message(&e).contains("postOp context but is not staked"),
+        "{e}"
+    );
     // -32508: a paymaster whose deposit cannot cover the op.
     let e = s
         .send(&sponsored(&s, &t, 0, 0, broke).await)
@@ -361,12 +375,13 @@ async fn a_banned_paymaster_stays_banned_after_a_restart_and_a_throttled_one_is_
         .await
         .expect("restarts");
     let url = relayer.url();
+    // Status 0x2: banned, in the number form the bundler spec reports it.
     let dump = rpc(&url, "debug_bundler_dumpReputation", json!([ep]))
         .await
         .unwrap();
     assert_eq!(
         dump,
-        json!([{ "address": pm, "opsSeen": "0x3e8", "opsIncluded": "0x0", "status": "banned" }])
+        json!([{ "address": pm, "opsSeen": "0x3e8", "opsIncluded": "0x0", "status": "0x2" }])
     );
     let e = rpc(&url, "eth_sendUserOperation", json!([rpc_user_op(&op), ep]))
         .await

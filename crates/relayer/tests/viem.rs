@@ -1,8 +1,11 @@
 //! A real third-party client works unchanged: viem's account-abstraction bundler client (pinned in
-//! package.json) estimates, sends and waits for a session-key order through the relayer.
+//! package.json) estimates, sends and waits for a session-key order through the relayer; permissionless's
+//! SimpleAccount client works with its documented defaults; and a foreign account cannot spend a
+//! session key's quota by signing on its nonce lane.
 
 mod common;
 
+use alloy_primitives::U256;
 use common::*;
 use keyscope_core::{bindings::ISessionManager, devnet::repo_root};
 use keyscope_relayer::config::BundlingMode;
@@ -53,5 +56,87 @@ async fn viem_sends_a_session_order_through_the_relayer() {
         .unwrap();
     assert_eq!(status["status"], "included", "{status}");
     assert_eq!(status["sessionKey"], json!(t.session.address()));
+    s.relayer.stop().await;
+}
+
+/// Runs `simple-accounts.mjs` in `phase` against `s`, with `extra` environment; its JSON answer.
+async fn simple_accounts(s: &Setup, phase: &str, extra: &[(&str, String)]) -> Value {
+    let script = repo_root().join("crates/relayer/tests/viem/simple-accounts.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("PHASE", phase)
+        .env("RPC_URL", s.devnet.endpoint())
+        .env("BUNDLER_URL", s.relayer.url())
+        .env("CHAIN_ID", s.d.chain_id.to_string())
+        .env("ENTRY_POINT", s.d.entry_point.to_string())
+        .env("FUNDER_KEY", s.devnet.keys()[7].to_string())
+        .envs(extra.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .expect(
+            "node runs (Node.js comes with the toolchain; `make deps` installs permissionless)",
+        );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the permissionless client failed:\n{stderr}"
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("node printed {:?}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test]
+async fn permissionless_simple_accounts_work_with_their_defaults() {
+    // The relayer's shipped defaults, bundling on its own.
+    let s = setup("permissionless", 42_014, BundlingMode::Auto, |_| {}).await;
+    let result = simple_accounts(&s, "clients", &[]).await;
+    assert_eq!(result["deployed"], 10);
+    let burst = result["burst"].as_array().unwrap();
+    assert_eq!(burst.len(), 50);
+    // The relayer's own record: included, and no Keyscope session key read into a foreign account's nonce.
+    for hash in burst {
+        let status = s
+            .call("keyscope_userOperationStatus", json!([hash]))
+            .await
+            .unwrap();
+        assert_eq!(status["status"], "included", "{status}");
+        assert!(status["sessionKey"].is_null(), "{status}");
+    }
+    s.relayer.stop().await;
+}
+
+#[tokio::test]
+async fn a_foreign_account_on_a_session_keys_nonce_lane_cannot_spend_its_quota() {
+    let s = setup("squat", 42_015, BundlingMode::Auto, |c| {
+        c.door.burst_per_key = 3.0;
+        c.door.ops_per_second_per_key = 0.001;
+    })
+    .await;
+    let t = s.trader(15, "20000").await;
+    // Lane 0 of the trader's session key, as the trader's own ops carry it.
+    let lane = U256::from_be_slice(t.session.address().as_slice()) << 32;
+    // The attacker: as many ops as the key's whole burst, each accepted and mined (its own account, its own
+    // bucket). Read as the trader's key, they would have emptied the trader's bucket.
+    let squat = simple_accounts(
+        &s,
+        "squat",
+        &[
+            ("SQUAT_KEY", format!("{lane:#x}")),
+            ("SQUAT_OPS", "3".into()),
+        ],
+    )
+    .await;
+    assert_eq!(squat["hashes"].as_array().unwrap().len(), 3);
+    // The trader's key still has its whole burst: three orders pass...
+    for seq in 0..3 {
+        let op = s.order_op(&t, 0, seq, "0.01", "60500", false).await;
+        s.send(&op)
+            .await
+            .unwrap_or_else(|e| panic!("order {seq} refused after the squat: {e}"));
+    }
+    // ... and the fourth finds the bucket empty: the quota is live, the squatter just never touched it.
+    let op = s.order_op(&t, 0, 3, "0.01", "60500", false).await;
+    let e = s.send(&op).await.unwrap_err();
+    assert_eq!(e["code"], -32504, "{e}");
     s.relayer.stop().await;
 }

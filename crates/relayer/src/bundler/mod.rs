@@ -147,15 +147,7 @@ impl Bundler {
         };
         for (op, reason) in dropped {
             tracing::warn!(op = %op.hash, "dropped at bundle time: {reason}");
-            let entity = match reason.get(..3) {
-                Some("AA1") => op.factory(),
-                Some("AA3") => op.paymaster(),
-                _ => None,
-            };
-            self.deps
-                .pool
-                .drop_at_bundle_time(op.hash, &reason, entity)
-                .await;
+            self.deps.pool.drop_at_bundle_time(op.hash, &reason).await;
         }
         ops = kept;
         if ops.is_empty() {

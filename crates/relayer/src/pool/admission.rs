@@ -8,6 +8,7 @@ use std::time::Instant;
 use alloy_primitives::B256;
 use keyscope_core::{
     nonce::session_key_of,
+    ops::OpKind,
     rpc_op::{RpcUserOperation, unpack},
     user_op::{PackedUserOperation, user_op_hash},
 };
@@ -15,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    Persist, Pool, PoolOp,
+    Persist, Pool, PoolOp, Standing,
     checks::{check_simulated, fee_limits, reputation_check, sim_error, static_checks},
     now_us,
     pending::PendingState,
@@ -25,7 +26,6 @@ use crate::{
     error::{RpcError, code},
     metrics::Metrics,
     op::classify,
-    pool::reputation::door_key,
     store::{AuditEntry, OpRecord, OpStatus, Timings},
     validate::{Head, HealthChange},
 };
@@ -56,6 +56,7 @@ fn validate_and_commit(
     pending: &PendingState,
     door: &DoorConfig,
     op: &PackedUserOperation,
+    keyscope: bool,
     with_health: bool,
 ) -> Result<Option<Validated>, RpcError> {
     let (_, max_fee) = unpack(op.gasFees);
@@ -65,11 +66,13 @@ fn validate_and_commit(
             "maxFeePerGas {max_fee} is below the current base fee {base_fee}; the bundle could not be mined"
         )));
     }
-    fee_limits(pending, op)?;
+    if keyscope {
+        fee_limits(pending, op)?;
+    }
     let (result, changes) = pending.simulate_tracked(op, false, with_health);
-    let checked = result
-        .map_err(sim_error)
-        .and_then(|s| check_simulated(pending, door, op, &s, false).map(|until| (s, until)));
+    let checked = result.map_err(sim_error).and_then(|s| {
+        check_simulated(pending, door, op, &s, false, keyscope).map(|until| (s, until))
+    });
     let (simulated, valid_until) = match checked {
         Ok(v) => v,
         // Refused on values another sender's op changed meanwhile: the refusal may not hold.
@@ -93,6 +96,8 @@ fn validate_and_commit(
 
 /// An op read and checked, waiting to be validated.
 struct Candidate {
+    /// Its sender's stake and its paymaster's deposit.
+    standing: Standing,
     /// Answer with the account's health before and after (`keyscope_sendUserOperation`).
     with_health: bool,
     rpc: RpcUserOperation,
@@ -122,23 +127,17 @@ impl Pool {
         let hash = user_op_hash(&packed, self.inner.sim.entry_point, self.inner.sim.chain_id)
             .map_err(|e| RpcError::invalid_fields(e.to_string()))?;
         static_checks(&self.inner.cfg.door, &packed)?;
-        let candidate = Candidate {
-            pool_op: PoolOp {
-                hash,
-                kind: classify(&packed.callData, self.inner.sim.venue),
-                session_key: session_key_of(packed.nonce),
-                valid_until: u64::MAX,
-                order: 0,
-                op: packed,
-            },
-            received_us: now_us(),
-            with_health,
-            rpc,
-        };
         // An account's ops are validated one after another, in the order they arrive.
-        let sender = self.sender_lock(candidate.pool_op.op.sender);
+        let sender = self.sender_lock(packed.sender);
         let _in_order = sender.lock().await;
-        let key = door_key(&candidate.pool_op.op);
+        let received_us = now_us();
+        let mut candidate = self
+            .candidate(rpc, packed, hash, with_health, received_us)
+            .await?;
+        let key = candidate
+            .pool_op
+            .session_key
+            .unwrap_or(candidate.pool_op.op.sender);
         {
             let mut book = self.book();
             if book.records.contains_key(&hash) {
@@ -159,11 +158,18 @@ impl Pool {
                 ));
             }
         }
+        let tried_on = self.head();
         let mut result = self.admit(&candidate).await;
         // The pending state follows the head through the chain follower, not per op (a node round trip per
         // op is the price of nothing); a refusal, though, may come from a head the relayer has not seen
         // yet (an account deployed a moment ago): look once, catch up and decide again.
-        if result.as_ref().is_err_and(|e| e.code != code::REPUTATION) && self.catch_up().await? {
+        if result.as_ref().is_err_and(|e| e.code != code::REPUTATION)
+            && self.catch_up(tried_on).await?
+        {
+            let Candidate { rpc, pool_op, .. } = candidate;
+            candidate = self
+                .candidate(rpc, pool_op.op, hash, with_health, received_us)
+                .await?;
             result = self.admit(&candidate).await;
         }
         if result.is_err() {
@@ -189,10 +195,61 @@ impl Pool {
         })
     }
 
+    /// The op as the pool would hold it, with what the pending state says of its sender and paymaster:
+    /// trading features (session-key quotas, trading-first order) only for Keyscope accounts.
+    async fn candidate(
+        &self,
+        rpc: RpcUserOperation,
+        op: PackedUserOperation,
+        hash: B256,
+        with_health: bool,
+        received_us: u64,
+    ) -> Result<Candidate, RpcError> {
+        let pending = self.pending();
+        let probe = op.clone();
+        let facts = tokio::task::spawn_blocking(move || pending.facts(&probe))
+            .await
+            .map_err(RpcError::internal)?
+            .map_err(sim_error)?;
+        let keyscope = facts.keyscope;
+        Ok(Candidate {
+            pool_op: PoolOp {
+                hash,
+                kind: if keyscope {
+                    classify(&op.callData, self.inner.sim.venue)
+                } else {
+                    OpKind::Other
+                },
+                session_key: if keyscope {
+                    session_key_of(op.nonce)
+                } else {
+                    None
+                },
+                keyscope,
+                sender_staked: facts.sender_staked,
+                factory_staked: facts.factory_staked,
+                valid_until: u64::MAX,
+                order: 0,
+                op,
+            },
+            standing: Standing {
+                sender_staked: facts.sender_staked,
+                paymaster_deposit: facts.paymaster_deposit,
+            },
+            received_us,
+            with_health,
+            rpc,
+        })
+    }
+
     /// Moves the pending state to the node's head if the node has a block the relayer has not seen and no
-    /// bundle of ours is in flight (those blocks the chain follower settles, keeping the pending state).
-    /// True if it moved.
-    pub(super) async fn catch_up(&self) -> Result<bool, RpcError> {
+    /// bundle of ours is in flight (those blocks the chain follower settles, keeping the pending state). True
+    /// if the pending state is no longer the one `tried_on` (moved here, or by the chain follower meanwhile).
+    pub(super) async fn catch_up(&self, tried_on: Head) -> Result<bool, RpcError> {
+        let _deciding = self.head_lock().await;
+        if self.head().hash != tried_on.hash {
+            return Ok(true); // the chain follower moved it meanwhile
+        }
         if !self.book().submitted.is_empty() {
             return Ok(false);
         }
@@ -214,7 +271,7 @@ impl Pool {
             let replaces = {
                 let book = self.book();
                 reputation_check(&book, &c.pool_op)?;
-                book.mempool.admit(&c.pool_op)?
+                book.mempool.admit(&c.pool_op, c.standing)?
             };
             if replaces.is_none() {
                 for _ in 0..OPTIMISTIC_TRIES {
@@ -237,7 +294,7 @@ impl Pool {
         let replaced = {
             let mut book = self.book();
             reputation_check(&book, &c.pool_op)?;
-            let old = book.mempool.admit(&c.pool_op)?;
+            let old = book.mempool.admit(&c.pool_op, c.standing)?;
             old.and_then(|h| book.mempool.remove(&h))
         };
         let mut persist = Persist::default();
@@ -276,9 +333,9 @@ impl Pool {
             .await
             .map_err(RpcError::internal)?;
         let (pool, op, with_health) = (self.clone(), c.pool_op.op.clone(), c.with_health);
-        let pending = self.pending();
+        let (pending, keyscope) = (self.pending(), c.pool_op.keyscope);
         tokio::task::spawn_blocking(move || {
-            validate_and_commit(&pending, &pool.inner.cfg.door, &op, with_health)
+            validate_and_commit(&pending, &pool.inner.cfg.door, &op, keyscope, with_health)
         })
         .await
         .map_err(RpcError::internal)?
@@ -297,10 +354,13 @@ impl Pool {
             order,
             ..c.pool_op.clone()
         };
-        for e in [pool_op.factory(), pool_op.paymaster()]
-            .into_iter()
-            .flatten()
-        {
+        // A replaced op's sightings are taken back; the new op's are counted (ERC-7562: once per op).
+        if let Some(old) = &replaced {
+            for e in old.tracked() {
+                book.reputation.unseen(e);
+            }
+        }
+        for e in pool_op.tracked() {
             book.reputation.seen(e);
         }
         let record = OpRecord {
@@ -308,6 +368,7 @@ impl Pool {
             user_operation: c.rpc.clone(),
             kind: pool_op.kind,
             session_key: pool_op.session_key,
+            keyscope: pool_op.keyscope,
             status: OpStatus::Pending,
             order,
             valid_until: v.valid_until,

@@ -132,13 +132,17 @@ fn hint_for(aa: &str) -> &'static str {
     }
 }
 
-/// Checks on a clean simulation that the EntryPoint does not make; returns the op's validity end.
+/// Checks on a clean simulation that the EntryPoint does not make; returns the op's validity end. A
+/// reverting execution is refused when estimating (there is nothing to estimate) and, with
+/// `reject_reverting_ops`, for Keyscope accounts (`keyscope`): an order that would revert only costs its
+/// trader gas. Any other account's reverting op is standard ERC-4337 and accepted.
 pub(super) fn check_simulated(
     pending: &PendingState,
     door: &DoorConfig,
     op: &PackedUserOperation,
     s: &Simulated,
     estimating: bool,
+    keyscope: bool,
 ) -> Result<u64, RpcError> {
     let now = pending.block().timestamp;
     let vd = s.validation;
@@ -189,15 +193,16 @@ pub(super) fn check_simulated(
     if !s.paymaster_context.is_empty() {
         let pm = Address::from_slice(&op.paymasterAndData[..20]);
         if !pending.is_staked(pm).map_err(sim_error)? {
+            // EREP-050: a rule of the mempool, answered with the rules' code.
             return Err(RpcError::new(
-                code::INSUFFICIENT_STAKE,
+                code::OPCODE_VALIDATION,
                 format!(
                     "paymaster {pm} returns a postOp context but is not staked (ERC-7562 needs a stake for that)"
                 ),
             ));
         }
     }
-    if !s.success && (door.reject_reverting_ops || estimating) {
+    if !s.success && ((door.reject_reverting_ops && keyscope) || estimating) {
         let why = Refusal::decode(s.revert.as_ref().map_or(&[][..], |b| &b[..]));
         return Err(RpcError::new(
             code::EXECUTION_REVERTED,

@@ -2,14 +2,17 @@
 //! used returned with headroom.
 
 use alloy_primitives::U256;
-use keyscope_core::rpc_op::RpcUserOperation;
+use keyscope_core::{
+    rpc_op::RpcUserOperation,
+    user_op::{PackedUserOperation, pack_u128s},
+};
 use serde_json::{Value, json};
 
 use super::{
     Pool,
     checks::{check_simulated, min_pre_verification_gas, sim_error},
 };
-use crate::error::RpcError;
+use crate::{error::RpcError, validate::SimError};
 
 impl Pool {
     /// `eth_estimateUserOperationGas`: simulates `op` on the pending state (gas limits it leaves at zero are
@@ -37,26 +40,66 @@ impl Pool {
         packed.preVerificationGas = U256::from(pvg);
         // Gas used does not depend on the fee, and an account that caps what an op may cost (a Keyscope
         // session key's fee limits) would refuse the relayer's maximal estimation limits at a real fee.
+        let asked_fees = packed.gasFees;
         packed.gasFees = Default::default();
-        self.catch_up().await?;
+        self.catch_up(self.head()).await?;
         let _gate = self.inner.gate.read().await;
         let (pending, door) = (self.pending(), door.clone());
         tokio::task::spawn_blocking(move || {
             let (sim, _) = pending.simulate(&packed, true).map_err(sim_error)?;
-            check_simulated(&pending, &door, &packed, &sim, true)?;
-            let with_headroom = |g: u64, extra: u64| U256::from(g + g / 2 + extra);
+            check_simulated(&pending, &door, &packed, &sim, true, false)?;
+            let with_headroom = |g: u64, extra: u64| g + g / 2 + extra;
+            let mut verification = with_headroom(sim.validation_gas, 30_000);
+            let call = with_headroom(sim.execution_gas, 20_000);
+            let paymaster = with_headroom(sim.paymaster_gas, 20_000);
+            // The EntryPoint charges its own work on the op (copying and hashing it: large calldata costs)
+            // to the verification limit too, and at a real fee the account pays its prefund and charges
+            // its fee budget in validation: try the estimate at the op's fee (or the head's), and raise it
+            // until the op validates. Any other refusal (no funds to pay, say) is the sender's to fix.
+            let mut priced = packed.clone();
+            priced.gasFees = if asked_fees.is_zero() {
+                let base_fee = pending.head().base_fee;
+                pack_u128s(1, base_fee.saturating_mul(2).saturating_add(1))
+            } else {
+                asked_fees
+            };
+            for _ in 0..8 {
+                let trial = with_limits(&priced, verification, call, paymaster);
+                match pending.simulate(&trial, true) {
+                    Err(SimError::FailedOp { reason, .. }) if reason.starts_with("AA26") => {
+                        verification = verification.saturating_mul(3) / 2;
+                    }
+                    _ => break,
+                }
+            }
             let mut v = json!({
                 "preVerificationGas": U256::from(pvg),
-                "verificationGasLimit": with_headroom(sim.validation_gas, 30_000),
-                "callGasLimit": with_headroom(sim.execution_gas, 20_000),
+                "verificationGasLimit": U256::from(verification),
+                "callGasLimit": U256::from(call),
             });
             if packed.paymasterAndData.len() >= 20 {
-                v["paymasterVerificationGasLimit"] =
-                    json!(with_headroom(sim.paymaster_gas, 20_000));
+                v["paymasterVerificationGasLimit"] = json!(U256::from(paymaster));
             }
             Ok(v)
         })
         .await
         .map_err(RpcError::internal)?
     }
+}
+
+/// `op` with the given verification, call and paymaster verification gas limits.
+fn with_limits(
+    op: &PackedUserOperation,
+    verification: u64,
+    call: u64,
+    paymaster: u64,
+) -> PackedUserOperation {
+    let mut op = op.clone();
+    op.accountGasLimits = pack_u128s(verification as u128, call as u128);
+    if op.paymasterAndData.len() >= 52 {
+        let mut pm = op.paymasterAndData.to_vec();
+        pm[20..36].copy_from_slice(&(paymaster as u128).to_be_bytes());
+        op.paymasterAndData = pm.into();
+    }
+    op
 }

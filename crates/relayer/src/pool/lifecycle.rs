@@ -2,7 +2,7 @@
 //! into a bundle, sent, mined (included, or back to the pool if the bundle did not carry them), refused at
 //! bundle time, reorged out, resumed after a restart.
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::B256;
 use std::collections::HashMap;
 
 use super::{MinedIn, Persist, Pool, PoolOp, Recorded, now_us};
@@ -98,12 +98,12 @@ impl Pool {
 
     /// Drops a submitted op the bundle simulation refused, blaming `entity` (its factory or paymaster)
     /// in the reputation if it caused the failure.
-    pub async fn drop_at_bundle_time(&self, hash: B256, reason: &str, entity: Option<Address>) {
+    pub async fn drop_at_bundle_time(&self, hash: B256, reason: &str) {
         let persist = {
             let mut book = self.book();
             book.dirty = true;
-            if let Some(e) = entity {
-                book.reputation.failed(e);
+            if let Some((_, op)) = book.submitted.get(&hash).cloned() {
+                book.blame(&op, reason);
             }
             let p = book.drop_op(
                 hash,
@@ -135,7 +135,7 @@ impl Pool {
                     unincluded.push(op);
                     continue;
                 };
-                for e in [op.factory(), op.paymaster()].into_iter().flatten() {
+                for e in op.tracked() {
                     book.reputation.included(e);
                 }
                 Metrics::inc(&self.inner.metrics.included);
@@ -211,6 +211,9 @@ impl Pool {
                 op,
                 kind: rec.kind,
                 session_key: rec.session_key,
+                keyscope: rec.keyscope,
+                sender_staked: false,
+                factory_staked: false,
                 valid_until: rec.valid_until,
                 order: rec.order,
             };

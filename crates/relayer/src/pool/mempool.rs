@@ -25,6 +25,13 @@ pub struct PoolOp {
     pub op: PackedUserOperation,
     pub kind: OpKind,
     pub session_key: Option<Address>,
+    /// The sender is a Keyscope TradingAccount: trading features (session-key quotas, trading-first order,
+    /// refusing reverting orders) apply.
+    pub keyscope: bool,
+    /// Its sender is staked (reputation tracks it, and it answers for its paymaster, EREP-030).
+    pub sender_staked: bool,
+    /// Its factory is staked (it answers for the account it deploys, EREP-020).
+    pub factory_staked: bool,
     pub valid_until: u64,
     /// Acceptance order; a replacement keeps the order of the op it replaced.
     pub order: u64,
@@ -51,6 +58,35 @@ impl PoolOp {
     pub fn paymaster(&self) -> Option<Address> {
         (self.op.paymasterAndData.len() >= 20)
             .then(|| Address::from_slice(&self.op.paymasterAndData[..20]))
+    }
+
+    /// The entities reputation tracks for this op: its factory, its paymaster, and its sender if staked.
+    pub fn tracked(&self) -> Vec<Address> {
+        let sender = self.sender_staked.then_some(self.op.sender);
+        [self.factory(), self.paymaster(), sender]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Who answers for the op failing with EntryPoint reason `reason` after it was accepted (ERC-7562
+    /// EREP-020/030): the factory for AA1x, the account for AA2x (its staked factory in its place), the
+    /// paymaster for AA3x (a staked account in its place). `crashed`: the staked factory answering for its
+    /// account, to be banned.
+    pub fn culprit(&self, reason: &str) -> (Option<Address>, bool) {
+        match reason.get(..3) {
+            Some("AA1") => (self.factory(), false),
+            Some("AA2") if self.factory_staked => (self.factory(), true),
+            Some("AA2") => (Some(self.op.sender), false),
+            Some("AA3") if self.sender_staked => (Some(self.op.sender), false),
+            Some("AA3") => (self.paymaster(), false),
+            _ => (None, false),
+        }
+    }
+
+    /// The most the op can cost whoever pays for it: all its gas at its max fee.
+    pub fn max_cost(&self) -> U256 {
+        U256::from(crate::validate::gas_sum(&self.op)).saturating_mul(U256::from(self.fees().0))
     }
 }
 
@@ -88,7 +124,20 @@ pub struct Mempool {
     lanes: HashMap<(Address, U256), BTreeMap<u64, B256>>,
     per_sender: HashMap<Address, usize>,
     per_key: HashMap<Address, usize>,
+    /// Pooled ops naming each address as their factory or paymaster.
+    per_entity: HashMap<Address, usize>,
+    /// The most the pooled ops each paymaster sponsors can cost it, together.
+    paymaster_cost: HashMap<Address, U256>,
     next_order: u64,
+}
+
+/// What the door knows of an op's sender and paymaster, for the pool's limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// The sender is staked: ERC-7562's SAME_SENDER_MEMPOOL_COUNT does not apply.
+    pub sender_staked: bool,
+    /// The paymaster's EntryPoint deposit (it must cover every pooled op it sponsors).
+    pub paymaster_deposit: Option<U256>,
 }
 
 impl Mempool {
@@ -109,10 +158,52 @@ impl Mempool {
 
     /// Pooled ops that name `entity` as their factory or paymaster.
     pub fn count_using(&self, entity: Address) -> usize {
-        self.ops
-            .values()
-            .filter(|o| o.factory() == Some(entity) || o.paymaster() == Some(entity))
-            .count()
+        self.per_entity.get(&entity).copied().unwrap_or(0)
+    }
+
+    /// ERC-7562: an address is a sender in the pool or an entity (factory, paymaster) in it, not both.
+    fn check_roles(&self, op: &PoolOp) -> Result<(), RpcError> {
+        for (what, entity) in [("factory", op.factory()), ("paymaster", op.paymaster())] {
+            if let Some(e) = entity.filter(|e| self.per_sender.contains_key(e)) {
+                return Err(RpcError::new(
+                    code::OPCODE_VALIDATION,
+                    format!(
+                        "the op's {what} {e} is used as a sender entity in another UserOperation currently in mempool"
+                    ),
+                ));
+            }
+        }
+        let sender = op.op.sender;
+        if self.count_using(sender) > 0 {
+            return Err(RpcError::new(
+                code::OPCODE_VALIDATION,
+                format!(
+                    "sender {sender} is used as a different entity in another UserOperation currently in mempool"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The paymaster's deposit must cover the most every op it sponsors in the pool may cost, this one included.
+    fn check_paymaster_deposit(&self, op: &PoolOp, deposit: Option<U256>) -> Result<(), RpcError> {
+        let (Some(pm), Some(deposit)) = (op.paymaster(), deposit) else {
+            return Ok(());
+        };
+        let pooled = self.paymaster_cost.get(&pm).copied().unwrap_or_default();
+        if pooled.is_zero() {
+            return Ok(()); // the EntryPoint checks one op against the deposit itself (AA31)
+        }
+        let needed = pooled.saturating_add(op.max_cost());
+        if needed > deposit {
+            return Err(RpcError::new(
+                code::PAYMASTER_DEPOSIT_TOO_LOW,
+                format!(
+                    "paymaster {pm} deposit too low: {deposit} wei in the EntryPoint, its pooled ops may cost {needed}"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Numbers new ops after `floor` (the highest order ever stored).
@@ -127,7 +218,7 @@ impl Mempool {
     }
 
     /// Checks whether `op` may enter; returns the hash of the op it replaces, if any.
-    pub fn admit(&self, op: &PoolOp) -> Result<Option<B256>, RpcError> {
+    pub fn admit(&self, op: &PoolOp, standing: Standing) -> Result<Option<B256>, RpcError> {
         if self.ops.contains_key(&op.hash) {
             return Err(RpcError::invalid_fields(format!(
                 "op {} is already in the pool",
@@ -152,6 +243,8 @@ impl Mempool {
             }
             return Ok(Some(*old_hash));
         }
+        self.check_roles(op)?;
+        self.check_paymaster_deposit(op, standing.paymaster_deposit)?;
         if self.ops.len() >= self.limits.max_ops {
             return Err(RpcError::new(
                 code::REPUTATION,
@@ -162,11 +255,11 @@ impl Mempool {
             ));
         }
         let sender_count = self.per_sender.get(&op.op.sender).copied().unwrap_or(0);
-        if sender_count >= self.limits.max_ops_per_sender {
+        if sender_count >= self.limits.max_ops_per_sender && !standing.sender_staked {
             return Err(RpcError::new(
                 code::REPUTATION,
                 format!(
-                    "sender {} already has {sender_count} ops waiting (limit {}); wait for a bundle",
+                    "sender {} already has {sender_count} ops waiting (limit {} for an unstaked sender); wait for a bundle",
                     op.op.sender, self.limits.max_ops_per_sender
                 ),
             ));
@@ -197,6 +290,13 @@ impl Mempool {
         if let Some(k) = op.session_key {
             *self.per_key.entry(k).or_default() += 1;
         }
+        for e in [op.factory(), op.paymaster()].into_iter().flatten() {
+            *self.per_entity.entry(e).or_default() += 1;
+        }
+        if let Some(pm) = op.paymaster() {
+            let cost = self.paymaster_cost.entry(pm).or_default();
+            *cost = cost.saturating_add(op.max_cost());
+        }
         self.next_order = self.next_order.max(op.order);
         self.ops.insert(op.hash, op);
     }
@@ -214,6 +314,17 @@ impl Mempool {
         decrement(&mut self.per_sender, op.op.sender);
         if let Some(k) = op.session_key {
             decrement(&mut self.per_key, k);
+        }
+        for e in [op.factory(), op.paymaster()].into_iter().flatten() {
+            decrement(&mut self.per_entity, e);
+        }
+        if let Some(pm) = op.paymaster() {
+            if let Some(cost) = self.paymaster_cost.get_mut(&pm) {
+                *cost = cost.saturating_sub(op.max_cost());
+                if cost.is_zero() {
+                    self.paymaster_cost.remove(&pm);
+                }
+            }
         }
         Some(op)
     }
@@ -305,6 +416,9 @@ mod tests {
             op: packed,
             kind,
             session_key: None,
+            keyscope: false,
+            sender_staked: false,
+            factory_staked: false,
             valid_until: u64::MAX,
             order,
         }
@@ -342,20 +456,26 @@ mod tests {
         let first = op(1, 0, 0, 100, OpKind::Other, 1);
         pool.insert(first.clone());
         let cheap = op(1, 0, 0, 105, OpKind::Other, 2);
-        let err = pool.admit(&cheap).unwrap_err();
+        let err = pool.admit(&cheap, Standing::default()).unwrap_err();
         assert!(
             err.message.contains("replacement underpriced"),
             "{}",
             err.message
         );
         let bumped = op(1, 0, 0, 110, OpKind::Other, 3);
-        assert_eq!(pool.admit(&bumped).unwrap(), Some(first.hash));
+        assert_eq!(
+            pool.admit(&bumped, Standing::default()).unwrap(),
+            Some(first.hash)
+        );
         let protective = op(1, 0, 0, 100, OpKind::ReducesRisk, 4);
         let protective = PoolOp {
             hash: B256::repeat_byte(9),
             ..protective
         };
-        assert_eq!(pool.admit(&protective).unwrap(), Some(first.hash));
+        assert_eq!(
+            pool.admit(&protective, Standing::default()).unwrap(),
+            Some(first.hash)
+        );
     }
 
     #[test]
@@ -368,11 +488,16 @@ mod tests {
         let a = op(1, 0, 0, 1, OpKind::Other, 1);
         pool.insert(a.clone());
         pool.insert(op(1, 0, 1, 1, OpKind::Other, 2));
-        let err = pool.admit(&op(1, 0, 2, 1, OpKind::Other, 3)).unwrap_err();
+        let err = pool
+            .admit(&op(1, 0, 2, 1, OpKind::Other, 3), Standing::default())
+            .unwrap_err();
         assert_eq!(err.code, code::REPUTATION);
         assert!(err.message.contains("limit 2"));
         pool.remove(&a.hash);
-        assert!(pool.admit(&op(1, 0, 2, 1, OpKind::Other, 3)).is_ok());
+        assert!(
+            pool.admit(&op(1, 0, 2, 1, OpKind::Other, 3), Standing::default())
+                .is_ok()
+        );
         assert_eq!(pool.len(), 1);
     }
 }

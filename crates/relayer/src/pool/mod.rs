@@ -33,7 +33,7 @@ use keyscope_core::rpc_op::RpcUserOperation;
 use serde::Serialize;
 use tokio::{runtime::Handle, sync::Notify};
 
-pub use mempool::{Mempool, PoolLimits, PoolOp};
+pub use mempool::{Mempool, PoolLimits, PoolOp, Standing};
 pub use reputation::{
     RateLimiter, Reputation, ReputationEntry, ReputationStatus, THROTTLED_ENTITY_MEMPOOL_COUNT,
 };
@@ -117,6 +117,21 @@ impl Book {
         }
     }
 
+    /// An accepted op failed with EntryPoint reason `reason` (at bundle time, or re-validated on a new head):
+    /// the sightings of the entities not at fault are taken back (EREP-015); a staked factory answering for
+    /// its account is banned (EREP-020).
+    fn blame(&mut self, op: &PoolOp, reason: &str) {
+        let (culprit, crashed) = op.culprit(reason);
+        for e in op.tracked() {
+            if Some(e) != culprit {
+                self.reputation.unseen(e);
+            }
+        }
+        if let (Some(c), true) = (culprit, crashed) {
+            self.reputation.crashed(c);
+        }
+    }
+
     /// Drops a pooled or submitted op with `reason`.
     fn drop_op(&mut self, hash: B256, reason: String, metrics: &Metrics) -> Persist {
         self.mempool.remove(&hash);
@@ -157,6 +172,9 @@ struct PoolInner {
     arrivals: Arc<Notify>,
     /// One permit per core: validations running at once.
     cores: tokio::sync::Semaphore,
+    /// Held by whoever decides which head the pending state moves to (the chain follower's round, a
+    /// catch-up after a refusal), so a slower decision cannot move it back to an older head.
+    heads: tokio::sync::Mutex<()>,
 }
 
 /// The handle to the pool: cheap to clone, shared by the RPC face, the bundler and the chain follower.
@@ -224,6 +242,7 @@ impl Pool {
                 gate: tokio::sync::RwLock::new(()),
                 senders: Mutex::new(HashMap::new()),
                 arrivals: Arc::new(Notify::new()),
+                heads: tokio::sync::Mutex::new(()),
                 cores: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
                 ),
@@ -253,6 +272,11 @@ impl Pool {
             book.submitted.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// Held while deciding which head the pending state moves to (see [`Pool::on_head`]).
+    pub async fn head_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.heads.lock().await
     }
 
     /// Notified whenever an op is accepted.

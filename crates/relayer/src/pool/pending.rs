@@ -21,6 +21,19 @@ use crate::validate::{
     node::NodeCache,
 };
 
+/// What the door reads of an op's entities before pooling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpFacts {
+    /// The sender is a Keyscope TradingAccount (by its code, not its nonce or calldata).
+    pub keyscope: bool,
+    /// The sender has the stake ERC-7562 asks of staked entities.
+    pub sender_staked: bool,
+    /// The op's factory is staked.
+    pub factory_staked: bool,
+    /// The paymaster's EntryPoint deposit, if the op has one.
+    pub paymaster_deposit: Option<U256>,
+}
+
 /// The pending state on one head.
 #[derive(Debug)]
 pub struct PendingState {
@@ -107,6 +120,27 @@ impl PendingState {
         validate::is_staked(&mut self.layers.db(), &self.cfg, self.block(), entity)
     }
 
+    /// What the door needs to know of `op`'s entities before it pools it, on the pending state.
+    pub fn facts(&self, op: &PackedUserOperation) -> Result<OpFacts, SimError> {
+        let block = self.block();
+        let mut db = self.layers.db();
+        let paymaster = (op.paymasterAndData.len() >= 20)
+            .then(|| Address::from_slice(&op.paymasterAndData[..20]));
+        let factory = (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
+        Ok(OpFacts {
+            factory_staked: match factory {
+                Some(f) => validate::is_staked(&mut db, &self.cfg, block, f)?,
+                None => false,
+            },
+            keyscope: validate::is_keyscope_account(&mut db, &self.cfg, op.sender)?,
+            sender_staked: validate::is_staked(&mut db, &self.cfg, block, op.sender)?,
+            paymaster_deposit: match paymaster {
+                Some(p) => Some(validate::deposit_of(&mut db, &self.cfg, block, p)?),
+                None => None,
+            },
+        })
+    }
+
     /// Simulates `op` on its own layer over the pending state: what it finds (with the account's health
     /// before the op) and the op's changes, to commit if it is accepted.
     pub fn simulate(
@@ -135,7 +169,7 @@ impl PendingState {
                 (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
             let paymaster = (op.paymasterAndData.len() >= 20)
                 .then(|| Address::from_slice(&op.paymasterAndData[..20]));
-            for entity in [factory, paymaster].into_iter().flatten() {
+            for entity in [Some(op.sender), factory, paymaster].into_iter().flatten() {
                 if validate::is_staked(&mut db, &self.cfg, block, entity)? {
                     staked.insert(entity);
                 }

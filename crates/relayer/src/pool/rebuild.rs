@@ -86,7 +86,7 @@ impl Pool {
                 Some(format!("expired: valid until {}", op.valid_until))
             } else {
                 match pending.simulate(&op.op, false) {
-                    Ok((s, changes)) if s.success || !reject_reverting => {
+                    Ok((s, changes)) if s.success || !reject_reverting || !op.keyscope => {
                         let _ = pending.commit_unchecked(changes);
                         None
                     }
@@ -99,7 +99,12 @@ impl Pool {
                         tracing::warn!(op = %op.hash, "re-validation could not read state: {e}");
                         None
                     }
-                    Err(e) => Some(format!("no longer valid: {e}")),
+                    Err(e) => {
+                        if let SimError::FailedOp { reason, .. } = &e {
+                            self.book().blame(&op, reason);
+                        }
+                        Some(format!("no longer valid: {e}"))
+                    }
                 }
             };
             if let Some(reason) = drop_reason {

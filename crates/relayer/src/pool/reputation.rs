@@ -4,10 +4,7 @@
 use std::{collections::HashMap, time::Instant};
 
 use alloy_primitives::Address;
-use keyscope_core::user_op::PackedUserOperation;
 use serde::{Deserialize, Serialize};
-
-use keyscope_core::nonce::session_key_of;
 
 /// Token buckets at the door, one per session key (or per account for owner ops): a runaway engine
 /// is throttled before it costs a simulation, let alone gas.
@@ -131,11 +128,25 @@ impl Reputation {
         self.entries.entry(entity).or_default().ops_included += 1;
     }
 
-    /// A failure the entity caused in a bundle counts as many unincluded sightings.
-    pub fn failed(&mut self, entity: Address) {
+    /// Takes back a sighting: the op it counted was not the entity's fault (EREP-015) or was replaced.
+    pub fn unseen(&mut self, entity: Address) {
         self.version += 1;
-        self.entries.entry(entity).or_default().ops_seen +=
-            MIN_INCLUSION_RATE_DENOMINATOR * (THROTTLING_SLACK + 1);
+        if let Some(e) = self.entries.get_mut(&entity) {
+            e.ops_seen = e.ops_seen.saturating_sub(1);
+        }
+    }
+
+    /// The entity made a bundle fail that passed validation before (a staked factory answering for its
+    /// account, EREP-020): banned, as the reference bundler does (10,000 sightings, no inclusion).
+    pub fn crashed(&mut self, entity: Address) {
+        self.version += 1;
+        self.entries.insert(
+            entity,
+            ReputationEntry {
+                ops_seen: 10_000,
+                ops_included: 0,
+            },
+        );
     }
 
     /// Hourly decay (ERC-7562: × 23/24).
@@ -167,11 +178,6 @@ impl Reputation {
     }
 }
 
-/// The session key an op spends (None for owner ops).
-pub fn door_key(op: &PackedUserOperation) -> Address {
-    session_key_of(op.nonce).unwrap_or(op.sender)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,12 +202,18 @@ mod tests {
         let mut r = Reputation::default();
         let f = Address::repeat_byte(7);
         assert_eq!(r.status(f), ReputationStatus::Ok);
-        r.failed(f);
-        r.seen(f);
-        assert_eq!(r.status(f), ReputationStatus::Throttled);
-        for _ in 0..5 {
-            r.failed(f);
+        // Seen 110 times, never included: 110 / 10 is over 0 + 10 slack.
+        for _ in 0..110 {
+            r.seen(f);
         }
+        assert_eq!(r.status(f), ReputationStatus::Throttled);
+        r.unseen(f);
+        assert_eq!(
+            r.status(f),
+            ReputationStatus::Ok,
+            "109 / 10 is not over 0 + 10"
+        );
+        r.crashed(f);
         assert_eq!(r.status(f), ReputationStatus::Banned);
         r.clear();
         assert_eq!(r.status(f), ReputationStatus::Ok);

@@ -85,7 +85,8 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
                         "address": a,
                         "opsSeen": format!("{:#x}", e.ops_seen),
                         "opsIncluded": format!("{:#x}", e.ops_included),
-                        "status": s,
+                        // The reference bundler's numbering (ok, throttled, banned), hex like the counters.
+                        "status": format!("{:#x}", s as u8),
                     }))
                     .collect::<Vec<_>>()
             ))
@@ -122,8 +123,8 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
             Ok::<_, ErrorObjectOwned>(json!({
                 "stakeInfo": {
                     "addr": address,
-                    "stake": format!("{:#x}", info.stake),
-                    "unstakeDelaySec": format!("{:#x}", info.unstakeDelaySec),
+                    "stake": info.stake.to::<u128>(),
+                    "unstakeDelaySec": info.unstakeDelaySec,
                 },
                 "isStaked": is_staked,
             }))

@@ -49,7 +49,7 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     m.register_method(
         "eth_getUserOperationByHash",
         |params, ctx, _| -> RpcResult<Option<Value>> {
-            let (hash,): (B256,) = params.parse()?;
+            let hash = user_op_hash_param(&params)?;
             Ok(ctx
                 .service
                 .pool
@@ -58,7 +58,7 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
                 .map(|r| {
                     json!({
                         "userOperation": r.user_operation,
-                        "entryPoint": ctx.service.identity.entry_point,
+                        "entryPoint": ctx.service.identity.entry_point.to_checksum(None),
                         "blockNumber": r.block_number.map(|n| format!("{n:#x}")),
                         "blockHash": r.block_hash,
                         "transactionHash": r.tx_hash.filter(|_| r.status == OpStatus::Included),
@@ -67,8 +67,19 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
         },
     )?;
     m.register_async_method("eth_getUserOperationReceipt", |params, ctx, _| async move {
-        let (hash,): (B256,) = params.parse()?;
+        let hash = user_op_hash_param(&params)?;
         receipt(&ctx.service, hash).await.map_err(err)
     })?;
     Ok(())
+}
+
+/// The one parameter of the by-hash methods: a 32-byte hex hash, or the error ERC-7769 clients expect.
+fn user_op_hash_param(params: &Params<'_>) -> RpcResult<B256> {
+    let bad = || err(RpcError::invalid_fields("Missing/invalid userOpHash"));
+    let (value,): (Value,) = params.parse().map_err(|_| bad())?;
+    let text = value.as_str().ok_or_else(bad)?;
+    match text.strip_prefix("0x") {
+        Some(hex) if hex.len() == 64 => text.parse().map_err(|_| bad()),
+        _ => Err(bad()),
+    }
 }

@@ -1,10 +1,11 @@
 //! The JSON-RPC face, one file per namespace: ERC-7769's `eth_*` methods so any ERC-4337 client works
-//! unchanged ([`eth`]), Keyscope's own — the send that returns the account's health, an op's lifecycle
+//! unchanged ([`eth`]) with the fee method common clients call ([`fees`]), Keyscope's own — the send that returns the account's health, an op's lifecycle
 //! status, the audit log, the relayer's status and the account event subscription ([`keyscope`]) — and the
 //! `debug_bundler_*` methods the bundler spec tests drive, only when the config enables them ([`debug`]).
 
 mod debug;
 mod eth;
+mod fees;
 mod keyscope;
 mod receipt;
 
@@ -53,6 +54,7 @@ pub fn module(
 ) -> Result<RpcModule<RpcContext>, RegisterMethodError> {
     let mut m = RpcModule::new(ctx);
     eth::register(&mut m)?;
+    fees::register(&mut m)?;
     keyscope::register(&mut m)?;
     if debug_api {
         debug::register(&mut m)?;

@@ -13,17 +13,37 @@ pub(super) async fn receipt(service: &Service, hash: B256) -> Result<Option<Valu
     let Some(rec) = service.pool.record(hash) else {
         return Ok(None);
     };
-    let (OpStatus::Included, Some(tx)) = (rec.status, rec.tx_hash) else {
+    // Included, or in a bundle the node may have mined since the chain follower last looked: the receipt is
+    // answered as soon as the node has it, not at the next round.
+    let txs: Vec<_> = match (rec.status, rec.tx_hash) {
+        (OpStatus::Included, Some(tx)) => vec![tx],
+        (OpStatus::Submitted, Some(tx)) => std::iter::once(tx)
+            .chain(rec.replaced_txs.iter().copied())
+            .collect(),
+        _ => return Ok(None),
+    };
+    let mut mined = None;
+    for tx in txs {
+        if let Some(r) = service
+            .provider
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(RpcError::internal)?
+        {
+            mined = Some((tx, r));
+            break;
+        }
+    }
+    let Some((tx, r)) = mined else {
         return Ok(None);
     };
-    let Some(r) = service
-        .provider
-        .get_transaction_receipt(tx)
-        .await
-        .map_err(RpcError::internal)?
-    else {
-        return Ok(None);
-    };
+    if rec.status == OpStatus::Submitted {
+        // Settle that block now, so the op's status, its account's pending state and the next op from a
+        // client that waited on this receipt all see it too.
+        if let Err(e) = service.chain.follow().await {
+            tracing::warn!(error = %e, "following the head for a receipt");
+        }
+    }
     let entry_point = service.identity.entry_point;
     let mut segment = Vec::new();
     let mut found = None;
@@ -45,6 +65,10 @@ pub(super) async fn receipt(service: &Service, hash: B256) -> Result<Option<Valu
         segment.push(log.clone());
     }
     let Some(ev) = found else {
+        // A bundle mined without the op (it goes back to the pool) has no receipt for it.
+        if rec.status != OpStatus::Included {
+            return Ok(None);
+        }
         return Err(RpcError::internal(format!(
             "transaction {tx} has no UserOperationEvent for {hash}"
         )));
@@ -59,7 +83,7 @@ pub(super) async fn receipt(service: &Service, hash: B256) -> Result<Option<Valu
         .unwrap_or_default();
     Ok(Some(json!({
         "userOpHash": hash,
-        "entryPoint": entry_point,
+        "entryPoint": entry_point.to_checksum(None),
         "sender": ev.sender,
         "nonce": format!("{:#x}", ev.nonce),
         "paymaster": ev.paymaster,

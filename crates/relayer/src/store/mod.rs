@@ -355,6 +355,7 @@ mod tests {
             user_operation: RpcUserOperation::from_packed(&Default::default()),
             kind: OpKind::Other,
             session_key: None,
+            keyscope: false,
             status,
             order: n as u64,
             valid_until: u64::MAX,

@@ -58,6 +58,9 @@ pub struct OpRecord {
     pub kind: OpKind,
     /// The session key it spends, if any.
     pub session_key: Option<Address>,
+    /// The sender is a Keyscope TradingAccount.
+    #[serde(default)]
+    pub keyscope: bool,
     /// Where it is in its life.
     pub status: OpStatus,
     /// Acceptance order (the pending state is rebuilt in it).

@@ -183,6 +183,9 @@ pub struct SimConfig {
     pub venue: Option<Address>,
     /// tx.origin and beneficiary of simulated bundles.
     pub relayer: Address,
+    /// The TradingAccount implementation Keyscope's factory deploys on this chain, if it is deployed: an
+    /// account is Keyscope's when it is the factory's proxy pointing at it (see [`is_keyscope_account`]).
+    pub keyscope_implementation: Option<Address>,
     /// Stake needed for an entity to count as staked (ERC-7562 MIN_STAKE_VALUE) and its unstake delay.
     pub min_stake: U256,
     pub min_unstake_delay: u32,
@@ -287,6 +290,47 @@ pub fn is_staked<DB: Database<Error = StateReadError>>(
     Ok(info.staked
         && U256::from(info.stake) >= cfg.min_stake
         && info.unstakeDelaySec >= cfg.min_unstake_delay)
+}
+
+/// True if `account` is a Keyscope TradingAccount: its code is the proxy Keyscope's factory deploys and its
+/// implementation slot names Keyscope's implementation. Nothing an account controls in an op (its nonce key,
+/// its calldata) can make it pass for one.
+pub fn is_keyscope_account<DB: Database<Error = StateReadError>>(
+    db: &mut DB,
+    cfg: &SimConfig,
+    account: Address,
+) -> Result<bool, SimError> {
+    use keyscope_core::deploy::{ACCOUNT_PROXY_CODE_HASH, ERC1967_IMPLEMENTATION_SLOT};
+    let Some(implementation) = cfg.keyscope_implementation else {
+        return Ok(false);
+    };
+    let internal = |e: StateReadError| SimError::Internal(e.to_string());
+    let code_hash = db.basic(account).map_err(internal)?.map(|a| a.code_hash);
+    if code_hash != Some(ACCOUNT_PROXY_CODE_HASH) {
+        return Ok(false);
+    }
+    let slot = db
+        .storage(account, ERC1967_IMPLEMENTATION_SLOT.into())
+        .map_err(internal)?;
+    Ok(Address::from_word(slot.into()) == implementation)
+}
+
+/// The EntryPoint deposit of `account`.
+pub fn deposit_of<DB: Database<Error = StateReadError>>(
+    db: &mut DB,
+    cfg: &SimConfig,
+    block: SimBlock,
+    account: Address,
+) -> Result<U256, SimError> {
+    let out = call(
+        db,
+        cfg,
+        block,
+        cfg.entry_point,
+        IEntryPoint::balanceOfCall { account }.abi_encode(),
+    )?;
+    IEntryPoint::balanceOfCall::abi_decode_returns(&out)
+        .map_err(|e| SimError::Internal(e.to_string()))
 }
 
 /// The venue health of `account` (None without a venue, or when the venue cannot answer).

@@ -4,11 +4,15 @@
 //! storage, …) could pass here and fail in the bundle, at the relayer's expense; these rules make the
 //! validation result hold until the op's own state changes.
 //!
-//! Enforced: OP-011 banned opcodes, OP-012 GAS only before a call, OP-020 out of gas, OP-031 one
-//! CREATE2 and only by the factory, OP-052/053/054 calls into the EntryPoint (only `depositTo` or a
-//! plain transfer), OP-061 value only to the EntryPoint, OP-080 BALANCE/SELFBALANCE only when staked,
-//! STO-010/021/031 storage (the sender's own, slots associated with the sender, a staked entity's
-//! own). Not enforced: OP-041 (EXTCODE* of code-less addresses) and OP-062 (precompile allow-list).
+//! Enforced: OP-011 banned opcodes, OP-012 GAS only before a call, OP-020 out of gas, OP-031/032 CREATE only
+//! by the factory (once, CREATE2) or, for the sender being deployed, by a staked factory, OP-041 EXTCODE* and
+//! calls only to addresses with code (the sender and precompiles excepted), OP-052/053/054 the EntryPoint only
+//! through `depositTo` or a plain transfer, never read as code, OP-061 value only to the EntryPoint, OP-070
+//! transient storage under the storage rules, OP-080 BALANCE/SELFBALANCE only when staked, STO-010 the sender's
+//! storage, STO-021/022 slots associated with the sender (only once it exists or its factory is staked),
+//! STO-031/032/033 a staked entity's own storage, its associated slots, and reads anywhere. Not enforced:
+//! OP-062's precompile allow-list (every precompile is allowed). Validation code run through DELEGATECALL is
+//! still the entity's validation.
 
 use std::collections::HashSet;
 
@@ -16,13 +20,16 @@ use alloy::sol_types::{SolCall, SolValue};
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use keyscope_core::bindings::IEntryPoint;
 use revm::{
-    Inspector,
-    context_interface::{ContextTr, CreateScheme},
+    Database, Inspector,
+    context_interface::{ContextTr, CreateScheme, JournalTr},
     interpreter::{
-        CallInputs, CallOutcome, CreateInputs, CreateOutcome, InstructionResult, Interpreter,
+        CallInputs, CallOutcome, CallScheme, CreateInputs, CreateOutcome, InstructionResult,
+        Interpreter,
         interpreter::EthInterpreter,
         interpreter_types::{InputsTr, Jumps, MemoryTr},
     },
+    primitives::KECCAK_EMPTY,
+    state::EvmState,
 };
 
 /// The entity whose validation code is running.
@@ -64,7 +71,13 @@ pub struct Erc7562Inspector {
     /// Clear the signature-failure flag the account returns (gas estimation with stub signatures).
     tolerate_signature_failure: bool,
     frames: Vec<Phase>,
-    associated: Vec<U256>,
+    /// Keccak results whose preimage starts with an entity's address: that entity's associated slots
+    /// (the result and the 128 after it).
+    associated: Vec<(Address, U256)>,
+    /// The sender has code already (else the factory deploys it in this op).
+    sender_exists: bool,
+    /// The entity whose last opcode was EXTCODESIZE of the EntryPoint (allowed only before ISZERO).
+    ep_code_size: Option<Entity>,
     gas_then_call: bool,
     creates: u32,
     /// `validateUserOp`'s return value.
@@ -95,6 +108,30 @@ mod selectors {
 }
 
 impl Erc7562Inspector {
+    /// KECCAK256 of (entity ‖ x): its result and the 128 slots after it are associated with that entity.
+    fn note_keccak(&mut self, interp: &mut Interpreter<EthInterpreter>) {
+        let (Ok(offset), Ok(len)) = (interp.stack.peek(0), interp.stack.peek(1)) else {
+            return;
+        };
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return;
+        };
+        if len < 32 || offset.saturating_add(len) > interp.memory.size() {
+            return;
+        }
+        let data = interp.memory.slice(offset..offset + len);
+        let head = &data[..32];
+        if head[..12] != [0u8; 12] {
+            return;
+        }
+        let who = Address::from_slice(&head[12..]);
+        let entities = [Some(self.sender), self.factory, self.paymaster];
+        if entities.contains(&Some(who)) {
+            let slot = U256::from_be_bytes(keccak256(&*data).0);
+            self.associated.push((who, slot));
+        }
+    }
+
     pub fn new(
         entry_point: Address,
         sender: Address,
@@ -112,6 +149,8 @@ impl Erc7562Inspector {
             tolerate_signature_failure,
             frames: Vec::new(),
             associated: Vec::new(),
+            sender_exists: factory.is_none(),
+            ep_code_size: None,
             gas_then_call: false,
             creates: 0,
             validation_data: None,
@@ -146,57 +185,161 @@ impl Erc7562Inspector {
         }
     }
 
+    /// True if `slot` is associated with `who` (a keccak of `who ‖ x`, plus up to 127, or `who` itself).
+    fn associated_with(&self, who: Address, slot: U256) -> bool {
+        slot == U256::from_be_slice(who.as_slice())
+            || self
+                .associated
+                .iter()
+                .any(|(a, base)| *a == who && slot >= *base && slot - *base < U256::from(128))
+    }
+
     fn check_storage(&mut self, entity: Entity, address: Address, slot: U256, write: bool) {
-        if address == self.sender {
-            return; // STO-010: the sender's own storage
-        }
-        if self
-            .associated
-            .iter()
-            .any(|base| slot >= *base && slot - *base < U256::from(128))
-        {
-            return; // STO-021: a slot associated with the sender (keccak(sender ‖ x) + n)
-        }
-        if self.entity_address(entity) == Some(address) && self.is_staked(entity) {
-            return; // STO-031: a staked entity's own storage
+        if address == self.entry_point || address == self.sender {
+            return; // the EntryPoint's own bookkeeping (a deposit); STO-010: the sender's own storage
         }
         let access = if write { "wrote" } else { "read" };
-        self.violate("STO-021", format!("{entity} {access} slot {slot:#x} of {address}, which is not associated with the sender"));
+        let sender_slot = self.associated_with(self.sender, slot);
+        let factory_staked = self.factory.is_some_and(|f| self.staked.contains(&f));
+        if sender_slot && (self.sender_exists || factory_staked) {
+            return; // STO-021/022: associated with a sender that exists, or that a staked factory deploys
+        }
+        let own = self.entity_address(entity) == Some(address);
+        if self.is_staked(entity) {
+            if own || !write {
+                return; // STO-031: a staked entity's own storage; STO-033: reads anywhere
+            }
+            if self
+                .entity_address(entity)
+                .is_some_and(|e| self.associated_with(e, slot))
+            {
+                return; // STO-032: slots associated with a staked entity
+            }
+        }
+        if sender_slot {
+            return self.violate(
+                "STO-022",
+                format!(
+                    "{entity} {access} slot {slot:#x} of {address}, associated with a sender its unstaked factory deploys"
+                ),
+            );
+        }
+        let (rule, what) = match (own, self.is_staked(entity)) {
+            (true, _) => (
+                "STO-031",
+                format!("unstaked {entity} {access} its own storage, slot {slot:#x}"),
+            ),
+            (false, true) => (
+                "STO-033",
+                format!("staked {entity} wrote slot {slot:#x} of {address}, which is not its own"),
+            ),
+            (false, false) => (
+                "STO-021",
+                format!(
+                    "unstaked {entity} {access} slot {slot:#x} of {address}, which is not associated with the sender"
+                ),
+            ),
+        };
+        self.violate(rule, what);
+    }
+
+    /// OP-041/054: `address` read as code (EXTCODE*) or called during validation.
+    fn check_code_access<CTX: Ctx>(
+        &mut self,
+        context: &mut CTX,
+        entity: Entity,
+        address: Address,
+        what: &str,
+    ) {
+        if address == self.entry_point {
+            match what {
+                // Solidity checks a contract has code before calling it (EXTCODESIZE, then ISZERO): judged
+                // at the next opcode.
+                "EXTCODESIZE" => self.ep_code_size = Some(entity),
+                w if w.starts_with("EXTCODE") => {
+                    self.violate("OP-054", format!("{entity} used {what} on the EntryPoint"));
+                }
+                _ => {}
+            }
+            return;
+        }
+        if address == self.sender
+            || context
+                .journal_ref()
+                .precompile_addresses()
+                .contains(&address)
+        {
+            return;
+        }
+        if !has_code(context, address) {
+            self.violate(
+                "OP-041",
+                format!("{entity} used {what} on {address}, which has no code"),
+            );
+        }
     }
 }
+
+/// True if `address` has code: as this transaction left it (a contract it created), else as the state holds it.
+fn has_code<CTX: Ctx>(context: &mut CTX, address: Address) -> bool {
+    let code = |hash: B256| hash != KECCAK_EMPTY && !hash.is_zero();
+    if let Some(a) = context.journal_ref().evm_state().get(&address) {
+        return code(a.info.code_hash);
+    }
+    context
+        .db_mut()
+        .basic(address)
+        .ok()
+        .flatten()
+        .is_some_and(|a| code(a.code_hash))
+}
+
+/// The contexts the inspector runs in: any whose journal keeps the state as revm's mainnet one does.
+pub trait Ctx: ContextTr<Journal: JournalTr<State = EvmState>> {}
+impl<T: ContextTr<Journal: JournalTr<State = EvmState>>> Ctx for T {}
 
 fn opcode_name(op: u8) -> &'static str {
     match op {
         0x31 => "BALANCE",
         0x32 => "ORIGIN",
         0x3a => "GASPRICE",
+        0x3b => "EXTCODESIZE",
+        0x3c => "EXTCODECOPY",
+        0x3f => "EXTCODEHASH",
         0x40 => "BLOCKHASH",
         0x41 => "COINBASE",
         0x42 => "TIMESTAMP",
         0x43 => "NUMBER",
-        0x44 => "PREVRANDAO",
+        // PREVRANDAO since the Merge; the rules (and the suite) still call it DIFFICULTY.
+        0x44 => "DIFFICULTY",
         0x45 => "GASLIMIT",
         0x47 => "SELFBALANCE",
         0x48 => "BASEFEE",
         0x49 => "BLOBHASH",
         0x4a => "BLOBBASEFEE",
+        0x5a => "GAS",
         0xfe => "INVALID",
         0xff => "SELFDESTRUCT",
         _ => "",
     }
 }
 
-impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
-    fn step(&mut self, interp: &mut Interpreter<EthInterpreter>, _context: &mut CTX) {
+impl<CTX: Ctx> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
+    fn step(&mut self, interp: &mut Interpreter<EthInterpreter>, context: &mut CTX) {
         let Phase::Validation { entity, .. } = self.phase() else {
             self.gas_then_call = false;
             return;
         };
         let op = interp.bytecode.opcode();
+        if let Some(e) = self.ep_code_size.take() {
+            if op != 0x15 {
+                self.violate("OP-054", format!("{e} used EXTCODESIZE on the EntryPoint"));
+            }
+        }
         if self.gas_then_call && !matches!(op, 0xf1 | 0xf2 | 0xf4 | 0xfa) {
             self.violate(
                 "OP-012",
-                format!("{entity} used GAS other than right before a call"),
+                format!("{entity} uses banned opcode: GAS (other than right before a call)"),
             );
         }
         self.gas_then_call = op == 0x5a;
@@ -204,38 +347,32 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
             0x31 | 0x47 if !self.is_staked(entity) => {
                 self.violate(
                     "OP-080",
-                    format!("unstaked {entity} used {}", opcode_name(op)),
+                    format!(
+                        "{entity} uses banned opcode: {} (unstaked)",
+                        opcode_name(op)
+                    ),
                 );
             }
             0x32 | 0x3a | 0x40..=0x45 | 0x48 | 0x49 | 0x4a | 0xfe | 0xff => {
                 self.violate(
                     "OP-011",
-                    format!("{entity} used banned opcode {}", opcode_name(op)),
+                    format!("{entity} uses banned opcode: {}", opcode_name(op)),
                 );
             }
-            0x54 | 0x55 => {
+            0x54 | 0x55 | 0x5c | 0x5d => {
+                // SLOAD, SSTORE and (OP-070) their transient twins, under the same rules.
                 if let Ok(slot) = interp.stack.peek(0) {
                     let address = interp.input.target_address();
-                    self.check_storage(entity, address, slot, op == 0x55);
+                    self.check_storage(entity, address, slot, op == 0x55 || op == 0x5d);
                 }
             }
-            0x20 => {
-                // KECCAK256 of (sender ‖ x): its result and the 128 slots after it are the sender's.
-                let (Ok(offset), Ok(len)) = (interp.stack.peek(0), interp.stack.peek(1)) else {
-                    return;
-                };
-                let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
-                    return;
-                };
-                if len < 32 || offset.saturating_add(len) > interp.memory.size() {
-                    return;
-                }
-                let data = interp.memory.slice(offset..offset + len);
-                if data[..32] == B256::left_padding_from(self.sender.as_slice()).0 {
-                    self.associated
-                        .push(U256::from_be_bytes(keccak256(&*data).0));
+            0x3b | 0x3c | 0x3f => {
+                if let Ok(word) = interp.stack.peek(0) {
+                    let address = Address::from_word(B256::from(word));
+                    self.check_code_access(context, entity, address, opcode_name(op));
                 }
             }
+            0x20 => self.note_keccak(interp),
             _ => {}
         }
     }
@@ -244,7 +381,10 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
         let data = inputs.input.bytes(context);
         let sel = selector(&data);
         let parent = self.phase();
-        let from_entry_point = inputs.caller == self.entry_point;
+        // Only a plain CALL from the EntryPoint starts a phase: a DELEGATECALL keeps the EntryPoint as its
+        // caller, but it runs inside the frame that made it.
+        let from_entry_point =
+            inputs.caller == self.entry_point && inputs.scheme == CallScheme::Call;
         let next = if from_entry_point
             && inputs.target_address == self.sender
             && sel == Some(selectors::VALIDATE_USER_OP)
@@ -279,12 +419,19 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
             }
         };
         if let Phase::Validation { entity, .. } = parent {
+            let what = match inputs.scheme {
+                CallScheme::Call => "CALL",
+                CallScheme::CallCode => "CALLCODE",
+                CallScheme::DelegateCall => "DELEGATECALL",
+                CallScheme::StaticCall => "STATICCALL",
+            };
+            self.check_code_access(context, entity, inputs.bytecode_address, what);
             if inputs.target_address == self.entry_point
                 && !data.is_empty()
                 && sel != Some(selectors::DEPOSIT_TO)
             {
                 self.violate(
-                    "OP-054",
+                    "OP-052",
                     format!("{entity} called the EntryPoint with something other than depositTo"),
                 );
             }
@@ -362,19 +509,28 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for Erc7562Inspector {
         let parent = self.phase();
         let next = match parent {
             Phase::Validation { entity, .. } => {
-                let by_factory = entity == Entity::Factory && Some(inputs.caller()) == self.factory;
-                if !(by_factory
-                    && matches!(inputs.scheme(), CreateScheme::Create2 { .. })
-                    && self.creates == 0)
-                {
-                    self.violate(
-                        "OP-031",
-                        format!(
-                            "{entity} created a contract (only the factory may, once, with CREATE2)"
-                        ),
-                    );
+                let create2 = matches!(inputs.scheme(), CreateScheme::Create2 { .. });
+                let factory_staked = self.factory.is_some_and(|f| self.staked.contains(&f));
+                let caller = inputs.caller();
+                // OP-031: the factory deploys the sender, once, with CREATE2. OP-032 / EREP-060: the sender
+                // being deployed (its constructor or its validation) may CREATE, and CREATE2 if the factory is
+                // staked. The paymaster may not create.
+                let by_factory = entity == Entity::Factory
+                    && Some(caller) == self.factory
+                    && create2
+                    && self.creates == 0;
+                let by_sender = entity != Entity::Paymaster
+                    && caller == self.sender
+                    && self.factory.is_some()
+                    && (!create2 || factory_staked);
+                let allowed = by_factory || by_sender;
+                if !allowed {
+                    let op = if create2 { "CREATE2" } else { "CREATE" };
+                    self.violate("OP-031", format!("{entity} uses banned opcode: {op}"));
                 }
-                self.creates += 1;
+                if by_factory {
+                    self.creates += 1;
+                }
                 Phase::Validation {
                     entity,
                     root: false,
