@@ -35,9 +35,24 @@ pub struct RelayerArgs {
     /// Serve the debug_bundler_* methods (tests and devnets only).
     #[arg(long)]
     debug_api: bool,
+    /// Stake (wei, decimal or 0x-hex) an entity needs to count as staked [default: 1].
+    #[arg(long, env = "KEYSCOPE_RELAYER_MIN_STAKE", value_parser = parse_wei)]
+    min_stake: Option<alloy_primitives::U256>,
+    /// Unstake delay (seconds) an entity needs to count as staked [default: 86400].
+    #[arg(long, env = "KEYSCOPE_RELAYER_MIN_UNSTAKE_DELAY")]
+    min_unstake_delay: Option<u32>,
+    /// Pooled ops one unstaked sender may have (ERC-7562 SAME_SENDER_MEMPOOL_COUNT is 4) [default: 64].
+    #[arg(long, env = "KEYSCOPE_RELAYER_MAX_OPS_PER_SENDER")]
+    max_ops_per_sender: Option<usize>,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+/// A wei amount: decimal or 0x-hex.
+fn parse_wei(s: &str) -> Result<alloy_primitives::U256, String> {
+    s.parse()
+        .map_err(|e| format!("{s:?} is not a wei amount (decimal or 0x-hex): {e}"))
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -90,6 +105,15 @@ pub fn config(g: &Global, args: &RelayerArgs) -> anyhow::Result<Config> {
         _ => {}
     }
     c.debug_api |= args.debug_api;
+    if let Some(v) = args.min_stake {
+        c.min_stake_wei = v;
+    }
+    if let Some(v) = args.min_unstake_delay {
+        c.min_unstake_delay_secs = v;
+    }
+    if let Some(v) = args.max_ops_per_sender {
+        c.pool.max_ops_per_sender = v;
+    }
     Ok(c)
 }
 
@@ -194,4 +218,53 @@ fn export(data_dir: &std::path::Path, format: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<keyscope_relayer::Config, String> {
+        let cli = Cli::try_parse_from(["keyscope", "relayer"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        let Command::Relayer(r) = cli.command else {
+            panic!("not the relayer command")
+        };
+        super::config(&cli.global, &r).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn stake_and_pool_limits_come_from_flags() {
+        let c = parse(&[
+            "--min-stake",
+            "0xde0b6b3a7640000",
+            "--min-unstake-delay",
+            "1",
+            "--max-ops-per-sender",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.min_stake_wei,
+            alloy_primitives::U256::from(10u128.pow(18))
+        );
+        assert_eq!(c.min_unstake_delay_secs, 1);
+        assert_eq!(c.pool.max_ops_per_sender, 4);
+        // Without the flags, the shipped defaults.
+        let d = parse(&[]).unwrap();
+        let shipped = keyscope_relayer::Config::default();
+        assert_eq!(d.min_stake_wei, shipped.min_stake_wei);
+        assert_eq!(d.pool.max_ops_per_sender, shipped.pool.max_ops_per_sender);
+    }
+
+    #[test]
+    fn a_bad_stake_is_refused_by_name() {
+        let e = parse(&["--min-stake", "1eth"]).unwrap_err();
+        assert!(
+            e.contains("--min-stake") && e.contains("not a wei amount"),
+            "{e}"
+        );
+    }
 }
