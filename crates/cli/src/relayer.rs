@@ -88,7 +88,16 @@ pub fn config(g: &Global, args: &RelayerArgs) -> anyhow::Result<Config> {
         c.data_dir = v.clone();
     }
     if let Some(k) = &g.relayer_key {
+        if std::env::var("KEYSCOPE_RELAYER_KEY").ok().as_ref() != Some(k) {
+            eprintln!(
+                "warning: --relayer-key puts the bundle key in the process list (/proc/PID/cmdline) for \
+                 every local user to read; use --relayer-keystore or KEYSCOPE_RELAYER_KEY"
+            );
+        }
         c.relayer_key = Some(k.clone());
+    }
+    if let Ok(token) = std::env::var("KEYSCOPE_RELAYER_ADMIN_TOKEN") {
+        c.admin_token = Some(token);
     }
     if let Some(k) = &args.relayer_keystore {
         c.keystore = Some(k.clone());

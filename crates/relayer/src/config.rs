@@ -149,6 +149,13 @@ pub struct Config {
     pub beneficiary: Option<Address>,
     /// Serve the `debug_bundler_*` methods (tests and devnets only).
     pub debug_api: bool,
+    /// Admin methods (`debug_bundler_*`, `keyscope_auditLog`) need `Authorization: Bearer <token>`.
+    /// Unset: they are served only when `listen` is a loopback address. Prefer KEYSCOPE_RELAYER_ADMIN_TOKEN.
+    pub admin_token: Option<String>,
+    /// Origins a browser page may call from (`"*"`: any). Requests with another `Origin` get 403.
+    pub allowed_origins: Vec<String>,
+    /// Start with the debug methods on a public network's chain id (mainnets and public testnets).
+    pub allow_debug_on_public_chain: bool,
     /// Stake an entity needs to count as staked (ERC-7562 MIN_STAKE_VALUE, in wei).
     pub min_stake_wei: U256,
     /// The unstake delay a staked entity needs (ERC-7562 MIN_UNSTAKE_DELAY, in seconds).
@@ -176,6 +183,9 @@ impl Default for Config {
             keystore_password: None,
             beneficiary: None,
             debug_api: false,
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            allow_debug_on_public_chain: false,
             min_stake_wei: U256::from(1),
             min_unstake_delay_secs: 86_400,
             bundler: BundlerConfig::default(),
@@ -184,6 +194,12 @@ impl Default for Config {
         }
     }
 }
+
+/// Chain ids of public networks (mainnets and their public testnets) the debug methods refuse.
+pub const PUBLIC_CHAINS: &[u64] = &[
+    1, 10, 56, 100, 130, 137, 324, 480, 1101, 5000, 8453, 42161, 42170, 43114, 59144, 81457, 534352,
+    7777777, 11155111, 17000, 560048, 84532, 11155420, 421614, 80002, 43113, 97,
+];
 
 impl Config {
     /// Reads a TOML file; missing fields take their defaults, unknown fields are errors.
@@ -198,9 +214,32 @@ impl Config {
         })
     }
 
-    /// Parses a configuration from TOML text.
+    /// Parses a configuration from TOML text. The error names the line and the fault, never the text
+    /// of the line: it may hold a key or a token.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(n) => format!("line {n}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })
+    }
+
+    /// Refuses the debug methods on a public network's chain id unless forced.
+    pub fn check_chain(&self, chain_id: u64) -> Result<(), ConfigError> {
+        if self.debug_api && !self.allow_debug_on_public_chain && PUBLIC_CHAINS.contains(&chain_id) {
+            return Err(ConfigError::Invalid {
+                field: "debug_api",
+                reason: format!(
+                    "chain {chain_id} is a public network: the debug methods clear pools and ban \
+                     entities; set allow_debug_on_public_chain to force it"
+                ),
+            });
+        }
+        Ok(())
     }
 
     #[cfg(feature = "devnet")]
@@ -236,6 +275,22 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        if self.debug_api && !self.listen.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "debug_api",
+                reason: format!(
+                    "the debug methods would be open to anyone who reaches {}: listen on a loopback \
+                     address, or set admin_token (KEYSCOPE_RELAYER_ADMIN_TOKEN)",
+                    self.listen
+                ),
+            });
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid {
+                field: "admin_token",
+                reason: "must be at least 16 characters".into(),
+            });
+        }
         if self.pool.max_ops_per_sender == 0 {
             return Err(ConfigError::Invalid {
                 field: "pool.max_ops_per_sender",
@@ -269,6 +324,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_line_is_named_without_its_text() {
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        let err = Config::parse(&format!("listen = \"127.0.0.1:1\"\nrelayer_key = \"{key}\" x\n"))
+            .unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert!(!err.contains("59c6995e"), "the key leaked: {err}");
+    }
+
+    #[test]
+    fn open_debug_methods_need_loopback_or_a_token() {
+        let mut c = Config {
+            relayer_key: Some("0x01".into()),
+            debug_api: true,
+            listen: "0.0.0.0:4337".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(c.check().unwrap_err().to_string().contains("loopback"));
+        c.admin_token = Some("short".into());
+        assert!(c.check().unwrap_err().to_string().contains("16 characters"));
+        c.admin_token = Some("sixteen-chars-ok".into());
+        c.check().unwrap();
+        c.admin_token = None;
+        c.listen = "127.0.0.1:4337".parse().unwrap();
+        c.check().unwrap();
+    }
 
     #[test]
     fn partial_files_keep_defaults_and_unknown_fields_are_refused() {

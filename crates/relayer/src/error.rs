@@ -30,6 +30,8 @@ pub mod code {
     pub const EXECUTION_REVERTED: i32 = -32521;
     /// JSON-RPC internal error.
     pub const INTERNAL: i32 = -32603;
+    /// An admin method called without the admin token (not an ERC-7769 code: no standard one exists).
+    pub const UNAUTHORIZED: i32 = -32001;
 }
 
 /// An error returned over JSON-RPC.

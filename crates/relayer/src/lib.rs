@@ -178,6 +178,7 @@ async fn connect(
         .get_chain_id()
         .await
         .map_err(|e| node(e.to_string()))?;
+    config.check_chain(chain_id)?;
     let code = provider
         .get_code_at(config.entry_point)
         .await
@@ -314,12 +315,18 @@ impl Relayer {
         )
         .await?;
         let feed = tokio::sync::broadcast::channel(4096).0;
+        let access = Arc::new(rpc::AccessPolicy {
+            admin_token: config.admin_token.clone(),
+            loopback: config.listen.ip().is_loopback(),
+            allowed_origins: config.allowed_origins.clone(),
+        });
         let module = rpc::module(
             rpc::RpcContext {
                 service: service.clone(),
                 metrics: metrics.clone(),
                 feed: feed.clone(),
                 min_stake: (config.min_stake_wei, config.min_unstake_delay_secs),
+                access: access.clone(),
             },
             config.debug_api,
         )
@@ -329,7 +336,11 @@ impl Relayer {
             addr: listen,
             reason: e.to_string(),
         };
-        let server = Server::builder().build(listen).await.map_err(listen_err)?;
+        let server = Server::builder()
+            .set_http_middleware(tower::ServiceBuilder::new().layer(rpc::AccessLayer(access)))
+            .build(listen)
+            .await
+            .map_err(listen_err)?;
         let rpc_addr = server.local_addr().map_err(listen_err)?;
         let server = server.start(module);
 

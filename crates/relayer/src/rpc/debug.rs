@@ -11,25 +11,29 @@ use crate::{config::BundlingMode, error::RpcError, pool::ReputationEntry};
 
 /// Registers the `debug_bundler_*` methods: one registration per method, so it runs past 100 lines.
 pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMethodError> {
-    m.register_async_method("debug_bundler_clearMempool", |_, ctx, _| async move {
+    m.register_async_method("debug_bundler_clearMempool", |_, ctx, ext| async move {
+        ctx.access.admin(&ext, "debug_bundler_clearMempool")?;
         ctx.service.pool.clear().await;
         Ok::<_, ErrorObjectOwned>("ok")
     })?;
-    m.register_async_method("debug_bundler_clearState", |_, ctx, _| async move {
+    m.register_async_method("debug_bundler_clearState", |_, ctx, ext| async move {
+        ctx.access.admin(&ext, "debug_bundler_clearState")?;
         ctx.service.pool.clear().await;
         ctx.service.pool.clear_reputation();
         Ok::<_, ErrorObjectOwned>("ok")
     })?;
     m.register_method(
         "debug_bundler_dumpMempool",
-        |params, ctx, _| -> RpcResult<Vec<RpcUserOperation>> {
+        |params, ctx, ext| -> RpcResult<Vec<RpcUserOperation>> {
+            ctx.access.admin(ext, "debug_bundler_dumpMempool")?;
             if let Some(ep) = params.sequence().optional_next::<Address>()? {
                 ctx.check_entry_point(ep)?;
             }
             Ok(ctx.service.pool.dump())
         },
     )?;
-    m.register_async_method("debug_bundler_sendBundleNow", |_, ctx, _| async move {
+    m.register_async_method("debug_bundler_sendBundleNow", |_, ctx, ext| async move {
+        ctx.access.admin(&ext, "debug_bundler_sendBundleNow")?;
         ctx.service
             .bundle_now()
             .await
@@ -38,7 +42,8 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     })?;
     m.register_method(
         "debug_bundler_setBundlingMode",
-        |params, ctx, _| -> RpcResult<&'static str> {
+        |params, ctx, ext| -> RpcResult<&'static str> {
+            ctx.access.admin(ext, "debug_bundler_setBundlingMode")?;
             let (mode,): (String,) = params.parse()?;
             let mode = match mode.as_str() {
                 "auto" => BundlingMode::Auto,
@@ -56,7 +61,8 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     )?;
     m.register_method(
         "debug_bundler_setReputation",
-        |params, ctx, _| -> RpcResult<&'static str> {
+        |params, ctx, ext| -> RpcResult<&'static str> {
+            ctx.access.admin(ext, "debug_bundler_setReputation")?;
             let mut seq = params.sequence();
             let entries: Vec<Value> = seq.next()?;
             if let Some(ep) = seq.optional_next::<Address>()? {
@@ -72,7 +78,8 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     )?;
     m.register_method(
         "debug_bundler_dumpReputation",
-        |params, ctx, _| -> RpcResult<Value> {
+        |params, ctx, ext| -> RpcResult<Value> {
+            ctx.access.admin(ext, "debug_bundler_dumpReputation")?;
             if let Some(ep) = params.sequence().optional_next::<Address>()? {
                 ctx.check_entry_point(ep)?;
             }
@@ -94,14 +101,16 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     )?;
     m.register_method(
         "debug_bundler_clearReputation",
-        |_, ctx, _| -> RpcResult<&'static str> {
+        |_, ctx, ext| -> RpcResult<&'static str> {
+            ctx.access.admin(ext, "debug_bundler_clearReputation")?;
             ctx.service.pool.clear_reputation();
             Ok("ok")
         },
     )?;
     m.register_async_method(
         "debug_bundler_getStakeStatus",
-        |params, ctx, _| async move {
+        |params, ctx, ext| async move {
+        ctx.access.admin(&ext, "debug_bundler_getStakeStatus")?;
             let (address, ep): (Address, Address) = params.parse()?;
             ctx.check_entry_point(ep)?;
             let data = IEntryPoint::getDepositInfoCall { account: address }.abi_encode();

@@ -23,7 +23,10 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
             Ok(ctx.service.pool.record(hash).map(|r| status(&r)))
         },
     )?;
-    m.register_method("keyscope_auditLog", |params, ctx, _| -> RpcResult<Value> {
+    m.register_method("keyscope_auditLog", |params, ctx, ext| -> RpcResult<Value> {
+        // The operator's record of every sender's orders: admin only. A sender follows its own ops by
+        // hash with keyscope_userOperationStatus.
+        ctx.access.admin(ext, "keyscope_auditLog")?;
         let mut seq = params.sequence();
         let from: Option<u64> = seq.optional_next()?;
         let limit: Option<usize> = seq.optional_next()?;

@@ -3,6 +3,7 @@
 //! status, the audit log, the relayer's status and the account event subscription ([`keyscope`]) — and the
 //! `debug_bundler_*` methods the bundler spec tests drive, only when the config enables them ([`debug`]).
 
+mod access;
 mod debug;
 mod eth;
 mod fees;
@@ -15,6 +16,8 @@ use alloy_primitives::Address;
 use jsonrpsee::{RpcModule, core::RegisterMethodError, types::ErrorObjectOwned};
 use tokio::sync::broadcast;
 
+pub use access::{AccessLayer, AccessPolicy};
+
 use crate::{error::RpcError, feed::FeedEvent, metrics::Metrics, service::Service};
 
 /// What every method gets.
@@ -26,6 +29,8 @@ pub struct RpcContext {
     pub feed: broadcast::Sender<FeedEvent>,
     /// Minimum stake and unstake delay for an entity to count as staked.
     pub min_stake: (alloy_primitives::U256, u32),
+    /// Who may call the admin methods.
+    pub access: Arc<AccessPolicy>,
 }
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
