@@ -197,8 +197,8 @@ impl Default for Config {
 
 /// Chain ids of public networks (mainnets and their public testnets) the debug methods refuse.
 pub const PUBLIC_CHAINS: &[u64] = &[
-    1, 10, 56, 100, 130, 137, 324, 480, 1101, 5000, 8453, 42161, 42170, 43114, 59144, 81457, 534352,
-    7777777, 11155111, 17000, 560048, 84532, 11155420, 421614, 80002, 43113, 97,
+    1, 10, 56, 100, 130, 137, 324, 480, 1101, 5000, 8453, 42161, 42170, 43114, 59144, 81457,
+    534352, 7777777, 11155111, 17000, 560048, 84532, 11155420, 421614, 80002, 43113, 97,
 ];
 
 impl Config {
@@ -230,7 +230,8 @@ impl Config {
 
     /// Refuses the debug methods on a public network's chain id unless forced.
     pub fn check_chain(&self, chain_id: u64) -> Result<(), ConfigError> {
-        if self.debug_api && !self.allow_debug_on_public_chain && PUBLIC_CHAINS.contains(&chain_id) {
+        if self.debug_api && !self.allow_debug_on_public_chain && PUBLIC_CHAINS.contains(&chain_id)
+        {
             return Err(ConfigError::Invalid {
                 field: "debug_api",
                 reason: format!(
@@ -328,8 +329,10 @@ mod tests {
     #[test]
     fn a_bad_line_is_named_without_its_text() {
         let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-        let err = Config::parse(&format!("listen = \"127.0.0.1:1\"\nrelayer_key = \"{key}\" x\n"))
-            .unwrap_err();
+        let err = Config::parse(&format!(
+            "listen = \"127.0.0.1:1\"\nrelayer_key = \"{key}\" x\n"
+        ))
+        .unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
         assert!(!err.contains("59c6995e"), "the key leaked: {err}");
     }

@@ -36,11 +36,21 @@ async fn admin_methods_need_the_token_and_strange_origins_are_refused() {
     let url = s.relayer.url();
     // Without the token, or with a wrong one: refused with the code, nothing done.
     for token in [None, Some("a-long-admin-token-for-tesTs")] {
-        for method in ["debug_bundler_clearState", "debug_bundler_dumpMempool", "keyscope_auditLog"] {
+        for method in [
+            "debug_bundler_clearState",
+            "debug_bundler_dumpMempool",
+            "keyscope_auditLog",
+        ] {
             let (status, body) = call(&url, method, token, None).await;
             assert_eq!(status, 200);
             assert_eq!(body["error"]["code"], -32001, "{method}: {body}");
-            assert!(body["error"]["message"].as_str().unwrap().contains("admin token"), "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("admin token"),
+                "{body}"
+            );
         }
     }
     // With it: served.
@@ -83,7 +93,11 @@ async fn open_debug_methods_beyond_loopback_or_on_a_public_chain_refuse_to_start
     let relayer = Relayer::start(c).await.expect("starts with a token");
     relayer.stop().await;
     // A public chain id with debug on: refused unless forced.
-    let mut c = config_for(&chain.devnet, data_dir("access-public"), BundlingMode::Manual);
+    let mut c = config_for(
+        &chain.devnet,
+        data_dir("access-public"),
+        BundlingMode::Manual,
+    );
     assert!(c.check_chain(42_017).is_ok());
     let e = c.check_chain(1).unwrap_err().to_string();
     assert!(e.contains("public network"), "{e}");

@@ -2,7 +2,7 @@
 //! back to the pool and is included again, exactly once), many senders at once, a restart with
 //! ops in the pool (none lost, none doubled), a bundle the node drops, and one stuck behind better
 //! paying transactions (re-sent with higher fees only when its ops pay for them, and followed
-//! across a restart).
+//! across a restart), and a node that restarts empty (no bundle sent to an EntryPoint that is gone).
 
 mod common;
 
@@ -489,4 +489,58 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
     assert_eq!(events(&cheap), ["accepted", "bundled", "included"]);
     assert_eq!(events(&hash), ["accepted", "bundled", "bumped", "included"]);
     relayer.stop().await;
+}
+
+#[tokio::test]
+async fn after_the_node_resets_no_bundle_is_sent_to_an_empty_entry_point() {
+    let s = setup("reset", 42_018, BundlingMode::Manual, |_| {}).await;
+    let t = s.trader(18, "20000").await;
+    let relayer = s.relayer.identity().relayer;
+    // Positive control: an op is bundled and mined.
+    let first = s
+        .send(&s.order_op(&t, 0, 0, "0.01", "60500", false).await)
+        .await
+        .unwrap();
+    s.call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
+    assert_eq!(s.receipt(&first).await["success"], true);
+    let second = s.order_op(&t, 0, 1, "0.01", "60500", false).await;
+    s.send(&second).await.unwrap();
+    // The node restarts empty: no EntryPoint, no account, the relayer's nonce back to 0.
+    let _: Value = s
+        .provider
+        .raw_request("anvil_reset".into(), ())
+        .await
+        .unwrap();
+    assert!(
+        s.provider
+            .get_code_at(s.d.entry_point)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let answer = s.call("debug_bundler_sendBundleNow", json!([])).await;
+    // Whatever the relayer answers, it sent nothing: no block, no transaction from its key.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        s.provider.get_block_number().await.unwrap(),
+        0,
+        "{answer:?}"
+    );
+    assert_eq!(
+        s.provider.get_transaction_count(relayer).await.unwrap(),
+        0,
+        "{answer:?}"
+    );
+    // And it says why.
+    let e = answer.unwrap_err();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("is the EntryPoint at"),
+        "{e}"
+    );
+    s.relayer.stop().await;
 }

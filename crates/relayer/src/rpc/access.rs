@@ -96,9 +96,7 @@ where
     fn call(&mut self, mut request: HttpRequest<B>) -> Self::Future {
         let headers = request.headers();
         if let Some(origin) = headers.get(http::header::ORIGIN) {
-            let allowed = origin
-                .to_str()
-                .is_ok_and(|o| self.policy.origin_allowed(o));
+            let allowed = origin.to_str().is_ok_and(|o| self.policy.origin_allowed(o));
             if !allowed {
                 return Box::pin(async { Ok(response::denied()) });
             }

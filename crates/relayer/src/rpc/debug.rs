@@ -110,7 +110,7 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     m.register_async_method(
         "debug_bundler_getStakeStatus",
         |params, ctx, ext| async move {
-        ctx.access.admin(&ext, "debug_bundler_getStakeStatus")?;
+            ctx.access.admin(&ext, "debug_bundler_getStakeStatus")?;
             let (address, ep): (Address, Address) = params.parse()?;
             ctx.check_entry_point(ep)?;
             let data = IEntryPoint::getDepositInfoCall { account: address }.abi_encode();

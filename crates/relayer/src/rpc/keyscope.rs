@@ -23,20 +23,23 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
             Ok(ctx.service.pool.record(hash).map(|r| status(&r)))
         },
     )?;
-    m.register_method("keyscope_auditLog", |params, ctx, ext| -> RpcResult<Value> {
-        // The operator's record of every sender's orders: admin only. A sender follows its own ops by
-        // hash with keyscope_userOperationStatus.
-        ctx.access.admin(ext, "keyscope_auditLog")?;
-        let mut seq = params.sequence();
-        let from: Option<u64> = seq.optional_next()?;
-        let limit: Option<usize> = seq.optional_next()?;
-        let entries = ctx
-            .service
-            .store
-            .audit(from.unwrap_or(0), limit.unwrap_or(1000).min(10_000))
-            .map_err(|e| err(RpcError::internal(e)))?;
-        Ok(json!(entries))
-    })?;
+    m.register_method(
+        "keyscope_auditLog",
+        |params, ctx, ext| -> RpcResult<Value> {
+            // The operator's record of every sender's orders: admin only. A sender follows its own ops by
+            // hash with keyscope_userOperationStatus.
+            ctx.access.admin(ext, "keyscope_auditLog")?;
+            let mut seq = params.sequence();
+            let from: Option<u64> = seq.optional_next()?;
+            let limit: Option<usize> = seq.optional_next()?;
+            let entries = ctx
+                .service
+                .store
+                .audit(from.unwrap_or(0), limit.unwrap_or(1000).min(10_000))
+                .map_err(|e| err(RpcError::internal(e)))?;
+            Ok(json!(entries))
+        },
+    )?;
     m.register_async_method("keyscope_status", |_, ctx, _| async move {
         let s = &ctx.service;
         let balance = s.balance().await.unwrap_or_default();

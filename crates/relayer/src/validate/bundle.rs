@@ -2,7 +2,7 @@
 //! rules were checked when each op was accepted), on the state the bundles before it leave. An op the
 //! EntryPoint refuses is named, so the bundler can drop it and try again.
 
-use alloy::sol_types::{SolCall, SolInterface};
+use alloy::sol_types::{SolCall, SolEvent, SolInterface};
 use alloy_primitives::Address;
 use keyscope_core::{
     bindings::IEntryPoint::{self, IEntryPointErrors},
@@ -47,7 +47,27 @@ pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
         .map_err(|e| BundleError::Failed(e.to_string()))?;
     let gas_used = out.result.tx_gas_used();
     match out.result {
-        ExecutionResult::Success { .. } => Ok((gas_used, out.state)),
+        ExecutionResult::Success { logs, .. } => {
+            // A call that does not revert proves nothing (an address without code accepts any call): the
+            // EntryPoint must report every op it executed.
+            let executed = logs
+                .iter()
+                .filter(|l| {
+                    l.address == cfg.entry_point
+                        && l.topics().first()
+                            == Some(&IEntryPoint::UserOperationEvent::SIGNATURE_HASH)
+                })
+                .count();
+            if executed != ops.len() {
+                return Err(BundleError::Failed(format!(
+                    "the simulated handleOps executed {executed} of {} ops (UserOperationEvents): is the \
+                     EntryPoint at {} on this chain?",
+                    ops.len(),
+                    cfg.entry_point
+                )));
+            }
+            Ok((gas_used, out.state))
+        }
         ExecutionResult::Revert { output, .. } => {
             let (index, reason) = match IEntryPointErrors::abi_decode(&output) {
                 Ok(IEntryPointErrors::FailedOp(f)) => (f.opIndex, f.reason),
