@@ -254,6 +254,41 @@ impl Chain {
         Ok(())
     }
 
+    /// Watches the bundles that carried `included` (stored records), grouped by transaction, oldest first.
+    fn watch_mined(&self, included: Vec<OpRecord>) {
+        let mut by_tx: HashMap<B256, Mined> = HashMap::new();
+        for rec in included {
+            let (Some(tx_hash), Some(block_number), Some(block_hash)) =
+                (rec.tx_hash, rec.block_number, rec.block_hash)
+            else {
+                continue;
+            };
+            let Some(op) = PoolOp::from_record(&rec) else {
+                continue;
+            };
+            by_tx
+                .entry(tx_hash)
+                .or_insert_with(|| Mined {
+                    at: MinedIn {
+                        tx_hash,
+                        block_number,
+                        block_hash,
+                    },
+                    ops: Vec::new(),
+                })
+                .ops
+                .push(op);
+        }
+        let mut found: Vec<Mined> = by_tx.into_values().collect();
+        found.sort_by_key(|m| m.at.block_number);
+        let mut mined = self.mined.lock().unwrap_or_else(|p| p.into_inner());
+        for m in found {
+            if !mined.iter().any(|x| x.at.tx_hash == m.at.tx_hash) {
+                mined.push_back(m);
+            }
+        }
+    }
+
     /// Forgets mined bundles deeper than the reorg depth.
     fn prune(&self, head: u64) {
         let mut mined = self.mined.lock().unwrap_or_else(|p| p.into_inner());
@@ -303,7 +338,11 @@ impl Chain {
     /// After a restart: ops recorded as submitted are settled from their receipts, followed if their
     /// transaction is still pending, or returned to the pool; pending ones return to the pool; the pending
     /// state is rebuilt on the head. Returns how many ops were resumed.
-    pub async fn recover(&self, records: Vec<OpRecord>) -> Result<usize, NodeError> {
+    pub async fn recover(
+        &self,
+        records: Vec<OpRecord>,
+        recently_included: Vec<OpRecord>,
+    ) -> Result<usize, NodeError> {
         let (resumed, by_tx) = self.pool.resume(records);
         for (tx, replaced, ops) in by_tx {
             let b = Bundle {
@@ -347,6 +386,10 @@ impl Chain {
                 }
             }
         }
+        // Bundles mined within the reorg depth before the restart are watched again: a reorg while the
+        // relayer was down, or after it, returns their ops to the pool.
+        self.watch_mined(recently_included);
+        self.check_reorgs().await?;
         // The nonce after a followed bundle is asked of the node again.
         self.in_flight.halt();
         let latest = Head::latest(&self.provider).await?;

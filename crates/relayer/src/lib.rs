@@ -224,6 +224,12 @@ async fn assemble(
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<Service>, usize), RelayerError> {
     let unfinished = store.unfinished()?;
+    let head = provider
+        .get_block_number()
+        .await
+        .map_err(NodeError::from_display)?;
+    let recently_included =
+        store.included_since(head.saturating_sub(config.bundler.reorg_depth))?;
     // Keyscope's implementation sits at the same address on every chain with this EntryPoint.
     let implementation = keyscope_core::deploy::account_implementation(config.entry_point);
     let deployed = !provider
@@ -285,7 +291,7 @@ async fn assemble(
         config.bundler.clone(),
         metrics,
     );
-    let resumed = chain.recover(unfinished).await?;
+    let resumed = chain.recover(unfinished, recently_included).await?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished ops from the store");
     }

@@ -544,3 +544,92 @@ async fn after_the_node_resets_no_bundle_is_sent_to_an_empty_entry_point() {
     );
     s.relayer.stop().await;
 }
+
+#[tokio::test]
+async fn a_reorg_after_a_restart_includes_every_dropped_op_again_once() {
+    let s = setup("restart-reorg", 42_019, BundlingMode::Manual, |_| {}).await;
+    let mut traders = Vec::new();
+    for i in 0..4 {
+        traders.push(s.trader(190 + i, "20000").await);
+    }
+    let mut hashes = Vec::new();
+    for t in &traders {
+        for lane in 0..5 {
+            let op = s.order_op(t, lane, 0, "0.01", "60500", false).await;
+            hashes.push(s.send(&op).await.unwrap());
+        }
+    }
+    s.call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
+    let mut first_txs = HashSet::new();
+    for h in &hashes {
+        let r = s.receipt(h).await;
+        assert_eq!(r["success"], true, "{r}");
+        first_txs.insert(r["receipt"]["blockHash"].clone());
+    }
+    assert_eq!(first_txs.len(), 1, "one bundle of 20, in one block");
+
+    // The relayer restarts; then the block with the bundle leaves the chain.
+    let config = s.config.clone();
+    let Setup { relayer, chain, .. } = s;
+    relayer.stop().await;
+    let relayer = Relayer::start(config).await.expect("restarts");
+    let _: Value = chain
+        .provider
+        .raw_request("anvil_rollback".into(), (1u64,))
+        .await
+        .unwrap();
+    let lanes: Vec<_> = traders
+        .iter()
+        .flat_map(|t| {
+            (0..5).map(move |lane| {
+                (
+                    t.account,
+                    SessionLane::new(t.session.address(), lane).nonce_key(),
+                )
+            })
+        })
+        .collect();
+    let ep = keyscope_core::bindings::IEntryPoint::new(chain.d.entry_point, &chain.provider);
+    for (account, key) in &lanes {
+        assert_eq!(
+            seq(ep.getNonce(*account, *key).call().await.unwrap()),
+            0,
+            "undone on chain"
+        );
+    }
+
+    // The restarted relayer notices and bundles all 20 again, each exactly once.
+    let url = relayer.url();
+    rpc(&url, "debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
+    for h in &hashes {
+        let r = receipt_at(&url, h).await;
+        assert_eq!(r["success"], true, "{h}: {r}");
+        // The same transaction may come back (same nonce, same ops, same fees), but in a new block.
+        assert!(
+            !first_txs.contains(&r["receipt"]["blockHash"]),
+            "{h} in the block that left"
+        );
+    }
+    for (account, key) in &lanes {
+        assert_eq!(
+            seq(ep.getNonce(*account, *key).call().await.unwrap()),
+            1,
+            "included once"
+        );
+    }
+    let log = rpc(&url, "keyscope_auditLog", json!([0, 1000]))
+        .await
+        .unwrap();
+    let reorged = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "reorged")
+        .count();
+    assert_eq!(reorged, 20);
+    relayer.stop().await;
+}

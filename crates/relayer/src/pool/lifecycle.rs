@@ -203,19 +203,8 @@ impl Pool {
         let mut resumed = 0;
         let mut book = self.book();
         for rec in records {
-            let Ok(op) = rec.user_operation.to_packed() else {
+            let Some(pool_op) = PoolOp::from_record(&rec) else {
                 continue;
-            };
-            let pool_op = PoolOp {
-                hash: rec.hash,
-                op,
-                kind: rec.kind,
-                session_key: rec.session_key,
-                keyscope: rec.keyscope,
-                sender_staked: false,
-                factory_staked: false,
-                valid_until: rec.valid_until,
-                order: rec.order,
             };
             book.records.insert(rec.hash, rec.clone());
             match (rec.status, rec.tx_hash) {

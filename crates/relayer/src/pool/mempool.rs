@@ -38,6 +38,22 @@ pub struct PoolOp {
 }
 
 impl PoolOp {
+    /// The op as a stored record describes it (stakes are read again when it is next validated); None if
+    /// the stored op no longer parses.
+    pub fn from_record(rec: &crate::store::OpRecord) -> Option<Self> {
+        Some(Self {
+            hash: rec.hash,
+            op: rec.user_operation.to_packed().ok()?,
+            kind: rec.kind,
+            session_key: rec.session_key,
+            keyscope: rec.keyscope,
+            sender_staked: false,
+            factory_staked: false,
+            valid_until: rec.valid_until,
+            order: rec.order,
+        })
+    }
+
     pub fn lane(&self) -> (Address, U256) {
         (self.op.sender, nonce_parts(self.op.nonce).0)
     }

@@ -209,6 +209,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Ops included at or above block `from`: the bundles a restart must keep watching for reorgs.
+    pub fn included_since(&self, from: u64) -> Result<Vec<OpRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(OPS).map_err(read_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(read_err)? {
+            let (_, v) = row.map_err(read_err)?;
+            let rec: OpRecord = serde_json::from_slice(v.value()).map_err(read_err)?;
+            if rec.status == OpStatus::Included && rec.block_number.is_some_and(|b| b >= from) {
+                out.push(rec);
+            }
+        }
+        out.sort_by_key(|r| r.order);
+        Ok(out)
+    }
+
     /// Number of op records.
     pub fn op_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(read_err)?;
