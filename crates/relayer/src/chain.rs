@@ -172,14 +172,28 @@ impl Chain {
         self.in_flight.remove(b.tx_hash);
         Metrics::inc(&self.metrics.bundles_mined);
         let mut events = HashMap::new();
+        let mut repaid = alloy_primitives::U256::ZERO;
         for log in receipt.inner.logs() {
             if log.address() != self.entry_point {
                 continue;
             }
             if let Ok(ev) = IEntryPoint::UserOperationEvent::decode_log(&log.inner) {
                 events.insert(ev.data.userOpHash, ev.data.success);
+                repaid += ev.data.actualGasCost;
             }
         }
+        // What the bundle cost and what its ops repaid, for the profit rule's metrics.
+        let gwei = |wei: alloy_primitives::U256| {
+            (wei / alloy_primitives::U256::from(1_000_000_000u64)).saturating_to::<u64>()
+        };
+        let cost = alloy_primitives::U256::from(receipt.gas_used)
+            * alloy_primitives::U256::from(receipt.effective_gas_price);
+        self.metrics
+            .bundle_cost_gwei
+            .fetch_add(gwei(cost), std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .bundle_repaid_gwei
+            .fetch_add(gwei(repaid), std::sync::atomic::Ordering::Relaxed);
         let at = MinedIn {
             tx_hash: receipt.transaction_hash,
             block_number: receipt.block_number.unwrap_or_default(),

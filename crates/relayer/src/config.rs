@@ -72,6 +72,12 @@ pub struct BundlerConfig {
     pub bump_after_secs: u64,
     /// How many blocks back mined bundles are watched for reorgs.
     pub reorg_depth: u64,
+    /// A bundle is sent only if its ops repay its gas cost plus this share of it, in percent (negative:
+    /// the relayer accepts that share of loss; -100 sends whatever it costs).
+    pub min_profit_percent: i64,
+    /// How long ops whose bundle would not repay its cost wait for more ops to share it; then they are
+    /// dropped, with the reason.
+    pub profit_wait_ms: u64,
 }
 
 impl Default for BundlerConfig {
@@ -85,6 +91,8 @@ impl Default for BundlerConfig {
             resubmit_after_secs: 30,
             bump_after_secs: 20,
             reorg_depth: 64,
+            min_profit_percent: 0,
+            profit_wait_ms: 10_000,
         }
     }
 }
@@ -296,6 +304,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "pool.max_ops_per_sender",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if self.bundler.min_profit_percent < -100 {
+            return Err(ConfigError::Invalid {
+                field: "bundler.min_profit_percent",
+                reason: "must be at least -100 (send whatever it costs)".into(),
             });
         }
         if self.bundler.interval_ms == 0 {

@@ -41,6 +41,7 @@ use keyscope_core::deployment::Deployment;
 use tokio::{sync::watch, task::JoinHandle};
 
 pub use config::Config;
+pub use pool::{lone_pre_verification_gas, min_pre_verification_gas};
 pub use service::Identity;
 pub use validate::{Health, HealthChange};
 

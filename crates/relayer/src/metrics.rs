@@ -22,6 +22,13 @@ pub struct Metrics {
     pub fee_bumps: AtomicU64,
     pub bundles_mined: AtomicU64,
     pub reorged_ops: AtomicU64,
+    /// Bundles not sent because their ops would not repay them.
+    pub bundles_held: AtomicU64,
+    /// Ops dropped after waiting `profit_wait_ms` for company that would make their bundle pay.
+    pub unpaid_dropped: AtomicU64,
+    /// What mined bundles cost the relayer and what their ops repaid it, in gwei.
+    pub bundle_cost_gwei: AtomicU64,
+    pub bundle_repaid_gwei: AtomicU64,
     pub pool_size: AtomicU64,
     /// Ops in bundles sent and not yet mined.
     pub submitted_ops: AtomicU64,
@@ -123,6 +130,26 @@ impl Metrics {
                 "keyscope_bundle_fee_bumps_total",
                 "Stuck handleOps transactions replaced at the same nonce with higher fees",
                 &self.fee_bumps,
+            ),
+            (
+                "keyscope_bundles_held_total",
+                "Bundles not sent because their ops would not repay their gas (bundler.min_profit_percent)",
+                &self.bundles_held,
+            ),
+            (
+                "keyscope_ops_unpaid_dropped_total",
+                "UserOperations dropped after bundler.profit_wait_ms without a bundle that repays its gas",
+                &self.unpaid_dropped,
+            ),
+            (
+                "keyscope_bundle_cost_gwei_total",
+                "Gas cost of mined bundles (gas used x effective gas price), in gwei",
+                &self.bundle_cost_gwei,
+            ),
+            (
+                "keyscope_bundle_repaid_gwei_total",
+                "What the ops of mined bundles paid the beneficiary (actualGasCost), in gwei",
+                &self.bundle_repaid_gwei,
             ),
             (
                 "keyscope_bundles_mined_total",

@@ -18,7 +18,7 @@ use alloy::{
     rpc::types::TransactionRequest,
     sol_types::SolCall,
 };
-use alloy_primitives::B256;
+use alloy_primitives::{B256, U256};
 use keyscope_core::{bindings::IEntryPoint, rpc_op::unpack};
 
 use crate::{
@@ -78,6 +78,8 @@ pub struct Bundler {
     cfg: BundlerConfig,
     /// The fees asked of the last head seen, and that head.
     fees: Mutex<Option<(B256, Eip1559Estimation)>>,
+    /// Since when the pooled ops have not repaid a bundle.
+    unpaid_since: Mutex<Option<Instant>>,
 }
 
 impl Bundler {
@@ -87,6 +89,7 @@ impl Bundler {
             deps,
             cfg,
             fees: Mutex::new(None),
+            unpaid_since: Mutex::new(None),
         }
     }
 
@@ -131,7 +134,7 @@ impl Bundler {
         })
         .await
         .map_err(|e| BuildError::Simulation(e.to_string()))?;
-        let (kept, dropped) = match simulated {
+        let (kept, dropped, charged) = match simulated {
             Ok(v) => v,
             Err(e) => {
                 self.deps
@@ -153,6 +156,15 @@ impl Bundler {
         if ops.is_empty() {
             return Ok(None);
         }
+        if let Some(charged) = charged {
+            let fees = self.fees().await?;
+            let base_fee = self.deps.pool.head().base_fee;
+            let (repaid, cost) = economics(&ops, &charged, base_fee, &fees);
+            if !repays(repaid, cost, self.cfg.min_profit_percent) {
+                return self.unpaid(ops, repaid, cost).await;
+            }
+        }
+        *self.unpaid_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         match self.sign_and_send(ops.clone(), bundled_us).await {
             Ok(tx) => Ok(Some(tx)),
             Err(e) => {
@@ -168,6 +180,43 @@ impl Bundler {
                 Err(e)
             }
         }
+    }
+
+    /// A bundle whose ops would not repay it is not sent: its ops wait in the pool for company (the sent
+    /// state, which took the bundle in, is built again without it), and after `profit_wait_ms` without a
+    /// bundle that pays they are dropped with the reason.
+    async fn unpaid(
+        &self,
+        ops: Vec<PoolOp>,
+        repaid: U256,
+        cost: U256,
+    ) -> Result<Option<B256>, BuildError> {
+        Metrics::inc(&self.deps.metrics.bundles_held);
+        self.deps.in_flight.halt();
+        let since = *self
+            .unpaid_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
+        if since.elapsed() < Duration::from_millis(self.cfg.profit_wait_ms) {
+            self.deps.pool.hold(ops);
+            return Ok(None);
+        }
+        let reason = format!(
+            "no bundle repays its gas: the {} ops pooled would repay {repaid} wei of the {cost} wei a \
+             bundle costs (min_profit_percent {}); raise preVerificationGas or the fees",
+            ops.len(),
+            self.cfg.min_profit_percent
+        );
+        for op in ops {
+            tracing::warn!(op = %op.hash, "dropped: {reason}");
+            Metrics::inc(&self.deps.metrics.unpaid_dropped);
+            self.deps.pool.drop_at_bundle_time(op.hash, &reason).await;
+        }
+        // They were valid: the pending state holds their effects (nonces, fills) until it is rebuilt.
+        self.deps.pool.rebuild(None).await;
+        *self.unpaid_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(None)
     }
 
     /// What builds the sent state on a blocking thread (it may read the node).
@@ -423,7 +472,7 @@ impl SentBuilder {
             // A bundle the head holds already is refused here and leaves nothing: the state is the same.
             let ops: Vec<_> = b.ops.iter().map(|o| o.op.clone()).collect();
             let mut db = layers.db();
-            if let Ok((_, state)) = simulate_bundle(
+            if let Ok(sim) = simulate_bundle(
                 &mut db,
                 &self.sim,
                 block,
@@ -431,7 +480,7 @@ impl SentBuilder {
                 self.beneficiary,
                 bundle_gas(&b.ops),
             ) {
-                let changes = db.changes(&state, false, block.timestamp);
+                let changes = db.changes(&sim.state, false, block.timestamp);
                 let _ = layers.commit_unchecked(changes);
             }
         }
@@ -453,14 +502,16 @@ pub fn bundle_gas(ops: &[PoolOp]) -> u64 {
 type Dropped = Vec<(PoolOp, String)>;
 
 /// Simulates `ops` as one bundle on the sent state, dropping each op the EntryPoint refuses, until the rest
-/// passes; commits the bundle into the sent state. Returns the ops kept and those dropped, with reasons.
+/// passes; commits the bundle into the sent state. Returns the ops kept, those dropped with reasons, and
+/// the gas the kept ones are charged with the bundle's own (None if none are kept).
 fn simulate_dropping(
     deps: &BundlerDeps,
     sent: &SentState,
     block: SimBlock,
     mut ops: Vec<PoolOp>,
-) -> Result<(Vec<PoolOp>, Dropped), BundleError> {
+) -> Result<(Vec<PoolOp>, Dropped, Option<Charged>), BundleError> {
     let mut dropped = Vec::new();
+    let mut charged = None;
     while !ops.is_empty() {
         let packed: Vec<_> = ops.iter().map(|o| o.op.clone()).collect();
         let mut db = sent.layers.db();
@@ -472,11 +523,15 @@ fn simulate_dropping(
             deps.beneficiary,
             bundle_gas(&ops),
         ) {
-            Ok((_, state)) => {
-                let changes = db.changes(&state, false, block.timestamp);
+            Ok(sim) => {
+                let changes = db.changes(&sim.state, false, block.timestamp);
                 sent.layers
                     .commit_unchecked(changes)
                     .map_err(|e| BundleError::Failed(e.to_string()))?;
+                charged = Some(Charged {
+                    bundle_gas: sim.gas_used,
+                    ops: sim.charged,
+                });
                 break;
             }
             Err(BundleError::FailedOp { index, reason }) => {
@@ -485,5 +540,98 @@ fn simulate_dropping(
             Err(e) => return Err(e),
         }
     }
-    Ok((ops, dropped))
+    Ok((ops, dropped, charged))
+}
+
+/// Gas a simulated bundle used, and the gas the EntryPoint charged each of its ops.
+#[derive(Debug)]
+struct Charged {
+    bundle_gas: u64,
+    ops: Vec<U256>,
+}
+
+/// What `ops` repay (each op's charged gas at its own price: `min(maxFeePerGas, base fee + its tip)`) and
+/// what their bundle costs (its gas at the bundle transaction's price), in wei, at `base_fee`.
+fn economics(
+    ops: &[PoolOp],
+    charged: &Charged,
+    base_fee: u128,
+    fees: &Eip1559Estimation,
+) -> (U256, U256) {
+    let repaid = ops
+        .iter()
+        .zip(&charged.ops)
+        .map(|(o, gas)| {
+            let (tip, max_fee) = unpack(o.op.gasFees);
+            *gas * U256::from(max_fee.min(base_fee.saturating_add(tip)))
+        })
+        .sum();
+    let price = fees
+        .max_fee_per_gas
+        .min(base_fee.saturating_add(fees.max_priority_fee_per_gas));
+    (repaid, U256::from(charged.bundle_gas) * U256::from(price))
+}
+
+/// Whether `repaid` covers `cost` plus `margin_percent` of it (a negative margin accepts that share of loss).
+fn repays(repaid: U256, cost: U256, margin_percent: i64) -> bool {
+    let needed_percent = U256::from((100 + margin_percent).max(0) as u64);
+    repaid * U256::from(100u64) >= cost * needed_percent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyscope_core::user_op::{OpGas, pack_u128s, unsigned};
+
+    #[test]
+    fn the_profit_rule_compares_repayment_with_cost_and_margin() {
+        let w = U256::from;
+        assert!(repays(w(100), w(100), 0));
+        assert!(!repays(w(99), w(100), 0));
+        assert!(repays(w(110), w(100), 10));
+        assert!(!repays(w(109), w(100), 10));
+        assert!(repays(w(90), w(100), -10));
+        assert!(!repays(w(89), w(100), -10));
+        assert!(repays(w(0), w(100), -100));
+    }
+
+    #[test]
+    fn each_op_repays_at_its_own_price_and_the_bundle_costs_at_the_relayers() {
+        let op = |tip: u128, max_fee: u128| {
+            let mut op = unsigned(
+                alloy_primitives::Address::ZERO,
+                U256::ZERO,
+                Default::default(),
+                Default::default(),
+                OpGas::default_for(false),
+                tip,
+                max_fee,
+            );
+            op.gasFees = pack_u128s(tip, max_fee);
+            PoolOp {
+                hash: B256::ZERO,
+                op,
+                kind: keyscope_core::ops::OpKind::Other,
+                session_key: None,
+                keyscope: false,
+                sender_staked: false,
+                factory_staked: false,
+                valid_until: u64::MAX,
+                order: 0,
+            }
+        };
+        // Base fee 10: the first op pays 10 + 2 = 12 a gas, the second is capped by its max fee at 11.
+        let ops = [op(2, 100), op(5, 11)];
+        let charged = Charged {
+            bundle_gas: 1_000,
+            ops: vec![U256::from(400), U256::from(500)],
+        };
+        let fees = Eip1559Estimation {
+            max_fee_per_gas: 50,
+            max_priority_fee_per_gas: 3,
+        };
+        let (repaid, cost) = economics(&ops, &charged, 10, &fees);
+        assert_eq!(repaid, U256::from(400 * 12 + 500 * 11));
+        assert_eq!(cost, U256::from(1_000 * 13));
+    }
 }

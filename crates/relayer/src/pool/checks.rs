@@ -24,9 +24,14 @@ use crate::{
 };
 
 /// Gas the relayer asks each op to pay for beyond its calldata: ERC-4337's per-op overhead and a share of
-/// the bundle transaction's fixed 21,000 (bundles are assumed to carry 4 ops or more).
+/// the bundle transaction's fixed 21,000 (the door assumes bundles of 4 ops or more; an op that pays only
+/// that waits for company, see the bundler's profit rule).
 const PER_OP_OVERHEAD: u64 = 18_300;
 const FIXED_SHARE: u64 = 21_000 / 4;
+/// The preVerificationGas that pays for a bundle of `op` alone: what the estimate quotes.
+pub fn lone_pre_verification_gas(op: &PackedUserOperation) -> u64 {
+    min_pre_verification_gas(op) + 21_000 - FIXED_SHARE
+}
 /// The least preVerificationGas the relayer accepts for `op`.
 pub fn min_pre_verification_gas(op: &PackedUserOperation) -> u64 {
     let encoded = op.abi_encode();

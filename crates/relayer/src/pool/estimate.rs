@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     Pool,
-    checks::{check_simulated, min_pre_verification_gas, sim_error},
+    checks::{check_simulated, lone_pre_verification_gas, sim_error},
 };
 use crate::{error::RpcError, validate::SimError};
 
@@ -36,7 +36,9 @@ impl Pool {
             rpc.paymaster_verification_gas_limit = Some(U256::from(door.max_verification_gas));
         }
         let mut packed = rpc.to_packed()?;
-        let pvg = min_pre_verification_gas(&packed) * 11 / 10;
+        // The price of a bundle of this op alone, so a client that follows the estimate is never held
+        // waiting for other ops to share the bundle's fixed cost.
+        let pvg = lone_pre_verification_gas(&packed) * 11 / 10;
         packed.preVerificationGas = U256::from(pvg);
         // Gas used does not depend on the fee, and an account that caps what an op may cost (a Keyscope
         // session key's fee limits) would refuse the relayer's maximal estimation limits at a real fee.

@@ -30,6 +30,17 @@ impl Pool {
         ops
     }
 
+    /// Puts ops taken for a bundle that was not sent back in the pool as they were (nothing was recorded
+    /// of them yet).
+    pub fn hold(&self, ops: Vec<PoolOp>) {
+        let mut book = self.book();
+        for op in ops {
+            book.submitted.remove(&op.hash);
+            book.mempool.insert(op);
+        }
+        self.update_size(&book);
+    }
+
     /// Records `ops` as sent in transaction `tx` (replacing `replaced` by a fee bump, if any) and persists
     /// it: durable before the transaction is sent, so a restart finds and follows it.
     pub async fn mark_sent(

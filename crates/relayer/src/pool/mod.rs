@@ -33,6 +33,7 @@ use keyscope_core::rpc_op::RpcUserOperation;
 use serde::Serialize;
 use tokio::{runtime::Handle, sync::Notify};
 
+pub use checks::{lone_pre_verification_gas, min_pre_verification_gas};
 pub use mempool::{Mempool, PoolLimits, PoolOp, Standing};
 pub use reputation::{
     RateLimiter, Reputation, ReputationEntry, ReputationStatus, THROTTLED_ENTITY_MEMPOOL_COUNT,

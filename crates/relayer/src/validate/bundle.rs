@@ -3,7 +3,7 @@
 //! EntryPoint refuses is named, so the bundler can drop it and try again.
 
 use alloy::sol_types::{SolCall, SolEvent, SolInterface};
-use alloy_primitives::Address;
+use alloy_primitives::{Address, U256};
 use keyscope_core::{
     bindings::IEntryPoint::{self, IEntryPointErrors},
     refusal::{Refusal, describe_revert},
@@ -26,8 +26,21 @@ pub enum BundleError {
     Failed(String),
 }
 
+/// What a simulated bundle did.
+#[derive(Debug)]
+pub struct SimulatedBundle {
+    /// Gas the transaction used, its intrinsic cost included.
+    pub gas_used: u64,
+    /// Gas the EntryPoint charged each op (`actualGasUsed`), in bundle order: what they repay, at their
+    /// own fee fields, is for the caller to price.
+    pub charged: Vec<U256>,
+    /// The state it left.
+    pub state: EvmState,
+}
+
 /// Runs `handleOps(ops)` with `beneficiary` on `db` as the bundle transaction would (no inspector: the
-/// rules were checked when each op was accepted). Returns the gas it used and the state it left.
+/// rules were checked when each op was accepted). Returns the gas it used, the gas each op is charged
+/// and the state it left.
 pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
@@ -35,7 +48,7 @@ pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
     ops: &[PackedUserOperation],
     beneficiary: Address,
     gas_limit: u64,
-) -> Result<(u64, EvmState), BundleError> {
+) -> Result<SimulatedBundle, BundleError> {
     let data = IEntryPoint::handleOpsCall {
         ops: ops.to_vec(),
         beneficiary,
@@ -50,14 +63,12 @@ pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
         ExecutionResult::Success { logs, .. } => {
             // A call that does not revert proves nothing (an address without code accepts any call): the
             // EntryPoint must report every op it executed.
-            let executed = logs
+            let events: Vec<_> = logs
                 .iter()
-                .filter(|l| {
-                    l.address == cfg.entry_point
-                        && l.topics().first()
-                            == Some(&IEntryPoint::UserOperationEvent::SIGNATURE_HASH)
-                })
-                .count();
+                .filter(|l| l.address == cfg.entry_point)
+                .filter_map(|l| IEntryPoint::UserOperationEvent::decode_log(l).ok())
+                .collect();
+            let executed = events.len();
             if executed != ops.len() {
                 return Err(BundleError::Failed(format!(
                     "the simulated handleOps executed {executed} of {} ops (UserOperationEvents): is the \
@@ -66,7 +77,11 @@ pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
                     cfg.entry_point
                 )));
             }
-            Ok((gas_used, out.state))
+            Ok(SimulatedBundle {
+                gas_used,
+                charged: events.iter().map(|e| e.data.actualGasUsed).collect(),
+                state: out.state,
+            })
         }
         ExecutionResult::Revert { output, .. } => {
             let (index, reason) = match IEntryPointErrors::abi_decode(&output) {
