@@ -97,6 +97,31 @@ impl Default for BundlerConfig {
     }
 }
 
+/// What the JSON-RPC server lets in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerLimits {
+    /// Connections (HTTP and WebSocket) held at once, in total.
+    pub max_connections: usize,
+    /// Connections held at once from one client address.
+    pub max_connections_per_client: usize,
+    /// The largest request body, in bytes.
+    pub max_request_bytes: u32,
+    /// A WebSocket that answers no ping for this long is closed.
+    pub ws_inactive_secs: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_client: 64,
+            max_request_bytes: 1 << 20,
+            ws_inactive_secs: 60,
+        }
+    }
+}
+
 /// What the door checks before simulating.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -168,6 +193,8 @@ pub struct Config {
     pub min_stake_wei: U256,
     /// The unstake delay a staked entity needs (ERC-7562 MIN_UNSTAKE_DELAY, in seconds).
     pub min_unstake_delay_secs: u32,
+    /// Connection and request limits.
+    pub server: ServerLimits,
     /// How bundles are built and tracked.
     pub bundler: BundlerConfig,
     /// Pool limits.
@@ -196,6 +223,7 @@ impl Default for Config {
             allow_debug_on_public_chain: false,
             min_stake_wei: U256::from(1),
             min_unstake_delay_secs: 86_400,
+            server: ServerLimits::default(),
             bundler: BundlerConfig::default(),
             pool: PoolLimits::default(),
             door: DoorConfig::default(),
@@ -298,6 +326,16 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "admin_token",
                 reason: "must be at least 16 characters".into(),
+            });
+        }
+        if self.server.max_connections == 0
+            || self.server.max_connections_per_client == 0
+            || self.server.max_request_bytes < 4096
+        {
+            return Err(ConfigError::Invalid {
+                field: "server",
+                reason: "connection limits must be at least 1 and max_request_bytes at least 4096"
+                    .into(),
             });
         }
         if self.pool.max_ops_per_sender == 0 {

@@ -36,7 +36,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use alloy_primitives::Address;
-use jsonrpsee::server::{Server, ServerHandle};
+use jsonrpsee::server::{PingConfig, Server, ServerConfig, ServerHandle, stop_channel};
 use keyscope_core::deployment::Deployment;
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -343,13 +343,39 @@ impl Relayer {
             addr: listen,
             reason: e.to_string(),
         };
-        let server = Server::builder()
-            .set_http_middleware(tower::ServiceBuilder::new().layer(rpc::AccessLayer(access)))
-            .build(listen)
+        let limits = &config.server;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(listen_err)?;
-        let rpc_addr = server.local_addr().map_err(listen_err)?;
-        let server = server.start(module);
+        let rpc_addr = listener.local_addr().map_err(listen_err)?;
+        let builder = Server::builder()
+            .set_config(
+                ServerConfig::builder()
+                    .max_connections(limits.max_connections as u32)
+                    .max_request_body_size(limits.max_request_bytes)
+                    .enable_ws_ping(
+                        PingConfig::new()
+                            .ping_interval(Duration::from_secs(
+                                limits.ws_inactive_secs.div_ceil(3).max(1),
+                            ))
+                            .inactive_limit(Duration::from_secs(limits.ws_inactive_secs.max(1)))
+                            .max_failures(3),
+                    )
+                    .build(),
+            )
+            .set_http_middleware(tower::ServiceBuilder::new().layer(rpc::AccessLayer(access)))
+            .to_service_builder();
+        let (stop_handle, server) = stop_channel();
+        tokio::spawn(rpc::serve(
+            listener,
+            builder,
+            module.into(),
+            stop_handle,
+            rpc::ConnectionLimits {
+                total: limits.max_connections,
+                per_client: limits.max_connections_per_client,
+            },
+        ));
 
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = vec![

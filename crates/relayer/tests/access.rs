@@ -104,3 +104,84 @@ async fn open_debug_methods_beyond_loopback_or_on_a_public_chain_refuse_to_start
     c.allow_debug_on_public_chain = true;
     assert!(c.check_chain(1).is_ok());
 }
+
+/// Opens a WebSocket to `addr` from `from` (a loopback address) and returns the handshake's status line
+/// and the open stream.
+async fn websocket_from(from: &str, addr: std::net::SocketAddr) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    (head.lines().next().unwrap_or_default().to_string(), stream)
+}
+
+#[tokio::test]
+async fn idle_connections_from_one_client_cannot_lock_others_out() {
+    let s = setup("connections", 42_022, BundlingMode::Manual, |c| {
+        c.server.max_connections_per_client = 50;
+    })
+    .await;
+    let addr: std::net::SocketAddr = s
+        .relayer
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    // 200 idle WebSockets from one address: 50 are taken, the rest told 429 and closed.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let (status, stream) = websocket_from("127.0.0.2", addr).await;
+        if status.contains(" 101 ") {
+            held.push(stream);
+        } else {
+            assert!(status.contains(" 429 "), "{status}");
+            refused += 1;
+        }
+    }
+    assert_eq!((held.len(), refused), (50, 150));
+    // Everyone else is served: over HTTP and over a WebSocket of their own.
+    let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
+    assert_eq!(body["result"], "0xa426");
+    let (status, _ws) = websocket_from("127.0.0.1", addr).await;
+    assert!(status.contains(" 101 "), "{status}");
+    // Closing them frees the slots.
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, _ws) = websocket_from("127.0.0.2", addr).await;
+    assert!(status.contains(" 101 "), "{status}");
+    s.relayer.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_request_gets_a_clear_refusal() {
+    let s = setup("oversized", 42_023, BundlingMode::Manual, |c| {
+        c.server.max_request_bytes = 64 * 1024;
+    })
+    .await;
+    let op = json!({ "sender": "0x0000000000000000000000000000000000000001", "callData": format!("0x{}", "ab".repeat(100_000)) });
+    let resp = reqwest::Client::new()
+        .post(s.relayer.url())
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_estimateUserOperationGas", "params": [op, s.d.entry_point] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413, "payload too large");
+    // A normal request on the same relayer is served (positive control).
+    let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
+    assert_eq!(body["result"], "0xa427");
+    s.relayer.stop().await;
+}

@@ -9,6 +9,7 @@ mod eth;
 mod fees;
 mod keyscope;
 mod receipt;
+mod serve;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use jsonrpsee::{RpcModule, core::RegisterMethodError, types::ErrorObjectOwned};
 use tokio::sync::broadcast;
 
 pub use access::{AccessLayer, AccessPolicy};
+pub use serve::{ConnectionLimits, serve};
 
 use crate::{error::RpcError, feed::FeedEvent, metrics::Metrics, service::Service};
 

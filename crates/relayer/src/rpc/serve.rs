@@ -1,0 +1,224 @@
+//! The JSON-RPC server's accept loop: connection limits per client address and in total, so one client
+//! holding idle connections (HTTP keep-alive or WebSocket) cannot lock everyone else out. A connection
+//! over a limit is answered `429 Too Many Requests` and closed.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+};
+
+use jsonrpsee::server::{
+    HttpRequest, Methods, StopHandle, TowerServiceBuilder, http::response,
+    serve_with_graceful_shutdown,
+};
+use tokio::net::TcpListener;
+use tower::Service;
+
+/// How many connections the server holds.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// In total.
+    pub total: usize,
+    /// From one client address.
+    pub per_client: usize,
+}
+
+/// Open connections, in total and per client address.
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// A connection counted in [`Open`] until it is dropped.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.total -= 1;
+        if let Some(n) = open.per_client.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_client.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection's socket with its slot: the slot is freed when the socket is dropped, also after a
+/// WebSocket upgrade took the socket over (the HTTP connection's task ends at the upgrade).
+struct Counted {
+    io: tokio::net::TcpStream,
+    _slot: Slot,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Takes a slot for a connection from `ip`, or None if a limit is reached.
+fn take_slot(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: ConnectionLimits) -> Option<Slot> {
+    let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
+    let from_ip = o.per_client.get(&ip).copied().unwrap_or(0);
+    if o.total >= limits.total || from_ip >= limits.per_client {
+        return None;
+    }
+    o.total += 1;
+    *o.per_client.entry(ip).or_default() += 1;
+    Some(Slot {
+        open: open.clone(),
+        ip,
+    })
+}
+
+/// One request's answer, boxed, that cannot fail (a boxed error type here would have to convert for every
+/// lifetime inside `tokio::spawn`, which the compiler cannot prove).
+type Reply = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<jsonrpsee::server::HttpResponse, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
+
+/// The server's configuration with its HTTP middleware (the access layer).
+pub type ServiceBuilder = TowerServiceBuilder<
+    tower::layer::util::Identity,
+    tower::layer::util::Stack<super::AccessLayer, tower::layer::util::Identity>,
+>;
+
+/// Serves `methods` on `listener` until `stop`, with `builder`'s configuration and HTTP middleware, at
+/// most `limits` connections at once.
+pub async fn serve(
+    listener: TcpListener,
+    builder: ServiceBuilder,
+    methods: Methods,
+    stop: StopHandle,
+    limits: ConnectionLimits,
+) {
+    let open = Arc::new(Mutex::new(Open::default()));
+    loop {
+        let (socket, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!("accepting a connection failed: {e}");
+                    continue;
+                }
+            },
+            _ = stop.clone().shutdown() => break,
+        };
+        let Some(slot) = take_slot(&open, peer.ip(), limits) else {
+            tracing::debug!(%peer, "connection refused: over the connection limits");
+            let busy = tower::service_fn(|_req: HttpRequest<hyper::body::Incoming>| async {
+                Ok::<_, std::convert::Infallible>(response::too_many_requests())
+            });
+            tokio::spawn(serve_with_graceful_shutdown(
+                socket,
+                busy,
+                stop.clone().shutdown(),
+            ));
+            continue;
+        };
+        let (builder, methods, stop2) = (builder.clone(), methods.clone(), stop.clone());
+        let svc = tower::service_fn(move |req: HttpRequest<hyper::body::Incoming>| -> Reply {
+            let mut svc = builder.clone().build(methods.clone(), stop2.clone());
+            Box::pin(async move {
+                // A failure here is the server's own: answer 500, keep the connection's error type simple.
+                Ok(svc.call(req).await.unwrap_or_else(|e| {
+                    tracing::warn!("request failed: {e}");
+                    response::internal_error()
+                }))
+            })
+        });
+        let shutdown = stop.clone().shutdown();
+        let counted = Counted {
+            io: socket,
+            _slot: slot,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = serve_with_graceful_shutdown(counted, svc, shutdown).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_limited_per_client_and_in_total_and_freed_on_drop() {
+        let open = Arc::new(Mutex::new(Open::default()));
+        let limits = ConnectionLimits {
+            total: 3,
+            per_client: 2,
+        };
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = take_slot(&open, a, limits).unwrap();
+        let _a2 = take_slot(&open, a, limits).unwrap();
+        assert!(
+            take_slot(&open, a, limits).is_none(),
+            "a third from one client"
+        );
+        let b1 = take_slot(&open, b, limits).unwrap();
+        let c: IpAddr = "10.0.0.3".parse().unwrap();
+        assert!(take_slot(&open, c, limits).is_none(), "a fourth in total");
+        drop(a1);
+        assert!(
+            take_slot(&open, a, limits).is_some(),
+            "freed when the connection ends"
+        );
+        drop(b1);
+        assert_eq!(open.lock().unwrap().per_client.get(&b), None);
+    }
+}
