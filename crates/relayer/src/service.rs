@@ -104,6 +104,8 @@ impl Service {
             if let Err(e) = self.round(false).await {
                 tracing::warn!("bundling round failed: {e}");
             }
+            // The pool and in-flight gauges read from the pool itself, so they cannot drift.
+            self.pool.refresh_gauges();
             if saved.1.elapsed() >= Duration::from_secs(1) {
                 saved = (self.save_reputation(saved.0).await, Instant::now());
             }

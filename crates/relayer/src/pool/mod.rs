@@ -263,6 +263,11 @@ impl Pool {
             .clone()
     }
 
+    /// Sets the pool-size gauges from the pool as it is now.
+    pub fn refresh_gauges(&self) {
+        self.update_size(&self.book());
+    }
+
     fn update_size(&self, book: &Book) {
         let m = &self.inner.metrics;
         m.pool_size.store(
