@@ -6,6 +6,9 @@ use std::{collections::HashMap, time::Instant};
 use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 
+/// Buckets kept before the full ones are forgotten.
+const MAX_BUCKETS: usize = 65_536;
+
 /// Token buckets at the door, one per session key (or per account for owner ops): a runaway engine
 /// is throttled before it costs a simulation, let alone gas.
 #[derive(Debug)]
@@ -29,6 +32,9 @@ impl RateLimiter {
         if self.per_second <= 0.0 {
             return Ok(());
         }
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
+            self.forget_full(now);
+        }
         let (tokens, last) = self.buckets.entry(key).or_insert((self.burst, now));
         *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.per_second)
             .min(self.burst);
@@ -41,6 +47,25 @@ impl RateLimiter {
                 (1.0 - *tokens) / self.per_second,
             ))
         }
+    }
+
+    /// Forgets the buckets that have refilled: a full bucket is the same as none, so a flood of fresh
+    /// senders leaves no memory behind once they go quiet.
+    fn forget_full(&mut self, now: Instant) {
+        let (per_second, burst) = (self.per_second, self.burst);
+        self.buckets.retain(|_, (tokens, last)| {
+            *tokens + now.saturating_duration_since(*last).as_secs_f64() * per_second < burst
+        });
+    }
+
+    /// Buckets held now.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// No bucket held.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
     }
 
     /// Gives back a token taken for an op that was then refused for another reason.
@@ -181,6 +206,32 @@ impl Reputation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_fresh_keys_leaves_no_memory_once_quiet() {
+        let mut rl = RateLimiter::new(10.0, 3.0);
+        let t0 = Instant::now();
+        let key = |i: usize| Address::left_padding_from(&(i as u64).to_be_bytes());
+        for i in 0..MAX_BUCKETS {
+            rl.take(key(i), t0).unwrap();
+        }
+        // While they are still refilling they are kept (each still limits its key).
+        rl.take(key(MAX_BUCKETS), t0).unwrap();
+        assert_eq!(rl.len(), MAX_BUCKETS + 1);
+        // A second later each has refilled: the next new key forgets them, a busy one stays.
+        let busy = Address::repeat_byte(0xbb);
+        let t1 = t0 + std::time::Duration::from_millis(300);
+        for _ in 0..3 {
+            rl.take(busy, t1).unwrap();
+        }
+        let t2 = t0 + std::time::Duration::from_secs(1);
+        rl.take(key(MAX_BUCKETS + 1), t2).unwrap();
+        assert_eq!(rl.len(), 2, "the busy key and the new one");
+        assert!(
+            rl.take(busy, t2).is_ok(),
+            "the busy key refilled 7 tokens' worth, capped at 3"
+        );
+    }
 
     #[test]
     fn token_bucket_allows_burst_then_refills() {
