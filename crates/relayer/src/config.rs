@@ -115,7 +115,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
-            max_connections_per_client: 64,
+            max_connections_per_client: 128,
             max_request_bytes: 1 << 20,
             ws_inactive_secs: 60,
         }
@@ -130,6 +130,11 @@ pub struct DoorConfig {
     pub ops_per_second_per_key: f64,
     /// Token-bucket size: the burst a key may send at once.
     pub burst_per_key: f64,
+    /// Ops from senders this relayer has not accepted an op from before, per second per client address
+    /// (a flood of fresh senders costs a simulation each and passes every per-sender limit); 0: off.
+    pub fresh_senders_per_second_per_client: f64,
+    /// The burst of fresh senders one client address may send at once.
+    pub fresh_senders_burst_per_client: f64,
     /// An op must stay valid at least this long after it arrives.
     pub min_valid_for_secs: u64,
     /// Refuse ops whose calls would revert (they would pay gas for nothing), with the decoded reason.
@@ -145,6 +150,8 @@ impl Default for DoorConfig {
         Self {
             ops_per_second_per_key: 100.0,
             burst_per_key: 200.0,
+            fresh_senders_per_second_per_client: 20.0,
+            fresh_senders_burst_per_client: 200.0,
             min_valid_for_secs: 10,
             reject_reverting_ops: true,
             max_verification_gas: 10_000_000,

@@ -185,3 +185,57 @@ async fn an_oversized_request_gets_a_clear_refusal() {
     assert_eq!(body["result"], "0xa427");
     s.relayer.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_new_senders_is_held_to_its_clients_share() {
+    let s = setup("fresh", 42_024, BundlingMode::Manual, |c| {
+        c.door.fresh_senders_burst_per_client = 5.0;
+        c.door.fresh_senders_per_second_per_client = 0.01;
+    })
+    .await;
+    let t = s.trader(24, "20000").await;
+    let code = |e: &Value| e["code"].as_i64().unwrap();
+    // The trader's first op comes from a sender new to the relayer: one of the five; it is known after.
+    let first = s.order_op(&t, 0, 0, "0.01", "60500", false).await;
+    s.send(&first).await.unwrap();
+    // Four more new senders (nothing deployed there): each costs a validation and a token.
+    let junk = |seed: u8| {
+        let mut op = first.clone();
+        op.sender = alloy_primitives::Address::repeat_byte(seed);
+        op
+    };
+    for seed in 1..=4 {
+        let e = s.send(&junk(seed)).await.unwrap_err();
+        assert_eq!(code(&e), -32500, "{e}");
+    }
+    // The sixth new sender from this client is refused at the door, before any simulation.
+    let e = s.send(&junk(5)).await.unwrap_err();
+    assert_eq!(code(&e), -32504, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("new senders"),
+        "{e}"
+    );
+    // A known sender on the same client is not slowed by the flood.
+    s.send(&s.order_op(&t, 0, 1, "0.01", "60500", false).await)
+        .await
+        .expect("a known sender's op");
+    // Another client address has a budget of its own: its new sender is validated, not throttled.
+    let other = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let body: Value = other
+        .post(s.relayer.url())
+        .json(
+            &json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation",
+            "params": [keyscope_core::client::rpc_user_op(&junk(6)), s.d.entry_point] }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], -32500, "{body}");
+    s.relayer.stop().await;
+}

@@ -105,12 +105,22 @@ struct Candidate {
     received_us: u64,
 }
 
+/// Known senders remembered before the set starts over.
+const MAX_KNOWN_SENDERS: usize = 1 << 20;
+
 impl Pool {
     /// `eth_sendUserOperation`: validates, pools and persists `op`; returns its hash once durable — and,
     /// `with_health`, the account's venue health before and after it (`keyscope_sendUserOperation`).
-    pub async fn add(&self, op: Value, with_health: bool) -> Result<Accepted, RpcError> {
+    /// `client` is the caller's address, if known: ops from senders the relayer has not accepted an op
+    /// from before spend that address's fresh-sender budget.
+    pub async fn add(
+        &self,
+        op: Value,
+        with_health: bool,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Accepted, RpcError> {
         Metrics::inc(&self.inner.metrics.received);
-        let result = self.add_inner(op, with_health).await;
+        let result = self.add_inner(op, with_health, client).await;
         match &result {
             Ok(_) => {
                 Metrics::inc(&self.inner.metrics.accepted);
@@ -121,12 +131,21 @@ impl Pool {
         result
     }
 
-    async fn add_inner(&self, op: Value, with_health: bool) -> Result<Accepted, RpcError> {
+    async fn add_inner(
+        &self,
+        op: Value,
+        with_health: bool,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Accepted, RpcError> {
         let rpc = RpcUserOperation::from_json(op)?;
         let packed = rpc.to_packed()?;
         let hash = user_op_hash(&packed, self.inner.sim.entry_point, self.inner.sim.chain_id)
             .map_err(|e| RpcError::invalid_fields(e.to_string()))?;
         static_checks(&self.inner.cfg.door, &packed)?;
+        let packed_sender = packed.sender;
+        if let Some(ip) = client {
+            self.fresh_sender_budget(ip, packed_sender)?;
+        }
         // An account's ops are validated one after another, in the order they arrive.
         let sender = self.sender_lock(packed.sender);
         let _in_order = sender.lock().await;
@@ -189,10 +208,60 @@ impl Pool {
                 "the op could not be stored: {e}"
             )));
         }
+        self.know(packed_sender);
         Ok(Accepted {
             user_op_hash: hash,
             health: record.health,
         })
+    }
+
+    /// A sender the relayer has not accepted an op from spends a token of its client's fresh-sender
+    /// budget, before any simulation: a flood of new senders (each passing every per-sender limit) is held
+    /// to its client's share, and known senders are never slowed by it. Not refunded when the op is then
+    /// refused: a refused op cost a simulation all the same.
+    fn fresh_sender_budget(
+        &self,
+        ip: std::net::IpAddr,
+        sender: alloy_primitives::Address,
+    ) -> Result<(), RpcError> {
+        if self.is_known(sender) {
+            return Ok(());
+        }
+        let taken = self
+            .inner
+            .fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(ip, Instant::now());
+        taken.map_err(|wait| {
+            let door = &self.inner.cfg.door;
+            RpcError::new(
+                code::REPUTATION,
+                format!(
+                    "{ip} is sending ops from new senders faster than {}/s (burst {}); retry in {} ms",
+                    door.fresh_senders_per_second_per_client,
+                    door.fresh_senders_burst_per_client,
+                    wait.as_millis().max(1)
+                ),
+            )
+        })
+    }
+
+    fn is_known(&self, sender: alloy_primitives::Address) -> bool {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&sender)
+    }
+
+    /// Remembers `sender` as known (a sender with an accepted op).
+    pub(super) fn know(&self, sender: alloy_primitives::Address) {
+        let mut known = self.inner.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_KNOWN_SENDERS {
+            known.clear(); // forgetting only makes senders spend the fresh budget once more
+        }
+        known.insert(sender);
     }
 
     /// The op as the pool would hold it, with what the pending state says of its sender and paymaster:

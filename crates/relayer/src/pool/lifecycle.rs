@@ -217,6 +217,7 @@ impl Pool {
             let Some(pool_op) = PoolOp::from_record(&rec) else {
                 continue;
             };
+            self.know(rec.user_operation.sender);
             book.records.insert(rec.hash, rec.clone());
             match (rec.status, rec.tx_hash) {
                 (OpStatus::Submitted, Some(tx)) => {

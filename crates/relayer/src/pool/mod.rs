@@ -169,6 +169,10 @@ struct PoolInner {
     gate: tokio::sync::RwLock<()>,
     /// One lock per sender: an account's ops validate in order.
     senders: Mutex<HashMap<Address, Arc<tokio::sync::Mutex<()>>>>,
+    /// Senders this relayer has accepted an op from (ops from others spend their client's fresh budget).
+    known: Mutex<std::collections::HashSet<Address>>,
+    /// The fresh-sender budget of each client address.
+    fresh: Mutex<RateLimiter<std::net::IpAddr>>,
     /// Notified when an op is accepted (wakes the bundler).
     arrivals: Arc<Notify>,
     /// One permit per core: validations running at once.
@@ -229,6 +233,10 @@ impl Pool {
             mode: cfg.mode,
             dirty: false,
         };
+        let fresh = RateLimiter::new(
+            cfg.door.fresh_senders_per_second_per_client,
+            cfg.door.fresh_senders_burst_per_client,
+        );
         Ok(Self {
             inner: Arc::new(PoolInner {
                 cfg,
@@ -242,6 +250,8 @@ impl Pool {
                 pending: RwLock::new(Arc::new(pending)),
                 gate: tokio::sync::RwLock::new(()),
                 senders: Mutex::new(HashMap::new()),
+                known: Mutex::new(Default::default()),
+                fresh: Mutex::new(fresh),
                 arrivals: Arc::new(Notify::new()),
                 heads: tokio::sync::Mutex::new(()),
                 cores: tokio::sync::Semaphore::new(

@@ -1,7 +1,7 @@
 //! What the pool knows of who sends: token buckets at the door, one per session key (or per account for
 //! owner ops), and ERC-7562 reputation for factories and paymasters.
 
-use std::{collections::HashMap, time::Instant};
+use std::{collections::HashMap, hash::Hash, time::Instant};
 
 use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
@@ -12,13 +12,13 @@ const MAX_BUCKETS: usize = 65_536;
 /// Token buckets at the door, one per session key (or per account for owner ops): a runaway engine
 /// is throttled before it costs a simulation, let alone gas.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = Address> {
     per_second: f64,
     burst: f64,
-    buckets: HashMap<Address, (f64, Instant)>,
+    buckets: HashMap<K, (f64, Instant)>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Copy> RateLimiter<K> {
     pub fn new(per_second: f64, burst: f64) -> Self {
         Self {
             per_second,
@@ -28,7 +28,7 @@ impl RateLimiter {
     }
 
     /// Takes one token for `key`, or says how long until one is there.
-    pub fn take(&mut self, key: Address, now: Instant) -> Result<(), std::time::Duration> {
+    pub fn take(&mut self, key: K, now: Instant) -> Result<(), std::time::Duration> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
@@ -59,17 +59,13 @@ impl RateLimiter {
     }
 
     /// Buckets held now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.buckets.len()
     }
 
-    /// No bucket held.
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
-    }
-
     /// Gives back a token taken for an op that was then refused for another reason.
-    pub fn refund(&mut self, key: Address) {
+    pub fn refund(&mut self, key: K) {
         if let Some((tokens, _)) = self.buckets.get_mut(&key) {
             *tokens = (*tokens + 1.0).min(self.burst);
         }

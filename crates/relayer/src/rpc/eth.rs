@@ -17,12 +17,12 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
         "eth_supportedEntryPoints",
         |_, ctx, _| -> RpcResult<Vec<Address>> { Ok(vec![ctx.service.identity.entry_point]) },
     )?;
-    m.register_async_method("eth_sendUserOperation", |params, ctx, _| async move {
+    m.register_async_method("eth_sendUserOperation", |params, ctx, ext| async move {
         let (op, ep): (Value, Address) = params.parse()?;
         ctx.check_entry_point(ep)?;
         ctx.service
             .pool
-            .add(op, false)
+            .add(op, false, super::client_of(&ext))
             .await
             .map(|a| a.user_op_hash)
             .map_err(err)

@@ -11,11 +11,18 @@ use crate::{error::RpcError, store::OpRecord};
 /// Registers `keyscope_sendUserOperation`, `keyscope_userOperationStatus`, `keyscope_auditLog`,
 /// `keyscope_status` and `keyscope_subscribeAccountEvents`.
 pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMethodError> {
-    m.register_async_method("keyscope_sendUserOperation", |params, ctx, _| async move {
-        let (op, ep): (Value, Address) = params.parse()?;
-        ctx.check_entry_point(ep)?;
-        ctx.service.pool.add(op, true).await.map_err(err)
-    })?;
+    m.register_async_method(
+        "keyscope_sendUserOperation",
+        |params, ctx, ext| async move {
+            let (op, ep): (Value, Address) = params.parse()?;
+            ctx.check_entry_point(ep)?;
+            ctx.service
+                .pool
+                .add(op, true, super::client_of(&ext))
+                .await
+                .map_err(err)
+        },
+    )?;
     m.register_method(
         "keyscope_userOperationStatus",
         |params, ctx, _| -> RpcResult<Option<Value>> {

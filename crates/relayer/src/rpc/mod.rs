@@ -18,7 +18,12 @@ use jsonrpsee::{RpcModule, core::RegisterMethodError, types::ErrorObjectOwned};
 use tokio::sync::broadcast;
 
 pub use access::{AccessLayer, AccessPolicy};
-pub use serve::{ConnectionLimits, serve};
+pub use serve::{ClientAddr, ConnectionLimits, serve};
+
+/// The caller's address, as the accept loop saw it.
+fn client_of(ext: &http::Extensions) -> Option<std::net::IpAddr> {
+    ext.get::<ClientAddr>().map(|c| c.0)
+}
 
 use crate::{error::RpcError, feed::FeedEvent, metrics::Metrics, service::Service};
 

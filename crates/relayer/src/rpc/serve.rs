@@ -15,6 +15,10 @@ use jsonrpsee::server::{
 use tokio::net::TcpListener;
 use tower::Service;
 
+/// The address a request came from (a request extension, set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
 /// How many connections the server holds.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -168,16 +172,20 @@ pub async fn serve(
             continue;
         };
         let (builder, methods, stop2) = (builder.clone(), methods.clone(), stop.clone());
-        let svc = tower::service_fn(move |req: HttpRequest<hyper::body::Incoming>| -> Reply {
-            let mut svc = builder.clone().build(methods.clone(), stop2.clone());
-            Box::pin(async move {
-                // A failure here is the server's own: answer 500, keep the connection's error type simple.
-                Ok(svc.call(req).await.unwrap_or_else(|e| {
-                    tracing::warn!("request failed: {e}");
-                    response::internal_error()
-                }))
-            })
-        });
+        let client = ClientAddr(peer.ip());
+        let svc = tower::service_fn(
+            move |mut req: HttpRequest<hyper::body::Incoming>| -> Reply {
+                req.extensions_mut().insert(client);
+                let mut svc = builder.clone().build(methods.clone(), stop2.clone());
+                Box::pin(async move {
+                    // A failure here is the server's own: answer 500, keep the connection's error type simple.
+                    Ok(svc.call(req).await.unwrap_or_else(|e| {
+                        tracing::warn!("request failed: {e}");
+                        response::internal_error()
+                    }))
+                })
+            },
+        );
         let shutdown = stop.clone().shutdown();
         let counted = Counted {
             io: socket,
