@@ -182,6 +182,8 @@ pub struct Config {
     pub relayer_key: Option<String>,
     /// A keystore file holding the key that signs bundles.
     pub keystore: Option<PathBuf>,
+    /// A file holding the key that signs bundles (hex), readable by its owner only.
+    pub relayer_key_file: Option<PathBuf>,
     /// The keystore's password: never read from the file, only from KEYSCOPE_RELAYER_PASSWORD.
     #[serde(skip)]
     pub keystore_password: Option<String>,
@@ -222,6 +224,7 @@ impl Default for Config {
             venue: None,
             relayer_key: None,
             keystore: None,
+            relayer_key_file: None,
             keystore_password: None,
             beneficiary: None,
             debug_api: false,
@@ -371,10 +374,11 @@ impl Config {
                 reason: "rate must be ≥ 0 and burst ≥ 1".into(),
             });
         }
-        if self.relayer_key.is_none() && self.keystore.is_none() {
+        if self.relayer_key.is_none() && self.keystore.is_none() && self.relayer_key_file.is_none()
+        {
             return Err(ConfigError::Invalid {
                 field: "relayer_key",
-                reason: "set relayer_key (or KEYSCOPE_RELAYER_KEY) or keystore (+ KEYSCOPE_RELAYER_PASSWORD): bundles must be signed".into(),
+                reason: "set keystore (+ KEYSCOPE_RELAYER_PASSWORD), relayer_key_file (mode 0600) or relayer_key (KEYSCOPE_RELAYER_KEY): bundles must be signed".into(),
             });
         }
         Ok(())
