@@ -12,16 +12,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider;
-use alloy_primitives::{Bytes, U256};
+use alloy_primitives::U256;
 use common::*;
-use keyscope_core::{
-    bindings::ISessionManager,
-    client::rpc_user_op,
-    nonce::SessionLane,
-    ops::session_call_data,
-    session::sign_session_op_sync,
-    user_op::{OpGas, unsigned, user_op_hash},
-};
+use keyscope_core::user_op::OpGas;
 use keyscope_relayer::config::BundlingMode;
 use serde_json::{Value, json};
 
@@ -64,10 +57,6 @@ async fn run(clients: usize, per_client: usize) {
     for i in 0..clients {
         traders.push(s.trader(1000 + i as u64, "100000").await);
     }
-    // Pre-sign every op: signing is the client's cost, measured by keyscope-core's own bench.
-    let fees = s.provider.estimate_eip1559_fees().await.unwrap();
-    // Within the scope's 60 s op lifetime; the relayer wants 10 s left when an op arrives.
-    let until = s.direct.chain_time().await.unwrap() + 58;
     // Limits with room over what a session order uses, so a bundle under anvil's 30M block gas limit
     // carries ~60 of them.
     let gas = OpGas {
@@ -77,26 +66,7 @@ async fn run(clients: usize, per_client: usize) {
     };
     let mut bodies: Vec<Vec<Value>> = Vec::new();
     for t in &traders {
-        let grant = ISessionManager::new(t.account, &s.provider)
-            .getSession(t.session.address())
-            .call()
-            .await
-            .unwrap()
-            .grantId;
-        let call = session_call_data(
-            t.session.address(),
-            execute(s.d.venue, order_call("0.001", "60500", false)),
-        );
-        let ops = (0..per_client)
-            .map(|lane| {
-                let nonce = SessionLane::new(t.session.address(), lane as u32).nonce(0);
-                let mut op = unsigned(t.account, nonce, call.clone(), Bytes::new(), gas, fees.max_priority_fee_per_gas, fees.max_fee_per_gas);
-                let hash = user_op_hash(&op, s.d.entry_point, s.d.chain_id).unwrap();
-                op.signature = sign_session_op_sync(&t.session, hash, until, grant).unwrap();
-                json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation", "params": [rpc_user_op(&op), s.d.entry_point] })
-            })
-            .collect();
-        bodies.push(ops);
+        bodies.push(s.presigned_orders(t, per_client, gas).await);
     }
 
     let url = s.relayer.url();

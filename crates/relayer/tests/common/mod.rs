@@ -396,3 +396,43 @@ pub fn order_call(size: &str, limit: &str, reduce_only: bool) -> Vec<u8> {
     }
     .abi_encode()
 }
+
+impl Setup {
+    /// Session orders for `t`, one per lane `0..lanes` at sequence 0, signed ahead of time (signing is the
+    /// client's cost, measured by keyscope-core's own bench) with `gas`, as `eth_sendUserOperation` bodies.
+    #[allow(dead_code)] // the benches use it; each test binary compiles this module on its own
+    pub async fn presigned_orders(&self, t: &Trader, lanes: usize, gas: OpGas) -> Vec<Value> {
+        let fees = self.provider.estimate_eip1559_fees().await.unwrap();
+        // Within the scope's 60 s op lifetime; the relayer wants 10 s left when an op arrives.
+        let until = self.direct.chain_time().await.unwrap() + 58;
+        let grant = ISessionManager::new(t.account, &self.provider)
+            .getSession(t.session.address())
+            .call()
+            .await
+            .unwrap()
+            .grantId;
+        let call = ops::session_call_data(
+            t.session.address(),
+            execute(self.d.venue, order_call("0.001", "60500", false)),
+        );
+        (0..lanes)
+            .map(|lane| {
+                let nonce = SessionLane::new(t.session.address(), lane as u32).nonce(0);
+                let mut op = unsigned(
+                    t.account,
+                    nonce,
+                    call.clone(),
+                    Bytes::new(),
+                    gas,
+                    fees.max_priority_fee_per_gas,
+                    fees.max_fee_per_gas,
+                );
+                let hash = user_op_hash(&op, self.d.entry_point, self.d.chain_id).unwrap();
+                op.signature =
+                    keyscope_core::session::sign_session_op_sync(&t.session, hash, until, grant)
+                        .unwrap();
+                json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation", "params": [rpc_user_op(&op), self.d.entry_point] })
+            })
+            .collect()
+    }
+}
