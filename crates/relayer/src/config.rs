@@ -109,6 +109,9 @@ pub struct ServerLimits {
     pub max_request_bytes: u32,
     /// A WebSocket that answers no ping for this long is closed.
     pub ws_inactive_secs: u64,
+    /// An HTTP connection that does not send a whole request head in this long — a slow client, or an
+    /// idle keep-alive connection — is closed.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for ServerLimits {
@@ -118,6 +121,7 @@ impl Default for ServerLimits {
             max_connections_per_client: 128,
             max_request_bytes: 1 << 20,
             ws_inactive_secs: 60,
+            header_timeout_secs: 10,
         }
     }
 }

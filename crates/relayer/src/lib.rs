@@ -403,6 +403,7 @@ impl Relayer {
             rpc::ConnectionLimits {
                 total: limits.max_connections,
                 per_client: limits.max_connections_per_client,
+                header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
             },
         ));
 

@@ -239,3 +239,45 @@ async fn a_flood_of_new_senders_is_held_to_its_clients_share() {
     assert_eq!(body["error"]["code"], -32500, "{body}");
     s.relayer.stop().await;
 }
+
+#[tokio::test]
+async fn a_silent_or_slow_connection_is_closed_but_a_websocket_stays() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup("slow", 42_025, BundlingMode::Manual, |c| {
+        c.server.header_timeout_secs = 1;
+    })
+    .await;
+    let addr: std::net::SocketAddr = s
+        .relayer
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let closed_within = |mut stream: tokio::net::TcpStream, secs: u64| async move {
+        let mut buf = [0u8; 256];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(secs), stream.read(&mut buf)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+            || matches!(read, Ok(Ok(n)) if String::from_utf8_lossy(&buf[..n]).contains(" 408 "))
+    };
+    // Silent: connected, never sends a byte.
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Slow: half a request head, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        .await
+        .unwrap();
+    // An upgraded WebSocket is past its head: it stays.
+    let (status, ws) = websocket_from("127.0.0.1", addr).await;
+    assert!(status.contains(" 101 "), "{status}");
+    assert!(
+        closed_within(silent, 3).await,
+        "a silent connection is closed"
+    );
+    assert!(closed_within(slow, 3).await, "a slow request is closed");
+    assert!(!closed_within(ws, 2).await, "the WebSocket stays open");
+    // A prompt client is served (positive control).
+    let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
+    assert_eq!(body["result"], "0xa429");
+    s.relayer.stop().await;
+}

@@ -6,6 +6,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use jsonrpsee::server::{
@@ -19,13 +20,16 @@ use tower::Service;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
-/// How many connections the server holds.
+/// How many connections the server holds, and how long it waits for a request's headers.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// In total.
     pub total: usize,
     /// From one client address.
     pub per_client: usize,
+    /// A connection that does not send a whole request head in this long (a slow client, or an idle
+    /// keep-alive connection) is closed. WebSockets, once upgraded, are not affected.
+    pub header_timeout: Duration,
 }
 
 /// Open connections, in total and per client address.
@@ -191,12 +195,53 @@ pub async fn serve(
             io: socket,
             _slot: slot,
         };
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = serve_with_graceful_shutdown(counted, svc, shutdown).await {
+            if let Err(e) = serve_connection(counted, svc, shutdown, header_timeout).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
     }
+}
+
+/// Serves one connection (HTTP/1, or a WebSocket upgrade) until it ends or the server stops,
+/// closing it if a request's head does not arrive within `header_timeout`.
+async fn serve_connection<S>(
+    io: Counted,
+    svc: S,
+    stopped: impl std::future::Future<Output = ()>,
+    header_timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: Service<
+            HttpRequest<hyper::body::Incoming>,
+            Response = jsonrpsee::server::HttpResponse,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        service::TowerToHyperService,
+    };
+    // HTTP/1 only (what JSON-RPC clients speak): the version-sniffing auto builder would wait for a silent
+    // client's first bytes with no timeout at all.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc))
+        .with_upgrades();
+    tokio::pin!(conn, stopped);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = &mut stopped => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    result.map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -209,6 +254,7 @@ mod tests {
         let limits = ConnectionLimits {
             total: 3,
             per_client: 2,
+            header_timeout: Duration::from_secs(1),
         };
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
