@@ -393,6 +393,10 @@ impl Relayer {
                     .build(),
             )
             .set_http_middleware(tower::ServiceBuilder::new().layer(rpc::AccessLayer(access)))
+            .set_rpc_middleware(
+                jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
+                    .layer(rpc::WsOnlyLayer),
+            )
             .to_service_builder();
         let (stop_handle, server) = stop_channel();
         tokio::spawn(rpc::serve(

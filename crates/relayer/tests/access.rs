@@ -167,7 +167,7 @@ async fn idle_connections_from_one_client_cannot_lock_others_out() {
 }
 
 #[tokio::test]
-async fn an_oversized_request_gets_a_clear_refusal() {
+async fn an_oversized_request_or_a_subscription_over_http_gets_a_clear_refusal() {
     let s = setup("oversized", 42_023, BundlingMode::Manual, |c| {
         c.server.max_request_bytes = 64 * 1024;
     })
@@ -180,6 +180,22 @@ async fn an_oversized_request_gets_a_clear_refusal() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 413, "payload too large");
+    // A subscription over plain HTTP: told to use a WebSocket (the trading tests subscribe over one).
+    let (_, body) = call(
+        &s.relayer.url(),
+        "keyscope_subscribeAccountEvents",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(body["error"]["code"], -32601, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a WebSocket"),
+        "{body}"
+    );
     // A normal request on the same relayer is served (positive control).
     let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
     assert_eq!(body["result"], "0xa427");

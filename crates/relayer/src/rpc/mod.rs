@@ -10,6 +10,7 @@ mod fees;
 mod keyscope;
 mod receipt;
 mod serve;
+mod ws_only;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use tokio::sync::broadcast;
 
 pub use access::{AccessLayer, AccessPolicy};
 pub use serve::{ClientAddr, ConnectionLimits, serve};
+pub use ws_only::{OverHttp, WsOnlyLayer};
 
 /// The caller's address, as the accept loop saw it.
 fn client_of(ext: &http::Extensions) -> Option<std::net::IpAddr> {

@@ -138,7 +138,7 @@ type Reply = std::pin::Pin<
 
 /// The server's configuration with its HTTP middleware (the access layer).
 pub type ServiceBuilder = TowerServiceBuilder<
-    tower::layer::util::Identity,
+    tower::layer::util::Stack<super::WsOnlyLayer, tower::layer::util::Identity>,
     tower::layer::util::Stack<super::AccessLayer, tower::layer::util::Identity>,
 >;
 
@@ -179,6 +179,9 @@ pub async fn serve(
         let client = ClientAddr(peer.ip());
         let svc = tower::service_fn(
             move |mut req: HttpRequest<hyper::body::Incoming>| -> Reply {
+                if !jsonrpsee::server::ws::is_upgrade_request(&req) {
+                    req.extensions_mut().insert(super::OverHttp);
+                }
                 req.extensions_mut().insert(client);
                 let mut svc = builder.clone().build(methods.clone(), stop2.clone());
                 Box::pin(async move {

@@ -1,0 +1,75 @@
+//! Subscriptions need a WebSocket: called over HTTP, jsonrpsee answers -32603 "internal error". This
+//! JSON-RPC middleware answers such a call with -32601 and says what to do instead.
+
+use jsonrpsee::{
+    core::middleware::{Batch, Notification, RpcServiceT},
+    server::MethodResponse,
+    types::{ErrorObject, Request},
+};
+
+/// Set on a request that came over plain HTTP (not through a WebSocket upgrade).
+#[derive(Debug, Clone, Copy)]
+pub struct OverHttp;
+
+/// The methods that only work on a WebSocket.
+const WS_ONLY: [&str; 2] = [
+    "keyscope_subscribeAccountEvents",
+    "keyscope_unsubscribeAccountEvents",
+];
+
+/// The tower layer for [`WsOnly`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WsOnlyLayer;
+
+impl<S> tower::Layer<S> for WsOnlyLayer {
+    type Service = WsOnly<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WsOnly { inner }
+    }
+}
+
+/// Refuses subscription methods called over HTTP with a clear error; passes everything else on.
+#[derive(Debug, Clone)]
+pub struct WsOnly<S> {
+    inner: S,
+}
+
+impl<S> RpcServiceT for WsOnly<S>
+where
+    S: RpcServiceT<MethodResponse = MethodResponse> + Send + Sync + Clone + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = S::NotificationResponse;
+    type BatchResponse = S::BatchResponse;
+
+    fn call<'a>(&self, req: Request<'a>) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
+        let refuse =
+            WS_ONLY.contains(&req.method_name()) && req.extensions().get::<OverHttp>().is_some();
+        let inner = self.inner.clone();
+        async move {
+            if refuse {
+                let message = format!(
+                    "{} needs a WebSocket connection (ws:// on the same address)",
+                    req.method_name()
+                );
+                return MethodResponse::error(
+                    req.id().into_owned(),
+                    ErrorObject::owned(-32601, message, None::<()>),
+                );
+            }
+            inner.call(req).await
+        }
+    }
+
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+        self.inner.batch(batch)
+    }
+
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
+        self.inner.notification(n)
+    }
+}
