@@ -48,6 +48,8 @@ pub struct Service {
     /// One round at a time (the loop and `debug_bundler_sendBundleNow`).
     rounds: Mutex<()>,
     interval: Duration,
+    /// When the node's chain id was last checked, and why the relayer stopped if it no longer matches.
+    chain_check: std::sync::Mutex<(Option<Instant>, Option<String>)>,
 }
 
 impl Service {
@@ -75,17 +77,52 @@ impl Service {
             sent,
             rounds: Mutex::new(()),
             interval,
+            chain_check: std::sync::Mutex::new((None, None)),
         }
     }
 
     /// One round: follow the head, then bundle (automatically, or once if `force`).
     pub async fn round(&self, force: bool) -> Result<Option<B256>, BuildError> {
         let _one = self.rounds.lock().await;
+        self.check_chain().await?;
         self.chain
             .follow()
             .await
             .map_err(|e| BuildError::Node(e.to_string()))?;
         self.bundler.round(force).await
+    }
+
+    /// At most once a second, asks the node its chain id: a node that now serves another chain (a
+    /// misconfigured failover, a devnet restarted with another id) stops the relayer's bundling for good,
+    /// with the reason, rather than sending bundles signed for the wrong chain.
+    async fn check_chain(&self) -> Result<(), BuildError> {
+        {
+            let c = self.chain_check.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(why) = &c.1 {
+                return Err(BuildError::Node(why.clone()));
+            }
+            if c.0.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+                return Ok(());
+            }
+        }
+        let id = self
+            .provider
+            .get_chain_id()
+            .await
+            .map_err(|e| BuildError::Node(e.to_string()))?;
+        let mut c = self.chain_check.lock().unwrap_or_else(|p| p.into_inner());
+        c.0 = Some(Instant::now());
+        if id != self.identity.chain_id {
+            let why = format!(
+                "the node now reports chain id {id}, but this relayer serves chain {}: it sends nothing \
+                 more; restart it against the right node",
+                self.identity.chain_id
+            );
+            tracing::error!("{why}");
+            c.1 = Some(why.clone());
+            return Err(BuildError::Node(why));
+        }
+        Ok(())
     }
 
     /// Runs rounds until `shutdown`; reputation changes are saved at most once a second, and on shutdown.

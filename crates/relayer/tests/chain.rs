@@ -633,3 +633,43 @@ async fn a_reorg_after_a_restart_includes_every_dropped_op_again_once() {
     assert_eq!(reorged, 20);
     relayer.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_that_changes_chain_gets_no_more_bundles() {
+    let s = setup("chain-id", 42_026, BundlingMode::Manual, |_| {}).await;
+    let t = s.trader(26, "20000").await;
+    let relayer = s.relayer.identity().relayer;
+    // Positive control: bundled and mined.
+    let first = s
+        .send(&s.order_op(&t, 0, 0, "0.01", "60500", false).await)
+        .await
+        .unwrap();
+    s.call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
+    assert_eq!(s.receipt(&first).await["success"], true);
+    s.send(&s.order_op(&t, 0, 1, "0.01", "60500", false).await)
+        .await
+        .unwrap();
+    let sent = s.provider.get_transaction_count(relayer).await.unwrap();
+    // The node now serves another chain id: the relayer stops, says why, and signs nothing more.
+    let _: Value = s
+        .provider
+        .raw_request("anvil_setChainId".into(), (4_242u64,))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let e = s
+        .call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap_err();
+    assert!(
+        e["message"].as_str().unwrap().contains("chain id 4242"),
+        "{e}"
+    );
+    assert_eq!(
+        s.provider.get_transaction_count(relayer).await.unwrap(),
+        sent
+    );
+    s.relayer.stop().await;
+}
