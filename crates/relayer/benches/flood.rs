@@ -21,11 +21,6 @@ use keyscope_core::user_op::OpGas;
 use keyscope_relayer::config::BundlingMode;
 use serde_json::{Value, json};
 
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
 /// The process's resident memory, in MiB.
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -39,18 +34,7 @@ fn rss_mib() -> f64 {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (flood, honest) = if full {
-        (env("FLOOD", 5_000), env("HONEST", 200))
-    } else {
-        (50, 4)
-    };
+    let (flood, honest) = bench_sizes(("FLOOD", 5_000), ("HONEST", 200), (50, 4));
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

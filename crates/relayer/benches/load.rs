@@ -18,24 +18,8 @@ use keyscope_core::user_op::OpGas;
 use keyscope_relayer::config::BundlingMode;
 use serde_json::{Value, json};
 
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (clients, per_client) = if full {
-        (env("CLIENTS", 16), env("OPS", 250))
-    } else {
-        (2, 5)
-    };
+    let (clients, per_client) = bench_sizes(("CLIENTS", 16), ("OPS", 250), (2, 5));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

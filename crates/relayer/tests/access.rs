@@ -134,12 +134,7 @@ async fn idle_connections_from_one_client_cannot_lock_others_out() {
         c.server.max_connections_per_client = 50;
     })
     .await;
-    let addr: std::net::SocketAddr = s
-        .relayer
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    let addr = s.relayer.rpc_addr;
     // 200 idle WebSockets from one address: 50 are taken, the rest told 429 and closed.
     let mut held = Vec::new();
     let mut refused = 0;
@@ -263,12 +258,7 @@ async fn a_silent_or_slow_connection_is_closed_but_a_websocket_stays() {
         c.server.header_timeout_secs = 1;
     })
     .await;
-    let addr: std::net::SocketAddr = s
-        .relayer
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    let addr = s.relayer.rpc_addr;
     let closed_within = |mut stream: tokio::net::TcpStream, secs: u64| async move {
         let mut buf = [0u8; 256];
         let read =

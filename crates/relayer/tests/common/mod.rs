@@ -436,3 +436,26 @@ impl Setup {
             .collect()
     }
 }
+
+/// The `q` quantile of `v` (sorted in place).
+#[allow(dead_code)] // the benches use it
+pub fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A bench's two sizes: from the environment (`a`, `b` with their defaults) under `cargo bench`, else
+/// `smoke` (a small run when the bench runs as a test).
+#[allow(dead_code)] // the benches use it
+pub fn bench_sizes(a: (&str, usize), b: (&str, usize), smoke: (usize, usize)) -> (usize, usize) {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return smoke;
+    }
+    let env = |(k, d): (&str, usize)| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    (env(a), env(b))
+}

@@ -6,22 +6,12 @@
 // Driven by crates/relayer/tests/viem.rs, which passes the chain and the trader in the environment.
 import assert from 'node:assert/strict';
 import {
-  concat, createPublicClient, defineChain, encodeFunctionData, encodePacked, http, keccak256, parseAbi, toHex,
+  concat, createPublicClient, encodeFunctionData, encodePacked, http, keccak256, parseAbi, toHex,
 } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createBundlerClient, getUserOperationHash } from 'viem/account-abstraction';
+import { chain, env } from './devnet.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing ${k}`);
-  return v;
-};
-const chain = defineChain({
-  id: Number(env('CHAIN_ID')),
-  name: 'keyscope-devnet',
-  nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-  rpcUrls: { default: { http: [env('RPC_URL')] } },
-});
 const entryPointAddress = env('ENTRY_POINT');
 const sender = env('ACCOUNT');
 const publicClient = createPublicClient({ chain, transport: http(env('RPC_URL')) });

@@ -8,25 +8,15 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import {
-  concat, createPublicClient, createWalletClient, defineChain, encodeAbiParameters, http, parseEther, zeroHash,
+  concat, createPublicClient, createWalletClient, encodeAbiParameters, http, parseEther, zeroHash,
 } from 'viem';
 import { entryPoint08Address } from 'viem/account-abstraction';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createSmartAccountClient } from 'permissionless';
 import { toSimpleSmartAccount } from 'permissionless/accounts';
 import { createPimlicoClient } from 'permissionless/clients/pimlico';
+import { chain, env } from './devnet.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing ${k}`);
-  return v;
-};
-const chain = defineChain({
-  id: Number(env('CHAIN_ID')),
-  name: 'keyscope-devnet',
-  nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-  rpcUrls: { default: { http: [env('RPC_URL')] } },
-});
 const entryPoint = { address: entryPoint08Address, version: '0.8' };
 assert.equal(entryPoint08Address.toLowerCase(), env('ENTRY_POINT').toLowerCase());
 const publicClient = createPublicClient({ chain, transport: http() });
