@@ -43,25 +43,6 @@ fn main() {
         .block_on(run(flood, honest));
 }
 
-/// Sends `bodies` one at a time from `http`; each answer with its latency in ms.
-async fn send_each(http: &reqwest::Client, url: &str, bodies: Vec<Value>) -> Vec<(f64, Value)> {
-    let mut out = Vec::new();
-    for body in bodies {
-        let t0 = Instant::now();
-        let resp: Value = http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.push((t0.elapsed().as_secs_f64() * 1e3, resp));
-    }
-    out
-}
-
 fn latencies(answers: &[(f64, Value)]) -> Vec<f64> {
     for (_, a) in answers {
         assert!(

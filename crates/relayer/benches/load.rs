@@ -61,21 +61,7 @@ async fn run(clients: usize, per_client: usize) {
             let url = url.clone();
             tokio::spawn(async move {
                 let http = alloy::transports::http::reqwest::Client::new();
-                let mut out = Vec::new();
-                for body in ops {
-                    let t0 = Instant::now();
-                    let resp: Value = http
-                        .post(&url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    out.push((t0.elapsed().as_secs_f64() * 1e3, resp));
-                }
-                out
+                send_each(&http, &url, ops).await
             })
         })
         .collect();

@@ -7,7 +7,7 @@ mod common;
 
 use alloy_primitives::U256;
 use common::*;
-use keyscope_core::{bindings::ISessionManager, devnet::repo_root};
+use keyscope_core::devnet::repo_root;
 use keyscope_relayer::config::BundlingMode;
 use serde_json::{Value, json};
 use tokio::process::Command;
@@ -16,12 +16,7 @@ use tokio::process::Command;
 async fn viem_sends_a_session_order_through_the_relayer() {
     let s = setup("viem", 42_009, BundlingMode::Auto, |_| {}).await;
     let t = s.trader(9, "20000").await;
-    let grant = ISessionManager::new(t.account, &s.provider)
-        .getSession(t.session.address())
-        .call()
-        .await
-        .unwrap()
-        .grantId;
+    let grant = s.grant_of(&t).await;
     let script = repo_root().join("crates/relayer/tests/viem/session-order.mjs");
     let out = Command::new("node")
         .arg(&script)

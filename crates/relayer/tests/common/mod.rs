@@ -300,17 +300,22 @@ impl Chain {
             fees.max_priority_fee_per_gas,
             fees.max_fee_per_gas,
         );
-        let grant = ISessionManager::new(t.account, &self.provider)
-            .getSession(t.session.address())
-            .call()
-            .await
-            .unwrap()
-            .grantId;
+        let grant = self.grant_of(t).await;
         let until = self.direct.chain_time().await.unwrap() + ttl;
         op.signature = sign_session_op(&t.session, self.hash(&op), until, grant)
             .await
             .unwrap();
         op
+    }
+
+    /// The grant id of `t`'s session key (part of what a session signature covers).
+    pub async fn grant_of(&self, t: &Trader) -> u32 {
+        ISessionManager::new(t.account, &self.provider)
+            .getSession(t.session.address())
+            .call()
+            .await
+            .unwrap()
+            .grantId
     }
 
     /// Re-signs a session op after its fields were changed (fees, paymaster).
@@ -319,12 +324,7 @@ impl Chain {
         t: &Trader,
         mut op: PackedUserOperation,
     ) -> PackedUserOperation {
-        let grant = ISessionManager::new(t.account, &self.provider)
-            .getSession(t.session.address())
-            .call()
-            .await
-            .unwrap()
-            .grantId;
+        let grant = self.grant_of(t).await;
         let until = self.direct.chain_time().await.unwrap() + 60;
         op.signature = sign_session_op(&t.session, self.hash(&op), until, grant)
             .await
@@ -405,12 +405,7 @@ impl Setup {
         let fees = self.provider.estimate_eip1559_fees().await.unwrap();
         // Within the scope's 60 s op lifetime; the relayer wants 10 s left when an op arrives.
         let until = self.direct.chain_time().await.unwrap() + 58;
-        let grant = ISessionManager::new(t.account, &self.provider)
-            .getSession(t.session.address())
-            .call()
-            .await
-            .unwrap()
-            .grantId;
+        let grant = self.grant_of(t).await;
         let call = ops::session_call_data(
             t.session.address(),
             execute(self.d.venue, order_call("0.001", "60500", false)),
@@ -458,4 +453,28 @@ pub fn bench_sizes(a: (&str, usize), b: (&str, usize), smoke: (usize, usize)) ->
             .unwrap_or(d)
     };
     (env(a), env(b))
+}
+
+/// Sends `bodies` one at a time from `http`; each answer with its latency in ms.
+#[allow(dead_code)] // the benches use it
+pub async fn send_each(
+    http: &alloy::transports::http::reqwest::Client,
+    url: &str,
+    bodies: Vec<Value>,
+) -> Vec<(f64, Value)> {
+    let mut out = Vec::new();
+    for body in bodies {
+        let t0 = std::time::Instant::now();
+        let resp: Value = http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.push((t0.elapsed().as_secs_f64() * 1e3, resp));
+    }
+    out
 }
