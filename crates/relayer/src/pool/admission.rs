@@ -19,7 +19,7 @@ use super::{
     Persist, Pool, PoolOp, Standing,
     checks::{check_simulated, fee_limits, reputation_check, sim_error, static_checks},
     now_us,
-    pending::PendingState,
+    pending::{OpFacts, PendingState},
 };
 use crate::{
     config::DoorConfig,
@@ -56,9 +56,10 @@ fn validate_and_commit(
     pending: &PendingState,
     door: &DoorConfig,
     op: &PackedUserOperation,
-    keyscope: bool,
+    facts: &OpFacts,
     with_health: bool,
 ) -> Result<Option<Validated>, RpcError> {
+    let keyscope = facts.keyscope;
     let (_, max_fee) = unpack(op.gasFees);
     let base_fee = pending.head().base_fee;
     if max_fee < base_fee {
@@ -69,7 +70,7 @@ fn validate_and_commit(
     if keyscope {
         fee_limits(pending, op)?;
     }
-    let (result, changes) = pending.simulate_tracked(op, false, with_health);
+    let (result, changes) = pending.simulate_tracked(op, false, with_health, Some(facts));
     let checked = result.map_err(sim_error).and_then(|s| {
         check_simulated(pending, door, op, &s, false, keyscope).map(|until| (s, until))
     });
@@ -98,6 +99,8 @@ fn validate_and_commit(
 struct Candidate {
     /// Its sender's stake and its paymaster's deposit.
     standing: Standing,
+    /// What the door read of its entities (their stakes serve its simulation too).
+    facts: OpFacts,
     /// Answer with the account's health before and after (`keyscope_sendUserOperation`).
     with_health: bool,
     rpc: RpcUserOperation,
@@ -305,6 +308,7 @@ impl Pool {
                 sender_staked: facts.sender_staked,
                 paymaster_deposit: facts.paymaster_deposit,
             },
+            facts,
             received_us,
             with_health,
             rpc,
@@ -402,9 +406,9 @@ impl Pool {
             .await
             .map_err(RpcError::internal)?;
         let (pool, op, with_health) = (self.clone(), c.pool_op.op.clone(), c.with_health);
-        let (pending, keyscope) = (self.pending(), c.pool_op.keyscope);
+        let (pending, facts) = (self.pending(), c.facts);
         tokio::task::spawn_blocking(move || {
-            validate_and_commit(&pending, &pool.inner.cfg.door, &op, keyscope, with_health)
+            validate_and_commit(&pending, &pool.inner.cfg.door, &op, &facts, with_health)
         })
         .await
         .map_err(RpcError::internal)?

@@ -197,7 +197,7 @@ pub(super) fn check_simulated(
     }
     if !s.paymaster_context.is_empty() {
         let pm = Address::from_slice(&op.paymasterAndData[..20]);
-        if !pending.is_staked(pm).map_err(sim_error)? {
+        if !s.paymaster_staked {
             // EREP-050: a rule of the mempool, answered with the rules' code.
             return Err(RpcError::new(
                 code::OPCODE_VALIDATION,

@@ -30,8 +30,25 @@ pub struct OpFacts {
     pub sender_staked: bool,
     /// The op's factory is staked.
     pub factory_staked: bool,
+    /// The op's paymaster is staked.
+    pub paymaster_staked: bool,
     /// The paymaster's EntryPoint deposit, if the op has one.
     pub paymaster_deposit: Option<U256>,
+}
+
+impl OpFacts {
+    /// `op`'s entities these facts found staked (`op` is the op they were read for).
+    pub fn staked(&self, op: &PackedUserOperation) -> HashSet<Address> {
+        let (factory, paymaster) = validate::entities_of(op);
+        [
+            self.sender_staked.then_some(op.sender),
+            factory.filter(|_| self.factory_staked),
+            paymaster.filter(|_| self.paymaster_staked),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 /// The pending state on one head.
@@ -115,29 +132,26 @@ impl PendingState {
         self.layers.read_slot(address, slot).map_err(internal)
     }
 
-    /// True if `entity` is staked enough (ERC-7562), on the pending state.
-    pub fn is_staked(&self, entity: Address) -> Result<bool, SimError> {
-        validate::is_staked(&mut self.layers.db(), &self.cfg, self.block(), entity)
-    }
-
-    /// What the door needs to know of `op`'s entities before it pools it, on the pending state.
+    /// What the door needs to know of `op`'s entities before it pools it, on the pending state: one
+    /// EntryPoint read per entity.
     pub fn facts(&self, op: &PackedUserOperation) -> Result<OpFacts, SimError> {
         let block = self.block();
         let mut db = self.layers.db();
-        let paymaster = (op.paymasterAndData.len() >= 20)
-            .then(|| Address::from_slice(&op.paymasterAndData[..20]));
-        let factory = (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
+        let (factory, paymaster) = validate::entities_of(op);
+        let factory_staked = match factory {
+            Some(f) => validate::deposit_info(&mut db, &self.cfg, block, f)?.staked,
+            None => false,
+        };
+        let paymaster = match paymaster {
+            Some(p) => Some(validate::deposit_info(&mut db, &self.cfg, block, p)?),
+            None => None,
+        };
         Ok(OpFacts {
-            factory_staked: match factory {
-                Some(f) => validate::is_staked(&mut db, &self.cfg, block, f)?,
-                None => false,
-            },
             keyscope: validate::is_keyscope_account(&mut db, &self.cfg, op.sender)?,
-            sender_staked: validate::is_staked(&mut db, &self.cfg, block, op.sender)?,
-            paymaster_deposit: match paymaster {
-                Some(p) => Some(validate::deposit_of(&mut db, &self.cfg, block, p)?),
-                None => None,
-            },
+            sender_staked: validate::deposit_info(&mut db, &self.cfg, block, op.sender)?.staked,
+            factory_staked,
+            paymaster_staked: paymaster.is_some_and(|p| p.staked),
+            paymaster_deposit: paymaster.map(|p| p.deposit),
         })
     }
 
@@ -148,32 +162,28 @@ impl PendingState {
         op: &PackedUserOperation,
         estimate: bool,
     ) -> Result<(Simulated, Changes), SimError> {
-        let (result, changes) = self.simulate_tracked(op, estimate, false);
+        let (result, changes) = self.simulate_tracked(op, estimate, false, None);
         result.map(|s| (s, changes))
     }
 
     /// [`Self::simulate`], with what the simulation read even when it failed (to tell a real refusal from
     /// one computed on values another commit changed meanwhile: see [`Self::is_current`]), and the
     /// account's health before the op if `health` (a venue call: only when the client asks for it).
+    /// `facts`: the op's entities' stakes if the door read them already (else they are read here).
     pub fn simulate_tracked(
         &self,
         op: &PackedUserOperation,
         estimate: bool,
         health: bool,
+        facts: Option<&OpFacts>,
     ) -> (Result<Simulated, SimError>, Changes) {
         let block = self.block();
         let mut db = self.layers.db();
         let result = (|| {
-            let mut staked = HashSet::new();
-            let factory =
-                (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
-            let paymaster = (op.paymasterAndData.len() >= 20)
-                .then(|| Address::from_slice(&op.paymasterAndData[..20]));
-            for entity in [Some(op.sender), factory, paymaster].into_iter().flatten() {
-                if validate::is_staked(&mut db, &self.cfg, block, entity)? {
-                    staked.insert(entity);
-                }
-            }
+            let staked = match facts {
+                Some(f) => f.staked(op),
+                None => validate::staked_entities(&mut db, &self.cfg, block, op)?,
+            };
             let before = match health {
                 true => self
                     .cached_health(op.sender, block)

@@ -148,6 +148,8 @@ pub struct Simulated {
     pub execution_gas: u64,
     /// The account's venue health on the pending state before the op.
     pub health_before: Option<Health>,
+    /// The op has a paymaster and it is staked enough (a postOp context needs that: EREP-050).
+    pub paymaster_staked: bool,
 }
 
 /// Why simulation refused an op.
@@ -271,13 +273,22 @@ pub fn call<DB: Database<Error = StateReadError>>(
     }
 }
 
-/// True if `entity` has at least the minimum stake and unstake delay in the EntryPoint.
-pub fn is_staked<DB: Database<Error = StateReadError>>(
+/// An entity's standing in the EntryPoint, from one `getDepositInfo` read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deposit {
+    /// At least the minimum stake and unstake delay, and not unstaking (ERC-7562).
+    pub staked: bool,
+    /// Its deposit (what it can pay gas from).
+    pub deposit: U256,
+}
+
+/// `entity`'s stake and deposit in the EntryPoint.
+pub fn deposit_info<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     block: SimBlock,
     entity: Address,
-) -> Result<bool, SimError> {
+) -> Result<Deposit, SimError> {
     let out = call(
         db,
         cfg,
@@ -287,9 +298,37 @@ pub fn is_staked<DB: Database<Error = StateReadError>>(
     )?;
     let info = IEntryPoint::getDepositInfoCall::abi_decode_returns(&out)
         .map_err(|e| SimError::Internal(e.to_string()))?;
-    Ok(info.staked
-        && U256::from(info.stake) >= cfg.min_stake
-        && info.unstakeDelaySec >= cfg.min_unstake_delay)
+    Ok(Deposit {
+        staked: info.staked
+            && U256::from(info.stake) >= cfg.min_stake
+            && info.unstakeDelaySec >= cfg.min_unstake_delay,
+        deposit: info.deposit,
+    })
+}
+
+/// The op's factory and paymaster, if it names them.
+pub fn entities_of(op: &PackedUserOperation) -> (Option<Address>, Option<Address>) {
+    let factory = (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
+    let paymaster =
+        (op.paymasterAndData.len() >= 20).then(|| Address::from_slice(&op.paymasterAndData[..20]));
+    (factory, paymaster)
+}
+
+/// The op's entities (sender, factory, paymaster) that are staked enough.
+pub fn staked_entities<DB: Database<Error = StateReadError>>(
+    db: &mut DB,
+    cfg: &SimConfig,
+    block: SimBlock,
+    op: &PackedUserOperation,
+) -> Result<HashSet<Address>, SimError> {
+    let (factory, paymaster) = entities_of(op);
+    let mut staked = HashSet::new();
+    for entity in [Some(op.sender), factory, paymaster].into_iter().flatten() {
+        if deposit_info(db, cfg, block, entity)?.staked {
+            staked.insert(entity);
+        }
+    }
+    Ok(staked)
 }
 
 /// True if `account` is a Keyscope TradingAccount: its code is the proxy Keyscope's factory deploys and its
@@ -313,24 +352,6 @@ pub fn is_keyscope_account<DB: Database<Error = StateReadError>>(
         .storage(account, ERC1967_IMPLEMENTATION_SLOT.into())
         .map_err(internal)?;
     Ok(Address::from_word(slot.into()) == implementation)
-}
-
-/// The EntryPoint deposit of `account`.
-pub fn deposit_of<DB: Database<Error = StateReadError>>(
-    db: &mut DB,
-    cfg: &SimConfig,
-    block: SimBlock,
-    account: Address,
-) -> Result<U256, SimError> {
-    let out = call(
-        db,
-        cfg,
-        block,
-        cfg.entry_point,
-        IEntryPoint::balanceOfCall { account }.abi_encode(),
-    )?;
-    IEntryPoint::balanceOfCall::abi_decode_returns(&out)
-        .map_err(|e| SimError::Internal(e.to_string()))
 }
 
 /// The venue health of `account` (None without a venue, or when the venue cannot answer).
@@ -369,9 +390,8 @@ pub fn simulate_op<DB: Database<Error = StateReadError>>(
     staked: HashSet<Address>,
     estimate: bool,
 ) -> Result<(Simulated, EvmState), SimError> {
-    let factory = (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
-    let paymaster =
-        (op.paymasterAndData.len() >= 20).then(|| Address::from_slice(&op.paymasterAndData[..20]));
+    let (factory, paymaster) = entities_of(op);
+    let paymaster_staked = paymaster.is_some_and(|p| staked.contains(&p));
     let inspector = Erc7562Inspector::new(
         cfg.entry_point,
         op.sender,
@@ -438,6 +458,7 @@ pub fn simulate_op<DB: Database<Error = StateReadError>>(
             paymaster_gas: inspector.paymaster_gas,
             execution_gas: inspector.execution_gas,
             health_before: None,
+            paymaster_staked,
         },
         out.state,
     ))
