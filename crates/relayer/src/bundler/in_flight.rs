@@ -134,6 +134,12 @@ impl InFlight {
         t.sent = None;
     }
 
+    /// Forgets the sent state (it took in a bundle that was then not sent), keeping the bundles in flight and
+    /// the nonce: the next bundle is simulated on a sent state built again, without a pause.
+    pub fn forget_sent_state(&self) {
+        self.lock().sent = None;
+    }
+
     /// True if new bundles may be sent; clears a halt once nothing is in flight.
     pub fn may_send(&self) -> bool {
         let mut t = self.lock();

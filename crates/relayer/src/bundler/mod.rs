@@ -192,7 +192,7 @@ impl Bundler {
         cost: U256,
     ) -> Result<Option<B256>, BuildError> {
         Metrics::inc(&self.deps.metrics.bundles_held);
-        self.deps.in_flight.halt();
+        self.deps.in_flight.forget_sent_state();
         let since = *self
             .unpaid_since
             .lock()
