@@ -43,8 +43,18 @@ impl NodeError {
     }
 }
 
+/// Accounts a cache holds before it starts over (each may carry up to 24 KiB of code: ≤ 1.6 GiB worst case,
+/// ~100 MiB for plain accounts and the few contracts ops touch).
+pub const MAX_CACHED_ACCOUNTS: usize = 1 << 16;
+/// Storage slots a cache holds before it starts over (~100 bytes each: ~100 MiB).
+pub const MAX_CACHED_SLOTS: usize = 1 << 20;
+
 /// The node's state at one block, cached. Its methods block on the node when a value is missing, so it
 /// is used from blocking threads (`spawn_blocking`), never from async tasks.
+///
+/// A head may stay the head for long (a quiet chain), so the cache is bounded: a map that reaches its limit
+/// is emptied and fills again from the node. Values at one block never change, so starting over costs only
+/// node reads.
 #[derive(Debug)]
 pub struct NodeCache {
     provider: DynProvider,
@@ -55,6 +65,8 @@ pub struct NodeCache {
     block_hashes: RwLock<HashMap<u64, B256>>,
     /// Values fetched from the node (for metrics and tests: a warm cache fetches nothing).
     fetches: AtomicU64,
+    max_accounts: usize,
+    max_slots: usize,
 }
 
 fn read<E: std::fmt::Display>(e: E) -> StateReadError {
@@ -72,6 +84,18 @@ impl NodeCache {
             storage: Default::default(),
             block_hashes: Default::default(),
             fetches: AtomicU64::new(0),
+            max_accounts: MAX_CACHED_ACCOUNTS,
+            max_slots: MAX_CACHED_SLOTS,
+        }
+    }
+
+    /// The same cache with other bounds (tests: small ones show the bound).
+    #[cfg(test)]
+    fn bounded(self, max_accounts: usize, max_slots: usize) -> Self {
+        Self {
+            max_accounts,
+            max_slots,
+            ..self
         }
     }
 
@@ -117,11 +141,11 @@ impl DatabaseRef for NodeCache {
             code: Some(code),
             ..Default::default()
         };
-        self.accounts
-            .write()
-            .map_err(read)?
-            .entry(address)
-            .or_insert_with(|| info.clone());
+        let mut accounts = self.accounts.write().map_err(read)?;
+        if accounts.len() >= self.max_accounts {
+            accounts.clear();
+        }
+        accounts.entry(address).or_insert_with(|| info.clone());
         Ok(Some(info))
     }
 
@@ -146,11 +170,11 @@ impl DatabaseRef for NodeCache {
             )
             .map_err(read)?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        self.storage
-            .write()
-            .map_err(read)?
-            .entry((address, index))
-            .or_insert(value);
+        let mut storage = self.storage.write().map_err(read)?;
+        if storage.len() >= self.max_slots {
+            storage.clear();
+        }
+        storage.entry((address, index)).or_insert(value);
         Ok(value)
     }
 
@@ -172,5 +196,56 @@ impl DatabaseRef for NodeCache {
             .map_err(read)?
             .insert(number, hash);
         Ok(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::{node_bindings::Anvil, providers::ProviderBuilder};
+
+    /// A cache past its bounds starts over and still answers the node's values.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_cache_starts_over_and_stays_right() {
+        let anvil_bin =
+            keyscope_core::devnet::find_anvil(&keyscope_core::devnet::repo_root()).expect("anvil");
+        let anvil = Anvil::new().path(anvil_bin).spawn();
+        let provider = ProviderBuilder::new()
+            .connect_http(anvil.endpoint_url())
+            .erased();
+        let holder = Address::repeat_byte(0x42);
+        for i in 0..10u64 {
+            let _: bool = provider
+                .raw_request(
+                    "anvil_setStorageAt".into(),
+                    (holder, U256::from(i), B256::from(U256::from(1000 + i))),
+                )
+                .await
+                .unwrap();
+        }
+        let block = provider.get_block_number().await.unwrap();
+        let cache = NodeCache::new(provider.clone(), block, Handle::current()).bounded(3, 4);
+        let accounts: Vec<Address> = (1..=8u8).map(Address::repeat_byte).collect();
+        tokio::task::spawn_blocking(move || {
+            for round in 0..2 {
+                for i in 0..10u64 {
+                    let v = cache.storage_ref(holder, U256::from(i)).unwrap();
+                    assert_eq!(v, U256::from(1000 + i), "slot {i}, round {round}");
+                    assert!(cache.storage.read().unwrap().len() <= 4);
+                }
+                for a in &accounts {
+                    assert!(cache.basic_ref(*a).unwrap().is_some());
+                    assert!(cache.accounts.read().unwrap().len() <= 3);
+                }
+            }
+            // Every read past the bounds went back to the node: 2 rounds of 10 slots and 8 accounts.
+            assert_eq!(cache.fetches.load(Ordering::Relaxed), 36);
+            // Within the bounds a warm read fetches nothing.
+            let before = cache.fetches.load(Ordering::Relaxed);
+            cache.storage_ref(holder, U256::from(9)).unwrap();
+            assert_eq!(cache.fetches.load(Ordering::Relaxed), before);
+        })
+        .await
+        .unwrap();
     }
 }
