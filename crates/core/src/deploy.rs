@@ -70,17 +70,50 @@ pub fn keyscope_salt() -> B256 {
     keccak256("keyscope.v1")
 }
 
+fn entry_point_artifact_code(field: &str) -> Bytes {
+    let artifact: serde_json::Value =
+        serde_json::from_str(ENTRY_POINT_ARTIFACT).expect("the EntryPoint artifact is JSON");
+    artifact[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("the EntryPoint artifact has its code")
+}
+
 /// EntryPoint v0.8's published creation code.
 pub fn entry_point_init_code() -> &'static Bytes {
     static CODE: OnceLock<Bytes> = OnceLock::new();
-    CODE.get_or_init(|| {
-        let artifact: serde_json::Value =
-            serde_json::from_str(ENTRY_POINT_ARTIFACT).expect("the EntryPoint artifact is JSON");
-        artifact["bytecode"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("the EntryPoint artifact has its bytecode")
-    })
+    CODE.get_or_init(|| entry_point_artifact_code("bytecode"))
+}
+
+/// True if `code` is EntryPoint v0.8's published runtime code, its immutables aside: the artifact leaves
+/// each immutable as a zero `PUSH32` (the deployment fills in its own address, chain id and EIP-712
+/// domain), and every other byte must match.
+pub fn is_entry_point_v08_code(code: &[u8]) -> bool {
+    static RUNTIME: OnceLock<Bytes> = OnceLock::new();
+    let published = RUNTIME.get_or_init(|| entry_point_artifact_code("deployedBytecode"));
+    if code.len() != published.len() {
+        return false;
+    }
+    const PUSH1: u8 = 0x60;
+    const PUSH32: u8 = 0x7f;
+    let mut i = 0;
+    while i < published.len() {
+        let op = published[i];
+        if code[i] != op {
+            return false;
+        }
+        let immediate = match op {
+            PUSH1..=PUSH32 => (op - PUSH1 + 1) as usize,
+            _ => 0,
+        };
+        let end = (i + 1 + immediate).min(published.len());
+        let placeholder = op == PUSH32 && published[i + 1..end].iter().all(|b| *b == 0);
+        if !placeholder && code[i + 1..end] != published[i + 1..end] {
+            return false;
+        }
+        i = end;
+    }
+    true
 }
 
 /// Where the CREATE2 deployer puts `init_code` with `salt`.
@@ -296,6 +329,34 @@ pub fn plan(chain_id: u64, p: PlanParams) -> Plan {
 mod tests {
     use super::*;
     use crate::user_op::ENTRY_POINT_V08;
+
+    #[test]
+    fn entry_point_code_is_told_apart_from_other_code() {
+        let artifact: serde_json::Value = serde_json::from_str(ENTRY_POINT_ARTIFACT).unwrap();
+        let published: Bytes = artifact["deployedBytecode"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(is_entry_point_v08_code(&published));
+        // The deployment fills its immutables (zero PUSH32s in the artifact): still EntryPoint v0.8.
+        let placeholder = published
+            .windows(33)
+            .position(|w| w[0] == 0x7f && w[1..].iter().all(|b| *b == 0))
+            .expect("the artifact has immutables");
+        let mut deployed = published.to_vec();
+        deployed[placeholder + 1..placeholder + 33].fill(0xab);
+        assert!(is_entry_point_v08_code(&deployed));
+        // One byte changed anywhere else, or another length: not.
+        let mut patched = published.to_vec();
+        patched[100] ^= 1;
+        assert!(!is_entry_point_v08_code(&patched));
+        assert!(!is_entry_point_v08_code(&published[..published.len() - 1]));
+        assert!(!is_entry_point_v08_code(&[]));
+        assert!(!is_entry_point_v08_code(
+            AccountFactory::DEPLOYED_BYTECODE.as_ref()
+        ));
+    }
 
     #[test]
     fn the_entry_point_lands_at_its_canonical_address() {

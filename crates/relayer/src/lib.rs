@@ -82,6 +82,17 @@ pub enum RelayerError {
         /// The chain asked.
         chain_id: u64,
     },
+    /// The configured EntryPoint address holds other code than EntryPoint v0.8.
+    #[error(
+        "the code at {address} on chain {chain_id} is not EntryPoint v0.8's (the published runtime with \
+         its immutables): check entry_point in the config"
+    )]
+    NotEntryPoint {
+        /// The configured EntryPoint.
+        address: alloy_primitives::Address,
+        /// The chain asked.
+        chain_id: u64,
+    },
     /// The deployment file could not be read.
     #[error(transparent)]
     Deployment(#[from] keyscope_core::deployment::DeploymentError),
@@ -215,6 +226,12 @@ async fn connect(
         .map_err(|e| node(e.to_string()))?;
     if code.is_empty() {
         return Err(RelayerError::NoEntryPoint {
+            address: config.entry_point,
+            chain_id,
+        });
+    }
+    if !keyscope_core::deploy::is_entry_point_v08_code(&code) {
+        return Err(RelayerError::NotEntryPoint {
             address: config.entry_point,
             chain_id,
         });

@@ -103,6 +103,24 @@ async fn open_debug_methods_beyond_loopback_or_on_a_public_chain_refuse_to_start
     assert!(e.contains("public network"), "{e}");
     c.allow_debug_on_public_chain = true;
     assert!(c.check_chain(1).is_ok());
+    // Code at the configured EntryPoint that is not EntryPoint v0.8's (the venue's): refused, naming it.
+    let mut c = config_for(
+        &chain.devnet,
+        data_dir("access-wrong-ep"),
+        BundlingMode::Manual,
+    );
+    c.entry_point = chain.devnet.deployment.venue;
+    let e = Relayer::start(c).await.unwrap_err().to_string();
+    assert!(e.contains("not EntryPoint v0.8"), "{e}");
+    // The real one at the same chain starts (positive control, above) — and no code at all is told apart.
+    let mut c = config_for(
+        &chain.devnet,
+        data_dir("access-no-ep"),
+        BundlingMode::Manual,
+    );
+    c.entry_point = alloy_primitives::Address::repeat_byte(0x77);
+    let e = Relayer::start(c).await.unwrap_err().to_string();
+    assert!(e.contains("no EntryPoint"), "{e}");
 }
 
 /// Opens a WebSocket to `addr` from `from` (a loopback address) and returns the handshake's status line
@@ -191,6 +209,30 @@ async fn an_oversized_request_or_a_subscription_over_http_gets_a_clear_refusal()
             .contains("needs a WebSocket"),
         "{body}"
     );
+    // The same inside a batch; the batch's other call is answered (positive control).
+    let batch: Value = reqwest::Client::new()
+        .post(s.relayer.url())
+        .json(&json!([
+            { "jsonrpc": "2.0", "id": 1, "method": "keyscope_subscribeAccountEvents", "params": [] },
+            { "jsonrpc": "2.0", "id": 2, "method": "eth_chainId", "params": [] },
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_id = |id: u64| {
+        batch
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id(1)["error"]["code"], -32601, "{batch}");
+    assert_eq!(by_id(2)["result"], "0xa427", "{batch}");
     // A normal request on the same relayer is served (positive control).
     let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
     assert_eq!(body["result"], "0xa427");

@@ -1,8 +1,9 @@
 //! Subscriptions need a WebSocket: called over HTTP, jsonrpsee answers -32603 "internal error". This
-//! JSON-RPC middleware answers such a call with -32601 and says what to do instead.
+//! JSON-RPC middleware answers such a call — alone or inside a batch — with -32601 and says what to do
+//! instead.
 
 use jsonrpsee::{
-    core::middleware::{Batch, Notification, RpcServiceT},
+    core::middleware::{Batch, BatchEntry, BatchEntryErr, Notification, RpcServiceT},
     server::MethodResponse,
     types::{ErrorObject, Request},
 };
@@ -16,6 +17,19 @@ const WS_ONLY: [&str; 2] = [
     "keyscope_subscribeAccountEvents",
     "keyscope_unsubscribeAccountEvents",
 ];
+
+/// The error for `req` if it is a subscription method called over HTTP.
+fn refusal(req: &Request<'_>) -> Option<ErrorObject<'static>> {
+    let refuse =
+        WS_ONLY.contains(&req.method_name()) && req.extensions().get::<OverHttp>().is_some();
+    refuse.then(|| {
+        let message = format!(
+            "{} needs a WebSocket connection (ws:// on the same address)",
+            req.method_name()
+        );
+        ErrorObject::owned(-32601, message, None::<()>)
+    })
+}
 
 /// The tower layer for [`WsOnly`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,25 +58,27 @@ where
     type BatchResponse = S::BatchResponse;
 
     fn call<'a>(&self, req: Request<'a>) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
-        let refuse =
-            WS_ONLY.contains(&req.method_name()) && req.extensions().get::<OverHttp>().is_some();
+        let refusal = refusal(&req);
         let inner = self.inner.clone();
         async move {
-            if refuse {
-                let message = format!(
-                    "{} needs a WebSocket connection (ws:// on the same address)",
-                    req.method_name()
-                );
-                return MethodResponse::error(
-                    req.id().into_owned(),
-                    ErrorObject::owned(-32601, message, None::<()>),
-                );
+            if let Some(error) = refusal {
+                return MethodResponse::error(req.id().into_owned(), error);
             }
             inner.call(req).await
         }
     }
 
-    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+    fn batch<'a>(
+        &self,
+        mut batch: Batch<'a>,
+    ) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+        for entry in batch.iter_mut() {
+            if let Ok(BatchEntry::Call(req)) = entry
+                && let Some(error) = refusal(req)
+            {
+                *entry = Err(BatchEntryErr::new(req.id().into_owned(), error));
+            }
+        }
         self.inner.batch(batch)
     }
 
