@@ -425,6 +425,7 @@ impl Relayer {
                 total: limits.max_connections,
                 per_client: limits.max_connections_per_client,
                 header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
+                max_request_bytes: limits.max_request_bytes,
             },
         ));
 

@@ -233,6 +233,21 @@ async fn an_oversized_request_or_a_subscription_over_http_gets_a_clear_refusal()
     };
     assert_eq!(by_id(1)["error"]["code"], -32601, "{batch}");
     assert_eq!(by_id(2)["result"], "0xa427", "{batch}");
+    // An id that is an object or a fraction makes the request invalid (JSON-RPC 2.0): -32600, id null.
+    for id in [json!({ "a": 1 }), json!(1.5)] {
+        let body = reqwest::Client::new()
+            .post(s.relayer.url())
+            .json(&json!({ "jsonrpc": "2.0", "id": id, "method": "eth_chainId", "params": [] }))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        assert_eq!(body["error"]["code"], -32600, "{id}: {body}");
+        assert_eq!(body["id"], Value::Null, "{body}");
+    }
     // A normal request on the same relayer is served (positive control).
     let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
     assert_eq!(body["result"], "0xa427");

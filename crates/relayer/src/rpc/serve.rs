@@ -30,6 +30,8 @@ pub struct ConnectionLimits {
     /// A connection that does not send a whole request head in this long (a slow client, or an idle
     /// keep-alive connection) is closed. WebSockets, once upgraded, are not affected.
     pub header_timeout: Duration,
+    /// A larger request body gets HTTP 413.
+    pub max_request_bytes: u32,
 }
 
 /// Open connections, in total and per client address.
@@ -177,6 +179,7 @@ pub async fn serve(
         };
         let (builder, methods, stop2) = (builder.clone(), methods.clone(), stop.clone());
         let client = ClientAddr(peer.ip());
+        let max_request_bytes = limits.max_request_bytes;
         let svc = tower::service_fn(
             move |mut req: HttpRequest<hyper::body::Incoming>| -> Reply {
                 if !jsonrpsee::server::ws::is_upgrade_request(&req) {
@@ -186,10 +189,18 @@ pub async fn serve(
                 let mut svc = builder.clone().build(methods.clone(), stop2.clone());
                 Box::pin(async move {
                     // A failure here is the server's own: answer 500, keep the connection's error type simple.
-                    Ok(svc.call(req).await.unwrap_or_else(|e| {
+                    let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
                         tracing::warn!("request failed: {e}");
                         response::internal_error()
-                    }))
+                    };
+                    if jsonrpsee::server::ws::is_upgrade_request(&req) {
+                        return Ok(svc.call(req).await.unwrap_or_else(failed));
+                    }
+                    let req = match checked_body(req, max_request_bytes).await {
+                        Ok(req) => req,
+                        Err(refusal) => return Ok(refusal),
+                    };
+                    Ok(svc.call(req).await.unwrap_or_else(failed))
                 })
             },
         );
@@ -205,6 +216,50 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Reads a plain HTTP request's body (at most `limit` bytes: else 413) and refuses a single call whose `id`
+/// JSON-RPC 2.0 does not allow (an object, an array, a fraction…) with -32600: jsonrpsee would take it for a
+/// notification and answer `null`.
+async fn checked_body(
+    req: HttpRequest<hyper::body::Incoming>,
+    limit: u32,
+) -> Result<HttpRequest<jsonrpsee::server::HttpBody>, jsonrpsee::server::HttpResponse> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let bytes = http_body_util::Limited::new(body, limit as usize)
+        .collect()
+        .await
+        .map_err(|_| response::too_large(limit))?
+        .to_bytes();
+    if !id_allowed(&bytes) {
+        return Err(response::ok_response(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid request: id must be a string, an integer or null"}}"#,
+        ));
+    }
+    Ok(HttpRequest::from_parts(
+        parts,
+        jsonrpsee::server::HttpBody::from(bytes.to_vec()),
+    ))
+}
+
+/// False if `body` is one JSON object whose `id` is there but is not a string, an unsigned integer or null.
+fn id_allowed(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+    }
+    // Only an object (serde would also read a batch array as the struct's fields in order).
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return true;
+    }
+    let Ok(IdOnly { id: Some(id) }) = serde_json::from_slice::<IdOnly>(body) else {
+        return true; // no id, null, a batch, or not JSON: jsonrpsee answers those
+    };
+    let id = id.get();
+    // jsonrpsee answers string and unsigned integer ids (a negative one it could not echo either).
+    id.starts_with('"') || id.parse::<u64>().is_ok()
 }
 
 /// Serves one connection (HTTP/1, or a WebSocket upgrade) until it ends or the server stops,
@@ -252,12 +307,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ids_json_rpc_allows_pass_and_others_do_not() {
+        for ok in [
+            r#"{"id":1,"method":"m"}"#,
+            r#"{"id":"a","method":"m"}"#,
+            r#"{"id":null,"method":"m"}"#,
+            r#"{"method":"m"}"#,
+            r#"[{"id":{}}]"#,
+            "not json",
+        ] {
+            assert!(id_allowed(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            r#"{"id":{"a":1},"method":"m"}"#,
+            r#"{"id":1.5}"#,
+            r#"{"id":[1]}"#,
+            r#"{"id":true}"#,
+            r#"{"id":-1}"#,
+        ] {
+            assert!(!id_allowed(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
     fn slots_are_limited_per_client_and_in_total_and_freed_on_drop() {
         let open = Arc::new(Mutex::new(Open::default()));
         let limits = ConnectionLimits {
             total: 3,
             per_client: 2,
             header_timeout: Duration::from_secs(1),
+            max_request_bytes: 1 << 20,
         };
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
