@@ -16,7 +16,7 @@ use keyscope_core::{
     devnet::Devnet,
 };
 
-use crate::chain::{ChainError, RevmChain, RevmDeployment};
+use crate::chain::{ChainError, RevmChain, RevmDeployment, TX_GAS_LIMIT};
 
 /// Addresses a scenario needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,24 @@ pub enum BackendError {
     Chain(#[from] ChainError),
     #[error("{0}")]
     Rpc(String),
+    /// A harness transaction used its whole gas limit: the harness's fault, never a venue refusal.
+    #[error("{what} ran out of gas ({limit} gas): the harness's gas limit is too low for it")]
+    OutOfGas { what: String, limit: u64 },
+    /// A harness transaction that must succeed (a price, a mint, a transfer, venue administration)
+    /// reverted.
+    #[error("{what} reverted")]
+    Reverted { what: String },
+}
+
+/// A revm failure of `what`, with an out-of-gas halt told apart.
+fn halted(what: &str, e: ChainError) -> BackendError {
+    match e {
+        ChainError::Halted(reason) if reason.contains("OutOfGas") => BackendError::OutOfGas {
+            what: what.to_string(),
+            limit: TX_GAS_LIMIT,
+        },
+        e => e.into(),
+    }
 }
 
 fn rpc<E: std::fmt::Display>(e: E) -> BackendError {
@@ -78,14 +96,6 @@ pub trait Backend {
     async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError>;
     /// A transaction from the deployer (owner of the venue): venue administration.
     async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError>;
-}
-
-/// Gas for a bundle: the op's limits and overhead (handleOps must have them all available).
-fn bundle_gas(op: &PackedUserOperation) -> u64 {
-    let limits = U256::from_be_bytes(op.accountGasLimits.0);
-    let verification: U256 = limits >> 128;
-    let call: U256 = limits & U256::from(u128::MAX);
-    (verification + call + op.preVerificationGas).to::<u64>() + 200_000
 }
 
 /// Did the op in this receipt's logs succeed? (`UserOperationEvent.success`)
@@ -246,7 +256,7 @@ impl Backend for RevmBackend {
                 success: false,
                 gas_used: 0,
             }),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(halted("a handleOps bundle", e)),
         }
     }
 
@@ -267,7 +277,7 @@ impl Backend for RevmBackend {
         ) {
             Ok(_) => Ok(true),
             Err(ChainError::Reverted { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(halted("a liquidation", e)),
         }
     }
 
@@ -297,7 +307,10 @@ pub struct AnvilBackend {
 }
 
 impl AnvilBackend {
-    pub fn new(devnet: Devnet, roles: Roles) -> Self {
+    /// The backend on `devnet`. Its clock is put under the harness's control as revm's is: blocks keep the
+    /// time of the block before them (`anvil_setBlockTimestampInterval 0`) and only [`Backend::advance`]
+    /// moves it, so a transaction mined a wall-clock second later accrues no extra funding.
+    pub async fn new(devnet: Devnet, roles: Roles) -> Result<Self, BackendError> {
         let d = &devnet.deployment;
         let addresses = Addresses {
             entry_point: d.entry_point,
@@ -315,27 +328,56 @@ impl AnvilBackend {
         let deployer = connect(&roles.deployer);
         let bundler = connect(&roles.bundler);
         let liquidators = roles.liquidators.iter().map(connect).collect();
-        Self {
+        let _: serde_json::Value = bundler
+            .raw_request("anvil_setBlockTimestampInterval".into(), (0,))
+            .await
+            .map_err(rpc)?;
+        Ok(Self {
             devnet,
             roles,
             addresses,
             deployer,
             bundler,
             liquidators,
-        }
+        })
     }
 
+    /// Sends `tx` with the harness's fixed gas limit and waits for its receipt: an out-of-gas is an
+    /// error, a revert is the receipt's status (false).
     async fn send(
         provider: &DynProvider,
+        what: &str,
         tx: TransactionRequest,
     ) -> Result<alloy::rpc::types::TransactionReceipt, BackendError> {
-        provider
-            .send_transaction(tx)
+        let receipt = provider
+            .send_transaction(tx.with_gas_limit(TX_GAS_LIMIT))
             .await
             .map_err(rpc)?
             .get_receipt()
             .await
-            .map_err(rpc)
+            .map_err(rpc)?;
+        if !receipt.status() && receipt.gas_used >= TX_GAS_LIMIT {
+            return Err(BackendError::OutOfGas {
+                what: what.to_string(),
+                limit: TX_GAS_LIMIT,
+            });
+        }
+        Ok(receipt)
+    }
+
+    /// [`Self::send`] for a transaction that must succeed.
+    async fn send_ok(
+        provider: &DynProvider,
+        what: &str,
+        tx: TransactionRequest,
+    ) -> Result<alloy::rpc::types::TransactionReceipt, BackendError> {
+        let receipt = Self::send(provider, what, tx).await?;
+        if !receipt.status() {
+            return Err(BackendError::Reverted {
+                what: what.to_string(),
+            });
+        }
+        Ok(receipt)
     }
 }
 
@@ -364,9 +406,10 @@ impl Backend for AnvilBackend {
     }
 
     async fn advance(&mut self, seconds: u64) -> Result<(), BackendError> {
+        let next = self.now().await? + seconds;
         let _: serde_json::Value = self
             .bundler
-            .raw_request("evm_increaseTime".into(), (seconds,))
+            .raw_request("evm_setNextBlockTimestamp".into(), (next,))
             .await
             .map_err(rpc)?;
         let _: serde_json::Value = self
@@ -378,8 +421,9 @@ impl Backend for AnvilBackend {
     }
 
     async fn fund_eth(&mut self, to: Address, wei: U256) -> Result<(), BackendError> {
-        Self::send(
+        Self::send_ok(
             &self.deployer,
+            "an ETH transfer",
             TransactionRequest::default().with_to(to).with_value(wei),
         )
         .await?;
@@ -388,8 +432,9 @@ impl Backend for AnvilBackend {
 
     async fn mint(&mut self, to: Address, amount: U256) -> Result<(), BackendError> {
         let data = TestUSD::mintCall { to, amount }.abi_encode();
-        Self::send(
+        Self::send_ok(
             &self.deployer,
+            "a collateral mint",
             TransactionRequest::default()
                 .with_to(self.addresses.collateral)
                 .with_input(data),
@@ -417,8 +462,9 @@ impl Backend for AnvilBackend {
             signature: sig.as_bytes().to_vec().into(),
         }
         .abi_encode();
-        Self::send(
+        Self::send_ok(
             &self.bundler,
+            "a price publish",
             TransactionRequest::default()
                 .with_to(self.addresses.oracle)
                 .with_input(data),
@@ -428,7 +474,6 @@ impl Backend for AnvilBackend {
     }
 
     async fn handle_op(&mut self, op: PackedUserOperation) -> Result<OpResult, BackendError> {
-        let gas = bundle_gas(&op);
         let data = IEntryPoint::handleOpsCall {
             ops: vec![op],
             beneficiary: self.roles.bundler.address(),
@@ -436,30 +481,25 @@ impl Backend for AnvilBackend {
         .abi_encode();
         let tx = TransactionRequest::default()
             .with_to(self.addresses.entry_point)
-            .with_input(data)
-            .with_gas_limit(gas);
-        // A refused op reverts the bundle: anvil reports it when the transaction is sent (its gas
-        // estimate fails) or in the receipt's status.
-        match self.bundler.send_transaction(tx).await {
-            Ok(pending) => {
-                let receipt = pending.get_receipt().await.map_err(rpc)?;
-                let logs: Vec<alloy_primitives::Log> = receipt
-                    .inner
-                    .logs()
-                    .iter()
-                    .map(|l| l.inner.clone())
-                    .collect();
-                Ok(OpResult {
-                    success: receipt.status() && op_succeeded(&logs),
-                    gas_used: receipt.gas_used,
-                })
-            }
-            Err(e) if e.as_error_resp().is_some() => Ok(OpResult {
+            .with_input(data);
+        // A refused op reverts the bundle: the receipt's status says so.
+        let receipt = Self::send(&self.bundler, "a handleOps bundle", tx).await?;
+        if !receipt.status() {
+            return Ok(OpResult {
                 success: false,
                 gas_used: 0,
-            }),
-            Err(e) => Err(rpc(e)),
+            });
         }
+        let logs: Vec<alloy_primitives::Log> = receipt
+            .inner
+            .logs()
+            .iter()
+            .map(|l| l.inner.clone())
+            .collect();
+        Ok(OpResult {
+            success: op_succeeded(&logs),
+            gas_used: receipt.gas_used,
+        })
     }
 
     async fn liquidate(
@@ -476,11 +516,8 @@ impl Backend for AnvilBackend {
         let tx = TransactionRequest::default()
             .with_to(self.addresses.venue)
             .with_input(data);
-        match self.liquidators[who].send_transaction(tx).await {
-            Ok(pending) => Ok(pending.get_receipt().await.map_err(rpc)?.status()),
-            Err(e) if e.as_error_resp().is_some() => Ok(false),
-            Err(e) => Err(rpc(e)),
-        }
+        let receipt = Self::send(&self.liquidators[who], "a liquidation", tx).await?;
+        Ok(receipt.status())
     }
 
     async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError> {
@@ -492,16 +529,12 @@ impl Backend for AnvilBackend {
     }
 
     async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError> {
-        let receipt = Self::send(
+        Self::send_ok(
             &self.deployer,
+            &format!("the owner's transaction to {to}"),
             TransactionRequest::default().with_to(to).with_input(data),
         )
         .await?;
-        if !receipt.status() {
-            return Err(BackendError::Rpc(format!(
-                "owner transaction to {to} reverted"
-            )));
-        }
         Ok(())
     }
 }

@@ -44,6 +44,10 @@ pub struct Receipt {
 /// chain (and anvil) has: it CREATE2s `data[32..]` with salt `data[..32]`.
 const CREATE2_DEPLOYER_CODE: &str = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe03601600081602082378035828234f58015156039578182fd5b8082525050506014600cf3";
 
+/// The gas limit of every harness transaction, on both backends (a fixed limit, not a node's estimate: an
+/// estimate made a block earlier can fall short when funding accrues in between).
+pub const TX_GAS_LIMIT: u64 = 16_000_000;
+
 /// A revm chain with a block clock.
 pub struct RevmChain {
     evm: MainnetEvm<MainnetContext<InMemoryDB>>,
@@ -154,7 +158,7 @@ impl RevmChain {
             .data(data)
             .value(value)
             .nonce(*nonce)
-            .gas_limit(16_000_000)
+            .gas_limit(TX_GAS_LIMIT)
             .gas_price(0)
             .chain_id(Some(self.evm.ctx.cfg.chain_id))
             .build_fill();
