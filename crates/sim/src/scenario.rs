@@ -180,16 +180,29 @@ pub enum Answer {
     Reduce,
 }
 
-/// Liquidator bots: they scan every step and liquidate what they can.
+/// Liquidator bots: they scan every step and liquidate what pays.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LiquidatorSpec {
     pub count: u32,
+    /// What a liquidation transaction costs a keeper in gas, in USD: a keeper passes up a liquidation whose
+    /// reward (the penalty clamped to the venue's bounds, paid from the account and then the insurance
+    /// fund) is below it.
+    #[serde(default = "keeper_gas_usd")]
+    pub gas_cost_usd: f64,
+}
+
+/// ~300k gas at 1 gwei and ETH at $3,000 (an L2 costs less, mainnet at busy times more).
+fn keeper_gas_usd() -> f64 {
+    0.9
 }
 
 impl Default for LiquidatorSpec {
     fn default() -> Self {
-        Self { count: 1 }
+        Self {
+            count: 1,
+            gas_cost_usd: keeper_gas_usd(),
+        }
     }
 }
 
@@ -209,7 +222,29 @@ impl Default for VenueSpec {
     }
 }
 
+/// Microseconds one trader-step takes on revm (measured: `cargo bench -p keyscope-sim --bench revm_ops`
+/// and the scale runs in the README), for the size warning.
+const MICROS_PER_TRADER_STEP: f64 = 25.0;
+/// Trader-steps past which a run is worth a warning (~5 minutes on revm).
+const LARGE_RUN_TRADER_STEPS: u64 = 12_000_000;
+
 impl Scenario {
+    /// A warning with an estimate of the run's time, if it is large (traders x steps past ~5 minutes on
+    /// revm; anvil is two orders of magnitude slower).
+    pub fn size_warning(&self) -> Option<String> {
+        let trader_steps = self.traders.count as u64 * (self.steps as u64 + 1);
+        (trader_steps > LARGE_RUN_TRADER_STEPS).then(|| {
+            let secs = trader_steps as f64 * MICROS_PER_TRADER_STEP / 1e6;
+            format!(
+                "{} traders x {} steps = {trader_steps} trader-steps: about {} on revm at {MICROS_PER_TRADER_STEP} µs \
+                 each, far longer on anvil; fewer traders or steps give the same shape sooner",
+                self.traders.count,
+                self.steps,
+                human_duration(secs)
+            )
+        })
+    }
+
     /// Reads and checks a scenario file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
@@ -261,6 +296,25 @@ impl Scenario {
                     &f("name"),
                     format!("{:?} is not a listed market; allowed: BTC, ETH", m.name),
                 ));
+            }
+            if self.markets[..i].iter().any(|o| o.name == m.name) {
+                return Err(invalid(
+                    &f("name"),
+                    format!("{} is listed twice; list each market once", m.name),
+                ));
+            }
+            for (name, value) in [
+                ("imf", m.imf),
+                ("mmf", m.mmf),
+                ("taker_fee", m.taker_fee),
+                ("liquidation_penalty", m.liquidation_penalty),
+            ] {
+                if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+                    return Err(invalid(
+                        &f(name),
+                        format!("must be a fraction between 0 and 1 (0.05 = 5 %), not {v}"),
+                    ));
+                }
             }
             if !(m.start_price > 0.0 && m.start_price < 1e12) {
                 return Err(invalid(
@@ -394,6 +448,12 @@ impl Scenario {
         if !(1..=100).contains(&self.liquidators.count) {
             return Err(invalid("liquidators.count", "must be between 1 and 100"));
         }
+        if !(0.0..=10_000.0).contains(&self.liquidators.gas_cost_usd) {
+            return Err(invalid(
+                "liquidators.gas_cost_usd",
+                "must be between 0 and 10000 (USD per liquidation transaction)",
+            ));
+        }
         if !(self.venue.insurance_fund >= 0.0 && self.venue.insurance_fund <= 1e9) {
             return Err(invalid(
                 "venue.insurance_fund",
@@ -401,6 +461,15 @@ impl Scenario {
             ));
         }
         Ok(())
+    }
+}
+
+/// "7.0 h", "12 min", "40 s".
+fn human_duration(secs: f64) -> String {
+    match secs {
+        s if s >= 3600.0 => format!("{:.1} h", s / 3600.0),
+        s if s >= 60.0 => format!("{:.0} min", s / 60.0),
+        s => format!("{s:.0} s"),
     }
 }
 
@@ -473,6 +542,45 @@ mod tests {
             e.starts_with("traders.leverage_max") && e.contains("5.0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bad_markets_and_keepers_are_named() {
+        let twice = GOOD.replace(
+            "[price]",
+            "[[markets]]\nname = \"BTC\"\nstart_price = 1\nvolatility = 0.1\n[price]",
+        );
+        let e = Scenario::parse(&twice).unwrap_err().to_string();
+        assert!(
+            e.starts_with("markets[1].name") && e.contains("twice"),
+            "{e}"
+        );
+        let nan = GOOD.replace("volatility = 0.6", "volatility = 0.6\nimf = nan");
+        let e = Scenario::parse(&nan).unwrap_err().to_string();
+        assert!(e.starts_with("markets[0].imf") && e.contains("NaN"), "{e}");
+        let costly = GOOD.replace(
+            "leverage_max = 10",
+            "leverage_max = 10\n[liquidators]\ncount = 1\ngas_cost_usd = -1",
+        );
+        let e = Scenario::parse(&costly).unwrap_err().to_string();
+        assert!(e.starts_with("liquidators.gas_cost_usd"), "{e}");
+        // The same file with a keeper cost in range parses (positive control).
+        let ok = costly.replace("gas_cost_usd = -1", "gas_cost_usd = 2.5");
+        assert_eq!(Scenario::parse(&ok).unwrap().liquidators.gas_cost_usd, 2.5);
+    }
+
+    #[test]
+    fn a_very_large_run_is_warned_about_with_an_estimate() {
+        let huge = GOOD
+            .replace("steps = 10", "steps = 100000")
+            .replace("count = 3", "count = 10000");
+        let s = Scenario::parse(&huge).unwrap();
+        let w = s.size_warning().expect("a warning");
+        assert!(
+            w.contains("1000010000 trader-steps") && w.contains("6.9 h"),
+            "{w}"
+        );
+        assert_eq!(Scenario::parse(GOOD).unwrap().size_warning(), None);
     }
 
     #[test]
