@@ -441,6 +441,11 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             liquidated_notional,
             insurance_fund: to_f64(venue.insuranceFund().call().await?, 6),
             bad_debt: to_f64(venue.badDebt().call().await?, 6),
+            pool: {
+                let pool = venue.pool().call().await?;
+                let usd = to_f64(pool.unsigned_abs(), 6);
+                if pool.is_negative() { -usd } else { usd }
+            },
         };
         for acct in [a, b] {
             match venue.health(acct).call().await?.state as usize {
@@ -500,6 +505,7 @@ async fn report(
                 .iter()
                 .map(|p| (p.marketId, format_units(p.size.unsigned_abs(), 18)))
                 .collect(),
+            account_value: venue.health(acct).call().await?.accountValue.to_string(),
         });
     }
     let wall = started.elapsed().as_secs_f64();
@@ -523,6 +529,8 @@ async fn report(
         adds: 0,
         adds_stopped: 0,
         breaker_trips: 0,
+        liquidations_unprofitable: 0,
+        open_shortfall: 0.0,
         ops_executed: included as u64,
         ops_failed: 0,
         gas_used: 0,

@@ -47,6 +47,9 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
         port,
     } = cmd;
     let scenario = Scenario::load(&file)?;
+    if let Some(warning) = scenario.size_warning() {
+        eprintln!("warning: {warning}");
+    }
     let base = file.parent().map(PathBuf::from).unwrap_or_default();
     let path = PricePath::generate(&scenario, &base)?;
     let insurance =
@@ -76,7 +79,7 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
             let devnet = Devnet::start_with(&g.project, port, 31_338, insurance)
                 .await
                 .context("starting anvil for the scenario")?;
-            let mut b = AnvilBackend::new(devnet, roles);
+            let mut b = AnvilBackend::new(devnet, roles).await?;
             run(&scenario, &path, &mut b, progress).await?
         }
     };
@@ -97,6 +100,8 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
             "adds": outcome.adds,
             "addsStopped": outcome.adds_stopped,
             "breakerTrips": outcome.breaker_trips,
+            "liquidationsPassedUp": outcome.liquidations_unprofitable,
+            "openShortfall": outcome.open_shortfall,
             "opsExecuted": outcome.ops_executed,
             "opsPerSecond": outcome.ops_per_second,
             "summary": files.summary,
@@ -113,7 +118,7 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
                 )
             };
             format!(
-                "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional), bad debt ${:.2}{keys}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops/s, {:.1} s\n  report: {}, {}, {}",
+                "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional; {} account-steps passed up, the reward below the keeper's gas), bad debt ${:.2} booked + ${:.2} open (accounts left below zero){keys}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops per wall-clock second (set-up and reads included), {:.1} s\n  report: {}, {}, {}",
                 outcome.scenario,
                 outcome.backend,
                 outcome.traders,
@@ -122,7 +127,9 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
                 outcome.margin_calls_answered,
                 outcome.liquidations,
                 outcome.liquidated_notional,
+                outcome.liquidations_unprofitable,
                 outcome.bad_debt,
+                outcome.open_shortfall,
                 outcome.insurance_fund_start,
                 outcome.insurance_fund_end,
                 outcome.insurance_fund_min,

@@ -113,42 +113,149 @@ async fn crash_makes_margin_calls_and_liquidations_on_revm() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The shipped cascade (80 traders, 60 steps, a 35 % fall, insurance run dry) ends in the same state on
+/// revm and on anvil: every account, every per-step row (time, prices, state counts, liquidations,
+/// insurance, bad debt, the pool), and the totals.
 #[tokio::test]
-async fn same_scenario_same_state_on_revm_and_anvil() {
-    let s = Scenario::parse(SMALL_CRASH).unwrap();
-    let path = PricePath::generate(&s, Path::new(".")).unwrap();
+async fn the_shipped_cascade_ends_the_same_on_revm_and_anvil() {
+    let s = Scenario::load(repo_root().join("scenarios/cascade-thin-insurance.toml")).unwrap();
+    assert!(
+        s.traders.count >= 60,
+        "the comparison runs at the size users run"
+    );
+    let path = PricePath::generate(&s, &repo_root()).unwrap();
+    let devnet = Devnet::start_with(&repo_root(), 0, 41_010, insurance(&s))
+        .await
+        .unwrap();
+    let mut anvil = AnvilBackend::new(devnet, Roles::new(liquidator_keys(&s)))
+        .await
+        .unwrap();
+    // revm starts at anvil's time, so even the rows' timestamps must agree.
+    let start = anvil.now().await.unwrap();
     let mut revm = RevmBackend::new(
         41_010,
-        1_800_000_000,
+        start,
         Roles::new(liquidator_keys(&s)),
         insurance(&s),
     )
     .unwrap();
     let on_revm = run(&s, &path, &mut revm, |_, _| {}).await.unwrap();
-
-    let devnet = Devnet::start_with(
-        &repo_root(),
-        0,
-        41_010,
-        alloy_primitives::U256::from(20_000_000_000u64),
-    )
-    .await
-    .unwrap();
-    let mut anvil = AnvilBackend::new(devnet, Roles::new(liquidator_keys(&s)));
     let on_anvil = run(&s, &path, &mut anvil, |_, _| {}).await.unwrap();
 
     assert!(
-        on_revm.liquidations > 0,
-        "the comparison covers liquidations"
+        on_revm.liquidations > 30,
+        "a cascade: {}",
+        on_revm.liquidations
     );
-    assert_eq!(
-        on_revm.accounts, on_anvil.accounts,
-        "every account's collateral and positions match"
-    );
-    assert_eq!(on_revm.margin_calls, on_anvil.margin_calls);
-    assert_eq!(on_revm.liquidations, on_anvil.liquidations);
+    assert!(on_revm.bad_debt > 0.0, "the insurance fund ran dry");
+    assert_eq!(on_revm.series.len(), on_anvil.series.len());
+    for (r, a) in on_revm.series.iter().zip(&on_anvil.series) {
+        assert_eq!(r, a, "step {} differs", r.step);
+    }
+    assert_eq!(on_revm.accounts, on_anvil.accounts);
+    for (what, r, a) in [
+        ("margin calls", on_revm.margin_calls, on_anvil.margin_calls),
+        (
+            "answered",
+            on_revm.margin_calls_answered,
+            on_anvil.margin_calls_answered,
+        ),
+        ("liquidations", on_revm.liquidations, on_anvil.liquidations),
+        (
+            "passed up",
+            on_revm.liquidations_unprofitable,
+            on_anvil.liquidations_unprofitable,
+        ),
+    ] {
+        assert_eq!(r, a, "{what}");
+    }
     assert_eq!(on_revm.bad_debt, on_anvil.bad_debt);
     assert_eq!(on_revm.insurance_fund_end, on_anvil.insurance_fund_end);
+    assert_eq!(on_revm.insurance_fund_min, on_anvil.insurance_fund_min);
+    assert_eq!(
+        (on_revm.ops_executed, on_revm.ops_failed),
+        (on_anvil.ops_executed, on_anvil.ops_failed)
+    );
+}
+
+/// A trader whose margin-call answer falls due with nothing to send is still swept and counted: every step
+/// counts every trader.
+#[tokio::test]
+async fn every_step_counts_every_trader() {
+    let s = Scenario::load(repo_root().join("scenarios/crash-30pct.toml")).unwrap();
+    let path = PricePath::generate(&s, &repo_root()).unwrap();
+    let mut backend = RevmBackend::new(
+        31_337,
+        1_800_000_000,
+        Roles::new(liquidator_keys(&s)),
+        insurance(&s),
+    )
+    .unwrap();
+    let out = run(&s, &path, &mut backend, |_, _| {}).await.unwrap();
+    assert!(out.margin_calls_answered > 0, "answers are part of the run");
+    for r in &out.series {
+        assert_eq!(
+            r.healthy + r.margin_call + r.liquidatable + r.bankrupt,
+            s.traders.count,
+            "step {}",
+            r.step
+        );
+    }
+}
+
+/// Keepers pass up a liquidation whose reward would not cover their gas: with the insurance fund empty and
+/// a keeper cost above the venue's maximum reward, nothing is liquidated; at zero cost the same run
+/// liquidates (positive control).
+#[tokio::test]
+async fn keepers_liquidate_only_when_the_reward_covers_their_gas() {
+    let mut s = Scenario::parse(SMALL_CRASH).unwrap();
+    let path = PricePath::generate(&s, Path::new(".")).unwrap();
+    let run_with = |s: Scenario| {
+        let path = path.clone();
+        async move {
+            let mut backend = RevmBackend::new(
+                31_337,
+                1_800_000_000,
+                Roles::new(liquidator_keys(&s)),
+                insurance(&s),
+            )
+            .unwrap();
+            run(&s, &path, &mut backend, |_, _| {}).await.unwrap()
+        }
+    };
+    s.liquidators.gas_cost_usd = 0.0;
+    let free = run_with(s.clone()).await;
+    assert!(
+        free.liquidations > 0 && free.liquidations_unprofitable == 0,
+        "{free:#?}"
+    );
+    s.liquidators.gas_cost_usd = 1_000_000.0;
+    let costly = run_with(s).await;
+    assert_eq!(costly.liquidations, 0);
+    assert!(costly.liquidations_unprofitable > 0);
+}
+
+/// Orders that cannot fill fail the run with the reason, instead of a run that "executed" nothing.
+#[tokio::test]
+async fn a_scenario_whose_orders_cannot_fill_fails_with_the_reason() {
+    let s = Scenario::parse(&SMALL_CRASH.replace("start_price = 60000", "start_price = 0.001"))
+        .unwrap();
+    let path = PricePath::generate(&s, Path::new(".")).unwrap();
+    let mut backend = RevmBackend::new(
+        31_337,
+        1_800_000_000,
+        Roles::new(liquidator_keys(&s)),
+        insurance(&s),
+    )
+    .unwrap();
+    let e = run(&s, &path, &mut backend, |_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("opening order") && e.contains("could not fill"),
+        "{e}"
+    );
 }
 
 /// The shipped breaker scenario: keys that average down through a slide trip their drawdown breakers, the

@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+mod keeper;
 mod open;
 mod ops;
 
@@ -55,6 +56,8 @@ pub struct StepRecord {
     pub liquidated_notional: f64,
     pub insurance_fund: f64,
     pub bad_debt: f64,
+    /// The venue's pool (the house: counterparty of every fill), USD; may be negative.
+    pub pool: f64,
 }
 
 /// Where one account ended: for comparing backends.
@@ -63,6 +66,8 @@ pub struct AccountState {
     pub account: Address,
     pub collateral: String,
     pub positions: Vec<(u32, String)>,
+    /// Account value at the last prices (collateral plus open PnL), quote units.
+    pub account_value: String,
 }
 
 /// The whole run.
@@ -86,6 +91,12 @@ pub struct Outcome {
     pub adds: u32,
     pub adds_stopped: u32,
     pub breaker_trips: u32,
+    /// Liquidations keepers passed up because the reward would not cover their gas
+    /// (`liquidators.gas_cost_usd`), counted per account, market and step.
+    pub liquidations_unprofitable: u32,
+    /// Bad debt not yet booked: what accounts still open end below zero (keepers left them, the reward not
+    /// worth their gas), USD.
+    pub open_shortfall: f64,
     pub ops_executed: u64,
     pub ops_failed: u64,
     pub gas_used: u64,
@@ -145,6 +156,12 @@ pub async fn run<B: Backend>(
         progress(step, scenario.steps);
     }
     let accounts = r.accounts(&traders).await?;
+    let open_shortfall = accounts
+        .iter()
+        .filter_map(|a| a.account_value.parse::<I256>().ok())
+        .filter(|v| v.is_negative())
+        .map(|v| -quote_to_usd(v))
+        .fold(0.0, |sum, v| sum + v);
     let last = series.last().cloned().expect("at least step 0");
     let wall = started.elapsed().as_secs_f64();
     let ops = r.ops;
@@ -165,6 +182,8 @@ pub async fn run<B: Backend>(
         adds: tally.adds,
         adds_stopped: tally.adds_stopped,
         breaker_trips: tally.breaker_trips,
+        liquidations_unprofitable: tally.unprofitable,
+        open_shortfall,
         ops_executed: ops.0,
         ops_failed: ops.1,
         gas_used: ops.2,
@@ -185,6 +204,8 @@ struct Tally {
     adds: u32,
     adds_stopped: u32,
     breaker_trips: u32,
+    /// Liquidations keepers passed up: the reward would not cover their gas.
+    unprofitable: u32,
 }
 
 impl Tally {
@@ -198,6 +219,7 @@ impl Tally {
             adds: 0,
             adds_stopped: 0,
             breaker_trips: 0,
+            unprofitable: 0,
         }
     }
 }
@@ -327,9 +349,8 @@ impl<'a, B: Backend> Run<'a, B> {
         }
         let mut counts = [0u32; 4];
         for trader in traders.iter_mut() {
-            if let Some(state) = self.trader_step(step, trader, tally).await? {
-                counts[state.min(3)] += 1;
-            }
+            let state = self.trader_step(step, trader, tally).await?;
+            counts[state.min(3)] += 1;
         }
         let insurance = self.insurance().await?;
         tally.insurance_min = tally.insurance_min.min(insurance);
@@ -338,7 +359,13 @@ impl<'a, B: Backend> Run<'a, B> {
                 .view(self.a.venue, &PerpVenue::badDebtCall {})
                 .await?,
         );
+        let pool = quote_to_usd(
+            self.backend
+                .view(self.a.venue, &PerpVenue::poolCall {})
+                .await?,
+        );
         Ok(StepRecord {
+            pool,
             step,
             time: self.backend.now().await?,
             prices: self.path.prices[step as usize]
@@ -357,13 +384,13 @@ impl<'a, B: Backend> Run<'a, B> {
         })
     }
 
-    /// One trader's turn in a step; returns its account state after it (None: not counted this step).
+    /// One trader's turn in a step; returns its account state after it.
     async fn trader_step(
         &mut self,
         step: u32,
         trader: &mut Trader,
         tally: &mut Tally,
-    ) -> Result<Option<usize>, RunError> {
+    ) -> Result<usize, RunError> {
         let account = trader.account;
         let mut state = self.health_state(account).await?;
         // Margin calls: counted once per crossing; an answer is scheduled by chance.
@@ -386,16 +413,15 @@ impl<'a, B: Backend> Run<'a, B> {
         }
         if trader.answer_at.is_some_and(|at| at <= step) {
             trader.answer_at = None;
-            // An answer with nothing to send (the reserve spent, no position left) ends the trader's turn:
-            // no sweep, not counted this step.
-            let Some(done) = self.answer_margin_call(step, trader).await? else {
-                return Ok(None);
-            };
-            tally.answered += u32::from(done.success);
-            self.count(done);
-            state = self.health_state(account).await?;
+            // An answer with nothing to send (the reserve spent, no position left) sends nothing; the
+            // trader is still swept and counted.
+            if let Some(done) = self.answer_margin_call(step, trader).await? {
+                tally.answered += u32::from(done.success);
+                self.count(done);
+                state = self.health_state(account).await?;
+            }
         }
-        self.liquidate(step, account, state, tally).await.map(Some)
+        self.liquidate(step, account, state, tally).await
     }
 
     /// Liquidator bots sweep `account` while it is liquidatable (at most 8 rounds); returns its state after.
@@ -413,6 +439,12 @@ impl<'a, B: Backend> Run<'a, B> {
             for (mi, m) in self.markets.clone().into_iter().enumerate() {
                 let before = self.position(account, m).await?;
                 if before.is_zero() {
+                    continue;
+                }
+                let price = self.path.prices[step as usize][mi];
+                let reward = self.expected_reward(account, m, before, price).await?;
+                if reward < self.scenario.liquidators.gas_cost_usd {
+                    tally.unprofitable += 1;
                     continue;
                 }
                 let who = (tally.liquidations as usize) % self.scenario.liquidators.count as usize;
@@ -448,10 +480,15 @@ impl<'a, B: Backend> Run<'a, B> {
             for m in self.markets.clone() {
                 positions.push((m, self.position(t.account, m).await?.to_string()));
             }
+            let health = self
+                .backend
+                .view(self.a.venue, &PerpVenue::healthCall { account: t.account })
+                .await?;
             accounts.push(AccountState {
                 account: t.account,
                 collateral: collateral.to_string(),
                 positions,
+                account_value: health.accountValue.to_string(),
             });
         }
         Ok(accounts)

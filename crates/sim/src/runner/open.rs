@@ -106,6 +106,11 @@ impl<B: Backend> Run<'_, B> {
             sign_owner_op_sync(&owner, hash).map_err(|e| RunError::Setup(e.to_string()))?;
         let r = self.backend.handle_op(op).await?;
         self.count(r);
+        if !r.success {
+            return Err(RunError::Setup(format!(
+                "trader {i}'s account could not be opened (its first op failed)"
+            )));
+        }
 
         // The opening order: notional = margin x leverage, at the step-0 price, 2 % limit slack.
         let price = self.path.prices[0][market_ix];
@@ -131,6 +136,13 @@ impl<B: Backend> Run<'_, B> {
         };
         let r = self.trade(&trader, 0, size, limit).await?;
         self.count(r);
+        if !r.success {
+            return Err(RunError::Setup(format!(
+                "trader {i}'s opening order (size {size} at ${:.6}, {leverage:.1}x) could not fill: check \
+                 markets.start_price and the traders' leverage and collateral against the venue's limits",
+                crate::prices::wad_to_usd(price)
+            )));
+        }
         Ok(trader)
     }
 }
