@@ -495,8 +495,12 @@ async fn report(
         .map(|v| v.iter().filter(|e| e["event"] == "included").count())
         .unwrap_or(0);
     let mut accounts = Vec::new();
+    let mut open_pnl = 0.0;
     for acct in [a, b] {
         let pf = venue.portfolio(acct).call().await?;
+        let value = venue.health(acct).call().await?.accountValue;
+        let pnl = value - venue.collateralOf(acct).call().await?;
+        open_pnl += to_f64(pnl.unsigned_abs(), 6) * if pnl.is_negative() { -1.0 } else { 1.0 };
         accounts.push(AccountState {
             account: acct,
             collateral: usd_signed(pf.collateral),
@@ -505,7 +509,7 @@ async fn report(
                 .iter()
                 .map(|p| (p.marketId, format_units(p.size.unsigned_abs(), 18)))
                 .collect(),
-            account_value: venue.health(acct).call().await?.accountValue.to_string(),
+            account_value: value.to_string(),
         });
     }
     let wall = started.elapsed().as_secs_f64();
@@ -531,6 +535,7 @@ async fn report(
         breaker_trips: 0,
         liquidations_unprofitable: 0,
         open_shortfall: 0.0,
+        pool_pnl: last.pool - series[0].pool - open_pnl,
         ops_executed: included as u64,
         ops_failed: 0,
         gas_used: 0,

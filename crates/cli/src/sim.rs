@@ -1,4 +1,5 @@
-//! `keyscope sim run`: a scenario on the in-process revm chain or on a fresh anvil, with a report.
+//! `keyscope sim run`: a scenario on the in-process revm chain or on a fresh anvil, with a report;
+//! `keyscope sim mc`: the scenario over many seeded paths on every core, with a risk report.
 
 use std::{io::IsTerminal, path::PathBuf};
 
@@ -6,6 +7,7 @@ use anyhow::Context;
 use keyscope_core::devnet::Devnet;
 use keyscope_sim::{
     backend::{AnvilBackend, RevmBackend, Roles},
+    mc_report, montecarlo,
     prices::PricePath,
     report,
     runner::{Outcome, liquidator_keys, run},
@@ -31,6 +33,22 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// Run a scenario over N seeded price paths (seed, seed+1, …) on revm, on every core, and write a risk
+    /// report: VaR and expected shortfall of bad debt, insurance drawdown, liquidated notional and pool
+    /// loss; mc.json, paths.csv and mc.svg.
+    Mc {
+        /// Scenario file (TOML), e.g. scenarios/crash-30pct.toml.
+        scenario: PathBuf,
+        /// Number of paths.
+        #[arg(long, default_value_t = 1000)]
+        paths: u32,
+        /// Worker threads [default: every core].
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Report folder [default: reports/<scenario name>-mc].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -40,12 +58,113 @@ pub enum BackendKind {
 }
 
 pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
-    let SimCommand::Run {
-        scenario: file,
-        backend,
-        out,
-        port,
-    } = cmd;
+    match cmd {
+        SimCommand::Run {
+            scenario,
+            backend,
+            out,
+            port,
+        } => run_one(g, scenario, backend, out, port).await,
+        SimCommand::Mc {
+            scenario,
+            paths,
+            threads,
+            out,
+        } => {
+            let g = g.json;
+            tokio::task::spawn_blocking(move || run_mc(g, scenario, paths, threads, out)).await?
+        }
+    }
+}
+
+/// `sim mc`: the paths on worker threads, a progress bar, the report.
+fn run_mc(
+    json_out: bool,
+    file: PathBuf,
+    paths: u32,
+    threads: usize,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&file)?;
+    if let Some(warning) = scenario.size_warning() {
+        eprintln!("warning: {warning} (each path)");
+    }
+    let base = file.parent().map(PathBuf::from).unwrap_or_default();
+    let show = std::io::stderr().is_terminal() && !json_out;
+    let progress = |done: u32, total: u32| {
+        if show {
+            eprint!(
+                "\r  paths {done}/{total} [{:<40}]",
+                "#".repeat((done as usize * 40) / total.max(1) as usize)
+            );
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let report = montecarlo::run_mc(&scenario, &base, paths, threads, progress)?;
+    let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-mc", scenario.name)));
+    let market = scenario.markets[0].name.clone();
+    let files = mc_report::write(&report, &market, &dir)?;
+    let risk = |r: &montecarlo::Risk| json!({ "mean": r.mean, "var95": r.var_95, "var99": r.var_99, "es95": r.es_95, "es99": r.es_99, "max": r.max });
+    emit(
+        json_out,
+        json!({
+            "scenario": report.scenario,
+            "paths": report.paths,
+            "baseSeed": report.base_seed,
+            "badDebt": risk(&report.bad_debt),
+            "insuranceDrawdown": risk(&report.insurance_drawdown),
+            "liquidatedNotional": risk(&report.liquidated_notional),
+            "poolLoss": risk(&report.pool_loss),
+            "pInsuranceExhausted": report.p_insurance_exhausted,
+            "pBadDebt": report.p_bad_debt,
+            "wallSeconds": report.wall_seconds,
+            "pathsPerSecond": report.paths_per_second,
+            "summary": files.summary,
+            "paths_csv": files.paths,
+            "chart": files.chart,
+        }),
+        || {
+            let row = |name: &str, r: &montecarlo::Risk| {
+                format!(
+                    "  {name:<28} mean ${:>12.0}  VaR95 ${:>12.0}  VaR99 ${:>12.0}  ES95 ${:>12.0}  ES99 ${:>12.0}",
+                    r.mean, r.var_95, r.var_99, r.es_95, r.es_99
+                )
+            };
+            format!(
+                "{}: {} paths (seeds {}..), {} traders x {} steps, {} threads\n{}\n{}\n{}\n{}\n  P(insurance fund exhausted) {:.1} %, P(bad debt) {:.1} %\n  {:.1} s, {:.1} paths/s\n  report: {}, {}, {}",
+                report.scenario,
+                report.paths,
+                report.base_seed,
+                report.traders,
+                report.steps,
+                report.threads,
+                row("bad debt (booked + open)", &report.bad_debt),
+                row("insurance drawdown", &report.insurance_drawdown),
+                row("liquidated notional", &report.liquidated_notional),
+                row("pool loss (marked)", &report.pool_loss),
+                report.p_insurance_exhausted * 100.0,
+                report.p_bad_debt * 100.0,
+                report.wall_seconds,
+                report.paths_per_second,
+                files.summary.display(),
+                files.paths.display(),
+                files.chart.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// `sim run`: one path on one backend.
+async fn run_one(
+    g: &Global,
+    file: PathBuf,
+    backend: BackendKind,
+    out: Option<PathBuf>,
+    port: u16,
+) -> anyhow::Result<()> {
     let scenario = Scenario::load(&file)?;
     if let Some(warning) = scenario.size_warning() {
         eprintln!("warning: {warning}");

@@ -451,5 +451,40 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
         err.contains("traders.leverage_min") && err.contains("<= 19"),
         "{err}"
     );
+
+    // Monte Carlo over a few paths: the risk summary and its three files.
+    let mc = dir.join("mc");
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["sim", "mc", "--paths", "4", "--json", "--out"])
+        .arg(&mc)
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["paths"], 4);
+    let bad_debt = &report["badDebt"];
+    assert!(bad_debt["var99"].as_f64().unwrap() >= bad_debt["var95"].as_f64().unwrap());
+    assert!(bad_debt["es95"].as_f64().unwrap() >= bad_debt["var95"].as_f64().unwrap());
+    assert_eq!(
+        report["pInsuranceExhausted"], 1.0,
+        "the $1,000 fund runs dry on every path"
+    );
+    for f in ["mc.json", "paths.csv", "mc.svg"] {
+        assert!(mc.join(f).is_file(), "{f} written");
+    }
+    // No paths: refused by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["sim", "mc", "--paths", "0"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("paths: must be between 1"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -97,6 +97,10 @@ pub struct Outcome {
     /// Bad debt not yet booked: what accounts still open end below zero (keepers left them, the reward not
     /// worth their gas), USD.
     pub open_shortfall: f64,
+    /// The pool's (the house's) profit from step 0 to the end, marked to market: its balance's change less
+    /// the traders' open PnL (which the pool owes them, or is owed), less what accounts below zero cannot
+    /// pay (the open shortfall), USD.
+    pub pool_pnl: f64,
     pub ops_executed: u64,
     pub ops_failed: u64,
     pub gas_used: u64,
@@ -163,6 +167,16 @@ pub async fn run<B: Backend>(
         .map(|v| -quote_to_usd(v))
         .fold(0.0, |sum, v| sum + v);
     let last = series.last().cloned().expect("at least step 0");
+    let open_pnl: f64 = accounts
+        .iter()
+        .filter_map(|a| {
+            let value = a.account_value.parse::<I256>().ok()?;
+            let collateral = a.collateral.parse::<I256>().ok()?;
+            Some(quote_to_usd(value - collateral))
+        })
+        .fold(0.0, |sum, v| sum + v);
+    // Open PnL beyond an account's collateral (its shortfall) the pool cannot collect.
+    let pool_pnl = last.pool - series[0].pool - open_pnl - open_shortfall;
     let wall = started.elapsed().as_secs_f64();
     let ops = r.ops;
     Ok(Outcome {
@@ -184,6 +198,7 @@ pub async fn run<B: Backend>(
         breaker_trips: tally.breaker_trips,
         liquidations_unprofitable: tally.unprofitable,
         open_shortfall,
+        pool_pnl,
         ops_executed: ops.0,
         ops_failed: ops.1,
         gas_used: ops.2,

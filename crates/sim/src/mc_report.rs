@@ -1,0 +1,219 @@
+//! What a Monte Carlo run leaves behind: `mc.json` (the risk summary and every path's results), `paths.csv`
+//! (one row per path) and `mc.svg` (fan charts of the price and the insurance fund across paths, and
+//! histograms of total bad debt and liquidated notional).
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use plotters::prelude::*;
+
+use crate::{
+    montecarlo::{Fan, McReport},
+    report::ReportError,
+};
+
+fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The files written.
+#[derive(Debug, Clone)]
+pub struct McFiles {
+    pub summary: PathBuf,
+    pub paths: PathBuf,
+    pub chart: PathBuf,
+}
+
+/// One row per path.
+pub fn paths_csv(r: &McReport) -> String {
+    let mut csv = String::from(
+        "path,seed,bad_debt,bad_debt_booked,insurance_drawdown,insurance_exhausted,liquidations,liquidated_notional,pool_loss,margin_calls\n",
+    );
+    for p in &r.results {
+        let _ = writeln!(
+            csv,
+            "{},{},{:.6},{:.6},{:.6},{},{},{:.2},{:.6},{}",
+            p.path,
+            p.seed,
+            p.bad_debt,
+            p.bad_debt_booked,
+            p.insurance_drawdown,
+            p.insurance_exhausted,
+            p.liquidations,
+            p.liquidated_notional,
+            p.pool_loss,
+            p.margin_calls
+        );
+    }
+    csv
+}
+
+/// Writes mc.json, paths.csv and mc.svg into `dir`.
+pub fn write(r: &McReport, market: &str, dir: &Path) -> Result<McFiles, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let files = McFiles {
+        summary: dir.join("mc.json"),
+        paths: dir.join("paths.csv"),
+        chart: dir.join("mc.svg"),
+    };
+    let text = serde_json::to_string_pretty(r).map_err(|e| write_err(&files.summary, e))?;
+    std::fs::write(&files.summary, text).map_err(|e| write_err(&files.summary, e))?;
+    std::fs::write(&files.paths, paths_csv(r)).map_err(|e| write_err(&files.paths, e))?;
+    chart(r, market, &files.chart).map_err(|e| write_err(&files.chart, e))?;
+    Ok(files)
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// A fan: the 5–95 % band, the 25–75 % band and the median, step by step.
+fn draw_fan(
+    area: &Area,
+    title: &str,
+    fan: &Fan,
+    color: RGBColor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let steps = fan.len().max(2) as u32 - 1;
+    let lo = fan.iter().map(|b| b[0]).fold(f64::MAX, f64::min);
+    let hi = fan.iter().map(|b| b[4]).fold(f64::MIN, f64::max);
+    let pad = ((hi - lo) * 0.05).max(1.0);
+    let mut c = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u32..steps, (lo - pad)..(hi + pad))?;
+    c.configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("step")
+        .draw()?;
+    for (outer, inner, alpha) in [(0, 4, 0.15), (1, 3, 0.3)] {
+        let mut band: Vec<(u32, f64)> = fan
+            .iter()
+            .enumerate()
+            .map(|(t, b)| (t as u32, b[inner]))
+            .collect();
+        band.extend(
+            fan.iter()
+                .enumerate()
+                .rev()
+                .map(|(t, b)| (t as u32, b[outer])),
+        );
+        c.draw_series(std::iter::once(Polygon::new(
+            band,
+            color.mix(alpha).filled(),
+        )))?
+        .label(if outer == 0 { "5–95 %" } else { "25–75 %" })
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 4), (x + 16, y + 4)], color.mix(alpha).filled())
+        });
+    }
+    c.draw_series(LineSeries::new(
+        fan.iter().enumerate().map(|(t, b)| (t as u32, b[2])),
+        color.stroke_width(2),
+    ))?
+    .label("median")
+    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    Ok(())
+}
+
+/// A histogram of `values` in 30 bins, with the 95 and 99 % VaR marked.
+fn draw_histogram(
+    area: &Area,
+    title: &str,
+    values: &[f64],
+    var: (f64, f64),
+    color: RGBColor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const BINS: usize = 30;
+    let lo = values.iter().copied().fold(f64::MAX, f64::min).min(0.0);
+    let hi = values
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max)
+        .max(lo + 1.0);
+    let width = (hi - lo) / BINS as f64;
+    let mut counts = [0u32; BINS];
+    for v in values {
+        counts[(((v - lo) / width) as usize).min(BINS - 1)] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1);
+    let mut c = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(50)
+        .build_cartesian_2d(lo..hi, 0u32..top + top / 10 + 1)?;
+    c.configure_mesh()
+        .light_line_style(WHITE)
+        .y_desc("paths")
+        .draw()?;
+    c.draw_series(counts.iter().enumerate().map(|(i, n)| {
+        let x0 = lo + i as f64 * width;
+        Rectangle::new([(x0, 0), (x0 + width, *n)], color.mix(0.6).filled())
+    }))?;
+    for (label, x, line) in [("VaR 95 %", var.0, MAGENTA), ("VaR 99 %", var.1, RED)] {
+        c.draw_series(LineSeries::new([(x, 0), (x, top)], line.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], line));
+    }
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    Ok(())
+}
+
+fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (1000, 1100)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "{}: {} paths (seeds {}..{})",
+            r.scenario,
+            r.paths,
+            r.base_seed,
+            r.base_seed.wrapping_add(r.paths as u64 - 1)
+        ),
+        ("sans-serif", 22),
+    )?;
+    let panels = root.split_evenly((4, 1));
+    draw_fan(
+        &panels[0],
+        &format!("{market} price (USD) across paths"),
+        &r.price_fan,
+        BLUE,
+    )?;
+    draw_fan(
+        &panels[1],
+        "insurance fund (USD) across paths",
+        &r.insurance_fan,
+        GREEN,
+    )?;
+    let bad: Vec<f64> = r.results.iter().map(|p| p.bad_debt).collect();
+    draw_histogram(
+        &panels[2],
+        "bad debt per path, booked + open (USD)",
+        &bad,
+        (r.bad_debt.var_95, r.bad_debt.var_99),
+        RED,
+    )?;
+    let liq: Vec<f64> = r.results.iter().map(|p| p.liquidated_notional).collect();
+    draw_histogram(
+        &panels[3],
+        "liquidated notional per path (USD)",
+        &liq,
+        (r.liquidated_notional.var_95, r.liquidated_notional.var_99),
+        BLUE,
+    )?;
+    root.present()?;
+    Ok(())
+}
