@@ -441,6 +441,7 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             liquidated_notional,
             insurance_fund: to_f64(venue.insuranceFund().call().await?, 6),
             bad_debt: to_f64(venue.badDebt().call().await?, 6),
+            oracle_stale: false,
             pool: {
                 let pool = venue.pool().call().await?;
                 let usd = to_f64(pool.unsigned_abs(), 6);

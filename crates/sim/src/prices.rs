@@ -1,4 +1,4 @@
-//! Price paths: seeded GBM with an optional crash or jumps, or prices from a CSV file. The path is
+//! Price paths: seeded GBM with an optional crash or jumps and gaps, or prices from a CSV file. The path is
 //! computed once, up front, and handed to every backend, so the same seed means the same prices.
 //! Floats are used here only to draw the path; each price is rounded to whole cents and carried as
 //! an 18-decimal integer from then on.
@@ -84,6 +84,11 @@ impl PricePath {
                         }
                     }
                     PriceSpec::Gbm | PriceSpec::Csv { .. } => {}
+                }
+                for g in &scenario.gaps {
+                    if g.step == step && g.market.as_ref().is_none_or(|name| *name == m.name) {
+                        p *= 1.0 + g.percent / 100.0;
+                    }
                 }
                 col.push(p);
             }
@@ -185,6 +190,24 @@ mod tests {
         let ratio = wad_to_usd(p.prices[110][0]) / wad_to_usd(p.prices[10][0]);
         // 30 % down, give or take an hour of 50 % volatility.
         assert!((0.6..0.8).contains(&ratio), "{ratio}");
+    }
+
+    #[test]
+    fn a_gap_moves_the_path_once_and_it_goes_on_from_there() {
+        let mut s = scenario("kind = \"gbm\"");
+        s.markets[0].volatility = 0.0;
+        s.gaps = vec![crate::scenario::GapSpec {
+            step: 5,
+            percent: -20.0,
+            market: None,
+        }];
+        let p = PricePath::generate(&s, Path::new(".")).unwrap();
+        let usd = |step: usize| wad_to_usd(p.prices[step][0]);
+        assert_eq!((usd(4), usd(5), usd(6)), (60_000.0, 48_000.0, 48_000.0));
+        // A gap on another market leaves this one alone.
+        s.gaps[0].market = Some("ETH".into());
+        let p = PricePath::generate(&s, Path::new(".")).unwrap();
+        assert_eq!(wad_to_usd(p.prices[5][0]), 60_000.0);
     }
 
     #[test]

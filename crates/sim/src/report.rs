@@ -38,7 +38,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
     for m in markets {
         let _ = write!(csv, ",price_{m}");
     }
-    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool\n");
+    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool,oracle_stale\n");
     for r in &out.series {
         let _ = write!(csv, "{},{}", r.step, r.time);
         for p in &r.prices {
@@ -46,7 +46,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
         }
         let _ = writeln!(
             csv,
-            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6}",
+            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6},{}",
             r.healthy,
             r.margin_call,
             r.liquidatable,
@@ -56,7 +56,8 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
             r.liquidated_notional,
             r.insurance_fund,
             r.bad_debt,
-            r.pool
+            r.pool,
+            r.oracle_stale
         );
     }
     csv

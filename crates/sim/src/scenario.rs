@@ -47,7 +47,59 @@ pub struct Scenario {
     pub liquidators: LiquidatorSpec,
     #[serde(default)]
     pub venue: VenueSpec,
+    /// Funding-rate changes: from a step on, a market's rate is set (by the venue's owner).
+    #[serde(default)]
+    pub funding: Vec<FundingSpec>,
+    /// Price gaps on top of the path: at a step, a market's price jumps by a percentage and the path goes
+    /// on from there.
+    #[serde(default)]
+    pub gaps: Vec<GapSpec>,
+    /// An oracle outage: no price is published for a while (past the oracle's 120 s maximum age the venue
+    /// refuses trades and liquidations), then publishing resumes at the path's price.
+    #[serde(default)]
+    pub oracle: OracleSpec,
 }
+
+/// From `from_step` on, `market`'s funding rate is `rate_per_hour` (a fraction of notional per hour, paid by
+/// longs when positive; the venue allows at most ±0.0001 = 0.01 %/h).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FundingSpec {
+    pub market: String,
+    pub from_step: u32,
+    pub rate_per_hour: f64,
+}
+
+/// At `step`, `market`'s price (every market's if unset) moves by `percent` (-12 = a 12 % gap down).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GapSpec {
+    pub step: u32,
+    pub percent: f64,
+    #[serde(default)]
+    pub market: Option<String>,
+}
+
+/// An oracle outage of `stale_steps` steps from `stale_from_step` (none if unset).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OracleSpec {
+    #[serde(default)]
+    pub stale_from_step: Option<u32>,
+    #[serde(default)]
+    pub stale_steps: u32,
+}
+
+impl OracleSpec {
+    /// True if no price is published at `step`.
+    pub fn is_stale(&self, step: u32) -> bool {
+        self.stale_from_step
+            .is_some_and(|from| step >= from && step < from + self.stale_steps)
+    }
+}
+
+/// The venue's largest funding rate, per hour (PerpVenue.MAX_FUNDING_RATE x 3600).
+pub const MAX_FUNDING_RATE_PER_HOUR: f64 = 0.0001;
 
 /// A market the traders use; `name` must be listed by the deployment (BTC, ETH).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -388,6 +440,7 @@ impl Scenario {
                 }
             }
         }
+        self.validate_events()?;
         let t = &self.traders;
         if !(1..=10_000).contains(&t.count) {
             return Err(invalid("traders.count", "must be between 1 and 10000"));
@@ -459,6 +512,74 @@ impl Scenario {
                 "venue.insurance_fund",
                 "must be between 0 and 1e9 (USD)",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Funding changes, gaps and the oracle outage: each within the run and on a listed market.
+    fn validate_events(&self) -> Result<(), ScenarioError> {
+        let listed = |m: &str| self.markets.iter().any(|x| x.name == m);
+        for (i, f) in self.funding.iter().enumerate() {
+            if !listed(&f.market) {
+                return Err(invalid(
+                    &format!("funding[{i}].market"),
+                    format!("{:?} is not one of the scenario's markets", f.market),
+                ));
+            }
+            if f.from_step > self.steps {
+                return Err(invalid(
+                    &format!("funding[{i}].from_step"),
+                    "must be within the run (at most steps)",
+                ));
+            }
+            if !(-MAX_FUNDING_RATE_PER_HOUR..=MAX_FUNDING_RATE_PER_HOUR).contains(&f.rate_per_hour)
+            {
+                return Err(invalid(
+                    &format!("funding[{i}].rate_per_hour"),
+                    format!(
+                        "must be between -{MAX_FUNDING_RATE_PER_HOUR} and {MAX_FUNDING_RATE_PER_HOUR} (the venue's limit: 0.01 % an hour)"
+                    ),
+                ));
+            }
+        }
+        for (i, g) in self.gaps.iter().enumerate() {
+            if matches!(self.price, PriceSpec::Csv { .. }) {
+                return Err(invalid(
+                    &format!("gaps[{i}]"),
+                    "a CSV price path carries its own gaps; put them in the file",
+                ));
+            }
+            if !(1..=self.steps).contains(&g.step) {
+                return Err(invalid(
+                    &format!("gaps[{i}].step"),
+                    "must be between 1 and steps",
+                ));
+            }
+            if !(g.percent > -100.0 && g.percent <= 1000.0) {
+                return Err(invalid(
+                    &format!("gaps[{i}].percent"),
+                    "must be above -100 and at most 1000 (-12 = a 12 % gap down)",
+                ));
+            }
+            if let Some(m) = g.market.as_deref().filter(|m| !listed(m)) {
+                return Err(invalid(
+                    &format!("gaps[{i}].market"),
+                    format!("{m:?} is not one of the scenario's markets"),
+                ));
+            }
+        }
+        if let Some(from) = self.oracle.stale_from_step {
+            if from == 0
+                || self.oracle.stale_steps == 0
+                || from + self.oracle.stale_steps > self.steps + 1
+            {
+                return Err(invalid(
+                    "oracle.stale_steps",
+                    "the outage must start at step 1 or later, last at least a step and end within the run",
+                ));
+            }
         }
         Ok(())
     }
@@ -567,6 +688,45 @@ mod tests {
         // The same file with a keeper cost in range parses (positive control).
         let ok = costly.replace("gas_cost_usd = -1", "gas_cost_usd = 2.5");
         assert_eq!(Scenario::parse(&ok).unwrap().liquidators.gas_cost_usd, 2.5);
+    }
+
+    #[test]
+    fn funding_gaps_and_outages_are_checked_by_field() {
+        let with = |extra: &str| Scenario::parse(&format!("{GOOD}\n{extra}"));
+        let ok = with(
+            "[[funding]]\nmarket = \"BTC\"\nfrom_step = 2\nrate_per_hour = 0.0001\n\
+             [[gaps]]\nstep = 4\npercent = -12\n[oracle]\nstale_from_step = 3\nstale_steps = 5",
+        )
+        .unwrap();
+        assert!(!ok.oracle.is_stale(2) && ok.oracle.is_stale(3) && ok.oracle.is_stale(7));
+        assert!(!ok.oracle.is_stale(8));
+        for (extra, field) in [
+            (
+                "[[funding]]\nmarket = \"ETH\"\nfrom_step = 2\nrate_per_hour = 0",
+                "funding[0].market",
+            ),
+            (
+                "[[funding]]\nmarket = \"BTC\"\nfrom_step = 2\nrate_per_hour = 0.01",
+                "funding[0].rate_per_hour",
+            ),
+            (
+                "[[funding]]\nmarket = \"BTC\"\nfrom_step = 11\nrate_per_hour = 0",
+                "funding[0].from_step",
+            ),
+            ("[[gaps]]\nstep = 0\npercent = -12", "gaps[0].step"),
+            ("[[gaps]]\nstep = 3\npercent = -100", "gaps[0].percent"),
+            (
+                "[[gaps]]\nstep = 3\npercent = 5\nmarket = \"SOL\"",
+                "gaps[0].market",
+            ),
+            (
+                "[oracle]\nstale_from_step = 8\nstale_steps = 5",
+                "oracle.stale_steps",
+            ),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{extra}: {e}");
+        }
     }
 
     #[test]

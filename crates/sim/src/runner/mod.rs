@@ -58,6 +58,8 @@ pub struct StepRecord {
     pub bad_debt: f64,
     /// The venue's pool (the house: counterparty of every fill), USD; may be negative.
     pub pool: f64,
+    /// No price was published this step (an oracle outage).
+    pub oracle_stale: bool,
 }
 
 /// Where one account ended: for comparing backends.
@@ -308,6 +310,29 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(self.backend.view(self.a.venue, &call).await?.size)
     }
 
+    /// Sets the funding rates the scenario changes at `step`.
+    async fn set_funding(&mut self, step: u32) -> Result<(), RunError> {
+        for f in self.scenario.funding.iter().filter(|f| f.from_step == step) {
+            let ix = self
+                .scenario
+                .markets
+                .iter()
+                .position(|m| m.name == f.market)
+                .expect("validated: a scenario market");
+            // Per second, WAD (PerpVenue.setFundingRate).
+            // Truncated, as the venue's own limit is (0.0001e18 / 3600): the largest rate stays allowed.
+            let per_second = (f.rate_per_hour / 3600.0 * 1e18).trunc() as i128;
+            let call = PerpVenue::setFundingRateCall {
+                marketId: self.markets[ix],
+                ratePerSecond: I256::try_from(per_second).expect("bounded by validation"),
+            };
+            self.backend
+                .owner_call(self.a.venue, call.abi_encode())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Funds the liquidators and applies the scenario's risk parameters, market by market.
     async fn prepare(&mut self) -> Result<(), RunError> {
         for l in liquidator_keys(self.scenario) {
@@ -342,7 +367,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 .owner_call(self.a.venue, call.abi_encode())
                 .await?;
         }
-        Ok(())
+        self.set_funding(0).await
     }
 
     /// Step `step`: prices (after step 0), then each trader's margin call, add, answer and liquidations.
@@ -352,14 +377,18 @@ impl<'a, B: Backend> Run<'a, B> {
         traders: &mut [Trader],
         tally: &mut Tally,
     ) -> Result<StepRecord, RunError> {
+        let stale = self.scenario.oracle.is_stale(step);
         if step > 0 {
             self.backend
                 .advance(self.scenario.step_seconds as u64)
                 .await?;
-            for (i, m) in self.markets.clone().iter().enumerate() {
-                self.backend
-                    .publish(*m, self.path.prices[step as usize][i])
-                    .await?;
+            self.set_funding(step).await?;
+            if !stale {
+                for (i, m) in self.markets.clone().iter().enumerate() {
+                    self.backend
+                        .publish(*m, self.path.prices[step as usize][i])
+                        .await?;
+                }
             }
         }
         let mut counts = [0u32; 4];
@@ -381,6 +410,7 @@ impl<'a, B: Backend> Run<'a, B> {
         );
         Ok(StepRecord {
             pool,
+            oracle_stale: stale,
             step,
             time: self.backend.now().await?,
             prices: self.path.prices[step as usize]
