@@ -417,6 +417,10 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             usd(h.initialMargin),
             usd(h.maintenanceMargin)
         );
+        // Before the keeper's sweep: A's state as just read, B's as it is.
+        let mut before = [0u32; 4];
+        before[(h.state as usize).min(3)] += 1;
+        before[(venue.health(b).call().await?.state as usize).min(3)] += 1;
         if h.state as usize >= 2 {
             let before = venue.position(a, BTC).call().await?.size;
             venue.liquidate(a, BTC).send().await?.get_receipt().await?;
@@ -436,6 +440,11 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             margin_call: 0,
             liquidatable: 0,
             bankrupt: 0,
+            closed: 0,
+            liquidatable_before: before[2],
+            bankrupt_before: before[3],
+            long_oi: 0.0,
+            short_oi: 0.0,
             margin_calls: count(s, "MarginCall").await?,
             liquidations: count(s, "Liquidated").await?,
             liquidated_notional,
@@ -449,7 +458,15 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             },
         };
         for acct in [a, b] {
-            match venue.health(acct).call().await?.state as usize {
+            let pf = venue.portfolio(acct).call().await?;
+            for p in &pf.positions {
+                match p.size.is_negative() {
+                    true => rec.short_oi += to_f64(p.notional, 6),
+                    false => rec.long_oi += to_f64(p.notional, 6),
+                }
+            }
+            match pf.state as usize {
+                _ if pf.positions.is_empty() => rec.closed += 1,
                 0 => rec.healthy += 1,
                 1 => rec.margin_call += 1,
                 2 => rec.liquidatable += 1,
@@ -537,6 +554,21 @@ async fn report(
         liquidations_unprofitable: 0,
         open_shortfall: 0.0,
         pool_pnl: last.pool - series[0].pool - open_pnl,
+        // The demo's keeper is a script, not a modelled bot: its rewards are read, its gas not priced; the
+        // two traders' openings are shown in the walk-through, not laddered.
+        keeper_rewards: to_f64(
+            venue
+                .collateralOf(s.devnet.signer(4).address())
+                .call()
+                .await?
+                .unsigned_abs(),
+            6,
+        ),
+        keeper_profit: None,
+        margin_call_to_liquidation_secs: None,
+        liquidated_unwarned: 0,
+        leverage_at_open: Vec::new(),
+        liquidation_ladder: Vec::new(),
         ops_executed: included as u64,
         ops_failed: 0,
         gas_used: 0,

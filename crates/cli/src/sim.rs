@@ -221,6 +221,11 @@ async fn run_one(
             "breakerTrips": outcome.breaker_trips,
             "liquidationsPassedUp": outcome.liquidations_unprofitable,
             "openShortfall": outcome.open_shortfall,
+            "poolPnl": outcome.pool_pnl,
+            "keeperRewards": outcome.keeper_rewards,
+            "keeperProfit": outcome.keeper_profit,
+            "marginCallToLiquidationSecs": outcome.margin_call_to_liquidation_secs,
+            "liquidatedWithoutMarginCall": outcome.liquidated_unwarned,
             "opsExecuted": outcome.ops_executed,
             "opsPerSecond": outcome.ops_per_second,
             "summary": files.summary,
@@ -236,8 +241,21 @@ async fn run_one(
                     outcome.adds, outcome.adds_stopped, outcome.breaker_trips
                 )
             };
+            let warned = match outcome.margin_call_to_liquidation_secs {
+                Some((mean, median, max)) => format!(
+                    "margin call to liquidation {mean:.0} s mean, {median:.0} s median, {max:.0} s max; "
+                ),
+                None => String::new(),
+            };
+            let desk = format!(
+                "\n  pool PnL ${:.0} (marked, less what accounts below zero cannot pay); keepers earned ${:.0}, kept ${:.0} after gas\n  {warned}{} accounts liquidated with no margin call first",
+                outcome.pool_pnl,
+                outcome.keeper_rewards,
+                outcome.keeper_profit.unwrap_or(outcome.keeper_rewards),
+                outcome.liquidated_unwarned
+            );
             format!(
-                "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional; {} account-steps passed up, the reward below the keeper's gas), bad debt ${:.2} booked + ${:.2} open (accounts left below zero){keys}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops per wall-clock second (set-up and reads included), {:.1} s\n  report: {}, {}, {}",
+                "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional; {} account-steps passed up, the reward below the keeper's gas), bad debt ${:.2} booked + ${:.2} open (accounts left below zero){keys}{desk}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops per wall-clock second (set-up and reads included), {:.1} s\n  report: {}, {}, {}",
                 outcome.scenario,
                 outcome.backend,
                 outcome.traders,

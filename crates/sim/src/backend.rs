@@ -218,7 +218,7 @@ impl Backend for RevmBackend {
             price,
             publishTime: self.chain.timestamp(),
         };
-        let digest = self.chain.call(
+        let digest = self.chain.view(
             self.reader,
             self.addresses.oracle,
             &SignedPriceOracle::updateDigestCall { u: u.clone() },
@@ -282,7 +282,7 @@ impl Backend for RevmBackend {
     }
 
     async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, BackendError> {
-        Ok(self.chain.call(self.reader, to, call)?)
+        Ok(self.chain.view(self.reader, to, call)?)
     }
 
     async fn owner_call(&mut self, to: Address, data: Vec<u8>) -> Result<(), BackendError> {

@@ -8,7 +8,7 @@ use alloy::sol_types::SolCall;
 use alloy_primitives::{Address, B256, Bytes, Log, U256};
 use keyscope_core::deploy::{CREATE2_DEPLOYER, PlanParams};
 use revm::{
-    Context, ExecuteCommitEvm, MainBuilder, MainContext,
+    Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext,
     context::{ContextTr, TxEnv},
     context_interface::result::{ExecutionResult, Output},
     database::InMemoryDB,
@@ -189,8 +189,43 @@ impl RevmChain {
         }
     }
 
-    /// A call whose state changes are committed too (revm has no free view calls): use a throwaway
-    /// sender for reads.
+    /// A read-only call: executed and dropped, nothing committed (not even the sender's nonce).
+    pub fn view<C: SolCall>(
+        &mut self,
+        from: Address,
+        to: Address,
+        call: &C,
+    ) -> Result<C::Return, ChainError> {
+        let tx = TxEnv::builder()
+            .caller(from)
+            .kind(TxKind::Call(to))
+            .data(call.abi_encode().into())
+            .nonce(self.nonces.get(&from).copied().unwrap_or(0))
+            .gas_limit(TX_GAS_LIMIT)
+            .gas_price(0)
+            .chain_id(Some(self.evm.ctx.cfg.chain_id))
+            .build_fill();
+        let result = self
+            .evm
+            .transact(tx)
+            .map_err(|e| ChainError::Invalid(format!("{e:?}")))?
+            .result;
+        match result {
+            ExecutionResult::Success {
+                output: Output::Call(out),
+                ..
+            } => C::abi_decode_returns(&out).map_err(|e| ChainError::Invalid(e.to_string())),
+            ExecutionResult::Success { .. } => {
+                Err(ChainError::Invalid("a view created a contract".into()))
+            }
+            ExecutionResult::Revert { output, logs, .. } => {
+                Err(ChainError::Reverted { data: output, logs })
+            }
+            ExecutionResult::Halt { reason, .. } => Err(ChainError::Halted(format!("{reason:?}"))),
+        }
+    }
+
+    /// A call whose state changes are committed.
     pub fn call<C: SolCall>(
         &mut self,
         from: Address,

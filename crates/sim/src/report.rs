@@ -1,5 +1,6 @@
 //! What a run leaves behind: `summary.json` (totals, and every account's end state), `series.csv` (one
-//! row per step) and `chart.svg` (price, account health, liquidations, insurance fund).
+//! row per step) and `chart.svg` (price, account health before and after the sweeps, liquidations, insurance
+//! fund and bad debt, open interest and the pool's exposure).
 
 use std::{
     fmt::Write as _,
@@ -38,7 +39,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
     for m in markets {
         let _ = write!(csv, ",price_{m}");
     }
-    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool,oracle_stale\n");
+    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool,oracle_stale,closed,liquidatable_before,bankrupt_before,long_oi,short_oi\n");
     for r in &out.series {
         let _ = write!(csv, "{},{}", r.step, r.time);
         for p in &r.prices {
@@ -46,7 +47,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
         }
         let _ = writeln!(
             csv,
-            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6},{}",
+            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6},{},{},{},{},{:.2},{:.2}",
             r.healthy,
             r.margin_call,
             r.liquidatable,
@@ -57,7 +58,12 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
             r.insurance_fund,
             r.bad_debt,
             r.pool,
-            r.oracle_stale
+            r.oracle_stale,
+            r.closed,
+            r.liquidatable_before,
+            r.bankrupt_before,
+            r.long_oi,
+            r.short_oi
         );
     }
     csv
@@ -84,13 +90,13 @@ pub fn write(out: &Outcome, markets: &[String], dir: &Path) -> Result<ReportFile
 /// The chart: prices, account states, margin calls and liquidations, the insurance fund, drawn panel by
 /// panel top to bottom — one drawing, past 100 lines.
 fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1000, 1100)).into_drawing_area();
+    let root = SVGBackend::new(path, (1000, 1400)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         &format!("{} on {} (seed {})", out.scenario, out.backend, out.seed),
         ("sans-serif", 22),
     )?;
-    let panels = root.split_evenly((4, 1));
+    let panels = root.split_evenly((5, 1));
     let steps = out.series.len().max(2) as u32 - 1;
     let colors = [BLUE, RED, GREEN, MAGENTA];
 
@@ -110,7 +116,10 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .x_label_area_size(24)
         .y_label_area_size(50)
         .build_cartesian_2d(0u32..steps, (lo - 1.0)..(hi + 1.0))?;
-    c.configure_mesh().x_desc("step").draw()?;
+    c.configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("step")
+        .draw()?;
     for (i, m) in markets.iter().enumerate() {
         let start = out.series[0].prices[i];
         c.draw_series(LineSeries::new(
@@ -131,14 +140,17 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     let n = out.traders.max(1);
     let mut c = ChartBuilder::on(&panels[1])
         .caption(
-            "accounts by state, after each step's liquidations",
+            "accounts by state after each step's liquidations (dashed: liquidatable / bankrupt before)",
             ("sans-serif", 16),
         )
         .margin(8)
         .x_label_area_size(24)
         .y_label_area_size(50)
         .build_cartesian_2d(0u32..steps, 0u32..n)?;
-    c.configure_mesh().x_desc("step").draw()?;
+    c.configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("step")
+        .draw()?;
     type Count = fn(&crate::runner::StepRecord) -> u32;
     let states: [(&str, Count); 4] = [
         ("healthy", |r| r.healthy),
@@ -153,6 +165,25 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         ))?
         .label(name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[(i + 2) % 4]));
+    }
+    let grey = RGBColor(128, 128, 128);
+    c.draw_series(LineSeries::new(
+        out.series.iter().map(|r| (r.step, r.closed)),
+        grey.stroke_width(2),
+    ))?
+    .label("closed out (no position)")
+    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], grey));
+    let before: [(Count, RGBColor); 2] = [
+        (|r| r.liquidatable_before, colors[0]),
+        (|r| r.bankrupt_before, colors[1]),
+    ];
+    for (f, color) in before {
+        c.draw_series(DashedLineSeries::new(
+            out.series.iter().map(|r| (r.step, f(r))),
+            6,
+            4,
+            color.stroke_width(1),
+        ))?;
     }
     c.configure_series_labels()
         .border_style(BLACK)
@@ -176,7 +207,10 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .x_label_area_size(24)
         .y_label_area_size(50)
         .build_cartesian_2d(0u32..steps, 0u32..max + 1)?;
-    c.configure_mesh().x_desc("step").draw()?;
+    c.configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("step")
+        .draw()?;
     c.draw_series(LineSeries::new(
         out.series.iter().map(|r| (r.step, r.margin_calls)),
         BLUE.stroke_width(2),
@@ -206,7 +240,10 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .x_label_area_size(24)
         .y_label_area_size(70)
         .build_cartesian_2d(0u32..steps, 0.0..top * 1.05)?;
-    c.configure_mesh().x_desc("step").draw()?;
+    c.configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("step")
+        .draw()?;
     c.draw_series(LineSeries::new(
         out.series.iter().map(|r| (r.step, r.insurance_fund)),
         GREEN.stroke_width(2),
@@ -219,6 +256,53 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     ))?
     .label("bad debt")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+
+    // 5. Open interest and the pool's exposure (the other side of the traders' net).
+    let top = out
+        .series
+        .iter()
+        .map(|r| r.long_oi.max(r.short_oi))
+        .fold(1.0, f64::max);
+    let bottom = out
+        .series
+        .iter()
+        .map(|r| r.short_oi - r.long_oi)
+        .fold(0.0, f64::min);
+    let mut c = ChartBuilder::on(&panels[4])
+        .caption(
+            "open interest long / short and the pool's net exposure (USD notional)",
+            ("sans-serif", 16),
+        )
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0u32..steps, (bottom * 1.05)..(top * 1.05))?;
+    c.configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("step")
+        .draw()?;
+    type Usd = fn(&crate::runner::StepRecord) -> f64;
+    let lines: [(&str, Usd, RGBColor); 3] = [
+        ("long OI", |r| r.long_oi, GREEN),
+        ("short OI", |r| r.short_oi, RED),
+        (
+            "pool exposure (short − long)",
+            |r| r.short_oi - r.long_oi,
+            BLUE,
+        ),
+    ];
+    for (name, f, color) in lines {
+        c.draw_series(LineSeries::new(
+            out.series.iter().map(|r| (r.step, f(r))),
+            color.stroke_width(2),
+        ))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
     c.configure_series_labels()
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))

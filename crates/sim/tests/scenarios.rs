@@ -195,12 +195,51 @@ async fn every_step_counts_every_trader() {
     assert!(out.margin_calls_answered > 0, "answers are part of the run");
     for r in &out.series {
         assert_eq!(
-            r.healthy + r.margin_call + r.liquidatable + r.bankrupt,
+            r.healthy + r.margin_call + r.liquidatable + r.bankrupt + r.closed,
             s.traders.count,
             "step {}",
             r.step
         );
     }
+    // Accounts closed out are counted apart, not as healthy.
+    let last = out.series.last().unwrap();
+    let flat = out
+        .accounts
+        .iter()
+        .filter(|a| a.positions.iter().all(|(_, size)| size == "0"))
+        .count() as u32;
+    assert!(flat > 0);
+    assert_eq!(last.closed, flat);
+    // The desk's numbers: every liquidated account's wait after its margin call, and the ladder.
+    let (mean, median, max) = out
+        .margin_call_to_liquidation_secs
+        .expect("warned accounts");
+    assert!(mean > 0.0 && median <= max, "{mean} {median} {max}");
+    assert_eq!(out.liquidation_ladder.len(), s.traders.count as usize);
+    assert_eq!(out.leverage_at_open.len(), s.traders.count as usize);
+    assert!(out.keeper_rewards > 0.0);
+}
+
+/// A gap shows before the keepers' sweep: the cascade's first gap leaves accounts liquidatable or bankrupt
+/// before the sweep, which the after-sweep counts alone would hide for those the keepers closed.
+#[tokio::test]
+async fn a_gap_shows_in_the_counts_before_the_sweep() {
+    let s = Scenario::load(repo_root().join("scenarios/cascade-thin-insurance.toml")).unwrap();
+    let out = on_revm(&s).await;
+    let gap = out
+        .series
+        .iter()
+        .find(|r| r.liquidations > 0)
+        .expect("a liquidation step");
+    let before = gap.liquidatable_before + gap.bankrupt_before;
+    assert!(before > gap.liquidatable + gap.bankrupt, "{gap:?}");
+    assert!(
+        gap.long_oi > 0.0 && gap.long_oi > gap.short_oi,
+        "90 % longs: {gap:?}"
+    );
+    // Open interest falls with the gap and the positions the keepers closed.
+    let prior = &out.series[gap.step as usize - 1];
+    assert!(gap.long_oi < prior.long_oi);
 }
 
 /// Keepers pass up a liquidation whose reward would not cover their gas: with the insurance fund empty and

@@ -12,8 +12,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+mod book;
 mod keeper;
 mod open;
+
+pub use book::LadderRung;
 mod ops;
 
 use crate::{
@@ -39,6 +42,12 @@ struct Trader {
     open_size: I256,
     /// The trading key's breaker has tripped.
     tripped: bool,
+    /// Chain time of the margin call the account is in (cleared when healthy again or liquidated).
+    called_at: Option<u64>,
+    /// The keepers have liquidated the account at least once.
+    liquidated: bool,
+    /// Position sizes per scenario market as last read (None: read at the end of the next turn).
+    sizes: Option<Vec<I256>>,
 }
 
 /// One step of the time series.
@@ -47,10 +56,19 @@ pub struct StepRecord {
     pub step: u32,
     pub time: u64,
     pub prices: Vec<f64>,
+    /// Accounts by state after the step's liquidations; `healthy` holds only accounts with a position, and
+    /// accounts with none are `closed`.
     pub healthy: u32,
     pub margin_call: u32,
     pub liquidatable: u32,
     pub bankrupt: u32,
+    pub closed: u32,
+    /// Liquidatable and bankrupt accounts before the keepers' sweep (a gap shows here).
+    pub liquidatable_before: u32,
+    pub bankrupt_before: u32,
+    /// Open interest (USD notional) long and short; the pool holds the other side.
+    pub long_oi: f64,
+    pub short_oi: f64,
     pub margin_calls: u32,
     pub liquidations: u32,
     pub liquidated_notional: f64,
@@ -103,6 +121,20 @@ pub struct Outcome {
     /// the traders' open PnL (which the pool owes them, or is owed), less what accounts below zero cannot
     /// pay (the open shortfall), USD.
     pub pool_pnl: f64,
+    /// Rewards the keepers were paid, and what they kept after their gas (`liquidators.gas_cost_usd` per
+    /// liquidation), USD.
+    pub keeper_rewards: f64,
+    /// None where the keepers' gas is not modelled (the demo's keeper).
+    pub keeper_profit: Option<f64>,
+    /// Seconds from each liquidated account's margin call to its first liquidation (mean, median, max;
+    /// None if no liquidated account had a margin call), and accounts whose first liquidation came with no
+    /// margin call before it (a gap through maintenance).
+    pub margin_call_to_liquidation_secs: Option<(f64, f64, f64)>,
+    pub liquidated_unwarned: u32,
+    /// Leverage of each opening position (notional / collateral), in trader order.
+    pub leverage_at_open: Vec<f64>,
+    /// Every opening position's liquidation price, nearest the start price first.
+    pub liquidation_ladder: Vec<LadderRung>,
     pub ops_executed: u64,
     pub ops_failed: u64,
     pub gas_used: u64,
@@ -179,6 +211,15 @@ pub async fn run<B: Backend>(
         .fold(0.0, |sum, v| sum + v);
     // Open PnL beyond an account's collateral (its shortfall) the pool cannot collect.
     let pool_pnl = last.pool - series[0].pool - open_pnl - open_shortfall;
+    let keeper_rewards = r.keeper_rewards().await?;
+    let keeper_profit =
+        keeper_rewards - tally.liquidations as f64 * scenario.liquidators.gas_cost_usd;
+    let mut ladder = std::mem::take(&mut r.ladder);
+    let leverage_at_open = ladder.iter().map(|l| l.leverage).collect();
+    ladder.sort_by(|a, b| {
+        let gap = |l: &LadderRung| (l.entry_price - l.liquidation_price).abs() / l.entry_price;
+        gap(a).total_cmp(&gap(b))
+    });
     let wall = started.elapsed().as_secs_f64();
     let ops = r.ops;
     Ok(Outcome {
@@ -201,6 +242,12 @@ pub async fn run<B: Backend>(
         liquidations_unprofitable: tally.unprofitable,
         open_shortfall,
         pool_pnl,
+        keeper_rewards,
+        keeper_profit: Some(keeper_profit),
+        margin_call_to_liquidation_secs: spread(&tally.warned_secs),
+        liquidated_unwarned: tally.unwarned,
+        leverage_at_open,
+        liquidation_ladder: ladder,
         ops_executed: ops.0,
         ops_failed: ops.1,
         gas_used: ops.2,
@@ -223,6 +270,10 @@ struct Tally {
     breaker_trips: u32,
     /// Liquidations keepers passed up: the reward would not cover their gas.
     unprofitable: u32,
+    /// Seconds from an account's margin call to its first liquidation, per liquidated account.
+    warned_secs: Vec<u64>,
+    /// Accounts liquidated with no margin call before (a gap through maintenance).
+    unwarned: u32,
 }
 
 impl Tally {
@@ -237,6 +288,8 @@ impl Tally {
             adds_stopped: 0,
             breaker_trips: 0,
             unprofitable: 0,
+            warned_secs: Vec::new(),
+            unwarned: 0,
         }
     }
 }
@@ -253,6 +306,10 @@ struct Run<'a, B: Backend> {
     rng: ChaCha8Rng,
     /// Ops executed, failed, and gas used.
     ops: (u64, u64, u64),
+    /// Each opening position's liquidation price, as opened.
+    ladder: Vec<LadderRung>,
+    /// The oracle's prices: the last ones published (the path's, except in an outage).
+    marks: Vec<U256>,
 }
 
 impl<'a, B: Backend> Run<'a, B> {
@@ -274,6 +331,8 @@ impl<'a, B: Backend> Run<'a, B> {
             markets,
             rng: ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x5EED),
             ops: (0, 0, 0),
+            ladder: Vec::new(),
+            marks: path.prices[0].clone(),
         }
     }
 
@@ -389,12 +448,21 @@ impl<'a, B: Backend> Run<'a, B> {
                         .publish(*m, self.path.prices[step as usize][i])
                         .await?;
                 }
+                self.marks = self.path.prices[step as usize].clone();
             }
         }
-        let mut counts = [0u32; 4];
+        let (mut counts, mut before, mut closed) = ([0u32; 4], [0u32; 4], 0);
+        let (mut long_oi, mut short_oi) = (0.0, 0.0);
+        let now = self.backend.now().await?;
         for trader in traders.iter_mut() {
-            let state = self.trader_step(step, trader, tally).await?;
-            counts[state.min(3)] += 1;
+            let (pre, book) = self.trader_step(step, now, trader, tally).await?;
+            before[pre.min(3)] += 1;
+            match book.flat {
+                true => closed += 1,
+                false => counts[book.state.min(3)] += 1,
+            }
+            long_oi += book.long_usd;
+            short_oi += book.short_usd;
         }
         let insurance = self.insurance().await?;
         tally.insurance_min = tally.insurance_min.min(insurance);
@@ -421,6 +489,11 @@ impl<'a, B: Backend> Run<'a, B> {
             margin_call: counts[1],
             liquidatable: counts[2],
             bankrupt: counts[3],
+            closed,
+            liquidatable_before: before[2],
+            bankrupt_before: before[3],
+            long_oi,
+            short_oi,
             margin_calls: tally.margin_calls,
             liquidations: tally.liquidations,
             liquidated_notional: tally.liquidated_notional,
@@ -429,27 +502,33 @@ impl<'a, B: Backend> Run<'a, B> {
         })
     }
 
-    /// One trader's turn in a step; returns its account state after it.
+    /// One trader's turn in a step at chain time `now`; returns its state before the keepers' sweep and its
+    /// book after the turn.
     async fn trader_step(
         &mut self,
         step: u32,
+        now: u64,
         trader: &mut Trader,
         tally: &mut Tally,
-    ) -> Result<usize, RunError> {
+    ) -> Result<(usize, book::Book), RunError> {
         let account = trader.account;
         let mut state = self.health_state(account).await?;
         // Margin calls: counted once per crossing; an answer is scheduled by chance.
         if state == 1 && !trader.margin_called {
             trader.margin_called = true;
+            trader.called_at.get_or_insert(now);
             tally.margin_calls += 1;
             if self.rng.r#gen::<f64>() < self.scenario.margin_calls.answer_probability {
                 trader.answer_at = Some(step + self.scenario.margin_calls.delay_steps);
             }
         } else if state == 0 {
             trader.margin_called = false;
+            trader.called_at = None;
         }
         let every = self.scenario.traders.add_every_steps;
+        let mut acted = false;
         if every > 0 && step > 0 && step % every == 0 && state < 2 {
+            acted = true;
             let (stopped, tripped) = self.add_to_position(step, trader).await?;
             tally.adds += 1;
             tally.adds_stopped += u32::from(stopped);
@@ -461,12 +540,33 @@ impl<'a, B: Backend> Run<'a, B> {
             // An answer with nothing to send (the reserve spent, no position left) sends nothing; the
             // trader is still swept and counted.
             if let Some(done) = self.answer_margin_call(step, trader).await? {
+                acted = true;
                 tally.answered += u32::from(done.success);
                 self.count(done);
                 state = self.health_state(account).await?;
             }
         }
-        self.liquidate(step, account, state, tally).await
+        let liquidations = tally.liquidations;
+        self.liquidate(step, account, state, tally).await?;
+        acted |= tally.liquidations > liquidations;
+        if tally.liquidations > liquidations && !trader.liquidated {
+            // An account's first liquidation: warned (a margin call before) or not, and how long it had.
+            trader.liquidated = true;
+            match trader.called_at.take() {
+                Some(at) => tally.warned_secs.push(now - at),
+                None => tally.unwarned += 1,
+            }
+        }
+        let book = match (&trader.sizes, acted) {
+            // Nothing traded: the sizes stand, the state is the one read above, notional moves with the marks.
+            (Some(sizes), false) => book::Book::of(state, sizes, &self.marks),
+            _ => {
+                let (book, sizes) = self.book(account).await?;
+                trader.sizes = Some(sizes);
+                book
+            }
+        };
+        Ok((state, book))
     }
 
     /// Liquidator bots sweep `account` while it is liquidatable (at most 8 rounds); returns its state after.
@@ -510,6 +610,24 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(state)
     }
 
+    /// What the keepers hold on the venue at the end: their rewards (they start with nothing there).
+    async fn keeper_rewards(&mut self) -> Result<f64, RunError> {
+        let mut total = 0.0;
+        for k in liquidator_keys(self.scenario) {
+            let held = self
+                .backend
+                .view(
+                    self.a.venue,
+                    &PerpVenue::collateralOfCall {
+                        account: k.address(),
+                    },
+                )
+                .await?;
+            total += quote_to_usd(held);
+        }
+        Ok(total)
+    }
+
     /// Every account's collateral and positions at the end, for comparing backends.
     async fn accounts(&mut self, traders: &[Trader]) -> Result<Vec<AccountState>, RunError> {
         let mut accounts = Vec::new();
@@ -538,6 +656,20 @@ impl<'a, B: Backend> Run<'a, B> {
         }
         Ok(accounts)
     }
+}
+
+/// Mean, median and max of `secs` (None if empty).
+fn spread(secs: &[u64]) -> Option<(f64, f64, f64)> {
+    let mut v = secs.to_vec();
+    v.sort_unstable();
+    let n = v.len();
+    (n > 0).then(|| {
+        (
+            v.iter().sum::<u64>() as f64 / n as f64,
+            v[n / 2] as f64,
+            v[n - 1] as f64,
+        )
+    })
 }
 
 fn wad_quote(v: U256) -> f64 {

@@ -133,6 +133,9 @@ impl<B: Backend> Run<'_, B> {
             market_ix,
             open_size: size,
             tripped: false,
+            called_at: None,
+            liquidated: false,
+            sizes: None,
         };
         let r = self.trade(&trader, 0, size, limit).await?;
         self.count(r);
@@ -143,6 +146,19 @@ impl<B: Backend> Run<'_, B> {
                 crate::prices::wad_to_usd(price)
             )));
         }
+        let spec = &s.markets[market_ix];
+        let units = |v: I256| {
+            let f = v.unsigned_abs().to::<u128>() as f64 / WAD as f64;
+            if v.is_negative() { -f } else { f }
+        };
+        self.ladder.push(super::LadderRung::new(
+            account,
+            &spec.name,
+            collateral.to::<u128>() as f64 / 1e6,
+            units(size),
+            crate::prices::wad_to_usd(price),
+            spec.risk().1,
+        ));
         Ok(trader)
     }
 }
