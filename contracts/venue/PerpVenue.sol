@@ -363,7 +363,8 @@ contract PerpVenue is IPerpVenue, Ownable {
     /// fully. The fill is at the oracle price, and the account pays a penalty (liquidation penalty x closed
     /// notional) — the same as filling at the oracle price moved against the position by the penalty. The
     /// caller gets a reward of the penalty clamped to [min, max] reward (the minimum makes dust worth
-    /// liquidating) and the insurance fund the rest; the account never pays more than its collateral. A
+    /// liquidating) and the insurance fund the rest; the account never pays more than its collateral or its
+    /// account value (an account below zero pays nothing; the fund tops up the reward). A
     /// negative collateral left with no positions open is covered by the insurance fund, then recorded as
     /// bad debt.
     /// @param account The account to liquidate.
@@ -393,7 +394,12 @@ contract PerpVenue is IPerpVenue, Ownable {
         // Self-liquidation from a second address gains nothing: opening needs IMR + minLiquidationReward,
         // and a top-up never exceeds max(penalty, min reward), which is less than that.
         int256 left = collateralOf[account];
-        uint256 charge = FixedPointMathLib.min(FixedPointMathLib.max(penalty, reward), left > 0 ? uint256(left) : 0);
+        // What the account can pay is its collateral, but never more than its account value (unchanged by a
+        // fill at the oracle price): collateral an account below zero still holds is claimed by the losses on
+        // its open positions, so it pays no penalty and the insurance fund does not profit from a bankruptcy.
+        int256 payable_ = left < av ? left : av;
+        uint256 charge =
+            FixedPointMathLib.min(FixedPointMathLib.max(penalty, reward), payable_ > 0 ? uint256(payable_) : 0);
         collateralOf[account] = left - int256(charge);
         if (charge >= reward) {
             insuranceFund += charge - reward;

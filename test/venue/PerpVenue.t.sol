@@ -286,6 +286,31 @@ contract PerpVenueTest is VenueTestBase {
         assertEq(venue.badDebt(), 0);
     }
 
+    /// An account already below zero pays no penalty out of collateral its open losses have claimed: the
+    /// keeper's reward comes from the insurance fund, which never rises on a bankruptcy.
+    function test_liquidate_bankruptPaysNoPenaltyFromClaimedCollateral() public {
+        _deposit(alice, 40_000e6);
+        _trade(alice, BTC, 10e18, 60_000e18);
+        _price(BTC, 55_000e18);
+        (int256 av,,,) = venue.health(alice);
+        // 39,700 after the fee, -50,000 open: AV -10,300.
+        assertEq(av, -10_300e6);
+        uint256 insurance = venue.insuranceFund();
+        vm.prank(keeper);
+        venue.liquidate(alice, BTC);
+        assertEq(venue.position(alice, BTC).size, 7.5e18, "a quarter closes");
+        // The fill realises -12,500 on 2.5 BTC: 27,200 left, all of it owed to the open losses; the 1,375
+        // penalty is not charged, and the keeper's 1,000 (the maximum reward) comes from the fund.
+        assertEq(venue.collateralOf(alice), 27_200e6);
+        assertEq(venue.collateralOf(keeper), 1_000e6);
+        assertEq(venue.insuranceFund(), insurance - 1_000e6);
+        (int256 avAfter,,,) = venue.health(alice);
+        assertEq(avAfter, av, "the shortfall is not deepened by a penalty");
+        address[] memory accounts = new address[](3);
+        (accounts[0], accounts[1], accounts[2]) = (alice, bob, keeper);
+        _assertConserved(accounts);
+    }
+
     function test_liquidate_badDebtWhenInsuranceRunsDry() public {
         PerpVenue.MarketParams memory p = _params();
         p.partialLiquidationNotional = type(uint128).max;
