@@ -11,7 +11,7 @@ use std::{
 };
 
 use alloy::providers::DynProvider;
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, B256, U256};
 use keyscope_core::user_op::PackedUserOperation;
 use tokio::runtime::Handle;
 
@@ -34,6 +34,9 @@ pub struct OpFacts {
     pub paymaster_staked: bool,
     /// The paymaster's EntryPoint deposit, if the op has one.
     pub paymaster_deposit: Option<U256>,
+    /// The head of the pending state these were read on: on another (the chain follower moved it
+    /// meanwhile) a simulation reads the stakes again.
+    pub on: B256,
 }
 
 impl OpFacts {
@@ -152,6 +155,7 @@ impl PendingState {
             factory_staked,
             paymaster_staked: paymaster.is_some_and(|p| p.staked),
             paymaster_deposit: paymaster.map(|p| p.deposit),
+            on: self.head.hash,
         })
     }
 
@@ -169,7 +173,8 @@ impl PendingState {
     /// [`Self::simulate`], with what the simulation read even when it failed (to tell a real refusal from
     /// one computed on values another commit changed meanwhile: see [`Self::is_current`]), and the
     /// account's health before the op if `health` (a venue call: only when the client asks for it).
-    /// `facts`: the op's entities' stakes if the door read them already (else they are read here).
+    /// `facts`: the op's entities' stakes if the door read them already on this head (else they are read
+    /// here).
     pub fn simulate_tracked(
         &self,
         op: &PackedUserOperation,
@@ -181,8 +186,8 @@ impl PendingState {
         let mut db = self.layers.db();
         let result = (|| {
             let staked = match facts {
-                Some(f) => f.staked(op),
-                None => validate::staked_entities(&mut db, &self.cfg, block, op)?,
+                Some(f) if f.on == self.head.hash => f.staked(op),
+                _ => validate::staked_entities(&mut db, &self.cfg, block, op)?,
             };
             let before = match health {
                 true => self
