@@ -77,6 +77,22 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
     }
 }
 
+/// A progress bar on stderr (`label done/total [###   ]`), drawn only on a terminal and when `wanted`.
+fn progress_bar(wanted: bool, label: &'static str) -> impl Fn(u32, u32) + Sync {
+    let show = wanted && std::io::stderr().is_terminal();
+    move |done: u32, total: u32| {
+        if show {
+            eprint!(
+                "\r  {label} {done}/{total} [{:<40}]",
+                "#".repeat((done as usize * 40) / total.max(1) as usize)
+            );
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+}
+
 /// `sim mc`: the paths on worker threads, a progress bar, the report.
 fn run_mc(
     json_out: bool,
@@ -90,18 +106,7 @@ fn run_mc(
         eprintln!("warning: {warning} (each path)");
     }
     let base = file.parent().map(PathBuf::from).unwrap_or_default();
-    let show = std::io::stderr().is_terminal() && !json_out;
-    let progress = |done: u32, total: u32| {
-        if show {
-            eprint!(
-                "\r  paths {done}/{total} [{:<40}]",
-                "#".repeat((done as usize * 40) / total.max(1) as usize)
-            );
-            if done == total {
-                eprintln!();
-            }
-        }
-    };
+    let progress = progress_bar(!json_out, "paths");
     let report = montecarlo::run_mc(&scenario, &base, paths, threads, progress)?;
     let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-mc", scenario.name)));
     let market = scenario.markets[0].name.clone();
@@ -174,18 +179,7 @@ async fn run_one(
     let insurance =
         alloy_primitives::U256::from((scenario.venue.insurance_fund * 1e6).round() as u128);
     let roles = Roles::new(liquidator_keys(&scenario));
-    let show = std::io::stderr().is_terminal() && !g.json;
-    let progress = |step: u32, steps: u32| {
-        if show {
-            eprint!(
-                "\r  step {step}/{steps} [{:<40}]",
-                "#".repeat((step as usize * 40) / steps.max(1) as usize)
-            );
-            if step == steps {
-                eprintln!();
-            }
-        }
-    };
+    let progress = progress_bar(!g.json, "step");
     let outcome: Outcome = match backend {
         BackendKind::Revm => {
             let now = std::time::SystemTime::now()

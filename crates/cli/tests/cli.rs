@@ -410,18 +410,28 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
     let dir = std::env::temp_dir().join(format!("keyscope-sim-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let scenario = repo_root().join("scenarios/cascade-thin-insurance.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-        .args(["sim", "run", "--json", "--out"])
-        .arg(&dir)
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    // `keyscope sim ARGS…`: its output, and its JSON report if it succeeded.
+    let sim = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+            .arg("sim")
+            .args(args)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out, report)
+    };
+    let (out, report) = sim(&[
+        "run".as_ref(),
+        "--json".as_ref(),
+        "--out".as_ref(),
+        dir.as_ref(),
+        scenario.as_ref(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["backend"], "revm");
     assert!(report["liquidations"].as_u64().unwrap() > 0);
     assert!(
@@ -440,11 +450,7 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
             .replace("leverage_max = 19", "leverage_max = 40"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-        .args(["sim", "run"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let (out, _) = sim(&["run".as_ref(), bad.as_ref()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -454,18 +460,20 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
 
     // Monte Carlo over a few paths: the risk summary and its three files.
     let mc = dir.join("mc");
-    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-        .args(["sim", "mc", "--paths", "4", "--json", "--out"])
-        .arg(&mc)
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    let (out, report) = sim(&[
+        "mc".as_ref(),
+        "--paths".as_ref(),
+        "4".as_ref(),
+        "--json".as_ref(),
+        "--out".as_ref(),
+        mc.as_ref(),
+        scenario.as_ref(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["paths"], 4);
     let bad_debt = &report["badDebt"];
     assert!(bad_debt["var99"].as_f64().unwrap() >= bad_debt["var95"].as_f64().unwrap());
@@ -478,11 +486,12 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
         assert!(mc.join(f).is_file(), "{f} written");
     }
     // No paths: refused by name.
-    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-        .args(["sim", "mc", "--paths", "0"])
-        .arg(&scenario)
-        .output()
-        .unwrap();
+    let (out, _) = sim(&[
+        "mc".as_ref(),
+        "--paths".as_ref(),
+        "0".as_ref(),
+        scenario.as_ref(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("paths: must be between 1"), "{err}");

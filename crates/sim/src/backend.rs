@@ -538,3 +538,30 @@ impl Backend for AnvilBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An out-of-gas halt is its own error, naming what ran out; other failures stay what they were.
+    #[test]
+    fn out_of_gas_is_told_apart() {
+        let e = halted(
+            "a liquidation",
+            ChainError::Halted("OutOfGas(Basic)".into()),
+        );
+        assert!(
+            matches!(&e, BackendError::OutOfGas { what, limit } if what == "a liquidation" && *limit == TX_GAS_LIMIT),
+            "{e}"
+        );
+        assert!(e.to_string().contains("ran out of gas"));
+        let e = halted(
+            "a liquidation",
+            ChainError::Halted("InvalidFEOpcode".into()),
+        );
+        assert!(
+            matches!(e, BackendError::Chain(ChainError::Halted(_))),
+            "{e}"
+        );
+    }
+}

@@ -143,6 +143,20 @@ impl RevmChain {
             .unwrap_or_default()
     }
 
+    /// A transaction at the harness's gas limit and no gas price.
+    fn tx(&self, from: Address, kind: TxKind, data: Bytes, value: U256, nonce: u64) -> TxEnv {
+        TxEnv::builder()
+            .caller(from)
+            .kind(kind)
+            .data(data)
+            .value(value)
+            .nonce(nonce)
+            .gas_limit(TX_GAS_LIMIT)
+            .gas_price(0)
+            .chain_id(Some(self.evm.ctx.cfg.chain_id))
+            .build_fill()
+    }
+
     /// Sends a transaction from `from` and commits it.
     pub fn transact(
         &mut self,
@@ -151,22 +165,14 @@ impl RevmChain {
         data: Bytes,
         value: U256,
     ) -> Result<Receipt, ChainError> {
-        let nonce = self.nonces.entry(from).or_insert(0);
-        let tx = TxEnv::builder()
-            .caller(from)
-            .kind(to.map_or(TxKind::Create, TxKind::Call))
-            .data(data)
-            .value(value)
-            .nonce(*nonce)
-            .gas_limit(TX_GAS_LIMIT)
-            .gas_price(0)
-            .chain_id(Some(self.evm.ctx.cfg.chain_id))
-            .build_fill();
+        let nonce = self.nonces.get(&from).copied().unwrap_or(0);
+        let kind = to.map_or(TxKind::Create, TxKind::Call);
+        let tx = self.tx(from, kind, data, value, nonce);
         let result = self
             .evm
             .transact_commit(tx)
             .map_err(|e| ChainError::Invalid(format!("{e:?}")))?;
-        *nonce += 1;
+        self.nonces.insert(from, nonce + 1);
         match result {
             ExecutionResult::Success {
                 output, logs, gas, ..
@@ -196,15 +202,14 @@ impl RevmChain {
         to: Address,
         call: &C,
     ) -> Result<C::Return, ChainError> {
-        let tx = TxEnv::builder()
-            .caller(from)
-            .kind(TxKind::Call(to))
-            .data(call.abi_encode().into())
-            .nonce(self.nonces.get(&from).copied().unwrap_or(0))
-            .gas_limit(TX_GAS_LIMIT)
-            .gas_price(0)
-            .chain_id(Some(self.evm.ctx.cfg.chain_id))
-            .build_fill();
+        let nonce = self.nonces.get(&from).copied().unwrap_or(0);
+        let tx = self.tx(
+            from,
+            TxKind::Call(to),
+            call.abi_encode().into(),
+            U256::ZERO,
+            nonce,
+        );
         let result = self
             .evm
             .transact(tx)

@@ -11,15 +11,8 @@ use plotters::prelude::*;
 
 use crate::{
     montecarlo::{Fan, McReport},
-    report::ReportError,
+    report::{ReportError, legend, write_err},
 };
-
-fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
-    ReportError::Write {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
 
 /// The files written.
 #[derive(Debug, Clone)]
@@ -118,10 +111,7 @@ fn draw_fan(
     ))?
     .label("median")
     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut c)?;
     Ok(())
 }
 
@@ -165,10 +155,7 @@ fn draw_histogram(
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], line));
     }
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut c)?;
     Ok(())
 }
 

@@ -18,7 +18,8 @@ pub enum ReportError {
     Write { path: String, message: String },
 }
 
-fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
+/// A write of `path` that failed.
+pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
     ReportError::Write {
         path: path.display().to_string(),
         message: e.to_string(),
@@ -31,6 +32,16 @@ pub struct ReportFiles {
     pub summary: PathBuf,
     pub series: PathBuf,
     pub chart: PathBuf,
+}
+
+/// Draws the chart's legend: a white box with a black border.
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
 }
 
 /// The CSV time series.
@@ -131,10 +142,7 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .label(m.as_str())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[i % 4]));
     }
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut c)?;
 
     // 2. Account health distribution.
     let n = out.traders.max(1);
@@ -185,10 +193,7 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
             color.stroke_width(1),
         ))?;
     }
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut c)?;
 
     // 3. Liquidations and margin calls, cumulative.
     let max = out
@@ -223,10 +228,7 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     ))?
     .label("liquidations")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut c)?;
 
     // 4. Insurance fund and bad debt.
     let top = out
@@ -256,10 +258,7 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     ))?
     .label("bad debt")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut c)?;
 
     // 5. Open interest and the pool's exposure (the other side of the traders' net).
     let top = out
@@ -303,10 +302,7 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .label(name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
     }
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut c)?;
     root.present()?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use keyscope_core::devnet::{Devnet, repo_root};
 use keyscope_sim::{
     backend::{AnvilBackend, Backend, RevmBackend, Roles},
     prices::PricePath,
-    runner::{liquidator_keys, run},
+    runner::{Outcome, RunError, liquidator_keys, run},
     scenario::Scenario,
 };
 
@@ -52,6 +52,24 @@ insurance_fund = 20000
 
 fn insurance(s: &Scenario) -> alloy_primitives::U256 {
     alloy_primitives::U256::from((s.venue.insurance_fund * 1e6) as u128)
+}
+
+/// A revm run of `s` (a CSV price path read from the repo root).
+async fn try_on_revm(s: &Scenario) -> Result<Outcome, RunError> {
+    let path = PricePath::generate(s, &repo_root()).unwrap();
+    let mut backend = RevmBackend::new(
+        31_337,
+        1_800_000_000,
+        Roles::new(liquidator_keys(s)),
+        insurance(s),
+    )
+    .unwrap();
+    run(s, &path, &mut backend, |_, _| {}).await
+}
+
+/// [`try_on_revm`], which must succeed.
+async fn on_revm(s: &Scenario) -> Outcome {
+    try_on_revm(s).await.unwrap()
 }
 
 #[tokio::test]
@@ -183,15 +201,7 @@ async fn the_shipped_cascade_ends_the_same_on_revm_and_anvil() {
 #[tokio::test]
 async fn every_step_counts_every_trader() {
     let s = Scenario::load(repo_root().join("scenarios/crash-30pct.toml")).unwrap();
-    let path = PricePath::generate(&s, &repo_root()).unwrap();
-    let mut backend = RevmBackend::new(
-        31_337,
-        1_800_000_000,
-        Roles::new(liquidator_keys(&s)),
-        insurance(&s),
-    )
-    .unwrap();
-    let out = run(&s, &path, &mut backend, |_, _| {}).await.unwrap();
+    let out = on_revm(&s).await;
     assert!(out.margin_calls_answered > 0, "answers are part of the run");
     for r in &out.series {
         assert_eq!(
@@ -248,28 +258,14 @@ async fn a_gap_shows_in_the_counts_before_the_sweep() {
 #[tokio::test]
 async fn keepers_liquidate_only_when_the_reward_covers_their_gas() {
     let mut s = Scenario::parse(SMALL_CRASH).unwrap();
-    let path = PricePath::generate(&s, Path::new(".")).unwrap();
-    let run_with = |s: Scenario| {
-        let path = path.clone();
-        async move {
-            let mut backend = RevmBackend::new(
-                31_337,
-                1_800_000_000,
-                Roles::new(liquidator_keys(&s)),
-                insurance(&s),
-            )
-            .unwrap();
-            run(&s, &path, &mut backend, |_, _| {}).await.unwrap()
-        }
-    };
     s.liquidators.gas_cost_usd = 0.0;
-    let free = run_with(s.clone()).await;
+    let free = on_revm(&s).await;
     assert!(
         free.liquidations > 0 && free.liquidations_unprofitable == 0,
         "{free:#?}"
     );
     s.liquidators.gas_cost_usd = 1_000_000.0;
-    let costly = run_with(s).await;
+    let costly = on_revm(&s).await;
     assert_eq!(costly.liquidations, 0);
     assert!(costly.liquidations_unprofitable > 0);
 }
@@ -279,18 +275,7 @@ async fn keepers_liquidate_only_when_the_reward_covers_their_gas() {
 async fn a_scenario_whose_orders_cannot_fill_fails_with_the_reason() {
     let s = Scenario::parse(&SMALL_CRASH.replace("start_price = 60000", "start_price = 0.001"))
         .unwrap();
-    let path = PricePath::generate(&s, Path::new(".")).unwrap();
-    let mut backend = RevmBackend::new(
-        31_337,
-        1_800_000_000,
-        Roles::new(liquidator_keys(&s)),
-        insurance(&s),
-    )
-    .unwrap();
-    let e = run(&s, &path, &mut backend, |_, _| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = try_on_revm(&s).await.unwrap_err().to_string();
     assert!(
         e.contains("opening order") && e.contains("could not fill"),
         "{e}"
@@ -303,19 +288,8 @@ async fn a_scenario_whose_orders_cannot_fill_fails_with_the_reason() {
 #[tokio::test]
 async fn breaker_scenario_trips_the_keys_of_traders_who_average_down() {
     let file = repo_root().join("scenarios/breaker-drawdown.toml");
-    let run_it = |s: Scenario| async move {
-        let path = PricePath::generate(&s, &repo_root()).unwrap();
-        let mut backend = RevmBackend::new(
-            31_337,
-            1_800_000_000,
-            Roles::new(liquidator_keys(&s)),
-            insurance(&s),
-        )
-        .unwrap();
-        run(&s, &path, &mut backend, |_, _| {}).await.unwrap()
-    };
     let s = Scenario::load(&file).unwrap();
-    let out = run_it(s.clone()).await;
+    let out = on_revm(&s).await;
     assert!(out.breaker_trips > 0, "{out:#?}");
     assert!(out.breaker_trips <= s.traders.count);
     assert!(
@@ -329,7 +303,7 @@ async fn breaker_scenario_trips_the_keys_of_traders_who_average_down() {
 
     let mut off = s.clone();
     off.traders.key_max_drawdown = None;
-    let unbraked = run_it(off).await;
+    let unbraked = on_revm(&off).await;
     assert_eq!(unbraked.breaker_trips, 0);
     assert!(
         unbraked.adds_stopped < out.adds_stopped,
@@ -337,19 +311,6 @@ async fn breaker_scenario_trips_the_keys_of_traders_who_average_down() {
         unbraked.adds_stopped,
         out.adds_stopped
     );
-}
-
-/// A revm run of `s` (its price path from the repo root).
-async fn on_revm(s: &Scenario) -> keyscope_sim::runner::Outcome {
-    let path = PricePath::generate(s, &repo_root()).unwrap();
-    let mut backend = RevmBackend::new(
-        31_337,
-        1_800_000_000,
-        Roles::new(liquidator_keys(s)),
-        insurance(s),
-    )
-    .unwrap();
-    run(s, &path, &mut backend, |_, _| {}).await.unwrap()
 }
 
 /// An oracle outage over a crash: while the last price is fresh nothing moves, once it is stale the venue
