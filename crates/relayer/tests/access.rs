@@ -210,18 +210,16 @@ async fn an_oversized_request_or_a_subscription_over_http_gets_a_clear_refusal()
         "{body}"
     );
     // The same inside a batch; the batch's other call is answered (positive control).
-    let batch: Value = reqwest::Client::new()
-        .post(s.relayer.url())
-        .json(&json!([
+    let http = reqwest::Client::new();
+    let batch = post_json(
+        &http,
+        &s.relayer.url(),
+        &json!([
             { "jsonrpc": "2.0", "id": 1, "method": "keyscope_subscribeAccountEvents", "params": [] },
             { "jsonrpc": "2.0", "id": 2, "method": "eth_chainId", "params": [] },
-        ]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ]),
+    )
+    .await;
     let by_id = |id: u64| {
         batch
             .as_array()
@@ -235,16 +233,12 @@ async fn an_oversized_request_or_a_subscription_over_http_gets_a_clear_refusal()
     assert_eq!(by_id(2)["result"], "0xa427", "{batch}");
     // An id that is an object or a fraction makes the request invalid (JSON-RPC 2.0): -32600, id null.
     for id in [json!({ "a": 1 }), json!(1.5)] {
-        let body = reqwest::Client::new()
-            .post(s.relayer.url())
-            .json(&json!({ "jsonrpc": "2.0", "id": id, "method": "eth_chainId", "params": [] }))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let body = post_json(
+            &http,
+            &s.relayer.url(),
+            &json!({ "jsonrpc": "2.0", "id": id, "method": "eth_chainId", "params": [] }),
+        )
+        .await;
         assert_eq!(body["error"]["code"], -32600, "{id}: {body}");
         assert_eq!(body["id"], Value::Null, "{body}");
     }
@@ -292,18 +286,13 @@ async fn a_flood_of_new_senders_is_held_to_its_clients_share() {
         .local_address(Some("127.0.0.2".parse().unwrap()))
         .build()
         .unwrap();
-    let body: Value = other
-        .post(s.relayer.url())
-        .json(
-            &json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation",
+    let body = post_json(
+        &other,
+        &s.relayer.url(),
+        &json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation",
             "params": [keyscope_core::client::rpc_user_op(&junk(6)), s.d.entry_point] }),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(body["error"]["code"], -32500, "{body}");
     s.relayer.stop().await;
 }

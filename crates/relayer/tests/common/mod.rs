@@ -465,16 +465,26 @@ pub async fn send_each(
     let mut out = Vec::new();
     for body in bodies {
         let t0 = std::time::Instant::now();
-        let resp: Value = http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let resp = post_json(http, url, &body).await;
         out.push((t0.elapsed().as_secs_f64() * 1e3, resp));
     }
     out
+}
+
+/// POSTs `body` to `url` and reads the answer as JSON (`null` if it is not JSON).
+pub async fn post_json(
+    http: &alloy::transports::http::reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Value {
+    let text = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
