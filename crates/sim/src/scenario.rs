@@ -274,11 +274,11 @@ impl Default for VenueSpec {
     }
 }
 
-/// Microseconds one trader-step takes on revm (measured: `cargo bench -p keyscope-sim --bench revm_ops`
-/// and the scale runs in the README), for the size warning.
-const MICROS_PER_TRADER_STEP: f64 = 25.0;
+/// Microseconds one trader-step takes on revm, for the size warning (measured: `keyscope sim run
+/// scenarios/crash-30pct.toml`, 60 traders x 121 steps in 0.19–0.25 s on the README's 2-core machine).
+const MICROS_PER_TRADER_STEP: f64 = 30.0;
 /// Trader-steps past which a run is worth a warning (~5 minutes on revm).
-const LARGE_RUN_TRADER_STEPS: u64 = 12_000_000;
+const LARGE_RUN_TRADER_STEPS: u64 = 10_000_000;
 
 impl Scenario {
     /// A warning with an estimate of the run's time, if it is large (traders x steps past ~5 minutes on
@@ -737,7 +737,7 @@ mod tests {
         let s = Scenario::parse(&huge).unwrap();
         let w = s.size_warning().expect("a warning");
         assert!(
-            w.contains("1000010000 trader-steps") && w.contains("6.9 h"),
+            w.contains("1000010000 trader-steps") && w.contains("8.3 h"),
             "{w}"
         );
         assert_eq!(Scenario::parse(GOOD).unwrap().size_warning(), None);
