@@ -480,7 +480,7 @@ impl<'a, B: Backend> Run<'a, B> {
             pool,
             oracle_stale: stale,
             step,
-            time: self.backend.now().await?,
+            time: now,
             prices: self.path.prices[step as usize]
                 .iter()
                 .map(|p| wad_to_usd(*p))
@@ -547,7 +547,7 @@ impl<'a, B: Backend> Run<'a, B> {
             }
         }
         let liquidations = tally.liquidations;
-        self.liquidate(step, account, state, tally).await?;
+        self.liquidate(account, state, tally).await?;
         acted |= tally.liquidations > liquidations;
         if tally.liquidations > liquidations && !trader.liquidated {
             // An account's first liquidation: warned (a margin call before) or not, and how long it had.
@@ -569,14 +569,13 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok((state, book))
     }
 
-    /// Liquidator bots sweep `account` while it is liquidatable (at most 8 rounds); returns its state after.
+    /// Liquidator bots sweep `account` while it is liquidatable (at most 8 rounds).
     async fn liquidate(
         &mut self,
-        step: u32,
         account: Address,
         mut state: usize,
         tally: &mut Tally,
-    ) -> Result<usize, RunError> {
+    ) -> Result<(), RunError> {
         let mut rounds = 0;
         while state >= 2 && rounds < 8 {
             rounds += 1;
@@ -586,7 +585,8 @@ impl<'a, B: Backend> Run<'a, B> {
                 if before.is_zero() {
                     continue;
                 }
-                let price = self.path.prices[step as usize][mi];
+                // The venue prices at the oracle's last price (the path's, except in an outage).
+                let price = self.marks[mi];
                 let reward = self.expected_reward(account, m, before, price).await?;
                 if reward < self.scenario.liquidators.gas_cost_usd {
                     tally.unprofitable += 1;
@@ -598,8 +598,7 @@ impl<'a, B: Backend> Run<'a, B> {
                     tally.liquidations += 1;
                     any = true;
                     let closed = (before - after).unsigned_abs();
-                    tally.liquidated_notional +=
-                        wad_to_usd(closed * self.path.prices[step as usize][mi] / U256::from(WAD));
+                    tally.liquidated_notional += wad_to_usd(closed * price / U256::from(WAD));
                 }
             }
             if !any {
@@ -607,7 +606,7 @@ impl<'a, B: Backend> Run<'a, B> {
             }
             state = self.health_state(account).await?;
         }
-        Ok(state)
+        Ok(())
     }
 
     /// What the keepers hold on the venue at the end: their rewards (they start with nothing there).
