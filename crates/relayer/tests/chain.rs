@@ -497,14 +497,7 @@ async fn after_the_node_resets_no_bundle_is_sent_to_an_empty_entry_point() {
     let t = s.trader(18, "20000").await;
     let relayer = s.relayer.identity().relayer;
     // Positive control: an op is bundled and mined.
-    let first = s
-        .send(&s.order_op(&t, 0, 0, "0.01", "60500", false).await)
-        .await
-        .unwrap();
-    s.call("debug_bundler_sendBundleNow", json!([]))
-        .await
-        .unwrap();
-    assert_eq!(s.receipt(&first).await["success"], true);
+    s.first_order_mined(&t).await;
     let second = s.order_op(&t, 0, 1, "0.01", "60500", false).await;
     s.send(&second).await.unwrap();
     // The node restarts empty: no EntryPoint, no account, the relayer's nonce back to 0.
@@ -640,14 +633,7 @@ async fn a_node_that_changes_chain_gets_no_more_bundles() {
     let t = s.trader(26, "20000").await;
     let relayer = s.relayer.identity().relayer;
     // Positive control: bundled and mined.
-    let first = s
-        .send(&s.order_op(&t, 0, 0, "0.01", "60500", false).await)
-        .await
-        .unwrap();
-    s.call("debug_bundler_sendBundleNow", json!([]))
-        .await
-        .unwrap();
-    assert_eq!(s.receipt(&first).await["success"], true);
+    s.first_order_mined(&t).await;
     s.send(&s.order_op(&t, 0, 1, "0.01", "60500", false).await)
         .await
         .unwrap();

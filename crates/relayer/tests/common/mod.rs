@@ -125,6 +125,18 @@ impl Setup {
     pub async fn receipt(&self, hash: &Value) -> Value {
         receipt_at(&self.relayer.url(), hash).await
     }
+
+    /// A positive control: `t`'s first order (nonce 0 on lane 0), bundled at once and mined successfully.
+    pub async fn first_order_mined(&self, t: &Trader) {
+        let first = self
+            .send(&self.order_op(t, 0, 0, "0.01", "60500", false).await)
+            .await
+            .unwrap();
+        self.call("debug_bundler_sendBundleNow", json!([]))
+            .await
+            .unwrap();
+        assert_eq!(self.receipt(&first).await["success"], true);
+    }
 }
 
 /// Waits for the receipt of `hash` from the relayer at `url`.
