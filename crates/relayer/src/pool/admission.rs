@@ -97,15 +97,23 @@ fn validate_and_commit(
 
 /// An op read and checked, waiting to be validated.
 struct Candidate {
-    /// Its sender's stake and its paymaster's deposit.
-    standing: Standing,
-    /// What the door read of its entities (their stakes serve its simulation too).
+    /// What the door read of its entities (their stakes serve its simulation and the pool's limits).
     facts: OpFacts,
     /// Answer with the account's health before and after (`keyscope_sendUserOperation`).
     with_health: bool,
     rpc: RpcUserOperation,
     pool_op: PoolOp,
     received_us: u64,
+}
+
+impl Candidate {
+    /// Its sender's stake and its paymaster's deposit, for the pool's limits.
+    fn standing(&self) -> Standing {
+        Standing {
+            sender_staked: self.facts.sender_staked,
+            paymaster_deposit: self.facts.paymaster_deposit,
+        }
+    }
 }
 
 /// Known senders remembered before the set starts over.
@@ -304,10 +312,6 @@ impl Pool {
                 order: 0,
                 op,
             },
-            standing: Standing {
-                sender_staked: facts.sender_staked,
-                paymaster_deposit: facts.paymaster_deposit,
-            },
             facts,
             received_us,
             with_health,
@@ -344,7 +348,7 @@ impl Pool {
             let replaces = {
                 let book = self.book();
                 reputation_check(&book, &c.pool_op)?;
-                book.mempool.admit(&c.pool_op, c.standing)?
+                book.mempool.admit(&c.pool_op, c.standing())?
             };
             if replaces.is_none() {
                 for _ in 0..OPTIMISTIC_TRIES {
@@ -367,7 +371,7 @@ impl Pool {
         let replaced = {
             let mut book = self.book();
             reputation_check(&book, &c.pool_op)?;
-            let old = book.mempool.admit(&c.pool_op, c.standing)?;
+            let old = book.mempool.admit(&c.pool_op, c.standing())?;
             old.and_then(|h| book.mempool.remove(&h))
         };
         let mut persist = Persist::default();
