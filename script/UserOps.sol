@@ -11,6 +11,9 @@ library UserOps {
     uint8 internal constant MODE_SESSION = 0x01;
     /// @notice Signature mode byte of an enable-in-first-op session op.
     uint8 internal constant MODE_ENABLE = 0x02;
+    /// @notice `TradingAccount.MODE_SESSION_P256` and `MODE_ENABLE_P256`: the same modes for a P-256 key.
+    uint8 internal constant MODE_SESSION_P256 = 0x03;
+    uint8 internal constant MODE_ENABLE_P256 = 0x04;
 
     /// @notice An unsigned op with 1 gwei tip, 2 gwei max fee and the given gas limits.
     function build(address sender, uint256 nonce, bytes memory callData, uint128 verificationGas, uint128 callGas)
@@ -55,5 +58,20 @@ library UserOps {
         returns (bytes memory)
     {
         return abi.encodePacked(MODE_ENABLE, opValidUntil, keySignature, enablePayload);
+    }
+
+    /// @notice `userOp.signature` of a plain session op by a P-256 key: mode 0x03, then r ‖ s ‖ x ‖ y.
+    function p256SessionSignature(uint48 opValidUntil, bytes memory keySignature) internal pure returns (bytes memory) {
+        return abi.encodePacked(MODE_SESSION_P256, opValidUntil, keySignature);
+    }
+
+    /// @notice `userOp.signature` of an enable-mode op by a P-256 key: mode 0x04, the key's r ‖ s ‖ x ‖ y, then
+    /// the grant and the owner's signature.
+    function p256EnableSignature(uint48 opValidUntil, bytes memory keySignature, bytes memory enablePayload)
+        internal
+        pure
+        returns (bytes memory)
+    {
+        return abi.encodePacked(MODE_ENABLE_P256, opValidUntil, keySignature, enablePayload);
     }
 }

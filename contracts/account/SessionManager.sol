@@ -8,6 +8,7 @@ import {IPerpVenue} from "../venue/IPerpVenue.sol";
 import {ISessionManager} from "./interfaces/ISessionManager.sol";
 import {ITradingAccount} from "./interfaces/ITradingAccount.sol";
 import {AccountStorage} from "./libraries/AccountStorage.sol";
+import {P256Key} from "./libraries/P256Key.sol";
 import {SessionGrantHash} from "./libraries/SessionGrantHash.sol";
 import {PermissionRule, PermissionRuleLibrary} from "./types/PermissionRule.sol";
 import {RiskState, RiskStateLibrary} from "./types/RiskState.sol";
@@ -30,6 +31,8 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
     /// @dev Fees are stored in whole gwei (see `SessionState`).
     uint256 internal constant GWEI = 1 gwei;
     uint256 internal constant MAX_GWEI = type(uint56).max;
+    /// @notice Longest dead-man switch interval a heartbeat may set (seconds).
+    uint32 public constant MAX_HEARTBEAT_INTERVAL = AccountStorage.MAX_HEARTBEAT_INTERVAL;
 
     /// @notice The EntryPoint the accounts using this module trust (grants bind it).
     address public immutable entryPoint;
@@ -62,7 +65,7 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         (SessionScope memory scope, bytes memory ownerSignature) = abi.decode(data, (SessionScope, bytes));
         AccountStorage.Layout storage $ = AccountStorage.layout();
         digest = _hashTypedData(SessionGrantHash.hash(entryPoint, $.epoch, key, $.keyNonce[key], scope));
-        ownerSigFailed = _recover(digest, ownerSignature) != $.owner;
+        ownerSigFailed = !_ownerSigned($.owner, digest, ownerSignature);
         _grant($, key, scope);
     }
 
@@ -84,6 +87,7 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         $.sessions[key] = SessionState.wrap(0);
         delete $.permissionIds[key];
         delete $.paymasters[key];
+        delete $.heartbeats[key];
         $.keyNonce[key] += 1;
         emit SessionRevoked(key, grantId);
     }
@@ -103,6 +107,120 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         $.sessions[key] = s.withoutFlag(SessionStateLibrary.TRIPPED);
         $.risk[key] = $.risk[key].withMark(0);
         emit SessionRearmed(key);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                       ROTATION AND DEAD-MAN SWITCH
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc ISessionManager
+    function commitSuccessor(address key, address successor) external {
+        _requireOwnerOrSelf();
+        if (successor == key) revert InvalidSuccessor(successor);
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        SessionState s = $.sessions[key];
+        if (!AccountStorage.isActive($, s)) revert SessionNotActive(key);
+        $.successors[key] = (uint256(s.grantId()) << 160) | uint160(successor);
+        emit SuccessorCommitted(key, successor);
+    }
+
+    /// @inheritdoc ISessionManager
+    function successorOf(address key) external view returns (address) {
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        SessionState s = $.sessions[key];
+        return s.validUntil() == 0 ? address(0) : AccountStorage.successorOf($, key, s.grantId());
+    }
+
+    /// @inheritdoc ISessionManager
+    /// @dev The EntryPoint reaches this only with the callData of an op the account validated: one signed by
+    /// `key` itself (validation requires the call to name the op's own key) or by the owner.
+    function rotateToSuccessor(address key) external {
+        _requireEntryPointOwnerOrSelf();
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        address successor = AccountStorage.successorOf($, key, $.sessions[key].grantId());
+        if (successor == address(0)) revert NoSuccessor(key);
+        _rotate($, key, successor);
+    }
+
+    /// @inheritdoc ISessionManager
+    function rotateSession(address key, address successor) external {
+        _requireOwnerOrSelf();
+        _rotate(AccountStorage.layout(), key, successor);
+    }
+
+    /// @inheritdoc ISessionManager
+    /// @dev Execution phase only (it reads the clock); validation checks the key and the interval's range.
+    function heartbeat(address key, uint32 interval) external {
+        _requireEntryPointOwnerOrSelf();
+        if (interval == 0 || interval > MAX_HEARTBEAT_INTERVAL) revert InvalidHeartbeatInterval(interval);
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        SessionState s = $.sessions[key];
+        if (!AccountStorage.isActive($, s)) revert SessionNotActive(key);
+        uint40 deadline = uint40(block.timestamp + interval);
+        $.heartbeats[key] = deadline;
+        if (!s.has(SessionStateLibrary.HEARTBEAT)) $.sessions[key] = s.withFlag(SessionStateLibrary.HEARTBEAT);
+        emit HeartbeatRenewed(key, deadline);
+    }
+
+    /// @inheritdoc ISessionManager
+    function disarmHeartbeat(address key) external {
+        _requireOwnerOrSelf();
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        $.sessions[key] = $.sessions[key].withoutFlag(SessionStateLibrary.HEARTBEAT);
+        delete $.heartbeats[key];
+        emit HeartbeatDisarmed(key);
+    }
+
+    /// @inheritdoc ISessionManager
+    function heartbeatDeadline(address key) external view returns (uint40) {
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        return $.sessions[key].has(SessionStateLibrary.HEARTBEAT) ? $.heartbeats[key] : 0;
+    }
+
+    /// @dev Moves `key`'s live session to `successor` under the same grantId: the session word (fee budget
+    /// left, flags, breaker trip), its counters, risk state and heartbeat as they stand, and its call and
+    /// paymaster rules re-keyed to the successor. Then `key` dies as on revocation.
+    function _rotate(AccountStorage.Layout storage $, address key, address successor) internal {
+        if (successor == address(0) || successor == key) revert InvalidSuccessor(successor);
+        SessionState s = $.sessions[key];
+        if (!AccountStorage.isActive($, s)) revert SessionNotActive(key);
+        if (AccountStorage.isActive($, $.sessions[successor])) revert SuccessorInUse(successor);
+        uint32 grantId = s.grantId();
+
+        bytes32[] storage ids = $.permissionIds[key];
+        bytes32[] storage moved = $.permissionIds[successor];
+        while (moved.length != 0) moved.pop();
+        for (uint256 i; i < ids.length; ++i) {
+            address target = address(bytes20(ids[i]));
+            bytes4 selector = bytes4(ids[i] << 160);
+            $.rules[AccountStorage.ruleId(successor, grantId, target, selector)] =
+                $.rules[AccountStorage.ruleId(key, grantId, target, selector)];
+            moved.push(ids[i]);
+        }
+        address[] storage pms = $.paymasters[key];
+        delete $.paymasters[successor];
+        for (uint256 i; i < pms.length; ++i) {
+            $.rules[AccountStorage.ruleId(successor, grantId, pms[i], bytes4(0))] =
+                $.rules[AccountStorage.ruleId(key, grantId, pms[i], bytes4(0))];
+            $.paymasters[successor].push(pms[i]);
+        }
+        $.sessions[successor] = s;
+        $.counters[successor] = $.counters[key];
+        $.risk[successor] = $.risk[key];
+        $.heartbeats[successor] = $.heartbeats[key];
+        $.keyNonce[successor] += 1;
+        if (!$.known[successor]) {
+            $.known[successor] = true;
+            $.keys.push(successor);
+        }
+
+        $.sessions[key] = SessionState.wrap(0);
+        delete $.permissionIds[key];
+        delete $.paymasters[key];
+        delete $.successors[key];
+        delete $.heartbeats[key];
+        $.keyNonce[key] += 1;
+        emit SessionRotated(key, successor, grantId);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -373,6 +491,25 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         emit AllSessionsRevoked(newEpoch);
     }
 
+    /// @dev True if `owner` signed `digest`: a 65-byte secp256k1 signature, or a P-256 owner's
+    /// `0x10 ‖ r ‖ s ‖ x ‖ y` (see `P256Key`). Malformed signatures revert with the fault.
+    function _ownerSigned(address owner, bytes32 digest, bytes memory sig) internal view returns (bool) {
+        if (sig.length == P256Key.OWNER_SIG_LENGTH && uint8(sig[0]) == P256Key.OWNER_PREFIX) {
+            bytes32 r;
+            bytes32 s;
+            bytes32 x;
+            bytes32 y;
+            assembly ("memory-safe") {
+                r := mload(add(sig, 0x21))
+                s := mload(add(sig, 0x41))
+                x := mload(add(sig, 0x61))
+                y := mload(add(sig, 0x81))
+            }
+            return P256Key.verify(owner, digest, r, s, x, y);
+        }
+        return _recover(digest, sig) == owner;
+    }
+
     /// @dev ecrecover of the owner's 65-byte grant signature; malformed signatures revert with the fault.
     function _recover(bytes32 digest, bytes memory sig) internal pure returns (address signer) {
         if (sig.length != 65) revert InvalidSignatureLength(sig.length);
@@ -387,6 +524,10 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         if (msg.sender != AccountStorage.layout().owner && msg.sender != address(this)) {
             revert NotOwnerOrSelf(msg.sender);
         }
+    }
+
+    function _requireEntryPointOwnerOrSelf() internal view {
+        if (msg.sender != entryPoint) _requireOwnerOrSelf();
     }
 
     function _domainNameAndVersion() internal pure override returns (string memory, string memory) {

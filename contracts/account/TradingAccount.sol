@@ -19,7 +19,9 @@ import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 import {IPerpVenue} from "../venue/IPerpVenue.sol";
 import {SessionManager} from "./SessionManager.sol";
 import {ITradingAccount} from "./interfaces/ITradingAccount.sol";
+import {ISessionManager} from "./interfaces/ISessionManager.sol";
 import {AccountStorage} from "./libraries/AccountStorage.sol";
+import {P256Key} from "./libraries/P256Key.sol";
 import {ExecutionCalldata} from "./libraries/ExecutionCalldata.sol";
 import {PermissionRule} from "./types/PermissionRule.sol";
 import {RiskState} from "./types/RiskState.sol";
@@ -38,33 +40,43 @@ import {SessionState, SessionStateLibrary} from "./types/SessionState.sol";
 /// module, served from this account's fallback by DELEGATECALL on the same storage.
 ///
 /// UserOp signature formats (`userOp.signature`):
-///  - owner:   65 bytes `r ‖ s ‖ v`, over the v0.8 userOpHash.
+///  - owner:   65 bytes `r ‖ s ‖ v`, over the v0.8 userOpHash; a P-256 owner (see `P256Key`):
+///             `0x10 ‖ r ‖ s ‖ x ‖ y` (129 bytes).
 ///  - session: `0x01 ‖ opValidUntil (6) ‖ r ‖ s ‖ v` (72 bytes), the key signing
-///             keccak256(userOpHash ‖ opValidUntil ‖ grantId).
+///             keccak256(userOpHash ‖ opValidUntil ‖ grantId); a P-256 key: `0x03 ‖ opValidUntil ‖ r ‖ s ‖ x ‖ y`
+///             (135 bytes), over the same digest.
 ///  - enable:  `0x02 ‖ opValidUntil (6) ‖ r ‖ s ‖ v ‖ abi.encode(SessionScope, ownerSignature)`: the owner's
 ///             EIP-712 `SessionGrant` signature rides in the key's first op; the key signs
 ///             keccak256(userOpHash ‖ opValidUntil ‖ grantDigest), so whoever submits the op cannot swap
-///             the grant.
+///             the grant. A P-256 key: `0x04 ‖ opValidUntil ‖ r ‖ s ‖ x ‖ y ‖ abi.encode(…)`.
 /// The session key is the upper 160 bits of the op's 192-bit nonce key (`sessionNonceKey`): each key has
 /// its own 2^32 nonce lanes, so engines stream in parallel and a revoked key's lanes are dead.
 ///
-/// A session op's callData is `executeSession(key, calls)`, `calls` being `execute(…)` or `executeBatch(…)`
+/// A session op's callData is `executeSession(key, calls)`, or exactly `rotateToSuccessor(key)` or
+/// `heartbeat(key, interval)` (served by the module) for the key's own hand-over and dead-man switch; `calls` being `execute(…)` or `executeBatch(…)`
 /// calldata and `key` the op's own session key (validation refuses any other): execution then knows which key
 /// signed, and checks a sell's fill and the key's post-execution limits.
 ///
 /// Validation follows ERC-7562: it reads and writes only this account's storage, never reads TIMESTAMP
-/// (windows and rate limits are returned as validAfter/validUntil), and calls only ecrecover, the
-/// SessionManager module by DELEGATECALL (enable mode) and the EntryPoint (prefund).
+/// (windows, rate limits and the dead-man switch are returned as validAfter/validUntil), and calls only
+/// ecrecover, the P-256 precompile, the SessionManager module by DELEGATECALL (enable mode) and the EntryPoint
+/// (prefund).
 contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, IERC1271, EIP712, UUPSUpgradeable {
     /// @notice Session signature mode: use an active session.
     uint8 public constant MODE_SESSION = 0x01;
     /// @notice Session signature mode: enable the session from an owner grant, then use it.
     uint8 public constant MODE_ENABLE = 0x02;
+    /// @notice Session signature mode: use an active session whose key is a P-256 key.
+    uint8 public constant MODE_SESSION_P256 = 0x03;
+    /// @notice Session signature mode: enable the session of a P-256 key from an owner grant, then use it.
+    uint8 public constant MODE_ENABLE_P256 = 0x04;
 
     /// @dev EIP-712 type of the owner's ERC-1271 messages, binding them to this account and chain.
     bytes32 internal constant KEYSCOPE_MESSAGE_TYPEHASH = keccak256("KeyscopeMessage(bytes32 hash)");
     /// @dev Length of a session signature without enable data: mode, opValidUntil, r, s, v.
     uint256 internal constant SESSION_SIG_LENGTH = 1 + 6 + 65;
+    /// @dev Length of a P-256 session signature without enable data: mode, opValidUntil, r, s, x, y.
+    uint256 internal constant P256_SESSION_SIG_LENGTH = 1 + 6 + 128;
     /// @dev secp256k1n / 2: signatures with a larger s are malleable copies.
     uint256 internal constant HALF_CURVE_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
     uint256 internal constant GWEI = 1 gwei;
@@ -168,10 +180,18 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
 
     /// @notice ERC-1271: valid if the owner signed `replaySafeHash(hash)`.
     /// @param hash The application's message hash.
-    /// @param signature The owner's 65-byte signature over `replaySafeHash(hash)`.
+    /// @param signature The owner's signature over `replaySafeHash(hash)`: 65 bytes, or a P-256 owner's 129.
     /// @return magicValue 0x1626ba7e if valid, 0xffffffff otherwise (malformed signatures included).
     function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(replaySafeHash(hash), signature);
+        bytes32 digest = replaySafeHash(hash);
+        if (_isP256OwnerSig(signature)) {
+            (bytes32 r, bytes32 s, bytes32 x, bytes32 y) = P256Key.parse(signature[1:]);
+            if (P256Key.isLowS(s) && P256Key.verify(owner(), digest, r, s, x, y)) {
+                return IERC1271.isValidSignature.selector;
+            }
+            return 0xffffffff;
+        }
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err == ECDSA.RecoverError.NoError && signer == owner()) return IERC1271.isValidSignature.selector;
         return 0xffffffff;
     }
@@ -191,6 +211,9 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
             return _recover(userOpHash, sig) == owner() ? SIG_VALIDATION_SUCCESS : SIG_VALIDATION_FAILED;
         }
         if (sig.length == 0) revert InvalidSignatureLength(0);
+        if (_isP256OwnerSig(sig)) {
+            return P256Key.verifyCalldata(owner(), userOpHash, sig[1:]) ? SIG_VALIDATION_SUCCESS : SIG_VALIDATION_FAILED;
+        }
         return _validateSession(userOp, userOpHash, sig);
     }
 
@@ -198,19 +221,32 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         internal
         returns (uint256)
     {
-        if (sig.length < SESSION_SIG_LENGTH) revert InvalidSessionSignatureLength(sig.length);
+        uint8 mode = uint8(sig[0]);
+        uint256 length =
+            mode == MODE_SESSION_P256 || mode == MODE_ENABLE_P256 ? P256_SESSION_SIG_LENGTH : SESSION_SIG_LENGTH;
+        if (sig.length < length) revert InvalidSessionSignatureLength(sig.length);
         address key = address(uint160(userOp.nonce >> 96));
         if (key == address(0)) revert NoSessionKeyInNonce();
         uint40 opValidUntil = _opValidUntil(sig);
 
-        (bytes32 binding, bool ownerSigFailed) = _bindGrant(key, sig);
-        (SessionState s, uint48 validAfter) = _useSession(userOp, key, opValidUntil);
-        if (binding == 0) binding = bytes32(uint256(s.grantId()));
-
+        (bytes32 binding, bool sigFailed) = _bindGrant(key, sig, mode, length);
+        (uint32 grantId, uint48 validAfter, uint40 until) = _useSession(userOp, key, opValidUntil);
+        if (binding == 0) binding = bytes32(uint256(grantId));
         bytes32 digest = keccak256(abi.encodePacked(userOpHash, uint48(opValidUntil), binding));
-        bool sigFailed = ownerSigFailed || _recover(digest, sig[7:SESSION_SIG_LENGTH]) != key;
-        uint40 sessionUntil = s.validUntil();
-        return _packValidationData(sigFailed, opValidUntil < sessionUntil ? opValidUntil : sessionUntil, validAfter);
+        sigFailed = sigFailed || !_keySigned(key, digest, sig[7:length]);
+        return _packValidationData(sigFailed, opValidUntil < until ? opValidUntil : until, validAfter);
+    }
+
+    /// @dev True if `key` signed `digest`: `keySig` is `r ‖ s ‖ v` for a secp256k1 key, `r ‖ s ‖ x ‖ y` for a
+    /// P-256 key (whose public key must hash to `key`).
+    function _keySigned(address key, bytes32 digest, bytes calldata keySig) internal view returns (bool) {
+        if (keySig.length == 65) return _recover(digest, keySig) == key;
+        return P256Key.verifyCalldata(key, digest, keySig);
+    }
+
+    /// @dev A P-256 owner signature: `0x10 ‖ r ‖ s ‖ x ‖ y`.
+    function _isP256OwnerSig(bytes calldata sig) internal pure returns (bool) {
+        return sig.length == P256Key.OWNER_SIG_LENGTH && uint8(sig[0]) == P256Key.OWNER_PREFIX;
     }
 
     /// @dev The op's own expiry, bytes 1..7 of a session signature. Values that do not fit 40 bits are
@@ -223,12 +259,14 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
 
     /// @dev Mode dispatch. In enable mode, stores the carried grant (through the module) and returns its
     /// digest, which the key's signature must cover, and whether the owner's signature failed; in session
-    /// mode returns zero.
-    function _bindGrant(address key, bytes calldata sig) internal returns (bytes32 binding, bool ownerSigFailed) {
-        uint8 mode = uint8(sig[0]);
-        if (mode == MODE_ENABLE) {
+    /// mode returns zero. `length` is the mode's signature length without enable data.
+    function _bindGrant(address key, bytes calldata sig, uint8 mode, uint256 length)
+        internal
+        returns (bytes32 binding, bool ownerSigFailed)
+    {
+        if (mode == MODE_ENABLE || mode == MODE_ENABLE_P256) {
             (bool ok, bytes memory ret) =
-                _manager.delegatecall(abi.encodeCall(SessionManager.enableFromOp, (key, sig[SESSION_SIG_LENGTH:])));
+                _manager.delegatecall(abi.encodeCall(SessionManager.enableFromOp, (key, sig[length:])));
             // The module reverts with a named error for every fault it checks; an empty revert is the ABI
             // decoder refusing the payload.
             if (!ok) {
@@ -239,35 +277,50 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
             }
             return abi.decode(ret, (bytes32, bool));
         }
-        if (mode != MODE_SESSION) revert UnknownSignatureMode(mode);
-        if (sig.length != SESSION_SIG_LENGTH) revert InvalidSessionSignatureLength(sig.length);
+        if (mode != MODE_SESSION && mode != MODE_SESSION_P256) revert UnknownSignatureMode(mode);
+        if (sig.length != length) revert InvalidSessionSignatureLength(sig.length);
     }
 
     /// @dev Loads `key`'s session, refuses it unless active, checks the op's calls, and charges the op to the
-    /// session's fee budget and call counters. Returns the session and the op's validAfter.
+    /// session's fee budget and call counters. Returns the session's grantId and the op's validAfter and
+    /// validUntil: the session's end or, for an op that raises risk (anything but deposits, cancels, reduce-only
+    /// orders, heartbeats and the hand-over) of a key with a dead-man switch, its deadline if earlier.
     function _useSession(PackedUserOperation calldata userOp, address key, uint40 opValidUntil)
         internal
-        returns (SessionState s, uint48 validAfter)
+        returns (uint32 grantId, uint48 validAfter, uint40 validUntil)
     {
         AccountStorage.Layout storage $ = AccountStorage.layout();
-        s = $.sessions[key];
+        SessionState s = $.sessions[key];
         if (!AccountStorage.isActive($, s)) revert SessionNotActive(key);
-        (uint256 calls, uint256 value) = _checkCalls(key, s, userOp.callData);
-        uint256 maxCalls = s.maxCallsPerOp();
-        if (maxCalls != 0 && calls > maxCalls) revert SessionTooManyCalls(calls, maxCalls);
+        bool raisesRisk;
+        {
+            uint256 calls;
+            uint256 value;
+            (calls, value, raisesRisk) = _checkCalls(key, s, userOp.callData);
+            uint256 maxCalls = s.maxCallsPerOp();
+            if (maxCalls != 0 && calls > maxCalls) revert SessionTooManyCalls(calls, maxCalls);
 
-        // validAfter is exclusive in EntryPoint v0.8: `earliest` lets the op in from opValidUntil - maxOpTtl.
-        uint40 ttl = s.maxOpTtl();
-        uint40 earliest = opValidUntil > ttl ? opValidUntil - ttl - 1 : 0;
-        validAfter = s.validAfter() > earliest ? s.validAfter() : earliest;
-        if (s.has(SessionStateLibrary.COUNTERS)) {
-            validAfter = _count(key, opValidUntil, earliest, validAfter, calls, value);
-        } else if (value != 0) {
-            revert SessionValueBudgetExceeded(value, 0);
+            // validAfter is exclusive in EntryPoint v0.8: `earliest` lets the op in from opValidUntil - maxOpTtl.
+            uint40 ttl = s.maxOpTtl();
+            uint40 earliest = opValidUntil > ttl ? opValidUntil - ttl - 1 : 0;
+            validAfter = s.validAfter() > earliest ? s.validAfter() : earliest;
+            if (s.has(SessionStateLibrary.COUNTERS)) {
+                validAfter = _count(key, opValidUntil, earliest, validAfter, calls, value);
+            } else if (value != 0) {
+                revert SessionValueBudgetExceeded(value, 0);
+            }
         }
 
         SessionState charged = _chargeFee($, key, s, userOp);
         if (SessionState.unwrap(charged) != SessionState.unwrap(s)) $.sessions[key] = charged;
+        grantId = s.grantId();
+        validUntil = s.validUntil();
+        // Dead-man switch: a risk-raising op is valid only until the key's heartbeat deadline; the EntryPoint
+        // compares it with the block time, so validation never reads TIMESTAMP.
+        if (raisesRisk && s.has(SessionStateLibrary.HEARTBEAT)) {
+            uint40 deadline = $.heartbeats[key];
+            if (deadline < validUntil) validUntil = deadline;
+        }
     }
 
     /// @dev The op's fee: a sponsored op must name a listed paymaster (the account pays nothing); any other
@@ -376,29 +429,59 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         return c.withLeft(uint32(usesLeft), uint128(valueLeft - value));
     }
 
-    /// @dev Every call the op will make must be permitted and within its limits. Returns the number of calls
-    /// and the native value they send together.
+    /// @dev Every call the op will make must be permitted and within its limits. Returns the number of calls,
+    /// the native value they send together, and whether any of them raises risk. The key's own hand-over and
+    /// heartbeat ops make no counted call.
     function _checkCalls(address key, SessionState s, bytes calldata callData)
         internal
         view
-        returns (uint256 calls, uint256 value)
+        returns (uint256 calls, uint256 value, bool raisesRisk)
     {
         bytes4 outer = callData.length < 4 ? bytes4(0) : bytes4(callData[:4]);
-        if (outer != this.executeSession.selector) revert SessionSelectorNotAllowed(outer);
+        if (outer != this.executeSession.selector) {
+            _checkKeyCall(key, outer, callData);
+            return (0, 0, false);
+        }
         (address declared, bytes calldata inner) = ExecutionCalldata.decodeSession(callData);
         if (declared != key) revert SessionKeyMismatch(declared, key);
         bytes4 selector = inner.length < 4 ? bytes4(0) : bytes4(inner[:4]);
         uint256 who = _who(key, s.grantId(), false) | (s.has(SessionStateLibrary.TRIPPED) ? PROTECTIVE_ONLY : 0);
         if (selector == BaseAccount.execute.selector) {
             (address target, uint256 v, bytes calldata data) = ExecutionCalldata.decodeExecute(inner);
-            _checkCall(who, target, v, data);
-            return (1, v);
+            return (1, v, _checkCall(who, target, v, data));
         }
         if (selector != BaseAccount.executeBatch.selector) revert SessionSelectorNotAllowed(selector);
         return _checkBatch(who, inner);
     }
 
-    function _checkBatch(uint256 who, bytes calldata inner) internal view returns (uint256 calls, uint256 value) {
+    /// @dev A session op that is not `executeSession` must be exactly `rotateToSuccessor(key)` (with a committed
+    /// successor) or `heartbeat(key, interval)` (interval in range), naming the op's own key, in canonical ABI.
+    function _checkKeyCall(address key, bytes4 selector, bytes calldata callData) internal view {
+        uint256 length;
+        if (selector == ISessionManager.rotateToSuccessor.selector) length = 36;
+        else if (selector == ISessionManager.heartbeat.selector) length = 68;
+        else revert SessionSelectorNotAllowed(selector);
+        if (callData.length != length) revert MalformedCalldata();
+        uint256 named = uint256(bytes32(callData[4:36]));
+        if (named >> 160 != 0) revert MalformedCalldata();
+        if (address(uint160(named)) != key) revert SessionKeyMismatch(address(uint160(named)), key);
+        if (length == 36) {
+            AccountStorage.Layout storage $ = AccountStorage.layout();
+            if (AccountStorage.successorOf($, key, $.sessions[key].grantId()) == address(0)) revert NoSuccessor(key);
+            return;
+        }
+        uint256 interval = uint256(bytes32(callData[36:68]));
+        if (interval >> 32 != 0) revert MalformedCalldata();
+        if (interval == 0 || interval > AccountStorage.MAX_HEARTBEAT_INTERVAL) {
+            revert InvalidHeartbeatInterval(uint32(interval));
+        }
+    }
+
+    function _checkBatch(uint256 who, bytes calldata inner)
+        internal
+        view
+        returns (uint256 calls, uint256 value, bool raisesRisk)
+    {
         calls = ExecutionCalldata.batchLength(inner);
         uint256 expected = 32 * calls;
         for (uint256 i; i < calls; ++i) {
@@ -406,40 +489,44 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
             uint256 v;
             bytes calldata data;
             (target, v, data, expected) = ExecutionCalldata.batchCall(inner, i, expected);
-            _checkCall(who, target, v, data);
+            if (_checkCall(who, target, v, data)) raisesRisk = true;
             value += v;
         }
     }
 
     /// @dev One call against the key's rules; `who` is `_who(key, grantId)`, with `PROTECTIVE_ONLY` while the
-    /// key's breaker is tripped.
-    function _checkCall(uint256 who, address target, uint256 value, bytes calldata data) internal view {
+    /// key's breaker is tripped. Returns whether the call raises risk: anything but a deposit, a cancel or a
+    /// reduce-only order.
+    function _checkCall(uint256 who, address target, uint256 value, bytes calldata data)
+        internal
+        view
+        returns (bool raisesRisk)
+    {
         address key = address(uint160(who >> 32));
         bytes4 selector = data.length < 4 ? bytes4(0) : bytes4(data[:4]);
         PermissionRule rule = AccountStorage.layout().rules[AccountStorage.ruleId(key, uint32(who), target, selector)];
         // A permission is never stored for a short call, the account itself or the EntryPoint (see the module).
         if (data.length < 4 || !rule.isPermitted()) revert SessionCallNotPermitted(target, selector);
-        bool protectiveOnly = who & PROTECTIVE_ONLY != 0;
         if (!rule.isOrder()) {
             if (value > rule.valueLimit()) revert SessionValueTooHigh(value, rule.valueLimit());
-            if (
-                protectiveOnly && selector != IPerpVenue.depositMargin.selector
-                    && selector != IPerpVenue.cancelOrder.selector
-            ) revert SessionProtectiveOnly(key);
-            return;
+            raisesRisk = selector != IPerpVenue.depositMargin.selector && selector != IPerpVenue.cancelOrder.selector;
+        } else {
+            if (value != 0) revert SessionValueTooHigh(value, 0);
+            (uint32 marketId, int256 sizeDelta, uint256 limitPrice, bool reduceOnly) =
+                ExecutionCalldata.decodePlaceOrder(data);
+            if (marketId >= 64 || (rule.marketMask() >> marketId) & 1 == 0) revert SessionMarketNotAllowed(marketId);
+            uint256 size = FixedPointMathLib.abs(sizeDelta);
+            if (size > rule.maxOrderSize()) revert SessionOrderTooLarge(size, rule.maxOrderSize());
+            // A buy fills at or below its limit: exact here. A sell fills at or above its limit: this is a lower
+            // bound (over it, the fill is surely over), and execution checks the fill itself.
+            uint256 notional = _notional(size, limitPrice);
+            if (notional > rule.maxOrderNotional()) {
+                revert SessionNotionalTooHigh(notional, rule.maxOrderNotional());
+            }
+            if (rule.reduceOnly() && !reduceOnly) revert SessionReduceOnlyRequired();
+            raisesRisk = !reduceOnly;
         }
-        if (value != 0) revert SessionValueTooHigh(value, 0);
-        (uint32 marketId, int256 sizeDelta, uint256 limitPrice, bool reduceOnly) =
-            ExecutionCalldata.decodePlaceOrder(data);
-        if (marketId >= 64 || (rule.marketMask() >> marketId) & 1 == 0) revert SessionMarketNotAllowed(marketId);
-        uint256 size = FixedPointMathLib.abs(sizeDelta);
-        if (size > rule.maxOrderSize()) revert SessionOrderTooLarge(size, rule.maxOrderSize());
-        // A buy fills at or below its limit: exact here. A sell fills at or above its limit: this is a lower
-        // bound (over it, the fill is surely over), and execution checks the fill itself.
-        uint256 notional = _notional(size, limitPrice);
-        if (notional > rule.maxOrderNotional()) revert SessionNotionalTooHigh(notional, rule.maxOrderNotional());
-        if (rule.reduceOnly() && !reduceOnly) revert SessionReduceOnlyRequired();
-        if (protectiveOnly && !reduceOnly) revert SessionProtectiveOnly(key);
+        if (raisesRisk && who & PROTECTIVE_ONLY != 0) revert SessionProtectiveOnly(key);
     }
 
     /*//////////////////////////////////////////////////////////////

@@ -7,6 +7,7 @@ import {SimpleAccountFactory} from "@account-abstraction/contracts/accounts/Simp
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 
 import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
+import {ISessionManager} from "../../contracts/account/interfaces/ISessionManager.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
 import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
 import {AccountTestBase} from "../utils/AccountTestBase.sol";
@@ -116,5 +117,71 @@ contract AccountGasTest is AccountTestBase {
             "enableAndOrder_TradingAccount"
         );
         assertTrue(sessions.getSession(sessionKey).active);
+    }
+
+    /// The trading key of `sessionOrder_TradingAccount` as a P-256 key (HSM, enclave), verified by the EIP-7951
+    /// precompile: the delta is the curve (precompile 6,900 vs ecrecover 3,000) and the 63 more signature bytes.
+    function test_gas_sessionOp_p256() public {
+        uint256 pk = 0xC0FFEE;
+        _grant(_p256Id(pk), _tradingScope());
+        _handle(_ownerOp(_orderCall()));
+        uint40 until = uint40(block.timestamp + 30);
+        _handle(_p256SessionOp(pk, _orderCall(), until));
+        _handleMeasured(_p256SessionOp(pk, _orderCall(), until), "sessionOrderP256_TradingAccount");
+        assertEq(venue.orderCount(), 3);
+    }
+
+    function test_gas_ownerOp_p256() public {
+        uint256 pk = 0xC0FFEE;
+        account = factory.createAccount(_p256Id(pk), 1);
+        vm.deal(address(account), 1 ether);
+        for (uint256 i; i < 2; ++i) {
+            PackedUserOperation memory op =
+                _op(address(account), entryPoint.getNonce(address(account), 0), _orderCall());
+            op.signature = _signP256Owner(pk, entryPoint.getUserOpHash(op));
+            if (i == 0) _handle(op);
+            else _handleMeasured(op, "ownerOrderP256_TradingAccount");
+        }
+        assertEq(venue.orderCount(), 2);
+    }
+
+    function test_gas_enableInFirstOp_p256() public {
+        uint256 pk = 0xC0FFEE;
+        _handle(_ownerOp(_orderCall()));
+        ITradingAccount.SessionScope memory scope = _tradingScope();
+        bytes memory ownerSig = _sign(OWNER_PK, sessions.grantDigest(_p256Id(pk), scope));
+        _handleMeasured(
+            _p256EnableOp(ownerSig, pk, scope, _orderCall(), uint40(block.timestamp + 30)),
+            "enableAndOrderP256_TradingAccount"
+        );
+        assertTrue(sessions.getSession(_p256Id(pk)).active);
+    }
+
+    /// A key's dead-man switch renewal (`heartbeat(key, 60)` as the key's own op), and an order of a key whose
+    /// switch is armed (one more storage read in validation).
+    function test_gas_heartbeat() public {
+        _grant(sessionKey, _tradingScope());
+        uint40 until = uint40(block.timestamp + 30);
+        _handle(_sessionOp(SESSION_PK, _orderCall(), until));
+        bytes memory beat = abi.encodeCall(ISessionManager.heartbeat, (sessionKey, 60));
+        _handle(_keyOp(SESSION_PK, false, beat, until));
+        _handleMeasured(_keyOp(SESSION_PK, false, beat, until), "heartbeat_TradingAccount");
+        _handleMeasured(_sessionOp(SESSION_PK, _orderCall(), until), "sessionOrderHeartbeatArmed_TradingAccount");
+        assertEq(sessions.heartbeatDeadline(sessionKey), block.timestamp + 60);
+    }
+
+    /// A key's hand-over to its committed successor, as the key's own op (the trading scope: three rules moved).
+    function test_gas_handOver() public {
+        _grant(sessionKey, _tradingScope());
+        address next = vm.addr(0x5E57);
+        vm.prank(owner);
+        sessions.commitSuccessor(sessionKey, next);
+        uint40 until = uint40(block.timestamp + 30);
+        _handle(_sessionOp(SESSION_PK, _orderCall(), until));
+        _handleMeasured(
+            _keyOp(SESSION_PK, false, abi.encodeCall(ISessionManager.rotateToSuccessor, (sessionKey)), until),
+            "handOverToSuccessor_TradingAccount"
+        );
+        assertTrue(sessions.getSession(next).active);
     }
 }

@@ -11,6 +11,7 @@ import {ISessionManager} from "../../contracts/account/interfaces/ISessionManage
 import {TradingAccount} from "../../contracts/account/TradingAccount.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
 import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
+import {P256Key} from "../../contracts/account/libraries/P256Key.sol";
 import {CanonicalEntryPoint} from "../../script/CanonicalEntryPoint.sol";
 import {UserOps} from "../../script/UserOps.sol";
 import {RecordingVenue} from "../mocks/RecordingVenue.sol";
@@ -198,6 +199,81 @@ abstract contract AccountTestBase is Test {
     ) internal view {
         bytes32 digest = UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, grantDigest);
         op.signature = UserOps.enableSignature(opValidUntil, _sign(keyPk, digest), abi.encode(scope, ownerSig));
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               P-256 KEYS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev secp256r1 group order.
+    uint256 internal constant P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551;
+
+    /// @dev The key id of P-256 private key `pk`.
+    function _p256Id(uint256 pk) internal pure returns (address) {
+        (uint256 x, uint256 y) = vm.publicKeyP256(pk);
+        return P256Key.id(bytes32(x), bytes32(y));
+    }
+
+    /// @dev `r ‖ s ‖ x ‖ y` of P-256 key `pk` over `digest`, s in the lower half.
+    function _signP256(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {
+        (bytes32 r, bytes32 s) = vm.signP256(pk, digest);
+        if (uint256(s) > P256_N / 2) s = bytes32(P256_N - uint256(s));
+        (uint256 x, uint256 y) = vm.publicKeyP256(pk);
+        return abi.encodePacked(r, s, x, y);
+    }
+
+    /// @dev A P-256 owner's `userOp.signature` / ERC-1271 signature: 0x10 ‖ r ‖ s ‖ x ‖ y.
+    function _signP256Owner(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {
+        return abi.encodePacked(P256Key.OWNER_PREFIX, _signP256(pk, digest));
+    }
+
+    /// @dev A session op by P-256 key `pk` on lane 0, signed for the key's current grant.
+    function _p256SessionOp(uint256 pk, bytes memory callData, uint40 opValidUntil)
+        internal
+        view
+        returns (PackedUserOperation memory op)
+    {
+        address key = _p256Id(pk);
+        op = _op(address(account), _sessionNonce(key, 0), UserOps.forSession(key, callData));
+        _signP256Session(op, pk, opValidUntil, sessions.getSession(key).grantId);
+    }
+
+    function _signP256Session(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId)
+        internal
+        view
+    {
+        bytes32 digest =
+            UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, UserOps.grantBinding(grantId));
+        op.signature = UserOps.p256SessionSignature(opValidUntil, _signP256(pk, digest));
+    }
+
+    /// @dev An enable-mode op of P-256 key `keyPk`, the grant signed by `ownerSig(grantDigest)`.
+    function _p256EnableOp(
+        bytes memory ownerSig,
+        uint256 keyPk,
+        ITradingAccount.SessionScope memory scope,
+        bytes memory callData,
+        uint40 opValidUntil
+    ) internal view returns (PackedUserOperation memory op) {
+        address key = _p256Id(keyPk);
+        bytes32 grantDigest = sessions.grantDigest(key, scope);
+        op = _op(address(account), _sessionNonce(key, 0), UserOps.forSession(key, callData));
+        bytes32 digest = UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, grantDigest);
+        op.signature = UserOps.p256EnableSignature(opValidUntil, _signP256(keyPk, digest), abi.encode(scope, ownerSig));
+    }
+
+    /// @dev An op of the key of `pk` (either curve) whose callData is `callData` itself (a hand-over or
+    /// heartbeat), on lane 0.
+    function _keyOp(uint256 pk, bool p256, bytes memory callData, uint40 opValidUntil)
+        internal
+        view
+        returns (PackedUserOperation memory op)
+    {
+        address key = p256 ? _p256Id(pk) : vm.addr(pk);
+        op = _op(address(account), _sessionNonce(key, 0), callData);
+        uint32 grantId = sessions.getSession(key).grantId;
+        if (p256) _signP256Session(op, pk, opValidUntil, grantId);
+        else _signSession(op, pk, opValidUntil, grantId);
     }
 
     /// @dev Revert data the next `_handle` must end with (set by the `_expect*` helpers). Kept until

@@ -55,4 +55,42 @@ interface ISessionManager {
         external
         view
         returns (bytes32 digest);
+
+    /// @notice Commits `key`'s successor: the key (or the sidecar holding it) may later hand its session to
+    /// `successor` in one op of its own (`rotateToSuccessor`), without the owner. The commitment is bound to
+    /// the key's current grant (it must hold a live session): a new grant, a revocation or a rotation of `key`
+    /// ends it. Owner or self only.
+    /// @param key The session key.
+    /// @param successor The successor's id (an address, or a P-256 key id); zero withdraws the commitment.
+    function commitSuccessor(address key, address successor) external;
+
+    /// @notice The successor committed for `key`, or zero.
+    function successorOf(address key) external view returns (address);
+
+    /// @notice Moves `key`'s session to the committed successor: same grant, scope, risk limits, breaker and
+    /// heartbeat state, with the fee, value and uses budgets and rate counters as `key` left them — never
+    /// reset, so a rotation cannot widen what the keys may do together. `key` dies (its nonce lanes with it).
+    /// Reached by an op of `key` itself whose callData is exactly this call (or by an owner op or the owner).
+    /// @param key The session key handing over.
+    function rotateToSuccessor(address key) external;
+
+    /// @notice `rotateToSuccessor` to any `successor`, by the owner in one call. Owner or self only.
+    /// @param key The session key to retire.
+    /// @param successor The key that takes its session over.
+    function rotateSession(address key, address successor) external;
+
+    /// @notice Arms or renews `key`'s dead-man switch: until now + `interval` the key trades as its scope
+    /// allows; after it, only its protective ops (deposits, cancels, reduce-only orders, heartbeats, rotation)
+    /// validate, until the next heartbeat. Reached by an op of `key` itself whose callData is exactly this call
+    /// (or by the owner).
+    /// @param key The session key.
+    /// @param interval Seconds until the switch trips; 1 to `MAX_HEARTBEAT_INTERVAL`.
+    function heartbeat(address key, uint32 interval) external;
+
+    /// @notice Disarms `key`'s dead-man switch. Owner or self only (a key cannot disarm its own switch).
+    /// @param key The session key.
+    function disarmHeartbeat(address key) external;
+
+    /// @notice When `key`'s dead-man switch trips (unix seconds), or zero when it is not armed.
+    function heartbeatDeadline(address key) external view returns (uint40);
 }

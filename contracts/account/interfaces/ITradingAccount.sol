@@ -160,6 +160,14 @@ interface ITradingAccount {
     event SessionBreakerTripped(address indexed key, int256 accountValue, uint256 threshold, uint64 highWaterMark);
     /// @notice Emitted when the owner re-arms a tripped key (its high-water mark starts again).
     event SessionRearmed(address indexed key);
+    /// @notice `key`'s session moved to `successor` whole (scope, budgets and counters as they stood); `key` is dead.
+    event SessionRotated(address indexed key, address indexed successor, uint32 grantId);
+    /// @notice The owner named the key `key` may hand its session to (zero: none).
+    event SuccessorCommitted(address indexed key, address indexed successor);
+    /// @notice `key`'s dead-man switch was renewed: after `deadline`, only its protective ops validate.
+    event HeartbeatRenewed(address indexed key, uint40 deadline);
+    /// @notice The owner disarmed `key`'s dead-man switch.
+    event HeartbeatDisarmed(address indexed key);
 
     /*//////////////////////////////////////////////////////////////
                                  ERRORS
@@ -258,4 +266,12 @@ interface ITradingAccount {
     error InvalidPermission(uint256 index, PermissionFault fault);
     /// @notice The epoch or grant counter reached its maximum.
     error CounterOverflow();
+    /// @notice A rotation to zero or to the key itself.
+    error InvalidSuccessor(address successor);
+    /// @notice The successor already holds a live session, which a rotation would overwrite.
+    error SuccessorInUse(address successor);
+    /// @notice The key has no successor committed by the owner.
+    error NoSuccessor(address key);
+    /// @notice A heartbeat interval of zero or above `MAX_HEARTBEAT_INTERVAL`.
+    error InvalidHeartbeatInterval(uint32 interval);
 }

@@ -36,7 +36,16 @@ library AccountStorage {
         /// A two-step ownership transfer in progress.
         address pendingOwner;
         bool keepSessionsOnTransfer;
+        /// The key each session key may hand its session to (owner-committed) with the grant it was committed
+        /// under, `grantId << 160 | successor` (a commitment dies with its grant, at no cost to grants), and
+        /// the dead-man switch's deadline of keys that armed one (read in validation only under
+        /// `SessionStateLibrary.HEARTBEAT`).
+        mapping(address key => uint256) successors;
+        mapping(address key => uint40) heartbeats;
     }
+
+    /// @notice Longest dead-man switch interval a heartbeat may set (seconds).
+    uint32 internal constant MAX_HEARTBEAT_INTERVAL = 7 days;
 
     /// @dev keccak256(abi.encode(uint256(keccak256("keyscope.storage.TradingAccount")) - 1)) & ~bytes32(uint256(0xff))
     bytes32 internal constant SLOT = 0x95c5e859a11e6fc53db8fa34675f99ba10572bb8c9ea519a3c6c77255d435000;
@@ -61,6 +70,12 @@ library AccountStorage {
             id := keccak256(0x00, 0x30)
             mstore(0x40, m)
         }
+    }
+
+    /// @notice The successor committed for `key` under its current grant `grantId`, or zero.
+    function successorOf(Layout storage $, address key, uint32 grantId) internal view returns (address) {
+        uint256 entry = $.successors[key];
+        return entry >> 160 == grantId ? address(uint160(entry)) : address(0);
     }
 
     /// @notice True while `s` can validate: granted, not expired-by-revocation, above the revoke floor.

@@ -12,7 +12,7 @@ pragma solidity ^0.8.28;
 ///   [80, 112)  grantId        uint32  account-wide grant sequence number (> revokeFloor while alive)
 ///   [112, 128) maxOpTtl       uint16  longest life of one op, seconds
 ///   [128, 136) maxCallsPerOp  uint8   calls one op may make; 0 = no cap
-///   [136, 144) flags          uint8   COUNTERS | RISK | BREAKER | TRIPPED | PAYMASTERS
+///   [136, 144) flags          uint8   COUNTERS | RISK | BREAKER | TRIPPED | PAYMASTERS | HEARTBEAT
 ///   [144, 200) maxOpCost      uint56  gwei one op may cost at most; 0 = only the budget caps it
 ///   [200, 256) feeLeft        uint56  gwei of the fee budget not yet charged
 ///
@@ -35,6 +35,8 @@ library SessionStateLibrary {
     uint8 internal constant TRIPPED = 8;
     /// @notice The session lists paymasters that may sponsor its ops.
     uint8 internal constant PAYMASTERS = 16;
+    /// @notice The key armed a dead-man switch: past its deadline only protective ops validate.
+    uint8 internal constant HEARTBEAT = 32;
 
     uint256 internal constant MASK_8 = 0xff;
     uint256 internal constant MASK_16 = 0xffff;
