@@ -19,12 +19,12 @@ use crate::{
     bindings::{AccountFactory, IEntryPoint, ISessionManager, ITradingAccount, TradingAccount},
     deployment::Deployment,
     grant::{GrantContext, grant_digest},
+    key::KeySigner,
     nonce::SessionLane,
     ops::{Call, init_code, owner_call_data, session_call_data},
     refusal::Refusal,
     rpc_op::RpcUserOperation,
     session::{SessionSignError, sign_enable_op, sign_session_op},
-    signer::Signer,
     user_op::{OpGas, PackedUserOperation, UserOpError, unsigned, user_op_hash},
 };
 
@@ -166,17 +166,17 @@ impl<P: Provider + Clone> Client<P> {
 
     /// An owner-signed op for account (`owner`, `salt`) making `calls`; deploys the account first if it is
     /// not there.
-    pub async fn owner_op<S: Signer + ?Sized>(
+    pub async fn owner_op<S: KeySigner + ?Sized>(
         &self,
         owner: &S,
         salt: U256,
         calls: Vec<Call>,
     ) -> Result<PackedUserOperation, ClientError> {
-        let account = self.account_address(owner.address(), salt).await?;
+        let account = self.account_address(owner.id(), salt).await?;
         let init = if self.is_deployed(account).await? {
             Bytes::new()
         } else {
-            init_code(self.deployment.account_factory, owner.address(), salt)
+            init_code(self.deployment.account_factory, owner.id(), salt)
         };
         let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
             .getNonce(account, Default::default())
@@ -192,7 +192,7 @@ impl<P: Provider + Clone> Client<P> {
 
     /// A session op by `key` on `account`'s lane `lane` making `calls`, expiring `ttl` seconds from the
     /// chain's time.
-    pub async fn session_op<S: Signer + ?Sized>(
+    pub async fn session_op<S: KeySigner + ?Sized>(
         &self,
         key: &S,
         account: Address,
@@ -200,14 +200,14 @@ impl<P: Provider + Clone> Client<P> {
         calls: Vec<Call>,
         ttl: u64,
     ) -> Result<PackedUserOperation, ClientError> {
-        let lane = SessionLane::new(key.address(), lane);
+        let lane = SessionLane::new(key.id(), lane);
         let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
             .getNonce(account, lane.nonce_key())
             .call()
             .await
             .map_err(rpc)?;
         let grant_id = ISessionManager::new(account, &self.provider)
-            .getSession(key.address())
+            .getSession(key.id())
             .call()
             .await
             .map_err(rpc)?
@@ -216,7 +216,7 @@ impl<P: Provider + Clone> Client<P> {
             .unsigned(
                 account,
                 nonce,
-                session_call_data(key.address(), calls),
+                session_call_data(key.id(), calls),
                 Bytes::new(),
             )
             .await?;
@@ -228,7 +228,7 @@ impl<P: Provider + Clone> Client<P> {
     /// A session key's first op with the owner's grant inside it (enable mode): the owner signs the
     /// EIP-712 `SessionGrant` for `scope` (bound to this account, chain, EntryPoint, epoch and the key's
     /// grant nonce), and the key's signature covers that grant, so no separate grant transaction is needed.
-    pub async fn enable_op<O: Signer + ?Sized, K: Signer + ?Sized>(
+    pub async fn enable_op<O: KeySigner + ?Sized, K: KeySigner + ?Sized>(
         &self,
         owner: &O,
         key: &K,
@@ -243,16 +243,12 @@ impl<P: Provider + Clone> Client<P> {
             account,
             entry_point: self.deployment.entry_point,
             epoch: acct.epoch().call().await.map_err(rpc)?,
-            key_nonce: acct.keyNonce(key.address()).call().await.map_err(rpc)?,
+            key_nonce: acct.keyNonce(key.id()).call().await.map_err(rpc)?,
         };
-        let digest = grant_digest(&ctx, key.address(), scope);
-        let owner_sig = owner
-            .sign_hash(&digest)
-            .await
-            .map_err(|e| SessionSignError::Signing(e.to_string()))?;
-        let payload =
-            (scope.clone(), Bytes::from(owner_sig.as_bytes().to_vec())).abi_encode_params();
-        let lane = SessionLane::new(key.address(), 0);
+        let digest = grant_digest(&ctx, key.id(), scope);
+        let owner_sig = crate::session::sign_owner_op(owner, digest).await?;
+        let payload = (scope.clone(), owner_sig).abi_encode_params();
+        let lane = SessionLane::new(key.id(), 0);
         let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
             .getNonce(account, lane.nonce_key())
             .call()
@@ -262,7 +258,7 @@ impl<P: Provider + Clone> Client<P> {
             .unsigned(
                 account,
                 nonce,
-                session_call_data(key.address(), calls),
+                session_call_data(key.id(), calls),
                 Bytes::new(),
             )
             .await?;

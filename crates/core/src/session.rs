@@ -5,14 +5,25 @@
 //! op's own expiry stops a relayer from holding an op and sending it later; binding the grant id kills
 //! ops signed under a grant the owner has since revoked, even if the key is granted again. Enable mode
 //! (`0x02`) binds the owner's grant digest instead and carries the grant after the signature.
+//!
+//! A P-256 key (see [`crate::key`]) signs the same digests; its modes are `0x03` and `0x04` and its
+//! signature is `r ‖ s ‖ x ‖ y`. A P-256 owner's signature is `0x10 ‖ r ‖ s ‖ x ‖ y`.
 
-use alloy::signers::{Signature, Signer, SignerSync};
+use alloy::signers::{Signature, SignerSync};
 use alloy_primitives::{B256, Bytes, keccak256};
+
+use crate::key::{Curve, KeySigner};
 
 /// Signature mode byte of a plain session op (`TradingAccount.MODE_SESSION`).
 pub const MODE_SESSION: u8 = 0x01;
 /// Signature mode byte of an enable-in-first-op session op (`TradingAccount.MODE_ENABLE`).
 pub const MODE_ENABLE: u8 = 0x02;
+/// `MODE_SESSION` for a P-256 key (`TradingAccount.MODE_SESSION_P256`).
+pub const MODE_SESSION_P256: u8 = 0x03;
+/// `MODE_ENABLE` for a P-256 key (`TradingAccount.MODE_ENABLE_P256`).
+pub const MODE_ENABLE_P256: u8 = 0x04;
+/// First byte of a P-256 owner's signature (`P256Key.OWNER_PREFIX`).
+pub const OWNER_P256_PREFIX: u8 = 0x10;
 
 /// Largest op expiry the account accepts: it stores times in 40 bits.
 pub const MAX_OP_VALID_UNTIL: u64 = (1 << 40) - 1;
@@ -63,12 +74,12 @@ fn plain_digest(
     ))
 }
 
-fn encode(mode: u8, op_valid_until: u64, sig: &Signature, tail: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(72 + tail.len());
+fn encode(mode: u8, op_valid_until: u64, key_sig: &[u8], tail: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(7 + key_sig.len() + tail.len());
     out.push(mode);
     out.extend_from_slice(&op_valid_until.to_be_bytes()[2..]);
-    // r ‖ s ‖ v with v = 27 or 28; alloy's signers return s in the lower half, as the account requires.
-    out.extend_from_slice(&sig.as_bytes());
+    // r ‖ s ‖ v (secp256k1, v = 27 or 28) or r ‖ s ‖ x ‖ y (P-256), s in the lower half.
+    out.extend_from_slice(key_sig);
     out.extend_from_slice(tail);
     out.into()
 }
@@ -76,24 +87,35 @@ fn encode(mode: u8, op_valid_until: u64, sig: &Signature, tail: &[u8]) -> Bytes 
 /// The `userOp.signature` of a plain session op from the key's signature over `session_op_digest`
 /// (for callers that sign synchronously or elsewhere).
 pub fn session_signature(op_valid_until: u64, sig: &Signature) -> Result<Bytes, SessionSignError> {
-    check_expiry(op_valid_until)?;
-    Ok(encode(MODE_SESSION, op_valid_until, sig, &[]))
+    session_signature_from(Curve::Secp256k1, op_valid_until, &sig.as_bytes())
 }
 
-/// The full `userOp.signature` of a plain session op, signed by `key` (any alloy signer: a local key,
-/// a keystore, a hardware or remote signer).
-pub async fn sign_session_op<S: Signer + ?Sized>(
-    key: &S,
+/// The `userOp.signature` of a plain session op from a key signature on `curve` (65 bytes `r ‖ s ‖ v`, or
+/// 128 bytes `r ‖ s ‖ x ‖ y`) over `session_op_digest` — for signers elsewhere, like `keyscope signer`.
+pub fn session_signature_from(
+    curve: Curve,
+    op_valid_until: u64,
+    key_sig: &[u8],
+) -> Result<Bytes, SessionSignError> {
+    check_expiry(op_valid_until)?;
+    let mode = match curve {
+        Curve::Secp256k1 => MODE_SESSION,
+        Curve::P256 => MODE_SESSION_P256,
+    };
+    Ok(encode(mode, op_valid_until, key_sig, &[]))
+}
+
+/// The full `userOp.signature` of a plain session op, signed by `key` (any alloy signer — a local key,
+/// a keystore, a hardware or remote signer — or a P-256 key).
+pub async fn sign_session_op<K: KeySigner + ?Sized>(
+    key: &K,
     user_op_hash: B256,
     op_valid_until: u64,
     grant_id: u32,
 ) -> Result<Bytes, SessionSignError> {
     let digest = plain_digest(user_op_hash, op_valid_until, grant_id)?;
-    let sig = key
-        .sign_hash(&digest)
-        .await
-        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
-    session_signature(op_valid_until, &sig)
+    let sig = key.sign_digest(digest).await?;
+    session_signature_from(key.curve(), op_valid_until, &sig)
 }
 
 /// `sign_session_op` for signers that sign synchronously (a local key), as simulations and benchmarks
@@ -111,16 +133,17 @@ pub fn sign_session_op_sync<S: SignerSync + ?Sized>(
     session_signature(op_valid_until, &sig)
 }
 
-/// The `userOp.signature` of an owner op: the owner's plain 65-byte ECDSA signature of the userOpHash.
-pub async fn sign_owner_op<S: Signer + ?Sized>(
-    owner: &S,
+/// The `userOp.signature` of an owner op — or an owner's signature of any digest (a grant, an ERC-1271
+/// message): a plain 65-byte ECDSA signature of the userOpHash, or a P-256 owner's `0x10 ‖ r ‖ s ‖ x ‖ y`.
+pub async fn sign_owner_op<K: KeySigner + ?Sized>(
+    owner: &K,
     user_op_hash: B256,
 ) -> Result<Bytes, SessionSignError> {
-    let sig = owner
-        .sign_hash(&user_op_hash)
-        .await
-        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
-    Ok(sig.as_bytes().to_vec().into())
+    let sig = owner.sign_digest(user_op_hash).await?;
+    Ok(match owner.curve() {
+        Curve::Secp256k1 => sig,
+        Curve::P256 => [&[OWNER_P256_PREFIX][..], &sig].concat().into(),
+    })
 }
 
 /// `sign_owner_op` for signers that sign synchronously (a local key).
@@ -136,8 +159,8 @@ pub fn sign_owner_op_sync<S: SignerSync + ?Sized>(
 
 /// The `userOp.signature` of an enable-mode op: the key signs over the grant's EIP-712 digest, and
 /// `enable_payload` (`abi.encode(scope, ownerSignature)`) follows.
-pub async fn sign_enable_op<S: Signer + ?Sized>(
-    key: &S,
+pub async fn sign_enable_op<K: KeySigner + ?Sized>(
+    key: &K,
     user_op_hash: B256,
     op_valid_until: u64,
     grant_digest: B256,
@@ -145,11 +168,12 @@ pub async fn sign_enable_op<S: Signer + ?Sized>(
 ) -> Result<Bytes, SessionSignError> {
     check_expiry(op_valid_until)?;
     let digest = session_op_digest(user_op_hash, op_valid_until, grant_digest);
-    let sig = key
-        .sign_hash(&digest)
-        .await
-        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
-    Ok(encode(MODE_ENABLE, op_valid_until, &sig, enable_payload))
+    let sig = key.sign_digest(digest).await?;
+    let mode = match key.curve() {
+        Curve::Secp256k1 => MODE_ENABLE,
+        Curve::P256 => MODE_ENABLE_P256,
+    };
+    Ok(encode(mode, op_valid_until, &sig, enable_payload))
 }
 
 #[cfg(test)]
@@ -205,6 +229,34 @@ mod tests {
         assert!(
             parsed.normalize_s().is_none(),
             "s must already be in the lower half"
+        );
+    }
+
+    /// The same key id is asserted by test/account/P256Keys.t.sol for forge's P-256 key 0xC0FFEE.
+    #[tokio::test]
+    async fn p256_session_signature_layout() {
+        let key = crate::key::P256Key::from_bytes(&b256!(
+            "0000000000000000000000000000000000000000000000000000000000c0ffee"
+        ))
+        .unwrap();
+        assert_eq!(
+            key.id(),
+            address!("0xe5b90972bc17763484dd420917fcb8c31a4160f9")
+        );
+        let hash = keccak256("an op");
+        let sig = sign_session_op(&key, hash, 1_900_000_000, 7).await.unwrap();
+        assert_eq!(sig.len(), 135);
+        assert_eq!(sig[0], MODE_SESSION_P256);
+        assert_eq!(&sig[1..7], &1_900_000_000u64.to_be_bytes()[2..]);
+        assert_eq!(&sig[71..103], key.public_key().0.as_slice());
+        let owner = sign_owner_op(&key, hash).await.unwrap();
+        assert_eq!((owner.len(), owner[0]), (129, OWNER_P256_PREFIX));
+        let enable = sign_enable_op(&key, hash, 1_900_000_000, B256::ZERO, &[0xee])
+            .await
+            .unwrap();
+        assert_eq!(
+            (enable.len(), enable[0], enable[135]),
+            (136, MODE_ENABLE_P256, 0xee)
         );
     }
 

@@ -1,0 +1,475 @@
+//! The account's session rules, checked off-chain before a key signs: the same checks `TradingAccount`
+//! runs in validation (`_checkCalls`, `_checkCall`, `_chargeFee`, the windows and the uses and value
+//! counters), over the session as `getSession` reports it. `keyscope signer` runs them so that a key held
+//! for a strategy never signs an op the account would refuse — a compromised or buggy strategy cannot even
+//! obtain the signature. The chain stays the authority: what it alone knows (the fill price of a sell, the
+//! post-trade risk limits, the dead-man switch's deadline, rate windows) is still checked there.
+
+use alloy::sol_types::SolCall;
+use alloy_primitives::{Address, FixedBytes, U256};
+
+use crate::{
+    bindings::{ISessionManager, ITradingAccount::SessionInfo, PerpVenue},
+    fees::max_op_cost,
+    ops::AccountCalls,
+    user_op::PackedUserOperation,
+};
+
+/// Why an op is refused before signing; each names the rule, as the account's error would.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyRefusal {
+    #[error("session of {0} is not active (never granted, revoked, or rotated away)")]
+    NotActive(Address),
+    #[error("the session starts at {valid_after}; it is {now}")]
+    NotYetValid { valid_after: u64, now: u64 },
+    #[error("the session ended at {valid_until}; it is {now}")]
+    Expired { valid_until: u64, now: u64 },
+    #[error(
+        "op expiry {op_valid_until} is more than the key's max op ttl ({ttl} s) from now ({now})"
+    )]
+    OpTtlTooLong {
+        op_valid_until: u64,
+        ttl: u64,
+        now: u64,
+    },
+    #[error("the op names key {named}, not the signing key {key}")]
+    KeyMismatch { named: Address, key: Address },
+    #[error("callData is not one of the calls a session key may make (selector {0})")]
+    SelectorNotAllowed(FixedBytes<4>),
+    #[error("the op's callData does not decode: {0}")]
+    Malformed(String),
+    #[error("call to {target} selector {selector} is not in the key's permissions")]
+    CallNotPermitted {
+        target: Address,
+        selector: FixedBytes<4>,
+    },
+    #[error("the op makes {calls} calls; the key may make {max} per op")]
+    TooManyCalls { calls: usize, max: usize },
+    #[error("call sends {value} wei; the key's limit is {limit}")]
+    ValueTooHigh { value: U256, limit: U256 },
+    #[error("market {0} is not in the key's markets")]
+    MarketNotAllowed(u32),
+    #[error("order size {size} is over the key's max {max}")]
+    OrderTooLarge { size: U256, max: U256 },
+    #[error("order notional {notional} at its limit price is over the key's max {max}")]
+    NotionalTooHigh { notional: U256, max: U256 },
+    #[error("the key may only place reduce-only orders")]
+    ReduceOnlyRequired,
+    #[error("the key's drawdown breaker tripped: only deposits, cancels and reduce-only orders")]
+    ProtectiveOnly,
+    #[error("the key has {left} uses left; the op makes {calls} calls")]
+    Exhausted { calls: usize, left: u32 },
+    #[error("the op sends {value} wei; the key's value budget has {left} left")]
+    ValueBudgetExceeded { value: U256, left: U256 },
+    #[error("the op may cost {cost} wei; the key's per-op cap is {max}")]
+    OpCostTooHigh { cost: U256, max: U256 },
+    #[error("the op may cost {cost} wei; the key's fee budget has {left} left")]
+    FeeBudgetExceeded { cost: U256, left: U256 },
+    #[error("paymaster {0} is not one the key may use")]
+    PaymasterNotAllowed(Address),
+}
+
+/// The key a session op's nonce names (its upper 160 bits).
+pub fn nonce_key(op: &PackedUserOperation) -> Address {
+    Address::from_slice(&op.nonce.to_be_bytes::<32>()[..20])
+}
+
+/// Checks that `key` may sign `op` (expiring at `op_valid_until`) under `session` at time `now`.
+pub fn check_session_op(
+    session: &SessionInfo,
+    key: Address,
+    op: &PackedUserOperation,
+    op_valid_until: u64,
+    now: u64,
+) -> Result<(), PolicyRefusal> {
+    if !session.active {
+        return Err(PolicyRefusal::NotActive(key));
+    }
+    let (valid_after, valid_until) = (
+        session.validAfter.to::<u64>(),
+        session.validUntil.to::<u64>(),
+    );
+    if now < valid_after {
+        return Err(PolicyRefusal::NotYetValid { valid_after, now });
+    }
+    if now >= valid_until {
+        return Err(PolicyRefusal::Expired { valid_until, now });
+    }
+    let ttl = u64::from(session.maxOpTtl);
+    if op_valid_until > now + ttl {
+        return Err(PolicyRefusal::OpTtlTooLong {
+            op_valid_until,
+            ttl,
+            now,
+        });
+    }
+    let named = nonce_key(op);
+    if named != key {
+        return Err(PolicyRefusal::KeyMismatch { named, key });
+    }
+    let (calls, value) = check_calls(session, key, &op.callData)?;
+    if session.usesLeft != u32::MAX && calls > session.usesLeft as usize {
+        return Err(PolicyRefusal::Exhausted {
+            calls,
+            left: session.usesLeft,
+        });
+    }
+    if value > session.valueLeft {
+        return Err(PolicyRefusal::ValueBudgetExceeded {
+            value,
+            left: session.valueLeft,
+        });
+    }
+    check_fee(session, op)
+}
+
+/// The calls of the op and the value they send; the key's own hand-over and heartbeat make none.
+fn check_calls(
+    session: &SessionInfo,
+    key: Address,
+    call_data: &[u8],
+) -> Result<(usize, U256), PolicyRefusal> {
+    if let Ok(c) = ISessionManager::rotateToSuccessorCall::abi_decode(call_data) {
+        return own_key(c.key, key).map(|()| (0, U256::ZERO));
+    }
+    if let Ok(c) = ISessionManager::heartbeatCall::abi_decode(call_data) {
+        return own_key(c.key, key).map(|()| (0, U256::ZERO));
+    }
+    let decoded =
+        AccountCalls::decode(call_data).map_err(|e| PolicyRefusal::Malformed(e.to_string()))?;
+    match decoded.session_key {
+        None => return Err(PolicyRefusal::SelectorNotAllowed(selector_of(call_data))),
+        Some(named) => own_key(named, key)?,
+    }
+    let max = usize::from(session.maxCallsPerOp);
+    if max != 0 && decoded.calls.len() > max {
+        return Err(PolicyRefusal::TooManyCalls {
+            calls: decoded.calls.len(),
+            max,
+        });
+    }
+    let mut value = U256::ZERO;
+    for call in &decoded.calls {
+        check_call(session, call.target, call.value, &call.data)?;
+        value += call.value;
+    }
+    Ok((decoded.calls.len(), value))
+}
+
+fn selector_of(data: &[u8]) -> FixedBytes<4> {
+    if data.len() < 4 {
+        FixedBytes::ZERO
+    } else {
+        FixedBytes::from_slice(&data[..4])
+    }
+}
+
+fn own_key(named: Address, key: Address) -> Result<(), PolicyRefusal> {
+    if named != key {
+        return Err(PolicyRefusal::KeyMismatch { named, key });
+    }
+    Ok(())
+}
+
+fn check_call(
+    session: &SessionInfo,
+    target: Address,
+    value: U256,
+    data: &[u8],
+) -> Result<(), PolicyRefusal> {
+    let selector = selector_of(data);
+    let rule = session
+        .permissions
+        .iter()
+        .find(|p| p.target == target && p.selector == selector && data.len() >= 4)
+        .ok_or(PolicyRefusal::CallNotPermitted { target, selector })?;
+    if selector != PerpVenue::placeOrderCall::SELECTOR {
+        let limit = U256::from(rule.valueLimit);
+        if value > limit {
+            return Err(PolicyRefusal::ValueTooHigh { value, limit });
+        }
+        let protective = selector == PerpVenue::depositMarginCall::SELECTOR
+            || selector == PerpVenue::cancelOrderCall::SELECTOR;
+        if session.tripped && !protective {
+            return Err(PolicyRefusal::ProtectiveOnly);
+        }
+        return Ok(());
+    }
+    if !value.is_zero() {
+        return Err(PolicyRefusal::ValueTooHigh {
+            value,
+            limit: U256::ZERO,
+        });
+    }
+    let order = PerpVenue::placeOrderCall::abi_decode(data)
+        .map_err(|e| PolicyRefusal::Malformed(e.to_string()))?;
+    if order.marketId >= 64 || (rule.marketMask >> order.marketId) & 1 == 0 {
+        return Err(PolicyRefusal::MarketNotAllowed(order.marketId));
+    }
+    let size = order.sizeDelta.unsigned_abs();
+    let max = U256::from(rule.maxOrderSize);
+    if size > max {
+        return Err(PolicyRefusal::OrderTooLarge { size, max });
+    }
+    // As the account: |size| x limit / 1e18, saturating for absurd prices.
+    let notional = if order.limitPrice >> 168 == U256::ZERO {
+        size * order.limitPrice / U256::from(10u64).pow(U256::from(18))
+    } else {
+        U256::MAX
+    };
+    let max = U256::from(rule.maxOrderNotional);
+    if notional > max {
+        return Err(PolicyRefusal::NotionalTooHigh { notional, max });
+    }
+    if rule.reduceOnly && !order.reduceOnly {
+        return Err(PolicyRefusal::ReduceOnlyRequired);
+    }
+    if session.tripped && !order.reduceOnly {
+        return Err(PolicyRefusal::ProtectiveOnly);
+    }
+    Ok(())
+}
+
+fn check_fee(session: &SessionInfo, op: &PackedUserOperation) -> Result<(), PolicyRefusal> {
+    if !op.paymasterAndData.is_empty() {
+        let paymaster = if op.paymasterAndData.len() < 20 {
+            Address::ZERO
+        } else {
+            Address::from_slice(&op.paymasterAndData[..20])
+        };
+        if !session.paymasters.contains(&paymaster) {
+            return Err(PolicyRefusal::PaymasterNotAllowed(paymaster));
+        }
+        return Ok(());
+    }
+    let cost = max_op_cost(op).unwrap_or(U256::MAX);
+    if !session.maxOpCost.is_zero() && cost > session.maxOpCost {
+        return Err(PolicyRefusal::OpCostTooHigh {
+            cost,
+            max: session.maxOpCost,
+        });
+    }
+    if cost > session.feeLeft {
+        return Err(PolicyRefusal::FeeBudgetExceeded {
+            cost,
+            left: session.feeLeft,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        bindings::ITradingAccount::CallPermission,
+        ops::{Call, call, deposit_margin, place_order, session_call_data, withdraw_margin},
+        user_op::pack_u128s,
+    };
+    use alloy_primitives::{I256, U256};
+
+    const VENUE: Address = Address::repeat_byte(0x77);
+    const KEY: Address = Address::repeat_byte(0x5e);
+    const NOW: u64 = 1_800_000_000;
+
+    fn e18(v: u64) -> U256 {
+        U256::from(v) * U256::from(10u64).pow(U256::from(18))
+    }
+
+    fn session() -> SessionInfo {
+        SessionInfo {
+            active: true,
+            grantId: 3,
+            validAfter: alloy_primitives::aliases::U40::from(NOW - 10),
+            validUntil: alloy_primitives::aliases::U40::from(NOW + 3600),
+            maxOpTtl: 60,
+            maxCallsPerOp: 2,
+            usesLeft: u32::MAX,
+            maxOpCost: U256::from(10u64).pow(U256::from(16)),
+            feeLeft: U256::from(10u64).pow(U256::from(17)),
+            permissions: vec![
+                CallPermission {
+                    target: VENUE,
+                    selector: PerpVenue::placeOrderCall::SELECTOR.into(),
+                    marketMask: 0b11,
+                    maxOrderSize: e18(1).to(),
+                    maxOrderNotional: e18(100_000).to(),
+                    ..Default::default()
+                },
+                CallPermission {
+                    target: VENUE,
+                    selector: PerpVenue::depositMarginCall::SELECTOR.into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn op(calls: Vec<Call>) -> PackedUserOperation {
+        PackedUserOperation {
+            nonce: U256::from_be_slice(KEY.as_slice()) << 96,
+            callData: session_call_data(KEY, calls),
+            accountGasLimits: pack_u128s(200_000, 300_000),
+            preVerificationGas: U256::from(50_000),
+            gasFees: pack_u128s(1_000_000_000, 2_000_000_000),
+            ..Default::default()
+        }
+    }
+
+    fn order(market: u32, size: &str, limit: u64, reduce_only: bool) -> Call {
+        let size: I256 = size.parse::<I256>().unwrap() * I256::try_from(10u64.pow(17)).unwrap();
+        place_order(VENUE, market, size, e18(limit), reduce_only)
+    }
+
+    fn check(op: &PackedUserOperation) -> Result<(), PolicyRefusal> {
+        check_session_op(&session(), KEY, op, NOW + 30, NOW)
+    }
+
+    #[test]
+    fn in_scope_ops_pass() {
+        // 0.5 BTC at 60,000: 30,000 notional, under every limit.
+        check(&op(vec![order(1, "5", 60_000, false)])).unwrap();
+        check(&op(vec![
+            order(0, "-5", 60_000, false),
+            deposit_margin(VENUE, U256::from(5)),
+        ]))
+        .unwrap();
+        let beat = ISessionManager::heartbeatCall {
+            key: KEY,
+            interval: 60,
+        }
+        .abi_encode();
+        check(&PackedUserOperation {
+            callData: beat.into(),
+            ..op(vec![])
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn out_of_scope_ops_are_refused_by_rule() {
+        assert_eq!(
+            check(&op(vec![order(2, "1", 60_000, false)])),
+            Err(PolicyRefusal::MarketNotAllowed(2))
+        );
+        assert!(matches!(
+            check(&op(vec![order(0, "11", 1, false)])),
+            Err(PolicyRefusal::OrderTooLarge { .. })
+        ));
+        assert!(matches!(
+            check(&op(vec![order(0, "10", 100_001, false)])),
+            Err(PolicyRefusal::NotionalTooHigh { .. })
+        ));
+        assert!(matches!(
+            check(&op(vec![withdraw_margin(VENUE, U256::from(1))])),
+            Err(PolicyRefusal::CallNotPermitted { .. })
+        ));
+        assert!(matches!(
+            check(&op(vec![order(0, "1", 1, false); 3])),
+            Err(PolicyRefusal::TooManyCalls { calls: 3, max: 2 })
+        ));
+        let mut value = deposit_margin(VENUE, U256::from(5));
+        value.value = U256::from(1);
+        assert!(matches!(
+            check(&op(vec![value])),
+            Err(PolicyRefusal::ValueTooHigh { .. })
+        ));
+        let other = call(
+            Address::repeat_byte(1),
+            PerpVenue::depositMarginCall {
+                amount: U256::from(1),
+            },
+        );
+        assert!(matches!(
+            check(&op(vec![other])),
+            Err(PolicyRefusal::CallNotPermitted { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_windows_fees_and_breaker_are_checked() {
+        let good = op(vec![order(0, "1", 60_000, false)]);
+        let s = session();
+        assert!(matches!(
+            check_session_op(&s, Address::repeat_byte(1), &good, NOW + 30, NOW),
+            Err(PolicyRefusal::KeyMismatch { .. })
+        ));
+        assert!(matches!(
+            check_session_op(&s, KEY, &good, NOW + 61, NOW),
+            Err(PolicyRefusal::OpTtlTooLong { .. })
+        ));
+        assert!(matches!(
+            check_session_op(&s, KEY, &good, NOW + 3700, NOW + 3600),
+            Err(PolicyRefusal::Expired { .. })
+        ));
+        assert!(matches!(
+            check_session_op(&s, KEY, &good, NOW - 20, NOW - 50),
+            Err(PolicyRefusal::NotYetValid { .. })
+        ));
+        let inactive = SessionInfo {
+            active: false,
+            ..session()
+        };
+        assert_eq!(
+            check_session_op(&inactive, KEY, &good, NOW + 30, NOW),
+            Err(PolicyRefusal::NotActive(KEY))
+        );
+        let pricey = PackedUserOperation {
+            gasFees: pack_u128s(1, 100_000_000_000),
+            ..good.clone()
+        };
+        assert!(matches!(
+            check(&pricey),
+            Err(PolicyRefusal::OpCostTooHigh { .. })
+        ));
+        let broke = SessionInfo {
+            feeLeft: U256::from(1),
+            ..session()
+        };
+        assert!(matches!(
+            check_session_op(&broke, KEY, &good, NOW + 30, NOW),
+            Err(PolicyRefusal::FeeBudgetExceeded { .. })
+        ));
+        let sponsored = PackedUserOperation {
+            paymasterAndData: vec![9u8; 52].into(),
+            ..good.clone()
+        };
+        assert!(matches!(
+            check(&sponsored),
+            Err(PolicyRefusal::PaymasterNotAllowed(_))
+        ));
+        let tripped = SessionInfo {
+            tripped: true,
+            ..session()
+        };
+        assert_eq!(
+            check_session_op(&tripped, KEY, &good, NOW + 30, NOW),
+            Err(PolicyRefusal::ProtectiveOnly)
+        );
+        let reduce = op(vec![order(0, "-1", 60_000, true)]);
+        check_session_op(&tripped, KEY, &reduce, NOW + 30, NOW).unwrap();
+        let spent = SessionInfo {
+            usesLeft: 1,
+            ..session()
+        };
+        assert!(matches!(
+            check_session_op(
+                &spent,
+                KEY,
+                &op(vec![order(0, "1", 1, false); 2]),
+                NOW + 30,
+                NOW
+            ),
+            Err(PolicyRefusal::Exhausted { calls: 2, left: 1 })
+        ));
+        let owner_style = PackedUserOperation {
+            callData: crate::ops::owner_call_data(vec![order(0, "1", 1, false)]),
+            ..good.clone()
+        };
+        assert!(matches!(
+            check(&owner_style),
+            Err(PolicyRefusal::SelectorNotAllowed(_))
+        ));
+    }
+}
