@@ -32,6 +32,8 @@ contract P256KeysTest is AccountTestBase {
             _p256Id(P256_PK), address(uint160(uint256(keccak256(abi.encodePacked(bytes13("keyscope.p256"), x, y)))))
         );
         assertTrue(_p256Id(P256_PK) != _p256Id(OTHER_P256_PK));
+        // The same id is asserted by crates/core/src/session.rs, so the SDK and the account cannot drift apart.
+        assertEq(_p256Id(P256_PK), 0xE5b90972bc17763484Dd420917fCb8c31A4160f9);
     }
 
     function test_p256Session_tradesWithinScope() public {

@@ -123,10 +123,22 @@ impl Devnet {
         chain_id: u64,
         insurance_fund: U256,
     ) -> Result<Self, DevnetError> {
+        Self::start_with_args(project, port, chain_id, insurance_fund, &[]).await
+    }
+
+    /// `start_with`, passing `args` to anvil (e.g. `["--hardfork", "prague"]`).
+    pub async fn start_with_args(
+        project: &Path,
+        port: u16,
+        chain_id: u64,
+        insurance_fund: U256,
+        args: &[&str],
+    ) -> Result<Self, DevnetError> {
         let anvil = Anvil::new()
             .path(find_anvil(project)?)
             .port(port)
             .chain_id(chain_id)
+            .args(args.iter().copied())
             .try_spawn()
             .map_err(|e| DevnetError::Anvil(e.to_string()))?;
         let deployer: PrivateKeySigner = anvil.keys()[0].clone().into();
@@ -168,6 +180,95 @@ impl Devnet {
     /// Anvil's dev key `index` as a signer.
     pub fn signer(&self, index: usize) -> PrivateKeySigner {
         self.anvil.keys()[index].clone().into()
+    }
+
+    /// Opens a trader's account for `owner` (either curve; salt 0) the way a trader does: 1 ETH for gas and
+    /// `collateral` test USD (6 decimals) sent to its address, then its first owner op — deploying it,
+    /// depositing half the collateral on the venue and granting each `(key, scope)` — self-bundled by dev
+    /// key 4. Publishes a price for markets 0 and 1 (60,000 and 3,000) if none is live yet, so orders fill.
+    pub async fn open_account<K: crate::key::KeySigner + ?Sized>(
+        &self,
+        owner: &K,
+        collateral: U256,
+        grants: Vec<(
+            alloy_primitives::Address,
+            crate::bindings::ITradingAccount::SessionScope,
+        )>,
+    ) -> Result<alloy_primitives::Address, String> {
+        use crate::{
+            bindings::TestUSD,
+            client::{Client, Submission},
+            ops::first_op_calls,
+        };
+        let funder = self.signer(4);
+        let deployer = self.signer(0);
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(funder.clone()))
+            .connect_http(self.endpoint_url());
+        let minter = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(deployer.clone()))
+            .connect_http(self.endpoint_url());
+        let d = &self.deployment;
+        let oracle = SignedPriceOracle::new(d.oracle, &minter);
+        for (market, price) in [(0u32, 60_000u64), (1, 3_000)] {
+            if oracle
+                .lastPrice(market)
+                .call()
+                .await
+                .map_err(|e| e.to_string())?
+                .price
+                .is_zero()
+            {
+                let price = U256::from(price) * U256::from(10u64).pow(U256::from(18));
+                publish_price(&minter, d, &deployer, market, price).await?;
+            }
+        }
+        let client = Client::new(
+            provider.clone(),
+            d.clone(),
+            Submission::SelfBundle {
+                beneficiary: funder.address(),
+            },
+            funder.address(),
+        );
+        let account = client
+            .account_address(owner.id(), U256::ZERO)
+            .await
+            .map_err(|e| e.to_string())?;
+        let gas = TransactionRequest::default()
+            .with_to(account)
+            .with_value(U256::from(10u64).pow(U256::from(18)));
+        provider
+            .send_transaction(gas)
+            .await
+            .map_err(|e| e.to_string())?
+            .get_receipt()
+            .await
+            .map_err(|e| e.to_string())?;
+        TestUSD::new(d.collateral, &minter)
+            .mint(account, collateral)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .get_receipt()
+            .await
+            .map_err(|e| e.to_string())?;
+        let calls = first_op_calls(
+            account,
+            d.collateral,
+            d.venue,
+            collateral / U256::from(2),
+            grants,
+        );
+        let op = client
+            .owner_op(owner, U256::ZERO, calls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let outcome = client.send(&op).await.map_err(|e| e.to_string())?;
+        if !outcome.success {
+            return Err(format!("the account's first op reverted: {outcome:?}"));
+        }
+        Ok(account)
     }
 }
 

@@ -378,6 +378,31 @@ fn account_refusal(e: TradingAccountErrors) -> Refusal {
             "InvalidPermission",
             format!("permission {} is refused: {:?}", x.index, x.fault),
         ),
+        E::MissingPrecompile(x) => (
+            K::Other,
+            "MissingPrecompile",
+            format!(
+                "this chain has no P-256 verification precompile at {} (EIP-7951, from the Osaka hardfork): \
+                 P-256 keys cannot sign here; use a secp256k1 key",
+                x.0
+            ),
+        ),
+        E::NoSuccessor(x) => (
+            K::ScopeViolation,
+            "NoSuccessor",
+            format!(
+                "the owner committed no successor for key {} under its current grant",
+                x.key
+            ),
+        ),
+        E::InvalidHeartbeatInterval(x) => (
+            K::ScopeViolation,
+            "InvalidHeartbeatInterval",
+            format!(
+                "heartbeat interval {} s is not between 1 s and 7 days",
+                x.interval
+            ),
+        ),
         E::ExecuteError(x) => {
             let inner = Refusal::decode(&x.error);
             return Refusal {

@@ -1,0 +1,118 @@
+//! The socket protocol: newline-delimited JSON over a Unix socket (created mode 0600, so only the
+//! strategy's user can connect). Requests and answers:
+//!
+//! ```text
+//! {"id":1,"method":"keys"}
+//!   -> {"id":1,"result":[{"name":"mm-hot","id":"0x…","curve":"p256"}]}
+//! {"id":2,"method":"sign","params":{"userOp":{…ERC-7769 JSON…},"validUntil":1800000030}}
+//!   -> {"id":2,"result":{"signature":"0x…","userOpHash":"0x…","validUntil":1800000030,"key":"0x…"}}
+//!   -> {"id":2,"error":{"code":4001,"message":"out of scope: market 2 is not in the key's markets"}}
+//! ```
+//!
+//! Error codes: -32700 not JSON, -32601 unknown method, -32602 bad params, 4001 out of scope, 4004 key
+//! not held or op for another account, 4029 rate limited, 4500 signing failed.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use keyscope_core::rpc_op::RpcUserOperation;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+
+use crate::{
+    SignerError,
+    service::{Refused, SigningService},
+};
+
+/// Binds `path` (replacing a stale socket file) with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, SignerError> {
+    let fail = |e: std::io::Error| SignerError::Socket {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    if path.exists() {
+        std::fs::remove_file(path).map_err(fail)?;
+    }
+    let listener = UnixListener::bind(path).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    Ok(listener)
+}
+
+/// Serves connections until the listener fails.
+pub async fn serve(service: Arc<SigningService>, listener: UnixListener) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let service = service.clone();
+        tokio::spawn(async move {
+            // A connection that breaks ends only itself.
+            let _ = connection(service, stream).await;
+        });
+    }
+}
+
+async fn connection(service: Arc<SigningService>, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await? {
+        let mut answer = serde_json::to_vec(&handle(&service, &line).await)?;
+        answer.push(b'\n');
+        write.write_all(&answer).await?;
+    }
+    Ok(())
+}
+
+fn error(id: Value, code: i64, message: String) -> Value {
+    json!({ "id": id, "error": { "code": code, "message": message } })
+}
+
+/// The answer to one request line.
+pub async fn handle(service: &SigningService, line: &str) -> Value {
+    let req: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return error(Value::Null, -32700, format!("not JSON: {e}")),
+    };
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    match req.get("method").and_then(Value::as_str) {
+        Some("keys") => json!({ "id": id, "result": service.keys() }),
+        Some("sign") => {
+            let params = req.get("params").cloned().unwrap_or(Value::Null);
+            let op = match RpcUserOperation::from_json(
+                params.get("userOp").cloned().unwrap_or(Value::Null),
+            )
+            .and_then(|o| o.to_packed())
+            {
+                Ok(op) => op,
+                Err(e) => return error(id, -32602, format!("params.userOp: {e}")),
+            };
+            let valid_until = match params.get("validUntil") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(t) => Some(t),
+                    None => {
+                        return error(id, -32602, "params.validUntil must be unix seconds".into());
+                    }
+                },
+            };
+            match service.sign(&op, valid_until).await {
+                Ok(signed) => json!({ "id": id, "result": signed }),
+                Err(e) => {
+                    let code = match e {
+                        Refused::Policy(_) | Refused::NoSession => 4001,
+                        Refused::UnknownKey(_) | Refused::WrongAccount { .. } => 4004,
+                        Refused::RateLimited { .. } => 4029,
+                        Refused::Signing(_) => 4500,
+                    };
+                    error(id, code, e.to_string())
+                }
+            }
+        }
+        Some(m) => error(
+            id,
+            -32601,
+            format!("unknown method {m:?}: use keys or sign"),
+        ),
+        None => error(id, -32600, "no method".into()),
+    }
+}

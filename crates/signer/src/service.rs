@@ -1,0 +1,258 @@
+//! The decision for one sign request: the key the op's nonce names must be held here; the op must be for
+//! the configured account and pass the key's scope as the chain last reported it
+//! ([`keyscope_core::policy`]) and the sidecar's rate limit; then the key signs and the decision is
+//! recorded. Refusals are recorded too. Between re-reads of the chain, each signature's maximum fee is
+//! taken off the cached budget, so a burst cannot be signed past what the key has left.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, RwLock},
+    time::Instant,
+};
+
+use alloy::providers::Provider;
+use alloy_primitives::{Address, B256, Bytes, U256};
+use keyscope_core::{
+    bindings::{ISessionManager, ITradingAccount::SessionInfo},
+    fees::max_op_cost,
+    key::{Curve, KeySigner},
+    policy::{PolicyRefusal, check_session_op, nonce_key},
+    session::sign_session_op,
+    user_op::{PackedUserOperation, user_op_hash},
+};
+
+use crate::{
+    SignerError,
+    audit::{AuditLog, Decision},
+    config::LoadedKey,
+    keys::HeldKey,
+    limiter::Limiter,
+};
+
+/// Why a request was not signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("this signer holds no key {0}")]
+    UnknownKey(Address),
+    #[error("the op is for account {got}; this signer signs for {expected}")]
+    WrongAccount { got: Address, expected: Address },
+    #[error("the key's session has not been read from the chain yet")]
+    NoSession,
+    #[error("out of scope: {0}")]
+    Policy(#[from] PolicyRefusal),
+    #[error("rate limited by the signer: next signature in {wait_ms} ms")]
+    RateLimited { wait_ms: u64 },
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// A signed op.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signed {
+    /// The full `userOp.signature`.
+    pub signature: Bytes,
+    pub user_op_hash: B256,
+    /// The op's own expiry, which the signature binds.
+    pub valid_until: u64,
+    pub key: Address,
+}
+
+/// A held key as the socket lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyInfo {
+    pub name: String,
+    pub id: Address,
+    pub curve: Curve,
+}
+
+struct Slot {
+    name: String,
+    key: HeldKey,
+    limiter: Mutex<Limiter>,
+}
+
+#[derive(Default)]
+struct View {
+    sessions: HashMap<Address, SessionInfo>,
+    chain_time: u64,
+    read_at: Option<Instant>,
+}
+
+/// The sidecar's state: its keys, the sessions last read, the audit trail.
+pub struct SigningService {
+    account: Address,
+    chain_id: u64,
+    entry_point: Address,
+    slots: HashMap<Address, Slot>,
+    view: RwLock<View>,
+    audit: Mutex<AuditLog>,
+}
+
+impl SigningService {
+    /// A service signing for `account` on chain `chain_id` (EntryPoint `entry_point`) with `keys`.
+    pub fn new(
+        account: Address,
+        chain_id: u64,
+        entry_point: Address,
+        keys: Vec<LoadedKey>,
+        audit: AuditLog,
+    ) -> Self {
+        let slots = keys
+            .into_iter()
+            .map(|k| {
+                (
+                    k.key.id(),
+                    Slot {
+                        name: k.name,
+                        key: k.key,
+                        limiter: Mutex::new(Limiter::new(k.rate)),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            account,
+            chain_id,
+            entry_point,
+            slots,
+            view: RwLock::default(),
+            audit: Mutex::new(audit),
+        }
+    }
+
+    /// The keys held, by name, id and curve.
+    pub fn keys(&self) -> Vec<KeyInfo> {
+        let mut out: Vec<KeyInfo> = self
+            .slots
+            .iter()
+            .map(|(id, s)| KeyInfo {
+                name: s.name.clone(),
+                id: *id,
+                curve: s.key.curve(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Re-reads every held key's session and the chain's time.
+    pub async fn refresh<P: Provider>(&self, provider: &P) -> Result<(), SignerError> {
+        let chain = |e: String| SignerError::Chain(e);
+        let manager = ISessionManager::new(self.account, provider);
+        let mut sessions = HashMap::new();
+        for id in self.slots.keys() {
+            let info = manager
+                .getSession(*id)
+                .call()
+                .await
+                .map_err(|e| chain(format!("getSession({id}) on {}: {e}", self.account)))?;
+            sessions.insert(*id, info);
+        }
+        let block = provider
+            .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| chain(e.to_string()))?
+            .ok_or_else(|| chain("no latest block".into()))?;
+        let mut view = self.view.write().expect("no panic while holding the view");
+        *view = View {
+            sessions,
+            chain_time: block.header.timestamp,
+            read_at: Some(Instant::now()),
+        };
+        Ok(())
+    }
+
+    /// The chain's time as of the last read, plus the time since.
+    pub fn now(&self) -> u64 {
+        let view = self.view.read().expect("no panic while holding the view");
+        view.chain_time + view.read_at.map_or(0, |t| t.elapsed().as_secs())
+    }
+
+    /// Signs `op` for the key its nonce names, expiring at `valid_until` (default: the key's max op ttl
+    /// from now), if every check passes; records the decision either way.
+    pub async fn sign(
+        &self,
+        op: &PackedUserOperation,
+        valid_until: Option<u64>,
+    ) -> Result<Signed, Refused> {
+        let key = nonce_key(op);
+        let hash = user_op_hash(op, self.entry_point, self.chain_id).unwrap_or_default();
+        let now = self.now();
+        let result = self.decide(op, key, hash, now, valid_until).await;
+        let (outcome, detail) = match &result {
+            Ok(s) => ("signed", format!("validUntil {}", s.valid_until)),
+            Err(e) => ("refused", e.to_string()),
+        };
+        let decision = Decision {
+            time: now,
+            key,
+            account: op.sender,
+            user_op_hash: hash,
+            outcome: outcome.into(),
+            detail,
+        };
+        let recorded = self
+            .audit
+            .lock()
+            .expect("no panic while holding the audit log")
+            .record(decision);
+        // A decision that cannot be recorded is not handed out.
+        if let Err(e) = recorded {
+            return Err(Refused::Signing(format!(
+                "the audit trail cannot be written: {e}"
+            )));
+        }
+        result
+    }
+
+    async fn decide(
+        &self,
+        op: &PackedUserOperation,
+        key: Address,
+        hash: B256,
+        now: u64,
+        valid_until: Option<u64>,
+    ) -> Result<Signed, Refused> {
+        let slot = self.slots.get(&key).ok_or(Refused::UnknownKey(key))?;
+        if op.sender != self.account {
+            return Err(Refused::WrongAccount {
+                got: op.sender,
+                expected: self.account,
+            });
+        }
+        let session = self
+            .view
+            .read()
+            .expect("no panic while holding the view")
+            .sessions
+            .get(&key)
+            .cloned()
+            .ok_or(Refused::NoSession)?;
+        let valid_until = valid_until.unwrap_or(now + u64::from(session.maxOpTtl));
+        check_session_op(&session, key, op, valid_until, now)?;
+        slot.limiter
+            .lock()
+            .expect("no panic while holding a limiter")
+            .take(Instant::now())
+            .map_err(|wait| Refused::RateLimited {
+                wait_ms: wait.as_millis().max(1) as u64,
+            })?;
+        let signature = sign_session_op(&slot.key, hash, valid_until, session.grantId)
+            .await
+            .map_err(|e| Refused::Signing(e.to_string()))?;
+        if op.paymasterAndData.is_empty() {
+            let cost = max_op_cost(op).unwrap_or(U256::MAX);
+            let mut view = self.view.write().expect("no panic while holding the view");
+            if let Some(s) = view.sessions.get_mut(&key) {
+                s.feeLeft = s.feeLeft.saturating_sub(cost);
+            }
+        }
+        Ok(Signed {
+            signature,
+            user_op_hash: hash,
+            valid_until,
+            key,
+        })
+    }
+}
