@@ -184,8 +184,8 @@ impl Devnet {
 
     /// Opens a trader's account for `owner` (either curve; salt 0) the way a trader does: 1 ETH for gas and
     /// `collateral` test USD (6 decimals) sent to its address, then its first owner op — deploying it,
-    /// depositing half the collateral on the venue and granting each `(key, scope)` — self-bundled by dev
-    /// key 4. Publishes a price for markets 0 and 1 (60,000 and 3,000) if none is live yet, so orders fill.
+    /// depositing half the collateral on the venue and granting the first `(key, scope)` — and one owner
+    /// op per further grant, self-bundled by dev key 4. Publishes a price for markets 0 and 1 (60,000 and 3,000) if none is live yet, so orders fill.
     pub async fn open_account<K: crate::key::KeySigner + ?Sized>(
         &self,
         owner: &K,
@@ -253,22 +253,31 @@ impl Devnet {
             .get_receipt()
             .await
             .map_err(|e| e.to_string())?;
-        let calls = first_op_calls(
+        // One grant per op: an op's default call gas fits the deposit and one grant.
+        let mut grants = grants.into_iter();
+        let mut calls = first_op_calls(
             account,
             d.collateral,
             d.venue,
             collateral / U256::from(2),
-            grants,
+            grants.next().into_iter().collect(),
         );
-        let op = client
-            .owner_op(owner, U256::ZERO, calls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let outcome = client.send(&op).await.map_err(|e| e.to_string())?;
-        if !outcome.success {
-            return Err(format!("the account's first op reverted: {outcome:?}"));
+        loop {
+            let op = client
+                .owner_op(owner, U256::ZERO, calls)
+                .await
+                .map_err(|e| e.to_string())?;
+            let outcome = client.send(&op).await.map_err(|e| e.to_string())?;
+            if !outcome.success {
+                return Err(format!(
+                    "an owner op opening the account reverted: {outcome:?}"
+                ));
+            }
+            match grants.next() {
+                Some((key, scope)) => calls = vec![crate::ops::grant_session(account, key, scope)],
+                None => return Ok(account),
+            }
         }
-        Ok(account)
     }
 }
 

@@ -12,9 +12,10 @@
 //! Error codes: -32700 not JSON, -32601 unknown method, -32602 bad params, 4001 out of scope, 4004 key
 //! not held or op for another account, 4029 rate limited, 4500 signing failed.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
 
-use keyscope_core::rpc_op::RpcUserOperation;
+use alloy::providers::{Provider, ProviderBuilder};
+use keyscope_core::{deployment::Deployment, rpc_op::RpcUserOperation, signer::from_keystore};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -23,8 +24,81 @@ use tokio::{
 
 use crate::{
     SignerError,
+    audit::AuditLog,
+    config::SignerConfig,
     service::{Refused, SigningService},
 };
+
+/// Opens everything `config` names — the deployment, every key (keystores with `password`, HSM keys with
+/// `pin`), the audit key and trail — reads the sessions once, binds the socket, and serves until the
+/// listener fails, re-reading the sessions every `refresh_secs`.
+pub async fn run(
+    config: &SignerConfig,
+    password: Option<&str>,
+    pin: Option<&str>,
+) -> Result<(), SignerError> {
+    let deployment = Deployment::load(&config.deployment).map_err(|e| SignerError::Config {
+        path: config.deployment.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let keys = config.open_keys(password, pin)?;
+    let audit_key = from_keystore(
+        &config.audit_keystore,
+        password.ok_or_else(|| SignerError::Config {
+            path: config.audit_keystore.display().to_string(),
+            reason: "the audit key's keystore needs its password in KEYSCOPE_SIGNER_PASSWORD"
+                .into(),
+        })?,
+    )
+    .map_err(|e| SignerError::Keystore {
+        path: config.audit_keystore.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let audit = AuditLog::open(&config.audit_log, audit_key)?;
+    let url = config.rpc_url.parse().map_err(|e| SignerError::Config {
+        path: "rpc_url".into(),
+        reason: format!("{e}"),
+    })?;
+    let provider = ProviderBuilder::new().connect_http(url);
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| SignerError::Chain(format!("{}: {e}", config.rpc_url)))?;
+    if chain_id != deployment.chain_id {
+        return Err(SignerError::Chain(format!(
+            "{} is chain {chain_id}, but {} is for chain {}",
+            config.rpc_url,
+            config.deployment.display(),
+            deployment.chain_id
+        )));
+    }
+    let service = Arc::new(SigningService::new(
+        config.account,
+        chain_id,
+        deployment.entry_point,
+        keys,
+        audit,
+    ));
+    service.refresh(&provider).await?;
+    let listener = bind(&config.socket)?;
+    let refresher = service.clone();
+    let every = Duration::from_secs(config.refresh_secs.max(1));
+    let refresh = async move {
+        loop {
+            tokio::time::sleep(every).await;
+            // A failed read keeps the last view; the next tick tries again.
+            let _ = refresher.refresh(&provider).await;
+        }
+    };
+    // One task: stopping `run` stops the refresher with the server.
+    tokio::select! {
+        served = serve(service, listener) => served.map_err(|e| SignerError::Socket {
+            path: config.socket.display().to_string(),
+            reason: e.to_string(),
+        }),
+        () = refresh => unreachable!("the refresher never returns"),
+    }
+}
 
 /// Binds `path` (replacing a stale socket file) with mode 0600.
 pub fn bind(path: &Path) -> Result<UnixListener, SignerError> {
