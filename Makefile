@@ -12,7 +12,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all deps build lint test test-contracts test-rust gas demo clean
+.PHONY: all deps build lint test test-contracts test-rust gas demo clean softhsm
 
 all: test
 
@@ -39,9 +39,25 @@ test-contracts: build
 	forge test --no-match-path 'test/gas/*'
 	FORGE_SNAPSHOT_CHECK=true forge test --isolate --match-path 'test/gas/*'
 
+# SoftHSM2 stands in for an HSM in the PKCS#11 tests (Debian package softhsm2): installed when missing
+# and this runs as root with apt; otherwise those tests print SKIPPED and say why.
+SOFTHSM_MODULE := /usr/lib/softhsm/libsofthsm2.so
+softhsm:
+	@if [ -e $(SOFTHSM_MODULE) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing softhsm2 (PKCS#11 tests)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq softhsm2 >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq softhsm2 >/dev/null 2>&1; } || \
+	  echo "NOTE: apt could not install softhsm2: the PKCS#11 tests will be SKIPPED"; \
+	else \
+	  echo "NOTE: softhsm2 is not installed and cannot be here (not root, or no apt): the PKCS#11 tests"; \
+	  echo "      (crates/signer/tests/hsm.rs, crates/cli/tests/signer_walkthrough.rs) will be SKIPPED"; \
+	fi
+
 # Doc tests and benchmarks (each run once, as a test) first, so the run closes on the unit and
 # integration tests' counts.
-test-rust:
+test-rust: softhsm
 	cargo test --workspace --doc
 	cargo test --workspace --benches
 	cargo test --workspace --lib --bins --tests

@@ -29,6 +29,8 @@ pub enum AccountCommand {
     },
     /// Address, owner, balances, margin and session keys.
     Info,
+    /// The account's address alone (deployed or not yet), for scripts: `ACCOUNT=$(keyscope account address)`.
+    Address,
 }
 
 pub async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
@@ -37,6 +39,15 @@ pub async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
             create(g, &fund, collateral.as_deref()).await
         }
         AccountCommand::Info => info(g).await,
+        AccountCommand::Address => {
+            let ctx = Ctx::connect(g).await?;
+            emit(
+                ctx.json,
+                serde_json::json!({ "account": ctx.account }),
+                || ctx.account.to_string(),
+            );
+            Ok(())
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod order;
 mod output;
 mod relayer;
 mod session;
+mod signer;
 mod sim;
 
 use std::path::PathBuf;
@@ -108,6 +109,9 @@ enum Command {
     /// Margin-call and liquidation scenarios on revm or anvil.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// The signing sidecar: hold session keys (keystore or HSM) and sign a strategy's in-scope ops.
+    #[command(subcommand)]
+    Signer(signer::SignerCommand),
 }
 
 #[tokio::main]
@@ -137,5 +141,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Portfolio => order::portfolio(&g).await,
         Command::Sim(cmd) => sim::run_command(&g, cmd).await,
         Command::Relayer(args) => relayer::run(&g, args).await,
+        Command::Signer(cmd) => signer::run(&g, cmd).await,
     }
 }

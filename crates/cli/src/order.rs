@@ -1,13 +1,20 @@
-//! `keyscope order place|close` and `keyscope portfolio`.
+//! `keyscope order place|close|heartbeat|hand-over` and `keyscope portfolio`.
+
+use std::path::PathBuf;
 
 use alloy::signers::local::PrivateKeySigner;
-use alloy_primitives::{I256, U256};
+use alloy_primitives::{Address, B256, Bytes, I256, U256};
+use anyhow::Context;
 use clap::Subcommand;
 use keyscope_core::{
+    KeySigner, P256Key,
     bindings::{PerpVenue, SignedPriceOracle},
+    key::Curve,
     ops, signer,
     units::{format_units, parse_units},
+    user_op::PackedUserOperation,
 };
+use keyscope_signer::SignerClient;
 use serde_json::json;
 
 use crate::{
@@ -43,18 +50,48 @@ pub enum OrderCommand {
         #[command(flatten)]
         key: SessionKeyArgs,
     },
+    /// Arm or renew the session key's dead-man switch: if no heartbeat follows within --interval seconds,
+    /// the key can only deposit, cancel and reduce until the next one.
+    Heartbeat {
+        /// Seconds until the switch trips (1 to 604800).
+        #[arg(long)]
+        interval: u32,
+        #[command(flatten)]
+        key: SessionKeyArgs,
+    },
+    /// Hand the session key's session (scope and what is left of its budgets) to the successor the owner
+    /// committed at grant; the key dies.
+    HandOver {
+        #[command(flatten)]
+        key: SessionKeyArgs,
+    },
 }
 
-/// Sign as a session key instead of the owner.
+/// Sign as a session key instead of the owner: a key given here, or a key held by `keyscope signer`.
 #[derive(Debug, clap::Args)]
 pub struct SessionKeyArgs {
-    /// Session private key (hex); without it the owner signs.
+    /// Session private key (hex); without it (and without --signer) the owner signs.
     #[arg(
         long = "session-key",
         env = "KEYSCOPE_SESSION_KEY",
         hide_env_values = true
     )]
     session_key: Option<String>,
+    /// The session key's curve: secp256k1, or p256 (HSM, enclave and passkey keys).
+    #[arg(long, default_value = "secp256k1")]
+    key_type: Curve,
+    /// Sign through the `keyscope signer` sidecar listening on this socket (with --key-id): this process
+    /// never sees the key.
+    #[arg(
+        long,
+        env = "KEYSCOPE_SIGNER",
+        requires = "key_id",
+        conflicts_with = "session_key"
+    )]
+    signer: Option<PathBuf>,
+    /// The sidecar key's id (address or P-256 key id; `keyscope signer` lists them).
+    #[arg(long)]
+    key_id: Option<Address>,
     /// Nonce lane of the session key (parallel streams use different lanes).
     #[arg(long, default_value_t = 0)]
     lane: u32,
@@ -88,14 +125,10 @@ async fn send_order(
         limit,
         reduce_only,
     )];
-    let (op, signer_name) = match &key.session_key {
-        Some(hex) => {
-            let session: PrivateKeySigner = signer::from_hex(hex)?;
-            let op = ctx
-                .client
-                .session_op(&session, ctx.account, key.lane, call, key.ttl)
-                .await?;
-            (op, format!("session key {}", session.address()))
+    let (op, signer_name) = match session_key_id(key)? {
+        Some(id) => {
+            let op = sign_as_key(ctx, key, ops::session_call_data(id, call)).await?;
+            (op, format!("session key {id}"))
         }
         None => (
             ctx.client.owner_op(&ctx.owner, Ctx::salt(g), call).await?,
@@ -119,6 +152,95 @@ async fn send_order(
                 outcome.user_op_hash
             )
         },
+    );
+    Ok(())
+}
+
+/// The session key the flags name (its address or P-256 id), or None when the owner signs.
+fn session_key_id(key: &SessionKeyArgs) -> anyhow::Result<Option<Address>> {
+    if let Some(id) = key.key_id.filter(|_| key.signer.is_some()) {
+        return Ok(Some(id));
+    }
+    Ok(match &key.session_key {
+        None => None,
+        Some(hex) => Some(match key.key_type {
+            Curve::Secp256k1 => signer::from_hex(hex)?.address(),
+            Curve::P256 => p256_from_hex(hex)?.id(),
+        }),
+    })
+}
+
+fn p256_from_hex(hex: &str) -> anyhow::Result<P256Key> {
+    let scalar: B256 = hex
+        .trim()
+        .parse()
+        .context("the P-256 session key is not 32 bytes of hex")?;
+    Ok(P256Key::from_bytes(&scalar)?)
+}
+
+/// An op of the session key the flags name, with `call_data`, signed by it: here, or by the sidecar.
+async fn sign_as_key(
+    ctx: &Ctx,
+    key: &SessionKeyArgs,
+    call_data: Bytes,
+) -> anyhow::Result<PackedUserOperation> {
+    let id = session_key_id(key)?
+        .context("name a session key: --session-key, or --signer with --key-id")?;
+    let op = ctx
+        .client
+        .unsigned_key_op(id, ctx.account, key.lane, call_data)
+        .await?;
+    if let Some(socket) = &key.signer {
+        let mut op = op;
+        let until = ctx.client.chain_time().await? + key.ttl;
+        let signed = connect_signer(socket).await?.sign(&op, Some(until)).await?;
+        op.signature = signed.signature;
+        return Ok(op);
+    }
+    let hex = key
+        .session_key
+        .as_deref()
+        .expect("a key id without --signer comes from --session-key");
+    Ok(match key.key_type {
+        Curve::Secp256k1 => {
+            let k: PrivateKeySigner = signer::from_hex(hex)?;
+            ctx.client.sign_key_op(&k, ctx.account, op, key.ttl).await?
+        }
+        Curve::P256 => {
+            let k = p256_from_hex(hex)?;
+            ctx.client.sign_key_op(&k, ctx.account, op, key.ttl).await?
+        }
+    })
+}
+
+/// Connects to the sidecar, waiting up to 10 s for a sidecar that is still starting (opening its keys and
+/// reading the chain) to open its socket.
+async fn connect_signer(socket: &std::path::Path) -> anyhow::Result<SignerClient> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SignerClient::connect(socket).await {
+            Ok(c) => return Ok(c),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The session key's own op (heartbeat or hand-over), sent.
+async fn send_key_op(
+    ctx: &Ctx,
+    key: &SessionKeyArgs,
+    call_data: impl FnOnce(Address) -> Bytes,
+    what: &str,
+) -> anyhow::Result<()> {
+    let id = session_key_id(key)?
+        .context("name a session key: --session-key, or --signer with --key-id")?;
+    let op = sign_as_key(ctx, key, call_data(id)).await?;
+    let outcome = ctx.send(&op).await?;
+    emit(
+        ctx.json,
+        json!({ "key": id, "done": what, "op": outcome_json(&outcome) }),
+        || format!("{what} for {id} (op {})", outcome.user_op_hash),
     );
     Ok(())
 }
@@ -182,6 +304,25 @@ pub async fn run(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
                 price * (one + slip) / one
             };
             send_order(g, &ctx, &key, id, -position.size, limit, true).await
+        }
+        OrderCommand::Heartbeat { interval, key } => {
+            let what = format!("dead-man switch renewed for {interval} s");
+            send_key_op(
+                &ctx,
+                &key,
+                |id| ops::heartbeat_call_data(id, interval),
+                &what,
+            )
+            .await
+        }
+        OrderCommand::HandOver { key } => {
+            send_key_op(
+                &ctx,
+                &key,
+                ops::hand_over_call_data,
+                "session handed to the committed successor",
+            )
+            .await
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `keyscope session grant|revoke|revoke-all|rearm|list`.
+//! `keyscope session grant|revoke|revoke-all|rearm|rotate|disarm-heartbeat|list`.
 
 use alloy_primitives::{Address, U256};
 use clap::Subcommand;
@@ -32,6 +32,19 @@ pub enum SessionCommand {
         /// The session key's address.
         key: Address,
     },
+    /// Move a key's session, with what is left of its budgets, to another key in one owner op (the old key
+    /// dies). Keys can also hand over themselves to a successor named at grant (`grant --successor`).
+    Rotate {
+        /// The session key (address or P-256 key id) to retire.
+        key: Address,
+        /// The key that takes the session over.
+        successor: Address,
+    },
+    /// Disarm a key's dead-man switch (only the owner can; the key can only renew it).
+    DisarmHeartbeat {
+        /// The session key.
+        key: Address,
+    },
     /// Keys, scopes, windows and uses left.
     List,
 }
@@ -39,9 +52,13 @@ pub enum SessionCommand {
 /// `keyscope session grant`'s flags: the scope and its money limits.
 #[derive(Debug, clap::Args)]
 pub struct GrantArgs {
-    /// The session key's address.
+    /// The session key's address, or a P-256 key's id (`keyscope signer new-key --curve p256` prints it).
     #[arg(long = "session-key")]
     key: Address,
+    /// Commit the key's successor (address or P-256 key id): the key may hand its session over to it in
+    /// one op of its own (`keyscope order hand-over`), without the owner.
+    #[arg(long)]
+    successor: Option<Address>,
     /// Markets it may trade, by name: BTC,ETH.
     #[arg(long, value_delimiter = ',', required = true)]
     markets: Vec<String>,
@@ -154,6 +171,42 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
                 || format!("re-armed {key}: it may trade again, its high-water mark starts afresh"),
             );
         }
+        SessionCommand::Rotate { key, successor } => {
+            let op = ctx
+                .client
+                .owner_op(
+                    &ctx.owner,
+                    Ctx::salt(g),
+                    vec![ops::rotate_session(ctx.account, key, successor)],
+                )
+                .await?;
+            let outcome = ctx.send(&op).await?;
+            emit(
+                ctx.json,
+                json!({ "rotated": key, "successor": successor, "op": outcome_json(&outcome) }),
+                || {
+                    format!(
+                        "rotated {key} to {successor}: same scope and what was left of its budgets"
+                    )
+                },
+            );
+        }
+        SessionCommand::DisarmHeartbeat { key } => {
+            let op = ctx
+                .client
+                .owner_op(
+                    &ctx.owner,
+                    Ctx::salt(g),
+                    vec![ops::disarm_heartbeat(ctx.account, key)],
+                )
+                .await?;
+            let outcome = ctx.send(&op).await?;
+            emit(
+                ctx.json,
+                json!({ "disarmed": key, "op": outcome_json(&outcome) }),
+                || format!("disarmed {key}'s dead-man switch"),
+            );
+        }
         SessionCommand::List => list(&ctx).await?,
     }
     Ok(())
@@ -163,6 +216,7 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
 async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()> {
     let GrantArgs {
         key,
+        successor,
         markets,
         max_size,
         max_notional,
@@ -217,18 +271,14 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
         ..MoneyLimits::cautious()
     };
     let built = scope.build(ctx.client.chain_time().await?)?;
-    let op = ctx
-        .client
-        .owner_op(
-            &ctx.owner,
-            Ctx::salt(g),
-            vec![ops::grant_session(ctx.account, key, built.clone())],
-        )
-        .await?;
+    let mut calls = vec![ops::grant_session(ctx.account, key, built.clone())];
+    // After the grant, in the same op: a commitment is bound to the grant it follows.
+    calls.extend(successor.map(|s| ops::commit_successor(ctx.account, key, s)));
+    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), calls).await?;
     let outcome = ctx.send(&op).await?;
     emit(
         ctx.json,
-        json!({ "sessionKey": key, "validUntil": built.validUntil.to::<u64>(), "op": outcome_json(&outcome) }),
+        json!({ "sessionKey": key, "successor": successor, "validUntil": built.validUntil.to::<u64>(), "op": outcome_json(&outcome) }),
         || {
             format!(
                 "granted {key}: {} until unix {} (op {})",

@@ -200,26 +200,45 @@ impl<P: Provider + Clone> Client<P> {
         calls: Vec<Call>,
         ttl: u64,
     ) -> Result<PackedUserOperation, ClientError> {
-        let lane = SessionLane::new(key.id(), lane);
+        let op = self
+            .unsigned_key_op(key.id(), account, lane, session_call_data(key.id(), calls))
+            .await?;
+        self.sign_key_op(key, account, op, ttl).await
+    }
+
+    /// An unsigned op of session key `key` on `account`'s lane `lane` with `call_data` (`executeSession`,
+    /// or the key's own `heartbeat` / `rotateToSuccessor`): for signers elsewhere, like `keyscope signer`.
+    pub async fn unsigned_key_op(
+        &self,
+        key: Address,
+        account: Address,
+        lane: u32,
+        call_data: Bytes,
+    ) -> Result<PackedUserOperation, ClientError> {
+        let lane = SessionLane::new(key, lane);
         let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
             .getNonce(account, lane.nonce_key())
             .call()
             .await
             .map_err(rpc)?;
+        self.unsigned(account, nonce, call_data, Bytes::new()).await
+    }
+
+    /// Signs `op` (an op of `key` on `account`) under the key's current grant, expiring `ttl` seconds from
+    /// the chain's time.
+    pub async fn sign_key_op<S: KeySigner + ?Sized>(
+        &self,
+        key: &S,
+        account: Address,
+        mut op: PackedUserOperation,
+        ttl: u64,
+    ) -> Result<PackedUserOperation, ClientError> {
         let grant_id = ISessionManager::new(account, &self.provider)
             .getSession(key.id())
             .call()
             .await
             .map_err(rpc)?
             .grantId;
-        let mut op = self
-            .unsigned(
-                account,
-                nonce,
-                session_call_data(key.id(), calls),
-                Bytes::new(),
-            )
-            .await?;
         let until = self.chain_time().await? + ttl;
         op.signature = sign_session_op(key, self.hash(&op)?, until, grant_id).await?;
         Ok(op)

@@ -91,6 +91,41 @@ pub fn rearm_session(account: Address, key: Address) -> Call {
     call(account, ISessionManager::rearmSessionCall { key })
 }
 
+/// `commitSuccessor(key, successor)` on the account itself: the key may later hand over to `successor`.
+pub fn commit_successor(account: Address, key: Address, successor: Address) -> Call {
+    call(
+        account,
+        ISessionManager::commitSuccessorCall { key, successor },
+    )
+}
+
+/// `rotateSession(key, successor)` on the account itself: the owner moves `key`'s session in one call.
+pub fn rotate_session(account: Address, key: Address, successor: Address) -> Call {
+    call(
+        account,
+        ISessionManager::rotateSessionCall { key, successor },
+    )
+}
+
+/// `disarmHeartbeat(key)` on the account itself.
+pub fn disarm_heartbeat(account: Address, key: Address) -> Call {
+    call(account, ISessionManager::disarmHeartbeatCall { key })
+}
+
+/// The callData of `key`'s own op handing its session to its committed successor.
+pub fn hand_over_call_data(key: Address) -> Bytes {
+    ISessionManager::rotateToSuccessorCall { key }
+        .abi_encode()
+        .into()
+}
+
+/// The callData of `key`'s own op arming or renewing its dead-man switch for `interval` seconds.
+pub fn heartbeat_call_data(key: Address, interval: u32) -> Bytes {
+    ISessionManager::heartbeatCall { key, interval }
+        .abi_encode()
+        .into()
+}
+
 /// An owner op's callData: `execute` for one call, `executeBatch` for several (or none).
 pub fn owner_call_data(calls: Vec<Call>) -> Bytes {
     match <[Call; 1]>::try_from(calls) {

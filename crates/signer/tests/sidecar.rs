@@ -6,12 +6,9 @@
 
 mod common;
 
-use alloy::sol_types::SolCall;
 use alloy_primitives::{Address, I256};
 use common::*;
-use keyscope_core::{
-    bindings::ISessionManager, key::Curve, ops, units::parse_units, user_op::PackedUserOperation,
-};
+use keyscope_core::{key::Curve, ops, units::parse_units, user_op::PackedUserOperation};
 use keyscope_signer::audit;
 
 fn size(s: &str) -> I256 {
@@ -121,13 +118,7 @@ async fn a_key_hands_over_to_its_committed_successor_through_the_sidecar() {
     let (next, next_toml) = keystore_key(&dir, "next", Curve::P256, "10/1s");
     let setup = Setup::start(41_041, dir, &[old]).await;
     // The owner commits `next` as `old`'s successor (an owner op: a call to the account itself).
-    let commit = ops::call(
-        setup.account,
-        ISessionManager::commitSuccessorCall {
-            key: old,
-            successor: next,
-        },
-    );
+    let commit = ops::commit_successor(setup.account, old, next);
     let op = setup
         .client
         .owner_op(&setup.owner, alloy_primitives::U256::ZERO, vec![commit])
@@ -147,10 +138,8 @@ async fn a_key_hands_over_to_its_committed_successor_through_the_sidecar() {
         4001
     );
     // The hand-over: one op of `old` itself, signed by the sidecar, no owner involved.
-    let call_data = ISessionManager::rotateToSuccessorCall { key: old }
-        .abi_encode()
-        .into();
-    assert!(sign_and_send(&setup, &signer, setup.key_op(old, 0, call_data).await).await);
+    let hand_over = setup.key_op(old, 0, ops::hand_over_call_data(old)).await;
+    assert!(sign_and_send(&setup, &signer, hand_over).await);
     // After its next read of the chain (every second), the sidecar signs for `next` and no longer for `old`.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert!(sign_and_send(&setup, &signer, setup.order_op(next, 0, 0, "0.01").await).await);

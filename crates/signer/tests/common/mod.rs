@@ -14,15 +14,13 @@ use alloy::{
 };
 use alloy_primitives::{Address, I256};
 use keyscope_core::{
-    bindings::IEntryPoint,
     client::{Client, Submission},
     devnet::{Devnet, repo_root},
     key::Curve,
-    nonce::SessionLane,
     ops,
     scope::TradingScope,
     units::parse_units,
-    user_op::{OpGas, PackedUserOperation, unsigned},
+    user_op::PackedUserOperation,
 };
 use keyscope_signer::{SignerClient, SignerConfig, keys};
 
@@ -118,22 +116,10 @@ impl Setup {
         lane: u32,
         call_data: alloy_primitives::Bytes,
     ) -> PackedUserOperation {
-        let lane = SessionLane::new(key, lane);
-        let nonce = IEntryPoint::new(self.devnet.deployment.entry_point, &self.provider)
-            .getNonce(self.account, lane.nonce_key())
-            .call()
+        self.client
+            .unsigned_key_op(key, self.account, lane, call_data)
             .await
-            .unwrap();
-        let fees = self.provider.estimate_eip1559_fees().await.unwrap();
-        unsigned(
-            self.account,
-            nonce,
-            call_data,
-            Default::default(),
-            OpGas::default_for(false),
-            fees.max_priority_fee_per_gas,
-            fees.max_fee_per_gas,
-        )
+            .unwrap()
     }
 
     /// Writes a sidecar config holding `keys` (their `[[keys]]` TOML) and an audit key, re-reading the

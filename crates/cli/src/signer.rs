@@ -1,0 +1,169 @@
+//! `keyscope signer serve|new-key|hsm-init|hsm-keygen|verify-audit`: the signing sidecar and its keys.
+//! `new-key` and `hsm-keygen` print the key's id alone on stdout (`ID=$(keyscope signer new-key …)`) and
+//! say what they did on stderr.
+
+use std::path::PathBuf;
+
+use alloy_primitives::Address;
+use anyhow::Context;
+use clap::Subcommand;
+use keyscope_core::key::Curve;
+use keyscope_signer::{
+    SignerConfig, audit,
+    keys::{HsmKey, HsmLocation, init_token, new_keystore},
+};
+use serde_json::json;
+
+use crate::{Global, output::emit};
+
+#[derive(Debug, Subcommand)]
+pub enum SignerCommand {
+    /// Run the signing sidecar from its config file until stopped: it holds the keys and signs a strategy's
+    /// in-scope ops over a Unix socket. Keystore password: KEYSCOPE_SIGNER_PASSWORD; HSM PIN: KEYSCOPE_HSM_PIN.
+    Serve {
+        /// The sidecar's TOML config (see the README).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write a fresh key into an encrypted keystore (password: KEYSCOPE_SIGNER_PASSWORD) and print its id.
+    NewKey {
+        /// secp256k1, or p256.
+        #[arg(long, default_value = "p256")]
+        curve: Curve,
+        /// The keystore file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Initialise a free token of a PKCS#11 module (SoftHSM, or a fresh slot) with a label, a security
+    /// officer PIN and the user PIN in KEYSCOPE_HSM_PIN.
+    HsmInit {
+        /// The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+        #[arg(long)]
+        module: PathBuf,
+        /// The token's new label.
+        #[arg(long)]
+        token: String,
+        /// The security officer's PIN.
+        #[arg(long)]
+        so_pin: String,
+    },
+    /// Generate a P-256 key inside an HSM token through PKCS#11 (PIN: KEYSCOPE_HSM_PIN) and print its id.
+    HsmKeygen {
+        /// The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+        #[arg(long)]
+        module: PathBuf,
+        /// The token's label.
+        #[arg(long)]
+        token: String,
+        /// The new key's label (unique in the token).
+        #[arg(long)]
+        label: String,
+    },
+    /// Check an audit trail line by line: hashes, links and the audit key's signatures.
+    VerifyAudit {
+        /// The trail (the config's audit_log).
+        #[arg(long)]
+        log: PathBuf,
+        /// The audit key's address.
+        #[arg(long)]
+        auditor: Address,
+    },
+}
+
+fn env(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
+pub async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
+    match cmd {
+        SignerCommand::Serve { config } => {
+            let config = SignerConfig::load(&config)?;
+            let socket = config.socket.clone();
+            eprintln!(
+                "keyscope signer: {} keys, listening on {}",
+                config.keys.len(),
+                socket.display()
+            );
+            // Its own thread and single-threaded runtime: requests are answered one after another with no
+            // hop between threads (the latency bench measures this arrangement).
+            tokio::task::spawn_blocking(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(keyscope_signer::server::run(
+                        &config,
+                        env("KEYSCOPE_SIGNER_PASSWORD").as_deref(),
+                        env("KEYSCOPE_HSM_PIN").as_deref(),
+                    ))
+                    .map_err(anyhow::Error::from)
+            })
+            .await?
+        }
+        SignerCommand::NewKey { curve, out } => {
+            let password = env("KEYSCOPE_SIGNER_PASSWORD")
+                .context("set the keystore password in KEYSCOPE_SIGNER_PASSWORD")?;
+            if out.exists() {
+                anyhow::bail!("{} exists: refusing to overwrite a key", out.display());
+            }
+            let id = new_keystore(&out, curve, &password)?;
+            eprintln!("{curve} key {id} written to {}", out.display());
+            emit(
+                g.json,
+                json!({ "id": id, "curve": curve, "keystore": out }),
+                || id.to_string(),
+            );
+            Ok(())
+        }
+        SignerCommand::HsmKeygen {
+            module,
+            token,
+            label,
+        } => {
+            let pin =
+                env("KEYSCOPE_HSM_PIN").context("set the token's user PIN in KEYSCOPE_HSM_PIN")?;
+            let at = HsmLocation {
+                module,
+                token,
+                label,
+            };
+            if HsmKey::open(&at, &pin).is_ok() {
+                anyhow::bail!(
+                    "token {:?} already holds a key labelled {:?}",
+                    at.token,
+                    at.label
+                );
+            }
+            let key = HsmKey::generate(&at, &pin)?;
+            eprintln!(
+                "P-256 key {} generated in token {:?} as {:?}; it never leaves it",
+                key.id, at.token, at.label
+            );
+            emit(
+                g.json,
+                json!({ "id": key.id, "curve": "p256", "token": at.token, "label": at.label }),
+                || key.id.to_string(),
+            );
+            Ok(())
+        }
+        SignerCommand::HsmInit {
+            module,
+            token,
+            so_pin,
+        } => {
+            let pin = env("KEYSCOPE_HSM_PIN")
+                .context("set the token's new user PIN in KEYSCOPE_HSM_PIN")?;
+            init_token(&module, &token, &so_pin, &pin)?;
+            emit(g.json, json!({ "token": token }), || {
+                format!("token {token:?} initialised")
+            });
+            Ok(())
+        }
+        SignerCommand::VerifyAudit { log, auditor } => {
+            let (entries, head) = audit::verify(&log, auditor)?;
+            emit(g.json, json!({ "entries": entries, "head": head }), || {
+                format!("{entries} entries, unbroken and signed by {auditor}; head {head}")
+            });
+            Ok(())
+        }
+    }
+}
