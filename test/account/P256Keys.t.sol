@@ -95,15 +95,8 @@ contract P256KeysTest is AccountTestBase {
     function test_p256Session_malleableTwinRefused() public {
         _grant(p256Key, _tradingScope());
         PackedUserOperation memory op = _p256SessionOp(P256_PK, _order(0, 1e18, 3000e18, false), opUntil);
-        bytes memory sig = op.signature;
-        bytes32 s;
-        assembly {
-            s := mload(add(sig, 71))
-        }
-        bytes32 high = bytes32(P256_N - uint256(s));
-        assembly {
-            mstore(add(sig, 71), high)
-        }
+        // s sits after the mode, the expiry and r: bytes 39..71.
+        bytes32 high = _toHighS(op.signature, 39);
         _expectValidationRevert(abi.encodeWithSelector(ITradingAccount.InvalidSignatureS.selector, high));
         _handle(op);
     }
@@ -238,14 +231,8 @@ contract P256KeysTest is AccountTestBase {
         assertEq(account.isValidSignature(keccak256("other"), _signP256Owner(P256_PK, digest)), bytes4(0xffffffff));
         // The malleable twin answers "invalid", not a revert.
         bytes memory sig = _signP256Owner(P256_PK, digest);
-        bytes32 s;
-        assembly {
-            s := mload(add(sig, 65))
-        }
-        bytes32 high = bytes32(P256_N - uint256(s));
-        assembly {
-            mstore(add(sig, 65), high)
-        }
+        // s sits after the prefix and r: bytes 33..65.
+        _toHighS(sig, 33);
         assertEq(account.isValidSignature(hash, sig), bytes4(0xffffffff));
     }
 
@@ -270,6 +257,19 @@ contract P256KeysTest is AccountTestBase {
     function test_p256Key_libraryRefusesHighS() public {
         vm.expectRevert(abi.encodeWithSelector(ITradingAccount.InvalidSignatureS.selector, bytes32(P256_N - 1)));
         this.verifyExternal(p256Key, bytes32(0), bytes32(uint256(1)), bytes32(P256_N - 1), bytes32(0), bytes32(0));
+    }
+
+    /// @dev Replaces the s at byte `at` of `sig` by its malleable twin n - s (the same signature, s in the
+    /// upper half); returns the new s.
+    function _toHighS(bytes memory sig, uint256 at) internal pure returns (bytes32 high) {
+        bytes32 s;
+        assembly {
+            s := mload(add(add(sig, 0x20), at))
+        }
+        high = bytes32(P256_N - uint256(s));
+        assembly {
+            mstore(add(add(sig, 0x20), at), high)
+        }
     }
 
     function verifyExternal(address key, bytes32 digest, bytes32 r, bytes32 s, bytes32 x, bytes32 y)

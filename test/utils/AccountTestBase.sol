@@ -165,13 +165,20 @@ abstract contract AccountTestBase is Test {
         _signSession(op, pk, opValidUntil, sessions.getSession(key).grantId);
     }
 
+    /// @dev What a session key signs for `op` under grant `grantId`, expiring at `opValidUntil`.
+    function _plainSessionDigest(PackedUserOperation memory op, uint40 opValidUntil, uint32 grantId)
+        internal
+        view
+        returns (bytes32)
+    {
+        return UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, UserOps.grantBinding(grantId));
+    }
+
     function _signSession(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId)
         internal
         view
     {
-        bytes32 digest =
-            UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, UserOps.grantBinding(grantId));
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, _plainSessionDigest(op, opValidUntil, grantId));
         op.signature = UserOps.sessionSignature(opValidUntil, v, r, s);
     }
 
@@ -233,18 +240,16 @@ abstract contract AccountTestBase is Test {
         view
         returns (PackedUserOperation memory op)
     {
-        address key = _p256Id(pk);
-        op = _op(address(account), _sessionNonce(key, 0), UserOps.forSession(key, callData));
-        _signP256Session(op, pk, opValidUntil, sessions.getSession(key).grantId);
+        return _keyOp(pk, true, UserOps.forSession(_p256Id(pk), callData), opValidUntil);
     }
 
     function _signP256Session(PackedUserOperation memory op, uint256 pk, uint40 opValidUntil, uint32 grantId)
         internal
         view
     {
-        bytes32 digest =
-            UserOps.sessionDigest(entryPoint.getUserOpHash(op), opValidUntil, UserOps.grantBinding(grantId));
-        op.signature = UserOps.p256SessionSignature(opValidUntil, _signP256(pk, digest));
+        op.signature = UserOps.p256SessionSignature(
+            opValidUntil, _signP256(pk, _plainSessionDigest(op, opValidUntil, grantId))
+        );
     }
 
     /// @dev An enable-mode op of P-256 key `keyPk`, the grant signed by `ownerSig(grantDigest)`.

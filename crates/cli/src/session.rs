@@ -121,94 +121,60 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
     match cmd {
         SessionCommand::Grant(args) => grant(&ctx, g, args).await?,
         SessionCommand::Revoke { key } => {
-            let op = ctx
-                .client
-                .owner_op(
-                    &ctx.owner,
-                    Ctx::salt(g),
-                    vec![ops::revoke_session(ctx.account, key)],
-                )
-                .await?;
-            let outcome = ctx.send(&op).await?;
-            emit(
-                ctx.json,
-                json!({ "revoked": key, "op": outcome_json(&outcome) }),
-                || format!("revoked {key}"),
-            );
+            let call = ops::revoke_session(ctx.account, key);
+            owner_call(
+                &ctx,
+                g,
+                call,
+                json!({ "revoked": key }),
+                format!("revoked {key}"),
+            )
+            .await?
         }
         SessionCommand::RevokeAll => {
-            let op = ctx
-                .client
-                .owner_op(
-                    &ctx.owner,
-                    Ctx::salt(g),
-                    vec![ops::call(
-                        ctx.account,
-                        ISessionManager::revokeAllSessionsCall {},
-                    )],
-                )
-                .await?;
-            let outcome = ctx.send(&op).await?;
-            emit(
-                ctx.json,
-                json!({ "revokedAll": true, "op": outcome_json(&outcome) }),
-                || "revoked every session key".to_string(),
-            );
+            let call = ops::call(ctx.account, ISessionManager::revokeAllSessionsCall {});
+            let text = "revoked every session key".to_string();
+            owner_call(&ctx, g, call, json!({ "revokedAll": true }), text).await?
         }
         SessionCommand::Rearm { key } => {
-            let op = ctx
-                .client
-                .owner_op(
-                    &ctx.owner,
-                    Ctx::salt(g),
-                    vec![ops::rearm_session(ctx.account, key)],
-                )
-                .await?;
-            let outcome = ctx.send(&op).await?;
-            emit(
-                ctx.json,
-                json!({ "rearmed": key, "op": outcome_json(&outcome) }),
-                || format!("re-armed {key}: it may trade again, its high-water mark starts afresh"),
-            );
+            let call = ops::rearm_session(ctx.account, key);
+            let text =
+                format!("re-armed {key}: it may trade again, its high-water mark starts afresh");
+            owner_call(&ctx, g, call, json!({ "rearmed": key }), text).await?
         }
         SessionCommand::Rotate { key, successor } => {
-            let op = ctx
-                .client
-                .owner_op(
-                    &ctx.owner,
-                    Ctx::salt(g),
-                    vec![ops::rotate_session(ctx.account, key, successor)],
-                )
-                .await?;
-            let outcome = ctx.send(&op).await?;
-            emit(
-                ctx.json,
-                json!({ "rotated": key, "successor": successor, "op": outcome_json(&outcome) }),
-                || {
-                    format!(
-                        "rotated {key} to {successor}: same scope and what was left of its budgets"
-                    )
-                },
+            let call = ops::rotate_session(ctx.account, key, successor);
+            let text = format!(
+                "rotated {key} to {successor}: same scope and what was left of its budgets"
             );
+            let fields = json!({ "rotated": key, "successor": successor });
+            owner_call(&ctx, g, call, fields, text).await?
         }
         SessionCommand::DisarmHeartbeat { key } => {
-            let op = ctx
-                .client
-                .owner_op(
-                    &ctx.owner,
-                    Ctx::salt(g),
-                    vec![ops::disarm_heartbeat(ctx.account, key)],
-                )
-                .await?;
-            let outcome = ctx.send(&op).await?;
-            emit(
-                ctx.json,
-                json!({ "disarmed": key, "op": outcome_json(&outcome) }),
-                || format!("disarmed {key}'s dead-man switch"),
-            );
+            let call = ops::disarm_heartbeat(ctx.account, key);
+            let text = format!("disarmed {key}'s dead-man switch");
+            owner_call(&ctx, g, call, json!({ "disarmed": key }), text).await?
         }
         SessionCommand::List => list(&ctx).await?,
     }
+    Ok(())
+}
+
+/// Sends `call` as an owner op and reports it: `fields` and the op in JSON, `text` for people.
+async fn owner_call(
+    ctx: &Ctx,
+    g: &Global,
+    call: ops::Call,
+    mut fields: serde_json::Value,
+    text: String,
+) -> anyhow::Result<()> {
+    let op = ctx
+        .client
+        .owner_op(&ctx.owner, Ctx::salt(g), vec![call])
+        .await?;
+    let outcome = ctx.send(&op).await?;
+    fields["op"] = outcome_json(&outcome);
+    emit(ctx.json, fields, || text);
     Ok(())
 }
 

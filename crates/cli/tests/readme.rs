@@ -8,7 +8,7 @@ mod common;
 
 use std::{collections::HashMap, process::Command};
 
-use common::DevnetProcess;
+use common::{DevnetProcess, contains_in_order};
 use keyscope_core::devnet::repo_root;
 
 fn walkthrough() -> Vec<String> {
@@ -36,17 +36,6 @@ fn walkthrough() -> Vec<String> {
         lines.push(std::mem::take(&mut pending));
     }
     lines
-}
-
-fn contains_in_order(haystack: &str, expected: &str) -> bool {
-    let mut rest = haystack;
-    for piece in expected.split('…') {
-        match rest.find(piece) {
-            Some(i) => rest = &rest[i + piece.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[test]

@@ -13,7 +13,7 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use common::DevnetProcess;
+use common::{DevnetProcess, contains_in_order};
 use keyscope_core::devnet::repo_root;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -55,17 +55,6 @@ fn walkthrough() -> Vec<(String, Vec<String>)> {
         out.push((cmd, Vec::new()));
     }
     out
-}
-
-fn contains_in_order(haystack: &str, expected: &str) -> bool {
-    let mut rest = haystack;
-    for piece in expected.split('…') {
-        match rest.find(piece) {
-            Some(i) => rest = &rest[i + piece.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[test]

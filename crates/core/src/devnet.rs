@@ -182,6 +182,38 @@ impl Devnet {
         self.anvil.keys()[index].clone().into()
     }
 
+    /// The scope test traders' keys get: BTC only, at most 0.5 an order and 40,000 notional, the usual
+    /// defaults (8 hours, cautious money limits).
+    pub fn btc_scope(&self) -> crate::scope::TradingScope {
+        let e18 = |v: u64| U256::from(v) * U256::from(10u64).pow(U256::from(18));
+        crate::scope::TradingScope::new(
+            self.deployment.venue,
+            vec![0],
+            e18(1) / U256::from(2),
+            e18(40_000),
+        )
+    }
+
+    /// `open_account` granting each of `keys` `btc_scope()` from the chain's current time.
+    pub async fn open_btc_account<K: crate::key::KeySigner + ?Sized>(
+        &self,
+        owner: &K,
+        collateral: U256,
+        keys: &[alloy_primitives::Address],
+    ) -> Result<alloy_primitives::Address, String> {
+        let now = ProviderBuilder::new()
+            .connect_http(self.endpoint_url())
+            .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no latest block")?
+            .header
+            .timestamp;
+        let scope = self.btc_scope().build(now).map_err(|e| e.to_string())?;
+        let grants = keys.iter().map(|k| (*k, scope.clone())).collect();
+        self.open_account(owner, collateral, grants).await
+    }
+
     /// Opens a trader's account for `owner` (either curve; salt 0) the way a trader does: 1 ETH for gas and
     /// `collateral` test USD (6 decimals) sent to its address, then its first owner op — deploying it,
     /// depositing half the collateral on the venue and granting the first `(key, scope)` — and one owner

@@ -12,7 +12,6 @@ use keyscope_core::{
     client::{Client, ClientError, Submission},
     devnet::{Devnet, repo_root},
     ops,
-    scope::TradingScope,
     units::parse_units,
 };
 
@@ -48,23 +47,10 @@ async fn p256_owner_and_session_key_on_anvil() {
     let client = client(&devnet);
     let owner = P256Key::random();
     let session = P256Key::random();
-    let now = client.chain_time().await.unwrap();
-    let scope = TradingScope::new(
-        devnet.deployment.venue,
-        vec![0],
-        parse_units("0.5", 18).unwrap(),
-        parse_units("40000", 18).unwrap(),
-    )
-    .build(now)
-    .unwrap();
     // The first op — deploying the account, depositing, granting the P-256 session key — is signed by the
     // P-256 owner.
     let account = devnet
-        .open_account(
-            &owner,
-            parse_units("10000", 6).unwrap(),
-            vec![(session.id(), scope)],
-        )
+        .open_btc_account(&owner, parse_units("10000", 6).unwrap(), &[session.id()])
         .await
         .unwrap();
     let provider = client.provider().clone();
@@ -146,21 +132,8 @@ async fn without_the_precompile_p256_keys_are_refused_by_name() {
     let client = client(&devnet);
     let owner = PrivateKeySigner::random();
     let session = P256Key::random();
-    let now = client.chain_time().await.unwrap();
-    let scope = TradingScope::new(
-        devnet.deployment.venue,
-        vec![0],
-        parse_units("0.5", 18).unwrap(),
-        parse_units("40000", 18).unwrap(),
-    )
-    .build(now)
-    .unwrap();
     let account = devnet
-        .open_account(
-            &owner,
-            parse_units("10000", 6).unwrap(),
-            vec![(session.id(), scope)],
-        )
+        .open_btc_account(&owner, parse_units("10000", 6).unwrap(), &[session.id()])
         .await
         .unwrap();
     // Positive control: the secp256k1 owner trades on this chain.

@@ -94,3 +94,16 @@ impl Drop for DevnetProcess {
         }
     }
 }
+
+/// True if `haystack` contains the pieces of `expected` between its `…`s, in order (how the README's
+/// walk-throughs write expected output).
+pub fn contains_in_order(haystack: &str, expected: &str) -> bool {
+    let mut rest = haystack;
+    for piece in expected.split('…') {
+        match rest.find(piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}

@@ -18,7 +18,6 @@ use keyscope_core::{
     devnet::{Devnet, repo_root},
     key::Curve,
     ops,
-    scope::TradingScope,
     units::parse_units,
     user_op::PackedUserOperation,
 };
@@ -44,16 +43,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// BTC only, 0.5 per order, 40,000 notional.
-pub fn btc_scope(venue: Address) -> TradingScope {
-    TradingScope::new(
-        venue,
-        vec![0],
-        parse_units("0.5", 18).unwrap(),
-        parse_units("40000", 18).unwrap(),
-    )
-}
-
 impl Setup {
     /// A devnet (chain `chain_id`) with an account granting `keys` the BTC scope; files go in `dir`.
     pub async fn start(chain_id: u64, dir: PathBuf, keys: &[Address]) -> Self {
@@ -71,12 +60,9 @@ impl Setup {
             },
             relayer.address(),
         );
-        let now = client.chain_time().await.unwrap();
-        let scope = btc_scope(devnet.deployment.venue).build(now).unwrap();
         let owner = PrivateKeySigner::random();
-        let grants = keys.iter().map(|k| (*k, scope.clone())).collect();
         let account = devnet
-            .open_account(&owner, parse_units("20000", 6).unwrap(), grants)
+            .open_btc_account(&owner, parse_units("20000", 6).unwrap(), keys)
             .await
             .unwrap();
         Self {
