@@ -497,3 +497,130 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
     assert!(err.contains("paths: must be between 1"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn p256_keys_rotation_and_the_dead_man_switch_from_the_cli() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_007)
+        .await
+        .expect("devnet starts");
+    let d = devnet.deployment.clone();
+    let owner = devnet.signer(3);
+    let chain = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(devnet.signer(0)))
+        .connect_http(devnet.endpoint_url());
+    TestUSD::new(d.collateral, &chain)
+        .mint(owner.address(), parse_units("20000", 6).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let e18 = |v: &str| parse_units(v, 18).unwrap();
+    publish_price(&chain, &d, &devnet.signer(0), 0, e18("60000"))
+        .await
+        .unwrap();
+    let cli = Cli {
+        key: format!("0x{}", hex::encode(devnet.keys()[3])),
+        devnet: &devnet,
+    };
+    cli.ok(&["account", "create", "--collateral", "20000"]);
+    cli.ok(&["deposit", "10000"]);
+    let account: Address = cli.ok(&["account", "address"])["account"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Two P-256 keys, as an HSM or an enclave would hold them; their on-chain names are their ids.
+    let hex_a = "0x00000000000000000000000000000000000000000000000000000000000c0ffe";
+    let hex_b = "0x000000000000000000000000000000000000000000000000000000000000beef";
+    let id = |h: &str| {
+        keyscope_core::KeySigner::id(
+            &keyscope_core::P256Key::from_bytes(&h.parse().unwrap()).unwrap(),
+        )
+    };
+    let (a, b) = (id(hex_a).to_string(), id(hex_b).to_string());
+    cli.ok(&[
+        "session",
+        "grant",
+        "--session-key",
+        &a,
+        "--markets",
+        "BTC",
+        "--max-size",
+        "0.5",
+        "--max-notional",
+        "40000",
+    ]);
+    let as_key = |hex: &'static str, args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--session-key", hex, "--key-type", "p256"].map(String::from));
+        v
+    };
+    let run = |args: Vec<String>| cli.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let order = [
+        "order", "place", "--market", "BTC", "--size", "0.01", "--limit", "60500",
+    ];
+    let (ok, placed, text) = run(as_key(hex_a, &order));
+    assert!(ok, "{text}");
+    assert_eq!(placed["positionSize"], e18("0.01").to_string());
+
+    // The key arms its dead-man switch; only the owner disarms it.
+    let (ok, _, text) = run(as_key(hex_a, &["order", "heartbeat", "--interval", "60"]));
+    assert!(ok, "{text}");
+    let sessions = ISessionManager::new(account, &chain);
+    let a_id: Address = a.parse().unwrap();
+    assert_ne!(
+        sessions
+            .heartbeatDeadline(a_id)
+            .call()
+            .await
+            .unwrap()
+            .to::<u64>(),
+        0
+    );
+    cli.ok(&["session", "disarm-heartbeat", &a]);
+    assert_eq!(
+        sessions
+            .heartbeatDeadline(a_id)
+            .call()
+            .await
+            .unwrap()
+            .to::<u64>(),
+        0
+    );
+
+    // The owner rotates A to B in one op: B trades, A is refused.
+    cli.ok(&["session", "rotate", &a, &b]);
+    let (ok, _, text) = run(as_key(hex_b, &order));
+    assert!(ok, "{text}");
+    let (ok, _, text) = run(as_key(hex_a, &order));
+    assert!(!ok && text.contains("SessionNotActive"), "{text}");
+
+    // Keys for the sidecar: a fresh keystore prints its id; an existing file is never overwritten.
+    let dir = std::env::temp_dir().join(format!("keyscope-cli-newkey-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.join("k.json");
+    let new_key = || {
+        Command::new(env!("CARGO_BIN_EXE_keyscope"))
+            .env("KEYSCOPE_SIGNER_PASSWORD", "pw")
+            .args(["signer", "new-key", "--curve", "p256", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = new_key();
+    assert!(first.status.success());
+    let printed: Address = String::from_utf8_lossy(&first.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let held =
+        keyscope_signer::keys::read_keystore(&out, keyscope_core::key::Curve::P256, "pw").unwrap();
+    assert_eq!(keyscope_core::KeySigner::id(&held), printed);
+    let again = new_key();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
