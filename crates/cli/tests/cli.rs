@@ -65,18 +65,15 @@ impl Cli<'_> {
     }
 }
 
-#[tokio::test]
-async fn trader_session_from_account_to_filled_order() {
-    let devnet = Devnet::start(&repo_root(), 0, 41_002)
-        .await
-        .expect("devnet starts");
-    let d = devnet.deployment.clone();
-    let owner = devnet.signer(2);
+/// Mints `usd` test USD to anvil dev key `index` (the trader the CLI signs as) and publishes a BTC price of
+/// 60,000; returns a provider signing as the deployer (the token and oracle owner).
+async fn fund_trader(devnet: &Devnet, index: usize, usd: &str) -> impl Provider {
+    let d = &devnet.deployment;
     let chain = ProviderBuilder::new()
         .wallet(EthereumWallet::from(devnet.signer(0)))
         .connect_http(devnet.endpoint_url());
     TestUSD::new(d.collateral, &chain)
-        .mint(owner.address(), parse_units("50000", 6).unwrap())
+        .mint(devnet.signer(index).address(), parse_units(usd, 6).unwrap())
         .send()
         .await
         .unwrap()
@@ -85,13 +82,24 @@ async fn trader_session_from_account_to_filled_order() {
         .unwrap();
     publish_price(
         &chain,
-        &d,
+        d,
         &devnet.signer(0),
         0,
         parse_units("60000", 18).unwrap(),
     )
     .await
     .unwrap();
+    chain
+}
+
+#[tokio::test]
+async fn trader_session_from_account_to_filled_order() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_002)
+        .await
+        .expect("devnet starts");
+    let d = devnet.deployment.clone();
+    let owner = devnet.signer(2);
+    let chain = fund_trader(&devnet, 2, "50000").await;
     let cli = Cli {
         key: format!("0x{}", hex::encode(devnet.keys()[2])),
         devnet: &devnet,
@@ -503,23 +511,8 @@ async fn p256_keys_rotation_and_the_dead_man_switch_from_the_cli() {
     let devnet = Devnet::start(&repo_root(), 0, 41_007)
         .await
         .expect("devnet starts");
-    let d = devnet.deployment.clone();
-    let owner = devnet.signer(3);
-    let chain = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(devnet.signer(0)))
-        .connect_http(devnet.endpoint_url());
-    TestUSD::new(d.collateral, &chain)
-        .mint(owner.address(), parse_units("20000", 6).unwrap())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let chain = fund_trader(&devnet, 3, "20000").await;
     let e18 = |v: &str| parse_units(v, 18).unwrap();
-    publish_price(&chain, &d, &devnet.signer(0), 0, e18("60000"))
-        .await
-        .unwrap();
     let cli = Cli {
         key: format!("0x{}", hex::encode(devnet.keys()[3])),
         devnet: &devnet,

@@ -215,12 +215,22 @@ async fn websocket_subscribers_see_their_fills() {
         )
         .await
         .unwrap();
+    // A deposit and an order after subscribing: the feed pushes each as its block is read. (The setup's
+    // own deposit may or may not still be ahead of the feed when the subscription starts.)
+    let deposit = execute(
+        s.d.venue,
+        PerpVenue::depositMarginCall {
+            amount: parse_units("100", 6).unwrap(),
+        }
+        .abi_encode(),
+    );
+    let hash = s.send(&s.owner_op(&t, 1, deposit).await).await.unwrap();
+    s.receipt(&hash).await;
     let hash = s
         .send(&s.order_op(&t, 0, 0, "0.1", "60500", false).await)
         .await
         .unwrap();
     s.receipt(&hash).await;
-    // The feed follows the chain from the relayer's start: the setup's deposit, then the fill.
     let mut seen = Vec::new();
     let event = loop {
         let ev = tokio::time::timeout(Duration::from_secs(10), sub.next())
