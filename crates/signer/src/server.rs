@@ -9,7 +9,8 @@
 //!   -> {"id":2,"error":{"code":4001,"message":"out of scope: market 2 is not in the key's markets"}}
 //! ```
 //!
-//! Error codes: -32700 not JSON, -32601 unknown method, -32602 bad params, 4001 out of scope, 4004 key
+//! Error codes: -32700 not JSON, -32601 unknown method, -32602 bad params (an op with no userOpHash
+//! included, like an EIP-7702 op), 4001 out of scope, 4004 key
 //! not held or op for another account, 4029 rate limited, 4500 signing failed.
 
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
@@ -177,6 +178,7 @@ pub async fn handle(service: &SigningService, line: &str) -> Value {
                         Refused::UnknownKey(_) | Refused::WrongAccount { .. } => 4004,
                         Refused::RateLimited { .. } => 4029,
                         Refused::Signing(_) => 4500,
+                        Refused::Unhashable(_) => -32602,
                     };
                     error(id, code, e.to_string())
                 }

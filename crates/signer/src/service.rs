@@ -34,6 +34,8 @@ use crate::{
 pub enum Refused {
     #[error("this signer holds no key {0}")]
     UnknownKey(Address),
+    #[error("the op has no userOpHash this signer can compute: {0}")]
+    Unhashable(String),
     #[error("the op is for account {got}; this signer signs for {expected}")]
     WrongAccount { got: Address, expected: Address },
     #[error("the key's session has not been read from the chain yet")]
@@ -177,9 +179,13 @@ impl SigningService {
         valid_until: Option<u64>,
     ) -> Result<Signed, Refused> {
         let key = nonce_key(op);
-        let hash = user_op_hash(op, self.entry_point, self.chain_id).unwrap_or_default();
+        let hashed = user_op_hash(op, self.entry_point, self.chain_id);
+        let hash = hashed.clone().unwrap_or_default();
         let now = self.now();
-        let result = self.decide(op, key, hash, now, valid_until).await;
+        let result = match hashed {
+            Ok(hash) => self.decide(op, key, hash, now, valid_until).await,
+            Err(e) => Err(Refused::Unhashable(e.to_string())),
+        };
         let (outcome, detail) = match &result {
             Ok(s) => ("signed", format!("validUntil {}", s.valid_until)),
             Err(e) => ("refused", e.to_string()),

@@ -75,6 +75,13 @@ async fn the_sidecar_signs_in_scope_refuses_the_rest_and_survives_a_restart() {
         signer.sign(&other_account, None).await.unwrap_err().code,
         4004
     );
+    // An op whose hash this signer cannot compute (EIP-7702) is refused, never signed over a stand-in.
+    let eip7702 = PackedUserOperation {
+        initCode: [&[0x77u8, 0x02][..], &[0u8; 18]].concat().into(),
+        ..setup.order_op(p256, 0, 0, "0.01").await
+    };
+    let refused = signer.sign(&eip7702, None).await.unwrap_err();
+    assert_eq!(refused.code, -32602, "{refused}");
     assert_eq!(
         btc_position(&setup).await,
         size("0.03"),
@@ -105,9 +112,9 @@ async fn the_sidecar_signs_in_scope_refuses_the_rest_and_survives_a_restart() {
     // Every decision, before and after the restart, is in one unbroken trail signed by the audit key.
     let log = setup.dir.join("audit.jsonl");
     let (entries, _) = audit::verify(&log, auditor).unwrap();
-    assert_eq!(entries, 15);
+    assert_eq!(entries, 16);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(text.matches("\"refused\"").count(), 7);
+    assert_eq!(text.matches("\"refused\"").count(), 8);
     assert!(audit::verify(&log, Address::repeat_byte(1)).is_err());
 }
 
