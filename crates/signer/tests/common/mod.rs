@@ -204,13 +204,21 @@ pub async fn start_sidecar(path: &Path, pin: Option<&str>) -> (Sidecar, SignerCl
         stop: Some(stop),
         thread: Some(thread),
     };
-    for _ in 0..200 {
+    // Start-up decrypts every keystore (scrypt: seconds each in a debug build on a busy machine), so wait
+    // for the socket as long as the sidecar is still starting, and fail at once if it stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
         if let Ok(c) = SignerClient::connect(&socket).await {
             return (sidecar, c);
         }
+        assert!(
+            !sidecar.thread.as_ref().is_some_and(|t| t.is_finished()),
+            "the sidecar stopped before it opened {}",
+            socket.display()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the sidecar did not open {}", socket.display());
+    panic!("the sidecar did not open {} in 120 s", socket.display());
 }
 
 /// The op with the sidecar's signature, sent; true if it was included and succeeded.
