@@ -38,6 +38,8 @@ pub enum PolicyRefusal {
     SelectorNotAllowed(FixedBytes<4>),
     #[error("the op's callData does not decode: {0}")]
     Malformed(String),
+    #[error("heartbeat interval {0} s is not between 1 s and 7 days")]
+    BadHeartbeatInterval(u32),
     #[error("call to {target} selector {selector} is not in the key's permissions")]
     CallNotPermitted {
         target: Address,
@@ -68,6 +70,9 @@ pub enum PolicyRefusal {
     #[error("paymaster {0} is not one the key may use")]
     PaymasterNotAllowed(Address),
 }
+
+/// Longest dead-man switch interval (`AccountStorage.MAX_HEARTBEAT_INTERVAL`, seconds).
+pub const MAX_HEARTBEAT_INTERVAL: u32 = 7 * 24 * 3600;
 
 /// The key a session op's nonce names (its upper 160 bits).
 pub fn nonce_key(op: &PackedUserOperation) -> Address {
@@ -129,11 +134,19 @@ fn check_calls(
     key: Address,
     call_data: &[u8],
 ) -> Result<(usize, U256), PolicyRefusal> {
-    if let Ok(c) = ISessionManager::rotateToSuccessorCall::abi_decode(call_data) {
+    // The key's own hand-over and heartbeat: exactly the call, in canonical ABI, naming the key itself.
+    let selector = selector_of(call_data);
+    if selector == ISessionManager::rotateToSuccessorCall::SELECTOR {
+        let c = exact::<ISessionManager::rotateToSuccessorCall>(call_data, 36)?;
         return own_key(c.key, key).map(|()| (0, U256::ZERO));
     }
-    if let Ok(c) = ISessionManager::heartbeatCall::abi_decode(call_data) {
-        return own_key(c.key, key).map(|()| (0, U256::ZERO));
+    if selector == ISessionManager::heartbeatCall::SELECTOR {
+        let c = exact::<ISessionManager::heartbeatCall>(call_data, 68)?;
+        own_key(c.key, key)?;
+        if c.interval == 0 || c.interval > MAX_HEARTBEAT_INTERVAL {
+            return Err(PolicyRefusal::BadHeartbeatInterval(c.interval));
+        }
+        return Ok((0, U256::ZERO));
     }
     let decoded =
         AccountCalls::decode(call_data).map_err(|e| PolicyRefusal::Malformed(e.to_string()))?;
@@ -154,6 +167,18 @@ fn check_calls(
         value += call.value;
     }
     Ok((decoded.calls.len(), value))
+}
+
+/// `call_data` decoded as `C`, which must be exactly `len` bytes (as the account requires).
+fn exact<C: SolCall>(call_data: &[u8], len: usize) -> Result<C, PolicyRefusal> {
+    if call_data.len() != len {
+        return Err(PolicyRefusal::Malformed(format!(
+            "{} callData must be {len} bytes, not {}",
+            C::SIGNATURE,
+            call_data.len()
+        )));
+    }
+    C::abi_decode(call_data).map_err(|e| PolicyRefusal::Malformed(e.to_string()))
 }
 
 fn selector_of(data: &[u8]) -> FixedBytes<4> {
@@ -345,6 +370,35 @@ mod tests {
             ..op(vec![])
         })
         .unwrap();
+    }
+
+    #[test]
+    fn the_keys_own_calls_are_checked_as_the_account_checks_them() {
+        let with = |call_data: Vec<u8>| PackedUserOperation {
+            callData: call_data.into(),
+            ..op(vec![])
+        };
+        let beat = |key, interval| ISessionManager::heartbeatCall { key, interval }.abi_encode();
+        check(&with(beat(KEY, 60))).unwrap();
+        check(&with(beat(KEY, MAX_HEARTBEAT_INTERVAL))).unwrap();
+        check(&with(crate::ops::hand_over_call_data(KEY).to_vec())).unwrap();
+        for bad in [0, MAX_HEARTBEAT_INTERVAL + 1] {
+            assert_eq!(
+                check(&with(beat(KEY, bad))),
+                Err(PolicyRefusal::BadHeartbeatInterval(bad))
+            );
+        }
+        let other = Address::repeat_byte(1);
+        assert!(matches!(
+            check(&with(beat(other, 60))),
+            Err(PolicyRefusal::KeyMismatch { .. })
+        ));
+        let mut long = crate::ops::hand_over_call_data(KEY).to_vec();
+        long.push(0);
+        assert!(matches!(
+            check(&with(long)),
+            Err(PolicyRefusal::Malformed(_))
+        ));
     }
 
     #[test]
