@@ -52,10 +52,11 @@ import {SessionState, SessionStateLibrary} from "./types/SessionState.sol";
 /// The session key is the upper 160 bits of the op's 192-bit nonce key (`sessionNonceKey`): each key has
 /// its own 2^32 nonce lanes, so engines stream in parallel and a revoked key's lanes are dead.
 ///
-/// A session op's callData is `executeSession(key, calls)`, or exactly `rotateToSuccessor(key)` or
-/// `heartbeat(key, interval)` (served by the module) for the key's own hand-over and dead-man switch; `calls` being `execute(…)` or `executeBatch(…)`
+/// A session op's callData is `executeSession(key, calls)`, `calls` being `execute(…)` or `executeBatch(…)`
 /// calldata and `key` the op's own session key (validation refuses any other): execution then knows which key
-/// signed, and checks a sell's fill and the key's post-execution limits.
+/// signed, and checks a sell's fill and the key's post-execution limits. The key's own hand-over and dead-man
+/// switch ops have exactly `rotateToSuccessor(key)` or `heartbeat(key, interval)` as callData (served by the
+/// module), again naming the op's own key.
 ///
 /// Validation follows ERC-7562: it reads and writes only this account's storage, never reads TIMESTAMP
 /// (windows, rate limits and the dead-man switch are returned as validAfter/validUntil), and calls only

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {BaseAccount} from "@account-abstraction/contracts/core/BaseAccount.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 
 import {ISessionManager} from "../../contracts/account/interfaces/ISessionManager.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
+import {UserOps} from "../../script/UserOps.sol";
 import {AccountTestBase} from "../utils/AccountTestBase.sol";
 
 /// @notice The dead-man switch: a key arms a heartbeat; if it is not renewed in time, the key's risk-raising
@@ -144,5 +146,31 @@ contract DeadManSwitchTest is AccountTestBase {
         vm.prank(owner);
         sessions.rotateSession(sessionKey, next);
         assertEq(sessions.heartbeatDeadline(next), block.timestamp + 60, "rotation cannot shed the switch");
+    }
+
+    /// @dev A session op of `SESSION_PK` on `lane` making `calls`.
+    function _laneOp(uint32 lane, bytes memory calls) internal view returns (PackedUserOperation memory op) {
+        op = _op(address(account), _sessionNonce(sessionKey, lane), UserOps.forSession(sessionKey, calls));
+        _signSession(op, SESSION_PK, _soon(), sessions.getSession(sessionKey).grantId);
+    }
+
+    /// Past the deadline, neither the batch's shape, nor another nonce lane, nor who submits the op and to which
+    /// beneficiary lets a risk-raising call through; a batch of protective calls still passes.
+    function test_deadMan_batchesLanesAndSubmittersDoNotEscapeIt() public {
+        _grant(sessionKey, _tradingScope());
+        _handle(_heartbeatOp(SESSION_PK, false, 60));
+        vm.warp(block.timestamp + 61);
+        BaseAccount.Call[] memory calls = new BaseAccount.Call[](2);
+        calls[0] = BaseAccount.Call(address(venue), 0, abi.encodeCall(venue.cancelOrder, (0, 1)));
+        calls[1] = BaseAccount.Call(address(venue), 0, abi.encodeCall(venue.placeOrder, (0, 1e18, 3000e18, false)));
+        PackedUserOperation memory op = _laneOp(7, _batch(calls));
+        address attacker = address(0xA77AC);
+        _expectFailedOp("AA22 expired or not due");
+        _handleFrom(op, attacker, payable(attacker));
+        // Positive control: the same shape with the order reduce-only, on another lane.
+        calls[1] = BaseAccount.Call(address(venue), 0, abi.encodeCall(venue.placeOrder, (0, -1e18, 2900e18, true)));
+        _handleFrom(_laneOp(9, _batch(calls)), attacker, payable(attacker));
+        assertEq(venue.cancels(), 1);
+        assertEq(venue.orderCount(), 1);
     }
 }

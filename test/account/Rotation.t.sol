@@ -5,6 +5,7 @@ import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/Pac
 
 import {ISessionManager} from "../../contracts/account/interfaces/ISessionManager.sol";
 import {ITradingAccount} from "../../contracts/account/interfaces/ITradingAccount.sol";
+import {UserOps} from "../../script/UserOps.sol";
 import {AccountTestBase} from "../utils/AccountTestBase.sol";
 
 /// @notice Atomic rotation: a key hands its session to the successor the owner committed, in one op of its
@@ -185,6 +186,29 @@ contract RotationTest is AccountTestBase {
         vm.prank(owner);
         sessions.revokeAllSessions();
         assertFalse(sessions.getSession(next).active, "the successor keeps the grant id, and dies with it");
+    }
+
+    /// The old key's hand-over and one more of its orders in one bundle, submitted by the key holder to a
+    /// beneficiary of its choosing: both ops are validated (and charged) before either runs, so the order runs
+    /// nothing once the hand-over has executed, and the successor inherits both charges.
+    function test_rotation_aHandOverAndAnOrderInOneBundle() public {
+        ITradingAccount.SessionScope memory scope = _tradingScope();
+        uint32 grantId = _grant(sessionKey, scope);
+        _commit(sessionKey, next);
+        PackedUserOperation[] memory ops = new PackedUserOperation[](2);
+        ops[0] = _handOverOp(SESSION_PK, false);
+        ops[1] = _op(
+            address(account),
+            _sessionNonce(sessionKey, 1),
+            UserOps.forSession(sessionKey, _order(0, 1e18, 3000e18, false))
+        );
+        _signSession(ops[1], SESSION_PK, opUntil, grantId);
+        address attacker = address(0xA77AC);
+        vm.prank(attacker, attacker);
+        entryPoint.handleOps(ops, payable(attacker));
+        assertEq(venue.orderCount(), 0, "the old key's order ran nothing");
+        assertEq(sessions.getSession(next).feeLeft, scope.feeBudget - 2 * TEST_OP_COST);
+        assertFalse(sessions.getSession(sessionKey).active);
     }
 
     /// @dev Everything `getSession` reports but the bookkeeping that names the key.
