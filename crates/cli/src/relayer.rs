@@ -26,6 +26,14 @@ pub struct RelayerArgs {
     /// Where the store (ops, audit log) lives [default: .keyscope/relayer].
     #[arg(long, env = "KEYSCOPE_RELAYER_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the store in Postgres (postgres://user@host:port/db), shared by every instance of a
+    /// deployment (see [cluster] in the config) [default: redb in --data-dir].
+    #[arg(long, env = "KEYSCOPE_RELAYER_STORE")]
+    store: Option<String>,
+    /// This instance's name in a deployment on Postgres: unique, and the same across its restarts
+    /// [default: the listen address].
+    #[arg(long, env = "KEYSCOPE_RELAYER_INSTANCE")]
+    instance: Option<String>,
     /// Relayer keystore file (password from KEYSCOPE_RELAYER_PASSWORD); or pass --relayer-key.
     #[arg(long, env = "KEYSCOPE_RELAYER_KEYSTORE")]
     relayer_keystore: Option<PathBuf>,
@@ -86,6 +94,21 @@ pub fn config(g: &Global, args: &RelayerArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.data_dir {
         c.data_dir = v.clone();
+    }
+    if let Some(v) = &args.store {
+        c.store = Some(v.clone());
+    }
+    if let Some(v) = &args.instance {
+        c.cluster.instance = Some(v.clone());
+    }
+    // More bundle keys an instance of a deployment may lease, comma-separated (never on the command line).
+    if let Ok(keys) = std::env::var("KEYSCOPE_RELAYER_BUNDLE_KEYS") {
+        c.cluster.bundle_keys.extend(
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from),
+        );
     }
     if let Some(k) = &g.relayer_key {
         if std::env::var("KEYSCOPE_RELAYER_KEY").ok().as_ref() != Some(k) {

@@ -11,6 +11,7 @@ use std::{
 };
 
 use alloy::{
+    network::TransactionResponse,
     providers::{DynProvider, Provider},
     rpc::types::TransactionReceipt,
     sol_types::SolEvent,
@@ -49,6 +50,10 @@ pub struct Chain {
     mined: Mutex<VecDeque<Mined>>,
     /// The last head followed.
     seen: Mutex<Option<Head>>,
+    /// The key this instance signs bundles with.
+    relayer: Address,
+    /// Bundles another instance sent, taken over with a sender shard.
+    foreign: Mutex<Vec<Bundle>>,
 }
 
 /// What the blocks since the last head hold.
@@ -67,6 +72,7 @@ impl Chain {
         in_flight: Arc<InFlight>,
         provider: DynProvider,
         entry_point: Address,
+        relayer: Address,
         cfg: BundlerConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -79,6 +85,8 @@ impl Chain {
             metrics,
             mined: Default::default(),
             seen: Default::default(),
+            relayer,
+            foreign: Default::default(),
         }
     }
 
@@ -93,7 +101,8 @@ impl Chain {
         let latest = Head::latest(&self.provider).await?;
         let previous = self.seen().unwrap_or_else(|| self.pool.head());
         if latest.hash == previous.hash {
-            return self.check_dropped().await;
+            self.check_dropped().await?;
+            return self.check_foreign().await;
         }
         let blocks = self.new_blocks(&previous, &latest).await?;
 
@@ -113,6 +122,7 @@ impl Chain {
         }
         self.prune(latest.number);
         self.check_dropped().await?;
+        self.check_foreign().await?;
         let ours_only =
             blocks.walked && blocks.linear && blocks.txs.iter().all(|t| ours.contains(t));
         if latest.hash != self.pool.head().hash {
@@ -349,10 +359,40 @@ impl Chain {
         Ok(false)
     }
 
-    /// After a restart: ops recorded as submitted are settled from their receipts, followed if their
+    /// After a restart: ops recorded as claimed or sent are settled from their receipts, followed if their
     /// transaction is still pending, or returned to the pool; pending ones return to the pool; the pending
     /// state is rebuilt on the head. Returns how many ops were resumed.
     pub async fn recover(
+        &self,
+        records: Vec<OpRecord>,
+        recently_included: Vec<OpRecord>,
+    ) -> Result<usize, NodeError> {
+        let resumed = self.take_over(records, recently_included).await?;
+        // The nonce after a followed bundle is asked of the node again.
+        self.in_flight.halt();
+        let latest = Head::latest(&self.provider).await?;
+        self.pool.rebuild(Some(latest)).await;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(latest);
+        Ok(resumed)
+    }
+
+    /// While running: the ops of a sender shard this instance just took over from another (which died, or
+    /// stalled past its lease), resumed as after a restart. A bundle the other instance sent with its own
+    /// key and the node still holds is watched, not bumped (the key is not this instance's); if the node
+    /// drops it, its ops are bundled again here.
+    pub async fn adopt(
+        &self,
+        records: Vec<OpRecord>,
+        recently_included: Vec<OpRecord>,
+    ) -> Result<usize, NodeError> {
+        let _deciding = self.pool.head_lock().await;
+        let resumed = self.take_over(records, recently_included).await?;
+        self.pool.rebuild(None).await;
+        Ok(resumed)
+    }
+
+    /// Resumes `records` into the pool and settles, follows or returns each bundle they were in.
+    async fn take_over(
         &self,
         records: Vec<OpRecord>,
         recently_included: Vec<OpRecord>,
@@ -370,6 +410,9 @@ impl Chain {
                 self.settle(b, &receipt).await;
                 continue;
             }
+            if self.in_flight.carries(tx) {
+                continue; // this instance's own bundle, still followed
+            }
             let mut live = None;
             for h in b.transactions() {
                 if let Some(t) = self
@@ -378,20 +421,29 @@ impl Chain {
                     .await
                     .map_err(NodeError::from_display)?
                 {
-                    live = Some((h, alloy::consensus::Transaction::nonce(&t)));
+                    live = Some((h, alloy::consensus::Transaction::nonce(&t), t.from()));
                     break;
                 }
             }
             match live {
-                Some((h, nonce)) => {
+                Some((h, nonce, from)) => {
                     let mut replaced: Vec<B256> = b.transactions().filter(|t| *t != h).collect();
                     replaced.reverse();
-                    self.in_flight.push(Bundle {
+                    let b = Bundle {
                         tx_hash: h,
                         replaced,
                         nonce,
                         ..b
-                    });
+                    };
+                    if from == self.relayer {
+                        self.in_flight.push(b);
+                        self.in_flight.halt();
+                    } else {
+                        self.foreign
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(b);
+                    }
                 }
                 None => {
                     self.pool
@@ -404,11 +456,34 @@ impl Chain {
         // relayer was down, or after it, returns their ops to the pool.
         self.watch_mined(recently_included);
         self.check_reorgs().await?;
-        // The nonce after a followed bundle is asked of the node again.
-        self.in_flight.halt();
-        let latest = Head::latest(&self.provider).await?;
-        self.pool.rebuild(Some(latest)).await;
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(latest);
         Ok(resumed)
+    }
+
+    /// Bundles another instance sent (taken over with their ops): settled once mined, their ops bundled
+    /// again here once the node no longer has them.
+    async fn check_foreign(&self) -> Result<(), NodeError> {
+        let watched = std::mem::take(&mut *self.foreign.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut kept = Vec::new();
+        for b in watched {
+            if let Some(receipt) = self.receipt(&b).await? {
+                self.settle(b, &receipt).await;
+            } else if self.known(&b).await? {
+                kept.push(b);
+            } else {
+                tracing::warn!(tx = %b.tx_hash, "a taken-over bundle left the node; its ops go back to the pool");
+                self.pool
+                    .restore(
+                        b.ops,
+                        "resubmit",
+                        "the bundle of the instance it was taken from was dropped",
+                    )
+                    .await;
+            }
+        }
+        self.foreign
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(kept);
+        Ok(())
     }
 }

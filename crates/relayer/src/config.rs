@@ -164,6 +164,47 @@ impl Default for DoorConfig {
     }
 }
 
+/// Running several instances on one Postgres store (`store = "postgres://…"`).
+///
+/// Senders are split into `shards`; each shard is leased to one instance at a time, which alone validates,
+/// bundles and records its senders' ops (an op sent to another instance is forwarded to it). Each instance
+/// also leases one bundle key of those it is given, so no two instances sign with the same key. A lease
+/// not renewed for `lease_ms` may be taken over; taking it over raises its epoch, and a write made under
+/// the old epoch is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's name, unique in the deployment and the same across its restarts [default: the
+    /// listen address].
+    pub instance: Option<String>,
+    /// The URL other instances forward this instance's senders' ops to [default: http://<listen>].
+    pub advertise: Option<String>,
+    /// Sender shards in the deployment: fixed by its first instance [default: 16].
+    pub shards: u16,
+    /// How long a lease lasts without renewal (ms): an instance that died is replaced after about this
+    /// long [default: 5000].
+    pub lease_ms: u64,
+    /// How often leases are renewed and shards rebalanced (ms); well under `lease_ms` [default: 1000].
+    pub renew_ms: u64,
+    /// More bundle keys (hex) this instance may lease, besides its own `relayer_key`: with one list shared
+    /// by every instance, a restarted instance takes whichever key is free. Prefer
+    /// KEYSCOPE_RELAYER_BUNDLE_KEYS (comma-separated).
+    pub bundle_keys: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            instance: None,
+            advertise: None,
+            shards: 16,
+            lease_ms: 5000,
+            renew_ms: 1000,
+            bundle_keys: Vec::new(),
+        }
+    }
+}
+
 /// The relayer's whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -174,8 +215,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Prometheus metrics at `/metrics`; unset: no metrics server.
     pub metrics_listen: Option<SocketAddr>,
-    /// Where the store lives (`relayer.redb`).
+    /// Where the embedded store lives (`relayer.redb`), when `store` is unset.
     pub data_dir: PathBuf,
+    /// A Postgres URL (`postgres://user@host:port/db`) to keep the store in, shared by every instance of
+    /// the deployment ([`ClusterConfig`]); unset: the embedded redb file in `data_dir`.
+    pub store: Option<String>,
+    /// Several instances on one Postgres store: sender shards and bundle keys leased to instances.
+    pub cluster: ClusterConfig,
     /// The EntryPoint served (v0.8 at its canonical address by default).
     pub entry_point: Address,
     /// A `deployments/<chainId>.json`: gives the venue for trading-aware features.
@@ -223,6 +269,8 @@ impl Default for Config {
             listen: "127.0.0.1:4337".parse().expect("address"),
             metrics_listen: None,
             data_dir: PathBuf::from(".keyscope/relayer"),
+            store: None,
+            cluster: ClusterConfig::default(),
             entry_point: keyscope_core::ENTRY_POINT_V08,
             deployment: None,
             venue: None,
@@ -314,6 +362,32 @@ impl Config {
 
     /// Checks values that would make the relayer misbehave rather than fail.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.store {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid {
+                    field: "store",
+                    reason: "must be a postgres:// URL (unset: the embedded store in data_dir)"
+                        .into(),
+                });
+            }
+            let c = &self.cluster;
+            if c.shards == 0 || c.shards > 4096 {
+                return Err(ConfigError::Invalid {
+                    field: "cluster.shards",
+                    reason: "must be 1 to 4096".into(),
+                });
+            }
+            if c.renew_ms == 0 || c.lease_ms < 3 * c.renew_ms {
+                return Err(ConfigError::Invalid {
+                    field: "cluster.lease_ms",
+                    reason: format!(
+                        "must be at least three renewals (renew_ms {}), so one late renewal does not \
+                         lose the lease",
+                        c.renew_ms
+                    ),
+                });
+            }
+        }
         if self.bundler.max_ops_per_bundle == 0 {
             return Err(ConfigError::Invalid {
                 field: "bundler.max_ops_per_bundle",

@@ -17,9 +17,12 @@
 
 pub(crate) mod bundler;
 pub(crate) mod chain;
+pub mod cluster;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod feed;
+#[cfg(feature = "devnet")]
+pub mod local_postgres;
 pub(crate) mod metrics;
 pub(crate) mod op;
 pub(crate) mod pool;
@@ -48,10 +51,11 @@ pub use validate::{Health, HealthChange};
 use crate::{
     bundler::{Bundler, BundlerDeps, in_flight::InFlight},
     chain::Chain,
+    cluster::Cluster,
     metrics::Metrics,
     pool::{Pool, PoolConfig, PoolDeps},
     service::Service,
-    store::Store,
+    store::{Store, postgres::PgStore},
     validate::{Head, NodeError, SimConfig, layers::Commutative},
 };
 
@@ -118,6 +122,9 @@ pub enum RelayerError {
     /// Unfinished ops could not be resumed (the node did not answer).
     #[error("recovering the pool failed: {0}")]
     Recover(#[from] validate::NodeError),
+    /// The instance could not join its deployment on the Postgres store.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// A running relayer. [`Relayer::stop`] shuts it down gracefully; dropping it stops the server.
@@ -140,6 +147,46 @@ impl std::fmt::Debug for Relayer {
             .field("rpc_addr", &self.rpc_addr)
             .finish_non_exhaustive()
     }
+}
+
+/// The bundle keys an instance of a deployment may lease: its own, then `cluster.bundle_keys`, each once.
+fn bundle_keys(config: &Config) -> Result<Vec<PrivateKeySigner>, RelayerError> {
+    let mut keys = vec![signer(config)?];
+    for hex in &config.cluster.bundle_keys {
+        let key = keyscope_core::signer::from_hex(hex)?;
+        if keys.iter().all(|k| k.address() != key.address()) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// The store the config names, and with Postgres this instance's part in the deployment and the bundle
+/// key it leased; with redb, the configured key.
+async fn open_store(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Store, Option<Arc<Cluster>>, PrivateKeySigner), RelayerError> {
+    let Some(url) = &config.store else {
+        let store = Store::open(&config.data_dir.join("relayer.redb"))?;
+        return Ok((store, None, signer(config)?));
+    };
+    let c = &config.cluster;
+    let instance = c
+        .instance
+        .clone()
+        .unwrap_or_else(|| config.listen.to_string());
+    let fence = Arc::new(cluster::Fence::new(instance, c.shards));
+    let pg = Arc::new(PgStore::open(url, fence.clone(), metrics.clone()).await?);
+    let cluster = Arc::new(Cluster::new(
+        pg.clone(),
+        fence,
+        c.clone(),
+        config.bundler.reorg_depth,
+        metrics.clone(),
+    ));
+    let key = cluster.lease_key(bundle_keys(config)?).await?;
+    Ok((Store::new(pg), Some(cluster), key))
 }
 
 fn signer(config: &Config) -> Result<PrivateKeySigner, RelayerError> {
@@ -270,13 +317,14 @@ async fn assemble(
     store: Store,
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<Service>, usize), RelayerError> {
-    let unfinished = store.unfinished()?;
+    let unfinished = store.unfinished().await?;
     let head = provider
         .get_block_number()
         .await
         .map_err(NodeError::from_display)?;
-    let recently_included =
-        store.included_since(head.saturating_sub(config.bundler.reorg_depth))?;
+    let recently_included = store
+        .included_since(head.saturating_sub(config.bundler.reorg_depth))
+        .await?;
     // Keyscope's implementation sits at the same address on every chain with this EntryPoint.
     let implementation = keyscope_core::deploy::account_implementation(config.entry_point);
     let deployed = !provider
@@ -314,7 +362,8 @@ async fn assemble(
             metrics: metrics.clone(),
         },
         head,
-    )?;
+    )
+    .await?;
     let in_flight = Arc::new(InFlight::default());
     let sent = Arc::new(tokio::sync::Notify::new());
     let bundler = Bundler::new(
@@ -335,6 +384,7 @@ async fn assemble(
         in_flight.clone(),
         provider.clone(),
         config.entry_point,
+        identity.relayer,
         config.bundler.clone(),
         metrics,
     );
@@ -353,10 +403,9 @@ impl Relayer {
     /// Connects to the chain, opens the store, resumes unfinished ops and starts serving.
     pub async fn start(config: Config) -> Result<Self, RelayerError> {
         config.check()?;
-        let key = signer(&config)?;
-        let (provider, identity) = connect(&config, key.address()).await?;
-        let store = Store::open(&config.data_dir.join("relayer.redb"))?;
         let metrics = Arc::new(Metrics::default());
+        let (store, cluster, key) = open_store(&config, &metrics).await?;
+        let (provider, identity) = connect(&config, key.address()).await?;
         let wallet = EthereumWallet::from(key);
         let (service, resumed) = assemble(
             &config,
@@ -380,6 +429,7 @@ impl Relayer {
                 feed: feed.clone(),
                 min_stake: (config.min_stake_wei, config.min_unstake_delay_secs),
                 access: access.clone(),
+                cluster: cluster.clone(),
             },
             config.debug_api,
         )
@@ -394,6 +444,15 @@ impl Relayer {
             .await
             .map_err(listen_err)?;
         let rpc_addr = listener.local_addr().map_err(listen_err)?;
+        if let Some(cluster) = &cluster {
+            cluster.set_url(
+                config
+                    .cluster
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{rpc_addr}")),
+            );
+        }
         let builder = Server::builder()
             .set_config(
                 ServerConfig::builder()
@@ -434,6 +493,9 @@ impl Relayer {
             tokio::spawn(service.clone().run(rx.clone())),
             tokio::spawn(decay_reputation(service.pool.clone(), rx.clone())),
         ];
+        if let Some(cluster) = cluster {
+            tasks.push(tokio::spawn(cluster.run(service.clone(), rx.clone())));
+        }
         if let Some(venue) = identity.venue {
             let every = Duration::from_millis(config.bundler.interval_ms.max(50));
             tasks.push(tokio::spawn(feed::run(

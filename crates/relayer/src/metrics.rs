@@ -35,6 +35,19 @@ pub struct Metrics {
     /// Pending-state rebuilds (the pool replayed on a new head) and cheap advances (our own block).
     pub rebuilds: AtomicU64,
     pub advances: AtomicU64,
+    /// Several instances on one store: shards taken over, lost to another instance, given up to
+    /// rebalance; ops forwarded to their shard's owner and resumed from a taken-over shard; writes refused
+    /// by a lease's fence; the bundle key's lease lost.
+    pub shards_taken: AtomicU64,
+    pub shards_lost: AtomicU64,
+    pub shards_released: AtomicU64,
+    pub ops_forwarded: AtomicU64,
+    pub ops_adopted: AtomicU64,
+    pub writes_fenced: AtomicU64,
+    pub key_leases_lost: AtomicU64,
+    /// The shards held (shard → lease epoch) and the bundle key's lease epoch (0: none), as of the last
+    /// renewal.
+    pub leases: Mutex<(BTreeMap<u16, u64>, u64)>,
     rejected: Mutex<BTreeMap<i32, u64>>,
     stages: Mutex<BTreeMap<&'static str, VecDeque<u64>>>,
 }
@@ -166,6 +179,41 @@ impl Metrics {
                 "Times the pending state moved to a block holding only our bundle",
                 &self.advances,
             ),
+            (
+                "keyscope_shards_taken_total",
+                "Sender shards this instance took (free, released, or expired: a takeover)",
+                &self.shards_taken,
+            ),
+            (
+                "keyscope_shards_lost_total",
+                "Sender shards another instance took over from this one (its lease lapsed)",
+                &self.shards_lost,
+            ),
+            (
+                "keyscope_shards_released_total",
+                "Sender shards this instance gave up to even out the instances",
+                &self.shards_released,
+            ),
+            (
+                "keyscope_ops_forwarded_total",
+                "UserOperations forwarded to the instance holding their sender's shard",
+                &self.ops_forwarded,
+            ),
+            (
+                "keyscope_ops_adopted_total",
+                "Unfinished UserOperations resumed from a shard taken over",
+                &self.ops_adopted,
+            ),
+            (
+                "keyscope_store_writes_fenced_total",
+                "Store writes refused because a lease they depend on was taken over",
+                &self.writes_fenced,
+            ),
+            (
+                "keyscope_bundle_key_leases_lost_total",
+                "Times the bundle key's lease was found taken over",
+                &self.key_leases_lost,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -184,6 +232,29 @@ impl Metrics {
             "# HELP keyscope_submitted_ops UserOperations in bundles sent and not yet mined\n# TYPE keyscope_submitted_ops gauge\nkeyscope_submitted_ops {}",
             self.submitted_ops.load(Ordering::Relaxed)
         );
+        {
+            let leases = self.leases.lock().expect("metrics lock");
+            let _ = writeln!(
+                out,
+                "# HELP keyscope_shards_held Sender shards this instance holds\n# TYPE keyscope_shards_held gauge\nkeyscope_shards_held {}",
+                leases.0.len()
+            );
+            let _ = writeln!(
+                out,
+                "# HELP keyscope_shard_lease_epoch Epoch of each shard lease held\n# TYPE keyscope_shard_lease_epoch gauge"
+            );
+            for (shard, epoch) in &leases.0 {
+                let _ = writeln!(
+                    out,
+                    "keyscope_shard_lease_epoch{{shard=\"{shard}\"}} {epoch}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP keyscope_bundle_key_lease_epoch Epoch of the bundle key's lease (0: not held)\n# TYPE keyscope_bundle_key_lease_epoch gauge\nkeyscope_bundle_key_lease_epoch {}",
+                leases.1
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP keyscope_ops_rejected_total UserOperations refused, by ERC-7769 code\n# TYPE keyscope_ops_rejected_total counter"

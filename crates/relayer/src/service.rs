@@ -195,9 +195,10 @@ impl Service {
             self.round(false).await?;
         }
         // A settled op's record has left memory for the store, which `record` reads.
-        let mined = first_op
-            .and_then(|op| self.pool.record(op))
-            .and_then(|r| r.tx_hash);
+        let mined = match first_op {
+            Some(op) => self.pool.record(op).await.and_then(|r| r.tx_hash),
+            None => None,
+        };
         Ok(Some(mined.unwrap_or(tx)))
     }
 

@@ -286,6 +286,7 @@ impl Bundler {
             .await
             .map_err(|e| BuildError::Store(e.to_string()))?;
         let count = ops.len();
+        let carried = hashes.clone();
         self.deps.in_flight.push(Bundle {
             tx_hash,
             replaced: Vec::new(),
@@ -300,6 +301,7 @@ impl Bundler {
                 Ok(_) => {
                     Metrics::inc(&deps.metrics.bundles_sent);
                     tracing::info!(tx = %tx_hash, ops = count, nonce, "bundle sent");
+                    deps.pool.confirm_sent(&carried, tx_hash).await;
                 }
                 Err(e) => {
                     tracing::warn!(tx = %tx_hash, "sending the bundle failed: {e}; its ops go back to the pool");

@@ -57,7 +57,12 @@ impl Pool {
             let mut p = Persist::default();
             for hash in ops {
                 p.extend(book.transition(*hash, event, |r| {
-                    r.status = OpStatus::Submitted;
+                    // Claimed before the node has it; a fee bump's replacement replaces a sent one.
+                    r.status = if replaced.is_empty() {
+                        OpStatus::Claimed
+                    } else {
+                        OpStatus::Submitted
+                    };
                     r.tx_hash = Some(tx);
                     r.replaced_txs = replaced.to_vec();
                     r.timings.bundled_us.get_or_insert(bundled_us);
@@ -69,6 +74,30 @@ impl Pool {
         self.inner.store.write(persist.ops, persist.audit).await
     }
 
+    /// Records that the node took transaction `tx` carrying `ops` (claimed → sent). The audit log's
+    /// `bundled` entry already names the transaction: only the records change.
+    pub async fn confirm_sent(&self, ops: &[B256], tx: B256) {
+        let records: Vec<OpRecord> = {
+            let mut book = self.book();
+            ops.iter()
+                .filter_map(|h| {
+                    let r = book.records.get_mut(h)?;
+                    if r.status != OpStatus::Claimed || r.tx_hash != Some(tx) {
+                        return None;
+                    }
+                    r.status = OpStatus::Submitted;
+                    r.timings.sent_us = Some(now_us());
+                    Some(r.clone())
+                })
+                .collect()
+        };
+        self.persist(Persist {
+            ops: records,
+            audit: Vec::new(),
+        })
+        .await;
+    }
+
     /// Returns submitted `ops` to the pool (a send that failed, a dropped or reorged bundle), with
     /// `event` and `reason` in their records. Their effects are in the pending state already; a
     /// reorged op's record (final, so only in the store) is read back.
@@ -76,7 +105,7 @@ impl Pool {
         let mut back = Vec::new();
         for op in &ops {
             if !self.book().records.contains_key(&op.hash) {
-                if let Ok(Some(rec)) = self.inner.store.op(op.hash) {
+                if let Ok(Some(rec)) = self.inner.store.op(op.hash).await {
                     back.push(rec);
                 }
             }
@@ -184,7 +213,7 @@ impl Pool {
     pub async fn reincluded(&self, ops: &[B256], mined: &MinedIn) {
         let mut p = Persist::default();
         for hash in ops {
-            if let Ok(Some(mut rec)) = self.inner.store.op(*hash) {
+            if let Ok(Some(mut rec)) = self.inner.store.op(*hash).await {
                 rec.block_number = Some(mined.block_number);
                 rec.block_hash = Some(mined.block_hash);
                 rec.tx_hash = Some(mined.tx_hash);
@@ -218,9 +247,11 @@ impl Pool {
                 continue;
             };
             self.know(rec.user_operation.sender);
+            // New ops are ordered after those taken over.
+            book.mempool.insert_order_floor(rec.order);
             book.records.insert(rec.hash, rec.clone());
             match (rec.status, rec.tx_hash) {
-                (OpStatus::Submitted, Some(tx)) => {
+                (s, Some(tx)) if s.in_bundle() => {
                     book.taken += 1;
                     let at = book.taken;
                     book.submitted.insert(pool_op.hash, (at, pool_op.clone()));
@@ -240,5 +271,31 @@ impl Pool {
                 .map(|(tx, (replaced, ops))| (tx, replaced, ops))
                 .collect(),
         )
+    }
+
+    /// Forgets every op of the senders `lost` picks, whose shard this instance no longer holds (another
+    /// instance took it over): nothing is persisted — the new owner's records rule now — and the pending
+    /// state is rebuilt without them. Returns how many ops were forgotten.
+    pub async fn forget_senders(&self, lost: impl Fn(alloy_primitives::Address) -> bool) -> usize {
+        let forgotten = {
+            let mut book = self.book();
+            let hashes: Vec<B256> = book
+                .records
+                .values()
+                .filter(|r| lost(r.user_operation.sender))
+                .map(|r| r.hash)
+                .collect();
+            for h in &hashes {
+                book.mempool.remove(h);
+                book.submitted.remove(h);
+                book.records.remove(h);
+            }
+            self.update_size(&book);
+            hashes.len()
+        };
+        if forgotten > 0 {
+            self.rebuild(None).await;
+        }
+        forgotten
     }
 }

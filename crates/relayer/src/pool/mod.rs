@@ -205,17 +205,17 @@ pub struct PoolDeps {
 
 impl Pool {
     /// An empty pool on `head`, with the reputation saved in the store.
-    pub fn new(
+    pub async fn new(
         cfg: PoolConfig,
         sim: Arc<SimConfig>,
         commutative: Commutative,
         deps: PoolDeps,
         head: Head,
     ) -> Result<Self, crate::store::StoreError> {
-        let reputation = Reputation::from_entries(deps.store.reputation()?);
+        let reputation = Reputation::from_entries(deps.store.reputation().await?);
         let mut mempool = Mempool::new(cfg.limits);
         // New ops are ordered after every op ever stored.
-        mempool.insert_order_floor(deps.store.max_order()?);
+        mempool.insert_order_floor(deps.store.max_order().await?);
         let pending = PendingState::new(
             deps.provider.clone(),
             deps.handle.clone(),
@@ -311,11 +311,12 @@ impl Pool {
     }
 
     /// The record of `hash`: unfinished ones from memory, the rest from the store.
-    pub fn record(&self, hash: B256) -> Option<OpRecord> {
-        if let Some(r) = self.book().records.get(&hash) {
-            return Some(r.clone());
+    pub async fn record(&self, hash: B256) -> Option<OpRecord> {
+        let held = self.book().records.get(&hash).cloned();
+        if held.is_some() {
+            return held;
         }
-        self.inner.store.op(hash).ok().flatten()
+        self.inner.store.op(hash).await.ok().flatten()
     }
 
     /// Persists, logging (not failing) on error: used for transitions after acceptance, which the next

@@ -20,11 +20,8 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     m.register_async_method("eth_sendUserOperation", |params, ctx, ext| async move {
         let (op, ep): (Value, Address) = params.parse()?;
         ctx.check_entry_point(ep)?;
-        ctx.service
-            .pool
-            .add(op, false, super::client_of(&ext))
+        ctx.send(op, ep, false, super::client_of(&ext))
             .await
-            .map(|a| a.user_op_hash)
             .map_err(err)
     })?;
     m.register_async_method(
@@ -46,14 +43,13 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
             ctx.service.pool.estimate(op).await.map_err(err)
         },
     )?;
-    m.register_method(
-        "eth_getUserOperationByHash",
-        |params, ctx, _| -> RpcResult<Option<Value>> {
-            let hash = user_op_hash_param(&params)?;
-            Ok(ctx
-                .service
+    m.register_async_method("eth_getUserOperationByHash", |params, ctx, _| async move {
+        let hash = user_op_hash_param(&params)?;
+        RpcResult::Ok(
+            ctx.service
                 .pool
                 .record(hash)
+                .await
                 .filter(|r| r.status != OpStatus::Dropped)
                 .map(|r| {
                     json!({
@@ -63,9 +59,9 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
                         "blockHash": r.block_hash,
                         "transactionHash": r.tx_hash.filter(|_| r.status == OpStatus::Included),
                     })
-                }))
-        },
-    )?;
+                }),
+        )
+    })?;
     m.register_async_method("eth_getUserOperationReceipt", |params, ctx, _| async move {
         let hash = user_op_hash_param(&params)?;
         receipt(&ctx.service, hash).await.map_err(err)

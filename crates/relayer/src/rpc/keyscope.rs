@@ -16,37 +16,33 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
         |params, ctx, ext| async move {
             let (op, ep): (Value, Address) = params.parse()?;
             ctx.check_entry_point(ep)?;
-            ctx.service
-                .pool
-                .add(op, true, super::client_of(&ext))
+            ctx.send(op, ep, true, super::client_of(&ext))
                 .await
                 .map_err(err)
         },
     )?;
-    m.register_method(
+    m.register_async_method(
         "keyscope_userOperationStatus",
-        |params, ctx, _| -> RpcResult<Option<Value>> {
+        |params, ctx, _| async move {
             let (hash,): (B256,) = params.parse()?;
-            Ok(ctx.service.pool.record(hash).map(|r| status(&r)))
+            RpcResult::Ok(ctx.service.pool.record(hash).await.map(|r| status(&r)))
         },
     )?;
-    m.register_method(
-        "keyscope_auditLog",
-        |params, ctx, ext| -> RpcResult<Value> {
-            // The operator's record of every sender's orders: admin only. A sender follows its own ops by
-            // hash with keyscope_userOperationStatus.
-            ctx.access.admin(ext, "keyscope_auditLog")?;
-            let mut seq = params.sequence();
-            let from: Option<u64> = seq.optional_next()?;
-            let limit: Option<usize> = seq.optional_next()?;
-            let entries = ctx
-                .service
-                .store
-                .audit(from.unwrap_or(0), limit.unwrap_or(1000).min(10_000))
-                .map_err(|e| err(RpcError::internal(e)))?;
-            Ok(json!(entries))
-        },
-    )?;
+    m.register_async_method("keyscope_auditLog", |params, ctx, ext| async move {
+        // The operator's record of every sender's orders: admin only. A sender follows its own ops by
+        // hash with keyscope_userOperationStatus.
+        ctx.access.admin(&ext, "keyscope_auditLog")?;
+        let mut seq = params.sequence();
+        let from: Option<u64> = seq.optional_next()?;
+        let limit: Option<usize> = seq.optional_next()?;
+        let entries = ctx
+            .service
+            .store
+            .audit(from.unwrap_or(0), limit.unwrap_or(1000).min(10_000))
+            .await
+            .map_err(|e| err(RpcError::internal(e)))?;
+        RpcResult::Ok(json!(entries))
+    })?;
     m.register_async_method("keyscope_status", |_, ctx, _| async move {
         let s = &ctx.service;
         let balance = s.balance().await.unwrap_or_default();
@@ -142,4 +138,22 @@ fn status(r: &OpRecord) -> Value {
             "total": ms(Some(t.received_us), t.mined_us),
         },
     })
+}
+
+/// Registers the method instances of one deployment forward ops to the holder of their sender's shard
+/// with ([`crate::cluster::FORWARD_METHOD`]).
+pub(super) fn register_forwarded(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMethodError> {
+    m.register_async_method(
+        crate::cluster::FORWARD_METHOD,
+        |params, ctx, ext| async move {
+            // From another instance: taken here or refused, never forwarded again. Per-client limits
+            // count the forwarding instance as the client.
+            let (op, ep, with_health): (Value, Address, bool) = params.parse()?;
+            ctx.check_entry_point(ep)?;
+            ctx.take(op, with_health, super::client_of(&ext), true)
+                .await
+                .map_err(err)
+        },
+    )?;
+    Ok(())
 }

@@ -27,7 +27,11 @@ fn client_of(ext: &http::Extensions) -> Option<std::net::IpAddr> {
     ext.get::<ClientAddr>().map(|c| c.0)
 }
 
-use crate::{error::RpcError, feed::FeedEvent, metrics::Metrics, service::Service};
+use serde_json::Value;
+
+use crate::{
+    cluster::Cluster, error::RpcError, feed::FeedEvent, metrics::Metrics, service::Service,
+};
 
 /// What every method gets.
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ pub struct RpcContext {
     pub min_stake: (alloy_primitives::U256, u32),
     /// Who may call the admin methods.
     pub access: Arc<AccessPolicy>,
+    /// This instance's part in a deployment of several (a Postgres store), if any.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
@@ -59,6 +65,52 @@ impl RpcContext {
         }
         Ok(())
     }
+
+    /// An op sent by a client: taken here, or — with several instances — handed to the instance holding
+    /// its sender's shard, whose answer is returned as it is.
+    async fn send(
+        &self,
+        op: Value,
+        entry_point: Address,
+        with_health: bool,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Value, RpcError> {
+        if let Some(cluster) = &self.cluster {
+            if let Some(sender) = sender_of(&op) {
+                if !cluster.serves(sender) {
+                    return cluster.forward(op, entry_point, with_health, sender).await;
+                }
+            }
+        }
+        self.take(op, with_health, client, false).await
+    }
+
+    /// An op into this instance's pool; `forwarded`: from another instance, refused unless this one serves
+    /// its sender. Answers the op's hash, or (`with_health`) the hash and the account's health.
+    async fn take(
+        &self,
+        op: Value,
+        with_health: bool,
+        client: Option<std::net::IpAddr>,
+        forwarded: bool,
+    ) -> Result<Value, RpcError> {
+        if let (true, Some(cluster), Some(sender)) = (forwarded, &self.cluster, sender_of(&op)) {
+            if !cluster.serves(sender) {
+                return Err(crate::cluster::not_served(cluster.fence.shard_of(sender)));
+            }
+        }
+        let accepted = self.service.pool.add(op, with_health, client).await?;
+        Ok(if with_health {
+            serde_json::to_value(&accepted).map_err(RpcError::internal)?
+        } else {
+            serde_json::json!(accepted.user_op_hash)
+        })
+    }
+}
+
+/// The `sender` field of an op as sent, if it reads as an address (the pool refuses it otherwise).
+fn sender_of(op: &Value) -> Option<Address> {
+    op.get("sender")?.as_str()?.parse().ok()
 }
 
 /// All methods, debug ones included when `debug_api` is on.
@@ -66,10 +118,14 @@ pub fn module(
     ctx: RpcContext,
     debug_api: bool,
 ) -> Result<RpcModule<RpcContext>, RegisterMethodError> {
+    let clustered = ctx.cluster.is_some();
     let mut m = RpcModule::new(ctx);
     eth::register(&mut m)?;
     fees::register(&mut m)?;
     keyscope::register(&mut m)?;
+    if clustered {
+        keyscope::register_forwarded(&mut m)?;
+    }
     if debug_api {
         debug::register(&mut m)?;
     }

@@ -10,14 +10,14 @@ use crate::{error::RpcError, service::Service, store::OpStatus};
 /// The receipt of an included op: its own logs (those emitted between the previous op's
 /// `UserOperationEvent` and its own) and the bundle transaction's receipt.
 pub(super) async fn receipt(service: &Service, hash: B256) -> Result<Option<Value>, RpcError> {
-    let Some(rec) = service.pool.record(hash) else {
+    let Some(rec) = service.pool.record(hash).await else {
         return Ok(None);
     };
     // Included, or in a bundle the node may have mined since the chain follower last looked: the receipt is
     // answered as soon as the node has it, not at the next round.
     let txs: Vec<_> = match (rec.status, rec.tx_hash) {
         (OpStatus::Included, Some(tx)) => vec![tx],
-        (OpStatus::Submitted, Some(tx)) => std::iter::once(tx)
+        (s, Some(tx)) if s.in_bundle() => std::iter::once(tx)
             .chain(rec.replaced_txs.iter().copied())
             .collect(),
         _ => return Ok(None),
@@ -37,7 +37,7 @@ pub(super) async fn receipt(service: &Service, hash: B256) -> Result<Option<Valu
     let Some((tx, r)) = mined else {
         return Ok(None);
     };
-    if rec.status == OpStatus::Submitted {
+    if rec.status.in_bundle() {
         // Settle that block now, so the op's status, its account's pending state and the next op from a
         // client that waited on this receipt all see it too.
         if let Err(e) = service.chain.follow().await {

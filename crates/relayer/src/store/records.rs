@@ -13,9 +13,12 @@ use crate::validate::HealthChange;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OpStatus {
-    /// In the pool, waiting for a bundle.
+    /// Received: in the pool, waiting for a bundle.
     Pending,
-    /// In a bundle transaction sent to the chain, not yet mined.
+    /// Claimed: taken into a bundle transaction that is signed and recorded, and about to be sent (a
+    /// relayer that stops here may or may not have handed it to the node).
+    Claimed,
+    /// Sent: in a bundle transaction the node took, not yet mined.
     Submitted,
     /// Mined.
     Included,
@@ -27,6 +30,22 @@ impl OpStatus {
     /// True once the op is included or dropped: nothing more happens to it (short of a reorg).
     pub fn is_final(self) -> bool {
         matches!(self, OpStatus::Included | OpStatus::Dropped)
+    }
+
+    /// True while the op is in a bundle transaction (claimed or sent) not yet seen mined.
+    pub fn in_bundle(self) -> bool {
+        matches!(self, OpStatus::Claimed | OpStatus::Submitted)
+    }
+
+    /// Its name in the lifecycle received → claimed → sent → mined (or dropped).
+    pub fn lifecycle_name(self) -> &'static str {
+        match self {
+            OpStatus::Pending => "received",
+            OpStatus::Claimed => "claimed",
+            OpStatus::Submitted => "sent",
+            OpStatus::Included => "mined",
+            OpStatus::Dropped => "dropped",
+        }
     }
 }
 

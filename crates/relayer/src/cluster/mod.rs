@@ -1,0 +1,379 @@
+//! Several relayer instances on one Postgres store.
+//!
+//! Senders are split into shards ([`shard_of`]). Each shard is leased to one instance, which alone holds
+//! its senders' ops in its pool, validates them on its pending state, bundles and records them; an op
+//! sent to another instance is forwarded to the owner. Each instance also leases one bundle key, so no
+//! two instances sign with the same key and nonce. Leases are renewed every `renew_ms`; one not renewed
+//! for `lease_ms` may be taken over, which raises its epoch: the store refuses a write made under the old
+//! epoch ([`Fence`]), so an instance that stalled past its lease cannot change anything after it wakes.
+//!
+//! Every `renew_ms` an instance ([`Cluster::run`]): announces itself; renews its bundle key and shards
+//! (forgetting the ops of any shard it lost); takes free or expired shards up to its fair share
+//! (shards ÷ live instances, rounded up), resuming each one's unfinished ops from the store — bundles the
+//! previous owner sent are followed to their receipts, ops it had not sent are bundled again; and gives
+//! shards above its share back. On a clean stop it gives everything back at once.
+
+pub mod fence;
+pub mod leases;
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use alloy::{rpc::client::RpcClient, signers::local::PrivateKeySigner};
+use alloy_primitives::Address;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+pub use fence::{Fence, shard_of};
+use leases::Leases;
+
+use crate::{
+    config::ClusterConfig,
+    error::{RpcError, code},
+    metrics::Metrics,
+    service::Service,
+    store::{StoreError, postgres::PgStore},
+};
+
+/// The method an instance forwards an op to its shard's owner with (the owner does not forward it again).
+pub const FORWARD_METHOD: &str = "keyscope_clusterSendUserOperation";
+
+/// Errors from joining the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Every bundle key this instance may use is leased by another live instance.
+    #[error(
+        "every bundle key this instance may use ({keys}) is leased by another live instance: give it \
+         another key (cluster.bundle_keys), or stop the instance holding it"
+    )]
+    NoFreeKey {
+        /// The keys tried.
+        keys: String,
+    },
+}
+
+/// One instance's part in the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The leases held.
+    pub fence: Arc<Fence>,
+    store: Arc<PgStore>,
+    leases: Leases,
+    cfg: ClusterConfig,
+    /// Where this instance serves JSON-RPC (set once it listens).
+    url: OnceLock<String>,
+    /// The bundle key this instance signs with (set once leased).
+    key: OnceLock<Address>,
+    /// Shards taken and still being resumed: their senders' new ops wait until it is done.
+    adopting: Mutex<BTreeSet<u16>>,
+    reorg_depth: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Cluster {
+    /// This instance, named `instance`, on `store`.
+    pub fn new(
+        store: Arc<PgStore>,
+        fence: Arc<Fence>,
+        cfg: ClusterConfig,
+        reorg_depth: u64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let leases = Leases {
+            pool: store.pool().clone(),
+            instance: fence.instance.clone(),
+            lease: Duration::from_millis(cfg.lease_ms),
+        };
+        Self {
+            fence,
+            store,
+            leases,
+            cfg,
+            url: OnceLock::new(),
+            key: OnceLock::new(),
+            adopting: Mutex::new(BTreeSet::new()),
+            reorg_depth,
+            metrics,
+        }
+    }
+
+    /// Records where this instance serves, once it listens (other instances forward ops there).
+    pub fn set_url(&self, url: String) {
+        let _ = self.url.set(url);
+    }
+
+    fn url(&self) -> &str {
+        self.url.get().map(String::as_str).unwrap_or_default()
+    }
+
+    /// Leases the first of `keys` that is free (or expired, or this instance's from before a restart),
+    /// waiting up to two lease times for one to come free.
+    pub async fn lease_key(
+        &self,
+        keys: Vec<PrivateKeySigner>,
+    ) -> Result<PrivateKeySigner, ClusterError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(2 * self.cfg.lease_ms);
+        loop {
+            for key in &keys {
+                if let Some(epoch) = self.leases.take_key(key.address()).await? {
+                    self.fence.set_key(Some((key.address(), epoch)));
+                    let _ = self.key.set(key.address());
+                    tracing::info!(key = %key.address(), epoch, "bundle key leased");
+                    return Ok(key.clone());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NoFreeKey {
+                    keys: keys
+                        .iter()
+                        .map(|k| k.address().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(self.cfg.renew_ms)).await;
+        }
+    }
+
+    /// True if this instance takes `sender`'s ops itself: it holds the shard and has resumed it.
+    pub fn serves(&self, sender: Address) -> bool {
+        let shard = self.fence.shard_of(sender);
+        self.fence.epoch(shard).is_some()
+            && !self
+                .adopting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&shard)
+    }
+
+    /// Hands an op to the instance holding its sender's shard and returns that instance's answer
+    /// (`with_health`: `keyscope_sendUserOperation`'s answer).
+    pub async fn forward(
+        &self,
+        op: Value,
+        entry_point: Address,
+        with_health: bool,
+        sender: Address,
+    ) -> Result<Value, RpcError> {
+        let shard = self.fence.shard_of(sender);
+        let owner = self
+            .leases
+            .owner_of(shard)
+            .await
+            .map_err(|e| changing_hands(shard, &e.to_string()))?;
+        let Some((name, url)) = owner.filter(|(name, _)| *name != self.fence.instance) else {
+            return Err(changing_hands(shard, "no live instance holds it"));
+        };
+        let peer = url
+            .parse()
+            .map(RpcClient::new_http)
+            .map_err(|e| changing_hands(shard, &format!("{name} advertises {url:?}: {e}")))?;
+        Metrics::inc(&self.metrics.ops_forwarded);
+        let params = json!([op, entry_point, with_health]);
+        match peer.request::<_, Value>(FORWARD_METHOD, params).await {
+            Ok(v) => Ok(v),
+            Err(e) => match e.as_error_resp() {
+                Some(p) => Err(RpcError {
+                    code: p.code as i32,
+                    message: p.message.to_string(),
+                    data: p
+                        .data
+                        .as_ref()
+                        .and_then(|d| serde_json::from_str(d.get()).ok()),
+                }),
+                None => Err(changing_hands(
+                    shard,
+                    &format!("its holder {name} did not answer: {e}"),
+                )),
+            },
+        }
+    }
+
+    /// Renews, rebalances and takes over every `renew_ms` until `shutdown`; then gives every lease back.
+    pub async fn run(self: Arc<Self>, service: Arc<Service>, mut shutdown: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_millis(self.cfg.renew_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            if let Err(e) = self.tick(&service).await {
+                tracing::warn!(
+                    "cluster round failed (tried again in {} ms): {e}",
+                    self.cfg.renew_ms
+                );
+            }
+        }
+        self.release_all(&service).await;
+    }
+
+    /// One round (see the module doc).
+    async fn tick(&self, service: &Service) -> Result<(), StoreError> {
+        let live = self.leases.heartbeat(self.url()).await?;
+        self.renew_key().await?;
+        let held = self.fence.owned();
+        let renewed = self.leases.renew_shards(&held).await?;
+        let lost: BTreeSet<u16> = held
+            .keys()
+            .filter(|s| !renewed.contains_key(s))
+            .copied()
+            .collect();
+        if !lost.is_empty() {
+            for s in &lost {
+                self.fence.release(*s);
+                Metrics::inc(&self.metrics.shards_lost);
+            }
+            tracing::warn!(
+                ?lost,
+                "sender shards taken over by another instance: their ops are its now"
+            );
+            self.forget(service, &lost).await;
+        }
+        let share = usize::from(self.fence.shards.div_ceil(live));
+        let owned = self.fence.owned();
+        if self.fence.key().is_some() && owned.len() < share {
+            for shard in self.leases.free_shards().await? {
+                if self.fence.owned().len() >= share {
+                    break;
+                }
+                if let Some(epoch) = self.leases.take_shard(shard).await? {
+                    self.take(service, shard, epoch).await;
+                }
+            }
+        } else if owned.len() > share {
+            let extra: BTreeSet<u16> = owned
+                .keys()
+                .rev()
+                .take(owned.len() - share)
+                .copied()
+                .collect();
+            self.forget(service, &extra).await;
+            for s in &extra {
+                if let Some(epoch) = owned.get(s) {
+                    self.fence.release(*s);
+                    self.leases.release_shard(*s, *epoch).await?;
+                    Metrics::inc(&self.metrics.shards_released);
+                }
+            }
+            tracing::info!(released = ?extra, live, "sender shards given up to even out the instances");
+        }
+        *self
+            .metrics
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            (self.fence.owned(), self.fence.key().map_or(0, |(_, e)| e));
+        Ok(())
+    }
+
+    /// Renews the bundle key's lease; a key taken over is dropped (claims are then refused) and asked
+    /// for again.
+    async fn renew_key(&self) -> Result<(), StoreError> {
+        if let Some((key, epoch)) = self.fence.key() {
+            if !self.leases.renew_key(key, epoch).await? {
+                tracing::error!(%key, "the bundle key's lease was taken over: no bundles until it is back");
+                Metrics::inc(&self.metrics.key_leases_lost);
+                self.fence.set_key(None);
+            }
+            return Ok(());
+        }
+        // Lost earlier: back once its lease lapses where it went (this instance's wallet is fixed).
+        if let Some(key) = self.key.get().copied() {
+            if let Some(epoch) = self.leases.take_key(key).await? {
+                tracing::info!(%key, epoch, "bundle key leased again");
+                self.fence.set_key(Some((key, epoch)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `shard` at `epoch`: resumes its unfinished ops before its senders' new ops are taken.
+    async fn take(&self, service: &Service, shard: u16, epoch: u64) {
+        self.adopting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(shard);
+        self.fence.hold(shard, epoch);
+        Metrics::inc(&self.metrics.shards_taken);
+        let from = service.pool.head().number.saturating_sub(self.reorg_depth);
+        let resumed = async {
+            let records = self.store.unfinished_in(shard).await?;
+            let mined = self.store.included_since_in(shard, from).await?;
+            let n = records.len();
+            service
+                .chain
+                .adopt(records, mined)
+                .await
+                .map_err(|e| StoreError::Read(e.to_string()))?;
+            Ok::<_, StoreError>(n)
+        }
+        .await;
+        match resumed {
+            Ok(n) => {
+                self.metrics
+                    .ops_adopted
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(shard, epoch, resumed = n, "sender shard taken");
+            }
+            Err(e) => {
+                // Given back: another instance (or this one, next round) takes it and tries again.
+                tracing::warn!(shard, "resuming the shard failed, giving it back: {e}");
+                self.fence.release(shard);
+                self.forget(service, &BTreeSet::from([shard])).await;
+                let _ = self.leases.release_shard(shard, epoch).await;
+            }
+        }
+        self.adopting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&shard);
+    }
+
+    /// Forgets the pooled ops of `shards`' senders (another instance holds them now, or will).
+    async fn forget(&self, service: &Service, shards: &BTreeSet<u16>) {
+        let fence = &self.fence;
+        service
+            .pool
+            .forget_senders(|sender| shards.contains(&fence.shard_of(sender)))
+            .await;
+    }
+
+    /// On a clean stop: gives every shard and the bundle key back, so the others take them at once
+    /// instead of after a lease.
+    async fn release_all(&self, service: &Service) {
+        let held = self.fence.owned();
+        self.forget(service, &held.keys().copied().collect()).await;
+        for (shard, epoch) in held {
+            self.fence.release(shard);
+            let _ = self.leases.release_shard(shard, epoch).await;
+        }
+        if let Some((key, epoch)) = self.fence.key() {
+            self.fence.set_key(None);
+            let _ = self.leases.release_key(key, epoch).await;
+        }
+    }
+}
+
+/// An op whose shard has no instance to take it right now (a takeover in progress): the client sends it
+/// again.
+fn changing_hands(shard: u16, why: &str) -> RpcError {
+    RpcError::new(
+        code::INTERNAL,
+        format!(
+            "this sender's shard ({shard}) is changing hands: {why}; send the op again in a moment"
+        ),
+    )
+    .with_data(json!({ "shard": shard, "retry": true }))
+}
+
+/// The answer of an instance asked to take an op of a sender whose shard it does not serve.
+pub fn not_served(shard: u16) -> RpcError {
+    changing_hands(shard, "the instance it was forwarded to no longer holds it")
+}
