@@ -12,7 +12,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all deps build lint test test-contracts test-rust gas demo clean softhsm
+.PHONY: all deps build lint test test-contracts test-rust gas demo clean softhsm postgres
 
 all: test
 
@@ -55,9 +55,25 @@ softhsm:
 	  echo "      (crates/signer/tests/hsm.rs, crates/cli/tests/signer_walkthrough.rs) will be SKIPPED"; \
 	fi
 
+# The relayer's scale-out tests start their own throwaway Postgres cluster (initdb + pg_ctl in a temp dir)
+# from the Debian package postgresql: installed when missing and this runs as root with apt; otherwise
+# those tests print SKIPPED and say why.
+postgres:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing postgresql (relayer scale-out tests)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq postgresql >/dev/null 2>&1; } || \
+	  echo "NOTE: apt could not install postgresql: the scale-out tests will be SKIPPED"; \
+	else \
+	  echo "NOTE: postgresql is not installed and cannot be here (not root, or no apt): the scale-out"; \
+	  echo "      tests (crates/relayer/tests/cluster_store.rs, crates/cli/tests/cluster.rs) will be SKIPPED"; \
+	fi
+
 # Doc tests and benchmarks (each run once, as a test) first, so the run closes on the unit and
 # integration tests' counts.
-test-rust: softhsm
+test-rust: softhsm postgres
 	cargo test --workspace --doc
 	cargo test --workspace --benches
 	cargo test --workspace --lib --bins --tests

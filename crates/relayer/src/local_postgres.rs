@@ -97,6 +97,19 @@ fn checked(command: &str, out: std::io::Result<Output>) -> Result<(), LocalPostg
 }
 
 impl LocalPostgres {
+    /// For a test: a started cluster, or None — after printing that `test` is SKIPPED and why — when
+    /// this machine has no Postgres binaries. Any other failure panics.
+    pub fn for_test(test: &str) -> Option<Self> {
+        match Self::start() {
+            Ok(pg) => Some(pg),
+            Err(e @ LocalPostgresError::Missing) => {
+                eprintln!("SKIPPED {test}: {e}");
+                None
+            }
+            Err(e) => panic!("the throwaway Postgres cluster did not start: {e}"),
+        }
+    }
+
     /// Creates a cluster in a fresh temp directory and starts it.
     pub fn start() -> Result<Self, LocalPostgresError> {
         static N: AtomicU32 = AtomicU32::new(0);
