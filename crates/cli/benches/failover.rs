@@ -108,21 +108,17 @@ async fn throughput(
 }
 
 async fn spread(instances: &[&Instance]) {
-    until(
-        "the shards are spread",
-        Duration::from_secs(30),
-        || async {
-            let mut total = 0;
-            for i in instances {
-                let n = i.shards().await.len();
-                if n < usize::from(SHARDS) / instances.len() {
-                    return false;
-                }
-                total += n;
+    until("the shards are spread", Duration::from_secs(30), || async {
+        let mut total = 0;
+        for i in instances {
+            let n = i.shards().await.len();
+            if n < usize::from(SHARDS) / instances.len() {
+                return false;
             }
-            total == usize::from(SHARDS)
-        },
-    )
+            total += n;
+        }
+        total == usize::from(SHARDS)
+    })
     .await;
 }
 
@@ -184,7 +180,9 @@ async fn run(rounds: usize, ops: usize) {
     }
     failover.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let lease = CONFIG.replace('\n', " ");
-    println!("scale-out bench ({lease}; {TRADERS} traders, anvil automine, Postgres on this machine)");
+    println!(
+        "scale-out bench ({lease}; {TRADERS} traders, anvil automine, Postgres on this machine)"
+    );
     println!(
         "  throughput, {} ops: one instance {one:.1} ops/s, three instances {three:.1} ops/s",
         ops.div_ceil(TRADERS) * TRADERS

@@ -12,18 +12,25 @@ mod kit;
 use std::{
     collections::BTreeSet,
     process::Command,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy::providers::Provider;
 use alloy_primitives::U256;
-use keyscope_relayer::local_postgres::LocalPostgres;
+use keyscope_relayer::{
+    cluster::{Fence, leases::Leases},
+    local_postgres::LocalPostgres,
+    store::postgres::PgStore,
+};
 use kit::*;
 use serde_json::Value;
 
 #[tokio::test]
 async fn three_instances_on_one_postgres_survive_a_kill_and_a_stall() {
-    let Some(pg) = LocalPostgres::for_test("three_instances_on_one_postgres_survive_a_kill_and_a_stall") else {
+    let Some(pg) =
+        LocalPostgres::for_test("three_instances_on_one_postgres_survive_a_kill_and_a_stall")
+    else {
         return;
     };
     let chain = fixture::Chain::start(42_200).await;
@@ -232,5 +239,41 @@ async fn the_instances_ride_out_a_postgres_restart() {
         a.child.try_wait().unwrap().is_none(),
         "instance a is still running"
     );
+
+    // A third instance given a bundle key another holds refuses to start, and names the key.
+    let out = Instance::command(&chain, &pg.url(), "c", 1, &dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // With --json the error is the JSON line on stdout.
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("is leased by another live instance") && err.contains(&a.key().to_string()),
+        "{err}"
+    );
+
+    // SIGTERM: b stops cleanly and gives its shards back on the way out, not a lease later.
+    let mut b = b;
+    b.signal("-TERM");
+    assert!(b.child.wait().unwrap().success());
+    let probe = PgStore::open(
+        &pg.url(),
+        Arc::new(Fence::new("probe".into(), SHARDS)),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let leases = Leases {
+        pool: probe.pool().clone(),
+        instance: "probe".into(),
+        lease: Duration::from_millis(1500),
+    };
+    for shard in 0..SHARDS {
+        let owner = leases.owner_of(shard).await.unwrap();
+        assert!(
+            owner.as_ref().is_none_or(|(name, _)| name != "b"),
+            "shard {shard} still leased to {owner:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

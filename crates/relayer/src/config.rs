@@ -541,6 +541,34 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_store_needs_a_sane_cluster() {
+        let ok = Config {
+            relayer_key: Some("0x01".into()),
+            store: Some("postgres://relayer@db/keyscope".into()),
+            ..Default::default()
+        };
+        ok.check().unwrap();
+        let bad = |f: fn(&mut Config)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c.check().unwrap_err().to_string()
+        };
+        let e = bad(|c| c.store = Some("mysql://db/keyscope".into()));
+        assert!(e.contains("postgres:// URL"), "{e}");
+        let e = bad(|c| c.cluster.shards = 0);
+        assert!(e.contains("cluster.shards"), "{e}");
+        let e = bad(|c| c.cluster.lease_ms = 2 * c.cluster.renew_ms);
+        assert!(
+            e.contains("cluster.lease_ms") && e.contains("three renewals"),
+            "{e}"
+        );
+        let c = Config::parse("[cluster]\nshards = 8\nlease_ms = 1500\nrenew_ms = 250\n").unwrap();
+        assert_eq!((c.cluster.shards, c.cluster.lease_ms), (8, 1500));
+        let e = Config::parse("[cluster]\nshard = 8\n").unwrap_err();
+        assert!(e.contains("shard"), "{e}");
+    }
+
+    #[test]
     fn a_relayer_without_a_key_is_refused() {
         let err = Config::default().check().unwrap_err().to_string();
         assert!(err.contains("relayer_key"), "{err}");

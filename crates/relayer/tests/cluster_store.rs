@@ -222,7 +222,8 @@ async fn a_stale_owner_cannot_write_after_a_takeover() {
 
 #[tokio::test]
 async fn migrations_apply_once_and_the_shard_count_is_fixed() {
-    let Some(pg) = LocalPostgres::for_test("migrations_apply_once_and_the_shard_count_is_fixed") else {
+    let Some(pg) = LocalPostgres::for_test("migrations_apply_once_and_the_shard_count_is_fixed")
+    else {
         return;
     };
     // Two instances opening at once: one migrates, the other finds it done.

@@ -30,32 +30,44 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub fn spawn(chain: &fixture::Chain, pg: &str, name: &str, key: usize, dir: &Path) -> Self {
+    /// `keyscope relayer` as instance `name` of the deployment on `pg`, signing with anvil key `key`.
+    pub fn command(
+        chain: &fixture::Chain,
+        pg: &str,
+        name: &str,
+        key: usize,
+        dir: &Path,
+    ) -> Command {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("cluster.toml");
         std::fs::write(&config, CONFIG).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyscope"));
+        cmd.args([
+            "relayer",
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--instance",
+            name,
+            "--store",
+            pg,
+            "--rpc",
+        ])
+        .arg(chain.devnet.endpoint())
+        .arg("--config")
+        .arg(&config)
+        .arg("--deployment")
+        .arg(&chain.devnet.deployment_file)
+        .env("KEYSCOPE_RELAYER_KEY", chain.devnet.keys()[key].to_string());
+        cmd
+    }
+
+    pub fn spawn(chain: &fixture::Chain, pg: &str, name: &str, key: usize, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-            .args([
-                "relayer",
-                "--json",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics",
-                "127.0.0.1:0",
-                "--instance",
-                name,
-                "--store",
-                pg,
-                "--rpc",
-            ])
-            .arg(chain.devnet.endpoint())
-            .arg("--config")
-            .arg(&config)
-            .arg("--deployment")
-            .arg(&chain.devnet.deployment_file)
-            .env("KEYSCOPE_RELAYER_KEY", chain.devnet.keys()[key].to_string())
-            .env("RUST_LOG", "info")
+        let mut child = Self::command(chain, pg, name, key, dir)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -190,7 +202,11 @@ pub async fn known(urls: &[String], hash: B256) -> bool {
 
 /// Waits for every op in `hashes` to be mined (asking any live instance), and checks each was mined exactly
 /// once and succeeded. Returns the bundle signers.
-pub async fn mined_once(chain: &fixture::Chain, urls: &[String], hashes: &[B256]) -> BTreeSet<Address> {
+pub async fn mined_once(
+    chain: &fixture::Chain,
+    urls: &[String],
+    hashes: &[B256],
+) -> BTreeSet<Address> {
     let mut signers = BTreeSet::new();
     for h in hashes {
         let mut receipt = Value::Null;

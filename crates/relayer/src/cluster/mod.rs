@@ -234,8 +234,10 @@ impl Cluster {
                 ?lost,
                 "sender shards taken over by another instance: their ops are its now"
             );
-            self.forget(service, &lost).await;
         }
+        // Any op of a sender this instance does not hold (lost just now, or let in by an admission that
+        // raced a release) leaves its pool.
+        self.forget_unheld(service).await;
         let share = usize::from(self.fence.shards.div_ceil(live));
         let owned = self.fence.owned();
         if self.fence.key().is_some() && owned.len() < share {
@@ -254,10 +256,14 @@ impl Cluster {
                 .take(owned.len() - share)
                 .copied()
                 .collect();
-            self.forget(service, &extra).await;
+            // Not served here any more first (new ops are forwarded, or refused as changing hands, and no
+            // write of them commits), then out of the pool, then free for another instance.
+            for s in &extra {
+                self.fence.release(*s);
+            }
+            self.forget_unheld(service).await;
             for s in &extra {
                 if let Some(epoch) = owned.get(s) {
-                    self.fence.release(*s);
                     self.leases.release_shard(*s, *epoch).await?;
                     Metrics::inc(&self.metrics.shards_released);
                 }
@@ -326,7 +332,7 @@ impl Cluster {
                 // Given back: another instance (or this one, next round) takes it and tries again.
                 tracing::warn!(shard, "resuming the shard failed, giving it back: {e}");
                 self.fence.release(shard);
-                self.forget(service, &BTreeSet::from([shard])).await;
+                self.forget_unheld(service).await;
                 let _ = self.leases.release_shard(shard, epoch).await;
             }
         }
@@ -336,12 +342,13 @@ impl Cluster {
             .remove(&shard);
     }
 
-    /// Forgets the pooled ops of `shards`' senders (another instance holds them now, or will).
-    async fn forget(&self, service: &Service, shards: &BTreeSet<u16>) {
+    /// Forgets the pooled ops of senders whose shard this instance does not hold (another instance holds
+    /// them now, or will).
+    async fn forget_unheld(&self, service: &Service) {
         let fence = &self.fence;
         service
             .pool
-            .forget_senders(|sender| shards.contains(&fence.shard_of(sender)))
+            .forget_senders(|sender| !fence.owns(sender))
             .await;
     }
 
@@ -349,9 +356,11 @@ impl Cluster {
     /// instead of after a lease.
     async fn release_all(&self, service: &Service) {
         let held = self.fence.owned();
-        self.forget(service, &held.keys().copied().collect()).await;
+        for shard in held.keys() {
+            self.fence.release(*shard);
+        }
+        self.forget_unheld(service).await;
         for (shard, epoch) in held {
-            self.fence.release(shard);
             let _ = self.leases.release_shard(shard, epoch).await;
         }
         if let Some((key, epoch)) = self.fence.key() {

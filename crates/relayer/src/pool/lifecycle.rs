@@ -54,6 +54,12 @@ impl Pool {
     ) -> Result<(), crate::store::StoreError> {
         let persist = {
             let mut book = self.book();
+            // An op forgotten since it was taken (its shard went to another instance) must not be sent.
+            if let Some(gone) = ops.iter().find(|h| !book.records.contains_key(*h)) {
+                return Err(crate::store::StoreError::Fenced(format!(
+                    "op {gone} left this instance's pool while its bundle was built"
+                )));
+            }
             let mut p = Persist::default();
             for hash in ops {
                 p.extend(book.transition(*hash, event, |r| {
@@ -105,8 +111,12 @@ impl Pool {
         let mut back = Vec::new();
         for op in &ops {
             if !self.book().records.contains_key(&op.hash) {
+                // A reorged op's record is final, so only in the store. One that is not final and not here
+                // was forgotten: its sender's shard is another instance's now, and so is the op.
                 if let Ok(Some(rec)) = self.inner.store.op(op.hash).await {
-                    back.push(rec);
+                    if rec.status.is_final() {
+                        back.push(rec);
+                    }
                 }
             }
         }
@@ -120,6 +130,9 @@ impl Pool {
             for op in ops {
                 let hash = op.hash;
                 book.submitted.remove(&hash);
+                if !book.records.contains_key(&hash) {
+                    continue;
+                }
                 book.mempool.insert(op);
                 p.extend(book.transition(hash, event, |r| {
                     r.status = OpStatus::Pending;
