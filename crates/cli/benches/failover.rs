@@ -12,6 +12,8 @@
 //! `cargo bench -p keyscope-cli --bench failover` (ROUNDS and OPS set the sizes; defaults 5 and 240; the
 //! lease settings are `kit::CONFIG`'s). Run as a test (`cargo test --benches`) it does a small smoke run.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../../relayer/tests/common/mod.rs"]
 mod fixture;
 #[path = "../tests/common/cluster.rs"]

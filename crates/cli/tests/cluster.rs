@@ -4,6 +4,7 @@
 //! its ops; an instance stalled past its lease (SIGSTOP) loses its shards and cannot act on them when it
 //! wakes; Postgres restarted under the instances, they carry on.
 
+mod common;
 #[path = "../../relayer/tests/common/mod.rs"]
 mod fixture;
 #[path = "common/cluster.rs"]

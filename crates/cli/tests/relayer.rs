@@ -2,11 +2,11 @@
 //! in its pool, restarted on the same store — nothing lost, nothing included twice — then stopped
 //! with SIGTERM and its audit log exported.
 
+mod common;
 #[path = "../../relayer/tests/common/mod.rs"]
 mod fixture;
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
 };
@@ -45,13 +45,7 @@ impl RelayerProcess {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("relayer printed {line:?}"));
-        assert_eq!(ready["ready"], true);
+        let ready = common::ready(&mut child, "relayer");
         Self { child, ready }
     }
 

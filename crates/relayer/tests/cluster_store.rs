@@ -107,8 +107,20 @@ async fn pg_store(pg: &LocalPostgres, name: &str) -> (Arc<PgStore>, Arc<Fence>, 
 async fn both_backends_keep_the_store_contract() {
     let dir = std::env::temp_dir().join(format!("keyscope-contract-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let redb = RedbStore::open(&dir.join("relayer.redb")).unwrap();
-    keeps_the_contract(&redb, Address::repeat_byte(1)).await;
+    let path = dir.join("relayer.redb");
+    keeps_the_contract(&RedbStore::open(&path).unwrap(), Address::repeat_byte(1)).await;
+    // The file survives closing and reopening, and the audit chain continues across it.
+    let redb = RedbStore::open(&path).unwrap();
+    assert_eq!(redb.op_count().await.unwrap(), 3);
+    let next = record(4, Address::repeat_byte(1), OpStatus::Pending);
+    redb.write(vec![], vec![AuditEntry::about(&next, "accepted", 4)])
+        .await
+        .unwrap();
+    let log = redb.audit(0, 100).await.unwrap();
+    assert_eq!(log.len(), 4);
+    verify_audit(&log).unwrap();
+    assert!(log[0].user_operation.is_some() && log[2].user_operation.is_none());
+    drop(redb);
 
     let Some(pg) = LocalPostgres::for_test("both_backends_keep_the_store_contract") else {
         return;

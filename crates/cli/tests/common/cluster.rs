@@ -6,7 +6,6 @@
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -72,13 +71,7 @@ impl Instance {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("instance {name} printed {line:?}"));
-        assert_eq!(ready["ready"], true);
+        let ready = crate::common::ready(&mut child, &format!("instance {name}"));
         Self {
             child,
             ready,

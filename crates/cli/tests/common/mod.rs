@@ -17,6 +17,18 @@ pub struct DevnetProcess {
     pub ready: Value,
 }
 
+/// The JSON line a `keyscope … --json` child prints on stdout when it is ready, checked to say so.
+pub fn ready(child: &mut Child, what: &str) -> Value {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("{what} printed {line:?}"));
+    assert_eq!(ready["ready"], true, "{what}: {ready}");
+    ready
+}
+
 /// A free local port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -51,19 +63,8 @@ impl DevnetProcess {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut this = Self {
-            child,
-            port,
-            ready: Value::Null,
-        };
-        this.ready =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("devnet printed {line:?}"));
-        assert_eq!(this.ready["ready"], true);
-        this
+        let ready = ready(&mut child, "devnet");
+        Self { child, port, ready }
     }
 
     pub fn rpc(&self) -> String {

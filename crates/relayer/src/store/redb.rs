@@ -350,51 +350,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn records_survive_reopen_and_audit_chain_verifies() {
-        let path = temp("reopen");
-        {
-            let store = RedbStore::open(&path).unwrap();
-            let a = record(1, OpStatus::Pending);
-            let b = record(2, OpStatus::Included);
-            store
-                .write(
-                    vec![a.clone(), b.clone()],
-                    vec![
-                        AuditEntry::about(&a, "accepted", 1),
-                        AuditEntry::about(&b, "accepted", 2),
-                    ],
-                )
-                .await
-                .unwrap();
-            store
-                .write(vec![], vec![AuditEntry::about(&b, "included", 3)])
-                .await
-                .unwrap();
-        }
-        let store = RedbStore::open(&path).unwrap();
-        let unfinished = store.unfinished().await.unwrap();
-        assert_eq!(unfinished.len(), 1);
-        assert_eq!(unfinished[0].hash, B256::repeat_byte(1));
-        assert_eq!(store.op_count().await.unwrap(), 2);
-        // The chain continues across the reopen.
-        store
-            .write(
-                vec![],
-                vec![AuditEntry::about(
-                    &record(3, OpStatus::Pending),
-                    "accepted",
-                    4,
-                )],
-            )
-            .await
-            .unwrap();
-        let log = store.audit(0, 100).await.unwrap();
-        assert_eq!(log.len(), 4);
-        verify_audit(&log).unwrap();
-        assert!(log[0].user_operation.is_some() && log[2].user_operation.is_none());
-    }
-
-    #[tokio::test]
     async fn a_reputation_snapshot_replaces_the_last_and_survives_reopen() {
         let path = temp("reputation");
         let entry = |seen, included| ReputationEntry {
