@@ -17,7 +17,7 @@ pub mod fence;
 pub mod leases;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
@@ -72,6 +72,8 @@ pub struct Cluster {
     key: OnceLock<Address>,
     /// Shards taken and still being resumed: their senders' new ops wait until it is done.
     adopting: Mutex<BTreeSet<u16>>,
+    /// A client per instance forwarded to (its connections kept alive between ops).
+    peers: Mutex<HashMap<String, RpcClient>>,
     reorg_depth: u64,
     metrics: Arc<Metrics>,
 }
@@ -98,6 +100,7 @@ impl Cluster {
             url: OnceLock::new(),
             key: OnceLock::new(),
             adopting: Mutex::new(BTreeSet::new()),
+            peers: Mutex::new(HashMap::new()),
             reorg_depth,
             metrics,
         }
@@ -170,9 +173,8 @@ impl Cluster {
         let Some((name, url)) = owner.filter(|(name, _)| *name != self.fence.instance) else {
             return Err(changing_hands(shard, "no live instance holds it"));
         };
-        let peer = url
-            .parse()
-            .map(RpcClient::new_http)
+        let peer = self
+            .peer(&url)
             .map_err(|e| changing_hands(shard, &format!("{name} advertises {url:?}: {e}")))?;
         Metrics::inc(&self.metrics.ops_forwarded);
         let params = json!([op, entry_point, with_health]);
@@ -193,6 +195,17 @@ impl Cluster {
                 )),
             },
         }
+    }
+
+    /// The client for the instance serving at `url`.
+    fn peer(&self, url: &str) -> Result<RpcClient, url::ParseError> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get(url) {
+            return Ok(p.clone());
+        }
+        let client = RpcClient::new_http(url.parse()?);
+        peers.insert(url.to_string(), client.clone());
+        Ok(client)
     }
 
     /// Renews, rebalances and takes over every `renew_ms` until `shutdown`; then gives every lease back.
