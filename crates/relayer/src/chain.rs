@@ -52,8 +52,6 @@ pub struct Chain {
     seen: Mutex<Option<Head>>,
     /// The key this instance signs bundles with.
     relayer: Address,
-    /// Bundles another instance sent, taken over with a sender shard.
-    foreign: Mutex<Vec<Bundle>>,
 }
 
 /// What the blocks since the last head hold.
@@ -86,7 +84,6 @@ impl Chain {
             mined: Default::default(),
             seen: Default::default(),
             relayer,
-            foreign: Default::default(),
         }
     }
 
@@ -101,8 +98,7 @@ impl Chain {
         let latest = Head::latest(&self.provider).await?;
         let previous = self.seen().unwrap_or_else(|| self.pool.head());
         if latest.hash == previous.hash {
-            self.check_dropped().await?;
-            return self.check_foreign().await;
+            return self.check_dropped().await;
         }
         let blocks = self.new_blocks(&previous, &latest).await?;
 
@@ -122,7 +118,6 @@ impl Chain {
         }
         self.prune(latest.number);
         self.check_dropped().await?;
-        self.check_foreign().await?;
         let ours_only =
             blocks.walked && blocks.linear && blocks.txs.iter().all(|t| ours.contains(t));
         if latest.hash != self.pool.head().hash {
@@ -405,6 +400,7 @@ impl Chain {
                 nonce: 0,
                 ops,
                 sent_at: Instant::now(),
+                foreign: false,
             };
             if let Some(receipt) = self.receipt(&b).await? {
                 self.settle(b, &receipt).await;
@@ -429,20 +425,17 @@ impl Chain {
                 Some((h, nonce, from)) => {
                     let mut replaced: Vec<B256> = b.transactions().filter(|t| *t != h).collect();
                     replaced.reverse();
-                    let b = Bundle {
+                    let foreign = from != self.relayer;
+                    self.in_flight.push(Bundle {
                         tx_hash: h,
                         replaced,
                         nonce,
+                        foreign,
                         ..b
-                    };
-                    if from == self.relayer {
-                        self.in_flight.push(b);
+                    });
+                    if !foreign {
+                        // The nonce after it is asked of the node again.
                         self.in_flight.halt();
-                    } else {
-                        self.foreign
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(b);
                     }
                 }
                 None => {
@@ -457,33 +450,5 @@ impl Chain {
         self.watch_mined(recently_included);
         self.check_reorgs().await?;
         Ok(resumed)
-    }
-
-    /// Bundles another instance sent (taken over with their ops): settled once mined, their ops bundled
-    /// again here once the node no longer has them.
-    async fn check_foreign(&self) -> Result<(), NodeError> {
-        let watched = std::mem::take(&mut *self.foreign.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut kept = Vec::new();
-        for b in watched {
-            if let Some(receipt) = self.receipt(&b).await? {
-                self.settle(b, &receipt).await;
-            } else if self.known(&b).await? {
-                kept.push(b);
-            } else {
-                tracing::warn!(tx = %b.tx_hash, "a taken-over bundle left the node; its ops go back to the pool");
-                self.pool
-                    .restore(
-                        b.ops,
-                        "resubmit",
-                        "the bundle of the instance it was taken from was dropped",
-                    )
-                    .await;
-            }
-        }
-        self.foreign
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(kept);
-        Ok(())
     }
 }

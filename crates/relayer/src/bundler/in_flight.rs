@@ -26,6 +26,10 @@ pub struct Bundle {
     pub nonce: u64,
     pub ops: Vec<PoolOp>,
     pub sent_at: Instant,
+    /// Sent by another instance with its own key, and taken over with its ops' sender shard: followed to
+    /// its receipt (or back to the pool if the node drops it), never bumped, and not at this relayer's
+    /// nonces; its ops are in the sent state, before this relayer's own bundles.
+    pub foreign: bool,
 }
 
 impl Bundle {
@@ -73,7 +77,7 @@ impl InFlight {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The bundles in flight, in nonce order.
+    /// The bundles in flight: foreign ones first, then this relayer's in nonce order.
     pub fn bundles(&self) -> Vec<Bundle> {
         self.lock().bundles.clone()
     }
@@ -93,12 +97,17 @@ impl InFlight {
         self.lock().bundles.iter().any(|b| b.carried_by(tx))
     }
 
-    /// Adds a bundle just signed; the next one takes the nonce after it.
+    /// Adds a bundle just signed; the next one takes the nonce after it. A foreign bundle leaves the nonce
+    /// alone and the sent state is built again with it.
     pub fn push(&self, bundle: Bundle) {
         let mut t = self.lock();
-        t.next_nonce = Some(bundle.nonce + 1);
+        if bundle.foreign {
+            t.sent = None;
+        } else {
+            t.next_nonce = Some(bundle.nonce + 1);
+        }
         t.bundles.push(bundle);
-        t.bundles.sort_by_key(|b| b.nonce);
+        t.bundles.sort_by_key(|b| (!b.foreign, b.nonce));
     }
 
     /// Takes the bundle `tx` carries out of flight. With none left, the next bundle asks the node for its

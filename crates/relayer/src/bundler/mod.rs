@@ -293,6 +293,7 @@ impl Bundler {
             nonce,
             ops,
             sent_at: Instant::now(),
+            foreign: false,
         });
         // Sent in the background: the next bundle is built while the node takes this one.
         let (provider, deps) = (self.deps.provider.clone(), self.deps.clone());
@@ -329,7 +330,7 @@ impl Bundler {
     async fn bump_if_stuck(&self) -> Result<(), BuildError> {
         let after = Duration::from_secs(self.cfg.bump_after_secs);
         for b in self.deps.in_flight.bundles() {
-            if b.sent_at.elapsed() >= after {
+            if !b.foreign && b.sent_at.elapsed() >= after {
                 self.bump(b).await?;
             }
         }
