@@ -25,7 +25,7 @@ use keyscope_relayer::{
     store::postgres::PgStore,
 };
 use kit::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn three_instances_on_one_postgres_survive_a_kill_and_a_stall() {
@@ -274,6 +274,100 @@ async fn the_instances_ride_out_a_postgres_restart() {
         assert!(
             owner.as_ref().is_none_or(|(name, _)| name != "b"),
             "shard {shard} still leased to {owner:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Several threads: the link relays bytes while the test blocks on a child's ready line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_postgres_is_replaced_and_acts_on_nothing() {
+    let Some(pg) = LocalPostgres::for_test(
+        "an_instance_cut_off_from_postgres_is_replaced_and_acts_on_nothing",
+    ) else {
+        return;
+    };
+    let chain = fixture::Chain::start(42_203).await;
+    let mut traders = Vec::new();
+    for seed in 0..3 {
+        traders.push(chain.trader(4220 + seed, "20000").await);
+    }
+    let dir = scratch("cut");
+    let link = Link::to(pg.port).await;
+    let a = Instance::spawn(&chain, &link.url(), "a", 1, &dir);
+    let b = Instance::spawn(&chain, &pg.url(), "b", 2, &dir);
+    until(
+        "the two share the shards",
+        Duration::from_secs(20),
+        || async {
+            let (x, y) = (a.shards().await.len(), b.shards().await.len());
+            x > 0 && y > 0 && x + y == usize::from(SHARDS)
+        },
+    )
+    .await;
+    let both = urls(&[&a, &b]);
+    let mut sent = vec![0u64; traders.len()];
+    let mut hashes = Vec::new();
+    for (n, t) in traders.iter().enumerate() {
+        let op = chain.order_op(t, 0, sent[n], "0.01", "60500", false).await;
+        hashes.push(send(&chain, &both, n, &op).await);
+        sent[n] += 1;
+    }
+    mined_once(&chain, &both, &hashes).await;
+
+    // Cut a off from Postgres: its calls hang. b takes every shard once a's leases lapse.
+    let bundles_before = a.counter("keyscope_bundles_sent_total").await;
+    link.cut();
+    until("b takes every shard", Duration::from_secs(30), || async {
+        b.shards().await.len() == usize::from(SHARDS)
+    })
+    .await;
+    // An order sent to a now is not taken: a cannot record it (it still believes it holds the shard, or
+    // cannot learn who does). The same order sent to b is.
+    let t = &traders[0];
+    let op = chain.order_op(t, 0, sent[0], "0.01", "60500", false).await;
+    let refused = fixture::rpc(
+        &a.url(),
+        "eth_sendUserOperation",
+        json!([keyscope_core::client::rpc_user_op(&op), chain.d.entry_point]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused["code"], -32603, "{refused}");
+    let mut late = vec![send(&chain, &[b.url()], 0, &op).await];
+    sent[0] += 1;
+    for (n, t) in traders.iter().enumerate() {
+        let op = chain.order_op(t, 0, sent[n], "0.01", "60500", false).await;
+        late.push(send(&chain, &[b.url()], 0, &op).await);
+        sent[n] += 1;
+    }
+    mined_once(&chain, &[b.url()], &late).await;
+    assert_eq!(
+        a.counter("keyscope_bundles_sent_total").await,
+        bundles_before,
+        "a sent no bundle while cut off"
+    );
+
+    // Mended: a finds its shards gone, takes its share back over time, and every order is mined once.
+    link.mend();
+    until(
+        "a learns it lost its shards",
+        Duration::from_secs(30),
+        || async { a.counter("keyscope_shards_lost_total").await >= 1 },
+    )
+    .await;
+    let mut after = Vec::new();
+    for (n, t) in traders.iter().enumerate() {
+        let op = chain.order_op(t, 0, sent[n], "0.01", "60500", false).await;
+        after.push(send(&chain, &both, n, &op).await);
+        sent[n] += 1;
+    }
+    mined_once(&chain, &both, &after).await;
+    for (n, t) in traders.iter().enumerate() {
+        assert_eq!(
+            lane_nonce(&chain, t).await,
+            U256::from(sent[n]),
+            "trader {n}"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -265,3 +265,59 @@ pub async fn owner<'a>(of: &[&'a Instance], account: Address) -> &'a Instance {
     }
     panic!("no instance holds shard {shard}");
 }
+
+/// A TCP relay from an instance to Postgres that can be cut like a network: once cut it passes no byte
+/// either way and lets no new connection through, yet keeps every socket open (the instance sees its
+/// calls hang, as in a partition, not refused); mended, new connections pass again.
+pub struct Link {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Link {
+    pub async fn to(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, state) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut state = state.clone();
+                tokio::spawn(async move {
+                    let cut_now = *state.borrow();
+                    if cut_now {
+                        let _held = inbound;
+                        return std::future::pending::<()>().await;
+                    }
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let (mut ri, mut wi) = inbound.into_split();
+                    let (mut ro, mut wo) = outbound.into_split();
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                        _ = async { state.wait_for(|c| *c).await.map(|_| ()) } => {
+                            let _held = (ri, wi, ro, wo);
+                            std::future::pending::<()>().await
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    /// The Postgres URL through this link.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn mend(&self) {
+        self.cut.send_replace(false);
+    }
+}
