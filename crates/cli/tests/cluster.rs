@@ -2,7 +2,8 @@
 //! operator runs them: ops sent to any instance are mined exactly once; the instance owning a busy shard
 //! is killed with SIGKILL while its bundle waits for a block and another takes its shards and finishes
 //! its ops; an instance stalled past its lease (SIGSTOP) loses its shards and cannot act on them when it
-//! wakes; Postgres restarted under the instances, they carry on.
+//! wakes; an instance whose network to Postgres is cut is replaced and records and sends nothing until it
+//! is mended; Postgres restarted under the instances, they carry on.
 
 mod common;
 #[path = "../../relayer/tests/common/mod.rs"]
