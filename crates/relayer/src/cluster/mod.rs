@@ -178,7 +178,19 @@ impl Cluster {
             .map_err(|e| changing_hands(shard, &format!("{name} advertises {url:?}: {e}")))?;
         Metrics::inc(&self.metrics.ops_forwarded);
         let params = json!([op, entry_point, with_health]);
-        match peer.request::<_, Value>(FORWARD_METHOD, params).await {
+        // A holder that stalled answers nothing: past a lease (5 s at least) the client is told to send
+        // again, by which time the shard has moved on.
+        let patience = Duration::from_millis(self.cfg.lease_ms.max(5000));
+        let answer =
+            tokio::time::timeout(patience, peer.request::<_, Value>(FORWARD_METHOD, params))
+                .await
+                .map_err(|_| {
+                    changing_hands(
+                        shard,
+                        &format!("its holder {name} did not answer within {patience:?}"),
+                    )
+                })?;
+        match answer {
             Ok(v) => Ok(v),
             Err(e) => match e.as_error_resp() {
                 Some(p) => Err(RpcError {
