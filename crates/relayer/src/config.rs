@@ -177,7 +177,7 @@ pub struct ClusterConfig {
     /// This instance's name, unique in the deployment and the same across its restarts [default: the
     /// listen address].
     pub instance: Option<String>,
-    /// The URL other instances forward this instance's senders' ops to [default: http://<listen>].
+    /// The URL other instances forward this instance's senders' ops to [default: `http://` + `listen`].
     pub advertise: Option<String>,
     /// Sender shards in the deployment: fixed by its first instance [default: 16].
     pub shards: u16,

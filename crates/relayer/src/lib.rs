@@ -5,8 +5,10 @@
 //! [`pool`] (the door's checks, validation on the pending state — [`validate`]: `handleOps` on revm with
 //! the ERC-7562 inspector, ops of different senders in parallel — nonce lanes, limits, reputation,
 //! trading-first order) → [`bundler`] (choose, simulate in-process, sign, send several bundles in flight,
-//! bump) → [`chain`] (follow the head: settle, reorgs, recovery) → [`store`] (redb: ops and the audit
-//! log), with [`feed`] pushing venue events to WebSocket subscribers and [`metrics`] timing every stage.
+//! bump) → [`chain`] (follow the head: settle, reorgs, recovery) → [`store`] (ops and the audit log: redb
+//! embedded, or Postgres shared by several instances, which [`cluster`] splits the senders among with
+//! fenced leases), with [`feed`] pushing venue events to WebSocket subscribers and [`metrics`] timing
+//! every stage.
 //! [`service`] puts the pool, the bundler and the chain follower together. The pool owns its state behind
 //! a handle ([`pool::Pool`]): nobody else touches it.
 //!
