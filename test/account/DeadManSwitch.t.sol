@@ -173,4 +173,67 @@ contract DeadManSwitchTest is AccountTestBase {
         assertEq(venue.cancels(), 1);
         assertEq(venue.orderCount(), 1);
     }
+
+    /// @dev A session op of `SESSION_PK` on `lane` making the one venue call `order`, with the gas limits and fee
+    /// prices its signer chose.
+    function _gassedOp(
+        bytes memory order,
+        uint32 lane,
+        uint128 verificationGas,
+        uint128 callGas,
+        uint128 preVerificationGas,
+        uint128 maxFee,
+        uint128 tip
+    ) internal view returns (PackedUserOperation memory op) {
+        BaseAccount.Call[] memory calls = new BaseAccount.Call[](1);
+        calls[0] = BaseAccount.Call(address(venue), 0, order);
+        op = _op(address(account), _sessionNonce(sessionKey, lane), UserOps.forSession(sessionKey, _batch(calls)));
+        op.accountGasLimits = bytes32((uint256(verificationGas) << 128) | callGas);
+        op.preVerificationGas = preVerificationGas;
+        op.gasFees = bytes32((uint256(tip) << 128) | maxFee);
+        _signSession(op, SESSION_PK, _soon(), sessions.getSession(sessionKey).grantId);
+    }
+
+    /// Past the deadline, no choice of the op's gas limits and fee prices (within the key's cost limit) lets a
+    /// risk-raising order through either; a reduce-only order with the same fields still passes.
+    function testFuzz_deadMan_gasFieldsAndFeesDoNotEscapeIt(
+        uint128 verificationGas,
+        uint128 callGas,
+        uint128 preVerificationGas,
+        uint128 maxFee,
+        uint128 tip
+    ) public {
+        verificationGas = uint128(bound(verificationGas, 400_000, 1_000_000));
+        callGas = uint128(bound(callGas, 300_000, 1_000_000));
+        preVerificationGas = uint128(bound(preVerificationGas, 21_000, 60_000));
+        maxFee = uint128(bound(maxFee, 1 gwei, 10 gwei));
+        tip = uint128(bound(tip, 0, maxFee));
+        _grant(sessionKey, _tradingScope());
+        _handle(_heartbeatOp(SESSION_PK, false, 60));
+        vm.warp(block.timestamp + 61);
+        address attacker = address(0xA77AC);
+        PackedUserOperation memory op = _gassedOp(
+            abi.encodeCall(venue.placeOrder, (0, 1e18, 3000e18, false)),
+            3,
+            verificationGas,
+            callGas,
+            preVerificationGas,
+            maxFee,
+            tip
+        );
+        _expectFailedOp("AA22 expired or not due");
+        _handleFrom(op, attacker, payable(attacker));
+        // Positive control: the same fields on a reduce-only order.
+        op = _gassedOp(
+            abi.encodeCall(venue.placeOrder, (0, -1e18, 2900e18, true)),
+            4,
+            verificationGas,
+            callGas,
+            preVerificationGas,
+            maxFee,
+            tip
+        );
+        _handleFrom(op, attacker, payable(attacker));
+        assertEq(venue.orderCount(), 1);
+    }
 }
