@@ -201,14 +201,8 @@ impl Devnet {
         collateral: U256,
         keys: &[alloy_primitives::Address],
     ) -> Result<alloy_primitives::Address, String> {
-        let now = ProviderBuilder::new()
-            .connect_http(self.endpoint_url())
-            .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no latest block")?
-            .header
-            .timestamp;
+        let now =
+            latest_timestamp(&ProviderBuilder::new().connect_http(self.endpoint_url())).await?;
         let scope = self.btc_scope().build(now).map_err(|e| e.to_string())?;
         let grants = keys.iter().map(|k| (*k, scope.clone())).collect();
         self.open_account(owner, collateral, grants).await
@@ -423,13 +417,7 @@ pub async fn sign_price<P: Provider>(
     price: U256,
 ) -> Result<(SignedPriceOracle::PriceUpdate, alloy::primitives::Bytes), String> {
     let oracle = SignedPriceOracle::new(deployment.oracle, provider);
-    let now = provider
-        .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("no latest block")?
-        .header
-        .timestamp;
+    let now = latest_timestamp(provider).await?;
     let last = oracle
         .lastPrice(market)
         .call()
@@ -451,4 +439,15 @@ pub async fn sign_price<P: Provider>(
         .await
         .map_err(|e| e.to_string())?;
     Ok((update, sig.as_bytes().to_vec().into()))
+}
+
+/// The latest block's timestamp: the chain's clock.
+async fn latest_timestamp(provider: &impl Provider) -> Result<u64, String> {
+    Ok(provider
+        .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no latest block")?
+        .header
+        .timestamp)
 }
