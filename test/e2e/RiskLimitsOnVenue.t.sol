@@ -75,6 +75,18 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         assertEq(_btc(), 0.2e18);
     }
 
+    /// The cap counts a short's notional as a long's: 0.5 BTC sold is 6x and undone, 0.2 BTC sold (2.4x) stands.
+    function test_leverage_capStopsLeveringUp_short() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxLeverage = 300;
+        _grantRisk(risk);
+        bytes memory reason = _sendAndReadRevert(_order(BTC, -0.5e18, 59_900e18, false));
+        assertEq(bytes4(reason), ITradingAccount.SessionLeverageTooHigh.selector);
+        assertEq(_btc(), 0);
+        assertEq(_sendAndReadRevert(_order(BTC, -0.2e18, 59_900e18, false)).length, 0);
+        assertEq(_btc(), -0.2e18);
+    }
+
     /// The issue's attack: lever the account to the venue's maximum with the stolen key, let the price move,
     /// liquidate it from a second address and keep the reward. Under a 3x cap the account can never be walked
     /// near maintenance: a 10 % move leaves it far above, and the accomplice's liquidation is refused.
@@ -121,6 +133,77 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         assertGt(venue.collateralOf(accomplice), 1_000e6, "the accomplice was paid a reward");
     }
 
+    /// @dev The README's bound (WAD): the smallest adverse move after which an account whose key last raised risk
+    /// at leverage `leverage` (hundredths) can be liquidated. From the venue's margin model, for one position of
+    /// notional N and value AV (N <= L x AV after the op, fee paid): a long is liquidatable once
+    /// AV - N d < MMF N (1 - d), i.e. d > (AV/N - MMF) / (1 - MMF) >= (1/L - MMF) / (1 - MMF); a short once
+    /// AV - N u < MMF N (1 + u), i.e. u > (1/L - MMF) / (1 + MMF) — its requirement grows with the adverse move.
+    function _liquidationBound(uint256 leverage, uint256 mmf, bool long) internal pure returns (uint256) {
+        return (100e18 / leverage - mmf) * 1e18 / (long ? 1e18 - mmf : 1e18 + mmf);
+    }
+
+    /// @dev The attack at the edge of a 3x cap: the key takes the largest position the cap lets through (one
+    /// step more is undone), then the accomplice tries to liquidate just inside the bound (refused) and just past
+    /// it (paid). `size` is signed; prices are checked to lie within 0.01 % of the bound, on either side.
+    function _attackAtTheCap(int256 size, uint256 limit, uint256 insidePrice, uint256 pastPrice) internal {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxLeverage = 300;
+        _grantRisk(risk);
+        int256 step = size > 0 ? int256(0.0001e18) : -0.0001e18;
+        assertEq(
+            bytes4(_sendAndReadRevert(_order(BTC, size + step, limit, false))),
+            ITradingAccount.SessionLeverageTooHigh.selector,
+            "one step over the cap is undone"
+        );
+        assertEq(_sendAndReadRevert(_order(BTC, size, limit, false)).length, 0);
+        assertEq(_btc(), size);
+
+        bool long = size > 0;
+        uint256 bound = _liquidationBound(300, 0.03e18, long);
+        uint256 boundPrice = long ? 60_000e18 * (1e18 - bound) / 1e18 : 60_000e18 * (1e18 + bound) / 1e18;
+        // `insidePrice` is a smaller adverse move than the bound, `pastPrice` a larger one, both within $6.
+        assertTrue(long ? insidePrice > boundPrice : insidePrice < boundPrice, "inside the bound");
+        assertTrue(long ? pastPrice < boundPrice : pastPrice > boundPrice, "past the bound");
+        assertApproxEqAbs(insidePrice, boundPrice, 6e18);
+        assertApproxEqAbs(pastPrice, boundPrice, 6e18);
+
+        _price(insidePrice, 3_000e18);
+        vm.prank(accomplice);
+        vm.expectPartialRevert(PerpVenue.NotLiquidatable.selector);
+        venue.liquidate(address(account), BTC);
+        _price(pastPrice, 3_000e18);
+        vm.prank(accomplice);
+        venue.liquidate(address(account), BTC);
+        assertGt(venue.collateralOf(accomplice), 1_000e6, "past the bound the accomplice is paid");
+    }
+
+    /// A long at the edge of 3x (0.2496 BTC = $14,976 on $4,992.51 after the fee): the bound is a fall of
+    /// (1/3 - 3 %) / 97 % = 31.27 %, to $41,237.11. At $41,238 the liquidation is refused, at $41,234 it goes through.
+    function test_liquidationBound_long_atTheCap() public {
+        _attackAtTheCap(0.2496e18, 60_100e18, 41_238e18, 41_234e18);
+    }
+
+    /// The same on the short side: the bound is a rise of (1/3 - 3 %) / 103 % = 29.45 %, to $77,669.90 — less
+    /// than the long's 31.27 % (a rise to $78,763), which the README used to state for both sides.
+    function test_liquidationBound_short_atTheCap() public {
+        _attackAtTheCap(-0.2496e18, 59_900e18, 77_669e18, 77_673e18);
+        assertLt(
+            77_673e18, 60_000e18 * (1e18 + _liquidationBound(300, 0.03e18, true)) / 1e18, "the long bound is false"
+        );
+    }
+
+    /// The short attack with no limits on the key: 0.8 BTC short (9.6x) is liquidatable after an 8 % rise.
+    function test_liquidationBound_short_withoutLimitsTheAttackWorks() public {
+        ITradingAccount.RiskLimits memory none;
+        _grantRisk(none);
+        _send(_sessionOp(_order(BTC, -0.8e18, 59_900e18, false)));
+        assertEq(_btc(), -0.8e18);
+        _price(64_800e18, 3_000e18);
+        vm.prank(accomplice);
+        venue.liquidate(address(account), BTC);
+        assertGt(venue.collateralOf(accomplice), 1_000e6, "the accomplice was paid a reward");
+    }
+
     /// Limits apply to ops that raise risk: once the price has moved the account over the cap, the key can still
     /// reduce.
     function test_leverage_reducingAlwaysAllowed() public {
@@ -151,6 +234,32 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         );
         _send(_sessionOp(_order(BTC, 0.3e18, 60_100e18, false)));
         assertEq(_btc(), 0.3e18);
+    }
+
+    function test_position_capPerMarket_short() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxPositionNotional = 20_000e6;
+        _grantRisk(risk);
+        assertEq(
+            bytes4(_sendAndReadRevert(_order(BTC, -0.4e18, 59_900e18, false))),
+            ITradingAccount.SessionPositionTooLarge.selector
+        );
+        assertEq(_btc(), 0);
+        _send(_sessionOp(_order(BTC, -0.3e18, 59_900e18, false)));
+        assertEq(_btc(), -0.3e18);
+    }
+
+    function test_headroom_keepsTheAccountAboveMaintenance_short() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.minHeadroomBps = 20_000;
+        _grantRisk(risk);
+        assertEq(
+            bytes4(_sendAndReadRevert(_order(BTC, -1e18, 59_900e18, false))),
+            ITradingAccount.SessionHeadroomTooLow.selector
+        );
+        assertEq(_btc(), 0);
+        _send(_sessionOp(_order(BTC, -0.9e18, 59_900e18, false)));
+        assertEq(_btc(), -0.9e18);
     }
 
     function test_headroom_keepsTheAccountAboveMaintenance() public {
@@ -187,6 +296,21 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         // Positive control: 0.48 BTC fills at $28,800.
         _send(_sessionOp(_order(BTC, -0.48e18, 55_000e18, false)));
         assertEq(_btc(), -0.48e18);
+    }
+
+    /// A buy's notional is checked at its limit, which a buy fills at or under — also when it closes a short: a
+    /// 0.5 BTC buy at a $63,000 ceiling ($31,500) is refused in validation though it only reduces; at $61,000
+    /// ($30,500, within the $31,000 cap) it closes the short.
+    function test_buy_closingAShortCheckedAtTheLimit() public {
+        _grant(false); // 0.5 BTC and $31,000 an order
+        _send(_sessionOp(_order(BTC, -0.5e18, 59_900e18, false)));
+        assertEq(_btc(), -0.5e18);
+        PackedUserOperation memory op = _sessionOp(_order(BTC, 0.5e18, 63_000e18, true));
+        _expectRefused(abi.encodeWithSelector(ITradingAccount.SessionNotionalTooHigh.selector, 31_500e18, 31_000e18));
+        _send(op);
+        assertEq(_btc(), -0.5e18);
+        _send(_sessionOp(_order(BTC, 0.5e18, 61_000e18, true)));
+        assertEq(_btc(), 0);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -232,6 +356,24 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         assertFalse(sessions.getSession(key).tripped);
         _send(_sessionOp(_order(BTC, 0.01e18, 57_100e18, false)));
         assertEq(_btc(), 0.21e18);
+    }
+
+    /// The breaker on a short: a rise is the drawdown. 0.25 BTC short, then 60,000 -> 63,000 loses $750, more than
+    /// 10 % of the mark: the next opening order is undone and trips it.
+    function test_breaker_tripsOnDrawdown_short() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxDrawdownBps = 1_000;
+        _grantRisk(risk);
+        _send(_sessionOp(_order(BTC, -0.25e18, 59_900e18, false)));
+        _price(63_000e18, 3_000e18);
+        assertEq(_sendAndReadRevert(_order(BTC, -0.01e18, 62_900e18, false)).length, 0, "the op completes, undone");
+        assertEq(_btc(), -0.25e18);
+        assertTrue(sessions.getSession(key).tripped);
+        PackedUserOperation memory op = _sessionOp(_order(BTC, -0.01e18, 62_900e18, false));
+        _expectRefused(abi.encodeWithSelector(ITradingAccount.SessionProtectiveOnly.selector, key));
+        _send(op);
+        _send(_sessionOp(_order(BTC, 0.05e18, 63_100e18, true)));
+        assertEq(_btc(), -0.2e18, "reducing the short still goes");
     }
 
     /// A protective op that finds the account below the threshold trips the breaker too (and stands).
