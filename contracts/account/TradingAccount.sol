@@ -11,6 +11,7 @@ import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 import {TokenCallbackHandler} from "@account-abstraction/contracts/accounts/callback/TokenCallbackHandler.sol";
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {UUPSUpgradeable} from "@openzeppelin/contracts/proxy/utils/UUPSUpgradeable.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "solady/utils/EIP712.sol";
@@ -589,7 +590,9 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
 
     /// @dev Reads the venue after the op and applies the key's limits: leverage, largest position and
     /// headroom over maintenance after any op that placed an order without reduceOnly; then the breaker,
-    /// which trips below its threshold (undoing a risk-raising op first) and otherwise raises the mark.
+    /// which trips below its threshold (undoing a risk-raising op first) and otherwise raises the mark. The
+    /// breaker measures the account's equity (`_equity`), not the venue value alone: a key may deposit the
+    /// wallet's collateral into margin, and that money must not sit above the floor the breaker guards.
     function _checkRisk(address key, address venue, bool raisesRisk) internal {
         AccountStorage.Layout storage $ = AccountStorage.layout();
         RiskState r = $.risk[key];
@@ -611,14 +614,34 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
                 if (value < int256(required)) revert SessionHeadroomTooLow(value, required);
             }
         }
-        if (!$.sessions[key].has(SessionStateLibrary.BREAKER)) return;
+        if ($.sessions[key].has(SessionStateLibrary.BREAKER)) _checkBreaker(key, r, _equity(venue, value), raisesRisk);
+    }
+
+    /// @dev The breaker: below its threshold it trips (a risk-raising op is undone first); otherwise the mark
+    /// rises to `equity` if that is higher.
+    function _checkBreaker(address key, RiskState r, int256 equity, bool raisesRisk) internal {
         uint256 threshold = r.breakerThreshold();
-        if (value < int256(threshold)) {
-            if (raisesRisk) revert SessionDrawdownBreached(value, threshold);
-            _trip(key, value, threshold);
-        } else if (av > r.highWaterMark()) {
-            $.risk[key] = r.withMark(av > type(uint64).max ? type(uint64).max : uint64(av));
+        if (equity < int256(threshold)) {
+            if (raisesRisk) revert SessionDrawdownBreached(equity, threshold);
+            _trip(key, equity, threshold);
+        } else if (uint256(equity) > r.highWaterMark()) {
+            // equity >= threshold >= 0 here.
+            uint256 mark = uint256(equity);
+            AccountStorage.layout().risk[key] = r.withMark(mark > type(uint64).max ? type(uint64).max : uint64(mark));
         }
+    }
+
+    /// @dev The account's equity in the venue's quote units: its venue account value `value` plus the wallet's
+    /// balance of the venue's collateral token (what `depositMargin` can move in). Execution phase only: it
+    /// reads foreign storage. A balance over 2^128 counts as 2^128 (no overflow).
+    function _equity(address venue, int256 value) internal view returns (int256) {
+        (bool ok, bytes memory ret) = venue.staticcall(abi.encodeCall(IPerpVenue.collateralToken, ()));
+        if (!ok || ret.length < 32) revert SessionVenueUnreadable(venue);
+        address token = abi.decode(ret, (address));
+        (ok, ret) = token.staticcall(abi.encodeCall(IERC20.balanceOf, (address(this))));
+        if (!ok || ret.length < 32) revert SessionVenueUnreadable(venue);
+        uint256 balance = abi.decode(ret, (uint256));
+        return value + int256(FixedPointMathLib.min(balance, type(uint128).max));
     }
 
     /// @dev Degrades `key` to protective calls only, until the owner re-arms or revokes it.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+
 /// @title IPerpVenue
 /// @notice The interface of a Keyscope perpetual-futures venue as session-key scopes read it: orders, margin,
 /// and the risk figures an account checks after a session op.
@@ -46,6 +48,11 @@ interface IPerpVenue {
     /// @notice Adds the caller's collateral to the insurance fund. Never grantable to a session key.
     /// @param amount Collateral amount.
     function fundInsurance(uint256 amount) external;
+
+    /// @notice The token margin is deposited in: an account's drawdown breaker counts the account's wallet
+    /// balance of it with the venue value (a session key may deposit that balance into margin).
+    /// @return The collateral token (its decimals are the venue's quote units).
+    function collateralToken() external view returns (IERC20);
 
     /// @notice The figures an account's post-execution limits read, at the last oracle prices.
     /// @param account The account.

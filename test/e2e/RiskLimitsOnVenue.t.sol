@@ -317,15 +317,17 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
                                  BREAKER
     //////////////////////////////////////////////////////////////*/
 
+    /// The breaker measures equity: the wallet's 15,000 tUSD plus the venue value (5,000 of margin).
     function test_breaker_tripsOnDrawdownAndRearms() public {
         ITradingAccount.RiskLimits memory risk;
-        risk.maxDrawdownBps = 1_000; // 10 % from the high-water mark
+        risk.maxDrawdownBps = 300; // 3 % from the high-water mark
         _grantRisk(risk);
         _send(_sessionOp(_order(BTC, 0.25e18, 60_100e18, false)));
         uint64 mark = sessions.getSession(key).highWaterMark;
-        assertApproxEqAbs(mark, 4_992.5e6, 1e6, "the mark is the value after the key's op");
+        assertEq(mark, 19_992.5e6, "the mark is the equity after the key's op: 15,000 + 5,000 - the 7.5 fee");
 
-        // 60,000 -> 57,000: value ~4,242, below 90 % of the mark. The next risk-raising op is undone and trips it.
+        // 60,000 -> 57,000: equity 19,242.5, below 97 % of the mark (19,392.7). The next risk-raising op is undone
+        // and trips it.
         _price(57_000e18, 3_000e18);
         vm.expectEmit(true, false, false, false, address(account));
         emit ITradingAccount.SessionBreakerTripped(key, 0, 0, 0);
@@ -359,10 +361,10 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
     }
 
     /// The breaker on a short: a rise is the drawdown. 0.25 BTC short, then 60,000 -> 63,000 loses $750, more than
-    /// 10 % of the mark: the next opening order is undone and trips it.
+    /// 3 % of the mark (equity 19,992.5): the next opening order is undone and trips it.
     function test_breaker_tripsOnDrawdown_short() public {
         ITradingAccount.RiskLimits memory risk;
-        risk.maxDrawdownBps = 1_000;
+        risk.maxDrawdownBps = 300;
         _grantRisk(risk);
         _send(_sessionOp(_order(BTC, -0.25e18, 59_900e18, false)));
         _price(63_000e18, 3_000e18);
@@ -379,13 +381,55 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
     /// A protective op that finds the account below the threshold trips the breaker too (and stands).
     function test_breaker_protectiveOpTripsIt() public {
         ITradingAccount.RiskLimits memory risk;
-        risk.drawdownFloor = 4_800e6;
+        risk.drawdownFloor = 19_800e6; // equity: 15,000 in the wallet + the venue value
         _grantRisk(risk);
         _send(_sessionOp(_order(BTC, 0.25e18, 60_100e18, false)));
-        _price(58_000e18, 3_000e18); // value ~4,492 < 4,800
+        _price(58_000e18, 3_000e18); // equity 19,492.5 < 19,800
         _send(_sessionOp(_order(BTC, -0.05e18, 57_900e18, true)));
         assertEq(_btc(), 0.2e18, "the reducing order stands");
         assertTrue(sessions.getSession(key).tripped);
+    }
+
+    /// @dev The stolen key's run: it buys 0.25 BTC under a 2.5 % drawdown breaker, optionally deposits the
+    /// wallet's 15,000 tUSD into margin, trades on through a fall to 58,100 (a loss of $475 from the mark:
+    /// inside 2.5 %, so it may still raise risk) and tries again at 57,900 (past it: undone, and the breaker
+    /// trips). Returns the equity the breaker tripped at and the venue value then.
+    function _tradeDown(bool depositWallet) internal returns (int256 equity, int256 venueValue) {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxDrawdownBps = 250;
+        _grantRisk(risk);
+        _send(_sessionOp(_order(BTC, 0.25e18, 60_100e18, false)));
+        if (depositWallet) {
+            bytes memory deposit = abi.encodeCall(IPerpVenue.depositMargin, (15_000e6));
+            _send(_sessionOp(abi.encodeCall(BaseAccount.execute, (address(venue), 0, deposit))));
+            assertEq(usd.balanceOf(address(account)), 0, "the wallet is in margin");
+        }
+        assertEq(sessions.getSession(key).highWaterMark, 19_992.5e6, "the deposit does not move the mark");
+
+        _price(58_100e18, 3_000e18);
+        assertEq(_sendAndReadRevert(_order(BTC, 0.01e18, 58_200e18, false)).length, 0, "inside the drawdown");
+        assertFalse(sessions.getSession(key).tripped);
+        assertEq(_btc(), 0.26e18);
+
+        _price(57_900e18, 3_000e18);
+        _send(_sessionOp(_order(BTC, 0.01e18, 58_000e18, false)));
+        assertTrue(sessions.getSession(key).tripped, "past the drawdown");
+        assertEq(_btc(), 0.26e18, "the op that crossed it is undone");
+        (venueValue,,,) = venue.accountRisk(address(account));
+        equity = venueValue + int256(usd.balanceOf(address(account)));
+    }
+
+    /// The attack: a stolen key deposits the wallet into margin, where the breaker used not to look, and trades it
+    /// down. The breaker measures equity, so it trips at the same loss with and without the deposit ($527.3 from
+    /// the mark of 19,992.5, past 2.5 % = $499.8), and lets the key trade while the loss is inside it.
+    function test_breaker_depositingTheWalletWidensNothing() public {
+        uint256 clean = vm.snapshotState();
+        (int256 equityWithout, int256 venueWithout) = _tradeDown(false);
+        vm.revertToState(clean);
+        (int256 equityWith, int256 venueWith) = _tradeDown(true);
+        assertEq(equityWith, equityWithout, "the same equity at the trip");
+        assertEq(venueWith - venueWithout, 15_000e6, "though the venue holds the wallet's 15,000 more");
+        assertEq(equityWith, 19_465.209501e6);
     }
 
     function test_grant_refusesFullDrawdown() public {

@@ -16,7 +16,7 @@ contract RecordingVenue is IPerpVenue {
         bool reduceOnly;
     }
 
-    IERC20 public immutable collateral;
+    IERC20 public immutable collateralToken;
     mapping(address => uint256) public margin;
     Order[] public orders;
     uint256 public cancels;
@@ -34,7 +34,7 @@ contract RecordingVenue is IPerpVenue {
     error InsufficientMargin();
 
     constructor(IERC20 collateral_) {
-        collateral = collateral_;
+        collateralToken = collateral_;
     }
 
     /// @dev Fills at `fillPrice` when a test set one, else at the order's limit.
@@ -61,11 +61,11 @@ contract RecordingVenue is IPerpVenue {
     }
 
     function fundPool(uint256 amount) external {
-        collateral.transferFrom(msg.sender, address(this), amount);
+        collateralToken.transferFrom(msg.sender, address(this), amount);
     }
 
     function fundInsurance(uint256 amount) external {
-        collateral.transferFrom(msg.sender, address(this), amount);
+        collateralToken.transferFrom(msg.sender, address(this), amount);
     }
 
     function cancelOrder(uint32, uint256) external {
@@ -73,14 +73,14 @@ contract RecordingVenue is IPerpVenue {
     }
 
     function depositMargin(uint256 amount) external {
-        collateral.transferFrom(msg.sender, address(this), amount);
+        collateralToken.transferFrom(msg.sender, address(this), amount);
         margin[msg.sender] += amount;
     }
 
     function withdrawMargin(uint256 amount) external {
         if (margin[msg.sender] < amount) revert InsufficientMargin();
         margin[msg.sender] -= amount;
-        collateral.transfer(msg.sender, amount);
+        collateralToken.transfer(msg.sender, amount);
     }
 
     function orderCount() external view returns (uint256) {

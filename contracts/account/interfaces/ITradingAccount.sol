@@ -31,7 +31,9 @@ interface ITradingAccount {
 
     /// @notice Limits checked after a session op's calls have run, against the venue its orders went to.
     /// @dev Money in the venue's quote units (its collateral's decimals). Leverage, position and headroom
-    /// limits apply to ops that place an order without reduceOnly; the breaker watches every op.
+    /// limits apply to ops that place an order without reduceOnly; the breaker watches every op. The breaker
+    /// measures equity: the account's wallet balance of the venue's collateral token plus its venue account
+    /// value, so a key that deposits the wallet into margin gains no room to lose it.
     struct RiskLimits {
         /// Gross notional / account value, in hundredths (300 = 3x); 0 for none.
         uint16 maxLeverage;
@@ -39,9 +41,9 @@ interface ITradingAccount {
         uint64 maxPositionNotional;
         /// Account value must stay at or above maintenance margin x (1 + minHeadroomBps / 10,000); 0 for none.
         uint16 minHeadroomBps;
-        /// Breaker: account value below the high-water mark x (1 - maxDrawdownBps / 10,000) trips it; 0 for none.
+        /// Breaker: equity below the high-water mark x (1 - maxDrawdownBps / 10,000) trips it; 0 for none.
         uint16 maxDrawdownBps;
-        /// Breaker: account value below this trips it; 0 for none.
+        /// Breaker: equity below this trips it; 0 for none.
         uint64 drawdownFloor;
     }
 
@@ -102,7 +104,8 @@ interface ITradingAccount {
         /// Native value the key's calls may still send (wei).
         uint256 valueLeft;
         RiskLimits risk;
-        /// Highest account value seen after one of the key's ops (0 before the first).
+        /// Highest equity (wallet collateral + venue account value) seen after one of the key's ops (0 before the
+        /// first).
         uint64 highWaterMark;
         address[] paymasters;
         CallPermission[] permissions;
@@ -157,6 +160,7 @@ interface ITradingAccount {
     /// @notice Emitted when every session key is revoked at once; `epoch` is the new epoch.
     event AllSessionsRevoked(uint32 epoch);
     /// @notice Emitted when a key's drawdown breaker trips: from now on it may only deposit, cancel and reduce.
+    /// @param accountValue The account's equity (wallet collateral + venue account value) that tripped it.
     event SessionBreakerTripped(address indexed key, int256 accountValue, uint256 threshold, uint64 highWaterMark);
     /// @notice Emitted when the owner re-arms a tripped key (its high-water mark starts again).
     event SessionRearmed(address indexed key);
@@ -254,8 +258,9 @@ interface ITradingAccount {
     error SessionPositionTooLarge(uint256 notional, uint256 maxNotional);
     /// @notice After the op, the account value is below the key's required headroom over maintenance.
     error SessionHeadroomTooLow(int256 accountValue, uint256 required);
-    /// @notice After a risk-raising op the account value is below the breaker's threshold: the op is undone
-    /// and the breaker trips (this error is caught inside the account; it never reaches the EntryPoint).
+    /// @notice After a risk-raising op the account's equity (`accountValue`: wallet collateral + venue account
+    /// value) is below the breaker's threshold: the op is undone and the breaker trips (this error is caught
+    /// inside the account; it never reaches the EntryPoint).
     error SessionDrawdownBreached(int256 accountValue, uint256 threshold);
 
     /// @notice The session key may not be the zero address.

@@ -3,15 +3,16 @@ pragma solidity ^0.8.28;
 
 /// @dev A session's post-execution risk limits and its drawdown breaker's high-water mark, in one word read
 /// only in execution and only by sessions that have them (`SessionStateLibrary.RISK`). Money is in the
-/// venue's quote units (the collateral's decimals), as the venue reports it.
+/// venue's quote units (the collateral's decimals), as the venue reports it. The breaker's floor, drawdown
+/// and mark are in equity: the account's wallet balance of the venue's collateral plus its venue account value.
 ///
 /// Layout, from the least significant bit:
 ///   [0, 16)    maxLeverage          uint16  gross notional / account value, hundredths (300 = 3x); 0 = none
 ///   [16, 32)   minHeadroomBps       uint16  account value >= MMR x (1 + bps / 10,000); 0 = none
-///   [32, 48)   maxDrawdownBps       uint16  breaker: account value below mark x (1 - bps / 10,000); 0 = none
+///   [32, 48)   maxDrawdownBps       uint16  breaker: equity below mark x (1 - bps / 10,000); 0 = none
 ///   [48, 112)  maxPositionNotional  uint64  largest notional of one market's position; 0 = none
-///   [112, 176) drawdownFloor        uint64  breaker: account value below this; 0 = none
-///   [176, 240) highWaterMark        uint64  highest account value seen after one of the key's ops
+///   [112, 176) drawdownFloor        uint64  breaker: equity below this; 0 = none
+///   [176, 240) highWaterMark        uint64  highest equity seen after one of the key's ops
 type RiskState is uint256;
 
 using RiskStateLibrary for RiskState global;
@@ -72,7 +73,7 @@ library RiskStateLibrary {
         return RiskState.wrap(rest | (uint256(mark) << MARK_OFFSET));
     }
 
-    /// @notice The account value below which the breaker trips: the floor, or the mark less the drawdown,
+    /// @notice The equity below which the breaker trips: the floor, or the mark less the drawdown,
     /// whichever is higher (0 while neither applies).
     function breakerThreshold(RiskState r) internal pure returns (uint256 threshold) {
         threshold = r.drawdownFloor();

@@ -19,15 +19,16 @@ import {UserOps} from "../../../script/UserOps.sol";
 import {VenueSessionBase} from "../../utils/VenueSessionBase.sol";
 
 /// @notice Invariant handler on the real venue: a stolen key with post-execution limits trades any size, side,
-/// limit and reduce-only flag it likes while the market moves; after every op that went through and raised
-/// risk, the limits are checked against what the venue reports at that moment.
+/// limit and reduce-only flag it likes, and deposits any part of the wallet into margin, while the market moves;
+/// after every op that went through and raised risk, the limits are checked against what the venue reports at
+/// that moment (the breaker's against the equity: wallet collateral + venue value).
 contract ExposureHandler is CommonBase, StdCheats, StdUtils {
     uint256 internal constant KEY_PK = 0x5E55;
     uint256 internal constant ORACLE_PK = 0x0AC1E;
     uint16 public constant MAX_LEVERAGE = 300;
     uint64 public constant MAX_POSITION = 20_000e6;
     uint16 public constant HEADROOM_BPS = 5_000;
-    uint16 public constant DRAWDOWN_BPS = 1_500;
+    uint16 public constant DRAWDOWN_BPS = 500;
 
     IEntryPoint internal immutable entryPoint;
     TradingAccount internal immutable account;
@@ -70,6 +71,14 @@ contract ExposureHandler is CommonBase, StdCheats, StdUtils {
         _send(abi.encodeCall(BaseAccount.execute, (address(venue), 0, call)), !reduceOnly);
     }
 
+    /// A deposit of any part of the wallet's collateral into margin (never risk-raising).
+    function deposit(uint256 amount) external {
+        uint256 balance = venue.collateralToken().balanceOf(address(account));
+        if (balance == 0) return;
+        bytes memory call = abi.encodeCall(IPerpVenue.depositMargin, (bound(amount, 1, balance)));
+        _send(abi.encodeCall(BaseAccount.execute, (address(venue), 0, call)), false);
+    }
+
     function _send(bytes memory calls, bool raisesRisk) internal {
         PackedUserOperation memory op = UserOps.build(
             address(account),
@@ -106,7 +115,8 @@ contract ExposureHandler is CommonBase, StdCheats, StdUtils {
         if (largest > MAX_POSITION) breaches += 1;
         if (av < int256(mmr * (10_000 + HEADROOM_BPS) / 10_000)) breaches += 1;
         ITradingAccount.SessionInfo memory info = ISessionManager(address(account)).getSession(key);
-        if (value < uint256(info.highWaterMark) * (10_000 - DRAWDOWN_BPS) / 10_000) breaches += 1;
+        int256 equity = av + int256(venue.collateralToken().balanceOf(address(account)));
+        if (equity < int256(uint256(info.highWaterMark) * (10_000 - DRAWDOWN_BPS) / 10_000)) breaches += 1;
     }
 
     function _executionReverted() internal returns (bool) {
@@ -134,7 +144,7 @@ contract ExposureInvariantTest is VenueSessionBase {
         scope.risk.maxLeverage = 300;
         scope.risk.maxPositionNotional = 20_000e6;
         scope.risk.minHeadroomBps = 5_000;
-        scope.risk.maxDrawdownBps = 1_500;
+        scope.risk.maxDrawdownBps = 500; // of the equity: 15,000 in the wallet + 5,000 of margin
         _ownerOp(
             abi.encodeCall(
                 BaseAccount.execute, (address(account), 0, abi.encodeCall(ISessionManager.grantSession, (key, scope)))
@@ -149,14 +159,16 @@ contract ExposureInvariantTest is VenueSessionBase {
         assertEq(handler.breaches(), 0);
     }
 
-    /// The handler is not vacuous: risk-raising orders go through, over-limit ones are undone, and a fall trips
-    /// the breaker.
+    /// The handler is not vacuous: risk-raising orders go through, over-limit ones are undone, a deposit of the
+    /// wallet moves money, and a fall trips the breaker.
     function test_handler_tradesAndIsStopped() public {
-        handler.trade(0.1e18, false, 10, false);
+        handler.trade(0.2e18, false, 10, false);
         assertEq(handler.riskRaisingOpsIn(), 1);
         handler.trade(1e18, false, 10, false); // far over 3x
         assertEq(handler.opsUndone(), 1);
-        // -4 % five times.
+        handler.deposit(10_000e6);
+        assertEq(venue.collateralToken().balanceOf(address(account)), 5_000e6);
+        // -4 % five times: 0.2 BTC loses $2,215, more than 5 % of the equity (~$1,000).
         for (uint256 i; i < 5; ++i) {
             handler.movePrice(0);
         }
