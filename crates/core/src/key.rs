@@ -19,8 +19,6 @@ use p256::{
     },
 };
 
-use crate::session::SessionSignError;
-
 /// The curve a key signs on; it picks the signature mode the account reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +62,12 @@ pub enum KeyError {
     BadP256Point,
 }
 
+/// A signer that could not sign (a keystore, an HSM or a remote signer failed). Signing a digest needs
+/// nothing from session rules, so this error is the key layer's own and [`crate::session`] wraps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signing failed: {0}")]
+pub struct SignError(pub String);
+
 /// A key that signs Keyscope digests: an owner's userOp hash or grant digest, a session key's op digest.
 pub trait KeySigner: Send + Sync {
     /// The key's on-chain name: its address (secp256k1) or its P-256 key id.
@@ -72,10 +76,7 @@ pub trait KeySigner: Send + Sync {
     fn curve(&self) -> Curve;
     /// The key's signature over `digest` as the account reads it: `r ‖ s ‖ v` (65 bytes) for secp256k1,
     /// `r ‖ s ‖ x ‖ y` (128 bytes, low s) for P-256. No message prefix is applied.
-    fn sign_digest(
-        &self,
-        digest: B256,
-    ) -> impl Future<Output = Result<Bytes, SessionSignError>> + Send;
+    fn sign_digest(&self, digest: B256) -> impl Future<Output = Result<Bytes, SignError>> + Send;
 }
 
 impl<S: Signer + Send + Sync + ?Sized> KeySigner for S {
@@ -87,12 +88,12 @@ impl<S: Signer + Send + Sync + ?Sized> KeySigner for S {
         Curve::Secp256k1
     }
 
-    async fn sign_digest(&self, digest: B256) -> Result<Bytes, SessionSignError> {
+    async fn sign_digest(&self, digest: B256) -> Result<Bytes, SignError> {
         // alloy's signers return s in the lower half and v = 27/28 in `as_bytes`, as the account requires.
         let sig = self
             .sign_hash(&digest)
             .await
-            .map_err(|e| SessionSignError::Signing(e.to_string()))?;
+            .map_err(|e| SignError(e.to_string()))?;
         Ok(sig.as_bytes().to_vec().into())
     }
 }
@@ -174,11 +175,11 @@ impl P256Key {
     }
 
     /// `r ‖ s ‖ x ‖ y` over `digest`, synchronously (RFC 6979 deterministic nonces).
-    pub fn sign_digest_sync(&self, digest: B256) -> Result<Bytes, SessionSignError> {
+    pub fn sign_digest_sync(&self, digest: B256) -> Result<Bytes, SignError> {
         let sig: P256Signature = self
             .key
             .sign_prehash(digest.as_slice())
-            .map_err(|e| SessionSignError::Signing(e.to_string()))?;
+            .map_err(|e| SignError(e.to_string()))?;
         Ok(p256_signature_bytes(&sig, self.x, self.y))
     }
 }
@@ -192,7 +193,7 @@ impl KeySigner for P256Key {
         Curve::P256
     }
 
-    async fn sign_digest(&self, digest: B256) -> Result<Bytes, SessionSignError> {
+    async fn sign_digest(&self, digest: B256) -> Result<Bytes, SignError> {
         self.sign_digest_sync(digest)
     }
 }

@@ -12,7 +12,7 @@
 use alloy::signers::{Signature, SignerSync};
 use alloy_primitives::{B256, Bytes, keccak256};
 
-use crate::key::{Curve, KeySigner};
+use crate::key::{Curve, KeySigner, SignError};
 
 /// Signature mode byte of a plain session op (`TradingAccount.MODE_SESSION`).
 pub const MODE_SESSION: u8 = 0x01;
@@ -35,8 +35,8 @@ pub enum SessionSignError {
     #[error("op expiry {0} is out of range: it must be a unix time between 1 and 2^40 - 1")]
     OpExpiryOutOfRange(u64),
     /// The signer failed.
-    #[error("signing failed: {0}")]
-    Signing(String),
+    #[error(transparent)]
+    Signing(#[from] SignError),
 }
 
 /// The grant-id binding of a plain session op.
@@ -129,7 +129,7 @@ pub fn sign_session_op_sync<S: SignerSync + ?Sized>(
     let digest = plain_digest(user_op_hash, op_valid_until, grant_id)?;
     let sig = key
         .sign_hash_sync(&digest)
-        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
+        .map_err(|e| SessionSignError::Signing(SignError(e.to_string())))?;
     session_signature(op_valid_until, &sig)
 }
 
@@ -153,7 +153,7 @@ pub fn sign_owner_op_sync<S: SignerSync + ?Sized>(
 ) -> Result<Bytes, SessionSignError> {
     let sig = owner
         .sign_hash_sync(&user_op_hash)
-        .map_err(|e| SessionSignError::Signing(e.to_string()))?;
+        .map_err(|e| SessionSignError::Signing(SignError(e.to_string())))?;
     Ok(sig.as_bytes().to_vec().into())
 }
 

@@ -17,9 +17,8 @@ use cryptoki::{
     session::{Session, UserType},
     types::AuthPin,
 };
-use keyscope_core::{
-    key::{Curve, KeySigner, P256Key, p256_public_from_sec1, p256_signature_bytes},
-    session::SessionSignError,
+use keyscope_core::key::{
+    Curve, KeySigner, P256Key, SignError, p256_public_from_sec1, p256_signature_bytes,
 };
 
 use crate::SignerError;
@@ -54,7 +53,7 @@ impl KeySigner for HeldKey {
         }
     }
 
-    async fn sign_digest(&self, digest: B256) -> Result<Bytes, SessionSignError> {
+    async fn sign_digest(&self, digest: B256) -> Result<Bytes, SignError> {
         match self {
             HeldKey::Secp256k1(k) => KeySigner::sign_digest(k, digest).await,
             HeldKey::P256(k) => k.sign_digest_sync(digest),
@@ -318,17 +317,16 @@ impl HsmKey {
     }
 
     /// `r ‖ s ‖ x ‖ y` over `digest`, signed inside the token (CKM_ECDSA on the 32-byte digest).
-    pub fn sign_digest(&self, digest: B256) -> Result<Bytes, SessionSignError> {
+    pub fn sign_digest(&self, digest: B256) -> Result<Bytes, SignError> {
         let session = self
             .session
             .lock()
-            .map_err(|_| SessionSignError::Signing("the HSM session lock is poisoned".into()))?;
+            .map_err(|_| SignError("the HSM session lock is poisoned".into()))?;
         let raw = session
             .sign(&Mechanism::Ecdsa, self.handle, digest.as_slice())
-            .map_err(|e| SessionSignError::Signing(format!("PKCS#11 ({}): {e}", self.module)))?;
-        let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|e| {
-            SessionSignError::Signing(format!("the token returned a bad signature: {e}"))
-        })?;
+            .map_err(|e| SignError(format!("PKCS#11 ({}): {e}", self.module)))?;
+        let sig = p256::ecdsa::Signature::from_slice(&raw)
+            .map_err(|e| SignError(format!("the token returned a bad signature: {e}")))?;
         Ok(p256_signature_bytes(&sig, self.x, self.y))
     }
 }
