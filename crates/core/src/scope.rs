@@ -4,14 +4,29 @@
 
 use std::{str::FromStr, time::Duration};
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, FixedBytes, U256};
 
 use alloy::sol_types::SolCall;
 
-use crate::bindings::{
-    ITradingAccount::{CallPermission, RiskLimits, SessionScope},
-    PerpVenue::{depositMarginCall, placeOrderCall},
+use crate::{
+    bindings::{
+        ITradingAccount::{CallPermission, RiskLimits, SessionScope},
+        PerpVenue::{depositMarginCall, placeOrderCall},
+    },
+    outflow::outflow,
+    units::format_units,
 };
+
+/// The longest session the tools grant: a key is a credential to rotate, not a second owner.
+pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+
+/// How long an op must stay valid after it reaches a relayer (`keyscope relayer`'s default
+/// `min_valid_for_secs`): an op that expires sooner is refused before it is bundled.
+pub const RELAYER_MIN_VALID_FOR: Duration = Duration::from_secs(10);
+
+/// Time an op spends between its signature and the relayer's check (a block or two of chain time), on
+/// top of [`RELAYER_MIN_VALID_FOR`], that a key's op ttl must leave room for.
+pub const OP_TRAVEL: Duration = Duration::from_secs(5);
 
 /// Errors from building a scope: each names the field and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +67,63 @@ pub enum ScopeError {
     BadQuoteAmount { field: &'static str, value: U256 },
     #[error("{0} is listed twice as a paymaster, or is the zero address")]
     BadPaymaster(Address),
+    #[error(
+        "a session may last at most 365 days ({max_days}d); asked for {asked_days} days — grant a shorter \
+         --expires and rotate the key"
+    )]
+    LifetimeOverMax { asked_days: u64, max_days: u64 },
+    #[error(
+        "an op ttl of {ttl} s leaves a key that can never trade through a relayer: each op must stay valid \
+         {relay} s after it arrives, plus a few seconds to get there; the minimum op ttl is {min} s"
+    )]
+    TtlTooShort { ttl: u64, relay: u64, min: u64 },
+    #[error(
+        "a key that lives {valid_for} s cannot send a full {ttl} s op through a relayer that needs {relay} s \
+         of validity left; the minimum lifetime is {min} s (op ttl + {relay} s) — grant a longer --expires or \
+         a shorter --ttl"
+    )]
+    LifetimeTooShort {
+        valid_for: u64,
+        ttl: u64,
+        relay: u64,
+        min: u64,
+    },
+    #[error(
+        "max uses 0 would be a key that can never make a call; leave it out for no limit, or give at least 1"
+    )]
+    ZeroMaxUses,
+    #[error(
+        "the per-op cost cap ({} ETH) is above the whole fee budget ({} ETH): no op could ever cost that \
+         much; lower --max-op-cost or raise --fee-budget",
+        format_units(*.max_op_cost, 18),
+        format_units(*.fee_budget, 18)
+    )]
+    OpCostOverBudget { max_op_cost: U256, fee_budget: U256 },
+    #[error(
+        "selector {selector} ({signature}) moves value out of the account: {why}; a session key is never \
+         granted it unless the owner names it in an override (--allow-outflow-selector {selector})"
+    )]
+    OutflowSelector {
+        selector: FixedBytes<4>,
+        signature: &'static str,
+        why: &'static str,
+    },
+    #[error(
+        "selector {selector} ({signature}) {why}: the account refuses to grant it to any session key, \
+         whatever the override"
+    )]
+    DeniedSelector {
+        selector: FixedBytes<4>,
+        signature: &'static str,
+        why: &'static str,
+    },
+    #[error(
+        "call {selector} on {target} is not a plain call: use the scope's order fields for placeOrder"
+    )]
+    NotPlainCall {
+        target: Address,
+        selector: FixedBytes<4>,
+    },
 }
 
 /// What a key may spend and risk: gas, native value, and the account's exposure after its ops.
@@ -187,6 +259,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, ScopeError> {
     Ok(Duration::from_secs(secs))
 }
 
+/// One more call a key may make: `selector` on `target`, sending at most `value_limit` wei per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainCall {
+    pub target: Address,
+    pub selector: FixedBytes<4>,
+    pub value_limit: U256,
+}
+
 /// A trading scope on one venue: orders in some markets, optionally deposits, never withdrawals.
 #[derive(Debug, Clone)]
 pub struct TradingScope {
@@ -206,6 +286,14 @@ pub struct TradingScope {
     pub max_uses: Option<u32>,
     /// Gas, value and exposure limits.
     pub limits: MoneyLimits,
+    /// Other calls the key may make (a keeper's `poke`, a strategy's own contract). A selector known to
+    /// move value out ([`crate::outflow`]) is refused unless listed in `allow_outflow`.
+    pub calls: Vec<PlainCall>,
+    /// Outflow selectors the owner grants on purpose (never one on the account's own deny list).
+    pub allow_outflow: Vec<FixedBytes<4>>,
+    /// How long the relayer the key's ops go through needs each op to stay valid after it arrives
+    /// ([`RELAYER_MIN_VALID_FOR`] by default; zero when ops go straight to `handleOps`).
+    pub relay_min_valid_for: Duration,
 }
 
 impl TradingScope {
@@ -229,13 +317,87 @@ impl TradingScope {
             rate: None,
             max_uses: None,
             limits: MoneyLimits::cautious(),
+            calls: Vec::new(),
+            allow_outflow: Vec::new(),
+            relay_min_valid_for: RELAYER_MIN_VALID_FOR,
         }
+    }
+
+    /// Refuses a lifetime or op ttl with which the key could never place an op through its relayer.
+    fn check_tradable(&self) -> Result<(), ScopeError> {
+        let (ttl, relay) = (self.op_ttl.as_secs(), self.relay_min_valid_for.as_secs());
+        if relay == 0 {
+            return Ok(());
+        }
+        let min_ttl = relay + OP_TRAVEL.as_secs();
+        if ttl < min_ttl {
+            return Err(ScopeError::TtlTooShort {
+                ttl,
+                relay,
+                min: min_ttl,
+            });
+        }
+        let min = ttl + relay;
+        if self.valid_for.as_secs() < min {
+            return Err(ScopeError::LifetimeTooShort {
+                valid_for: self.valid_for.as_secs(),
+                ttl,
+                relay,
+                min,
+            });
+        }
+        Ok(())
+    }
+
+    /// The permission for one plain call, refused if it moves value out and is not overridden.
+    fn plain_permission(&self, c: &PlainCall) -> Result<CallPermission, ScopeError> {
+        if c.selector == FixedBytes::from(placeOrderCall::SELECTOR) {
+            return Err(ScopeError::NotPlainCall {
+                target: c.target,
+                selector: c.selector,
+            });
+        }
+        if let Some(o) = outflow(c.selector) {
+            if o.denied_on_chain {
+                return Err(ScopeError::DeniedSelector {
+                    selector: c.selector,
+                    signature: o.signature,
+                    why: o.why,
+                });
+            }
+            if !self.allow_outflow.contains(&c.selector) {
+                return Err(ScopeError::OutflowSelector {
+                    selector: c.selector,
+                    signature: o.signature,
+                    why: o.why,
+                });
+            }
+        }
+        let value_limit = u128::try_from(c.value_limit)
+            .ok()
+            .filter(|v| *v < 1 << 96)
+            .ok_or(ScopeError::BadFee {
+                field: "call value limit",
+                wei: c.value_limit,
+            })?;
+        Ok(CallPermission {
+            target: c.target,
+            selector: c.selector,
+            valueLimit: alloy_primitives::Uint::from(value_limit),
+            ..Default::default()
+        })
     }
 
     /// The on-chain scope, valid from `now` (unix seconds), or the first rule it breaks.
     pub fn build(&self, now: u64) -> Result<SessionScope, ScopeError> {
         if self.valid_for.as_secs() == 0 {
             return Err(ScopeError::Expired(self.valid_for));
+        }
+        if self.valid_for > MAX_SESSION_LIFETIME {
+            return Err(ScopeError::LifetimeOverMax {
+                asked_days: self.valid_for.as_secs() / 86_400,
+                max_days: MAX_SESSION_LIFETIME.as_secs() / 86_400,
+            });
         }
         let until = now.saturating_add(self.valid_for.as_secs());
         let max_time = (1u64 << 40) - 1;
@@ -273,7 +435,9 @@ impl TradingScope {
         if ttl == 0 || ttl > u16::MAX as u64 {
             return Err(ScopeError::BadTtl(ttl));
         }
+        self.check_tradable()?;
         let max_uses = match self.max_uses {
+            Some(0) => return Err(ScopeError::ZeroMaxUses),
             Some(u) if u == u32::MAX => return Err(ScopeError::BadMaxUses),
             Some(u) => u,
             None => 0,
@@ -294,7 +458,18 @@ impl TradingScope {
                 ..Default::default()
             });
         }
+        for c in &self.calls {
+            permissions.push(self.plain_permission(c)?);
+        }
         let limits = &self.limits;
+        let max_op_cost = MoneyLimits::fee("max op cost", limits.max_op_cost)?;
+        let fee_budget = MoneyLimits::fee("fee budget", limits.fee_budget)?;
+        if max_op_cost > fee_budget {
+            return Err(ScopeError::OpCostOverBudget {
+                max_op_cost: limits.max_op_cost,
+                fee_budget: limits.fee_budget,
+            });
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &limits.paymasters {
             if p.is_zero() || !seen.insert(*p) {
@@ -313,8 +488,8 @@ impl TradingScope {
             ratePeriod: alloy_primitives::Uint::from(self.rate.map_or(0, |r| r.period.as_secs())),
             maxUses: max_uses,
             maxCallsPerOp: limits.max_calls_per_op,
-            maxOpCost: MoneyLimits::fee("max op cost", limits.max_op_cost)?,
-            feeBudget: MoneyLimits::fee("fee budget", limits.fee_budget)?,
+            maxOpCost: max_op_cost,
+            feeBudget: fee_budget,
             valueBudget: value_budget,
             risk: limits.risk()?,
             paymasters: limits.paymasters.clone(),
@@ -419,5 +594,99 @@ mod tests {
             parse_duration("8x"),
             Err(ScopeError::BadDuration(_))
         ));
+    }
+
+    #[test]
+    fn refuses_grants_that_could_never_trade_or_make_no_sense() {
+        // An op ttl the relayer's 10 s minimum leaves no room for.
+        let mut s = scope();
+        s.op_ttl = Duration::from_secs(10);
+        assert_eq!(
+            s.build(0).unwrap_err(),
+            ScopeError::TtlTooShort {
+                ttl: 10,
+                relay: 10,
+                min: 15
+            }
+        );
+        s.op_ttl = Duration::from_secs(15);
+        s.build(0).unwrap();
+        // Self-bundled keys only need the EntryPoint's check.
+        s.op_ttl = Duration::from_secs(5);
+        s.relay_min_valid_for = Duration::ZERO;
+        s.build(0).unwrap();
+        // A lifetime shorter than one full op plus the relayer's margin.
+        let mut s = scope();
+        s.valid_for = Duration::from_secs(60);
+        let err = s.build(0).unwrap_err();
+        assert_eq!(
+            err,
+            ScopeError::LifetimeTooShort {
+                valid_for: 60,
+                ttl: 60,
+                relay: 10,
+                min: 70
+            }
+        );
+        assert!(err.to_string().contains("the minimum lifetime is 70 s"));
+        // 100,000 days.
+        let mut s = scope();
+        s.valid_for = parse_duration("100000d").unwrap();
+        let err = s.build(0).unwrap_err();
+        assert!(err.to_string().contains("at most 365 days"), "{err}");
+        s.valid_for = parse_duration("365d").unwrap();
+        s.build(0).unwrap();
+        // Zero uses is not "unlimited".
+        let mut s = scope();
+        s.max_uses = Some(0);
+        assert_eq!(s.build(0).unwrap_err(), ScopeError::ZeroMaxUses);
+        // A per-op cap no op could reach under the budget.
+        let mut s = scope();
+        s.limits.max_op_cost = U256::from(200_000_000_000_000_000u64);
+        let err = s.build(0).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cost cap (0.2 ETH) is above the whole fee budget (0.1 ETH)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_outflow_selectors_without_an_override() {
+        let burn = crate::outflow::parse_selector("burn(uint256)").unwrap();
+        let token = Address::repeat_byte(9);
+        let mut s = scope();
+        s.calls.push(PlainCall {
+            target: token,
+            selector: burn,
+            value_limit: U256::ZERO,
+        });
+        let err = s.build(0).unwrap_err();
+        assert!(matches!(err, ScopeError::OutflowSelector { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("0x42966c68 (burn(uint256)) moves value out of the account"),
+            "{err}"
+        );
+        // The owner's explicit override grants it.
+        s.allow_outflow.push(burn);
+        let built = s.build(0).unwrap();
+        assert_eq!(built.permissions.len(), 2);
+        assert_eq!(built.permissions[1].selector, burn);
+        assert_eq!(built.permissions[1].target, token);
+        // The account's own deny list: no override helps.
+        let transfer = crate::outflow::parse_selector("transfer(address,uint256)").unwrap();
+        s.calls[0].selector = transfer;
+        s.allow_outflow.push(transfer);
+        assert!(matches!(s.build(0), Err(ScopeError::DeniedSelector { .. })));
+        // A harmless call needs no override.
+        let poke: FixedBytes<4> = crate::bindings::PerpVenue::pokeCall::SELECTOR.into();
+        let mut s = scope();
+        s.calls.push(PlainCall {
+            target: s.venue,
+            selector: poke,
+            value_limit: U256::ZERO,
+        });
+        assert_eq!(s.build(0).unwrap().permissions[1].selector, poke);
     }
 }

@@ -98,9 +98,56 @@ pub fn format_units(value: U256, decimals: u8) -> String {
     }
 }
 
+/// `format_units` with the whole part grouped in thousands, as people read amounts in messages
+/// ("9994000000", 6 -> "9,994"; 60,000 x 10^18, 18 -> "60,000").
+pub fn format_amount(value: U256, decimals: u8) -> String {
+    let plain = format_units(value, decimals);
+    let (whole, frac) = plain.split_once('.').unwrap_or((&plain, ""));
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    if frac.is_empty() {
+        grouped
+    } else {
+        format!("{grouped}.{frac}")
+    }
+}
+
+/// `format_amount` of a signed value ("-1,250.5").
+pub fn format_signed_amount(value: alloy_primitives::I256, decimals: u8) -> String {
+    let sign = if value.is_negative() { "-" } else { "" };
+    format!("{sign}{}", format_amount(value.unsigned_abs(), decimals))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_in_messages_are_grouped() {
+        assert_eq!(format_amount(U256::from(9_994_000_000u64), 6), "9,994");
+        assert_eq!(
+            format_amount(parse_units("60000", 18).unwrap(), 18),
+            "60,000"
+        );
+        assert_eq!(
+            format_amount(U256::from(1_234_567_500_000u64), 6),
+            "1,234,567.5"
+        );
+        assert_eq!(format_amount(U256::from(999u64), 0), "999");
+        assert_eq!(format_amount(U256::ZERO, 6), "0");
+        assert_eq!(
+            format_signed_amount(
+                alloy_primitives::I256::try_from(-1_250_500_000i64).unwrap(),
+                6
+            ),
+            "-1,250.5"
+        );
+    }
 
     #[test]
     fn wei_bps_and_leverage_read_as_people_write_them() {
