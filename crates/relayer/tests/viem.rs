@@ -101,6 +101,42 @@ async fn permissionless_simple_accounts_work_with_their_defaults() {
 }
 
 #[tokio::test]
+async fn permissionless_sequential_ops_are_all_mined_when_deposits_run_out() {
+    // The relayer's shipped defaults; the client's too (no fee hook, gas from the relayer's estimate).
+    let s = setup("sequential", 42_031, BundlingMode::Auto, |_| {}).await;
+    let script = repo_root().join("crates/relayer/tests/viem/sequential-ops.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("RPC_URL", s.devnet.endpoint())
+        .env("BUNDLER_URL", s.relayer.url())
+        .env("CHAIN_ID", s.d.chain_id.to_string())
+        .env("FUNDER_KEY", s.devnet.keys()[7].to_string())
+        .env("ACCOUNTS", "3")
+        .env("OPS", "10")
+        .output()
+        .await
+        .expect(
+            "node runs (Node.js comes with the toolchain; `make deps` installs permissionless)",
+        );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the permissionless client lost an op:\n{stderr}"
+    );
+    let result: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("node printed {:?}", String::from_utf8_lossy(&out.stdout)));
+    let runs = result["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        assert_eq!(run["hashes"].as_array().unwrap().len(), 10, "{run}");
+        // The path that lost ops: the account's deposit no longer covered the prefund, so it paid the rest
+        // while validating — more than once in ten ops.
+        assert!(run["paidInValidation"].as_u64().unwrap() >= 2, "{run}");
+    }
+    s.relayer.stop().await;
+}
+
+#[tokio::test]
 async fn a_foreign_account_on_a_session_keys_nonce_lane_cannot_spend_its_quota() {
     let s = setup("squat", 42_015, BundlingMode::Auto, |c| {
         c.door.burst_per_key = 3.0;

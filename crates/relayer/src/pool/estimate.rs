@@ -12,7 +12,10 @@ use super::{
     Pool,
     checks::{check_simulated, lone_pre_verification_gas, sim_error},
 };
-use crate::{error::RpcError, validate::SimError};
+use crate::{
+    error::RpcError,
+    validate::{SimError, unfunded::simulate_unfunded},
+};
 
 impl Pool {
     /// `eth_estimateUserOperationGas`: simulates `op` on the pending state (gas limits it leaves at zero are
@@ -46,7 +49,7 @@ impl Pool {
         packed.gasFees = Default::default();
         self.catch_up(self.head()).await?;
         let _gate = self.inner.gate.read().await;
-        let (pending, door) = (self.pending(), door.clone());
+        let (pending, door, sim_cfg) = (self.pending(), door.clone(), self.inner.sim.clone());
         tokio::task::spawn_blocking(move || {
             let (sim, _) = pending.simulate(&packed, true).map_err(sim_error)?;
             check_simulated(&pending, &door, &packed, &sim, true, false)?;
@@ -56,8 +59,12 @@ impl Pool {
             let paymaster = with_headroom(sim.paymaster_gas, 20_000);
             // The EntryPoint charges its own work on the op (copying and hashing it: large calldata costs)
             // to the verification limit too, and at a real fee the account pays its prefund and charges
-            // its fee budget in validation: try the estimate at the op's fee (or the head's), and raise it
-            // until the op validates. Any other refusal (no funds to pay, say) is the sender's to fix.
+            // its fee budget in validation. Try the estimate at the op's fee (or the head's) as the op will
+            // run at its dearest — its sender with no EntryPoint deposit, paying its whole prefund while
+            // validating (the deposit it will find depends on earlier ops' refunds at the base fee they are
+            // mined at, and on the fee it is signed at) — and raise it until the op validates. An account
+            // that cannot pay its prefund from its balance relies on its deposit: it is tried on the state
+            // as it is. Any other refusal (no funds to pay, say) is the sender's to fix.
             let mut priced = packed.clone();
             priced.gasFees = if asked_fees.is_zero() {
                 let base_fee = pending.head().base_fee;
@@ -65,12 +72,19 @@ impl Pool {
             } else {
                 asked_fees
             };
+            let mut unfunded = packed.paymasterAndData.is_empty();
             for _ in 0..8 {
                 let trial = with_limits(&priced, verification, call, paymaster);
-                match pending.simulate(&trial, true) {
+                let result = if unfunded {
+                    simulate_unfunded(pending.layers().db(), &sim_cfg, pending.block(), &trial)
+                } else {
+                    pending.simulate(&trial, true).map(|(s, _)| s)
+                };
+                match result {
                     Err(SimError::FailedOp { reason, .. }) if reason.starts_with("AA26") => {
                         verification = verification.saturating_mul(3) / 2;
                     }
+                    Err(_) if unfunded => unfunded = false,
                     _ => break,
                 }
             }

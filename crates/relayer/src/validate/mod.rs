@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod layers;
 pub mod node;
 pub mod rules;
+pub mod unfunded;
 
 use std::collections::HashSet;
 

@@ -5,17 +5,14 @@
 // 50 ops over 10 accounts. PHASE=squat: one account signs its ops on the nonce key a Keyscope trader's
 // session key uses (SQUAT_KEY), as an attacker exhausting that key's quota would.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import {
-  concat, createPublicClient, createWalletClient, encodeAbiParameters, http, parseEther, zeroHash,
-} from 'viem';
+import { createPublicClient, createWalletClient, http, parseEther } from 'viem';
 import { entryPoint08Address } from 'viem/account-abstraction';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { createSmartAccountClient } from 'permissionless';
 import { toSimpleSmartAccount } from 'permissionless/accounts';
 import { createPimlicoClient } from 'permissionless/clients/pimlico';
 import { chain, env } from './devnet.mjs';
+import { deploySimpleFactory } from './simple-factory.mjs';
 
 const entryPoint = { address: entryPoint08Address, version: '0.8' };
 assert.equal(entryPoint08Address.toLowerCase(), env('ENTRY_POINT').toLowerCase());
@@ -23,20 +20,7 @@ const publicClient = createPublicClient({ chain, transport: http() });
 const funder = createWalletClient({ chain, transport: http(), account: privateKeyToAccount(env('FUNDER_KEY')) });
 const pimlico = createPimlicoClient({ chain, transport: http(env('BUNDLER_URL')), entryPoint });
 
-// The factory where permissionless looks for it on every chain: deployed through the deterministic
-// CREATE2 deployer from the published artifact, as on public chains.
-const SIMPLE_FACTORY = '0x13E9ed32155810FDbd067D4522C492D6f68E5944';
-if (!(await publicClient.getCode({ address: SIMPLE_FACTORY }))) {
-  const require = createRequire(import.meta.url);
-  const artifact = require.resolve('@account-abstraction/contracts/artifacts/SimpleAccountFactory.json');
-  const { bytecode } = JSON.parse(readFileSync(artifact, 'utf8'));
-  const hash = await funder.sendTransaction({
-    to: '0x4e59b44847b379578588920cA78FbF26c0B4956C',
-    data: concat([zeroHash, bytecode, encodeAbiParameters([{ type: 'address' }], [entryPoint08Address])]),
-  });
-  assert.equal((await publicClient.waitForTransactionReceipt({ hash })).status, 'success');
-  assert.ok(await publicClient.getCode({ address: SIMPLE_FACTORY }), 'the factory lands at its canonical address');
-}
+await deploySimpleFactory(publicClient, funder);
 
 /** A funded SimpleAccount behind permissionless's client, with the documented fee source. */
 async function simpleAccount(nonceKey) {
