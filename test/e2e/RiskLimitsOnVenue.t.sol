@@ -432,6 +432,26 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         assertEq(equityWith, 19_465.209501e6);
     }
 
+    /// A venue that cannot name its collateral token leaves the equity unknown: the op is undone with
+    /// `SessionVenueUnreadable` (never counted as a drawdown), and nothing trips. Positive control: readable again,
+    /// the same order goes through.
+    function test_breaker_unreadableCollateralUndoesTheOp() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.maxDrawdownBps = 250;
+        _grantRisk(risk);
+        vm.mockCallRevert(address(venue), abi.encodeCall(IPerpVenue.collateralToken, ()), "");
+        assertEq(
+            _sendAndReadRevert(_order(BTC, 0.25e18, 60_100e18, false)),
+            abi.encodeWithSelector(ITradingAccount.SessionVenueUnreadable.selector, address(venue))
+        );
+        assertEq(_btc(), 0);
+        assertFalse(sessions.getSession(key).tripped);
+        assertEq(sessions.getSession(key).highWaterMark, 0);
+        vm.clearMockedCalls();
+        assertEq(_sendAndReadRevert(_order(BTC, 0.25e18, 60_100e18, false)).length, 0);
+        assertEq(_btc(), 0.25e18);
+    }
+
     function test_grant_refusesFullDrawdown() public {
         ITradingAccount.SessionScope memory scope = _scope(false);
         scope.risk.maxDrawdownBps = 10_000;
