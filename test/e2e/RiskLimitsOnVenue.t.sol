@@ -62,29 +62,30 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
                                 LEVERAGE
     //////////////////////////////////////////////////////////////*/
 
+    /// @dev A key under `risk` opens `over` (undone after execution with `err`, nothing left), then `within`
+    /// (stands): a buy with a ceiling $100 over the price, a sell with a floor $100 under it. Every exposure limit
+    /// counts |size|, so each is tried on both sides with the same figures.
+    function _capHolds(ITradingAccount.RiskLimits memory risk, int256 over, int256 within, bytes4 err) internal {
+        _grantRisk(risk);
+        uint256 limit = within > 0 ? 60_100e18 : 59_900e18;
+        assertEq(bytes4(_sendAndReadRevert(_order(BTC, over, limit, false))), err);
+        assertEq(_btc(), 0);
+        assertEq(_sendAndReadRevert(_order(BTC, within, limit, false)).length, 0, "the control stands");
+        assertEq(_btc(), within);
+    }
+
+    /// 0.5 BTC = $30,000 on ~$4,985 of value is 6x: undone. Positive control: 0.2 BTC = $12,000, 2.4x.
     function test_leverage_capStopsLeveringUp() public {
         ITradingAccount.RiskLimits memory risk;
         risk.maxLeverage = 300; // 3x
-        _grantRisk(risk);
-        // 0.5 BTC = $30,000 on ~$4,985 of value: 6x. The fill is undone after execution.
-        bytes memory reason = _sendAndReadRevert(_order(BTC, 0.5e18, 60_100e18, false));
-        assertEq(bytes4(reason), ITradingAccount.SessionLeverageTooHigh.selector);
-        assertEq(_btc(), 0);
-        // Positive control: 0.2 BTC = $12,000, 2.4x.
-        assertEq(_sendAndReadRevert(_order(BTC, 0.2e18, 60_100e18, false)).length, 0);
-        assertEq(_btc(), 0.2e18);
+        _capHolds(risk, 0.5e18, 0.2e18, ITradingAccount.SessionLeverageTooHigh.selector);
     }
 
-    /// The cap counts a short's notional as a long's: 0.5 BTC sold is 6x and undone, 0.2 BTC sold (2.4x) stands.
+    /// The cap counts a short's notional as a long's.
     function test_leverage_capStopsLeveringUp_short() public {
         ITradingAccount.RiskLimits memory risk;
         risk.maxLeverage = 300;
-        _grantRisk(risk);
-        bytes memory reason = _sendAndReadRevert(_order(BTC, -0.5e18, 59_900e18, false));
-        assertEq(bytes4(reason), ITradingAccount.SessionLeverageTooHigh.selector);
-        assertEq(_btc(), 0);
-        assertEq(_sendAndReadRevert(_order(BTC, -0.2e18, 59_900e18, false)).length, 0);
-        assertEq(_btc(), -0.2e18);
+        _capHolds(risk, -0.5e18, -0.2e18, ITradingAccount.SessionLeverageTooHigh.selector);
     }
 
     /// The issue's attack: lever the account to the venue's maximum with the stolen key, let the price move,
@@ -224,56 +225,31 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
                           POSITION AND HEADROOM
     //////////////////////////////////////////////////////////////*/
 
+    /// $24,000 over the $20,000 cap: undone; $18,000 stands.
     function test_position_capPerMarket() public {
         ITradingAccount.RiskLimits memory risk;
         risk.maxPositionNotional = 20_000e6;
-        _grantRisk(risk);
-        assertEq(
-            bytes4(_sendAndReadRevert(_order(BTC, 0.4e18, 60_100e18, false))),
-            ITradingAccount.SessionPositionTooLarge.selector
-        );
-        _send(_sessionOp(_order(BTC, 0.3e18, 60_100e18, false)));
-        assertEq(_btc(), 0.3e18);
+        _capHolds(risk, 0.4e18, 0.3e18, ITradingAccount.SessionPositionTooLarge.selector);
     }
 
     function test_position_capPerMarket_short() public {
         ITradingAccount.RiskLimits memory risk;
         risk.maxPositionNotional = 20_000e6;
-        _grantRisk(risk);
-        assertEq(
-            bytes4(_sendAndReadRevert(_order(BTC, -0.4e18, 59_900e18, false))),
-            ITradingAccount.SessionPositionTooLarge.selector
-        );
-        assertEq(_btc(), 0);
-        _send(_sessionOp(_order(BTC, -0.3e18, 59_900e18, false)));
-        assertEq(_btc(), -0.3e18);
+        _capHolds(risk, -0.4e18, -0.3e18, ITradingAccount.SessionPositionTooLarge.selector);
+    }
+
+    /// Value at least 3x maintenance. 1 BTC: MMR $1,800, value ~$4,970 < $5,400: undone. 0.9 BTC: MMR $1,620,
+    /// x3 = $4,860 <= ~$4,973: stands.
+    function test_headroom_keepsTheAccountAboveMaintenance() public {
+        ITradingAccount.RiskLimits memory risk;
+        risk.minHeadroomBps = 20_000;
+        _capHolds(risk, 1e18, 0.9e18, ITradingAccount.SessionHeadroomTooLow.selector);
     }
 
     function test_headroom_keepsTheAccountAboveMaintenance_short() public {
         ITradingAccount.RiskLimits memory risk;
         risk.minHeadroomBps = 20_000;
-        _grantRisk(risk);
-        assertEq(
-            bytes4(_sendAndReadRevert(_order(BTC, -1e18, 59_900e18, false))),
-            ITradingAccount.SessionHeadroomTooLow.selector
-        );
-        assertEq(_btc(), 0);
-        _send(_sessionOp(_order(BTC, -0.9e18, 59_900e18, false)));
-        assertEq(_btc(), -0.9e18);
-    }
-
-    function test_headroom_keepsTheAccountAboveMaintenance() public {
-        ITradingAccount.RiskLimits memory risk;
-        risk.minHeadroomBps = 20_000; // value at least 3x maintenance
-        _grantRisk(risk);
-        // 1 BTC: MMR $1,800, value ~$4,970 < $5,400.
-        assertEq(
-            bytes4(_sendAndReadRevert(_order(BTC, 1e18, 60_100e18, false))),
-            ITradingAccount.SessionHeadroomTooLow.selector
-        );
-        // 0.9 BTC: MMR $1,620, x3 = $4,860 <= ~$4,973.
-        _send(_sessionOp(_order(BTC, 0.9e18, 60_100e18, false)));
-        assertEq(_btc(), 0.9e18);
+        _capHolds(risk, -1e18, -0.9e18, ITradingAccount.SessionHeadroomTooLow.selector);
     }
 
     /*//////////////////////////////////////////////////////////////
