@@ -20,6 +20,8 @@ pub struct Metrics {
     pub dropped: AtomicU64,
     pub bundles_sent: AtomicU64,
     pub fee_bumps: AtomicU64,
+    /// Fee bumps not sent because the replacement would pay more a gas than its ops repay.
+    pub bumps_withheld: AtomicU64,
     pub bundles_mined: AtomicU64,
     pub reorged_ops: AtomicU64,
     /// Bundles not sent because their ops would not repay them.
@@ -143,6 +145,11 @@ impl Metrics {
                 "keyscope_bundle_fee_bumps_total",
                 "Stuck handleOps transactions replaced at the same nonce with higher fees",
                 &self.fee_bumps,
+            ),
+            (
+                "keyscope_bundle_bumps_withheld_total",
+                "Fee bumps not sent: the replacement would pay more a gas than its ops repay",
+                &self.bumps_withheld,
             ),
             (
                 "keyscope_bundles_held_total",

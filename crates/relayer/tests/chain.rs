@@ -410,10 +410,47 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
     let _: Value = s.provider.raw_request("evm_mine".into(), ()).await.unwrap();
     assert_eq!(s.receipt(&cheap).await["receipt"]["transactionHash"], tx1);
 
-    // An op that offers up to 200 gwei ...
-    let mut generous = s.order_op(&t, 0, 1, "0.01", "60500", false).await;
+    // An op that offers up to 200 gwei a gas but no more tip than the node asked ...
+    let withheld = || async {
+        let url = format!("http://{}/metrics", s.relayer.metrics_addr.unwrap());
+        let text = alloy::transports::http::reqwest::get(&url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("keyscope_bundle_bumps_withheld_total "))
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap_or_else(|| panic!("no bumps_withheld in {text}"))
+    };
+    let mut capped = s.order_op(&t, 0, 1, "0.01", "60500", false).await;
+    let (tip, _) = keyscope_core::rpc_op::unpack(capped.gasFees);
+    capped.gasFees = keyscope_core::user_op::pack_u128s(tip, 200_000_000_000);
+    let capped = s.re_sign_session_op(&t, capped).await;
+    let capped = s.send(&capped).await.unwrap();
+    let tx = bundle_tx(&s, &capped, &Value::Null).await;
+    let before = withheld().await;
+    // ... left out of a full block, is not re-sent: a higher tip would be the relayer's loss on every gas.
+    mine_a_full_block(&s).await;
+    let st = loop {
+        let st = s
+            .call("keyscope_userOperationStatus", json!([capped]))
+            .await
+            .unwrap();
+        if st["transactionHash"] != tx || withheld().await > before {
+            break st;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(st["transactionHash"], tx, "not replaced: {st}");
+    let _: Value = s.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    assert_eq!(s.receipt(&capped).await["receipt"]["transactionHash"], tx);
+
+    // An op that offers up to 200 gwei a gas and twice the tip ...
+    let mut generous = s.order_op(&t, 0, 2, "0.01", "60500", false).await;
     let (tip, _) = keyscope_core::rpc_op::unpack(generous.gasFees);
-    generous.gasFees = keyscope_core::user_op::pack_u128s(tip, 200_000_000_000);
+    generous.gasFees = keyscope_core::user_op::pack_u128s(2 * tip, 200_000_000_000);
     let generous = s.re_sign_session_op(&t, generous).await;
     let hash = s.send(&generous).await.unwrap();
     let tx2 = bundle_tx(&s, &hash, &Value::Null).await;
@@ -474,7 +511,7 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
         .call()
         .await
         .unwrap();
-    assert_eq!(seq(nonce), 2, "each op once");
+    assert_eq!(seq(nonce), 3, "each op once");
     let log = rpc(&url, "keyscope_auditLog", json!([0, 100]))
         .await
         .unwrap();

@@ -1,16 +1,25 @@
 //! The bundle profit rule on anvil: a bundle whose ops would not repay its gas is not sent; its ops wait
-//! for company that makes it pay, and are dropped with the reason if none comes in time.
+//! for company that makes it pay, and are dropped with the reason if none comes in time. An op that would
+//! lose the relayer money whatever its company (calldata the EIP-7623 floor prices above what it pays) is
+//! dropped alone, its sender charged, and the ops bundled with it go on.
 
 mod common;
 
-use alloy::providers::Provider;
+use alloy::{providers::Provider, signers::Signer};
 use alloy_primitives::U256;
 use common::*;
 use keyscope_core::{
     client::rpc_user_op,
+    ops::OpKind,
+    rpc_op::RpcUserOperation,
     user_op::{PackedUserOperation, pack_u128s},
 };
-use keyscope_relayer::{config::BundlingMode, min_pre_verification_gas};
+use keyscope_relayer::{
+    Relayer,
+    config::BundlingMode,
+    min_pre_verification_gas,
+    store::{OpRecord, OpStatus, Store},
+};
 use serde_json::{Value, json};
 
 /// A session order on `lane`/`seq` with gas limits from the relayer's estimate (the call limit trimmed so
@@ -164,4 +173,108 @@ async fn ops_no_bundle_pays_for_are_dropped_with_the_reason_after_the_wait() {
         .unwrap();
     assert_eq!(s.receipt(&h).await["success"], true);
     s.relayer.stop().await;
+}
+
+/// An op sent at the relayer's own estimate: it pays for a bundle of its own.
+async fn paying_order(s: &Setup, t: &Trader) -> PackedUserOperation {
+    let mut op = s.order_op(t, 0, 0, "0.01", "60500", false).await;
+    let gas = estimate(s, &op).await;
+    op.accountGasLimits = pack_u128s(gas["verificationGasLimit"], gas["callGasLimit"]);
+    op.preVerificationGas = U256::from(gas["preVerificationGas"]);
+    s.re_sign_session_op(t, op).await
+}
+
+#[tokio::test]
+async fn a_poison_op_past_the_door_is_dropped_alone_and_charged() {
+    let s = setup("economics-poison", 42_022, BundlingMode::Manual, |_| {}).await;
+    // Five bystanders, each its own sender, each paying its way.
+    let mut bystanders = Vec::new();
+    for seed in 0..5 {
+        let t = s.trader(30 + seed, "20000").await;
+        bystanders.push(s.send(&paying_order(&s, &t).await).await.unwrap());
+    }
+    // The attacker: an owner op carrying 80 kB of calldata (to an address with no code), its
+    // preVerificationGas paying 16 gas a byte as a door blind to EIP-7623 asked, not the 40 a byte the
+    // chain's calldata floor charges. Whatever the door asks today, such an op may be in the pool (an
+    // older door accepted it): it goes in through the store, as ops accepted before a restart do.
+    let attacker = s.trader(40, "20000").await;
+    let junk = execute(
+        alloy_primitives::Address::repeat_byte(0x77),
+        vec![1; 80_000],
+    );
+    let seq = s.nonce(attacker.account, Default::default()).await;
+    let mut poison = s.owner_op(&attacker, seq.to(), junk).await;
+    poison.accountGasLimits = pack_u128s(1_000_000, 1_000_000);
+    poison.preVerificationGas = U256::from(16 * poison.callData.len() as u64 + 60_000);
+    poison.signature = attacker
+        .owner
+        .sign_hash(&s.hash(&poison))
+        .await
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+        .into();
+    let poison_hash = s.hash(&poison);
+    let config = s.config.clone();
+    let Setup { relayer, chain, .. } = s;
+    relayer.stop().await;
+    let store = Store::open(&config.data_dir.join("relayer.redb")).unwrap();
+    store
+        .write(
+            vec![OpRecord {
+                hash: poison_hash,
+                user_operation: RpcUserOperation::from_packed(&poison),
+                kind: OpKind::Other,
+                session_key: None,
+                keyscope: true,
+                status: OpStatus::Pending,
+                order: u64::MAX / 2,
+                valid_until: u64::MAX,
+                timings: Default::default(),
+                tx_hash: None,
+                replaced_txs: Vec::new(),
+                block_number: None,
+                block_hash: None,
+                success: None,
+                reason: None,
+                health: None,
+            }],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let relayer = Relayer::start(config).await.expect("restarts");
+    assert_eq!(relayer.resumed, 6, "the bystanders and the poison op");
+    let url = relayer.url();
+    let call = |method: &'static str, params: Value| rpc(&url, method, params);
+
+    // One bundle round: the poison op is dropped alone, the bystanders are mined.
+    let _ = call("debug_bundler_sendBundleNow", json!([])).await;
+    for h in &bystanders {
+        assert_eq!(receipt_at(&url, h).await["success"], true, "{h}");
+    }
+    let st = call("keyscope_userOperationStatus", json!([poison_hash]))
+        .await
+        .unwrap();
+    assert_eq!(st["status"], "dropped", "{st}");
+    assert!(st["reason"].as_str().unwrap().contains("EIP-7623"), "{st}");
+    // Its sender is charged: banned in the reputation (ERC-7562's treatment of an entity that crashed a
+    // bundle), so the attack is not free to repeat.
+    let reputation = call("debug_bundler_dumpReputation", json!([chain.d.entry_point]))
+        .await
+        .unwrap();
+    let entry = reputation
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["address"]
+                .as_str()
+                .unwrap()
+                .eq_ignore_ascii_case(&attacker.account.to_string())
+        })
+        .unwrap_or_else(|| panic!("the attacker is not charged: {reputation}"));
+    assert_eq!(entry["status"], "0x2", "banned: {entry}");
+    relayer.stop().await;
 }

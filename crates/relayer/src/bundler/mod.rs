@@ -3,6 +3,7 @@
 //! in flight at consecutive nonces — and bump a stuck one's fees. Following each bundle to its receipt is
 //! the chain follower's job ([`crate::chain`]).
 
+pub mod economics;
 pub mod in_flight;
 
 use std::{
@@ -18,7 +19,7 @@ use alloy::{
     rpc::types::TransactionRequest,
     sol_types::SolCall,
 };
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use keyscope_core::{bindings::IEntryPoint, rpc_op::unpack};
 
 use crate::{
@@ -27,6 +28,7 @@ use crate::{
     pool::{Pool, PoolOp, now_us},
     validate::{BundleError, SimBlock, SimConfig, gas_sum, layers::Layers, simulate_bundle},
 };
+use economics::{Charged, calldata_floor_gas, economics, losers, repays};
 use in_flight::{Bundle, InFlight, SentState};
 
 /// Errors from a bundling round.
@@ -118,50 +120,74 @@ impl Bundler {
         }
     }
 
-    /// Takes the best ops, simulates them as one bundle (dropping ops it refuses), signs, persists and sends
-    /// it. Returns its transaction, or None if every op was dropped.
+    /// Takes the best ops, simulates them as one bundle (dropping ops it refuses, and ops that would not
+    /// repay what they add to its cost), signs, persists and sends it. Returns its transaction, or None
+    /// if every op was dropped or the bundle waits for company.
     async fn send_bundle(&self) -> Result<Option<B256>, BuildError> {
         let mut ops = self
             .deps
             .pool
             .take(self.cfg.max_ops_per_bundle, self.cfg.max_bundle_gas);
         let bundled_us = now_us();
-
-        let block = self.deps.pool.pending_state().block();
-        let (builder, deps, taken) = (self.sent_builder(), self.deps.clone(), ops.clone());
-        let simulated = tokio::task::spawn_blocking(move || {
-            simulate_dropping(&deps, &builder.build(), block, taken)
-        })
-        .await
-        .map_err(|e| BuildError::Simulation(e.to_string()))?;
-        let (kept, dropped, charged) = match simulated {
-            Ok(v) => v,
-            Err(e) => {
-                self.deps
-                    .pool
-                    .restore(
-                        ops,
-                        "unbundled",
-                        &format!("the bundle could not be built: {e}"),
-                    )
-                    .await;
-                return Err(BuildError::Simulation(e.to_string()));
+        loop {
+            let block = self.deps.pool.pending_state().block();
+            let (builder, deps, taken) = (self.sent_builder(), self.deps.clone(), ops.clone());
+            let simulated = tokio::task::spawn_blocking(move || {
+                simulate_dropping(&deps, &builder.build(), block, taken)
+            })
+            .await
+            .map_err(|e| BuildError::Simulation(e.to_string()))?;
+            let (kept, refused, charged) = match simulated {
+                Ok(v) => v,
+                Err(e) => {
+                    self.deps
+                        .pool
+                        .restore(
+                            ops,
+                            "unbundled",
+                            &format!("the bundle could not be built: {e}"),
+                        )
+                        .await;
+                    return Err(BuildError::Simulation(e.to_string()));
+                }
+            };
+            for r in refused {
+                tracing::warn!(op = %r.op.hash, "dropped at bundle time: {}", r.reason);
+                self.drop_op(&r.op, &r.reason, r.at_fault).await;
             }
-        };
-        for (op, reason) in dropped {
-            tracing::warn!(op = %op.hash, "dropped at bundle time: {reason}");
-            self.deps.pool.drop_at_bundle_time(op.hash, &reason).await;
-        }
-        ops = kept;
-        if ops.is_empty() {
-            return Ok(None);
-        }
-        if let Some(charged) = charged {
+            ops = kept;
+            let Some(charged) = charged else {
+                return Ok(None);
+            };
             let fees = self.fees().await?;
             let base_fee = self.deps.pool.head().base_fee;
             let (repaid, cost) = economics(&ops, &charged, base_fee, &fees);
-            if !repays(repaid, cost, self.cfg.min_profit_percent) {
+            if repays(repaid, cost, self.cfg.min_profit_percent) {
+                break;
+            }
+            let margin = self.cfg.min_profit_percent;
+            let losers = losers(&ops, &charged, base_fee, &fees, margin);
+            if losers.is_empty() {
                 return self.unpaid(ops, repaid, cost).await;
+            }
+            // Ops that lose money whatever company they find leave alone; the rest is simulated again
+            // on a sent state built without this bundle.
+            self.deps.in_flight.forget_sent_state();
+            for (i, op_repaid, op_cost) in losers.into_iter().rev() {
+                let op = ops.remove(i);
+                let reason = format!(
+                    "it would repay {op_repaid} wei of the {op_cost} wei it adds to its bundle's cost (its \
+                     calldata priced as the chain prices it, EIP-7623's floor included, and its gas at its \
+                     fees); raise preVerificationGas or the fees"
+                );
+                tracing::warn!(op = %op.hash, "dropped: {reason}");
+                Metrics::inc(&self.deps.metrics.unpaid_dropped);
+                self.drop_op(&op, &reason, true).await;
+            }
+            // They were valid: the pending state holds their effects until it is rebuilt.
+            self.deps.pool.rebuild(None).await;
+            if ops.is_empty() {
+                return Ok(None);
             }
         }
         *self.unpaid_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -179,6 +205,16 @@ impl Bundler {
                     .await;
                 Err(e)
             }
+        }
+    }
+
+    /// Drops `op`, refused at bundle time with `reason`; one `at_fault` (it passed validation, then broke
+    /// the bundle or would have made the relayer lose on it) charges its sender's reputation, so the next
+    /// such op costs its sender more than a simulation.
+    async fn drop_op(&self, op: &PoolOp, reason: &str, at_fault: bool) {
+        self.deps.pool.drop_at_bundle_time(op.hash, reason).await;
+        if at_fault {
+            self.deps.pool.charge_sender(op.op.sender);
         }
     }
 
@@ -249,11 +285,7 @@ impl Bundler {
 
     async fn sign_and_send(&self, ops: Vec<PoolOp>, bundled_us: u64) -> Result<B256, BuildError> {
         let sim = &self.deps.sim;
-        let data = IEntryPoint::handleOpsCall {
-            ops: ops.iter().map(|o| o.op.clone()).collect(),
-            beneficiary: self.deps.beneficiary,
-        }
-        .abi_encode();
+        let data = handle_ops_data(&ops, self.deps.beneficiary);
         let nonce = match self.deps.in_flight.next_nonce() {
             Some(n) => n,
             None => self
@@ -269,7 +301,7 @@ impl Bundler {
             .with_from(sim.relayer)
             .with_to(sim.entry_point)
             .with_input(data)
-            .with_gas_limit(bundle_gas(&ops))
+            .with_gas_limit(bundle_gas(&ops, self.deps.beneficiary))
             .with_nonce(nonce)
             .with_chain_id(sim.chain_id)
             .with_max_fee_per_gas(fees.max_fee_per_gas)
@@ -325,8 +357,8 @@ impl Bundler {
 
     /// A bundle still pending `bump_after_secs` after it was sent is sent again at the same nonce with its
     /// fees raised by an eighth (or to what the node now asks, if more), so a rising base fee does not stall
-    /// every op behind it. Never above the lowest `maxFeePerGas` of its ops: past that the relayer would pay
-    /// more than the ops repay, and it waits instead.
+    /// every op behind it. Never above the lowest `maxFeePerGas` nor the lowest tip of its ops: past either
+    /// the relayer would pay more a gas than an op repays, and it waits instead.
     async fn bump_if_stuck(&self) -> Result<(), BuildError> {
         let after = Duration::from_secs(self.cfg.bump_after_secs);
         for b in self.deps.in_flight.bundles() {
@@ -365,21 +397,30 @@ impl Bundler {
             .estimate_eip1559_fees()
             .await
             .map_err(node)?;
-        let cap = b
+        // The bundle pays min(max fee, base fee + tip) a gas and each op repays min(its max fee, base fee
+        // + its tip): with neither above the ops' lowest, no base fee makes the relayer pay more a gas
+        // than an op repays.
+        let (cap_fee, cap_tip) = b
             .ops
             .iter()
-            .map(|o| unpack(o.op.gasFees).1)
-            .min()
-            .unwrap_or(0);
+            .map(|o| {
+                let (tip, max_fee) = unpack(o.op.gasFees);
+                (max_fee, tip)
+            })
+            .fold((u128::MAX, u128::MAX), |(f, t), (of, ot)| {
+                (f.min(of), t.min(ot))
+            });
         let max_fee = (old_max + old_max.div_ceil(8)).max(asked.max_fee_per_gas);
         let tip = (old_tip + old_tip.div_ceil(8))
             .max(asked.max_priority_fee_per_gas)
             .min(max_fee);
-        if max_fee > cap || tip <= old_tip {
+        if max_fee > cap_fee || tip > cap_tip || tip <= old_tip {
             tracing::warn!(
                 tx = %b.tx_hash,
-                "bundle stuck: a replacement would pay {max_fee} wei/gas, more than its ops offer ({cap}); waiting"
+                "bundle stuck: a replacement would pay {max_fee} wei/gas at a {tip} wei tip, more than its \
+                 ops repay (at most {cap_fee} at a {cap_tip} tip); waiting"
             );
+            Metrics::inc(&self.deps.metrics.bumps_withheld);
             self.deps
                 .in_flight
                 .update(b.tx_hash, |g| g.sent_at = Instant::now());
@@ -481,7 +522,7 @@ impl SentBuilder {
                 block,
                 &ops,
                 self.beneficiary,
-                bundle_gas(&b.ops),
+                bundle_gas(&b.ops, self.beneficiary),
             ) {
                 let changes = db.changes(&sim.state, false, block.timestamp);
                 let _ = layers.commit_unchecked(changes);
@@ -496,145 +537,151 @@ impl SentBuilder {
     }
 }
 
-/// The gas limit of a bundle of `ops`: all the gas each op may use, and `handleOps`' own.
-pub fn bundle_gas(ops: &[PoolOp]) -> u64 {
-    ops.iter().map(|o| gas_sum(&o.op)).sum::<u64>() + BUNDLE_OVERHEAD
+/// The gas limit of a bundle of `ops`: all the gas each op may use and `handleOps`' own — and at least the
+/// EIP-7623 floor of its calldata, which the chain charges however little the bundle executes.
+pub fn bundle_gas(ops: &[PoolOp], beneficiary: Address) -> u64 {
+    let limits = ops.iter().map(|o| gas_sum(&o.op)).sum::<u64>() + BUNDLE_OVERHEAD;
+    limits.max(calldata_floor_gas(&handle_ops_data(ops, beneficiary)))
 }
 
-/// Ops refused at bundle time, with the EntryPoint's reasons.
-type Dropped = Vec<(PoolOp, String)>;
+/// The bundle transaction's calldata: `handleOps(ops, beneficiary)`.
+fn handle_ops_data(ops: &[PoolOp], beneficiary: Address) -> Vec<u8> {
+    IEntryPoint::handleOpsCall {
+        ops: ops.iter().map(|o| o.op.clone()).collect(),
+        beneficiary,
+    }
+    .abi_encode()
+}
 
-/// Simulates `ops` as one bundle on the sent state, dropping each op the EntryPoint refuses, until the rest
-/// passes; commits the bundle into the sent state. Returns the ops kept, those dropped with reasons, and
-/// the gas the kept ones are charged with the bundle's own (None if none are kept).
+/// An op refused at bundle time, with the reason.
+#[derive(Debug)]
+struct Refused {
+    op: PoolOp,
+    reason: String,
+    /// It passed validation, then made the bundle fail: its sender is charged.
+    at_fault: bool,
+}
+
+/// The ops a bundle keeps, those it refused, and what the kept ones are charged (None if none are kept).
+type Simulated = (Vec<PoolOp>, Vec<Refused>, Option<Charged>);
+
+/// Simulates `ops` as one bundle on the sent state, dropping each op the EntryPoint refuses (FailedOp),
+/// and each op found by bisection to make the bundle fail some other way, until the rest passes; commits
+/// the bundle into the sent state. Returns the ops kept, those refused with reasons, and the gas the kept
+/// ones are charged with the bundle's own (None if none are kept). A failure that a bundle of no op
+/// shows too is nobody's fault: it is returned.
 fn simulate_dropping(
     deps: &BundlerDeps,
     sent: &SentState,
     block: SimBlock,
     mut ops: Vec<PoolOp>,
-) -> Result<(Vec<PoolOp>, Dropped, Option<Charged>), BundleError> {
-    let mut dropped = Vec::new();
-    let mut charged = None;
-    while !ops.is_empty() {
+) -> Result<Simulated, BundleError> {
+    let simulate = |ops: &[PoolOp]| {
         let packed: Vec<_> = ops.iter().map(|o| o.op.clone()).collect();
         let mut db = sent.layers.db();
-        match simulate_bundle(
+        let sim = simulate_bundle(
             &mut db,
             &deps.sim,
             block,
             &packed,
             deps.beneficiary,
-            bundle_gas(&ops),
-        ) {
-            Ok(sim) => {
+            bundle_gas(ops, deps.beneficiary),
+        );
+        (sim, db)
+    };
+    let mut dropped = Vec::new();
+    let mut charged = None;
+    while !ops.is_empty() {
+        match simulate(&ops) {
+            (Ok(sim), db) => {
                 let changes = db.changes(&sim.state, false, block.timestamp);
                 sent.layers
                     .commit_unchecked(changes)
                     .map_err(|e| BundleError::Failed(e.to_string()))?;
                 charged = Some(Charged {
                     bundle_gas: sim.gas_used,
+                    floor_gas: calldata_floor_gas(&handle_ops_data(&ops, deps.beneficiary)),
                     ops: sim.charged,
                 });
                 break;
             }
-            Err(BundleError::FailedOp { index, reason }) => {
-                dropped.push((ops.remove(index), reason))
+            (Err(BundleError::FailedOp { index, reason }), _) => dropped.push(Refused {
+                op: ops.remove(index),
+                reason,
+                at_fault: false,
+            }),
+            (Err(BundleError::Failed(e)), _) => {
+                let fails = |n: usize| match simulate(&ops[..n]).0 {
+                    Err(BundleError::Failed(e)) => Some(e),
+                    _ => None,
+                };
+                let Some((index, why)) = culprit(ops.len(), e.clone(), fails) else {
+                    return Err(BundleError::Failed(e));
+                };
+                dropped.push(Refused {
+                    op: ops.remove(index),
+                    reason: format!("it makes the bundle fail: {why}"),
+                    at_fault: true,
+                });
             }
-            Err(e) => return Err(e),
         }
     }
     Ok((ops, dropped, charged))
 }
 
-/// Gas a simulated bundle used, and the gas the EntryPoint charged each of its ops.
-#[derive(Debug)]
-struct Charged {
-    bundle_gas: u64,
-    ops: Vec<U256>,
-}
-
-/// What `ops` repay (each op's charged gas at its own price: `min(maxFeePerGas, base fee + its tip)`) and
-/// what their bundle costs (its gas at the bundle transaction's price), in wei, at `base_fee`.
-fn economics(
-    ops: &[PoolOp],
-    charged: &Charged,
-    base_fee: u128,
-    fees: &Eip1559Estimation,
-) -> (U256, U256) {
-    let repaid = ops
-        .iter()
-        .zip(&charged.ops)
-        .map(|(o, gas)| {
-            let (tip, max_fee) = unpack(o.op.gasFees);
-            *gas * U256::from(max_fee.min(base_fee.saturating_add(tip)))
-        })
-        .sum();
-    let price = fees
-        .max_fee_per_gas
-        .min(base_fee.saturating_add(fees.max_priority_fee_per_gas));
-    (repaid, U256::from(charged.bundle_gas) * U256::from(price))
-}
-
-/// Whether `repaid` covers `cost` plus `margin_percent` of it (a negative margin accepts that share of loss).
-fn repays(repaid: U256, cost: U256, margin_percent: i64) -> bool {
-    let needed_percent = U256::from((100 + margin_percent).max(0) as u64);
-    repaid * U256::from(100u64) >= cost * needed_percent
+/// The op that makes a bundle of `n` ops fail (`failure`) in a way no FailedOp names, by bisection over
+/// its prefixes (ops run in order, so a later op's nonce needs the earlier ones): the first op whose prefix
+/// fails, with that prefix's failure. `fails(k)` simulates the first `k` ops and returns a failure other
+/// than FailedOp, if any. None if a bundle of no op fails as well: then no op is at fault.
+fn culprit(
+    n: usize,
+    failure: String,
+    fails: impl Fn(usize) -> Option<String>,
+) -> Option<(usize, String)> {
+    if fails(0).is_some() {
+        return None;
+    }
+    // Invariant: the first `lo` ops pass, the first `hi` fail with `why`.
+    let (mut lo, mut hi, mut why) = (0, n, failure);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match fails(mid) {
+            Some(e) => (hi, why) = (mid, e),
+            None => lo = mid,
+        }
+    }
+    Some((hi - 1, why))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keyscope_core::user_op::{OpGas, pack_u128s, unsigned};
 
     #[test]
-    fn the_profit_rule_compares_repayment_with_cost_and_margin() {
-        let w = U256::from;
-        assert!(repays(w(100), w(100), 0));
-        assert!(!repays(w(99), w(100), 0));
-        assert!(repays(w(110), w(100), 10));
-        assert!(!repays(w(109), w(100), 10));
-        assert!(repays(w(90), w(100), -10));
-        assert!(!repays(w(89), w(100), -10));
-        assert!(repays(w(0), w(100), -100));
+    fn bisection_finds_the_first_op_that_makes_the_bundle_fail() {
+        // Ops 0..8; op 5 makes every prefix holding it fail. Every position is found, in log2 steps.
+        for bad in 0..8 {
+            let calls = std::cell::Cell::new(0);
+            let fails = |k: usize| {
+                calls.set(calls.get() + 1);
+                (k > bad).then(|| format!("prefix {k} fails"))
+            };
+            let found = culprit(8, "all fail".into(), fails);
+            assert_eq!(found.map(|(i, _)| i), Some(bad));
+            assert!(calls.get() <= 4, "{} simulations", calls.get());
+        }
+        // The failure named is the culprit's own prefix's, when one was simulated.
+        assert_eq!(
+            culprit(4, "all".into(), |k| (k > 1).then(|| format!("at {k}"))),
+            Some((1, "at 2".into()))
+        );
     }
 
     #[test]
-    fn each_op_repays_at_its_own_price_and_the_bundle_costs_at_the_relayers() {
-        let op = |tip: u128, max_fee: u128| {
-            let mut op = unsigned(
-                alloy_primitives::Address::ZERO,
-                U256::ZERO,
-                Default::default(),
-                Default::default(),
-                OpGas::default_for(false),
-                tip,
-                max_fee,
-            );
-            op.gasFees = pack_u128s(tip, max_fee);
-            PoolOp {
-                hash: B256::ZERO,
-                op,
-                kind: keyscope_core::ops::OpKind::Other,
-                session_key: None,
-                keyscope: false,
-                sender_staked: false,
-                factory_staked: false,
-                valid_until: u64::MAX,
-                order: 0,
-            }
-        };
-        // Base fee 10: the first op pays 10 + 2 = 12 a gas, the second is capped by its max fee at 11.
-        let ops = [op(2, 100), op(5, 11)];
-        let charged = Charged {
-            bundle_gas: 1_000,
-            ops: vec![U256::from(400), U256::from(500)],
-        };
-        let fees = Eip1559Estimation {
-            max_fee_per_gas: 50,
-            max_priority_fee_per_gas: 3,
-        };
-        let (repaid, cost) = economics(&ops, &charged, 10, &fees);
-        assert_eq!(repaid, U256::from(400 * 12 + 500 * 11));
-        assert_eq!(cost, U256::from(1_000 * 13));
+    fn a_failure_an_empty_bundle_shows_too_is_no_ops_fault() {
+        assert_eq!(
+            culprit(3, "node down".into(), |_| Some("node down".into())),
+            None
+        );
     }
 }

@@ -391,6 +391,13 @@ impl Pool {
         self.book().reputation.clear();
     }
 
+    /// Reputation: `sender` sent an op that passed validation and then broke a bundle or would have cost
+    /// the relayer more than it repays — treated as ERC-7562 treats an entity whose op crashes a bundle
+    /// (banned, decaying hourly like any entry).
+    pub fn charge_sender(&self, sender: Address) {
+        self.book().reputation.crashed(sender);
+    }
+
     /// Reputation: the hourly decay.
     pub fn decay_reputation(&self) {
         self.book().reputation.decay();
