@@ -6,7 +6,7 @@ use clap::Subcommand;
 use keyscope_core::{
     bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD, TradingAccount},
     ops,
-    units::{format_units, parse_units},
+    units::{format_amount, format_units, parse_units},
 };
 use serde_json::json;
 
@@ -51,29 +51,42 @@ pub async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Deploys the account, then sends `collateral` into it — once: on an account that already exists it moves
+/// nothing and says what the account holds (`deposit` is what moves money), so a re-run is harmless.
 async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
-    if let Some(amount) = collateral {
-        // A plain token transfer from the owner's own address, signed by the owner key.
-        let owner_provider = alloy::providers::ProviderBuilder::new()
-            .wallet(alloy::network::EthereumWallet::from(ctx.owner.clone()))
-            .connect_http(g.rpc.parse()?);
-        TestUSD::new(ctx.deployment.collateral, &owner_provider)
-            .transfer(ctx.account, parse_units(amount, 6)?)
-            .send()
-            .await?
-            .get_receipt()
-            .await?;
-    }
+    // Read every amount before anything moves: a typo refuses the whole command.
+    let fund = parse_units(fund, 18)?;
+    let collateral = collateral.map(|a| parse_units(a, 6)).transpose()?;
     if ctx.client.is_deployed(ctx.account).await? {
+        let (usd, margin) = holdings(&ctx).await?;
         emit(
             ctx.json,
-            json!({ "account": ctx.account, "created": false }),
-            || format!("account {} already exists", ctx.account),
+            json!({
+                "account": ctx.account,
+                "created": false,
+                "collateral": usd.to_string(),
+                "venueMargin": margin.to_string(),
+                "moved": "0",
+            }),
+            || {
+                let mut text = format!(
+                    "account {} already exists and holds {} tUSD ({} tUSD of it venue margin); nothing was sent",
+                    ctx.account,
+                    format_amount(usd, 6),
+                    format_amount(margin, 6)
+                );
+                if collateral.is_some() {
+                    text.push_str(
+                        "\n--collateral is only sent when the account is created; `keyscope deposit AMOUNT` \
+                         moves the account's tUSD into venue margin",
+                    );
+                }
+                text
+            },
         );
         return Ok(());
     }
-    let fund = parse_units(fund, 18)?;
     if ctx.provider.get_balance(ctx.account).await? < fund {
         let tx = TransactionRequest::default()
             .with_to(ctx.account)
@@ -91,17 +104,50 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
         .owner_op(&ctx.owner, Ctx::salt(g), vec![approve])
         .await?;
     let outcome = ctx.send(&op).await?;
+    if let Some(amount) = collateral {
+        // After the account exists, so a failed deployment moves no money and a re-run moves none twice:
+        // a plain token transfer from the owner's own address, signed by the owner key.
+        let owner_provider = alloy::providers::ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(ctx.owner.clone()))
+            .connect_http(g.rpc.parse()?);
+        TestUSD::new(ctx.deployment.collateral, &owner_provider)
+            .transfer(ctx.account, amount)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+    }
+    let moved = collateral.unwrap_or_default();
     emit(
         ctx.json,
-        json!({ "account": ctx.account, "created": true, "op": outcome_json(&outcome) }),
+        json!({ "account": ctx.account, "created": true, "moved": moved.to_string(), "op": outcome_json(&outcome) }),
         || {
             format!(
-                "account {} created by its first UserOp {} (tx {})",
-                ctx.account, outcome.user_op_hash, outcome.tx_hash
+                "account {} created by its first UserOp {} (tx {}); {} tUSD sent in",
+                ctx.account,
+                outcome.user_op_hash,
+                outcome.tx_hash,
+                format_amount(moved, 6)
             )
         },
     );
     Ok(())
+}
+
+/// The account's collateral-token balance and its venue margin (negative margin counts as none).
+async fn holdings(ctx: &Ctx) -> anyhow::Result<(U256, U256)> {
+    let usd = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
+        .balanceOf(ctx.account)
+        .call()
+        .await?;
+    let margin = PerpVenue::new(ctx.deployment.venue, &ctx.provider)
+        .collateralOf(ctx.account)
+        .call()
+        .await?;
+    Ok((
+        usd,
+        U256::try_from(margin.max(alloy_primitives::I256::ZERO)).unwrap_or_default(),
+    ))
 }
 
 async fn info(g: &Global) -> anyhow::Result<()> {

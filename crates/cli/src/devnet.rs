@@ -1,5 +1,5 @@
 //! `keyscope devnet`: anvil + the deployment + funded traders + an oracle publishing prices + the
-//! relayer, for hand use, until Ctrl-C.
+//! relayer, for hand use, until Ctrl-C or SIGTERM.
 
 use std::time::Duration;
 
@@ -114,7 +114,7 @@ pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = crate::shutdown::requested() => break,
             _ = tick.tick() => {
                 if let Err(e) = publish(&provider, &d, &deployer).await {
                     eprintln!("price update failed: {e:#}");

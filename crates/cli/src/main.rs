@@ -9,6 +9,7 @@ mod order;
 mod output;
 mod relayer;
 mod session;
+mod shutdown;
 mod signer;
 mod sim;
 
@@ -129,6 +130,13 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(
+        cli.command,
+        Command::Devnet(_) | Command::Demo(_) | Command::Sim(_)
+    ) {
+        // These start anvil: it must not outlive us, whichever signal stops us.
+        shutdown::install()?;
+    }
     let g = cli.global;
     match cli.command {
         Command::Devnet(args) => devnet::run(&g, args).await,

@@ -1,11 +1,13 @@
 //! `keyscope session grant|revoke|revoke-all|rearm|rotate|disarm-heartbeat|list`.
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, FixedBytes, U256};
+use anyhow::bail;
 use clap::Subcommand;
 use keyscope_core::{
     bindings::ISessionManager,
     ops,
-    scope::{MoneyLimits, Rate, TradingScope, parse_duration},
+    outflow::parse_selector,
+    scope::{MoneyLimits, PlainCall, Rate, TradingScope, parse_duration},
     units::{format_units, parse_bps, parse_leverage, parse_units, parse_wei},
 };
 use serde_json::json;
@@ -113,6 +115,36 @@ pub struct GrantArgs {
     /// Also let the key add margin from the account's own collateral (to answer margin calls).
     #[arg(long)]
     allow_deposit: bool,
+    /// Also let the key call SELECTOR on TARGET, as TARGET:SELECTOR (selector in hex or as a signature:
+    /// 0xVENUE:poke(address)); repeat for several. Selectors known to move value out are refused.
+    #[arg(long = "call", value_parser = parse_call)]
+    calls: Vec<PlainCall>,
+    /// Grant this outflow selector anyway (hex or signature) — the key could then move value out with it;
+    /// repeat for several. Never overrides the account's own deny list.
+    #[arg(long = "allow-outflow-selector", value_parser = parse_outflow)]
+    allow_outflow: Vec<FixedBytes<4>>,
+    /// Replace the key's active grant (its budgets and counters start afresh) instead of refusing.
+    #[arg(long)]
+    replace: bool,
+}
+
+/// `TARGET:SELECTOR` for `--call`.
+fn parse_call(s: &str) -> Result<PlainCall, String> {
+    let (target, selector) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not TARGET:SELECTOR (0xVENUE:poke(address))"))?;
+    Ok(PlainCall {
+        target: target
+            .trim()
+            .parse()
+            .map_err(|_| format!("{target:?} is not an address"))?,
+        selector: parse_selector(selector).map_err(|e| e.to_string())?,
+        value_limit: U256::ZERO,
+    })
+}
+
+fn parse_outflow(s: &str) -> Result<FixedBytes<4>, String> {
+    parse_selector(s).map_err(|e| e.to_string())
 }
 
 pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
@@ -121,6 +153,14 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
     match cmd {
         SessionCommand::Grant(args) => grant(&ctx, g, args).await?,
         SessionCommand::Revoke { key } => {
+            if !require_granted(&ctx, key).await? {
+                emit(
+                    ctx.json,
+                    json!({ "revoked": key, "alreadyRevoked": true }),
+                    || format!("{key} is already revoked; nothing was sent"),
+                );
+                return Ok(());
+            }
             let call = ops::revoke_session(ctx.account, key);
             owner_call(
                 &ctx,
@@ -137,12 +177,14 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
             owner_call(&ctx, g, call, json!({ "revokedAll": true }), text).await?
         }
         SessionCommand::Rearm { key } => {
+            require_active(&ctx, key).await?;
             let call = ops::rearm_session(ctx.account, key);
             let text =
                 format!("re-armed {key}: it may trade again, its high-water mark starts afresh");
             owner_call(&ctx, g, call, json!({ "rearmed": key }), text).await?
         }
         SessionCommand::Rotate { key, successor } => {
+            require_active(&ctx, key).await?;
             let call = ops::rotate_session(ctx.account, key, successor);
             let text = format!(
                 "rotated {key} to {successor}: same scope and what was left of its budgets"
@@ -151,11 +193,35 @@ pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
             owner_call(&ctx, g, call, fields, text).await?
         }
         SessionCommand::DisarmHeartbeat { key } => {
+            require_active(&ctx, key).await?;
             let call = ops::disarm_heartbeat(ctx.account, key);
             let text = format!("disarmed {key}'s dead-man switch");
             owner_call(&ctx, g, call, json!({ "disarmed": key }), text).await?
         }
         SessionCommand::List => list(&ctx).await?,
+    }
+    Ok(())
+}
+
+/// Fails unless `key` was ever granted on the account; true if it is active now.
+async fn require_granted(ctx: &Ctx, key: Address) -> anyhow::Result<bool> {
+    let sessions = ISessionManager::new(ctx.account, &ctx.provider);
+    if !sessions.sessionKeys().call().await?.contains(&key) {
+        bail!(
+            "no session key {key} was ever granted on account {}; nothing was sent (`keyscope session list` shows its keys)",
+            ctx.account
+        );
+    }
+    Ok(sessions.getSession(key).call().await?.active)
+}
+
+/// Fails unless `key` is an active session key of the account.
+async fn require_active(ctx: &Ctx, key: Address) -> anyhow::Result<()> {
+    if !require_granted(ctx, key).await? {
+        bail!(
+            "{key} is revoked on account {}; nothing was sent (grant it again with `keyscope session grant`)",
+            ctx.account
+        );
     }
     Ok(())
 }
@@ -201,6 +267,9 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
         drawdown_floor,
         max_position,
         paymasters,
+        calls,
+        allow_outflow,
+        replace,
     } = *args;
     let ids = markets
         .iter()
@@ -218,6 +287,8 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
     scope.max_uses = max_uses;
     scope.reduce_only = reduce_only;
     scope.allow_deposit = allow_deposit;
+    scope.calls = calls;
+    scope.allow_outflow = allow_outflow;
     let usd = |v: &Option<String>| -> anyhow::Result<U256> {
         Ok(match v {
             Some(v) => parse_units(v, 6)?,
@@ -237,17 +308,28 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
         ..MoneyLimits::cautious()
     };
     let built = scope.build(ctx.client.chain_time().await?)?;
+    let sessions = ISessionManager::new(ctx.account, &ctx.provider);
+    let current = sessions.getSession(key).call().await?;
+    if current.active && !replace {
+        bail!(
+            "{key} already holds an active grant ({} ETH of fee budget left, until unix {}); a new grant would \
+             refill its budgets: pass --replace to replace it, or `keyscope session revoke {key}` first; nothing was sent",
+            format_units(current.feeLeft, 18),
+            current.validUntil
+        );
+    }
     let mut calls = vec![ops::grant_session(ctx.account, key, built.clone())];
     // After the grant, in the same op: a commitment is bound to the grant it follows.
     calls.extend(successor.map(|s| ops::commit_successor(ctx.account, key, s)));
     let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), calls).await?;
     let outcome = ctx.send(&op).await?;
+    let grant_id = sessions.getSession(key).call().await?.grantId;
     emit(
         ctx.json,
-        json!({ "sessionKey": key, "successor": successor, "validUntil": built.validUntil.to::<u64>(), "op": outcome_json(&outcome) }),
+        json!({ "sessionKey": key, "grantId": grant_id, "successor": successor, "validUntil": built.validUntil.to::<u64>(), "op": outcome_json(&outcome) }),
         || {
             format!(
-                "granted {key}: {} until unix {} (op {})",
+                "granted {key} (grant {grant_id}): {} until unix {} (op {})",
                 markets.join(","),
                 built.validUntil,
                 outcome.user_op_hash
@@ -257,12 +339,78 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
     Ok(())
 }
 
-/// Every session key of the account: scope, window, what is left of its budgets, whether it tripped.
+/// What a key can do now, read from the chain at this moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyState {
+    /// Revoked, rotated away or ended by `revoke-all`.
+    Revoked,
+    /// Past its `validUntil`.
+    Expired,
+    /// Its window has not opened yet.
+    NotYetValid,
+    /// Its drawdown breaker tripped: deposits, cancels and reductions only until re-armed.
+    Tripped,
+    /// Its dead-man switch's deadline passed: reductions only until it renews.
+    PastDeadline,
+    /// Active, with a successor committed that it may hand over to.
+    SuccessorCommitted,
+    Active,
+}
+
+impl KeyState {
+    /// Precedence: what stops the key outright first, then what limits it.
+    fn of(
+        s: &keyscope_core::bindings::ITradingAccount::SessionInfo,
+        now: u64,
+        deadline: u64,
+        successor: Address,
+    ) -> Self {
+        if !s.active {
+            Self::Revoked
+        } else if s.validUntil.to::<u64>() <= now {
+            Self::Expired
+        } else if s.validAfter.to::<u64>() > now {
+            Self::NotYetValid
+        } else if s.tripped {
+            Self::Tripped
+        } else if deadline != 0 && deadline < now {
+            Self::PastDeadline
+        } else if !successor.is_zero() {
+            Self::SuccessorCommitted
+        } else {
+            Self::Active
+        }
+    }
+
+    /// The stable name in `--json`'s `state` and the text listing.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not-yet-valid",
+            Self::Tripped => "tripped",
+            Self::PastDeadline => "past-deadline",
+            Self::SuccessorCommitted => "successor-committed",
+            Self::Active => "active",
+        }
+    }
+
+    /// Whether the key can still open risk.
+    fn can_trade(self) -> bool {
+        matches!(self, Self::Active | Self::SuccessorCommitted)
+    }
+}
+
+/// Every session key of the account: its state now, scope, window, what is left of its budgets.
 async fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let account = ISessionManager::new(ctx.account, &ctx.provider);
+    let now = ctx.client.chain_time().await?;
     let mut rows = Vec::new();
     for key in account.sessionKeys().call().await? {
         let s = account.getSession(key).call().await?;
+        let deadline = account.heartbeatDeadline(key).call().await?.to::<u64>();
+        let successor = account.successorOf(key).call().await?;
+        let state = KeyState::of(&s, now, deadline, successor);
         let markets: Vec<String> = s
             .permissions
             .iter()
@@ -278,7 +426,10 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         let order = s.permissions.iter().find(|p| p.marketMask != 0);
         rows.push(json!({
             "key": key,
-            "active": s.active,
+            "state": state.name(),
+            "active": state.can_trade(),
+            "successor": (!successor.is_zero()).then_some(successor),
+            "heartbeatDeadline": (deadline != 0).then_some(deadline),
             "grantId": s.grantId,
             "validUntil": s.validUntil.to::<u64>(),
             "markets": markets,
@@ -298,14 +449,13 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let text = rows
         .iter()
         .map(|r| {
+            if r["state"] == "revoked" {
+                return format!("{} revoked", r["key"].as_str().unwrap_or_default());
+            }
             format!(
                 "{} {} markets {} max size {} max notional ${} fee budget left {} ETH until unix {}",
                 r["key"].as_str().unwrap_or_default(),
-                match (r["active"].as_bool(), r["tripped"].as_bool()) {
-                    (Some(true), Some(true)) => "TRIPPED",
-                    (Some(true), _) => "ACTIVE ",
-                    _ => "revoked",
-                },
+                r["state"].as_str().unwrap_or_default(),
                 r["markets"]
                     .as_array()
                     .map(|m| m
@@ -333,7 +483,7 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         .join("\n");
     emit(
         ctx.json,
-        json!({ "account": ctx.account, "sessions": rows }),
+        json!({ "account": ctx.account, "chainTime": now, "sessions": rows }),
         || {
             if text.is_empty() {
                 "no session keys".into()

@@ -617,3 +617,381 @@ async fn p256_keys_rotation_and_the_dead_man_switch_from_the_cli() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The chain's clock moved on by `secs` (one block mined at the new time).
+async fn advance_time(provider: &impl Provider, secs: u64) {
+    let _: Value = provider
+        .raw_request("evm_increaseTime".into(), (secs,))
+        .await
+        .unwrap();
+    let _: Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+}
+
+/// The account's collateral balance and its owner's, in token units.
+async fn usd_balances(
+    chain: &impl Provider,
+    devnet: &Devnet,
+    account: Address,
+    owner: Address,
+) -> (U256, U256) {
+    let usd = TestUSD::new(devnet.deployment.collateral, chain);
+    (
+        usd.balanceOf(account).call().await.unwrap(),
+        usd.balanceOf(owner).call().await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn account_create_run_twice_moves_money_once() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_281)
+        .await
+        .expect("devnet starts");
+    let chain = fund_trader(&devnet, 2, "50000").await;
+    let owner = devnet.signer(2).address();
+    let cli = Cli {
+        key: format!("0x{}", hex::encode(devnet.keys()[2])),
+        devnet: &devnet,
+    };
+    let account: Address = cli.ok(&["account", "address"])["account"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A typo in the amount refuses the whole command: nothing deployed, nothing moved.
+    assert!(
+        cli.err(&["account", "create", "--collateral", "20,000"])
+            .contains("is not a decimal number")
+    );
+    assert_eq!(cli.ok(&["account", "info"])["deployed"], false);
+    assert_eq!(
+        usd_balances(&chain, &devnet, account, owner).await,
+        (U256::ZERO, parse_units("50000", 6).unwrap())
+    );
+
+    let created = cli.ok(&["account", "create", "--collateral", "20000"]);
+    assert_eq!(created["created"], true);
+    assert_eq!(created["moved"], "20000000000");
+    let once = (
+        parse_units("20000", 6).unwrap(),
+        parse_units("30000", 6).unwrap(),
+    );
+    assert_eq!(usd_balances(&chain, &devnet, account, owner).await, once);
+
+    // The same command again: the account exists, nothing moves, and it says what the account holds.
+    let again = cli.ok(&["account", "create", "--collateral", "20000"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["moved"], "0");
+    assert_eq!(again["collateral"], "20000000000");
+    assert_eq!(usd_balances(&chain, &devnet, account, owner).await, once);
+    let text = cli
+        .command()
+        .args(["account", "create", "--collateral", "20000"])
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "already exists and holds 20,000 tUSD (0 tUSD of it venue margin); nothing was sent"
+        ) && text.contains("keyscope deposit"),
+        "{text}"
+    );
+    assert_eq!(usd_balances(&chain, &devnet, account, owner).await, once);
+}
+
+#[tokio::test]
+async fn nonsense_grants_and_outflow_selectors_are_refused_before_anything_is_sent() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_282)
+        .await
+        .expect("devnet starts");
+    let chain = fund_trader(&devnet, 3, "1000").await;
+    let cli = Cli {
+        key: format!("0x{}", hex::encode(devnet.keys()[3])),
+        devnet: &devnet,
+    };
+    cli.ok(&["account", "create"]);
+    let account: Address = cli.ok(&["account", "address"])["account"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let entry_point = IEntryPoint::new(devnet.deployment.entry_point, &chain);
+    let owner_nonce = || async {
+        entry_point
+            .getNonce(account, alloy_primitives::aliases::U192::ZERO)
+            .call()
+            .await
+            .unwrap()
+    };
+    let before = owner_nonce().await;
+    let key = "0x0000000000000000000000000000000000000a11";
+    let grant = |extra: &[&str]| {
+        let mut args = vec![
+            "session",
+            "grant",
+            "--session-key",
+            key,
+            "--markets",
+            "BTC",
+            "--max-size",
+            "0.5",
+            "--max-notional",
+            "40000",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let err = |extra: &[&str]| {
+        let args = grant(extra);
+        cli.err(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // A key whose ops can never stay valid long enough for the relayer.
+    let e = err(&["--ttl", "10s"]);
+    assert!(
+        e.contains("can never trade") && e.contains("the minimum op ttl is 15 s"),
+        "{e}"
+    );
+    let e = err(&["--expires", "30s"]);
+    assert!(e.contains("the minimum lifetime is 70 s"), "{e}");
+    let e = err(&["--expires", "100000d"]);
+    assert!(e.contains("at most 365 days"), "{e}");
+    let e = err(&["--max-op-cost", "1eth"]);
+    assert!(
+        e.contains("per-op cost cap (1 ETH) is above the whole fee budget (0.1 ETH)"),
+        "{e}"
+    );
+    let e = err(&["--max-uses", "0"]);
+    assert!(
+        e.contains("max uses 0 would be a key that can never make a call"),
+        "{e}"
+    );
+    // A selector that moves value out, refused until the owner names it.
+    let token = devnet.deployment.collateral.to_string();
+    let burn = format!("{token}:burn(uint256)");
+    let e = err(&["--call", &burn]);
+    assert!(
+        e.contains("0x42966c68 (burn(uint256)) moves value out of the account")
+            && e.contains("--allow-outflow-selector 0x42966c68"),
+        "{e}"
+    );
+    // One on the account's own deny list: no override helps.
+    let transfer = format!("{token}:transfer(address,uint256)");
+    let e = err(&[
+        "--call",
+        &transfer,
+        "--allow-outflow-selector",
+        "0xa9059cbb",
+    ]);
+    assert!(e.contains("the account refuses to grant it"), "{e}");
+    // Revoking, re-arming or rotating a key that was never granted.
+    let e = cli.err(&["session", "revoke", key]);
+    assert!(e.contains("was ever granted"), "{e}");
+    let e = cli.err(&["session", "rearm", key]);
+    assert!(e.contains("was ever granted"), "{e}");
+    // Nothing was sent.
+    assert_eq!(owner_nonce().await, before);
+    assert_eq!(
+        cli.ok(&["session", "list"])["sessions"],
+        Value::Array(vec![])
+    );
+
+    // The minimum op ttl, and the outflow selector with the owner's override, are granted; the grant's id
+    // is printed.
+    let args = grant(&[
+        "--ttl",
+        "15s",
+        "--call",
+        &burn,
+        "--allow-outflow-selector",
+        "burn(uint256)",
+    ]);
+    let granted = cli.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let grant_id = granted["grantId"].as_u64().expect("the grant id");
+    let session = ISessionManager::new(account, &chain)
+        .getSession(key.parse().unwrap())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(session.grantId as u64, grant_id);
+    assert_eq!(session.maxOpTtl, 15);
+    assert!(session.permissions.iter().any(|p| p.selector
+        == alloy_primitives::FixedBytes::from(hex!("42966c68"))
+        && p.target == devnet.deployment.collateral));
+    // Granting the active key again would refill its budgets: refused unless --replace.
+    let nonce = owner_nonce().await;
+    let e = err(&[]);
+    assert!(
+        e.contains("already holds an active grant") && e.contains("--replace"),
+        "{e}"
+    );
+    assert_eq!(owner_nonce().await, nonce);
+    let args = grant(&["--replace"]);
+    let replaced = cli.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(replaced["grantId"].as_u64().unwrap() > grant_id);
+    // Revoked once, a second revoke sends nothing and says so.
+    cli.ok(&["session", "revoke", key]);
+    let nonce = owner_nonce().await;
+    assert_eq!(cli.ok(&["session", "revoke", key])["alreadyRevoked"], true);
+    assert_eq!(owner_nonce().await, nonce);
+}
+
+#[tokio::test]
+async fn session_list_states_are_read_from_the_chain_now() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_283)
+        .await
+        .expect("devnet starts");
+    let chain = fund_trader(&devnet, 2, "1000").await;
+    let cli = Cli {
+        key: format!("0x{}", hex::encode(devnet.keys()[2])),
+        devnet: &devnet,
+    };
+    cli.ok(&["account", "create"]);
+    let keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
+    let addr = |i: usize| keys[i].address().to_string();
+    let grant = |i: usize, extra: &[&str]| {
+        let a = addr(i);
+        let mut args = vec![
+            "session",
+            "grant",
+            "--session-key",
+            &a,
+            "--markets",
+            "BTC",
+            "--max-size",
+            "0.5",
+            "--max-notional",
+            "40000",
+        ];
+        args.extend_from_slice(extra);
+        cli.ok(&args);
+    };
+    grant(0, &["--expires", "1h"]);
+    let successor = addr(3);
+    grant(1, &["--expires", "8h", "--successor", &successor]);
+    grant(2, &["--expires", "8h"]);
+    // Key 0 arms its dead-man switch (one minute).
+    let hex0 = format!("0x{}", hex::encode(keys[0].credential().to_bytes()));
+    cli.ok(&[
+        "order",
+        "heartbeat",
+        "--interval",
+        "60",
+        "--session-key",
+        &hex0,
+    ]);
+    let states = || {
+        let listed = cli.ok(&["session", "list"]);
+        listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["state"].as_str().unwrap().to_string(),
+                    s["active"].as_bool().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let st = |s: &str, active: bool| (s.to_string(), active);
+    assert_eq!(
+        states(),
+        [
+            st("active", true),
+            st("successor-committed", true),
+            st("active", true)
+        ]
+    );
+
+    cli.ok(&["session", "revoke", &addr(2)]);
+    advance_time(&chain, 120).await;
+    assert_eq!(
+        states(),
+        [
+            st("past-deadline", false),
+            st("successor-committed", true),
+            st("revoked", false)
+        ]
+    );
+    advance_time(&chain, 3600).await;
+    assert_eq!(
+        states(),
+        [
+            st("expired", false),
+            st("successor-committed", true),
+            st("revoked", false)
+        ]
+    );
+    // The text listing says the same.
+    let out = cli.command().args(["session", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |i: usize| {
+        text.lines()
+            .find(|l| l.starts_with(&addr(i).to_lowercase()))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string()
+    };
+    assert!(line(0).contains(" expired "), "{text}");
+    assert!(line(2).ends_with(" revoked"), "{text}");
+}
+
+#[test]
+fn sigterm_or_sigint_to_keyscope_alone_leaves_no_anvil() {
+    let port_free = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    for (signal, chain_id) in [("TERM", 41_284), ("INT", 41_285)] {
+        let mut devnet = DevnetProcess::spawn(chain_id);
+        assert!(!port_free(devnet.port), "anvil serves");
+        assert!(devnet.signal(signal), "devnet exits on SIG{signal}");
+        assert!(port_free(devnet.port), "SIG{signal} left anvil on its port");
+    }
+
+    // The harness's anvil backend, stopped mid-run.
+    let port = common::free_port();
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .arg("--project")
+        .arg(repo_root())
+        .args([
+            "sim",
+            "run",
+            "--backend",
+            "anvil",
+            "--port",
+            &port.to_string(),
+            "--out",
+        ])
+        .arg(std::env::temp_dir().join(format!("keyscope-sim-signal-{}", std::process::id())))
+        .arg(repo_root().join("scenarios/calm.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let keyscope = sim.id().to_string();
+    let anvil = loop {
+        let out = Command::new("pgrep")
+            .args(["-P", &keyscope, "anvil"])
+            .output()
+            .unwrap();
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !pid.is_empty() {
+            break pid;
+        }
+        assert!(
+            sim.try_wait().unwrap().is_none(),
+            "sim ended before starting anvil"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    Command::new("kill")
+        .args(["-TERM", &keyscope])
+        .status()
+        .unwrap();
+    let status = sim.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{anvil}")).exists(),
+        "anvil {anvil} outlived keyscope"
+    );
+    assert!(port_free(port));
+}

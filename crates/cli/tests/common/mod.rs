@@ -73,8 +73,14 @@ impl DevnetProcess {
 
     /// Sends Ctrl-C and waits for the process to exit; true if it did within 20 s.
     pub fn interrupt(&mut self) -> bool {
+        self.signal("INT")
+    }
+
+    /// Sends signal `name` (`TERM`, `INT`) to the keyscope process alone and waits for it to exit; true if
+    /// it did within 20 s.
+    pub fn signal(&mut self, name: &str) -> bool {
         Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
