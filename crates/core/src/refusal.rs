@@ -15,17 +15,20 @@ use serde_json::{Value, json};
 use crate::{
     bindings::{
         IEntryPoint::IEntryPointErrors, PerpVenue::PerpVenueErrors,
-        SignedPriceOracle::SignedPriceOracleErrors, TradingAccount::TradingAccountErrors,
+        SignedPriceOracle::SignedPriceOracleErrors, TestUSD::TestUSDErrors,
+        TradingAccount::TradingAccountErrors,
     },
-    units::format_units,
+    units::{format_amount, format_signed_amount, format_units},
 };
 
 /// What kind of refusal: what a program branches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RefusalKind {
-    /// The venue's initial-margin check failed.
+    /// The venue's initial-margin check failed, or a withdrawal asked for more margin than there is.
     InsufficientMargin,
+    /// A token transfer moved more than its sender holds.
+    InsufficientBalance,
     /// The oracle's price is older than its maximum age.
     StalePrice,
     /// The order's limit price is not met or is outside the venue's band.
@@ -102,6 +105,18 @@ impl Refusal {
                 other => Self::new(RefusalKind::Other, "oracle", format!("oracle: {other:?}")),
             };
         }
+        if let Ok(TestUSDErrors::ERC20InsufficientBalance(x)) = TestUSDErrors::abi_decode(data) {
+            return Self::new(
+                RefusalKind::InsufficientBalance,
+                "ERC20InsufficientBalance",
+                format!(
+                    "ERC20InsufficientBalance: {} holds {} of the token (6 decimals, as tUSD) but the call moves {}",
+                    x.sender,
+                    usd(x.balance),
+                    usd(x.needed)
+                ),
+            );
+        }
         if data.len() >= 4 && data[..4] == [0x59, 0x17, 0x0b, 0xf0] {
             return Self::new(
                 RefusalKind::ScopeViolation,
@@ -130,7 +145,15 @@ impl Refusal {
     /// What the sender should do about it.
     pub fn hint(&self) -> &'static str {
         match self.kind {
+            RefusalKind::InsufficientMargin
+                if self.error.as_deref() == Some("InsufficientCollateral") =>
+            {
+                "ask for at most the margin the venue holds (`keyscope account info` shows it)"
+            }
             RefusalKind::InsufficientMargin => "deposit margin or reduce the order size",
+            RefusalKind::InsufficientBalance => {
+                "move less, or fund the address first (`keyscope account info` shows the account's tUSD)"
+            }
             RefusalKind::StalePrice => "wait for a fresh oracle price",
             RefusalKind::OutsideLimitPrice => "re-price the order nearer the oracle price",
             RefusalKind::ScopeViolation => {
@@ -180,6 +203,26 @@ fn eth(wei: U256) -> String {
     format!("{} ETH", format_units(wei, 18))
 }
 
+/// An amount of the venue's collateral (6 decimals) as people write it: "9,994 tUSD".
+fn usd(v: U256) -> String {
+    format!("{} tUSD", format_amount(v, 6))
+}
+
+/// A signed venue value (account value, collateral), 6 decimals.
+fn signed_usd(v: alloy_primitives::I256) -> String {
+    format!("{} tUSD", format_signed_amount(v, 6))
+}
+
+/// An 18-decimal price or notional in USD: "$60,000".
+fn dollars(v: U256) -> String {
+    format!("${}", format_amount(v, 18))
+}
+
+/// An 18-decimal order size.
+fn size(v: U256) -> String {
+    format_amount(v, 18)
+}
+
 /// The account's own errors as reasons. One arm per error the account defines — a table, so it runs past
 /// 100 lines; splitting it would only scatter the table.
 fn account_refusal(e: TradingAccountErrors) -> Refusal {
@@ -194,14 +237,19 @@ fn account_refusal(e: TradingAccountErrors) -> Refusal {
         E::SessionOrderTooLarge(x) => (
             K::ScopeViolation,
             "SessionOrderTooLarge",
-            format!("size {} is over the scope's max {}", x.size, x.maxSize),
+            format!(
+                "size {} is over the scope's max {}",
+                size(x.size),
+                size(x.maxSize)
+            ),
         ),
         E::SessionNotionalTooHigh(x) => (
             K::ScopeViolation,
             "SessionNotionalTooHigh",
             format!(
                 "notional {} is over the scope's max {}",
-                x.notional, x.maxNotional
+                dollars(x.notional),
+                dollars(x.maxNotional)
             ),
         ),
         E::SessionReduceOnlyRequired(_) => (
@@ -306,8 +354,9 @@ fn account_refusal(e: TradingAccountErrors) -> Refusal {
             K::RiskLimit,
             "SessionPositionTooLarge",
             format!(
-                "a position's notional would be {}, over the key's {} (quote units)",
-                x.notional, x.maxNotional
+                "a position's notional would be {}, over the key's {}",
+                usd(x.notional),
+                usd(x.maxNotional)
             ),
         ),
         E::SessionHeadroomTooLow(x) => (
@@ -315,7 +364,8 @@ fn account_refusal(e: TradingAccountErrors) -> Refusal {
             "SessionHeadroomTooLow",
             format!(
                 "account value would be {}, below the {} the key's headroom over maintenance needs",
-                x.accountValue, x.required
+                signed_usd(x.accountValue),
+                usd(x.required)
             ),
         ),
         E::SessionDrawdownBreached(x) => (
@@ -323,7 +373,8 @@ fn account_refusal(e: TradingAccountErrors) -> Refusal {
             "SessionDrawdownBreached",
             format!(
                 "account value {} is below the breaker's threshold {}",
-                x.accountValue, x.threshold
+                signed_usd(x.accountValue),
+                usd(x.threshold)
             ),
         ),
         E::SessionProtectiveOnly(x) => (
@@ -436,33 +487,47 @@ fn venue_refusal(e: PerpVenueErrors) -> Refusal {
             K::InsufficientMargin,
             "InsufficientMargin",
             format!(
-                "account value {} is below the initial margin {} the order needs",
-                x.accountValue, x.initialMargin
+                "InsufficientMargin: account value {} is below the initial margin {} the order needs",
+                signed_usd(x.accountValue),
+                usd(x.initialMargin)
             ),
         ),
         E::InsufficientCollateral(x) => Refusal::new(
             K::InsufficientMargin,
             "InsufficientCollateral",
             format!(
-                "collateral {} is less than the {} asked for",
-                x.collateral, x.amount
+                "InsufficientCollateral: the venue holds {} of the account's margin, less than the {} asked for",
+                signed_usd(x.collateral),
+                usd(x.amount)
             ),
         ),
         E::LimitPriceNotMet(x) => Refusal::new(
             K::OutsideLimitPrice,
             "LimitPriceNotMet",
             format!(
-                "oracle price {} does not meet the limit price {}",
-                x.oraclePrice, x.limitPrice
+                "LimitPriceNotMet: the oracle price {} does not meet the limit price {}",
+                dollars(x.oraclePrice),
+                dollars(x.limitPrice)
             ),
         ),
         E::LimitPriceOutsideBand(x) => Refusal::new(
             K::OutsideLimitPrice,
             "LimitPriceOutsideBand",
             format!(
-                "limit price {} is outside the venue's band around {}",
-                x.limitPrice, x.oraclePrice
+                "LimitPriceOutsideBand: the limit price {} is outside the venue's band around the oracle price {}",
+                dollars(x.limitPrice),
+                dollars(x.oraclePrice)
             ),
+        ),
+        E::ZeroAmount(_) => Refusal::new(
+            K::Other,
+            "ZeroAmount",
+            "ZeroAmount: the amount is zero; give an amount above zero".into(),
+        ),
+        E::ZeroSize(_) => Refusal::new(
+            K::Other,
+            "ZeroSize",
+            "ZeroSize: the order's size is zero; give a size above zero (negative to sell)".into(),
         ),
         other => {
             let text = format!("venue: {other:?}");
@@ -582,5 +647,69 @@ mod tests {
         );
         let text = alloy::sol_types::Revert::from("nope").abi_encode();
         assert_eq!(Refusal::decode(&text).detail, "nope");
+    }
+
+    #[test]
+    fn amounts_read_in_the_users_units() {
+        let e6 = |v: u64| U256::from(v) * U256::from(1_000_000u64);
+        let e18 = |v: u64| U256::from(v) * U256::from(10u64).pow(U256::from(18));
+        let r = Refusal::decode(
+            &PerpVenue::InsufficientCollateral {
+                collateral: I256::try_from(9_994_000_000i64).unwrap(),
+                amount: e6(10_000),
+            }
+            .abi_encode(),
+        );
+        assert_eq!(
+            r.detail,
+            "InsufficientCollateral: the venue holds 9,994 tUSD of the account's margin, less than the 10,000 tUSD asked for"
+        );
+        assert!(
+            r.hint().contains("at most the margin the venue holds"),
+            "{}",
+            r.hint()
+        );
+        let r = Refusal::decode(
+            &PerpVenue::LimitPriceNotMet {
+                oraclePrice: e18(60_000),
+                limitPrice: e18(59_000),
+            }
+            .abi_encode(),
+        );
+        assert_eq!(
+            r.detail,
+            "LimitPriceNotMet: the oracle price $60,000 does not meet the limit price $59,000"
+        );
+        let r = Refusal::decode(
+            &TradingAccount::SessionOrderTooLarge {
+                size: e18(1),
+                maxSize: e18(1) / U256::from(2),
+            }
+            .abi_encode(),
+        );
+        assert_eq!(
+            r.detail,
+            "SessionOrderTooLarge: size 1 is over the scope's max 0.5"
+        );
+        // OpenZeppelin's ERC20InsufficientBalance (0xe450d38c), not left as a custom error's hex.
+        let data = crate::bindings::TestUSD::ERC20InsufficientBalance {
+            sender: Address::repeat_byte(0xaa),
+            balance: e6(5),
+            needed: e6(20_000),
+        }
+        .abi_encode();
+        assert_eq!(data[..4], [0xe4, 0x50, 0xd3, 0x8c]);
+        let r = Refusal::decode(&data);
+        assert_eq!(r.kind, RefusalKind::InsufficientBalance);
+        assert!(
+            r.detail.contains("holds 5 tUSD") && r.detail.contains("moves 20,000 tUSD"),
+            "{}",
+            r.detail
+        );
+        let r = Refusal::decode(&PerpVenue::ZeroAmount {}.abi_encode());
+        assert_eq!(
+            r.detail,
+            "ZeroAmount: the amount is zero; give an amount above zero"
+        );
     }
 }
