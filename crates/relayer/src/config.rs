@@ -105,6 +105,11 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// Connections held at once from one client address.
     pub max_connections_per_client: usize,
+    /// Connections held at once from one subnet (an IPv4 /24, an IPv6 /64).
+    pub max_connections_per_subnet: usize,
+    /// Of `max_connections`, the last this many only for clients holding no connection: however many
+    /// addresses fill the rest, a new client still gets in.
+    pub reserved_connections: usize,
     /// The largest request body, in bytes.
     pub max_request_bytes: u32,
     /// A WebSocket that answers no ping for this long is closed.
@@ -112,6 +117,10 @@ pub struct ServerLimits {
     /// An HTTP connection that does not send a whole request head in this long — a slow client, or an
     /// idle keep-alive connection — is closed.
     pub header_timeout_secs: u64,
+    /// A request whose head and body do not arrive in this long is answered 408 Request Timeout and its
+    /// connection closed (the head is held to the shorter of this and `header_timeout_secs`, the body to
+    /// this from the head).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ServerLimits {
@@ -119,9 +128,12 @@ impl Default for ServerLimits {
         Self {
             max_connections: 4096,
             max_connections_per_client: 128,
+            max_connections_per_subnet: 512,
+            reserved_connections: 1024,
             max_request_bytes: 1 << 20,
             ws_inactive_secs: 60,
             header_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -388,6 +400,22 @@ impl Config {
                 });
             }
         }
+        let server = &self.server;
+        if server.reserved_connections >= server.max_connections {
+            return Err(ConfigError::Invalid {
+                field: "server.reserved_connections",
+                reason: format!(
+                    "must be under max_connections ({}): the rest serve clients holding a connection",
+                    server.max_connections
+                ),
+            });
+        }
+        if server.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                field: "server.request_timeout_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.bundler.max_ops_per_bundle == 0 {
             return Err(ConfigError::Invalid {
                 field: "bundler.max_ops_per_bundle",
@@ -566,6 +594,23 @@ mod tests {
         assert_eq!((c.cluster.shards, c.cluster.lease_ms), (8, 1500));
         let e = Config::parse("[cluster]\nshard = 8\n").unwrap_err();
         assert!(e.contains("shard"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_that_leave_no_room_are_refused() {
+        let ok = Config {
+            relayer_key: Some("0x01".into()),
+            ..Default::default()
+        };
+        ok.check().unwrap();
+        let mut c = ok.clone();
+        c.server.reserved_connections = c.server.max_connections;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("server.reserved_connections"), "{e}");
+        let mut c = ok;
+        c.server.request_timeout_secs = 0;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("server.request_timeout_secs"), "{e}");
     }
 
     #[test]

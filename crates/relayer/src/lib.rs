@@ -485,7 +485,10 @@ impl Relayer {
             rpc::ConnectionLimits {
                 total: limits.max_connections,
                 per_client: limits.max_connections_per_client,
+                per_subnet: limits.max_connections_per_subnet,
+                reserved: limits.reserved_connections,
                 header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
+                request_timeout: Duration::from_secs(limits.request_timeout_secs),
                 max_request_bytes: limits.max_request_bytes,
             },
         ));

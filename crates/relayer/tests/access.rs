@@ -333,3 +333,69 @@ async fn a_silent_or_slow_connection_is_closed_but_a_websocket_stays() {
     assert_eq!(body["result"], "0xa429");
     s.relayer.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_request_body_is_closed_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup("slow-body", 42_047, BundlingMode::Manual, |c| {
+        c.server.request_timeout_secs = 1;
+    })
+    .await;
+    let addr = s.relayer.rpc_addr;
+    // A whole head announcing 100 bytes of body, then 10 of them, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"",
+    )
+    .await
+    .unwrap();
+    // Answered 408 and closed (the outer bound only keeps a broken server from hanging the test).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        slow.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the connection is closed: {read:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 1s"), "{answer}");
+    // A prompt client is served (positive control).
+    let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
+    assert_eq!(body["result"], "0xa43f");
+    s.relayer.stop().await;
+}
+
+#[tokio::test]
+async fn sixty_four_addresses_holding_connections_do_not_lock_out_a_new_client() {
+    let s = setup("many-clients", 42_048, BundlingMode::Manual, |c| {
+        c.server.max_connections = 256;
+        c.server.max_connections_per_client = 8;
+        c.server.reserved_connections = 96;
+    })
+    .await;
+    let addr = s.relayer.rpc_addr;
+    // 64 loopback addresses, each in its own /24, each opening as many idle WebSockets as it may.
+    let mut held = Vec::new();
+    for i in 1..=64 {
+        for _ in 0..8 {
+            let (status, stream) = websocket_from(&format!("127.0.{i}.2"), addr).await;
+            if status.contains(" 101 ") {
+                held.push(stream);
+            } else {
+                assert!(status.contains(" 429 "), "{status}");
+            }
+        }
+    }
+    // They fill the unreserved 160 slots and one reserved slot each for the 44 that came late.
+    assert_eq!(held.len(), 160 + 44);
+    // A new client is served, over HTTP and over a WebSocket of its own.
+    let (_, body) = call(&s.relayer.url(), "eth_chainId", None, None).await;
+    assert_eq!(body["result"], "0xa440");
+    let (status, _ws) = websocket_from("127.0.200.1", addr).await;
+    assert!(status.contains(" 101 "), "{status}");
+    s.relayer.stop().await;
+}

@@ -186,7 +186,7 @@ async fn paying_order(s: &Setup, t: &Trader) -> PackedUserOperation {
 
 #[tokio::test]
 async fn a_poison_op_past_the_door_is_dropped_alone_and_charged() {
-    let s = setup("economics-poison", 42_022, BundlingMode::Manual, |_| {}).await;
+    let s = setup("economics-poison", 42_046, BundlingMode::Manual, |_| {}).await;
     // Five bystanders, each its own sender, each paying its way.
     let mut bystanders = Vec::new();
     for seed in 0..5 {

@@ -1,6 +1,9 @@
-//! The JSON-RPC server's accept loop: connection limits per client address and in total, so one client
-//! holding idle connections (HTTP keep-alive or WebSocket) cannot lock everyone else out. A connection
-//! over a limit is answered `429 Too Many Requests` and closed.
+//! The JSON-RPC server's accept loop: connection limits per client address, per subnet (an IPv4 /24, an
+//! IPv6 /64) and in total, with the last slots kept for clients holding none, so neither one client nor a
+//! few dozen addresses holding idle connections (HTTP keep-alive or WebSocket) can lock everyone else
+//! out; and a deadline on each request's head and body, so a slow sender holds no slot for long. A
+//! connection over a limit is answered `429 Too Many Requests` and closed; a request past its deadline
+//! `408 Request Timeout`.
 
 use std::{
     collections::HashMap,
@@ -27,18 +30,48 @@ pub struct ConnectionLimits {
     pub total: usize,
     /// From one client address.
     pub per_client: usize,
+    /// From one subnet: an IPv4 /24, an IPv6 /64 (one host's or one LAN's addresses).
+    pub per_subnet: usize,
+    /// Of `total`, the last this many slots take only clients holding no connection: however many
+    /// addresses fill the rest, a new client still gets in.
+    pub reserved: usize,
     /// A connection that does not send a whole request head in this long (a slow client, or an idle
     /// keep-alive connection) is closed. WebSockets, once upgraded, are not affected.
     pub header_timeout: Duration,
+    /// A request whose head and body do not arrive in this long is answered 408 and its connection closed
+    /// (the head is held to the shorter of this and `header_timeout`, the body to this from the head).
+    pub request_timeout: Duration,
     /// A larger request body gets HTTP 413.
     pub max_request_bytes: u32,
 }
 
-/// Open connections, in total and per client address.
+/// Open connections, in total, per client address and per subnet.
 #[derive(Debug, Default)]
 struct Open {
     total: usize,
     per_client: HashMap<IpAddr, usize>,
+    per_subnet: HashMap<IpAddr, usize>,
+}
+
+/// The subnet `ip` is counted in: its IPv4 /24, or its IPv6 /64 (an IPv4-mapped address as IPv4).
+fn subnet(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => subnet(IpAddr::V4(v4)),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
+/// Takes one from `map[key]`, forgetting it at zero.
+fn release(map: &mut HashMap<IpAddr, usize>, key: IpAddr) {
+    if let Some(n) = map.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&key);
+        }
+    }
 }
 
 /// A connection counted in [`Open`] until it is dropped.
@@ -51,12 +84,8 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.total -= 1;
-        if let Some(n) = open.per_client.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.per_client.remove(&self.ip);
-            }
-        }
+        release(&mut open.per_client, self.ip);
+        release(&mut open.per_subnet, subnet(self.ip));
     }
 }
 
@@ -113,15 +142,22 @@ impl tokio::io::AsyncWrite for Counted {
     }
 }
 
-/// Takes a slot for a connection from `ip`, or None if a limit is reached.
+/// Takes a slot for a connection from `ip`, or None if a limit is reached: its address's, its subnet's,
+/// or the total — less the reserved slots unless `ip` holds no connection.
 fn take_slot(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: ConnectionLimits) -> Option<Slot> {
     let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
     let from_ip = o.per_client.get(&ip).copied().unwrap_or(0);
-    if o.total >= limits.total || from_ip >= limits.per_client {
+    let from_subnet = o.per_subnet.get(&subnet(ip)).copied().unwrap_or(0);
+    let total = match from_ip {
+        0 => limits.total,
+        _ => limits.total.saturating_sub(limits.reserved),
+    };
+    if o.total >= total || from_ip >= limits.per_client || from_subnet >= limits.per_subnet {
         return None;
     }
     o.total += 1;
     *o.per_client.entry(ip).or_default() += 1;
+    *o.per_subnet.entry(subnet(ip)).or_default() += 1;
     Some(Slot {
         open: open.clone(),
         ip,
@@ -179,7 +215,8 @@ pub async fn serve(
         };
         let (builder, methods, stop2) = (builder.clone(), methods.clone(), stop.clone());
         let client = ClientAddr(peer.ip());
-        let max_request_bytes = limits.max_request_bytes;
+        let (max_request_bytes, request_timeout) =
+            (limits.max_request_bytes, limits.request_timeout);
         let svc = tower::service_fn(
             move |mut req: HttpRequest<hyper::body::Incoming>| -> Reply {
                 if !jsonrpsee::server::ws::is_upgrade_request(&req) {
@@ -196,7 +233,7 @@ pub async fn serve(
                     if jsonrpsee::server::ws::is_upgrade_request(&req) {
                         return Ok(svc.call(req).await.unwrap_or_else(failed));
                     }
-                    let req = match checked_body(req, max_request_bytes).await {
+                    let req = match checked_body(req, max_request_bytes, request_timeout).await {
                         Ok(req) => req,
                         Err(refusal) => return Ok(refusal),
                     };
@@ -209,7 +246,7 @@ pub async fn serve(
             io: socket,
             _slot: slot,
         };
-        let header_timeout = limits.header_timeout;
+        let header_timeout = limits.header_timeout.min(limits.request_timeout);
         tokio::spawn(async move {
             if let Err(e) = serve_connection(counted, svc, shutdown, header_timeout).await {
                 tracing::debug!(%peer, "connection ended: {e}");
@@ -218,18 +255,24 @@ pub async fn serve(
     }
 }
 
-/// Reads a plain HTTP request's body (at most `limit` bytes: else 413) and refuses a single call whose `id`
+/// Reads a plain HTTP request's body (at most `limit` bytes: else 413; within `deadline`: else 408, and the
+/// connection is closed) and refuses a single call whose `id`
 /// JSON-RPC 2.0 does not allow (an object, an array, a fraction…) with -32600: jsonrpsee would take it for a
 /// notification and answer `null`.
 async fn checked_body(
     req: HttpRequest<hyper::body::Incoming>,
     limit: u32,
+    deadline: Duration,
 ) -> Result<HttpRequest<jsonrpsee::server::HttpBody>, jsonrpsee::server::HttpResponse> {
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
-    let bytes = http_body_util::Limited::new(body, limit as usize)
-        .collect()
-        .await
+    let collected = tokio::time::timeout(
+        deadline,
+        http_body_util::Limited::new(body, limit as usize).collect(),
+    )
+    .await
+    .map_err(|_| timed_out(deadline))?;
+    let bytes = collected
         .map_err(|_| response::too_large(limit))?
         .to_bytes();
     if !id_allowed(&bytes) {
@@ -241,6 +284,20 @@ async fn checked_body(
         parts,
         jsonrpsee::server::HttpBody::from(bytes.to_vec()),
     ))
+}
+
+/// `408 Request Timeout`, closing the connection: the body did not arrive within `deadline`.
+fn timed_out(deadline: Duration) -> jsonrpsee::server::HttpResponse {
+    let mut r = response::ok_response(format!(
+        r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32600,"message":"Invalid request: the request body did not arrive within {}s"}}}}"#,
+        deadline.as_secs()
+    ));
+    *r.status_mut() = hyper::StatusCode::REQUEST_TIMEOUT;
+    r.headers_mut().insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 /// False if `body` is one JSON object whose `id` is there but is not a string, an unsigned integer or null.
@@ -335,7 +392,10 @@ mod tests {
         let limits = ConnectionLimits {
             total: 3,
             per_client: 2,
+            per_subnet: 3,
+            reserved: 0,
             header_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
             max_request_bytes: 1 << 20,
         };
         let a: IpAddr = "10.0.0.1".parse().unwrap();
@@ -356,5 +416,48 @@ mod tests {
         );
         drop(b1);
         assert_eq!(open.lock().unwrap().per_client.get(&b), None);
+    }
+
+    #[test]
+    fn a_subnet_is_capped_and_the_reserve_takes_only_new_clients() {
+        let open = Arc::new(Mutex::new(Open::default()));
+        let limits = ConnectionLimits {
+            total: 6,
+            per_client: 3,
+            per_subnet: 4,
+            reserved: 2,
+            header_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            max_request_bytes: 1 << 20,
+        };
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut held = Vec::new();
+        // One /24: 3 from one address, the 4th from its neighbour, then its subnet is full.
+        for a in ["10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2"] {
+            held.push(take_slot(&open, ip(a), limits).unwrap());
+        }
+        assert!(
+            take_slot(&open, ip("10.0.0.3"), limits).is_none(),
+            "its /24 is full"
+        );
+        // Another address fills the unreserved slots and may not take a reserved one.
+        held.push(take_slot(&open, ip("10.0.1.1"), limits).unwrap());
+        assert!(
+            take_slot(&open, ip("10.0.1.1"), limits).is_none(),
+            "the reserve is for new clients"
+        );
+        // A client holding none takes a reserved slot.
+        held.push(take_slot(&open, ip("10.0.2.1"), limits).unwrap());
+        assert!(
+            take_slot(&open, ip("10.0.3.1"), limits).is_none(),
+            "all six taken"
+        );
+        drop(held);
+        let o = open.lock().unwrap();
+        assert_eq!((o.total, o.per_client.len(), o.per_subnet.len()), (0, 0, 0));
+        // IPv6 addresses of one /64 share a subnet; an IPv4-mapped address is its IPv4 /24.
+        assert_eq!(subnet(ip("2001:db8::1")), subnet(ip("2001:db8::ffff:1")));
+        assert_ne!(subnet(ip("2001:db8::1")), subnet(ip("2001:db8:0:1::1")));
+        assert_eq!(subnet(ip("::ffff:10.0.0.9")), ip("10.0.0.0"));
     }
 }
