@@ -32,6 +32,20 @@ pub mod code {
     pub const INTERNAL: i32 = -32603;
     /// An admin method called without the admin token (not an ERC-7769 code: no standard one exists).
     pub const UNAUTHORIZED: i32 = -32001;
+
+    /// The code of an EntryPoint refusal, from the AA code its reason starts with ("AA25 invalid account
+    /// nonce"). `aggregator`: the account named a signature aggregator (its AA24 is then an unsupported
+    /// aggregator, not a bad signature).
+    pub fn of_entry_point_reason(reason: &str, aggregator: bool) -> i32 {
+        match reason.get(..4).unwrap_or_default() {
+            "AA22" | "AA32" => EXPIRES_SHORTLY,
+            "AA24" if aggregator => UNSUPPORTED_AGGREGATOR,
+            "AA24" | "AA34" => INVALID_SIGNATURE,
+            "AA31" => PAYMASTER_DEPOSIT_TOO_LOW,
+            a if a.starts_with("AA3") => SIMULATE_PAYMASTER_VALIDATION,
+            _ => SIMULATE_VALIDATION,
+        }
+    }
 }
 
 /// An error returned over JSON-RPC.
@@ -64,6 +78,35 @@ impl RpcError {
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(code::INTERNAL, format!("internal error: {message}"))
     }
+
+    /// How the by-hash methods answer for an op the relayer accepted and then dropped (`null` would leave
+    /// a standard client polling for a receipt that never comes): the code a refusal at the door would
+    /// have carried — from the EntryPoint reason the drop names, if it names one — and in `data` the
+    /// status and the reason.
+    pub fn dropped(hash: alloy_primitives::B256, reason: Option<&str>) -> Self {
+        let reason = reason.unwrap_or("no reason recorded");
+        let entry_point_reason = reason.match_indices("AA").find_map(|(i, _)| {
+            let r = &reason[i..];
+            r.as_bytes()
+                .get(2..4)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+                .then_some(r)
+        });
+        let code = match entry_point_reason {
+            Some(r) => code::of_entry_point_reason(r, false),
+            None if reason.starts_with("expired") => code::EXPIRES_SHORTLY,
+            None => code::SIMULATE_VALIDATION,
+        };
+        Self::new(
+            code,
+            format!("user operation {hash} was dropped and will not be mined: {reason}"),
+        )
+        .with_data(serde_json::json!({
+            "status": "dropped",
+            "userOpHash": hash,
+            "reason": reason,
+        }))
+    }
 }
 
 impl From<keyscope_core::rpc_op::RpcOpError> for RpcError {
@@ -79,3 +122,37 @@ impl From<RpcError> for ErrorObjectOwned {
 }
 
 pub use keyscope_core::refusal::Refusal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_op_reads_as_the_refusal_it_names() {
+        let hash = alloy_primitives::B256::repeat_byte(7);
+        let e = RpcError::dropped(hash, Some("op 2 refused: AA26 over verificationGasLimit"));
+        assert_eq!(e.code, code::SIMULATE_VALIDATION);
+        assert!(
+            e.message.contains("AA26 over verificationGasLimit"),
+            "{}",
+            e.message
+        );
+        let data = e.data.unwrap();
+        assert_eq!(data["status"], "dropped");
+        assert_eq!(
+            data["reason"],
+            "op 2 refused: AA26 over verificationGasLimit"
+        );
+        let e = RpcError::dropped(hash, Some("no longer valid: AA34 signature error"));
+        assert_eq!(e.code, code::INVALID_SIGNATURE);
+        let e = RpcError::dropped(hash, Some("expired: valid until 5"));
+        assert_eq!(e.code, code::EXPIRES_SHORTLY);
+        // "AAVE" is no AA code.
+        let e = RpcError::dropped(hash, Some("replaced by an AAVE order"));
+        assert_eq!(e.code, code::SIMULATE_VALIDATION);
+        assert_eq!(
+            RpcError::dropped(hash, None).data.unwrap()["reason"],
+            "no reason recorded"
+        );
+    }
+}

@@ -83,19 +83,9 @@ pub fn sim_error(e: SimError) -> RpcError {
             validation,
         } => {
             let aa = reason.get(..4).unwrap_or_default().to_string();
-            let code = match aa.as_str() {
-                "AA22" | "AA32" => code::EXPIRES_SHORTLY,
-                "AA24" => match validation {
-                    Some(v) if v.aggregator != Address::ZERO && !v.signature_failed() => {
-                        code::UNSUPPORTED_AGGREGATOR
-                    }
-                    _ => code::INVALID_SIGNATURE,
-                },
-                "AA34" => code::INVALID_SIGNATURE,
-                "AA31" => code::PAYMASTER_DEPOSIT_TOO_LOW,
-                a if a.starts_with("AA3") => code::SIMULATE_PAYMASTER_VALIDATION,
-                _ => code::SIMULATE_VALIDATION,
-            };
+            let aggregator =
+                validation.is_some_and(|v| v.aggregator != Address::ZERO && !v.signature_failed());
+            let code = code::of_entry_point_reason(&reason, aggregator);
             match inner.filter(|d| !d.is_empty()) {
                 Some(data) => {
                     let why = Refusal::decode(&data);

@@ -8,7 +8,8 @@ use super::{RpcContext, RpcResult, err, receipt::receipt};
 use crate::{error::RpcError, store::OpStatus};
 
 /// Registers `eth_chainId`, `eth_supportedEntryPoints`, `eth_sendUserOperation`,
-/// `eth_estimateUserOperationGas`, `eth_getUserOperationByHash` and `eth_getUserOperationReceipt`.
+/// `eth_estimateUserOperationGas`, `eth_getUserOperationByHash` and `eth_getUserOperationReceipt` (the
+/// last two answer an op the relayer dropped with an error naming why, not `null`).
 pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMethodError> {
     m.register_method("eth_chainId", |_, ctx, _| -> RpcResult<String> {
         Ok(format!("{:#x}", ctx.service.identity.chain_id))
@@ -45,22 +46,19 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
     )?;
     m.register_async_method("eth_getUserOperationByHash", |params, ctx, _| async move {
         let hash = user_op_hash_param(&params)?;
-        RpcResult::Ok(
-            ctx.service
-                .pool
-                .record(hash)
-                .await
-                .filter(|r| r.status != OpStatus::Dropped)
-                .map(|r| {
-                    json!({
-                        "userOperation": r.user_operation,
-                        "entryPoint": ctx.service.identity.entry_point.to_checksum(None),
-                        "blockNumber": r.block_number.map(|n| format!("{n:#x}")),
-                        "blockHash": r.block_hash,
-                        "transactionHash": r.tx_hash.filter(|_| r.status == OpStatus::Included),
-                    })
-                }),
-        )
+        let Some(r) = ctx.service.pool.record(hash).await else {
+            return RpcResult::Ok(None);
+        };
+        if r.status == OpStatus::Dropped {
+            return Err(err(RpcError::dropped(hash, r.reason.as_deref())));
+        }
+        Ok(Some(json!({
+            "userOperation": r.user_operation,
+            "entryPoint": ctx.service.identity.entry_point.to_checksum(None),
+            "blockNumber": r.block_number.map(|n| format!("{n:#x}")),
+            "blockHash": r.block_hash,
+            "transactionHash": r.tx_hash.filter(|_| r.status == OpStatus::Included),
+        })))
     })?;
     m.register_async_method("eth_getUserOperationReceipt", |params, ctx, _| async move {
         let hash = user_op_hash_param(&params)?;

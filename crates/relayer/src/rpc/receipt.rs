@@ -1,4 +1,5 @@
-//! ERC-7769's receipt of an included op.
+//! ERC-7769's receipt of an included op — or, for an op the relayer accepted and then dropped, an error
+//! naming why (see [`RpcError::dropped`]).
 
 use alloy::{providers::Provider, sol_types::SolEvent};
 use alloy_primitives::B256;
@@ -8,11 +9,14 @@ use serde_json::{Value, json};
 use crate::{error::RpcError, service::Service, store::OpStatus};
 
 /// The receipt of an included op: its own logs (those emitted between the previous op's
-/// `UserOperationEvent` and its own) and the bundle transaction's receipt.
+/// `UserOperationEvent` and its own) and the bundle transaction's receipt. A dropped op is an error.
 pub(super) async fn receipt(service: &Service, hash: B256) -> Result<Option<Value>, RpcError> {
     let Some(rec) = service.pool.record(hash).await else {
         return Ok(None);
     };
+    if rec.status == OpStatus::Dropped {
+        return Err(RpcError::dropped(hash, rec.reason.as_deref()));
+    }
     // Included, or in a bundle the node may have mined since the chain follower last looked: the receipt is
     // answered as soon as the node has it, not at the next round.
     let txs: Vec<_> = match (rec.status, rec.tx_hash) {
