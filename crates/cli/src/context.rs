@@ -28,17 +28,92 @@ pub struct Ctx {
     pub json: bool,
 }
 
-/// The owner key from --key or --keystore.
+/// The owner key from --key or --keystore. When both are set, the one typed on the command line wins over
+/// the one from the environment (KEYSCOPE_KEY, KEYSCOPE_KEYSTORE); both typed is an error.
 pub fn owner_key(g: &Global) -> anyhow::Result<PrivateKeySigner> {
-    if let Some(k) = &g.owner_key {
-        return Ok(signer::from_hex(k)?);
-    }
-    if let Some(path) = &g.keystore {
+    let from_env =
+        |var: &str, value: &std::ffi::OsStr| std::env::var_os(var).is_some_and(|v| v == value);
+    let use_keystore = match (&g.owner_key, &g.keystore) {
+        (Some(k), Some(p)) => {
+            let key_env = from_env("KEYSCOPE_KEY", k.as_ref());
+            let keystore_env = from_env("KEYSCOPE_KEYSTORE", p.as_os_str());
+            if key_env == keystore_env {
+                bail!(
+                    "both an owner key and a keystore are given: use --key or --keystore, not both (unset \
+                     KEYSCOPE_KEY or KEYSCOPE_KEYSTORE)"
+                );
+            }
+            key_env
+        }
+        (_, keystore) => keystore.is_some(),
+    };
+    if let (Some(path), true) = (&g.keystore, use_keystore) {
         let password = std::env::var("KEYSCOPE_PASSWORD")
             .context("the keystore needs its password in KEYSCOPE_PASSWORD")?;
         return Ok(signer::from_keystore(path, &password)?);
     }
+    if let Some(k) = &g.owner_key {
+        return Ok(signer::from_hex(k)?);
+    }
     bail!("no owner key: pass --key <hex> or --keystore <file> (or set KEYSCOPE_KEY)")
+}
+
+/// Fails, naming the fix, unless the deployment's contracts are on the chain: a fresh anvil under an old
+/// deployment file, or `--rpc` pointed at something that is not a node.
+async fn check_deployed(
+    provider: &DynProvider,
+    deployment: &Deployment,
+    path: &std::path::Path,
+    rpc: &str,
+) -> anyhow::Result<()> {
+    let code = provider
+        .get_code_at(deployment.account_factory)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{rpc} answers eth_chainId but not eth_getCode ({e}): it is not a chain node — is it the bundler's \
+                 URL? --rpc (KEYSCOPE_RPC) takes the node's, --bundler (KEYSCOPE_BUNDLER) the relayer's"
+            )
+        })?;
+    if code.is_empty() {
+        bail!(
+            "stale deployment file: {} names an account factory at {} but the chain at {rpc} has no code there \
+             (a fresh anvil under an old file?); run `keyscope devnet` again, which deploys and rewrites it, or \
+             pass --deployment with this chain's file",
+            path.display(),
+            deployment.account_factory
+        );
+    }
+    Ok(())
+}
+
+/// Fails, naming the fix, unless `url` is an ERC-4337 bundler serving `entry_point`.
+async fn check_bundler(url: &str, rpc: &str, entry_point: Address) -> anyhow::Result<()> {
+    let parsed = url
+        .parse()
+        .with_context(|| format!("--bundler {url:?} is not a URL"))?;
+    let bundler = ProviderBuilder::new().connect_http(parsed);
+    let supported: Vec<Address> = match bundler
+        .raw_request("eth_supportedEntryPoints".into(), ())
+        .await
+    {
+        Ok(list) => list,
+        Err(e) if e.is_error_resp() => bail!(
+            "{url} answers JSON-RPC but is not an ERC-4337 bundler (eth_supportedEntryPoints: {e}); is it the \
+             node's URL? --bundler (KEYSCOPE_BUNDLER) takes the relayer's, --rpc (KEYSCOPE_RPC) the node's ({rpc})"
+        ),
+        Err(e) => bail!(
+            "cannot reach the bundler at {url} ({e}); start it (`keyscope devnet` runs one, `keyscope relayer` \
+             is one), fix --bundler / KEYSCOPE_BUNDLER, or unset it to send handleOps from your own key"
+        ),
+    };
+    if !supported.contains(&entry_point) {
+        bail!(
+            "the bundler at {url} serves EntryPoints {supported:?}, not this deployment's {entry_point}; point \
+             --bundler at a relayer for this chain"
+        );
+    }
+    Ok(())
 }
 
 /// The deployment file for `chain_id`: --deployment, else <project>/deployments/<chainId>.json.
@@ -83,8 +158,12 @@ impl Ctx {
                 g.rpc
             );
         }
+        check_deployed(&provider, &deployment, &path, &g.rpc).await?;
         let submission = match &g.bundler {
-            Some(url) => Submission::Bundler { url: url.clone() },
+            Some(url) => {
+                check_bundler(url, &g.rpc, deployment.entry_point).await?;
+                Submission::Bundler { url: url.clone() }
+            }
             None => Submission::SelfBundle {
                 beneficiary: relayer.address(),
             },

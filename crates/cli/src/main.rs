@@ -49,13 +49,12 @@ pub struct Global {
     /// ERC-4337 bundler endpoint; without one, ops are sent to handleOps directly (self-bundling).
     #[arg(long, global = true, env = "KEYSCOPE_BUNDLER")]
     pub bundler: Option<String>,
-    /// Owner private key (hex).
+    /// Owner private key (hex). A --keystore typed on the command line wins over KEYSCOPE_KEY.
     #[arg(
         long = "key",
         global = true,
         env = "KEYSCOPE_KEY",
-        hide_env_values = true,
-        conflicts_with = "keystore"
+        hide_env_values = true
     )]
     pub owner_key: Option<String>,
     /// Owner keystore file (password from KEYSCOPE_PASSWORD).
@@ -120,6 +119,10 @@ async fn main() {
     let cli = Cli::parse();
     let json = cli.global.json;
     if let Err(e) = run(cli).await {
+        if broken_pipe(&e) {
+            // The reader went away (`keyscope relayer audit | head`): stop quietly, as a pipe's writer does.
+            std::process::exit(128 + libc::SIGPIPE);
+        }
         if json {
             println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
         } else {
@@ -127,6 +130,14 @@ async fn main() {
         }
         std::process::exit(1);
     }
+}
+
+/// True if `e` is a write to a closed pipe.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

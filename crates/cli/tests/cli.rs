@@ -369,6 +369,25 @@ async fn errors_say_what_to_do() {
         info["owner"].as_str().unwrap().parse::<Address>().unwrap(),
         devnet.signer(3).address()
     );
+    // With KEYSCOPE_KEY set (as the README's walk-through leaves it), a typed --keystore still wins.
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["account", "info", "--json", "--keystore"])
+        .arg(&path)
+        .env("KEYSCOPE_RPC", devnet.endpoint())
+        .env("KEYSCOPE_DEPLOYMENT", &devnet.deployment_file)
+        .env("KEYSCOPE_PASSWORD", "pw")
+        .env(
+            "KEYSCOPE_KEY",
+            format!("0x{}", hex::encode(devnet.keys()[2])),
+        )
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        info["owner"].as_str().unwrap().parse::<Address>().unwrap(),
+        devnet.signer(3).address()
+    );
     std::fs::remove_dir_all(dir).unwrap();
 
     // No key at all.
@@ -994,4 +1013,70 @@ fn sigterm_or_sigint_to_keyscope_alone_leaves_no_anvil() {
         "anvil {anvil} outlived keyscope"
     );
     assert!(port_free(port));
+}
+
+#[tokio::test]
+async fn errors_read_in_the_users_units_and_name_the_fix() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_286)
+        .await
+        .expect("devnet starts");
+    fund_trader(&devnet, 2, "20000").await;
+    let cli = Cli {
+        key: format!("0x{}", hex::encode(devnet.keys()[2])),
+        devnet: &devnet,
+    };
+    cli.ok(&["account", "create", "--collateral", "20000"]);
+    cli.ok(&["deposit", "9994"]);
+
+    // A withdrawal past the margin: amounts with their decimals, and what to do about it.
+    let e = cli.err(&["withdraw", "10000"]);
+    assert!(
+        e.contains("the venue holds 9,994 tUSD of the account's margin, less than the 10,000 tUSD asked for"),
+        "{e}"
+    );
+    // A buy whose limit the oracle price does not meet, in dollars.
+    let e = cli.err(&[
+        "order", "place", "--market", "BTC", "--size", "0.1", "--limit", "59000",
+    ]);
+    assert!(
+        e.contains("the oracle price $60,000 does not meet the limit price $59,000"),
+        "{e}"
+    );
+
+    // A bundler that is not running, and the node's URL given as the bundler.
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let e = cli.err(&["account", "info", "--bundler", &dead]);
+    assert!(
+        e.contains(&format!("cannot reach the bundler at {dead}")) && e.contains("keyscope devnet"),
+        "{e}"
+    );
+    let e = cli.err(&["account", "info", "--bundler", &devnet.endpoint()]);
+    assert!(
+        e.contains("is not an ERC-4337 bundler") && e.contains("--rpc"),
+        "{e}"
+    );
+
+    // A deployment file whose contracts are not on this chain (an old file under a fresh anvil).
+    let stale = std::env::temp_dir().join(format!(
+        "keyscope-stale-deployment-{}.json",
+        std::process::id()
+    ));
+    let mut dep: Value =
+        serde_json::from_str(&std::fs::read_to_string(&devnet.deployment_file).unwrap()).unwrap();
+    dep["accountFactory"] = Address::repeat_byte(0x42).to_string().into();
+    std::fs::write(&stale, dep.to_string()).unwrap();
+    let out = cli
+        .command()
+        .args(["account", "info", "--deployment"])
+        .arg(&stale)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && e.contains("stale deployment file")
+            && e.contains("keyscope devnet"),
+        "{e}"
+    );
+    std::fs::remove_file(stale).unwrap();
 }

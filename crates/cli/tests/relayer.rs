@@ -177,4 +177,19 @@ async fn kill_9_with_ops_in_the_pool_loses_and_doubles_nothing() {
         String::from_utf8(csv.stdout).unwrap().lines().count(),
         lines.len() + 1
     );
+    // A reader that goes away (`keyscope relayer audit | head`) gets no error printed at it.
+    let mut export = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["relayer", "audit", "--data-dir"])
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(export.stdout.take());
+    let out = export.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
