@@ -420,3 +420,104 @@ async fn a_banned_paymaster_stays_banned_after_a_restart_and_a_throttled_one_is_
     assert!(message(&e).contains("throttled"), "{e}");
     relayer.stop().await;
 }
+
+/// `op` with the gas fields of a relayer estimate (`pvg` for preVerificationGas), signed by `t`'s owner.
+async fn at_estimate(
+    s: &Setup,
+    t: &Trader,
+    op: &PackedUserOperation,
+    gas: &Value,
+    pvg: u64,
+) -> PackedUserOperation {
+    let field = |k: &str| {
+        u128::from_str_radix(gas[k].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let mut op = op.clone();
+    op.accountGasLimits =
+        keyscope_core::user_op::pack_u128s(field("verificationGasLimit"), field("callGasLimit"));
+    op.preVerificationGas = U256::from(pvg);
+    op.signature = t
+        .owner
+        .sign_hash(&s.hash(&op))
+        .await
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+        .into();
+    op
+}
+
+#[tokio::test]
+async fn a_large_calldata_op_pays_eip7623s_floor_at_the_door() {
+    let s = setup("calldata-floor", 42_033, BundlingMode::Manual, |_| {}).await;
+    let t = s.trader(33, "20000").await;
+    let ep = s.d.entry_point;
+    // An owner op carrying 40 kB of non-zero calldata to an address with no code: its execution burns far
+    // less gas than the chain's calldata floor (10 gas a token) charges the bundle for it.
+    let seq = s.nonce(t.account, Default::default()).await;
+    let junk = execute(Address::repeat_byte(0x77), vec![1; 40_000]);
+    let mut op = s.owner_op(&t, seq.to(), junk).await;
+    // Gas left to the relayer, as clients ask for an estimate.
+    op.accountGasLimits = Default::default();
+    op.preVerificationGas = U256::ZERO;
+    let gas = s
+        .call(
+            "eth_estimateUserOperationGas",
+            json!([rpc_user_op(&op), ep]),
+        )
+        .await
+        .unwrap();
+    let estimated = u64::from_str_radix(
+        gas["preVerificationGas"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+
+    // At the old estimate — a bundle of its own with calldata at 16/4 gas a byte, blind to the floor — it
+    // is refused at the door, naming the preVerificationGas it needs; nothing is pooled.
+    let old_pvg = keyscope_relayer::lone_pre_verification_gas(&op) * 11 / 10;
+    let old = at_estimate(&s, &t, &op, &gas, old_pvg).await;
+    let e = s.send(&old).await.unwrap_err();
+    assert_eq!(code(&e), -32602, "{e}");
+    assert!(message(&e).contains("EIP-7623"), "{e}");
+    let needed: u64 = message(&e)
+        .split("is below the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the refusal names the preVerificationGas needed: {e}"));
+    assert!(needed > old_pvg + 500_000, "{needed} vs {old_pvg}");
+    assert!(
+        needed <= estimated,
+        "the estimate covers it: {needed} vs {estimated}"
+    );
+    let pool = s
+        .call("debug_bundler_dumpMempool", json!([ep]))
+        .await
+        .unwrap();
+    assert_eq!(pool, json!([]), "a refused op is not pooled");
+
+    // At the new estimate it is accepted, and mined alone it pays at least what its bundle cost the chain.
+    let new = at_estimate(&s, &t, &op, &gas, estimated).await;
+    let hash = s
+        .send(&new)
+        .await
+        .expect("accepted at the relayer's estimate");
+    s.call("debug_bundler_sendBundleNow", json!([]))
+        .await
+        .unwrap();
+    let r = s.receipt(&hash).await;
+    assert_eq!(r["success"], true, "{r}");
+    let hex =
+        |v: &Value| u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let charged = hex(&r["actualGasUsed"]);
+    let bundle = hex(&r["receipt"]["gasUsed"]);
+    assert!(
+        charged >= bundle,
+        "the op paid {charged} gas of its bundle's {bundle}"
+    );
+    s.relayer.stop().await;
+}

@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use super::{
     Persist, Pool, PoolOp, Standing,
-    checks::{check_simulated, fee_limits, reputation_check, sim_error, static_checks},
+    checks::{
+        check_floor, check_simulated, fee_limits, reputation_check, sim_error, static_checks,
+    },
     now_us,
     pending::{OpFacts, PendingState},
 };
@@ -72,7 +74,9 @@ fn validate_and_commit(
     }
     let (result, changes) = pending.simulate_tracked(op, false, with_health, Some(facts));
     let checked = result.map_err(sim_error).and_then(|s| {
-        check_simulated(pending, door, op, &s, false, keyscope).map(|until| (s, until))
+        let until = check_simulated(pending, door, op, &s, false, keyscope)?;
+        check_floor(op, &s)?;
+        Ok((s, until))
     });
     let (simulated, valid_until) = match checked {
         Ok(v) => v,

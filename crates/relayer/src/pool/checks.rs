@@ -32,11 +32,44 @@ const FIXED_SHARE: u64 = 21_000 / 4;
 pub fn lone_pre_verification_gas(op: &PackedUserOperation) -> u64 {
     min_pre_verification_gas(op) + 21_000 - FIXED_SHARE
 }
-/// The least preVerificationGas the relayer accepts for `op`.
+/// The least preVerificationGas the relayer accepts for `op` before simulating it: its calldata at the
+/// standard price (4 gas a token: 4 a zero byte, 16 any other) and the per-op overhead. Once the gas it
+/// uses is known, [`calldata_floor_extra`] is added.
 pub fn min_pre_verification_gas(op: &PackedUserOperation) -> u64 {
     let encoded = op.abi_encode();
-    let data_cost: u64 = encoded.iter().map(|b| if *b == 0 { 4 } else { 16 }).sum();
-    data_cost + PER_OP_OVERHEAD + FIXED_SHARE + 4 * encoded.len().div_ceil(32) as u64
+    4 * calldata_tokens(&encoded)
+        + PER_OP_OVERHEAD
+        + FIXED_SHARE
+        + 4 * encoded.len().div_ceil(32) as u64
+}
+
+/// EIP-7623's calldata tokens: one a zero byte, four any other.
+fn calldata_tokens(data: &[u8]) -> u64 {
+    data.iter().map(|b| if *b == 0 { 1 } else { 4 }).sum()
+}
+
+/// What EIP-7623's calldata floor (Prague on) asks of `op` beyond [`min_pre_verification_gas`]: a
+/// transaction pays at least 10 gas a calldata token where the standard price is 4, and the gas its
+/// execution burns counts toward that floor — so an op owes the other 6 a token less what its
+/// validation and execution use (`gas_used`). Nothing for an op that burns more gas than its calldata's
+/// floor; a bundle of ops that each pay this pays the bundle transaction's floor.
+pub fn calldata_floor_extra(op: &PackedUserOperation, gas_used: u64) -> u64 {
+    (6 * calldata_tokens(&op.abi_encode())).saturating_sub(gas_used)
+}
+
+/// The door's price check once `op` is simulated: its preVerificationGas pays for its calldata as the
+/// chain charges it, EIP-7623's floor included.
+pub(super) fn check_floor(op: &PackedUserOperation, s: &Simulated) -> Result<(), RpcError> {
+    let needed = min_pre_verification_gas(op) + calldata_floor_extra(op, s.gas_used());
+    if op.preVerificationGas < U256::from(needed) {
+        return Err(RpcError::invalid_fields(format!(
+            "preVerificationGas {} is below the {needed} this op needs (per-op overhead and its calldata \
+             at EIP-7623's floor of 10 gas a token, less the gas it uses); eth_estimateUserOperationGas \
+             quotes it",
+            op.preVerificationGas
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn static_checks(door: &DoorConfig, op: &PackedUserOperation) -> Result<(), RpcError> {
@@ -289,6 +322,25 @@ mod tests {
             ..Default::default()
         };
         assert!(min_pre_verification_gas(&order) < 60_000);
+    }
+
+    #[test]
+    fn the_calldata_floor_counts_only_what_the_op_does_not_burn() {
+        let big = PackedUserOperation {
+            callData: vec![1u8; 40_000].into(),
+            ..Default::default()
+        };
+        // 40,000 non-zero bytes: 160,000 tokens, 6 gas each beyond the standard price.
+        let extra = calldata_floor_extra(&big, 0);
+        assert!(extra >= 6 * 160_000, "{extra}");
+        assert_eq!(calldata_floor_extra(&big, 100_000), extra - 100_000);
+        // An op that burns more than its calldata's floor owes nothing more.
+        let small = PackedUserOperation {
+            callData: vec![1u8; 260].into(),
+            ..Default::default()
+        };
+        assert_eq!(calldata_floor_extra(&small, 100_000), 0);
+        assert_eq!(calldata_floor_extra(&big, u64::MAX), 0);
     }
 
     #[test]

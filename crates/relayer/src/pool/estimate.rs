@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     Pool,
-    checks::{check_simulated, lone_pre_verification_gas, sim_error},
+    checks::{calldata_floor_extra, check_simulated, lone_pre_verification_gas, sim_error},
 };
 use crate::{
     error::RpcError,
@@ -40,9 +40,9 @@ impl Pool {
         }
         let mut packed = rpc.to_packed()?;
         // The price of a bundle of this op alone, so a client that follows the estimate is never held
-        // waiting for other ops to share the bundle's fixed cost.
-        let pvg = lone_pre_verification_gas(&packed) * 11 / 10;
-        packed.preVerificationGas = U256::from(pvg);
+        // waiting for other ops to share the bundle's fixed cost (EIP-7623's calldata floor is added once
+        // the gas the op uses is known).
+        packed.preVerificationGas = U256::from(lone_pre_verification_gas(&packed));
         // Gas used does not depend on the fee, and an account that caps what an op may cost (a Keyscope
         // session key's fee limits) would refuse the relayer's maximal estimation limits at a real fee.
         let asked_fees = packed.gasFees;
@@ -57,6 +57,10 @@ impl Pool {
             let mut verification = with_headroom(sim.validation_gas, 30_000);
             let call = with_headroom(sim.execution_gas, 20_000);
             let paymaster = with_headroom(sim.paymaster_gas, 20_000);
+            let pvg = (lone_pre_verification_gas(&packed)
+                + calldata_floor_extra(&packed, sim.gas_used()))
+                * 11
+                / 10;
             // The EntryPoint charges its own work on the op (copying and hashing it: large calldata costs)
             // to the verification limit too, and at a real fee the account pays its prefund and charges
             // its fee budget in validation. Try the estimate at the op's fee (or the head's) as the op will
@@ -66,6 +70,7 @@ impl Pool {
             // that cannot pay its prefund from its balance relies on its deposit: it is tried on the state
             // as it is. Any other refusal (no funds to pay, say) is the sender's to fix.
             let mut priced = packed.clone();
+            priced.preVerificationGas = U256::from(pvg);
             priced.gasFees = if asked_fees.is_zero() {
                 let base_fee = pending.head().base_fee;
                 pack_u128s(1, base_fee.saturating_mul(2).saturating_add(1))

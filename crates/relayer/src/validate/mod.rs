@@ -153,6 +153,13 @@ pub struct Simulated {
     pub paymaster_staked: bool,
 }
 
+impl Simulated {
+    /// The gas the op's validation (its account, factory and paymaster) and execution used.
+    pub fn gas_used(&self) -> u64 {
+        self.validation_gas + self.paymaster_gas + self.execution_gas
+    }
+}
+
 /// Why simulation refused an op.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SimError {
