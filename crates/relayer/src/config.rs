@@ -260,7 +260,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Start with the debug methods on a public network's chain id (mainnets and public testnets).
     pub allow_debug_on_public_chain: bool,
-    /// Stake an entity needs to count as staked (ERC-7562 MIN_STAKE_VALUE, in wei).
+    /// Stake an entity needs to count as staked (ERC-7562 MIN_STAKE_VALUE, in wei): what an attacker must
+    /// lock up to earn the staked relaxations. The ERC leaves the value to each chain; the default, 1 ETH,
+    /// is meant for chains whose native token is ETH (Ethereum and its rollups) — set it for any other.
     pub min_stake_wei: U256,
     /// The unstake delay a staked entity needs (ERC-7562 MIN_UNSTAKE_DELAY, in seconds).
     pub min_unstake_delay_secs: u32,
@@ -295,7 +297,7 @@ impl Default for Config {
             admin_token: None,
             allowed_origins: Vec::new(),
             allow_debug_on_public_chain: false,
-            min_stake_wei: U256::from(1),
+            min_stake_wei: U256::from(10u64).pow(U256::from(18u64)),
             min_unstake_delay_secs: 86_400,
             server: ServerLimits::default(),
             bundler: BundlerConfig::default(),

@@ -491,6 +491,13 @@ impl Relayer {
                 request_timeout: Duration::from_secs(limits.request_timeout_secs),
                 max_request_bytes: limits.max_request_bytes,
             },
+            {
+                let service = service.clone();
+                Arc::new(move || {
+                    let service = service.clone();
+                    Box::pin(async move { service.ready().await })
+                })
+            },
         ));
 
         let (shutdown, rx) = watch::channel(false);

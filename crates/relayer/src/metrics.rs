@@ -1,5 +1,6 @@
-//! Prometheus metrics: counters, and each op's lifecycle (received → validated → bundled → sent →
-//! mined) as p50/p99 over the most recent ops, in the text exposition format.
+//! Prometheus metrics: counters, gauges, and each op's lifecycle (received → validated → bundled → sent →
+//! mined) as a histogram per stage (and p50/p99 over the most recent ops, for `keyscope_status`), in the
+//! text exposition format.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -10,6 +11,31 @@ use std::{
 /// The lifecycle stages timed.
 pub const STAGES: [&str; 5] = ["validate", "wait_bundle", "send", "mine", "total"];
 const WINDOW: usize = 4096;
+/// The histogram's bucket bounds, in microseconds (rendered in seconds): 1 ms to 2 minutes.
+const BUCKETS_US: [u64; 14] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    10_000_000,
+    30_000_000,
+    120_000_000,
+];
+
+/// One stage's histogram: observations per bucket (not cumulative; `+Inf` last), their sum and count.
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS_US.len() + 1],
+    sum_us: u64,
+    count: u64,
+}
 
 /// The relayer's metrics.
 #[derive(Debug, Default)]
@@ -34,6 +60,8 @@ pub struct Metrics {
     pub pool_size: AtomicU64,
     /// Ops in bundles sent and not yet mined.
     pub submitted_ops: AtomicU64,
+    /// The bundle key's balance, in gwei, as last read.
+    pub bundle_key_balance_gwei: AtomicU64,
     /// Pending-state rebuilds (the pool replayed on a new head) and cheap advances (our own block).
     pub rebuilds: AtomicU64,
     pub advances: AtomicU64,
@@ -52,6 +80,7 @@ pub struct Metrics {
     pub leases: Mutex<(BTreeMap<u16, u64>, u64)>,
     rejected: Mutex<BTreeMap<i32, u64>>,
     stages: Mutex<BTreeMap<&'static str, VecDeque<u64>>>,
+    histograms: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
 impl Metrics {
@@ -76,6 +105,16 @@ impl Metrics {
             window.pop_front();
         }
         window.push_back(micros);
+        drop(stages);
+        let mut histograms = self.histograms.lock().expect("metrics lock");
+        let h = histograms.entry(stage).or_default();
+        let bucket = BUCKETS_US
+            .iter()
+            .position(|b| micros <= *b)
+            .unwrap_or(BUCKETS_US.len());
+        h.buckets[bucket] += 1;
+        h.sum_us = h.sum_us.saturating_add(micros);
+        h.count += 1;
     }
 
     /// Records the stages of an op that was just mined.
@@ -271,20 +310,45 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP keyscope_op_stage_seconds Time ops spend in each lifecycle stage (recent {WINDOW} ops)\n# TYPE keyscope_op_stage_seconds summary"
+            "# HELP keyscope_bundle_key_balance_gwei The bundle key's balance, in gwei, as last read\n# TYPE keyscope_bundle_key_balance_gwei gauge\nkeyscope_bundle_key_balance_gwei {}",
+            self.bundle_key_balance_gwei.load(Ordering::Relaxed)
         );
-        for stage in STAGES {
-            if let Some((p50, p99)) = self.quantiles(stage) {
-                for (q, v) in [("0.5", p50), ("0.99", p99)] {
-                    let _ = writeln!(
-                        out,
-                        "keyscope_op_stage_seconds{{stage=\"{stage}\",quantile=\"{q}\"}} {:.6}",
-                        v as f64 / 1e6
-                    );
-                }
-            }
-        }
+        self.render_stages(&mut out);
         out
+    }
+
+    /// `keyscope_op_stage_seconds`: one histogram per stage, its buckets cumulative as Prometheus reads
+    /// them.
+    fn render_stages(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP keyscope_op_stage_seconds Time ops spend in each lifecycle stage\n# TYPE keyscope_op_stage_seconds histogram"
+        );
+        let histograms = self.histograms.lock().expect("metrics lock");
+        for stage in STAGES {
+            let Some(h) = histograms.get(stage) else {
+                continue;
+            };
+            let mut seen = 0;
+            for (i, n) in h.buckets.iter().enumerate() {
+                seen += n;
+                let le = match BUCKETS_US.get(i) {
+                    Some(us) => format!("{}", *us as f64 / 1e6),
+                    None => "+Inf".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "keyscope_op_stage_seconds_bucket{{stage=\"{stage}\",le=\"{le}\"}} {seen}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "keyscope_op_stage_seconds_sum{{stage=\"{stage}\"}} {:.6}\nkeyscope_op_stage_seconds_count{{stage=\"{stage}\"}} {}",
+                h.sum_us as f64 / 1e6,
+                h.count
+            );
+        }
     }
 }
 
@@ -304,11 +368,40 @@ mod tests {
         let text = m.render();
         assert!(text.contains("keyscope_ops_accepted_total 1"));
         assert!(text.contains("keyscope_ops_rejected_total{code=\"-32507\"} 1"));
+        // 100 observations of 1..=100 µs: all in the first bucket (1 ms), summing to 5,050 µs.
+        for line in [
+            "# TYPE keyscope_op_stage_seconds histogram",
+            "keyscope_op_stage_seconds_bucket{stage=\"validate\",le=\"0.001\"} 100",
+            "keyscope_op_stage_seconds_bucket{stage=\"validate\",le=\"120\"} 100",
+            "keyscope_op_stage_seconds_bucket{stage=\"validate\",le=\"+Inf\"} 100",
+            "keyscope_op_stage_seconds_sum{stage=\"validate\"} 0.005050",
+            "keyscope_op_stage_seconds_count{stage=\"validate\"} 100",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
         assert!(
-            text.contains(
-                "keyscope_op_stage_seconds{stage=\"validate\",quantile=\"0.99\"} 0.000099"
-            )
+            !text.contains("stage=\"mine\""),
+            "no line for a stage never seen"
         );
         assert_eq!(m.quantiles("mine"), None);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_the_slowest_land_in_inf() {
+        let m = Metrics::default();
+        for us in [500, 3_000, 3_000, 200_000_000] {
+            m.observe("mine", us);
+        }
+        let text = m.render();
+        for line in [
+            "keyscope_op_stage_seconds_bucket{stage=\"mine\",le=\"0.001\"} 1",
+            "keyscope_op_stage_seconds_bucket{stage=\"mine\",le=\"0.0025\"} 1",
+            "keyscope_op_stage_seconds_bucket{stage=\"mine\",le=\"0.005\"} 3",
+            "keyscope_op_stage_seconds_bucket{stage=\"mine\",le=\"120\"} 3",
+            "keyscope_op_stage_seconds_bucket{stage=\"mine\",le=\"+Inf\"} 4",
+            "keyscope_op_stage_seconds_count{stage=\"mine\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

@@ -52,6 +52,11 @@ pub struct Service {
     chain_check: std::sync::Mutex<(Option<Instant>, Option<String>)>,
 }
 
+/// How long `/ready` waits for the node and for the store.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+/// How many blocks the relayer's head may trail the node's and still be ready.
+pub const READY_LAG: u64 = 8;
+
 impl Service {
     /// Puts the parts together.
     #[allow(clippy::too_many_arguments)]
@@ -131,6 +136,7 @@ impl Service {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let arrivals = self.pool.arrivals();
         let mut saved = (self.pool.reputation_snapshot().0, Instant::now());
+        self.bundler.refresh_balance().await;
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
@@ -145,9 +151,44 @@ impl Service {
             self.pool.refresh_gauges();
             if saved.1.elapsed() >= Duration::from_secs(1) {
                 saved = (self.save_reputation(saved.0).await, Instant::now());
+                self.bundler.refresh_balance().await;
             }
         }
         self.save_reputation(saved.0).await;
+    }
+
+    /// Whether the relayer can do its work now (`/ready`): still on its chain, the node answering with a
+    /// head the relayer follows within [`READY_LAG`] blocks, and the store answering. The reason, if not,
+    /// names no host or URL (the details go to the log).
+    pub async fn ready(&self) -> Result<serde_json::Value, String> {
+        if let Some(why) = &self.chain_check.lock().unwrap_or_else(|p| p.into_inner()).1 {
+            return Err(why.clone());
+        }
+        let latest = match tokio::time::timeout(PROBE_WAIT, self.provider.get_block_number()).await
+        {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!("readiness: the node did not answer: {e}");
+                return Err("the node does not answer".into());
+            }
+            Err(_) => return Err(format!("the node did not answer within {PROBE_WAIT:?}")),
+        };
+        let head = self.pool.head().number;
+        if latest.saturating_sub(head) > READY_LAG {
+            return Err(format!(
+                "the relayer follows block {head}, {} behind the node's {latest}",
+                latest - head
+            ));
+        }
+        match tokio::time::timeout(PROBE_WAIT, self.store.op(B256::ZERO)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("readiness: the store did not answer: {e}");
+                return Err("the store does not answer".into());
+            }
+            Err(_) => return Err(format!("the store did not answer within {PROBE_WAIT:?}")),
+        }
+        Ok(serde_json::json!({ "ready": true, "head": head, "nodeHead": latest }))
     }
 
     /// Persists the reputation if it changed since `version`; returns the version now saved.

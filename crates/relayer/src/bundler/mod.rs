@@ -255,6 +255,20 @@ impl Bundler {
         Ok(None)
     }
 
+    /// Reads the bundle key's balance into its gauge (an operator refills the key before it runs dry).
+    pub async fn refresh_balance(&self) {
+        match self.deps.provider.get_balance(self.deps.sim.relayer).await {
+            Ok(wei) => {
+                let gwei = wei / U256::from(1_000_000_000u64);
+                self.deps.metrics.bundle_key_balance_gwei.store(
+                    gwei.try_into().unwrap_or(u64::MAX),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            Err(e) => tracing::debug!("reading the bundle key's balance failed: {e}"),
+        }
+    }
+
     /// What builds the sent state on a blocking thread (it may read the node).
     fn sent_builder(&self) -> SentBuilder {
         SentBuilder {

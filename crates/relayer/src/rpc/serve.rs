@@ -180,14 +180,24 @@ pub type ServiceBuilder = TowerServiceBuilder<
     tower::layer::util::Stack<super::AccessLayer, tower::layer::util::Identity>,
 >;
 
+/// The readiness probe behind `GET /ready`: Ok with a JSON summary, or why the relayer is not ready.
+pub type ReadyProbe = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// Serves `methods` on `listener` until `stop`, with `builder`'s configuration and HTTP middleware, at
-/// most `limits` connections at once.
+/// most `limits` connections at once; `GET /health` (the process answers) and `GET /ready` (`ready`
+/// says it can work) for probes, outside the access layer.
 pub async fn serve(
     listener: TcpListener,
     builder: ServiceBuilder,
     methods: Methods,
     stop: StopHandle,
     limits: ConnectionLimits,
+    ready: ReadyProbe,
 ) {
     let open = Arc::new(Mutex::new(Open::default()));
     loop {
@@ -214,6 +224,7 @@ pub async fn serve(
             continue;
         };
         let (builder, methods, stop2) = (builder.clone(), methods.clone(), stop.clone());
+        let ready = ready.clone();
         let client = ClientAddr(peer.ip());
         let (max_request_bytes, request_timeout) =
             (limits.max_request_bytes, limits.request_timeout);
@@ -224,7 +235,11 @@ pub async fn serve(
                 }
                 req.extensions_mut().insert(client);
                 let mut svc = builder.clone().build(methods.clone(), stop2.clone());
+                let ready = ready.clone();
                 Box::pin(async move {
+                    if let Some(answer) = probe(&req, ready).await {
+                        return Ok(answer);
+                    }
                     // A failure here is the server's own: answer 500, keep the connection's error type simple.
                     let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
                         tracing::warn!("request failed: {e}");
@@ -252,6 +267,31 @@ pub async fn serve(
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
+    }
+}
+
+/// The answer to a probe — `GET /health`: 200 while the process serves; `GET /ready`: 200 with the
+/// probe's summary, or 503 with its reason — or None for any other request.
+async fn probe(
+    req: &HttpRequest<hyper::body::Incoming>,
+    ready: ReadyProbe,
+) -> Option<jsonrpsee::server::HttpResponse> {
+    if req.method() != hyper::Method::GET {
+        return None;
+    }
+    match req.uri().path() {
+        "/health" => Some(response::ok_response(r#"{"status":"ok"}"#)),
+        "/ready" => Some(match ready().await {
+            Ok(summary) => response::ok_response(summary.to_string()),
+            Err(why) => {
+                let mut r = response::ok_response(
+                    serde_json::json!({ "ready": false, "reason": why }).to_string(),
+                );
+                *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                r
+            }
+        }),
+        _ => None,
     }
 }
 
