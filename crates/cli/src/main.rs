@@ -114,9 +114,28 @@ enum Command {
     Signer(signer::SignerCommand),
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
+    if spawns_children(&cli.command) {
+        // Before any thread: the worker must be forked from a single-threaded process.
+        shutdown::supervise();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async_main(cli));
+}
+
+/// Commands that start anvil: it must not outlive us, however we stop.
+fn spawns_children(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Devnet(_) | Command::Demo(_) | Command::Sim(_)
+    )
+}
+
+async fn async_main(cli: Cli) {
     let json = cli.global.json;
     if let Err(e) = run(cli).await {
         if broken_pipe(&e) {
@@ -141,11 +160,7 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if matches!(
-        cli.command,
-        Command::Devnet(_) | Command::Demo(_) | Command::Sim(_)
-    ) {
-        // These start anvil: it must not outlive us, whichever signal stops us.
+    if spawns_children(&cli.command) {
         shutdown::install()?;
     }
     let g = cli.global;

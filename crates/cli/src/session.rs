@@ -54,8 +54,9 @@ pub enum SessionCommand {
 /// `keyscope session grant`'s flags: the scope and its money limits.
 #[derive(Debug, clap::Args)]
 pub struct GrantArgs {
-    /// The session key's address, or a P-256 key's id (`keyscope signer new-key --curve p256` prints it).
-    #[arg(long = "session-key")]
+    /// The session key: its address, a P-256 key's id (`keyscope signer new-key --curve p256` prints it),
+    /// or the secp256k1 private key itself (hex) as `order --session-key` takes it — its address is granted.
+    #[arg(long = "session-key", value_parser = parse_session_key)]
     key: Address,
     /// Commit the key's successor (address or P-256 key id): the key may hand its session over to it in
     /// one op of its own (`keyscope order hand-over`), without the owner.
@@ -126,6 +127,23 @@ pub struct GrantArgs {
     /// Replace the key's active grant (its budgets and counters start afresh) instead of refusing.
     #[arg(long)]
     replace: bool,
+}
+
+/// `--session-key`: an address (or key id), or a 32-byte secp256k1 private key whose address is meant.
+fn parse_session_key(s: &str) -> Result<Address, String> {
+    let hex_digits = s.trim().trim_start_matches("0x").len();
+    match hex_digits {
+        40 => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address")),
+        64 => keyscope_core::signer::from_hex(s)
+            .map(|k| k.address())
+            .map_err(|e| format!("{s:?} is not a secp256k1 private key: {e}")),
+        _ => Err(format!(
+            "{s:?} is neither an address (40 hex digits) nor a private key (64 hex digits)"
+        )),
+    }
 }
 
 /// `TARGET:SELECTOR` for `--call`.

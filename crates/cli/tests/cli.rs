@@ -886,12 +886,34 @@ async fn session_list_states_are_read_from_the_chain_now() {
         args.extend_from_slice(extra);
         cli.ok(&args);
     };
-    grant(0, &["--expires", "1h"]);
+    // The private key itself, as `order --session-key` takes it, grants its address.
+    let hex0 = format!("0x{}", hex::encode(keys[0].credential().to_bytes()));
+    let a = cli.ok(&[
+        "session",
+        "grant",
+        "--session-key",
+        &hex0,
+        "--markets",
+        "BTC",
+        "--max-size",
+        "0.5",
+        "--max-notional",
+        "40000",
+        "--expires",
+        "1h",
+    ]);
+    assert_eq!(
+        a["sessionKey"]
+            .as_str()
+            .unwrap()
+            .parse::<Address>()
+            .unwrap(),
+        keys[0].address()
+    );
     let successor = addr(3);
     grant(1, &["--expires", "8h", "--successor", &successor]);
     grant(2, &["--expires", "8h"]);
     // Key 0 arms its dead-man switch (one minute).
-    let hex0 = format!("0x{}", hex::encode(keys[0].credential().to_bytes()));
     cli.ok(&[
         "order",
         "heartbeat",
@@ -966,6 +988,19 @@ fn sigterm_or_sigint_to_keyscope_alone_leaves_no_anvil() {
         assert!(port_free(devnet.port), "SIG{signal} left anvil on its port");
     }
 
+    // kill -9 runs no code in keyscope at all: its worker is told by the kernel and takes anvil down.
+    let mut devnet = DevnetProcess::spawn(41_287);
+    let port = devnet.port;
+    assert!(devnet.signal("KILL"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !port_free(port) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kill -9 of keyscope left anvil on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
     // The harness's anvil backend, stopped mid-run.
     let port = common::free_port();
     let mut sim = Command::new(env!("CARGO_BIN_EXE_keyscope"))
@@ -987,14 +1022,23 @@ fn sigterm_or_sigint_to_keyscope_alone_leaves_no_anvil() {
         .spawn()
         .unwrap();
     let keyscope = sim.id().to_string();
-    let anvil = loop {
+    // keyscope runs the command in a worker process, anvil's parent.
+    let children = |parent: &str, name: &str| {
         let out = Command::new("pgrep")
-            .args(["-P", &keyscope, "anvil"])
+            .args(["-P", parent, name])
             .output()
             .unwrap();
-        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !pid.is_empty() {
-            break pid;
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let anvil = loop {
+        let worker = children(&keyscope, "keyscope");
+        let anvil = if worker.is_empty() {
+            String::new()
+        } else {
+            children(&worker, "anvil")
+        };
+        if !anvil.is_empty() {
+            break anvil;
         }
         assert!(
             sim.try_wait().unwrap().is_none(),
