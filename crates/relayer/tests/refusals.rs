@@ -521,3 +521,41 @@ async fn a_large_calldata_op_pays_eip7623s_floor_at_the_door() {
     );
     s.relayer.stop().await;
 }
+
+#[tokio::test]
+async fn an_eip7702_authorization_is_refused_not_ignored() {
+    let s = setup("eip7702", 42_034, BundlingMode::Manual, |_| {}).await;
+    let t = s.trader(34, "20000").await;
+    let ep = s.d.entry_point;
+    let op = s.order_op(&t, 0, 0, "0.01", "60500", false).await;
+    let authorization = json!({
+        "chainId": "0x1", "address": Address::repeat_byte(0x70), "nonce": "0x0",
+        "yParity": "0x0", "r": format!("0x{}", "11".repeat(32)), "s": format!("0x{}", "22".repeat(32)),
+    });
+    // Whatever form the authorization takes, sending and estimating are refused, and nothing is pooled.
+    for auth in [authorization, json!("0x01"), json!([]), json!(false)] {
+        let mut with_auth = rpc_user_op(&op);
+        with_auth["eip7702Auth"] = auth.clone();
+        for method in ["eth_sendUserOperation", "eth_estimateUserOperationGas"] {
+            let e = s.call(method, json!([with_auth, ep])).await.unwrap_err();
+            assert_eq!(code(&e), -32602, "{method} {auth}: {e}");
+            assert_eq!(
+                message(&e),
+                "EIP-7702 authorizations are not supported by this relayer yet",
+                "{method} {auth}"
+            );
+        }
+    }
+    let pool = s
+        .call("debug_bundler_dumpMempool", json!([ep]))
+        .await
+        .unwrap();
+    assert_eq!(pool, json!([]), "a refused op is not pooled");
+    // `null` is no authorization: the same op is accepted.
+    let mut plain = rpc_user_op(&op);
+    plain["eip7702Auth"] = Value::Null;
+    s.call("eth_sendUserOperation", json!([plain, ep]))
+        .await
+        .expect("an op without an authorization is accepted");
+    s.relayer.stop().await;
+}

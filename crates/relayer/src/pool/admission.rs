@@ -18,7 +18,8 @@ use serde_json::Value;
 use super::{
     Persist, Pool, PoolOp, Standing,
     checks::{
-        check_floor, check_simulated, fee_limits, reputation_check, sim_error, static_checks,
+        check_floor, check_simulated, fee_limits, refuse_eip7702, reputation_check, sim_error,
+        static_checks,
     },
     now_us,
     pending::{OpFacts, PendingState},
@@ -152,6 +153,7 @@ impl Pool {
         with_health: bool,
         client: Option<std::net::IpAddr>,
     ) -> Result<Accepted, RpcError> {
+        refuse_eip7702(&op)?;
         let rpc = RpcUserOperation::from_json(op)?;
         let packed = rpc.to_packed()?;
         let hash = user_op_hash(&packed, self.inner.sim.entry_point, self.inner.sim.chain_id)

@@ -72,6 +72,18 @@ pub(super) fn check_floor(op: &PackedUserOperation, s: &Simulated) -> Result<(),
     Ok(())
 }
 
+/// Refuses an op that carries an EIP-7702 authorization (`eip7702Auth`, whatever its form; `null` is none):
+/// the relayer cannot yet put the authorization into the bundle transaction, and an op simulated without
+/// it would be accepted for a delegation that never happens.
+pub(super) fn refuse_eip7702(op: &serde_json::Value) -> Result<(), RpcError> {
+    match op.get("eip7702Auth") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(_) => Err(RpcError::invalid_fields(
+            "EIP-7702 authorizations are not supported by this relayer yet",
+        )),
+    }
+}
+
 pub(super) fn static_checks(door: &DoorConfig, op: &PackedUserOperation) -> Result<(), RpcError> {
     let (verification, call) = unpack(op.accountGasLimits);
     let (priority, max_fee) = unpack(op.gasFees);

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::{
     Pool,
-    checks::{calldata_floor_extra, check_simulated, lone_pre_verification_gas, sim_error},
+    checks::{
+        calldata_floor_extra, check_simulated, lone_pre_verification_gas, refuse_eip7702, sim_error,
+    },
 };
 use crate::{
     error::RpcError,
@@ -22,6 +24,7 @@ impl Pool {
     /// filled with the relayer's maxima, a stub signature's failure is tolerated) and returns limits with
     /// headroom.
     pub async fn estimate(&self, op: Value) -> Result<Value, RpcError> {
+        refuse_eip7702(&op)?;
         let mut rpc = RpcUserOperation::from_json(op)?;
         let door = &self.inner.cfg.door;
         if rpc.verification_gas_limit.is_zero() {
