@@ -448,6 +448,7 @@ impl Config {
         }
         if self.server.max_connections == 0
             || self.server.max_connections_per_client == 0
+            || self.server.max_connections_per_subnet == 0
             || self.server.max_request_bytes < 4096
         {
             return Err(ConfigError::Invalid {
@@ -459,6 +460,12 @@ impl Config {
         if self.pool.max_ops_per_sender == 0 {
             return Err(ConfigError::Invalid {
                 field: "pool.max_ops_per_sender",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.pool.max_ops_per_other_sender == 0 {
+            return Err(ConfigError::Invalid {
+                field: "pool.max_ops_per_other_sender",
                 reason: "must be at least 1".into(),
             });
         }
@@ -609,10 +616,18 @@ mod tests {
         c.server.reserved_connections = c.server.max_connections;
         let e = c.check().unwrap_err().to_string();
         assert!(e.contains("server.reserved_connections"), "{e}");
-        let mut c = ok;
+        let mut c = ok.clone();
         c.server.request_timeout_secs = 0;
         let e = c.check().unwrap_err().to_string();
         assert!(e.contains("server.request_timeout_secs"), "{e}");
+        let mut c = ok.clone();
+        c.server.max_connections_per_subnet = 0;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("connection limits must be at least 1"), "{e}");
+        let mut c = ok;
+        c.pool.max_ops_per_other_sender = 0;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("pool.max_ops_per_other_sender"), "{e}");
     }
 
     #[test]

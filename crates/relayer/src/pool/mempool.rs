@@ -110,8 +110,11 @@ impl PoolOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields, default)]
 pub struct PoolLimits {
-    /// Ops one account may have waiting (ERC-7562's 4 is too few for a market maker's parallel lanes).
+    /// Ops one unstaked Keyscope account may have waiting (ERC-7562's 4 is too few for a market maker's
+    /// parallel lanes).
     pub max_ops_per_sender: usize,
+    /// Ops any other unstaked sender may have waiting (ERC-7562's SAME_SENDER_MEMPOOL_COUNT).
+    pub max_ops_per_other_sender: usize,
     /// Ops one session key may have waiting.
     pub max_ops_per_session_key: usize,
     /// Ops in the whole pool.
@@ -124,6 +127,7 @@ impl Default for PoolLimits {
     fn default() -> Self {
         Self {
             max_ops_per_sender: 64,
+            max_ops_per_other_sender: 4,
             max_ops_per_session_key: 32,
             max_ops: 10_000,
             replacement_fee_bump_percent: 10,
@@ -271,12 +275,16 @@ impl Mempool {
             ));
         }
         let sender_count = self.per_sender.get(&op.op.sender).copied().unwrap_or(0);
-        if sender_count >= self.limits.max_ops_per_sender && !standing.sender_staked {
+        let limit = match op.keyscope {
+            true => self.limits.max_ops_per_sender,
+            false => self.limits.max_ops_per_other_sender,
+        };
+        if sender_count >= limit && !standing.sender_staked {
             return Err(RpcError::new(
                 code::REPUTATION,
                 format!(
-                    "sender {} already has {sender_count} ops waiting (limit {} for an unstaked sender); wait for a bundle",
-                    op.op.sender, self.limits.max_ops_per_sender
+                    "sender {} already has {sender_count} ops waiting (limit {limit} for an unstaked sender); wait for a bundle",
+                    op.op.sender
                 ),
             ));
         }
@@ -497,7 +505,7 @@ mod tests {
     #[test]
     fn per_sender_limit_refuses_with_a_reason_and_frees_on_remove() {
         let limits = PoolLimits {
-            max_ops_per_sender: 2,
+            max_ops_per_other_sender: 2,
             ..Default::default()
         };
         let mut pool = Mempool::new(limits);
@@ -515,5 +523,32 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn keyscope_accounts_get_their_lanes_and_other_senders_ercs_four() {
+        let mut pool = Mempool::new(PoolLimits::default());
+        let keyscope = |seq: u64| PoolOp {
+            keyscope: true,
+            ..op(2, 0, seq, 1, OpKind::Other, 100 + seq)
+        };
+        for seq in 0..64 {
+            pool.insert(keyscope(seq));
+        }
+        let err = pool.admit(&keyscope(64), Standing::default()).unwrap_err();
+        assert!(err.message.contains("limit 64"), "{}", err.message);
+        for seq in 0..4 {
+            pool.insert(op(3, 0, seq, 1, OpKind::Other, 200 + seq));
+        }
+        let fifth = op(3, 0, 4, 1, OpKind::Other, 204);
+        let err = pool.admit(&fifth, Standing::default()).unwrap_err();
+        assert_eq!(err.code, code::REPUTATION);
+        assert!(err.message.contains("limit 4"), "{}", err.message);
+        // A staked sender has no cap.
+        let staked = Standing {
+            sender_staked: true,
+            ..Default::default()
+        };
+        assert!(pool.admit(&fifth, staked).is_ok());
     }
 }
