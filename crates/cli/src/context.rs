@@ -26,6 +26,9 @@ pub struct Ctx {
     pub owner: PrivateKeySigner,
     pub account: Address,
     pub json: bool,
+    /// --bundler and --rpc, to name them when the bundler fails.
+    bundler: Option<String>,
+    rpc: String,
 }
 
 /// The owner key from --key or --keystore. When both are set, the one typed on the command line wins over
@@ -160,10 +163,7 @@ impl Ctx {
         }
         check_deployed(&provider, &deployment, &path, &g.rpc).await?;
         let submission = match &g.bundler {
-            Some(url) => {
-                check_bundler(url, &g.rpc, deployment.entry_point).await?;
-                Submission::Bundler { url: url.clone() }
-            }
+            Some(url) => Submission::Bundler { url: url.clone() },
             None => Submission::SelfBundle {
                 beneficiary: relayer.address(),
             },
@@ -184,6 +184,8 @@ impl Ctx {
             owner,
             account,
             json: g.json,
+            bundler: g.bundler.clone(),
+            rpc: g.rpc.clone(),
         })
     }
 
@@ -203,8 +205,11 @@ impl Ctx {
         Ok(())
     }
 
-    /// Submits `op` (simulated first) and fails if its execution reverted.
+    /// Submits `op` (simulated first; through a bundler checked to be one) and fails if its execution reverted.
     pub async fn send(&self, op: &PackedUserOperation) -> anyhow::Result<OpOutcome> {
+        if let Some(url) = &self.bundler {
+            check_bundler(url, &self.rpc, self.deployment.entry_point).await?;
+        }
         let outcome = self.client.send(op).await.map_err(|e| match e {
             keyscope_core::client::ClientError::Refused(reason) => {
                 anyhow::anyhow!("refused before sending: {reason}")

@@ -1089,15 +1089,20 @@ async fn errors_read_in_the_users_units_and_name_the_fix() {
 
     // A bundler that is not running, and the node's URL given as the bundler.
     let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let e = cli.err(&["account", "info", "--bundler", &dead]);
+    let e = cli.err(&["deposit", "1", "--bundler", &dead]);
     assert!(
         e.contains(&format!("cannot reach the bundler at {dead}")) && e.contains("keyscope devnet"),
         "{e}"
     );
-    let e = cli.err(&["account", "info", "--bundler", &devnet.endpoint()]);
+    let e = cli.err(&["deposit", "1", "--bundler", &devnet.endpoint()]);
     assert!(
         e.contains("is not an ERC-4337 bundler") && e.contains("--rpc"),
         "{e}"
+    );
+    assert_eq!(
+        cli.ok(&["account", "info"])["venueMargin"],
+        "9994000000",
+        "nothing moved"
     );
 
     // A deployment file whose contracts are not on this chain (an old file under a fresh anvil).
