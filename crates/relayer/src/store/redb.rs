@@ -60,7 +60,11 @@ impl RedbStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
         }
-        let db = Database::create(path).map_err(|e| open(e.to_string()))?;
+        let file = open_private(path).map_err(|e| open(e.to_string()))?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| open(e.to_string()))?;
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| open(e.to_string()))?;
         let txn = db.begin_write().map_err(|e| open(e.to_string()))?;
         txn.open_table(OPS).map_err(|e| open(e.to_string()))?;
         txn.open_table(AUDIT).map_err(|e| open(e.to_string()))?;
@@ -315,6 +319,16 @@ fn writer(
     }
 }
 
+/// Opens `path` to read and write, creating it readable and writable by its owner only (0600 on Unix,
+/// set as it is created): it holds every op and the audit log. An existing file keeps its mode.
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +386,31 @@ mod tests {
         }
         let store = RedbStore::open(&path).unwrap();
         assert_eq!(store.reputation().await.unwrap(), vec![(a, entry(900, 1))]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_store_file_is_created_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp("mode");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        {
+            let store = RedbStore::open(&path).unwrap();
+            let a = record(1, OpStatus::Pending);
+            store
+                .write(vec![a.clone()], vec![AuditEntry::about(&a, "accepted", 1)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            mode(&path),
+            0o600,
+            "ops and the audit log: the owner's only"
+        );
+        // Reopened, it is the same store (and the same mode).
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.audit(0, 10).await.unwrap().len(), 1);
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[tokio::test]
