@@ -55,7 +55,7 @@ impl PricePath {
                     .wrapping_add(i as u64),
             );
             let mut p = m.start_price;
-            let mut col = vec![p];
+            let mut col = vec![usd_to_wad(p)];
             for step in 1..=scenario.steps {
                 let shock = (m.drift - m.volatility * m.volatility / 2.0) * dt
                     + m.volatility * dt.sqrt() * normal(&mut rng);
@@ -85,78 +85,144 @@ impl PricePath {
                     }
                     PriceSpec::Gbm | PriceSpec::Csv { .. } => {}
                 }
-                for g in &scenario.gaps {
+                let mut gapped = None;
+                for (k, g) in scenario.gaps.iter().enumerate() {
                     if g.step == step && g.market.as_ref().is_none_or(|name| *name == m.name) {
                         p *= 1.0 + g.percent / 100.0;
+                        gapped = Some(k);
                     }
                 }
-                col.push(p);
+                col.push(checked_wad(p).map_err(|why| {
+                    // A price the path cannot carry is refused, never floored or wrapped: name what took it there.
+                    let field = match gapped {
+                        Some(k) => format!("gaps[{k}].percent"),
+                        None => format!("markets[{i}].volatility"),
+                    };
+                    ScenarioError::Invalid {
+                        field,
+                        message: format!(
+                            "takes {}'s path to {why} at step {step} (seed {}); a path must stay between \
+                             ${MIN_PRICE_USD} and ${MAX_PRICE_USD:e}",
+                            m.name, scenario.seed
+                        ),
+                    }
+                })?);
             }
             columns.push(col);
         }
         let prices = (0..=scenario.steps as usize)
-            .map(|s| columns.iter().map(|c| usd_to_wad(c[s])).collect())
+            .map(|s| columns.iter().map(|c| c[s]).collect())
             .collect();
         Ok(Self { markets, prices })
     }
 
+    /// Reads the CSV file at `path` (see [`PricePath::parse_csv`]).
     fn from_csv(path: &Path, markets: &[String], steps: u32) -> Result<Self, ScenarioError> {
-        let field = |m: String| ScenarioError::Invalid {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Invalid {
             field: "price.path".into(),
-            message: m,
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::parse_csv(&text, &path.display().to_string(), markets, steps)
+    }
+
+    /// Prices from CSV `text` (named `file` in errors): a header naming the markets, then one row per step
+    /// (blank lines skipped). Every cell is checked: a price that is not a number, not finite, not positive,
+    /// below one cent or above [`MAX_PRICE_USD`] is refused with the file, line and column.
+    pub fn parse_csv(
+        text: &str,
+        file: &str,
+        markets: &[String],
+        steps: u32,
+    ) -> Result<Self, ScenarioError> {
+        let csv_err = |line: usize, column: &str, message: String| ScenarioError::Csv {
+            file: file.to_string(),
+            line,
+            column: column.to_string(),
+            message,
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| field(format!("cannot read {}: {e}", path.display())))?;
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<&str> = lines
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(n, l)| (n + 1, l))
+            .filter(|(_, l)| !l.trim().is_empty());
+        let (header_line, header) = lines
             .next()
-            .ok_or_else(|| field("the CSV is empty".into()))?
-            .split(',')
-            .map(str::trim)
-            .collect();
+            .ok_or_else(|| csv_err(1, "header", "the CSV is empty".into()))?;
+        let header: Vec<&str> = header.split(',').map(str::trim).collect();
         let idx: Vec<usize> = markets
             .iter()
             .map(|m| {
-                header
-                    .iter()
-                    .position(|h| h == m)
-                    .ok_or_else(|| field(format!("the CSV has no column {m:?}")))
+                header.iter().position(|h| h == m).ok_or_else(|| {
+                    csv_err(
+                        header_line,
+                        "header",
+                        format!("the CSV has no column {m:?}"),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?;
         let mut prices = Vec::new();
-        for (n, line) in lines.enumerate() {
-            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        for (line, text) in lines {
+            if prices.len() > steps as usize {
+                return Err(csv_err(
+                    line,
+                    "row",
+                    format!(
+                        "more price rows than the scenario's steps + 1 = {}",
+                        steps + 1
+                    ),
+                ));
+            }
+            let cells: Vec<&str> = text.split(',').map(str::trim).collect();
             let row = idx
                 .iter()
                 .map(|&i| {
-                    cells
-                        .get(i)
-                        .and_then(|c| c.parse::<f64>().ok())
-                        .filter(|p| *p > 0.0)
-                        .map(usd_to_wad)
-                        .ok_or_else(|| {
-                            field(format!(
-                                "row {} column {}: not a positive price",
-                                n + 2,
-                                header[i]
-                            ))
-                        })
+                    let cell = cells.get(i).copied().unwrap_or("");
+                    let usd = cell.parse::<f64>().map_err(|_| {
+                        csv_err(line, header[i], format!("{cell:?} is not a number"))
+                    })?;
+                    checked_wad(usd).map_err(|m| csv_err(line, header[i], m))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             prices.push(row);
         }
         if prices.len() != steps as usize + 1 {
-            return Err(field(format!(
-                "the CSV has {} price rows; the scenario needs steps + 1 = {}",
-                prices.len(),
-                steps + 1
-            )));
+            return Err(ScenarioError::Invalid {
+                field: "price.path".into(),
+                message: format!(
+                    "{file} has {} price rows; the scenario needs steps + 1 = {}",
+                    prices.len(),
+                    steps + 1
+                ),
+            });
         }
         Ok(Self {
             markets: markets.to_vec(),
             prices,
         })
     }
+}
+
+/// The highest price a path may carry, USD (the cap on `markets.start_price`): an 18-decimal price below
+/// it keeps every size x price product the venue and the runner compute far inside 256 (and 128) bits.
+pub const MAX_PRICE_USD: f64 = 1e12;
+/// The lowest: one cent, the path's resolution.
+pub const MIN_PRICE_USD: f64 = 0.01;
+
+/// `usd` as an 18-decimal price, or why it cannot be one (not finite, below a cent, above the cap).
+pub fn checked_wad(usd: f64) -> Result<U256, String> {
+    if !usd.is_finite() {
+        return Err(format!("{usd} is not a finite price"));
+    }
+    if usd < MIN_PRICE_USD {
+        return Err(format!(
+            "{usd} is below one cent (the lowest price a path carries)"
+        ));
+    }
+    if usd > MAX_PRICE_USD {
+        return Err(format!("{usd} is above the cap of {MAX_PRICE_USD:e} USD"));
+    }
+    Ok(usd_to_wad(usd))
 }
 
 #[cfg(test)]
@@ -208,6 +274,79 @@ mod tests {
         s.gaps[0].market = Some("ETH".into());
         let p = PricePath::generate(&s, Path::new(".")).unwrap();
         assert_eq!(wad_to_usd(p.prices[5][0]), 60_000.0);
+    }
+
+    #[test]
+    fn a_price_the_path_cannot_carry_is_refused_by_the_field_that_made_it() {
+        // A -99.99999 % gap took BTC to $0.006, which was floored at a cent without a word.
+        let mut s = scenario("kind = \"gbm\"");
+        s.markets[0].volatility = 0.0;
+        s.gaps = vec![crate::scenario::GapSpec {
+            step: 5,
+            percent: -99.99999,
+            market: None,
+        }];
+        let e = PricePath::generate(&s, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("gaps[0].percent")
+                && e.contains("below one cent")
+                && e.contains("step 5"),
+            "{e}"
+        );
+        // A -99.9 % gap leaves $60: carried.
+        s.gaps[0].percent = -99.9;
+        let p = PricePath::generate(&s, Path::new(".")).unwrap();
+        assert_eq!(wad_to_usd(p.prices[5][0]), 60.0);
+        // A drift that runs the path past the cap (it overflowed the 18-decimal integer) is refused.
+        let mut s = scenario("kind = \"gbm\"");
+        s.steps = 100_000;
+        s.step_seconds = 86_400;
+        s.markets[0].drift = 10.0;
+        let e = PricePath::generate(&s, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("markets[0].volatility") && e.contains("above the cap"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_csv_cells_are_refused_with_file_line_and_column() {
+        let markets = ["BTC".to_string(), "ETH".to_string()];
+        let good = "BTC,ETH\n60000,3000\n\n59000,2900\n";
+        let p = PricePath::parse_csv(good, "p.csv", &markets, 1).unwrap();
+        assert_eq!(p.prices[1], vec![usd_to_wad(59_000.0), usd_to_wad(2_900.0)]);
+        for (cell, why) in [
+            ("inf", "not a finite price"),
+            ("NaN", "not a finite price"),
+            ("-5", "below one cent"),
+            ("0", "below one cent"),
+            ("1e30", "above the cap"),
+            ("abc", "is not a number"),
+            ("", "is not a number"),
+        ] {
+            let csv = good.replace("2900", cell);
+            let e = PricePath::parse_csv(&csv, "p.csv", &markets, 1).unwrap_err();
+            assert!(
+                matches!(&e, ScenarioError::Csv { line: 4, column, .. } if column == "ETH"),
+                "{cell}: {e:?}"
+            );
+            let e = e.to_string();
+            assert!(
+                e.starts_with("p.csv, line 4, column ETH: ") && e.contains(why),
+                "{e}"
+            );
+        }
+        let e = PricePath::parse_csv("BTC,ETH\n1,1\n2,2\n3,3\n", "p.csv", &markets, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("p.csv, line 4, column row: more price rows"),
+            "{e}"
+        );
     }
 
     #[test]

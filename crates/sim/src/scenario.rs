@@ -18,6 +18,14 @@ pub enum ScenarioError {
     Parse { path: String, message: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A bad cell (or row) of a CSV price file.
+    #[error("{file}, line {line}, column {column}: {message}")]
+    Csv {
+        file: String,
+        line: usize,
+        column: String,
+        message: String,
+    },
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
@@ -416,7 +424,7 @@ impl Scenario {
                 if !(0.0..100.0).contains(percent) {
                     return Err(invalid("price.percent", "must be between 0 and 100"));
                 }
-                if *over_steps == 0 || start_step + over_steps > self.steps {
+                if *over_steps == 0 || *start_step as u64 + *over_steps as u64 > self.steps as u64 {
                     return Err(invalid(
                         "price.over_steps",
                         "must be at least 1 and end within the run (start_step + over_steps <= steps)",
@@ -490,6 +498,12 @@ impl Scenario {
             return Err(invalid(
                 "margin_calls.answer_probability",
                 "must be between 0 and 1",
+            ));
+        }
+        if m.delay_steps > self.steps {
+            return Err(invalid(
+                "margin_calls.delay_steps",
+                "must be at most steps (an answer later than the run never comes)",
             ));
         }
         if !(m.fraction > 0.0 && m.fraction <= 1.0) {
@@ -570,10 +584,16 @@ impl Scenario {
                 ));
             }
         }
+        if self.oracle.stale_from_step.is_none() && self.oracle.stale_steps > 0 {
+            return Err(invalid(
+                "oracle.stale_from_step",
+                "must be set when oracle.stale_steps is (the step the outage starts, 1 or later)",
+            ));
+        }
         if let Some(from) = self.oracle.stale_from_step {
             if from == 0
                 || self.oracle.stale_steps == 0
-                || from + self.oracle.stale_steps > self.steps + 1
+                || from as u64 + self.oracle.stale_steps as u64 > self.steps as u64 + 1
             {
                 return Err(invalid(
                     "oracle.stale_steps",
@@ -723,10 +743,35 @@ mod tests {
                 "[oracle]\nstale_from_step = 8\nstale_steps = 5",
                 "oracle.stale_steps",
             ),
+            // An outage with no start was silently ignored: now refused by the field it lacks.
+            ("[oracle]\nstale_steps = 5", "oracle.stale_from_step"),
+            // Past u32 when added: refused, not an overflow.
+            (
+                "[oracle]\nstale_from_step = 4294967295\nstale_steps = 5",
+                "oracle.stale_steps",
+            ),
         ] {
             let e = with(extra).unwrap_err().to_string();
             assert!(e.starts_with(field), "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn steps_that_would_overflow_are_refused_by_field() {
+        let e = Scenario::parse(&GOOD.replace("start_step = 2", "start_step = 4294967295"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("price.over_steps"), "{e}");
+        let e = Scenario::parse(&format!(
+            "{GOOD}\n[margin_calls]\nanswer_probability = 1\ndelay_steps = 4294967295\nanswer = \"reduce\"\nfraction = 0.5"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("margin_calls.delay_steps"), "{e}");
+        let ok = format!(
+            "{GOOD}\n[margin_calls]\nanswer_probability = 1\ndelay_steps = 10\nanswer = \"reduce\"\nfraction = 0.5"
+        );
+        assert_eq!(Scenario::parse(&ok).unwrap().margin_calls.delay_steps, 10);
     }
 
     #[test]
