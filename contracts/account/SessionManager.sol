@@ -5,6 +5,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "solady/utils/EIP712.sol";
 
 import {IPerpVenue} from "../venue/IPerpVenue.sol";
+import {ISignedOrderVenue} from "../venue/ISignedOrderVenue.sol";
 import {ISessionManager} from "./interfaces/ISessionManager.sol";
 import {ITradingAccount} from "./interfaces/ITradingAccount.sol";
 import {AccountStorage} from "./libraries/AccountStorage.sol";
@@ -175,6 +176,33 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
     function heartbeatDeadline(address key) external view returns (uint40) {
         AccountStorage.Layout storage $ = AccountStorage.layout();
         return $.sessions[key].has(SessionStateLibrary.HEARTBEAT) ? $.heartbeats[key] : 0;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                           SIGNED ORDER CANCELS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc ISessionManager
+    /// @dev The EntryPoint reaches this only with the callData of an op the account validated: one signed by
+    /// `key` itself or by the owner.
+    function bumpOrderEpoch(address key) external {
+        _requireEntryPointOwnerOrSelf();
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        uint32 next = $.orderEpochs[key] + 1;
+        $.orderEpochs[key] = next;
+        emit OrderEpochBumped(key, next);
+    }
+
+    /// @inheritdoc ISessionManager
+    function orderEpoch(address key) external view returns (uint32) {
+        return AccountStorage.layout().orderEpochs[key];
+    }
+
+    /// @inheritdoc ISessionManager
+    /// @dev As `bumpOrderEpoch`: validation of a key's op checked `venue` is one of its order venues.
+    function cancelSignedOrders(address key, address venue, uint256 wordIndex, uint256 mask) external {
+        _requireEntryPointOwnerOrSelf();
+        ISignedOrderVenue(venue).cancelOrders(address(this), key, wordIndex, mask);
     }
 
     /// @dev Moves `key`'s live session to `successor` under the same grantId: the session word (fee budget

@@ -18,7 +18,9 @@ import {EIP712} from "solady/utils/EIP712.sol";
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 
 import {IPerpVenue} from "../venue/IPerpVenue.sol";
+import {SignedOrder} from "../venue/libraries/SignedOrder.sol";
 import {SessionManager} from "./SessionManager.sol";
+import {IOrderAccount} from "./interfaces/IOrderAccount.sol";
 import {ITradingAccount} from "./interfaces/ITradingAccount.sol";
 import {ISessionManager} from "./interfaces/ISessionManager.sol";
 import {AccountStorage} from "./libraries/AccountStorage.sol";
@@ -63,7 +65,15 @@ import {SessionState, SessionStateLibrary} from "./types/SessionState.sol";
 /// (windows, rate limits and the dead-man switch are returned as validAfter/validUntil), and calls only
 /// ecrecover, the P-256 precompile, the SessionManager module by DELEGATECALL (enable mode) and the EntryPoint
 /// (prefund).
-contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, IERC1271, EIP712, UUPSUpgradeable {
+contract TradingAccount is
+    ITradingAccount,
+    IOrderAccount,
+    BaseAccount,
+    TokenCallbackHandler,
+    IERC1271,
+    EIP712,
+    UUPSUpgradeable
+{
     /// @notice Session signature mode: use an active session.
     uint8 public constant MODE_SESSION = 0x01;
     /// @notice Session signature mode: enable the session from an owner grant, then use it.
@@ -457,18 +467,36 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
     }
 
     /// @dev A session op that is not `executeSession` must be exactly `rotateToSuccessor(key)` (with a committed
-    /// successor) or `heartbeat(key, interval)` (interval in range), naming the op's own key, in canonical ABI.
+    /// successor), `heartbeat(key, interval)` (interval in range), `bumpOrderEpoch(key)` or
+    /// `cancelSignedOrders(key, venue, wordIndex, mask)` (at a venue of one of the key's order permissions),
+    /// naming the op's own key, in canonical ABI.
     function _checkKeyCall(address key, bytes4 selector, bytes calldata callData) internal view {
-        uint256 length;
-        if (selector == ISessionManager.rotateToSuccessor.selector) length = 36;
-        else if (selector == ISessionManager.heartbeat.selector) length = 68;
-        else revert SessionSelectorNotAllowed(selector);
+        uint256 length = selector == ISessionManager.heartbeat.selector
+            ? 68
+            : selector == ISessionManager.cancelSignedOrders.selector ? 132 : 36;
+        if (
+            length == 36 && selector != ISessionManager.rotateToSuccessor.selector
+                && selector != ISessionManager.bumpOrderEpoch.selector
+        ) revert SessionSelectorNotAllowed(selector);
         if (callData.length != length) revert MalformedCalldata();
         uint256 named = uint256(bytes32(callData[4:36]));
         if (named >> 160 != 0) revert MalformedCalldata();
         if (address(uint160(named)) != key) revert SessionKeyMismatch(address(uint160(named)), key);
+        // Cancels (an epoch bump, a bitmap word) are protective: no counted call, so never rate-limited, and
+        // no dead-man deadline.
+        if (selector == ISessionManager.bumpOrderEpoch.selector) return;
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        if (length == 132) {
+            // Only at a venue the key may trade on: the account makes that venue's `cancelOrders` call.
+            uint256 venue = uint256(bytes32(callData[36:68]));
+            if (venue >> 160 != 0) revert MalformedCalldata();
+            bytes32 id = AccountStorage.ruleId(
+                key, $.sessions[key].grantId(), address(uint160(venue)), IPerpVenue.placeOrder.selector
+            );
+            if (!$.rules[id].isOrder()) revert SessionCallNotPermitted(address(uint160(venue)), selector);
+            return;
+        }
         if (length == 36) {
-            AccountStorage.Layout storage $ = AccountStorage.layout();
             if (AccountStorage.successorOf($, key, $.sessions[key].grantId()) == address(0)) revert NoSuccessor(key);
             return;
         }
@@ -516,16 +544,9 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
             if (value != 0) revert SessionValueTooHigh(value, 0);
             (uint32 marketId, int256 sizeDelta, uint256 limitPrice, bool reduceOnly) =
                 ExecutionCalldata.decodePlaceOrder(data);
-            if (marketId >= 64 || (rule.marketMask() >> marketId) & 1 == 0) revert SessionMarketNotAllowed(marketId);
-            uint256 size = FixedPointMathLib.abs(sizeDelta);
-            if (size > rule.maxOrderSize()) revert SessionOrderTooLarge(size, rule.maxOrderSize());
             // A buy fills at or below its limit: exact here. A sell fills at or above its limit: this is a lower
             // bound (over it, the fill is surely over), and execution checks the fill itself.
-            uint256 notional = _notional(size, limitPrice);
-            if (notional > rule.maxOrderNotional()) {
-                revert SessionNotionalTooHigh(notional, rule.maxOrderNotional());
-            }
-            if (rule.reduceOnly() && !reduceOnly) revert SessionReduceOnlyRequired();
+            _checkOrderRule(rule, marketId, FixedPointMathLib.abs(sizeDelta), limitPrice, reduceOnly);
             raisesRisk = !reduceOnly;
         }
         if (raisesRisk && who & PROTECTIVE_ONLY != 0) revert SessionProtectiveOnly(key);
@@ -570,6 +591,70 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
                 _trip(key, accountValue, threshold);
             }
         }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                              SIGNED ORDERS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc IOrderAccount
+    function orderDigest(address venue, SignedOrder.Order calldata order) public view returns (bytes32) {
+        return _hashTypedData(SignedOrder.nestedStruct(venue, order));
+    }
+
+    /// @inheritdoc IOrderAccount
+    /// @dev The same rules and counters as a session op's order, through the same code: the venue (the caller)
+    /// must be a `placeOrder` target of the key's grant and its order rule applies (`_checkOrderRule`, the
+    /// notional at the limit for a buy and at the fill for a sell); the order counts one call against the
+    /// key's uses and, unless reduce-only, its rate window (`_rate`, `_spend`, with the block time as the
+    /// clock); a fill that raises risk is refused while the breaker is tripped or past the dead-man deadline;
+    /// then the post-execution limits and the breaker read the venue as after a session op (`_checkRisk`).
+    /// No gas is charged: the settler pays for settlement. Execution phase (a venue's transaction, not a
+    /// UserOp), so reading the clock and foreign storage is allowed.
+    function checkOrderFill(
+        SignedOrder.Order calldata order,
+        bytes calldata signature,
+        uint256 fillSize,
+        uint256 fillPrice
+    ) external returns (bytes4) {
+        if (order.account != address(this)) revert OrderWrongAccount(order.account);
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        address key = order.key;
+        SessionState s = $.sessions[key];
+        if (!AccountStorage.isActive($, s)) revert SessionNotActive(key);
+        uint32 grantId = s.grantId();
+        if (order.grantId != grantId) revert OrderGrantMismatch(order.grantId, grantId);
+        if (order.epoch != $.orderEpochs[key]) revert OrderEpochMismatch(order.epoch, $.orderEpochs[key]);
+        // The window as the EntryPoint applies it to ops: validAfter exclusive, validUntil inclusive.
+        if (block.timestamp <= s.validAfter() || block.timestamp > s.validUntil()) {
+            revert SessionOutsideWindow(s.validAfter(), s.validUntil());
+        }
+        if (!_keySigned(key, orderDigest(msg.sender, order), signature)) revert OrderSignatureInvalid();
+        if (order.isBuy ? fillPrice > order.limitPrice : fillPrice < order.limitPrice) {
+            revert OrderPriceOutsideLimit(fillPrice, order.limitPrice);
+        }
+        if (fillSize > order.size) revert SessionOrderTooLarge(fillSize, order.size);
+
+        PermissionRule rule = $.rules[AccountStorage.ruleId(key, grantId, msg.sender, IPerpVenue.placeOrder.selector)];
+        if (!rule.isOrder()) revert SessionCallNotPermitted(msg.sender, IPerpVenue.placeOrder.selector);
+        _checkOrderRule(rule, order.marketId, order.size, order.isBuy ? order.limitPrice : fillPrice, order.reduceOnly);
+        bool raisesRisk = !order.reduceOnly;
+        if (raisesRisk) {
+            if (s.has(SessionStateLibrary.TRIPPED)) revert SessionProtectiveOnly(key);
+            if (s.has(SessionStateLibrary.HEARTBEAT) && block.timestamp > $.heartbeats[key]) {
+                revert SessionHeartbeatMissed(key, $.heartbeats[key]);
+            }
+        }
+        if (s.has(SessionStateLibrary.COUNTERS)) {
+            SessionCounters c = $.counters[key];
+            SessionCounters next = c;
+            // Reduce-only fills are never refused by the rate limit (nor counted in it); every fill is a use.
+            if (raisesRisk) (next,) = _rate(c, key, uint40(block.timestamp + 1), uint40(block.timestamp), 0, 1);
+            next = _spend(next, key, 1, 0);
+            $.counters[key] = next;
+        }
+        if (s.has(SessionStateLibrary.RISK)) _checkRisk(key, msg.sender, raisesRisk);
+        return IOrderAccount.checkOrderFill.selector;
     }
 
     /// @notice Runs a session op's calls and checks the key's post-execution limits. Only this account calls
@@ -727,8 +812,24 @@ contract TradingAccount is ITradingAccount, BaseAccount, TokenCallbackHandler, I
         }
         bytes32 id =
             AccountStorage.ruleId(address(uint160(who >> 32)), uint32(who), venue, IPerpVenue.placeOrder.selector);
-        PermissionRule rule = AccountStorage.layout().rules[id];
-        uint256 notional = _notional(size, fillPrice);
+        _checkNotional(AccountStorage.layout().rules[id], size, fillPrice);
+    }
+
+    /// @dev An order against its `placeOrder` rule, on either path (UserOp or signed order): market allowlist,
+    /// size, notional at `price` (the limit for a buy, the fill for a sell), reduce-only.
+    function _checkOrderRule(PermissionRule rule, uint32 marketId, uint256 size, uint256 price, bool reduceOnly)
+        internal
+        pure
+    {
+        if (marketId >= 64 || (rule.marketMask() >> marketId) & 1 == 0) revert SessionMarketNotAllowed(marketId);
+        if (size > rule.maxOrderSize()) revert SessionOrderTooLarge(size, rule.maxOrderSize());
+        _checkNotional(rule, size, price);
+        if (rule.reduceOnly() && !reduceOnly) revert SessionReduceOnlyRequired();
+    }
+
+    /// @dev size x price against the rule's notional cap (size is at most the rule's uint88 size cap here).
+    function _checkNotional(PermissionRule rule, uint256 size, uint256 price) internal pure {
+        uint256 notional = _notional(size, price);
         if (notional > rule.maxOrderNotional()) revert SessionNotionalTooHigh(notional, rule.maxOrderNotional());
     }
 

@@ -6,9 +6,12 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 
+import {IOrderAccount} from "../account/interfaces/IOrderAccount.sol";
 import {IPerpVenue} from "./IPerpVenue.sol";
+import {ISignedOrderVenue} from "./ISignedOrderVenue.sol";
 import {SignedPriceOracle} from "./SignedPriceOracle.sol";
 import {PerpMath} from "./libraries/PerpMath.sol";
+import {SignedOrder} from "./libraries/SignedOrder.sol";
 
 /// @title PerpVenue
 /// @notice A small cross-margin perpetual-futures venue. Orders fill immediately at the oracle price when
@@ -22,7 +25,17 @@ import {PerpMath} from "./libraries/PerpMath.sol";
 ///   Healthy: AV >= IMR; MarginCall: MMR <= AV < IMR; Liquidatable: 0 <= AV < MMR; Bankrupt: AV < 0.
 /// Opening (anything that grows |size| or flips it) and withdrawing need AV >= IMR (plus the minimum
 /// liquidation reward while positions are open) afterwards; reducing is always allowed. Market ids are 0..63 (one bit each in an account's open-market map).
-contract PerpVenue is IPerpVenue, Ownable {
+///
+/// Signed orders (`settle`): session keys sign orders off-chain (`SignedOrder`), an off-chain matcher pairs a
+/// maker with a taker, and a settler — an address the venue owner allows (`setSettler`; the owner is the
+/// first) — settles the pairs in batches. Each fill is at the maker's limit price, inside the market's price
+/// band around the oracle; the venue tracks each order's filled size (never past its size), its expiry (ms)
+/// and its (account, key) cancel bitmap, applies both sides as two accounts' trades (the taker pays the
+/// taker fee, the maker none; margin as for `placeOrder`), and then asks each side's account
+/// (`IOrderAccount.checkOrderFill`), which checks the signature and spends the key's scope, post-execution
+/// limits included. A batch is all or none: the first refused fill reverts it with that check's own error, and
+/// the settler drops the fill and resubmits (it simulates first). Accounts pay no gas for settlement.
+contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
     using SafeERC20 for IERC20;
 
     enum AccountState {
@@ -121,6 +134,15 @@ contract PerpVenue is IPerpVenue, Ownable {
     mapping(address account => uint64) public openMarkets;
     mapping(address account => AccountState) public lastState;
 
+    /// @notice Addresses the owner allows to settle signed-order fills.
+    mapping(address settler => bool) public isSettler;
+    /// @notice Base size filled of each partly filled signed order, by order hash (`SignedOrder.orderHash` at
+    /// this venue). An order filled in full spends its nonce instead (and its entry is cleared).
+    mapping(bytes32 orderHash => uint256) public filledOf;
+    /// @notice Spent nonces of signed orders, per (account, key): bit `nonce & 255` of word `nonce >> 8` is set
+    /// when the order is cancelled or filled in full. A nonce serves one order.
+    mapping(address account => mapping(address key => mapping(uint256 wordIndex => uint256))) public cancelledOrders;
+
     event MarketListed(uint32 indexed marketId, MarketParams params);
     event FundingRateSet(uint32 indexed marketId, int256 ratePerSecond);
     event LiquidationRewardsSet(uint256 minReward, uint256 maxReward);
@@ -208,6 +230,31 @@ contract PerpVenue is IPerpVenue, Ownable {
     /// @notice An account may not liquidate itself.
     error SelfLiquidation();
 
+    /// @notice Why a pair of signed orders cannot be matched.
+    enum FillFault {
+        /// The two orders are in different markets.
+        Market,
+        /// Both orders buy or both sell.
+        Side,
+        /// Both orders are of one account.
+        SelfTrade
+    }
+
+    /// @notice The caller may not settle fills.
+    error NotSettler(address caller);
+    /// @notice The two orders of a fill cannot be matched.
+    error FillMismatch(FillFault fault);
+    /// @notice The order expired (ms since the epoch) before the block (`nowMs`).
+    error OrderExpired(bytes32 orderHash, uint64 expiry, uint256 nowMs);
+    /// @notice The order's nonce is spent in its (account, key) bitmap: the order was cancelled or filled in full.
+    error OrderNonceSpent(bytes32 orderHash);
+    /// @notice The fill would take the order's filled size past its size.
+    error OrderOverfilled(bytes32 orderHash, uint256 filled, uint256 size);
+    /// @notice The order's account did not accept the fill.
+    error OrderRefused(address account);
+    /// @notice Only the account or the key itself cancels the key's orders.
+    error NotOrderOwner(address caller);
+
     /// @param initialOwner Lists markets and sets parameters.
     /// @param collateral_ The collateral token (6 decimals on devnets).
     /// @param oracle_ The signed-price oracle.
@@ -216,6 +263,14 @@ contract PerpVenue is IPerpVenue, Ownable {
         oracle = oracle_;
         minLiquidationReward = 1e6;
         maxLiquidationReward = 1_000e6;
+        isSettler[initialOwner] = true;
+        emit SettlerSet(initialOwner, true);
+    }
+
+    /// @notice Lets `settler` settle signed-order fills, or stops it. Owner only.
+    function setSettler(address settler, bool allowed) external onlyOwner {
+        isSettler[settler] = allowed;
+        emit SettlerSet(settler, allowed);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -318,27 +373,39 @@ contract PerpVenue is IPerpVenue, Ownable {
         Market storage m = _listed(marketId);
         (fillPrice,) = oracle.freshPrice(marketId);
         _checkLimit(m, fillPrice, sizeDelta, limitPrice);
-
-        Position storage p = _positions[msg.sender][marketId];
-        int256 oldSize = p.size;
-        int256 newSize = oldSize + sizeDelta;
-        bool reduces = (oldSize > 0 && sizeDelta < 0 && newSize >= 0) || (oldSize < 0 && sizeDelta > 0 && newSize <= 0);
-        if (reduceOnly && !reduces) revert ReduceOnlyViolation(oldSize, sizeDelta);
-        if (!reduces && FixedPointMathLib.abs(newSize) > m.maxPosition) {
-            revert MaxPositionExceeded(newSize, m.maxPosition);
-        }
-
-        _accrueFunding(marketId, m);
-        _settleFunding(msg.sender, marketId, m);
-        uint256 fee = PerpMath.requirement(PerpMath.notional(sizeDelta, fillPrice), m.takerFee);
-        collateralOf[msg.sender] -= int256(fee);
-        feesCollected += fee;
-        int256 realised = _applyFill(msg.sender, marketId, p, sizeDelta, fillPrice, m.fundingIndex);
-
-        if (!reduces) _requireInitialMargin(msg.sender);
+        (uint256 fee, int256 realised, int256 newSize) =
+            _trade(msg.sender, marketId, m, sizeDelta, fillPrice, reduceOnly, m.takerFee);
         orderId = nextOrderId++;
-        emit OrderFilled(msg.sender, marketId, orderId, sizeDelta, fillPrice, fee, realised, p.size);
+        emit OrderFilled(msg.sender, marketId, orderId, sizeDelta, fillPrice, fee, realised, newSize);
         _evaluate(msg.sender);
+    }
+
+    /// @inheritdoc ISignedOrderVenue
+    /// @dev Settler only. All or none: a refused fill reverts the batch with its check's error.
+    function settle(Fill[] calldata fills) external {
+        if (!isSettler[msg.sender]) revert NotSettler(msg.sender);
+        bytes32 domain = SignedOrder.domainSeparator(address(this));
+        for (uint256 i; i < fills.length; ++i) {
+            _settleFill(fills[i], domain);
+        }
+    }
+
+    /// @inheritdoc ISignedOrderVenue
+    function cancelOrders(address account, address key, uint256 wordIndex, uint256 mask) external {
+        if (msg.sender != account && msg.sender != key) revert NotOrderOwner(msg.sender);
+        cancelledOrders[account][key][wordIndex] |= mask;
+        emit OrdersCancelled(account, key, wordIndex, mask);
+    }
+
+    /// @notice The id of `order` at this venue (its EIP-712 digest under the venue's domain).
+    function orderHash(SignedOrder.Order calldata order) external view returns (bytes32) {
+        return SignedOrder.orderHash(SignedOrder.domainSeparator(address(this)), order);
+    }
+
+    /// @notice This venue's EIP-712 domain separator (name "Keyscope PerpVenue", version "1").
+    // solhint-disable-next-line func-name-mixedcase
+    function DOMAIN_SEPARATOR() external view returns (bytes32) {
+        return SignedOrder.domainSeparator(address(this));
     }
 
     /// @inheritdoc IPerpVenue
@@ -509,8 +576,117 @@ contract PerpVenue is IPerpVenue, Ownable {
     /// @dev Fills only at the oracle price within the limit, and only for limits inside the price band.
     function _checkLimit(Market storage m, uint256 price, int256 sizeDelta, uint256 limitPrice) internal view {
         if (sizeDelta > 0 ? price > limitPrice : price < limitPrice) revert LimitPriceNotMet(price, limitPrice);
+        _checkBand(m, price, limitPrice);
+    }
+
+    /// @dev `limitPrice` within the market's band around the oracle price `price`.
+    function _checkBand(Market storage m, uint256 price, uint256 limitPrice) internal view {
         uint256 deviation = limitPrice > price ? limitPrice - price : price - limitPrice;
         if (deviation * WAD > uint256(m.maxLimitDeviation) * price) revert LimitPriceOutsideBand(price, limitPrice);
+    }
+
+    /// @dev Moves `account`'s position in `marketId` by `sizeDelta` at `price`, charging `feeRate` of the
+    /// notional: reduce-only and position caps first, funding settled, and initial margin required afterwards
+    /// unless the trade only reduces. The venue's one trade path (`placeOrder` and both sides of a fill).
+    function _trade(
+        address account,
+        uint32 marketId,
+        Market storage m,
+        int256 sizeDelta,
+        uint256 price,
+        bool reduceOnly,
+        uint256 feeRate
+    ) internal returns (uint256 fee, int256 realised, int256 newSize) {
+        Position storage p = _positions[account][marketId];
+        bool reduces;
+        {
+            int256 oldSize = p.size;
+            newSize = oldSize + sizeDelta;
+            reduces = (oldSize > 0 && sizeDelta < 0 && newSize >= 0) || (oldSize < 0 && sizeDelta > 0 && newSize <= 0);
+            if (reduceOnly && !reduces) revert ReduceOnlyViolation(oldSize, sizeDelta);
+            if (!reduces && FixedPointMathLib.abs(newSize) > m.maxPosition) {
+                revert MaxPositionExceeded(newSize, m.maxPosition);
+            }
+        }
+
+        _accrueFunding(marketId, m);
+        _settleFunding(account, marketId, m);
+        fee = PerpMath.requirement(PerpMath.notional(sizeDelta, price), feeRate);
+        if (fee != 0) {
+            collateralOf[account] -= int256(fee);
+            feesCollected += fee;
+        }
+        realised = _applyFill(account, marketId, p, sizeDelta, price, m.fundingIndex);
+        newSize = p.size;
+
+        if (!reduces) _requireInitialMargin(account);
+    }
+
+    /// @dev One fill: the pair matched, each order open for `size` more, both sides traded at the maker's limit,
+    /// then each account's check of its key's scope.
+    function _settleFill(Fill calldata f, bytes32 domain) internal {
+        SignedOrder.Order calldata maker = f.maker;
+        SignedOrder.Order calldata taker = f.taker;
+        uint32 marketId = maker.marketId;
+        if (taker.marketId != marketId) revert FillMismatch(FillFault.Market);
+        if (taker.isBuy == maker.isBuy) revert FillMismatch(FillFault.Side);
+        if (taker.account == maker.account) revert FillMismatch(FillFault.SelfTrade);
+        uint256 size = f.size;
+        if (size == 0) revert ZeroSize();
+        Market storage m = _listed(marketId);
+        uint256 price = maker.limitPrice;
+        (uint256 oraclePrice,) = oracle.freshPrice(marketId);
+        _checkBand(m, oraclePrice, price);
+
+        _fillSide(maker, _take(domain, maker, size), m, size, price, 0);
+        _fillSide(taker, _take(domain, taker, size), m, size, price, m.takerFee);
+        _askAccount(maker, f.makerSignature, size, price);
+        _askAccount(taker, f.takerSignature, size, price);
+    }
+
+    /// @dev `size` more of order `o`: not expired, nonce not spent, never past its size. Returns its hash. An
+    /// order filled in full spends its nonce (a bitmap word a key's consecutive orders share, so mostly one
+    /// warm write) rather than keeping a fresh 20k-gas `filledOf` slot; only partial fills keep one.
+    function _take(bytes32 domain, SignedOrder.Order calldata o, uint256 size) internal returns (bytes32 h) {
+        h = SignedOrder.orderHash(domain, o);
+        if (uint256(o.expiry) < block.timestamp * 1000) revert OrderExpired(h, o.expiry, block.timestamp * 1000);
+        uint64 nonce = o.nonce;
+        mapping(uint256 => uint256) storage spent = cancelledOrders[o.account][o.key];
+        uint256 word = spent[nonce >> 8];
+        uint256 bit = uint256(1) << (nonce & 255);
+        if (word & bit != 0) revert OrderNonceSpent(h);
+        uint256 before = filledOf[h];
+        uint256 filled = before + size;
+        if (filled > o.size) revert OrderOverfilled(h, filled, o.size);
+        if (filled == o.size) {
+            spent[nonce >> 8] = word | bit;
+            if (before != 0) filledOf[h] = 0;
+        } else {
+            filledOf[h] = filled;
+        }
+    }
+
+    function _fillSide(
+        SignedOrder.Order calldata o,
+        bytes32 h,
+        Market storage m,
+        uint256 size,
+        uint256 price,
+        uint256 feeRate
+    ) internal {
+        int256 sizeDelta = o.isBuy ? int256(size) : -int256(size);
+        (uint256 fee, int256 realised, int256 newSize) =
+            _trade(o.account, o.marketId, m, sizeDelta, price, o.reduceOnly, feeRate);
+        emit SignedOrderFilled(h, o.account, o.marketId, sizeDelta, price, fee, realised, newSize);
+        _evaluate(o.account);
+    }
+
+    /// @dev The order's account checks the signature and spends its key's scope for the fill.
+    function _askAccount(SignedOrder.Order calldata o, bytes calldata signature, uint256 size, uint256 price) internal {
+        if (IOrderAccount(o.account).checkOrderFill(o, signature, size, price) != IOrderAccount.checkOrderFill.selector)
+        {
+            revert OrderRefused(o.account);
+        }
     }
 
     /// @dev Moves `p` by `delta` at `price`: realised PnL flows between the account and the pool.

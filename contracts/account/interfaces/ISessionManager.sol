@@ -93,4 +93,22 @@ interface ISessionManager {
 
     /// @notice When `key`'s dead-man switch trips (unix seconds), or zero when it is not armed.
     function heartbeatDeadline(address key) external view returns (uint40);
+
+    /// @notice Bumps `key`'s order epoch: every order the key signed under the current epoch can no longer be
+    /// settled. Protective, so a key may do it in an op of its own (callData exactly this call: never counted
+    /// against its rate or uses, allowed past its dead-man deadline); the owner may too.
+    /// @param key The session key.
+    function bumpOrderEpoch(address key) external;
+
+    /// @notice `key`'s order epoch, which its signed orders must name.
+    function orderEpoch(address key) external view returns (uint32);
+
+    /// @notice Cancels `key`'s signed orders with nonces `wordIndex << 8 | i` for each bit `i` of `mask`, at
+    /// `venue` (one storage write there). Protective, reached like `bumpOrderEpoch`: by an op of `key` itself
+    /// (at a venue the key has an order permission on) or by the owner.
+    /// @param key The session key.
+    /// @param venue The venue.
+    /// @param wordIndex The cancel-bitmap word.
+    /// @param mask The nonces of the word to cancel.
+    function cancelSignedOrders(address key, address venue, uint256 wordIndex, uint256 mask) external;
 }

@@ -172,6 +172,8 @@ interface ITradingAccount {
     event HeartbeatRenewed(address indexed key, uint40 deadline);
     /// @notice The owner disarmed `key`'s dead-man switch.
     event HeartbeatDisarmed(address indexed key);
+    /// @notice `key`'s order epoch moved to `epoch`: every signed order of the key under an older epoch is dead.
+    event OrderEpochBumped(address indexed key, uint32 epoch);
 
     /*//////////////////////////////////////////////////////////////
                                  ERRORS
@@ -279,4 +281,19 @@ interface ITradingAccount {
     error NoSuccessor(address key);
     /// @notice A heartbeat interval of zero or above `MAX_HEARTBEAT_INTERVAL`.
     error InvalidHeartbeatInterval(uint32 interval);
+
+    /// @notice A signed order presented to an account it does not name.
+    error OrderWrongAccount(address account);
+    /// @notice A signed order of another grant of its key (revoked and re-granted since it was signed).
+    error OrderGrantMismatch(uint32 signed, uint32 current);
+    /// @notice A signed order under an order epoch its key (or the owner) has since bumped.
+    error OrderEpochMismatch(uint32 signed, uint32 current);
+    /// @notice The order's key did not sign it as an order of this account at the settling venue.
+    error OrderSignatureInvalid();
+    /// @notice The fill price is worse than the order's limit (above it for a buy, below it for a sell).
+    error OrderPriceOutsideLimit(uint256 fillPrice, uint256 limitPrice);
+    /// @notice A fill settled outside the session's validity window (validAfter, validUntil].
+    error SessionOutsideWindow(uint40 validAfter, uint40 validUntil);
+    /// @notice A risk-raising fill after the key's dead-man switch deadline.
+    error SessionHeartbeatMissed(address key, uint40 deadline);
 }

@@ -42,6 +42,9 @@ library AccountStorage {
         /// `SessionStateLibrary.HEARTBEAT`).
         mapping(address key => uint256) successors;
         mapping(address key => uint40) heartbeats;
+        /// Each key's order epoch: signed orders name it, and bumping it (by the key or the owner) cancels every
+        /// order the key signed before.
+        mapping(address key => uint32) orderEpochs;
     }
 
     /// @notice Longest dead-man switch interval a heartbeat may set (seconds).
