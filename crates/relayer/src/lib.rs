@@ -187,6 +187,7 @@ async fn open_store(
         config.bundler.reorg_depth,
         metrics.clone(),
     ));
+    cluster.join().await?;
     let key = cluster.lease_key(bundle_keys(config)?).await?;
     Ok((Store::new(pg), Some(cluster), key))
 }

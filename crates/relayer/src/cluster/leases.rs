@@ -44,6 +44,30 @@ impl Leases {
             .map_err(|_| err(format!("Postgres did not answer within {:?}", self.lease)))?
     }
 
+    /// Whether this instance's name is free to take: no instance announced itself under it within a
+    /// lease, or the one that did has stopped announcing (a predecessor that stopped or crashed). An
+    /// instance still announcing itself under it after `wait` (at least one renewal) holds it.
+    pub async fn name_free(&self, wait: Duration) -> Result<bool, StoreError> {
+        let seen = || {
+            self.timed(async {
+                let c = self.client().await?;
+                let row = c
+                    .query_opt(
+                        "SELECT (extract(epoch FROM seen_at) * 1000000)::int8,                          seen_at > clock_timestamp() - $2 * interval '1 millisecond'                          FROM instances WHERE name = $1",
+                        &[&self.instance, &ms(self.lease)],
+                    )
+                    .await
+                    .map_err(err)?;
+                Ok(row.map(|r| (r.get::<_, i64>(0), r.get::<_, bool>(1))))
+            })
+        };
+        let Some((at, true)) = seen().await? else {
+            return Ok(true);
+        };
+        tokio::time::sleep(wait).await;
+        Ok(seen().await?.is_none_or(|(again, _)| again == at))
+    }
+
     /// Announces (or refreshes) this instance and where it serves; returns how many instances are live
     /// (seen within a lease), itself included.
     pub async fn heartbeat(&self, url: &str) -> Result<u16, StoreError> {

@@ -56,6 +56,14 @@ pub enum ClusterError {
         /// The keys tried.
         keys: String,
     },
+    /// Another live instance announces itself under this instance's name.
+    #[error(
+        "another live instance of this deployment is named {name:?}: give this one its own name          (cluster.instance), or stop the other — two instances under one name would take each other's          leases"
+    )]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
 }
 
 /// One instance's part in the cluster.
@@ -115,6 +123,18 @@ impl Cluster {
         self.url.get().map(String::as_str).unwrap_or_default()
     }
 
+    /// Joins the deployment under this instance's name, refusing a name another live instance answers to
+    /// (waiting at most a lease and a renewal to tell a live holder from a predecessor that stopped).
+    pub async fn join(&self) -> Result<(), ClusterError> {
+        let wait = Duration::from_millis(self.cfg.lease_ms + self.cfg.renew_ms);
+        match self.leases.name_free(wait).await? {
+            true => Ok(()),
+            false => Err(ClusterError::DuplicateName {
+                name: self.fence.instance.clone(),
+            }),
+        }
+    }
+
     /// Leases the first of `keys` that is free (or expired, or this instance's from before a restart),
     /// waiting up to two lease times for one to come free.
     pub async fn lease_key(
@@ -169,7 +189,7 @@ impl Cluster {
             .leases
             .owner_of(shard)
             .await
-            .map_err(|e| changing_hands(shard, &e.to_string()))?;
+            .map_err(|e| changing_hands(shard, &format!("reading its lease failed: {e}")))?;
         let Some((name, url)) = owner.filter(|(name, _)| *name != self.fence.instance) else {
             return Err(changing_hands(shard, "no live instance holds it"));
         };
@@ -396,13 +416,12 @@ impl Cluster {
 }
 
 /// An op whose shard has no instance to take it right now (a takeover in progress): the client sends it
-/// again.
+/// again. `why` — which may name instances, their URLs and the store — goes to the log, not the client.
 fn changing_hands(shard: u16, why: &str) -> RpcError {
+    tracing::warn!(shard, "an op's shard is changing hands: {why}");
     RpcError::new(
         code::INTERNAL,
-        format!(
-            "this sender's shard ({shard}) is changing hands: {why}; send the op again in a moment"
-        ),
+        format!("this sender's shard ({shard}) is changing hands; send the op again in a moment"),
     )
     .with_data(json!({ "shard": shard, "retry": true }))
 }
@@ -410,4 +429,24 @@ fn changing_hands(shard: u16, why: &str) -> RpcError {
 /// The answer of an instance asked to take an op of a sender whose shard it does not serve.
 pub fn not_served(shard: u16) -> RpcError {
     changing_hands(shard, "the instance it was forwarded to no longer holds it")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_changing_hands_is_told_without_the_instances_names_or_urls() {
+        let e = changing_hands(3, "relayer-b advertises \"http://10.0.0.7:4337\": refused");
+        assert_eq!(
+            e.message,
+            "this sender's shard (3) is changing hands; send the op again in a moment"
+        );
+        assert_eq!(e.data, Some(json!({ "shard": 3, "retry": true })));
+        assert!(
+            !not_served(3)
+                .message
+                .contains("instance it was forwarded to")
+        );
+    }
 }

@@ -50,8 +50,43 @@ pub struct RpcContext {
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
-fn err(e: RpcError) -> ErrorObjectOwned {
+fn err(mut e: RpcError) -> ErrorObjectOwned {
+    e.message = redact_addresses(&e.message);
     e.into()
+}
+
+/// What a client is told stands for an address inside the deployment.
+const REDACTED: &str = "<internal address>";
+
+/// `message` with every URL (`scheme://…`: the node's, a peer instance's, the store's) replaced by
+/// [`REDACTED`]: an error passed up from a node or a peer may name them, and clients have no business
+/// knowing the deployment's inside. What was redacted goes to the debug log.
+fn redact_addresses(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let scheme = rest[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let end = rest[at + 3..]
+            .find(|c: char| c.is_whitespace() || "\"'()<>,;`".contains(c))
+            .map_or(rest.len(), |n| at + 3 + n);
+        if scheme == at {
+            // No scheme before "://": not a URL; keep it and look further.
+            out.push_str(&rest[..at + 3]);
+            rest = &rest[at + 3..];
+        } else {
+            tracing::debug!("redacted from a client-facing error: {}", &rest[scheme..end]);
+            out.push_str(&rest[..scheme]);
+            out.push_str(REDACTED);
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl RpcContext {
@@ -130,4 +165,32 @@ pub fn module(
         debug::register(&mut m)?;
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_client_facing_errors_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_addresses(
+                "the node did not answer: error sending request for url (http://10.0.0.5:8545/)"
+            ),
+            "the node did not answer: error sending request for url (<internal address>)"
+        );
+        assert_eq!(
+            redact_addresses("relayer-b advertises \"https://relayer-b.internal:4337\": refused"),
+            "relayer-b advertises \"<internal address>\": refused"
+        );
+        assert_eq!(
+            redact_addresses("store postgres://relayer@db:5432/keyscope down, ws://x too"),
+            "store <internal address> down, <internal address> too"
+        );
+        let plain = "AA25 invalid account nonce: expected 3 (see ://docs)";
+        assert_eq!(redact_addresses(plain), plain);
+        // The code and data of the error are kept; only the message changes.
+        let e = err(RpcError::internal("failed at http://node:8545"));
+        assert_eq!(e.message(), "internal error: failed at <internal address>");
+    }
 }
