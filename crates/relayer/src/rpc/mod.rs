@@ -79,7 +79,10 @@ fn redact_addresses(message: &str) -> String {
             out.push_str(&rest[..at + 3]);
             rest = &rest[at + 3..];
         } else {
-            tracing::debug!("redacted from a client-facing error: {}", &rest[scheme..end]);
+            tracing::debug!(
+                "redacted from a client-facing error: {}",
+                &rest[scheme..end]
+            );
             out.push_str(&rest[..scheme]);
             out.push_str(REDACTED);
             rest = &rest[end..];
