@@ -50,6 +50,15 @@ struct Stack {
     /// Anvil key 0: owns the test dollar and signs oracle prices (one provider, one nonce sequence).
     deployer: DynProvider,
     client: Client<DynProvider>,
+    /// --json: the story goes to stderr and stdout carries one JSON summary.
+    json: bool,
+}
+
+/// A line of the story: stdout for people, stderr under --json (stdout is the summary's).
+macro_rules! say {
+    ($s:expr, $($t:tt)*) => {
+        if $s.json { eprintln!($($t)*) } else { println!($($t)*) }
+    };
 }
 
 /// Venue amounts (6 decimals) as dollars and cents.
@@ -170,7 +179,7 @@ impl Stack {
     }
 }
 
-async fn start(project: &std::path::Path) -> anyhow::Result<Stack> {
+async fn start(project: &std::path::Path, json: bool) -> anyhow::Result<Stack> {
     let devnet = Devnet::start(project, 0, 31337).await?;
     let d = devnet.deployment.clone();
     let data_dir =
@@ -202,36 +211,45 @@ async fn start(project: &std::path::Path) -> anyhow::Result<Stack> {
         keeper,
         deployer,
         client,
+        json,
     })
 }
 
 pub async fn run(g: &crate::Global, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let stack = start(&g.project).await?;
+    let stack = start(&g.project, g.json).await?;
     let outcome = tokio::select! {
         r = story(&stack, &args, started) => r,
-        _ = crate::relayer::wait_for_stop() => Err(anyhow::anyhow!("interrupted")),
+        _ = crate::shutdown::requested() => Err(anyhow::anyhow!("interrupted")),
     };
     let Stack {
         devnet, relayer, ..
     } = stack;
     relayer.stop().await;
     drop(devnet);
-    println!("relayer and anvil stopped.");
+    if g.json {
+        eprintln!("relayer and anvil stopped.");
+    } else {
+        println!("relayer and anvil stopped.");
+    }
     outcome
 }
 
 async fn story(s: &Stack, args: &DemoArgs, started: Instant) -> anyhow::Result<()> {
     let d = &s.d;
-    println!(
+    say!(
+        s,
         "== Keyscope demo: anvil {} (chain {}), relayer {} ==",
         s.devnet.endpoint(),
         d.chain_id,
         s.relayer.url()
     );
-    println!(
+    say!(
+        s,
         "contracts: EntryPoint v0.8 {}, venue {}, oracle {}",
-        d.entry_point, d.venue, d.oracle
+        d.entry_point,
+        d.venue,
+        d.oracle
     );
     s.price(BTC, "60000").await?;
     s.price(ETH, "3000").await?;
@@ -275,8 +293,12 @@ async fn open_traders(s: &Stack) -> anyhow::Result<(Address, Address, PrivateKey
     let a = s
         .open(&alice, "2000", Some(&scope), session.address())
         .await?;
-    println!("\nTrader A {a}: deployed by its first UserOp through the relayer; 2,000 tUSD margin");
-    println!(
+    say!(
+        s,
+        "\nTrader A {a}: deployed by its first UserOp through the relayer; 2,000 tUSD margin"
+    );
+    say!(
+        s,
         "  session key {} may trade BTC only, <= 0.5 BTC and <= $40,000 an order, 20 orders a minute, 8 h,\n  <= 16x leverage, <= 0.01 ETH of gas an op and 0.1 ETH in all; never withdraw",
         session.address()
     );
@@ -289,7 +311,10 @@ async fn open_traders(s: &Stack) -> anyhow::Result<(Address, Address, PrivateKey
         .owner_op(&bob, U256::ZERO, order(d.venue, BTC, "-0.3", "59500")?)
         .await?;
     s.relay(&short).await?;
-    println!("Trader B {b}: 20,000 tUSD margin; shorts 0.3 BTC with its owner key");
+    say!(
+        s,
+        "Trader B {b}: 20,000 tUSD margin; shorts 0.3 BTC with its owner key"
+    );
 
     Ok((a, b, session))
 }
@@ -297,7 +322,7 @@ async fn open_traders(s: &Stack) -> anyhow::Result<(Address, Address, PrivateKey
 /// The session key trades through the relayer, which reports the account's health before and after.
 async fn session_trades(s: &Stack, a: Address, session: &PrivateKeySigner) -> anyhow::Result<()> {
     let d = &s.d;
-    println!("\n-- the session key trades through the relayer --");
+    say!(s, "\n-- the session key trades through the relayer --");
     for (lane, size) in [(0u32, "0.2"), (1, "0.3")] {
         let op = s
             .client
@@ -311,7 +336,8 @@ async fn session_trades(s: &Stack, a: Address, session: &PrivateKeySigner) -> an
                 .and_then(|v| v.parse::<U256>().ok())
                 .unwrap_or_default())
         };
-        println!(
+        say!(
+            s,
             "  bought {size} BTC at 60,000 (lane {lane}); initial margin ${} -> ${}",
             imr("before"),
             imr("after")
@@ -325,7 +351,10 @@ async fn session_trades(s: &Stack, a: Address, session: &PrivateKeySigner) -> an
 /// and a size outside its scope, gas fields worth more than its per-op cap, a trade past its leverage.
 async fn refusals(s: &Stack, a: Address, session: &PrivateKeySigner) -> anyhow::Result<()> {
     let d = &s.d;
-    println!("\n-- refused by the relayer (nothing sent, nothing paid) --");
+    say!(
+        s,
+        "\n-- refused by the relayer (nothing sent, nothing paid) --"
+    );
     let refusals = [
         (
             "withdraw 100 tUSD",
@@ -385,7 +414,8 @@ async fn refusals(s: &Stack, a: Address, session: &PrivateKeySigner) -> anyhow::
             .await
         {
             Ok(h) => bail!("the relayer accepted a forbidden op ({what}): {h}"),
-            Err(e) => println!(
+            Err(e) => say!(
+                s,
                 "  {what}: {} {}",
                 e["code"],
                 e["message"].as_str().unwrap_or_default()
@@ -400,7 +430,7 @@ async fn refusals(s: &Stack, a: Address, session: &PrivateKeySigner) -> anyhow::
 async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRecord>, f64)> {
     let d = &s.d;
     let venue = PerpVenue::new(d.venue, &s.keeper);
-    println!("\n-- BTC slides; the keeper pokes and liquidates --");
+    say!(s, "\n-- BTC slides; the keeper pokes and liquidates --");
     let path = [
         "60000", "59500", "59000", "58500", "58000", "57500", "57000",
     ];
@@ -411,7 +441,8 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
         venue.poke(a).send().await?.get_receipt().await?;
         let h = venue.health(a).call().await?;
         let state = keyscope_core::bindings::account_state_name(h.state);
-        println!(
+        say!(
+            s,
             "  BTC {price}: account value ${}, IMR ${}, MMR ${} -> {state}",
             usd_signed(h.accountValue),
             usd(h.initialMargin),
@@ -427,7 +458,8 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             let after = venue.position(a, BTC).call().await?.size;
             let closed = (before - after).unsigned_abs();
             liquidated_notional += to_f64(closed, 18) * price.parse::<f64>().unwrap_or(0.0);
-            println!(
+            say!(
+                s,
                 "  keeper liquidated trader A: {} BTC closed",
                 format_units(closed, 18)
             );
@@ -450,6 +482,7 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             liquidated_notional,
             insurance_fund: to_f64(venue.insuranceFund().call().await?, 6),
             bad_debt: to_f64(venue.badDebt().call().await?, 6),
+            open_shortfall: 0.0,
             oracle_stale: false,
             pool: {
                 let pool = venue.pool().call().await?;
@@ -459,6 +492,9 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
         };
         for acct in [a, b] {
             let pf = venue.portfolio(acct).call().await?;
+            if pf.accountValue.is_negative() {
+                rec.open_shortfall += to_f64(pf.accountValue.unsigned_abs(), 6);
+            }
             for p in &pf.positions {
                 match p.size.is_negative() {
                     true => rec.short_oi += to_f64(p.notional, 6),
@@ -531,6 +567,7 @@ async fn report(
         });
     }
     let wall = started.elapsed().as_secs_f64();
+    let (peak_loss_step, peak_loss) = keyscope_sim::runner::peak_loss(&series);
     let outcome = Outcome {
         scenario: "make demo".into(),
         backend: "anvil + relayer".into(),
@@ -553,6 +590,8 @@ async fn report(
         breaker_trips: 0,
         liquidations_unprofitable: 0,
         open_shortfall: 0.0,
+        peak_loss,
+        peak_loss_step,
         pool_pnl: last.pool - series[0].pool - open_pnl,
         // The demo's keeper is a script, not a modelled bot: its rewards are read, its gas not priced; the
         // two traders' openings are shown in the walk-through, not laddered.
@@ -579,16 +618,19 @@ async fn report(
     };
     let files = keyscope_sim::report::write(&outcome, &["BTC".to_string()], &args.out)?;
     let pf = venue.portfolio(a).call().await?;
-    println!("\n== report ==");
-    println!(
+    say!(s, "\n== report ==");
+    say!(
+        s,
         "UserOps included through the relayer: {included} (audit log: {} entries, hash-chained)",
         audit.as_array().map_or(0, |v| v.len())
     );
-    println!(
+    say!(
+        s,
         "relayer lifecycle, received -> mined: {}",
         status["quantilesMs"]["total"]
     );
-    println!(
+    say!(
+        s,
         "margin calls {}, liquidations {} (${:.0} notional closed); trader A ends with collateral ${} and {} open position(s)",
         outcome.margin_calls,
         outcome.liquidations,
@@ -596,16 +638,40 @@ async fn report(
         usd_signed(pf.collateral),
         pf.positions.len()
     );
-    println!(
+    say!(
+        s,
         "insurance fund ${:.2} -> ${:.2}, bad debt ${:.2}",
-        outcome.insurance_fund_start, outcome.insurance_fund_end, outcome.bad_debt
+        outcome.insurance_fund_start,
+        outcome.insurance_fund_end,
+        outcome.bad_debt
     );
-    println!(
+    say!(
+        s,
         "chart {}, series {}, summary {}",
         files.chart.display(),
         files.series.display(),
         files.summary.display()
     );
+    if s.json {
+        println!(
+            "{}",
+            json!({
+                "userOpsIncluded": included,
+                "auditEntries": audit.as_array().map_or(0, |v| v.len()),
+                "marginCalls": outcome.margin_calls,
+                "liquidations": outcome.liquidations,
+                "liquidatedNotional": liquidated_notional,
+                "badDebt": outcome.bad_debt,
+                "insuranceFundStart": outcome.insurance_fund_start,
+                "insuranceFundEnd": outcome.insurance_fund_end,
+                "traderACollateral": usd_signed(pf.collateral),
+                "traderAPositions": pf.positions.len(),
+                "chart": files.chart,
+                "series": files.series,
+                "summary": files.summary,
+            })
+        );
+    }
     Ok(())
 }
 

@@ -206,9 +206,13 @@ async fn devnet_serves_from_any_directory_and_the_relayer_guesses_no_deployment(
 #[test]
 fn demo_runs_from_any_directory() {
     let i = Installed::new("demo");
-    let (out, text) = i.run(&["demo"]);
+    let (out, text) = i.run(&["demo", "--json"]);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("margin calls 1, liquidations 1"), "{text}");
+    // --json: the story on stderr, one summary on stdout.
+    let summary = json_line(&out);
+    assert_eq!(summary["liquidations"], 1, "{summary}");
+    assert_eq!(summary["marginCalls"], 1, "{summary}");
     assert!(
         i.work().join("reports/demo/chart.svg").is_file(),
         "the chart lands in the working directory"
