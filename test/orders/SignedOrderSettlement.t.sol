@@ -273,4 +273,20 @@ contract SignedOrderSettlementTest is OrderTestBase {
         );
         account.checkOrderFill(o, forBad, 0.1e18, 60_000e18);
     }
+
+    /// A settler that sends an order field with dirty upper bits (the nonce here) to give the same order a
+    /// second id is refused; the clean encoding settles.
+    function test_dirtyFieldRefused() public {
+        ISignedOrderVenue.Fill[] memory fills = new ISignedOrderVenue.Fill[](1);
+        fills[0] = _fill(_makerOrder(false, 0.1e18, 60_000e18), _takerOrder(true, 0.1e18, 60_000e18), 0.1e18);
+        bytes memory data = abi.encodeCall(ISignedOrderVenue.settle, (fills));
+        // selector, array offset, length, element offset, then the maker's 12 words: its nonce is word 11.
+        uint256 nonceWord = 4 + 3 * 32 + 11 * 32;
+        data[nonceWord] = 0x01;
+        (bool ok, bytes memory ret) = address(venue).call(data);
+        assertFalse(ok);
+        assertEq(ret, abi.encodeWithSelector(SignedOrder.MalformedOrder.selector));
+        venue.settle(fills);
+        assertEq(_makerBtc(), -0.1e18);
+    }
 }

@@ -67,16 +67,34 @@ library SignedOrder {
         return keccak256(abi.encode(DOMAIN_TYPEHASH, VENUE_NAME_HASH, VENUE_VERSION_HASH, block.chainid, venue));
     }
 
+    /// @notice A field of an order is not clean for its type (upper bits set).
+    error MalformedOrder();
+
     /// @notice hashStruct(Order).
-    /// @dev Field by field through Solidity's checked calldata reads (not the raw words): a field with dirty
-    /// upper bits reverts instead of hashing to a second id of the same order.
-    function hashStruct(Order calldata o) internal pure returns (bytes32) {
-        return keccak256(
-            bytes.concat(
-                abi.encode(ORDER_TYPEHASH, o.account, o.key, o.grantId, o.epoch, o.marketId, o.isBuy),
-                abi.encode(o.size, o.limitPrice, o.reduceOnly, o.timeInForce, o.expiry, o.nonce)
-            )
-        );
+    /// @dev The 12 fields of a static calldata struct are its 12 words in place: they are hashed as they lie,
+    /// after checking each is clean for its type (as Solidity's own reads would), so no second encoding of the
+    /// same order hashes to a second id. About 600 gas against 3,000 for an abi.encode of the fields.
+    function hashStruct(Order calldata o) internal pure returns (bytes32 h) {
+        bytes32 typehash = ORDER_TYPEHASH;
+        bytes4 malformed = MalformedOrder.selector;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typehash)
+            calldatacopy(add(m, 0x20), o, 0x180)
+            // account, key: 160 bits; grantId, epoch, marketId: 32; isBuy: 1; size, limitPrice: 128;
+            // reduceOnly: 1; timeInForce: 8; expiry, nonce: 64.
+            let dirty := or(shr(160, mload(add(m, 0x20))), shr(160, mload(add(m, 0x40))))
+            dirty := or(dirty, or(shr(32, mload(add(m, 0x60))), shr(32, mload(add(m, 0x80)))))
+            dirty := or(dirty, or(shr(32, mload(add(m, 0xa0))), shr(1, mload(add(m, 0xc0)))))
+            dirty := or(dirty, or(shr(128, mload(add(m, 0xe0))), shr(128, mload(add(m, 0x100)))))
+            dirty := or(dirty, or(shr(1, mload(add(m, 0x120))), shr(8, mload(add(m, 0x140)))))
+            dirty := or(dirty, or(shr(64, mload(add(m, 0x160))), shr(64, mload(add(m, 0x180)))))
+            if dirty {
+                mstore(0x00, malformed)
+                revert(0x00, 0x04)
+            }
+            h := keccak256(m, 0x1a0)
+        }
     }
 
     /// @notice The order's id at the venue whose domain separator is `venueDomain`: its EIP-712 digest.
