@@ -166,19 +166,31 @@ async fn info(g: &Global) -> anyhow::Result<()> {
         .balanceOf(ctx.account)
         .call()
         .await?;
-    let (owner, keys, epoch) = if deployed {
+    let (owner, keys, active, epoch) = if deployed {
         let a = TradingAccount::new(ctx.account, &ctx.provider);
+        let sessions = ISessionManager::new(ctx.account, &ctx.provider);
+        let keys = sessions.sessionKeys().call().await?;
+        // Active by the chain's clock now, as `session list` reads it — not merely granted once.
+        let now = ctx.client.chain_time().await?;
+        let mut active = 0;
+        for &key in &keys {
+            let s = sessions.getSession(key).call().await?;
+            if crate::session::key_state(&ctx, &s, key, now)
+                .await?
+                .0
+                .can_trade()
+            {
+                active += 1;
+            }
+        }
         (
             Some(a.owner().call().await?),
-            ISessionManager::new(ctx.account, &ctx.provider)
-                .sessionKeys()
-                .call()
-                .await?
-                .len(),
+            keys.len(),
+            active,
             a.epoch().call().await?,
         )
     } else {
-        (None, 0, 0)
+        (None, 0, 0, 0)
     };
     emit(
         ctx.json,
@@ -191,11 +203,12 @@ async fn info(g: &Global) -> anyhow::Result<()> {
             "collateral": usd.to_string(),
             "venueMargin": margin.to_string(),
             "sessionKeys": keys,
+            "activeSessionKeys": active,
             "epoch": epoch,
         }),
         || {
             format!(
-                "account      {}{}\nowner        {}\nETH          {} (EntryPoint deposit {})\ncollateral   {} tUSD in the account, {} tUSD venue margin\nsession keys {} granted (epoch {})",
+                "account      {}{}\nowner        {}\nETH          {} (EntryPoint deposit {})\ncollateral   {} tUSD in the account, {} tUSD venue margin\nsession keys {} active of {} granted (epoch {})",
                 ctx.account,
                 if deployed {
                     ""
@@ -210,6 +223,7 @@ async fn info(g: &Global) -> anyhow::Result<()> {
                     U256::try_from(margin.max(alloy_primitives::I256::ZERO)).unwrap_or_default(),
                     6
                 ),
+                active,
                 keys,
                 epoch
             )

@@ -359,7 +359,7 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
 
 /// What a key can do now, read from the chain at this moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyState {
+pub enum KeyState {
     /// Revoked, rotated away or ended by `revoke-all`.
     Revoked,
     /// Past its `validUntil`.
@@ -414,9 +414,26 @@ impl KeyState {
     }
 
     /// Whether the key can still open risk.
-    fn can_trade(self) -> bool {
+    pub fn can_trade(self) -> bool {
         matches!(self, Self::Active | Self::SuccessorCommitted)
     }
+}
+
+/// `key`'s state at chain time `now` (with its dead-man deadline and committed successor, read for it).
+pub async fn key_state(
+    ctx: &Ctx,
+    s: &keyscope_core::bindings::ITradingAccount::SessionInfo,
+    key: Address,
+    now: u64,
+) -> anyhow::Result<(KeyState, u64, Address)> {
+    let account = ISessionManager::new(ctx.account, &ctx.provider);
+    let deadline = account.heartbeatDeadline(key).call().await?.to::<u64>();
+    let successor = account.successorOf(key).call().await?;
+    Ok((
+        KeyState::of(s, now, deadline, successor),
+        deadline,
+        successor,
+    ))
 }
 
 /// Every session key of the account: its state now, scope, window, what is left of its budgets.
@@ -426,9 +443,7 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for key in account.sessionKeys().call().await? {
         let s = account.getSession(key).call().await?;
-        let deadline = account.heartbeatDeadline(key).call().await?.to::<u64>();
-        let successor = account.successorOf(key).call().await?;
-        let state = KeyState::of(&s, now, deadline, successor);
+        let (state, deadline, successor) = key_state(ctx, &s, key, now).await?;
         let markets: Vec<String> = s
             .permissions
             .iter()

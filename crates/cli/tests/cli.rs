@@ -965,6 +965,7 @@ async fn session_list_states_are_read_from_the_chain_now() {
             st("revoked", false)
         ]
     );
+    assert_eq!(cli.ok(&["account", "info"])["activeSessionKeys"], 1);
     // The text listing says the same.
     let out = cli.command().args(["session", "list"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
