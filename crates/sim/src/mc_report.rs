@@ -25,12 +25,12 @@ pub struct McFiles {
 /// One row per path.
 pub fn paths_csv(r: &McReport) -> String {
     let mut csv = String::from(
-        "path,seed,bad_debt,bad_debt_booked,insurance_drawdown,insurance_exhausted,liquidations,liquidated_notional,pool_loss,margin_calls\n",
+        "path,seed,bad_debt,bad_debt_booked,insurance_drawdown,insurance_exhausted,liquidations,liquidated_notional,pool_loss,margin_calls,peak_loss,peak_loss_step\n",
     );
     for p in &r.results {
         let _ = writeln!(
             csv,
-            "{},{},{:.6},{:.6},{:.6},{},{},{:.2},{:.6},{}",
+            "{},{},{:.6},{:.6},{:.6},{},{},{:.2},{:.6},{},{:.6},{}",
             p.path,
             p.seed,
             p.bad_debt,
@@ -40,7 +40,9 @@ pub fn paths_csv(r: &McReport) -> String {
             p.liquidations,
             p.liquidated_notional,
             p.pool_loss,
-            p.margin_calls
+            p.margin_calls,
+            p.peak_loss,
+            p.peak_loss_step
         );
     }
     csv
@@ -160,7 +162,7 @@ fn draw_histogram(
 }
 
 fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1000, 1100)).into_drawing_area();
+    let root = SVGBackend::new(path, (1000, 1370)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         &format!(
@@ -172,7 +174,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
         ),
         ("sans-serif", 22),
     )?;
-    let panels = root.split_evenly((4, 1));
+    let panels = root.split_evenly((5, 1));
     draw_fan(
         &panels[0],
         &format!("{market} price (USD) across paths"),
@@ -193,9 +195,17 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
         (r.bad_debt.var_95, r.bad_debt.var_99),
         RED,
     )?;
-    let liq: Vec<f64> = r.results.iter().map(|p| p.liquidated_notional).collect();
+    let peak: Vec<f64> = r.results.iter().map(|p| p.peak_loss).collect();
     draw_histogram(
         &panels[3],
+        "peak loss per path, booked + open at its worst step (USD)",
+        &peak,
+        (r.peak_loss.var_95, r.peak_loss.var_99),
+        MAGENTA,
+    )?;
+    let liq: Vec<f64> = r.results.iter().map(|p| p.liquidated_notional).collect();
+    draw_histogram(
+        &panels[4],
         "liquidated notional per path (USD)",
         &liq,
         (r.liquidated_notional.var_95, r.liquidated_notional.var_99),

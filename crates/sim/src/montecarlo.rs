@@ -35,6 +35,12 @@ pub enum McError {
         seed: u64,
         source: RunError,
     },
+    #[error("path {path} (seed {seed}): {source}")]
+    PathPrices {
+        path: u32,
+        seed: u64,
+        source: ScenarioError,
+    },
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("paths: {0}")]
@@ -52,6 +58,10 @@ pub struct PathResult {
     /// Booked bad debt plus what accounts still open end below zero.
     pub bad_debt: f64,
     pub bad_debt_booked: f64,
+    /// The loss at its worst over the run (booked bad debt + open shortfall at the step it was largest),
+    /// and that step: a crash that recovers shows here, not in `bad_debt`.
+    pub peak_loss: f64,
+    pub peak_loss_step: u32,
     /// Insurance fund at the start less its lowest point.
     pub insurance_drawdown: f64,
     /// The insurance fund reached zero.
@@ -76,6 +86,8 @@ impl PathResult {
             seed: out.seed,
             bad_debt: out.bad_debt + out.open_shortfall,
             bad_debt_booked: out.bad_debt,
+            peak_loss: out.peak_loss,
+            peak_loss_step: out.peak_loss_step,
             insurance_drawdown: out.insurance_fund_start - out.insurance_fund_min,
             insurance_exhausted: out.insurance_fund_min <= 0.0,
             liquidations: out.liquidations,
@@ -145,8 +157,10 @@ pub struct McReport {
     pub steps: u32,
     pub traders: u32,
     pub threads: usize,
-    /// Total bad debt (booked + open).
+    /// Total bad debt (booked + open) at the end.
     pub bad_debt: Risk,
+    /// The loss at its worst step of each path (booked + open).
+    pub peak_loss: Risk,
     pub insurance_drawdown: Risk,
     /// Liquidations-at-risk: liquidated notional's distribution.
     pub liquidated_notional: Risk,
@@ -177,7 +191,11 @@ async fn run_path(base: &Scenario, base_dir: &Path, i: u32) -> Result<PathResult
         seed: s.seed,
         source,
     };
-    let prices = PricePath::generate(&s, base_dir)?;
+    let prices = PricePath::generate(&s, base_dir).map_err(|source| McError::PathPrices {
+        path: i,
+        seed: s.seed,
+        source,
+    })?;
     let insurance = U256::from((s.venue.insurance_fund * 1e6).round() as u128);
     // A fixed start time: the same path gives the same run wherever and whenever it runs.
     let mut backend = RevmBackend::new(
@@ -264,6 +282,7 @@ fn summarise(scenario: &Scenario, results: Vec<PathResult>, threads: usize, wall
         traders: scenario.traders.count,
         threads,
         bad_debt: Risk::of(&col(|r| r.bad_debt)),
+        peak_loss: Risk::of(&col(|r| r.peak_loss)),
         insurance_drawdown: Risk::of(&col(|r| r.insurance_drawdown)),
         liquidated_notional: Risk::of(&col(|r| r.liquidated_notional)),
         pool_loss: Risk::of(&col(|r| r.pool_loss)),

@@ -50,7 +50,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
     for m in markets {
         let _ = write!(csv, ",price_{m}");
     }
-    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool,oracle_stale,closed,liquidatable_before,bankrupt_before,long_oi,short_oi\n");
+    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool,oracle_stale,closed,liquidatable_before,bankrupt_before,long_oi,short_oi,open_shortfall\n");
     for r in &out.series {
         let _ = write!(csv, "{},{}", r.step, r.time);
         for p in &r.prices {
@@ -58,7 +58,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
         }
         let _ = writeln!(
             csv,
-            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6},{},{},{},{},{:.2},{:.2}",
+            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6},{},{},{},{},{:.2},{:.2},{:.6}",
             r.healthy,
             r.margin_call,
             r.liquidatable,
@@ -74,7 +74,8 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
             r.liquidatable_before,
             r.bankrupt_before,
             r.long_oi,
-            r.short_oi
+            r.short_oi,
+            r.open_shortfall
         );
     }
     csv
@@ -234,10 +235,13 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     let top = out
         .series
         .iter()
-        .map(|r| r.insurance_fund.max(r.bad_debt))
+        .map(|r| r.insurance_fund.max(r.bad_debt + r.open_shortfall))
         .fold(1.0, f64::max);
     let mut c = ChartBuilder::on(&panels[3])
-        .caption("insurance fund and bad debt (USD)", ("sans-serif", 16))
+        .caption(
+            "insurance fund, bad debt booked and open loss (USD)",
+            ("sans-serif", 16),
+        )
         .margin(8)
         .x_label_area_size(24)
         .y_label_area_size(70)
@@ -256,8 +260,16 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         out.series.iter().map(|r| (r.step, r.bad_debt)),
         RED.stroke_width(2),
     ))?
-    .label("bad debt")
+    .label("bad debt booked")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    c.draw_series(LineSeries::new(
+        out.series
+            .iter()
+            .map(|r| (r.step, r.bad_debt + r.open_shortfall)),
+        MAGENTA.stroke_width(2),
+    ))?
+    .label("loss: booked + open (accounts below zero)")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], MAGENTA));
     legend(&mut c)?;
 
     // 5. Open interest and the pool's exposure (the other side of the traders' net).

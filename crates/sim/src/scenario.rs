@@ -376,10 +376,10 @@ impl Scenario {
                     ));
                 }
             }
-            if !(m.start_price > 0.0 && m.start_price < 1e12) {
+            if !(m.start_price >= 0.01 && m.start_price < 1e12) {
                 return Err(invalid(
                     &f("start_price"),
-                    "must be a positive USD price below 1e12",
+                    "must be a USD price from 0.01 (a cent, the path's resolution) to below 1e12",
                 ));
             }
             if !(0.0..=10.0).contains(&m.volatility) {

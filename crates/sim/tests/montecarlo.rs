@@ -104,17 +104,79 @@ async fn path_zero_is_the_scenario_as_sim_run_runs_it() {
     assert_eq!(p0.liquidated_notional, out.liquidated_notional);
     assert_eq!(p0.bad_debt, out.bad_debt + out.open_shortfall);
     assert_eq!(p0.pool_loss, -out.pool_pnl);
+    // Peak loss is the worst step of the run, read from its series; the last step's open loss is the end's.
+    let (mut worst_step, mut worst) = (0, 0.0);
+    for r in &out.series {
+        if r.bad_debt + r.open_shortfall > worst {
+            (worst_step, worst) = (r.step, r.bad_debt + r.open_shortfall);
+        }
+    }
+    assert!(worst > 0.0, "the small scenario loses money somewhere");
+    assert_eq!((p0.peak_loss, p0.peak_loss_step), (worst, worst_step));
+    assert_eq!(
+        out.series.last().unwrap().open_shortfall,
+        out.open_shortfall
+    );
+    assert!(p0.peak_loss >= p0.bad_debt);
+}
+
+#[tokio::test]
+async fn a_crash_that_recovers_shows_its_loss_at_the_bottom_not_at_the_end() {
+    // Longs at 8-18x; the price gaps 40 % down at step 3 and back up 80 % at step 6; keepers never
+    // liquidate (their gas costs more than any reward), so the loss stays open and then heals.
+    let s = Scenario::parse(
+        &(SMALL
+            .replace("volatility = 1.5", "volatility = 0")
+            .replace(
+                "kind = \"jumps\"\nprobability = 0.3\npercent = 6",
+                "kind = \"gbm\"",
+            )
+            .replace("leverage_max = 18", "leverage_max = 18\nlong_fraction = 1")
+            .replace("count = 1\n", "count = 1\ngas_cost_usd = 10000\n")
+            + "[[gaps]]\nstep = 3\npercent = -40\n[[gaps]]\nstep = 6\npercent = 80\n"),
+    )
+    .unwrap();
+    let mc = tokio::task::spawn_blocking({
+        let s = s.clone();
+        move || run_mc(&s, Path::new("."), 2, 1, |_, _| {}).unwrap()
+    })
+    .await
+    .unwrap();
+    let p0 = &mc.results[0];
+    assert_eq!(p0.peak_loss_step, 3, "{p0:?}");
+    assert!(p0.peak_loss > 1_000.0, "{p0:?}");
+    assert_eq!(
+        (p0.bad_debt, p0.liquidations),
+        (0.0, 0),
+        "healed by the end: {p0:?}"
+    );
+    let peaks: Vec<f64> = mc.results.iter().map(|r| r.peak_loss).collect();
+    assert_eq!(mc.peak_loss, Risk::of(&peaks));
+    assert_eq!(mc.bad_debt.max, 0.0);
 }
 
 #[test]
 fn a_failing_path_is_named_and_no_paths_is_refused() {
-    let bad =
-        Scenario::parse(&SMALL.replace("start_price = 60000", "start_price = 0.001")).unwrap();
+    let bad = Scenario::parse(&SMALL.replace("start_price = 60000", "start_price = 0.05")).unwrap();
     let e = run_mc(&bad, Path::new("."), 3, 2, |_, _| {})
         .unwrap_err()
         .to_string();
     assert!(
         e.starts_with("path ") && e.contains("(seed ") && e.contains("could not fill"),
+        "{e}"
+    );
+    // A path that falls below a cent is refused by the field that took it there, naming the path.
+    let cent = Scenario::parse(
+        &SMALL
+            .replace("start_price = 60000", "start_price = 0.01")
+            .replace("volatility = 1.5", "volatility = 10"),
+    )
+    .unwrap();
+    let e = run_mc(&cent, Path::new("."), 1, 1, |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("path 0 (seed 21): markets[0].volatility") && e.contains("below one cent"),
         "{e}"
     );
     let s = Scenario::parse(SMALL).unwrap();

@@ -46,6 +46,8 @@ pub(super) struct Book {
     pub flat: bool,
     pub long_usd: f64,
     pub short_usd: f64,
+    /// What the account stands below zero after its turn (0 if it can pay), USD.
+    pub shortfall_usd: f64,
 }
 
 /// A position's liquidation price as the account opened it (collateral, one position, the market's MMF).

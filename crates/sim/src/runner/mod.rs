@@ -73,7 +73,11 @@ pub struct StepRecord {
     pub liquidations: u32,
     pub liquidated_notional: f64,
     pub insurance_fund: f64,
+    /// Bad debt the venue has booked (liquidations that left an account below zero), USD.
     pub bad_debt: f64,
+    /// Loss not yet booked: what accounts still open stand below zero after the step's liquidations, USD.
+    /// `bad_debt + open_shortfall` is the step's loss.
+    pub open_shortfall: f64,
     /// The venue's pool (the house: counterparty of every fill), USD; may be negative.
     pub pool: f64,
     /// No price was published this step (an oracle outage).
@@ -117,6 +121,10 @@ pub struct Outcome {
     /// Bad debt not yet booked: what accounts still open end below zero (keepers left them, the reward not
     /// worth their gas), USD.
     pub open_shortfall: f64,
+    /// The loss at its worst: the largest step loss (booked bad debt + open shortfall) over the run, USD,
+    /// and the first step it was reached (the end value is `bad_debt + open_shortfall`).
+    pub peak_loss: f64,
+    pub peak_loss_step: u32,
     /// The pool's (the house's) profit from step 0 to the end, marked to market: its balance's change less
     /// the traders' open PnL (which the pool owes them, or is owed), less what accounts below zero cannot
     /// pay (the open shortfall), USD.
@@ -201,6 +209,7 @@ pub async fn run<B: Backend>(
         .map(|v| -quote_to_usd(v))
         .fold(0.0, |sum, v| sum + v);
     let last = series.last().cloned().expect("at least step 0");
+    let (peak_loss_step, peak_loss) = peak_loss(&series);
     let open_pnl: f64 = accounts
         .iter()
         .filter_map(|a| {
@@ -241,6 +250,8 @@ pub async fn run<B: Backend>(
         breaker_trips: tally.breaker_trips,
         liquidations_unprofitable: tally.unprofitable,
         open_shortfall,
+        peak_loss,
+        peak_loss_step,
         pool_pnl,
         keeper_rewards,
         keeper_profit: Some(keeper_profit),
@@ -353,12 +364,13 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(wad_quote(v))
     }
 
-    async fn health_state(&mut self, account: Address) -> Result<usize, RunError> {
+    /// `account`'s health state and account value (collateral plus open PnL, quote units).
+    async fn health_state(&mut self, account: Address) -> Result<(usize, I256), RunError> {
         let h = self
             .backend
             .view(self.a.venue, &PerpVenue::healthCall { account })
             .await?;
-        Ok(h.state as usize)
+        Ok((h.state as usize, h.accountValue))
     }
 
     async fn position(&mut self, account: Address, market: u32) -> Result<I256, RunError> {
@@ -452,7 +464,7 @@ impl<'a, B: Backend> Run<'a, B> {
             }
         }
         let (mut counts, mut before, mut closed) = ([0u32; 4], [0u32; 4], 0);
-        let (mut long_oi, mut short_oi) = (0.0, 0.0);
+        let (mut long_oi, mut short_oi, mut open_shortfall) = (0.0, 0.0, 0.0);
         let now = self.backend.now().await?;
         for trader in traders.iter_mut() {
             let (pre, book) = self.trader_step(step, now, trader, tally).await?;
@@ -463,6 +475,7 @@ impl<'a, B: Backend> Run<'a, B> {
             }
             long_oi += book.long_usd;
             short_oi += book.short_usd;
+            open_shortfall += book.shortfall_usd;
         }
         let insurance = self.insurance().await?;
         tally.insurance_min = tally.insurance_min.min(insurance);
@@ -499,6 +512,7 @@ impl<'a, B: Backend> Run<'a, B> {
             liquidated_notional: tally.liquidated_notional,
             insurance_fund: insurance,
             bad_debt,
+            open_shortfall,
         })
     }
 
@@ -512,7 +526,7 @@ impl<'a, B: Backend> Run<'a, B> {
         tally: &mut Tally,
     ) -> Result<(usize, book::Book), RunError> {
         let account = trader.account;
-        let mut state = self.health_state(account).await?;
+        let (mut state, mut value) = self.health_state(account).await?;
         // Margin calls: counted once per crossing; an answer is scheduled by chance.
         if state == 1 && !trader.margin_called {
             trader.margin_called = true;
@@ -533,7 +547,7 @@ impl<'a, B: Backend> Run<'a, B> {
             tally.adds += 1;
             tally.adds_stopped += u32::from(stopped);
             tally.breaker_trips += u32::from(tripped);
-            state = self.health_state(account).await?;
+            (state, value) = self.health_state(account).await?;
         }
         if trader.answer_at.is_some_and(|at| at <= step) {
             trader.answer_at = None;
@@ -543,11 +557,11 @@ impl<'a, B: Backend> Run<'a, B> {
                 acted = true;
                 tally.answered += u32::from(done.success);
                 self.count(done);
-                state = self.health_state(account).await?;
+                (state, value) = self.health_state(account).await?;
             }
         }
         let liquidations = tally.liquidations;
-        self.liquidate(account, state, tally).await?;
+        let value = self.liquidate(account, (state, value), tally).await?;
         acted |= tally.liquidations > liquidations;
         if tally.liquidations > liquidations && !trader.liquidated {
             // An account's first liquidation: warned (a margin call before) or not, and how long it had.
@@ -557,7 +571,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 None => tally.unwarned += 1,
             }
         }
-        let book = match (&trader.sizes, acted) {
+        let mut book = match (&trader.sizes, acted) {
             // Nothing traded: the sizes stand, the state is the one read above, notional moves with the marks.
             (Some(sizes), false) => book::Book::of(state, sizes, &self.marks),
             _ => {
@@ -566,16 +580,20 @@ impl<'a, B: Backend> Run<'a, B> {
                 book
             }
         };
+        // The last health read is after every action of the turn: what the account cannot pay now.
+        book.shortfall_usd = (-quote_to_usd(value)).max(0.0);
         Ok((state, book))
     }
 
-    /// Liquidator bots sweep `account` while it is liquidatable (at most 8 rounds).
+    /// Liquidator bots sweep `account` (in `health`: its state and value) while it is liquidatable (at most
+    /// 8 rounds); returns its account value after the sweep.
     async fn liquidate(
         &mut self,
         account: Address,
-        mut state: usize,
+        health: (usize, I256),
         tally: &mut Tally,
-    ) -> Result<(), RunError> {
+    ) -> Result<I256, RunError> {
+        let (mut state, mut value) = health;
         let mut rounds = 0;
         while state >= 2 && rounds < 8 {
             rounds += 1;
@@ -604,9 +622,9 @@ impl<'a, B: Backend> Run<'a, B> {
             if !any {
                 break;
             }
-            state = self.health_state(account).await?;
+            (state, value) = self.health_state(account).await?;
         }
-        Ok(())
+        Ok(value)
     }
 
     /// What the keepers hold on the venue at the end: their rewards (they start with nothing there).
@@ -655,6 +673,18 @@ impl<'a, B: Backend> Run<'a, B> {
         }
         Ok(accounts)
     }
+}
+
+/// The first step where booked bad debt plus open shortfall is largest, and that loss.
+pub fn peak_loss(series: &[StepRecord]) -> (u32, f64) {
+    series.iter().fold((0, 0.0), |(at, worst), r| {
+        let loss = r.bad_debt + r.open_shortfall;
+        if loss > worst {
+            (r.step, loss)
+        } else {
+            (at, worst)
+        }
+    })
 }
 
 /// Mean, median and max of `secs` (None if empty).
