@@ -273,8 +273,8 @@ async fn keepers_liquidate_only_when_the_reward_covers_their_gas() {
 /// Orders that cannot fill fail the run with the reason, instead of a run that "executed" nothing.
 #[tokio::test]
 async fn a_scenario_whose_orders_cannot_fill_fails_with_the_reason() {
-    let s = Scenario::parse(&SMALL_CRASH.replace("start_price = 60000", "start_price = 0.05"))
-        .unwrap();
+    let s =
+        Scenario::parse(&SMALL_CRASH.replace("start_price = 60000", "start_price = 0.05")).unwrap();
     let e = try_on_revm(&s).await.unwrap_err().to_string();
     assert!(
         e.contains("opening order") && e.contains("could not fill"),
