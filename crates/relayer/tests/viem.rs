@@ -87,7 +87,7 @@ async fn permissionless_simple_accounts_work_with_their_defaults() {
     let result = simple_accounts(&s, "clients", &[]).await;
     assert_eq!(result["deployed"], 10);
     let burst = result["burst"].as_array().unwrap();
-    assert_eq!(burst.len(), 50);
+    assert_eq!(burst.len(), 40);
     // The relayer's own record: included, and no Keyscope session key read into a foreign account's nonce.
     for hash in burst {
         let status = s
