@@ -1,12 +1,12 @@
 //! `keyscope account create|info`, `deposit`, `withdraw`: the owner's side of the account.
 
 use alloy::{network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest};
-use alloy_primitives::U256;
+use alloy_primitives::{I256, U256};
 use clap::Subcommand;
 use keyscope_core::{
     bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD, TradingAccount},
     ops,
-    units::{format_amount, format_units, parse_units},
+    units::{format_amount, format_signed_amount, format_units, parse_units},
 };
 use serde_json::json;
 
@@ -71,10 +71,10 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
             }),
             || {
                 let mut text = format!(
-                    "account {} already exists and holds {} tUSD ({} tUSD of it venue margin); nothing was sent",
+                    "account {} already exists and holds {} tUSD, with {} tUSD in venue margin; nothing was sent",
                     ctx.account,
                     format_amount(usd, 6),
-                    format_amount(margin, 6)
+                    format_signed_amount(margin, 6)
                 );
                 if collateral.is_some() {
                     text.push_str(
@@ -134,8 +134,8 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
     Ok(())
 }
 
-/// The account's collateral-token balance and its venue margin (negative margin counts as none).
-async fn holdings(ctx: &Ctx) -> anyhow::Result<(U256, U256)> {
+/// The account's collateral-token balance and its venue margin.
+async fn holdings(ctx: &Ctx) -> anyhow::Result<(U256, I256)> {
     let usd = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
         .balanceOf(ctx.account)
         .call()
@@ -144,24 +144,14 @@ async fn holdings(ctx: &Ctx) -> anyhow::Result<(U256, U256)> {
         .collateralOf(ctx.account)
         .call()
         .await?;
-    Ok((
-        usd,
-        U256::try_from(margin.max(alloy_primitives::I256::ZERO)).unwrap_or_default(),
-    ))
+    Ok((usd, margin))
 }
 
 async fn info(g: &Global) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     let deployed = ctx.client.is_deployed(ctx.account).await?;
     let eth = ctx.provider.get_balance(ctx.account).await?;
-    let usd = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
-        .balanceOf(ctx.account)
-        .call()
-        .await?;
-    let margin = PerpVenue::new(ctx.deployment.venue, &ctx.provider)
-        .collateralOf(ctx.account)
-        .call()
-        .await?;
+    let (usd, margin) = holdings(&ctx).await?;
     let deposit = IEntryPoint::new(ctx.deployment.entry_point, &ctx.provider)
         .balanceOf(ctx.account)
         .call()
@@ -220,7 +210,7 @@ async fn info(g: &Global) -> anyhow::Result<()> {
                 format_units(deposit, 18),
                 format_units(usd, 6),
                 format_units(
-                    U256::try_from(margin.max(alloy_primitives::I256::ZERO)).unwrap_or_default(),
+                    U256::try_from(margin.max(I256::ZERO)).unwrap_or_default(),
                     6
                 ),
                 active,

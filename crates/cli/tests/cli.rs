@@ -25,7 +25,24 @@ struct Cli<'a> {
     devnet: &'a Devnet,
 }
 
-impl Cli<'_> {
+impl<'a> Cli<'a> {
+    /// The CLI signing as anvil dev key `index`.
+    fn new(devnet: &'a Devnet, index: usize) -> Self {
+        Self {
+            key: format!("0x{}", hex::encode(devnet.keys()[index])),
+            devnet,
+        }
+    }
+
+    /// The owner's account address (deployed or not).
+    fn account(&self) -> Address {
+        self.ok(&["account", "address"])["account"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_keyscope"));
         c.env("KEYSCOPE_RPC", self.devnet.endpoint())
@@ -100,10 +117,7 @@ async fn trader_session_from_account_to_filled_order() {
     let d = devnet.deployment.clone();
     let owner = devnet.signer(2);
     let chain = fund_trader(&devnet, 2, "50000").await;
-    let cli = Cli {
-        key: format!("0x{}", hex::encode(devnet.keys()[2])),
-        devnet: &devnet,
-    };
+    let cli = Cli::new(&devnet, 2);
 
     // Before anything exists the account is known only by its address.
     assert_eq!(cli.ok(&["account", "info"])["deployed"], false);
@@ -286,10 +300,7 @@ async fn errors_say_what_to_do() {
     let devnet = Devnet::start(&repo_root(), 0, 41_003)
         .await
         .expect("devnet starts");
-    let cli = Cli {
-        key: format!("0x{}", hex::encode(devnet.keys()[3])),
-        devnet: &devnet,
-    };
+    let cli = Cli::new(&devnet, 3);
     let grant = |markets: &str, extra: &[&str]| {
         let mut args = vec![
             "session",
@@ -532,17 +543,10 @@ async fn p256_keys_rotation_and_the_dead_man_switch_from_the_cli() {
         .expect("devnet starts");
     let chain = fund_trader(&devnet, 3, "20000").await;
     let e18 = |v: &str| parse_units(v, 18).unwrap();
-    let cli = Cli {
-        key: format!("0x{}", hex::encode(devnet.keys()[3])),
-        devnet: &devnet,
-    };
+    let cli = Cli::new(&devnet, 3);
     cli.ok(&["account", "create", "--collateral", "20000"]);
     cli.ok(&["deposit", "10000"]);
-    let account: Address = cli.ok(&["account", "address"])["account"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let account: Address = cli.account();
 
     // Two P-256 keys, as an HSM or an enclave would hold them; their on-chain names are their ids.
     let hex_a = "0x00000000000000000000000000000000000000000000000000000000000c0ffe";
@@ -667,15 +671,8 @@ async fn account_create_run_twice_moves_money_once() {
         .expect("devnet starts");
     let chain = fund_trader(&devnet, 2, "50000").await;
     let owner = devnet.signer(2).address();
-    let cli = Cli {
-        key: format!("0x{}", hex::encode(devnet.keys()[2])),
-        devnet: &devnet,
-    };
-    let account: Address = cli.ok(&["account", "address"])["account"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let cli = Cli::new(&devnet, 2);
+    let account: Address = cli.account();
 
     // A typo in the amount refuses the whole command: nothing deployed, nothing moved.
     assert!(
@@ -712,7 +709,7 @@ async fn account_create_run_twice_moves_money_once() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains(
-            "already exists and holds 20,000 tUSD (0 tUSD of it venue margin); nothing was sent"
+            "already exists and holds 20,000 tUSD, with 0 tUSD in venue margin; nothing was sent"
         ) && text.contains("keyscope deposit"),
         "{text}"
     );
@@ -725,16 +722,9 @@ async fn nonsense_grants_and_outflow_selectors_are_refused_before_anything_is_se
         .await
         .expect("devnet starts");
     let chain = fund_trader(&devnet, 3, "1000").await;
-    let cli = Cli {
-        key: format!("0x{}", hex::encode(devnet.keys()[3])),
-        devnet: &devnet,
-    };
+    let cli = Cli::new(&devnet, 3);
     cli.ok(&["account", "create"]);
-    let account: Address = cli.ok(&["account", "address"])["account"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let account: Address = cli.account();
     let entry_point = IEntryPoint::new(devnet.deployment.entry_point, &chain);
     let owner_nonce = || async {
         entry_point
@@ -862,10 +852,7 @@ async fn session_list_states_are_read_from_the_chain_now() {
         .await
         .expect("devnet starts");
     let chain = fund_trader(&devnet, 2, "1000").await;
-    let cli = Cli {
-        key: format!("0x{}", hex::encode(devnet.keys()[2])),
-        devnet: &devnet,
-    };
+    let cli = Cli::new(&devnet, 2);
     cli.ok(&["account", "create"]);
     let keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
     let addr = |i: usize| keys[i].address().to_string();
@@ -1066,10 +1053,7 @@ async fn errors_read_in_the_users_units_and_name_the_fix() {
         .await
         .expect("devnet starts");
     fund_trader(&devnet, 2, "20000").await;
-    let cli = Cli {
-        key: format!("0x{}", hex::encode(devnet.keys()[2])),
-        devnet: &devnet,
-    };
+    let cli = Cli::new(&devnet, 2);
     cli.ok(&["account", "create", "--collateral", "20000"]);
     cli.ok(&["deposit", "9994"]);
 
