@@ -625,6 +625,10 @@ fn simulate_dropping(
                 at_fault: false,
             }),
             (Err(BundleError::Failed(e)), _) => {
+                // With no EntryPoint code every call "passes": no op can be told at fault.
+                if !has_code(sent, deps.sim.entry_point) {
+                    return Err(BundleError::Failed(e));
+                }
                 let fails = |n: usize| match simulate(&ops[..n]).0 {
                     Err(BundleError::Failed(e)) => Some(e),
                     _ => None,
@@ -641,6 +645,13 @@ fn simulate_dropping(
         }
     }
     Ok((ops, dropped, charged))
+}
+
+/// True if `at` has code on the sent state (false if it cannot be read).
+fn has_code(sent: &SentState, at: Address) -> bool {
+    use revm::{Database, primitives::KECCAK_EMPTY};
+    let mut db = sent.layers.db();
+    matches!(db.basic(at), Ok(Some(info)) if info.code_hash != KECCAK_EMPTY && !info.code_hash.is_zero())
 }
 
 /// The op that makes a bundle of `n` ops fail (`failure`) in a way no FailedOp names, by bisection over
