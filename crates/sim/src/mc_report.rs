@@ -25,14 +25,15 @@ pub struct McFiles {
 /// One row per path.
 pub fn paths_csv(r: &McReport) -> String {
     let mut csv = String::from(
-        "path,seed,bad_debt,bad_debt_booked,insurance_drawdown,insurance_exhausted,liquidations,liquidated_notional,pool_loss,margin_calls,peak_loss,peak_loss_step\n",
+        "path,seed,book_seed,bad_debt,bad_debt_booked,insurance_drawdown,insurance_exhausted,liquidations,liquidated_notional,pool_loss,margin_calls,peak_loss,peak_loss_step\n",
     );
     for p in &r.results {
         let _ = writeln!(
             csv,
-            "{},{},{:.6},{:.6},{:.6},{},{},{:.2},{:.6},{},{:.6},{}",
+            "{},{},{},{:.6},{:.6},{:.6},{},{},{:.2},{:.6},{},{:.6},{}",
             p.path,
             p.seed,
+            p.book_seed,
             p.bad_debt,
             p.bad_debt_booked,
             p.insurance_drawdown,
@@ -166,11 +167,15 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
     root.fill(&WHITE)?;
     let root = root.titled(
         &format!(
-            "{}: {} paths (seeds {}..{})",
+            "{}: {} paths (price seeds {}..{}, {} book)",
             r.scenario,
             r.paths,
             r.base_seed,
-            r.base_seed.wrapping_add(r.paths as u64 - 1)
+            r.base_seed.wrapping_add(r.paths as u64 - 1),
+            match r.book {
+                crate::scenario::BookMode::Fixed => "fixed",
+                crate::scenario::BookMode::Random => "random",
+            }
         ),
         ("sans-serif", 22),
     )?;

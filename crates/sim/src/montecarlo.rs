@@ -1,6 +1,8 @@
-//! Monte Carlo: one scenario over many seeded price paths, on revm, on every core. Path `i` is the scenario
-//! with seed `seed + i` (path 0 is the scenario itself, as `keyscope sim run` runs it): its prices, its
-//! traders' draws and its keys. Each path's losses are collected and the distribution is summarised as a
+//! Monte Carlo: one scenario over many seeded price paths, on revm, on every core. Path `i` moves prices with
+//! seed `seed + i` (path 0 is the scenario itself, as `keyscope sim run` runs it). Its book — the traders'
+//! draws, keys and answers — is the scenario's own on every path (`book = "fixed"`, the default: what this
+//! book loses across market moves) or drawn anew with seed `seed + i` (`book = "random"`: what a book like
+//! it loses, trader draw and market mixed). Each path's losses are collected and the distribution is summarised as a
 //! risk desk reads one: value-at-risk and expected shortfall at 95 and 99 %, liquidations-at-risk, the
 //! probability that the insurance fund runs out. The same scenario and path count give the same report on
 //! any number of threads.
@@ -21,7 +23,7 @@ use crate::{
     backend::{BackendError, RevmBackend, Roles},
     prices::PricePath,
     runner::{Outcome, RunError, liquidator_keys, run},
-    scenario::{Scenario, ScenarioError},
+    scenario::{BookMode, Scenario, ScenarioError},
 };
 
 /// Errors from a Monte Carlo run.
@@ -54,7 +56,9 @@ pub const MAX_PATHS: u32 = 1_000_000;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PathResult {
     pub path: u32,
+    /// The seed of the path's prices, and of its book (the scenario's on a fixed book).
     pub seed: u64,
+    pub book_seed: u64,
     /// Booked bad debt plus what accounts still open end below zero.
     pub bad_debt: f64,
     pub bad_debt_booked: f64,
@@ -80,10 +84,11 @@ pub struct PathResult {
 }
 
 impl PathResult {
-    fn from_outcome(path: u32, out: &Outcome) -> Self {
+    fn from_outcome(path: u32, price_seed: u64, out: &Outcome) -> Self {
         Self {
             path,
-            seed: out.seed,
+            seed: price_seed,
+            book_seed: out.seed,
             bad_debt: out.bad_debt + out.open_shortfall,
             bad_debt_booked: out.bad_debt,
             peak_loss: out.peak_loss,
@@ -153,6 +158,8 @@ pub type Fan = Vec<[f64; 5]>;
 pub struct McReport {
     pub scenario: String,
     pub base_seed: u64,
+    /// The book the paths share (fixed) or draw anew (random).
+    pub book: BookMode,
     pub paths: u32,
     pub steps: u32,
     pub traders: u32,
@@ -176,25 +183,36 @@ pub struct McReport {
     pub results: Vec<PathResult>,
 }
 
-/// The scenario of path `i`.
+/// The scenario whose seed draws path `i`'s prices.
 pub fn path_scenario(base: &Scenario, i: u32) -> Scenario {
     let mut s = base.clone();
     s.seed = base.seed.wrapping_add(i as u64);
     s
 }
 
+/// The scenario whose seed draws path `i`'s book: the base itself on a fixed book.
+pub fn book_scenario(base: &Scenario, i: u32) -> Scenario {
+    match base.monte_carlo.book {
+        BookMode::Fixed => base.clone(),
+        BookMode::Random => path_scenario(base, i),
+    }
+}
+
 /// Runs path `i` on a fresh revm chain.
 async fn run_path(base: &Scenario, base_dir: &Path, i: u32) -> Result<PathResult, McError> {
-    let s = path_scenario(base, i);
+    let price_seed = path_scenario(base, i).seed;
+    let s = book_scenario(base, i);
     let path_err = |source: RunError| McError::Path {
         path: i,
-        seed: s.seed,
+        seed: price_seed,
         source,
     };
-    let prices = PricePath::generate(&s, base_dir).map_err(|source| McError::PathPrices {
-        path: i,
-        seed: s.seed,
-        source,
+    let prices = PricePath::generate(&path_scenario(base, i), base_dir).map_err(|source| {
+        McError::PathPrices {
+            path: i,
+            seed: price_seed,
+            source,
+        }
     })?;
     let insurance = U256::from((s.venue.insurance_fund * 1e6).round() as u128);
     // A fixed start time: the same path gives the same run wherever and whenever it runs.
@@ -207,7 +225,7 @@ async fn run_path(base: &Scenario, base_dir: &Path, i: u32) -> Result<PathResult
     let out = run(&s, &prices, &mut backend, |_, _| {})
         .await
         .map_err(path_err)?;
-    Ok(PathResult::from_outcome(i, &out))
+    Ok(PathResult::from_outcome(i, price_seed, &out))
 }
 
 /// Runs `paths` paths of `scenario` on `threads` threads (0: every core); `progress(done, total)` is called
@@ -277,6 +295,7 @@ fn summarise(scenario: &Scenario, results: Vec<PathResult>, threads: usize, wall
     McReport {
         scenario: scenario.name.clone(),
         base_seed: scenario.seed,
+        book: scenario.monte_carlo.book,
         paths: results.len() as u32,
         steps: scenario.steps,
         traders: scenario.traders.count,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Errors from loading a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,32 @@ pub struct Scenario {
     /// refuses trades and liquidations), then publishing resumes at the path's price.
     #[serde(default)]
     pub oracle: OracleSpec,
+    /// How `sim mc` runs this scenario (ignored by `sim run`).
+    #[serde(default)]
+    pub monte_carlo: MonteCarloSpec,
+}
+
+/// Monte Carlo options.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MonteCarloSpec {
+    /// Which book the paths share: `fixed` (the default) or `random`.
+    #[serde(default)]
+    pub book: BookMode,
+}
+
+/// The risk question a Monte Carlo run answers.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BookMode {
+    /// "What does this book lose across market moves": the traders (their collateral, leverage, side,
+    /// market, keys and answers to margin calls) are drawn once from the scenario's seed, and only the
+    /// prices change from path to path.
+    #[default]
+    Fixed,
+    /// "What does a book like this lose": each path draws new traders as well as new prices, so the spread
+    /// mixes who the traders are with how the market moves.
+    Random,
 }
 
 /// From `from_step` on, `market`'s funding rate is `rate_per_hour` (a fraction of notional per hour, paid by

@@ -9,7 +9,7 @@ use keyscope_sim::{
     montecarlo::{Risk, path_scenario, run_mc},
     prices::PricePath,
     runner::{liquidator_keys, run},
-    scenario::Scenario,
+    scenario::{BookMode, Scenario},
 };
 
 const SMALL: &str = r#"
@@ -184,4 +184,95 @@ fn a_failing_path_is_named_and_no_paths_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("paths: must be between 1"), "{e}");
+}
+
+/// One trader, 1,000 USD at 10x long BTC from 60,000; keepers never liquidate (their gas costs more than any
+/// reward), so what the trader loses is the account's value below zero, priced by hand from each path.
+const ONE_TRADER: &str = r#"
+name = "one-trader"
+seed = 5
+steps = 3
+step_seconds = 30
+[[markets]]
+name = "BTC"
+start_price = 60000
+volatility = 0
+[price]
+kind = "jumps"
+probability = 0.5
+percent = 20
+[traders]
+count = 1
+collateral_min = 1000
+collateral_max = 1000
+leverage_min = 10
+leverage_max = 10
+long_fraction = 1
+[liquidators]
+count = 1
+gas_cost_usd = 10000
+"#;
+
+#[test]
+fn a_fixed_book_loses_what_its_positions_lose_on_each_path_by_hand() {
+    let s = Scenario::parse(ONE_TRADER).unwrap();
+    let mc = run_mc(&s, Path::new("."), 12, 2, |_, _| {}).unwrap();
+    // By hand: 10,000 notional at 60,000 is 1/6 BTC; the opening pays the 0.05 % taker fee (5 USD) from
+    // the collateral; value = 995 + (P - 60,000) / 6, and the loss is what it stands below zero.
+    let mut ends = Vec::new();
+    for r in &mc.results {
+        let prices = PricePath::generate(&path_scenario(&s, r.path), Path::new(".")).unwrap();
+        let loss = |step: usize| {
+            let p = keyscope_sim::prices::wad_to_usd(prices.prices[step][0]);
+            (-(995.0 + (p - 60_000.0) / 6.0)).max(0.0)
+        };
+        let end = loss(3);
+        let peak = (0..=3).map(loss).fold(0.0, f64::max);
+        assert!((r.bad_debt - end).abs() < 0.02, "{r:?}: by hand {end}");
+        assert!((r.peak_loss - peak).abs() < 0.02, "{r:?}: by hand {peak}");
+        assert_eq!(r.book_seed, 5, "every path holds the scenario's book");
+        ends.push(r.bad_debt);
+    }
+    assert_eq!(mc.bad_debt, Risk::of(&ends));
+    assert!(
+        ends.iter().any(|l| *l > 0.0) && ends.iter().any(|l| *l == 0.0),
+        "the jumps split the paths: {ends:?}"
+    );
+}
+
+#[test]
+fn with_no_volatility_a_fixed_book_has_no_spread_and_a_random_book_does() {
+    // Prices the same on every path (no volatility, a crash); only the book can differ.
+    let s = Scenario::parse(
+        &SMALL.replace("volatility = 1.5", "volatility = 0").replace(
+            "kind = \"jumps\"\nprobability = 0.3\npercent = 6",
+            "kind = \"crash\"\npercent = 30\nstart_step = 2\nover_steps = 4",
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.monte_carlo.book, BookMode::Fixed, "the default");
+    let fixed = run_mc(&s, Path::new("."), 6, 2, |_, _| {}).unwrap();
+    let losses: Vec<f64> = fixed.results.iter().map(|r| r.bad_debt).collect();
+    assert!(losses[0] > 0.0, "the crash costs the book: {losses:?}");
+    assert!(losses.iter().all(|l| *l == losses[0]), "{losses:?}");
+    assert_eq!(fixed.bad_debt.max, fixed.bad_debt.mean);
+
+    let mut random = s.clone();
+    random.monte_carlo.book = BookMode::Random;
+    let random = run_mc(&random, Path::new("."), 6, 2, |_, _| {}).unwrap();
+    let spread: Vec<f64> = random.results.iter().map(|r| r.bad_debt).collect();
+    assert!(spread.iter().any(|l| *l != spread[0]), "{spread:?}");
+    assert_eq!(random.results[3].book_seed, 24);
+    // Path 0 is the scenario itself either way.
+    assert_eq!(random.results[0], fixed.results[0]);
+}
+
+#[test]
+fn the_book_option_is_read_from_the_scenario() {
+    let s = Scenario::parse(&format!("{SMALL}\n[monte_carlo]\nbook = \"random\"\n")).unwrap();
+    assert_eq!(s.monte_carlo.book, BookMode::Random);
+    let e = Scenario::parse(&format!("{SMALL}\n[monte_carlo]\nbook = \"mixed\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mixed") && e.contains("fixed"), "{e}");
 }
