@@ -54,18 +54,18 @@ async fn viem_sends_a_session_order_through_the_relayer() {
     s.relayer.stop().await;
 }
 
-/// Runs `simple-accounts.mjs` in `phase` against `s`, with `extra` environment; its JSON answer.
-async fn simple_accounts(s: &Setup, phase: &str, extra: &[(&str, String)]) -> Value {
-    let script = repo_root().join("crates/relayer/tests/viem/simple-accounts.mjs");
+/// Runs the permissionless client `script` (in tests/viem) against `s`, with `env` besides the chain's and
+/// the relayer's; its JSON answer.
+async fn permissionless(s: &Setup, script: &str, env: &[(&str, String)]) -> Value {
+    let script = repo_root().join("crates/relayer/tests/viem").join(script);
     let out = Command::new("node")
         .arg(&script)
-        .env("PHASE", phase)
         .env("RPC_URL", s.devnet.endpoint())
         .env("BUNDLER_URL", s.relayer.url())
         .env("CHAIN_ID", s.d.chain_id.to_string())
         .env("ENTRY_POINT", s.d.entry_point.to_string())
         .env("FUNDER_KEY", s.devnet.keys()[7].to_string())
-        .envs(extra.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .await
         .expect(
@@ -78,6 +78,15 @@ async fn simple_accounts(s: &Setup, phase: &str, extra: &[(&str, String)]) -> Va
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("node printed {:?}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Runs `simple-accounts.mjs` in `phase` against `s`, with `extra` environment; its JSON answer.
+async fn simple_accounts(s: &Setup, phase: &str, extra: &[(&str, String)]) -> Value {
+    let env: Vec<_> = [("PHASE", phase.to_string())]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect();
+    permissionless(s, "simple-accounts.mjs", &env).await
 }
 
 #[tokio::test]
@@ -104,27 +113,8 @@ async fn permissionless_simple_accounts_work_with_their_defaults() {
 async fn permissionless_sequential_ops_are_all_mined_when_deposits_run_out() {
     // The relayer's shipped defaults; the client's too (no fee hook, gas from the relayer's estimate).
     let s = setup("sequential", 42_031, BundlingMode::Auto, |_| {}).await;
-    let script = repo_root().join("crates/relayer/tests/viem/sequential-ops.mjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .env("RPC_URL", s.devnet.endpoint())
-        .env("BUNDLER_URL", s.relayer.url())
-        .env("CHAIN_ID", s.d.chain_id.to_string())
-        .env("FUNDER_KEY", s.devnet.keys()[7].to_string())
-        .env("ACCOUNTS", "3")
-        .env("OPS", "10")
-        .output()
-        .await
-        .expect(
-            "node runs (Node.js comes with the toolchain; `make deps` installs permissionless)",
-        );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the permissionless client lost an op:\n{stderr}"
-    );
-    let result: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("node printed {:?}", String::from_utf8_lossy(&out.stdout)));
+    let env = [("ACCOUNTS", "3".to_string()), ("OPS", "10".to_string())];
+    let result = permissionless(&s, "sequential-ops.mjs", &env).await;
     let runs = result["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
     for run in runs {
