@@ -853,8 +853,9 @@ async fn session_list_states_are_read_from_the_chain_now() {
         .expect("devnet starts");
     let chain = fund_trader(&devnet, 2, "1000").await;
     let cli = Cli::new(&devnet, 2);
-    cli.ok(&["account", "create"]);
-    let keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
+    cli.ok(&["account", "create", "--collateral", "1000"]);
+    cli.ok(&["deposit", "1000"]);
+    let keys: Vec<PrivateKeySigner> = (0..5).map(|_| PrivateKeySigner::random()).collect();
     let addr = |i: usize| keys[i].address().to_string();
     let grant = |i: usize, extra: &[&str]| {
         let a = addr(i);
@@ -933,6 +934,33 @@ async fn session_list_states_are_read_from_the_chain_now() {
         ]
     );
 
+    // Key 4 buys under a 1 % drawdown breaker, BTC falls 10 %, and its reducing order trips the breaker.
+    grant(4, &["--max-drawdown", "1%"]);
+    let hex4 = format!("0x{}", hex::encode(keys[4].credential().to_bytes()));
+    cli.ok(&[
+        "order",
+        "place",
+        "--market",
+        "BTC",
+        "--size",
+        "0.01",
+        "--limit",
+        "60500",
+        "--session-key",
+        &hex4,
+    ]);
+    publish_price(
+        &chain,
+        &devnet.deployment,
+        &devnet.signer(0),
+        0,
+        parse_units("54000", 18).unwrap(),
+    )
+    .await
+    .unwrap();
+    cli.ok(&["order", "close", "--market", "BTC", "--session-key", &hex4]);
+    assert_eq!(states()[3], st("tripped", false));
+
     cli.ok(&["session", "revoke", &addr(2)]);
     advance_time(&chain, 120).await;
     assert_eq!(
@@ -940,7 +968,8 @@ async fn session_list_states_are_read_from_the_chain_now() {
         [
             st("past-deadline", false),
             st("successor-committed", true),
-            st("revoked", false)
+            st("revoked", false),
+            st("tripped", false)
         ]
     );
     advance_time(&chain, 3600).await;
@@ -949,7 +978,8 @@ async fn session_list_states_are_read_from_the_chain_now() {
         [
             st("expired", false),
             st("successor-committed", true),
-            st("revoked", false)
+            st("revoked", false),
+            st("tripped", false)
         ]
     );
     assert_eq!(cli.ok(&["account", "info"])["activeSessionKeys"], 1);
