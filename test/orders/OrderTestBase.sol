@@ -10,6 +10,7 @@ import {IPerpVenue} from "../../contracts/venue/IPerpVenue.sol";
 import {ISignedOrderVenue} from "../../contracts/venue/ISignedOrderVenue.sol";
 import {SignedOrder} from "../../contracts/venue/libraries/SignedOrder.sol";
 import {VenueSessionBase} from "../utils/VenueSessionBase.sol";
+import {Orders} from "./Orders.sol";
 
 /// @notice Signed orders on the real venue: the maker is `account` (owner OWNER_PK, session key KEY_PK, 5,000
 /// tUSD of margin, from VenueSessionBase) and the taker a second account with its own owner and key. This test
@@ -56,19 +57,9 @@ abstract contract OrderTestBase is VenueSessionBase {
     /// @dev A GTT order of `acct`'s key `k` (current grant and epoch), expiring in an hour, with a fresh nonce.
     function _order(TradingAccount acct, address k, uint32 marketId, bool isBuy, uint128 size, uint128 limitPrice)
         internal
-        returns (SignedOrder.Order memory o)
+        returns (SignedOrder.Order memory)
     {
-        o.account = address(acct);
-        o.key = k;
-        o.grantId = ISessionManager(address(acct)).getSession(k).grantId;
-        o.epoch = ISessionManager(address(acct)).orderEpoch(k);
-        o.marketId = marketId;
-        o.isBuy = isBuy;
-        o.size = size;
-        o.limitPrice = limitPrice;
-        o.timeInForce = uint8(SignedOrder.TimeInForce.GTT);
-        o.expiry = uint64((block.timestamp + 1 hours) * 1000);
-        o.nonce = nextNonce++;
+        return Orders.gtt(address(acct), k, marketId, isBuy, size, limitPrice, nextNonce++);
     }
 
     /// @dev The maker key's BTC order.

@@ -220,7 +220,7 @@ contract SignedOrderSettlementTest is OrderTestBase {
         // A venue the key has no permission on: a second venue with the same owner (and settler), where both
         // accounts have margin.
         PerpVenue other = new PerpVenue(address(this), usd, oracle);
-        other.listMarket(BTC, _params());
+        other.listMarket(BTC, _marketParams());
         vm.startPrank(owner);
         account.execute(address(usd), 0, abi.encodeCall(usd.approve, (address(other), type(uint256).max)));
         account.execute(address(other), 0, abi.encodeCall(IPerpVenue.depositMargin, (1_000e6)));
@@ -241,18 +241,6 @@ contract SignedOrderSettlementTest is OrderTestBase {
             )
         );
         other.settle(fills);
-    }
-
-    function _params() internal pure returns (PerpVenue.MarketParams memory) {
-        return PerpVenue.MarketParams({
-            imf: 0.05e18,
-            mmf: 0.03e18,
-            takerFee: 0.0005e18,
-            liquidationPenalty: 0.01e18,
-            maxLimitDeviation: 0.1e18,
-            maxPosition: 1_000e18,
-            partialLiquidationNotional: 100_000e6
-        });
     }
 
     /// A third party calling the account's check directly (as if it were a venue) spends nothing: the digest

@@ -24,37 +24,40 @@ contract SignedOrderTypedDataTest is OrderTestBase {
         );
     }
 
+    /// @dev `"name":value`, the value quoted when `quoted` (addresses, and integers over 53 bits).
+    function _kv(string memory name, string memory value, bool quoted) internal pure returns (string memory) {
+        string memory q = quoted ? '"' : "";
+        return string.concat('"', name, '":', q, value, q);
+    }
+
     function _message(SignedOrder.Order memory o) internal pure returns (string memory) {
         string memory head = string.concat(
-            '{"account":"',
-            vm.toString(o.account),
-            '","key":"',
-            vm.toString(o.key),
-            '","grantId":',
-            vm.toString(o.grantId),
-            ',"epoch":',
-            vm.toString(o.epoch),
-            ',"marketId":',
-            vm.toString(o.marketId),
-            ',"isBuy":',
-            vm.toString(o.isBuy)
+            _kv("account", vm.toString(o.account), true),
+            ",",
+            _kv("key", vm.toString(o.key), true),
+            ",",
+            _kv("grantId", vm.toString(o.grantId), false),
+            ",",
+            _kv("epoch", vm.toString(o.epoch), false),
+            ",",
+            _kv("marketId", vm.toString(o.marketId), false),
+            ",",
+            _kv("isBuy", vm.toString(o.isBuy), false)
         );
-        return string.concat(
-            head,
-            ',"size":"',
-            vm.toString(o.size),
-            '","limitPrice":"',
-            vm.toString(o.limitPrice),
-            '","reduceOnly":',
-            vm.toString(o.reduceOnly),
-            ',"timeInForce":',
-            vm.toString(o.timeInForce),
-            ',"expiry":',
-            vm.toString(o.expiry),
-            ',"nonce":',
-            vm.toString(o.nonce),
-            "}"
+        string memory tail = string.concat(
+            _kv("size", vm.toString(o.size), true),
+            ",",
+            _kv("limitPrice", vm.toString(o.limitPrice), true),
+            ",",
+            _kv("reduceOnly", vm.toString(o.reduceOnly), false),
+            ",",
+            _kv("timeInForce", vm.toString(o.timeInForce), false),
+            ",",
+            _kv("expiry", vm.toString(o.expiry), false),
+            ",",
+            _kv("nonce", vm.toString(o.nonce), false)
         );
+        return string.concat("{", head, ",", tail, "}");
     }
 
     function test_typedData_matchesWalletEncoding() public {

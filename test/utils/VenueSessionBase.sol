@@ -44,15 +44,7 @@ abstract contract VenueSessionBase is Test {
         oracle = new SignedPriceOracle(address(this), 60);
         oracle.setSigner(vm.addr(ORACLE_PK), true);
         venue = new PerpVenue(address(this), usd, oracle);
-        PerpVenue.MarketParams memory p = PerpVenue.MarketParams({
-            imf: 0.05e18,
-            mmf: 0.03e18,
-            takerFee: 0.0005e18,
-            liquidationPenalty: 0.01e18,
-            maxLimitDeviation: 0.1e18,
-            maxPosition: 1_000e18,
-            partialLiquidationNotional: 100_000e6
-        });
+        PerpVenue.MarketParams memory p = _marketParams();
         venue.listMarket(BTC, p);
         venue.listMarket(ETH, p);
         _price(60_000e18, 3_000e18);
@@ -76,6 +68,19 @@ abstract contract VenueSessionBase is Test {
     /*//////////////////////////////////////////////////////////////
                                  HELPERS
     //////////////////////////////////////////////////////////////*/
+
+    /// @dev The markets' parameters: IMF 5 %, MMF 3 %, taker fee 5 bps, limit band 10 %.
+    function _marketParams() internal pure returns (PerpVenue.MarketParams memory) {
+        return PerpVenue.MarketParams({
+            imf: 0.05e18,
+            mmf: 0.03e18,
+            takerFee: 0.0005e18,
+            liquidationPenalty: 0.01e18,
+            maxLimitDeviation: 0.1e18,
+            maxPosition: 1_000e18,
+            partialLiquidationNotional: 100_000e6
+        });
+    }
 
     function _price(uint256 btc, uint256 eth) internal {
         vm.warp(block.timestamp + 1);

@@ -11,6 +11,7 @@ import {ISignedOrderVenue} from "../../../contracts/venue/ISignedOrderVenue.sol"
 import {PerpVenue} from "../../../contracts/venue/PerpVenue.sol";
 import {SignedOrder} from "../../../contracts/venue/libraries/SignedOrder.sol";
 import {OrderTestBase} from "../OrderTestBase.sol";
+import {Orders} from "../Orders.sol";
 
 /// @notice A malicious settler: it signs nothing, but picks any of the key's signed orders (fresh, partly filled,
 /// filled, cancelled or of an old epoch), any size, either role, and settles; the key cancels nonces and bumps
@@ -49,19 +50,10 @@ contract SettlerHandler is CommonBase, StdUtils {
         return orders[i];
     }
 
-    /// The key signs a new order: either side, up to 0.05 BTC, within a dollar of the price.
+    /// The key signs a new order: either side, up to 0.05 BTC, at the oracle's price.
     function sign(bool isBuy, uint256 size) external {
-        SignedOrder.Order memory o;
-        o.account = address(maker);
-        o.key = key;
-        o.grantId = ISessionManager(address(maker)).getSession(key).grantId;
-        o.epoch = ISessionManager(address(maker)).orderEpoch(key);
-        o.marketId = BTC;
-        o.isBuy = isBuy;
-        o.size = uint128(bound(size, 1, 0.05e18));
-        o.limitPrice = 60_000e18;
-        o.expiry = uint64((block.timestamp + 1 days) * 1000);
-        o.nonce = nextNonce++;
+        SignedOrder.Order memory o =
+            Orders.gtt(address(maker), key, BTC, isBuy, uint128(bound(size, 1, 0.05e18)), 60_000e18, nextNonce++);
         orders.push(o);
     }
 
@@ -72,16 +64,7 @@ contract SettlerHandler is CommonBase, StdUtils {
         SignedOrder.Order memory o = orders[i];
         // Mostly within the order's size, one call in four up to twice it (attempts to overfill).
         uint128 amount = uint128(bound(size, 1, size % 4 == 0 ? 2 * uint256(o.size) : o.size));
-        SignedOrder.Order memory c;
-        c.account = address(taker);
-        c.key = takerKey;
-        c.grantId = ISessionManager(address(taker)).getSession(takerKey).grantId;
-        c.marketId = BTC;
-        c.isBuy = !o.isBuy;
-        c.size = amount;
-        c.limitPrice = 60_000e18;
-        c.expiry = uint64((block.timestamp + 1 days) * 1000);
-        c.nonce = nextNonce++;
+        SignedOrder.Order memory c = Orders.gtt(address(taker), takerKey, BTC, !o.isBuy, amount, 60_000e18, nextNonce++);
         bytes memory oSig = _sign(KEY_PK, maker, o);
         bytes memory cSig = _sign(TAKER_KEY_PK, taker, c);
         ISignedOrderVenue.Fill[] memory batch = new ISignedOrderVenue.Fill[](1);
