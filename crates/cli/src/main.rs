@@ -27,8 +27,9 @@ struct Cli {
     command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed apart from each command's own in its help).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// JSON-RPC endpoint of the chain.
     #[arg(

@@ -1144,3 +1144,21 @@ async fn errors_read_in_the_users_units_and_name_the_fix() {
     );
     std::fs::remove_file(stale).unwrap();
 }
+
+#[test]
+fn a_commands_help_lists_its_own_options_apart_from_the_global_ones() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["session", "grant", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let global = help
+        .find("Global options:")
+        .unwrap_or_else(|| panic!("{help}"));
+    let (own, rest) = help.split_at(global);
+    assert!(
+        own.contains("--markets") && own.contains("--allow-outflow-selector"),
+        "{help}"
+    );
+    assert!(rest.contains("--rpc") && !own.contains("--rpc"), "{help}");
+}
