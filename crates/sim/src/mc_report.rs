@@ -10,9 +10,73 @@ use std::{
 use plotters::prelude::*;
 
 use crate::{
-    montecarlo::{Fan, McReport},
+    montecarlo::{Fan, McReport, Risk},
     report::{ReportError, legend, write_err},
+    scenario::BookMode,
 };
+
+/// A risk summary as JSON: each VaR and ES with its 95 % interval (`var99Ci: [low, high]`).
+pub fn risk_json(r: &Risk) -> serde_json::Value {
+    serde_json::json!({
+        "mean": r.mean, "max": r.max,
+        "var95": r.var_95, "var95Ci": r.ci.var_95,
+        "var99": r.var_99, "var99Ci": r.ci.var_99,
+        "es95": r.es_95, "es95Ci": r.ci.es_95,
+        "es99": r.es_99, "es99Ci": r.ci.es_99,
+    })
+}
+
+/// The report for people: what was run, then one block per measure, each VaR and ES with its 95 % interval.
+pub fn text(r: &McReport) -> String {
+    let book = match r.book {
+        BookMode::Fixed => "fixed book (traders drawn once; only prices vary)",
+        BookMode::Random => "random book (traders drawn anew each path)",
+    };
+    let mut t = format!(
+        "{}: {} paths (price seeds {}..), {book}, {} traders x {} steps, {} threads\n",
+        r.scenario, r.paths, r.base_seed, r.traders, r.steps, r.threads
+    );
+    let usd = |x: f64| format!("${x:.0}");
+    let with = |x: f64, [lo, hi]: [f64; 2]| format!("{:>10} [{} – {}]", usd(x), usd(lo), usd(hi));
+    for (name, risk) in [
+        ("bad debt at the end (booked + open)", &r.bad_debt),
+        ("peak loss (booked + open, worst step)", &r.peak_loss),
+        ("insurance drawdown", &r.insurance_drawdown),
+        ("liquidated notional", &r.liquidated_notional),
+        ("pool loss (marked)", &r.pool_loss),
+    ] {
+        let _ = writeln!(
+            t,
+            "  {name}: mean {}, max {}\n    VaR95 {}   VaR99 {}\n    ES95  {}   ES99  {}",
+            usd(risk.mean),
+            usd(risk.max),
+            with(risk.var_95, risk.ci.var_95),
+            with(risk.var_99, risk.ci.var_99),
+            with(risk.es_95, risk.ci.es_95),
+            with(risk.es_99, risk.ci.es_99),
+        );
+    }
+    let _ = writeln!(
+        t,
+        "  [low – high]: 95 % bootstrap interval (sampling error of {} paths); widest half-width of bad debt's \
+         and peak loss's: ±{}{}",
+        r.paths,
+        usd(r.achieved_error),
+        match r.target_error {
+            Some(target) => format!(" (target ±{})", usd(target)),
+            None => String::new(),
+        }
+    );
+    let _ = write!(
+        t,
+        "  P(insurance fund exhausted) {:.1} %, P(bad debt) {:.1} %\n  {:.1} s, {:.1} paths/s",
+        r.p_insurance_exhausted * 100.0,
+        r.p_bad_debt * 100.0,
+        r.wall_seconds,
+        r.paths_per_second
+    );
+    t
+}
 
 /// The files written.
 #[derive(Debug, Clone)]
@@ -118,14 +182,15 @@ fn draw_fan(
     Ok(())
 }
 
-/// A histogram of `values` in 30 bins, with the 95 and 99 % VaR marked.
+/// A histogram of `values` in 30 bins, with the 95 and 99 % VaR marked and the 99 % VaR's interval shaded.
 fn draw_histogram(
     area: &Area,
     title: &str,
     values: &[f64],
-    var: (f64, f64),
+    risk: &Risk,
     color: RGBColor,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let var = (risk.var_95, risk.var_99);
     const BINS: usize = 30;
     let lo = values.iter().copied().fold(f64::MAX, f64::min).min(0.0);
     let hi = values
@@ -153,6 +218,13 @@ fn draw_histogram(
         let x0 = lo + i as f64 * width;
         Rectangle::new([(x0, 0), (x0 + width, *n)], color.mix(0.6).filled())
     }))?;
+    let [lo99, hi99] = risk.ci.var_99;
+    c.draw_series(std::iter::once(Rectangle::new(
+        [(lo99, 0), (hi99.max(lo99 + width / 20.0), top)],
+        RED.mix(0.12).filled(),
+    )))?
+    .label("VaR 99 % 95 % interval")
+    .legend(|(x, y)| Rectangle::new([(x, y - 4), (x + 16, y + 4)], RED.mix(0.12).filled()));
     for (label, x, line) in [("VaR 95 %", var.0, MAGENTA), ("VaR 99 %", var.1, RED)] {
         c.draw_series(LineSeries::new([(x, 0), (x, top)], line.stroke_width(2)))?
             .label(label)
@@ -197,7 +269,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
         &panels[2],
         "bad debt per path, booked + open (USD)",
         &bad,
-        (r.bad_debt.var_95, r.bad_debt.var_99),
+        &r.bad_debt,
         RED,
     )?;
     let peak: Vec<f64> = r.results.iter().map(|p| p.peak_loss).collect();
@@ -205,7 +277,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
         &panels[3],
         "peak loss per path, booked + open at its worst step (USD)",
         &peak,
-        (r.peak_loss.var_95, r.peak_loss.var_99),
+        &r.peak_loss,
         MAGENTA,
     )?;
     let liq: Vec<f64> = r.results.iter().map(|p| p.liquidated_notional).collect();
@@ -213,7 +285,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
         &panels[4],
         "liquidated notional per path (USD)",
         &liq,
-        (r.liquidated_notional.var_95, r.liquidated_notional.var_99),
+        &r.liquidated_notional,
         BLUE,
     )?;
     root.present()?;

@@ -116,10 +116,86 @@ pub struct Risk {
     /// Expected shortfall: the mean loss on the worst 5 % (1 %) of paths (at least one path).
     pub es_95: f64,
     pub es_99: f64,
+    /// The sampling error of each: a 95 % interval, [low, high].
+    pub ci: Intervals,
+}
+
+/// 95 % intervals of VaR and ES: a percentile bootstrap (the paths resampled with replacement, seeded, so
+/// the same losses always give the same intervals). With few paths the 99 % tail is a path or two and its
+/// interval is wide — that is the point of showing it.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Intervals {
+    pub var_95: [f64; 2],
+    pub var_99: [f64; 2],
+    pub es_95: [f64; 2],
+    pub es_99: [f64; 2],
+}
+
+impl Intervals {
+    /// The widest half-width of the four.
+    pub fn max_half_width(&self) -> f64 {
+        [self.var_95, self.var_99, self.es_95, self.es_99]
+            .iter()
+            .map(|[lo, hi]| (hi - lo) / 2.0)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Resamples the bootstrap draws: 1,000, fewer past 20,000 paths (at least 200) so that summarising a
+/// million paths stays seconds, not minutes.
+fn resamples(n: usize) -> usize {
+    (20_000_000 / n.max(1)).clamp(200, 1_000)
+}
+
+/// The seed of the bootstrap's draws (fixed: the intervals are a function of the losses alone).
+const BOOTSTRAP_SEED: u64 = 0xB007_5724;
+
+/// VaR 95/99 and ES 95/99 of ascending `v` (not empty).
+fn tail(v: &[f64]) -> [f64; 4] {
+    let n = v.len();
+    let var = |q: f64| v[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let es = |q: f64| {
+        let tail = (((1.0 - q) * n as f64).round() as usize).max(1);
+        v[n - tail..].iter().sum::<f64>() / tail as f64
+    };
+    [var(0.95), var(0.99), es(0.95), es(0.99)]
+}
+
+/// 95 % percentile-bootstrap intervals of [`tail`] over `draws` resamples of ascending `v`.
+pub fn bootstrap(v: &[f64], draws: usize, seed: u64) -> Intervals {
+    use rand::{Rng, SeedableRng};
+    let n = v.len();
+    if n == 0 || draws == 0 {
+        return Intervals::default();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut stats: [Vec<f64>; 4] = Default::default();
+    let mut sample = vec![0.0; n];
+    for _ in 0..draws {
+        for x in sample.iter_mut() {
+            *x = v[rng.gen_range(0..n)];
+        }
+        sample.sort_by(f64::total_cmp);
+        for (k, t) in tail(&sample).into_iter().enumerate() {
+            stats[k].push(t);
+        }
+    }
+    let ci = |s: &mut Vec<f64>| {
+        s.sort_by(f64::total_cmp);
+        let at = |q: f64| s[((q * (s.len() - 1) as f64).round() as usize).min(s.len() - 1)];
+        [at(0.025), at(0.975)]
+    };
+    let [a, b, c, d] = &mut stats;
+    Intervals {
+        var_95: ci(a),
+        var_99: ci(b),
+        es_95: ci(c),
+        es_99: ci(d),
+    }
 }
 
 impl Risk {
-    /// The summary of `losses` (any order; empty gives zeros).
+    /// The summary of `losses` (any order; empty gives zeros), with bootstrap intervals.
     pub fn of(losses: &[f64]) -> Self {
         let mut v: Vec<f64> = losses.to_vec();
         v.sort_by(f64::total_cmp);
@@ -132,20 +208,18 @@ impl Risk {
                 var_99: 0.0,
                 es_95: 0.0,
                 es_99: 0.0,
+                ci: Intervals::default(),
             };
         }
-        let var = |q: f64| v[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
-        let es = |q: f64| {
-            let tail = (((1.0 - q) * n as f64).round() as usize).max(1);
-            v[n - tail..].iter().sum::<f64>() / tail as f64
-        };
+        let [var_95, var_99, es_95, es_99] = tail(&v);
         Self {
             mean: v.iter().sum::<f64>() / n as f64,
             max: v[n - 1],
-            var_95: var(0.95),
-            var_99: var(0.99),
-            es_95: es(0.95),
-            es_99: es(0.99),
+            var_95,
+            var_99,
+            es_95,
+            es_99,
+            ci: bootstrap(&v, resamples(n), BOOTSTRAP_SEED),
         }
     }
 }
@@ -174,6 +248,10 @@ pub struct McReport {
     pub pool_loss: Risk,
     pub p_insurance_exhausted: f64,
     pub p_bad_debt: f64,
+    /// The half-width asked for (`monte_carlo.target_error`), and the widest half-width of the 95 %
+    /// intervals of bad debt's and peak loss's VaR and ES reached, USD.
+    pub target_error: Option<f64>,
+    pub achieved_error: f64,
     pub wall_seconds: f64,
     pub paths_per_second: f64,
     #[serde(skip)]
@@ -229,7 +307,9 @@ async fn run_path(base: &Scenario, base_dir: &Path, i: u32) -> Result<PathResult
 }
 
 /// Runs `paths` paths of `scenario` on `threads` threads (0: every core); `progress(done, total)` is called
-/// as paths finish, from the worker threads.
+/// as paths finish, from the worker threads. With `monte_carlo.target_error` set, paths are then added
+/// (doubling, up to `monte_carlo.max_paths`) until the intervals are that narrow; the paths run are the
+/// same as asking for their number outright.
 pub fn run_mc(
     scenario: &Scenario,
     base_dir: &Path,
@@ -245,13 +325,53 @@ pub fn run_mc(
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
-    }
-    .min(paths as usize);
+    };
     let started = Instant::now();
-    let next = AtomicU32::new(0);
-    let done = AtomicU32::new(0);
+    let mut results = run_paths(scenario, base_dir, 0..paths, threads, &progress)?;
+    let mc = &scenario.monte_carlo;
+    let error = |r: &[PathResult]| {
+        let col = |f: fn(&PathResult) -> f64| r.iter().map(f).collect::<Vec<_>>();
+        Risk::of(&col(|p| p.bad_debt))
+            .ci
+            .max_half_width()
+            .max(Risk::of(&col(|p| p.peak_loss)).ci.max_half_width())
+    };
+    if let Some(target) = mc.target_error {
+        let cap = mc.max_paths.max(paths);
+        while error(&results) > target && (results.len() as u32) < cap {
+            let have = results.len() as u32;
+            let more = have.min(cap - have);
+            results.extend(run_paths(
+                scenario,
+                base_dir,
+                have..have + more,
+                threads,
+                &progress,
+            )?);
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let mut report = summarise(scenario, results, threads.min(paths as usize), wall);
+    report.target_error = mc.target_error;
+    report.achieved_error = error(&report.results);
+    Ok(report)
+}
+
+/// Runs paths `range` on up to `threads` threads, in path order.
+fn run_paths(
+    scenario: &Scenario,
+    base_dir: &Path,
+    range: std::ops::Range<u32>,
+    threads: usize,
+    progress: &(impl Fn(u32, u32) + Sync),
+) -> Result<Vec<PathResult>, McError> {
+    let (first, paths) = (range.start, range.end);
+    let count = paths - first;
+    let threads = threads.min(count as usize);
+    let next = AtomicU32::new(first);
+    let done = AtomicU32::new(first);
     let results: Mutex<Vec<Option<Result<PathResult, McError>>>> =
-        Mutex::new((0..paths).map(|_| None).collect());
+        Mutex::new((0..count).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -265,7 +385,8 @@ pub fn run_mc(
                     }
                     let r = rt.block_on(run_path(scenario, base_dir, i));
                     let failed = r.is_err();
-                    results.lock().unwrap_or_else(|p| p.into_inner())[i as usize] = Some(r);
+                    results.lock().unwrap_or_else(|p| p.into_inner())[(i - first) as usize] =
+                        Some(r);
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1, paths);
                     if failed {
                         next.store(paths, Ordering::Relaxed); // stop the others early
@@ -274,18 +395,17 @@ pub fn run_mc(
             });
         }
     });
-    let mut ordered = Vec::with_capacity(paths as usize);
+    let mut ordered = Vec::with_capacity(count as usize);
     for r in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
         match r {
             Some(r) => ordered.push(r?),
             None => continue, // not started after another path failed: that failure is returned
         }
     }
-    if ordered.len() != paths as usize {
+    if ordered.len() != count as usize {
         return Err(McError::Paths("a path failed before every path ran".into()));
     }
-    let wall = started.elapsed().as_secs_f64();
-    Ok(summarise(scenario, ordered, threads, wall))
+    Ok(ordered)
 }
 
 fn summarise(scenario: &Scenario, results: Vec<PathResult>, threads: usize, wall: f64) -> McReport {
@@ -307,6 +427,8 @@ fn summarise(scenario: &Scenario, results: Vec<PathResult>, threads: usize, wall
         pool_loss: Risk::of(&col(|r| r.pool_loss)),
         p_insurance_exhausted: share(|r| r.insurance_exhausted),
         p_bad_debt: share(|r| r.bad_debt > 0.0),
+        target_error: None,
+        achieved_error: 0.0,
         wall_seconds: wall,
         paths_per_second: n / wall.max(f64::EPSILON),
         price_fan: fan(results.iter().map(|r| r.prices.as_slice())),
@@ -345,6 +467,42 @@ mod tests {
         let r = Risk::of(&[0.0, 0.0, 7.0]);
         assert_eq!((r.var_99, r.es_99, r.es_95), (7.0, 7.0, 7.0));
         assert_eq!(Risk::of(&[]).var_95, 0.0);
+    }
+
+    #[test]
+    fn bootstrap_intervals_cover_the_true_quantile_about_95_percent_of_the_time() {
+        use rand::{Rng, SeedableRng};
+        // Losses uniform on [0, 1): the true VaR 95 is 0.95 and ES 95 is 0.975. Over 60 seeded samples of
+        // 400 paths, a 95 % interval should hold the truth on most (a bootstrap of a tail is a little short).
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let (mut var_in, mut es_in) = (0, 0);
+        for _ in 0..60 {
+            let mut v: Vec<f64> = (0..400).map(|_| rng.r#gen::<f64>()).collect();
+            v.sort_by(f64::total_cmp);
+            let ci = bootstrap(&v, 300, 1);
+            var_in += u32::from(ci.var_95[0] <= 0.95 && 0.95 <= ci.var_95[1]);
+            es_in += u32::from(ci.es_95[0] <= 0.975 && 0.975 <= ci.es_95[1]);
+            let [var, _, es, _] = tail(&v);
+            assert!(ci.var_95[0] <= var && var <= ci.var_95[1]);
+            assert!(ci.es_95[0] <= es && es <= ci.es_95[1]);
+        }
+        assert!((48..=60).contains(&var_in), "VaR 95 covered {var_in}/60");
+        assert!((48..=60).contains(&es_in), "ES 95 covered {es_in}/60");
+    }
+
+    #[test]
+    fn intervals_narrow_with_more_paths_and_vanish_when_every_path_agrees() {
+        let spread = |n: u32| {
+            let v: Vec<f64> = (0..n).map(|i| f64::from((i * 7919) % n)).collect();
+            let r = Risk::of(&v);
+            (r.ci.var_95[1] - r.ci.var_95[0]) / f64::from(n)
+        };
+        assert!(spread(4_000) < spread(200) / 2.0);
+        let flat = Risk::of(&[5.0; 50]);
+        assert_eq!((flat.ci.es_99, flat.ci.max_half_width()), ([5.0, 5.0], 0.0));
+        // Seeded: the same losses, the same intervals.
+        let v: Vec<f64> = (0..300).map(|i| f64::from(i % 17)).collect();
+        assert_eq!(Risk::of(&v), Risk::of(&v));
     }
 
     #[test]

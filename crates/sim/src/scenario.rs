@@ -72,12 +72,33 @@ pub struct Scenario {
 }
 
 /// Monte Carlo options.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MonteCarloSpec {
     /// Which book the paths share: `fixed` (the default) or `random`.
     #[serde(default)]
     pub book: BookMode,
+    /// Paths are added (doubling) until the 95 % intervals of bad debt's and peak loss's VaR and ES are
+    /// all narrower than ± this many USD, or `max_paths` is reached; unset: the paths asked for only.
+    #[serde(default)]
+    pub target_error: Option<f64>,
+    /// The most paths `target_error` may run.
+    #[serde(default = "default_max_paths")]
+    pub max_paths: u32,
+}
+
+impl Default for MonteCarloSpec {
+    fn default() -> Self {
+        Self {
+            book: BookMode::Fixed,
+            target_error: None,
+            max_paths: default_max_paths(),
+        }
+    }
+}
+
+fn default_max_paths() -> u32 {
+    20_000
 }
 
 /// The risk question a Monte Carlo run answers.
@@ -545,6 +566,19 @@ impl Scenario {
             return Err(invalid(
                 "liquidators.gas_cost_usd",
                 "must be between 0 and 10000 (USD per liquidation transaction)",
+            ));
+        }
+        let mc = &self.monte_carlo;
+        if let Some(t) = mc.target_error.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(invalid(
+                "monte_carlo.target_error",
+                format!("must be a positive USD half-width (1000 = ±$1,000), not {t}"),
+            ));
+        }
+        if !(1..=1_000_000).contains(&mc.max_paths) {
+            return Err(invalid(
+                "monte_carlo.max_paths",
+                "must be between 1 and 1000000",
             ));
         }
         if !(self.venue.insurance_fund >= 0.0 && self.venue.insurance_fund <= 1e9) {

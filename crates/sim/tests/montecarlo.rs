@@ -64,6 +64,27 @@ fn the_same_paths_on_one_or_two_threads_give_the_same_report() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&files.summary).unwrap()).unwrap();
     assert_eq!(json["results"].as_array().unwrap().len(), 6);
+    // Every VaR and ES carries its interval, in mc.json and in the text.
+    let ci = &json["peak_loss"]["ci"]["var_99"];
+    assert_eq!(ci[0].as_f64(), Some(one.peak_loss.ci.var_99[0]));
+    assert!(
+        one.bad_debt.ci.es_95[0] <= one.bad_debt.es_95
+            && one.bad_debt.es_95 <= one.bad_debt.ci.es_95[1]
+    );
+    assert_eq!(
+        mc_report::risk_json(&one.bad_debt)["es99Ci"][1].as_f64(),
+        Some(one.bad_debt.ci.es_99[1])
+    );
+    let text = mc_report::text(&one);
+    assert!(
+        text.contains("fixed book") && text.contains("peak loss") && text.contains("bootstrap"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(" – $").count(),
+        20,
+        "an interval on each VaR and ES: {text}"
+    );
     assert_eq!(
         std::fs::read_to_string(&files.paths)
             .unwrap()
@@ -275,4 +296,50 @@ fn the_book_option_is_read_from_the_scenario() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("mixed") && e.contains("fixed"), "{e}");
+}
+
+#[test]
+fn a_target_error_adds_paths_until_the_intervals_are_that_narrow() {
+    let mut s = Scenario::parse(ONE_TRADER).unwrap();
+    // Loose enough for four paths: none added.
+    s.monte_carlo.target_error = Some(1e9);
+    let r = run_mc(&s, Path::new("."), 4, 2, |_, _| {}).unwrap();
+    assert_eq!((r.paths, r.target_error), (4, Some(1e9)));
+    // Tight: paths double (4, 8, 16, ...) until the widest half-width is under it, or the cap.
+    s.monte_carlo.target_error = Some(600.0);
+    s.monte_carlo.max_paths = 64;
+    let r = run_mc(&s, Path::new("."), 4, 2, |_, _| {}).unwrap();
+    assert!(
+        r.paths > 4 && r.paths <= 64 && r.paths.is_power_of_two(),
+        "{}",
+        r.paths
+    );
+    assert!(
+        r.achieved_error <= 600.0 || r.paths == 64,
+        "{}",
+        r.achieved_error
+    );
+    // The paths run are the paths of asking for that many outright.
+    let mut plain = s.clone();
+    plain.monte_carlo.target_error = None;
+    let direct = run_mc(&plain, Path::new("."), r.paths, 1, |_, _| {}).unwrap();
+    assert_eq!(direct.results, r.results);
+    assert_eq!(direct.bad_debt, r.bad_debt);
+    // Impossible: stops at the cap, saying how far it got.
+    s.monte_carlo.target_error = Some(1e-9);
+    s.monte_carlo.max_paths = 10;
+    let r = run_mc(&s, Path::new("."), 4, 2, |_, _| {}).unwrap();
+    assert_eq!(r.paths, 10);
+    assert!(r.achieved_error > 1e-9);
+    // Refused by field.
+    for (line, field) in [
+        ("target_error = -1", "monte_carlo.target_error"),
+        ("target_error = nan", "monte_carlo.target_error"),
+        ("max_paths = 0", "monte_carlo.max_paths"),
+    ] {
+        let e = Scenario::parse(&format!("{ONE_TRADER}\n[monte_carlo]\n{line}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(field), "{e}");
+    }
 }
