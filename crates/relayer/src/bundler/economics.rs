@@ -70,11 +70,25 @@ pub fn repays(repaid: U256, cost: U256, margin_percent: i64) -> bool {
     repaid * U256::from(100u64) >= cost * needed_percent
 }
 
+/// An op that would not repay what it alone adds to its bundle's cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loser {
+    /// Its place in the bundle.
+    pub index: usize,
+    /// What it would repay and what it adds, in wei.
+    pub repaid: U256,
+    pub cost: U256,
+    /// The gas it is charged does not even cover the gas it adds (whatever the prices): its
+    /// preVerificationGas is short of its calldata as the chain prices it — what an op the door priced
+    /// right never is. Otherwise only its fees are too low.
+    pub short_of_gas: bool,
+}
+
 /// The ops of a bundle that do not repay what they alone add to its cost — whatever company they find, the
-/// relayer would lose on them — by index, with what each would repay and what it adds, in wei. An op adds the gas it executes (what the EntryPoint charged it
-/// less its preVerificationGas) and its calldata: at the standard rate, or, when the bundle pays the
-/// EIP-7623 floor, at the floor's rate if that is more. It repays its charged gas at its own price. The
-/// bundle's fixed overhead is not counted: ops share it, and the bundle-wide rule judges that. With
+/// relayer would lose on them. An op adds the gas it executes (what the EntryPoint charged it less its
+/// preVerificationGas) and its calldata: at the standard rate, or, when the bundle pays the EIP-7623
+/// floor, at the floor's rate if that is more. It repays its charged gas at its own price. The bundle's
+/// fixed overhead is not counted: ops share it, and the bundle-wide rule judges that. With
 /// `margin_percent` -100 no op is a loser (the relayer sends whatever a bundle costs).
 pub fn losers(
     ops: &[PoolOp],
@@ -82,17 +96,21 @@ pub fn losers(
     base_fee: u128,
     fees: &Eip1559Estimation,
     margin_percent: i64,
-) -> Vec<(usize, U256, U256)> {
+) -> Vec<Loser> {
     let price = U256::from(bundle_price(base_fee, fees));
     ops.iter()
         .zip(&charged.ops)
         .enumerate()
-        .map(|(i, (o, gas))| {
-            let repaid = *gas * U256::from(op_price(o, base_fee));
-            let cost = U256::from(added_gas(o, *gas, charged.at_floor())) * price;
-            (i, repaid, cost)
+        .map(|(index, (o, gas))| {
+            let added = U256::from(added_gas(o, *gas, charged.at_floor()));
+            Loser {
+                index,
+                repaid: *gas * U256::from(op_price(o, base_fee)),
+                cost: added * price,
+                short_of_gas: *gas < added,
+            }
         })
-        .filter(|(_, repaid, cost)| !repays(*repaid, *cost, margin_percent.min(0)))
+        .filter(|l| !repays(l.repaid, l.cost, margin_percent.min(0)))
         .collect()
 }
 
@@ -210,9 +228,9 @@ mod tests {
         charged.bundle_gas = charged.floor_gas;
         let found: Vec<_> = losers(&ops, &charged, 10, &fees, 0)
             .iter()
-            .map(|l| l.0)
+            .map(|l| (l.index, l.short_of_gas))
             .collect();
-        assert_eq!(found, vec![5]);
+        assert_eq!(found, vec![(5, true)]);
         // Off the floor (the bundle executes more than its calldata's floor) all of them pay.
         charged.bundle_gas = charged.floor_gas + 1;
         assert!(losers(&ops, &charged, 10, &fees, 0).is_empty());
@@ -228,7 +246,12 @@ mod tests {
             max_fee_per_gas: 100,
             max_priority_fee_per_gas: 50,
         };
-        assert_eq!(losers(&stingy, &one, 10, &dear, 0).len(), 1);
+        let found = losers(&stingy, &one, 10, &dear, 0);
+        assert_eq!(
+            (found.len(), found[0].short_of_gas),
+            (1, false),
+            "its fees, not its gas"
+        );
         assert!(losers(&stingy, &one, 10, &dear, -100).is_empty());
     }
 }

@@ -173,16 +173,24 @@ impl Bundler {
             // Ops that lose money whatever company they find leave alone; the rest is simulated again
             // on a sent state built without this bundle.
             self.deps.in_flight.forget_sent_state();
-            for (i, op_repaid, op_cost) in losers.into_iter().rev() {
-                let op = ops.remove(i);
-                let reason = format!(
-                    "it would repay {op_repaid} wei of the {op_cost} wei it adds to its bundle's cost (its \
-                     calldata priced as the chain prices it, EIP-7623's floor included, and its gas at its \
-                     fees); raise preVerificationGas or the fees"
-                );
+            for loser in losers.into_iter().rev() {
+                let op = ops.remove(loser.index);
+                let (repaid, cost) = (loser.repaid, loser.cost);
+                let reason = match loser.short_of_gas {
+                    true => format!(
+                        "its preVerificationGas does not pay for its calldata as the chain prices it \
+                         (EIP-7623's floor included): it would repay {repaid} wei of the {cost} wei it \
+                         adds to its bundle's cost; raise preVerificationGas (eth_estimateUserOperationGas)"
+                    ),
+                    false => format!(
+                        "its fees are below what its bundle pays: it would repay {repaid} wei of the \
+                         {cost} wei it adds to its bundle's cost; raise maxPriorityFeePerGas"
+                    ),
+                };
                 tracing::warn!(op = %op.hash, "dropped: {reason}");
                 Metrics::inc(&self.deps.metrics.unpaid_dropped);
-                self.drop_op(&op, &reason, true).await;
+                // Only an op short of gas got past a door that prices calldata right: its sender is charged.
+                self.drop_op(&op, &reason, loser.short_of_gas).await;
             }
             // They were valid: the pending state holds their effects until it is rebuilt.
             self.deps.pool.rebuild(None).await;
