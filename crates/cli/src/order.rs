@@ -95,9 +95,10 @@ pub struct SessionKeyArgs {
     /// Nonce lane of the session key (parallel streams use different lanes).
     #[arg(long, default_value_t = 0)]
     lane: u32,
-    /// How long the op stays valid, in seconds (within the key's maxOpTtl).
-    #[arg(long, default_value_t = 30)]
-    ttl: u64,
+    /// How long the op stays valid, in seconds, at most the key's maxOpTtl [default: 30, or the key's
+    /// maxOpTtl if shorter].
+    #[arg(long)]
+    ttl: Option<u64>,
 }
 
 fn signed_units(s: &str, decimals: u8) -> anyhow::Result<I256> {
@@ -186,13 +187,14 @@ async fn sign_as_key(
 ) -> anyhow::Result<PackedUserOperation> {
     let id = session_key_id(key)?
         .context("name a session key: --session-key, or --signer with --key-id")?;
+    let ttl = op_ttl(ctx, id, key.ttl).await?;
     let op = ctx
         .client
         .unsigned_key_op(id, ctx.account, key.lane, call_data)
         .await?;
     if let Some(socket) = &key.signer {
         let mut op = op;
-        let until = ctx.client.chain_time().await? + key.ttl;
+        let until = ctx.client.chain_time().await? + ttl;
         let signed = connect_signer(socket).await?.sign(&op, Some(until)).await?;
         op.signature = signed.signature;
         return Ok(op);
@@ -204,12 +206,32 @@ async fn sign_as_key(
     Ok(match key.key_type {
         Curve::Secp256k1 => {
             let k: PrivateKeySigner = signer::from_hex(hex)?;
-            ctx.client.sign_key_op(&k, ctx.account, op, key.ttl).await?
+            ctx.client.sign_key_op(&k, ctx.account, op, ttl).await?
         }
         Curve::P256 => {
             let k = p256_from_hex(hex)?;
-            ctx.client.sign_key_op(&k, ctx.account, op, key.ttl).await?
+            ctx.client.sign_key_op(&k, ctx.account, op, ttl).await?
         }
+    })
+}
+
+/// How long `key`'s op lives: `asked`, refused past the key's maxOpTtl (the account would refuse the op);
+/// by default 30 s, or the key's maxOpTtl when that is shorter, so a key granted a short ttl still trades.
+async fn op_ttl(ctx: &Ctx, key: Address, asked: Option<u64>) -> anyhow::Result<u64> {
+    const DEFAULT: u64 = 30;
+    let max = keyscope_core::bindings::ISessionManager::new(ctx.account, &ctx.provider)
+        .getSession(key)
+        .call()
+        .await?
+        .maxOpTtl as u64;
+    Ok(match asked {
+        Some(t) if max != 0 && t > max => anyhow::bail!(
+            "--ttl {t} is longer than session key {key}'s maxOpTtl of {max} s: the account would refuse the op; \
+             pass --ttl {max} or less"
+        ),
+        Some(t) => t,
+        None if max != 0 => DEFAULT.min(max),
+        None => DEFAULT,
     })
 }
 

@@ -828,6 +828,29 @@ async fn nonsense_grants_and_outflow_selectors_are_refused_before_anything_is_se
     assert!(session.permissions.iter().any(|p| p.selector
         == alloy_primitives::FixedBytes::from(hex!("42966c68"))
         && p.target == devnet.deployment.collateral));
+    // A key granted the shortest op ttl trades: its ops take its maxOpTtl unless told otherwise, and a
+    // longer --ttl is refused with the fix.
+    let short = PrivateKeySigner::random();
+    let short_hex = format!("0x{}", hex::encode(short.credential().to_bytes()));
+    let args = grant(&["--ttl", "15s"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args[3] = &short_hex;
+    cli.ok(&args);
+    let heartbeat = [
+        "order",
+        "heartbeat",
+        "--interval",
+        "60",
+        "--session-key",
+        &short_hex,
+    ];
+    cli.ok(&heartbeat);
+    let e = cli.err(&[&heartbeat[..], &["--ttl", "30"]].concat());
+    assert!(
+        e.contains("longer than session key") && e.contains("pass --ttl 15 or less"),
+        "{e}"
+    );
+
     // Granting the active key again would refill its budgets: refused unless --replace.
     let nonce = owner_nonce().await;
     let e = err(&[]);
