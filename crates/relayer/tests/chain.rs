@@ -411,17 +411,8 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
     assert_eq!(s.receipt(&cheap).await["receipt"]["transactionHash"], tx1);
 
     // An op that offers up to 200 gwei a gas but no more tip than the node asked ...
-    let metrics_text = || async {
-        let url = format!("http://{}/metrics", s.relayer.metrics_addr.unwrap());
-        alloy::transports::http::reqwest::get(&url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let withheld = || async {
-        let text = metrics_text().await;
+        let text = s.metrics().await;
         text.lines()
             .find_map(|l| l.strip_prefix("keyscope_bundle_bumps_withheld_total "))
             .map(|v| v.parse::<u64>().unwrap())
@@ -475,7 +466,7 @@ async fn a_bundle_stuck_behind_better_paying_transactions_is_re_sent_with_higher
         "{replacement:?} after {first:?}"
     );
     assert!(on_node(tx2.clone()).await.is_none(), "the node replaced it");
-    let metrics = metrics_text().await;
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("keyscope_bundle_fee_bumps_total 1\n"),
         "{metrics}"

@@ -66,16 +66,6 @@ async fn status(s: &Setup, hash: &Value) -> Value {
         .unwrap()
 }
 
-async fn metrics(s: &Setup) -> String {
-    let url = format!("http://{}/metrics", s.relayer.metrics_addr.unwrap());
-    alloy::transports::http::reqwest::get(&url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_bundle_that_would_lose_money_waits_for_company() {
     let s = setup("economics", 42_020, BundlingMode::Manual, |c| {
@@ -98,7 +88,7 @@ async fn a_bundle_that_would_lose_money_waits_for_company() {
         sent_before
     );
     assert_eq!(status(&s, &lone).await["status"], "pending");
-    assert!(metrics(&s).await.contains("keyscope_bundles_held_total 1"));
+    assert!(s.metrics().await.contains("keyscope_bundles_held_total 1"));
 
     // With an op that pays more than its share, the bundle repays its gas: both are sent and mined.
     let generous = s
@@ -112,7 +102,7 @@ async fn a_bundle_that_would_lose_money_waits_for_company() {
         assert_eq!(s.receipt(h).await["success"], true);
     }
     // The metrics show what the mined bundle cost and what its ops repaid: no loss.
-    let text = metrics(&s).await;
+    let text = s.metrics().await;
     let value = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -157,7 +147,7 @@ async fn ops_no_bundle_pays_for_are_dropped_with_the_reason_after_the_wait() {
         "{st}"
     );
     assert!(
-        metrics(&s)
+        s.metrics()
             .await
             .contains("keyscope_ops_unpaid_dropped_total 1")
     );

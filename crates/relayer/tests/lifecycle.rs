@@ -152,13 +152,7 @@ async fn session_order_goes_through_the_relayer() {
     );
 
     // Metrics: counters and the lifecycle histograms.
-    let metrics_url = format!("http://{}/metrics", s.relayer.metrics_addr.unwrap());
-    let text = alloy::transports::http::reqwest::get(&metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(text.contains("keyscope_ops_included_total 2"), "{text}");
     assert!(
         text.contains("keyscope_op_stage_seconds_count{stage=\"total\"} 2"),

@@ -42,8 +42,7 @@ async fn op_stages_are_histograms_and_the_bundle_keys_balance_is_a_gauge() {
     let s = setup("operator-metrics", 42_050, BundlingMode::Manual, |_| {}).await;
     let t = s.trader(50, "20000").await;
     s.first_order_mined(&t).await;
-    let url = format!("http://{}/metrics", s.relayer.metrics_addr.unwrap());
-    let (_, text) = get(&url).await;
+    let text = s.metrics().await;
     assert!(
         text.contains("# TYPE keyscope_op_stage_seconds histogram"),
         "{text}"

@@ -121,6 +121,17 @@ impl Setup {
         .await
     }
 
+    /// The relayer's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.relayer.metrics_addr.unwrap());
+        alloy::transports::http::reqwest::get(&url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits for the relayer's receipt of `hash`.
     pub async fn receipt(&self, hash: &Value) -> Value {
         receipt_at(&self.relayer.url(), hash).await
