@@ -8,6 +8,7 @@ mod devnet;
 mod order;
 mod output;
 mod relayer;
+mod scenarios;
 mod session;
 mod shutdown;
 mod signer;

@@ -11,7 +11,6 @@ use keyscope_sim::{
     prices::PricePath,
     report,
     runner::{Outcome, liquidator_keys, run},
-    scenario::Scenario,
 };
 use serde_json::json;
 
@@ -21,7 +20,8 @@ use crate::{Global, output::emit};
 pub enum SimCommand {
     /// Run a scenario file and write summary.json, series.csv and chart.svg.
     Run {
-        /// Scenario file (TOML), e.g. scenarios/crash-30pct.toml.
+        /// Scenario file (TOML), e.g. scenarios/crash-30pct.toml, or a shipped scenario's name
+        /// (`keyscope sim list`).
         scenario: PathBuf,
         /// Where it runs: revm (in-process, fast) or anvil (the real node, started for the run).
         #[arg(long, value_enum, default_value = "revm")]
@@ -37,7 +37,7 @@ pub enum SimCommand {
     /// report: VaR and expected shortfall of bad debt, insurance drawdown, liquidated notional and pool
     /// loss; mc.json, paths.csv and mc.svg.
     Mc {
-        /// Scenario file (TOML), e.g. scenarios/crash-30pct.toml.
+        /// Scenario file (TOML), or a shipped scenario's name (`keyscope sim list`).
         scenario: PathBuf,
         /// Number of paths.
         #[arg(long, default_value_t = 1000)]
@@ -49,6 +49,8 @@ pub enum SimCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The scenarios shipped inside keyscope, runnable by name from any folder.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -73,6 +75,26 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
         } => {
             let g = g.json;
             tokio::task::spawn_blocking(move || run_mc(g, scenario, paths, threads, out)).await?
+        }
+        SimCommand::List => {
+            let shipped = crate::scenarios::SHIPPED;
+            emit(
+                g.json,
+                json!({ "scenarios": shipped.iter().map(|(name, text)| json!({
+                    "name": name,
+                    "summary": crate::scenarios::summary(text),
+                })).collect::<Vec<_>>() }),
+                || {
+                    shipped
+                        .iter()
+                        .map(|(name, text)| {
+                            format!("{name:24} {}", crate::scenarios::summary(text))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+            Ok(())
         }
     }
 }
@@ -101,7 +123,7 @@ fn run_mc(
     threads: usize,
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&file)?;
+    let scenario = crate::scenarios::load(&file)?;
     if let Some(warning) = scenario.size_warning() {
         eprintln!("warning: {warning} (each path)");
     }
@@ -170,7 +192,7 @@ async fn run_one(
     out: Option<PathBuf>,
     port: u16,
 ) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&file)?;
+    let scenario = crate::scenarios::load(&file)?;
     if let Some(warning) = scenario.size_warning() {
         eprintln!("warning: {warning}");
     }

@@ -111,6 +111,27 @@ fn without_anvil_the_error_says_where_it_looked_and_what_to_do() {
 #[test]
 fn sim_runs_on_both_backends_from_any_directory() {
     let i = Installed::new("sim");
+    // The scenarios ship inside the binary: listed, and run by the README's path from an empty folder.
+    let (out, text) = i.run(&["sim", "list", "--json"]);
+    assert!(out.status.success(), "{text}");
+    let listed = json_line(&out);
+    assert!(
+        listed["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "breaker-drawdown"),
+        "{listed}"
+    );
+    let (out, text) = i.run(&["sim", "run", "scenarios/breaker-drawdown.toml", "--json"]);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(json_line(&out)["scenario"], "breaker-drawdown");
+    let (out, text) = i.run(&["sim", "run", "no-such-scenario"]);
+    assert!(
+        !out.status.success() && text.contains("keyscope sim list"),
+        "{text}"
+    );
+
     let scenario = small_scenario(&i.work());
     let (out, text) = i.run(&["sim", "run", "small.toml", "--json"]);
     assert!(out.status.success(), "{text}");
