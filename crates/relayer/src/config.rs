@@ -108,8 +108,8 @@ pub struct ServerLimits {
     /// Connections held at once from one subnet (an IPv4 /24, an IPv6 /64).
     pub max_connections_per_subnet: usize,
     /// Of `max_connections`, the last this many only for clients holding no connection: however many
-    /// addresses fill the rest, a new client still gets in.
-    pub reserved_connections: usize,
+    /// addresses fill the rest, a new client still gets in [default: a quarter of `max_connections`].
+    pub reserved_connections: Option<usize>,
     /// The largest request body, in bytes.
     pub max_request_bytes: u32,
     /// A WebSocket that answers no ping for this long is closed.
@@ -129,7 +129,7 @@ impl Default for ServerLimits {
             max_connections: 4096,
             max_connections_per_client: 128,
             max_connections_per_subnet: 512,
-            reserved_connections: 1024,
+            reserved_connections: None,
             max_request_bytes: 1 << 20,
             ws_inactive_secs: 60,
             header_timeout_secs: 10,
@@ -403,7 +403,10 @@ impl Config {
             }
         }
         let server = &self.server;
-        if server.reserved_connections >= server.max_connections {
+        if server
+            .reserved_connections
+            .is_some_and(|r| r >= server.max_connections)
+        {
             return Err(ConfigError::Invalid {
                 field: "server.reserved_connections",
                 reason: format!(
@@ -613,7 +616,7 @@ mod tests {
         };
         ok.check().unwrap();
         let mut c = ok.clone();
-        c.server.reserved_connections = c.server.max_connections;
+        c.server.reserved_connections = Some(c.server.max_connections);
         let e = c.check().unwrap_err().to_string();
         assert!(e.contains("server.reserved_connections"), "{e}");
         let mut c = ok.clone();

@@ -487,7 +487,9 @@ impl Relayer {
                 total: limits.max_connections,
                 per_client: limits.max_connections_per_client,
                 per_subnet: limits.max_connections_per_subnet,
-                reserved: limits.reserved_connections,
+                reserved: limits
+                    .reserved_connections
+                    .unwrap_or(limits.max_connections / 4),
                 header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
                 request_timeout: Duration::from_secs(limits.request_timeout_secs),
                 max_request_bytes: limits.max_request_bytes,

@@ -374,7 +374,7 @@ async fn sixty_four_addresses_holding_connections_do_not_lock_out_a_new_client()
     let s = setup("many-clients", 42_048, BundlingMode::Manual, |c| {
         c.server.max_connections = 256;
         c.server.max_connections_per_client = 8;
-        c.server.reserved_connections = 96;
+        c.server.reserved_connections = Some(96);
     })
     .await;
     let addr = s.relayer.rpc_addr;
