@@ -42,10 +42,16 @@ pub fn load(arg: &Path) -> anyhow::Result<Scenario> {
     Ok(Scenario::parse(text)?)
 }
 
-/// The first comment line of a shipped scenario: what it shows.
-pub fn summary(text: &str) -> &str {
-    text.lines()
-        .next()
-        .and_then(|l| l.strip_prefix('#'))
-        .map_or("", str::trim)
+/// The first sentence of a shipped scenario's opening comment: what it shows.
+pub fn summary(text: &str) -> String {
+    let comment = text
+        .lines()
+        .map_while(|l| l.strip_prefix('#'))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    match comment.find(". ") {
+        Some(end) => comment[..=end].to_string(),
+        None => comment,
+    }
 }
