@@ -23,7 +23,7 @@ use crate::{
     backend::{BackendError, RevmBackend, Roles},
     prices::PricePath,
     runner::{Outcome, RunError, liquidator_keys, run},
-    scenario::{BookMode, Scenario, ScenarioError},
+    scenario::{BookMode, PriceSpec, Scenario, ScenarioError},
 };
 
 /// Errors from a Monte Carlo run.
@@ -268,6 +268,17 @@ pub fn path_scenario(base: &Scenario, i: u32) -> Scenario {
     s
 }
 
+/// Path `i`'s prices: drawn with [`path_scenario`]'s seed; from a CSV file, the file itself on path 0 and a
+/// block bootstrap of its returns (seeded the same way) on every other path.
+pub fn path_prices(base: &Scenario, base_dir: &Path, i: u32) -> Result<PricePath, ScenarioError> {
+    let s = path_scenario(base, i);
+    let prices = PricePath::generate(&s, base_dir)?;
+    match &base.price {
+        PriceSpec::Csv { block_steps, .. } if i > 0 => prices.block_bootstrap(*block_steps, s.seed),
+        _ => Ok(prices),
+    }
+}
+
 /// The scenario whose seed draws path `i`'s book: the base itself on a fixed book.
 pub fn book_scenario(base: &Scenario, i: u32) -> Scenario {
     match base.monte_carlo.book {
@@ -285,12 +296,10 @@ async fn run_path(base: &Scenario, base_dir: &Path, i: u32) -> Result<PathResult
         seed: price_seed,
         source,
     };
-    let prices = PricePath::generate(&path_scenario(base, i), base_dir).map_err(|source| {
-        McError::PathPrices {
-            path: i,
-            seed: price_seed,
-            source,
-        }
+    let prices = path_prices(base, base_dir, i).map_err(|source| McError::PathPrices {
+        path: i,
+        seed: price_seed,
+        source,
     })?;
     let insurance = U256::from((s.venue.insurance_fund * 1e6).round() as u128);
     // A fixed start time: the same path gives the same run wherever and whenever it runs.

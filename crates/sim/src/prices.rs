@@ -20,6 +20,58 @@ pub struct PricePath {
     pub prices: Vec<Vec<U256>>,
 }
 
+/// The lower-triangular `L` with `L Lᵀ = c`: `c` must be square, symmetric, with a unit diagonal and
+/// positive semi-definite (a correlation matrix); otherwise what is wrong with it.
+pub fn cholesky(c: &[Vec<f64>]) -> Result<Vec<Vec<f64>>, String> {
+    let n = c.len();
+    if c.iter().any(|row| row.len() != n) {
+        return Err(format!(
+            "must be a {n} x {n} matrix (one row and column per market)"
+        ));
+    }
+    for (i, row) in c.iter().enumerate() {
+        if row[i] != 1.0 {
+            return Err(format!("the diagonal must be 1 (row {i} has {})", row[i]));
+        }
+        for (j, x) in row.iter().enumerate().take(i) {
+            if !x.is_finite() || *x != c[j][i] {
+                return Err(format!(
+                    "must be symmetric with finite entries ([{i}][{j}] = {x}, [{j}][{i}] = {})",
+                    c[j][i]
+                ));
+            }
+        }
+    }
+    let mut l = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..=i {
+            let dot: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            if i == j {
+                let d = c[i][i] - dot;
+                if d < -1e-9 {
+                    return Err(format!(
+                        "is not positive semi-definite (no Cholesky factor: pivot {i} is {d:.3}); \
+                         correlations must be consistent with each other and within [-1, 1]"
+                    ));
+                }
+                l[i][i] = d.max(0.0).sqrt();
+            } else {
+                l[i][j] = match l[j][j] {
+                    0.0 => 0.0,
+                    pivot => (c[i][j] - dot) / pivot,
+                };
+            }
+        }
+    }
+    Ok(l)
+}
+
+fn identity(n: usize) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect()
+}
+
 /// USD as an 18-decimal integer, rounded to whole cents.
 pub fn usd_to_wad(usd: f64) -> U256 {
     U256::from((usd * 100.0).round().max(1.0) as u128) * U256::from(10u64).pow(U256::from(16))
@@ -42,24 +94,53 @@ impl PricePath {
     /// The path of `scenario`; a CSV path is read relative to `base_dir` (the scenario file's folder).
     pub fn generate(scenario: &Scenario, base_dir: &Path) -> Result<Self, ScenarioError> {
         let markets: Vec<String> = scenario.markets.iter().map(|m| m.name.clone()).collect();
-        if let PriceSpec::Csv { path } = &scenario.price {
+        if let PriceSpec::Csv { path, .. } = &scenario.price {
             return Self::from_csv(&base_dir.join(path), &markets, scenario.steps);
         }
         let dt = scenario.step_seconds as f64 / SECONDS_PER_YEAR;
-        let mut columns = Vec::new();
-        for (i, m) in scenario.markets.iter().enumerate() {
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                scenario
-                    .seed
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                    .wrapping_add(i as u64),
-            );
-            let mut p = m.start_price;
-            let mut col = vec![usd_to_wad(p)];
-            for step in 1..=scenario.steps {
+        // One stream per market (its shocks and its own jumps), one for the jumps every market takes at once.
+        let mut rngs: Vec<ChaCha8Rng> = (0..scenario.markets.len())
+            .map(|i| {
+                ChaCha8Rng::seed_from_u64(
+                    scenario
+                        .seed
+                        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        .wrapping_add(i as u64),
+                )
+            })
+            .collect();
+        let mut common = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0xC0AA_0117_5EED);
+        // Correlated shocks: z = L e, with L the Cholesky factor of the correlation (identity if unset, so the
+        // shocks are each market's own draw, exactly).
+        let factor = match &scenario.correlation {
+            Some(c) => cholesky(c).map_err(|m| ScenarioError::Invalid {
+                field: "correlation".into(),
+                message: m,
+            })?,
+            None => identity(scenario.markets.len()),
+        };
+        let mut p: Vec<f64> = scenario.markets.iter().map(|m| m.start_price).collect();
+        let mut columns: Vec<Vec<U256>> = p.iter().map(|x| vec![usd_to_wad(*x)]).collect();
+        for step in 1..=scenario.steps {
+            let e: Vec<f64> = rngs.iter_mut().map(normal).collect();
+            let all_jump = match &scenario.price {
+                PriceSpec::Jumps {
+                    percent,
+                    common_probability,
+                    ..
+                } if *common_probability > 0.0 => (common.r#gen::<f64>() < *common_probability)
+                    .then(|| match common.r#gen::<bool>() {
+                        true => 1.0 + percent / 100.0,
+                        false => 1.0 - percent / 100.0,
+                    }),
+                _ => None,
+            };
+            for (i, m) in scenario.markets.iter().enumerate() {
+                let rng = &mut rngs[i];
+                let z: f64 = factor[i].iter().zip(&e).map(|(l, x)| l * x).sum();
                 let shock = (m.drift - m.volatility * m.volatility / 2.0) * dt
-                    + m.volatility * dt.sqrt() * normal(&mut rng);
-                p *= shock.exp();
+                    + m.volatility * dt.sqrt() * z;
+                p[i] *= shock.exp();
                 match &scenario.price {
                     PriceSpec::Crash {
                         percent,
@@ -67,20 +148,24 @@ impl PricePath {
                         over_steps,
                     } => {
                         if step > *start_step && step <= start_step + over_steps {
-                            p *= (1.0 - percent / 100.0).powf(1.0 / *over_steps as f64);
+                            p[i] *= (1.0 - percent / 100.0).powf(1.0 / *over_steps as f64);
                         }
                     }
                     PriceSpec::Jumps {
                         probability,
                         percent,
+                        ..
                     } => {
                         if rng.r#gen::<f64>() < *probability {
                             let up = rng.r#gen::<bool>();
-                            p *= if up {
+                            p[i] *= if up {
                                 1.0 + percent / 100.0
                             } else {
                                 1.0 - percent / 100.0
                             };
+                        }
+                        if let Some(factor) = all_jump {
+                            p[i] *= factor;
                         }
                     }
                     PriceSpec::Gbm | PriceSpec::Csv { .. } => {}
@@ -88,11 +173,11 @@ impl PricePath {
                 let mut gapped = None;
                 for (k, g) in scenario.gaps.iter().enumerate() {
                     if g.step == step && g.market.as_ref().is_none_or(|name| *name == m.name) {
-                        p *= 1.0 + g.percent / 100.0;
+                        p[i] *= 1.0 + g.percent / 100.0;
                         gapped = Some(k);
                     }
                 }
-                col.push(checked_wad(p).map_err(|why| {
+                columns[i].push(checked_wad(p[i]).map_err(|why| {
                     // A price the path cannot carry is refused, never floored or wrapped: name what took it there.
                     let field = match gapped {
                         Some(k) => format!("gaps[{k}].percent"),
@@ -108,12 +193,62 @@ impl PricePath {
                     }
                 })?);
             }
-            columns.push(col);
         }
         let prices = (0..=scenario.steps as usize)
             .map(|s| columns.iter().map(|c| c[s]).collect())
             .collect();
         Ok(Self { markets, prices })
+    }
+
+    /// A block bootstrap of this path's returns, seeded: from the same first prices, blocks of `block`
+    /// consecutive steps' returns (every market's return of a step together) drawn with replacement and
+    /// laid end to end, the last one cut to fit.
+    pub fn block_bootstrap(&self, block: u32, seed: u64) -> Result<Self, ScenarioError> {
+        let steps = self.prices.len() - 1;
+        let block = (block as usize).clamp(1, steps.max(1));
+        let usd: Vec<Vec<f64>> = self
+            .prices
+            .iter()
+            .map(|row| row.iter().map(|p| wad_to_usd(*p)).collect())
+            .collect();
+        let returns: Vec<Vec<f64>> = (1..=steps)
+            .map(|t| {
+                (0..self.markets.len())
+                    .map(|m| (usd[t][m] / usd[t - 1][m]).ln())
+                    .collect()
+            })
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xB10C_B007);
+        let mut p = usd[0].clone();
+        let mut prices = vec![self.prices[0].clone()];
+        while prices.len() <= steps {
+            let start = rng.gen_range(0..=steps - block);
+            for r in returns[start..start + block]
+                .iter()
+                .take(steps + 1 - prices.len())
+            {
+                let row = p
+                    .iter_mut()
+                    .zip(r)
+                    .map(|(x, r)| {
+                        *x *= r.exp();
+                        checked_wad(*x)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|why| ScenarioError::Invalid {
+                        field: "price.path".into(),
+                        message: format!(
+                            "a block bootstrap of the file (seed {seed}) reaches {why}: the file's returns \
+                             compound past what a path can carry"
+                        ),
+                    })?;
+                prices.push(row);
+            }
+        }
+        Ok(Self {
+            markets: self.markets.clone(),
+            prices,
+        })
     }
 
     /// Reads the CSV file at `path` (see [`PricePath::parse_csv`]).
@@ -311,6 +446,165 @@ mod tests {
             e.starts_with("markets[0].volatility") && e.contains("above the cap"),
             "{e}"
         );
+    }
+
+    fn two_markets(extra: &str) -> Scenario {
+        Scenario::parse(&format!(
+            "name = \"t\"\nseed = 42\nsteps = 20000\nstep_seconds = 30\n{extra}\n\
+             [[markets]]\nname = \"BTC\"\nstart_price = 60000\nvolatility = 0.8\n\
+             [[markets]]\nname = \"ETH\"\nstart_price = 3000\nvolatility = 0.8\n\
+             [price]\nkind = \"gbm\"\n[traders]\ncount = 1\ncollateral_min = 100\ncollateral_max = 100\n\
+             leverage_min = 1\nleverage_max = 1\n"
+        ))
+        .unwrap()
+    }
+
+    /// The sample correlation of the two markets' log returns.
+    fn return_correlation(p: &PricePath) -> f64 {
+        let r: Vec<(f64, f64)> = p
+            .prices
+            .windows(2)
+            .map(|w| {
+                let ret = |m: usize| (wad_to_usd(w[1][m]) / wad_to_usd(w[0][m])).ln();
+                (ret(0), ret(1))
+            })
+            .collect();
+        let n = r.len() as f64;
+        let (ma, mb) = (
+            r.iter().map(|x| x.0).sum::<f64>() / n,
+            r.iter().map(|x| x.1).sum::<f64>() / n,
+        );
+        let cov: f64 = r.iter().map(|(a, b)| (a - ma) * (b - mb)).sum();
+        let va: f64 = r.iter().map(|(a, _)| (a - ma).powi(2)).sum();
+        let vb: f64 = r.iter().map(|(_, b)| (b - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    }
+
+    #[test]
+    fn correlation_is_recovered_from_generated_paths_within_sampling_error() {
+        // 20,000 steps: the sample correlation's standard error is about (1 - rho^2) / sqrt(n) < 0.007;
+        // each check allows four of them.
+        for rho in [0.7, -0.5, 0.0] {
+            let s = two_markets(&format!("correlation = [[1, {rho}], [{rho}, 1]]"));
+            let got = return_correlation(&PricePath::generate(&s, Path::new(".")).unwrap());
+            let se = (1.0 - rho * rho) / 20_000f64.sqrt();
+            assert!((got - rho).abs() < 4.0 * se, "rho {rho}: got {got}");
+        }
+        // Unset, the markets are independent; an identity matrix is the same path, draw for draw.
+        let free = PricePath::generate(&two_markets(""), Path::new(".")).unwrap();
+        assert!(return_correlation(&free).abs() < 0.03);
+        let identity = two_markets("correlation = [[1, 0], [0, 1]]");
+        assert_eq!(
+            PricePath::generate(&identity, Path::new(".")).unwrap(),
+            free
+        );
+    }
+
+    #[test]
+    fn a_correlation_that_is_not_one_is_refused() {
+        let parse = |c: &str| {
+            let text = format!(
+                "name = \"t\"\nseed = 1\nsteps = 5\nstep_seconds = 30\ncorrelation = {c}\n\
+                 [[markets]]\nname = \"BTC\"\nstart_price = 60000\nvolatility = 0.8\n\
+                 [[markets]]\nname = \"ETH\"\nstart_price = 3000\nvolatility = 0.8\n\
+                 [price]\nkind = \"gbm\"\n[traders]\ncount = 1\ncollateral_min = 100\ncollateral_max = 100\n\
+                 leverage_min = 1\nleverage_max = 1\n"
+            );
+            Scenario::parse(&text)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("[[1, 0.3], [0.3, 1]]"), Ok(()));
+        assert_eq!(
+            parse("[[1, 1], [1, 1]]"),
+            Ok(()),
+            "semi-definite is allowed"
+        );
+        for (c, why) in [
+            ("[[1]]", "one row per market"),
+            ("[[1, 0.3], [0.3]]", "2 x 2"),
+            ("[[1, 0.3], [0.2, 1]]", "symmetric"),
+            ("[[0.9, 0.3], [0.3, 1]]", "diagonal must be 1"),
+            ("[[1, 1.5], [1.5, 1]]", "not positive semi-definite"),
+            ("[[1, nan], [nan, 1]]", "finite"),
+        ] {
+            let e = parse(c).unwrap_err();
+            assert!(
+                e.starts_with("correlation: ") && e.contains(why),
+                "{c}: {e}"
+            );
+        }
+        // A 3 x 3 that is symmetric, in range, but inconsistent (a ~ b, a ~ c, b anti c).
+        let bad = vec![
+            vec![1.0, 0.9, 0.9],
+            vec![0.9, 1.0, -0.9],
+            vec![0.9, -0.9, 1.0],
+        ];
+        assert!(
+            cholesky(&bad)
+                .unwrap_err()
+                .contains("not positive semi-definite")
+        );
+        let l = cholesky(&[vec![1.0, 0.6], vec![0.6, 1.0]]).unwrap();
+        assert!((l[1][0] - 0.6).abs() < 1e-12 && (l[1][1] - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_common_jump_moves_every_market_at_once() {
+        let mut s = two_markets("");
+        s.steps = 200;
+        s.markets.iter_mut().for_each(|m| m.volatility = 0.0);
+        s.price = PriceSpec::Jumps {
+            probability: 0.0,
+            percent: 10.0,
+            common_probability: 0.3,
+        };
+        let p = PricePath::generate(&s, Path::new(".")).unwrap();
+        let mut jumps = 0;
+        for w in p.prices.windows(2) {
+            let ratio = |m: usize| wad_to_usd(w[1][m]) / wad_to_usd(w[0][m]);
+            assert!(
+                (ratio(0) - ratio(1)).abs() < 1e-5,
+                "{} {}",
+                ratio(0),
+                ratio(1)
+            );
+            jumps += u32::from((ratio(0) - 1.0).abs() > 0.05);
+        }
+        assert!((30..=90).contains(&jumps), "{jumps} of 200 at 30 %");
+        // Seeded: the same again.
+        assert_eq!(PricePath::generate(&s, Path::new(".")).unwrap(), p);
+    }
+
+    #[test]
+    fn a_block_bootstrap_reuses_the_files_returns_in_blocks() {
+        let mut s = two_markets("correlation = [[1, 0.8], [0.8, 1]]");
+        s.steps = 3000;
+        let file = PricePath::generate(&s, Path::new(".")).unwrap();
+        let a = file.block_bootstrap(1, 7).unwrap();
+        assert_eq!(a, file.block_bootstrap(1, 7).unwrap(), "seeded");
+        assert_ne!(a, file.block_bootstrap(1, 8).unwrap());
+        assert_eq!((a.prices.len(), &a.prices[0]), (3001, &file.prices[0]));
+        // Every resampled step's returns (both markets together) are a step of the file's.
+        let rets = |p: &PricePath, t: usize| {
+            let r = |m: usize| (wad_to_usd(p.prices[t][m]) / wad_to_usd(p.prices[t - 1][m])).ln();
+            (r(0), r(1))
+        };
+        let originals: Vec<(f64, f64)> = (1..=3000).map(|t| rets(&file, t)).collect();
+        for t in (1..=3000).step_by(97) {
+            let (x, y) = rets(&a, t);
+            assert!(
+                originals
+                    .iter()
+                    .any(|(ox, oy)| (ox - x).abs() < 2e-5 && (oy - y).abs() < 2e-5),
+                "step {t}"
+            );
+        }
+        // So the cross-market correlation carries over, blocks of 10 or 1.
+        for block in [1, 10] {
+            let got = return_correlation(&file.block_bootstrap(block, 3).unwrap());
+            assert!((got - 0.8).abs() < 0.05, "block {block}: {got}");
+        }
     }
 
     #[test]

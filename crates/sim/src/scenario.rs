@@ -66,6 +66,10 @@ pub struct Scenario {
     /// refuses trades and liquidations), then publishing resumes at the path's price.
     #[serde(default)]
     pub oracle: OracleSpec,
+    /// The correlation of the markets' price shocks, one row and column per market in `[[markets]]`'s order
+    /// (symmetric, unit diagonal, positive semi-definite); unset: independent.
+    #[serde(default)]
+    pub correlation: Option<Vec<Vec<f64>>>,
     /// How `sim mc` runs this scenario (ignored by `sim run`).
     #[serde(default)]
     pub monte_carlo: MonteCarloSpec,
@@ -213,9 +217,23 @@ pub enum PriceSpec {
         over_steps: u32,
     },
     /// GBM plus jumps: each step, with probability `probability`, a move of ±`percent`.
-    Jumps { probability: f64, percent: f64 },
+    /// With `common_probability`, a step may also move every market at once by ±`percent` (one draw for
+    /// all: a market-wide shock).
+    Jumps {
+        probability: f64,
+        percent: f64,
+        #[serde(default)]
+        common_probability: f64,
+    },
     /// Prices from a CSV file: one row per step, one column per market (header with market names).
-    Csv { path: String },
+    /// In Monte Carlo, path 0 is the file itself and every other path a block bootstrap of its returns
+    /// (blocks of `block_steps` consecutive steps, every market's return of a step kept together, so the
+    /// file's volatility clustering and cross-market correlation carry over).
+    Csv {
+        path: String,
+        #[serde(default = "default_block_steps")]
+        block_steps: u32,
+    },
 }
 
 /// The traders.
@@ -246,6 +264,10 @@ pub struct TraderSpec {
     /// Size of each add, as a share of the opening order.
     #[serde(default = "quarter")]
     pub add_fraction: f64,
+}
+
+fn default_block_steps() -> u32 {
+    10
 }
 
 fn quarter() -> f64 {
@@ -481,19 +503,44 @@ impl Scenario {
             PriceSpec::Jumps {
                 probability,
                 percent,
+                common_probability,
             } => {
                 if !(0.0..=1.0).contains(probability) {
                     return Err(invalid("price.probability", "must be between 0 and 1"));
+                }
+                if !(0.0..=1.0).contains(common_probability) {
+                    return Err(invalid(
+                        "price.common_probability",
+                        "must be between 0 and 1",
+                    ));
                 }
                 if !(0.0..100.0).contains(percent) {
                     return Err(invalid("price.percent", "must be between 0 and 100"));
                 }
             }
-            PriceSpec::Csv { path } => {
+            PriceSpec::Csv { path, block_steps } => {
                 if path.is_empty() {
                     return Err(invalid("price.path", "name a CSV file"));
                 }
+                if !(1..=self.steps).contains(block_steps) {
+                    return Err(invalid(
+                        "price.block_steps",
+                        "must be between 1 and steps (the length of the blocks Monte Carlo resamples)",
+                    ));
+                }
             }
+        }
+        if let Some(c) = &self.correlation {
+            if c.len() != self.markets.len() {
+                return Err(invalid(
+                    "correlation",
+                    format!(
+                        "must have one row per market ({}), in the order of [[markets]]",
+                        self.markets.len()
+                    ),
+                ));
+            }
+            crate::prices::cholesky(c).map_err(|m| invalid("correlation", m))?;
         }
         self.validate_events()?;
         let t = &self.traders;

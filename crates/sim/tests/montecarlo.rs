@@ -343,3 +343,41 @@ fn a_target_error_adds_paths_until_the_intervals_are_that_narrow() {
         assert!(e.starts_with(field), "{e}");
     }
 }
+
+#[test]
+fn a_csv_path_is_the_file_on_path_zero_and_a_block_bootstrap_after() {
+    let dir = std::env::temp_dir().join(format!("keyscope-mc-csv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows: Vec<String> = (0..=10)
+        .map(|t| format!("{}", 60_000 + 500 * (t % 3) - 300 * t))
+        .collect();
+    std::fs::write(dir.join("p.csv"), format!("BTC\n{}\n", rows.join("\n"))).unwrap();
+    let s = Scenario::parse(&SMALL.replace(
+        "kind = \"jumps\"\nprobability = 0.3\npercent = 6",
+        "kind = \"csv\"\npath = \"p.csv\"\nblock_steps = 3",
+    ))
+    .unwrap();
+    let file = PricePath::generate(&s, &dir).unwrap();
+    assert_eq!(
+        keyscope_sim::montecarlo::path_prices(&s, &dir, 0).unwrap(),
+        file
+    );
+    let one = keyscope_sim::montecarlo::path_prices(&s, &dir, 1).unwrap();
+    let two = keyscope_sim::montecarlo::path_prices(&s, &dir, 2).unwrap();
+    assert_ne!(
+        one, file,
+        "a CSV is no longer the same path on every Monte Carlo path"
+    );
+    assert_ne!(one, two);
+    assert_eq!(
+        one,
+        keyscope_sim::montecarlo::path_prices(&s, &dir, 1).unwrap()
+    );
+    // And the paths run: the report's prices are the bootstrap's.
+    let mc = run_mc(&s, &dir, 3, 2, |_, _| {}).unwrap();
+    assert_eq!(
+        mc.results[1].prices[10],
+        keyscope_sim::prices::wad_to_usd(one.prices[10][0])
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
