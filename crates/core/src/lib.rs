@@ -19,6 +19,7 @@ pub mod key;
 pub mod layout;
 pub mod nonce;
 pub mod ops;
+pub mod order;
 pub mod outflow;
 pub mod policy;
 pub mod refusal;
