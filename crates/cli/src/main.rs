@@ -133,7 +133,7 @@ fn main() {
 fn spawns_children(command: &Command) -> bool {
     matches!(
         command,
-        Command::Devnet(_) | Command::Demo(_) | Command::Sim(_)
+        Command::Devnet(_) | Command::Demo(_) | Command::Sim(sim::SimCommand::Run { .. })
     )
 }
 

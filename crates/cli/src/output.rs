@@ -1,13 +1,22 @@
 //! One place that prints: JSON for scripts (--json), text for people.
 
+use std::io::Write;
+
 use keyscope_core::client::OpOutcome;
 use serde_json::{Value, json};
 
 pub fn emit(json_mode: bool, value: Value, human: impl FnOnce() -> String) {
-    if json_mode {
-        println!("{value}");
+    let text = if json_mode {
+        value.to_string()
     } else {
-        println!("{}", human());
+        human()
+    };
+    if let Err(e) = writeln!(std::io::stdout(), "{text}") {
+        // The reader went away (`keyscope session list | head -1`): stop quietly, as a pipe's writer does.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        panic!("writing to stdout: {e}");
     }
 }
 

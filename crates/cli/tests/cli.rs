@@ -1185,3 +1185,21 @@ fn a_commands_help_lists_its_own_options_apart_from_the_global_ones() {
     );
     assert!(rest.contains("--rpc") && !own.contains("--rpc"), "{help}");
 }
+
+#[test]
+fn a_reader_that_goes_away_gets_no_error() {
+    // `keyscope sim list | head -0`: the pipe is closed before anything is written.
+    let mut list = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(["sim", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(list.stdout.take());
+    let out = list.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
