@@ -102,14 +102,12 @@ impl Chain {
         }
         let blocks = self.new_blocks(&previous, &latest).await?;
 
-        let mut ours = HashSet::new();
         for b in self.in_flight.bundles() {
             let may_be_mined = !blocks.walked || b.transactions().any(|t| blocks.txs.contains(&t));
             if !may_be_mined {
                 continue;
             }
             if let Some(receipt) = self.receipt(&b).await? {
-                ours.insert(receipt.transaction_hash);
                 self.settle(b, &receipt).await;
             }
         }
@@ -118,10 +116,8 @@ impl Chain {
         }
         self.prune(latest.number);
         self.check_dropped().await?;
-        let ours_only =
-            blocks.walked && blocks.linear && blocks.txs.iter().all(|t| ours.contains(t));
         if latest.hash != self.pool.head().hash {
-            self.pool.on_head(latest, ours_only).await;
+            self.pool.on_head(latest).await;
         }
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(latest);
         Ok(())

@@ -342,7 +342,7 @@ impl Pool {
         if latest.number <= self.head().number {
             return Ok(false);
         }
-        self.on_head(latest, false).await;
+        self.on_head(latest).await;
         Ok(true)
     }
 

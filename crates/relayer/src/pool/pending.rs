@@ -91,18 +91,6 @@ impl PendingState {
         }
     }
 
-    /// The same pending ops on `head`, a block holding nothing but ops already in this state (the
-    /// relayer's own bundle): what those ops changed is in the diff, and nothing else changed.
-    pub fn advanced(&self, head: Head) -> Self {
-        Self {
-            head,
-            layers: self.layers.clone(),
-            cfg: self.cfg.clone(),
-            health: Default::default(),
-            clock: AtomicU64::new(self.clock.load(Ordering::Relaxed)),
-        }
-    }
-
     /// The head this state starts from.
     pub fn head(&self) -> Head {
         self.head

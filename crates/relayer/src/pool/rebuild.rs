@@ -1,6 +1,5 @@
-//! Moving the pending state to a new head: kept as it is when the new blocks hold only our own bundles,
-//! else rebuilt by replaying what is in flight and then the pool in acceptance order, dropping what no
-//! longer validates.
+//! Moving the pending state to a new head: rebuilt by replaying what is in flight and then the pool in
+//! acceptance order, dropping what no longer validates.
 
 use std::sync::Arc;
 
@@ -12,22 +11,13 @@ use crate::{
 };
 
 impl Pool {
-    /// A new head: if the blocks since the last hold nothing but ops the pending state already has
-    /// (`ours_only`: our own bundle) the pending state moves to it as it is — every value the bundle
-    /// changed is in its diff already, and nothing else changed — otherwise it is rebuilt on it.
-    pub async fn on_head(&self, head: Head, ours_only: bool) {
-        if ours_only && !self.book().dirty {
-            let _gate = self.inner.gate.write().await;
-            let moved = self.pending().advanced(head);
-            *self
-                .inner
-                .pending
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = Arc::new(moved);
-            Metrics::inc(&self.inner.metrics.advances);
-        } else {
-            self.rebuild(Some(head)).await;
-        }
+    /// A new head: the pending state is rebuilt on it, even when the new blocks hold nothing but our own
+    /// bundle. What that bundle's ops left in its simulated diff is not what the chain has: each op's
+    /// charge (so its account's EntryPoint deposit, and the relayer's balance) depends on the base fee
+    /// of the block it was mined in, which a simulation only bounds; the next op of that account must
+    /// be validated on the deposit it will really find.
+    pub async fn on_head(&self, head: Head) {
+        self.rebuild(Some(head)).await;
     }
 
     /// Rebuilds the pending state on `head` (default: the current one): submitted ops first, then the

@@ -201,23 +201,32 @@ pub struct SimConfig {
     pub min_unstake_delay: u32,
 }
 
-/// The block a simulation runs in: the one after the head, at the given time.
+/// The block a simulation runs in: the one after the head, at the given time and base fee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimBlock {
     pub number: u64,
     pub timestamp: u64,
+    /// The base fee the EntryPoint prices ops at (`block.basefee`): what an op is charged, so what its
+    /// account's deposit keeps of its prefund, depends on it.
+    pub base_fee: u64,
 }
 
 impl SimBlock {
-    /// The block after `head`, no earlier than the wall clock (ops expire against real time).
+    /// The block after `head`, no earlier than the wall clock (ops expire against real time), at the
+    /// highest base fee EIP-1559 lets that block have (the head's plus an eighth): an op is charged at
+    /// most what the chain will charge it, so the deposit the pending state leaves its account is never
+    /// more than the chain's, and an op that the chain will make pay its prefund in validation is
+    /// simulated paying it.
     pub fn after(head: &Head) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let base_fee = u64::try_from(head.base_fee).unwrap_or(u64::MAX);
         Self {
             number: head.number + 1,
             timestamp: (head.timestamp + 1).max(now),
+            base_fee: base_fee.saturating_add(base_fee.div_ceil(8)),
         }
     }
 }
@@ -237,12 +246,15 @@ pub(crate) fn context<DB: Database>(
             // `BundlerConfig::max_bundle_gas`); validation's own transactions need more room.
             c.tx_gas_limit_cap = Some(u64::MAX);
             c.set_spec_and_mainnet_gas_params(SpecId::OSAKA);
+            // Simulations are sent at gas price 0 (the relayer pays nothing for them) while the block
+            // has the chain's base fee, so the EntryPoint charges ops what the chain will.
+            c.disable_base_fee = true;
         })
         .modify_block_chained(|b| {
             b.number = U256::from(block.number);
             b.timestamp = U256::from(block.timestamp);
             b.gas_limit = 100_000_000;
-            b.basefee = 0;
+            b.basefee = block.base_fee;
         })
 }
 
