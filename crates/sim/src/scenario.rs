@@ -70,9 +70,50 @@ pub struct Scenario {
     /// (symmetric, unit diagonal, positive semi-definite); unset: independent.
     #[serde(default)]
     pub correlation: Option<Vec<Vec<f64>>>,
+    /// Price impact of the keepers' liquidation flow (a model in the harness, not the venue's); unset: none.
+    #[serde(default)]
+    pub impact: Option<ImpactSpec>,
     /// How `sim mc` runs this scenario (ignored by `sim run`).
     #[serde(default)]
     pub monte_carlo: MonteCarloSpec,
+}
+
+/// A harness-only price-impact model: the notional the keepers liquidate in a step is sold (a long closed)
+/// or bought (a short closed) into a market of `depth_usd`, and moves that market's price from the next
+/// step on, for good, by `coefficient x flow / depth` (`linear`) or `coefficient x sqrt(|flow| / depth)`
+/// (`sqrt`, the square-root law), against the flow. The venue has no such book: its oracle price is the
+/// path's price times the impact so far, published as the path's would be, on either backend.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImpactSpec {
+    pub model: ImpactModel,
+    /// Market depth in USD notional (the same for every market).
+    pub depth_usd: f64,
+    #[serde(default = "one")]
+    pub coefficient: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ImpactModel {
+    Linear,
+    Sqrt,
+}
+
+impl ImpactSpec {
+    /// The fractional price move (positive: up) that `flow` USD of net selling (negative: buying) causes.
+    pub fn price_move(&self, flow: f64) -> f64 {
+        let x = flow / self.depth_usd;
+        -self.coefficient
+            * match self.model {
+                ImpactModel::Linear => x,
+                ImpactModel::Sqrt => x.signum() * x.abs().sqrt(),
+            }
+    }
 }
 
 /// Monte Carlo options.
@@ -614,6 +655,17 @@ impl Scenario {
                 "liquidators.gas_cost_usd",
                 "must be between 0 and 10000 (USD per liquidation transaction)",
             ));
+        }
+        if let Some(i) = &self.impact {
+            if !(i.depth_usd >= 1.0 && i.depth_usd <= 1e15) {
+                return Err(invalid(
+                    "impact.depth_usd",
+                    "must be between 1 and 1e15 (USD notional)",
+                ));
+            }
+            if !(0.0..=10.0).contains(&i.coefficient) {
+                return Err(invalid("impact.coefficient", "must be between 0 and 10"));
+            }
         }
         let mc = &self.monte_carlo;
         if let Some(t) = mc.target_error.filter(|t| !(t.is_finite() && *t > 0.0)) {

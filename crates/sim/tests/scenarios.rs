@@ -380,3 +380,71 @@ async fn a_funding_rate_path_moves_money_from_longs_to_the_pool() {
         assert_eq!(a.positions, b.positions);
     }
 }
+
+/// Liquidation flow with market impact (a harness-only model): the keepers' sales push the price down from
+/// the next step on, which puts more accounts under water — the cascade is deeper than without impact, and
+/// the prices are the path's until the first liquidation.
+#[tokio::test]
+async fn liquidation_impact_deepens_a_cascade() {
+    use keyscope_sim::scenario::{ImpactModel, ImpactSpec};
+    // A book of 30, from 2x: the crash liquidates the leveraged and leaves the 2-3x longs standing.
+    let base = Scenario::parse(
+        &SMALL_CRASH
+            .replace("count = 8", "count = 30")
+            .replace("leverage_min = 4", "leverage_min = 2"),
+    )
+    .unwrap();
+    let without = on_revm(&base).await;
+    assert!(without.liquidations > 0);
+    for model in [ImpactModel::Linear, ImpactModel::Sqrt] {
+        let mut s = base.clone();
+        s.impact = Some(ImpactSpec {
+            model,
+            depth_usd: 1_000_000.0,
+            coefficient: 0.5,
+        });
+        let with = on_revm(&s).await;
+        // Deeper: at least as many liquidations and as large a loss, and strictly more of one (measured:
+        // linear, 19 liquidations against 18; square root, $2,613 of bad debt against none). Liquidated
+        // notional is no measure here: the same positions close at lower prices.
+        assert!(
+            with.liquidations >= without.liquidations && with.peak_loss >= without.peak_loss,
+            "{model:?}"
+        );
+        assert!(
+            with.liquidations > without.liquidations || with.peak_loss > without.peak_loss,
+            "{model:?}: {} liquidations, ${} peak loss; without impact {}, ${}",
+            with.liquidations,
+            with.peak_loss,
+            without.liquidations,
+            without.peak_loss
+        );
+        let first = without
+            .series
+            .iter()
+            .position(|r| r.liquidations > 0)
+            .unwrap();
+        assert_eq!(with.series[first].prices, without.series[first].prices);
+        let (w, o) = (
+            &with.series.last().unwrap().prices,
+            &without.series.last().unwrap().prices,
+        );
+        assert!(w[0] < o[0] || w[1] < o[1], "{model:?}: {w:?} vs {o:?}");
+    }
+    // Refused by field.
+    for (extra, field) in [
+        (
+            "[impact]\nmodel = \"linear\"\ndepth_usd = 0",
+            "impact.depth_usd",
+        ),
+        (
+            "[impact]\nmodel = \"sqrt\"\ndepth_usd = 1e6\ncoefficient = -1",
+            "impact.coefficient",
+        ),
+    ] {
+        let e = Scenario::parse(&format!("{SMALL_CRASH}\n{extra}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(field), "{e}");
+    }
+}

@@ -321,6 +321,10 @@ struct Run<'a, B: Backend> {
     ladder: Vec<LadderRung>,
     /// The oracle's prices: the last ones published (the path's, except in an outage).
     marks: Vec<U256>,
+    /// Price impact so far, per market (a multiplier on the path; 1 without `[impact]`), and the step's
+    /// liquidation flow (USD notional, positive when longs are sold).
+    impact: Vec<f64>,
+    flow: Vec<f64>,
 }
 
 impl<'a, B: Backend> Run<'a, B> {
@@ -344,6 +348,8 @@ impl<'a, B: Backend> Run<'a, B> {
             ops: (0, 0, 0),
             ladder: Vec::new(),
             marks: path.prices[0].clone(),
+            impact: vec![1.0; path.markets.len()],
+            flow: vec![0.0; path.markets.len()],
         }
     }
 
@@ -449,6 +455,7 @@ impl<'a, B: Backend> Run<'a, B> {
         tally: &mut Tally,
     ) -> Result<StepRecord, RunError> {
         let stale = self.scenario.oracle.is_stale(step);
+        let prices = self.impacted(step)?;
         if step > 0 {
             self.backend
                 .advance(self.scenario.step_seconds as u64)
@@ -456,11 +463,9 @@ impl<'a, B: Backend> Run<'a, B> {
             self.set_funding(step).await?;
             if !stale {
                 for (i, m) in self.markets.clone().iter().enumerate() {
-                    self.backend
-                        .publish(*m, self.path.prices[step as usize][i])
-                        .await?;
+                    self.backend.publish(*m, prices[i]).await?;
                 }
-                self.marks = self.path.prices[step as usize].clone();
+                self.marks = prices.clone();
             }
         }
         let (mut counts, mut before, mut closed) = ([0u32; 4], [0u32; 4], 0);
@@ -477,6 +482,7 @@ impl<'a, B: Backend> Run<'a, B> {
             short_oi += book.short_usd;
             open_shortfall += book.shortfall_usd;
         }
+        self.apply_impact(step)?;
         let insurance = self.insurance().await?;
         tally.insurance_min = tally.insurance_min.min(insurance);
         let bad_debt = wad_quote(
@@ -494,10 +500,7 @@ impl<'a, B: Backend> Run<'a, B> {
             oracle_stale: stale,
             step,
             time: now,
-            prices: self.path.prices[step as usize]
-                .iter()
-                .map(|p| wad_to_usd(*p))
-                .collect(),
+            prices: prices.iter().map(|p| wad_to_usd(*p)).collect(),
             healthy: counts[0],
             margin_call: counts[1],
             liquidatable: counts[2],
@@ -585,6 +588,45 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok((state, book))
     }
 
+    /// Step `step`'s prices: the path's, moved by the impact so far (the path's exactly without `[impact]`).
+    fn impacted(&self, step: u32) -> Result<Vec<U256>, RunError> {
+        let path = &self.path.prices[step as usize];
+        if self.scenario.impact.is_none() {
+            return Ok(path.clone());
+        }
+        path.iter()
+            .zip(&self.impact)
+            .zip(&self.path.markets)
+            .map(|((p, k), market)| {
+                crate::prices::checked_wad(wad_to_usd(*p) * k).map_err(|why| {
+                    RunError::Setup(format!(
+                        "impact: liquidations take {market}'s price to {why} at step {step}; a smaller \
+                         impact.coefficient or a deeper impact.depth_usd"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The step's liquidation flow moves each market's price from the next step on (`[impact]`).
+    fn apply_impact(&mut self, step: u32) -> Result<(), RunError> {
+        let Some(spec) = &self.scenario.impact else {
+            return Ok(());
+        };
+        for (k, flow) in self.impact.iter_mut().zip(self.flow.iter_mut()) {
+            let factor = 1.0 + spec.price_move(std::mem::take(flow));
+            if factor <= 0.0 {
+                return Err(RunError::Setup(format!(
+                    "impact: step {step}'s liquidations would move a price by {:.0} %, through zero; a \
+                     smaller impact.coefficient or a deeper impact.depth_usd",
+                    (factor - 1.0) * 100.0
+                )));
+            }
+            *k *= factor;
+        }
+        Ok(())
+    }
+
     /// Liquidator bots sweep `account` (in `health`: its state and value) while it is liquidatable (at most
     /// 8 rounds); returns its account value after the sweep.
     async fn liquidate(
@@ -605,6 +647,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 }
                 // The venue prices at the oracle's last price (the path's, except in an outage).
                 let price = self.marks[mi];
+                let long = !before.is_negative();
                 let reward = self.expected_reward(account, m, before, price).await?;
                 if reward < self.scenario.liquidators.gas_cost_usd {
                     tally.unprofitable += 1;
@@ -616,7 +659,9 @@ impl<'a, B: Backend> Run<'a, B> {
                     tally.liquidations += 1;
                     any = true;
                     let closed = (before - after).unsigned_abs();
-                    tally.liquidated_notional += wad_to_usd(closed * price / U256::from(WAD));
+                    let usd = wad_to_usd(closed * price / U256::from(WAD));
+                    tally.liquidated_notional += usd;
+                    self.flow[mi] += if long { usd } else { -usd };
                 }
             }
             if !any {
