@@ -141,31 +141,53 @@ async fn the_shipped_cascade_ends_the_same_on_revm_and_anvil() {
         s.traders.count >= 60,
         "the comparison runs at the size users run"
     );
-    let path = PricePath::generate(&s, &repo_root()).unwrap();
-    let devnet = Devnet::start_with(&repo_root(), 0, 41_010, insurance(&s))
-        .await
-        .unwrap();
-    let mut anvil = AnvilBackend::new(devnet, Roles::new(liquidator_keys(&s)))
-        .await
-        .unwrap();
-    // revm starts at anvil's time, so even the rows' timestamps must agree.
-    let start = anvil.now().await.unwrap();
-    let mut revm = RevmBackend::new(
-        41_010,
-        start,
-        Roles::new(liquidator_keys(&s)),
-        insurance(&s),
-    )
-    .unwrap();
-    let on_revm = run(&s, &path, &mut revm, |_, _| {}).await.unwrap();
-    let on_anvil = run(&s, &path, &mut anvil, |_, _| {}).await.unwrap();
-
+    let on_revm = same_on_revm_and_anvil(&s, 41_010).await;
     assert!(
         on_revm.liquidations > 30,
         "a cascade: {}",
         on_revm.liquidations
     );
     assert!(on_revm.bad_debt > 0.0, "the insurance fund ran dry");
+}
+
+/// The new price features on — correlated markets, a gap, liquidation impact — still end the same on both
+/// backends, row by row (open loss and the impacted prices included).
+#[tokio::test]
+async fn correlation_and_impact_end_the_same_on_revm_and_anvil() {
+    let s = Scenario::parse(&format!(
+        "correlation = [[1, 0.6], [0.6, 1]]\n{}\n[[gaps]]\nstep = 4\npercent = -8\n\
+         [impact]\nmodel = \"sqrt\"\ndepth_usd = 1000000\ncoefficient = 0.5\n",
+        SMALL_CRASH
+            .replace("count = 8", "count = 30")
+            .replace("leverage_min = 4", "leverage_min = 2")
+    ))
+    .unwrap();
+    let on_revm = same_on_revm_and_anvil(&s, 41_011).await;
+    assert!(on_revm.liquidations > 0);
+}
+
+/// Runs `s` on revm and on a fresh anvil (chain id `chain_id`) from the same start time, asserts every
+/// step's row, every account and the totals are equal, and returns the revm run.
+async fn same_on_revm_and_anvil(s: &Scenario, chain_id: u64) -> Outcome {
+    let path = PricePath::generate(s, &repo_root()).unwrap();
+    let devnet = Devnet::start_with(&repo_root(), 0, chain_id, insurance(s))
+        .await
+        .unwrap();
+    let mut anvil = AnvilBackend::new(devnet, Roles::new(liquidator_keys(s)))
+        .await
+        .unwrap();
+    // revm starts at anvil's time, so even the rows' timestamps must agree.
+    let start = anvil.now().await.unwrap();
+    let mut revm = RevmBackend::new(
+        chain_id,
+        start,
+        Roles::new(liquidator_keys(s)),
+        insurance(s),
+    )
+    .unwrap();
+    let on_revm = run(s, &path, &mut revm, |_, _| {}).await.unwrap();
+    let on_anvil = run(s, &path, &mut anvil, |_, _| {}).await.unwrap();
+
     assert_eq!(on_revm.series.len(), on_anvil.series.len());
     for (r, a) in on_revm.series.iter().zip(&on_anvil.series) {
         assert_eq!(r, a, "step {} differs", r.step);
@@ -188,12 +210,17 @@ async fn the_shipped_cascade_ends_the_same_on_revm_and_anvil() {
         assert_eq!(r, a, "{what}");
     }
     assert_eq!(on_revm.bad_debt, on_anvil.bad_debt);
+    assert_eq!(
+        (on_revm.peak_loss, on_revm.peak_loss_step),
+        (on_anvil.peak_loss, on_anvil.peak_loss_step)
+    );
     assert_eq!(on_revm.insurance_fund_end, on_anvil.insurance_fund_end);
     assert_eq!(on_revm.insurance_fund_min, on_anvil.insurance_fund_min);
     assert_eq!(
         (on_revm.ops_executed, on_revm.ops_failed),
         (on_anvil.ops_executed, on_anvil.ops_failed)
     );
+    on_revm
 }
 
 /// A trader whose margin-call answer falls due with nothing to send is still swept and counted: every step
