@@ -13,10 +13,13 @@
 //! Both come from alloy's EIP-712 implementation over the `Order` binding generated from the venue's ABI; only
 //! the one-field wrapper `VenueOrder` is hashed here, because `sol!` from an artifact has no such struct.
 
-use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
+use alloy::sol_types::{Eip712Domain, SolCall, SolStruct, eip712_domain};
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 
-use crate::key::{KeySigner, SignError};
+use crate::{
+    bindings::ISessionManager,
+    key::{KeySigner, SignError},
+};
 
 pub use crate::bindings::{ISignedOrderVenue::Fill, SignedOrder::Order};
 
@@ -158,6 +161,43 @@ pub fn check_order(order: &Order, now_ms: u64) -> Result<(), OrderError> {
         });
     }
     Ok(())
+}
+
+/// Where order `nonce` sits in its key's cancel bitmap at the venue: the word index (`nonce >> 8`) and the
+/// one-bit mask (`1 << (nonce & 255)`) — what `cancelOrders` / `cancelSignedOrders` take. Masks of the same
+/// word may be or-ed to cancel up to 256 orders in one write.
+pub fn nonce_slot(nonce: u64) -> (U256, U256) {
+    (
+        U256::from(nonce >> 8),
+        U256::from(1u8) << (nonce & 255) as usize,
+    )
+}
+
+/// The callData of `key`'s own op cancelling its orders at `venue` with nonces `word_index << 8 | i` for each
+/// bit `i` of `mask` (`cancelSignedOrders`): never rate-limited, valid past the key's dead-man deadline, and
+/// only at a venue of one of the key's order permissions.
+pub fn cancel_orders_call_data(
+    key: Address,
+    venue: Address,
+    word_index: U256,
+    mask: U256,
+) -> Bytes {
+    ISessionManager::cancelSignedOrdersCall {
+        key,
+        venue,
+        wordIndex: word_index,
+        mask,
+    }
+    .abi_encode()
+    .into()
+}
+
+/// The callData of `key`'s own op cancelling every order it signed under its current order epoch
+/// (`bumpOrderEpoch`): never rate-limited, valid past the key's dead-man deadline.
+pub fn bump_order_epoch_call_data(key: Address) -> Bytes {
+    ISessionManager::bumpOrderEpochCall { key }
+        .abi_encode()
+        .into()
 }
 
 /// An order under construction: account, key, market, side, size and limit price up front; the grant and
@@ -309,6 +349,13 @@ mod tests {
         };
         assert_ne!(order_hash(VENUE, 1, &bigger), hash);
         assert_ne!(order_digest(account, VENUE, 1, &bigger), digest);
+    }
+
+    #[test]
+    fn nonces_map_to_bitmap_words() {
+        assert_eq!(nonce_slot(0), (U256::ZERO, U256::from(1)));
+        assert_eq!(nonce_slot(255), (U256::ZERO, U256::from(1) << 255));
+        assert_eq!(nonce_slot(256 * 3 + 5), (U256::from(3), U256::from(32)));
     }
 
     #[tokio::test]

@@ -128,23 +128,44 @@ pub fn check_session_op(
     check_fee(session, op)
 }
 
-/// The calls of the op and the value they send; the key's own hand-over and heartbeat make none.
+/// The calls of the op and the value they send; the key's own hand-over, heartbeat and cancels make none.
 fn check_calls(
     session: &SessionInfo,
     key: Address,
     call_data: &[u8],
 ) -> Result<(usize, U256), PolicyRefusal> {
-    // The key's own hand-over and heartbeat: exactly the call, in canonical ABI, naming the key itself.
+    // The key's own hand-over, heartbeat and cancels: exactly the call, in canonical ABI, naming the key
+    // itself. None makes a counted call: never refused by the key's uses or rate window, and (as protective
+    // ops) not by its breaker; the chain does not hold the hand-over, the heartbeat or the cancels to the
+    // dead-man deadline either.
     let selector = selector_of(call_data);
     if selector == ISessionManager::rotateToSuccessorCall::SELECTOR {
-        let c = exact::<ISessionManager::rotateToSuccessorCall>(call_data, 36)?;
-        return own_key(c.key, key).map(|()| (0, U256::ZERO));
+        own_call::<ISessionManager::rotateToSuccessorCall>(call_data, 36, key)?;
+        return Ok((0, U256::ZERO));
+    }
+    if selector == ISessionManager::bumpOrderEpochCall::SELECTOR {
+        own_call::<ISessionManager::bumpOrderEpochCall>(call_data, 36, key)?;
+        return Ok((0, U256::ZERO));
     }
     if selector == ISessionManager::heartbeatCall::SELECTOR {
-        let c = exact::<ISessionManager::heartbeatCall>(call_data, 68)?;
-        own_key(c.key, key)?;
+        let c = own_call::<ISessionManager::heartbeatCall>(call_data, 68, key)?;
         if c.interval == 0 || c.interval > MAX_HEARTBEAT_INTERVAL {
             return Err(PolicyRefusal::BadHeartbeatInterval(c.interval));
+        }
+        return Ok((0, U256::ZERO));
+    }
+    if selector == ISessionManager::cancelSignedOrdersCall::SELECTOR {
+        let c = own_call::<ISessionManager::cancelSignedOrdersCall>(call_data, 132, key)?;
+        // Only at a venue one of the key's order permissions names: the account makes that venue's call.
+        let orders_there = session
+            .permissions
+            .iter()
+            .any(|p| p.target == c.venue && p.selector == PerpVenue::placeOrderCall::SELECTOR);
+        if !orders_there {
+            return Err(PolicyRefusal::CallNotPermitted {
+                target: c.venue,
+                selector,
+            });
         }
         return Ok((0, U256::ZERO));
     }
@@ -169,8 +190,10 @@ fn check_calls(
     Ok((decoded.calls.len(), value))
 }
 
-/// `call_data` decoded as `C`, which must be exactly `len` bytes (as the account requires).
-fn exact<C: SolCall>(call_data: &[u8], len: usize) -> Result<C, PolicyRefusal> {
+/// `call_data` decoded as `C`, a call of the key's own whose first argument names the key, in the account's
+/// order of checks (`_checkKeyCall`): exactly `len` bytes, the named key a clean address, the op's own key,
+/// then every other argument clean for its type (an address or a uint32 with upper bits set is malformed).
+fn own_call<C: SolCall>(call_data: &[u8], len: usize, key: Address) -> Result<C, PolicyRefusal> {
     if call_data.len() != len {
         return Err(PolicyRefusal::Malformed(format!(
             "{} callData must be {len} bytes, not {}",
@@ -178,7 +201,14 @@ fn exact<C: SolCall>(call_data: &[u8], len: usize) -> Result<C, PolicyRefusal> {
             call_data.len()
         )));
     }
-    C::abi_decode(call_data).map_err(|e| PolicyRefusal::Malformed(e.to_string()))
+    if call_data[4..16].iter().any(|b| *b != 0) {
+        return Err(PolicyRefusal::Malformed(format!(
+            "{}'s key is not a clean address",
+            C::SIGNATURE
+        )));
+    }
+    own_key(Address::from_slice(&call_data[16..36]), key)?;
+    C::abi_decode_validate(call_data).map_err(|e| PolicyRefusal::Malformed(e.to_string()))
 }
 
 fn selector_of(data: &[u8]) -> FixedBytes<4> {
@@ -398,6 +428,136 @@ mod tests {
         assert!(matches!(
             check(&with(long)),
             Err(PolicyRefusal::Malformed(_))
+        ));
+    }
+
+    /// An op whose callData is `call_data`, otherwise `op(vec![])`.
+    fn key_op(call_data: Vec<u8>) -> PackedUserOperation {
+        PackedUserOperation {
+            callData: call_data.into(),
+            ..op(vec![])
+        }
+    }
+
+    fn cancel(key: Address, venue: Address) -> Vec<u8> {
+        ISessionManager::cancelSignedOrdersCall {
+            key,
+            venue,
+            wordIndex: U256::from(3),
+            mask: U256::MAX,
+        }
+        .abi_encode()
+    }
+
+    fn bump(key: Address) -> Vec<u8> {
+        ISessionManager::bumpOrderEpochCall { key }.abi_encode()
+    }
+
+    #[test]
+    fn the_keys_order_cancels_pass_even_when_nothing_else_would() {
+        check(&key_op(bump(KEY))).unwrap();
+        check(&key_op(cancel(KEY, VENUE))).unwrap();
+        // A tripped breaker, no uses left and a full rate window: an order is refused, the cancels pass.
+        let cornered = SessionInfo {
+            tripped: true,
+            usesLeft: 0,
+            rateCount: 2,
+            windowUsed: 2,
+            ..session()
+        };
+        assert!(
+            check_session_op(
+                &cornered,
+                KEY,
+                &op(vec![order(0, "1", 1, false)]),
+                NOW + 30,
+                NOW
+            )
+            .is_err()
+        );
+        for call_data in [bump(KEY), cancel(KEY, VENUE)] {
+            check_session_op(&cornered, KEY, &key_op(call_data), NOW + 30, NOW).unwrap();
+        }
+        // Still the key's window and fee budget, as for any op.
+        assert!(matches!(
+            check_session_op(&session(), KEY, &key_op(bump(KEY)), NOW + 3700, NOW + 3600),
+            Err(PolicyRefusal::Expired { .. })
+        ));
+        let broke = SessionInfo {
+            feeLeft: U256::from(1),
+            ..session()
+        };
+        assert!(matches!(
+            check_session_op(&broke, KEY, &key_op(cancel(KEY, VENUE)), NOW + 30, NOW),
+            Err(PolicyRefusal::FeeBudgetExceeded { .. })
+        ));
+    }
+
+    #[test]
+    fn the_keys_order_cancels_are_refused_as_the_account_refuses_them() {
+        let other = Address::repeat_byte(1);
+        let selector: FixedBytes<4> = ISessionManager::cancelSignedOrdersCall::SELECTOR.into();
+        // Only at a venue where the key may place orders: a venue it may only deposit at is not one.
+        let deposit_only = Address::repeat_byte(0x78);
+        let mut s = session();
+        s.permissions.push(CallPermission {
+            target: deposit_only,
+            selector: PerpVenue::depositMarginCall::SELECTOR.into(),
+            ..Default::default()
+        });
+        for venue in [deposit_only, other] {
+            assert_eq!(
+                check_session_op(&s, KEY, &key_op(cancel(KEY, venue)), NOW + 30, NOW),
+                Err(PolicyRefusal::CallNotPermitted {
+                    target: venue,
+                    selector
+                })
+            );
+        }
+        // Another key's orders.
+        for call_data in [bump(other), cancel(other, VENUE)] {
+            assert_eq!(
+                check(&key_op(call_data)),
+                Err(PolicyRefusal::KeyMismatch {
+                    named: other,
+                    key: KEY
+                })
+            );
+        }
+        // Not exactly the call: a byte more or less, or an address word with its upper bits set.
+        let malformed = |call_data: Vec<u8>| {
+            assert!(
+                matches!(
+                    check(&key_op(call_data.clone())),
+                    Err(PolicyRefusal::Malformed(_))
+                ),
+                "{call_data:?}"
+            )
+        };
+        for good in [bump(KEY), cancel(KEY, VENUE)] {
+            let mut long = good.clone();
+            long.push(0);
+            malformed(long);
+            malformed(good[..good.len() - 1].to_vec());
+            let mut dirty_key = good.clone();
+            dirty_key[4] = 1;
+            malformed(dirty_key);
+        }
+        let mut dirty_venue = cancel(KEY, VENUE);
+        dirty_venue[36] = 1;
+        malformed(dirty_venue.clone());
+        let mut dirty_interval = ISessionManager::heartbeatCall {
+            key: KEY,
+            interval: 60,
+        }
+        .abi_encode();
+        dirty_interval[36] = 1;
+        malformed(dirty_interval);
+        // The account's order of checks: the named key before the venue word.
+        dirty_venue[16..36].copy_from_slice(other.as_slice());
+        assert!(matches!(
+            check(&key_op(dirty_venue)),
+            Err(PolicyRefusal::KeyMismatch { .. })
         ));
     }
 

@@ -1,6 +1,8 @@
 //! Signed orders on a real chain (anvil with the deploy plan): core's order id and nested digest equal the
 //! venue's and the account's own; two accounts' session keys (secp256k1 and P-256) sign a maker and a taker
-//! order and the venue's owner settles them; an order changed after signing is refused by its account.
+//! order and the venue's owner settles them; an order changed after signing is refused by its account. A key
+//! past its dead-man deadline cancels its orders by its own ops, which core's policy passes and the chain
+//! mines, while its risk-raising op is refused.
 
 use alloy::{
     network::EthereumWallet,
@@ -12,8 +14,14 @@ use alloy_primitives::{Address, I256};
 use keyscope_core::{
     KeySigner, P256Key,
     bindings::{ISessionManager, PerpVenue, TradingAccount},
+    client::{Client, ClientError, Submission},
     devnet::{Devnet, repo_root},
-    order::{Fill, Order, OrderBuilder, order_digest, order_hash, sign_order},
+    ops,
+    order::{
+        Fill, Order, OrderBuilder, bump_order_epoch_call_data, cancel_orders_call_data, nonce_slot,
+        order_digest, order_hash, sign_order,
+    },
+    policy::check_session_op,
     units::parse_units,
 };
 
@@ -160,4 +168,100 @@ async fn session_keys_sign_orders_the_venue_settles() {
     );
     // Filled in full, the orders are spent: the same fill again is refused.
     assert!(venue.settle(vec![fill(&ask, "0.1")]).call().await.is_err());
+}
+
+#[tokio::test]
+async fn a_key_past_its_dead_man_deadline_cancels_its_orders() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_291).await.unwrap();
+    let d = devnet.deployment.clone();
+    let bundler = devnet.signer(5);
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(bundler.clone()))
+        .connect_http(devnet.endpoint_url());
+    let client = Client::new(
+        provider.clone(),
+        d.clone(),
+        Submission::SelfBundle {
+            beneficiary: bundler.address(),
+        },
+        bundler.address(),
+    );
+    let key = P256Key::random();
+    let account = devnet
+        .open_btc_account(
+            &devnet.signer(2),
+            parse_units("10000", 6).unwrap(),
+            &[key.id()],
+        )
+        .await
+        .unwrap();
+    let sessions = ISessionManager::new(account, &provider);
+
+    // The key arms its dead-man switch for 5 s, then misses it by a minute.
+    let beat = client
+        .unsigned_key_op(key.id(), account, 0, ops::heartbeat_call_data(key.id(), 5))
+        .await
+        .unwrap();
+    let beat = client.sign_key_op(&key, account, beat, 30).await.unwrap();
+    assert!(client.send(&beat).await.unwrap().success);
+    let _: serde_json::Value = provider
+        .raw_request("evm_increaseTime".into(), (60,))
+        .await
+        .unwrap();
+    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    // Positive control: a risk-raising order op is refused now.
+    let order = ops::place_order(
+        d.venue,
+        0,
+        I256::try_from(parse_units("0.01", 18).unwrap()).unwrap(),
+        parse_units("61000", 18).unwrap(),
+        false,
+    );
+    let late = client
+        .session_op(&key, account, 0, vec![order], 30)
+        .await
+        .unwrap();
+    match client.simulate(&late).await {
+        // The account caps a risk-raising op's validity at the deadline, which has passed.
+        Err(ClientError::Refused(r)) => assert!(r.detail.contains("AA22"), "{r:?}"),
+        other => panic!("past its deadline the key's order must be refused, got {other:?}"),
+    }
+
+    // Its cancels pass core's policy and are mined: a bitmap word at the venue, then the epoch.
+    let (word, bit) = nonce_slot(260);
+    for call_data in [
+        cancel_orders_call_data(key.id(), d.venue, word, bit | (bit << 1)),
+        bump_order_epoch_call_data(key.id()),
+    ] {
+        let op = client
+            .unsigned_key_op(key.id(), account, 0, call_data)
+            .await
+            .unwrap();
+        let op = client.sign_key_op(&key, account, op, 30).await.unwrap();
+        let session = sessions.getSession(key.id()).call().await.unwrap();
+        let until = u64::from_be_bytes([
+            0,
+            0,
+            0,
+            op.signature[1],
+            op.signature[2],
+            op.signature[3],
+            op.signature[4],
+            op.signature[5],
+        ]);
+        let now = client.chain_time().await.unwrap();
+        check_session_op(&session, key.id(), &op, until, now).unwrap();
+        let outcome = client.send(&op).await.unwrap();
+        assert!(outcome.success, "{outcome:?}");
+    }
+    let venue = PerpVenue::new(d.venue, &provider);
+    assert_eq!(
+        venue
+            .cancelledOrders(account, key.id(), word)
+            .call()
+            .await
+            .unwrap(),
+        bit | (bit << 1)
+    );
+    assert_eq!(sessions.orderEpoch(key.id()).call().await.unwrap(), 1);
 }
