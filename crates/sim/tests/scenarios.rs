@@ -475,3 +475,23 @@ async fn liquidation_impact_deepens_a_cascade() {
         assert!(e.starts_with(field), "{e}");
     }
 }
+
+/// The shipped correlated-impact scenario runs, and its impact is felt: the same file with `[impact]`
+/// removed ends at higher prices.
+#[tokio::test]
+async fn the_shipped_correlated_impact_scenario_runs_and_impact_bites() {
+    let s = Scenario::load(repo_root().join("scenarios/correlated-impact.toml")).unwrap();
+    assert!(s.correlation.is_some() && s.impact.is_some());
+    let with = on_revm(&s).await;
+    assert!(with.liquidations > 0, "the gap liquidates someone");
+    let mut plain = s.clone();
+    plain.impact = None;
+    let without = on_revm(&plain).await;
+    let last = |o: &Outcome| o.series.last().unwrap().prices.clone();
+    assert!(
+        last(&with)[0] < last(&without)[0],
+        "{:?} vs {:?}",
+        last(&with),
+        last(&without)
+    );
+}
