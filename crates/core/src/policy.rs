@@ -9,9 +9,14 @@ use alloy::sol_types::SolCall;
 use alloy_primitives::{Address, FixedBytes, U256};
 
 use crate::{
-    bindings::{ISessionManager, ITradingAccount::SessionInfo, PerpVenue},
+    bindings::{
+        ISessionManager,
+        ITradingAccount::{CallPermission, SessionInfo},
+        PerpVenue,
+    },
     fees::max_op_cost,
     ops::AccountCalls,
+    order::Order,
     user_op::PackedUserOperation,
 };
 
@@ -69,6 +74,10 @@ pub enum PolicyRefusal {
     FeeBudgetExceeded { cost: U256, left: U256 },
     #[error("paymaster {0} is not one the key may use")]
     PaymasterNotAllowed(Address),
+    #[error("the order was signed under grant {order}; the key's grant is {current}")]
+    OrderGrantMismatch { order: u32, current: u32 },
+    #[error("the order was signed under order epoch {order}; the key's epoch is {current}")]
+    OrderEpochMismatch { order: u32, current: u32 },
 }
 
 /// Longest dead-man switch interval (`AccountStorage.MAX_HEARTBEAT_INTERVAL`, seconds).
@@ -258,17 +267,38 @@ fn check_call(
     }
     let order = PerpVenue::placeOrderCall::abi_decode(data)
         .map_err(|e| PolicyRefusal::Malformed(e.to_string()))?;
-    if order.marketId >= 64 || (rule.marketMask >> order.marketId) & 1 == 0 {
-        return Err(PolicyRefusal::MarketNotAllowed(order.marketId));
+    check_order_rule(
+        rule,
+        order.marketId,
+        order.sizeDelta.unsigned_abs(),
+        order.limitPrice,
+        order.reduceOnly,
+    )?;
+    if session.tripped && !order.reduceOnly {
+        return Err(PolicyRefusal::ProtectiveOnly);
     }
-    let size = order.sizeDelta.unsigned_abs();
+    Ok(())
+}
+
+/// An order permission's rule (`TradingAccount._checkOrderRule`): the market in its mask, the size and the
+/// notional at `price` within its caps, reduce-only if it requires it.
+fn check_order_rule(
+    rule: &CallPermission,
+    market_id: u32,
+    size: U256,
+    price: U256,
+    reduce_only: bool,
+) -> Result<(), PolicyRefusal> {
+    if market_id >= 64 || (rule.marketMask >> market_id) & 1 == 0 {
+        return Err(PolicyRefusal::MarketNotAllowed(market_id));
+    }
     let max = U256::from(rule.maxOrderSize);
     if size > max {
         return Err(PolicyRefusal::OrderTooLarge { size, max });
     }
-    // As the account: |size| x limit / 1e18, saturating for absurd prices.
-    let notional = if order.limitPrice >> 168 == U256::ZERO {
-        size * order.limitPrice / U256::from(10u64).pow(U256::from(18))
+    // As the account: |size| x price / 1e18, saturating for absurd prices.
+    let notional = if price >> 168 == U256::ZERO {
+        size * price / U256::from(10u64).pow(U256::from(18))
     } else {
         U256::MAX
     };
@@ -276,11 +306,73 @@ fn check_call(
     if notional > max {
         return Err(PolicyRefusal::NotionalTooHigh { notional, max });
     }
-    if rule.reduceOnly && !order.reduceOnly {
+    if rule.reduceOnly && !reduce_only {
         return Err(PolicyRefusal::ReduceOnlyRequired);
     }
+    Ok(())
+}
+
+/// Checks that `order`'s key may sign it for `venue` under `session` (its account's, as `getSession(order.key)`
+/// reports it) with the key's order epoch `epoch` at unix time `now` — what `TradingAccount.checkOrderFill`
+/// checks of a fill that the chain's state already decides, in its order: a live session, the order's grant
+/// and epoch the key's current ones, the session's window, an order permission at `venue`, its rule (the
+/// notional at the limit price: a buy never fills above it; a sell's fill price, which may be higher, is
+/// the chain's to check), the breaker (only reduce-only orders while tripped) and a use left. The rate window
+/// (never for reduce-only), the dead-man deadline and the post-fill limits are checked at settlement.
+pub fn check_signed_order(
+    session: &SessionInfo,
+    venue: Address,
+    order: &Order,
+    epoch: u32,
+    now: u64,
+) -> Result<(), PolicyRefusal> {
+    if !session.active {
+        return Err(PolicyRefusal::NotActive(order.key));
+    }
+    if order.grantId != session.grantId {
+        return Err(PolicyRefusal::OrderGrantMismatch {
+            order: order.grantId,
+            current: session.grantId,
+        });
+    }
+    if order.epoch != epoch {
+        return Err(PolicyRefusal::OrderEpochMismatch {
+            order: order.epoch,
+            current: epoch,
+        });
+    }
+    // The window as the account applies it to fills: validAfter exclusive, validUntil inclusive.
+    let (valid_after, valid_until) = (
+        session.validAfter.to::<u64>(),
+        session.validUntil.to::<u64>(),
+    );
+    if now <= valid_after {
+        return Err(PolicyRefusal::NotYetValid { valid_after, now });
+    }
+    if now > valid_until {
+        return Err(PolicyRefusal::Expired { valid_until, now });
+    }
+    let selector = PerpVenue::placeOrderCall::SELECTOR.into();
+    let rule = session
+        .permissions
+        .iter()
+        .find(|p| p.target == venue && p.selector == selector)
+        .ok_or(PolicyRefusal::CallNotPermitted {
+            target: venue,
+            selector,
+        })?;
+    check_order_rule(
+        rule,
+        order.marketId,
+        U256::from(order.size),
+        U256::from(order.limitPrice),
+        order.reduceOnly,
+    )?;
     if session.tripped && !order.reduceOnly {
         return Err(PolicyRefusal::ProtectiveOnly);
+    }
+    if session.usesLeft == 0 {
+        return Err(PolicyRefusal::Exhausted { calls: 1, left: 0 });
     }
     Ok(())
 }
@@ -559,6 +651,115 @@ mod tests {
             check(&key_op(dirty_venue)),
             Err(PolicyRefusal::KeyMismatch { .. })
         ));
+    }
+
+    /// A BTC (market 0) order of KEY, `size` tenths at `limit`, under session()'s grant and epoch 4.
+    fn signed(size: u64, limit: u64, reduce_only: bool) -> Order {
+        crate::order::OrderBuilder::new(
+            Address::repeat_byte(0xac),
+            KEY,
+            0,
+            false,
+            U256::from(size) * U256::from(10u64).pow(U256::from(17)),
+            e18(limit),
+        )
+        .grant(3, 4)
+        .reduce_only(reduce_only)
+        .expiry_ms((NOW + 60) * 1000)
+        .build(NOW * 1000)
+        .unwrap()
+    }
+
+    fn check_order(order: &Order) -> Result<(), PolicyRefusal> {
+        check_signed_order(&session(), VENUE, order, 4, NOW)
+    }
+
+    #[test]
+    fn signed_orders_are_checked_as_the_account_checks_their_fills() {
+        check_order(&signed(5, 60_000, false)).unwrap();
+        // The key's grant, epoch and window.
+        assert_eq!(
+            check_order(&Order {
+                grantId: 2,
+                ..signed(5, 60_000, false)
+            }),
+            Err(PolicyRefusal::OrderGrantMismatch {
+                order: 2,
+                current: 3
+            })
+        );
+        assert_eq!(
+            check_signed_order(&session(), VENUE, &signed(5, 60_000, false), 5, NOW),
+            Err(PolicyRefusal::OrderEpochMismatch {
+                order: 4,
+                current: 5
+            })
+        );
+        let s = session();
+        // validAfter exclusive, validUntil inclusive, as for fills.
+        assert!(matches!(
+            check_signed_order(&s, VENUE, &signed(5, 60_000, false), 4, NOW - 10),
+            Err(PolicyRefusal::NotYetValid { .. })
+        ));
+        check_signed_order(&s, VENUE, &signed(5, 60_000, false), 4, NOW + 3600).unwrap();
+        assert!(matches!(
+            check_signed_order(&s, VENUE, &signed(5, 60_000, false), 4, NOW + 3601),
+            Err(PolicyRefusal::Expired { .. })
+        ));
+        let inactive = SessionInfo {
+            active: false,
+            ..session()
+        };
+        assert_eq!(
+            check_signed_order(&inactive, VENUE, &signed(5, 60_000, false), 4, NOW),
+            Err(PolicyRefusal::NotActive(KEY))
+        );
+        // The venue's order rule: only a venue with an order permission, its market, size and notional.
+        let other = Address::repeat_byte(1);
+        assert!(matches!(
+            check_signed_order(&s, other, &signed(5, 60_000, false), 4, NOW),
+            Err(PolicyRefusal::CallNotPermitted { target, .. }) if target == other
+        ));
+        assert_eq!(
+            check_order(&Order {
+                marketId: 2,
+                ..signed(5, 60_000, false)
+            }),
+            Err(PolicyRefusal::MarketNotAllowed(2))
+        );
+        assert!(matches!(
+            check_order(&signed(11, 1, false)),
+            Err(PolicyRefusal::OrderTooLarge { .. })
+        ));
+        assert!(matches!(
+            check_order(&signed(10, 100_001, false)),
+            Err(PolicyRefusal::NotionalTooHigh { .. })
+        ));
+        let mut reduce_rule = session();
+        reduce_rule.permissions[0].reduceOnly = true;
+        assert_eq!(
+            check_signed_order(&reduce_rule, VENUE, &signed(5, 60_000, false), 4, NOW),
+            Err(PolicyRefusal::ReduceOnlyRequired)
+        );
+        check_signed_order(&reduce_rule, VENUE, &signed(5, 60_000, true), 4, NOW).unwrap();
+        // The breaker lets reduce-only orders through; a spent key signs none.
+        let tripped = SessionInfo {
+            tripped: true,
+            ..session()
+        };
+        assert_eq!(
+            check_signed_order(&tripped, VENUE, &signed(5, 60_000, false), 4, NOW),
+            Err(PolicyRefusal::ProtectiveOnly)
+        );
+        check_signed_order(&tripped, VENUE, &signed(5, 60_000, true), 4, NOW).unwrap();
+        let spent = SessionInfo {
+            usesLeft: 0,
+            ..session()
+        };
+        assert_eq!(
+            check_signed_order(&spent, VENUE, &signed(5, 60_000, true), 4, NOW),
+            Err(PolicyRefusal::Exhausted { calls: 1, left: 0 })
+        );
     }
 
     #[test]
