@@ -42,7 +42,13 @@ impl RelayerProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data_dir.with_extension("log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let ready = common::ready(&mut child, "relayer");
@@ -191,5 +197,12 @@ async fn kill_9_with_ops_in_the_pool_loses_and_doubles_nothing() {
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Its logs went to a file: plain text, no colour escapes.
+    let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap();
+    assert!(log.contains("INFO"), "the relayer logged: {log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour escapes in a log file: {log:?}"
     );
 }

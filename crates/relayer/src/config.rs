@@ -332,7 +332,9 @@ impl Config {
         toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                // The line the fault starts on: newlines before it, plus one (a fault at the start of a
+                // line, such as an unknown key inside a `[section]`, is on that line, not the one before).
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             match line {
                 Some(n) => format!("line {n}: {}", e.message()),
                 None => e.message().to_string(),
@@ -516,6 +518,15 @@ mod tests {
         .unwrap_err();
         assert!(err.starts_with("line 2:"), "{err}");
         assert!(!err.contains("59c6995e"), "the key leaked: {err}");
+    }
+
+    #[test]
+    fn a_typo_inside_a_section_is_named_on_its_own_line() {
+        let err = Config::parse("listen = \"127.0.0.1:1\"\n[pool]\nmax_opps = 3\n").unwrap_err();
+        assert!(err.starts_with("line 3:"), "{err}");
+        let err = Config::parse("[bundler]\nmode = \"auto\"\n\n[server]\nmax_conections = 1\n")
+            .unwrap_err();
+        assert!(err.starts_with("line 5:"), "{err}");
     }
 
     #[test]
