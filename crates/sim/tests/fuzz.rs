@@ -16,6 +16,7 @@ const BASE: &str = r#"name = "fuzz"
 seed = 7
 steps = 40
 step_seconds = 30
+correlation = [[1, 0.3], [0.3, 1]]
 [[markets]]
 name = "BTC"
 start_price = 60000
@@ -31,6 +32,7 @@ mmf = 0.04
 kind = "jumps"
 probability = 0.2
 percent = 5
+common_probability = 0.1
 [traders]
 count = 3
 collateral_min = 1000
@@ -58,6 +60,14 @@ percent = -20
 [oracle]
 stale_from_step = 5
 stale_steps = 3
+[impact]
+model = "sqrt"
+depth_usd = 1000000
+coefficient = 0.5
+[monte_carlo]
+book = "fixed"
+target_error = 1000
+max_paths = 100
 "#;
 
 /// Values that have broken parsers: non-finite, negative, huge, past u32 and i64, empty, odd types.
