@@ -442,6 +442,12 @@ impl Scenario {
         Ok(s)
     }
 
+    /// Checks the scenario again after a caller changed it (a CLI flag over a file's option, e.g.
+    /// `monte_carlo.target_error`): the same refusals, by field, as loading it.
+    pub fn check(&self) -> Result<(), ScenarioError> {
+        self.validate()
+    }
+
     /// Every field's range, each refused by name. One check per field — a list, so it runs past 100 lines.
     fn validate(&self) -> Result<(), ScenarioError> {
         if self.name.trim().is_empty() {
@@ -931,6 +937,16 @@ mod tests {
             "{GOOD}\n[margin_calls]\nanswer_probability = 1\ndelay_steps = 10\nanswer = \"reduce\"\nfraction = 0.5"
         );
         assert_eq!(Scenario::parse(&ok).unwrap().margin_calls.delay_steps, 10);
+    }
+
+    #[test]
+    fn a_changed_scenario_is_checked_again() {
+        let mut s = Scenario::parse(GOOD).unwrap();
+        s.monte_carlo.target_error = Some(0.0);
+        let e = s.check().unwrap_err().to_string();
+        assert!(e.starts_with("monte_carlo.target_error"), "{e}");
+        s.monte_carlo.target_error = Some(500.0);
+        assert!(s.check().is_ok());
     }
 
     #[test]
