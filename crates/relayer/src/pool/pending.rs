@@ -113,7 +113,7 @@ impl PendingState {
         self.layers.node()
     }
 
-    /// The layers this state and those it advanced to share: a rebuild makes new ones.
+    /// The layers of this state: a rebuild (every new head) makes new ones.
     pub fn layers(&self) -> &Arc<Layers> {
         &self.layers
     }
