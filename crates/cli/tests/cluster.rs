@@ -81,6 +81,31 @@ async fn three_instances_on_one_postgres_survive_a_kill_and_a_stall() {
     }
     assert!(forwarded > 0);
 
+    // A trader of the shard owner about to be killed that has sent nothing yet: its first order goes
+    // through the Rust SDK's client during the failover (below).
+    let victim_name = owner(&all, traders[0].account).await.name.clone();
+    let mut seed = 4300;
+    loop {
+        let owner_key = alloy::signers::local::PrivateKeySigner::from_bytes(
+            &alloy_primitives::keccak256(format!("trader-{seed}")),
+        )
+        .unwrap();
+        let account = chain
+            .direct
+            .account_address(owner_key.address(), U256::ZERO)
+            .await
+            .unwrap();
+        if owner(&all, account).await.name == victim_name {
+            break;
+        }
+        seed += 1;
+        assert!(
+            seed < 4400,
+            "no account of the victim's shards among 100 seeds"
+        );
+    }
+    let patient = chain.trader(seed, "20000").await;
+
     // From here a block comes once a second: a bundle waits in the node's pool for up to a second.
     chain
         .provider
@@ -96,6 +121,11 @@ async fn three_instances_on_one_postgres_survive_a_kill_and_a_stall() {
     // SIGKILL the owner of trader 0's shard just after it took a burst of that trader's orders.
     let busy = &traders[0];
     let victim = owner(&all, busy.account).await;
+    assert_eq!(
+        owner(&all, patient.account).await.name,
+        victim.name,
+        "the SDK's trader is on the victim's shards"
+    );
     let survivors: Vec<&Instance> = all.into_iter().filter(|i| i.name != victim.name).collect();
     let via = urls(&survivors);
     let mut burst = Vec::new();
@@ -114,14 +144,31 @@ async fn three_instances_on_one_postgres_survive_a_kill_and_a_stall() {
         .unwrap();
     let t0 = Instant::now();
     victim_process.wait().unwrap();
-    // More orders of the same trader: refused as "changing hands" until a survivor takes the shard.
-    for _ in 0..3 {
-        let op = chain
-            .order_op(busy, 0, sent[0], "0.01", "60500", false)
-            .await;
-        burst.push(send(&chain, &via, 1, &op).await);
-        sent[0] += 1;
-    }
+    // More orders of the same trader: refused as "changing hands" until a survivor takes the shard. At the
+    // same time the other trader of that shard sends its first order with the SDK's client, which rides
+    // the retryable refusals out with back-off instead of giving up (`keyscope order` does the same).
+    let sdk = keyscope_core::client::Client::new(
+        chain.provider.clone(),
+        chain.d.clone(),
+        keyscope_core::client::Submission::Bundler {
+            url: via[0].clone(),
+        },
+        chain.devnet.signer(4).address(),
+    );
+    let patient_op = chain.order_op(&patient, 0, 0, "0.01", "60500", false).await;
+    let burst_after_kill = async {
+        for _ in 0..3 {
+            let op = chain
+                .order_op(busy, 0, sent[0], "0.01", "60500", false)
+                .await;
+            burst.push(send(&chain, &via, 1, &op).await);
+            sent[0] += 1;
+        }
+    };
+    let (_, through_sdk) = tokio::join!(burst_after_kill, sdk.send(&patient_op));
+    let through_sdk = through_sdk.expect("the client rides a failover out");
+    assert!(through_sdk.success, "{through_sdk:?}");
+    assert_eq!(lane_nonce(&chain, &patient).await, U256::from(1));
     let signers = mined_once(&chain, &via, &burst).await;
     eprintln!(
         "kill -9 of the owner → its trader's last orders mined by a survivor in {:?} (lease 1.5 s)",

@@ -71,6 +71,28 @@ fn rpc<E: std::fmt::Display>(e: E) -> ClientError {
     ClientError::Rpc(e.to_string())
 }
 
+/// How long a refusal the bundler marks retryable (`data.retry = true`: a relayer cluster's shard changing
+/// hands) is ridden out: attempts after 250 ms, doubling to at most 2 s each, for up to this long in all
+/// — long enough for a failover (a lease, 5 s by default, plus a renewal round).
+pub const RETRY_FOR: Duration = Duration::from_secs(20);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Whether a bundler's error answer asks the client to send the same request again (`data.retry`).
+pub fn is_retryable<E>(e: &alloy::transports::RpcError<E>) -> bool {
+    e.as_error_resp()
+        .and_then(|p| p.try_data_as::<serde_json::Value>())
+        .and_then(|d| d.ok())
+        .is_some_and(|d| d["retry"] == serde_json::Value::Bool(true))
+}
+
+/// The wait before the next attempt after `attempt` retryable refusals (0-based): 250 ms, doubling, at most 2 s.
+pub fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << attempt.min(16))
+        .min(MAX_BACKOFF)
+}
+
 /// Builds, signs, simulates and submits ops for TradingAccounts of one deployment.
 #[derive(Debug, Clone)]
 pub struct Client<P> {
@@ -333,13 +355,29 @@ impl<P: Provider + Clone> Client<P> {
             Submission::Bundler { url } => {
                 let bundler = alloy::providers::ProviderBuilder::new()
                     .connect_http(url.parse().map_err(rpc)?);
-                let sent: B256 = bundler
-                    .raw_request(
-                        "eth_sendUserOperation".into(),
-                        (rpc_user_op(op), self.deployment.entry_point),
-                    )
-                    .await
-                    .map_err(|e| ClientError::Bundler(e.to_string()))?;
+                // A refusal the bundler marks retryable is sent again with back-off, for at most
+                // RETRY_FOR; any other refusal, and the last retryable one, is returned.
+                let retry_until = std::time::Instant::now() + RETRY_FOR;
+                let mut attempt = 0;
+                let sent: B256 = loop {
+                    match bundler
+                        .raw_request(
+                            "eth_sendUserOperation".into(),
+                            (rpc_user_op(op), self.deployment.entry_point),
+                        )
+                        .await
+                    {
+                        Ok(sent) => break sent,
+                        Err(e)
+                            if is_retryable(&e)
+                                && std::time::Instant::now() + backoff(attempt) < retry_until =>
+                        {
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                        }
+                        Err(e) => return Err(ClientError::Bundler(e.to_string())),
+                    }
+                };
                 if sent != hash {
                     return Err(ClientError::Bundler(format!(
                         "bundler returned hash {sent}, expected {hash}"
@@ -406,4 +444,44 @@ impl<P: Provider + Clone> Client<P> {
 /// The v0.7/v0.8 JSON-RPC form of an op (unpacked fields), as bundlers take it.
 pub fn rpc_user_op(op: &PackedUserOperation) -> serde_json::Value {
     RpcUserOperation::from_packed(op).to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::transports::RpcError;
+
+    /// A bundler's error answer as it comes off the wire.
+    fn answer(data: Option<&str>) -> RpcError<()> {
+        let data = data.map_or(String::new(), |d| format!(r#", "data": {d}"#));
+        RpcError::ErrorResp(
+            serde_json::from_str(&format!(
+                r#"{{"code": -32603, "message": "this sender's shard (3) is changing hands"{data}}}"#
+            ))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn only_an_answer_marked_retry_is_sent_again() {
+        assert!(is_retryable(&answer(Some(r#"{"shard":3,"retry":true}"#))));
+        assert!(!is_retryable(&answer(Some(r#"{"shard":3,"retry":false}"#))));
+        assert!(!is_retryable(&answer(Some(
+            r#"{"reason":"scopeViolation"}"#
+        ))));
+        assert!(!is_retryable(&answer(Some(r#""retry""#))));
+        assert!(!is_retryable(&answer(None)));
+        assert!(!is_retryable::<()>(&RpcError::NullResp));
+    }
+
+    #[test]
+    fn back_off_doubles_to_its_cap_and_stays_within_the_retry_budget() {
+        let waits: Vec<_> = (0..6).map(backoff).collect();
+        assert_eq!(
+            waits,
+            [250, 500, 1000, 2000, 2000, 2000].map(Duration::from_millis)
+        );
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        assert!(waits.iter().take(4).sum::<Duration>() < RETRY_FOR);
+    }
 }
