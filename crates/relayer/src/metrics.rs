@@ -62,9 +62,8 @@ pub struct Metrics {
     pub submitted_ops: AtomicU64,
     /// The bundle key's balance, in gwei, as last read.
     pub bundle_key_balance_gwei: AtomicU64,
-    /// Pending-state rebuilds (the pool replayed on a new head) and cheap advances (our own block).
+    /// Pending-state rebuilds (the pool replayed on every new head).
     pub rebuilds: AtomicU64,
-    pub advances: AtomicU64,
     /// Several instances on one store: shards taken over, lost to another instance, given up to
     /// rebalance; ops forwarded to their shard's owner and resumed from a taken-over shard; writes refused
     /// by a lease's fence; the bundle key's lease lost.
@@ -219,11 +218,6 @@ impl Metrics {
                 "keyscope_pending_rebuilds_total",
                 "Times the pending state was rebuilt by replaying the pool",
                 &self.rebuilds,
-            ),
-            (
-                "keyscope_pending_advances_total",
-                "Times the pending state moved to a block holding only our bundle",
-                &self.advances,
             ),
             (
                 "keyscope_shards_taken_total",

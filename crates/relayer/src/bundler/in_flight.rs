@@ -47,9 +47,9 @@ impl Bundle {
 /// The state bundles are simulated on: the head plus every bundle in flight.
 #[derive(Debug, Clone)]
 pub struct SentState {
-    /// The pending state's layers when it was built: while the pending state keeps them (it only advances
-    /// over blocks holding our own bundles) this state holds the chain plus every bundle in flight; after a
-    /// rebuild it is stale.
+    /// The pending state's layers when it was built: while the pending state keeps them (until the next
+    /// head, when it is rebuilt from the chain) this state holds the chain plus every bundle in flight;
+    /// after a rebuild it is stale.
     pub lineage: Arc<Layers>,
     /// The head's state plus the bundles in flight.
     pub layers: Arc<Layers>,

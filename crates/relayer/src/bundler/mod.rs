@@ -520,8 +520,8 @@ struct SentBuilder {
 
 impl SentBuilder {
     /// The sent state of the pending state now: kept while the pending state keeps its layers, else built
-    /// on the head (on the pending state's node cache if it reads the head, a fresh one if it advanced past
-    /// it) with every bundle in flight replayed in nonce order.
+    /// on the head (on the pending state's node cache if it reads the head, a fresh one if the chain has
+    /// moved past it) with every bundle in flight replayed in nonce order.
     fn build(self) -> SentState {
         let pending = self.pool.pending_state();
         if let Some(s) = self.in_flight.sent_state(pending.layers()) {
