@@ -13,7 +13,10 @@
 //! Both come from alloy's EIP-712 implementation over the `Order` binding generated from the venue's ABI; only
 //! the one-field wrapper `VenueOrder` is hashed here, because `sol!` from an artifact has no such struct.
 
-use alloy::sol_types::{Eip712Domain, SolCall, SolStruct, eip712_domain};
+use alloy::{
+    providers::Provider,
+    sol_types::{Eip712Domain, SolCall, SolStruct, eip712_domain},
+};
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 
 use crate::{
@@ -163,6 +166,19 @@ pub fn check_order(order: &Order, now_ms: u64) -> Result<(), OrderError> {
     Ok(())
 }
 
+/// The grant id and order epoch `key`'s orders on `account` must carry now (`getSession(key).grantId`,
+/// `orderEpoch(key)`), read from the chain: an order under an older one is refused at settlement.
+pub async fn key_order_grant<P: Provider>(
+    provider: &P,
+    account: Address,
+    key: Address,
+) -> Result<(u32, u32), alloy::contract::Error> {
+    let sessions = ISessionManager::new(account, provider);
+    let grant_id = sessions.getSession(key).call().await?.grantId;
+    let epoch = sessions.orderEpoch(key).call().await?;
+    Ok((grant_id, epoch))
+}
+
 /// Where order `nonce` sits in its key's cancel bitmap at the venue: the word index (`nonce >> 8`) and the
 /// one-bit mask (`1 << (nonce & 255)`) — what `cancelOrders` / `cancelSignedOrders` take. Masks of the same
 /// word may be or-ed to cancel up to 256 orders in one write.
@@ -198,6 +214,64 @@ pub fn bump_order_epoch_call_data(key: Address) -> Bytes {
     ISessionManager::bumpOrderEpochCall { key }
         .abi_encode()
         .into()
+}
+
+/// An order as JSON carries it (the signing sidecar's and a matcher's wire form): the contract's field
+/// names, size and limit price as 18-decimal integers (hex or decimal strings), the rest as numbers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderJson {
+    pub account: Address,
+    pub key: Address,
+    pub grant_id: u32,
+    pub epoch: u32,
+    pub market_id: u32,
+    pub is_buy: bool,
+    pub size: U256,
+    pub limit_price: U256,
+    pub reduce_only: bool,
+    pub time_in_force: u8,
+    pub expiry: u64,
+    pub nonce: u64,
+}
+
+impl From<&Order> for OrderJson {
+    fn from(o: &Order) -> Self {
+        Self {
+            account: o.account,
+            key: o.key,
+            grant_id: o.grantId,
+            epoch: o.epoch,
+            market_id: o.marketId,
+            is_buy: o.isBuy,
+            size: U256::from(o.size),
+            limit_price: U256::from(o.limitPrice),
+            reduce_only: o.reduceOnly,
+            time_in_force: o.timeInForce,
+            expiry: o.expiry,
+            nonce: o.nonce,
+        }
+    }
+}
+
+impl OrderJson {
+    /// The order, if it passes [`OrderBuilder::build`]'s checks at `now_ms`.
+    pub fn to_order(&self, now_ms: u64) -> Result<Order, OrderError> {
+        OrderBuilder::new(
+            self.account,
+            self.key,
+            self.market_id,
+            self.is_buy,
+            self.size,
+            self.limit_price,
+        )
+        .grant(self.grant_id, self.epoch)
+        .reduce_only(self.reduce_only)
+        .time_in_force(self.time_in_force)
+        .expiry_ms(self.expiry)
+        .nonce(self.nonce)
+        .build(now_ms)
+    }
 }
 
 /// An order under construction: account, key, market, side, size and limit price up front; the grant and
@@ -349,6 +423,22 @@ mod tests {
         };
         assert_ne!(order_hash(VENUE, 1, &bigger), hash);
         assert_ne!(order_digest(account, VENUE, 1, &bigger), digest);
+    }
+
+    #[test]
+    fn json_round_trips_and_is_checked() {
+        let order = builder(Address::repeat_byte(5)).build(NOW_MS).unwrap();
+        let json = serde_json::to_value(OrderJson::from(&order)).unwrap();
+        assert_eq!(
+            json["limitPrice"],
+            serde_json::json!(format!("{:#x}", e18(60_000)))
+        );
+        let back: OrderJson = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.to_order(NOW_MS).unwrap(), order);
+        let mut bad = json;
+        bad["timeInForce"] = 7.into();
+        let bad: OrderJson = serde_json::from_value(bad).unwrap();
+        assert_eq!(bad.to_order(NOW_MS), Err(OrderError::BadTimeInForce(7)));
     }
 
     #[test]

@@ -18,8 +18,8 @@ use keyscope_core::{
     devnet::{Devnet, repo_root},
     ops,
     order::{
-        Fill, Order, OrderBuilder, bump_order_epoch_call_data, cancel_orders_call_data, nonce_slot,
-        order_digest, order_hash, sign_order,
+        Fill, Order, OrderBuilder, bump_order_epoch_call_data, cancel_orders_call_data,
+        key_order_grant, nonce_slot, order_digest, order_hash, sign_order,
     },
     policy::check_session_op,
     units::parse_units,
@@ -35,9 +35,7 @@ async fn btc_order<P: Provider>(
     limit: &str,
     nonce: u64,
 ) -> Order {
-    let sessions = ISessionManager::new(account, provider);
-    let grant_id = sessions.getSession(key).call().await.unwrap().grantId;
-    let epoch = sessions.orderEpoch(key).call().await.unwrap();
+    let (grant_id, epoch) = key_order_grant(provider, account, key).await.unwrap();
     let now_ms = provider
         .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
         .await

@@ -2,7 +2,12 @@
 
 use std::path::Path;
 
-use keyscope_core::{rpc_op::RpcUserOperation, user_op::PackedUserOperation};
+use alloy_primitives::Address;
+use keyscope_core::{
+    order::{Order, OrderJson},
+    rpc_op::RpcUserOperation,
+    user_op::PackedUserOperation,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
@@ -13,7 +18,7 @@ use tokio::{
     sync::Mutex,
 };
 
-use crate::service::{KeyInfo, Signed};
+use crate::service::{KeyInfo, Signed, SignedOrder};
 
 /// An answer the sidecar gave instead of a result, or a broken connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,5 +93,15 @@ impl SignerClient {
     ) -> Result<Signed, ClientError> {
         let params = json!({ "userOp": RpcUserOperation::from_packed(op).to_json(), "validUntil": valid_until });
         serde_json::from_value(self.call("sign", params).await?).map_err(transport)
+    }
+
+    /// Asks the sidecar to sign `order` (it names the key) for `venue`.
+    pub async fn sign_order(
+        &self,
+        venue: Address,
+        order: &Order,
+    ) -> Result<SignedOrder, ClientError> {
+        let params = json!({ "venue": venue, "order": OrderJson::from(order) });
+        serde_json::from_value(self.call("sign_order", params).await?).map_err(transport)
     }
 }

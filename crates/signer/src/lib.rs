@@ -1,6 +1,7 @@
 //! `keyscope signer`: a signing sidecar for strategy engines. It holds session keys — in an encrypted
-//! keystore or in an HSM through PKCS#11 — and signs a strategy's UserOps over a Unix socket, so the
-//! strategy never sees key material. Before it signs, it checks the op against the key's scope as the
+//! keystore or in an HSM through PKCS#11 — and signs a strategy's UserOps and off-chain orders
+//! ([`keyscope_core::order`]) over a Unix socket, so the strategy never sees key material. An order gets
+//! the scope check its fills meet on chain ([`keyscope_core::policy::check_signed_order`]). Before it signs, it checks the op against the key's scope as the
 //! account stores it (read from the chain, [`keyscope_core::policy`]: the same rules the account applies
 //! in validation), applies its own rate limit per key, and appends every decision to a hash-chained audit
 //! log signed by its own audit key.

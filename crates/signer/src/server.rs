@@ -7,7 +7,14 @@
 //! {"id":2,"method":"sign","params":{"userOp":{…ERC-7769 JSON…},"validUntil":1800000030}}
 //!   -> {"id":2,"result":{"signature":"0x…","userOpHash":"0x…","validUntil":1800000030,"key":"0x…"}}
 //!   -> {"id":2,"error":{"code":4001,"message":"out of scope: market 2 is not in the key's markets"}}
+//! {"id":3,"method":"sign_order","params":{"venue":"0x…","order":{"account":"0x…","key":"0x…","grantId":1,
+//!   "epoch":0,"marketId":0,"isBuy":true,"size":"0x…","limitPrice":"0x…","reduceOnly":false,
+//!   "timeInForce":0,"expiry":1800000060000,"nonce":7}}}
+//!   -> {"id":3,"result":{"signature":"0x…","orderHash":"0x…","key":"0x…"}}
 //! ```
+//!
+//! `sign_order` signs an off-chain order (`keyscope_core::order`) after the same scope check a fill of it
+//! meets on chain (`keyscope_core::policy::check_signed_order`); a malformed or expired order is -32602.
 //!
 //! Error codes: -32700 not JSON, -32601 unknown method, -32602 bad params (an op with no userOpHash
 //! included, like an EIP-7702 op), 4001 out of scope, 4004 key
@@ -16,7 +23,9 @@
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
 
 use alloy::providers::{Provider, ProviderBuilder};
-use keyscope_core::{deployment::Deployment, rpc_op::RpcUserOperation, signer::from_keystore};
+use keyscope_core::{
+    deployment::Deployment, order::OrderJson, rpc_op::RpcUserOperation, signer::from_keystore,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -142,6 +151,18 @@ fn error(id: Value, code: i64, message: String) -> Value {
     json!({ "id": id, "error": { "code": code, "message": message } })
 }
 
+/// The answer for a refused request, with its protocol code.
+fn refused(id: Value, e: Refused) -> Value {
+    let code = match e {
+        Refused::Policy(_) | Refused::NoSession => 4001,
+        Refused::UnknownKey(_) | Refused::WrongAccount { .. } => 4004,
+        Refused::RateLimited { .. } => 4029,
+        Refused::Signing(_) => 4500,
+        Refused::Unhashable(_) | Refused::BadOrder(_) => -32602,
+    };
+    error(id, code, e.to_string())
+}
+
 /// The answer to one request line.
 pub async fn handle(service: &SigningService, line: &str) -> Value {
     let req: Value = match serde_json::from_str(line) {
@@ -172,22 +193,31 @@ pub async fn handle(service: &SigningService, line: &str) -> Value {
             };
             match service.sign(&op, valid_until).await {
                 Ok(signed) => json!({ "id": id, "result": signed }),
-                Err(e) => {
-                    let code = match e {
-                        Refused::Policy(_) | Refused::NoSession => 4001,
-                        Refused::UnknownKey(_) | Refused::WrongAccount { .. } => 4004,
-                        Refused::RateLimited { .. } => 4029,
-                        Refused::Signing(_) => 4500,
-                        Refused::Unhashable(_) => -32602,
-                    };
-                    error(id, code, e.to_string())
-                }
+                Err(e) => refused(id, e),
+            }
+        }
+        Some("sign_order") => {
+            let params = req.get("params").cloned().unwrap_or(Value::Null);
+            let venue = match serde_json::from_value(params["venue"].clone()) {
+                Ok(v) => v,
+                Err(e) => return error(id, -32602, format!("params.venue: {e}")),
+            };
+            let order = serde_json::from_value::<OrderJson>(params["order"].clone())
+                .map_err(|e| e.to_string())
+                .and_then(|o| o.to_order(service.now() * 1000).map_err(|e| e.to_string()));
+            let order = match order {
+                Ok(o) => o,
+                Err(e) => return error(id, -32602, format!("params.order: {e}")),
+            };
+            match service.sign_order(venue, &order).await {
+                Ok(signed) => json!({ "id": id, "result": signed }),
+                Err(e) => refused(id, e),
             }
         }
         Some(m) => error(
             id,
             -32601,
-            format!("unknown method {m:?}: use keys or sign"),
+            format!("unknown method {m:?}: use keys, sign or sign_order"),
         ),
         None => error(id, -32600, "no method".into()),
     }

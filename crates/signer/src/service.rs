@@ -16,7 +16,8 @@ use keyscope_core::{
     bindings::{ISessionManager, ITradingAccount::SessionInfo},
     fees::max_op_cost,
     key::{Curve, KeySigner},
-    policy::{PolicyRefusal, check_session_op, nonce_key},
+    order::{Order, OrderError, order_hash, sign_order},
+    policy::{PolicyRefusal, check_session_op, check_signed_order, nonce_key},
     session::sign_session_op,
     user_op::{PackedUserOperation, user_op_hash},
 };
@@ -46,6 +47,8 @@ pub enum Refused {
     RateLimited { wait_ms: u64 },
     #[error("signing failed: {0}")]
     Signing(String),
+    #[error("not an order: {0}")]
+    BadOrder(OrderError),
 }
 
 /// A signed op.
@@ -57,6 +60,18 @@ pub struct Signed {
     pub user_op_hash: B256,
     /// The op's own expiry, which the signature binds.
     pub valid_until: u64,
+    pub key: Address,
+}
+
+/// A signed order: the key's signature over the order's nested digest at the venue, and the order's id
+/// there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedOrder {
+    /// 65 bytes (secp256k1) or 128 bytes `r ‖ s ‖ x ‖ y` (P-256), as the account checks it at settlement.
+    pub signature: Bytes,
+    /// The order's id at the venue (`PerpVenue.orderHash`).
+    pub order_hash: B256,
     pub key: Address,
 }
 
@@ -77,6 +92,8 @@ struct Slot {
 #[derive(Default)]
 struct View {
     sessions: HashMap<Address, SessionInfo>,
+    /// Each key's order epoch (`orderEpoch(key)`): its signed orders must carry it.
+    epochs: HashMap<Address, u32>,
     chain_time: u64,
     read_at: Option<Instant>,
 }
@@ -143,6 +160,7 @@ impl SigningService {
         let chain = |e: String| SignerError::Chain(e);
         let manager = ISessionManager::new(self.account, provider);
         let mut sessions = HashMap::new();
+        let mut epochs = HashMap::new();
         for id in self.slots.keys() {
             let info = manager
                 .getSession(*id)
@@ -150,6 +168,12 @@ impl SigningService {
                 .await
                 .map_err(|e| chain(format!("getSession({id}) on {}: {e}", self.account)))?;
             sessions.insert(*id, info);
+            let epoch = manager
+                .orderEpoch(*id)
+                .call()
+                .await
+                .map_err(|e| chain(format!("orderEpoch({id}) on {}: {e}", self.account)))?;
+            epochs.insert(*id, epoch);
         }
         let block = provider
             .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
@@ -159,6 +183,7 @@ impl SigningService {
         let mut view = self.view.write().expect("no panic while holding the view");
         *view = View {
             sessions,
+            epochs,
             chain_time: block.header.timestamp,
             read_at: Some(Instant::now()),
         };
@@ -190,26 +215,97 @@ impl SigningService {
             Ok(s) => ("signed", format!("validUntil {}", s.valid_until)),
             Err(e) => ("refused", e.to_string()),
         };
-        let decision = Decision {
+        self.record(Decision {
             time: now,
             key,
             account: op.sender,
             user_op_hash: hash,
             outcome: outcome.into(),
             detail,
-        };
-        let recorded = self
-            .audit
+        })?;
+        result
+    }
+
+    /// Appends `decision` to the trail; a decision that cannot be recorded is not handed out.
+    fn record(&self, decision: Decision) -> Result<(), Refused> {
+        self.audit
             .lock()
             .expect("no panic while holding the audit log")
-            .record(decision);
-        // A decision that cannot be recorded is not handed out.
-        if let Err(e) = recorded {
-            return Err(Refused::Signing(format!(
-                "the audit trail cannot be written: {e}"
-            )));
+            .record(decision)
+            .map_err(|e| Refused::Signing(format!("the audit trail cannot be written: {e}")))
+    }
+
+    /// Signs `order` for `venue` with the key it names, if the order is well formed and unexpired, for this
+    /// signer's account, and within the key's scope as the account checks a fill of it
+    /// ([`check_signed_order`]: grant, order epoch, window, the venue's order rule — market, size, notional at
+    /// the limit, reduce-only — breaker, uses), and the sidecar's rate limit allows it (reduce-only orders
+    /// skip it, as the account's rate limit skips their fills). Records the decision either way, under the
+    /// order's id at the venue.
+    pub async fn sign_order(&self, venue: Address, order: &Order) -> Result<SignedOrder, Refused> {
+        let now = self.now();
+        let hash = order_hash(venue, self.chain_id, order);
+        let result = self.decide_order(venue, order, now).await;
+        let detail = match &result {
+            Ok(_) => format!("order at venue {venue}, expiry {} ms", order.expiry),
+            Err(e) => format!("order at venue {venue}: {e}"),
+        };
+        let outcome = if result.is_ok() { "signed" } else { "refused" };
+        self.record(Decision {
+            time: now,
+            key: order.key,
+            account: order.account,
+            user_op_hash: hash,
+            outcome: outcome.into(),
+            detail,
+        })?;
+        result.map(|signature| SignedOrder {
+            signature,
+            order_hash: hash,
+            key: order.key,
+        })
+    }
+
+    async fn decide_order(
+        &self,
+        venue: Address,
+        order: &Order,
+        now: u64,
+    ) -> Result<Bytes, Refused> {
+        let slot = self
+            .slots
+            .get(&order.key)
+            .ok_or(Refused::UnknownKey(order.key))?;
+        if order.account != self.account {
+            return Err(Refused::WrongAccount {
+                got: order.account,
+                expected: self.account,
+            });
         }
-        result
+        keyscope_core::order::check_order(order, now * 1000).map_err(Refused::BadOrder)?;
+        let (session, epoch) = {
+            let view = self.view.read().expect("no panic while holding the view");
+            match (view.sessions.get(&order.key), view.epochs.get(&order.key)) {
+                (Some(s), Some(e)) => (s.clone(), *e),
+                _ => return Err(Refused::NoSession),
+            }
+        };
+        check_signed_order(&session, venue, order, epoch, now)?;
+        if !order.reduceOnly {
+            self.take_rate(slot)?;
+        }
+        sign_order(&slot.key, venue, self.chain_id, order)
+            .await
+            .map_err(|e| Refused::Signing(e.to_string()))
+    }
+
+    fn take_rate(&self, slot: &Slot) -> Result<(), Refused> {
+        slot.limiter
+            .lock()
+            .expect("no panic while holding a limiter")
+            .take(Instant::now())
+            .map_err(|wait| Refused::RateLimited {
+                wait_ms: wait.as_millis().max(1) as u64,
+            })
     }
 
     async fn decide(
@@ -237,13 +333,7 @@ impl SigningService {
             .ok_or(Refused::NoSession)?;
         let valid_until = valid_until.unwrap_or(now + u64::from(session.maxOpTtl));
         check_session_op(&session, key, op, valid_until, now)?;
-        slot.limiter
-            .lock()
-            .expect("no panic while holding a limiter")
-            .take(Instant::now())
-            .map_err(|wait| Refused::RateLimited {
-                wait_ms: wait.as_millis().max(1) as u64,
-            })?;
+        self.take_rate(slot)?;
         let signature = sign_session_op(&slot.key, hash, valid_until, session.grantId)
             .await
             .map_err(|e| Refused::Signing(e.to_string()))?;
