@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub(crate) mod bundler;
+pub(crate) mod calldata;
 pub(crate) mod chain;
 pub mod cluster;
 pub mod config;

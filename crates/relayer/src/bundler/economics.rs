@@ -7,25 +7,10 @@ use alloy::{eips::eip1559::Eip1559Estimation, sol_types::SolValue};
 use alloy_primitives::U256;
 use keyscope_core::rpc_op::unpack;
 
-use crate::pool::PoolOp;
-
-/// Gas a transaction pays in any case (EIP-2028's base cost).
-const TX_BASE_GAS: u64 = 21_000;
-/// Gas a calldata token costs at the standard rate (a zero byte is one token, any other byte four).
-const STANDARD_TOKEN_GAS: u64 = 4;
-/// Gas a calldata token costs at the floor (EIP-7623 `TOTAL_COST_FLOOR_PER_TOKEN`).
-const FLOOR_TOKEN_GAS: u64 = 10;
-
-/// Calldata tokens of `data` (EIP-7623: zero bytes count one, the others four).
-pub fn calldata_tokens(data: &[u8]) -> u64 {
-    data.iter().map(|b| if *b == 0 { 1 } else { 4 }).sum()
-}
-
-/// The least gas a transaction carrying `data` is charged (EIP-7623's floor, in force since Prague): its gas
-/// limit must be at least this much, however little it executes.
-pub fn calldata_floor_gas(data: &[u8]) -> u64 {
-    TX_BASE_GAS + FLOOR_TOKEN_GAS * calldata_tokens(data)
-}
+use crate::{
+    calldata::{FLOOR_TOKEN_GAS, STANDARD_TOKEN_GAS, tokens as calldata_tokens},
+    pool::PoolOp,
+};
 
 /// Gas a simulated bundle used, and the gas the EntryPoint charged each of its ops.
 #[derive(Debug)]
@@ -199,14 +184,6 @@ mod tests {
         let (repaid, cost) = economics(&ops, &charged, 10, &fees);
         assert_eq!(repaid, U256::from(400 * 12 + 500 * 11));
         assert_eq!(cost, U256::from(1_000 * 13));
-    }
-
-    #[test]
-    fn the_floor_counts_ten_gas_a_token_and_a_token_is_four_for_a_nonzero_byte() {
-        assert_eq!(calldata_tokens(&[0, 0, 1, 0xff]), 1 + 1 + 4 + 4);
-        assert_eq!(calldata_floor_gas(&[]), 21_000);
-        // The poison op: 40 kB of non-zero calldata floors its transaction at 1.6 M gas.
-        assert_eq!(calldata_floor_gas(&[1; 40_000]), 21_000 + 1_600_000);
     }
 
     #[test]

@@ -22,13 +22,14 @@ use alloy::{
 use alloy_primitives::{Address, B256, U256};
 use keyscope_core::{bindings::IEntryPoint, rpc_op::unpack};
 
+use crate::calldata::floor_gas as calldata_floor_gas;
 use crate::{
     config::{BundlerConfig, BundlingMode},
     metrics::Metrics,
     pool::{Pool, PoolOp, now_us},
     validate::{BundleError, SimBlock, SimConfig, gas_sum, layers::Layers, simulate_bundle},
 };
-use economics::{Charged, calldata_floor_gas, economics, losers, repays};
+use economics::{Charged, economics, losers, repays};
 use in_flight::{Bundle, InFlight, SentState};
 
 /// Errors from a bundling round.

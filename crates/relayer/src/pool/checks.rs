@@ -37,15 +37,10 @@ pub fn lone_pre_verification_gas(op: &PackedUserOperation) -> u64 {
 /// uses is known, [`calldata_floor_extra`] is added.
 pub fn min_pre_verification_gas(op: &PackedUserOperation) -> u64 {
     let encoded = op.abi_encode();
-    4 * calldata_tokens(&encoded)
+    crate::calldata::STANDARD_TOKEN_GAS * crate::calldata::tokens(&encoded)
         + PER_OP_OVERHEAD
         + FIXED_SHARE
         + 4 * encoded.len().div_ceil(32) as u64
-}
-
-/// EIP-7623's calldata tokens: one a zero byte, four any other.
-fn calldata_tokens(data: &[u8]) -> u64 {
-    data.iter().map(|b| if *b == 0 { 1 } else { 4 }).sum()
 }
 
 /// What EIP-7623's calldata floor (Prague on) asks of `op` beyond [`min_pre_verification_gas`]: a
@@ -54,7 +49,9 @@ fn calldata_tokens(data: &[u8]) -> u64 {
 /// validation and execution use (`gas_used`). Nothing for an op that burns more gas than its calldata's
 /// floor; a bundle of ops that each pay this pays the bundle transaction's floor.
 pub fn calldata_floor_extra(op: &PackedUserOperation, gas_used: u64) -> u64 {
-    (6 * calldata_tokens(&op.abi_encode())).saturating_sub(gas_used)
+    ((crate::calldata::FLOOR_TOKEN_GAS - crate::calldata::STANDARD_TOKEN_GAS)
+        * crate::calldata::tokens(&op.abi_encode()))
+    .saturating_sub(gas_used)
 }
 
 /// The door's price check once `op` is simulated: its preVerificationGas pays for its calldata as the
