@@ -12,6 +12,35 @@
 //!
 //! Both come from alloy's EIP-712 implementation over the `Order` binding generated from the venue's ABI; only
 //! the one-field wrapper `VenueOrder` is hashed here, because `sol!` from an artifact has no such struct.
+//!
+//! A maker's post-only ask, signed by its session key (either curve, any [`KeySigner`]):
+//!
+//! ```no_run
+//! # async fn quote(
+//! #     provider: impl alloy::providers::Provider,
+//! #     key: alloy::signers::local::PrivateKeySigner,
+//! #     account: alloy_primitives::Address,
+//! #     venue: alloy_primitives::Address,
+//! #     chain_id: u64,
+//! #     now_ms: u64,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use keyscope_core::{
+//!     order::{OrderBuilder, TimeInForce, key_order_grant, order_hash, sign_order},
+//!     units::parse_units,
+//! };
+//! let (grant_id, epoch) = key_order_grant(&provider, account, key.address()).await?;
+//! let ask = OrderBuilder::new(account, key.address(), 0, false, parse_units("0.1", 18)?, parse_units("60100", 18)?)
+//!     .grant(grant_id, epoch)
+//!     .time_in_force(TimeInForce::PostOnly as u8)
+//!     .expiry_ms(now_ms + 60_000)
+//!     .nonce(42)
+//!     .build(now_ms)?; // a zero size or price, a past expiry, an unknown time in force: refused here
+//! let signature = sign_order(&key, venue, chain_id, &ask).await?; // 65 bytes; 128 for a P-256 key
+//! let id = order_hash(venue, chain_id, &ask); // PerpVenue.orderHash(ask)
+//! # let _ = (signature, id);
+//! # Ok(())
+//! # }
+//! ```
 
 use alloy::{
     providers::Provider,
