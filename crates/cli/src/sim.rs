@@ -39,7 +39,7 @@ pub enum SimCommand {
     Mc {
         /// Scenario file (TOML), or a shipped scenario's name (`keyscope sim list`).
         scenario: PathBuf,
-        /// Number of paths.
+        /// Number of paths (with --target-error: the first round's).
         #[arg(long, default_value_t = 1000)]
         paths: u32,
         /// Worker threads [default: every core].
@@ -48,9 +48,35 @@ pub enum SimCommand {
         /// Report folder [default: reports/<scenario name>-mc].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `fixed`: the traders drawn once, only prices vary (what this book loses across market moves);
+        /// `random`: a new book on every path too [default: the scenario's, else fixed].
+        #[arg(long)]
+        book: Option<BookArg>,
+        /// Add paths (doubling) until every VaR/ES interval of bad debt and peak loss is within ± this many
+        /// USD, or --max-paths is reached.
+        #[arg(long, value_name = "USD")]
+        target_error: Option<f64>,
+        /// The most paths --target-error may run [default: the scenario's, else 20000].
+        #[arg(long)]
+        max_paths: Option<u32>,
     },
     /// The scenarios shipped inside keyscope, runnable by name from any folder.
     List,
+}
+
+/// The book a Monte Carlo run holds fixed or draws anew.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BookArg {
+    Fixed,
+    Random,
+}
+
+/// Monte Carlo options given on the command line, over the scenario's own.
+#[derive(Debug, Clone, Copy)]
+struct McOptions {
+    book: Option<BookArg>,
+    target_error: Option<f64>,
+    max_paths: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -72,9 +98,18 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
             paths,
             threads,
             out,
+            book,
+            target_error,
+            max_paths,
         } => {
             let g = g.json;
-            tokio::task::spawn_blocking(move || run_mc(g, scenario, paths, threads, out)).await?
+            let options = McOptions {
+                book,
+                target_error,
+                max_paths,
+            };
+            tokio::task::spawn_blocking(move || run_mc(g, scenario, paths, threads, out, options))
+                .await?
         }
         SimCommand::List => {
             let shipped = crate::scenarios::SHIPPED;
@@ -122,8 +157,23 @@ fn run_mc(
     paths: u32,
     threads: usize,
     out: Option<PathBuf>,
+    options: McOptions,
 ) -> anyhow::Result<()> {
-    let scenario = crate::scenarios::load(&file)?;
+    let mut scenario = crate::scenarios::load(&file)?;
+    if let Some(book) = options.book {
+        scenario.monte_carlo.book = match book {
+            BookArg::Fixed => keyscope_sim::scenario::BookMode::Fixed,
+            BookArg::Random => keyscope_sim::scenario::BookMode::Random,
+        };
+    }
+    if let Some(target) = options.target_error {
+        scenario.monte_carlo.target_error = Some(target);
+    }
+    if let Some(max) = options.max_paths {
+        scenario.monte_carlo.max_paths = max;
+    }
+    // The same refusals, by field, as a scenario file with these values.
+    scenario.check()?;
     if let Some(warning) = scenario.size_warning() {
         eprintln!("warning: {warning} (each path)");
     }
@@ -133,19 +183,22 @@ fn run_mc(
     let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-mc", scenario.name)));
     let market = scenario.markets[0].name.clone();
     let files = mc_report::write(&report, &market, &dir)?;
-    let risk = |r: &montecarlo::Risk| json!({ "mean": r.mean, "var95": r.var_95, "var99": r.var_99, "es95": r.es_95, "es99": r.es_99, "max": r.max });
     emit(
         json_out,
         json!({
             "scenario": report.scenario,
             "paths": report.paths,
             "baseSeed": report.base_seed,
-            "badDebt": risk(&report.bad_debt),
-            "insuranceDrawdown": risk(&report.insurance_drawdown),
-            "liquidatedNotional": risk(&report.liquidated_notional),
-            "poolLoss": risk(&report.pool_loss),
+            "book": report.book,
+            "badDebt": mc_report::risk_json(&report.bad_debt),
+            "peakLoss": mc_report::risk_json(&report.peak_loss),
+            "insuranceDrawdown": mc_report::risk_json(&report.insurance_drawdown),
+            "liquidatedNotional": mc_report::risk_json(&report.liquidated_notional),
+            "poolLoss": mc_report::risk_json(&report.pool_loss),
             "pInsuranceExhausted": report.p_insurance_exhausted,
             "pBadDebt": report.p_bad_debt,
+            "targetError": report.target_error,
+            "achievedError": report.achieved_error,
             "wallSeconds": report.wall_seconds,
             "pathsPerSecond": report.paths_per_second,
             "summary": files.summary,
@@ -153,28 +206,9 @@ fn run_mc(
             "chart": files.chart,
         }),
         || {
-            let row = |name: &str, r: &montecarlo::Risk| {
-                format!(
-                    "  {name:<28} mean ${:>12.0}  VaR95 ${:>12.0}  VaR99 ${:>12.0}  ES95 ${:>12.0}  ES99 ${:>12.0}",
-                    r.mean, r.var_95, r.var_99, r.es_95, r.es_99
-                )
-            };
             format!(
-                "{}: {} paths (seeds {}..), {} traders x {} steps, {} threads\n{}\n{}\n{}\n{}\n  P(insurance fund exhausted) {:.1} %, P(bad debt) {:.1} %\n  {:.1} s, {:.1} paths/s\n  report: {}, {}, {}",
-                report.scenario,
-                report.paths,
-                report.base_seed,
-                report.traders,
-                report.steps,
-                report.threads,
-                row("bad debt (booked + open)", &report.bad_debt),
-                row("insurance drawdown", &report.insurance_drawdown),
-                row("liquidated notional", &report.liquidated_notional),
-                row("pool loss (marked)", &report.pool_loss),
-                report.p_insurance_exhausted * 100.0,
-                report.p_bad_debt * 100.0,
-                report.wall_seconds,
-                report.paths_per_second,
+                "{}\n  report: {}, {}, {}",
+                mc_report::text(&report),
                 files.summary.display(),
                 files.paths.display(),
                 files.chart.display()
@@ -237,6 +271,8 @@ async fn run_one(
             "breakerTrips": outcome.breaker_trips,
             "liquidationsPassedUp": outcome.liquidations_unprofitable,
             "openShortfall": outcome.open_shortfall,
+            "peakLoss": outcome.peak_loss,
+            "peakLossStep": outcome.peak_loss_step,
             "poolPnl": outcome.pool_pnl,
             "keeperRewards": outcome.keeper_rewards,
             "keeperProfit": outcome.keeper_profit,
@@ -269,6 +305,12 @@ async fn run_one(
                 outcome.keeper_rewards,
                 outcome.keeper_profit.unwrap_or(outcome.keeper_rewards),
                 outcome.liquidated_unwarned
+            );
+            let desk = format!(
+                "{desk}\n  loss at its worst: ${:.0} at step {} (booked + open); at the end ${:.0}",
+                outcome.peak_loss,
+                outcome.peak_loss_step,
+                outcome.bad_debt + outcome.open_shortfall
             );
             format!(
                 "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional; {} account-steps passed up, the reward below the keeper's gas), bad debt ${:.2} booked + ${:.2} open (accounts left below zero){keys}{desk}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops per wall-clock second (set-up and reads included), {:.1} s\n  report: {}, {}, {}",

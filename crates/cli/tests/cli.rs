@@ -523,6 +523,46 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
     for f in ["mc.json", "paths.csv", "mc.svg"] {
         assert!(mc.join(f).is_file(), "{f} written");
     }
+    // The book is fixed unless asked otherwise; peak loss and every VaR's interval are reported.
+    assert_eq!(report["book"], "fixed");
+    let peak = &report["peakLoss"];
+    assert!(peak["var99"].as_f64().unwrap() >= bad_debt["var99"].as_f64().unwrap() - 1e-6);
+    let [lo, hi] = [0, 1].map(|i| bad_debt["var99Ci"][i].as_f64().unwrap());
+    assert!(lo <= bad_debt["var99"].as_f64().unwrap() && bad_debt["var99"].as_f64().unwrap() <= hi);
+    // A random book, and paths added until the intervals are narrow enough (here: capped at 8).
+    let (out, report) = sim(&[
+        "mc".as_ref(),
+        "--paths".as_ref(),
+        "4".as_ref(),
+        "--book".as_ref(),
+        "random".as_ref(),
+        "--target-error".as_ref(),
+        "1".as_ref(),
+        "--max-paths".as_ref(),
+        "8".as_ref(),
+        "--json".as_ref(),
+        "--out".as_ref(),
+        mc.as_ref(),
+        scenario.as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["book"], "random");
+    assert_eq!(report["paths"], 8, "doubled once, then stopped at the cap");
+    assert_eq!(report["targetError"], 1.0);
+    // A target of no width is refused by the scenario's own field name.
+    let (out, _) = sim(&[
+        "mc".as_ref(),
+        "--target-error".as_ref(),
+        "0".as_ref(),
+        scenario.as_ref(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("monte_carlo.target_error"), "{err}");
     // No paths: refused by name.
     let (out, _) = sim(&[
         "mc".as_ref(),
