@@ -38,4 +38,9 @@ pub enum SignerError {
     Chain(String),
     #[error("socket {path}: {reason}")]
     Socket { path: String, reason: String },
+    #[error(
+        "socket {path} is in use: a running sidecar answers on it; stop that sidecar first, or give this one \
+         another `socket` in its config"
+    )]
+    SocketInUse { path: String },
 }

@@ -20,7 +20,13 @@
 //! included, like an EIP-7702 op), 4001 out of scope, 4004 key
 //! not held or op for another account, 4029 rate limited, 4500 signing failed.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+use std::{
+    io::ErrorKind,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use alloy::providers::{Provider, ProviderBuilder};
 use keyscope_core::{
@@ -41,12 +47,15 @@ use crate::{
 
 /// Opens everything `config` names — the deployment, every key (keystores with `password`, HSM keys with
 /// `pin`), the audit key and trail — reads the sessions once, binds the socket, and serves until the
-/// listener fails, re-reading the sessions every `refresh_secs`.
+/// listener fails, re-reading the sessions every `refresh_secs`. A socket a running sidecar answers on
+/// is refused before anything is opened, so a second sidecar neither takes it over nor writes to the
+/// first one's audit trail.
 pub async fn run(
     config: &SignerConfig,
     password: Option<&str>,
     pin: Option<&str>,
 ) -> Result<(), SignerError> {
+    check_free(&config.socket)?;
     let deployment = Deployment::load(&config.deployment).map_err(|e| SignerError::Config {
         path: config.deployment.display().to_string(),
         reason: e.to_string(),
@@ -110,13 +119,42 @@ pub async fn run(
     }
 }
 
-/// Binds `path` (replacing a stale socket file) with mode 0600.
-pub fn bind(path: &Path) -> Result<UnixListener, SignerError> {
-    let fail = |e: std::io::Error| SignerError::Socket {
+fn socket_error(path: &Path, reason: impl ToString) -> SignerError {
+    SignerError::Socket {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Whether `path` may be bound: nothing there, or a stale socket file (one nobody listens on, left by
+/// a sidecar that died). A socket something answers on is [`SignerError::SocketInUse`]; a file that is
+/// not a socket is refused rather than deleted.
+pub fn check_free(path: &Path) -> Result<(), SignerError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(socket_error(path, e)),
     };
-    if path.exists() {
+    if !meta.file_type().is_socket() {
+        return Err(socket_error(
+            path,
+            "exists and is not a socket; remove it or give the sidecar another `socket` in its config",
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(SignerError::SocketInUse {
+            path: path.display().to_string(),
+        }),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => Err(socket_error(path, e)),
+    }
+}
+
+/// Binds `path` with mode 0600, replacing a stale socket file and refusing a live one ([`check_free`]).
+pub fn bind(path: &Path) -> Result<UnixListener, SignerError> {
+    let fail = |e: std::io::Error| socket_error(path, e);
+    check_free(path)?;
+    if std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_file(path).map_err(fail)?;
     }
     let listener = UnixListener::bind(path).map_err(fail)?;
@@ -220,5 +258,64 @@ pub async fn handle(service: &SigningService, line: &str) -> Value {
             format!("unknown method {m:?}: use keys, sign or sign_order"),
         ),
         None => error(id, -32600, "no method".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn temp_socket(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("keyscope-socket-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("signer.sock");
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_refused_and_keeps_answering() {
+        let path = temp_socket("live");
+        let first = bind(&path).unwrap();
+        let err = bind(&path).unwrap_err();
+        assert!(
+            matches!(&err, SignerError::SocketInUse { path: p } if *p == path.display().to_string()),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("stop that sidecar"),
+            "{message}"
+        );
+        // The refusal left the first listener's socket in place: it still accepts.
+        let (accepted, connected) = tokio::join!(first.accept(), UnixStream::connect(&path));
+        accepted.unwrap();
+        connected.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_file_is_replaced() {
+        let path = temp_socket("stale");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(
+            path.exists(),
+            "a dropped listener leaves its socket file behind"
+        );
+        let listener = bind(&path).unwrap();
+        let (accepted, connected) = tokio::join!(listener.accept(), UnixStream::connect(&path));
+        accepted.unwrap();
+        connected.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_socket_is_left_alone() {
+        let path = temp_socket("file");
+        std::fs::write(&path, "notes").unwrap();
+        let err = bind(&path).unwrap_err().to_string();
+        assert!(err.contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "notes");
     }
 }
