@@ -2,6 +2,7 @@
 //! session keys, trade, watch the portfolio — and a one-command local devnet.
 
 mod account;
+mod completions;
 mod context;
 mod demo;
 mod devnet;
@@ -16,7 +17,7 @@ mod sim;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Keyscope: ERC-4337 trading accounts with scoped session keys.
 #[derive(Debug, Parser)]
@@ -114,6 +115,13 @@ enum Command {
     /// The signing sidecar: hold session keys (keystore or HSM) and sign a strategy's in-scope ops.
     #[command(subcommand)]
     Signer(signer::SignerCommand),
+    /// Print a shell completion script, e.g. `keyscope completions bash >
+    /// ~/.local/share/bash-completion/completions/keyscope`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() {
@@ -178,5 +186,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(cmd) => sim::run_command(&g, cmd).await,
         Command::Relayer(args) => relayer::run(&g, args).await,
         Command::Signer(cmd) => signer::run(&g, cmd).await,
+        Command::Completions { shell } => completions::print(shell, &mut Cli::command()),
     }
 }
