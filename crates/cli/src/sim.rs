@@ -1,9 +1,10 @@
 //! `keyscope sim run`: a scenario on the in-process revm chain or on a fresh anvil, with a report;
 //! `keyscope sim mc`: the scenario over many seeded paths on every core, with a risk report.
 
-use std::{io::IsTerminal, path::PathBuf};
+use std::{io::IsTerminal, path::PathBuf, time::Duration};
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 use keyscope_core::devnet::Devnet;
 use keyscope_sim::{
     backend::{AnvilBackend, RevmBackend, Roles},
@@ -134,20 +135,70 @@ pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
     }
 }
 
-/// A progress bar on stderr (`label done/total [###   ]`), drawn only on a terminal and when `wanted`.
-fn progress_bar(wanted: bool, label: &'static str) -> impl Fn(u32, u32) + Sync {
-    let show = wanted && std::io::stderr().is_terminal();
-    move |done: u32, total: u32| {
-        if show {
-            eprint!(
-                "\r  {label} {done}/{total} [{:<40}]",
-                "#".repeat((done as usize * 40) / total.max(1) as usize)
-            );
-            if done == total {
-                eprintln!();
-            }
-        }
+/// A progress bar on stderr — `unit done/total [####>---] rate/s ETA 12s` (indicatif) — drawn only when
+/// `wanted` and stderr is a terminal; anywhere else it is hidden, so no escapes reach a log or a pipe.
+fn progress_bar(wanted: bool, unit: &'static str, total: u32) -> ProgressBar {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
     }
+    let bar = ProgressBar::new(total.into()).with_prefix(unit);
+    bar.set_style(bar_style());
+    bar
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("  {prefix} {pos}/{len} [{bar:40}] {per_sec:1} ETA {eta}")
+        .expect("a valid template")
+        .progress_chars("#>-")
+}
+
+/// Shows a spinner with `message` on `bar` until [`at_step`]'s first call turns it back into the bar.
+fn spin(bar: &ProgressBar, message: String) {
+    bar.set_style(
+        ProgressStyle::with_template("  {spinner} {msg} {elapsed}").expect("a valid template"),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+}
+
+/// `sim run`'s callback: `bar` at step `done` of `total` (a set-up spinner becomes the bar at the first
+/// call, its rate and ETA counted from there).
+fn at_step(bar: ProgressBar) -> impl FnMut(u32, u32) {
+    let mut started = false;
+    move |done: u32, total: u32| {
+        if !started {
+            started = true;
+            bar.set_style(bar_style());
+            bar.set_length(total.into());
+            bar.reset();
+        }
+        bar.set_position(done.into());
+    }
+}
+
+/// `sim mc`'s callback, called from the worker threads as paths finish (not necessarily in order): one
+/// more path done of `total` (which grows as `--target-error` adds paths).
+fn path_done(bar: ProgressBar) -> impl Fn(u32, u32) + Sync {
+    move |_done: u32, total: u32| {
+        if bar.length() != Some(total.into()) {
+            bar.set_length(total.into());
+        }
+        bar.inc(1);
+    }
+}
+
+/// Stops `bar` — at its end if the run `succeeded`, where it stopped if not — and ends its line, so
+/// what is printed next (the report or the error) starts on a line of its own.
+fn stop(bar: &ProgressBar, succeeded: bool) {
+    if bar.is_hidden() {
+        return;
+    }
+    if succeeded {
+        bar.finish();
+    } else {
+        bar.abandon();
+    }
+    eprintln!();
 }
 
 /// `sim mc`: the paths on worker threads, a progress bar, the report.
@@ -178,8 +229,10 @@ fn run_mc(
         eprintln!("warning: {warning} (each path)");
     }
     let base = file.parent().map(PathBuf::from).unwrap_or_default();
-    let progress = progress_bar(!json_out, "paths");
-    let report = montecarlo::run_mc(&scenario, &base, paths, threads, progress)?;
+    let bar = progress_bar(!json_out, "paths", paths);
+    let report = montecarlo::run_mc(&scenario, &base, paths, threads, path_done(bar.clone()));
+    stop(&bar, report.is_ok());
+    let report = report?;
     let dir = out.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-mc", scenario.name)));
     let market = scenario.markets[0].name.clone();
     let files = mc_report::write(&report, &market, &dir)?;
@@ -235,23 +288,49 @@ async fn run_one(
     let insurance =
         alloy_primitives::U256::from((scenario.venue.insurance_fund * 1e6).round() as u128);
     let roles = Roles::new(liquidator_keys(&scenario));
-    let progress = progress_bar(!g.json, "step");
-    let outcome: Outcome = match backend {
-        BackendKind::Revm => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            let mut b = RevmBackend::new(31_337, now, roles, insurance)?;
-            run(&scenario, &path, &mut b, progress).await?
+    let bar = progress_bar(!g.json, "step", scenario.steps);
+    let setting_up = format!(
+        "{}deploying, opening {} traders",
+        match backend {
+            BackendKind::Revm => "",
+            BackendKind::Anvil => "starting anvil, ",
+        },
+        scenario.traders.count,
+    );
+    if bar.is_hidden() {
+        if matches!(backend, BackendKind::Anvil) {
+            // No bar off a terminal: one line, so the set-up's long quiet is explained.
+            eprintln!(
+                "{} on anvil: {setting_up}, then {} steps",
+                scenario.name, scenario.steps
+            );
         }
-        BackendKind::Anvil => {
-            let devnet = Devnet::start_with(&g.project, port, 31_338, insurance)
-                .await
-                .context("starting anvil for the scenario")?;
-            let mut b = AnvilBackend::new(devnet, roles).await?;
-            run(&scenario, &path, &mut b, progress).await?
-        }
-    };
+    } else {
+        spin(&bar, setting_up);
+    }
+    let progress = at_step(bar.clone());
+    let outcome = async {
+        anyhow::Ok(match backend {
+            BackendKind::Revm => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs();
+                let mut b = RevmBackend::new(31_337, now, roles, insurance)?;
+                run(&scenario, &path, &mut b, progress).await?
+            }
+            BackendKind::Anvil => {
+                let devnet = Devnet::start_with(&g.project, port, 31_338, insurance)
+                    .await
+                    .context("starting anvil for the scenario")?;
+                let mut b = AnvilBackend::new(devnet, roles).await?;
+                run(&scenario, &path, &mut b, progress).await?
+            }
+        })
+    }
+    .await;
+    // Stopped either way, so an error is not printed beside a spinner still turning.
+    stop(&bar, outcome.is_ok());
+    let outcome: Outcome = outcome?;
     let dir = out.unwrap_or_else(|| {
         PathBuf::from("reports").join(format!("{}-{}", scenario.name, outcome.backend))
     });
