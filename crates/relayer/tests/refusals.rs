@@ -546,6 +546,21 @@ async fn an_eip7702_authorization_is_refused_not_ignored() {
             );
         }
     }
+    // An EOA as sender (the delegation an authorization would give it is not applied): the EntryPoint's own
+    // refusal, AA20 with its code, as for the same op without an authorization (the bundler spec tests'
+    // `test_send_bad_eip_7702_drop_userop`).
+    let mut from_eoa = rpc_user_op(&op);
+    from_eoa["sender"] = json!(Address::repeat_byte(0xe0));
+    from_eoa["eip7702Auth"] = json!({
+        "chainId": "0x1", "address": Address::repeat_byte(0x70), "nonce": "0x2",
+        "yParity": "0x0", "r": format!("0x{}", "11".repeat(32)), "s": format!("0x{}", "22".repeat(32)),
+    });
+    let e = s
+        .call("eth_sendUserOperation", json!([from_eoa, ep]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), -32500, "{e}");
+    assert!(message(&e).contains("AA20"), "{e}");
     let pool = s
         .call("debug_bundler_dumpMempool", json!([ep]))
         .await

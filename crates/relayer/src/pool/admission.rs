@@ -153,12 +153,33 @@ impl Pool {
         with_health: bool,
         client: Option<std::net::IpAddr>,
     ) -> Result<Accepted, RpcError> {
-        refuse_eip7702(&op)?;
+        let eip7702 = refuse_eip7702(&op).err();
         let rpc = RpcUserOperation::from_json(op)?;
         let packed = rpc.to_packed()?;
         let hash = user_op_hash(&packed, self.inner.sim.entry_point, self.inner.sim.chain_id)
             .map_err(|e| RpcError::invalid_fields(e.to_string()))?;
         static_checks(&self.inner.cfg.door, &packed)?;
+        if let Some(refusal) = eip7702 {
+            // Refused (the relayer cannot put the authorization into its bundle), but after the refusal
+            // the op earns anyway: a sender the EntryPoint refuses without the delegation applied (an
+            // EOA: AA20) gets that refusal and its code, as a client expects. Nothing is pooled either way.
+            let simulate = |op: PackedUserOperation| {
+                let pending = self.pending_state();
+                async move {
+                    tokio::task::spawn_blocking(move || pending.simulate(&op, false).map(|_| ()))
+                        .await
+                        .map_err(|e| RpcError::internal(e.to_string()))
+                }
+            };
+            let tried_on = self.head();
+            let mut simulated = simulate(packed.clone()).await?;
+            // Refused on a head older than the node's (as any op is): judged again on the new one.
+            if simulated.is_err() && self.catch_up(tried_on).await? {
+                simulated = simulate(packed).await?;
+            }
+            simulated.map_err(sim_error)?;
+            return Err(refusal);
+        }
         let packed_sender = packed.sender;
         if let Some(ip) = client {
             self.fresh_sender_budget(ip, packed_sender)?;
