@@ -1,46 +1,14 @@
 //! Progress on stderr: on a terminal (a pseudo-terminal from `script`), `sim mc` and `sim run` draw a bar
 //! with the rate and the time left; off a terminal they draw nothing, so no escape or carriage return
 //! reaches a log; `sim run --backend anvil` off a terminal says what its long set-up is doing before it
-//! starts. The scenario is a tiny one written here, so the runs take a second.
+//! starts. The scenario is tests/tiny.toml, so the runs take a second.
 
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
 };
 
-const TINY: &str = r#"
-name = "tiny"
-seed = 1
-steps = 6
-step_seconds = 30
-
-[[markets]]
-name = "BTC"
-start_price = 60000
-volatility = 0.5
-
-[price]
-kind = "gbm"
-
-[traders]
-count = 3
-collateral_min = 1000
-collateral_max = 20000
-leverage_min = 1
-leverage_max = 8
-
-[margin_calls]
-answer_probability = 0.8
-delay_steps = 2
-answer = "add_collateral"
-fraction = 0.5
-
-[liquidators]
-count = 1
-
-[venue]
-insurance_fund = 50000
-"#;
+const TINY: &str = include_str!("tiny.toml");
 
 /// A fresh folder holding `tiny.toml`.
 fn folder(name: &str) -> PathBuf {

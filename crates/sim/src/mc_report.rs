@@ -11,7 +11,7 @@ use plotters::prelude::*;
 
 use crate::{
     montecarlo::{Fan, McReport, Risk},
-    report::{ReportError, legend, write_err},
+    report::{ReportError, Swatch, beside_key, draw_key, human, write_err},
     scenario::BookMode,
 };
 
@@ -130,27 +130,32 @@ pub fn write(r: &McReport, market: &str, dir: &Path) -> Result<McFiles, ReportEr
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
-/// A fan: the 5–95 % band, the 25–75 % band and the median, step by step.
+/// A fan: the 5–95 % band, the 25–75 % band and the median, step by step, in `unit` on the y axis.
 fn draw_fan(
-    area: &Area,
+    panel: &Area,
     title: &str,
+    unit: &str,
     fan: &Fan,
     color: RGBColor,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let (area, key) = beside_key(panel);
     let steps = fan.len().max(2) as u32 - 1;
     let lo = fan.iter().map(|b| b[0]).fold(f64::MAX, f64::min);
     let hi = fan.iter().map(|b| b[4]).fold(f64::MIN, f64::max);
     let pad = ((hi - lo) * 0.05).max(1.0);
-    let mut c = ChartBuilder::on(area)
+    let mut c = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 16))
         .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(70)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
         .build_cartesian_2d(0u32..steps, (lo - pad)..(hi + pad))?;
     c.configure_mesh()
         .light_line_style(WHITE)
         .x_desc("step")
+        .y_desc(unit)
+        .y_label_formatter(&|v| human(*v))
         .draw()?;
+    let mut entries = Vec::new();
     for (outer, inner, alpha) in [(0, 4, 0.15), (1, 3, 0.3)] {
         let mut band: Vec<(u32, f64)> = fan
             .iter()
@@ -166,25 +171,29 @@ fn draw_fan(
         c.draw_series(std::iter::once(Polygon::new(
             band,
             color.mix(alpha).filled(),
-        )))?
-        .label(if outer == 0 { "5–95 %" } else { "25–75 %" })
-        .legend(move |(x, y)| {
-            Rectangle::new([(x, y - 4), (x + 16, y + 4)], color.mix(alpha).filled())
-        });
+        )))?;
+        entries.push((
+            if outer == 0 {
+                "5–95 % of paths"
+            } else {
+                "25–75 % of paths"
+            },
+            Swatch::Fill(color.mix(alpha)),
+        ));
     }
     c.draw_series(LineSeries::new(
         fan.iter().enumerate().map(|(t, b)| (t as u32, b[2])),
         color.stroke_width(2),
-    ))?
-    .label("median")
-    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-    legend(&mut c)?;
+    ))?;
+    entries.push(("median", Swatch::Line(color)));
+    draw_key(&key, &entries)?;
     Ok(())
 }
 
-/// A histogram of `values` in 30 bins, with the 95 and 99 % VaR marked and the 99 % VaR's interval shaded.
+/// A histogram of `values` (USD) in 30 bins, with the 95 and 99 % VaR marked and the 99 % VaR's interval
+/// shaded.
 fn draw_histogram(
-    area: &Area,
+    panel: &Area,
     title: &str,
     values: &[f64],
     risk: &Risk,
@@ -204,14 +213,17 @@ fn draw_histogram(
         counts[(((v - lo) / width) as usize).min(BINS - 1)] += 1;
     }
     let top = counts.iter().copied().max().unwrap_or(1).max(1);
-    let mut c = ChartBuilder::on(area)
+    let (area, key) = beside_key(panel);
+    let mut c = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 16))
         .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(50)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
         .build_cartesian_2d(lo..hi, 0u32..top + top / 10 + 1)?;
     c.configure_mesh()
         .light_line_style(WHITE)
+        .x_desc("USD per path")
+        .x_label_formatter(&|v| human(*v))
         .y_desc("paths")
         .draw()?;
     c.draw_series(counts.iter().enumerate().map(|(i, n)| {
@@ -222,20 +234,21 @@ fn draw_histogram(
     c.draw_series(std::iter::once(Rectangle::new(
         [(lo99, 0), (hi99.max(lo99 + width / 20.0), top)],
         RED.mix(0.12).filled(),
-    )))?
-    .label("VaR 99 % 95 % interval")
-    .legend(|(x, y)| Rectangle::new([(x, y - 4), (x + 16, y + 4)], RED.mix(0.12).filled()));
+    )))?;
+    let mut entries = vec![
+        ("paths in each bin", Swatch::Fill(color.mix(0.6))),
+        ("VaR 99 %: its 95 % interval", Swatch::Fill(RED.mix(0.12))),
+    ];
     for (label, x, line) in [("VaR 95 %", var.0, MAGENTA), ("VaR 99 %", var.1, RED)] {
-        c.draw_series(LineSeries::new([(x, 0), (x, top)], line.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], line));
+        c.draw_series(LineSeries::new([(x, 0), (x, top)], line.stroke_width(2)))?;
+        entries.push((label, Swatch::Line(line)));
     }
-    legend(&mut c)?;
+    draw_key(&key, &entries)?;
     Ok(())
 }
 
 fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1000, 1370)).into_drawing_area();
+    let root = SVGBackend::new(path, (1000, 1500)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         &format!(
@@ -254,20 +267,22 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
     let panels = root.split_evenly((5, 1));
     draw_fan(
         &panels[0],
-        &format!("{market} price (USD) across paths"),
+        &format!("{market} price across paths"),
+        "USD",
         &r.price_fan,
         BLUE,
     )?;
     draw_fan(
         &panels[1],
-        "insurance fund (USD) across paths",
+        "insurance fund across paths",
+        "USD",
         &r.insurance_fan,
         GREEN,
     )?;
     let bad: Vec<f64> = r.results.iter().map(|p| p.bad_debt).collect();
     draw_histogram(
         &panels[2],
-        "bad debt per path, booked + open (USD)",
+        "bad debt per path, booked + open",
         &bad,
         &r.bad_debt,
         RED,
@@ -275,7 +290,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
     let peak: Vec<f64> = r.results.iter().map(|p| p.peak_loss).collect();
     draw_histogram(
         &panels[3],
-        "peak loss per path, booked + open at its worst step (USD)",
+        "peak loss per path, booked + open at its worst step",
         &peak,
         &r.peak_loss,
         MAGENTA,
@@ -283,7 +298,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
     let liq: Vec<f64> = r.results.iter().map(|p| p.liquidated_notional).collect();
     draw_histogram(
         &panels[4],
-        "liquidated notional per path (USD)",
+        "liquidated notional per path",
         &liq,
         &r.liquidated_notional,
         BLUE,

@@ -34,14 +34,98 @@ pub struct ReportFiles {
     pub chart: PathBuf,
 }
 
-/// Draws the chart's legend: a white box with a black border.
-pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
-    c: &mut ChartContext<'a, DB, CT>,
+/// How a series is shown in a chart's key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Swatch {
+    Line(RGBColor),
+    Dashed(RGBColor),
+    Fill(RGBAColor),
+}
+
+/// Width in pixels of the column beside every panel that holds its key, so no key covers the data.
+pub(crate) const KEY_WIDTH: u32 = 230;
+
+/// Splits `panel` into the chart (left) and the column for its key (right, [`KEY_WIDTH`] wide).
+pub(crate) fn beside_key<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, plotters::coord::Shift>,
+) -> (
+    DrawingArea<DB, plotters::coord::Shift>,
+    DrawingArea<DB, plotters::coord::Shift>,
+) {
+    let (width, _) = panel.dim_in_pixel();
+    panel.split_horizontally(width.saturating_sub(KEY_WIDTH))
+}
+
+/// Draws a key in its column: each entry's swatch and its label, wrapped to the column's width.
+pub(crate) fn draw_key<DB: DrawingBackend>(
+    column: &DrawingArea<DB, plotters::coord::Shift>,
+    entries: &[(&str, Swatch)],
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
+    const LINE: i32 = 15;
+    let font = ("sans-serif", 13).into_font().color(&BLACK);
+    // Level with the top of the plot, below the panel's caption.
+    let mut y = 40;
+    for (label, swatch) in entries {
+        match *swatch {
+            Swatch::Line(color) => {
+                column.draw(&PathElement::new([(6, y), (28, y)], color.stroke_width(2)))?
+            }
+            Swatch::Dashed(color) => {
+                for x in [6, 15, 24] {
+                    column.draw(&PathElement::new(
+                        [(x, y), (x + 5, y)],
+                        color.stroke_width(1),
+                    ))?;
+                }
+            }
+            Swatch::Fill(color) => {
+                column.draw(&Rectangle::new([(6, y - 5), (28, y + 5)], color.filled()))?
+            }
+        }
+        let lines = wrap(label, 30);
+        for (i, line) in lines.iter().enumerate() {
+            let top = y - 7 + i as i32 * LINE;
+            column.draw(&Text::new(line.clone(), (34, top), font.clone()))?;
+        }
+        y += lines.len() as i32 * LINE + 6;
+    }
+    Ok(())
+}
+
+/// `text` in lines of at most `width` characters, broken between words.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
+/// An axis value at a glance: `-1.5M`, `50k`, `900`, `0.25`.
+pub(crate) fn human(v: f64) -> String {
+    let a = v.abs();
+    let (scaled, suffix) = if a >= 1e9 {
+        (v / 1e9, "B")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    if scaled.fract() == 0.0 || (suffix.is_empty() && a >= 100.0) {
+        format!("{scaled:.0}{suffix}")
+    } else if suffix.is_empty() && a < 1.0 {
+        format!("{scaled:.2}")
+    } else {
+        format!("{scaled:.1}{suffix}")
+    }
 }
 
 /// The CSV time series.
@@ -100,9 +184,10 @@ pub fn write(out: &Outcome, markets: &[String], dir: &Path) -> Result<ReportFile
 }
 
 /// The chart: prices, account states, margin calls and liquidations, the insurance fund, drawn panel by
-/// panel top to bottom — one drawing, past 100 lines.
+/// panel top to bottom, each panel's key in a column beside it and its units on its axes — one drawing,
+/// past 100 lines.
 fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1000, 1400)).into_drawing_area();
+    let root = SVGBackend::new(path, (1000, 1500)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         &format!("{} on {} (seed {})", out.scenario, out.backend, out.seed),
@@ -111,6 +196,7 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     let panels = root.split_evenly((5, 1));
     let steps = out.series.len().max(2) as u32 - 1;
     let colors = [BLUE, RED, GREEN, MAGENTA];
+    let usd = |v: &f64| human(*v);
 
     // 1. Prices, as % of the start.
     let mut lo = f64::MAX;
@@ -122,16 +208,20 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
             hi = hi.max(v);
         }
     }
-    let mut c = ChartBuilder::on(&panels[0])
-        .caption("price (% of start)", ("sans-serif", 16))
+    let (area, key) = beside_key(&panels[0]);
+    let mut c = ChartBuilder::on(&area)
+        .caption("price", ("sans-serif", 16))
         .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(50)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
         .build_cartesian_2d(0u32..steps, (lo - 1.0)..(hi + 1.0))?;
     c.configure_mesh()
         .light_line_style(WHITE)
         .x_desc("step")
+        .y_desc("% of start")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
+    let mut entries = Vec::new();
     for (i, m) in markets.iter().enumerate() {
         let start = out.series[0].prices[i];
         c.draw_series(LineSeries::new(
@@ -139,26 +229,27 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
                 .iter()
                 .map(|r| (r.step, r.prices[i] / start * 100.0)),
             colors[i % 4].stroke_width(2),
-        ))?
-        .label(m.as_str())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[i % 4]));
+        ))?;
+        entries.push((m.as_str(), Swatch::Line(colors[i % 4])));
     }
-    legend(&mut c)?;
+    draw_key(&key, &entries)?;
 
     // 2. Account health distribution.
     let n = out.traders.max(1);
-    let mut c = ChartBuilder::on(&panels[1])
+    let (area, key) = beside_key(&panels[1]);
+    let mut c = ChartBuilder::on(&area)
         .caption(
-            "accounts by state after each step's liquidations (dashed: liquidatable / bankrupt before)",
+            "accounts by state after each step's liquidations",
             ("sans-serif", 16),
         )
         .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(50)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
         .build_cartesian_2d(0u32..steps, 0u32..n)?;
     c.configure_mesh()
         .light_line_style(WHITE)
         .x_desc("step")
+        .y_desc("accounts")
         .draw()?;
     type Count = fn(&crate::runner::StepRecord) -> u32;
     let states: [(&str, Count); 4] = [
@@ -167,34 +258,42 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         ("liquidatable", |r| r.liquidatable),
         ("bankrupt", |r| r.bankrupt),
     ];
+    let mut entries = Vec::new();
     for (i, (name, f)) in states.into_iter().enumerate() {
         c.draw_series(LineSeries::new(
             out.series.iter().map(|r| (r.step, f(r))),
             colors[(i + 2) % 4].stroke_width(2),
-        ))?
-        .label(name)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colors[(i + 2) % 4]));
+        ))?;
+        entries.push((name, Swatch::Line(colors[(i + 2) % 4])));
     }
     let grey = RGBColor(128, 128, 128);
     c.draw_series(LineSeries::new(
         out.series.iter().map(|r| (r.step, r.closed)),
         grey.stroke_width(2),
-    ))?
-    .label("closed out (no position)")
-    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], grey));
-    let before: [(Count, RGBColor); 2] = [
-        (|r| r.liquidatable_before, colors[0]),
-        (|r| r.bankrupt_before, colors[1]),
+    ))?;
+    entries.push(("closed out (no position)", Swatch::Line(grey)));
+    let before: [(&str, Count, RGBColor); 2] = [
+        (
+            "liquidatable before the step's liquidations",
+            |r| r.liquidatable_before,
+            colors[0],
+        ),
+        (
+            "bankrupt before the step's liquidations",
+            |r| r.bankrupt_before,
+            colors[1],
+        ),
     ];
-    for (f, color) in before {
+    for (name, f, color) in before {
         c.draw_series(DashedLineSeries::new(
             out.series.iter().map(|r| (r.step, f(r))),
             6,
             4,
             color.stroke_width(1),
         ))?;
+        entries.push((name, Swatch::Dashed(color)));
     }
-    legend(&mut c)?;
+    draw_key(&key, &entries)?;
 
     // 3. Liquidations and margin calls, cumulative.
     let max = out
@@ -204,32 +303,36 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .max()
         .unwrap_or(0)
         .max(1);
-    let mut c = ChartBuilder::on(&panels[2])
+    let (area, key) = beside_key(&panels[2]);
+    let mut c = ChartBuilder::on(&area)
         .caption(
             "margin calls and liquidations (cumulative)",
             ("sans-serif", 16),
         )
         .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(50)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
         .build_cartesian_2d(0u32..steps, 0u32..max + 1)?;
     c.configure_mesh()
         .light_line_style(WHITE)
         .x_desc("step")
+        .y_desc("count")
         .draw()?;
     c.draw_series(LineSeries::new(
         out.series.iter().map(|r| (r.step, r.margin_calls)),
         BLUE.stroke_width(2),
-    ))?
-    .label("margin calls")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+    ))?;
     c.draw_series(LineSeries::new(
         out.series.iter().map(|r| (r.step, r.liquidations)),
         RED.stroke_width(2),
-    ))?
-    .label("liquidations")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-    legend(&mut c)?;
+    ))?;
+    draw_key(
+        &key,
+        &[
+            ("margin calls", Swatch::Line(BLUE)),
+            ("liquidations", Swatch::Line(RED)),
+        ],
+    )?;
 
     // 4. Insurance fund and bad debt.
     let top = out
@@ -237,40 +340,47 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .iter()
         .map(|r| r.insurance_fund.max(r.bad_debt + r.open_shortfall))
         .fold(1.0, f64::max);
-    let mut c = ChartBuilder::on(&panels[3])
+    let (area, key) = beside_key(&panels[3]);
+    let mut c = ChartBuilder::on(&area)
         .caption(
-            "insurance fund, bad debt booked and open loss (USD)",
+            "insurance fund, bad debt booked and open loss",
             ("sans-serif", 16),
         )
         .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(70)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
         .build_cartesian_2d(0u32..steps, 0.0..top * 1.05)?;
     c.configure_mesh()
         .light_line_style(WHITE)
         .x_desc("step")
+        .y_desc("USD")
+        .y_label_formatter(&usd)
         .draw()?;
     c.draw_series(LineSeries::new(
         out.series.iter().map(|r| (r.step, r.insurance_fund)),
         GREEN.stroke_width(2),
-    ))?
-    .label("insurance fund")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN));
+    ))?;
     c.draw_series(LineSeries::new(
         out.series.iter().map(|r| (r.step, r.bad_debt)),
         RED.stroke_width(2),
-    ))?
-    .label("bad debt booked")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    ))?;
     c.draw_series(LineSeries::new(
         out.series
             .iter()
             .map(|r| (r.step, r.bad_debt + r.open_shortfall)),
         MAGENTA.stroke_width(2),
-    ))?
-    .label("loss: booked + open (accounts below zero)")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], MAGENTA));
-    legend(&mut c)?;
+    ))?;
+    draw_key(
+        &key,
+        &[
+            ("insurance fund", Swatch::Line(GREEN)),
+            ("bad debt booked", Swatch::Line(RED)),
+            (
+                "loss: booked + open (accounts below zero)",
+                Swatch::Line(MAGENTA),
+            ),
+        ],
+    )?;
 
     // 5. Open interest and the pool's exposure (the other side of the traders' net).
     let top = out
@@ -283,18 +393,21 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .iter()
         .map(|r| r.short_oi - r.long_oi)
         .fold(0.0, f64::min);
-    let mut c = ChartBuilder::on(&panels[4])
+    let (area, key) = beside_key(&panels[4]);
+    let mut c = ChartBuilder::on(&area)
         .caption(
-            "open interest long / short and the pool's net exposure (USD notional)",
+            "open interest and the pool's net exposure",
             ("sans-serif", 16),
         )
         .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(80)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
         .build_cartesian_2d(0u32..steps, (bottom * 1.05)..(top * 1.05))?;
     c.configure_mesh()
         .light_line_style(WHITE)
         .x_desc("step")
+        .y_desc("USD notional")
+        .y_label_formatter(&usd)
         .draw()?;
     type Usd = fn(&crate::runner::StepRecord) -> f64;
     let lines: [(&str, Usd, RGBColor); 3] = [
@@ -306,15 +419,38 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
             BLUE,
         ),
     ];
+    let mut entries = Vec::new();
     for (name, f, color) in lines {
         c.draw_series(LineSeries::new(
             out.series.iter().map(|r| (r.step, f(r))),
             color.stroke_width(2),
-        ))?
-        .label(name)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        ))?;
+        entries.push((name, Swatch::Line(color)));
     }
-    legend(&mut c)?;
+    draw_key(&key, &entries)?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_values_read_at_a_glance() {
+        let shown: Vec<String> = [50_000.0, -1_500_000.0, 2_500.0, 900.0, 12.5, 0.25, 0.0]
+            .into_iter()
+            .map(human)
+            .collect();
+        assert_eq!(shown, ["50k", "-1.5M", "2.5k", "900", "12.5", "0.25", "0"]);
+    }
+
+    #[test]
+    fn key_labels_wrap_between_words() {
+        assert_eq!(
+            wrap("loss: booked + open (accounts below zero)", 30),
+            ["loss: booked + open (accounts", "below zero)"]
+        );
+        assert_eq!(wrap("BTC", 30), ["BTC"]);
+    }
 }
