@@ -79,6 +79,8 @@ pub async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
         SignerCommand::Serve { config } => {
             let config = SignerConfig::load(&config)?;
             let socket = config.socket.clone();
+            // Refused before it claims to listen: a live sidecar already answers there.
+            keyscope_signer::server::check_free(&socket)?;
             eprintln!(
                 "keyscope signer: {} keys, listening on {}",
                 config.keys.len(),
