@@ -2,7 +2,7 @@
 //! signed over the socket (a P-256 keystore key and a secp256k1 one) and mined; out-of-scope ops, ops of
 //! keys it does not hold and ops over its rate are refused before anything is signed; the sidecar
 //! survives a restart (same keys, the audit trail continued and verifiable); a key hands over to its
-//! committed successor through the sidecar.
+//! committed successor through the sidecar; a second sidecar refuses the first one's live socket.
 
 mod common;
 
@@ -157,4 +157,42 @@ async fn a_key_hands_over_to_its_committed_successor_through_the_sidecar() {
     assert!(refused.message.contains("not active"), "{refused}");
     assert_eq!(btc_position(&setup).await, size("0.01"));
     task.stop();
+}
+
+#[tokio::test]
+async fn a_second_sidecar_refuses_the_live_socket_and_the_first_keeps_serving() {
+    let dir = temp_dir("second");
+    let (key, key_toml) = keystore_key(&dir, "mm", Curve::P256, "10/1s");
+    let setup = Setup::start(41_044, dir, &[key]).await;
+    let (config, auditor) = setup.write_config(&key_toml);
+    let (task, signer) = start_sidecar(&config, None).await;
+    assert!(sign_and_send(&setup, &signer, setup.order_op(key, 0, 0, "0.01").await).await);
+    let log = setup.dir.join("audit.jsonl");
+    let trail = std::fs::read_to_string(&log).unwrap();
+
+    // A second sidecar on the same config is refused, naming the socket, before it opens anything.
+    let config = keyscope_signer::SignerConfig::load(&config).unwrap();
+    let second = keyscope_signer::server::run(&config, Some(PASSWORD), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&second, keyscope_signer::SignerError::SocketInUse { .. }),
+        "{second:?}"
+    );
+    let message = second.to_string();
+    assert!(
+        message.contains(&config.socket.display().to_string())
+            && message.contains("stop that sidecar"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), trail);
+
+    // The first still holds the socket: the same connection and a new one are both served.
+    assert!(sign_and_send(&setup, &signer, setup.order_op(key, 0, 0, "0.01").await).await);
+    let again = keyscope_signer::SignerClient::connect(&config.socket)
+        .await
+        .unwrap();
+    assert_eq!(again.keys().await.unwrap().len(), 1);
+    task.stop();
+    assert_eq!(audit::verify(&log, auditor).unwrap().0, 2);
 }
