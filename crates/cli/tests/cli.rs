@@ -458,18 +458,23 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out, report)
     };
-    let (out, report) = sim(&[
+    // The same, for a run that must succeed: its JSON report.
+    let sim_ok = |args: &[&std::ffi::OsStr]| {
+        let (out, report) = sim(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report
+    };
+    let report = sim_ok(&[
         "run".as_ref(),
         "--json".as_ref(),
         "--out".as_ref(),
         dir.as_ref(),
         scenario.as_ref(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(report["backend"], "revm");
     assert!(report["liquidations"].as_u64().unwrap() > 0);
     assert!(
@@ -498,7 +503,7 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
 
     // Monte Carlo over a few paths: the risk summary and its three files.
     let mc = dir.join("mc");
-    let (out, report) = sim(&[
+    let report = sim_ok(&[
         "mc".as_ref(),
         "--paths".as_ref(),
         "4".as_ref(),
@@ -507,11 +512,6 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
         mc.as_ref(),
         scenario.as_ref(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(report["paths"], 4);
     let bad_debt = &report["badDebt"];
     assert!(bad_debt["var99"].as_f64().unwrap() >= bad_debt["var95"].as_f64().unwrap());
@@ -530,7 +530,7 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
     let [lo, hi] = [0, 1].map(|i| bad_debt["var99Ci"][i].as_f64().unwrap());
     assert!(lo <= bad_debt["var99"].as_f64().unwrap() && bad_debt["var99"].as_f64().unwrap() <= hi);
     // A random book, and paths added until the intervals are narrow enough (here: capped at 8).
-    let (out, report) = sim(&[
+    let report = sim_ok(&[
         "mc".as_ref(),
         "--paths".as_ref(),
         "4".as_ref(),
@@ -545,11 +545,6 @@ fn sim_runs_a_scenario_and_refuses_a_bad_one() {
         mc.as_ref(),
         scenario.as_ref(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(report["book"], "random");
     assert_eq!(report["paths"], 8, "doubled once, then stopped at the cap");
     assert_eq!(report["targetError"], 1.0);
