@@ -31,6 +31,19 @@ impl Installed {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         std::fs::copy(env!("CARGO_BIN_EXE_keyscope"), root.join("bin/keyscope")).unwrap();
+        // A child that another test thread forked while the copy was open for writing holds that write end
+        // until it execs, and running the copy meanwhile fails with ETXTBSY: wait until it runs once.
+        for _ in 0..250 {
+            match Command::new(root.join("bin/keyscope"))
+                .arg("--help")
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
         let anvil = foundry_tool(&repo_root(), "anvil").expect("the pinned anvil (npm install)");
         std::os::unix::fs::symlink(anvil, root.join("tools/anvil")).unwrap();
         Self { root }
