@@ -182,6 +182,31 @@ impl Devnet {
         self.anvil.keys()[index].clone().into()
     }
 
+    /// A provider that signs with dev key `index`, and a client on it that bundles its own ops (`handleOps`
+    /// sent from that key, which takes the refunds): how tests and tools send ops without a bundler.
+    pub fn self_bundling(
+        &self,
+        index: usize,
+    ) -> (
+        alloy::providers::DynProvider,
+        crate::client::Client<alloy::providers::DynProvider>,
+    ) {
+        let key = self.signer(index);
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(key.clone()))
+            .connect_http(self.endpoint_url())
+            .erased();
+        let client = crate::client::Client::new(
+            provider.clone(),
+            self.deployment.clone(),
+            crate::client::Submission::SelfBundle {
+                beneficiary: key.address(),
+            },
+            key.address(),
+        );
+        (provider, client)
+    }
+
     /// The scope test traders' keys get: BTC only, at most 0.5 an order and 40,000 notional, the usual
     /// defaults (8 hours, cautious money limits).
     pub fn btc_scope(&self) -> crate::scope::TradingScope {
@@ -221,16 +246,9 @@ impl Devnet {
             crate::bindings::ITradingAccount::SessionScope,
         )>,
     ) -> Result<alloy_primitives::Address, String> {
-        use crate::{
-            bindings::TestUSD,
-            client::{Client, Submission},
-            ops::first_op_calls,
-        };
-        let funder = self.signer(4);
+        use crate::{bindings::TestUSD, ops::first_op_calls};
         let deployer = self.signer(0);
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(funder.clone()))
-            .connect_http(self.endpoint_url());
+        let (provider, client) = self.self_bundling(4);
         let minter = ProviderBuilder::new()
             .wallet(EthereumWallet::from(deployer.clone()))
             .connect_http(self.endpoint_url());
@@ -249,14 +267,6 @@ impl Devnet {
                 publish_price(&minter, d, &deployer, market, price).await?;
             }
         }
-        let client = Client::new(
-            provider.clone(),
-            d.clone(),
-            Submission::SelfBundle {
-                beneficiary: funder.address(),
-            },
-            funder.address(),
-        );
         let account = client
             .account_address(owner.id(), U256::ZERO)
             .await

@@ -10,7 +10,7 @@ use alloy::{
 use alloy_primitives::U256;
 use keyscope_core::{
     bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD, TradingAccount},
-    client::{Client, ClientError, Submission},
+    client::ClientError,
     devnet::{Devnet, publish_price, repo_root},
     grant::{GrantContext, grant_digest},
     ops,
@@ -48,18 +48,7 @@ async fn account_session_and_order_on_devnet() {
         .await
         .expect("devnet starts");
     let d = devnet.deployment.clone();
-    let relayer = devnet.signer(1);
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(relayer.clone()))
-        .connect_http(devnet.endpoint_url());
-    let client = Client::new(
-        provider.clone(),
-        d.clone(),
-        Submission::SelfBundle {
-            beneficiary: relayer.address(),
-        },
-        relayer.address(),
-    );
+    let (provider, client) = devnet.self_bundling(1);
 
     let owner = devnet.signer(2);
     let session = PrivateKeySigner::random();

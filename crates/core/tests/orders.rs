@@ -14,7 +14,7 @@ use alloy_primitives::{Address, I256};
 use keyscope_core::{
     KeySigner, P256Key,
     bindings::{ISessionManager, PerpVenue, TradingAccount},
-    client::{Client, ClientError, Submission},
+    client::ClientError,
     devnet::{Devnet, repo_root},
     ops,
     order::{
@@ -172,18 +172,7 @@ async fn session_keys_sign_orders_the_venue_settles() {
 async fn a_key_past_its_dead_man_deadline_cancels_its_orders() {
     let devnet = Devnet::start(&repo_root(), 0, 41_291).await.unwrap();
     let d = devnet.deployment.clone();
-    let bundler = devnet.signer(5);
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(bundler.clone()))
-        .connect_http(devnet.endpoint_url());
-    let client = Client::new(
-        provider.clone(),
-        d.clone(),
-        Submission::SelfBundle {
-            beneficiary: bundler.address(),
-        },
-        bundler.address(),
-    );
+    let (provider, client) = devnet.self_bundling(5);
     let key = P256Key::random();
     let account = devnet
         .open_btc_account(

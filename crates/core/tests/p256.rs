@@ -2,32 +2,19 @@
 //! owned by a P-256 key, deployed and administered by P-256 owner ops; a P-256 session key trading within
 //! its scope; a foreign P-256 signature refused; and on a chain without the precompile, a clear refusal.
 
-use alloy::{
-    network::EthereumWallet, providers::ProviderBuilder, signers::local::PrivateKeySigner,
-};
+use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::U256;
 use keyscope_core::{
     KeySigner, P256Key,
     bindings::{PerpVenue, TradingAccount},
-    client::{Client, ClientError, Submission},
+    client::{Client, ClientError},
     devnet::{Devnet, repo_root},
     ops,
     units::parse_units,
 };
 
 fn client(devnet: &Devnet) -> Client<impl alloy::providers::Provider + Clone> {
-    let relayer: PrivateKeySigner = devnet.signer(5);
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(relayer.clone()))
-        .connect_http(devnet.endpoint_url());
-    Client::new(
-        provider,
-        devnet.deployment.clone(),
-        Submission::SelfBundle {
-            beneficiary: relayer.address(),
-        },
-        relayer.address(),
-    )
+    devnet.self_bundling(5).1
 }
 
 fn btc_order(devnet: &Devnet, size: &str) -> ops::Call {

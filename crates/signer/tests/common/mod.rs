@@ -7,14 +7,10 @@ use std::{
     time::Duration,
 };
 
-use alloy::{
-    network::EthereumWallet,
-    providers::{DynProvider, Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
-};
+use alloy::{providers::DynProvider, signers::local::PrivateKeySigner};
 use alloy_primitives::{Address, I256};
 use keyscope_core::{
-    client::{Client, Submission},
+    client::Client,
     devnet::{Devnet, repo_root},
     key::Curve,
     ops,
@@ -47,19 +43,7 @@ impl Setup {
     /// A devnet (chain `chain_id`) with an account granting `keys` the BTC scope; files go in `dir`.
     pub async fn start(chain_id: u64, dir: PathBuf, keys: &[Address]) -> Self {
         let devnet = Devnet::start(&repo_root(), 0, chain_id).await.unwrap();
-        let relayer: PrivateKeySigner = devnet.signer(6);
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(relayer.clone()))
-            .connect_http(devnet.endpoint_url())
-            .erased();
-        let client = Client::new(
-            provider.clone(),
-            devnet.deployment.clone(),
-            Submission::SelfBundle {
-                beneficiary: relayer.address(),
-            },
-            relayer.address(),
-        );
+        let (provider, client) = devnet.self_bundling(6);
         let owner = PrivateKeySigner::random();
         let account = devnet
             .open_btc_account(&owner, parse_units("20000", 6).unwrap(), keys)
