@@ -136,9 +136,13 @@ impl Bundler {
             let simulated = tokio::task::spawn_blocking(move || {
                 simulate_dropping(&deps, &builder.build(), block, taken)
             })
-            .await
-            .map_err(|e| BuildError::Simulation(e.to_string()))?;
-            let (kept, refused, charged) = match simulated {
+            .await;
+            // Taken ops go back to the pool on every way out but a sent bundle or a drop with its reason
+            // (a simulation that panicked included), or they would wait in `submitted` with no transaction.
+            let (kept, refused, charged) = match simulated
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
                 Ok(v) => v,
                 Err(e) => {
                     self.deps
@@ -160,7 +164,20 @@ impl Bundler {
             let Some(charged) = charged else {
                 return Ok(None);
             };
-            let fees = self.fees().await?;
+            let fees = match self.fees().await {
+                Ok(fees) => fees,
+                Err(e) => {
+                    self.deps
+                        .pool
+                        .restore(
+                            ops,
+                            "unbundled",
+                            "the node's fees could not be read; the bundle will be retried",
+                        )
+                        .await;
+                    return Err(e);
+                }
+            };
             let base_fee = self.deps.pool.head().base_fee;
             let (repaid, cost) = economics(&ops, &charged, base_fee, &fees);
             if repays(repaid, cost, self.cfg.min_profit_percent) {
