@@ -53,7 +53,9 @@ impl Leases {
                 let c = self.client().await?;
                 let row = c
                     .query_opt(
-                        "SELECT (extract(epoch FROM seen_at) * 1000000)::int8,                          seen_at > clock_timestamp() - $2 * interval '1 millisecond'                          FROM instances WHERE name = $1",
+                        "SELECT (extract(epoch FROM seen_at) * 1000000)::int8, \
+                         seen_at > clock_timestamp() - $2 * interval '1 millisecond' \
+                         FROM instances WHERE name = $1",
                         &[&self.instance, &ms(self.lease)],
                     )
                     .await

@@ -58,7 +58,9 @@ pub enum ClusterError {
     },
     /// Another live instance announces itself under this instance's name.
     #[error(
-        "another live instance of this deployment is named {name:?}: give this one its own name          (cluster.instance), or stop the other — two instances under one name would take each other's          leases"
+        "another live instance of this deployment is named {name:?}: give this one its own name \
+         (cluster.instance), or stop the other — two instances under one name would take each other's \
+         leases"
     )]
     DuplicateName {
         /// The name.
