@@ -41,7 +41,10 @@ async fn a_second_live_instance_under_a_taken_name_is_refused_at_start() {
         e.contains("another live instance") && e.contains("cluster.instance"),
         "{e}"
     );
-    assert!(!e.contains("  "), "the message reads as one sentence: {e:?}");
+    assert!(
+        !e.contains("  "),
+        "the message reads as one sentence: {e:?}"
+    );
     // Under another name it joins.
     let b = Relayer::start(instance(&chain, &pg, "b", 2))
         .await
