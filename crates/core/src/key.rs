@@ -130,6 +130,81 @@ pub fn p256_signature_bytes(sig: &P256Signature, x: B256, y: B256) -> Bytes {
     out.into()
 }
 
+/// Why a signature is not `key`'s over a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error(
+        "a signature is 65 bytes (secp256k1 r ‖ s ‖ v) or 128 bytes (P-256 r ‖ s ‖ x ‖ y), not {0}"
+    )]
+    Length(usize),
+    #[error(
+        "the signature's s is in the upper half of the group order (the account refuses the twin)"
+    )]
+    HighS,
+    #[error("the signature does not parse: {0}")]
+    Malformed(String),
+    #[error("the signature is {signer}'s, not key {key}'s")]
+    WrongSigner { signer: Address, key: Address },
+}
+
+/// Half the secp256k1 group order: the largest s the account's ecrecover check accepts.
+const SECP256K1_HALF_ORDER: alloy_primitives::U256 = alloy_primitives::uint!(
+    0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256
+);
+/// Half the P-256 group order.
+const P256_HALF_ORDER: alloy_primitives::U256 = alloy_primitives::uint!(
+    0x7FFFFFFF800000007FFFFFFFFFFFFFFFDE737D56D38BCF4279DCE5617E3192A8_U256
+);
+
+/// Checks that `signature` is `key`'s over `digest` as the account checks it: 65 bytes recovering to the
+/// address `key` with a low s, or 128 bytes `r ‖ s ‖ x ‖ y` whose public key hashes to the id `key`, with
+/// a low s, verifying on P-256. What the matcher runs on every order and request before it acknowledges it.
+pub fn verify_digest(key: Address, digest: B256, signature: &[u8]) -> Result<(), SignatureError> {
+    match signature.len() {
+        65 => {
+            let sig = alloy_primitives::Signature::try_from(signature)
+                .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+            if sig.s() > SECP256K1_HALF_ORDER {
+                return Err(SignatureError::HighS);
+            }
+            let signer = sig
+                .recover_address_from_prehash(&digest)
+                .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+            if signer != key {
+                return Err(SignatureError::WrongSigner { signer, key });
+            }
+            Ok(())
+        }
+        128 => {
+            use p256::ecdsa::signature::hazmat::PrehashVerifier;
+            let x = B256::from_slice(&signature[64..96]);
+            let y = B256::from_slice(&signature[96..]);
+            let signer = p256_key_id(x, y);
+            if signer != key {
+                return Err(SignatureError::WrongSigner { signer, key });
+            }
+            if alloy_primitives::U256::from_be_slice(&signature[32..64]) > P256_HALF_ORDER {
+                return Err(SignatureError::HighS);
+            }
+            let point = EncodedPoint::from_affine_coordinates(
+                x.as_slice().into(),
+                y.as_slice().into(),
+                false,
+            );
+            let verifying = VerifyingKey::from_encoded_point(&point)
+                .map_err(|_| SignatureError::Malformed("the public key is not on P-256".into()))?;
+            let sig = P256Signature::from_slice(&signature[..64])
+                .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+            verifying
+                .verify_prehash(digest.as_slice(), &sig)
+                .map_err(|_| {
+                    SignatureError::Malformed("the P-256 signature does not verify".into())
+                })
+        }
+        n => Err(SignatureError::Length(n)),
+    }
+}
+
 /// A P-256 private key held in this process (a keystore's, or a test's). HSM-held keys sign through the
 /// `keyscope signer` sidecar's PKCS#11 backend instead.
 #[derive(Clone)]
@@ -237,6 +312,48 @@ mod tests {
                 .unwrap();
             assert_eq!(&sig[64..96], key.public_key().0.as_slice());
         }
+    }
+
+    #[tokio::test]
+    async fn signatures_verify_against_their_key_on_both_curves_and_nothing_else() {
+        let digest = keccak256(b"an order");
+        let p = P256Key::random();
+        let k = alloy::signers::local::PrivateKeySigner::random();
+        for (id, sig) in [
+            (p.id(), p.sign_digest(digest).await.unwrap()),
+            (
+                KeySigner::id(&k),
+                KeySigner::sign_digest(&k, digest).await.unwrap(),
+            ),
+        ] {
+            verify_digest(id, digest, &sig).unwrap();
+            // Another digest, another key, a flipped byte: refused.
+            assert!(verify_digest(id, keccak256(b"other"), &sig).is_err());
+            let other = Address::repeat_byte(7);
+            assert!(matches!(
+                verify_digest(other, digest, &sig),
+                Err(SignatureError::WrongSigner { key, .. }) if key == other
+            ));
+            let mut bad = sig.to_vec();
+            bad[5] ^= 1;
+            assert!(verify_digest(id, digest, &bad).is_err());
+            assert_eq!(
+                verify_digest(id, digest, &sig[..64]),
+                Err(SignatureError::Length(64))
+            );
+        }
+        // The high-s twin of a valid P-256 signature verifies mathematically but is refused, as on chain.
+        let sig = p.sign_digest_sync(digest).unwrap();
+        let n = U256::from_be_bytes(
+            b256!("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551").0,
+        );
+        let s = U256::from_be_slice(&sig[32..64]);
+        let mut twin = sig.to_vec();
+        twin[32..64].copy_from_slice(&(n - s).to_be_bytes::<32>());
+        assert_eq!(
+            verify_digest(p.id(), digest, &twin),
+            Err(SignatureError::HighS)
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod nonce;
 pub mod ops;
 pub mod order;
+pub mod order_request;
 pub mod outflow;
 pub mod policy;
 pub mod refusal;

@@ -171,6 +171,21 @@ pub async fn sign_order<K: KeySigner + ?Sized>(
     Ok(key.sign_digest(digest).await?)
 }
 
+/// Checks that `signature` is the order key's over the order's digest at `venue` on `chain_id`, as the account
+/// checks it at settlement (either curve, low s).
+pub fn verify_order_signature(
+    venue: Address,
+    chain_id: u64,
+    order: &Order,
+    signature: &[u8],
+) -> Result<(), crate::key::SignatureError> {
+    crate::key::verify_digest(
+        order.key,
+        order_digest(order.account, venue, chain_id, order),
+        signature,
+    )
+}
+
 /// The checks an order passes whatever the time: a size, a price and a known time in force.
 pub fn check_order_fields(order: &Order) -> Result<(), OrderError> {
     if order.size == 0 {
@@ -495,6 +510,15 @@ mod tests {
         let sig = sign_order(&p, VENUE, 1, &order).await.unwrap();
         assert_eq!(sig.len(), 128);
         assert_eq!(&sig[64..96], p.public_key().0.as_slice());
+        // What a matcher checks before it acknowledges: the order's key, at this venue and chain only.
+        verify_order_signature(VENUE, 1, &order, &sig).unwrap();
+        assert!(verify_order_signature(VENUE, 2, &order, &sig).is_err());
+        assert!(verify_order_signature(Address::repeat_byte(9), 1, &order, &sig).is_err());
+        let bigger = Order {
+            size: order.size + 1,
+            ..order.clone()
+        };
+        assert!(verify_order_signature(VENUE, 1, &bigger, &sig).is_err());
     }
 
     #[tokio::test]
