@@ -101,6 +101,10 @@ pub fn config(g: &Global, args: &RelayerArgs) -> anyhow::Result<Config> {
     if let Some(v) = &args.instance {
         c.cluster.instance = Some(v.clone());
     }
+    // The matcher's settler key (never on the command line).
+    if let Ok(key) = std::env::var("KEYSCOPE_RELAYER_SETTLER_KEY") {
+        c.matcher.settler_key = Some(key);
+    }
     // More bundle keys an instance of a deployment may lease, comma-separated (never on the command line).
     if let Ok(keys) = std::env::var("KEYSCOPE_RELAYER_BUNDLE_KEYS") {
         c.cluster.bundle_keys.extend(

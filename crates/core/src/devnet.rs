@@ -16,7 +16,7 @@ use alloy::{
 use alloy_primitives::{B256, U256};
 
 use crate::{
-    bindings::SignedPriceOracle,
+    bindings::{PerpVenue, SignedPriceOracle},
     deploy::{self, PlanParams},
     deployment::Deployment,
 };
@@ -103,6 +103,10 @@ pub struct Devnet {
     pub deployment_file: PathBuf,
 }
 
+/// The dev key the devnet's venue lets settle signed orders (`PerpVenue.setSettler`), which
+/// `keyscope devnet` and the demo give the relayer's matcher.
+pub const SETTLER_KEY_INDEX: usize = 9;
+
 impl Devnet {
     /// Starts anvil (`port` 0: any free port) with `chain_id`, deploys with the default insurance fund and
     /// writes `<project>/deployments/<chainId>.json`.
@@ -143,6 +147,27 @@ impl Devnet {
             .map_err(|e| DevnetError::Anvil(e.to_string()))?;
         let deployer: PrivateKeySigner = anvil.keys()[0].clone().into();
         let mut deployment = deploy_plan(&anvil, &deployer, insurance_fund).await?;
+        // The devnet relayer's matcher settles signed orders from dev key SETTLER_KEY_INDEX.
+        let settler: PrivateKeySigner = anvil.keys()[SETTLER_KEY_INDEX].clone().into();
+        PerpVenue::new(
+            deployment.venue,
+            ProviderBuilder::new()
+                .wallet(EthereumWallet::from(deployer.clone()))
+                .connect_http(anvil.endpoint_url()),
+        )
+        .setSettler(settler.address(), true)
+        .send()
+        .await
+        .map_err(|e| DevnetError::Deploy {
+            step: "allow the devnet settler",
+            reason: e.to_string(),
+        })?
+        .get_receipt()
+        .await
+        .map_err(|e| DevnetError::Deploy {
+            step: "allow the devnet settler",
+            reason: e.to_string(),
+        })?;
         deployment.chain_id = chain_id;
         let deployment_file = project.join("deployments").join(format!("{chain_id}.json"));
         deployment

@@ -217,6 +217,39 @@ impl Default for ClusterConfig {
     }
 }
 
+/// The matcher for signed orders (`keyscope_placeOrder` and the rest): a book per market of the configured
+/// venue, and a settlement loop that settles matched fills through the venue's `settle`, sent from
+/// `settler_key` — a key the venue's owner allowed (`PerpVenue.setSettler`), other than `relayer_key` (each
+/// key's nonces are its own sender's). Unset `settler_key`: no matcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatcherConfig {
+    /// The settler key (hex). Prefer KEYSCOPE_RELAYER_SETTLER_KEY.
+    pub settler_key: Option<String>,
+    /// How often matched fills go out in one settlement transaction (ms) [default: 250].
+    pub settle_interval_ms: u64,
+    /// Most fills in one settlement transaction [default: 64].
+    pub max_fills_per_batch: usize,
+    /// How often the journal is flushed to disk (ms): a kill -9 loses nothing acknowledged at any setting
+    /// (every line is written before its answer); a power loss may lose up to this much [default: 20].
+    pub sync_ms: u64,
+    /// How often keys with resting orders and their accounts' margins are read again from the chain (ms):
+    /// a revoke, an epoch bump or a tripped breaker takes their orders off within about this [default: 500].
+    pub watch_ms: u64,
+}
+
+impl Default for MatcherConfig {
+    fn default() -> Self {
+        Self {
+            settler_key: None,
+            settle_interval_ms: 250,
+            max_fills_per_batch: 64,
+            sync_ms: 20,
+            watch_ms: 500,
+        }
+    }
+}
+
 /// The relayer's whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -274,6 +307,8 @@ pub struct Config {
     pub pool: PoolLimits,
     /// What the door checks before simulating.
     pub door: DoorConfig,
+    /// The matcher for signed orders.
+    pub matcher: MatcherConfig,
 }
 
 impl Default for Config {
@@ -303,6 +338,7 @@ impl Default for Config {
             bundler: BundlerConfig::default(),
             pool: PoolLimits::default(),
             door: DoorConfig::default(),
+            matcher: MatcherConfig::default(),
         }
     }
 }
@@ -372,12 +408,55 @@ impl Config {
             relayer_key: Some(devnet.keys()[1].to_string()),
             deployment: Some(devnet.deployment_file.clone()),
             debug_api: true,
+            matcher: MatcherConfig {
+                settler_key: Some(
+                    devnet.keys()[keyscope_core::devnet::SETTLER_KEY_INDEX].to_string(),
+                ),
+                ..MatcherConfig::default()
+            },
             ..Self::default()
         }
     }
 
     /// Checks values that would make the relayer misbehave rather than fail.
     pub fn check(&self) -> Result<(), ConfigError> {
+        let m = &self.matcher;
+        if m.settler_key.is_some() {
+            let bad = |field, reason: &str| {
+                Err(ConfigError::Invalid {
+                    field,
+                    reason: reason.into(),
+                })
+            };
+            if self.venue.is_none() && self.deployment.is_none() {
+                return bad(
+                    "matcher.settler_key",
+                    "the matcher settles at a venue: set deployment or venue",
+                );
+            }
+            if self.store.is_some() {
+                return bad(
+                    "matcher.settler_key",
+                    "the matcher runs on one instance with its journal in data_dir; it is not built for a \
+                     deployment of several instances on Postgres yet",
+                );
+            }
+            if m.settler_key == self.relayer_key {
+                return bad(
+                    "matcher.settler_key",
+                    "must differ from relayer_key: settlements and bundles each need their own nonces",
+                );
+            }
+            if m.settle_interval_ms == 0 || m.sync_ms == 0 || m.watch_ms == 0 {
+                return bad(
+                    "matcher",
+                    "settle_interval_ms, sync_ms and watch_ms must be above zero",
+                );
+            }
+            if m.max_fills_per_batch == 0 || m.max_fills_per_batch > 512 {
+                return bad("matcher.max_fills_per_batch", "must be 1 to 512");
+            }
+        }
         if let Some(url) = &self.store {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(ConfigError::Invalid {

@@ -32,6 +32,15 @@ pub mod code {
     pub const INTERNAL: i32 = -32603;
     /// An admin method called without the admin token (not an ERC-7769 code: no standard one exists).
     pub const UNAUTHORIZED: i32 = -32001;
+    /// A signed order outside its key's scope as its account holds it (Keyscope's matcher).
+    pub const ORDER_OUT_OF_SCOPE: i32 = -32620;
+    /// A signed order the account's free margin cannot carry (Keyscope's matcher).
+    pub const ORDER_MARGIN: i32 = -32621;
+    /// A signed order or cancel the book refuses: a post-only that would take, a duplicate, an order not
+    /// resting or another key's (Keyscope's matcher).
+    pub const ORDER_BOOK: i32 = -32622;
+    /// A matcher request that is stale or was already taken (Keyscope's matcher).
+    pub const REQUEST_STALE: i32 = -32623;
 
     /// The code of an EntryPoint refusal, from the AA code its reason starts with ("AA25 invalid account
     /// nonce"). `aggregator`: the account named a signature aggregator (its AA24 is then an unsupported

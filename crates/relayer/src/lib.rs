@@ -26,6 +26,7 @@ pub(crate) mod error;
 pub(crate) mod feed;
 #[cfg(feature = "devnet")]
 pub mod local_postgres;
+pub(crate) mod matcher;
 pub(crate) mod metrics;
 pub(crate) mod op;
 pub(crate) mod pool;
@@ -128,6 +129,9 @@ pub enum RelayerError {
     /// The instance could not join its deployment on the Postgres store.
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    /// The matcher for signed orders could not start.
+    #[error(transparent)]
+    Matcher(#[from] matcher::MatcherStartError),
 }
 
 /// A running relayer. [`Relayer::stop`] shuts it down gracefully; dropping it stops the server.
@@ -420,6 +424,26 @@ impl Relayer {
             metrics.clone(),
         )
         .await?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let matcher = match (&config.matcher.settler_key, identity.venue) {
+            (Some(_), Some(venue)) => {
+                let (m, t) = matcher::Matcher::start(
+                    config.matcher.clone(),
+                    provider.clone(),
+                    venue,
+                    identity.chain_id,
+                    config.bundler.reorg_depth,
+                    &config.data_dir,
+                    rx.clone(),
+                )
+                .await?;
+                tracing::info!(settler = %m.settler(), %venue, "matcher for signed orders running");
+                tasks.extend(t);
+                Some(m)
+            }
+            _ => None,
+        };
         let feed = tokio::sync::broadcast::channel(4096).0;
         let access = Arc::new(rpc::AccessPolicy {
             admin_token: config.admin_token.clone(),
@@ -434,6 +458,7 @@ impl Relayer {
                 min_stake: (config.min_stake_wei, config.min_unstake_delay_secs),
                 access: access.clone(),
                 cluster: cluster.clone(),
+                matcher,
             },
             config.debug_api,
         )
@@ -504,11 +529,10 @@ impl Relayer {
             },
         ));
 
-        let (shutdown, rx) = watch::channel(false);
-        let mut tasks = vec![
+        tasks.extend([
             tokio::spawn(service.clone().run(rx.clone())),
             tokio::spawn(decay_reputation(service.pool.clone(), rx.clone())),
-        ];
+        ]);
         if let Some(cluster) = cluster {
             tasks.push(tokio::spawn(cluster.run(service.clone(), rx.clone())));
         }

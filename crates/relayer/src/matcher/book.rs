@@ -357,6 +357,7 @@ impl Book {
         Some(gone)
     }
 
+    #[cfg(test)]
     /// Takes off every order `pred` holds for (e.g. all orders of an account
     /// or of a key), returned in arrival order.
     pub(crate) fn cancel_where(&mut self, mut pred: impl FnMut(&Resting) -> bool) -> Vec<Resting> {
@@ -388,6 +389,7 @@ impl Book {
         gone
     }
 
+    #[cfg(test)]
     /// Shrinks a resting order to `to`, keeping its place in the queue; at 0
     /// it is taken off. An order is never grown: `to >= remaining` changes
     /// nothing. Returns the order as it is afterwards (with `remaining == 0`
@@ -410,21 +412,25 @@ impl Book {
         Some(after)
     }
 
+    #[cfg(test)]
     /// A resting order by id.
     pub(crate) fn get(&self, id: &OrderId) -> Option<&Resting> {
         self.orders.get(id)
     }
 
+    #[cfg(test)]
     /// The highest bid price.
     pub(crate) fn best_bid(&self) -> Option<u128> {
         self.best(true)
     }
 
+    #[cfg(test)]
     /// The lowest ask price.
     pub(crate) fn best_ask(&self) -> Option<u128> {
         self.best(false)
     }
 
+    #[cfg(test)]
     fn best(&self, is_buy: bool) -> Option<u128> {
         self.sides[side_index(is_buy)]
             .first_key_value()
@@ -447,16 +453,19 @@ impl Book {
             .collect()
     }
 
+    #[cfg(test)]
     /// Number of resting orders.
     pub(crate) fn len(&self) -> usize {
         self.orders.len()
     }
 
+    #[cfg(test)]
     /// Whether no order rests.
     pub(crate) fn is_empty(&self) -> bool {
         self.orders.is_empty()
     }
 
+    #[cfg(test)]
     /// Every resting order: bids best level first, then asks best level first,
     /// each level in arrival order. Placing them again in this order (as
     /// good-til-time orders) rebuilds an equivalent book.
@@ -1099,39 +1108,5 @@ mod tests {
                 "{fills_seen} {rests_seen}"
             );
         }
-    }
-
-    /// Throughput of place + cancel on a book of ~10k orders; run with
-    /// `cargo test --release -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "timing, not correctness"]
-    fn place_and_cancel_throughput() {
-        let mut book = Book::new();
-        let mut rng = Rng(7);
-        let n = 200_000_u64;
-        let start = std::time::Instant::now();
-        for i in 0..n {
-            let o = Incoming {
-                id: id(i),
-                account: acct(rng.below(50) as u8),
-                key: acct(0),
-                is_buy: i % 2 == 0,
-                // Bids 900..=1000, asks 1001..=1100: some crossing via the overlap.
-                price: if i % 2 == 0 {
-                    900 + u128::from(rng.below(105))
-                } else {
-                    998 + u128::from(rng.below(103))
-                },
-                size: 1 + u128::from(rng.below(10)),
-                tif: Tif::Gtt,
-                expiry_ms: u64::MAX,
-            };
-            book.place(o, 0).unwrap();
-            if i >= 10_000 {
-                book.cancel(&id(i - 10_000));
-            }
-        }
-        let per_op = start.elapsed() / (2 * n as u32);
-        println!("{per_op:?} per operation, {} resting", book.len());
     }
 }

@@ -8,6 +8,7 @@ mod debug;
 mod eth;
 mod fees;
 mod keyscope;
+mod orders;
 mod receipt;
 mod serve;
 mod ws_only;
@@ -46,6 +47,8 @@ pub struct RpcContext {
     pub access: Arc<AccessPolicy>,
     /// This instance's part in a deployment of several (a Postgres store), if any.
     pub cluster: Option<Arc<Cluster>>,
+    /// The matcher for signed orders, if it runs.
+    pub matcher: Option<crate::matcher::Matcher>,
 }
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
@@ -161,6 +164,7 @@ pub fn module(
     eth::register(&mut m)?;
     fees::register(&mut m)?;
     keyscope::register(&mut m)?;
+    orders::register(&mut m)?;
     if clustered {
         keyscope::register_forwarded(&mut m)?;
     }

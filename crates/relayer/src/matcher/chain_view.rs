@@ -1,0 +1,148 @@
+//! What the matcher knows of the chain: each key's session (grant, window, rule, breaker, uses), its order
+//! epoch and dead-man deadline, each account's margin at the venue, each market's initial margin fraction —
+//! read through the node, cached so an order is checked in microseconds, and read again at every new head
+//! for the keys that have orders resting (so a revoke, an epoch bump or a trip on chain takes their orders
+//! off at the next head).
+
+use std::{collections::HashMap, sync::RwLock};
+
+use alloy::providers::DynProvider;
+use alloy_primitives::{Address, I256, U256};
+use keyscope_core::bindings::{ISessionManager, ITradingAccount::SessionInfo, PerpVenue};
+
+/// A read from the node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the chain did not answer: {0}")]
+pub struct ChainReadError(pub String);
+
+fn read(e: impl std::fmt::Display) -> ChainReadError {
+    ChainReadError(e.to_string())
+}
+
+/// A key's state on its account, as its orders are checked against.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyState {
+    pub session: SessionInfo,
+    pub epoch: u32,
+    /// The dead-man deadline (seconds; 0: none armed).
+    pub heartbeat_deadline: u64,
+}
+
+/// An account's margin at the venue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Margin {
+    pub account_value: I256,
+    pub initial_margin: U256,
+}
+
+impl Margin {
+    /// Account value above its positions' initial margin (zero if below).
+    pub fn free(&self) -> U256 {
+        let av = if self.account_value.is_negative() {
+            U256::ZERO
+        } else {
+            self.account_value.into_raw()
+        };
+        av.saturating_sub(self.initial_margin)
+    }
+}
+
+/// The cached reads.
+pub(crate) struct ChainView {
+    provider: DynProvider,
+    venue: Address,
+    keys: RwLock<HashMap<(Address, Address), KeyState>>,
+    margins: RwLock<HashMap<Address, Margin>>,
+    imfs: RwLock<HashMap<u32, u64>>,
+}
+
+impl ChainView {
+    pub fn new(provider: DynProvider, venue: Address) -> Self {
+        Self {
+            provider,
+            venue,
+            keys: RwLock::default(),
+            margins: RwLock::default(),
+            imfs: RwLock::default(),
+        }
+    }
+
+    /// The state of `key` on `account`: cached, or read now.
+    pub async fn key(&self, account: Address, key: Address) -> Result<KeyState, ChainReadError> {
+        if let Some(k) = self.keys.read().expect("lock").get(&(account, key)) {
+            return Ok(k.clone());
+        }
+        self.refresh_key(account, key).await
+    }
+
+    /// Reads the state of `key` on `account` again.
+    pub async fn refresh_key(
+        &self,
+        account: Address,
+        key: Address,
+    ) -> Result<KeyState, ChainReadError> {
+        let sessions = ISessionManager::new(account, &self.provider);
+        let (session, epoch, deadline) = tokio::try_join!(
+            async { sessions.getSession(key).call().await.map_err(read) },
+            async { sessions.orderEpoch(key).call().await.map_err(read) },
+            async { sessions.heartbeatDeadline(key).call().await.map_err(read) },
+        )?;
+        let state = KeyState {
+            session,
+            epoch,
+            heartbeat_deadline: deadline.to::<u64>(),
+        };
+        self.keys
+            .write()
+            .expect("lock")
+            .insert((account, key), state.clone());
+        Ok(state)
+    }
+
+    /// The margin of `account`: cached, or read now.
+    pub async fn margin(&self, account: Address) -> Result<Margin, ChainReadError> {
+        if let Some(m) = self.margins.read().expect("lock").get(&account) {
+            return Ok(*m);
+        }
+        self.refresh_margin(account).await
+    }
+
+    /// Reads the margin of `account` again.
+    pub async fn refresh_margin(&self, account: Address) -> Result<Margin, ChainReadError> {
+        let pf = PerpVenue::new(self.venue, &self.provider)
+            .portfolio(account)
+            .call()
+            .await
+            .map_err(read)?;
+        let m = Margin {
+            account_value: pf.accountValue,
+            initial_margin: pf.initialMargin,
+        };
+        self.margins.write().expect("lock").insert(account, m);
+        Ok(m)
+    }
+
+    /// The initial margin fraction of `market` (WAD); markets' parameters are read once.
+    pub async fn imf(&self, market: u32) -> Result<u64, ChainReadError> {
+        if let Some(i) = self.imfs.read().expect("lock").get(&market) {
+            return Ok(*i);
+        }
+        let m = PerpVenue::new(self.venue, &self.provider)
+            .market(market)
+            .call()
+            .await
+            .map_err(read)?;
+        if !m.listed {
+            return Err(ChainReadError(format!(
+                "market {market} is not listed at the venue"
+            )));
+        }
+        self.imfs.write().expect("lock").insert(market, m.imf);
+        Ok(m.imf)
+    }
+
+    /// Forgets the cached margins (after a settlement or a new head: positions moved).
+    pub fn forget_margins(&self) {
+        self.margins.write().expect("lock").clear();
+    }
+}
