@@ -213,6 +213,7 @@ pub(crate) struct Book {
 
 impl Book {
     /// An empty book.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::default()
     }

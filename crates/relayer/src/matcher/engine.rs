@@ -14,10 +14,13 @@ use super::{
     journal::Record,
 };
 
-/// One side's share of margin: notional x initial margin fraction, in quote units (18 decimals).
+/// One side's share of margin: notional x initial margin fraction, in quote units (the collateral's 6
+/// decimals, as the venue counts money: size and price carry 18 decimals each), rounded up as the venue
+/// rounds requirements.
 fn margin_of(size: u128, price: u128, imf: u64) -> U256 {
-    U256::from(size) * U256::from(price) / U256::from(10u64.pow(18)) * U256::from(imf)
-        / U256::from(10u64.pow(18))
+    let wad = U256::from(10u64).pow(U256::from(18));
+    let notional = U256::from(size) * U256::from(price);
+    (notional * U256::from(imf)).div_ceil(wad * wad * U256::from(10u64).pow(U256::from(12)))
 }
 
 /// An order the matcher acknowledged and has not forgotten.
@@ -40,8 +43,8 @@ impl Live {
         self.order.size - self.matched
     }
 
-    fn update(&self, status: OrderStatus, reason: Option<String>) -> OrderUpdate {
-        OrderUpdate {
+    fn update(&self, status: OrderStatus, reason: Option<String>) -> Box<OrderUpdate> {
+        Box::new(OrderUpdate {
             account: self.order.account,
             key: self.order.key,
             order_hash: self.hash,
@@ -52,7 +55,7 @@ impl Live {
             remaining: U256::from(if self.resting { self.remaining() } else { 0 }),
             reason,
             fill: None,
-        }
+        })
     }
 }
 
@@ -89,6 +92,11 @@ pub struct Ack {
 pub enum EngineError {
     #[error("order {0} was already placed with this matcher (an order hash is placed once)")]
     Duplicate(B256),
+    #[error(
+        "nonce {0} is taken by another order of this key: each order needs its own nonce (the venue spends \
+         it when the order fills in full or is cancelled on chain)"
+    )]
+    NonceUsed(u64),
     #[error("post-only order would take liquidity resting on the book")]
     WouldTake,
     #[error("order expired before it reached the book")]
@@ -135,6 +143,9 @@ pub(crate) struct Engine {
     schedules: HashMap<(Address, Address), u64>,
     /// Every order hash ever placed (a hash is placed once).
     seen: HashSet<B256>,
+    /// Every (account, key, nonce) ever placed: the venue spends an order's nonce when it fills in full, so
+    /// a second order on the same nonce could never settle after the first.
+    nonces: HashSet<(Address, Address, u64)>,
 }
 
 /// The book-side time-in-force of an order.
@@ -212,6 +223,10 @@ impl Engine {
         if self.seen.contains(&hash) {
             return Err(EngineError::Duplicate(hash));
         }
+        let nonce = (order.account, order.key, order.nonce);
+        if self.nonces.contains(&nonce) {
+            return Err(EngineError::NonceUsed(order.nonce));
+        }
         let needed = Self::needs(&order, imf);
         let available = free.saturating_sub(self.held(order.account));
         if needed > available {
@@ -231,7 +246,7 @@ impl Engine {
             tif: tif(&order),
             expiry_ms: order.expiry,
         };
-        let book = self.books.entry(market).or_insert_with(Book::new);
+        let book = self.books.entry(market).or_default();
         let placed = book.place(incoming, now_ms).map_err(|e| match e {
             BookError::WouldTake => EngineError::WouldTake,
             BookError::Duplicate(h) => EngineError::Duplicate(h),
@@ -239,6 +254,7 @@ impl Engine {
             BookError::Overflow => EngineError::Overflow,
         })?;
         self.seen.insert(hash);
+        self.nonces.insert(nonce);
         let sequence = self.next_seq;
         self.next_seq += 1;
         let mut changes = Changes::default();
@@ -344,7 +360,9 @@ impl Engine {
             fills,
             sequence,
         };
-        self.orders.insert(hash, live);
+        if live.resting || !ack.fills.is_empty() {
+            self.orders.insert(hash, live);
+        }
         Ok((ack, changes))
     }
 
@@ -478,6 +496,14 @@ impl Engine {
         changes
             .events
             .extend(self.level_events(market, &[(is_buy, price)]));
+        // Nothing can change it any more unless a fill of it waits for settlement.
+        if !self
+            .fills
+            .values()
+            .any(|f| f.maker == hash || f.taker == hash)
+        {
+            self.orders.remove(&hash);
+        }
     }
 
     /// Cancels resting orders of (account, key): `hashes`, or all of them. Refuses (changing nothing) a hash
@@ -751,6 +777,7 @@ impl Engine {
                         continue;
                     };
                     e.seen.insert(hash);
+                    e.nonces.insert((order.account, order.key, order.nonce));
                     e.next_seq += 1;
                     placed.push(Live {
                         order,
@@ -827,7 +854,7 @@ impl Engine {
             live.resting = !off.contains(&live.hash) && live.matched < live.order.size;
             let needs = if live.resting { live.remaining() } else { 0 };
             if live.resting {
-                let book = e.books.entry(live.order.marketId).or_insert_with(Book::new);
+                let book = e.books.entry(live.order.marketId).or_default();
                 let rested = book.place(
                     Incoming {
                         id: live.hash,
@@ -937,9 +964,12 @@ mod tests {
         keyscope_core::order::order_hash(Address::repeat_byte(0xe1), 1, o)
     }
 
+    /// One tUSD (6 decimals).
+    const USD: u128 = 1_000_000;
+
     /// Plenty of free margin.
     fn rich() -> U256 {
-        U256::from(1_000_000u128 * E18)
+        U256::from(1_000_000 * USD)
     }
 
     struct Run {
@@ -1001,7 +1031,7 @@ mod tests {
     fn margin_counts_what_rests_and_what_waits_for_settlement() {
         let mut r = Run::new();
         // 0.1 BTC at 60,000 with 10 % initial margin holds 600.
-        let one = U256::from(600u128 * E18);
+        let one = U256::from(600 * USD);
         let first = order(1, 11, true, 1, 60_000, 1);
         r.place(first.clone(), one).unwrap();
         assert_eq!(r.e.held(Address::repeat_byte(1)), one);

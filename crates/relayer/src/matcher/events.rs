@@ -87,7 +87,7 @@ pub enum MatcherEvent {
         taker_is_buy: bool,
     },
     /// An order's change.
-    Order(OrderUpdate),
+    Order(Box<OrderUpdate>),
 }
 
 impl MatcherEvent {

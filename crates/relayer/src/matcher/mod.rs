@@ -38,7 +38,7 @@ use keyscope_core::{
     order_request::{REQUEST_WINDOW_MS, Request, RequestAction, RequestError},
     policy::{PolicyRefusal, check_signed_order},
 };
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 
 pub use engine::{Ack, EngineError};
 pub use events::{FillStatus, MatcherEvent};
@@ -135,7 +135,6 @@ struct Inner {
     events: broadcast::Sender<MatcherEvent>,
     /// Requests taken, by digest, until they could no longer be fresh.
     taken: Mutex<HashMap<B256, u64>>,
-    settle_now: Notify,
     config: MatcherConfig,
     settler: Settler,
     reorg_depth: u64,
@@ -227,7 +226,6 @@ impl Matcher {
             view: ChainView::new(provider, venue),
             events: broadcast::channel(65_536).0,
             taken: Mutex::default(),
-            settle_now: Notify::new(),
             config,
             settler,
             reorg_depth,
@@ -308,17 +306,11 @@ impl Matcher {
     pub async fn place(&self, order: Order, signature: Bytes) -> Result<Ack, MatchError> {
         let (imf, free) = self.admit(&order, &signature).await?;
         let hash = order_hash(self.0.venue, self.0.chain_id, &order);
-        let ack = {
-            let mut state = self.lock()?;
-            let (ack, changes) = state
-                .engine
-                .place(order, signature, hash, imf, free, now_ms())?;
-            self.commit(&mut state, changes)?;
-            ack
-        };
-        if !ack.fills.is_empty() {
-            self.0.settle_now.notify_one();
-        }
+        let mut state = self.lock()?;
+        let (ack, changes) = state
+            .engine
+            .place(order, signature, hash, imf, free, now_ms())?;
+        self.commit(&mut state, changes)?;
         Ok(ack)
     }
 
@@ -358,9 +350,6 @@ impl Matcher {
             self.commit(&mut state, changes)?;
             ack
         };
-        if !ack.fills.is_empty() {
-            self.0.settle_now.notify_one();
-        }
         Ok(ack)
     }
 
@@ -612,7 +601,6 @@ impl Matcher {
         loop {
             tokio::select! {
                 _ = every.tick() => {}
-                _ = self.0.settle_now.notified() => {}
                 _ = shutdown.changed() => break,
             }
             if let Err(e) = self
