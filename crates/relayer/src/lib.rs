@@ -433,6 +433,7 @@ impl Relayer {
                     provider.clone(),
                     venue,
                     identity.chain_id,
+                    keyscope_core::deploy::account_implementation(config.entry_point),
                     config.bundler.reorg_depth,
                     &config.data_dir,
                     rx.clone(),

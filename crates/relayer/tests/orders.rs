@@ -277,6 +277,48 @@ async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers
     assert_eq!(code(&e), -32507, "{e}");
     // The genuine one rests.
     assert_eq!(place(&s, &other).await.unwrap()["status"], "resting");
+    // An "account" that is not a Keyscope TradingAccount — an address without code, or another contract
+    // (one could answer getSession with any scope it likes) — is refused, whatever its key signed.
+    for not_an_account in [maker.owner.address(), s.d.collateral] {
+        let order = OrderBuilder::new(
+            not_an_account,
+            maker.session.address(),
+            0,
+            false,
+            parse_units("0.1", 18).unwrap(),
+            parse_units("60500", 18).unwrap(),
+        )
+        .expiry_ms(now_ms() + 60_000)
+        .nonce(77)
+        .build(now_ms())
+        .unwrap();
+        let sig = sign_order(
+            &maker.session,
+            s.d.venue,
+            s.devnet.deployment.chain_id,
+            &order,
+        )
+        .await
+        .unwrap();
+        let e = place(
+            &s,
+            &(
+                json!(OrderJson::from(&order)),
+                sig,
+                order_hash(s.d.venue, s.devnet.deployment.chain_id, &order),
+            ),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(code(&e), -32620, "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a Keyscope trading account"),
+            "{e}"
+        );
+    }
     // The book has the maker's quotes only.
     let book = s.call("keyscope_getBook", json!([0])).await.unwrap();
     assert_eq!(book["asks"].as_array().unwrap().len(), 2);

@@ -4,19 +4,34 @@
 //! for the keys that have orders resting (so a revoke, an epoch bump or a trip on chain takes their orders
 //! off at the next head).
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::RwLock,
+};
 
-use alloy::providers::DynProvider;
+use alloy::providers::{DynProvider, Provider};
 use alloy_primitives::{Address, I256, U256};
 use keyscope_core::bindings::{ISessionManager, ITradingAccount::SessionInfo, PerpVenue};
 
-/// A read from the node failed.
+/// Why the chain's state of an order's account could not be read or is not one the matcher serves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the chain did not answer: {0}")]
-pub struct ChainReadError(pub String);
+pub enum ChainReadError {
+    /// The node did not answer.
+    #[error("the chain did not answer: {0}")]
+    Node(String),
+    /// The account is not a Keyscope TradingAccount (by its code and implementation, never by what it
+    /// says of itself): its scope could not be trusted to bound its fills.
+    #[error(
+        "{0} is not a Keyscope trading account (its code is not the factory's proxy to Keyscope's implementation)"
+    )]
+    NotKeyscope(Address),
+    /// The market is not listed at the venue.
+    #[error("market {0} is not listed at the venue")]
+    Unlisted(u32),
+}
 
 fn read(e: impl std::fmt::Display) -> ChainReadError {
-    ChainReadError(e.to_string())
+    ChainReadError::Node(e.to_string())
 }
 
 /// A key's state on its account, as its orders are checked against.
@@ -51,16 +66,22 @@ impl Margin {
 pub(crate) struct ChainView {
     provider: DynProvider,
     venue: Address,
+    /// Keyscope's account implementation on this chain.
+    implementation: Address,
+    /// Accounts whose code was checked to be Keyscope's.
+    keyscope: RwLock<HashSet<Address>>,
     keys: RwLock<HashMap<(Address, Address), KeyState>>,
     margins: RwLock<HashMap<Address, Margin>>,
     imfs: RwLock<HashMap<u32, u64>>,
 }
 
 impl ChainView {
-    pub fn new(provider: DynProvider, venue: Address) -> Self {
+    pub fn new(provider: DynProvider, venue: Address, implementation: Address) -> Self {
         Self {
             provider,
             venue,
+            implementation,
+            keyscope: RwLock::default(),
             keys: RwLock::default(),
             margins: RwLock::default(),
             imfs: RwLock::default(),
@@ -81,6 +102,7 @@ impl ChainView {
         account: Address,
         key: Address,
     ) -> Result<KeyState, ChainReadError> {
+        self.check_keyscope(account).await?;
         let sessions = ISessionManager::new(account, &self.provider);
         let (session, epoch, deadline) = tokio::try_join!(
             async { sessions.getSession(key).call().await.map_err(read) },
@@ -97,6 +119,28 @@ impl ChainView {
             .expect("lock")
             .insert((account, key), state.clone());
         Ok(state)
+    }
+
+    /// Refuses an account that is not a Keyscope TradingAccount: the proxy Keyscope's factory deploys, naming
+    /// Keyscope's implementation (a contract that only answers `getSession` like one could claim any scope).
+    async fn check_keyscope(&self, account: Address) -> Result<(), ChainReadError> {
+        use keyscope_core::deploy::{ACCOUNT_PROXY_CODE_HASH, ERC1967_IMPLEMENTATION_SLOT};
+        if self.keyscope.read().expect("lock").contains(&account) {
+            return Ok(());
+        }
+        let code = self.provider.get_code_at(account).await.map_err(read)?;
+        let slot = self
+            .provider
+            .get_storage_at(account, ERC1967_IMPLEMENTATION_SLOT.into())
+            .await
+            .map_err(read)?;
+        if alloy_primitives::keccak256(&code) != ACCOUNT_PROXY_CODE_HASH
+            || Address::from_word(slot.into()) != self.implementation
+        {
+            return Err(ChainReadError::NotKeyscope(account));
+        }
+        self.keyscope.write().expect("lock").insert(account);
+        Ok(())
     }
 
     /// The margin of `account`: cached, or read now.
@@ -133,9 +177,7 @@ impl ChainView {
             .await
             .map_err(read)?;
         if !m.listed {
-            return Err(ChainReadError(format!(
-                "market {market} is not listed at the venue"
-            )));
+            return Err(ChainReadError::Unlisted(market));
         }
         self.imfs.write().expect("lock").insert(market, m.imf);
         Ok(m.imf)

@@ -40,12 +40,13 @@ use keyscope_core::{
 };
 use tokio::sync::{broadcast, watch};
 
+pub use chain_view::ChainReadError;
 pub use engine::{Ack, EngineError};
 pub use events::{FillStatus, MatcherEvent};
 pub use journal::JournalError;
 
 use crate::config::MatcherConfig;
-use chain_view::{ChainReadError, ChainView};
+use chain_view::ChainView;
 use engine::{Changes, Engine};
 use journal::{Journal, Record, SentBatch};
 use settle::{Landing, Settler};
@@ -179,11 +180,13 @@ fn now_ms() -> u64 {
 impl Matcher {
     /// Opens the journal in `data_dir`, replays it (every acknowledged order rests again; fills not known
     /// settled go out again), checks the settler, and returns the handle with its background tasks.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         config: MatcherConfig,
         provider: DynProvider,
         venue: Address,
         chain_id: u64,
+        implementation: Address,
         reorg_depth: u64,
         data_dir: &std::path::Path,
         shutdown: watch::Receiver<bool>,
@@ -223,7 +226,7 @@ impl Matcher {
                 journal,
                 halted: None,
             }),
-            view: ChainView::new(provider, venue),
+            view: ChainView::new(provider, venue, implementation),
             events: broadcast::channel(65_536).0,
             taken: Mutex::default(),
             config,

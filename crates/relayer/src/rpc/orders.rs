@@ -45,7 +45,10 @@ fn refusal(e: MatchError) -> ErrorObjectOwned {
         MatchError::Engine(EngineError::Margin { .. }) => code::ORDER_MARGIN,
         MatchError::Engine(EngineError::ReplaceMismatch) => code::INVALID_FIELDS,
         MatchError::Engine(_) => code::ORDER_BOOK,
-        MatchError::Chain(_) | MatchError::Journal(_) => code::INTERNAL,
+        MatchError::Chain(crate::matcher::ChainReadError::Node(_)) | MatchError::Journal(_) => {
+            code::INTERNAL
+        }
+        MatchError::Chain(_) => code::ORDER_OUT_OF_SCOPE,
     };
     err(RpcError::new(c, e.to_string()))
 }
