@@ -5,6 +5,7 @@ use std::path::Path;
 use alloy_primitives::Address;
 use keyscope_core::{
     order::{Order, OrderJson},
+    order_request::Request,
     rpc_op::RpcUserOperation,
     user_op::PackedUserOperation,
 };
@@ -18,7 +19,7 @@ use tokio::{
     sync::Mutex,
 };
 
-use crate::service::{KeyInfo, Signed, SignedOrder};
+use crate::service::{KeyInfo, RequestParams, Signed, SignedOrder, SignedRequest};
 
 /// An answer the sidecar gave instead of a result, or a broken connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,5 +104,12 @@ impl SignerClient {
     ) -> Result<SignedOrder, ClientError> {
         let params = json!({ "venue": venue, "order": OrderJson::from(order) });
         serde_json::from_value(self.call("sign_order", params).await?).map_err(transport)
+    }
+
+    /// Asks the sidecar to sign a matcher request (cancel, cancel-all, schedule a cancel-all, subscribe)
+    /// with the key it names.
+    pub async fn sign_request(&self, request: &Request) -> Result<SignedRequest, ClientError> {
+        let params = serde_json::to_value(RequestParams::from(request)).map_err(transport)?;
+        serde_json::from_value(self.call("sign_request", params).await?).map_err(transport)
     }
 }

@@ -11,10 +11,19 @@
 //!   "epoch":0,"marketId":0,"isBuy":true,"size":"0x…","limitPrice":"0x…","reduceOnly":false,
 //!   "timeInForce":0,"expiry":1800000060000,"nonce":7}}}
 //!   -> {"id":3,"result":{"signature":"0x…","orderHash":"0x…","key":"0x…"}}
+//! {"id":4,"method":"sign_request","params":{"venue":"0x…","account":"0x…","key":"0x…","action":"cancel",
+//!   "orderHashes":["0x…"],"timestampMs":1800000000000}}
+//!   -> {"id":4,"result":{"signature":"0x…","digest":"0x…","key":"0x…"}}
 //! ```
 //!
 //! `sign_order` signs an off-chain order (`keyscope_core::order`) after the same scope check a fill of it
 //! meets on chain (`keyscope_core::policy::check_signed_order`); a malformed or expired order is -32602.
+//!
+//! `sign_request` signs a matcher request (`keyscope_core::order_request`): `action` is `cancel` (with
+//! `orderHashes`), `cancelAll`, `scheduleCancel` (with `atMs`; 0 clears) or `subscribe` (with
+//! `cancelOnDisconnect`). The key must be held and the request for this signer's account (else 4004); a
+//! request that makes no sense (a cancel of no order, a schedule less than 5 s ahead) is -32602. Requests
+//! skip the rate limit (they take risk off, or read) and are recorded in the audit trail under their digest.
 //!
 //! Error codes: -32700 not JSON, -32601 unknown method, -32602 bad params (an op with no userOpHash
 //! included, like an EIP-7702 op), 4001 out of scope, 4004 key
@@ -42,7 +51,7 @@ use crate::{
     SignerError,
     audit::AuditLog,
     config::SignerConfig,
-    service::{Refused, SigningService},
+    service::{Refused, RequestParams, SigningService},
 };
 
 /// Opens everything `config` names — the deployment, every key (keystores with `password`, HSM keys with
@@ -196,7 +205,7 @@ fn refused(id: Value, e: Refused) -> Value {
         Refused::UnknownKey(_) | Refused::WrongAccount { .. } => 4004,
         Refused::RateLimited { .. } => 4029,
         Refused::Signing(_) => 4500,
-        Refused::Unhashable(_) | Refused::BadOrder(_) => -32602,
+        Refused::Unhashable(_) | Refused::BadOrder(_) | Refused::BadRequest(_) => -32602,
     };
     error(id, code, e.to_string())
 }
@@ -252,10 +261,24 @@ pub async fn handle(service: &SigningService, line: &str) -> Value {
                 Err(e) => refused(id, e),
             }
         }
+        Some("sign_request") => {
+            let params = req.get("params").cloned().unwrap_or(Value::Null);
+            let request = serde_json::from_value::<RequestParams>(params)
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.to_request());
+            let request = match request {
+                Ok(r) => r,
+                Err(e) => return error(id, -32602, format!("params: {e}")),
+            };
+            match service.sign_request(&request).await {
+                Ok(signed) => json!({ "id": id, "result": signed }),
+                Err(e) => refused(id, e),
+            }
+        }
         Some(m) => error(
             id,
             -32601,
-            format!("unknown method {m:?}: use keys, sign or sign_order"),
+            format!("unknown method {m:?}: use keys, sign, sign_order or sign_request"),
         ),
         None => error(id, -32600, "no method".into()),
     }

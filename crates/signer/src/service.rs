@@ -17,6 +17,7 @@ use keyscope_core::{
     fees::max_op_cost,
     key::{Curve, KeySigner},
     order::{Order, OrderError, order_hash, sign_order},
+    order_request::{Request, RequestAction, RequestError},
     policy::{PolicyRefusal, check_session_op, check_signed_order, nonce_key},
     session::sign_session_op,
     user_op::{PackedUserOperation, user_op_hash},
@@ -49,6 +50,8 @@ pub enum Refused {
     Signing(String),
     #[error("not an order: {0}")]
     BadOrder(OrderError),
+    #[error("not a request to sign: {0}")]
+    BadRequest(RequestError),
 }
 
 /// A signed op.
@@ -73,6 +76,93 @@ pub struct SignedOrder {
     /// The order's id at the venue (`PerpVenue.orderHash`).
     pub order_hash: B256,
     pub key: Address,
+}
+
+/// A signed matcher request (`keyscope_core::order_request`): the key's signature over its digest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedRequest {
+    /// 65 bytes (secp256k1) or 128 bytes `r ‖ s ‖ x ‖ y` (P-256), as a matcher checks it.
+    pub signature: Bytes,
+    /// What was signed: [`Request::digest`] on the sidecar's chain.
+    pub digest: B256,
+    pub key: Address,
+}
+
+/// A matcher request as the socket carries it: the request's fields, its action by name
+/// (`cancel` with `orderHashes`, `cancelAll`, `scheduleCancel` with `atMs` — 0 clears —, `subscribe` with
+/// `cancelOnDisconnect`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestParams {
+    pub venue: Address,
+    pub account: Address,
+    pub key: Address,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_hashes: Option<Vec<B256>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_on_disconnect: Option<bool>,
+    pub timestamp_ms: u64,
+}
+
+impl From<&Request> for RequestParams {
+    fn from(r: &Request) -> Self {
+        let (action, order_hashes, at_ms, cancel_on_disconnect) = match &r.action {
+            RequestAction::Cancel(hashes) => ("cancel", Some(hashes.clone()), None, None),
+            RequestAction::CancelAll => ("cancelAll", None, None, None),
+            RequestAction::ScheduleCancel { at_ms } => ("scheduleCancel", None, Some(*at_ms), None),
+            RequestAction::Subscribe {
+                cancel_on_disconnect,
+            } => ("subscribe", None, None, Some(*cancel_on_disconnect)),
+        };
+        Self {
+            venue: r.venue,
+            account: r.account,
+            key: r.key,
+            action: action.into(),
+            order_hashes,
+            at_ms,
+            cancel_on_disconnect,
+            timestamp_ms: r.timestamp_ms,
+        }
+    }
+}
+
+impl RequestParams {
+    /// The request, if its action is known and carries what that action needs.
+    pub fn to_request(&self) -> Result<Request, String> {
+        let action = match self.action.as_str() {
+            "cancel" => RequestAction::Cancel(
+                self.order_hashes
+                    .clone()
+                    .ok_or("action cancel needs orderHashes")?,
+            ),
+            "cancelAll" => RequestAction::CancelAll,
+            "scheduleCancel" => RequestAction::ScheduleCancel {
+                at_ms: self
+                    .at_ms
+                    .ok_or("action scheduleCancel needs atMs (0 clears)")?,
+            },
+            "subscribe" => RequestAction::Subscribe {
+                cancel_on_disconnect: self.cancel_on_disconnect.unwrap_or(false),
+            },
+            other => {
+                return Err(format!(
+                    "unknown action {other:?}: use cancel, cancelAll, scheduleCancel or subscribe"
+                ));
+            }
+        };
+        Ok(Request {
+            venue: self.venue,
+            account: self.account,
+            key: self.key,
+            action,
+            timestamp_ms: self.timestamp_ms,
+        })
+    }
 }
 
 /// A held key as the socket lists it.
@@ -296,6 +386,68 @@ impl SigningService {
         sign_order(&slot.key, venue, self.chain_id, order)
             .await
             .map_err(|e| Refused::Signing(e.to_string()))
+    }
+
+    /// Signs a matcher request (cancel, cancel-all, schedule a cancel-all, subscribe) with the key it names,
+    /// if this sidecar holds the key, the request is for this signer's account and its fields make sense
+    /// ([`Request::check_fields`]: a cancel names an order, a schedule is far enough ahead or clears).
+    /// Requests only take risk off or read, so they skip the rate limit, as the account's cancels do.
+    /// Records the decision either way, under the request's digest.
+    pub async fn sign_request(&self, request: &Request) -> Result<SignedRequest, Refused> {
+        let digest = request.digest(self.chain_id);
+        let result = self.decide_request(request).await;
+        let what = match &request.action {
+            RequestAction::Cancel(hashes) => format!("cancel of {} orders", hashes.len()),
+            RequestAction::CancelAll => "cancel-all".into(),
+            RequestAction::ScheduleCancel { at_ms: 0 } => "scheduled cancel cleared".into(),
+            RequestAction::ScheduleCancel { at_ms } => {
+                format!("cancel-all scheduled at {at_ms} ms")
+            }
+            RequestAction::Subscribe {
+                cancel_on_disconnect,
+            } => format!("subscribe (cancel on disconnect: {cancel_on_disconnect})"),
+        };
+        let detail = match &result {
+            Ok(_) => format!(
+                "matcher request at venue {}: {what}, timestamp {} ms",
+                request.venue, request.timestamp_ms
+            ),
+            Err(e) => format!("matcher request at venue {}: {what}: {e}", request.venue),
+        };
+        let outcome = if result.is_ok() { "signed" } else { "refused" };
+        self.record(Decision {
+            time: self.now(),
+            key: request.key,
+            account: request.account,
+            user_op_hash: digest,
+            outcome: outcome.into(),
+            detail,
+        })?;
+        result.map(|signature| SignedRequest {
+            signature,
+            digest,
+            key: request.key,
+        })
+    }
+
+    async fn decide_request(&self, request: &Request) -> Result<Bytes, Refused> {
+        let slot = self
+            .slots
+            .get(&request.key)
+            .ok_or(Refused::UnknownKey(request.key))?;
+        if request.account != self.account {
+            return Err(Refused::WrongAccount {
+                got: request.account,
+                expected: self.account,
+            });
+        }
+        request
+            .sign(&slot.key, self.chain_id)
+            .await
+            .map_err(|e| match e {
+                RequestError::Signing(e) => Refused::Signing(e.to_string()),
+                other => Refused::BadRequest(other),
+            })
     }
 
     fn take_rate(&self, slot: &Slot) -> Result<(), Refused> {
