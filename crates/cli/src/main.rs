@@ -8,6 +8,7 @@ mod demo;
 mod devnet;
 mod order;
 mod output;
+mod quote;
 mod relayer;
 mod scenarios;
 mod session;
@@ -105,6 +106,10 @@ enum Command {
     /// Place and close orders.
     #[command(subcommand)]
     Order(order::OrderCommand),
+    /// Quote with signed off-chain orders on the relayer's matcher: place, cancel, schedule a cancel, read
+    /// the book, watch the key's orders.
+    #[command(subcommand)]
+    Quote(quote::QuoteCommand),
     /// Positions, account value, margin requirements and margin-call state.
     Portfolio,
     /// Run the ERC-4337 relayer (bundler) against a chain, or export its audit log.
@@ -182,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Withdraw { amount } => account::withdraw(&g, &amount).await,
         Command::Session(cmd) => session::run(&g, cmd).await,
         Command::Order(cmd) => order::run(&g, cmd).await,
+        Command::Quote(cmd) => quote::run(&g, cmd).await,
         Command::Portfolio => order::portfolio(&g).await,
         Command::Sim(cmd) => sim::run_command(&g, cmd).await,
         Command::Relayer(args) => relayer::run(&g, args).await,
