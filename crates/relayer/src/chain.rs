@@ -20,8 +20,8 @@ use alloy_primitives::{Address, B256};
 use keyscope_core::bindings::IEntryPoint;
 
 use crate::{
-    bundler::in_flight::{Bundle, InFlight},
     config::BundlerConfig,
+    in_flight::{Bundle, InFlight},
     metrics::Metrics,
     pool::{MinedIn, Pool, PoolOp},
     store::OpRecord,

@@ -9,7 +9,7 @@ use std::{
 use alloy_primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 
-use crate::pool::PoolLimits;
+use crate::records::PoolLimits;
 
 /// Errors from reading a configuration.
 #[derive(Debug, thiserror::Error)]

@@ -24,12 +24,14 @@ pub mod cluster;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod feed;
+pub(crate) mod in_flight;
 #[cfg(feature = "devnet")]
 pub mod local_postgres;
 pub(crate) mod matcher;
 pub(crate) mod metrics;
 pub(crate) mod op;
 pub(crate) mod pool;
+pub(crate) mod records;
 pub(crate) mod rpc;
 pub(crate) mod service;
 pub mod store;
@@ -53,9 +55,10 @@ pub use service::Identity;
 pub use validate::{Health, HealthChange};
 
 use crate::{
-    bundler::{Bundler, BundlerDeps, in_flight::InFlight},
+    bundler::{Bundler, BundlerDeps},
     chain::Chain,
     cluster::Cluster,
+    in_flight::InFlight,
     metrics::Metrics,
     pool::{Pool, PoolConfig, PoolDeps},
     service::Service,

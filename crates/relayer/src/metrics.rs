@@ -117,7 +117,7 @@ impl Metrics {
     }
 
     /// Records the stages of an op that was just mined.
-    pub fn observe_lifecycle(&self, r: &crate::store::OpRecord) {
+    pub fn observe_lifecycle(&self, r: &crate::records::OpRecord) {
         let t = r.timings;
         let span = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| b.saturating_sub(a));
         for (stage, v) in [

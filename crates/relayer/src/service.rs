@@ -12,8 +12,9 @@ use alloy_primitives::{Address, B256, U256};
 use tokio::sync::{Mutex, Notify, watch};
 
 use crate::{
-    bundler::{BuildError, Bundler, in_flight::InFlight},
+    bundler::{BuildError, Bundler},
     chain::Chain,
+    in_flight::InFlight,
     pool::Pool,
     store::Store,
 };
@@ -249,5 +250,30 @@ impl Service {
             .get_balance(self.identity.relayer)
             .await
             .map_err(|e| BuildError::Node(e.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::cluster::ShardHolder for Service {
+    fn head_number(&self) -> u64 {
+        self.pool.head().number
+    }
+
+    async fn adopt(
+        &self,
+        records: Vec<crate::records::OpRecord>,
+        mined: Vec<crate::records::OpRecord>,
+    ) -> Result<usize, String> {
+        self.chain
+            .adopt(records, mined)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn forget_senders(
+        &self,
+        lost: &(dyn Fn(alloy_primitives::Address) -> bool + Send + Sync),
+    ) {
+        self.pool.forget_senders(lost).await;
     }
 }

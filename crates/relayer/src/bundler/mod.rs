@@ -4,7 +4,6 @@
 //! the chain follower's job ([`crate::chain`]).
 
 pub mod economics;
-pub mod in_flight;
 
 use std::{
     sync::{Arc, Mutex},
@@ -23,6 +22,7 @@ use alloy_primitives::{Address, B256, U256};
 use keyscope_core::{bindings::IEntryPoint, rpc_op::unpack};
 
 use crate::calldata::floor_gas as calldata_floor_gas;
+use crate::in_flight::{Bundle, InFlight, SentState};
 use crate::{
     config::{BundlerConfig, BundlingMode},
     metrics::Metrics,
@@ -30,7 +30,6 @@ use crate::{
     validate::{BundleError, SimBlock, SimConfig, gas_sum, layers::Layers, simulate_bundle},
 };
 use economics::{Charged, economics, losers, repays};
-use in_flight::{Bundle, InFlight, SentState};
 
 /// Errors from a bundling round.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,6 @@
 //! previous owner sent are followed to their receipts, ops it had not sent are bundled again; and gives
 //! shards above its share back. On a clean stop it gives everything back at once.
 
-pub mod fence;
 pub mod leases;
 
 use std::{
@@ -27,16 +26,32 @@ use alloy_primitives::Address;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-pub use fence::{Fence, shard_of};
+pub use crate::records::{Fence, shard_of};
 use leases::Leases;
 
 use crate::{
     config::ClusterConfig,
     error::{RpcError, code},
     metrics::Metrics,
-    service::Service,
+    records::OpRecord,
     store::{StoreError, postgres::PgStore},
 };
+
+/// What the cluster asks of the instance it runs in when shards move: the head it is at, adopting a
+/// taken shard's unfinished ops, and forgetting the pooled ops of senders it no longer holds. The service
+/// implements it; the cluster does not know the pool or the chain follower.
+#[async_trait::async_trait]
+pub trait ShardHolder: Send + Sync {
+    /// The block number the pool is at.
+    fn head_number(&self) -> u64;
+    /// Takes over a shard's unfinished ops and those it recently saw included.
+    async fn adopt(&self, records: Vec<OpRecord>, mined: Vec<OpRecord>) -> Result<usize, String>;
+    /// Forgets the pooled ops of every sender for which `lost` holds.
+    async fn forget_senders(
+        &self,
+        lost: &(dyn Fn(alloy_primitives::Address) -> bool + Send + Sync),
+    );
+}
 
 /// The method an instance forwards an op to its shard's owner with (the owner does not forward it again).
 pub const FORWARD_METHOD: &str = "keyscope_clusterSendUserOperation";
@@ -243,7 +258,11 @@ impl Cluster {
     }
 
     /// Renews, rebalances and takes over every `renew_ms` until `shutdown`; then gives every lease back.
-    pub async fn run(self: Arc<Self>, service: Arc<Service>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        service: Arc<dyn ShardHolder>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut every = tokio::time::interval(Duration::from_millis(self.cfg.renew_ms));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -251,18 +270,18 @@ impl Cluster {
                 _ = every.tick() => {}
                 _ = shutdown.changed() => break,
             }
-            if let Err(e) = self.tick(&service).await {
+            if let Err(e) = self.tick(service.as_ref()).await {
                 tracing::warn!(
                     "cluster round failed (tried again in {} ms): {e}",
                     self.cfg.renew_ms
                 );
             }
         }
-        self.release_all(&service).await;
+        self.release_all(service.as_ref()).await;
     }
 
     /// One round (see the module doc).
-    async fn tick(&self, service: &Service) -> Result<(), StoreError> {
+    async fn tick(&self, service: &dyn ShardHolder) -> Result<(), StoreError> {
         let live = self.leases.heartbeat(self.url()).await?;
         self.renew_key().await?;
         let held = self.fence.owned();
@@ -348,23 +367,22 @@ impl Cluster {
     }
 
     /// Takes `shard` at `epoch`: resumes its unfinished ops before its senders' new ops are taken.
-    async fn take(&self, service: &Service, shard: u16, epoch: u64) {
+    async fn take(&self, service: &dyn ShardHolder, shard: u16, epoch: u64) {
         self.adopting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(shard);
         self.fence.hold(shard, epoch);
         Metrics::inc(&self.metrics.shards_taken);
-        let from = service.pool.head().number.saturating_sub(self.reorg_depth);
+        let from = service.head_number().saturating_sub(self.reorg_depth);
         let resumed = async {
             let records = self.store.unfinished_in(shard).await?;
             let mined = self.store.included_since_in(shard, from).await?;
             let n = records.len();
             service
-                .chain
                 .adopt(records, mined)
                 .await
-                .map_err(|e| StoreError::Read(e.to_string()))?;
+                .map_err(StoreError::Read)?;
             Ok::<_, StoreError>(n)
         }
         .await;
@@ -391,17 +409,14 @@ impl Cluster {
 
     /// Forgets the pooled ops of senders whose shard this instance does not hold (another instance holds
     /// them now, or will).
-    async fn forget_unheld(&self, service: &Service) {
+    async fn forget_unheld(&self, service: &dyn ShardHolder) {
         let fence = &self.fence;
-        service
-            .pool
-            .forget_senders(|sender| !fence.owns(sender))
-            .await;
+        service.forget_senders(&|sender| !fence.owns(sender)).await;
     }
 
     /// On a clean stop: gives every shard and the bundle key back, so the others take them at once
     /// instead of after a lease.
-    async fn release_all(&self, service: &Service) {
+    async fn release_all(&self, service: &dyn ShardHolder) {
         let held = self.fence.owned();
         for shard in held.keys() {
             self.fence.release(*shard);

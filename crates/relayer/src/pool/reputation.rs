@@ -81,13 +81,7 @@ pub enum ReputationStatus {
     Banned,
 }
 
-/// One entity's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReputationEntry {
-    pub ops_seen: u64,
-    pub ops_included: u64,
-}
+pub use crate::records::ReputationEntry;
 
 /// ERC-7562 reputation: an entity whose ops are seen far more often than they are included is
 /// throttled, then banned. Constants from the ERC.

@@ -17,13 +17,10 @@ use std::sync::Arc;
 use alloy_primitives::{Address, B256};
 
 pub mod postgres;
-mod records;
 pub mod redb;
 
-pub use records::{AuditEntry, OpRecord, OpStatus, Timings, verify_audit};
+pub use crate::records::{AuditEntry, OpRecord, OpStatus, ReputationEntry, Timings};
 pub use redb::export_audit;
-
-use crate::pool::ReputationEntry;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -115,4 +112,25 @@ impl std::ops::Deref for Store {
     fn deref(&self) -> &Self::Target {
         &*self.0
     }
+}
+
+/// Checks that `entries` (from seq 0) form an unbroken hash chain.
+pub fn verify_audit(entries: &[AuditEntry]) -> Result<(), StoreError> {
+    let mut prev = B256::ZERO;
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as u64 {
+            return Err(StoreError::Audit {
+                seq: e.seq,
+                reason: format!("expected sequence number {i}"),
+            });
+        }
+        if e.prev != prev || e.chained_hash() != e.hash {
+            return Err(StoreError::Audit {
+                seq: e.seq,
+                reason: "hash chain broken: the entry or one before it was altered".into(),
+            });
+        }
+        prev = e.hash;
+    }
+    Ok(())
 }

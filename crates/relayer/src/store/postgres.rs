@@ -17,7 +17,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::{AuditEntry, Backend, OpRecord, StoreError, read_err, write_err};
-use crate::{cluster::Fence, metrics::Metrics, pool::ReputationEntry};
+use crate::{
+    metrics::Metrics,
+    records::{Fence, ReputationEntry},
+};
 
 /// The migrations, in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_cluster.sql"))];

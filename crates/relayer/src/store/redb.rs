@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     AuditEntry, Backend, OpRecord, OpStatus, StoreError, read_err, verify_audit, write_err,
 };
-use crate::pool::ReputationEntry;
+use crate::records::ReputationEntry;
 
 const OPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ops");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");

@@ -18,7 +18,7 @@ use alloy::{
     rpc::types::BlockNumberOrTag,
     sol_types::{SolCall, SolEvent},
 };
-use alloy_primitives::{Address, B256, Bytes, I256, Log, U256};
+use alloy_primitives::{Address, B256, Bytes, Log, U256};
 use keyscope_core::{
     bindings::{IEntryPoint, PerpVenue, TradingAccount},
     user_op::PackedUserOperation,
@@ -109,29 +109,7 @@ impl ValidationData {
     }
 }
 
-/// An account's standing on the venue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Health {
-    /// Collateral plus unrealised PnL and funding (quote units).
-    pub account_value: I256,
-    /// Margin its positions need to be opened or grown.
-    pub initial_margin: U256,
-    /// Margin below which it can be liquidated.
-    pub maintenance_margin: U256,
-    /// `Healthy`, `MarginCall`, `Liquidatable` or `Bankrupt`.
-    pub state: String,
-}
-
-/// Health before and after the op, on the pending state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthChange {
-    /// Before the op.
-    pub before: Health,
-    /// After it.
-    pub after: Health,
-}
+pub use crate::records::{Health, HealthChange};
 
 /// What simulating an op found.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! What the store keeps about an op: its record (status, timings, where it was mined, its health), and
+//! What the relayer records about an op: its record (status, timings, where it was mined, its health), and
 //! the audit log's entries — a hash chain, each entry naming the hash of the one before, so an edited or
 //! deleted entry breaks every hash after it.
 
@@ -6,8 +6,7 @@ use alloy_primitives::{Address, B256, U256, keccak256};
 use keyscope_core::{ops::OpKind, rpc_op::RpcUserOperation};
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
-use crate::validate::HealthChange;
+use super::HealthChange;
 
 /// Where an op is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,31 +164,11 @@ impl AuditEntry {
         }
     }
 
-    pub(super) fn chained_hash(&self) -> B256 {
+    /// keccak256(prev ‖ this entry's JSON without `hash`): what `hash` must be.
+    pub fn chained_hash(&self) -> B256 {
         let mut unhashed = self.clone();
         unhashed.hash = B256::ZERO;
         let json = serde_json::to_vec(&unhashed).expect("audit entries serialize");
         keccak256([self.prev.as_slice(), &json].concat())
     }
-}
-
-/// Checks that `entries` (from seq 0) form an unbroken hash chain.
-pub fn verify_audit(entries: &[AuditEntry]) -> Result<(), StoreError> {
-    let mut prev = B256::ZERO;
-    for (i, e) in entries.iter().enumerate() {
-        if e.seq != i as u64 {
-            return Err(StoreError::Audit {
-                seq: e.seq,
-                reason: format!("expected sequence number {i}"),
-            });
-        }
-        if e.prev != prev || e.chained_hash() != e.hash {
-            return Err(StoreError::Audit {
-                seq: e.seq,
-                reason: "hash chain broken: the entry or one before it was altered".into(),
-            });
-        }
-        prev = e.hash;
-    }
-    Ok(())
 }
