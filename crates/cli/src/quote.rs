@@ -352,8 +352,9 @@ pub async fn run(g: &Global, cmd: QuoteCommand) -> anyhow::Result<()> {
             let order = call(relayer_url(g)?, "keyscope_getOrder", json!([order_hash])).await?;
             if order.is_null() {
                 bail!(
-                    "order {order_hash} is not on this matcher: never placed here, or off the book with its fills \
-                     settled (the matcher keeps only live orders; `keyscope quote watch` streams what happens to them)"
+                    "order {order_hash} is not on this matcher: never placed here, or finished long ago (the \
+                     matcher remembers its last 10,000 finished orders; `keyscope quote watch` streams what happens \
+                     to them)"
                 );
             }
             return print_order(g.json, &deployment, order);
@@ -636,6 +637,8 @@ fn print_order(json_mode: bool, deployment: &Deployment, view: Value) -> anyhow:
     struct View {
         order_hash: B256,
         order: OrderJson,
+        status: String,
+        reason: Option<String>,
         filled: U256,
         resting: U256,
     }
@@ -660,6 +663,8 @@ fn print_order(json_mode: bool, deployment: &Deployment, view: Value) -> anyhow:
             "price": amount(o.limit_price),
             "timeInForce": tif,
             "reduceOnly": o.reduce_only,
+            "status": v.status,
+            "reason": v.reason,
             "filled": amount(v.filled),
             "resting": amount(v.resting),
             "key": o.key,
@@ -670,12 +675,17 @@ fn print_order(json_mode: bool, deployment: &Deployment, view: Value) -> anyhow:
         }),
         || {
             format!(
-                "order {}: {side} {} {market} @ {} ({tif}{}), filled {}, resting {}; key {} of {}, expires {} ms, \
-                 nonce {}",
+                "order {}: {side} {} {market} @ {} ({tif}{}), {}{}, filled {}, resting {}; key {} of {}, expires {} \
+                 ms, nonce {}",
                 v.order_hash,
                 amount(o.size),
                 amount(o.limit_price),
                 if o.reduce_only { ", reduce-only" } else { "" },
+                v.status,
+                v.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
                 amount(v.filled),
                 amount(v.resting),
                 o.key,

@@ -359,9 +359,17 @@ fn a_market_maker_quotes_and_a_taker_lifts_the_ask() {
     wait_until("the scheduled cancel fires", 20, || {
         book(&maker).0.is_empty()
     });
-    // Off the book with nothing to settle, it is forgotten: the lookup says so.
-    let gone = maker.fails(&["quote", "order", q["orderHash"].as_str().unwrap()]);
-    assert!(gone.contains("is not on this matcher"), "{gone}");
+    // Off the book, the lookup says how it ended; a hash never placed is not found.
+    let gone = maker.ok(&["quote", "order", q["orderHash"].as_str().unwrap()]);
+    assert_eq!(gone["status"], "cancelled", "{gone}");
+    assert_eq!(gone["reason"], "scheduled cancel-all", "{gone}");
+    assert_eq!(gone["resting"], "0", "{gone}");
+    let unknown = maker.fails(&[
+        "quote",
+        "order",
+        "0x00000000000000000000000000000000000000000000000000000000000000aa",
+    ]);
+    assert!(unknown.contains("is not on this matcher"), "{unknown}");
     // Cleared, a schedule does not fire.
     maker.place("buy", "0.1", "59700", "--post-only");
     maker.quote(&["schedule-cancel", "--in", "5s"]);

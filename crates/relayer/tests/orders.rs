@@ -359,7 +359,25 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
         .await
         .unwrap();
     assert_eq!(done["cancelled"], json!([q[0].2]));
+    assert_eq!(done["notResting"], json!([]));
     assert_eq!(resting(&s, q[0].2).await, None);
+    // The lookup tells how it ended.
+    let gone = s.call("keyscope_getOrder", json!([q[0].2])).await.unwrap();
+    assert_eq!(gone["status"], "cancelled", "{gone}");
+    assert_eq!(gone["reason"], "cancelled by its key", "{gone}");
+    // Naming it again (and a hash never placed) cancels nothing and says so.
+    let (fields2, sig2) = request(
+        &s,
+        &t,
+        RequestAction::Cancel(vec![q[0].2, B256::repeat_byte(0xaa)]),
+    )
+    .await;
+    let done = s
+        .call("keyscope_cancelOrders", json!([fields2, sig2]))
+        .await
+        .unwrap();
+    assert_eq!(done["cancelled"], json!([]));
+    assert_eq!(done["notResting"], json!([q[0].2, B256::repeat_byte(0xaa)]));
     // The same request again: a replay, refused.
     let e = s
         .call("keyscope_cancelOrders", json!([fields, sig]))

@@ -36,11 +36,31 @@ pub(crate) struct Live {
     /// Initial margin fraction of its market when placed (WAD).
     pub imf: u64,
     pub placed_ms: u64,
+    /// Why it left the book before it filled in full, once it did.
+    pub ended: Option<(OrderStatus, String)>,
 }
 
 impl Live {
     fn remaining(&self) -> u128 {
         self.order.size - self.matched
+    }
+
+    /// Where it stands now.
+    pub(crate) fn status(&self) -> (OrderStatus, Option<String>) {
+        if self.resting {
+            return if self.matched > 0 {
+                (OrderStatus::PartiallyFilled, None)
+            } else {
+                (OrderStatus::Resting, None)
+            };
+        }
+        if self.matched == self.order.size {
+            return (OrderStatus::Filled, None);
+        }
+        match &self.ended {
+            Some((status, why)) => (*status, Some(why.clone())),
+            None => (OrderStatus::Cancelled, None),
+        }
     }
 
     fn update(&self, status: OrderStatus, reason: Option<String>) -> Box<OrderUpdate> {
@@ -143,10 +163,16 @@ pub(crate) struct Engine {
     schedules: HashMap<(Address, Address), u64>,
     /// Every order hash ever placed (a hash is placed once).
     seen: HashSet<B256>,
+    /// Orders that left the matcher, last [`RECENT`] of them, for `keyscope_getOrder` to answer with their end.
+    recent: HashMap<B256, Live>,
+    recent_order: std::collections::VecDeque<B256>,
     /// Every (account, key, nonce) ever placed: the venue spends an order's nonce when it fills in full, so
     /// a second order on the same nonce could never settle after the first.
     nonces: HashSet<(Address, Address, u64)>,
 }
+
+/// How many finished orders the matcher remembers for lookups.
+pub(crate) const RECENT: usize = 10_000;
 
 /// The book-side time-in-force of an order.
 fn tif(order: &Order) -> Tif {
@@ -184,6 +210,22 @@ impl Engine {
     /// A live order.
     pub(crate) fn order(&self, hash: &B256) -> Option<&Live> {
         self.orders.get(hash)
+    }
+
+    /// A live order, or one of the last [`RECENT`] that finished.
+    pub(crate) fn lookup(&self, hash: &B256) -> Option<&Live> {
+        self.orders.get(hash).or_else(|| self.recent.get(hash))
+    }
+
+    /// Keeps a finished order for lookups, forgetting the oldest past [`RECENT`].
+    fn retire(&mut self, live: Live) {
+        if self.recent_order.len() >= RECENT {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+        self.recent_order.push_back(live.hash);
+        self.recent.insert(live.hash, live);
     }
 
     /// The resting orders of (account, key).
@@ -273,6 +315,7 @@ impl Engine {
             resting: false,
             imf,
             placed_ms: now_ms,
+            ended: None,
         };
         self.hold(live.order.account, needed);
         let mut fills = Vec::new();
@@ -333,6 +376,7 @@ impl Engine {
                     "self-trade prevention".to_string()
                 }
             });
+            live.ended = why.clone().map(|w| (status, w));
             changes.records.push(Record::OffBook {
                 hash,
                 reason: why.clone().unwrap_or_else(|| "filled".into()),
@@ -362,6 +406,8 @@ impl Engine {
         };
         if live.resting || !ack.fills.is_empty() {
             self.orders.insert(hash, live);
+        } else {
+            self.retire(live);
         }
         Ok((ack, changes))
     }
@@ -496,13 +542,18 @@ impl Engine {
         changes
             .events
             .extend(self.level_events(market, &[(is_buy, price)]));
+        if let Some(l) = self.orders.get_mut(&hash) {
+            l.ended = Some((status, reason.to_string()));
+        }
         // Nothing can change it any more unless a fill of it waits for settlement.
         if !self
             .fills
             .values()
             .any(|f| f.maker == hash || f.taker == hash)
         {
-            self.orders.remove(&hash);
+            if let Some(l) = self.orders.remove(&hash) {
+                self.retire(l);
+            }
         }
     }
 
@@ -733,7 +784,17 @@ impl Engine {
             .values()
             .flat_map(|f| [f.maker, f.taker])
             .collect();
-        self.orders.retain(|h, l| l.resting || pending.contains(h));
+        let done: Vec<B256> = self
+            .orders
+            .iter()
+            .filter(|(h, l)| !l.resting && !pending.contains(*h))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in done {
+            if let Some(l) = self.orders.remove(&h) {
+                self.retire(l);
+            }
+        }
     }
 
     /// The current size at each touched level, as book events.
@@ -787,6 +848,7 @@ impl Engine {
                         resting: true,
                         imf,
                         placed_ms: at_ms,
+                        ended: None,
                     });
                 }
                 Record::Matched {

@@ -42,7 +42,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use chain_view::ChainReadError;
 pub use engine::{Ack, EngineError};
-pub use events::{FillStatus, MatcherEvent};
+pub use events::{FillStatus, MatcherEvent, OrderStatus};
 pub use journal::JournalError;
 
 use crate::config::MatcherConfig;
@@ -97,6 +97,8 @@ pub enum MatchError {
 pub struct RequestDone {
     /// Orders taken off the book.
     pub cancelled: Vec<B256>,
+    /// Orders named that were not resting (filled, cancelled or expired before, or never placed here).
+    pub not_resting: Vec<B256>,
     /// The key's scheduled cancel-all after the request (ms), if any.
     pub scheduled_cancel_ms: Option<u64>,
 }
@@ -107,6 +109,9 @@ pub struct RequestDone {
 pub struct OrderView {
     pub order_hash: B256,
     pub order: keyscope_core::order::OrderJson,
+    pub status: OrderStatus,
+    /// Why it left the book, if it did before filling in full.
+    pub reason: Option<String>,
     pub filled: U256,
     pub resting: U256,
     pub placed_ms: u64,
@@ -398,8 +403,17 @@ impl Matcher {
             }
             RequestAction::Subscribe { .. } => vec![],
         };
+        let not_resting = match &req.action {
+            RequestAction::Cancel(hashes) => hashes
+                .iter()
+                .filter(|h| !cancelled.contains(h))
+                .copied()
+                .collect(),
+            _ => vec![],
+        };
         Ok(RequestDone {
             cancelled,
+            not_resting,
             scheduled_cancel_ms: state.engine.scheduled(account, key),
         })
     }
@@ -420,19 +434,24 @@ impl Matcher {
         }
     }
 
-    /// A live order.
+    /// An order: live, or one of the last 10,000 that finished (with how it ended).
     pub fn order(&self, hash: B256) -> Option<OrderView> {
         let state = self.0.state.lock().expect("matcher lock");
-        state.engine.order(&hash).map(|l| OrderView {
-            order_hash: l.hash,
-            order: (&l.order).into(),
-            filled: U256::from(l.matched),
-            resting: U256::from(if l.resting {
-                l.order.size - l.matched
-            } else {
-                0
-            }),
-            placed_ms: l.placed_ms,
+        state.engine.lookup(&hash).map(|l| {
+            let (status, reason) = l.status();
+            OrderView {
+                order_hash: l.hash,
+                order: (&l.order).into(),
+                status,
+                reason,
+                filled: U256::from(l.matched),
+                resting: U256::from(if l.resting {
+                    l.order.size - l.matched
+                } else {
+                    0
+                }),
+                placed_ms: l.placed_ms,
+            }
         })
     }
 
