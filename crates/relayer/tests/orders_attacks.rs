@@ -2,7 +2,8 @@
 //! action done legitimately succeeds): a third party with no key of the victim (cancel, replace, replay,
 //! read its order stream, make its orders fail at settlement), a holder of a stolen session key (another
 //! market or account, beyond size, notional or margin by many orders, after a revoke or epoch bump), an
-//! order account contract that is not Keyscope's, and a client sending crafted JSON. Attacks that succeed today are written as the safe behaviour and ignored with `BUG:`.
+//! order account contract that is not Keyscope's, and a client sending crafted JSON. Attacks that succeed
+//! today are written as the safe behaviour and ignored with `BUG:`.
 
 mod common;
 
