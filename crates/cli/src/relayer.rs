@@ -52,9 +52,26 @@ pub struct RelayerArgs {
     /// Pooled ops one unstaked sender may have (ERC-7562 SAME_SENDER_MEMPOOL_COUNT is 4) [default: 64].
     #[arg(long, env = "KEYSCOPE_RELAYER_MAX_OPS_PER_SENDER")]
     max_ops_per_sender: Option<usize>,
+    #[command(flatten)]
+    tls: Box<TlsArgs>,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+/// TLS on the JSON-RPC listener (boxed: the command's arguments stay small).
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Serve JSON-RPC over TLS with this certificate chain (PEM; with --tls-key). Re-read when the file
+    /// changes. `keyscope relayer tls-init` writes a development pair.
+    #[arg(long, env = "KEYSCOPE_RELAYER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM; with --tls-cert).
+    #[arg(long, env = "KEYSCOPE_RELAYER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen (behind a proxy that terminates TLS).
+    #[arg(long, env = "KEYSCOPE_RELAYER_ALLOW_PLAINTEXT")]
+    allow_plaintext: bool,
 }
 
 /// A wei amount: decimal or 0x-hex.
@@ -74,6 +91,20 @@ enum RelayerCommand {
         /// jsonl (one entry per line, with the signed op) or csv.
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
+    },
+    /// Write a local development CA (ca.pem, ca.key) and a certificate it issues for localhost,
+    /// 127.0.0.1 and ::1 (cert.pem, key.pem) into --out; run again to renew the certificate under the
+    /// same CA. For devnets and demos: clients must trust ca.pem.
+    TlsInit {
+        /// The directory to write into.
+        #[arg(long, default_value = ".keyscope/tls")]
+        out: PathBuf,
+        /// More names or addresses the certificate is for (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// How long the certificate is valid (days).
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=825))]
+        days: i64,
     },
 }
 
@@ -150,12 +181,62 @@ pub fn config(g: &Global, args: &RelayerArgs) -> anyhow::Result<Config> {
     if let Some(v) = args.max_ops_per_sender {
         c.pool.max_ops_per_sender = v;
     }
+    if let (Some(cert), Some(key)) = (&args.tls.tls_cert, &args.tls.tls_key) {
+        c.tls = Some(match c.tls.take() {
+            Some(t) => keyscope_relayer::config::TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                ..t
+            },
+            None => keyscope_relayer::config::TlsConfig::new(cert.clone(), key.clone()),
+        });
+    }
+    c.allow_plaintext |= args.tls.allow_plaintext;
     Ok(c)
 }
 
+/// `tls-init`: the development CA and certificate, and where they are.
+fn tls_init(g: &Global, out: &std::path::Path, hosts: &[String], days: i64) -> anyhow::Result<()> {
+    let f = keyscope_relayer::tls::DevCa::write_dev_files(out, hosts, days)?;
+    emit(
+        g.json,
+        json!({
+            "caCert": f.ca_cert,
+            "caKey": f.ca_key,
+            "cert": f.cert,
+            "key": f.key,
+            "newCa": f.new_ca,
+        }),
+        || {
+            format!(
+                "{} {}\n  CA certificate (clients trust this): {}\n  CA key (0600, keep private):     {}\n  \
+                 relayer certificate:               {}\n  relayer key (0600):                {}\n\
+                 serve with: keyscope relayer --tls-cert {} --tls-key {}",
+                if f.new_ca {
+                    "wrote a new development CA and"
+                } else {
+                    "kept the development CA in place and wrote"
+                },
+                "a certificate for localhost, 127.0.0.1, ::1",
+                f.ca_cert.display(),
+                f.ca_key.display(),
+                f.cert.display(),
+                f.key.display(),
+                f.cert.display(),
+                f.key.display(),
+            )
+        },
+    );
+    Ok(())
+}
+
 pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
-    if let Some(RelayerCommand::Audit { data_dir, format }) = &args.command {
-        return export(data_dir, format);
+    match &args.command {
+        Some(RelayerCommand::Audit { data_dir, format }) => return export(data_dir, format),
+        Some(RelayerCommand::TlsInit { out, hosts, days }) => {
+            return tls_init(g, out, hosts, *days);
+        }
+        None => {}
     }
     init_logs(&args.log_format);
     // Only a deployment (or venue) it is given makes the relayer trading-aware: it never guesses one.
@@ -298,6 +379,66 @@ mod tests {
         let shipped = keyscope_relayer::Config::default();
         assert_eq!(d.min_stake_wei, shipped.min_stake_wei);
         assert_eq!(d.pool.max_ops_per_sender, shipped.pool.max_ops_per_sender);
+    }
+
+    #[test]
+    fn tls_flags_set_the_tls_section_and_need_each_other() {
+        let c = parse(&[
+            "--tls-cert",
+            "/etc/k/cert.pem",
+            "--tls-key",
+            "/etc/k/key.pem",
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, std::path::PathBuf::from("/etc/k/cert.pem"));
+        assert_eq!(tls.key, std::path::PathBuf::from("/etc/k/key.pem"));
+        assert_eq!(tls.reload_secs, 5, "the rest at their defaults");
+        let e = parse(&["--tls-cert", "/etc/k/cert.pem"]).unwrap_err();
+        assert!(e.contains("--tls-key"), "{e}");
+        assert!(parse(&[]).unwrap().tls.is_none());
+        assert!(parse(&["--allow-plaintext"]).unwrap().allow_plaintext);
+    }
+
+    #[test]
+    fn tls_init_writes_a_pair_the_relayer_loads() {
+        let out =
+            std::env::temp_dir().join(format!("keyscope-cli-tls-init-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let cli = Cli::try_parse_from([
+            "keyscope",
+            "--json",
+            "relayer",
+            "tls-init",
+            "--out",
+            out.to_str().unwrap(),
+            "--host",
+            "relayer.lan",
+        ])
+        .unwrap();
+        let Command::Relayer(r) = cli.command else {
+            panic!("not the relayer command")
+        };
+        let Some(super::RelayerCommand::TlsInit {
+            out: o,
+            hosts,
+            days,
+        }) = &r.command
+        else {
+            panic!("not tls-init")
+        };
+        assert_eq!(
+            (hosts.as_slice(), *days),
+            (&["relayer.lan".to_string()][..], 90)
+        );
+        super::tls_init(&cli.global, o, hosts, *days).unwrap();
+        keyscope_relayer::tls::load_certified_key(&out.join("cert.pem"), &out.join("key.pem"))
+            .unwrap();
+        let e = Cli::try_parse_from(["keyscope", "relayer", "tls-init", "--days", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--days"), "{e}");
+        let _ = std::fs::remove_dir_all(&out);
     }
 
     #[test]

@@ -250,6 +250,49 @@ impl Default for MatcherConfig {
     }
 }
 
+/// TLS on the JSON-RPC listener (HTTP and WebSocket on one port): a certificate chain and its key, PEM
+/// files read again when they change (every `reload_secs`), so a renewed certificate is served without a
+/// restart; a reload that fails keeps the certificate in use and logs why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM): the server's certificate first, then any intermediates.
+    pub cert: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1), readable by the relayer's user only.
+    pub key: PathBuf,
+    /// Mutual TLS: a PEM bundle of CA certificates; set, only clients presenting a certificate one of
+    /// them issued get a connection. Read once at start.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// A client that does not finish its TLS handshake in this long is disconnected (seconds) [default: 10].
+    #[serde(default = "TlsConfig::default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+    /// How often the certificate and key files are checked for a change (seconds) [default: 5].
+    #[serde(default = "TlsConfig::default_reload_secs")]
+    pub reload_secs: u64,
+}
+
+impl TlsConfig {
+    fn default_handshake_timeout_secs() -> u64 {
+        10
+    }
+
+    fn default_reload_secs() -> u64 {
+        5
+    }
+
+    /// TLS with `cert` and `key`, the other settings at their defaults.
+    pub fn new(cert: PathBuf, key: PathBuf) -> Self {
+        Self {
+            cert,
+            key,
+            client_ca: None,
+            handshake_timeout_secs: Self::default_handshake_timeout_secs(),
+            reload_secs: Self::default_reload_secs(),
+        }
+    }
+}
+
 /// The relayer's whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -309,6 +352,12 @@ pub struct Config {
     pub door: DoorConfig,
     /// The matcher for signed orders.
     pub matcher: MatcherConfig,
+    /// TLS on `listen`; unset: plain HTTP and WebSocket, allowed on a loopback address only unless
+    /// `allow_plaintext`.
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP on a non-loopback `listen` (behind a proxy that terminates TLS, on a private
+    /// network): without it such a relayer refuses to start.
+    pub allow_plaintext: bool,
 }
 
 impl Default for Config {
@@ -339,6 +388,8 @@ impl Default for Config {
             pool: PoolLimits::default(),
             door: DoorConfig::default(),
             matcher: MatcherConfig::default(),
+            tls: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -530,6 +581,34 @@ impl Config {
                 reason: "must be at least 16 characters".into(),
             });
         }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_plaintext {
+            return Err(ConfigError::Invalid {
+                field: "listen",
+                reason: format!(
+                    "{} is not a loopback address and TLS is off: anyone on the path could read and \
+                     alter every request; set [tls] cert and key (`keyscope relayer tls-init` writes a \
+                     development pair), or allow_plaintext = true behind a proxy that terminates TLS",
+                    self.listen
+                ),
+            });
+        }
+        if let Some(tls) = &self.tls {
+            if self.store.is_some() {
+                return Err(ConfigError::Invalid {
+                    field: "tls",
+                    reason: "instances of a deployment on Postgres forward ops to each other at their \
+                             plain-HTTP addresses, which a TLS listener would not answer: run them in \
+                             plain (allow_plaintext) behind a proxy that terminates TLS"
+                        .into(),
+                });
+            }
+            if tls.handshake_timeout_secs == 0 || tls.reload_secs == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "tls",
+                    reason: "handshake_timeout_secs and reload_secs must be at least 1".into(),
+                });
+            }
+        }
         if self.server.max_connections == 0
             || self.server.max_connections_per_client == 0
             || self.server.max_connections_per_subnet == 0
@@ -620,7 +699,9 @@ mod tests {
         c.admin_token = Some("short".into());
         assert!(c.check().unwrap_err().to_string().contains("16 characters"));
         c.admin_token = Some("sixteen-chars-ok".into());
+        c.allow_plaintext = true;
         c.check().unwrap();
+        c.allow_plaintext = false;
         c.admin_token = None;
         c.listen = "127.0.0.1:4337".parse().unwrap();
         c.check().unwrap();
@@ -732,5 +813,57 @@ mod tests {
             ..Default::default()
         };
         c.check().unwrap();
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_needs_tls_or_allow_plaintext() {
+        let mut c = Config {
+            relayer_key: Some("0x01".into()),
+            listen: "0.0.0.0:4337".parse().unwrap(),
+            ..Config::default()
+        };
+        let e = c.check().unwrap_err().to_string();
+        assert!(
+            e.contains("listen") && e.contains("TLS is off") && e.contains("allow_plaintext"),
+            "{e}"
+        );
+        c.listen = "[::]:4337".parse().unwrap();
+        assert!(c.check().is_err(), "every IPv6 interface is not loopback");
+        c.allow_plaintext = true;
+        c.check().unwrap();
+        c.allow_plaintext = false;
+        c.tls = Some(TlsConfig::new("cert.pem".into(), "key.pem".into()));
+        c.check().unwrap();
+        let mut cluster = c.clone();
+        cluster.store = Some("postgres://relayer@db/keyscope".into());
+        let e = cluster.check().unwrap_err().to_string();
+        assert!(e.contains("tls") && e.contains("forward"), "{e}");
+        c.tls.as_mut().unwrap().handshake_timeout_secs = 0;
+        assert!(c.check().unwrap_err().to_string().contains("tls"));
+        // Loopback stays allowed in plain (devnets, the demo, tests).
+        for l in ["127.0.0.1:4337", "[::1]:4337"] {
+            let c = Config {
+                relayer_key: Some("0x01".into()),
+                listen: l.parse().unwrap(),
+                ..Config::default()
+            };
+            c.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_tls_section_parses_with_defaults_and_refuses_typos() {
+        let c = Config::parse(
+            "listen = \"0.0.0.0:4337\"\n[tls]\ncert = \"/etc/keyscope/cert.pem\"\nkey = \"/etc/keyscope/key.pem\"\n",
+        )
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/etc/keyscope/cert.pem"));
+        assert_eq!((tls.handshake_timeout_secs, tls.reload_secs), (10, 5));
+        assert_eq!(tls.client_ca, None);
+        let e = Config::parse("[tls]\ncert = \"c.pem\"\n").unwrap_err();
+        assert!(e.contains("key"), "a missing key is named: {e}");
+        let e = Config::parse("[tls]\ncert = \"c\"\nkey = \"k\"\ncerts = \"x\"\n").unwrap_err();
+        assert!(e.starts_with("line 4:") && e.contains("certs"), "{e}");
     }
 }

@@ -51,6 +51,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 pub use config::Config;
 pub use pool::{lone_pre_verification_gas, min_pre_verification_gas};
+pub use rpc::tls;
 pub use service::Identity;
 pub use validate::{Health, HealthChange};
 
@@ -146,6 +147,8 @@ pub struct Relayer {
     service: Arc<Service>,
     /// Ops resumed from the store at start.
     pub resumed: usize,
+    /// Whether `rpc_addr` speaks TLS.
+    tls: bool,
     server: ServerHandle,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -507,6 +510,13 @@ impl Relayer {
                     .layer(rpc::WsOnlyLayer),
             )
             .to_service_builder();
+        let tls = match &config.tls {
+            Some(t) => Some(rpc::tls::Tls::load(t).map_err(|e| RelayerError::Listen {
+                addr: listen,
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
         let (stop_handle, server) = stop_channel();
         tokio::spawn(rpc::serve(
             listener,
@@ -531,6 +541,7 @@ impl Relayer {
                     Box::pin(async move { service.ready().await })
                 })
             },
+            tls,
         ));
 
         tasks.extend([
@@ -564,6 +575,7 @@ impl Relayer {
             metrics_addr,
             service,
             resumed,
+            tls: config.tls.is_some(),
             server,
             shutdown,
             tasks,
@@ -575,14 +587,16 @@ impl Relayer {
         self.service.identity
     }
 
-    /// The JSON-RPC endpoint (HTTP; the same port speaks WebSocket).
+    /// The JSON-RPC endpoint (HTTP, or HTTPS with TLS; the same port speaks WebSocket).
     pub fn url(&self) -> String {
-        format!("http://{}", self.rpc_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.rpc_addr)
     }
 
-    /// The same endpoint over WebSocket.
+    /// The same endpoint over WebSocket (`wss` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.rpc_addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.rpc_addr)
     }
 
     /// Stops taking requests, lets the bundler finish its round, and returns. Everything accepted is

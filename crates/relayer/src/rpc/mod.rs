@@ -11,6 +11,7 @@ mod keyscope;
 mod orders;
 mod receipt;
 mod serve;
+pub mod tls;
 mod ws_only;
 
 use std::sync::Arc;

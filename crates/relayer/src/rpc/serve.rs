@@ -4,6 +4,11 @@
 //! out; and a deadline on each request's head and body, so a slow sender holds no slot for long. A
 //! connection over a limit is answered `429 Too Many Requests` and closed; a request past its deadline
 //! `408 Request Timeout`.
+//!
+//! With TLS ([`super::tls::Tls`]), a connection is counted against the limits first, then its handshake
+//! runs within the handshake timeout, then HTTP (or a WebSocket upgrade) is served inside it. A
+//! connection over a limit on a TLS listener is closed without an answer: a `429` would cost the server a
+//! handshake for a client it is turning away.
 
 use std::{
     collections::HashMap,
@@ -89,14 +94,15 @@ impl Drop for Slot {
     }
 }
 
-/// A connection's socket with its slot: the slot is freed when the socket is dropped, also after a
-/// WebSocket upgrade took the socket over (the HTTP connection's task ends at the upgrade).
-struct Counted {
-    io: tokio::net::TcpStream,
+/// A connection's socket (plain, or inside TLS) with its slot: the slot is freed when the socket is
+/// dropped, also after a WebSocket upgrade took the socket over (the HTTP connection's task ends at the
+/// upgrade).
+struct Counted<T> {
+    io: T,
     _slot: Slot,
 }
 
-impl tokio::io::AsyncRead for Counted {
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -106,7 +112,7 @@ impl tokio::io::AsyncRead for Counted {
     }
 }
 
-impl tokio::io::AsyncWrite for Counted {
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -190,7 +196,8 @@ pub type ReadyProbe = Arc<
 
 /// Serves `methods` on `listener` until `stop`, with `builder`'s configuration and HTTP middleware, at
 /// most `limits` connections at once; `GET /health` (the process answers) and `GET /ready` (`ready`
-/// says it can work) for probes, outside the access layer.
+/// says it can work) for probes, outside the access layer. With `tls`, every connection speaks TLS, and
+/// the certificate files are polled for a renewal while the server runs.
 pub async fn serve(
     listener: TcpListener,
     builder: ServiceBuilder,
@@ -198,8 +205,10 @@ pub async fn serve(
     stop: StopHandle,
     limits: ConnectionLimits,
     ready: ReadyProbe,
+    tls: Option<Arc<super::tls::Tls>>,
 ) {
     let open = Arc::new(Mutex::new(Open::default()));
+    let reloader = tls.as_ref().map(|t| t.spawn_reloader());
     loop {
         let (socket, peer): (_, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -213,6 +222,10 @@ pub async fn serve(
         };
         let Some(slot) = take_slot(&open, peer.ip(), limits) else {
             tracing::debug!(%peer, "connection refused: over the connection limits");
+            if tls.is_some() {
+                drop(socket);
+                continue;
+            }
             let busy = tower::service_fn(|_req: HttpRequest<hyper::body::Incoming>| async {
                 Ok::<_, std::convert::Infallible>(response::too_many_requests())
             });
@@ -257,16 +270,40 @@ pub async fn serve(
             },
         );
         let shutdown = stop.clone().shutdown();
-        let counted = Counted {
-            io: socket,
-            _slot: slot,
-        };
         let header_timeout = limits.header_timeout.min(limits.request_timeout);
+        let handshake = tls.as_ref().map(|t| (t.acceptor(), t.handshake_timeout));
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(counted, svc, shutdown, header_timeout).await {
+            let served = match handshake {
+                None => {
+                    let counted = Counted {
+                        io: socket,
+                        _slot: slot,
+                    };
+                    serve_connection(counted, svc, shutdown, header_timeout).await
+                }
+                Some((acceptor, timeout)) => {
+                    let io = match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(io)) => io,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake not finished in {timeout:?}");
+                            return;
+                        }
+                    };
+                    let counted = Counted { io, _slot: slot };
+                    serve_connection(counted, svc, shutdown, header_timeout).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
+    }
+    if let Some(r) = reloader {
+        r.abort();
     }
 }
 
@@ -361,8 +398,8 @@ fn id_allowed(body: &[u8]) -> bool {
 
 /// Serves one connection (HTTP/1, or a WebSocket upgrade) until it ends or the server stops,
 /// closing it if a request's head does not arrive within `header_timeout`.
-async fn serve_connection<S>(
-    io: Counted,
+async fn serve_connection<S, T>(
+    io: Counted<T>,
     svc: S,
     stopped: impl std::future::Future<Output = ()>,
     header_timeout: Duration,
@@ -376,6 +413,7 @@ where
         + Send
         + 'static,
     S::Future: Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use hyper_util::{
         rt::{TokioIo, TokioTimer},
