@@ -419,19 +419,16 @@ impl Book {
         self.orders.get(id)
     }
 
-    #[cfg(test)]
     /// The highest bid price.
     pub(crate) fn best_bid(&self) -> Option<u128> {
         self.best(true)
     }
 
-    #[cfg(test)]
     /// The lowest ask price.
     pub(crate) fn best_ask(&self) -> Option<u128> {
         self.best(false)
     }
 
-    #[cfg(test)]
     fn best(&self, is_buy: bool) -> Option<u128> {
         self.sides[side_index(is_buy)]
             .first_key_value()

@@ -70,17 +70,25 @@ pub(crate) struct ChainView {
     implementation: Address,
     /// Accounts whose code was checked to be Keyscope's.
     keyscope: RwLock<HashSet<Address>>,
-    keys: RwLock<HashMap<(Address, Address), KeyState>>,
+    /// Each key's state and when it was read: older than `ttl`, it is read again before it is used.
+    keys: RwLock<HashMap<(Address, Address), (KeyState, std::time::Instant)>>,
+    ttl: std::time::Duration,
     margins: RwLock<HashMap<Address, Margin>>,
     imfs: RwLock<HashMap<u32, u64>>,
 }
 
 impl ChainView {
-    pub fn new(provider: DynProvider, venue: Address, implementation: Address) -> Self {
+    pub fn new(
+        provider: DynProvider,
+        venue: Address,
+        implementation: Address,
+        ttl: std::time::Duration,
+    ) -> Self {
         Self {
             provider,
             venue,
             implementation,
+            ttl,
             keyscope: RwLock::default(),
             keys: RwLock::default(),
             margins: RwLock::default(),
@@ -88,10 +96,13 @@ impl ChainView {
         }
     }
 
-    /// The state of `key` on `account`: cached, or read now.
+    /// The state of `key` on `account`: cached if read within the last `ttl`, or read now — so a key revoked,
+    /// re-granted or epoch-bumped on chain is seen within `ttl` even when nothing of it rests.
     pub async fn key(&self, account: Address, key: Address) -> Result<KeyState, ChainReadError> {
-        if let Some(k) = self.keys.read().expect("lock").get(&(account, key)) {
-            return Ok(k.clone());
+        if let Some((k, at)) = self.keys.read().expect("lock").get(&(account, key)) {
+            if at.elapsed() < self.ttl {
+                return Ok(k.clone());
+            }
         }
         self.refresh_key(account, key).await
     }
@@ -117,7 +128,7 @@ impl ChainView {
         self.keys
             .write()
             .expect("lock")
-            .insert((account, key), state.clone());
+            .insert((account, key), (state.clone(), std::time::Instant::now()));
         Ok(state)
     }
 
@@ -181,6 +192,16 @@ impl ChainView {
         }
         self.imfs.write().expect("lock").insert(market, m.imf);
         Ok(m.imf)
+    }
+
+    /// `account`'s position in `market` now (18 decimals; negative: short), read from the venue.
+    pub async fn position(&self, account: Address, market: u32) -> Result<I256, ChainReadError> {
+        Ok(PerpVenue::new(self.venue, &self.provider)
+            .position(account, market)
+            .call()
+            .await
+            .map_err(read)?
+            .size)
     }
 
     /// Forgets the cached margins (after a settlement or a new head: positions moved).

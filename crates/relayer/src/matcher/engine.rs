@@ -557,6 +557,171 @@ impl Engine {
         }
     }
 
+    /// Gives `hash` back `size` of a fill the chain refused for the other side's fault, and rests it again
+    /// (at the back of its price level) unless it is immediate-or-cancel, expired, was cancelled, or would now
+    /// take (a crossing order arrived while it was off the book). Call before the fill is finished.
+    pub(crate) fn unmatch(&mut self, hash: B256, size: u128, now_ms: u64) -> Changes {
+        let mut changes = Changes::default();
+        let Some(l) = self.orders.get_mut(&hash) else {
+            return changes;
+        };
+        l.matched = l.matched.saturating_sub(size);
+        let cancelled = l
+            .ended
+            .as_ref()
+            .is_some_and(|(st, _)| *st != OrderStatus::Filled);
+        if tif(&l.order) == Tif::Ioc || l.order.expiry <= now_ms || cancelled {
+            return changes;
+        }
+        let l = l.clone();
+        let book = self.books.entry(l.order.marketId).or_default();
+        if l.resting {
+            book.cancel(&hash);
+        }
+        let placed = book.place(
+            Incoming {
+                id: hash,
+                account: l.order.account,
+                key: l.order.key,
+                is_buy: l.order.isBuy,
+                price: l.order.limitPrice,
+                size: l.remaining(),
+                // Post-only: resting again must never match on its own.
+                tif: Tif::PostOnly,
+                expiry_ms: l.order.expiry,
+            },
+            now_ms,
+        );
+        let rested = matches!(&placed, Ok(p) if p.matches.is_empty() && p.rested == l.remaining());
+        if !rested {
+            if let Ok(p) = placed {
+                // Never expected (post-only either rests in full or is refused); take it off again.
+                if p.rested > 0 {
+                    if let Some(b) = self.books.get_mut(&l.order.marketId) {
+                        b.cancel(&hash);
+                    }
+                }
+            }
+            if l.resting {
+                // It was resting with its rest, and that rest is off the book now.
+                self.off_book(
+                    hash,
+                    "could not rest again after a refused fill",
+                    &mut changes,
+                    false,
+                );
+            }
+            return changes;
+        }
+        let live = self.orders.get_mut(&hash).expect("present");
+        live.resting = true;
+        live.ended = None;
+        let update = live.update(
+            if live.matched > 0 {
+                OrderStatus::PartiallyFilled
+            } else {
+                OrderStatus::Resting
+            },
+            Some("a fill of it was refused at settlement for the other side: its size is back on the book".into()),
+        );
+        let (account, key, is_buy, price, imf, reduce_only) = (
+            live.order.account,
+            live.order.key,
+            live.order.isBuy,
+            live.order.limitPrice,
+            live.imf,
+            live.order.reduceOnly,
+        );
+        self.by_key.entry((account, key)).or_default().insert(hash);
+        if !reduce_only {
+            self.hold(account, margin_of(size, price, imf));
+        }
+        changes.records.push(Record::Rested { hash });
+        changes.events.push(MatcherEvent::Order(update));
+        changes
+            .events
+            .extend(self.level_events(l.order.marketId, &[(is_buy, price)]));
+        changes
+    }
+
+    /// Whether `order` (post-only) would take the best price on the other side of its market now. The book
+    /// refuses such an order without changing anything; this asks before a replace cancels anything.
+    pub(crate) fn would_take(&self, order: &Order) -> bool {
+        let Some(book) = self.books.get(&order.marketId) else {
+            return false;
+        };
+        if tif(order) != Tif::PostOnly {
+            return false;
+        }
+        if order.isBuy {
+            book.best_ask().is_some_and(|a| a <= order.limitPrice)
+        } else {
+            book.best_bid().is_some_and(|b| b >= order.limitPrice)
+        }
+    }
+
+    /// The checks of [`Engine::place`] that need no change, for a replacement of `old`: refused here, the
+    /// old order stays.
+    pub(crate) fn check_replacement(
+        &self,
+        old: &B256,
+        order: &Order,
+        hash: B256,
+        imf: u64,
+        free: U256,
+    ) -> Result<(), EngineError> {
+        let Some(prev) = self.orders.get(old).filter(|l| l.resting) else {
+            return Err(EngineError::NotResting(*old));
+        };
+        let p = &prev.order;
+        if (p.account, p.key, p.marketId, p.isBuy)
+            != (order.account, order.key, order.marketId, order.isBuy)
+        {
+            return Err(EngineError::ReplaceMismatch);
+        }
+        if self.seen.contains(&hash) {
+            return Err(EngineError::Duplicate(hash));
+        }
+        if self
+            .nonces
+            .contains(&(order.account, order.key, order.nonce))
+        {
+            return Err(EngineError::NonceUsed(order.nonce));
+        }
+        if self.would_take(order) {
+            return Err(EngineError::WouldTake);
+        }
+        let released = if p.reduceOnly {
+            U256::ZERO
+        } else {
+            margin_of(prev.remaining(), p.limitPrice, prev.imf)
+        };
+        let needed = Self::needs(order, imf);
+        let available = (free + released).saturating_sub(self.held(order.account));
+        if needed > available {
+            return Err(EngineError::Margin {
+                needed,
+                free: available,
+            });
+        }
+        Ok(())
+    }
+
+    /// The size of `account`'s resting reduce-only orders on one side of `market`.
+    pub(crate) fn resting_reduce_only(&self, account: Address, market: u32, is_buy: bool) -> u128 {
+        self.orders
+            .values()
+            .filter(|l| {
+                l.resting
+                    && l.order.reduceOnly
+                    && l.order.account == account
+                    && l.order.marketId == market
+                    && l.order.isBuy == is_buy
+            })
+            .map(|l| l.remaining())
+            .sum()
+    }
+
     /// Cancels resting orders of (account, key): `hashes`, or all of them. Refuses (changing nothing) a hash
     /// that is another key's.
     pub(crate) fn cancel(
@@ -878,6 +1043,9 @@ impl Engine {
                 Record::OffBook { hash, .. } => {
                     off.insert(hash);
                 }
+                Record::Rested { hash } => {
+                    off.remove(&hash);
+                }
                 Record::Schedule {
                     account,
                     key,
@@ -906,8 +1074,17 @@ impl Engine {
                         }
                     }
                 }
-                Record::FillDone { id, .. } => {
-                    e.fills.remove(&id);
+                Record::FillDone { id, status, .. } => {
+                    if let Some(f) = e.fills.remove(&id) {
+                        if status == FillStatus::Refused {
+                            // Nothing moved on chain: neither side filled.
+                            for side in [f.maker, f.taker] {
+                                if let Some(m) = matched.get_mut(&side) {
+                                    *m = m.saturating_sub(f.size);
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -54,6 +54,9 @@ pub enum Record {
     },
     /// An order left the book.
     OffBook { hash: B256, reason: String },
+    /// An order is back on the book: a fill of it the chain refused for the other side's fault gave its size
+    /// back (the refused fill's `FillDone` takes the size off what was matched).
+    Rested { hash: B256 },
     /// A scheduled cancel set (0: cleared).
     #[serde(rename_all = "camelCase")]
     Schedule {
@@ -269,6 +272,9 @@ mod tests {
                 price: U256::from(u128::MAX - 5),
             },
             off(4),
+            Record::Rested {
+                hash: B256::repeat_byte(4),
+            },
             Record::Schedule {
                 account: Address::repeat_byte(3),
                 key: Address::repeat_byte(4),

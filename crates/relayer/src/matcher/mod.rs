@@ -71,6 +71,28 @@ pub enum MatchError {
         /// The deadline (seconds).
         deadline: u64,
     },
+    /// A reduce-only order larger than what it can close.
+    #[error(
+        "reduce-only order larger than the position it would close (position {position}, reduce-only orders \
+         resting on that side {resting})"
+    )]
+    ReduceOnly {
+        /// The account's position in the market (18 decimals).
+        position: String,
+        /// Its resting reduce-only size on the order's side.
+        resting: U256,
+    },
+    /// The request's key is not a live session of its account.
+    #[error("key {key} is not a live session key of account {account}")]
+    NotASession {
+        /// The account named.
+        account: Address,
+        /// The key that signed.
+        key: Address,
+    },
+    /// A scheduled cancel too far ahead.
+    #[error("a scheduled cancel may be at most 24 h ahead")]
+    ScheduleTooFar,
     /// The book or the margin check.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -231,7 +253,12 @@ impl Matcher {
                 journal,
                 halted: None,
             }),
-            view: ChainView::new(provider, venue, implementation),
+            view: ChainView::new(
+                provider,
+                venue,
+                implementation,
+                Duration::from_millis(config.watch_ms),
+            ),
             events: broadcast::channel(65_536).0,
             taken: Mutex::default(),
             config,
@@ -303,6 +330,28 @@ impl Matcher {
         }
         let imf = self.0.view.imf(order.marketId).await?;
         let free = if order.reduceOnly {
+            // A reduce-only order holds no margin, so it may only close what is open: a buy a short, a sell
+            // a long, no more than the position less the account's other resting reduce-only orders on that
+            // side (else it is liquidity that can never settle).
+            let position = self.0.view.position(order.account, order.marketId).await?;
+            let closable = if order.isBuy == position.is_negative() {
+                position.unsigned_abs().saturating_to::<u128>()
+            } else {
+                0
+            };
+            let resting = self
+                .0
+                .state
+                .lock()
+                .expect("lock")
+                .engine
+                .resting_reduce_only(order.account, order.marketId, order.isBuy);
+            if order.size > closable.saturating_sub(resting) {
+                return Err(MatchError::ReduceOnly {
+                    position: position.to_string(),
+                    resting: U256::from(resting),
+                });
+            }
             U256::ZERO
         } else {
             self.0.view.margin(order.account).await?.free()
@@ -335,15 +384,10 @@ impl Matcher {
         let hash = order_hash(self.0.venue, self.0.chain_id, &order);
         let ack = {
             let mut state = self.lock()?;
-            let Some(prev) = state.engine.order(&old).filter(|l| l.resting) else {
-                return Err(EngineError::NotResting(old).into());
-            };
-            let p = &prev.order;
-            if (p.account, p.key, p.marketId, p.isBuy)
-                != (order.account, order.key, order.marketId, order.isBuy)
-            {
-                return Err(EngineError::ReplaceMismatch.into());
-            }
+            // Everything that could refuse the new order is asked first: refused, the old one stays.
+            state
+                .engine
+                .check_replacement(&old, &order, hash, imf, free)?;
             let (_, cancelled) = state.engine.cancel(
                 order.account,
                 order.key,
@@ -351,7 +395,6 @@ impl Matcher {
                 "replaced by its key",
             )?;
             self.commit(&mut state, cancelled)?;
-            // The cancel released the old order's margin; the account's free margin is read again next time.
             let (ack, changes) = state
                 .engine
                 .place(order, signature, hash, imf, free, now_ms())?;
@@ -363,12 +406,52 @@ impl Matcher {
 
     /// Checks a signed request (fresh, the key's, not taken before) and does it: cancel orders, cancel all,
     /// schedule a cancel-all. A subscribe request is only checked here (the RPC face streams).
-    pub fn request(&self, req: &Request, signature: &[u8]) -> Result<RequestDone, MatchError> {
+    pub async fn request(
+        &self,
+        req: &Request,
+        signature: &[u8],
+    ) -> Result<RequestDone, MatchError> {
         if req.venue != self.0.venue {
             return Err(MatchError::WrongVenue(req.venue));
         }
         let now = now_ms();
         let digest = req.verify(self.0.chain_id, signature, now)?;
+        if let RequestAction::ScheduleCancel { at_ms } = req.action {
+            // The floor counts from the matcher's clock too (a request may be signed up to 5 s ago).
+            if at_ms != 0 && at_ms < now + keyscope_core::order_request::MIN_SCHEDULED_CANCEL_MS {
+                return Err(RequestError::ScheduleTooSoon {
+                    at_ms,
+                    ahead_ms: at_ms as i64 - now as i64,
+                }
+                .into());
+            }
+            if at_ms > now + 24 * 3600 * 1000 {
+                return Err(MatchError::ScheduleTooFar);
+            }
+        }
+        // Only a key of the account may ask: a live session, or (to pull its quotes after a revoke) a key
+        // with orders resting here.
+        let has_orders = !self
+            .0
+            .state
+            .lock()
+            .expect("lock")
+            .engine
+            .resting_of(req.account, req.key)
+            .is_empty();
+        if !has_orders {
+            let active = match self.0.view.key(req.account, req.key).await {
+                Ok(k) => k.session.active,
+                Err(ChainReadError::NotKeyscope(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !active {
+                return Err(MatchError::NotASession {
+                    account: req.account,
+                    key: req.key,
+                });
+            }
+        }
         {
             let mut taken = self.0.taken.lock().expect("lock");
             taken.retain(|_, until| *until > now);
@@ -588,23 +671,77 @@ impl Matcher {
         let _ = self.commit(&mut state, changes);
     }
 
-    /// A fill the chain refuses: ended with the chain's reason, and both its orders' rests cancelled (an
-    /// order the chain refused once would fail again).
-    fn refuse(&self, id: u64, reason: &str) {
+    /// A fill the chain refuses: ended with the chain's reason. The side at fault — the one whose account
+    /// or position the matcher's own checks, read afresh, now refuse; the taker (the newer order) when
+    /// neither does — has its rest cancelled; the other side gets the fill's size back on the book, so a
+    /// taker cannot make an innocent maker's quote disappear by sending a fill it knows will fail.
+    async fn refuse(&self, id: u64, reason: &str) {
         let sides = {
             let state = self.0.state.lock().expect("lock");
-            state.engine.fills.get(&id).map(|f| (f.maker, f.taker))
+            state.engine.fills.get(&id).and_then(|f| {
+                Some((
+                    f.size,
+                    state.engine.order(&f.maker)?.clone(),
+                    state.engine.order(&f.taker)?.clone(),
+                ))
+            })
         };
         tracing::warn!(fill = id, "the chain refuses a fill: {reason}");
         let why = format!("refused at settlement: {reason}");
+        let Some((size, maker, taker)) = sides else {
+            self.finish(&[id], FillStatus::Refused, None, Some(&why));
+            return;
+        };
+        let maker_fault = self.fault(&maker.order, size).await;
+        let taker_fault = self.fault(&taker.order, size).await;
+        let at_fault: Vec<B256> = match (maker_fault, taker_fault) {
+            (true, true) => vec![maker.hash, taker.hash],
+            (true, false) => vec![maker.hash],
+            _ => vec![taker.hash],
+        };
+        if let Ok(mut state) = self.lock() {
+            for innocent in [maker.hash, taker.hash] {
+                if !at_fault.contains(&innocent) {
+                    let changes = state.engine.unmatch(innocent, size, now_ms());
+                    let _ = self.commit(&mut state, changes);
+                }
+            }
+        }
         self.finish(&[id], FillStatus::Refused, None, Some(&why));
-        if let (Some((maker, taker)), Ok(mut state)) = (sides, self.lock()) {
-            let hashes = [maker, taker];
+        if let Ok(mut state) = self.lock() {
             let changes = state
                 .engine
-                .cancel_where(|l| hashes.contains(&l.hash), &why);
+                .cancel_where(|l| at_fault.contains(&l.hash), &why);
             let _ = self.commit(&mut state, changes);
         }
+    }
+
+    /// Whether the chain would refuse `order`'s side of a fill of `size` for its own account's reasons, as
+    /// the matcher can tell from a fresh read: its key's scope and dead-man deadline, and for a reduce-only
+    /// order its position. A read that fails counts as no fault.
+    async fn fault(&self, order: &Order, size: u128) -> bool {
+        let now = now_ms() / 1000;
+        let Ok(key) = self.0.view.refresh_key(order.account, order.key).await else {
+            return false;
+        };
+        if check_signed_order(&key.session, self.0.venue, order, key.epoch, now).is_err() {
+            return true;
+        }
+        if !order.reduceOnly && key.heartbeat_deadline != 0 && now > key.heartbeat_deadline {
+            return true;
+        }
+        if order.reduceOnly {
+            let Ok(position) = self.0.view.position(order.account, order.marketId).await else {
+                return false;
+            };
+            let closable = if order.isBuy == position.is_negative() {
+                position.unsigned_abs().saturating_to::<u128>()
+            } else {
+                0
+            };
+            return size > closable;
+        }
+        false
     }
 
     /// Settles matched fills, one transaction at a time, each followed to inclusion; watches included ones
@@ -718,7 +855,7 @@ impl Matcher {
                 break;
             };
             let (bad, _) = batch.remove(n);
-            self.refuse(bad, &why);
+            self.refuse(bad, &why).await;
             if batch.is_empty() {
                 return Ok(());
             }

@@ -41,7 +41,11 @@ fn refusal(e: MatchError) -> ErrorObjectOwned {
             code::INVALID_SIGNATURE
         }
         MatchError::Request(_) => code::INVALID_FIELDS,
-        MatchError::Scope(_) | MatchError::DeadMan { .. } => code::ORDER_OUT_OF_SCOPE,
+        MatchError::Scope(_)
+        | MatchError::DeadMan { .. }
+        | MatchError::ReduceOnly { .. }
+        | MatchError::NotASession { .. } => code::ORDER_OUT_OF_SCOPE,
+        MatchError::ScheduleTooFar => code::INVALID_FIELDS,
         MatchError::Engine(EngineError::Margin { .. }) => code::ORDER_MARGIN,
         MatchError::Engine(EngineError::ReplaceMismatch) => code::INVALID_FIELDS,
         MatchError::Engine(_) => code::ORDER_BOOK,
@@ -132,11 +136,11 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
         "keyscope_cancelAllOrders",
         "keyscope_scheduleCancel",
     ] {
-        m.register_method(method, move |params, ctx, _| {
+        m.register_async_method(method, move |params, ctx, _| async move {
             let (req, signature): (RequestJson, Bytes) = params.parse()?;
-            let m = matcher(ctx)?;
+            let m = matcher(&ctx)?;
             let req = req.into_request(m.venue(), method)?;
-            let done = m.request(&req, &signature).map_err(refusal)?;
+            let done = m.request(&req, &signature).await.map_err(refusal)?;
             RpcResult::Ok(json!(done))
         })?;
     }
@@ -229,7 +233,7 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
                     return Ok(());
                 }
             };
-            if let Err(e) = m.request(&req, &signature) {
+            if let Err(e) = m.request(&req, &signature).await {
                 pending.reject(refusal(e)).await;
                 return Ok(());
             }
@@ -253,8 +257,14 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!(%account, %key, "order subscriber lagged by {n} events; closing it");
-                            break;
+                            // Other keys' traffic may have pushed this one's events out: say so and go on
+                            // (closing would fire a cancel-on-disconnect nobody asked for); the client reads
+                            // its orders back with keyscope_getOrder.
+                            tracing::warn!(%account, %key, "order subscriber lagged by {n} events");
+                            let notice = json!({ "type": "lagged", "missed": n });
+                            if sink.send(serde_json::value::to_raw_value(&notice)?).await.is_err() {
+                                break;
+                            }
                         }
                         Err(_) => break,
                     },
