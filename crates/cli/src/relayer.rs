@@ -206,18 +206,22 @@ fn tls_init(g: &Global, out: &std::path::Path, hosts: &[String], days: i64) -> a
             "cert": f.cert,
             "key": f.key,
             "newCa": f.new_ca,
+            "hosts": f.hosts,
         }),
         || {
             format!(
-                "{} {}\n  CA certificate (clients trust this): {}\n  CA key (0600, keep private):     {}\n  \
-                 relayer certificate:               {}\n  relayer key (0600):                {}\n\
+                "{} a certificate for {}, valid {days} days\n\
+                 \x20 CA certificate (clients trust it): {}\n\
+                 \x20 CA key (0600, keep it private):    {}\n\
+                 \x20 relayer certificate:               {}\n\
+                 \x20 relayer key (0600):                {}\n\
                  serve with: keyscope relayer --tls-cert {} --tls-key {}",
                 if f.new_ca {
                     "wrote a new development CA and"
                 } else {
                     "kept the development CA in place and wrote"
                 },
-                "a certificate for localhost, 127.0.0.1, ::1",
+                f.hosts.join(", "),
                 f.ca_cert.display(),
                 f.ca_key.display(),
                 f.cert.display(),

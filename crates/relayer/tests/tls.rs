@@ -6,13 +6,11 @@
 //! certificate from the CA; refused configurations name what is wrong.
 
 mod common;
+mod tls_client;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, time::Duration};
 
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use jsonrpsee::{core::client::ClientT, rpc_params, ws_client::WsClientBuilder};
 use keyscope_core::client::rpc_user_op;
 use keyscope_relayer::{
@@ -20,104 +18,8 @@ use keyscope_relayer::{
     config::{BundlingMode, TlsConfig},
     tls::DevCa,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use serde_json::{Value, json};
-
-/// A rustls client configuration trusting only the CAs in `ca_pem`, presenting `identity` (certificate
-/// chain and key, PEM) if given.
-fn client_tls(ca_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    match identity {
-        None => b.with_no_client_auth(),
-        Some((cert, key)) => b
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert)
-                    .collect::<Result<_, _>>()
-                    .unwrap(),
-                PrivateKeyDer::from_pem_slice(key).unwrap(),
-            )
-            .unwrap(),
-    }
-}
-
-/// A JSON-RPC client over HTTPS (rustls trusting the given CAs), or plain HTTP with `tls` None: one
-/// connection per call, HTTP/1.1 inside.
-#[derive(Clone)]
-struct Client {
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-/// An HTTPS client trusting only `ca_pem`, presenting `identity` if given.
-fn https(ca_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> Client {
-    Client {
-        tls: Some(Arc::new(client_tls(ca_pem, identity))),
-    }
-}
-
-/// Sends `req` on `io` and reads the JSON answer.
-async fn exchange<T>(io: T, req: hyper::Request<Full<Bytes>>) -> Result<Value, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e:?}"))?;
-    tokio::spawn(conn);
-    let resp = tx
-        .send_request(req)
-        .await
-        .map_err(|e| format!("HTTP request: {e:?}"))?;
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("HTTP body: {e:?}"))?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
-}
-
-/// A JSON-RPC call: Ok(result), Err(why the connection failed, or the JSON-RPC error object as text).
-async fn call(client: &Client, url: &str, method: &str, params: Value) -> Result<Value, String> {
-    let u = url::Url::parse(url).unwrap();
-    let (host, port) = (u.host_str().unwrap().to_string(), u.port().unwrap());
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let req = hyper::Request::post(u.path())
-        .header("host", format!("{host}:{port}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(10), async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        match &client.tls {
-            None => exchange(tcp, req).await,
-            Some(tls) => {
-                let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string()).unwrap();
-                let tls = tokio_rustls::TlsConnector::from(tls.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS handshake: {e}"))?;
-                exchange(tls, req).await
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no answer in 10 s".to_string())??;
-    match answer.get("result") {
-        Some(r) => Ok(r.clone()),
-        None => Err(answer["error"].to_string()),
-    }
-}
+use tls_client::{Client, call, client_tls, https};
 
 fn tls_config(cert: &Path, key: &Path) -> TlsConfig {
     TlsConfig {

@@ -300,6 +300,8 @@ pub struct DevFiles {
     pub key: PathBuf,
     /// Whether the CA was made now (false: an existing one in the directory issued the certificate).
     pub new_ca: bool,
+    /// The names and addresses the certificate is for.
+    pub hosts: Vec<String>,
 }
 
 /// A certificate and its key, PEM.
@@ -438,12 +440,19 @@ impl DevCa {
             reason: e.to_string(),
         };
         std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
+        for h in extra_hosts {
+            if !hosts.contains(h) {
+                hosts.push(h.clone());
+            }
+        }
         let files = |new_ca| DevFiles {
             ca_cert: dir.join("ca.pem"),
             ca_key: dir.join("ca.key"),
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
             new_ca,
+            hosts: hosts.clone(),
         };
         let f = files(false);
         let (ca, new_ca) = if f.ca_cert.exists() && f.ca_key.exists() {
@@ -455,12 +464,6 @@ impl DevCa {
         if new_ca {
             write_file(&f.ca_key, ca.key_pem().as_bytes(), 0o600)?;
             write_file(&f.ca_cert, ca.cert_pem().as_bytes(), 0o644)?;
-        }
-        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
-        for h in extra_hosts {
-            if !hosts.contains(h) {
-                hosts.push(h.clone());
-            }
         }
         let now = time::OffsetDateTime::now_utc();
         let issued = ca.issue(
@@ -515,6 +518,10 @@ mod tests {
         let d = dir("dev");
         let f = DevCa::write_dev_files(&d, &["relayer.internal".into()], 30).unwrap();
         assert!(f.new_ca);
+        assert_eq!(
+            f.hosts,
+            ["localhost", "127.0.0.1", "::1", "relayer.internal"].map(String::from)
+        );
         for key in [&f.ca_key, &f.key] {
             let mode = std::fs::metadata(key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());
