@@ -649,16 +649,21 @@ fn simulate_dropping(
                 reason,
                 at_fault: false,
             }),
+            // The node did not answer: nobody's fault; the caller puts every op back.
+            (Err(BundleError::Node(e)), _) => return Err(BundleError::Node(e)),
             (Err(BundleError::Failed(e)), _) => {
                 // With no EntryPoint code every call "passes": no op can be told at fault.
                 if !has_code(sent, deps.sim.entry_point) {
                     return Err(BundleError::Failed(e));
                 }
                 let fails = |n: usize| match simulate(&ops[..n]).0 {
-                    Err(BundleError::Failed(e)) => Some(e),
-                    _ => None,
+                    Err(BundleError::Failed(e)) => Ok(Some(e)),
+                    Err(BundleError::Node(e)) => Err(e),
+                    _ => Ok(None),
                 };
-                let Some((index, why)) = culprit(ops.len(), e.clone(), fails) else {
+                let Some((index, why)) =
+                    culprit(ops.len(), e.clone(), fails).map_err(BundleError::Node)?
+                else {
                     return Err(BundleError::Failed(e));
                 };
                 dropped.push(Refused {
@@ -683,24 +688,26 @@ fn has_code(sent: &SentState, at: Address) -> bool {
 /// its prefixes (ops run in order, so a later op's nonce needs the earlier ones): the first op whose prefix
 /// fails, with that prefix's failure. `fails(k)` simulates the first `k` ops and returns a failure other
 /// than FailedOp, if any. None if a bundle of no op fails as well: then no op is at fault.
+/// A simulation that could not be run (the node did not answer) ends the search with `Err`: no op is blamed
+/// for it.
 fn culprit(
     n: usize,
     failure: String,
-    fails: impl Fn(usize) -> Option<String>,
-) -> Option<(usize, String)> {
-    if fails(0).is_some() {
-        return None;
+    fails: impl Fn(usize) -> Result<Option<String>, String>,
+) -> Result<Option<(usize, String)>, String> {
+    if fails(0)?.is_some() {
+        return Ok(None);
     }
     // Invariant: the first `lo` ops pass, the first `hi` fail with `why`.
     let (mut lo, mut hi, mut why) = (0, n, failure);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        match fails(mid) {
+        match fails(mid)? {
             Some(e) => (hi, why) = (mid, e),
             None => lo = mid,
         }
     }
-    Some((hi - 1, why))
+    Ok(Some((hi - 1, why)))
 }
 
 #[cfg(test)]
@@ -714,24 +721,43 @@ mod tests {
             let calls = std::cell::Cell::new(0);
             let fails = |k: usize| {
                 calls.set(calls.get() + 1);
-                (k > bad).then(|| format!("prefix {k} fails"))
+                Ok((k > bad).then(|| format!("prefix {k} fails")))
             };
-            let found = culprit(8, "all fail".into(), fails);
+            let found = culprit(8, "all fail".into(), fails).unwrap();
             assert_eq!(found.map(|(i, _)| i), Some(bad));
             assert!(calls.get() <= 4, "{} simulations", calls.get());
         }
         // The failure named is the culprit's own prefix's, when one was simulated.
         assert_eq!(
-            culprit(4, "all".into(), |k| (k > 1).then(|| format!("at {k}"))),
-            Some((1, "at 2".into()))
+            culprit(4, "all".into(), |k| Ok((k > 1).then(|| format!("at {k}")))),
+            Ok(Some((1, "at 2".into())))
         );
     }
 
     #[test]
     fn a_failure_an_empty_bundle_shows_too_is_no_ops_fault() {
         assert_eq!(
-            culprit(3, "node down".into(), |_| Some("node down".into())),
-            None
+            culprit(3, "node down".into(), |_| Ok(Some("node down".into()))),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_node_that_stops_answering_mid_search_blames_no_op() {
+        // The node answers the empty bundle and the first halving, then fails: the search ends with the
+        // node's error, not with the op whose prefix happened to be simulated when it failed.
+        let calls = std::cell::Cell::new(0);
+        let fails = |k: usize| {
+            calls.set(calls.get() + 1);
+            if calls.get() > 2 {
+                Err("connection refused".to_string())
+            } else {
+                Ok((k > 6).then(|| "op 6 fails".to_string()))
+            }
+        };
+        assert_eq!(
+            culprit(8, "op 6 fails".into(), fails),
+            Err("connection refused".into())
         );
     }
 }

@@ -24,6 +24,10 @@ pub enum BundleError {
     /// `handleOps` failed some other way.
     #[error("{0}")]
     Failed(String),
+    /// The node's state could not be read: nobody's fault, no op is dropped or charged for it (the ops go
+    /// back to the pool and the next round tries again).
+    #[error("the node's state could not be read: {0}")]
+    Node(String),
 }
 
 /// What a simulated bundle did.
@@ -57,7 +61,10 @@ pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
     let mut evm = context(db, cfg, block).build_mainnet();
     let out = evm
         .transact(tx(cfg, cfg.entry_point, data, gas_limit))
-        .map_err(|e| BundleError::Failed(e.to_string()))?;
+        .map_err(|e| match e {
+            revm::context::result::EVMError::Database(db) => BundleError::Node(db.to_string()),
+            other => BundleError::Failed(other.to_string()),
+        })?;
     let gas_used = out.result.tx_gas_used();
     match out.result {
         ExecutionResult::Success { logs, .. } => {
