@@ -370,6 +370,8 @@ pub enum KeyState {
     Tripped,
     /// Its dead-man switch's deadline passed: reductions only until it renews.
     PastDeadline,
+    /// Its uses are spent (`--max-uses`): every order, op or fill needs one, so it can do nothing more.
+    Exhausted,
     /// Active, with a successor committed that it may hand over to.
     SuccessorCommitted,
     Active,
@@ -389,6 +391,8 @@ impl KeyState {
             Self::Expired
         } else if s.validAfter.to::<u64>() > now {
             Self::NotYetValid
+        } else if s.usesLeft == 0 {
+            Self::Exhausted
         } else if s.tripped {
             Self::Tripped
         } else if deadline != 0 && deadline < now {
@@ -408,6 +412,7 @@ impl KeyState {
             Self::NotYetValid => "not-yet-valid",
             Self::Tripped => "tripped",
             Self::PastDeadline => "past-deadline",
+            Self::Exhausted => "exhausted",
             Self::SuccessorCommitted => "successor-committed",
             Self::Active => "active",
         }
@@ -526,4 +531,41 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyscope_core::bindings::ITradingAccount::SessionInfo;
+
+    fn live() -> SessionInfo {
+        SessionInfo {
+            active: true,
+            validAfter: alloy_primitives::aliases::U40::from(100u64),
+            validUntil: alloy_primitives::aliases::U40::from(1_000u64),
+            usesLeft: 5,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_key_with_no_use_left_is_exhausted_not_active() {
+        let none = Address::ZERO;
+        assert_eq!(KeyState::of(&live(), 500, 0, none), KeyState::Active);
+        let spent = SessionInfo {
+            usesLeft: 0,
+            ..live()
+        };
+        let state = KeyState::of(&spent, 500, 0, none);
+        assert_eq!(state, KeyState::Exhausted);
+        assert_eq!(state.name(), "exhausted");
+        assert!(!state.can_trade());
+        // What stops a key outright still comes first.
+        let revoked = SessionInfo {
+            active: false,
+            ..spent.clone()
+        };
+        assert_eq!(KeyState::of(&revoked, 500, 0, none), KeyState::Revoked);
+        assert_eq!(KeyState::of(&spent, 1_000, 0, none), KeyState::Expired);
+    }
 }
