@@ -589,10 +589,11 @@ async fn report(
         adds_stopped: 0,
         breaker_trips: 0,
         liquidations_unprofitable: 0,
-        open_shortfall: 0.0,
+        // What accounts below zero at the end still owe the pool (the runner's own definition).
+        open_shortfall: last.open_shortfall,
         peak_loss,
         peak_loss_step,
-        pool_pnl: last.pool - series[0].pool - open_pnl,
+        pool_pnl: last.pool - series[0].pool - open_pnl - last.open_shortfall,
         // The demo's keeper is a script, not a modelled bot: its rewards are read, its gas not priced; the
         // two traders' openings are shown in the walk-through, not laddered.
         keeper_rewards: to_f64(
