@@ -11,7 +11,6 @@ import {IEntryPoint} from "@account-abstraction/contracts/interfaces/IEntryPoint
 import {PackedUserOperation} from "@account-abstraction/contracts/interfaces/PackedUserOperation.sol";
 import {TokenCallbackHandler} from "@account-abstraction/contracts/accounts/callback/TokenCallbackHandler.sol";
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {UUPSUpgradeable} from "@openzeppelin/contracts/proxy/utils/UUPSUpgradeable.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "solady/utils/EIP712.sol";
@@ -25,6 +24,7 @@ import {ITradingAccount} from "./interfaces/ITradingAccount.sol";
 import {ISessionManager} from "./interfaces/ISessionManager.sol";
 import {AccountStorage} from "./libraries/AccountStorage.sol";
 import {P256Key} from "./libraries/P256Key.sol";
+import {PostTradeLimits} from "./libraries/PostTradeLimits.sol";
 import {ExecutionCalldata} from "./libraries/ExecutionCalldata.sol";
 import {PermissionRule} from "./types/PermissionRule.sol";
 import {RiskState} from "./types/RiskState.sol";
@@ -588,7 +588,7 @@ contract TradingAccount is
                     accountValue := mload(add(reason, 0x24))
                     threshold := mload(add(reason, 0x44))
                 }
-                _trip(key, accountValue, threshold);
+                PostTradeLimits.trip(key, accountValue, threshold);
             }
         }
     }
@@ -608,8 +608,9 @@ contract TradingAccount is
     /// notional at the limit for a buy and at the fill for a sell); the order counts one call against the
     /// key's uses and, unless reduce-only, its rate window (`_rate`, `_spend`, with the block time as the
     /// clock); a fill that raises risk is refused while the breaker is tripped or past the dead-man deadline;
-    /// then the post-execution limits and the breaker read the venue as after a session op (`_checkRisk`).
-    /// No gas is charged: the settler pays for settlement. Execution phase (a venue's transaction, not a
+    /// then the key waits for its post-execution limits, which the venue's closing call (`fillSize` zero) applies
+    /// once after its batch, reading the venue as after a session op (`PostTradeLimits.check`). No gas is
+    /// charged: the settler pays for settlement. Execution phase (a venue's transaction, not a
     /// UserOp), so reading the clock and foreign storage is allowed.
     function checkOrderFill(
         SignedOrder.Order calldata order,
@@ -618,6 +619,11 @@ contract TradingAccount is
         uint256 fillPrice
     ) external returns (bytes4) {
         if (order.account != address(this)) revert OrderWrongAccount(order.account);
+        // No fill: the venue closes its batch, and the keys it filled meet their post-execution limits.
+        if (fillSize == 0) {
+            PostTradeLimits.runPending();
+            return IOrderAccount.checkOrderFill.selector;
+        }
         AccountStorage.Layout storage $ = AccountStorage.layout();
         address key = order.key;
         SessionState s = $.sessions[key];
@@ -653,8 +659,38 @@ contract TradingAccount is
             next = _spend(next, key, 1, 0);
             $.counters[key] = next;
         }
-        if (s.has(SessionStateLibrary.RISK)) _checkRisk(key, msg.sender, raisesRisk);
+        if (s.has(SessionStateLibrary.RISK)) _notePending(key, raisesRisk);
         return IOrderAccount.checkOrderFill.selector;
+    }
+
+    /// @dev Records that `key`'s post-execution limits wait for the calling venue's closing call
+    /// (`PostTradeLimits.runPending`).
+    function _notePending(address key, bool raisesRisk) internal {
+        uint256 slot = PostTradeLimits.PENDING_SLOT;
+        uint256 n;
+        address venue;
+        assembly ("memory-safe") {
+            n := tload(slot)
+            venue := tload(add(slot, 1))
+        }
+        if (n != 0 && venue != msg.sender) revert OrderChecksPending(venue);
+        uint256 flag = raisesRisk ? PostTradeLimits.RAISES_RISK : 0;
+        assembly ("memory-safe") {
+            tstore(add(slot, 1), caller())
+            let i := 0
+            for {} lt(i, n) { i := add(i, 1) } {
+                let at := add(add(slot, 2), i)
+                let e := tload(at)
+                if eq(and(e, 0xffffffffffffffffffffffffffffffffffffffff), key) {
+                    tstore(at, or(e, flag))
+                    break
+                }
+            }
+            if eq(i, n) {
+                tstore(add(add(slot, 2), n), or(key, flag))
+                tstore(slot, add(n, 1))
+            }
+        }
     }
 
     /// @notice Runs a session op's calls and checks the key's post-execution limits. Only this account calls
@@ -670,71 +706,7 @@ contract TradingAccount is
     function _runWithLimits(address key, uint32 grantId, bytes calldata inner) internal {
         uint256 found = _run(inner, _who(key, grantId, true));
         address venue = address(uint160(found));
-        if (venue != address(0)) _checkRisk(key, venue, found & RAISES_RISK != 0);
-    }
-
-    /// @dev Reads the venue after the op and applies the key's limits: leverage, largest position and
-    /// headroom over maintenance after any op that placed an order without reduceOnly; then the breaker,
-    /// which trips below its threshold (undoing a risk-raising op first) and otherwise raises the mark. The
-    /// breaker measures the account's equity (`_equity`), not the venue value alone: a key may deposit the
-    /// wallet's collateral into margin, and that money must not sit above the floor the breaker guards.
-    function _checkRisk(address key, address venue, bool raisesRisk) internal {
-        AccountStorage.Layout storage $ = AccountStorage.layout();
-        RiskState r = $.risk[key];
-        (bool ok, bytes memory ret) = venue.staticcall(abi.encodeCall(IPerpVenue.accountRisk, (address(this))));
-        if (!ok || ret.length < 128) revert SessionVenueUnreadable(venue);
-        (int256 value, uint256 mmr, uint256 gross, uint256 largest) =
-            abi.decode(ret, (int256, uint256, uint256, uint256));
-        uint256 av = value > 0 ? uint256(value) : 0;
-        if (raisesRisk) {
-            uint256 maxLeverage = r.maxLeverage();
-            if (maxLeverage != 0 && gross * 100 > maxLeverage * av) {
-                revert SessionLeverageTooHigh(av == 0 ? type(uint256).max : gross * 100 / av, maxLeverage);
-            }
-            uint256 maxPosition = r.maxPositionNotional();
-            if (maxPosition != 0 && largest > maxPosition) revert SessionPositionTooLarge(largest, maxPosition);
-            uint256 headroom = r.minHeadroomBps();
-            if (headroom != 0) {
-                uint256 required = FixedPointMathLib.mulDivUp(mmr, 10_000 + headroom, 10_000);
-                if (value < int256(required)) revert SessionHeadroomTooLow(value, required);
-            }
-        }
-        if ($.sessions[key].has(SessionStateLibrary.BREAKER)) _checkBreaker(key, r, _equity(venue, value), raisesRisk);
-    }
-
-    /// @dev The breaker: below its threshold it trips (a risk-raising op is undone first); otherwise the mark
-    /// rises to `equity` if that is higher.
-    function _checkBreaker(address key, RiskState r, int256 equity, bool raisesRisk) internal {
-        uint256 threshold = r.breakerThreshold();
-        if (equity < int256(threshold)) {
-            if (raisesRisk) revert SessionDrawdownBreached(equity, threshold);
-            _trip(key, equity, threshold);
-        } else if (uint256(equity) > r.highWaterMark()) {
-            // equity >= threshold >= 0 here.
-            uint256 mark = uint256(equity);
-            AccountStorage.layout().risk[key] = r.withMark(mark > type(uint64).max ? type(uint64).max : uint64(mark));
-        }
-    }
-
-    /// @dev The account's equity in the venue's quote units: its venue account value `value` plus the wallet's
-    /// balance of the venue's collateral token (what `depositMargin` can move in). Execution phase only: it
-    /// reads foreign storage. A balance over 2^128 counts as 2^128 (no overflow).
-    function _equity(address venue, int256 value) internal view returns (int256) {
-        (bool ok, bytes memory ret) = venue.staticcall(abi.encodeCall(IPerpVenue.collateralToken, ()));
-        if (!ok || ret.length < 32) revert SessionVenueUnreadable(venue);
-        address token = abi.decode(ret, (address));
-        (ok, ret) = token.staticcall(abi.encodeCall(IERC20.balanceOf, (address(this))));
-        if (!ok || ret.length < 32) revert SessionVenueUnreadable(venue);
-        uint256 balance = abi.decode(ret, (uint256));
-        return value + int256(FixedPointMathLib.min(balance, type(uint128).max));
-    }
-
-    /// @dev Degrades `key` to protective calls only, until the owner re-arms or revokes it.
-    function _trip(address key, int256 accountValue, uint256 threshold) internal {
-        AccountStorage.Layout storage $ = AccountStorage.layout();
-        SessionState s = $.sessions[key];
-        $.sessions[key] = s.withFlag(SessionStateLibrary.TRIPPED);
-        emit SessionBreakerTripped(key, accountValue, threshold, $.risk[key].highWaterMark());
+        if (venue != address(0)) PostTradeLimits.check(key, venue, found & RAISES_RISK != 0);
     }
 
     /// @dev Runs `execute(…)` or `executeBatch(…)` calldata. `who` is zero for an owner op, else the session

@@ -32,8 +32,9 @@ import {SignedOrder} from "./libraries/SignedOrder.sol";
 /// band around the oracle; the venue tracks each order's filled size (never past its size), its expiry (ms)
 /// and its (account, key) cancel bitmap, applies both sides as two accounts' trades (the taker pays the
 /// taker fee, the maker none; margin as for `placeOrder`), and then asks each side's account
-/// (`IOrderAccount.checkOrderFill`), which checks the signature and spends the key's scope, post-execution
-/// limits included. A batch is all or none: the first refused fill reverts it with that check's own error, and
+/// (`IOrderAccount.checkOrderFill`), which checks the signature and spends the key's scope; once all of the batch's
+/// fills are applied and checked, each account's closing call (`checkOrderFill` of size zero) applies its keys'
+/// post-execution limits to the account after its fills. A batch is all or none: the first refused fill reverts it with that check's own error, and
 /// the settler drops the fill and resubmits (it simulates first). Accounts pay no gas for settlement.
 contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
     using SafeERC20 for IERC20;
@@ -112,6 +113,9 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
     /// @notice Largest funding rate per second an owner can set (WAD): 0.01 %/hour.
     int256 public constant MAX_FUNDING_RATE = int256(uint256(0.0001e18) / 3600);
 
+    /// @dev Transient: non-zero while `settle` runs (its re-entrancy guard), and the base of its per-account marks.
+    uint256 internal constant SETTLE_GUARD_SLOT = uint256(keccak256("keyscope.venue.settle"));
+
     IERC20 public immutable collateralToken;
     SignedPriceOracle public immutable oracle;
 
@@ -142,6 +146,9 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
     /// @notice Spent nonces of signed orders, per (account, key): bit `nonce & 255` of word `nonce >> 8` is set
     /// when the order is cancelled or filled in full. A nonce serves one order.
     mapping(address account => mapping(address key => mapping(uint256 wordIndex => uint256))) public cancelledOrders;
+    /// @dev Per (account, key), as `cancelledOrders`: bit `nonce & 255` of word `nonce >> 8` is set once an order
+    /// of that nonce is partly filled, so `filledOf` is read only for orders that may have an entry.
+    mapping(address account => mapping(address key => mapping(uint256 wordIndex => uint256))) internal _partlyFilled;
 
     event MarketListed(uint32 indexed marketId, MarketParams params);
     event FundingRateSet(uint32 indexed marketId, int256 ratePerSecond);
@@ -252,6 +259,8 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
     error OrderOverfilled(bytes32 orderHash, uint256 filled, uint256 size);
     /// @notice The order's account did not accept the fill.
     error OrderRefused(address account);
+    /// @notice `settle` was entered again while it ran (an account's check called back into it).
+    error SettleReentered();
     /// @notice Only the account or the key itself cancels the key's orders.
     error NotOrderOwner(address caller);
 
@@ -381,12 +390,42 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
     }
 
     /// @inheritdoc ISignedOrderVenue
-    /// @dev Settler only. All or none: a refused fill reverts the batch with its check's error.
+    /// @dev Settler only, not re-entrant. All or none: a refused fill reverts the batch with its check's error.
+    /// Three passes: every fill traded (no call leaves the venue but to the oracle, so each market's fresh price
+    /// is read once and kept for the batch; funding accrues once a market; initial margin after each opening
+    /// side), each traded account evaluated once; then each side's `checkOrderFill`; then each account's
+    /// closing `checkOrderFill` (size zero) once, its post-execution limits reading the venue after all its fills.
     function settle(Fill[] calldata fills) external {
         if (!isSettler[msg.sender]) revert NotSettler(msg.sender);
+        uint256 guard = SETTLE_GUARD_SLOT;
+        uint256 entered;
+        assembly ("memory-safe") {
+            entered := tload(guard)
+            tstore(guard, 1)
+        }
+        if (entered != 0) revert SettleReentered();
         bytes32 domain = SignedOrder.domainSeparator(address(this));
+        uint256[] memory prices = new uint256[](MAX_MARKETS);
+        address[] memory accounts = new address[](2 * fills.length);
+        uint256 count;
         for (uint256 i; i < fills.length; ++i) {
-            _settleFill(fills[i], domain);
+            count = _tradeFill(fills[i], domain, prices, accounts, count);
+        }
+        for (uint256 j; j < count; ++j) {
+            _evaluateAt(accounts[j], prices);
+        }
+        for (uint256 i; i < fills.length; ++i) {
+            Fill calldata f = fills[i];
+            uint256 price = f.maker.limitPrice;
+            _askAccount(f.maker, f.makerSignature, f.size, price);
+            _askAccount(f.taker, f.takerSignature, f.size, price);
+        }
+        for (uint256 j; j < count; ++j) {
+            _closeBatch(accounts[j]);
+            _markAccount(accounts[j], 0);
+        }
+        assembly ("memory-safe") {
+            tstore(guard, 0)
         }
     }
 
@@ -622,31 +661,89 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
         if (!reduces) _requireInitialMargin(account);
     }
 
-    /// @dev One fill: the pair matched, each order open for `size` more, both sides traded at the maker's limit,
-    /// then each account's check of its key's scope.
-    function _settleFill(Fill calldata f, bytes32 domain) internal {
+    /// @dev One fill's trades: the pair matched, each order open for `size` more, both sides traded at the
+    /// maker's limit (inside the band around the market's fresh price), each side's account added to
+    /// `accounts[:count]` once. Returns the new count.
+    function _tradeFill(
+        Fill calldata f,
+        bytes32 domain,
+        uint256[] memory prices,
+        address[] memory accounts,
+        uint256 count
+    ) internal returns (uint256) {
+        Market storage m = _matchFill(f, prices);
+        uint256 size = f.size;
+        uint256 price = f.maker.limitPrice;
+        _fillSide(f.maker, _take(domain, f.maker, size), m, size, price, 0, prices);
+        _fillSide(f.taker, _take(domain, f.taker, size), m, size, price, m.takerFee, prices);
+        count = _addAccount(f.maker.account, accounts, count);
+        return _addAccount(f.taker.account, accounts, count);
+    }
+
+    /// @dev The pair of `f` matched (one market, opposite sides, two accounts, a size), the maker's limit inside
+    /// the band around the market's fresh price, and the market's funding accrued (once a batch: the block time
+    /// does not move, so accruing again would change nothing). Returns the market.
+    function _matchFill(Fill calldata f, uint256[] memory prices) internal returns (Market storage m) {
         SignedOrder.Order calldata maker = f.maker;
         SignedOrder.Order calldata taker = f.taker;
         uint32 marketId = maker.marketId;
         if (taker.marketId != marketId) revert FillMismatch(FillFault.Market);
         if (taker.isBuy == maker.isBuy) revert FillMismatch(FillFault.Side);
         if (taker.account == maker.account) revert FillMismatch(FillFault.SelfTrade);
-        uint256 size = f.size;
-        if (size == 0) revert ZeroSize();
-        Market storage m = _listed(marketId);
-        uint256 price = maker.limitPrice;
-        (uint256 oraclePrice,) = oracle.freshPrice(marketId);
-        _checkBand(m, oraclePrice, price);
+        if (f.size == 0) revert ZeroSize();
+        m = _listed(marketId);
+        uint256 oraclePrice = _freshPrice(marketId, prices);
+        _checkBand(m, oraclePrice, maker.limitPrice);
+        if (m.lastFundingTime != block.timestamp) {
+            m.fundingIndex = _currentIndex(m, oraclePrice);
+            m.lastFundingTime = uint64(block.timestamp);
+        }
+    }
 
-        _fillSide(maker, _take(domain, maker, size), m, size, price, 0);
-        _fillSide(taker, _take(domain, taker, size), m, size, price, m.takerFee);
-        _askAccount(maker, f.makerSignature, size, price);
-        _askAccount(taker, f.takerSignature, size, price);
+    /// @dev `account` into `accounts[:count]` unless a transient mark says it is there already.
+    function _addAccount(address account, address[] memory accounts, uint256 count) internal returns (uint256) {
+        uint256 slot = _accountMarkSlot(account);
+        uint256 marked;
+        assembly ("memory-safe") {
+            marked := tload(slot)
+        }
+        if (marked != 0) return count;
+        _markAccount(account, 1);
+        accounts[count] = account;
+        return count + 1;
+    }
+
+    /// @dev The transient slot marking `account` as traded in the batch being settled.
+    function _accountMarkSlot(address account) internal pure returns (uint256 slot) {
+        uint256 base = SETTLE_GUARD_SLOT;
+        assembly ("memory-safe") {
+            mstore(0x00, account)
+            mstore(0x20, base)
+            slot := keccak256(0x00, 0x40)
+        }
+    }
+
+    function _markAccount(address account, uint256 value) internal {
+        uint256 slot = _accountMarkSlot(account);
+        assembly ("memory-safe") {
+            tstore(slot, value)
+        }
+    }
+
+    /// @dev `marketId`'s fresh price, read from the oracle once per batch (`prices`, zero until read). Only
+    /// fresh prices are kept, so a kept price never skips the freshness check.
+    function _freshPrice(uint32 marketId, uint256[] memory prices) internal view returns (uint256 price) {
+        price = prices[marketId];
+        if (price == 0) {
+            (price,) = oracle.freshPrice(marketId);
+            prices[marketId] = price;
+        }
     }
 
     /// @dev `size` more of order `o`: not expired, nonce not spent, never past its size. Returns its hash. An
     /// order filled in full spends its nonce (a bitmap word a key's consecutive orders share, so mostly one
-    /// warm write) rather than keeping a fresh 20k-gas `filledOf` slot; only partial fills keep one.
+    /// warm write) rather than keeping a fresh 20k-gas `filledOf` slot; only partial fills keep one, and mark
+    /// their nonce in `_partlyFilled`, so an order never partly filled costs no cold `filledOf` read.
     function _take(bytes32 domain, SignedOrder.Order calldata o, uint256 size) internal returns (bytes32 h) {
         h = SignedOrder.orderHash(domain, o);
         if (uint256(o.expiry) < block.timestamp * 1000) revert OrderExpired(h, o.expiry, block.timestamp * 1000);
@@ -655,7 +752,9 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
         uint256 word = spent[nonce >> 8];
         uint256 bit = uint256(1) << (nonce & 255);
         if (word & bit != 0) revert OrderNonceSpent(h);
-        uint256 before = filledOf[h];
+        mapping(uint256 => uint256) storage partly = _partlyFilled[o.account][o.key];
+        uint256 partWord = partly[nonce >> 8];
+        uint256 before = partWord & bit != 0 ? filledOf[h] : 0;
         uint256 filled = before + size;
         if (filled > o.size) revert OrderOverfilled(h, filled, o.size);
         if (filled == o.size) {
@@ -663,29 +762,132 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
             if (before != 0) filledOf[h] = 0;
         } else {
             filledOf[h] = filled;
+            if (partWord & bit == 0) partly[nonce >> 8] = partWord | bit;
         }
     }
 
+    /// @dev One side of a fill: `_trade`'s steps with the batch's kept prices (the market's funding is already
+    /// accrued): caps, funding, fee, position, and initial margin after an opening side.
     function _fillSide(
         SignedOrder.Order calldata o,
         bytes32 h,
         Market storage m,
         uint256 size,
         uint256 price,
-        uint256 feeRate
+        uint256 feeRate,
+        uint256[] memory prices
     ) internal {
-        int256 sizeDelta = o.isBuy ? int256(size) : -int256(size);
-        (uint256 fee, int256 realised, int256 newSize) =
-            _trade(o.account, o.marketId, m, sizeDelta, price, o.reduceOnly, feeRate);
-        emit SignedOrderFilled(h, o.account, o.marketId, sizeDelta, price, fee, realised, newSize);
-        _evaluate(o.account);
+        (uint256 fee, int256 realised, bool reduces) = _tradeSide(o, m, size, price, feeRate);
+        if (!reduces) _requireInitialMarginAt(o.account, prices);
+        _emitFill(o, h, size, price, fee, realised);
     }
 
-    /// @dev The order's account checks the signature and spends its key's scope for the fill.
+    /// @dev `_trade` without funding accrual and initial margin: caps, funding settled, fee, position moved.
+    function _tradeSide(SignedOrder.Order calldata o, Market storage m, uint256 size, uint256 price, uint256 feeRate)
+        internal
+        returns (uint256 fee, int256 realised, bool reduces)
+    {
+        address account = o.account;
+        int256 sizeDelta = o.isBuy ? int256(size) : -int256(size);
+        Position storage p = _positions[account][o.marketId];
+        reduces = _checkCaps(m, p.size, sizeDelta, o.reduceOnly);
+        // Equal indexes: no funding owed and nothing to store (the position's index is the market's already).
+        if (p.fundingIndex != m.fundingIndex) _settleFunding(account, o.marketId, m);
+        fee = PerpMath.requirement(PerpMath.notional(sizeDelta, price), feeRate);
+        if (fee != 0) {
+            collateralOf[account] -= int256(fee);
+            feesCollected += fee;
+        }
+        realised = _applyFill(account, o.marketId, p, sizeDelta, price, m.fundingIndex);
+    }
+
+    /// @dev `_requireInitialMargin` at the batch's kept fresh prices.
+    function _requireInitialMarginAt(address account, uint256[] memory prices) internal view {
+        (int256 av, uint256 imr,) = _healthAt(account, prices, true);
+        uint256 required = openMarkets[account] == 0 ? imr : imr + minLiquidationReward;
+        if (av < int256(required)) revert InsufficientMargin(av, required);
+    }
+
+    /// @dev The `SignedOrderFilled` event of one side.
+    function _emitFill(
+        SignedOrder.Order calldata o,
+        bytes32 h,
+        uint256 size,
+        uint256 price,
+        uint256 fee,
+        int256 realised
+    ) internal {
+        int256 newSize = _positions[o.account][o.marketId].size;
+        emit SignedOrderFilled(
+            h, o.account, o.marketId, o.isBuy ? int256(size) : -int256(size), price, fee, realised, newSize
+        );
+    }
+
+    /// @dev The order's account checks the signature and spends its key's scope for the fill: its
+    /// `checkOrderFill(o, signature, size, price)`, encoded by hand (the order's 12 words copied as they lie —
+    /// `_take` has already refused any that is not clean), its revert passed on, any answer but the magic value
+    /// refused.
     function _askAccount(SignedOrder.Order calldata o, bytes calldata signature, uint256 size, uint256 price) internal {
-        if (IOrderAccount(o.account).checkOrderFill(o, signature, size, price) != IOrderAccount.checkOrderFill.selector)
-        {
-            revert OrderRefused(o.account);
+        uint256 m;
+        uint256 len;
+        assembly ("memory-safe") {
+            m := mload(0x40)
+            calldatacopy(add(m, 0x04), o, 0x180)
+            // Head: the order (12 words), the signature's offset, size, price; then the signature, zero-padded.
+            mstore(add(m, 0x184), 0x1e0)
+            mstore(add(m, 0x1a4), size)
+            mstore(add(m, 0x1c4), price)
+            mstore(add(m, 0x1e4), signature.length)
+            calldatacopy(add(m, 0x204), signature.offset, signature.length)
+            mstore(add(add(m, 0x204), signature.length), 0)
+            len := add(0x204, and(add(signature.length, 31), not(31)))
+        }
+        _callAccount(o.account, m, len);
+    }
+
+    /// @dev Closes the batch at `account`: `checkOrderFill` with no fill (an order naming only the account, an
+    /// empty signature, size and price zero), which applies the post-execution limits of the keys whose fills it
+    /// checked.
+    function _closeBatch(address account) internal {
+        uint256 m;
+        assembly ("memory-safe") {
+            m := mload(0x40)
+            mstore(add(m, 0x04), account)
+            // The order's other 11 words, size, price and the signature's length are zero; its offset is 0x1e0.
+            calldatacopy(add(m, 0x24), calldatasize(), 0x1e0)
+            mstore(add(m, 0x184), 0x1e0)
+        }
+        _callAccount(account, m, 0x204);
+    }
+
+    /// @dev Calls `account` with `checkOrderFill` arguments encoded at `m + 4` (`len` bytes with the selector, which
+    /// this writes at `m`): its revert passed on, any answer but the magic value refused.
+    function _callAccount(address account, uint256 m, uint256 len) internal {
+        bytes4 magic = IOrderAccount.checkOrderFill.selector;
+        bool accepted;
+        assembly ("memory-safe") {
+            mstore(m, or(shr(32, shl(32, mload(m))), magic))
+            if iszero(call(gas(), account, 0, m, len, 0x00, 0x20)) {
+                returndatacopy(m, 0, returndatasize())
+                revert(m, returndatasize())
+            }
+            accepted := and(gt(returndatasize(), 31), eq(shr(224, mload(0x00)), shr(224, magic)))
+        }
+        if (!accepted) revert OrderRefused(account);
+    }
+
+    /// @dev Reduce-only and the market's position cap for moving a position of `oldSize` by `sizeDelta`. Returns
+    /// whether the move only reduces (then neither applies, nor does initial margin).
+    function _checkCaps(Market storage m, int256 oldSize, int256 sizeDelta, bool reduceOnly)
+        internal
+        view
+        returns (bool reduces)
+    {
+        int256 newSize = oldSize + sizeDelta;
+        reduces = (oldSize > 0 && sizeDelta < 0 && newSize >= 0) || (oldSize < 0 && sizeDelta > 0 && newSize <= 0);
+        if (reduceOnly && !reduces) revert ReduceOnlyViolation(oldSize, sizeDelta);
+        if (!reduces && FixedPointMathLib.abs(newSize) > m.maxPosition) {
+            revert MaxPositionExceeded(newSize, m.maxPosition);
         }
     }
 
@@ -770,6 +972,46 @@ contract PerpVenue is IPerpVenue, ISignedOrderVenue, Ownable {
                 mmr += PerpMath.requirement(n, m.mmf);
             }
             open >>= 1;
+        }
+    }
+
+    /// @dev `_health` in a settlement, with the batch's kept prices (`_freshPrice`): `requireFresh` reads a market
+    /// not yet kept fresh from the oracle and keeps it; otherwise a market not kept is read at its last price.
+    /// `_health` itself stays as it is for the other paths (their gas unchanged).
+    function _healthAt(address account, uint256[] memory prices, bool requireFresh)
+        internal
+        view
+        returns (int256 av, uint256 imr, uint256 mmr)
+    {
+        av = collateralOf[account];
+        uint64 open = openMarkets[account];
+        for (uint32 id; open != 0; ++id) {
+            if (open & 1 != 0) {
+                Market storage m = _markets[id];
+                uint256 price = prices[id];
+                if (requireFresh) price = _freshPrice(id, prices);
+                else if (price == 0) (price,) = oracle.lastPrice(id);
+                Position storage p = _positions[account][id];
+                uint256 n = PerpMath.notional(p.size, price);
+                // A market accrued in this block has its current index stored.
+                int256 index = m.lastFundingTime == block.timestamp ? m.fundingIndex : _currentIndex(m, price);
+                av += PerpMath.pnl(p.size, p.entryPrice, price) - PerpMath.fundingOwed(p.size, index, p.fundingIndex);
+                imr += PerpMath.requirement(n, m.imf);
+                mmr += PerpMath.requirement(n, m.mmf);
+            }
+            open >>= 1;
+        }
+    }
+
+    /// @dev `_evaluate` after a settlement's trades, at the batch's kept prices: once per traded account.
+    function _evaluateAt(address account, uint256[] memory prices) internal {
+        (int256 av, uint256 imr, uint256 mmr) = _healthAt(account, prices, false);
+        AccountState state = _stateOf(av, imr, mmr);
+        AccountState previous = lastState[account];
+        if (state != previous) {
+            lastState[account] = state;
+            emit AccountStateChanged(account, previous, state, av, imr, mmr);
+            if (state == AccountState.MarginCall) emit MarginCall(account, av, imr, mmr);
         }
     }
 

@@ -296,4 +296,7 @@ interface ITradingAccount {
     error SessionOutsideWindow(uint40 validAfter, uint40 validUntil);
     /// @notice A risk-raising fill after the key's dead-man switch deadline.
     error SessionHeartbeatMissed(address key, uint40 deadline);
+    /// @notice Fills of another venue still wait for their post-execution limits (that venue's closing
+    /// `checkOrderFill`, size zero) in this transaction: one venue's batch at a time.
+    error OrderChecksPending(address venue);
 }
