@@ -88,7 +88,9 @@ async fn open_debug_methods_beyond_loopback_or_on_a_public_chain_refuse_to_start
     c.listen = "0.0.0.0:0".parse().unwrap();
     let e = Relayer::start(c.clone()).await.unwrap_err().to_string();
     assert!(e.contains("loopback") && e.contains("admin_token"), "{e}");
-    // With a token it starts (positive control).
+    // With a token it starts (positive control; plain HTTP beyond loopback is allowed explicitly, as behind a
+    // proxy that terminates TLS).
+    c.allow_plaintext = true;
     c.admin_token = Some(TOKEN.into());
     let relayer = Relayer::start(c).await.expect("starts with a token");
     relayer.stop().await;
