@@ -417,8 +417,11 @@ impl Matcher {
         let now = now_ms();
         let digest = req.verify(self.0.chain_id, signature, now)?;
         if let RequestAction::ScheduleCancel { at_ms } = req.action {
-            // The floor counts from the matcher's clock too (a request may be signed up to 5 s ago).
-            if at_ms != 0 && at_ms < now + keyscope_core::order_request::MIN_SCHEDULED_CANCEL_MS {
+            // The floor counts from the matcher's clock too (a request may be signed up to 5 s ago), less a
+            // second for the request's way here.
+            if at_ms != 0
+                && at_ms + 1_000 < now + keyscope_core::order_request::MIN_SCHEDULED_CANCEL_MS
+            {
                 return Err(RequestError::ScheduleTooSoon {
                     at_ms,
                     ahead_ms: at_ms as i64 - now as i64,
