@@ -8,81 +8,38 @@ mod fixture;
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use alloy_primitives::{B256, Bytes, I256};
-use keyscope_core::{
-    bindings::PerpVenue,
-    order::{OrderBuilder, OrderJson, TimeInForce, key_order_grant, order_hash, sign_order},
-    units::parse_units,
-};
-use serde_json::{Value, json};
+use alloy_primitives::I256;
+use common::RelayerProcess;
+use fixture::orders::{Signed, order_for, place_at, position, sign};
+use keyscope_core::{order::TimeInForce, units::parse_units};
+use serde_json::json;
 
-struct MatcherProcess {
-    child: Child,
-    ready: Value,
+/// The relayer with its matcher settling every `settle_interval_ms`, as a process.
+fn spawn(chain: &fixture::Chain, data_dir: &Path, settle_interval_ms: u64) -> RelayerProcess {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let config = data_dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!("[matcher]\nsettle_interval_ms = {settle_interval_ms}\n"),
+    )
+    .unwrap();
+    RelayerProcess::spawn(
+        &chain.devnet.endpoint(),
+        &chain.devnet.keys()[1].to_string(),
+        &chain.devnet.deployment_file,
+        data_dir,
+        &["--config", config.to_str().unwrap()],
+        &[(
+            "KEYSCOPE_RELAYER_SETTLER_KEY",
+            chain.devnet.keys()[keyscope_core::devnet::SETTLER_KEY_INDEX].to_string(),
+        )],
+    )
 }
 
-impl MatcherProcess {
-    /// The relayer with its matcher settling every `settle_interval_ms`.
-    fn spawn(chain: &fixture::Chain, data_dir: &Path, settle_interval_ms: u64) -> Self {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let config = data_dir.with_extension("toml");
-        std::fs::write(
-            &config,
-            format!("[matcher]\nsettle_interval_ms = {settle_interval_ms}\n"),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-            .args(["relayer", "--json", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--rpc")
-            .arg(chain.devnet.endpoint())
-            .arg("--relayer-key")
-            .arg(chain.devnet.keys()[1].to_string())
-            .arg("--deployment")
-            .arg(&chain.devnet.deployment_file)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env(
-                "KEYSCOPE_RELAYER_SETTLER_KEY",
-                chain.devnet.keys()[keyscope_core::devnet::SETTLER_KEY_INDEX].to_string(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(data_dir.with_extension("log"))
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap();
-        let ready = common::ready(&mut child, "relayer");
-        Self { child, ready }
-    }
-
-    fn url(&self) -> String {
-        self.ready["rpc"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for MatcherProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
+/// `t`'s signed BTC order, expiring in five minutes (the test outlives the usual two).
 async fn signed(
     chain: &fixture::Chain,
     t: &fixture::Trader,
@@ -91,43 +48,9 @@ async fn signed(
     price: &str,
     tif: TimeInForce,
     nonce: u64,
-) -> (Value, Bytes, B256) {
-    let key = alloy::signers::Signer::address(&t.session);
-    let (grant, epoch) = key_order_grant(&chain.provider, t.account, key)
-        .await
-        .unwrap();
-    let order = OrderBuilder::new(
-        t.account,
-        key,
-        0,
-        is_buy,
-        parse_units(size, 18).unwrap(),
-        parse_units(price, 18).unwrap(),
-    )
-    .grant(grant, epoch)
-    .time_in_force(tif as u8)
-    .expiry_ms(now_ms() + 300_000)
-    .nonce(nonce)
-    .build(now_ms())
-    .unwrap();
-    let chain_id = chain.devnet.deployment.chain_id;
-    let sig = sign_order(&t.session, chain.d.venue, chain_id, &order)
-        .await
-        .unwrap();
-    (
-        json!(OrderJson::from(&order)),
-        sig,
-        order_hash(chain.d.venue, chain_id, &order),
-    )
-}
-
-async fn position(chain: &fixture::Chain, account: alloy_primitives::Address) -> I256 {
-    PerpVenue::new(chain.d.venue, &chain.provider)
-        .position(account, 0)
-        .call()
-        .await
-        .unwrap()
-        .size
+) -> Signed {
+    let o = order_for(chain, t, is_buy, size, price, tif, nonce, 300_000).await;
+    sign(chain, &t.session, o).await
 }
 
 #[tokio::test]
@@ -138,23 +61,19 @@ async fn kill_9_with_orders_resting_and_fills_unsettled_loses_and_doubles_nothin
     let data_dir = fixture::data_dir("matcher-kill9");
 
     // Settlement once a minute: fills are matched and acknowledged, and wait.
-    let mut first = MatcherProcess::spawn(&chain, &data_dir, 60_000);
+    let mut first = spawn(&chain, &data_dir, 60_000);
     let asks = [
         signed(&chain, &maker, false, "0.1", "60100", TimeInForce::Gtt, 1).await,
         signed(&chain, &maker, false, "0.1", "60150", TimeInForce::Gtt, 2).await,
         signed(&chain, &maker, false, "0.2", "60200", TimeInForce::Gtt, 3).await,
     ];
     for a in &asks {
-        let ack = fixture::rpc(&first.url(), "keyscope_placeOrder", json!([a.0, a.1]))
-            .await
-            .unwrap();
+        let ack = place_at(&first.url(), a).await.unwrap();
         assert_eq!(ack["status"], "resting");
     }
     // Two fills: the whole first ask and half the second… the taker's 0.15 sweep.
     let lift = signed(&chain, &taker, true, "0.15", "60150", TimeInForce::Ioc, 1).await;
-    let ack = fixture::rpc(&first.url(), "keyscope_placeOrder", json!([lift.0, lift.1]))
-        .await
-        .unwrap();
+    let ack = place_at(&first.url(), &lift).await.unwrap();
     assert_eq!(ack["fills"].as_array().unwrap().len(), 2, "{ack}");
     let book_before = fixture::rpc(&first.url(), "keyscope_getBook", json!([0]))
         .await
@@ -170,7 +89,7 @@ async fn kill_9_with_orders_resting_and_fills_unsettled_loses_and_doubles_nothin
     first.child.wait().unwrap();
 
     // Restarted, settling every 200 ms.
-    let second = MatcherProcess::spawn(&chain, &data_dir, 200);
+    let second = spawn(&chain, &data_dir, 200);
     let book_after = fixture::rpc(&second.url(), "keyscope_getBook", json!([0]))
         .await
         .unwrap();
@@ -187,24 +106,12 @@ async fn kill_9_with_orders_resting_and_fills_unsettled_loses_and_doubles_nothin
     }
     assert_eq!(position(&chain, maker.account).await, -want);
     // The order placed before the kill is still placed: the same one again is a duplicate.
-    let e = fixture::rpc(
-        &second.url(),
-        "keyscope_placeOrder",
-        json!([asks[2].0, asks[2].1]),
-    )
-    .await
-    .unwrap_err();
+    let e = place_at(&second.url(), &asks[2]).await.unwrap_err();
     assert_eq!(e["code"], -32622, "{e}");
     // And a taker after the restart meets the rest of the second ask first (time priority kept).
     let lift = signed(&chain, &taker, true, "0.05", "60200", TimeInForce::Ioc, 2).await;
-    fixture::rpc(
-        &second.url(),
-        "keyscope_placeOrder",
-        json!([lift.0, lift.1]),
-    )
-    .await
-    .unwrap();
-    let second_ask = fixture::rpc(&second.url(), "keyscope_getOrder", json!([asks[1].2]))
+    place_at(&second.url(), &lift).await.unwrap();
+    let second_ask = fixture::rpc(&second.url(), "keyscope_getOrder", json!([asks[1].hash]))
         .await
         .unwrap();
     assert!(

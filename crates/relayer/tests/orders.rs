@@ -8,170 +8,17 @@ mod common;
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider;
-use alloy_primitives::{Address, B256, Bytes, I256};
-use common::*;
-use jsonrpsee::{
-    core::client::{Subscription, SubscriptionClientT},
-    rpc_params,
-    ws_client::{WsClient, WsClientBuilder},
-};
+use alloy_primitives::{B256, I256};
+use common::{orders::*, *};
 use keyscope_core::{
     bindings::PerpVenue,
     ops,
-    order::{OrderBuilder, OrderJson, TimeInForce, key_order_grant, order_hash, sign_order},
+    order::{OrderBuilder, OrderJson, TimeInForce, order_hash, sign_order},
     order_request::{Request, RequestAction},
     units::parse_units,
 };
 use keyscope_relayer::{Relayer, config::BundlingMode};
 use serde_json::{Value, json};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// A signed order of `t`'s session key on BTC: (its JSON, its signature, its hash).
-async fn signed(
-    s: &Setup,
-    t: &Trader,
-    is_buy: bool,
-    size: &str,
-    price: &str,
-    tif: TimeInForce,
-    nonce: u64,
-) -> (Value, Bytes, B256) {
-    let (grant, epoch) = key_order_grant(&s.provider, t.account, t.session.address())
-        .await
-        .unwrap();
-    let order = OrderBuilder::new(
-        t.account,
-        t.session.address(),
-        0,
-        is_buy,
-        parse_units(size, 18).unwrap(),
-        parse_units(price, 18).unwrap(),
-    )
-    .grant(grant, epoch)
-    .time_in_force(tif as u8)
-    .expiry_ms(now_ms() + 120_000)
-    .nonce(nonce)
-    .build(now_ms())
-    .unwrap();
-    let chain_id = s.devnet.deployment.chain_id;
-    let sig = sign_order(&t.session, s.d.venue, chain_id, &order)
-        .await
-        .unwrap();
-    (
-        json!(OrderJson::from(&order)),
-        sig,
-        order_hash(s.d.venue, chain_id, &order),
-    )
-}
-
-async fn place(s: &Setup, order: &(Value, Bytes, B256)) -> Result<Value, Value> {
-    s.call("keyscope_placeOrder", json!([order.0, order.1]))
-        .await
-}
-
-/// `t`'s key's signed request, as the RPC methods take it: (fields, signature).
-async fn request(s: &Setup, t: &Trader, action: RequestAction) -> (Value, Bytes) {
-    let r = Request {
-        venue: s.d.venue,
-        account: t.account,
-        key: t.session.address(),
-        action: action.clone(),
-        timestamp_ms: now_ms(),
-    };
-    let sig = r
-        .sign(&t.session, s.devnet.deployment.chain_id)
-        .await
-        .unwrap();
-    let mut fields =
-        json!({ "account": t.account, "key": t.session.address(), "timestampMs": r.timestamp_ms });
-    match action {
-        RequestAction::Cancel(h) => fields["orderHashes"] = json!(h),
-        RequestAction::ScheduleCancel { at_ms } => fields["atMs"] = json!(at_ms),
-        RequestAction::Subscribe {
-            cancel_on_disconnect,
-        } => fields["cancelOnDisconnect"] = json!(cancel_on_disconnect),
-        RequestAction::CancelAll => {}
-    }
-    (fields, sig)
-}
-
-async fn subscribe_orders(
-    s: &Setup,
-    t: &Trader,
-    cancel_on_disconnect: bool,
-) -> (WsClient, Subscription<Value>) {
-    let ws = WsClientBuilder::default()
-        .build(s.relayer.ws_url())
-        .await
-        .unwrap();
-    let (fields, sig) = request(
-        s,
-        t,
-        RequestAction::Subscribe {
-            cancel_on_disconnect,
-        },
-    )
-    .await;
-    let sub = ws
-        .subscribe::<Value, _>(
-            "keyscope_subscribeOrders",
-            rpc_params![fields, sig],
-            "keyscope_unsubscribeOrders",
-        )
-        .await
-        .unwrap();
-    (ws, sub)
-}
-
-/// The next event on `sub` for which `pred` holds, within 20 s.
-async fn next_where(sub: &mut Subscription<Value>, pred: impl Fn(&Value) -> bool) -> Value {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let ev = sub.next().await.expect("open").expect("json");
-            if pred(&ev) {
-                return ev;
-            }
-        }
-    })
-    .await
-    .expect("the event within 20 s")
-}
-
-async fn position(s: &Setup, account: Address) -> I256 {
-    PerpVenue::new(s.d.venue, &s.provider)
-        .position(account, 0)
-        .call()
-        .await
-        .unwrap()
-        .size
-}
-
-/// Whether `t`'s key's order nonce `nonce` is spent at the venue (filled in full or cancelled on chain).
-async fn nonce_spent(s: &Setup, t: &Trader, nonce: u64) -> bool {
-    let (word, bit) = keyscope_core::order::nonce_slot(nonce);
-    let w = PerpVenue::new(s.d.venue, &s.provider)
-        .cancelledOrders(t.account, t.session.address(), word)
-        .call()
-        .await
-        .unwrap();
-    w & bit != alloy_primitives::U256::ZERO
-}
-
-fn code(e: &Value) -> i64 {
-    e["code"].as_i64().unwrap()
-}
-
-async fn resting(s: &Setup, hash: B256) -> Option<String> {
-    let o = s.call("keyscope_getOrder", json!([hash])).await.unwrap();
-    // Null once it left the book and no fill of it waits for settlement; resting "0x0" while one does.
-    (!o.is_null() && o["resting"] != "0x0").then(|| o["resting"].as_str().unwrap().to_string())
-}
 
 #[tokio::test]
 async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers_price() {
@@ -186,7 +33,7 @@ async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers
     for o in [&ask, &bid] {
         let ack = place(&s, o).await.unwrap();
         assert_eq!(ack["status"], "resting");
-        assert_eq!(ack["orderHash"], json!(o.2));
+        assert_eq!(ack["orderHash"], json!(o.hash));
     }
     let book = s.call("keyscope_getBook", json!([0])).await.unwrap();
     assert_eq!(book["asks"][0][0], json!(parse_units("60100", 18).unwrap()));
@@ -203,7 +50,7 @@ async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers
         e["fill"]["id"] == fill_id && e["fill"]["status"] == "settled"
     })
     .await;
-    assert_eq!(settled["orderHash"], json!(ask.2));
+    assert_eq!(settled["orderHash"], json!(ask.hash));
     assert_eq!(
         settled["fill"]["price"],
         json!(parse_units("60100", 18).unwrap())
@@ -221,11 +68,11 @@ async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers
     assert_eq!(position(&s, taker.account).await, tenth);
     assert_eq!(position(&s, maker.account).await, -tenth);
     assert_eq!(
-        resting(&s, ask.2).await.unwrap(),
-        format!("{:#x}", parse_units("0.1", 18).unwrap())
+        resting(&s, ask.hash).await,
+        Some(parse_units("0.1", 18).unwrap())
     );
     let filled = PerpVenue::new(s.d.venue, &s.provider)
-        .filledOf(ask.2)
+        .filledOf(ask.hash)
         .call()
         .await
         .unwrap();
@@ -236,29 +83,38 @@ async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers
     let e = place(&s, &big).await.unwrap_err();
     assert_eq!(code(&e), -32620, "{e}");
     assert!(e["message"].as_str().unwrap().contains("size"), "{e}");
-    assert_eq!(resting(&s, big.2).await, None);
+    assert_eq!(resting(&s, big.hash).await, None);
     // …a post-only that would take…
     let cross = signed(&s, &taker, true, "0.05", "60100", TimeInForce::PostOnly, 2).await;
     assert_eq!(code(&place(&s, &cross).await.unwrap_err()), -32622);
-    assert_eq!(resting(&s, cross.2).await, None);
+    assert_eq!(resting(&s, cross.hash).await, None);
     // …an order placed twice…
     assert_eq!(code(&place(&s, &ask).await.unwrap_err()), -32622);
     // …a signature of another order, and an order changed after signing.
     let other = signed(&s, &maker, false, "0.1", "60400", TimeInForce::Gtt, 4).await;
-    let forged = (other.0.clone(), ask.1.clone(), other.2);
+    let forged = Signed {
+        sig: ask.sig.clone(),
+        ..other.clone()
+    };
     assert_eq!(code(&place(&s, &forged).await.unwrap_err()), -32507);
-    let mut bigger = other.0.clone();
+    let mut bigger = other.json.clone();
     bigger["size"] = json!(parse_units("0.2", 18).unwrap());
     assert_eq!(
         code(
-            &place(&s, &(bigger, other.1.clone(), other.2))
-                .await
-                .unwrap_err()
+            &place(
+                &s,
+                &Signed {
+                    json: bigger,
+                    ..other.clone()
+                }
+            )
+            .await
+            .unwrap_err()
         ),
         -32507
     );
     // Another key signing the maker's order (its digest, by hand): refused.
-    let maker_order = serde_json::from_value::<OrderJson>(other.0.clone())
+    let maker_order = serde_json::from_value::<OrderJson>(other.json.clone())
         .unwrap()
         .to_order(0)
         .unwrap();
@@ -271,9 +127,15 @@ async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers
     let by_taker = keyscope_core::KeySigner::sign_digest(&taker.session, digest)
         .await
         .unwrap();
-    let e = place(&s, &(other.0.clone(), by_taker, other.2))
-        .await
-        .unwrap_err();
+    let e = place(
+        &s,
+        &Signed {
+            sig: by_taker,
+            ..other.clone()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(code(&e), -32507, "{e}");
     // The genuine one rests.
     assert_eq!(place(&s, &other).await.unwrap()["status"], "resting");
@@ -302,11 +164,11 @@ async fn a_maker_quotes_a_taker_lifts_the_ask_and_the_fill_settles_at_the_makers
         .unwrap();
         let e = place(
             &s,
-            &(
-                json!(OrderJson::from(&order)),
+            &Signed {
+                json: json!(OrderJson::from(&order)),
                 sig,
-                order_hash(s.d.venue, s.devnet.deployment.chain_id, &order),
-            ),
+                hash: order_hash(s.d.venue, s.devnet.deployment.chain_id, &order),
+            },
         )
         .await
         .unwrap_err();
@@ -353,23 +215,26 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
         q.push(o);
     }
     // One order, by its key.
-    let (fields, sig) = request(&s, &t, RequestAction::Cancel(vec![q[0].2])).await;
+    let (fields, sig) = request(&s, &t, RequestAction::Cancel(vec![q[0].hash])).await;
     let done = s
         .call("keyscope_cancelOrders", json!([fields, sig]))
         .await
         .unwrap();
-    assert_eq!(done["cancelled"], json!([q[0].2]));
+    assert_eq!(done["cancelled"], json!([q[0].hash]));
     assert_eq!(done["notResting"], json!([]));
-    assert_eq!(resting(&s, q[0].2).await, None);
+    assert_eq!(resting(&s, q[0].hash).await, None);
     // The lookup tells how it ended.
-    let gone = s.call("keyscope_getOrder", json!([q[0].2])).await.unwrap();
+    let gone = s
+        .call("keyscope_getOrder", json!([q[0].hash]))
+        .await
+        .unwrap();
     assert_eq!(gone["status"], "cancelled", "{gone}");
     assert_eq!(gone["reason"], "cancelled by its key", "{gone}");
     // Naming it again (and a hash never placed) cancels nothing and says so.
     let (fields2, sig2) = request(
         &s,
         &t,
-        RequestAction::Cancel(vec![q[0].2, B256::repeat_byte(0xaa)]),
+        RequestAction::Cancel(vec![q[0].hash, B256::repeat_byte(0xaa)]),
     )
     .await;
     let done = s
@@ -377,7 +242,10 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
         .await
         .unwrap();
     assert_eq!(done["cancelled"], json!([]));
-    assert_eq!(done["notResting"], json!([q[0].2, B256::repeat_byte(0xaa)]));
+    assert_eq!(
+        done["notResting"],
+        json!([q[0].hash, B256::repeat_byte(0xaa)])
+    );
     // The same request again: a replay, refused.
     let e = s
         .call("keyscope_cancelOrders", json!([fields, sig]))
@@ -404,7 +272,7 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32623);
-    assert!(resting(&s, q[1].2).await.is_some());
+    assert!(resting(&s, q[1].hash).await.is_some());
     // Another key cannot cancel this key's orders: its signature is not this key's.
     let other = s.trader(2111, "100000").await;
     let (mut fields, sig) = request(&s, &other, RequestAction::CancelAll).await;
@@ -415,7 +283,7 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
         .await
         .unwrap_err();
     assert_eq!(code(&e), -32507);
-    assert!(resting(&s, q[1].2).await.is_some());
+    assert!(resting(&s, q[1].hash).await.is_some());
     // All of the key's orders.
     let (fields, sig) = request(&s, &t, RequestAction::CancelAll).await;
     let done = s
@@ -463,19 +331,23 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
         .await
         .unwrap();
     assert_eq!(done["scheduledCancelMs"], json!(at));
-    assert!(resting(&s, o.2).await.is_some());
+    assert!(resting(&s, o.hash).await.is_some());
     tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()) + 300)).await;
-    assert_eq!(resting(&s, o.2).await, None, "the scheduled cancel fired");
+    assert_eq!(
+        resting(&s, o.hash).await,
+        None,
+        "the scheduled cancel fired"
+    );
 
     // Cancel on disconnect: the key's stream closes, its quotes go.
     let (ws, mut sub) = subscribe_orders(&s, &t, true).await;
     let o = signed(&s, &t, true, "0.1", "59200", TimeInForce::Gtt, quote()).await;
     place(&s, &o).await.unwrap();
-    next_where(&mut sub, |e| e["orderHash"] == json!(o.2)).await;
+    next_where(&mut sub, |e| e["orderHash"] == json!(o.hash)).await;
     drop(sub);
     drop(ws);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while resting(&s, o.2).await.is_some() {
+    while resting(&s, o.hash).await.is_some() {
         assert!(Instant::now() < deadline, "cancelled on disconnect");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -500,7 +372,7 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
         .unwrap();
     assert!(s.direct.send(&bump).await.unwrap().success);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while resting(&s, o.2).await.is_some() {
+    while resting(&s, o.hash).await.is_some() {
         assert!(
             Instant::now() < deadline,
             "an epoch bump takes the key's orders off"
@@ -522,7 +394,7 @@ async fn cancels_at_every_grain_and_the_chain_takes_a_revoked_keys_orders_off() 
     assert!(s.direct.send(&revoke).await.unwrap().success);
     let revoked_at = Instant::now();
     let deadline = revoked_at + Duration::from_secs(5);
-    while resting(&s, old.2).await.is_some() {
+    while resting(&s, old.hash).await.is_some() {
         assert!(
             Instant::now() < deadline,
             "a revoke takes the key's orders off"
@@ -567,8 +439,8 @@ async fn a_restart_keeps_every_acknowledged_order_in_its_place() {
     // a's ask is first in line: b's buy fills against it (b's own ask, second, is not reached).
     let ack = place(&s, &lift).await.unwrap();
     assert_eq!(ack["status"], "filled");
-    assert_eq!(resting(&s, first.2).await, None);
-    assert!(resting(&s, second.2).await.is_some());
+    assert_eq!(resting(&s, first.hash).await, None);
+    assert!(resting(&s, second.hash).await.is_some());
 }
 
 #[tokio::test]
@@ -640,7 +512,7 @@ async fn a_fill_the_chain_refuses_is_bisected_out_and_the_rest_of_the_batch_sett
     assert_eq!(position(&s, revoked.account).await, I256::ZERO);
     let venue = PerpVenue::new(s.d.venue, &s.provider);
     assert_eq!(
-        venue.filledOf(asks[1].2).call().await.unwrap(),
+        venue.filledOf(asks[1].hash).call().await.unwrap(),
         alloy_primitives::U256::ZERO
     );
     // Filled in full, an order spends its nonce (the venue keeps no filled amount for it).

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod orders;
+
 use std::{path::PathBuf, time::Duration};
 
 use alloy::{
