@@ -67,19 +67,20 @@ pub enum OrderCommand {
     },
 }
 
-/// Sign as a session key instead of the owner: a key given here, or a key held by `keyscope signer`.
+/// A session key that signs: given here (either curve), or held by the `keyscope signer` sidecar. Shared by
+/// `order` (where, without one, the owner signs) and `quote` (which needs one).
 #[derive(Debug, clap::Args)]
-pub struct SessionKeyArgs {
-    /// Session private key (hex); without it (and without --signer) the owner signs.
+pub struct KeySourceArgs {
+    /// Session private key (hex).
     #[arg(
         long = "session-key",
         env = "KEYSCOPE_SESSION_KEY",
         hide_env_values = true
     )]
-    session_key: Option<String>,
+    pub(crate) session_key: Option<String>,
     /// The session key's curve: secp256k1, or p256 (HSM, enclave and passkey keys).
     #[arg(long, default_value = "secp256k1")]
-    key_type: Curve,
+    pub(crate) key_type: Curve,
     /// Sign through the `keyscope signer` sidecar listening on this socket (with --key-id): this process
     /// never sees the key.
     #[arg(
@@ -88,10 +89,18 @@ pub struct SessionKeyArgs {
         requires = "key_id",
         conflicts_with = "session_key"
     )]
-    signer: Option<PathBuf>,
+    pub(crate) signer: Option<PathBuf>,
     /// The sidecar key's id (address or P-256 key id; `keyscope signer` lists them).
     #[arg(long)]
-    key_id: Option<Address>,
+    pub(crate) key_id: Option<Address>,
+}
+
+/// Sign as a session key instead of the owner: a key given here, or a key held by `keyscope signer`;
+/// without either, the owner signs.
+#[derive(Debug, clap::Args)]
+pub struct SessionKeyArgs {
+    #[command(flatten)]
+    source: KeySourceArgs,
     /// Nonce lane of the session key (parallel streams use different lanes).
     #[arg(long, default_value_t = 0)]
     lane: u32,
@@ -159,12 +168,12 @@ async fn send_order(
 
 /// The session key the flags name (its address or P-256 id), or None when the owner signs.
 fn session_key_id(key: &SessionKeyArgs) -> anyhow::Result<Option<Address>> {
-    if let Some(id) = key.key_id.filter(|_| key.signer.is_some()) {
+    if let Some(id) = key.source.key_id.filter(|_| key.source.signer.is_some()) {
         return Ok(Some(id));
     }
-    Ok(match &key.session_key {
+    Ok(match &key.source.session_key {
         None => None,
-        Some(hex) => Some(match key.key_type {
+        Some(hex) => Some(match key.source.key_type {
             Curve::Secp256k1 => signer::from_hex(hex)?.address(),
             Curve::P256 => p256_from_hex(hex)?.id(),
         }),
@@ -192,7 +201,7 @@ async fn sign_as_key(
         .client
         .unsigned_key_op(id, ctx.account, key.lane, call_data)
         .await?;
-    if let Some(socket) = &key.signer {
+    if let Some(socket) = &key.source.signer {
         let mut op = op;
         let until = ctx.client.chain_time().await? + ttl;
         let signed = connect_signer(socket).await?.sign(&op, Some(until)).await?;
@@ -200,10 +209,11 @@ async fn sign_as_key(
         return Ok(op);
     }
     let hex = key
+        .source
         .session_key
         .as_deref()
         .expect("a key id without --signer comes from --session-key");
-    Ok(match key.key_type {
+    Ok(match key.source.key_type {
         Curve::Secp256k1 => {
             let k: PrivateKeySigner = signer::from_hex(hex)?;
             ctx.client.sign_key_op(&k, ctx.account, op, ttl).await?

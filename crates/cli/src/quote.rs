@@ -5,10 +5,7 @@
 //! key's grant id and order epoch read from the chain. The relayer is `--bundler` / `KEYSCOPE_BUNDLER`
 //! (HTTP; `watch` uses the same address over WebSocket).
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy::{
     providers::{Provider, ProviderBuilder},
@@ -127,32 +124,8 @@ pub enum Side {
     Sell,
 }
 
-/// The session key that signs: given here, or held by `keyscope signer`.
-#[derive(Debug, clap::Args)]
-pub struct QuoteKeyArgs {
-    /// Session private key (hex).
-    #[arg(
-        long = "session-key",
-        env = "KEYSCOPE_SESSION_KEY",
-        hide_env_values = true
-    )]
-    session_key: Option<String>,
-    /// The session key's curve: secp256k1, or p256.
-    #[arg(long, default_value = "secp256k1")]
-    key_type: Curve,
-    /// Sign through the `keyscope signer` sidecar listening on this socket (with --key-id): this process
-    /// never sees the key.
-    #[arg(
-        long,
-        env = "KEYSCOPE_SIGNER",
-        requires = "key_id",
-        conflicts_with = "session_key"
-    )]
-    signer: Option<PathBuf>,
-    /// The sidecar key's id (address or P-256 key id).
-    #[arg(long)]
-    key_id: Option<Address>,
-}
+/// The session key that signs quotes and requests (`order`'s key flags).
+pub type QuoteKeyArgs = crate::order::KeySourceArgs;
 
 /// What signs orders and requests.
 enum KeyHandle {

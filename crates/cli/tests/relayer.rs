@@ -6,65 +6,24 @@ mod common;
 #[path = "../../relayer/tests/common/mod.rs"]
 mod fixture;
 
-use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
-};
+use std::{path::Path, process::Command};
 
 use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
 use alloy_primitives::{B256, U256};
+use common::RelayerProcess;
 use keyscope_core::{bindings::IEntryPoint, client::rpc_user_op, nonce::SessionLane};
 use serde_json::{Value, json};
 
-struct RelayerProcess {
-    child: Child,
-    ready: Value,
-}
-
-impl RelayerProcess {
-    fn spawn(chain: &fixture::Chain, data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-            .args([
-                "relayer",
-                "--json",
-                "--mode",
-                "manual",
-                "--debug-api",
-                "--listen",
-                "127.0.0.1:0",
-                "--rpc",
-            ])
-            .arg(chain.devnet.endpoint())
-            .arg("--relayer-key")
-            .arg(chain.devnet.keys()[1].to_string())
-            .arg("--deployment")
-            .arg(&chain.devnet.deployment_file)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(data_dir.with_extension("log"))
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap();
-        let ready = common::ready(&mut child, "relayer");
-        Self { child, ready }
-    }
-
-    fn url(&self) -> String {
-        self.ready["rpc"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for RelayerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The relayer as an operator runs it, in manual bundling mode with the debug methods.
+fn spawn(chain: &fixture::Chain, data_dir: &Path) -> RelayerProcess {
+    RelayerProcess::spawn(
+        &chain.devnet.endpoint(),
+        &chain.devnet.keys()[1].to_string(),
+        &chain.devnet.deployment_file,
+        data_dir,
+        &["--mode", "manual", "--debug-api"],
+        &[],
+    )
 }
 
 #[tokio::test]
@@ -73,7 +32,7 @@ async fn kill_9_with_ops_in_the_pool_loses_and_doubles_nothing() {
     let t = chain.trader(20, "20000").await;
     let data_dir = fixture::data_dir("kill9");
 
-    let mut first = RelayerProcess::spawn(&chain, &data_dir);
+    let mut first = spawn(&chain, &data_dir);
     let mut hashes = Vec::new();
     for seq in 0..5 {
         let op = chain.order_op(&t, 0, seq, "0.01", "60500", false).await;
@@ -90,7 +49,7 @@ async fn kill_9_with_ops_in_the_pool_loses_and_doubles_nothing() {
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    let mut second = RelayerProcess::spawn(&chain, &data_dir);
+    let mut second = spawn(&chain, &data_dir);
     assert_eq!(second.ready["resumed"], 5, "{}", second.ready);
     let pool = fixture::rpc(
         &second.url(),

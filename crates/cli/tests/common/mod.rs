@@ -114,3 +114,168 @@ pub fn contains_in_order(haystack: &str, expected: &str) -> bool {
     }
     true
 }
+
+/// A README walk-through's steps: the `nth` (0-based) `sh` block of the section titled `title` (up to the next
+/// `## `), each command with its expected output lines (`#   text` under it; a heredoc kept whole).
+pub fn readme_steps(title: &str, nth: usize) -> Vec<(String, Vec<String>)> {
+    let readme =
+        std::fs::read_to_string(keyscope_core::devnet::repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split(title)
+        .nth(1)
+        .unwrap_or_else(|| panic!("the README has the section {title:?}"))
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let block = section
+        .split("```sh")
+        .nth(nth + 1)
+        .unwrap_or_else(|| panic!("{title:?} has sh block {nth}"))
+        .split("```")
+        .next()
+        .unwrap();
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    let mut lines = block.lines().filter(|l| !l.trim().is_empty());
+    while let Some(line) = lines.next() {
+        if let Some(expected) = line.strip_prefix("#   ") {
+            steps
+                .last_mut()
+                .expect("an expectation follows a command")
+                .1
+                .push(expected.to_string());
+            continue;
+        }
+        let mut command = line.to_string();
+        if let Some(tag) = line.split("<<").nth(1).map(str::trim) {
+            for body in lines.by_ref() {
+                command.push('\n');
+                command.push_str(body);
+                if body.trim() == tag {
+                    break;
+                }
+            }
+        }
+        steps.push((command, Vec::new()));
+    }
+    steps
+}
+
+/// Runs `steps` in one bash in a fresh folder `name` (the built `keyscope` first on PATH, `KEYSCOPE_DEPLOYMENT`
+/// set, each `(from, to)` of `replace` applied to every command), then checks each: it succeeds, or fails when
+/// an expected line starts with `error: `, and prints its expected lines in order (`…` skips).
+pub fn run_walkthrough(
+    name: &str,
+    steps: &[(String, Vec<String>)],
+    deployment: &std::path::Path,
+    replace: &[(&str, String)],
+) {
+    let work = std::env::temp_dir().join(format!("keyscope-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join(".out")).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_keyscope"))
+        .parent()
+        .unwrap();
+    let mut script = format!(
+        "export PATH={}:$PATH KEYSCOPE_DEPLOYMENT={}\n",
+        bin.display(),
+        deployment.display()
+    );
+    for (i, (command, _)) in steps.iter().enumerate() {
+        let mut command = command.clone();
+        for (from, to) in replace {
+            command = command.replace(from, to);
+        }
+        script.push_str(&format!(
+            "{{ {command}\n}} > .out/{i} 2>&1; echo $? > .out/{i}.rc\n"
+        ));
+    }
+    script.push_str("kill $(jobs -p) 2>/dev/null; wait\n");
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&work)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .status()
+        .unwrap();
+    assert!(status.code().is_some(), "bash ran the walk-through");
+    for (i, (command, expected)) in steps.iter().enumerate() {
+        let out = std::fs::read_to_string(work.join(format!(".out/{i}"))).unwrap_or_default();
+        let rc = std::fs::read_to_string(work.join(format!(".out/{i}.rc"))).unwrap_or_default();
+        let ok = rc.trim() == "0";
+        let must_fail = expected.iter().any(|e| e.starts_with("error: "));
+        assert!(
+            ok != must_fail,
+            "`{command}` exited {rc:?} (expected to {}):\n{out}",
+            if must_fail { "fail" } else { "succeed" }
+        );
+        for e in expected {
+            assert!(
+                contains_in_order(&out, e),
+                "`{command}` should print {e:?}; printed:\n{out}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `keyscope relayer` as a separate process on a free loopback port, printing `--json` readiness; killed when
+/// dropped. `extra` adds flags, `env` environment variables; its stderr goes to `<data_dir>.log`.
+pub struct RelayerProcess {
+    pub child: Child,
+    /// The JSON line it printed when ready.
+    pub ready: Value,
+}
+
+impl RelayerProcess {
+    pub fn spawn(
+        node: &str,
+        relayer_key: &str,
+        deployment: &std::path::Path,
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+            .args([
+                "relayer",
+                "--json",
+                "--listen",
+                "127.0.0.1:0",
+                "--rpc",
+                node,
+            ])
+            .args(["--relayer-key", relayer_key])
+            .arg("--deployment")
+            .arg(deployment)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data_dir.with_extension("log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let ready = ready(&mut child, "relayer");
+        Self { child, ready }
+    }
+
+    /// Its JSON-RPC endpoint.
+    pub fn url(&self) -> String {
+        self.ready["rpc"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for RelayerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
