@@ -14,6 +14,8 @@ fn instance(chain: &Chain, pg: &LocalPostgres, name: &str, key: usize) -> Config
         BundlingMode::Manual,
     );
     c.store = Some(pg.url());
+    // The devnet config runs the matcher, which is not built for a deployment on Postgres (refused there).
+    c.matcher.settler_key = None;
     c.cluster.instance = Some(name.into());
     c.cluster.lease_ms = 300;
     c.cluster.renew_ms = 100;
