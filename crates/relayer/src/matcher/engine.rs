@@ -442,13 +442,13 @@ impl Engine {
                 },
                 None,
             );
-            up.fill = Some(super::events::FillRef {
+            up.fill = Some(super::events::FillRef::new(
                 id,
-                size: U256::from(size),
-                price: U256::from(price),
-                status: FillStatus::Matched,
-                transaction_hash: None,
-            });
+                size,
+                price,
+                FillStatus::Matched,
+                None,
+            ));
             changes.events.push(MatcherEvent::Order(up));
             if done {
                 let (account, key) = (m.order.account, m.order.key);
@@ -466,13 +466,13 @@ impl Engine {
         if let Some(t) = taker_live {
             let mut up = t.update(OrderStatus::PartiallyFilled, None);
             up.filled = U256::from(t.matched);
-            up.fill = Some(super::events::FillRef {
+            up.fill = Some(super::events::FillRef::new(
                 id,
-                size: U256::from(size),
-                price: U256::from(price),
-                status: FillStatus::Matched,
-                transaction_hash: None,
-            });
+                size,
+                price,
+                FillStatus::Matched,
+                None,
+            ));
             changes.events.push(MatcherEvent::Order(up));
         }
         changes.events.push(MatcherEvent::Trade {
@@ -870,13 +870,9 @@ impl Engine {
                         },
                         None,
                     );
-                    up.fill = Some(super::events::FillRef {
-                        id: f.id,
-                        size: U256::from(f.size),
-                        price: U256::from(f.price),
-                        status,
-                        transaction_hash: tx,
-                    });
+                    up.fill = Some(super::events::FillRef::new(
+                        f.id, f.size, f.price, status, tx,
+                    ));
                     out.push(MatcherEvent::Order(up));
                 }
             }
@@ -918,13 +914,9 @@ impl Engine {
                     },
                     reason.map(str::to_string),
                 );
-                up.fill = Some(super::events::FillRef {
-                    id: f.id,
-                    size: U256::from(f.size),
-                    price: U256::from(f.price),
-                    status,
-                    transaction_hash: tx,
-                });
+                up.fill = Some(super::events::FillRef::new(
+                    f.id, f.size, f.price, status, tx,
+                ));
                 changes.events.push(MatcherEvent::Order(up));
                 if !reduce_only {
                     self.release(account, margin_of(f.size, limit, imf));

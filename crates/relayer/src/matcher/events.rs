@@ -46,6 +46,19 @@ pub struct FillRef {
     pub transaction_hash: Option<B256>,
 }
 
+impl FillRef {
+    /// A fill of `size` at `price` (18 decimals each).
+    pub fn new(id: u64, size: u128, price: u128, status: FillStatus, tx: Option<B256>) -> Self {
+        Self {
+            id,
+            size: U256::from(size),
+            price: U256::from(price),
+            status,
+            transaction_hash: tx,
+        }
+    }
+}
+
 /// A change to one order, sent to its key's subscribers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

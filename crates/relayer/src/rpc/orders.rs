@@ -161,15 +161,12 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
         "keyscope_bookEvent",
         "keyscope_unsubscribeBook",
         |params, pending, ctx, _| async move {
-            let (market,): (u32,) = match params.parse() {
-                Ok(p) => p,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
+            let setup = async {
+                let (market,): (u32,) = params.parse()?;
+                RpcResult::Ok((market, matcher(&ctx)?.clone()))
             };
-            let m = match matcher(&ctx) {
-                Ok(m) => m.clone(),
+            let (market, m) = match setup.await {
+                Ok(v) => v,
                 Err(e) => {
                     pending.reject(e).await;
                     return Ok(());
@@ -211,32 +208,21 @@ pub(super) fn register(m: &mut RpcModule<RpcContext>) -> Result<(), RegisterMeth
         "keyscope_orderEvent",
         "keyscope_unsubscribeOrders",
         |params, pending, ctx, _| async move {
-            let parsed: Result<(RequestJson, Bytes), _> = params.parse();
-            let (req, signature) = match parsed {
-                Ok(p) => p,
+            // Parsed, the matcher's, and the key's signed request checked: else refused before anything streams.
+            let setup = async {
+                let (req, signature): (RequestJson, Bytes) = params.parse()?;
+                let m = matcher(&ctx)?.clone();
+                let req = req.into_request(m.venue(), "keyscope_subscribeOrders")?;
+                m.request(&req, &signature).await.map_err(refusal)?;
+                RpcResult::Ok((req, m))
+            };
+            let (req, m) = match setup.await {
+                Ok(v) => v,
                 Err(e) => {
                     pending.reject(e).await;
                     return Ok(());
                 }
             };
-            let m = match matcher(&ctx) {
-                Ok(m) => m.clone(),
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            let req = match req.into_request(m.venue(), "keyscope_subscribeOrders") {
-                Ok(r) => r,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            if let Err(e) = m.request(&req, &signature).await {
-                pending.reject(refusal(e)).await;
-                return Ok(());
-            }
             let cancel_on_disconnect = matches!(
                 req.action,
                 RequestAction::Subscribe {
