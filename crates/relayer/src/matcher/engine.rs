@@ -63,6 +63,21 @@ impl Live {
         }
     }
 
+    /// Its update about fill `f`, now at `status`: the order's own state as [`Live::status`] derives it.
+    fn fill_update(
+        &self,
+        f: &PendingFill,
+        status: FillStatus,
+        tx: Option<B256>,
+        reason: Option<&str>,
+    ) -> Box<OrderUpdate> {
+        let mut up = self.update(self.status().0, reason.map(str::to_string));
+        up.fill = Some(super::events::FillRef::new(
+            f.id, f.size, f.price, status, tx,
+        ));
+        up
+    }
+
     fn update(&self, status: OrderStatus, reason: Option<String>) -> Box<OrderUpdate> {
         Box::new(OrderUpdate {
             account: self.order.account,
@@ -860,20 +875,7 @@ impl Engine {
             };
             for side in [f.maker, f.taker] {
                 if let Some(l) = self.orders.get(&side) {
-                    let mut up = l.update(
-                        if l.resting {
-                            OrderStatus::PartiallyFilled
-                        } else if l.matched == l.order.size {
-                            OrderStatus::Filled
-                        } else {
-                            OrderStatus::Cancelled
-                        },
-                        None,
-                    );
-                    up.fill = Some(super::events::FillRef::new(
-                        f.id, f.size, f.price, status, tx,
-                    ));
-                    out.push(MatcherEvent::Order(up));
+                    out.push(MatcherEvent::Order(l.fill_update(f, status, tx, None)));
                 }
             }
         }
@@ -904,19 +906,7 @@ impl Engine {
                     l.imf,
                     l.order.limitPrice,
                 );
-                let mut up = l.update(
-                    if l.resting {
-                        OrderStatus::PartiallyFilled
-                    } else if l.matched == l.order.size {
-                        OrderStatus::Filled
-                    } else {
-                        OrderStatus::Cancelled
-                    },
-                    reason.map(str::to_string),
-                );
-                up.fill = Some(super::events::FillRef::new(
-                    f.id, f.size, f.price, status, tx,
-                ));
+                let up = l.fill_update(&f, status, tx, reason);
                 changes.events.push(MatcherEvent::Order(up));
                 if !reduce_only {
                     self.release(account, margin_of(f.size, limit, imf));
