@@ -286,6 +286,20 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
     //////////////////////////////////////////////////////////////*/
 
     /// @inheritdoc ISessionManager
+    function paymasterAllowance(address key, address paymaster)
+        external
+        view
+        returns (bool listed, uint256 maxOpCost, uint256 left)
+    {
+        AccountStorage.Layout storage $ = AccountStorage.layout();
+        SessionState s = $.sessions[key];
+        if (!AccountStorage.isActive($, s)) return (false, 0, 0);
+        PermissionRule entry = $.rules[AccountStorage.ruleId(key, s.grantId(), paymaster, bytes4(0))];
+        if (!entry.isPaymaster()) return (false, 0, 0);
+        return (true, uint256(entry.sponsorMaxOpCostGwei()) * GWEI, uint256(entry.sponsorLeftGwei()) * GWEI);
+    }
+
+    /// @inheritdoc ISessionManager
     function sessionKeys() external view returns (address[] memory) {
         return AccountStorage.layout().keys;
     }
@@ -370,7 +384,7 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
             );
         }
         _storePermissions($, key, grantId, scope.permissions);
-        _storePaymasters($, key, grantId, scope.paymasters);
+        _storePaymasters($, key, grantId, scope);
         if (!$.known[key]) {
             $.known[key] = true;
             $.keys.push(key);
@@ -391,6 +405,15 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         }
         if (scope.maxOpCost / GWEI > MAX_GWEI || scope.feeBudget / GWEI > MAX_GWEI) {
             revert InvalidScope(ScopeFault.FeeTooLarge);
+        }
+        if (scope.paymasterMaxOpCost % GWEI != 0 || scope.paymasterBudget % GWEI != 0) {
+            revert InvalidScope(ScopeFault.FeeNotWholeGwei);
+        }
+        if (scope.paymasterMaxOpCost / GWEI > MAX_GWEI || scope.paymasterBudget / GWEI > MAX_GWEI) {
+            revert InvalidScope(ScopeFault.FeeTooLarge);
+        }
+        if (scope.paymasters.length != 0 && scope.paymasterBudget == 0) {
+            revert InvalidScope(ScopeFault.NoPaymasterBudget);
         }
         if (scope.valueBudget == 0) {
             for (uint256 i; i < scope.permissions.length; ++i) {
@@ -429,9 +452,14 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
         }
     }
 
-    function _storePaymasters(AccountStorage.Layout storage $, address key, uint32 grantId, address[] memory list)
+    /// @dev Lists `scope`'s paymasters for `key`, each entry carrying the scope's per-op cap and a full budget.
+    function _storePaymasters(AccountStorage.Layout storage $, address key, uint32 grantId, SessionScope memory scope)
         internal
     {
+        address[] memory list = scope.paymasters;
+        PermissionRule entry = PermissionRuleLibrary.packPaymaster(
+            uint56(scope.paymasterMaxOpCost / GWEI), uint56(scope.paymasterBudget / GWEI)
+        );
         delete $.paymasters[key];
         for (uint256 i; i < list.length; ++i) {
             address pm = list[i];
@@ -440,7 +468,7 @@ contract SessionManager is ISessionManager, ITradingAccount, EIP712 {
             }
             bytes32 id = AccountStorage.ruleId(key, grantId, pm, bytes4(0));
             if (PermissionRule.unwrap($.rules[id]) != 0) revert InvalidScope(ScopeFault.BadPaymaster);
-            $.rules[id] = PermissionRuleLibrary.packPaymaster();
+            $.rules[id] = entry;
             $.paymasters[key].push(pm);
         }
     }

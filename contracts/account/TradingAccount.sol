@@ -335,15 +335,16 @@ contract TradingAccount is
         }
     }
 
-    /// @dev The op's fee: a sponsored op must name a listed paymaster (the account pays nothing); any other
-    /// op is charged its maximum cost — (verification + call gas limits + preVerificationGas) x maxFeePerGas,
-    /// the most the EntryPoint can take from the account for it, whoever submits it and whatever
-    /// beneficiary they name — against the per-op cap and the budget left, rounded up to whole gwei.
-    /// Charged here, in validation, so an op over budget never runs and never pays; never refunded, because
-    /// the actual cost is only known to the EntryPoint after execution.
+    /// @dev The op's fee, charged at its maximum cost — every gas limit of the op + preVerificationGas, times
+    /// maxFeePerGas: the EntryPoint's prefund, the most it can take for the op whoever submits it and whatever
+    /// beneficiary they name — rounded up to whole gwei. A self-paid op is charged against the session's per-op
+    /// cap and fee budget. A sponsored op must name a listed paymaster and is charged, with the paymaster's own
+    /// gas limits, against that paymaster's entry: its per-op cap and what is left of the key's budget there
+    /// (written back to the entry, a word of the account's own storage). Charged here, in validation, so an op
+    /// over a limit never runs and never pays; never refunded, as the actual cost is only known to the
+    /// EntryPoint after execution.
     function _chargeFee(AccountStorage.Layout storage $, address key, SessionState s, PackedUserOperation calldata op)
         internal
-        view
         returns (SessionState)
     {
         uint256 limits;
@@ -359,24 +360,55 @@ contract TradingAccount is
             maxFee := shr(128, shl(128, calldataload(add(op, 0xc0))))
             paymasterDataLength := calldataload(add(op, calldataload(add(op, 0xe0))))
         }
-        if (paymasterDataLength != 0) {
-            bytes calldata pnd = op.paymasterAndData;
-            address paymaster = pnd.length < 20 ? address(0) : address(bytes20(pnd[:20]));
-            PermissionRule entry = $.rules[AccountStorage.ruleId(key, s.grantId(), paymaster, bytes4(0))];
-            if (!entry.isPaymaster()) revert SessionPaymasterNotAllowed(paymaster);
-            return s;
+        uint256 gas = (limits >> 128) + uint128(limits);
+        if (paymasterDataLength == 0) {
+            uint256 cap = uint256(s.maxOpCostGwei()) * GWEI;
+            uint256 left = uint256(s.feeLeftGwei()) * GWEI;
+            uint256 cost = _maxCost(pvg, gas, maxFee);
+            if (cost == type(uint256).max || (cap != 0 && cost > cap)) revert SessionOpCostTooHigh(cost, cap);
+            uint256 costGwei = FixedPointMathLib.divUp(cost, GWEI);
+            if (costGwei * GWEI > left) revert SessionFeeBudgetExceeded(cost, left);
+            return s.withFeeLeft(uint56(left / GWEI - costGwei));
         }
-        uint256 cap = uint256(s.maxOpCostGwei()) * GWEI;
-        uint256 left = uint256(s.feeLeftGwei()) * GWEI;
-        // Each gas field is below 2^128, so their sum is below 2^130; refuse (never wrap) anything larger.
-        if (pvg >> 128 != 0) revert SessionOpCostTooHigh(type(uint256).max, cap);
-        uint256 gas = pvg + (limits >> 128) + uint128(limits);
-        if (gas >> 128 != 0) revert SessionOpCostTooHigh(type(uint256).max, cap);
-        uint256 cost = gas * maxFee;
+        _chargePaymaster($, key, s.grantId(), op.paymasterAndData, pvg, gas, maxFee);
+        return s;
+    }
+
+    /// @dev A sponsored op's fee: the named paymaster must be listed, and the op's maximum cost (`pvg` + `gas`
+    /// + the paymaster's two gas limits, x `maxFee`) within its entry's per-op cap and what is left of the key's
+    /// budget there, which is debited.
+    function _chargePaymaster(
+        AccountStorage.Layout storage $,
+        address key,
+        uint32 grantId,
+        bytes calldata pnd,
+        uint256 pvg,
+        uint256 gas,
+        uint256 maxFee
+    ) internal {
+        address paymaster = pnd.length < 20 ? address(0) : address(bytes20(pnd[:20]));
+        bytes32 id = AccountStorage.ruleId(key, grantId, paymaster, bytes4(0));
+        PermissionRule entry = $.rules[id];
+        // Without its two gas limits (bytes 20..52) the paymaster's part of the prefund is unknown.
+        if (!entry.isPaymaster() || pnd.length < 52) revert SessionPaymasterNotAllowed(paymaster);
+        uint256 cap = uint256(entry.sponsorMaxOpCostGwei()) * GWEI;
+        uint256 left = uint256(entry.sponsorLeftGwei()) * GWEI;
+        uint256 cost = _maxCost(pvg, gas + uint128(bytes16(pnd[20:36])) + uint128(bytes16(pnd[36:52])), maxFee);
+        if (cost == type(uint256).max || (cap != 0 && cost > cap)) {
+            revert SessionPaymasterOpCostTooHigh(paymaster, cost, cap);
+        }
         uint256 costGwei = FixedPointMathLib.divUp(cost, GWEI);
-        if (cap != 0 && cost > cap) revert SessionOpCostTooHigh(cost, cap);
-        if (costGwei * GWEI > left) revert SessionFeeBudgetExceeded(cost, left);
-        return s.withFeeLeft(uint56(left / GWEI - costGwei));
+        if (costGwei * GWEI > left) revert SessionPaymasterBudgetExceeded(paymaster, cost, left);
+        $.rules[id] = entry.withSponsorLeft(uint56(left / GWEI - costGwei));
+    }
+
+    /// @dev (`pvg` + `gas`) x `maxFee`, or type(uint256).max when the gas does not fit 128 bits (refused, never
+    /// wrapped). `gas` is a sum of at most four 128-bit fields and `maxFee` below 2^128, so nothing overflows.
+    function _maxCost(uint256 pvg, uint256 gas, uint256 maxFee) internal pure returns (uint256) {
+        if (pvg >> 128 != 0) return type(uint256).max;
+        gas += pvg;
+        if (gas >> 128 != 0) return type(uint256).max;
+        return gas * maxFee;
     }
 
     /// @dev Applies the session's rate, uses and value budget to the op's `calls` calls and `value` wei.

@@ -180,6 +180,7 @@ contract MoneyLimitsTest is AccountTestBase {
         ITradingAccount.SessionScope memory scope = _tradingScope();
         scope.paymasters = new address[](1);
         scope.paymasters[0] = address(listed);
+        scope.paymasterBudget = 10 * TEST_OP_COST;
         _grant(sessionKey, scope);
         uint256 feeBefore = sessions.getSession(sessionKey).feeLeft;
         uint256 ethBefore = _accountEth();

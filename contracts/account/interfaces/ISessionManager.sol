@@ -46,6 +46,17 @@ interface ISessionManager {
     /// @return info Scope, counters, budgets and whether the key can validate ops now.
     function getSession(address key) external view returns (ITradingAccount.SessionInfo memory info);
 
+    /// @notice What `paymaster` may still be charged for `key`'s ops under its current grant.
+    /// @param key The session key.
+    /// @param paymaster A paymaster the session may list.
+    /// @return listed True if the key's live grant lists `paymaster`.
+    /// @return maxOpCost Most one sponsored op may cost it (wei); 0 for no cap but the budget.
+    /// @return left What is left of the key's budget at it (wei).
+    function paymasterAllowance(address key, address paymaster)
+        external
+        view
+        returns (bool listed, uint256 maxOpCost, uint256 left);
+
     /// @notice The EIP-712 digest the owner signs to enable `key` with `scope` inside a session op.
     /// @dev Binds chain id and account (domain), the EntryPoint, the current epoch and the key's grant nonce.
     /// @param key The session key.

@@ -73,6 +73,13 @@ interface ITradingAccount {
         uint128 valueBudget;
         /// Post-execution risk limits and the drawdown breaker; all zero for none.
         RiskLimits risk;
+        /// Most each listed paymaster may be charged for one of the key's ops (wei, whole gwei): (every gas
+        /// limit, the paymaster's included, + preVerificationGas) x maxFeePerGas, the EntryPoint's prefund; 0
+        /// for no cap but the budget.
+        uint128 paymasterMaxOpCost;
+        /// What each listed paymaster may be charged for the key's ops in all (wei, whole gwei), charged at each
+        /// sponsored op's maximum cost in validation, never refunded; above 0 whenever paymasters are listed.
+        uint128 paymasterBudget;
         /// Paymasters that may sponsor the key's ops (the account then pays no gas); empty for none.
         address[] paymasters;
         /// The calls the key may make; at least one.
@@ -124,7 +131,9 @@ interface ITradingAccount {
         FeeTooLarge,
         ValueWithoutBudget,
         DrawdownTooLarge,
-        BadPaymaster
+        BadPaymaster,
+        /// Paymasters listed with no paymaster budget: a listed paymaster's spending must be bounded.
+        NoPaymasterBudget
     }
 
     /// @notice Why a permission is refused.
@@ -239,6 +248,12 @@ interface ITradingAccount {
     error SessionFeeBudgetExceeded(uint256 cost, uint256 feeLeft);
     /// @notice The op names a paymaster the session does not list.
     error SessionPaymasterNotAllowed(address paymaster);
+    /// @notice The sponsored op's maximum cost (the EntryPoint's prefund, wei) is over what the scope lets
+    /// `paymaster` be charged for one op.
+    error SessionPaymasterOpCostTooHigh(address paymaster, uint256 cost, uint256 maxOpCost);
+    /// @notice The sponsored op's maximum cost (wei, rounded up to whole gwei when charged) is over what is
+    /// left of the key's budget at `paymaster`.
+    error SessionPaymasterBudgetExceeded(address paymaster, uint256 cost, uint256 left);
     /// @notice The order's market is not in the session's market allowlist.
     error SessionMarketNotAllowed(uint32 marketId);
     /// @notice The order's |sizeDelta| exceeds the session's max order size.

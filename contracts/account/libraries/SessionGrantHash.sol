@@ -16,7 +16,7 @@ library SessionGrantHash {
     bytes internal constant RISK_LIMITS_TYPE =
         "RiskLimits(uint16 maxLeverage,uint64 maxPositionNotional,uint16 minHeadroomBps,uint16 maxDrawdownBps,uint64 drawdownFloor)";
     bytes internal constant SESSION_SCOPE_TYPE =
-        "SessionScope(uint40 validAfter,uint40 validUntil,uint16 maxOpTtl,uint16 rateCount,uint24 ratePeriod,uint32 maxUses,uint8 maxCallsPerOp,uint128 maxOpCost,uint128 feeBudget,uint128 valueBudget,RiskLimits risk,address[] paymasters,CallPermission[] permissions)";
+        "SessionScope(uint40 validAfter,uint40 validUntil,uint16 maxOpTtl,uint16 rateCount,uint24 ratePeriod,uint32 maxUses,uint8 maxCallsPerOp,uint128 maxOpCost,uint128 feeBudget,uint128 valueBudget,RiskLimits risk,uint128 paymasterMaxOpCost,uint128 paymasterBudget,address[] paymasters,CallPermission[] permissions)";
     bytes internal constant SESSION_GRANT_TYPE =
         "SessionGrant(address entryPoint,uint32 epoch,address key,uint32 keyNonce,SessionScope scope)";
 
@@ -46,7 +46,7 @@ library SessionGrantHash {
         for (uint256 i; i < n; ++i) {
             hashes[i] = hashPermission(scope.permissions[i]);
         }
-        // Two encodings joined: one abi.encode of all thirteen members would not fit the stack.
+        // Two encodings joined: one abi.encode of all fifteen members would not fit the stack.
         return keccak256(
             bytes.concat(
                 abi.encode(
@@ -64,6 +64,8 @@ library SessionGrantHash {
                     scope.feeBudget,
                     scope.valueBudget,
                     hashRisk(scope.risk),
+                    scope.paymasterMaxOpCost,
+                    scope.paymasterBudget,
                     keccak256(abi.encodePacked(scope.paymasters)),
                     keccak256(abi.encodePacked(hashes))
                 )

@@ -13,9 +13,13 @@ pragma solidity ^0.8.28;
 ///   [160, 256) maxOrderNotional uint96
 ///   plain calls (ORDER clear):
 ///   [8, 104)   valueLimit       uint96
+///   paymaster entries (PAYMASTER set):
+///   [8, 64)    sponsorMaxOpCost uint56  gwei the paymaster may be charged for one op; 0 = only the budget
+///   [64, 120)  sponsorLeft      uint56  gwei of the key's budget at this paymaster not yet charged
 /// A paymaster the session may be sponsored by is stored under (key, grantId, paymaster, 0x00000000) with
-/// only PAYMASTER set: never PERMITTED, so it can never be mistaken for a call permission (and no call
-/// permission has a zero selector).
+/// PAYMASTER set and never PERMITTED, so it can never be mistaken for a call permission (and no call
+/// permission has a zero selector). Validation debits `sponsorLeft` by each sponsored op's maximum cost, so
+/// the entry costs one read and one write of a word the account owns.
 type PermissionRule is uint256;
 
 using PermissionRuleLibrary for PermissionRule global;
@@ -45,9 +49,33 @@ library PermissionRuleLibrary {
         );
     }
 
-    /// @notice The allowlist entry of a paymaster.
-    function packPaymaster() internal pure returns (PermissionRule) {
-        return PermissionRule.wrap(PAYMASTER);
+    uint256 internal constant MASK_56 = 0xffffffffffffff;
+    uint8 internal constant SPONSOR_LEFT_OFFSET = 64;
+
+    /// @notice The allowlist entry of a paymaster that may be charged at most `maxOpCostGwei` for one op (0:
+    /// only the budget caps it) and `budgetGwei` for all of the key's ops.
+    function packPaymaster(uint56 maxOpCostGwei, uint56 budgetGwei) internal pure returns (PermissionRule) {
+        return
+            PermissionRule.wrap(
+                PAYMASTER | (uint256(maxOpCostGwei) << 8) | (uint256(budgetGwei) << SPONSOR_LEFT_OFFSET)
+            );
+    }
+
+    /// @notice Gwei the paymaster may be charged for one of the key's ops; 0 for no cap but the budget.
+    function sponsorMaxOpCostGwei(PermissionRule r) internal pure returns (uint56) {
+        return uint56(PermissionRule.unwrap(r) >> 8);
+    }
+
+    /// @notice Gwei of the key's budget at this paymaster not yet charged.
+    function sponsorLeftGwei(PermissionRule r) internal pure returns (uint56) {
+        return uint56(PermissionRule.unwrap(r) >> SPONSOR_LEFT_OFFSET);
+    }
+
+    /// @notice `r` with `left` gwei of the budget left.
+    function withSponsorLeft(PermissionRule r, uint56 left) internal pure returns (PermissionRule) {
+        return PermissionRule.wrap(
+            (PermissionRule.unwrap(r) & ~(MASK_56 << SPONSOR_LEFT_OFFSET)) | (uint256(left) << SPONSOR_LEFT_OFFSET)
+        );
     }
 
     function isPaymaster(PermissionRule r) internal pure returns (bool) {

@@ -110,6 +110,13 @@ pub struct GrantArgs {
     /// A paymaster that may sponsor the key's ops (repeat for several).
     #[arg(long = "paymaster")]
     paymasters: Vec<Address>,
+    /// Most each listed paymaster may be charged for one of the key's ops: (every gas limit, the paymaster's
+    /// included, + preVerificationGas) x maxFeePerGas; 0 for no per-op cap.
+    #[arg(long, default_value = "0.01eth")]
+    paymaster_max_op_cost: String,
+    /// What each listed paymaster may be charged for all the key's ops, at each op's maximum: 0.1eth.
+    #[arg(long, default_value = "0.1eth")]
+    paymaster_budget: String,
     /// Only reduce-only orders.
     #[arg(long)]
     reduce_only: bool,
@@ -285,6 +292,8 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
         drawdown_floor,
         max_position,
         paymasters,
+        paymaster_max_op_cost,
+        paymaster_budget,
         calls,
         allow_outflow,
         replace,
@@ -323,6 +332,8 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
         drawdown_floor: usd(&drawdown_floor)?,
         max_position_notional: usd(&max_position)?,
         paymasters,
+        paymaster_max_op_cost: parse_wei(&paymaster_max_op_cost)?,
+        paymaster_budget: parse_wei(&paymaster_budget)?,
         ..MoneyLimits::cautious()
     };
     let built = scope.build(ctx.client.chain_time().await?)?;

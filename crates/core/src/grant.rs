@@ -40,6 +40,8 @@ mod eip712 {
             uint128 feeBudget;
             uint128 valueBudget;
             RiskLimits risk;
+            uint128 paymasterMaxOpCost;
+            uint128 paymasterBudget;
             address[] paymasters;
             CallPermission[] permissions;
         }
@@ -94,6 +96,8 @@ pub fn grant_digest(
                 maxDrawdownBps: scope.risk.maxDrawdownBps,
                 drawdownFloor: scope.risk.drawdownFloor,
             },
+            paymasterMaxOpCost: scope.paymasterMaxOpCost,
+            paymasterBudget: scope.paymasterBudget,
             paymasters: scope.paymasters.clone(),
             permissions: scope
                 .permissions
@@ -131,7 +135,7 @@ mod tests {
             "SessionGrant(address entryPoint,uint32 epoch,address key,uint32 keyNonce,SessionScope scope)",
             "CallPermission(address target,bytes4 selector,uint96 valueLimit,uint64 marketMask,uint88 maxOrderSize,uint96 maxOrderNotional,bool reduceOnly)",
             "RiskLimits(uint16 maxLeverage,uint64 maxPositionNotional,uint16 minHeadroomBps,uint16 maxDrawdownBps,uint64 drawdownFloor)",
-            "SessionScope(uint40 validAfter,uint40 validUntil,uint16 maxOpTtl,uint16 rateCount,uint24 ratePeriod,uint32 maxUses,uint8 maxCallsPerOp,uint128 maxOpCost,uint128 feeBudget,uint128 valueBudget,RiskLimits risk,address[] paymasters,CallPermission[] permissions)"
+            "SessionScope(uint40 validAfter,uint40 validUntil,uint16 maxOpTtl,uint16 rateCount,uint24 ratePeriod,uint32 maxUses,uint8 maxCallsPerOp,uint128 maxOpCost,uint128 feeBudget,uint128 valueBudget,RiskLimits risk,uint128 paymasterMaxOpCost,uint128 paymasterBudget,address[] paymasters,CallPermission[] permissions)"
         ));
         assert_eq!(
             eip712::SessionGrant::eip712_type_hash(&Default::default()),

@@ -14,7 +14,7 @@ use crate::{
         ITradingAccount::{CallPermission, SessionInfo},
         PerpVenue,
     },
-    fees::max_op_cost,
+    fees::{FeeBreach, PaymasterEntry, charge, max_op_cost, max_sponsored_cost, sponsor},
     ops::AccountCalls,
     order::Order,
     user_op::PackedUserOperation,
@@ -74,6 +74,22 @@ pub enum PolicyRefusal {
     FeeBudgetExceeded { cost: U256, left: U256 },
     #[error("paymaster {0} is not one the key may use")]
     PaymasterNotAllowed(Address),
+    #[error(
+        "the op may cost paymaster {paymaster} {cost} wei; the key's per-op cap there is {max}"
+    )]
+    PaymasterOpCostTooHigh {
+        paymaster: Address,
+        cost: U256,
+        max: U256,
+    },
+    #[error(
+        "the op may cost paymaster {paymaster} {cost} wei; the key's budget there has {left} left"
+    )]
+    PaymasterBudgetExceeded {
+        paymaster: Address,
+        cost: U256,
+        left: U256,
+    },
     #[error("the order was signed under grant {order}; the key's grant is {current}")]
     OrderGrantMismatch { order: u32, current: u32 },
     #[error("the order was signed under order epoch {order}; the key's epoch is {current}")]
@@ -378,31 +394,47 @@ pub fn check_signed_order(
 }
 
 fn check_fee(session: &SessionInfo, op: &PackedUserOperation) -> Result<(), PolicyRefusal> {
-    if !op.paymasterAndData.is_empty() {
-        let paymaster = if op.paymasterAndData.len() < 20 {
-            Address::ZERO
-        } else {
-            Address::from_slice(&op.paymasterAndData[..20])
-        };
+    if let Some(paymaster) = sponsor(op) {
         if !session.paymasters.contains(&paymaster) {
             return Err(PolicyRefusal::PaymasterNotAllowed(paymaster));
         }
         return Ok(());
     }
-    let cost = max_op_cost(op).unwrap_or(U256::MAX);
-    if !session.maxOpCost.is_zero() && cost > session.maxOpCost {
-        return Err(PolicyRefusal::OpCostTooHigh {
-            cost,
-            max: session.maxOpCost,
-        });
+    charge(max_op_cost(op), session.maxOpCost, session.feeLeft)
+        .map(|_| ())
+        .map_err(|breach| match breach {
+            FeeBreach::OpCost { cost, cap } => PolicyRefusal::OpCostTooHigh { cost, max: cap },
+            FeeBreach::Budget { cost, left } => PolicyRefusal::FeeBudgetExceeded { cost, left },
+        })
+}
+
+/// Checks a sponsored `op` against `entry`, what the paymaster it names may still be charged for the key's ops
+/// (`paymasterAllowance(key, paymaster)`, or the entry's storage word): the account's `_chargePaymaster`
+/// after [`check_session_op`] has checked the rest. A self-paid op passes.
+pub fn check_paymaster_charge(
+    entry: &PaymasterEntry,
+    op: &PackedUserOperation,
+) -> Result<(), PolicyRefusal> {
+    let Some(paymaster) = sponsor(op) else {
+        return Ok(());
+    };
+    if !entry.listed || op.paymasterAndData.len() < 52 {
+        return Err(PolicyRefusal::PaymasterNotAllowed(paymaster));
     }
-    if cost > session.feeLeft {
-        return Err(PolicyRefusal::FeeBudgetExceeded {
-            cost,
-            left: session.feeLeft,
-        });
-    }
-    Ok(())
+    charge(max_sponsored_cost(op), entry.max_op_cost, entry.left)
+        .map(|_| ())
+        .map_err(|breach| match breach {
+            FeeBreach::OpCost { cost, cap } => PolicyRefusal::PaymasterOpCostTooHigh {
+                paymaster,
+                cost,
+                max: cap,
+            },
+            FeeBreach::Budget { cost, left } => PolicyRefusal::PaymasterBudgetExceeded {
+                paymaster,
+                cost,
+                left,
+            },
+        })
 }
 
 #[cfg(test)]
@@ -800,6 +832,57 @@ mod tests {
             check(&op(vec![other])),
             Err(PolicyRefusal::CallNotPermitted { .. })
         ));
+    }
+
+    /// A sponsored op: listed in the session, then charged to the paymaster's entry as the account does (the
+    /// paymaster's gas limits counted), with the entry's own refusals.
+    #[test]
+    fn a_sponsored_op_is_charged_to_the_paymasters_entry() {
+        let pm = Address::repeat_byte(0x9a);
+        let mut sponsored = op(vec![order(0, "1", 60_000, false)]);
+        // 550,000 gas of the op's own + 50,000 of the paymaster's, at 2 gwei: 0.0012 ETH.
+        let mut pnd = pm.to_vec();
+        pnd.extend_from_slice(&40_000u128.to_be_bytes());
+        pnd.extend_from_slice(&10_000u128.to_be_bytes());
+        sponsored.paymasterAndData = pnd.into();
+        let listed = SessionInfo {
+            paymasters: vec![pm],
+            ..session()
+        };
+        check_session_op(&listed, KEY, &sponsored, NOW + 30, NOW).unwrap();
+        let cost = U256::from(1_200_000_000_000_000u64);
+        let entry = PaymasterEntry {
+            listed: true,
+            max_op_cost: cost,
+            left: cost,
+        };
+        check_paymaster_charge(&entry, &sponsored).unwrap();
+        let tight = PaymasterEntry {
+            max_op_cost: cost - U256::from(1),
+            ..entry
+        };
+        assert_eq!(
+            check_paymaster_charge(&tight, &sponsored),
+            Err(PolicyRefusal::PaymasterOpCostTooHigh {
+                paymaster: pm,
+                cost,
+                max: cost - U256::from(1)
+            })
+        );
+        let spent = PaymasterEntry {
+            left: cost - U256::from(1_000_000_000u64),
+            ..entry
+        };
+        assert!(matches!(
+            check_paymaster_charge(&spent, &sponsored),
+            Err(PolicyRefusal::PaymasterBudgetExceeded { .. })
+        ));
+        assert_eq!(
+            check_paymaster_charge(&PaymasterEntry::default(), &sponsored),
+            Err(PolicyRefusal::PaymasterNotAllowed(pm))
+        );
+        // A self-paid op is not the paymaster entry's business.
+        check_paymaster_charge(&PaymasterEntry::default(), &op(vec![])).unwrap();
     }
 
     #[test]

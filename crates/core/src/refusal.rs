@@ -332,6 +332,35 @@ fn account_refusal(e: TradingAccountErrors) -> Refusal {
                 x.paymaster
             ),
         ),
+        E::SessionPaymasterOpCostTooHigh(x) => (
+            K::FeeLimit,
+            "SessionPaymasterOpCostTooHigh",
+            if x.cost == U256::MAX {
+                format!(
+                    "the op's gas fields overflow; paymaster {} may be charged at most {} for one of the key's ops",
+                    x.paymaster,
+                    eth(x.maxOpCost)
+                )
+            } else {
+                format!(
+                    "the op may cost paymaster {} up to {}, over the {} the owner lets it be charged for one \
+                     of the key's ops",
+                    x.paymaster,
+                    eth(x.cost),
+                    eth(x.maxOpCost)
+                )
+            },
+        ),
+        E::SessionPaymasterBudgetExceeded(x) => (
+            K::FeeLimit,
+            "SessionPaymasterBudgetExceeded",
+            format!(
+                "the op may cost paymaster {} up to {} and the key's budget there has {} left",
+                x.paymaster,
+                eth(x.cost),
+                eth(x.left)
+            ),
+        ),
         E::SessionValueBudgetExceeded(x) => (
             K::FeeLimit,
             "SessionValueBudgetExceeded",
@@ -608,6 +637,60 @@ mod tests {
             .abi_encode(),
         );
         assert_eq!(tripped.kind, RefusalKind::RiskLimit);
+    }
+
+    #[test]
+    fn paymaster_caps_read_in_eth_with_the_paymaster() {
+        let pm = Address::repeat_byte(0x9a);
+        let cap = Refusal::decode(&wrapped(
+            TradingAccount::SessionPaymasterOpCostTooHigh {
+                paymaster: pm,
+                cost: U256::from(6_600_000_000_000_000_000u128),
+                maxOpCost: U256::from(20_600_000_000_000_000u128),
+            }
+            .abi_encode(),
+        ));
+        assert_eq!(cap.kind, RefusalKind::FeeLimit);
+        assert_eq!(cap.error.as_deref(), Some("SessionPaymasterOpCostTooHigh"));
+        assert!(
+            cap.detail.contains(&format!(
+                "may cost paymaster {pm} up to 6.6 ETH, over the 0.0206 ETH"
+            )),
+            "{}",
+            cap.detail
+        );
+        let budget = Refusal::decode(&wrapped(
+            TradingAccount::SessionPaymasterBudgetExceeded {
+                paymaster: pm,
+                cost: U256::from(20_600_000_000_000_000u128),
+                left: U256::from(10_000_000_000_000_000u128),
+            }
+            .abi_encode(),
+        ));
+        assert_eq!(
+            budget.error.as_deref(),
+            Some("SessionPaymasterBudgetExceeded")
+        );
+        assert!(
+            budget
+                .detail
+                .contains("up to 0.0206 ETH and the key's budget there has 0.01 ETH left"),
+            "{}",
+            budget.detail
+        );
+        let overflow = Refusal::decode(
+            &TradingAccount::SessionPaymasterOpCostTooHigh {
+                paymaster: pm,
+                cost: U256::MAX,
+                maxOpCost: U256::ZERO,
+            }
+            .abi_encode(),
+        );
+        assert!(
+            overflow.detail.contains("gas fields overflow"),
+            "{}",
+            overflow.detail
+        );
     }
 
     #[test]

@@ -68,6 +68,18 @@ pub enum ScopeError {
     #[error("{0} is listed twice as a paymaster, or is the zero address")]
     BadPaymaster(Address),
     #[error(
+        "paymasters are listed with no paymaster budget: a listed paymaster's spending on the key's ops must \
+         be bounded; give --paymaster-budget"
+    )]
+    NoPaymasterBudget,
+    #[error(
+        "the paymaster per-op cap ({} ETH) is above the whole paymaster budget ({} ETH): no op could ever cost \
+         that much; lower --paymaster-max-op-cost or raise --paymaster-budget",
+        format_units(*.max_op_cost, 18),
+        format_units(*.budget, 18)
+    )]
+    PaymasterOpCostOverBudget { max_op_cost: U256, budget: U256 },
+    #[error(
         "a session may last at most 365 days ({max_days}d); asked for {asked_days} days — grant a shorter \
          --expires and rotate the key"
     )]
@@ -139,6 +151,12 @@ pub struct MoneyLimits {
     pub value_budget: U256,
     /// Paymasters that may sponsor the key's ops.
     pub paymasters: Vec<Address>,
+    /// Most each listed paymaster may be charged for one of the key's ops (wei): its prefund, (every gas
+    /// limit, the paymaster's included, + preVerificationGas) x maxFeePerGas. Zero: no per-op cap.
+    pub paymaster_max_op_cost: U256,
+    /// What each listed paymaster may be charged for all the key's ops (wei), at each op's maximum cost;
+    /// needed whenever paymasters are listed.
+    pub paymaster_budget: U256,
     /// Gross notional / account value after a risk-raising op, in hundredths (300 = 3x; 0: none).
     pub max_leverage: u32,
     /// Largest notional of one market's position, venue quote units (0: none).
@@ -152,9 +170,9 @@ pub struct MoneyLimits {
 }
 
 impl MoneyLimits {
-    /// What a cautious trader grants a trading engine: at most 0.01 ETH of gas an op and 0.1 ETH in all,
-    /// 8 calls an op, no native value, never over 3x, at least 1.5x maintenance margin, and a breaker at
-    /// 15 % below the high-water mark.
+    /// What a cautious trader grants a trading engine: at most 0.01 ETH of gas an op and 0.1 ETH in all
+    /// (from the account, and from each paymaster it may list), 8 calls an op, no native value, never over
+    /// 3x, at least 1.5x maintenance margin, and a breaker at 15 % below the high-water mark.
     pub fn cautious() -> Self {
         Self {
             max_op_cost: U256::from(10_000_000_000_000_000u64),
@@ -162,6 +180,8 @@ impl MoneyLimits {
             max_calls_per_op: 8,
             value_budget: U256::ZERO,
             paymasters: Vec::new(),
+            paymaster_max_op_cost: U256::from(10_000_000_000_000_000u64),
+            paymaster_budget: U256::from(100_000_000_000_000_000u64),
             max_leverage: 300,
             max_position_notional: U256::ZERO,
             min_headroom_bps: 5_000,
@@ -476,6 +496,20 @@ impl TradingScope {
                 return Err(ScopeError::BadPaymaster(*p));
             }
         }
+        let paymaster_max_op_cost =
+            MoneyLimits::fee("paymaster max op cost", limits.paymaster_max_op_cost)?;
+        let paymaster_budget = MoneyLimits::fee("paymaster budget", limits.paymaster_budget)?;
+        if !limits.paymasters.is_empty() {
+            if paymaster_budget == 0 {
+                return Err(ScopeError::NoPaymasterBudget);
+            }
+            if paymaster_max_op_cost > paymaster_budget {
+                return Err(ScopeError::PaymasterOpCostOverBudget {
+                    max_op_cost: limits.paymaster_max_op_cost,
+                    budget: limits.paymaster_budget,
+                });
+            }
+        }
         let value_budget = u128::try_from(limits.value_budget).map_err(|_| ScopeError::BadFee {
             field: "value budget",
             wei: limits.value_budget,
@@ -492,6 +526,8 @@ impl TradingScope {
             feeBudget: fee_budget,
             valueBudget: value_budget,
             risk: limits.risk()?,
+            paymasterMaxOpCost: paymaster_max_op_cost,
+            paymasterBudget: paymaster_budget,
             paymasters: limits.paymasters.clone(),
             permissions,
         })
@@ -564,6 +600,42 @@ mod tests {
             s.build(0).unwrap_err(),
             ScopeError::BadPaymaster(Address::repeat_byte(7))
         );
+    }
+
+    #[test]
+    fn a_listed_paymaster_is_always_bounded() {
+        let pm = Address::repeat_byte(7);
+        let mut s = scope();
+        s.limits.paymasters = vec![pm];
+        // The cautious defaults bound it: 0.01 ETH an op, 0.1 ETH in all.
+        let built = s.build(0).unwrap();
+        assert_eq!(built.paymasterMaxOpCost, 10_000_000_000_000_000);
+        assert_eq!(built.paymasterBudget, 100_000_000_000_000_000);
+        assert_eq!(built.paymasters, vec![pm]);
+        // No budget: refused, as the account would.
+        s.limits.paymaster_budget = U256::ZERO;
+        let err = s.build(0).unwrap_err();
+        assert_eq!(err, ScopeError::NoPaymasterBudget);
+        assert!(err.to_string().contains("--paymaster-budget"), "{err}");
+        // A cap above the budget, and amounts the account keeps only in whole gwei.
+        s.limits.paymaster_budget = U256::from(1_000_000_000_000_000u64);
+        assert!(matches!(
+            s.build(0),
+            Err(ScopeError::PaymasterOpCostOverBudget { .. })
+        ));
+        s.limits.paymaster_max_op_cost = U256::from(1_000_000_001u64);
+        assert!(matches!(
+            s.build(0),
+            Err(ScopeError::BadFee {
+                field: "paymaster max op cost",
+                ..
+            })
+        ));
+        // No paymaster: no budget is needed.
+        let mut s = scope();
+        s.limits.paymaster_budget = U256::ZERO;
+        s.limits.paymaster_max_op_cost = U256::ZERO;
+        assert_eq!(s.build(0).unwrap().paymasterBudget, 0);
     }
 
     #[test]

@@ -20,16 +20,19 @@ contract SessionInvariantTest is AccountTestBase {
     uint32 internal constant USES = 40;
     uint128 internal constant FEE_BUDGET = 3 * TEST_OP_COST;
     uint128 internal constant VALUE_BUDGET = 0.3 ether;
+    uint128 internal constant PAYMASTER_BUDGET = 4 * TEST_OP_COST;
 
     SessionAttacker internal attacker;
     address internal sink;
     uint256 internal initialTokens;
     uint256 internal initialEth;
+    address internal listedPaymaster;
 
     function setUp() public override {
         super.setUp();
         sink = address(new InvariantSink());
         TestPaymaster listed = new TestPaymaster(entryPoint);
+        listedPaymaster = address(listed);
         TestPaymaster other = new TestPaymaster(entryPoint);
         listed.deposit{value: 50 ether}();
         other.deposit{value: 50 ether}();
@@ -45,6 +48,7 @@ contract SessionInvariantTest is AccountTestBase {
         scope.permissions[1] = _callPermission(sink, InvariantSink.pay.selector, 0.1 ether);
         scope.paymasters = new address[](1);
         scope.paymasters[0] = address(listed);
+        scope.paymasterBudget = PAYMASTER_BUDGET;
 
         _grant(vm.addr(0x5E55), scope);
         _grant(vm.addr(0xDEAD5), scope);
@@ -120,6 +124,13 @@ contract SessionInvariantTest is AccountTestBase {
         attacker.sendOp(0, 4e18, 1, 0, 30, _gas(3 | 4));
         assertEq(attacker.opsAccepted(), 2);
         assertEq(_accountEth(), eth);
+        // The gas channel through the listed paymaster: refused by the key's paymaster budget.
+        uint256 deposit = entryPoint.balanceOf(listedPaymaster);
+        attacker.sendOp(
+            0, 4e18, 1, 0, 30, SessionAttacker.Gas(20_000_000, 20_000_000, 20_000_000, 10_000 gwei, 10_000 gwei, 3 | 4)
+        );
+        assertEq(attacker.opsAccepted(), 2);
+        assertEq(entryPoint.balanceOf(listedPaymaster), deposit, "the paymaster paid nothing");
     }
 
     /// Money: ETH leaves the account (balance and EntryPoint deposit) only as gas within the live key's fee
@@ -131,6 +142,13 @@ contract SessionInvariantTest is AccountTestBase {
         assertEq(usd.balanceOf(address(account)) + venue.margin(address(account)), initialTokens, "collateral left");
         assertLe(initialEth - _accountEth(), FEE_BUDGET + VALUE_BUDGET, "ETH beyond the budgets");
         assertLe(sink.balance, VALUE_BUDGET, "value beyond the value budget");
+    }
+
+    /// The listed paymaster is charged only within the paymaster budget of the three keys ever granted the
+    /// scope (the live key, the revoked one, the one enabled in its first op and revoked), whatever gas fields,
+    /// fee price, submitter and beneficiary the attacker chooses.
+    function invariant_paymasterSpendWithinBudget() public view {
+        assertLe(50 ether - entryPoint.balanceOf(listedPaymaster), 3 * PAYMASTER_BUDGET, "paymaster overcharged");
     }
 
     /// Calls, not ops, are counted: total calls within maxUses, and in any interval [a, b] at most
