@@ -92,6 +92,9 @@ contract TradingAccount is
     /// @dev secp256k1n / 2: signatures with a larger s are malleable copies.
     uint256 internal constant HALF_CURVE_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
     uint256 internal constant GWEI = 1 gwei;
+    /// @dev `_debit`'s faults.
+    uint256 internal constant OVER_CAP = 1;
+    uint256 internal constant OVER_BUDGET = 2;
     /// @dev `_call`'s index for a call whose failure is not wrapped in `ExecuteError`.
     uint256 internal constant NO_INDEX = type(uint256).max;
     /// @dev In `_who`: the key has post-execution limits. In `_run`'s result: an order without reduceOnly ran.
@@ -244,7 +247,7 @@ contract TradingAccount is
         (bytes32 binding, bool sigFailed) = _bindGrant(key, sig, mode, length);
         (uint32 grantId, uint48 validAfter, uint40 until) = _useSession(userOp, key, opValidUntil);
         if (binding == 0) binding = bytes32(uint256(grantId));
-        bytes32 digest = keccak256(abi.encodePacked(userOpHash, uint48(opValidUntil), binding));
+        bytes32 digest = _sessionDigest(userOpHash, opValidUntil, binding);
         sigFailed = sigFailed || !_keySigned(key, digest, sig[7:length]);
         return _packValidationData(sigFailed, opValidUntil < until ? opValidUntil : until, validAfter);
     }
@@ -261,10 +264,33 @@ contract TradingAccount is
         return sig.length == P256Key.OWNER_SIG_LENGTH && uint8(sig[0]) == P256Key.OWNER_PREFIX;
     }
 
+    /// @dev What a session key signs: keccak256(userOpHash ‖ uint48 opValidUntil ‖ binding), hashed in scratch
+    /// memory and the free memory pointer's word (saved and restored) instead of an `abi.encodePacked` copy.
+    function _sessionDigest(bytes32 userOpHash, uint40 opValidUntil, bytes32 binding)
+        internal
+        pure
+        returns (bytes32 digest)
+    {
+        assembly ("memory-safe") {
+            // 32 + 6 + 32 = 70 bytes at 0x00..0x46: the binding is written first (0x26..0x46, over the free
+            // memory pointer), then the expiry's six bytes (0x20..0x26) and the hash (0x00..0x20).
+            let m := mload(0x40)
+            mstore(0x26, binding)
+            mstore(0x06, opValidUntil)
+            mstore(0x00, userOpHash)
+            digest := keccak256(0x00, 0x46)
+            mstore(0x40, m)
+        }
+    }
+
     /// @dev The op's own expiry, bytes 1..7 of a session signature. Values that do not fit 40 bits are
     /// refused rather than truncated, so no two signature encodings mean the same op.
+    /// The caller has checked `sig` is at least a session signature's length, so the read stays inside it.
     function _opValidUntil(bytes calldata sig) internal pure returns (uint40) {
-        uint48 raw = uint48(bytes6(sig[1:7]));
+        uint48 raw;
+        assembly ("memory-safe") {
+            raw := shr(208, calldataload(add(sig.offset, 1)))
+        }
         if (raw == 0 || raw > type(uint40).max) revert InvalidOpExpiry(raw);
         return uint40(raw);
     }
@@ -362,13 +388,11 @@ contract TradingAccount is
         }
         uint256 gas = (limits >> 128) + uint128(limits);
         if (paymasterDataLength == 0) {
-            uint256 cap = uint256(s.maxOpCostGwei()) * GWEI;
-            uint256 left = uint256(s.feeLeftGwei()) * GWEI;
             uint256 cost = _maxCost(pvg, gas, maxFee);
-            if (cost == type(uint256).max || (cap != 0 && cost > cap)) revert SessionOpCostTooHigh(cost, cap);
-            uint256 costGwei = FixedPointMathLib.divUp(cost, GWEI);
-            if (costGwei * GWEI > left) revert SessionFeeBudgetExceeded(cost, left);
-            return s.withFeeLeft(uint56(left / GWEI - costGwei));
+            (uint256 fault, uint256 rest) = _debit(cost, s.maxOpCostGwei(), s.feeLeftGwei());
+            if (fault == OVER_CAP) revert SessionOpCostTooHigh(cost, uint256(s.maxOpCostGwei()) * GWEI);
+            if (fault == OVER_BUDGET) revert SessionFeeBudgetExceeded(cost, uint256(s.feeLeftGwei()) * GWEI);
+            return s.withFeeLeft(uint56(rest));
         }
         _chargePaymaster($, key, s.grantId(), op.paymasterAndData, pvg, gas, maxFee);
         return s;
@@ -391,15 +415,33 @@ contract TradingAccount is
         PermissionRule entry = $.rules[id];
         // Without its two gas limits (bytes 20..52) the paymaster's part of the prefund is unknown.
         if (!entry.isPaymaster() || pnd.length < 52) revert SessionPaymasterNotAllowed(paymaster);
-        uint256 cap = uint256(entry.sponsorMaxOpCostGwei()) * GWEI;
-        uint256 left = uint256(entry.sponsorLeftGwei()) * GWEI;
         uint256 cost = _maxCost(pvg, gas + uint128(bytes16(pnd[20:36])) + uint128(bytes16(pnd[36:52])), maxFee);
-        if (cost == type(uint256).max || (cap != 0 && cost > cap)) {
-            revert SessionPaymasterOpCostTooHigh(paymaster, cost, cap);
+        (uint256 fault, uint256 rest) = _debit(cost, entry.sponsorMaxOpCostGwei(), entry.sponsorLeftGwei());
+        if (fault == OVER_CAP) {
+            revert SessionPaymasterOpCostTooHigh(paymaster, cost, uint256(entry.sponsorMaxOpCostGwei()) * GWEI);
         }
-        uint256 costGwei = FixedPointMathLib.divUp(cost, GWEI);
-        if (costGwei * GWEI > left) revert SessionPaymasterBudgetExceeded(paymaster, cost, left);
-        $.rules[id] = entry.withSponsorLeft(uint56(left / GWEI - costGwei));
+        if (fault == OVER_BUDGET) {
+            revert SessionPaymasterBudgetExceeded(paymaster, cost, uint256(entry.sponsorLeftGwei()) * GWEI);
+        }
+        $.rules[id] = entry.withSponsorLeft(uint56(rest));
+    }
+
+    /// @dev The one charge of both budgets: `cost` (wei; type(uint256).max for gas that overflows) against a
+    /// per-op cap (`capGwei`, 0 for none) and a budget of `leftGwei`. Returns `OVER_CAP`, `OVER_BUDGET` (the
+    /// cost rounded up to whole gwei is over what is left), or 0 with the gwei left after the charge.
+    function _debit(uint256 cost, uint256 capGwei, uint256 leftGwei)
+        internal
+        pure
+        returns (uint256 fault, uint256 rest)
+    {
+        unchecked {
+            // capGwei < 2^56, so capGwei x 1 gwei cannot overflow; cost <= (2^128 - 1)^2 (or the max marker,
+            // refused first), so cost + GWEI - 1 cannot either.
+            if (cost == type(uint256).max || (capGwei != 0 && cost > capGwei * GWEI)) return (OVER_CAP, 0);
+            uint256 costGwei = (cost + GWEI - 1) / GWEI;
+            if (costGwei > leftGwei) return (OVER_BUDGET, 0);
+            return (0, leftGwei - costGwei);
+        }
     }
 
     /// @dev (`pvg` + `gas`) x `maxFee`, or type(uint256).max when the gas does not fit 128 bits (refused, never
@@ -791,11 +833,27 @@ contract TradingAccount is
         internal
         returns (uint256)
     {
-        (bool ok, bytes memory ret) = target.call{value: value}(data);
+        bool ok;
+        uint256 fillPrice;
+        uint256 returned;
+        assembly ("memory-safe") {
+            // The call's data at the free memory pointer (not reserved: nothing else is allocated before it is
+            // read); its first two return words (a placeOrder's id and fill price) into scratch space, read
+            // before anything else can use it.
+            let m := mload(0x40)
+            calldatacopy(m, data.offset, data.length)
+            ok := call(gas(), target, value, m, data.length, 0x00, 0x40)
+            returned := returndatasize()
+            fillPrice := mload(0x20)
+        }
         if (!ok) {
+            bytes memory ret = new bytes(returned);
+            assembly ("memory-safe") {
+                returndatacopy(add(ret, 0x20), 0, returned)
+            }
             if (index != NO_INDEX) revert ExecuteError(index, ret);
             assembly ("memory-safe") {
-                revert(add(ret, 0x20), mload(ret))
+                revert(add(ret, 0x20), returned)
             }
         }
         if (who == 0 || data.length < 4) return 0;
@@ -803,17 +861,15 @@ contract TradingAccount is
         if (selector == IPerpVenue.depositMargin.selector) return uint160(target);
         if (selector != IPerpVenue.placeOrder.selector) return 0;
         (, int256 sizeDelta,, bool reduceOnly) = ExecutionCalldata.decodePlaceOrder(data);
-        if (sizeDelta < 0) _checkFill(target, who, uint256(-sizeDelta), ret);
+        if (sizeDelta < 0) {
+            if (returned < 64) revert SessionVenueUnreadable(target);
+            _checkFill(target, who, uint256(-sizeDelta), fillPrice);
+        }
         return uint160(target) | (reduceOnly ? 0 : RAISES_RISK);
     }
 
     /// @dev A sell's notional at the fill price `venue` returned, against the order rule's cap.
-    function _checkFill(address venue, uint256 who, uint256 size, bytes memory ret) internal view {
-        if (ret.length < 64) revert SessionVenueUnreadable(venue);
-        uint256 fillPrice;
-        assembly ("memory-safe") {
-            fillPrice := mload(add(ret, 0x40))
-        }
+    function _checkFill(address venue, uint256 who, uint256 size, uint256 fillPrice) internal view {
         bytes32 id =
             AccountStorage.ruleId(address(uint160(who >> 32)), uint32(who), venue, IPerpVenue.placeOrder.selector);
         _checkNotional(AccountStorage.layout().rules[id], size, fillPrice);
