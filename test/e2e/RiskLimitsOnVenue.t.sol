@@ -168,14 +168,7 @@ contract RiskLimitsOnVenueTest is VenueSessionBase {
         assertApproxEqAbs(insidePrice, boundPrice, 6e18);
         assertApproxEqAbs(pastPrice, boundPrice, 6e18);
 
-        _price(insidePrice, 3_000e18);
-        vm.prank(accomplice);
-        vm.expectPartialRevert(PerpVenue.NotLiquidatable.selector);
-        venue.liquidate(address(account), BTC);
-        _price(pastPrice, 3_000e18);
-        vm.prank(accomplice);
-        venue.liquidate(address(account), BTC);
-        assertGt(venue.collateralOf(accomplice), 1_000e6, "past the bound the accomplice is paid");
+        assertGt(_liquidateOnlyPast(accomplice, insidePrice, pastPrice), 0, "past the bound the accomplice is paid");
     }
 
     /// A long at the edge of 3x (0.2496 BTC = $14,976 on $4,992.51 after the fee): the bound is a fall of

@@ -102,14 +102,7 @@ contract SignedOrderBoundsTest is OrderTestBase {
         (int256 value,, uint256 gross,) = venue.accountRisk(address(account));
         assertEq(gross * 100, 300 * uint256(value), "exactly 3x");
 
-        _price(insidePrice, 3_000e18);
-        vm.prank(accomplice);
-        vm.expectPartialRevert(PerpVenue.NotLiquidatable.selector);
-        venue.liquidate(address(account), BTC);
-        _price(pastPrice, 3_000e18);
-        vm.prank(accomplice);
-        venue.liquidate(address(account), BTC);
-        assertGt(venue.collateralOf(accomplice), 0, "past the bound the accomplice is paid");
+        assertGt(_liquidateOnlyPast(accomplice, insidePrice, pastPrice), 0, "past the bound the accomplice is paid");
     }
 
     function test_signedBounds_leverageAndLiquidation_long() public {
@@ -189,17 +182,24 @@ contract SignedOrderBoundsTest is OrderTestBase {
                          POSITION AND ORDER NOTIONAL
     //////////////////////////////////////////////////////////////*/
 
+    /// @dev Under `risk`, two fills of the victim's key in one batch: `first` + `over` is refused whole with `err`,
+    /// `first` + `within` stands.
+    function _twoFillEdge(ITradingAccount.RiskLimits memory risk, int256 first, int256 over, int256 within, bytes4 err)
+        internal
+    {
+        _grantRisk(risk);
+        _refused(_batch(_victimMakes(first), _victimMakes(over)), err);
+        venue.settle(_batch(_victimMakes(first), _victimMakes(within)));
+        assertEq(_makerBtc(), first + within);
+    }
+
     /// @dev A $12,000 position cap (0.2 BTC), hit in two fills: 0.1 + 0.1001 refused, 0.1 + 0.1 stands.
     function _positionEdge(int256 sign) internal {
         ITradingAccount.RiskLimits memory risk;
         risk.maxPositionNotional = 12_000e6;
-        _grantRisk(risk);
-        _refused(
-            _batch(_victimMakes(sign * 0.1e18), _victimMakes(sign * 0.1001e18)),
-            ITradingAccount.SessionPositionTooLarge.selector
+        _twoFillEdge(
+            risk, sign * 0.1e18, sign * 0.1001e18, sign * 0.1e18, ITradingAccount.SessionPositionTooLarge.selector
         );
-        venue.settle(_batch(_victimMakes(sign * 0.1e18), _victimMakes(sign * 0.1e18)));
-        assertEq(_makerBtc(), sign * 0.2e18);
     }
 
     function test_signedBounds_positionCap_long() public {
@@ -215,13 +215,9 @@ contract SignedOrderBoundsTest is OrderTestBase {
     function _headroomEdge(int256 sign) internal {
         ITradingAccount.RiskLimits memory risk;
         risk.minHeadroomBps = 20_000;
-        _grantRisk(risk);
-        _refused(
-            _batch(_victimMakes(sign * 0.5e18), _victimMakes(sign * 0.426e18)),
-            ITradingAccount.SessionHeadroomTooLow.selector
+        _twoFillEdge(
+            risk, sign * 0.5e18, sign * 0.426e18, sign * 0.4259e18, ITradingAccount.SessionHeadroomTooLow.selector
         );
-        venue.settle(_batch(_victimMakes(sign * 0.5e18), _victimMakes(sign * 0.4259e18)));
-        assertEq(_makerBtc(), sign * 0.9259e18);
     }
 
     function test_signedBounds_headroom_long() public {

@@ -155,6 +155,24 @@ abstract contract VenueSessionBase is Test {
         );
     }
 
+    /// @dev `liquidator`, a second address, tries to liquidate the account's BTC position with the price at
+    /// `insidePrice` (refused: `NotLiquidatable`), then at `pastPrice` (it goes through). Returns what the liquidator
+    /// was paid.
+    function _liquidateOnlyPast(address liquidator, uint256 insidePrice, uint256 pastPrice)
+        internal
+        returns (uint256 reward)
+    {
+        int256 before = venue.collateralOf(liquidator);
+        _price(insidePrice, 3_000e18);
+        vm.prank(liquidator);
+        vm.expectPartialRevert(PerpVenue.NotLiquidatable.selector);
+        venue.liquidate(address(account), BTC);
+        _price(pastPrice, 3_000e18);
+        vm.prank(liquidator);
+        venue.liquidate(address(account), BTC);
+        reward = uint256(venue.collateralOf(liquidator) - before);
+    }
+
     function _expectRefused(bytes memory inner) internal {
         vm.expectRevert(abi.encodeWithSelector(IEntryPoint.FailedOpWithRevert.selector, 0, "AA23 reverted", inner));
     }
