@@ -155,6 +155,37 @@ contract PaymasterCapTest is AccountTestBase {
         assertEq(_spent(pm), attacker.balance, "all of it to the beneficiary the key chose, and no more");
     }
 
+    /// Any gas fields and fee price the key names: the op is refused in validation (the paymaster pays nothing
+    /// and nothing is charged), or it goes through, charged its prefund rounded up to whole gwei, within the cap,
+    /// and the paymaster pays the beneficiary no more than that.
+    function testFuzz_paymasterCap_anyGasAndFee(uint24 vgl, uint24 cgl, uint24 pvg, uint24 pmGas, uint24 feeGwei)
+        public
+    {
+        _grant(sessionKey, _scope(CAP, 10 * CAP));
+        uint128[5] memory g = [
+            uint128(bound(vgl, 200_000, 3_000_000)),
+            uint128(bound(cgl, 200_000, 3_000_000)),
+            uint128(bound(pvg, 0, 3_000_000)),
+            uint128(bound(pmGas, 30_000, 3_000_000)),
+            uint128(0)
+        ];
+        uint128 fee = uint128(bound(feeGwei, 1, 100)) * 1 gwei;
+        PackedUserOperation memory op = _sponsoredOp(address(pm), 0, g, fee);
+        uint256 cost = uint256(g[0] + g[1] + g[2] + g[3]) * fee;
+        uint256 deposit = entryPoint.balanceOf(address(pm));
+        PackedUserOperation[] memory ops = new PackedUserOperation[](1);
+        ops[0] = op;
+        vm.prank(attacker, attacker);
+        try entryPoint.handleOps(ops, attacker) {
+            assertLe(cost, CAP, "only an op within the cap goes through");
+            assertEq(_left(address(pm)), 10 * CAP - cost, "charged its prefund (whole gwei here)");
+            assertLe(deposit - entryPoint.balanceOf(address(pm)), cost, "the paymaster paid at most the prefund");
+        } catch {
+            assertEq(entryPoint.balanceOf(address(pm)), deposit, "a refused op costs the paymaster nothing");
+            assertEq(_left(address(pm)), 10 * CAP, "and charges nothing");
+        }
+    }
+
     /// Batch shape: two ops of the key in one bundle (two nonce lanes), each within the per-op cap, together
     /// over the budget. The second is refused in validation, so the bundle is refused whole; with a budget
     /// for both (the control) both go.
