@@ -97,6 +97,21 @@ impl RevmChain {
         chain
     }
 
+    /// An independent copy of this chain: the same state, clock and senders' nonces, each going its own
+    /// way after (many price paths run from one set-up).
+    pub fn fork(&self) -> Self {
+        let ctx = &self.evm.ctx;
+        let evm = Context::mainnet()
+            .with_db(ctx.db().clone())
+            .with_block(ctx.block.clone())
+            .with_cfg(ctx.cfg.clone())
+            .build_mainnet();
+        Self {
+            evm,
+            nonces: self.nonces.clone(),
+        }
+    }
+
     fn set_account(&mut self, address: Address, info: AccountInfo) {
         self.evm.ctx.db_mut().insert_account_info(address, info);
     }

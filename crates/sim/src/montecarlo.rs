@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::{
     backend::{BackendError, RevmBackend, Roles},
     prices::PricePath,
-    runner::{Outcome, RunError, liquidator_keys, run},
+    runner::{Outcome, RunError, SetUp, liquidator_keys, run, run_from, set_up},
     scenario::{BookMode, PriceSpec, Scenario, ScenarioError},
 };
 
@@ -84,7 +84,8 @@ pub struct PathResult {
 }
 
 impl PathResult {
-    fn from_outcome(path: u32, price_seed: u64, out: &Outcome) -> Self {
+    /// Path `path`'s result from its run, whose prices were drawn with `price_seed`.
+    pub fn from_outcome(path: u32, price_seed: u64, out: &Outcome) -> Self {
         Self {
             path,
             seed: price_seed,
@@ -287,8 +288,30 @@ pub fn book_scenario(base: &Scenario, i: u32) -> Scenario {
     }
 }
 
-/// Runs path `i` on a fresh revm chain.
-async fn run_path(base: &Scenario, base_dir: &Path, i: u32) -> Result<PathResult, McError> {
+/// A thread's set-up of a fixed book, its chain kept to fork each path from.
+type SharedSetup = (RevmBackend, SetUp);
+
+/// A fresh revm chain with Keyscope deployed for `s` (a fixed start time: the same path gives the same run
+/// wherever and whenever it runs).
+fn fresh_backend(s: &Scenario) -> Result<RevmBackend, McError> {
+    let insurance = U256::from((s.venue.insurance_fund * 1e6).round() as u128);
+    Ok(RevmBackend::new(
+        31_337,
+        1_800_000_000,
+        Roles::new(liquidator_keys(s)),
+        insurance,
+    )?)
+}
+
+/// Runs path `i`. On a fixed book the set-up (deployment, accounts opened at step 0's prices) is the same on
+/// every path that starts at the same prices: it is made once per thread in `shared` and each path runs on
+/// a fork of its chain, with the same result as a fresh chain (tested). A random book opens afresh.
+async fn run_path(
+    base: &Scenario,
+    base_dir: &Path,
+    i: u32,
+    shared: &mut Option<SharedSetup>,
+) -> Result<PathResult, McError> {
     let price_seed = path_scenario(base, i).seed;
     let s = book_scenario(base, i);
     let path_err = |source: RunError| McError::Path {
@@ -301,17 +324,29 @@ async fn run_path(base: &Scenario, base_dir: &Path, i: u32) -> Result<PathResult
         seed: price_seed,
         source,
     })?;
-    let insurance = U256::from((s.venue.insurance_fund * 1e6).round() as u128);
-    // A fixed start time: the same path gives the same run wherever and whenever it runs.
-    let mut backend = RevmBackend::new(
-        31_337,
-        1_800_000_000,
-        Roles::new(liquidator_keys(&s)),
-        insurance,
-    )?;
-    let out = run(&s, &prices, &mut backend, |_, _| {})
-        .await
-        .map_err(path_err)?;
+    let out = match base.monte_carlo.book {
+        BookMode::Fixed => {
+            let reusable = shared.as_ref().is_some_and(|(_, o)| {
+                prices.prices.first().map(Vec::as_slice) == Some(o.start_prices())
+            });
+            if !reusable {
+                let mut backend = fresh_backend(&s)?;
+                let setup = set_up(&s, &prices, &mut backend).await.map_err(path_err)?;
+                *shared = Some((backend, setup));
+            }
+            let (backend, setup) = shared.as_ref().expect("set just above");
+            let mut fork = backend.fork();
+            run_from(&s, &prices, &mut fork, setup.clone(), |_, _| {})
+                .await
+                .map_err(path_err)?
+        }
+        BookMode::Random => {
+            let mut backend = fresh_backend(&s)?;
+            run(&s, &prices, &mut backend, |_, _| {})
+                .await
+                .map_err(path_err)?
+        }
+    };
     Ok(PathResult::from_outcome(i, price_seed, &out))
 }
 
@@ -387,12 +422,13 @@ fn run_paths(
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .build()
                     .expect("a current-thread runtime needs no resources");
+                let mut shared = None;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= paths {
                         break;
                     }
-                    let r = rt.block_on(run_path(scenario, base_dir, i));
+                    let r = rt.block_on(run_path(scenario, base_dir, i, &mut shared));
                     let failed = r.is_err();
                     results.lock().unwrap_or_else(|p| p.into_inner())[(i - first) as usize] =
                         Some(r);

@@ -6,9 +6,9 @@ use std::path::Path;
 use keyscope_sim::{
     backend::{RevmBackend, Roles},
     mc_report,
-    montecarlo::{Risk, path_scenario, run_mc},
+    montecarlo::{PathResult, Risk, path_prices, path_scenario, run_mc},
     prices::PricePath,
-    runner::{liquidator_keys, run},
+    runner::{liquidator_keys, run, run_from, set_up},
     scenario::{BookMode, Scenario},
 };
 
@@ -380,4 +380,86 @@ fn a_csv_path_is_the_file_on_path_zero_and_a_block_bootstrap_after() {
         keyscope_sim::prices::wad_to_usd(one.prices[10][0])
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A fixed book's Monte Carlo opens the book once per thread and runs each path on a fork of that chain.
+/// At the shipped crash scenario's size (60 traders, 120 steps, two markets), every path equals a run of
+/// the same path on a fresh chain: every reported figure and the per-step price and insurance series.
+#[tokio::test]
+async fn each_fixed_book_path_run_on_a_fork_equals_a_fresh_run_of_it() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let s = Scenario::load(dir.join("crash-30pct.toml")).unwrap();
+    assert_eq!(s.monte_carlo.book, BookMode::Fixed);
+    let paths = 3;
+    let mc = tokio::task::spawn_blocking({
+        let (s, dir) = (s.clone(), dir.clone());
+        move || run_mc(&s, &dir, paths, 1, |_, _| {}).unwrap()
+    })
+    .await
+    .unwrap();
+    for i in 0..paths {
+        let prices = path_prices(&s, &dir, i).unwrap();
+        let mut backend = RevmBackend::new(
+            31_337,
+            1_800_000_000,
+            Roles::new(liquidator_keys(&s)),
+            alloy_primitives::U256::from(50_000_000_000u64),
+        )
+        .unwrap();
+        let out = run(&s, &prices, &mut backend, |_, _| {}).await.unwrap();
+        let fresh = PathResult::from_outcome(i, path_scenario(&s, i).seed, &out);
+        assert_eq!(mc.results[i as usize], fresh, "path {i}");
+        assert_eq!(mc.results[i as usize].prices, fresh.prices, "path {i}");
+        assert_eq!(
+            mc.results[i as usize].insurance, fresh.insurance,
+            "path {i}"
+        );
+    }
+    // The paths differ (the fork is not one path replayed), and the scenario liquidates on them.
+    assert_ne!(mc.results[0].prices, mc.results[1].prices);
+    assert!(mc.results.iter().all(|r| r.liquidations > 0));
+}
+
+/// A set-up made at one path's start prices refuses a path that starts elsewhere, and the chain it was
+/// made on is left as it was.
+#[tokio::test]
+async fn a_set_up_refuses_a_path_that_starts_at_other_prices() {
+    let s = Scenario::parse(SMALL).unwrap();
+    let prices = PricePath::generate(&s, Path::new(".")).unwrap();
+    let mut backend = RevmBackend::new(
+        31_337,
+        1_800_000_000,
+        Roles::new(liquidator_keys(&s)),
+        alloy_primitives::U256::from(200_000_000u64),
+    )
+    .unwrap();
+    let setup = set_up(&s, &prices, &mut backend).await.unwrap();
+    let moved =
+        Scenario::parse(&SMALL.replace("start_price = 60000", "start_price = 61000")).unwrap();
+    let other = PricePath::generate(&moved, Path::new(".")).unwrap();
+    let mut fork = backend.fork();
+    let err = run_from(&s, &other, &mut fork, setup.clone(), |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("does not start at the prices"),
+        "{err}"
+    );
+    // The same set-up still runs the path it was made for, on another fork, as a fresh run does.
+    let mut fork = backend.fork();
+    let from_setup = run_from(&s, &prices, &mut fork, setup, |_, _| {})
+        .await
+        .unwrap();
+    let mut fresh_backend = RevmBackend::new(
+        31_337,
+        1_800_000_000,
+        Roles::new(liquidator_keys(&s)),
+        alloy_primitives::U256::from(200_000_000u64),
+    )
+    .unwrap();
+    let fresh = run(&s, &prices, &mut fresh_backend, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(from_setup.series, fresh.series);
+    assert_eq!(from_setup.accounts, fresh.accounts);
 }

@@ -29,6 +29,7 @@ const WAD: u128 = 1_000_000_000_000_000_000;
 
 /// A trader: a trading key, and a margin key (deposit and reduce-only orders only); the owner key
 /// signed only the first op.
+#[derive(Clone)]
 struct Trader {
     account: Address,
     trading: PrivateKeySigner,
@@ -48,6 +49,11 @@ struct Trader {
     liquidated: bool,
     /// Position sizes per scenario market as last read (None: read at the end of the next turn).
     sizes: Option<Vec<I256>>,
+    /// Health (state, account value) read in a turn that ended flat with nothing done: it holds until the
+    /// account acts, since a flat account's value is its collateral and only its own ops or a liquidation
+    /// move that (none of which happens to a flat account that does nothing). Saves the read a closed-out
+    /// account would repeat every step; debug builds re-read and check it.
+    idle_health: Option<(usize, I256)>,
 }
 
 /// One step of the time series.
@@ -188,14 +194,87 @@ pub async fn run<B: Backend>(
     scenario: &Scenario,
     path: &PricePath,
     backend: &mut B,
-    mut progress: impl FnMut(u32, u32),
+    progress: impl FnMut(u32, u32),
 ) -> Result<Outcome, RunError> {
+    let setup = set_up(scenario, path, backend).await?;
+    run_from(scenario, path, backend, setup, progress).await
+}
+
+/// A run after its set-up: the risk parameters applied, step 0's prices published and every trader's
+/// account deployed and its position opened. Nothing in it depends on the path past step 0, so on a fixed
+/// book many paths that start at the same prices run from one set-up (on a forked chain).
+#[derive(Clone)]
+pub struct SetUp {
+    traders: Vec<Trader>,
+    tally: Tally,
+    insurance_start: f64,
+    /// The runner's draws so far (margin-call answers continue them).
+    rng: ChaCha8Rng,
+    ops: (u64, u64, u64),
+    ladder: Vec<LadderRung>,
+    /// Step 0's prices, as published.
+    start_prices: Vec<U256>,
+    setup_seconds: f64,
+}
+
+impl SetUp {
+    /// Step 0's prices the set-up published: only a path that starts at them can run from it.
+    pub fn start_prices(&self) -> &[U256] {
+        &self.start_prices
+    }
+}
+
+/// The set-up of a run of `scenario` with `path` on `backend` (see [`SetUp`]).
+pub async fn set_up<B: Backend>(
+    scenario: &Scenario,
+    path: &PricePath,
+    backend: &mut B,
+) -> Result<SetUp, RunError> {
     let started = Instant::now();
     let mut r = Run::new(scenario, path, backend);
     r.prepare().await?;
     let insurance_start = r.insurance().await?;
-    let mut tally = Tally::new(insurance_start);
-    let mut traders = r.open_traders().await?;
+    let tally = Tally::new(insurance_start);
+    let traders = r.open_traders().await?;
+    Ok(SetUp {
+        traders,
+        tally,
+        insurance_start,
+        rng: r.rng,
+        ops: r.ops,
+        ladder: r.ladder,
+        start_prices: path.prices[0].clone(),
+        setup_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs the steps of `path` from `setup`, a set-up on this `backend`'s chain (or on the chain it was
+/// forked from); `path` must start at the set-up's prices. The outcome equals [`run`]'s with this path.
+pub async fn run_from<B: Backend>(
+    scenario: &Scenario,
+    path: &PricePath,
+    backend: &mut B,
+    setup: SetUp,
+    mut progress: impl FnMut(u32, u32),
+) -> Result<Outcome, RunError> {
+    if path.prices.first() != Some(&setup.start_prices) {
+        return Err(RunError::Setup(
+            "this price path does not start at the prices the set-up opened at".into(),
+        ));
+    }
+    let started = Instant::now();
+    let SetUp {
+        mut traders,
+        mut tally,
+        insurance_start,
+        rng,
+        ops,
+        ladder,
+        setup_seconds,
+        ..
+    } = setup;
+    let mut r = Run::new(scenario, path, backend);
+    (r.rng, r.ops, r.ladder) = (rng, ops, ladder);
     let mut series = Vec::new();
     for step in 0..=scenario.steps {
         series.push(r.step(step, &mut traders, &mut tally).await?);
@@ -229,7 +308,7 @@ pub async fn run<B: Backend>(
         let gap = |l: &LadderRung| (l.entry_price - l.liquidation_price).abs() / l.entry_price;
         gap(a).total_cmp(&gap(b))
     });
-    let wall = started.elapsed().as_secs_f64();
+    let wall = setup_seconds + started.elapsed().as_secs_f64();
     let ops = r.ops;
     Ok(Outcome {
         scenario: scenario.name.clone(),
@@ -270,6 +349,7 @@ pub async fn run<B: Backend>(
 }
 
 /// Running totals over the steps.
+#[derive(Clone)]
 struct Tally {
     margin_calls: u32,
     answered: u32,
@@ -529,7 +609,17 @@ impl<'a, B: Backend> Run<'a, B> {
         tally: &mut Tally,
     ) -> Result<(usize, book::Book), RunError> {
         let account = trader.account;
-        let (mut state, mut value) = self.health_state(account).await?;
+        let (mut state, mut value) = match trader.idle_health.take() {
+            Some(held) => {
+                if cfg!(debug_assertions) {
+                    let read = self.health_state(account).await?;
+                    debug_assert_eq!(read, held, "a flat idle account's health moved: {account}");
+                }
+                held
+            }
+            None => self.health_state(account).await?,
+        };
+        let health_at_start = (state, value);
         // Margin calls: counted once per crossing; an answer is scheduled by chance.
         if state == 1 && !trader.margin_called {
             trader.margin_called = true;
@@ -585,6 +675,9 @@ impl<'a, B: Backend> Run<'a, B> {
         };
         // The last health read is after every action of the turn: what the account cannot pay now.
         book.shortfall_usd = (-quote_to_usd(value)).max(0.0);
+        if book.flat && !acted {
+            trader.idle_health = Some(health_at_start);
+        }
         Ok((state, book))
     }
 

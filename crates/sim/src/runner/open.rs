@@ -136,6 +136,7 @@ impl<B: Backend> Run<'_, B> {
             called_at: None,
             liquidated: false,
             sizes: None,
+            idle_health: None,
         };
         let r = self.trade(&trader, 0, size, limit).await?;
         self.count(r);
