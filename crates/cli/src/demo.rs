@@ -484,6 +484,8 @@ async fn slide(s: &Stack, a: Address, b: Address) -> anyhow::Result<(Vec<StepRec
             bad_debt: to_f64(venue.badDebt().call().await?, 6),
             open_shortfall: 0.0,
             oracle_stale: false,
+            // The demo's keeper's gas is not modelled (its outcome's `keeper_profit` is None).
+            keeper_gas_usd: 0.0,
             pool: {
                 let pool = venue.pool().call().await?;
                 let usd = to_f64(pool.unsigned_abs(), 6);

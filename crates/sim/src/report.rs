@@ -134,7 +134,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
     for m in markets {
         let _ = write!(csv, ",price_{m}");
     }
-    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool,oracle_stale,closed,liquidatable_before,bankrupt_before,long_oi,short_oi,open_shortfall\n");
+    csv.push_str(",healthy,margin_call,liquidatable,bankrupt,margin_calls,liquidations,liquidated_notional,insurance_fund,bad_debt,pool,oracle_stale,closed,liquidatable_before,bankrupt_before,long_oi,short_oi,open_shortfall,keeper_gas_usd\n");
     for r in &out.series {
         let _ = write!(csv, "{},{}", r.step, r.time);
         for p in &r.prices {
@@ -142,7 +142,7 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
         }
         let _ = writeln!(
             csv,
-            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6},{},{},{},{},{:.2},{:.2},{:.6}",
+            ",{},{},{},{},{},{},{:.2},{:.6},{:.6},{:.6},{},{},{},{},{:.2},{:.2},{:.6},{:.4}",
             r.healthy,
             r.margin_call,
             r.liquidatable,
@@ -159,7 +159,8 @@ pub fn series_csv(out: &Outcome, markets: &[String]) -> String {
             r.bankrupt_before,
             r.long_oi,
             r.short_oi,
-            r.open_shortfall
+            r.open_shortfall,
+            r.keeper_gas_usd
         );
     }
     csv

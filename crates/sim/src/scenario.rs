@@ -73,6 +73,9 @@ pub struct Scenario {
     /// Price impact of the keepers' liquidation flow (a model in the harness, not the venue's); unset: none.
     #[serde(default)]
     pub impact: Option<ImpactSpec>,
+    /// The keepers' gas cost moving with the market (a model in the harness); unset: it never moves.
+    #[serde(default)]
+    pub gas: GasSpec,
     /// How `sim mc` runs this scenario (ignored by `sim run`).
     #[serde(default)]
     pub monte_carlo: MonteCarloSpec,
@@ -376,6 +379,69 @@ impl Default for LiquidatorSpec {
     }
 }
 
+/// What a liquidation costs a keeper in gas, step by step — a model in the harness of what keepers pay (the
+/// venue has no gas rule). At a step the cost is `liquidators.gas_cost_usd` times
+/// `1 + move_sensitivity × m` (m: the step's largest price move across markets, in percent — gas prices
+/// rise with volatility, as they do on a chain during a crash) times the multiplier of every spike window
+/// the step is in. A keeper passes up a liquidation whose reward is below the step's cost, so a spike over
+/// a crash holds liquidations back while losses grow. Unset: the cost is `gas_cost_usd` at every step.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GasSpec {
+    /// Cost multiplier per percent of the step's largest price move (0: none).
+    #[serde(default)]
+    pub move_sensitivity: f64,
+    /// Windows of a fixed multiplier (congestion, an airdrop, a mempool war).
+    #[serde(default)]
+    pub spikes: Vec<GasSpike>,
+}
+
+/// A gas spike: from `from_step`, for `steps` steps, the keepers' cost is `multiplier` times higher.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GasSpike {
+    pub from_step: u32,
+    pub steps: u32,
+    pub multiplier: f64,
+}
+
+impl GasSpec {
+    /// The cost multiplier at `step`, whose largest price move is `move_percent` (of either sign).
+    pub fn multiplier(&self, step: u32, move_percent: f64) -> f64 {
+        let windows: f64 = self
+            .spikes
+            .iter()
+            .filter(|s| step >= s.from_step && (step - s.from_step) < s.steps)
+            .map(|s| s.multiplier)
+            .product();
+        (1.0 + self.move_sensitivity * move_percent.abs()) * windows
+    }
+
+    fn validate(&self, steps: u32) -> Result<(), ScenarioError> {
+        if !(0.0..=1000.0).contains(&self.move_sensitivity) {
+            return Err(invalid(
+                "gas.move_sensitivity",
+                "must be between 0 and 1000 (the cost's rise per percent of price move)",
+            ));
+        }
+        for (i, s) in self.spikes.iter().enumerate() {
+            if !(1.0..=1e6).contains(&s.multiplier) {
+                return Err(invalid(
+                    &format!("gas.spikes[{i}].multiplier"),
+                    "must be between 1 and 1e6 (50 = fifty times the usual cost)",
+                ));
+            }
+            if s.steps == 0 || s.from_step as u64 + s.steps as u64 > steps as u64 + 1 {
+                return Err(invalid(
+                    &format!("gas.spikes[{i}].steps"),
+                    "the spike must last at least a step and end within the run",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Venue funds at the start.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -662,6 +728,7 @@ impl Scenario {
                 "must be between 0 and 10000 (USD per liquidation transaction)",
             ));
         }
+        self.gas.validate(self.steps)?;
         if let Some(i) = &self.impact {
             if !(i.depth_usd >= 1.0 && i.depth_usd <= 1e15) {
                 return Err(invalid(
@@ -1010,5 +1077,56 @@ mod tests {
                 .to_string()
                 .contains("moon")
         );
+    }
+
+    #[test]
+    fn the_keepers_gas_moves_with_the_market_and_in_spikes_and_bad_gas_is_named() {
+        let s = Scenario::parse(&format!(
+            "{GOOD}\n[gas]\nmove_sensitivity = 0.5\n\
+             spikes = [{{ from_step = 3, steps = 2, multiplier = 40 }}, \
+             {{ from_step = 4, steps = 1, multiplier = 2 }}]\n"
+        ))
+        .unwrap();
+        let g = &s.gas;
+        assert_eq!(g.multiplier(0, 0.0), 1.0);
+        assert_eq!(g.multiplier(1, -4.0), 3.0, "a 4 % fall: 1 + 0.5 x 4");
+        assert_eq!(g.multiplier(3, 0.0), 40.0);
+        assert_eq!(
+            g.multiplier(4, 2.0),
+            2.0 * 40.0 * 2.0,
+            "windows overlap: both apply"
+        );
+        assert_eq!(
+            g.multiplier(5, 0.0),
+            1.0,
+            "the first window is two steps long"
+        );
+        assert_eq!(Scenario::parse(GOOD).unwrap().gas.multiplier(7, 30.0), 1.0);
+        for (gas, field) in [
+            ("move_sensitivity = -1", "gas.move_sensitivity"),
+            ("move_sensitivity = nan", "gas.move_sensitivity"),
+            (
+                "spikes = [{ from_step = 1, steps = 1, multiplier = 0.5 }]",
+                "gas.spikes[0].multiplier",
+            ),
+            (
+                "spikes = [{ from_step = 1, steps = 1, multiplier = inf }]",
+                "gas.spikes[0].multiplier",
+            ),
+            (
+                "spikes = [{ from_step = 1, steps = 0, multiplier = 2 }]",
+                "gas.spikes[0].steps",
+            ),
+            (
+                "spikes = [{ from_step = 9, steps = 5, multiplier = 2 }]",
+                "gas.spikes[0].steps",
+            ),
+            ("spike = []", "unknown field `spike`"),
+        ] {
+            let e = Scenario::parse(&format!("{GOOD}\n[gas]\n{gas}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{gas}: {e}");
+        }
     }
 }

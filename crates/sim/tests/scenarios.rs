@@ -166,6 +166,69 @@ async fn correlation_and_impact_end_the_same_on_revm_and_anvil() {
     assert!(on_revm.liquidations > 0);
 }
 
+/// Gas that rises with the market and a spike over the crash (the keepers' cost, a harness model) end the
+/// same on both backends, and the spike bites: keepers pass up liquidations while it lasts.
+#[tokio::test]
+async fn keeper_gas_spikes_end_the_same_on_revm_and_anvil() {
+    let s = Scenario::parse(&format!(
+        "{SMALL_CRASH}\n[gas]\nmove_sensitivity = 2\n\
+         spikes = [{{ from_step = 3, steps = 3, multiplier = 100000 }}]\n"
+    ))
+    .unwrap();
+    let on_revm = same_on_revm_and_anvil(&s, 41_012).await;
+    assert!(
+        on_revm.liquidations_unprofitable > 0,
+        "the spike held keepers back"
+    );
+    let gas: Vec<f64> = on_revm.series.iter().map(|r| r.keeper_gas_usd).collect();
+    assert!(gas[3] > 1000.0 && gas[6] < 100.0, "{gas:?}");
+}
+
+/// A gas spike over the crash holds liquidations back while it lasts — none in its window, where the same
+/// run without it liquidates (positive control) — they come when it ends, and the loss at its worst is no
+/// smaller. Keepers' profit counts each liquidation at its step's cost.
+#[tokio::test]
+async fn a_gas_spike_over_the_crash_holds_liquidations_back_until_it_ends() {
+    let calm = on_revm(&Scenario::parse(SMALL_CRASH).unwrap()).await;
+    let in_window = |o: &Outcome, from: usize, to: usize| {
+        o.series[to].liquidations - o.series[from - 1].liquidations
+    };
+    // The window: the steps where the calm run liquidates first.
+    let first = calm
+        .series
+        .iter()
+        .position(|r| r.liquidations > 0)
+        .expect("the crash liquidates");
+    let (from, to) = (first, first + 2);
+    assert!(in_window(&calm, from, to) > 0);
+    let spiked = on_revm(
+        &Scenario::parse(&format!(
+            "{SMALL_CRASH}\n[gas]\nspikes = [{{ from_step = {from}, steps = 3, multiplier = 1000000 }}]\n"
+        ))
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(in_window(&spiked, from, to), 0, "no keeper pays that gas");
+    assert!(spiked.liquidations_unprofitable > calm.liquidations_unprofitable);
+    assert!(
+        spiked.series.last().unwrap().liquidations > spiked.series[to].liquidations,
+        "liquidations resume after the spike"
+    );
+    assert!(spiked.peak_loss >= calm.peak_loss);
+    assert!(spiked.series[from].keeper_gas_usd >= 1e5 * spiked.series[0].keeper_gas_usd);
+    let paid: f64 = spiked
+        .series
+        .iter()
+        .zip(std::iter::once(0).chain(spiked.series.iter().map(|r| r.liquidations)))
+        .map(|(r, before)| f64::from(r.liquidations - before) * r.keeper_gas_usd)
+        .sum();
+    let kept = spiked.keeper_profit.unwrap();
+    assert!(
+        (spiked.keeper_rewards - paid - kept).abs() < 1e-6,
+        "{kept} vs {paid}"
+    );
+}
+
 /// Runs `s` on revm and on a fresh anvil (chain id `chain_id`) from the same start time, asserts every
 /// step's row, every account and the totals are equal, and returns the revm run.
 async fn same_on_revm_and_anvil(s: &Scenario, chain_id: u64) -> Outcome {

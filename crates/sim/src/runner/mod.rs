@@ -88,6 +88,8 @@ pub struct StepRecord {
     pub pool: f64,
     /// No price was published this step (an oracle outage).
     pub oracle_stale: bool,
+    /// What a liquidation cost a keeper in gas this step, USD (`liquidators.gas_cost_usd` moved by `[gas]`).
+    pub keeper_gas_usd: f64,
 }
 
 /// Where one account ended: for comparing backends.
@@ -135,8 +137,8 @@ pub struct Outcome {
     /// the traders' open PnL (which the pool owes them, or is owed), less what accounts below zero cannot
     /// pay (the open shortfall), USD.
     pub pool_pnl: f64,
-    /// Rewards the keepers were paid, and what they kept after their gas (`liquidators.gas_cost_usd` per
-    /// liquidation), USD.
+    /// Rewards the keepers were paid, and what they kept after their gas (each liquidation at its step's
+    /// cost: `liquidators.gas_cost_usd` moved by `[gas]`), USD.
     pub keeper_rewards: f64,
     /// None where the keepers' gas is not modelled (the demo's keeper).
     pub keeper_profit: Option<f64>,
@@ -300,8 +302,7 @@ pub async fn run_from<B: Backend>(
     // Open PnL beyond an account's collateral (its shortfall) the pool cannot collect.
     let pool_pnl = last.pool - series[0].pool - open_pnl - open_shortfall;
     let keeper_rewards = r.keeper_rewards().await?;
-    let keeper_profit =
-        keeper_rewards - tally.liquidations as f64 * scenario.liquidators.gas_cost_usd;
+    let keeper_profit = keeper_rewards - tally.keeper_gas_usd;
     let mut ladder = std::mem::take(&mut r.ladder);
     let leverage_at_open = ladder.iter().map(|l| l.leverage).collect();
     ladder.sort_by(|a, b| {
@@ -361,6 +362,8 @@ struct Tally {
     breaker_trips: u32,
     /// Liquidations keepers passed up: the reward would not cover their gas.
     unprofitable: u32,
+    /// What the keepers' liquidations cost them in gas, USD.
+    keeper_gas_usd: f64,
     /// Seconds from an account's margin call to its first liquidation, per liquidated account.
     warned_secs: Vec<u64>,
     /// Accounts liquidated with no margin call before (a gap through maintenance).
@@ -379,6 +382,7 @@ impl Tally {
             adds_stopped: 0,
             breaker_trips: 0,
             unprofitable: 0,
+            keeper_gas_usd: 0.0,
             warned_secs: Vec::new(),
             unwarned: 0,
         }
@@ -405,6 +409,8 @@ struct Run<'a, B: Backend> {
     /// liquidation flow (USD notional, positive when longs are sold).
     impact: Vec<f64>,
     flow: Vec<f64>,
+    /// What a liquidation costs a keeper at the current step, USD.
+    keeper_gas_usd: f64,
 }
 
 impl<'a, B: Backend> Run<'a, B> {
@@ -430,6 +436,7 @@ impl<'a, B: Backend> Run<'a, B> {
             marks: path.prices[0].clone(),
             impact: vec![1.0; path.markets.len()],
             flow: vec![0.0; path.markets.len()],
+            keeper_gas_usd: scenario.liquidators.gas_cost_usd,
         }
     }
 
@@ -536,6 +543,17 @@ impl<'a, B: Backend> Run<'a, B> {
     ) -> Result<StepRecord, RunError> {
         let stale = self.scenario.oracle.is_stale(step);
         let prices = self.impacted(step)?;
+        // The step's largest price move, in percent (none in an outage: nothing is published).
+        let moved = match step > 0 && !stale {
+            true => prices
+                .iter()
+                .zip(&self.marks)
+                .map(|(p, m)| (wad_to_usd(*p) / wad_to_usd(*m) - 1.0) * 100.0)
+                .fold(0.0, |a: f64, b| a.max(b.abs())),
+            false => 0.0,
+        };
+        self.keeper_gas_usd =
+            self.scenario.liquidators.gas_cost_usd * self.scenario.gas.multiplier(step, moved);
         if step > 0 {
             self.backend
                 .advance(self.scenario.step_seconds as u64)
@@ -578,6 +596,7 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(StepRecord {
             pool,
             oracle_stale: stale,
+            keeper_gas_usd: self.keeper_gas_usd,
             step,
             time: now,
             prices: prices.iter().map(|p| wad_to_usd(*p)).collect(),
@@ -742,7 +761,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 let price = self.marks[mi];
                 let long = !before.is_negative();
                 let reward = self.expected_reward(account, m, before, price).await?;
-                if reward < self.scenario.liquidators.gas_cost_usd {
+                if reward < self.keeper_gas_usd {
                     tally.unprofitable += 1;
                     continue;
                 }
@@ -750,6 +769,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 if self.backend.liquidate(who, account, m).await? {
                     let after = self.position(account, m).await?;
                     tally.liquidations += 1;
+                    tally.keeper_gas_usd += self.keeper_gas_usd;
                     any = true;
                     let closed = (before - after).unsigned_abs();
                     let usd = wad_to_usd(closed * price / U256::from(WAD));
