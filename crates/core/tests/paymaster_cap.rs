@@ -21,6 +21,7 @@ use keyscope_core::{
     units::parse_units,
     user_op::{PackedUserOperation, pack_u128s},
 };
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
 alloy::sol!(
     #[sol(rpc)]
@@ -167,6 +168,45 @@ async fn a_listed_paymaster_pays_within_the_keys_cap_and_core_predicts_every_ver
         let g = U256::from(GWEI);
         max_sponsored_cost(op).unwrap().div_ceil(g) * g
     };
+
+    // 0. Differential: random gas fields and fee prices on both sides of the per-op cap, each op signed by the
+    //    key and simulated through the real EntryPoint: the account's verdict and reason are core's.
+    let mut rng = StdRng::seed_from_u64(42_310);
+    let (mut passed, mut refused) = (0, 0);
+    for _ in 0..60 {
+        let mut op = sponsored(
+            rng.gen_range(0..2_000_000),
+            rng.gen_range(1..=20) * GWEI as u128,
+        )
+        .await;
+        op.accountGasLimits = pack_u128s(
+            rng.gen_range(200_000..1_000_000),
+            rng.gen_range(100_000..1_000_000),
+        );
+        let mut pnd = paymaster.to_vec();
+        pnd.extend_from_slice(&rng.gen_range(50_000u128..300_000).to_be_bytes());
+        pnd.extend_from_slice(&rng.gen_range(0u128..100_000).to_be_bytes());
+        op.paymasterAndData = pnd.into();
+        let op = client.sign_key_op(&session, account, op, 60).await.unwrap();
+        let predicted = start.check(&op);
+        assert_eq!(
+            predicted.is_ok(),
+            check_paymaster_charge(&start, &op).is_ok(),
+            "fees and policy agree"
+        );
+        match (predicted, client.simulate(&op).await) {
+            (Ok(()), Ok(())) => passed += 1,
+            (Err(p), Err(ClientError::Refused(r))) => {
+                assert_eq!(r.detail, p.detail, "the same reason");
+                refused += 1;
+            }
+            (p, chain) => panic!("core says {p:?}, the chain {chain:?} for {op:?}"),
+        }
+    }
+    assert!(
+        passed > 5 && refused > 5,
+        "{passed} passed, {refused} refused"
+    );
 
     // 1. An ordinary sponsored op: predicted to pass, passes, charged exactly its prefund in whole gwei.
     let op = sponsored(60_000, 5 * GWEI as u128).await;
