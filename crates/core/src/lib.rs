@@ -7,6 +7,7 @@
 //! bindings generated from the forge artifacts, signers, scope building, a client that simulates and
 //! submits ops, the deploy plan, and (feature `devnet`) an anvil devnet for tests and `keyscope devnet`.
 
+pub mod api_key;
 pub mod bindings;
 pub mod client;
 pub mod deploy;
