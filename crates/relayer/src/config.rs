@@ -293,6 +293,92 @@ impl TlsConfig {
     }
 }
 
+/// Who must sign their requests with an API key (see `keyscope_core::api_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequireKeys {
+    /// Nobody: a request without a key is served as before (standard ERC-4337 clients, the spec tests).
+    None,
+    /// The signed-order methods (`keyscope_placeOrder` and the rest) need a key; the others do not.
+    Orders,
+    /// Every method but the probes needs a key.
+    All,
+}
+
+/// API keys bound to accounts and signed requests: who must sign, how fresh a request must be, how long an
+/// owner's ERC-1271 check is trusted, and the quotas and behaviour score of each key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// Serve `keyscope_registerApiKey` and the rest, and take signed requests [default: true].
+    pub enabled: bool,
+    /// Who must sign [default: none].
+    pub require: RequireKeys,
+    /// The longest receive window a request may name (ms) [default: 60000].
+    pub max_window_ms: u64,
+    /// How far ahead of the relayer's clock a timestamp may be (ms) [default: 1000].
+    pub max_future_ms: u64,
+    /// A registration or revocation signed longer ago than this is refused (s) [default: 600].
+    pub max_signed_age_secs: u64,
+    /// The account's ERC-1271 answer for a key's registration is trusted this long, then asked again:
+    /// a key stops working at most this long after its account's owner changes (ms) [default: 2000].
+    pub owner_recheck_ms: u64,
+    /// Signatures remembered per key to refuse a replay within its window [default: 4096].
+    pub replay_cache_per_key: usize,
+    /// Requests per second per key [default: 50].
+    pub requests_per_sec: f64,
+    /// The burst of requests above that rate [default: 100].
+    pub requests_burst: f64,
+    /// Orders and ops (placing, replacing, sending) per second per key [default: 20].
+    pub orders_per_sec: f64,
+    /// The burst of orders and ops above that rate [default: 40].
+    pub orders_burst: f64,
+    /// Cancels per second a key always gets, however throttled or banned it is [default: 5].
+    pub cancel_floor_per_sec: f64,
+    /// Requests (HTTP) and WebSocket connections one key holds at once [default: 32].
+    pub max_connections_per_key: usize,
+    /// Share of refused orders/ops and invalid signatures above which a key is slowed to half its rates,
+    /// once it has `min_samples` [default: 0.25].
+    pub slow_ratio: f64,
+    /// The share above which it is banned [default: 0.5].
+    pub ban_ratio: f64,
+    /// Outcomes (decayed) a key needs before its share counts [default: 20].
+    pub min_samples: u64,
+    /// The first ban's length (ms), doubled for each ban since the key last behaved [default: 10000].
+    pub ban_base_ms: u64,
+    /// The longest ban (ms) [default: 3600000].
+    pub ban_max_ms: u64,
+    /// A key's counts halve every this long (ms), and one ban is forgotten per this long without one
+    /// [default: 300000].
+    pub forget_ms: u64,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            require: RequireKeys::None,
+            max_window_ms: 60_000,
+            max_future_ms: 1_000,
+            max_signed_age_secs: 600,
+            owner_recheck_ms: 2_000,
+            replay_cache_per_key: 4_096,
+            requests_per_sec: 50.0,
+            requests_burst: 100.0,
+            orders_per_sec: 20.0,
+            orders_burst: 40.0,
+            cancel_floor_per_sec: 5.0,
+            max_connections_per_key: 32,
+            slow_ratio: 0.25,
+            ban_ratio: 0.5,
+            min_samples: 20,
+            ban_base_ms: 10_000,
+            ban_max_ms: 3_600_000,
+            forget_ms: 300_000,
+        }
+    }
+}
+
 /// The relayer's whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -355,6 +441,8 @@ pub struct Config {
     /// TLS on `listen`; unset: plain HTTP and WebSocket, allowed on a loopback address only unless
     /// `allow_plaintext`.
     pub tls: Option<TlsConfig>,
+    /// API keys and signed requests.
+    pub api_keys: ApiKeysConfig,
     /// Serve plain HTTP on a non-loopback `listen` (behind a proxy that terminates TLS, on a private
     /// network): without it such a relayer refuses to start.
     pub allow_plaintext: bool,
@@ -389,6 +477,7 @@ impl Default for Config {
             door: DoorConfig::default(),
             matcher: MatcherConfig::default(),
             tls: None,
+            api_keys: ApiKeysConfig::default(),
             allow_plaintext: false,
         }
     }
@@ -471,6 +560,15 @@ impl Config {
 
     /// Checks values that would make the relayer misbehave rather than fail.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if self.store.is_some() && self.api_keys.require != RequireKeys::None {
+            return Err(ConfigError::Invalid {
+                field: "api_keys.require",
+                reason:
+                    "API keys are kept in the redb store; the Postgres deployment does not serve \
+                         them yet: set require = \"none\" (or run one instance on redb)"
+                        .into(),
+            });
+        }
         let m = &self.matcher;
         if m.settler_key.is_some() {
             let bad = |field, reason: &str| {

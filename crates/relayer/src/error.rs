@@ -41,6 +41,20 @@ pub mod code {
     pub const ORDER_BOOK: i32 = -32622;
     /// A matcher request that is stale or was already taken (Keyscope's matcher).
     pub const REQUEST_STALE: i32 = -32623;
+    /// A method the operator serves only to requests signed with an API key, called without one.
+    pub const API_KEY_REQUIRED: i32 = -32630;
+    /// A signed request that does not authenticate: malformed headers, an unknown key, or a signature that
+    /// does not verify (wrong key, or the method, path, body, timestamp or window changed on the way).
+    pub const API_KEY_INVALID: i32 = -32631;
+    /// A signed request that is stale, from the future, or a replay of one already taken.
+    pub const API_KEY_STALE: i32 = -32632;
+    /// An API key that no longer acts for its account: revoked, expired, used from an address outside its
+    /// allow-list, or its registration no longer valid under the account's ERC-1271 (its owner changed).
+    pub const API_KEY_REVOKED: i32 = -32633;
+    /// A request beyond its API key's permission (read-only, cancel-only) or for another account.
+    pub const API_KEY_PERMISSION: i32 = -32634;
+    /// An API key over its quota or banned for its behaviour; cancels pass at a floor rate.
+    pub const API_KEY_THROTTLED: i32 = -32635;
 
     /// The code of an EntryPoint refusal, from the AA code its reason starts with ("AA25 invalid account
     /// nonce"). `aggregator`: the account named a signature aggregator (its AA24 is then an unsupported

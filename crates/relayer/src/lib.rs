@@ -452,10 +452,22 @@ impl Relayer {
             _ => None,
         };
         let feed = tokio::sync::broadcast::channel(4096).0;
+        // API keys live beside the redb store; a Postgres deployment serves none (config.check refuses
+        // requiring them there).
+        let api_keys = match (config.api_keys.enabled, &config.store) {
+            (true, None) => Some(Arc::new(rpc::api_keys::ApiKeys::new(
+                store::api_keys::ApiKeyTable::open(&config.data_dir.join("api_keys.redb"))?,
+                provider.clone(),
+                identity.chain_id,
+                config.api_keys.clone(),
+            ))),
+            _ => None,
+        };
         let access = Arc::new(rpc::AccessPolicy {
             admin_token: config.admin_token.clone(),
             loopback: config.listen.ip().is_loopback(),
             allowed_origins: config.allowed_origins.clone(),
+            api_keys: api_keys.clone(),
         });
         let module = rpc::module(
             rpc::RpcContext {
@@ -466,6 +478,7 @@ impl Relayer {
                 access: access.clone(),
                 cluster: cluster.clone(),
                 matcher,
+                api_keys: api_keys.clone(),
             },
             config.debug_api,
         )
@@ -507,7 +520,12 @@ impl Relayer {
             .set_http_middleware(tower::ServiceBuilder::new().layer(rpc::AccessLayer(access)))
             .set_rpc_middleware(
                 jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new()
-                    .layer(rpc::WsOnlyLayer),
+                    .layer(rpc::WsOnlyLayer)
+                    .layer(rpc::auth::GateLayer {
+                        keys: api_keys,
+                        require: config.api_keys.require,
+                        metrics: metrics.clone(),
+                    }),
             )
             .to_service_builder();
         let tls = match &config.tls {

@@ -78,6 +78,8 @@ pub struct Metrics {
     /// renewal.
     pub leases: Mutex<(BTreeMap<u16, u64>, u64)>,
     rejected: Mutex<BTreeMap<i32, u64>>,
+    /// Per API key (its id, hex): (requests served, requests refused by the channel, bans).
+    api_keys: Mutex<BTreeMap<String, [u64; 3]>>,
     stages: Mutex<BTreeMap<&'static str, VecDeque<u64>>>,
     histograms: Mutex<BTreeMap<&'static str, Histogram>>,
 }
@@ -94,6 +96,15 @@ impl Metrics {
             .expect("metrics lock")
             .entry(code)
             .or_default() += 1;
+    }
+
+    /// Counts one request of API key `key`: `refused` by the channel (authentication, permission, quota,
+    /// ban), or served; `banned`: it started a ban.
+    pub fn api_key(&self, key: &str, refused: bool, banned: bool) {
+        let mut keys = self.api_keys.lock().expect("metrics lock");
+        let c = keys.entry(key.to_string()).or_default();
+        c[usize::from(refused)] += 1;
+        c[2] += u64::from(banned);
     }
 
     /// Records that an op spent `micros` in `stage`.
@@ -307,6 +318,31 @@ impl Metrics {
             "# HELP keyscope_bundle_key_balance_gwei The bundle key's balance, in gwei, as last read\n# TYPE keyscope_bundle_key_balance_gwei gauge\nkeyscope_bundle_key_balance_gwei {}",
             self.bundle_key_balance_gwei.load(Ordering::Relaxed)
         );
+        let keys = self.api_keys.lock().expect("metrics lock");
+        for (i, (name, help)) in [
+            ("served", "Requests served, per API key"),
+            (
+                "refused",
+                "Requests refused by the channel (signature, permission, quota, ban), per API key",
+            ),
+            ("bans", "Bans started, per API key"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let _ = writeln!(
+                out,
+                "# HELP keyscope_api_key_{name}_total {help}\n# TYPE keyscope_api_key_{name}_total counter"
+            );
+            for (key, c) in keys.iter() {
+                let _ = writeln!(
+                    out,
+                    "keyscope_api_key_{name}_total{{key=\"{key}\"}} {}",
+                    c[i]
+                );
+            }
+        }
+        drop(keys);
         self.render_stages(&mut out);
         out
     }

@@ -27,6 +27,8 @@ pub struct AccessPolicy {
     pub loopback: bool,
     /// Origins a browser page may call from (`*`: any); requests without an `Origin` are not browsers.
     pub allowed_origins: Vec<String>,
+    /// The API keys a request may be signed with (None: API keys off).
+    pub api_keys: Option<Arc<super::api_keys::ApiKeys>>,
 }
 
 impl AccessPolicy {
@@ -82,8 +84,9 @@ pub struct AccessService<S> {
 
 impl<S, B> Service<HttpRequest<B>> for AccessService<S>
 where
-    S: Service<HttpRequest<B>, Response = HttpResponse>,
+    S: Service<HttpRequest<B>, Response = HttpResponse> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
 {
     type Response = HttpResponse;
     type Error = S::Error;
@@ -95,6 +98,7 @@ where
 
     fn call(&mut self, mut request: HttpRequest<B>) -> Self::Future {
         let headers = request.headers();
+        let signed = headers.contains_key(keyscope_core::api_key::HEADER_KEY);
         if let Some(origin) = headers.get(http::header::ORIGIN) {
             let allowed = origin.to_str().is_ok_and(|o| self.policy.origin_allowed(o));
             if !allowed {
@@ -109,6 +113,15 @@ where
             if constant_time_eq(given.as_bytes(), token.as_bytes()) {
                 request.extensions_mut().insert(Admin);
             }
+        }
+        if let (true, Some(keys)) = (signed, self.policy.api_keys.clone()) {
+            // The service polled ready goes with this request; a clone stays for the next.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(async move {
+                super::auth::authenticate(&keys, &mut request).await;
+                inner.call(request).await
+            });
         }
         Box::pin(self.inner.call(request))
     }

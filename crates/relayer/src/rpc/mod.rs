@@ -4,11 +4,14 @@
 //! `debug_bundler_*` methods the bundler spec tests drive, only when the config enables them ([`debug`]).
 
 mod access;
+pub mod api_keys;
+pub mod auth;
 mod debug;
 mod eth;
 mod fees;
 mod keyscope;
 mod orders;
+pub mod quota;
 mod receipt;
 mod serve;
 pub mod tls;
@@ -50,6 +53,8 @@ pub struct RpcContext {
     pub cluster: Option<Arc<Cluster>>,
     /// The matcher for signed orders, if it runs.
     pub matcher: Option<crate::matcher::Matcher>,
+    /// The API keys bound to accounts, if kept.
+    pub api_keys: Option<Arc<api_keys::ApiKeys>>,
 }
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
@@ -166,6 +171,7 @@ pub fn module(
     fees::register(&mut m)?;
     keyscope::register(&mut m)?;
     orders::register(&mut m)?;
+    api_keys::register(&mut m)?;
     if clustered {
         keyscope::register_forwarded(&mut m)?;
     }

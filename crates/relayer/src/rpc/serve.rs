@@ -182,7 +182,10 @@ type Reply = std::pin::Pin<
 
 /// The server's configuration with its HTTP middleware (the access layer).
 pub type ServiceBuilder = TowerServiceBuilder<
-    tower::layer::util::Stack<super::WsOnlyLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<
+        super::auth::GateLayer,
+        tower::layer::util::Stack<super::WsOnlyLayer, tower::layer::util::Identity>,
+    >,
     tower::layer::util::Stack<super::AccessLayer, tower::layer::util::Identity>,
 >;
 
@@ -352,6 +355,15 @@ async fn checked_body(
     let bytes = collected
         .map_err(|_| response::too_large(limit))?
         .to_bytes();
+    let mut parts = parts;
+    if parts
+        .headers
+        .contains_key(keyscope_core::api_key::HEADER_KEY)
+    {
+        parts
+            .extensions
+            .insert(super::auth::BodyHash(alloy_primitives::keccak256(&bytes)));
+    }
     if !id_allowed(&bytes) {
         return Err(response::ok_response(
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid request: id must be a string, an integer or null"}}"#,

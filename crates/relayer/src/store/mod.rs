@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
 
+pub mod api_keys;
 pub mod postgres;
 pub mod redb;
 

@@ -321,7 +321,7 @@ fn writer(
 
 /// Opens `path` to read and write, creating it readable and writable by its owner only (0600 on Unix,
 /// set as it is created): it holds every op and the audit log. An existing file keeps its mode.
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+pub(super) fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
