@@ -48,7 +48,12 @@ pub struct Scenario {
     pub step_seconds: u32,
     pub markets: Vec<MarketSpec>,
     pub price: PriceSpec,
+    #[serde(default)]
     pub traders: TraderSpec,
+    /// A book given position by position (a desk's own book) instead of drawn from `[traders]`' ranges:
+    /// trader `i` opens `book[i]` at step 0's price.
+    #[serde(default)]
+    pub book: Vec<BookEntry>,
     #[serde(default)]
     pub margin_calls: MarginCallSpec,
     #[serde(default)]
@@ -280,16 +285,22 @@ pub enum PriceSpec {
     },
 }
 
-/// The traders.
+/// The traders. Drawn from the ranges below, or listed one by one in `[[book]]` (then the count is the
+/// book's and the ranges are left out).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TraderSpec {
+    #[serde(default)]
     pub count: u32,
     /// Margin per trader in USD, drawn uniformly from [min, max].
+    #[serde(default)]
     pub collateral_min: f64,
+    #[serde(default)]
     pub collateral_max: f64,
     /// Leverage (notional / margin), drawn uniformly from [min, max]; at most 1 / IMF = 20.
+    #[serde(default)]
     pub leverage_min: f64,
+    #[serde(default)]
     pub leverage_max: f64,
     /// Share of traders who go long (the rest go short).
     #[serde(default = "half")]
@@ -308,6 +319,24 @@ pub struct TraderSpec {
     /// Size of each add, as a share of the opening order.
     #[serde(default = "quarter")]
     pub add_fraction: f64,
+}
+
+/// No `[traders]` section (a `[[book]]` gives them): the same defaults as an empty one.
+impl Default for TraderSpec {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            collateral_min: 0.0,
+            collateral_max: 0.0,
+            leverage_min: 0.0,
+            leverage_max: 0.0,
+            long_fraction: half(),
+            key_max_leverage: None,
+            key_max_drawdown: None,
+            add_every_steps: 0,
+            add_fraction: quarter(),
+        }
+    }
 }
 
 fn default_block_steps() -> u32 {
@@ -377,6 +406,26 @@ impl Default for LiquidatorSpec {
             gas_cost_usd: keeper_gas_usd(),
         }
     }
+}
+
+/// One trader of a given book: its margin and the position it opens at step 0's price.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BookEntry {
+    /// A market of the scenario's `[[markets]]`.
+    pub market: String,
+    pub side: Side,
+    /// Margin in USD.
+    pub collateral: f64,
+    /// Notional / margin.
+    pub leverage: f64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Long,
+    Short,
 }
 
 /// What a liquidation costs a keeper in gas, step by step — a model in the harness of what keepers pay (the
@@ -500,12 +549,82 @@ impl Scenario {
 
     /// Parses and checks scenario TOML.
     pub fn parse(text: &str) -> Result<Self, ScenarioError> {
-        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+        let mut s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: "scenario".into(),
             message: e.to_string(),
         })?;
+        s.count_the_book()?;
         s.validate()?;
         Ok(s)
+    }
+
+    /// With a `[[book]]`, the traders are its entries: the count is the book's (a different count given is
+    /// refused) and drawing ranges are refused (they would be ignored).
+    fn count_the_book(&mut self) -> Result<(), ScenarioError> {
+        if self.book.is_empty() {
+            return Ok(());
+        }
+        let t = &self.traders;
+        let listed = self.book.len() as u32;
+        if t.count != 0 && t.count != listed {
+            return Err(invalid(
+                "traders.count",
+                format!(
+                    "is {} but [[book]] lists {listed} traders (leave count out with a book)",
+                    t.count
+                ),
+            ));
+        }
+        if [
+            t.collateral_min,
+            t.collateral_max,
+            t.leverage_min,
+            t.leverage_max,
+        ] != [0.0; 4]
+        {
+            return Err(invalid(
+                "traders.collateral_min",
+                "the traders come from [[book]]: leave the drawing ranges (collateral_min/max, \
+                 leverage_min/max) out",
+            ));
+        }
+        self.traders.count = listed;
+        Ok(())
+    }
+
+    /// Each `[[book]]` entry on a listed market, with margin and leverage the venue can open.
+    fn validate_book(&self) -> Result<(), ScenarioError> {
+        if self.book.len() > 10_000 {
+            return Err(invalid("book", "must list at most 10000 traders"));
+        }
+        if !self.book.is_empty() && self.monte_carlo.book == BookMode::Random {
+            return Err(invalid(
+                "monte_carlo.book",
+                "a [[book]] is given position by position: there is nothing to draw at random (use fixed)",
+            ));
+        }
+        for (i, e) in self.book.iter().enumerate() {
+            let Some(m) = self.markets.iter().find(|m| m.name == e.market) else {
+                return Err(invalid(
+                    &format!("book[{i}].market"),
+                    format!("{:?} is not one of the scenario's markets", e.market),
+                ));
+            };
+            if !(10.0..=1e9).contains(&e.collateral) {
+                return Err(invalid(
+                    &format!("book[{i}].collateral"),
+                    "must be between 10 and 1e9 (USD)",
+                ));
+            }
+            let most = (1.0 / m.risk().0).min(19.0);
+            if !(e.leverage >= 0.1 && e.leverage < most) {
+                return Err(invalid(
+                    &format!("book[{i}].leverage"),
+                    format!("must be at least 0.1 and below {most:.1} for {}", m.name),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the scenario again after a caller changed it (a CLI flag over a file's option, e.g.
@@ -656,20 +775,26 @@ impl Scenario {
             crate::prices::cholesky(c).map_err(|m| invalid("correlation", m))?;
         }
         self.validate_events()?;
+        self.validate_book()?;
         let t = &self.traders;
         if !(1..=10_000).contains(&t.count) {
             return Err(invalid("traders.count", "must be between 1 and 10000"));
         }
-        if !(t.collateral_min >= 10.0
-            && t.collateral_min <= t.collateral_max
-            && t.collateral_max <= 1e9)
+        if self.book.is_empty()
+            && !(t.collateral_min >= 10.0
+                && t.collateral_min <= t.collateral_max
+                && t.collateral_max <= 1e9)
         {
             return Err(invalid(
                 "traders.collateral_min",
                 "need 10 <= collateral_min <= collateral_max <= 1e9 (USD)",
             ));
         }
-        if !(t.leverage_min >= 0.1 && t.leverage_min <= t.leverage_max && t.leverage_max <= 19.0) {
+        if self.book.is_empty()
+            && !(t.leverage_min >= 0.1
+                && t.leverage_min <= t.leverage_max
+                && t.leverage_max <= 19.0)
+        {
             return Err(invalid(
                 "traders.leverage_min",
                 "need 0.1 <= leverage_min <= leverage_max <= 19 (IMF is 5 %, and opening keeps a reserve)",
@@ -1127,6 +1252,68 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(field), "{gas}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_book_given_position_by_position_sets_the_traders_and_bad_entries_are_named() {
+        let head = GOOD.split("[traders]").next().unwrap();
+        let book = "[[book]]\nmarket = \"BTC\"\nside = \"long\"\ncollateral = 5000\nleverage = 8\n\
+                    [[book]]\nmarket = \"BTC\"\nside = \"short\"\ncollateral = 1200\nleverage = 2.5\n";
+        let s = Scenario::parse(&format!("{head}{book}")).unwrap();
+        assert_eq!(s.traders.count, 2, "the count is the book's");
+        assert_eq!((s.book[1].side, s.book[1].leverage), (Side::Short, 2.5));
+        let with_traders = format!("{head}[traders]\ncount = 2\nadd_every_steps = 3\n{book}");
+        assert_eq!(
+            Scenario::parse(&with_traders)
+                .unwrap()
+                .traders
+                .add_every_steps,
+            3
+        );
+        for (text, field) in [
+            (
+                format!("{head}[traders]\ncount = 3\n{book}"),
+                "traders.count",
+            ),
+            (
+                format!("{head}[traders]\nleverage_max = 4\n{book}"),
+                "traders.collateral_min",
+            ),
+            (
+                format!(
+                    "{head}{}",
+                    book.replace("\"BTC\"\nside = \"short", "\"SOL\"\nside = \"short")
+                ),
+                "book[1].market",
+            ),
+            (
+                format!("{head}{}", book.replace("leverage = 8", "leverage = 20")),
+                "book[0].leverage",
+            ),
+            (
+                format!("{head}{}", book.replace("leverage = 8", "leverage = nan")),
+                "book[0].leverage",
+            ),
+            (
+                format!(
+                    "{head}{}",
+                    book.replace("collateral = 1200", "collateral = 5")
+                ),
+                "book[1].collateral",
+            ),
+            (
+                format!("{head}{}", book.replace("side = \"long\"", "side = \"up\"")),
+                "up",
+            ),
+            (
+                format!("{head}{book}[monte_carlo]\nbook = \"random\"\n"),
+                "monte_carlo.book",
+            ),
+            (head.to_string(), "traders.count"),
+        ] {
+            let e = Scenario::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
         }
     }
 }

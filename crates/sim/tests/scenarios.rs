@@ -558,3 +558,36 @@ async fn the_shipped_correlated_impact_scenario_runs_and_impact_bites() {
         last(&without)
     );
 }
+
+/// A book given position by position opens exactly its positions — market, side, margin and leverage —
+/// and a crash liquidates its longs, not its short.
+#[tokio::test]
+async fn a_given_book_opens_exactly_its_positions() {
+    let head = SMALL_CRASH.split("[traders]").next().unwrap();
+    let tail = SMALL_CRASH.split("[margin_calls]").nth(1).unwrap();
+    let s = Scenario::parse(&format!(
+        "{head}[[book]]\nmarket = \"BTC\"\nside = \"long\"\ncollateral = 4000\nleverage = 12\n\
+         [[book]]\nmarket = \"ETH\"\nside = \"short\"\ncollateral = 2500\nleverage = 3\n\
+         [[book]]\nmarket = \"ETH\"\nside = \"long\"\ncollateral = 1000\nleverage = 14\n\
+         [margin_calls]{tail}"
+    ))
+    .unwrap();
+    let out = on_revm(&s).await;
+    assert_eq!(out.traders, 3);
+    for (got, want) in out.leverage_at_open.iter().zip([12.0, 3.0, 14.0]) {
+        assert!((got - want).abs() < 0.01, "{:?}", out.leverage_at_open);
+    }
+    let mut rungs = out.liquidation_ladder.clone();
+    rungs.sort_by(|a, b| a.leverage.total_cmp(&b.leverage));
+    let sides: Vec<(&str, bool)> = rungs.iter().map(|r| (r.market.as_str(), r.long)).collect();
+    assert_eq!(sides, [("ETH", false), ("BTC", true), ("ETH", true)]);
+    // The crash takes both longs through maintenance; the short only gains.
+    assert!(out.liquidations >= 2, "{}", out.liquidations);
+    let short = &out.accounts[1];
+    assert!(
+        short
+            .positions
+            .iter()
+            .any(|(m, size)| *m == 1 && size.starts_with('-'))
+    );
+}

@@ -1,6 +1,7 @@
 //! Step 0: each trader's account is deployed by its first op (deposit, a trading key and a margin key),
-//! then opens its position with the trading key. Collateral, leverage, side and market are drawn from the
-//! scenario's ranges, in a fixed order, so a seed gives the same traders on every backend.
+//! then opens its position with the trading key. Collateral, leverage, side and market are the scenario's
+//! `[[book]]` entry, or drawn from its ranges in a fixed order, so a seed gives the same traders on every
+//! backend.
 
 use alloy_primitives::{I256, U256};
 use keyscope_core::{
@@ -13,7 +14,7 @@ use keyscope_core::{
 use rand::Rng;
 
 use super::{Run, RunError, Trader, WAD, key, usd};
-use crate::backend::Backend;
+use crate::{backend::Backend, scenario::Side};
 
 impl<B: Backend> Run<'_, B> {
     /// Publishes step 0's prices and opens every trader.
@@ -70,12 +71,32 @@ impl<B: Backend> Run<'_, B> {
             salt: U256::ZERO,
         };
         let account = self.backend.view(self.a.account_factory, &factory).await?;
-        let t = &s.traders;
-        let collateral =
-            usd(t.collateral_min + self.rng.r#gen::<f64>() * (t.collateral_max - t.collateral_min));
-        let leverage = t.leverage_min + self.rng.r#gen::<f64>() * (t.leverage_max - t.leverage_min);
-        let long = self.rng.r#gen::<f64>() < t.long_fraction;
-        let market_ix = self.rng.gen_range(0..self.markets.len());
+        let (collateral, leverage, long, market_ix) = match s.book.get(i as usize) {
+            // A given book: trader i opens entry i (validated: a listed market).
+            Some(e) => (
+                usd(e.collateral),
+                e.leverage,
+                e.side == Side::Long,
+                s.markets
+                    .iter()
+                    .position(|m| m.name == e.market)
+                    .expect("validated: a scenario market"),
+            ),
+            None => {
+                let t = &s.traders;
+                let collateral = usd(t.collateral_min
+                    + self.rng.r#gen::<f64>() * (t.collateral_max - t.collateral_min));
+                let leverage =
+                    t.leverage_min + self.rng.r#gen::<f64>() * (t.leverage_max - t.leverage_min);
+                let long = self.rng.r#gen::<f64>() < t.long_fraction;
+                (
+                    collateral,
+                    leverage,
+                    long,
+                    self.rng.gen_range(0..self.markets.len()),
+                )
+            }
+        };
         let reserve =
             collateral * U256::from((s.margin_calls.fraction * 1000.0) as u64) / U256::from(1000);
         self.backend
