@@ -31,6 +31,7 @@ use serde::Deserialize;
 use crate::{
     SignerError,
     keys::{HeldKey, HsmKey, HsmLocation, read_keystore},
+    quorum::QuorumConfig,
 };
 
 /// The whole file.
@@ -45,7 +46,11 @@ pub struct SignerConfig {
     pub audit_keystore: PathBuf,
     #[serde(default = "default_refresh")]
     pub refresh_secs: u64,
+    #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// A threshold key this sidecar holds a share of ([`crate::quorum`]).
+    #[serde(default)]
+    pub quorum: Option<QuorumConfig>,
 }
 
 fn default_refresh() -> u64 {
@@ -94,8 +99,16 @@ impl SignerConfig {
         rel(&mut c.deployment);
         rel(&mut c.audit_log);
         rel(&mut c.audit_keystore);
-        if c.keys.is_empty() {
-            return Err(fail("no [[keys]]: name at least one key to hold".into()));
+        if c.keys.is_empty() && c.quorum.is_none() {
+            return Err(fail(
+                "no [[keys]] and no [quorum]: name at least one key to hold".into(),
+            ));
+        }
+        if let Some(q) = &mut c.quorum {
+            q.resolve(base);
+            q.rate
+                .parse::<Rate>()
+                .map_err(|e| fail(format!("quorum {:?}: {e}", q.name)))?;
         }
         for k in &mut c.keys {
             if let Some(p) = &mut k.keystore {
@@ -204,7 +217,7 @@ audit_keystore = "audit.json"
         assert_eq!(c.socket, ok.parent().unwrap().join("s.sock"));
         assert_eq!(c.refresh_secs, 2);
         for (name, keys, needle) in [
-            ("none", "keys = []\n", "no [[keys]]"),
+            ("none", "keys = []\n", "no [[keys]] and no [quorum]"),
             (
                 "both",
                 "[[keys]]\nname = \"b\"\nkeystore = \"x\"\npkcs11 = { module = \"m\", token = \"t\", label = \"l\" }\nrate = \"1/1s\"\n",

@@ -9,13 +9,16 @@
 //! Layout: [`keys`] (where keys live: keystore files of either curve, PKCS#11 tokens), [`config`] (the
 //! TOML file an operator writes), [`limiter`] (per-key rate limits), [`audit`] (the signed trail),
 //! [`service`] (the decision: scope, rate, sign, record), [`server`] (the socket protocol) and
-//! [`client`] (what a strategy links to talk to it).
+//! [`client`] (what a strategy links to talk to it). [`quorum`] holds a share of a threshold key instead of
+//! a whole one: this sidecar is one member of a `t`-of-`n` quorum of sidecars, set up by [`quorum_setup`].
 
 pub mod audit;
 pub mod client;
 pub mod config;
 pub mod keys;
 pub mod limiter;
+pub mod quorum;
+pub mod quorum_setup;
 pub mod server;
 pub mod service;
 
@@ -38,6 +41,8 @@ pub enum SignerError {
     Chain(String),
     #[error("socket {path}: {reason}")]
     Socket { path: String, reason: String },
+    #[error("quorum: {0}")]
+    Quorum(String),
     #[error(
         "socket {path} is in use: a running sidecar answers on it; stop that sidecar first, or give this one \
          another `socket` in its config"

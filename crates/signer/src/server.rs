@@ -51,6 +51,7 @@ use crate::{
     SignerError,
     audit::AuditLog,
     config::SignerConfig,
+    quorum::{CosignCheck, QuorumKey},
     service::{Refused, RequestParams, SigningService},
 };
 
@@ -100,14 +101,42 @@ pub async fn run(
             deployment.chain_id
         )));
     }
-    let service = Arc::new(SigningService::new(
+    let mut service = SigningService::new(
         config.account,
         chain_id,
         deployment.entry_point,
         keys,
         audit,
-    ));
+    );
+    // A quorum member: it listens to the other members now, and co-signs through this service's checks.
+    let cosign = Arc::new(CosignCheck::default());
+    let quorum = match &config.quorum {
+        Some(q) => {
+            let password = password.ok_or_else(|| SignerError::Config {
+                path: q.share.display().to_string(),
+                reason: "the quorum share needs the keystore password in KEYSCOPE_SIGNER_PASSWORD"
+                    .into(),
+            })?;
+            let key = Arc::new(QuorumKey::start(q, password, cosign.clone()).await?);
+            let rate = q.rate.parse().expect("checked by load");
+            service = service.with_quorum(q.name.clone(), key.clone(), rate);
+            Some((key, q.presignatures))
+        }
+        None => None,
+    };
+    let service = Arc::new(service);
+    cosign.bind(&service);
     service.refresh(&provider).await?;
+    // Presignatures made ahead with each set of co-signers that answers, so signing is one round.
+    let fill = async move {
+        let Some((key, target)) = quorum else {
+            return std::future::pending().await;
+        };
+        loop {
+            let _ = key.member.fill_pool(target).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
     let listener = bind(&config.socket)?;
     let refresher = service.clone();
     let every = Duration::from_secs(config.refresh_secs.max(1));
@@ -118,13 +147,14 @@ pub async fn run(
             let _ = refresher.refresh(&provider).await;
         }
     };
-    // One task: stopping `run` stops the refresher with the server.
+    // One task: stopping `run` stops the refresher and the presignature filler with the server.
     tokio::select! {
         served = serve(service, listener) => served.map_err(|e| SignerError::Socket {
             path: config.socket.display().to_string(),
             reason: e.to_string(),
         }),
         () = refresh => unreachable!("the refresher never returns"),
+        () = fill => unreachable!("the filler never returns"),
     }
 }
 
@@ -205,7 +235,10 @@ fn refused(id: Value, e: Refused) -> Value {
         Refused::UnknownKey(_) | Refused::WrongAccount { .. } => 4004,
         Refused::RateLimited { .. } => 4029,
         Refused::Signing(_) => 4500,
-        Refused::Unhashable(_) | Refused::BadOrder(_) | Refused::BadRequest(_) => -32602,
+        Refused::Unhashable(_)
+        | Refused::BadOrder(_)
+        | Refused::BadRequest(_)
+        | Refused::NotCosignable(_) => -32602,
     };
     error(id, code, e.to_string())
 }

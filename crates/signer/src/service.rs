@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::Instant,
 };
 
@@ -16,19 +16,22 @@ use keyscope_core::{
     bindings::{ISessionManager, ITradingAccount::SessionInfo},
     fees::max_op_cost,
     key::{Curve, KeySigner},
-    order::{Order, OrderError, order_hash, sign_order},
+    order::{Order, OrderError, OrderJson, order_digest, order_hash, sign_order},
     order_request::{Request, RequestAction, RequestError},
     policy::{PolicyRefusal, check_session_op, check_signed_order, nonce_key},
-    session::sign_session_op,
+    rpc_op::RpcUserOperation,
+    scope::Rate,
+    session::{grant_binding, session_op_digest, sign_session_op},
     user_op::{PackedUserOperation, user_op_hash},
 };
+use serde_json::{Value, json};
 
 use crate::{
     SignerError,
     audit::{AuditLog, Decision},
     config::LoadedKey,
-    keys::HeldKey,
     limiter::Limiter,
+    quorum::{QuorumKey, SlotKey},
 };
 
 /// Why a request was not signed.
@@ -52,6 +55,8 @@ pub enum Refused {
     BadOrder(OrderError),
     #[error("not a request to sign: {0}")]
     BadRequest(RequestError),
+    #[error("not a co-signature this member gives: {0}")]
+    NotCosignable(String),
 }
 
 /// A signed op.
@@ -175,7 +180,7 @@ pub struct KeyInfo {
 
 struct Slot {
     name: String,
-    key: HeldKey,
+    key: SlotKey,
     limiter: Mutex<Limiter>,
 }
 
@@ -214,7 +219,7 @@ impl SigningService {
                     k.key.id(),
                     Slot {
                         name: k.name,
-                        key: k.key,
+                        key: SlotKey::Held(k.key),
                         limiter: Mutex::new(Limiter::new(k.rate)),
                     },
                 )
@@ -228,6 +233,19 @@ impl SigningService {
             view: RwLock::default(),
             audit: Mutex::new(audit),
         }
+    }
+
+    /// Adds the quorum key this sidecar holds a share of, named `name`, limited to `rate`.
+    pub fn with_quorum(mut self, name: String, key: Arc<QuorumKey>, rate: Rate) -> Self {
+        self.slots.insert(
+            key.id,
+            Slot {
+                name,
+                key: SlotKey::Quorum(key),
+                limiter: Mutex::new(Limiter::new(rate)),
+            },
+        );
+        self
     }
 
     /// The keys held, by name, id and curve.
@@ -302,7 +320,10 @@ impl SigningService {
             Err(e) => Err(Refused::Unhashable(e.to_string())),
         };
         let (outcome, detail) = match &result {
-            Ok(s) => ("signed", format!("validUntil {}", s.valid_until)),
+            Ok((s, members)) => (
+                "signed",
+                format!("validUntil {}{}", s.valid_until, quorum_note(members)),
+            ),
             Err(e) => ("refused", e.to_string()),
         };
         self.record(Decision {
@@ -313,7 +334,7 @@ impl SigningService {
             outcome: outcome.into(),
             detail,
         })?;
-        result
+        result.map(|(signed, _)| signed)
     }
 
     /// Appends `decision` to the trail; a decision that cannot be recorded is not handed out.
@@ -336,7 +357,11 @@ impl SigningService {
         let hash = order_hash(venue, self.chain_id, order);
         let result = self.decide_order(venue, order, now).await;
         let detail = match &result {
-            Ok(_) => format!("order at venue {venue}, expiry {} ms", order.expiry),
+            Ok((_, members)) => format!(
+                "order at venue {venue}, expiry {} ms{}",
+                order.expiry,
+                quorum_note(members)
+            ),
             Err(e) => format!("order at venue {venue}: {e}"),
         };
         let outcome = if result.is_ok() { "signed" } else { "refused" };
@@ -348,19 +373,32 @@ impl SigningService {
             outcome: outcome.into(),
             detail,
         })?;
-        result.map(|signature| SignedOrder {
+        result.map(|(signature, _)| SignedOrder {
             signature,
             order_hash: hash,
             key: order.key,
         })
     }
 
+    /// Signs `order` if [`Self::check_order`] passes; with the quorum members who took part, for a quorum
+    /// key.
     async fn decide_order(
         &self,
         venue: Address,
         order: &Order,
         now: u64,
-    ) -> Result<Bytes, Refused> {
+    ) -> Result<(Bytes, Option<Vec<u16>>), Refused> {
+        let slot = self.check_order(venue, order, now)?;
+        let signer = slot.key.for_context(order_context(venue, order));
+        let signature = sign_order(&signer, venue, self.chain_id, order)
+            .await
+            .map_err(|e| Refused::Signing(e.to_string()))?;
+        Ok((signature, signer.members()))
+    }
+
+    /// Every check an order meets before it is signed: its key held here, for this account, well formed
+    /// and unexpired, in the key's scope, within the rate limit (taken).
+    fn check_order(&self, venue: Address, order: &Order, now: u64) -> Result<&Slot, Refused> {
         let slot = self
             .slots
             .get(&order.key)
@@ -383,9 +421,7 @@ impl SigningService {
         if !order.reduceOnly {
             self.take_rate(slot)?;
         }
-        sign_order(&slot.key, venue, self.chain_id, order)
-            .await
-            .map_err(|e| Refused::Signing(e.to_string()))
+        Ok(slot)
     }
 
     /// Signs a matcher request (cancel, cancel-all, schedule a cancel-all, subscribe) with the key it names,
@@ -430,7 +466,8 @@ impl SigningService {
         })
     }
 
-    async fn decide_request(&self, request: &Request) -> Result<Bytes, Refused> {
+    /// The slot of the request's key, if held here and the request is for this signer's account.
+    fn check_request(&self, request: &Request) -> Result<&Slot, Refused> {
         let slot = self
             .slots
             .get(&request.key)
@@ -441,8 +478,14 @@ impl SigningService {
                 expected: self.account,
             });
         }
+        Ok(slot)
+    }
+
+    async fn decide_request(&self, request: &Request) -> Result<Bytes, Refused> {
+        let slot = self.check_request(request)?;
+        let context = json!({ "request": RequestParams::from(request) });
         request
-            .sign(&slot.key, self.chain_id)
+            .sign(&slot.key.for_context(context), self.chain_id)
             .await
             .map_err(|e| match e {
                 RequestError::Signing(e) => Refused::Signing(e.to_string()),
@@ -460,14 +503,15 @@ impl SigningService {
             })
     }
 
-    async fn decide(
+    /// Every check an op meets before it is signed: its key held here, for this account, in the key's
+    /// scope at `valid_until` (default: the key's max op ttl from now), within the rate limit (taken).
+    fn check_op(
         &self,
         op: &PackedUserOperation,
         key: Address,
-        hash: B256,
         now: u64,
         valid_until: Option<u64>,
-    ) -> Result<Signed, Refused> {
+    ) -> Result<(&Slot, SessionInfo, u64), Refused> {
         let slot = self.slots.get(&key).ok_or(Refused::UnknownKey(key))?;
         if op.sender != self.account {
             return Err(Refused::WrongAccount {
@@ -486,7 +530,24 @@ impl SigningService {
         let valid_until = valid_until.unwrap_or(now + u64::from(session.maxOpTtl));
         check_session_op(&session, key, op, valid_until, now)?;
         self.take_rate(slot)?;
-        let signature = sign_session_op(&slot.key, hash, valid_until, session.grantId)
+        Ok((slot, session, valid_until))
+    }
+
+    async fn decide(
+        &self,
+        op: &PackedUserOperation,
+        key: Address,
+        hash: B256,
+        now: u64,
+        valid_until: Option<u64>,
+    ) -> Result<(Signed, Option<Vec<u16>>), Refused> {
+        let (slot, session, valid_until) = self.check_op(op, key, now, valid_until)?;
+        let context = json!({
+            "op": RpcUserOperation::from_packed(op).to_json(),
+            "validUntil": valid_until,
+        });
+        let signer = slot.key.for_context(context);
+        let signature = sign_session_op(&signer, hash, valid_until, session.grantId)
             .await
             .map_err(|e| Refused::Signing(e.to_string()))?;
         if op.paymasterAndData.is_empty() {
@@ -496,11 +557,143 @@ impl SigningService {
                 s.feeLeft = s.feeLeft.saturating_sub(cost);
             }
         }
-        Ok(Signed {
-            signature,
-            user_op_hash: hash,
-            valid_until,
-            key,
-        })
+        Ok((
+            Signed {
+                signature,
+                user_op_hash: hash,
+                valid_until,
+                key,
+            },
+            signer.members(),
+        ))
     }
+
+    /// A quorum co-signer's decision: whether this member contributes to the signature over `digest`
+    /// that member `from` coordinates. `context` must be the order, op or request itself; it gets every
+    /// check it would get here (rate limit included) and its digest is recomputed — a digest that is not
+    /// the context's is refused. Recorded in the audit trail either way.
+    pub async fn cosign(&self, from: u16, digest: B256, context: &Value) -> Result<(), Refused> {
+        let now = self.now();
+        let (key, account, what, result) = self.cosign_check(digest, context, now);
+        let detail = match &result {
+            Ok(()) => format!("co-signed for quorum member {from}: {what}"),
+            Err(e) => format!("co-signing for quorum member {from} refused: {what}: {e}"),
+        };
+        let outcome = if result.is_ok() {
+            "co-signed"
+        } else {
+            "refused"
+        };
+        self.record(Decision {
+            time: now,
+            key,
+            account,
+            user_op_hash: digest,
+            outcome: outcome.into(),
+            detail,
+        })?;
+        result
+    }
+
+    /// The key, account and description of a co-sign request, and whether it passes.
+    fn cosign_check(
+        &self,
+        digest: B256,
+        context: &Value,
+        now: u64,
+    ) -> (Address, Address, String, Result<(), Refused>) {
+        let bad = Refused::NotCosignable;
+        let matches = |expected: B256| {
+            if expected == digest {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "the digest {digest} is not the context's ({expected})"
+                )))
+            }
+        };
+        if let Some(c) = context.get("order") {
+            let parsed = serde_json::from_value::<Address>(c["venue"].clone())
+                .map_err(|e| e.to_string())
+                .and_then(|venue| {
+                    serde_json::from_value::<OrderJson>(c["order"].clone())
+                        .map_err(|e| e.to_string())
+                        .and_then(|o| o.to_order(now * 1000).map_err(|e| e.to_string()))
+                        .map(|order| (venue, order))
+                });
+            let (venue, order) = match parsed {
+                Ok(p) => p,
+                Err(e) => return (Address::ZERO, Address::ZERO, "order".into(), Err(bad(e))),
+            };
+            let result = self
+                .check_order(venue, &order, now)
+                .and_then(|_| matches(order_digest(order.account, venue, self.chain_id, &order)));
+            let what = format!("order at venue {venue}, expiry {} ms", order.expiry);
+            return (order.key, order.account, what, result);
+        }
+        if let Some(rpc) = context.get("op") {
+            let op = match RpcUserOperation::from_json(rpc.clone()).and_then(|o| o.to_packed()) {
+                Ok(op) => op,
+                Err(e) => {
+                    return (
+                        Address::ZERO,
+                        Address::ZERO,
+                        "op".into(),
+                        Err(bad(e.to_string())),
+                    );
+                }
+            };
+            let key = nonce_key(&op);
+            let valid_until = context["validUntil"].as_u64();
+            let result = match user_op_hash(&op, self.entry_point, self.chain_id) {
+                Err(e) => Err(Refused::Unhashable(e.to_string())),
+                Ok(hash) => self.check_op(&op, key, now, valid_until).and_then(
+                    |(_, session, valid_until)| {
+                        matches(session_op_digest(
+                            hash,
+                            valid_until,
+                            grant_binding(session.grantId),
+                        ))
+                    },
+                ),
+            };
+            let what = format!("op, validUntil {}", valid_until.unwrap_or_default());
+            return (key, op.sender, what, result);
+        }
+        if let Some(params) = context.get("request") {
+            let request = serde_json::from_value::<RequestParams>(params.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.to_request());
+            return match request {
+                Ok(r) => {
+                    let result = r
+                        .check_fields()
+                        .map_err(Refused::BadRequest)
+                        .and_then(|()| self.check_request(&r).map(|_| ()))
+                        .and_then(|()| matches(r.digest(self.chain_id)));
+                    (r.key, r.account, "matcher request".into(), result)
+                }
+                Err(e) => (Address::ZERO, Address::ZERO, "request".into(), Err(bad(e))),
+            };
+        }
+        (
+            Address::ZERO,
+            Address::ZERO,
+            "nothing".into(),
+            Err(bad("the context is not an order, op or request".into())),
+        )
+    }
+}
+
+/// What a co-signer is shown of an order.
+fn order_context(venue: Address, order: &Order) -> Value {
+    json!({ "order": { "venue": venue, "order": OrderJson::from(order) } })
+}
+
+/// The audit trail's note of the quorum members who made a signature.
+fn quorum_note(members: &Option<Vec<u16>>) -> String {
+    members
+        .as_ref()
+        .map(|m| format!(", quorum members {m:?}"))
+        .unwrap_or_default()
 }

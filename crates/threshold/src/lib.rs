@@ -43,8 +43,10 @@ pub mod share;
 pub mod tls;
 pub mod wire;
 
-pub use member::{Approver, Member, MemberConfig, QuorumKeyInfo, QuorumSignature};
-pub use share::{KeyCurve, RawSignature, Share};
+/// Safe primes for a member's auxiliary info (generated, or read from where they were kept).
+pub use cggmp21::PregeneratedPrimes;
+pub use member::{Approver, Member, MemberConfig, QuorumSignature};
+pub use share::{KeyCurve, QuorumKeyInfo, RawSignature, Share};
 
 /// Why a quorum operation failed; each says which member, or what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -38,7 +38,7 @@ use crate::{
     ThresholdError,
     mesh::{Link, TlsStream},
     protocol,
-    share::{KeyCurve, RawSignature, Share, checked, data_to_sign},
+    share::{KeyCurve, QuorumKeyInfo, RawSignature, Share, checked, data_to_sign},
     tls::{MemberIdentity, MemberTls},
     wire::{Hello, PartialRequest, SessionKind, read_frame, write_frame},
 };
@@ -68,18 +68,6 @@ pub struct MemberConfig {
     pub connect_timeout: Duration,
     /// How long a whole session (key generation, a presignature) or an online request may take.
     pub session_timeout: Duration,
-}
-
-/// A quorum key's public facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuorumKeyInfo {
-    pub curve: KeyCurve,
-    /// Uncompressed SEC1: `0x04 ‖ x ‖ y`.
-    pub public_key: [u8; 65],
-    /// How many members sign.
-    pub threshold: u16,
-    /// How many members hold shares.
-    pub n: u16,
 }
 
 /// A signature of the quorum's key and who made it.
@@ -229,12 +217,7 @@ impl Member {
 
     /// The share's public facts, if key generation has run.
     pub fn key(&self) -> Option<QuorumKeyInfo> {
-        lock(&self.inner.share).as_ref().map(|s| QuorumKeyInfo {
-            curve: s.curve(),
-            public_key: s.public_key(),
-            threshold: s.threshold(),
-            n: s.n(),
-        })
+        lock(&self.inner.share).as_ref().map(Share::info)
     }
 
     fn n(&self) -> u16 {

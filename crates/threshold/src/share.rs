@@ -45,6 +45,18 @@ impl std::fmt::Debug for Share {
     }
 }
 
+/// A quorum key's public facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumKeyInfo {
+    pub curve: KeyCurve,
+    /// Uncompressed SEC1: `0x04 ‖ x ‖ y`.
+    pub public_key: [u8; 65],
+    /// How many members sign.
+    pub threshold: u16,
+    /// How many members hold shares.
+    pub n: u16,
+}
+
 /// A signature of the quorum key: `r` and `s` (s in the lower half), big-endian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawSignature {
@@ -84,6 +96,16 @@ where
 }
 
 impl Share {
+    /// The key's public facts.
+    pub fn info(&self) -> QuorumKeyInfo {
+        QuorumKeyInfo {
+            curve: self.curve(),
+            public_key: self.public_key(),
+            threshold: self.threshold(),
+            n: self.n(),
+        }
+    }
+
     pub fn curve(&self) -> KeyCurve {
         match self {
             Share::Secp256k1(_) => KeyCurve::Secp256k1,
