@@ -1,6 +1,7 @@
-//! `keyscope signer serve|new-key|hsm-init|hsm-keygen|verify-audit`: the signing sidecar and its keys.
-//! `new-key` and `hsm-keygen` print the key's id alone on stdout (`ID=$(keyscope signer new-key …)`) and
-//! say what they did on stderr.
+//! `keyscope signer serve|new-key|hsm-init|hsm-keygen|verify-audit|quorum-certs|quorum-keygen|quorum-join|
+//! quorum-address`: the signing sidecar and its keys, whole or split across a quorum of sidecars.
+//! `new-key`, `hsm-keygen` and the quorum's key commands print the key's id alone on stdout
+//! (`ID=$(keyscope signer new-key …)`) and say what they did on stderr.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use keyscope_core::key::Curve;
 use keyscope_signer::{
     SignerConfig, audit,
     keys::{HsmKey, HsmLocation, init_token, new_keystore},
+    quorum_setup,
 };
 use serde_json::json;
 
@@ -59,6 +61,48 @@ pub enum SignerCommand {
         #[arg(long)]
         label: String,
     },
+    /// Write the TLS identities of a quorum's members (a new development authority; one file per member,
+    /// each with its member's key: hand each member only its own).
+    QuorumCerts {
+        /// How many members.
+        #[arg(long, default_value_t = 3)]
+        members: u16,
+        /// The folder to write member-<i>.identity.json to.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Coordinate the quorum's distributed key generation (no dealer) from this member (its config's
+    /// [quorum]); the other members run quorum-join. Prints the key's id. Password: KEYSCOPE_SIGNER_PASSWORD.
+    QuorumKeygen {
+        /// This member's sidecar config.
+        #[arg(long)]
+        config: PathBuf,
+        /// secp256k1, or p256.
+        #[arg(long, default_value = "p256")]
+        curve: Curve,
+        /// How many members sign.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// This member's safe primes, generated earlier (default: generated now, which takes a while).
+        #[arg(long)]
+        primes: Option<PathBuf>,
+    },
+    /// Join the key generation another member coordinates; prints the key's id once this member's share
+    /// is saved. Password: KEYSCOPE_SIGNER_PASSWORD.
+    QuorumJoin {
+        /// This member's sidecar config.
+        #[arg(long)]
+        config: PathBuf,
+        /// This member's safe primes, generated earlier (default: generated now, which takes a while).
+        #[arg(long)]
+        primes: Option<PathBuf>,
+    },
+    /// Print the quorum key's id (what an owner grants) from this member's share.
+    QuorumAddress {
+        /// This member's sidecar config.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Check an audit trail line by line: hashes, links and the audit key's signatures.
     VerifyAudit {
         /// The trail (the config's audit_log).
@@ -72,6 +116,32 @@ pub enum SignerCommand {
 
 fn env(var: &str) -> Option<String> {
     std::env::var(var).ok()
+}
+
+/// A quorum member's config, password and safe primes (read from `primes`, or generated now).
+fn quorum_member(
+    config: &std::path::Path,
+    primes: Option<&std::path::Path>,
+) -> anyhow::Result<(SignerConfig, String, keyscope_signer::quorum_setup::Primes)> {
+    let config = SignerConfig::load(config)?;
+    let password = env("KEYSCOPE_SIGNER_PASSWORD")
+        .context("set the share's password in KEYSCOPE_SIGNER_PASSWORD")?;
+    if primes.is_none() {
+        eprintln!("generating this member's safe primes (minutes on a slow machine)…");
+    }
+    let (primes, took) = quorum_setup::primes(primes)?;
+    eprintln!("safe primes ready ({:.1} s)", took.as_secs_f64());
+    Ok((config, password, primes))
+}
+
+/// Says which key a quorum made; its id alone on stdout.
+fn quorum_key_made(g: &Global, id: Address, curve: Curve, t: u16, n: u16) {
+    eprintln!("{t}-of-{n} {curve} quorum key {id}: this member's share is saved, encrypted");
+    emit(
+        g.json,
+        json!({ "id": id, "curve": curve, "threshold": t, "members": n }),
+        || id.to_string(),
+    );
 }
 
 pub async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
@@ -158,6 +228,55 @@ pub async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
             emit(g.json, json!({ "token": token }), || {
                 format!("token {token:?} initialised")
             });
+            Ok(())
+        }
+        SignerCommand::QuorumCerts { members, out } => {
+            let files = quorum_setup::write_identities(&out, members)?;
+            for f in &files {
+                eprintln!("wrote {}", f.display());
+            }
+            emit(g.json, json!({ "identities": files }), || {
+                format!("{} member identities in {}", files.len(), out.display())
+            });
+            Ok(())
+        }
+        SignerCommand::QuorumKeygen {
+            config,
+            curve,
+            threshold,
+            primes,
+        } => {
+            let (config, password, primes) = quorum_member(&config, primes.as_deref())?;
+            eprintln!("waiting for every member to join the key generation…");
+            let (id, info) =
+                quorum_setup::generate(&config, &password, primes, curve, threshold).await?;
+            quorum_key_made(g, id, curve, info.threshold, info.n);
+            Ok(())
+        }
+        SignerCommand::QuorumJoin { config, primes } => {
+            let (config, password, primes) = quorum_member(&config, primes.as_deref())?;
+            eprintln!("listening for the key generation another member coordinates…");
+            let (id, info) = quorum_setup::join(&config, &password, primes).await?;
+            quorum_key_made(
+                g,
+                id,
+                keyscope_signer::quorum::curve_of(info.curve),
+                info.threshold,
+                info.n,
+            );
+            Ok(())
+        }
+        SignerCommand::QuorumAddress { config } => {
+            let config = SignerConfig::load(&config)?;
+            let password = env("KEYSCOPE_SIGNER_PASSWORD")
+                .context("set the share's password in KEYSCOPE_SIGNER_PASSWORD")?;
+            let (id, curve, t, n) = quorum_setup::address(&config, &password)?;
+            eprintln!("{t}-of-{n} {curve} quorum key");
+            emit(
+                g.json,
+                json!({ "id": id, "curve": curve, "threshold": t, "members": n }),
+                || id.to_string(),
+            );
             Ok(())
         }
         SignerCommand::VerifyAudit { log, auditor } => {
