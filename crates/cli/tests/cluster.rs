@@ -341,6 +341,118 @@ async fn the_instances_ride_out_a_postgres_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Ops submitted before Postgres goes down and mined while it is down end `included` in Postgres, with
+/// one audit entry each, once it is back: the status writes the outage refused are kept and retried. (The
+/// outage is shorter than the instance's lease, so it keeps its shards; past the lease, the shard's next
+/// holder re-derives the records from the chain, as `three_instances_on_one_postgres_survive_a_kill_and_a_stall`
+/// shows.)
+#[tokio::test]
+async fn statuses_written_during_a_postgres_outage_land_when_it_returns() {
+    use keyscope_relayer::store::{Backend as _, OpStatus};
+    let Some(pg) =
+        LocalPostgres::for_test("statuses_written_during_a_postgres_outage_land_when_it_returns")
+    else {
+        return;
+    };
+    let chain = fixture::Chain::start(42_205).await;
+    let trader = chain.trader(4250, "20000").await;
+    let other = chain.trader(4251, "20000").await;
+    let dir = scratch("outage-statuses");
+    let a = Instance::spawn_with(
+        &chain,
+        &pg.url(),
+        "a",
+        1,
+        &dir,
+        "[cluster]\nshards = 8\nlease_ms = 30000\nrenew_ms = 250\n",
+    );
+    let url = urls(&[&a]);
+    let warm = chain.order_op(&trader, 0, 0, "0.01", "60500", false).await;
+    let warm = send(&chain, &url, 0, &warm).await;
+    mined_once(&chain, &url, &[warm]).await;
+    let probe = PgStore::open(
+        &pg.url(),
+        Arc::new(Fence::new("probe".into(), SHARDS)),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let status = |hash| {
+        let probe = &probe;
+        async move { probe.op(hash).await.ok().flatten().map(|r| r.status) }
+    };
+
+    // Blocks only when the test mines them: the bundle is sent, then Postgres stops, then it is mined.
+    let mine = |auto: bool| {
+        chain
+            .provider
+            .raw_request::<_, Value>("evm_setAutomine".into(), (auto,))
+    };
+    mine(false).await.unwrap();
+    let mut hashes = Vec::new();
+    for (t, seq) in [(&trader, 1u64), (&other, 0)] {
+        let op = chain.order_op(t, 0, seq, "0.01", "60500", false).await;
+        hashes.push(send(&chain, &url, 0, &op).await);
+    }
+    until("both ops are sent", Duration::from_secs(30), || async {
+        for h in &hashes {
+            if status(*h).await != Some(OpStatus::Submitted) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    pg.stop("fast").unwrap();
+    chain
+        .provider
+        .raw_request::<_, Value>("evm_mine".into(), ())
+        .await
+        .unwrap();
+    // Mined on chain while Postgres is down; the instance follows the block (and fails to write) meanwhile.
+    assert_eq!(lane_nonce(&chain, &trader).await, U256::from(2));
+    assert_eq!(lane_nonce(&chain, &other).await, U256::from(1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        a.counter("keyscope_ops_included_total").await,
+        3,
+        "the instance saw both mined while the store was down"
+    );
+    pg.start_again().unwrap();
+    mine(true).await.unwrap();
+    // Any next head retries what the outage kept.
+    chain
+        .provider
+        .raw_request::<_, Value>("evm_mine".into(), ())
+        .await
+        .unwrap();
+    until(
+        "Postgres holds both ops as included",
+        Duration::from_secs(30),
+        || async {
+            for h in &hashes {
+                if status(*h).await != Some(OpStatus::Included) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let audit = probe.audit(0, 10_000).await.unwrap();
+    for h in &hashes {
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|e| e.user_op_hash == *h && e.event == "included")
+                .count(),
+            1,
+            "one included entry for {h}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // Several threads: the link relays bytes while the test blocks on a child's ready line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_cut_off_from_postgres_is_replaced_and_acts_on_nothing() {

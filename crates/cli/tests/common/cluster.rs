@@ -37,9 +37,22 @@ impl Instance {
         key: usize,
         dir: &Path,
     ) -> Command {
+        Self::command_with(chain, pg, name, key, dir, CONFIG)
+    }
+
+    /// [`Instance::command`] with its own cluster `config` (TOML).
+    pub fn command_with(
+        chain: &fixture::Chain,
+        pg: &str,
+        name: &str,
+        key: usize,
+        dir: &Path,
+        config: &str,
+    ) -> Command {
         std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("cluster.toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        let config_file = dir.join(format!("cluster-{name}.toml"));
+        std::fs::write(&config_file, config).unwrap();
+        let config = config_file;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyscope"));
         cmd.args([
             "relayer",
@@ -64,9 +77,21 @@ impl Instance {
     }
 
     pub fn spawn(chain: &fixture::Chain, pg: &str, name: &str, key: usize, dir: &Path) -> Self {
+        Self::spawn_with(chain, pg, name, key, dir, CONFIG)
+    }
+
+    /// [`Instance::spawn`] with its own cluster `config` (TOML).
+    pub fn spawn_with(
+        chain: &fixture::Chain,
+        pg: &str,
+        name: &str,
+        key: usize,
+        dir: &Path,
+        config: &str,
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let mut child = Self::command(chain, pg, name, key, dir)
+        let mut child = Self::command_with(chain, pg, name, key, dir, config)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

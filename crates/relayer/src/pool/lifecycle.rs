@@ -77,7 +77,10 @@ impl Pool {
             }
             p
         };
-        self.inner.store.write(persist.ops, persist.audit).await
+        self.inner.store.write(persist.ops, persist.audit).await?;
+        // Older transitions of these ops still waiting for the store must not land over this one.
+        self.supersede_unsaved(ops).await;
+        Ok(())
     }
 
     /// Records that the node took transaction `tx` carrying `ops` (claimed → sent). The audit log's

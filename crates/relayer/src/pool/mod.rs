@@ -42,7 +42,7 @@ pub use reputation::{
 use crate::{
     config::{BundlingMode, DoorConfig},
     metrics::Metrics,
-    store::{AuditEntry, OpRecord, OpStatus, Store},
+    store::{AuditEntry, OpRecord, OpStatus, Store, StoreError},
     validate::{Head, SimConfig, layers::Commutative},
 };
 use pending::PendingState;
@@ -180,6 +180,10 @@ struct PoolInner {
     /// Held by whoever decides which head the pending state moves to (the chain follower's round, a
     /// catch-up after a refusal), so a slower decision cannot move it back to an older head.
     heads: tokio::sync::Mutex<()>,
+    /// Status transitions the store has not taken yet (an outage), oldest first: retried, in order, with
+    /// every later one and on every head, until they land. Held while writing, so transitions land in the
+    /// order they happened.
+    unsaved: tokio::sync::Mutex<std::collections::VecDeque<Persist>>,
 }
 
 /// The handle to the pool: cheap to clone, shared by the RPC face, the bundler and the chain follower.
@@ -254,6 +258,7 @@ impl Pool {
                 fresh: Mutex::new(fresh),
                 arrivals: Arc::new(Notify::new()),
                 heads: tokio::sync::Mutex::new(()),
+                unsaved: tokio::sync::Mutex::new(Default::default()),
                 cores: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
                 ),
@@ -319,14 +324,49 @@ impl Pool {
         self.inner.store.op(hash).await.ok().flatten()
     }
 
-    /// Persists, logging (not failing) on error: used for transitions after acceptance, which the next
-    /// restart re-derives from the chain if they are lost.
+    /// Persists a transition after acceptance. A write the store does not take (an outage) is kept and
+    /// retried — with every later transition, which waits behind it, and on every head (each rebuild
+    /// persists) — so an op mined while the store was down ends `included` there, with its audit entry,
+    /// once the store is back. A write refused by the fence is given up: another instance holds those
+    /// senders now and re-derives their records from the chain.
     pub async fn persist(&self, p: Persist) {
-        if p.is_empty() {
-            return;
+        let mut unsaved = self.inner.unsaved.lock().await;
+        if !p.is_empty() {
+            unsaved.push_back(p);
         }
-        if let Err(e) = self.inner.store.write(p.ops, p.audit).await {
-            tracing::error!("could not persist op status: {e}");
+        while let Some(next) = unsaved.front() {
+            match self
+                .inner
+                .store
+                .write(next.ops.clone(), next.audit.clone())
+                .await
+            {
+                Ok(()) => {
+                    unsaved.pop_front();
+                }
+                Err(StoreError::Fenced(why)) => {
+                    tracing::warn!(
+                        "op status not written, another instance holds the sender: {why}"
+                    );
+                    unsaved.pop_front();
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "could not persist op status ({} transitions kept, retried on the next head): {e}",
+                        unsaved.len()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forgets kept transitions of `ops` whose newer records were just written directly (a bundle's
+    /// claim), so a retry cannot write an older state over them.
+    pub(crate) async fn supersede_unsaved(&self, ops: &[B256]) {
+        let mut unsaved = self.inner.unsaved.lock().await;
+        for p in unsaved.iter_mut() {
+            p.ops.retain(|r| !ops.contains(&r.hash));
         }
     }
 
