@@ -80,6 +80,15 @@ pub enum ScopeError {
     )]
     PaymasterOpCostOverBudget { max_op_cost: U256, budget: U256 },
     #[error(
+        "call {selector} on {target} may send {value_limit} wei but the key has no value budget: no call \
+         could ever send it; give a value budget or a value limit of zero"
+    )]
+    ValueWithoutBudget {
+        target: Address,
+        selector: FixedBytes<4>,
+        value_limit: U256,
+    },
+    #[error(
         "a session may last at most 365 days ({max_days}d); asked for {asked_days} days — grant a shorter \
          --expires and rotate the key"
     )]
@@ -514,6 +523,16 @@ impl TradingScope {
             field: "value budget",
             wei: limits.value_budget,
         })?;
+        // As the account's grant check (`ScopeFault.ValueWithoutBudget`): a value limit needs a budget.
+        if value_budget == 0 {
+            if let Some(p) = permissions.iter().find(|p| p.valueLimit != 0) {
+                return Err(ScopeError::ValueWithoutBudget {
+                    target: p.target,
+                    selector: p.selector,
+                    value_limit: U256::from(p.valueLimit),
+                });
+            }
+        }
         Ok(SessionScope {
             validAfter: alloy_primitives::Uint::from(now.saturating_sub(1)),
             validUntil: alloy_primitives::Uint::from(until),
@@ -760,5 +779,33 @@ mod tests {
             value_limit: U256::ZERO,
         });
         assert_eq!(s.build(0).unwrap().permissions[1].selector, poke);
+    }
+
+    /// The account refuses a grant whose call may send value when the key has no value budget
+    /// (`ScopeFault.ValueWithoutBudget`); the builder refuses it first, naming the call.
+    #[test]
+    fn refuses_a_value_limit_without_a_value_budget() {
+        let target = Address::repeat_byte(0x51);
+        let selector = FixedBytes::from([0xde, 0xad, 0xbe, 0xef]);
+        let mut s = scope();
+        s.limits.value_budget = U256::ZERO;
+        s.calls.push(PlainCall {
+            target,
+            selector,
+            value_limit: U256::from(5),
+        });
+        assert_eq!(
+            s.build(0).unwrap_err(),
+            ScopeError::ValueWithoutBudget {
+                target,
+                selector,
+                value_limit: U256::from(5)
+            }
+        );
+        s.limits.value_budget = U256::from(5);
+        assert_eq!(s.build(0).unwrap().valueBudget, 5);
+        s.limits.value_budget = U256::ZERO;
+        s.calls[0].value_limit = U256::ZERO;
+        s.build(0).unwrap();
     }
 }
