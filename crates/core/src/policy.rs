@@ -3,7 +3,10 @@
 //! counters), over the session as `getSession` reports it. `keyscope signer` runs them so that a key held
 //! for a strategy never signs an op the account would refuse — a compromised or buggy strategy cannot even
 //! obtain the signature. The chain stays the authority: what it alone knows (the fill price of a sell, the
-//! post-trade risk limits, the dead-man switch's deadline, rate windows) is still checked there.
+//! post-trade risk limits, the dead-man switch's deadline) is still checked there. The rate window is
+//! mirrored from the counters `getSession` reports (stale if another op of the key lands in between).
+//! `crates/sim/tests/policy_differential.rs` holds the two together: random scopes, ops and venue states
+//! through the account on revm and through [`check_session_op`], the same verdict and reason required.
 
 use alloy::sol_types::SolCall;
 use alloy_primitives::{Address, FixedBytes, U256};
@@ -64,6 +67,11 @@ pub enum PolicyRefusal {
     ReduceOnlyRequired,
     #[error("the key's drawdown breaker tripped: only deposits, cancels and reduce-only orders")]
     ProtectiveOnly,
+    #[error(
+        "the key's rate window that could take the op's calls starts at {window_start}, at or after the op's \
+         expiry"
+    )]
+    RateLimited { window_start: u64 },
     #[error("the key has {left} uses left; the op makes {calls} calls")]
     Exhausted { calls: usize, left: u32 },
     #[error("the op sends {value} wei; the key's value budget has {left} left")]
@@ -104,7 +112,11 @@ pub fn nonce_key(op: &PackedUserOperation) -> Address {
     Address::from_slice(&op.nonce.to_be_bytes::<32>()[..20])
 }
 
-/// Checks that `key` may sign `op` (expiring at `op_valid_until`) under `session` at time `now`.
+/// Checks that `key` may sign `op` (expiring at `op_valid_until`) under `session` at time `now`, in the
+/// account's order: the session live, the op's calls (`_checkCalls`) and their count, the rate window, uses and
+/// value budget (`_count`), the fee (`_chargeFee`); then the time window the EntryPoint applies to what
+/// validation returned — validAfter exclusive (the session's start, the op's ttl before its expiry, or the
+/// rate window the calls fit in), validUntil inclusive (the session's end or the op's own expiry).
 pub fn check_session_op(
     session: &SessionInfo,
     key: Address,
@@ -115,29 +127,15 @@ pub fn check_session_op(
     if !session.active {
         return Err(PolicyRefusal::NotActive(key));
     }
-    let (valid_after, valid_until) = (
-        session.validAfter.to::<u64>(),
-        session.validUntil.to::<u64>(),
-    );
-    if now < valid_after {
-        return Err(PolicyRefusal::NotYetValid { valid_after, now });
-    }
-    if now >= valid_until {
-        return Err(PolicyRefusal::Expired { valid_until, now });
-    }
-    let ttl = u64::from(session.maxOpTtl);
-    if op_valid_until > now + ttl {
-        return Err(PolicyRefusal::OpTtlTooLong {
-            op_valid_until,
-            ttl,
-            now,
-        });
-    }
     let named = nonce_key(op);
     if named != key {
         return Err(PolicyRefusal::KeyMismatch { named, key });
     }
     let (calls, value) = check_calls(session, key, &op.callData)?;
+    let ttl = u64::from(session.maxOpTtl);
+    // validAfter is exclusive: the earliest block time is op_valid_until - ttl.
+    let earliest = op_valid_until.saturating_sub(ttl + 1);
+    let window_start = check_rate(session, calls, op_valid_until, earliest)?;
     if session.usesLeft != u32::MAX && calls > session.usesLeft as usize {
         return Err(PolicyRefusal::Exhausted {
             calls,
@@ -150,7 +148,59 @@ pub fn check_session_op(
             left: session.valueLeft,
         });
     }
-    check_fee(session, op)
+    check_fee(session, op)?;
+    if now <= earliest {
+        return Err(PolicyRefusal::OpTtlTooLong {
+            op_valid_until,
+            ttl,
+            now,
+        });
+    }
+    let valid_after = session.validAfter.to::<u64>().max(window_start);
+    if now <= valid_after {
+        return Err(PolicyRefusal::NotYetValid { valid_after, now });
+    }
+    let valid_until = session.validUntil.to::<u64>().min(op_valid_until);
+    if now > valid_until {
+        return Err(PolicyRefusal::Expired { valid_until, now });
+    }
+    Ok(())
+}
+
+/// The key's rate window as the account's `_rate` applies it to an op of `calls` calls, its own expiry as
+/// the clock: a window that lags more than the ttl behind (`earliest`) restarts there, one that cannot take
+/// the calls gives way to the next, and one starting at or after the op's expiry refuses it. Returns the
+/// start of the window the op counts in (the op is valid only after it); zero without a rate limit.
+fn check_rate(
+    session: &SessionInfo,
+    calls: usize,
+    op_valid_until: u64,
+    earliest: u64,
+) -> Result<u64, PolicyRefusal> {
+    let count = usize::from(session.rateCount);
+    if count == 0 {
+        return Ok(0);
+    }
+    if calls > count {
+        return Err(PolicyRefusal::TooManyCalls { calls, max: count });
+    }
+    let period = session.ratePeriod.to::<u64>();
+    let (mut start, mut used) = (
+        session.windowStart.to::<u64>(),
+        usize::from(session.windowUsed),
+    );
+    if start + period <= earliest {
+        (start, used) = (earliest, 0);
+    }
+    if used + calls > count {
+        start += period;
+    }
+    if start >= op_valid_until {
+        return Err(PolicyRefusal::RateLimited {
+            window_start: start,
+        });
+    }
+    Ok(start)
 }
 
 /// The calls of the op and the value they send; the key's own hand-over, heartbeat and cancels make none.
@@ -200,17 +250,18 @@ fn check_calls(
         None => return Err(PolicyRefusal::SelectorNotAllowed(selector_of(call_data))),
         Some(named) => own_key(named, key)?,
     }
+    let mut value = U256::ZERO;
+    for call in &decoded.calls {
+        check_call(session, call.target, call.value, &call.data)?;
+        value += call.value;
+    }
+    // As the account: every call checked first, then their number.
     let max = usize::from(session.maxCallsPerOp);
     if max != 0 && decoded.calls.len() > max {
         return Err(PolicyRefusal::TooManyCalls {
             calls: decoded.calls.len(),
             max,
         });
-    }
-    let mut value = U256::ZERO;
-    for call in &decoded.calls {
-        check_call(session, call.target, call.value, &call.data)?;
-        value += call.value;
     }
     Ok((decoded.calls.len(), value))
 }
@@ -604,7 +655,7 @@ mod tests {
         }
         // Still the key's window and fee budget, as for any op.
         assert!(matches!(
-            check_session_op(&session(), KEY, &key_op(bump(KEY)), NOW + 3700, NOW + 3600),
+            check_session_op(&session(), KEY, &key_op(bump(KEY)), NOW + 3630, NOW + 3601),
             Err(PolicyRefusal::Expired { .. })
         ));
         let broke = SessionInfo {
@@ -897,10 +948,24 @@ mod tests {
             check_session_op(&s, KEY, &good, NOW + 61, NOW),
             Err(PolicyRefusal::OpTtlTooLong { .. })
         ));
+        // The EntryPoint's window: the session's end inclusive, its start exclusive, the op's own expiry too.
+        check_session_op(&s, KEY, &good, NOW + 3630, NOW + 3600).unwrap();
         assert!(matches!(
-            check_session_op(&s, KEY, &good, NOW + 3700, NOW + 3600),
+            check_session_op(&s, KEY, &good, NOW + 3630, NOW + 3601),
             Err(PolicyRefusal::Expired { .. })
         ));
+        assert!(matches!(
+            check_session_op(&s, KEY, &good, NOW - 11, NOW - 10),
+            Err(PolicyRefusal::NotYetValid { .. })
+        ));
+        assert_eq!(
+            check_session_op(&s, KEY, &good, NOW + 29, NOW + 30),
+            Err(PolicyRefusal::Expired {
+                valid_until: NOW + 29,
+                now: NOW + 30
+            })
+        );
+        check_session_op(&s, KEY, &good, NOW + 30, NOW + 30).unwrap();
         assert!(matches!(
             check_session_op(&s, KEY, &good, NOW - 20, NOW - 50),
             Err(PolicyRefusal::NotYetValid { .. })
@@ -969,5 +1034,81 @@ mod tests {
             check(&owner_style),
             Err(PolicyRefusal::SelectorNotAllowed(_))
         ));
+    }
+
+    /// The account's order of checks: every call against its rule before the number of calls; then the rate
+    /// window (`_rate`, the op's own expiry as the clock), uses, value and fee; the time window last, as the
+    /// EntryPoint applies it to what validation returned.
+    #[test]
+    fn checks_run_in_the_accounts_order_and_the_rate_window_is_the_accounts() {
+        // Three calls over a cap of two, one of them out of scope: the account names the call.
+        assert!(matches!(
+            check(&op(vec![
+                order(0, "1", 1, false),
+                order(2, "1", 1, false),
+                order(0, "1", 1, false)
+            ])),
+            Err(PolicyRefusal::MarketNotAllowed(2))
+        ));
+        // Out of scope and expired: the call, not the clock.
+        assert!(matches!(
+            check_session_op(
+                &session(),
+                KEY,
+                &op(vec![order(2, "1", 1, false)]),
+                NOW + 3630,
+                NOW + 3601
+            ),
+            Err(PolicyRefusal::MarketNotAllowed(2))
+        ));
+        let u40 = alloy_primitives::aliases::U40::from;
+        let u24 = alloy_primitives::aliases::U24::from;
+        let rated = |window_start: u64, window_used: u16| SessionInfo {
+            rateCount: 2,
+            ratePeriod: u24(100),
+            windowStart: u40(window_start),
+            windowUsed: window_used,
+            ..session()
+        };
+        let one = op(vec![order(0, "1", 1, false)]);
+        // More calls than a window holds.
+        let two = op(vec![order(0, "1", 1, false); 2]);
+        assert_eq!(
+            check_session_op(
+                &SessionInfo {
+                    rateCount: 1,
+                    ..rated(NOW, 0)
+                },
+                KEY,
+                &two,
+                NOW + 30,
+                NOW
+            ),
+            Err(PolicyRefusal::TooManyCalls { calls: 2, max: 1 })
+        );
+        // Room in the current window.
+        check_session_op(&rated(NOW - 5, 1), KEY, &one, NOW + 30, NOW).unwrap();
+        // A full window: the op counts in the next one, from NOW + 95 — past its expiry, refused.
+        assert_eq!(
+            check_session_op(&rated(NOW - 5, 2), KEY, &one, NOW + 30, NOW),
+            Err(PolicyRefusal::RateLimited {
+                window_start: NOW + 95
+            })
+        );
+        // An op valid past the next window's start waits for it (not due yet), then passes.
+        let session = SessionInfo {
+            maxOpTtl: 200,
+            ..rated(NOW - 5, 2)
+        };
+        assert_eq!(
+            check_session_op(&session, KEY, &one, NOW + 150, NOW),
+            Err(PolicyRefusal::NotYetValid {
+                valid_after: NOW + 95,
+                now: NOW
+            })
+        );
+        check_session_op(&session, KEY, &one, NOW + 150, NOW + 96).unwrap();
+        // A window lagging more than the ttl behind the op restarts: room again.
+        check_session_op(&rated(NOW - 500, 2), KEY, &one, NOW + 30, NOW).unwrap();
     }
 }
