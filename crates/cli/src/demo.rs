@@ -607,6 +607,10 @@ async fn report(
             6,
         ),
         keeper_profit: None,
+        // The demo's one trader: nothing to socialise over.
+        socialised_loss: 0.0,
+        adl_haircut: 0.0,
+        adl_uncovered: 0.0,
         margin_call_to_liquidation_secs: None,
         liquidated_unwarned: 0,
         leverage_at_open: Vec::new(),

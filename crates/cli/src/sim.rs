@@ -250,6 +250,9 @@ fn run_mc(
             "poolLoss": mc_report::risk_json(&report.pool_loss),
             "pInsuranceExhausted": report.p_insurance_exhausted,
             "pBadDebt": report.p_bad_debt,
+            "pAdl": report.p_adl,
+            "adlHaircutMean": report.adl_haircut_mean,
+            "adlHaircut99": report.adl_haircut_99,
             "targetError": report.target_error,
             "achievedError": report.achieved_error,
             "wallSeconds": report.wall_seconds,
@@ -355,6 +358,9 @@ async fn run_one(
             "poolPnl": outcome.pool_pnl,
             "keeperRewards": outcome.keeper_rewards,
             "keeperProfit": outcome.keeper_profit,
+            "socialisedLoss": outcome.socialised_loss,
+            "adlHaircut": outcome.adl_haircut,
+            "adlUncovered": outcome.adl_uncovered,
             "marginCallToLiquidationSecs": outcome.margin_call_to_liquidation_secs,
             "liquidatedWithoutMarginCall": outcome.liquidated_unwarned,
             "opsExecuted": outcome.ops_executed,
@@ -391,6 +397,15 @@ async fn run_one(
                 outcome.peak_loss_step,
                 outcome.bad_debt + outcome.open_shortfall
             );
+            let desk = match outcome.socialised_loss > 0.0 {
+                true => format!(
+                    "{desk}\n  socialised (a harness model of auto-deleveraging): ${:.0} the insurance fund cannot cover would take {:.1} % of the winners' open profit, ${:.0} beyond it left to the pool",
+                    outcome.socialised_loss,
+                    outcome.adl_haircut * 100.0,
+                    outcome.adl_uncovered
+                ),
+                false => desk,
+            };
             format!(
                 "{} on {}: {} traders, {} steps\n  margin calls {} ({} answered), liquidations {} (${:.0} notional; {} account-steps passed up, the reward below the keeper's gas), bad debt ${:.2} booked + ${:.2} open (accounts left below zero){keys}{desk}\n  insurance fund ${:.0} -> ${:.0} (low ${:.0}); {} ops executed ({} failed), {:.0} ops per wall-clock second (set-up and reads included), {:.1} s\n  report: {}, {}, {}",
                 outcome.scenario,

@@ -69,9 +69,14 @@ pub fn text(r: &McReport) -> String {
     );
     let _ = write!(
         t,
-        "  P(insurance fund exhausted) {:.1} %, P(bad debt) {:.1} %\n  {:.1} s, {:.1} paths/s",
+        "  P(insurance fund exhausted) {:.1} %, P(bad debt) {:.1} %\n  \
+         winners deleveraged (harness model): P {:.1} %, haircut of their open profit mean {:.1} %, 99th \
+         percentile {:.1} %\n  {:.1} s, {:.1} paths/s",
         r.p_insurance_exhausted * 100.0,
         r.p_bad_debt * 100.0,
+        r.p_adl * 100.0,
+        r.adl_haircut_mean * 100.0,
+        r.adl_haircut_99 * 100.0,
         r.wall_seconds,
         r.paths_per_second
     );
@@ -89,12 +94,12 @@ pub struct McFiles {
 /// One row per path.
 pub fn paths_csv(r: &McReport) -> String {
     let mut csv = String::from(
-        "path,seed,book_seed,bad_debt,bad_debt_booked,insurance_drawdown,insurance_exhausted,liquidations,liquidated_notional,pool_loss,margin_calls,peak_loss,peak_loss_step\n",
+        "path,seed,book_seed,bad_debt,bad_debt_booked,insurance_drawdown,insurance_exhausted,liquidations,liquidated_notional,pool_loss,margin_calls,peak_loss,peak_loss_step,adl_haircut\n",
     );
     for p in &r.results {
         let _ = writeln!(
             csv,
-            "{},{},{},{:.6},{:.6},{:.6},{},{},{:.2},{:.6},{},{:.6},{}",
+            "{},{},{},{:.6},{:.6},{:.6},{},{},{:.2},{:.6},{},{:.6},{},{:.6}",
             p.path,
             p.seed,
             p.book_seed,
@@ -107,7 +112,8 @@ pub fn paths_csv(r: &McReport) -> String {
             p.pool_loss,
             p.margin_calls,
             p.peak_loss,
-            p.peak_loss_step
+            p.peak_loss_step,
+            p.adl_haircut
         );
     }
     csv

@@ -74,6 +74,9 @@ pub struct PathResult {
     pub liquidated_notional: f64,
     /// The pool's loss, marked to market (its negative PnL; a profit is a negative loss).
     pub pool_loss: f64,
+    /// The share of the winners' open profit the socialised loss would take (a harness model of
+    /// auto-deleveraging; see `Outcome::adl_haircut`).
+    pub adl_haircut: f64,
     pub margin_calls: u32,
     /// The first market's price each step (for the fan chart).
     #[serde(skip)]
@@ -99,6 +102,7 @@ impl PathResult {
             liquidations: out.liquidations,
             liquidated_notional: out.liquidated_notional,
             pool_loss: -out.pool_pnl,
+            adl_haircut: out.adl_haircut,
             margin_calls: out.margin_calls,
             prices: out.series.iter().map(|r| r.prices[0]).collect(),
             insurance: out.series.iter().map(|r| r.insurance_fund).collect(),
@@ -249,6 +253,11 @@ pub struct McReport {
     pub pool_loss: Risk,
     pub p_insurance_exhausted: f64,
     pub p_bad_debt: f64,
+    /// The probability that winners are deleveraged (a haircut above zero), and the haircut's mean and
+    /// 99th percentile across paths (harness model).
+    pub p_adl: f64,
+    pub adl_haircut_mean: f64,
+    pub adl_haircut_99: f64,
     /// The half-width asked for (`monte_carlo.target_error`), and the widest half-width of the 95 %
     /// intervals of bad debt's and peak loss's VaR and ES reached, USD.
     pub target_error: Option<f64>,
@@ -472,6 +481,9 @@ fn summarise(scenario: &Scenario, results: Vec<PathResult>, threads: usize, wall
         pool_loss: Risk::of(&col(|r| r.pool_loss)),
         p_insurance_exhausted: share(|r| r.insurance_exhausted),
         p_bad_debt: share(|r| r.bad_debt > 0.0),
+        p_adl: share(|r| r.adl_haircut > 0.0),
+        adl_haircut_mean: Risk::of(&col(|r| r.adl_haircut)).mean,
+        adl_haircut_99: Risk::of(&col(|r| r.adl_haircut)).var_99,
         target_error: None,
         achieved_error: 0.0,
         wall_seconds: wall,

@@ -591,3 +591,38 @@ async fn a_given_book_opens_exactly_its_positions() {
             .any(|(m, size)| *m == 1 && size.starts_with('-'))
     );
 }
+
+/// The socialised loss (a harness model of auto-deleveraging): with no insurance fund, what the crash
+/// leaves uncovered is taken from the winners' open profit pro rata — the figures follow from the end
+/// state read account by account — and a run with nothing uncovered socialises nothing.
+#[tokio::test]
+async fn an_uncovered_loss_is_socialised_over_the_winners_open_profit() {
+    // A 20 % gap through the crash leaves accounts below zero.
+    let s = Scenario::parse(&format!(
+        "{}[[gaps]]\nstep = 3\npercent = -20\n",
+        SMALL_CRASH
+            .replace("insurance_fund = 20000", "insurance_fund = 0")
+            .replace("long_fraction = 0.75", "long_fraction = 0.5")
+    ))
+    .unwrap();
+    let out = on_revm(&s).await;
+    let usd = |v: &str| v.parse::<f64>().unwrap() / 1e6;
+    let winners: f64 = out
+        .accounts
+        .iter()
+        .map(|a| usd(&a.account_value) - usd(&a.collateral))
+        .filter(|pnl| *pnl > 0.0)
+        .sum();
+    let uncovered = out.bad_debt + (out.open_shortfall - out.insurance_fund_end).max(0.0);
+    assert!(uncovered > 0.0 && winners > 0.0, "{uncovered} {winners}");
+    assert!((out.socialised_loss - uncovered).abs() < 1e-6);
+    assert!((out.adl_haircut - (uncovered / winners).min(1.0)).abs() < 1e-9);
+    assert!((out.adl_uncovered - (uncovered - winners).max(0.0)).abs() < 1e-6);
+    assert!(out.adl_haircut > 0.0 && out.adl_haircut <= 1.0);
+
+    // The same crash with its $20,000 fund: the fund covers it, no winner is touched.
+    let covered = on_revm(&Scenario::parse(SMALL_CRASH).unwrap()).await;
+    assert_eq!(covered.bad_debt, 0.0);
+    assert!(covered.open_shortfall <= covered.insurance_fund_end);
+    assert_eq!((covered.socialised_loss, covered.adl_haircut), (0.0, 0.0));
+}

@@ -142,6 +142,14 @@ pub struct Outcome {
     pub keeper_rewards: f64,
     /// None where the keepers' gas is not modelled (the demo's keeper).
     pub keeper_profit: Option<f64>,
+    /// Socialised loss, a harness-only model of auto-deleveraging (the venue books bad debt and
+    /// deleverages no one): what the insurance fund cannot cover at the end — booked bad debt plus the
+    /// open shortfall beyond the fund left — clawed back from the accounts in profit, pro rata to their open
+    /// profit. `adl_haircut` is the share of that profit taken (0 to 1), `adl_uncovered` what their profit
+    /// cannot cover (left to the pool), USD. See [`socialise`].
+    pub socialised_loss: f64,
+    pub adl_haircut: f64,
+    pub adl_uncovered: f64,
     /// Seconds from each liquidated account's margin call to its first liquidation (mean, median, max;
     /// None if no liquidated account had a margin call), and accounts whose first liquidation came with no
     /// margin call before it (a gap through maintenance).
@@ -301,6 +309,17 @@ pub async fn run_from<B: Backend>(
         .fold(0.0, |sum, v| sum + v);
     // Open PnL beyond an account's collateral (its shortfall) the pool cannot collect.
     let pool_pnl = last.pool - series[0].pool - open_pnl - open_shortfall;
+    let winners_profit: f64 = accounts
+        .iter()
+        .filter_map(|a| {
+            let value = a.account_value.parse::<I256>().ok()?;
+            let collateral = a.collateral.parse::<I256>().ok()?;
+            Some(quote_to_usd(value - collateral))
+        })
+        .filter(|pnl| *pnl > 0.0)
+        .fold(0.0, |sum, v| sum + v);
+    let socialised_loss = last.bad_debt + (open_shortfall - last.insurance_fund).max(0.0);
+    let (adl_haircut, adl_uncovered) = socialise(socialised_loss, winners_profit);
     let keeper_rewards = r.keeper_rewards().await?;
     let keeper_profit = keeper_rewards - tally.keeper_gas_usd;
     let mut ladder = std::mem::take(&mut r.ladder);
@@ -335,6 +354,9 @@ pub async fn run_from<B: Backend>(
         pool_pnl,
         keeper_rewards,
         keeper_profit: Some(keeper_profit),
+        socialised_loss,
+        adl_haircut,
+        adl_uncovered,
         margin_call_to_liquidation_secs: spread(&tally.warned_secs),
         liquidated_unwarned: tally.unwarned,
         leverage_at_open,
@@ -833,6 +855,22 @@ impl<'a, B: Backend> Run<'a, B> {
     }
 }
 
+/// Socialises `loss` over accounts whose open profit totals `winners_profit` (both USD, the loss the
+/// insurance fund cannot cover): the share of that profit clawed back, pro rata (0 to 1), and what is left
+/// once it is all taken.
+pub fn socialise(loss: f64, winners_profit: f64) -> (f64, f64) {
+    if loss <= 0.0 {
+        return (0.0, 0.0);
+    }
+    if winners_profit <= 0.0 {
+        return (0.0, loss);
+    }
+    (
+        (loss / winners_profit).min(1.0),
+        (loss - winners_profit).max(0.0),
+    )
+}
+
 /// The first step where booked bad debt plus open shortfall is largest, and that loss.
 pub fn peak_loss(series: &[StepRecord]) -> (u32, f64) {
     series.iter().fold((0, 0.0), |(at, worst), r| {
@@ -861,4 +899,25 @@ fn spread(secs: &[u64]) -> Option<(f64, f64, f64)> {
 
 fn wad_quote(v: U256) -> f64 {
     quote_to_usd(I256::try_from(v).unwrap_or(I256::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::socialise;
+
+    #[test]
+    fn a_loss_is_socialised_pro_rata_and_what_profit_cannot_cover_is_left() {
+        assert_eq!(socialise(0.0, 500.0), (0.0, 0.0), "nothing to cover");
+        assert_eq!(socialise(100.0, 400.0), (0.25, 0.0));
+        assert_eq!(
+            socialise(600.0, 400.0),
+            (1.0, 200.0),
+            "every winner's profit, and the rest"
+        );
+        assert_eq!(
+            socialise(50.0, 0.0),
+            (0.0, 50.0),
+            "no winner: all of it left"
+        );
+    }
 }
