@@ -78,6 +78,9 @@ pub struct Scenario {
     /// Price impact of the keepers' liquidation flow (a model in the harness, not the venue's); unset: none.
     #[serde(default)]
     pub impact: Option<ImpactSpec>,
+    /// Calm and stressed volatility regimes the generated paths switch between; unset: one regime.
+    #[serde(default)]
+    pub regime: Option<RegimeSpec>,
     /// The keepers' gas cost moving with the market (a model in the harness); unset: it never moves.
     #[serde(default)]
     pub gas: GasSpec,
@@ -405,6 +408,57 @@ impl Default for LiquidatorSpec {
             count: 1,
             gas_cost_usd: keeper_gas_usd(),
         }
+    }
+}
+
+/// A two-state (Markov-switching) volatility regime over generated paths: each step the market goes from
+/// calm to stressed with probability `enter` and back with probability `exit` (so a stress lasts `1 / exit`
+/// steps on average, and `enter / (enter + exit)` of the steps are stressed in the long run). While stressed,
+/// every market's volatility is `volatility_multiplier` times its own and `stressed_drift` (annualised, e.g.
+/// -2 = -200 %/year) is added to its drift — every market at once, as stress comes to a whole market. The
+/// regime is drawn from its own seeded stream: the markets' shocks are the same draws with or without it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegimeSpec {
+    pub enter: f64,
+    pub exit: f64,
+    pub volatility_multiplier: f64,
+    #[serde(default)]
+    pub stressed_drift: f64,
+    /// Start in the stressed regime.
+    #[serde(default)]
+    pub start_stressed: bool,
+}
+
+impl RegimeSpec {
+    fn validate(&self, price: &PriceSpec) -> Result<(), ScenarioError> {
+        for (field, p) in [("regime.enter", self.enter), ("regime.exit", self.exit)] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(invalid(
+                    field,
+                    "must be a probability per step, between 0 and 1",
+                ));
+            }
+        }
+        if !(0.1..=20.0).contains(&self.volatility_multiplier) {
+            return Err(invalid(
+                "regime.volatility_multiplier",
+                "must be between 0.1 and 20 (3 = stressed volatility three times the calm one)",
+            ));
+        }
+        if !(-50.0..=50.0).contains(&self.stressed_drift) {
+            return Err(invalid(
+                "regime.stressed_drift",
+                "must be between -50 and 50 (annualised: -2 = -200 %/year)",
+            ));
+        }
+        if matches!(price, PriceSpec::Csv { .. }) {
+            return Err(invalid(
+                "regime",
+                "applies to generated paths; a CSV path carries its own regimes (its block bootstrap keeps them)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -854,6 +908,9 @@ impl Scenario {
             ));
         }
         self.gas.validate(self.steps)?;
+        if let Some(r) = &self.regime {
+            r.validate(&self.price)?;
+        }
         if let Some(i) = &self.impact {
             if !(i.depth_usd >= 1.0 && i.depth_usd <= 1e15) {
                 return Err(invalid(
