@@ -2,6 +2,7 @@
 //! session keys, trade, watch the portfolio — and a one-command local devnet.
 
 mod account;
+mod apikey;
 mod completions;
 mod context;
 mod demo;
@@ -78,6 +79,9 @@ pub struct Global {
     /// Print results as JSON, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+    /// API key file (`keyscope apikey create`): requests to the relayer are signed with it.
+    #[arg(long, global = true, env = "KEYSCOPE_API_KEY")]
+    pub api_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +114,9 @@ enum Command {
     /// the book, watch the key's orders.
     #[command(subcommand)]
     Quote(quote::QuoteCommand),
+    /// API keys for the relayer's channel: create, register (the owner signs), list, revoke.
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCommand),
     /// Positions, account value, margin requirements and margin-call state.
     Portfolio,
     /// Run the ERC-4337 relayer (bundler) against a chain, or export its audit log.
@@ -188,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Session(cmd) => session::run(&g, cmd).await,
         Command::Order(cmd) => order::run(&g, cmd).await,
         Command::Quote(cmd) => quote::run(&g, cmd).await,
+        Command::Apikey(cmd) => apikey::run(&g, cmd).await,
         Command::Portfolio => order::portfolio(&g).await,
         Command::Sim(cmd) => sim::run_command(&g, cmd).await,
         Command::Relayer(args) => relayer::run(&g, args).await,

@@ -266,8 +266,8 @@ fn relayer_url(g: &Global) -> anyhow::Result<&str> {
 }
 
 /// Calls `method` on the relayer; a refusal reads as the matcher's message with its code.
-async fn call(url: &str, method: &str, params: Value) -> anyhow::Result<Value> {
-    keyscope_core::devnet::json_rpc(url, method, params)
+async fn call(g: &Global, url: &str, method: &str, params: Value) -> anyhow::Result<Value> {
+    crate::apikey::call(g, url, method, params)
         .await
         .map_err(|e| {
             let message = e["message"].as_str().unwrap_or("no message").to_string();
@@ -317,12 +317,12 @@ pub async fn run(g: &Global, cmd: QuoteCommand) -> anyhow::Result<()> {
         QuoteCommand::Book { market, depth } => {
             let deployment = read_deployment(g).await?;
             let id = deployment.market_id(&market)?;
-            let book = call(relayer_url(g)?, "keyscope_getBook", json!([id, depth])).await?;
+            let book = call(g, relayer_url(g)?, "keyscope_getBook", json!([id, depth])).await?;
             return print_book(g.json, &deployment, id, book);
         }
         QuoteCommand::Order { order_hash } => {
             let deployment = read_deployment(g).await?;
-            let order = call(relayer_url(g)?, "keyscope_getOrder", json!([order_hash])).await?;
+            let order = call(g, relayer_url(g)?, "keyscope_getOrder", json!([order_hash])).await?;
             if order.is_null() {
                 bail!(
                     "order {order_hash} is not on this matcher: never placed here, or finished long ago (the \
@@ -434,6 +434,7 @@ async fn place(g: &Global, ctx: &Ctx, p: PlaceArgs, key: &QuoteKeyArgs) -> anyho
         .sign_order(venue, ctx.deployment.chain_id, &order)
         .await?;
     let answer = call(
+        g,
         url,
         "keyscope_placeOrder",
         json!([OrderJson::from(&order), signature]),
@@ -528,7 +529,7 @@ async fn request(
         }
         RequestAction::Subscribe { .. } => unreachable!("watch subscribes"),
     };
-    let answer = call(url, method, json!([params, signature])).await?;
+    let answer = call(g, url, method, json!([params, signature])).await?;
     let done: Done = serde_json::from_value(answer.clone())
         .with_context(|| format!("the matcher's answer {answer} is not a request's result"))?;
     let key_id = req.key;
