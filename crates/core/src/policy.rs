@@ -124,6 +124,31 @@ pub fn check_session_op(
     op_valid_until: u64,
     now: u64,
 ) -> Result<(), PolicyRefusal> {
+    check_op(session, None, key, op, op_valid_until, now)
+}
+
+/// [`check_session_op`] for an op a paymaster may sponsor, with `entry` what that paymaster may still be
+/// charged for the key's ops (`paymasterAllowance(key, paymaster)`): the charge to the entry is checked where
+/// the account checks it, after the rest of validation and before the time window. A self-paid op ignores it.
+pub fn check_sponsored_session_op(
+    session: &SessionInfo,
+    entry: &PaymasterEntry,
+    key: Address,
+    op: &PackedUserOperation,
+    op_valid_until: u64,
+    now: u64,
+) -> Result<(), PolicyRefusal> {
+    check_op(session, Some(entry), key, op, op_valid_until, now)
+}
+
+fn check_op(
+    session: &SessionInfo,
+    entry: Option<&PaymasterEntry>,
+    key: Address,
+    op: &PackedUserOperation,
+    op_valid_until: u64,
+    now: u64,
+) -> Result<(), PolicyRefusal> {
     if !session.active {
         return Err(PolicyRefusal::NotActive(key));
     }
@@ -149,6 +174,9 @@ pub fn check_session_op(
         });
     }
     check_fee(session, op)?;
+    if let Some(entry) = entry {
+        check_paymaster_charge(entry, op)?;
+    }
     if now <= earliest {
         return Err(PolicyRefusal::OpTtlTooLong {
             op_valid_until,
@@ -1110,5 +1138,49 @@ mod tests {
         check_session_op(&session, KEY, &one, NOW + 150, NOW + 96).unwrap();
         // A window lagging more than the ttl behind the op restarts: room again.
         check_session_op(&rated(NOW - 500, 2), KEY, &one, NOW + 30, NOW).unwrap();
+    }
+
+    /// A sponsored op's charge to its paymaster's entry is checked where the account checks it: after the
+    /// session's own fee rules, before the time window.
+    #[test]
+    fn a_sponsored_op_is_charged_before_the_clock_is_read() {
+        let pm = Address::repeat_byte(0x9a);
+        let mut sponsored = op(vec![order(0, "1", 60_000, false)]);
+        let mut pnd = pm.to_vec();
+        pnd.extend_from_slice(&pack_u128s(40_000, 10_000).0);
+        sponsored.paymasterAndData = pnd.into();
+        let listed = SessionInfo {
+            paymasters: vec![pm],
+            ..session()
+        };
+        let entry = PaymasterEntry {
+            listed: true,
+            max_op_cost: U256::from(1_000_000_000u64),
+            left: U256::from(10u64).pow(U256::from(18)),
+        };
+        // Expired and over the paymaster's cap: the cap.
+        assert!(matches!(
+            check_sponsored_session_op(&listed, &entry, KEY, &sponsored, NOW + 3630, NOW + 3601),
+            Err(PolicyRefusal::PaymasterOpCostTooHigh { .. })
+        ));
+        let roomy = PaymasterEntry {
+            max_op_cost: U256::ZERO,
+            ..entry
+        };
+        assert!(matches!(
+            check_sponsored_session_op(&listed, &roomy, KEY, &sponsored, NOW + 3630, NOW + 3601),
+            Err(PolicyRefusal::Expired { .. })
+        ));
+        check_sponsored_session_op(&listed, &roomy, KEY, &sponsored, NOW + 30, NOW).unwrap();
+        // A self-paid op ignores the entry.
+        check_sponsored_session_op(
+            &session(),
+            &PaymasterEntry::default(),
+            KEY,
+            &op(vec![]),
+            NOW + 30,
+            NOW,
+        )
+        .unwrap();
     }
 }
