@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use alloy::{
     signers::{SignerSync, local::PrivateKeySigner},
-    sol_types::{SolCall, SolError, SolEvent, SolInterface},
+    sol_types::{SolCall, SolError, SolEvent, SolInterface, SolValue},
 };
 use alloy_primitives::{Address, Bytes, I256, U256};
 use keyscope_core::{
@@ -27,9 +27,10 @@ use keyscope_core::{
         IEntryPoint, ISessionManager, ITradingAccount::SessionInfo, PerpVenue, TestUSD,
         TradingAccount,
     },
+    fees::PaymasterEntry,
     key::{Curve, KeySigner, P256Key},
     ops::{self, Call},
-    policy::{PolicyRefusal, check_session_op},
+    policy::{PolicyRefusal, check_sponsored_session_op},
     refusal::Refusal,
     scope::{MoneyLimits, PlainCall, Rate, TradingScope},
     session::{grant_binding, session_op_digest, session_signature_from},
@@ -42,6 +43,12 @@ use keyscope_sim::{
 };
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
+
+alloy::sol!(
+    #[sol(rpc)]
+    TestPaymaster,
+    "../../out/TestPaymaster.sol/TestPaymaster.json"
+);
 
 const E18: u64 = 1_000_000_000_000_000_000;
 const GWEI: u64 = 1_000_000_000;
@@ -119,6 +126,8 @@ struct World {
     collateral: Address,
     oracle: Address,
     oracle_signer: PrivateKeySigner,
+    /// A paymaster contract (the test one: it sponsors any op) with an EntryPoint deposit, which scopes may list.
+    paymaster: Address,
 }
 
 /// The venue states the cases start from.
@@ -141,6 +150,26 @@ fn world(chain_id: u64, state: usize) -> World {
             },
         )
         .unwrap();
+    let paymaster = f
+        .chain
+        .deploy(
+            f.deployer.address(),
+            [
+                &TestPaymaster::BYTECODE[..],
+                &d.entry_point.abi_encode()[..],
+            ]
+            .concat()
+            .into(),
+        )
+        .expect("paymaster");
+    f.chain
+        .transact(
+            f.bundler,
+            Some(paymaster),
+            TestPaymaster::depositCall {}.abi_encode().into(),
+            e18(100),
+        )
+        .expect("paymaster deposit");
     let owner = f.owner.address();
     let mut owner_order = |market: u32, size: i64, limit: u64| {
         let data = PerpVenue::placeOrderCall {
@@ -179,6 +208,7 @@ fn world(chain_id: u64, state: usize) -> World {
         collateral: d.collateral,
         oracle: d.oracle,
         oracle_signer: f.deployer.clone(),
+        paymaster,
         chain: f.chain,
     }
 }
@@ -260,6 +290,16 @@ fn random_scope(rng: &mut ChaCha8Rng, w: &World) -> TradingScope {
         },
         ..MoneyLimits::gas_only()
     };
+    if rng.gen_bool(0.3) {
+        s.limits.paymasters = vec![w.paymaster];
+        let cap = if rng.gen_bool(0.3) {
+            0
+        } else {
+            rng.gen_range(500_000..=30_000_000)
+        };
+        s.limits.paymaster_max_op_cost = gwei(cap);
+        s.limits.paymaster_budget = gwei(cap.max(rng.gen_range(500_000..=80_000_000)));
+    }
     if s.limits.drawdown_floor == U256::from(TRIP_FLOOR) {
         // The case's first op deposits (see `run_case`): allowed, and under any per-op cap.
         s.allow_deposit = true;
@@ -558,21 +598,19 @@ fn chain_only(verdict: &Verdict) -> Option<&'static str> {
     }
 }
 
-/// A mirror: `check_session_op`, or a deliberately broken one.
-type Mirror<'a> =
-    &'a dyn Fn(&SessionInfo, Address, &PackedUserOperation, u64, u64) -> Result<(), PolicyRefusal>;
+/// A mirror: `core::policy`, or a deliberately broken one.
+type Mirror<'a> = &'a dyn Fn(&Outcome) -> Result<(), PolicyRefusal>;
 
-/// How one case compares: `Ok(class)` for agreement (`"same"` or a chain-only class), `Err(text)` otherwise.
-fn compare(
-    mirror: Mirror,
-    session: &SessionInfo,
-    key: Address,
-    op: &PackedUserOperation,
-    op_valid_until: u64,
-    now: u64,
-    chain: &Verdict,
-) -> Result<String, String> {
-    let expected = mirror(session, key, op, op_valid_until, now);
+/// `core::policy`'s verdict on the op of `o`.
+fn policy_verdict(o: &Outcome, session: &SessionInfo) -> Result<(), PolicyRefusal> {
+    check_sponsored_session_op(session, &o.entry, o.key, &o.op, o.op_valid_until, o.now)
+}
+
+/// How one op compares: `Ok(class)` for agreement (the shared reason, `pass`, or a chain-only class),
+/// `Err(text)` otherwise.
+fn compare(mirror: Mirror, o: &Outcome) -> Result<String, String> {
+    let chain = &o.chain;
+    let expected = mirror(o);
     match (&expected, chain) {
         (Ok(()), Verdict::Pass) => Ok("pass".into()),
         (Err(r), Verdict::Refused { phase, reason }) if policy_reason(r) == reason => {
@@ -597,6 +635,7 @@ fn compare(
 struct Outcome {
     case: String,
     session: SessionInfo,
+    entry: PaymasterEntry,
     key: Address,
     op: PackedUserOperation,
     op_valid_until: u64,
@@ -691,10 +730,17 @@ fn run_case(worlds: &[World], curve: Curve, seed: u64) -> Option<Vec<Outcome>> {
             max_fee.min(u128::from(GWEI)),
             max_fee,
         );
-        if rng.gen_bool(0.04) {
+        let sponsor = match rng.gen_range(0..100) {
             // A paymaster the key may not use.
-            let mut pnd = Address::repeat_byte(0x9a).to_vec();
-            pnd.extend_from_slice(&pack_u128s(50_000, 10_000).0);
+            0..=3 => Some(Address::repeat_byte(0x9a)),
+            4..=33 if !scope.limits.paymasters.is_empty() && !trips => Some(w.paymaster),
+            _ => None,
+        };
+        if let Some(paymaster) = sponsor {
+            let mut pnd = paymaster.to_vec();
+            pnd.extend_from_slice(
+                &pack_u128s(rng.gen_range(10_000..=300_000), rng.gen_range(0..=100_000)).0,
+            );
             op.paymasterAndData = pnd.into();
         }
         let ttl = scope.op_ttl.as_secs() as i64;
@@ -712,6 +758,17 @@ fn run_case(worlds: &[World], curve: Curve, seed: u64) -> Option<Vec<Outcome>> {
                 &ISessionManager::getSessionCall { key: key.address() },
             )
             .expect("getSession");
+        let entry: PaymasterEntry = chain
+            .view(
+                w.bundler,
+                w.account,
+                &ISessionManager::paymasterAllowanceCall {
+                    key: key.address(),
+                    paymaster: sponsor.unwrap_or(w.paymaster),
+                },
+            )
+            .expect("paymasterAllowance")
+            .into();
         let hash = user_op_hash(&op, w.entry_point, chain.chain_id()).unwrap();
         let digest = session_op_digest(hash, op_valid_until, grant_binding(session.grantId));
         op.signature =
@@ -746,6 +803,7 @@ fn run_case(worlds: &[World], curve: Curve, seed: u64) -> Option<Vec<Outcome>> {
             ),
             key: key.address(),
             session,
+            entry,
             op,
             op_valid_until,
             now,
@@ -799,14 +857,14 @@ fn differential(curve: Curve, chain_id: u64, base_seed: u64) {
         Ok(s) => vec![s.parse().expect("KEYSCOPE_DIFF_SEED is a u64")],
         Err(_) => (0..cases() as u64).map(|i| base_seed + i).collect(),
     };
-    let real: Mirror = &|s, k, op, ovu, now| check_session_op(s, k, op, ovu, now);
+    let real: Mirror = &|o| policy_verdict(o, &o.session);
     // The positive control: a mirror that forgot the reduce-only rule of order permissions.
-    let forgetful: Mirror = &|s, k, op, ovu, now| {
-        let mut s = s.clone();
+    let forgetful: Mirror = &|o| {
+        let mut s = o.session.clone();
         for p in &mut s.permissions {
             p.reduceOnly = false;
         }
-        check_session_op(&s, k, op, ovu, now)
+        policy_verdict(o, &s)
     };
     let mut classes: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures: BTreeMap<String, (usize, String)> = BTreeMap::new();
@@ -820,8 +878,7 @@ fn differential(curve: Curve, chain_id: u64, base_seed: u64) {
         };
         for o in outcomes {
             ops_run += 1;
-            let args = (&o.session, o.key, &o.op, o.op_valid_until, o.now, &o.chain);
-            match compare(real, args.0, args.1, args.2, args.3, args.4, args.5) {
+            match compare(real, &o) {
                 Ok(class) => *classes.entry(class).or_default() += 1,
                 Err(why) => {
                     let class = why.split(['(', '{']).next().unwrap_or_default().to_string();
@@ -837,7 +894,7 @@ fn differential(curve: Curve, chain_id: u64, base_seed: u64) {
                     entry.0 += 1;
                 }
             }
-            if compare(forgetful, args.0, args.1, args.2, args.3, args.4, args.5).is_err() {
+            if compare(forgetful, &o).is_err() {
                 control_caught += 1;
             }
         }
@@ -878,6 +935,8 @@ fn differential(curve: Curve, chain_id: u64, base_seed: u64) {
             "SessionOpCostTooHigh",
             "SessionFeeBudgetExceeded",
             "SessionPaymasterNotAllowed",
+            "SessionPaymasterOpCostTooHigh",
+            "SessionPaymasterBudgetExceeded",
             "SessionSelectorNotAllowed",
             "SessionKeyMismatch",
             "SessionProtectiveOnly",
