@@ -453,6 +453,113 @@ async fn statuses_written_during_a_postgres_outage_land_when_it_returns() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Faults combined the way machines fail: the owner of a busy shard is killed with SIGKILL while its
+/// bundle waits for a block, and Postgres goes down at the same moment, for longer than a lease, so the
+/// hand-over has to wait for the store. Orders keep coming through the survivor the whole time. Every
+/// order an instance acknowledged is mined exactly once, and every trader's nonce is what it sent.
+#[tokio::test]
+async fn a_kill_during_a_postgres_outage_loses_no_acknowledged_order() {
+    let Some(pg) =
+        LocalPostgres::for_test("a_kill_during_a_postgres_outage_loses_no_acknowledged_order")
+    else {
+        return;
+    };
+    let chain = fixture::Chain::start(42_206).await;
+    let mut traders = Vec::new();
+    for seed in 0..3 {
+        traders.push(chain.trader(4260 + seed, "20000").await);
+    }
+    let dir = scratch("kill-in-outage");
+    let a = Instance::spawn(&chain, &pg.url(), "a", 1, &dir);
+    let b = Instance::spawn(&chain, &pg.url(), "b", 2, &dir);
+    let both = [&a, &b];
+    until(
+        "the two share the shards",
+        Duration::from_secs(30),
+        || async {
+            let (x, y) = (a.shards().await.len(), b.shards().await.len());
+            x > 0 && y > 0 && x + y == usize::from(SHARDS)
+        },
+    )
+    .await;
+    let every = urls(&both);
+    let mut acked = Vec::new();
+    let mut sent = vec![0u64; traders.len()];
+    for (n, t) in traders.iter().enumerate() {
+        let op = chain.order_op(t, 0, 0, "0.01", "60500", false).await;
+        acked.push(send(&chain, &every, n, &op).await);
+        sent[n] += 1;
+    }
+    mined_once(&chain, &every, &acked).await;
+
+    // A block a second from here: the victim's bundle waits in the node's pool when it dies.
+    for (method, arg) in [
+        ("evm_setAutomine", json!(false)),
+        ("evm_setIntervalMining", json!(1)),
+    ] {
+        chain
+            .provider
+            .raw_request::<_, Value>(method.into(), [arg])
+            .await
+            .unwrap();
+    }
+    let victim = owner(&both, traders[0].account).await;
+    let survivor = both.into_iter().find(|i| i.name != victim.name).unwrap();
+    let via = vec![survivor.url()];
+    for _ in 0..2 {
+        let op = chain
+            .order_op(&traders[0], 0, sent[0], "0.01", "60500", false)
+            .await;
+        acked.push(send(&chain, &via, 0, &op).await);
+        sent[0] += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    Command::new("kill")
+        .args(["-KILL", &victim.child.id().to_string()])
+        .status()
+        .unwrap();
+    pg.stop("fast").unwrap();
+    let down = Instant::now();
+    // Orders of every trader through the survivor while the store is down and the shard has no owner:
+    // each is retried by the client until an instance acknowledges it (none is acknowledged and lost).
+    let outage_orders = async {
+        let mut mine = Vec::new();
+        let mut next = sent.clone();
+        for round in 0..2 {
+            for (n, t) in traders.iter().enumerate() {
+                let op = chain.order_op(t, 0, next[n], "0.01", "60500", false).await;
+                mine.push(send(&chain, &via, round, &op).await);
+                next[n] += 1;
+            }
+        }
+        (mine, next)
+    };
+    let restart = async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        pg.start_again().unwrap();
+    };
+    let ((mine, next), ()) = tokio::join!(outage_orders, restart);
+    acked.extend(mine);
+    sent = next;
+    eprintln!("Postgres down {:?} around the kill", down.elapsed());
+    mined_once(&chain, &via, &acked).await;
+    for (n, t) in traders.iter().enumerate() {
+        assert_eq!(
+            lane_nonce(&chain, t).await,
+            U256::from(sent[n]),
+            "trader {n}"
+        );
+    }
+    until(
+        "the survivor holds every shard",
+        Duration::from_secs(30),
+        || async { survivor.shards().await.len() == usize::from(SHARDS) },
+    )
+    .await;
+    drop(pg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // Several threads: the link relays bytes while the test blocks on a child's ready line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_cut_off_from_postgres_is_replaced_and_acts_on_nothing() {
