@@ -384,8 +384,12 @@ pub async fn call_relayer(
     params: serde_json::Value,
 ) -> Result<serde_json::Value, serde_json::Value> {
     let failed = |e: &dyn std::fmt::Display| serde_json::json!({ "message": e.to_string() });
+    // Ed25519 signatures are deterministic: two identical requests in one millisecond would be one
+    // signature, the second refused as a replay. A random id per request (under 2^53, for JavaScript
+    // readers) keeps them apart, across threads and processes sharing the key.
+    let id = rand::random::<u64>() >> 11;
     let body = serde_json::to_vec(
-        &serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }),
+        &serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
     )
     .map_err(|e| failed(&e))?;
     let parsed = alloy::transports::http::reqwest::Url::parse(url).map_err(|e| failed(&e))?;

@@ -335,6 +335,34 @@ async fn revoked_expired_re_owned_and_beyond_permission_keys_are_refused() {
     let their_key = key_of(&s, &other, Permission::Trade, 3_600).await;
     place_signed(&s, &http, &their_key, &theirs).await.unwrap();
 
+    // An allow-list: served from its address (127.0.0.5), refused from another (127.0.0.1).
+    let listed_ip = ApiKey::generate();
+    let (mut reg, _) =
+        registration(&s, &t, &listed_ip, Permission::ReadOnly, 3_600, &t.owner).await;
+    reg.allowed_ips = vec![IpAddr::from([127, 0, 0, 5])];
+    let sig = reg.sign(&t.owner).await.unwrap();
+    s.call("keyscope_registerApiKey", json!([reg, sig]))
+        .await
+        .unwrap();
+    let from_5 = Http::builder()
+        .local_address(IpAddr::from([127, 0, 0, 5]))
+        .build()
+        .unwrap();
+    signed_call(&s, &from_5, &listed_ip, "keyscope_getBook", json!([0]))
+        .await
+        .unwrap();
+    let e = signed_call(&s, &http, &listed_ip, "keyscope_getBook", json!([0]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), REVOKED, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed from this address"),
+        "{e}"
+    );
+
     // Expired.
     let short = key_of(&s, &t, Permission::Trade, 2).await;
     signed_call(&s, &http, &short, "keyscope_getBook", json!([0]))

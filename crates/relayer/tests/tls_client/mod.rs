@@ -56,6 +56,8 @@ pub struct Conn {
     tx: SendRequest<Full<Bytes>>,
     host: String,
     path: String,
+    /// Signs each request with this API key, if set.
+    pub api_key: Option<keyscope_core::api_key::ApiKey>,
 }
 
 async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, String>
@@ -97,6 +99,7 @@ impl Client {
             tx,
             host: format!("{host}:{port}"),
             path: u.path().to_string(),
+            api_key: None,
         })
     }
 }
@@ -105,11 +108,22 @@ impl Conn {
     /// One JSON-RPC call on this connection: Ok(result), Err(why the exchange failed, or the JSON-RPC
     /// error object as text).
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        // A fresh id per call, across connections: identical signed requests in one millisecond would be
+        // one signature, the second refused as a replay.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body =
-            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let req = hyper::Request::post(self.path.as_str())
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        let mut req = hyper::Request::post(self.path.as_str())
             .header("host", self.host.as_str())
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(key) = &self.api_key {
+            let now = keyscope_core::api_key::now_ms();
+            for (n, v) in key.sign_request("POST", &self.path, body.as_bytes(), now, 5_000) {
+                req = req.header(n, v);
+            }
+        }
+        let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let resp = self
