@@ -211,9 +211,10 @@ impl Ctx {
             check_bundler(url, &self.rpc, self.deployment.entry_point).await?;
         }
         let outcome = self.client.send(op).await.map_err(|e| match e {
-            keyscope_core::client::ClientError::Refused(reason) => {
-                anyhow::anyhow!("refused before sending: {reason}")
-            }
+            keyscope_core::client::ClientError::Refused(reason) => anyhow::anyhow!(
+                "refused before sending: {}",
+                reason.naming_markets(&self.deployment.markets)
+            ),
             other => other.into(),
         })?;
         if !outcome.success {
@@ -224,7 +225,10 @@ impl Ctx {
                 outcome
                     .revert_reason
                     .as_ref()
-                    .map_or("no reason given".to_string(), |r| r.to_string())
+                    .map_or("no reason given".to_string(), |r| r
+                        .clone()
+                        .naming_markets(&self.deployment.markets)
+                        .to_string())
             );
         }
         Ok(outcome)

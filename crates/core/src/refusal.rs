@@ -69,6 +69,29 @@ impl Refusal {
         }
     }
 
+    /// The same refusal with every market it mentions by id named as `markets` (a deployment's names)
+    /// lists it: "market 1 is not in the session's scope" reads "ETH (market 1) is not in ...".
+    pub fn naming_markets(mut self, markets: &std::collections::BTreeMap<String, u32>) -> Self {
+        for (name, id) in markets {
+            let plain = format!("market {id}");
+            let mut named = String::with_capacity(self.detail.len() + name.len() + 3);
+            let mut rest = self.detail.as_str();
+            while let Some(at) = rest.find(&plain) {
+                let after = &rest[at + plain.len()..];
+                named.push_str(&rest[..at]);
+                match after.starts_with(|c: char| c.is_ascii_digit()) {
+                    // "market 10" is not market 1.
+                    true => named.push_str(&plain),
+                    false => named.push_str(&format!("{name} ({plain})")),
+                }
+                rest = after;
+            }
+            named.push_str(rest);
+            self.detail = named;
+        }
+        self
+    }
+
     /// Reads revert data from `handleOps`, an op's validation or its execution.
     pub fn decode(data: &[u8]) -> Self {
         if let Ok(e) = IEntryPointErrors::abi_decode(data) {
@@ -584,6 +607,26 @@ mod tests {
             inner: inner.into(),
         }
         .abi_encode()
+    }
+
+    #[test]
+    fn markets_are_named_as_the_deployment_lists_them() {
+        let markets: std::collections::BTreeMap<String, u32> =
+            [("BTC".to_string(), 0), ("ETH".to_string(), 1)].into();
+        let r = Refusal::decode(&wrapped(
+            TradingAccount::SessionMarketNotAllowed { marketId: 1 }.abi_encode(),
+        ))
+        .naming_markets(&markets);
+        assert_eq!(
+            r.to_string(),
+            "SessionMarketNotAllowed: ETH (market 1) is not in the session's scope (AA23 reverted)"
+        );
+        // An id the deployment does not list stays a number; market 10 is not market 1.
+        let far = Refusal::decode(&wrapped(
+            TradingAccount::SessionMarketNotAllowed { marketId: 10 }.abi_encode(),
+        ))
+        .naming_markets(&markets);
+        assert!(far.to_string().contains(": market 10 is not"), "{far}");
     }
 
     #[test]
