@@ -82,6 +82,13 @@ pub async fn call(g: &Global, url: &str, method: &str, params: Value) -> Result<
     .await
 }
 
+/// Calls the relayer at `url` without an API key: registrations and revocations are signed by the owner
+/// (a key not yet registered, or revoked, would get the request refused).
+async fn call_unsigned(url: &str, method: &str, params: Value) -> Result<Value, Value> {
+    let client = alloy::transports::http::reqwest::Client::new();
+    call_relayer(&client, url, None, DEFAULT_WINDOW_MS, method, params).await
+}
+
 /// A duration as people write it: 90s, 30m, 12h, 30d.
 fn parse_duration_secs(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
@@ -160,7 +167,7 @@ pub async fn run(g: &Global, cmd: ApiKeyCommand) -> anyhow::Result<()> {
                 issued_at: now,
             };
             let sig = reg.sign(&ctx.owner).await?;
-            let answer = call(g, url, "keyscope_registerApiKey", json!([reg, sig]))
+            let answer = call_unsigned(url, "keyscope_registerApiKey", json!([reg, sig]))
                 .await
                 .map_err(|e| refused(url, e))?;
             emit(g.json, answer, || {
@@ -206,7 +213,7 @@ pub async fn run(g: &Global, cmd: ApiKeyCommand) -> anyhow::Result<()> {
                 issued_at: now_ms() / 1000,
             };
             let sig = rev.sign(&ctx.owner).await?;
-            let answer = call(g, url, "keyscope_revokeApiKey", json!([rev, sig]))
+            let answer = call_unsigned(url, "keyscope_revokeApiKey", json!([rev, sig]))
                 .await
                 .map_err(|e| refused(url, e))?;
             emit(g.json, answer, || format!("API key {id} revoked"));
