@@ -238,6 +238,9 @@ impl Member {
 
     async fn accepted(&self, acceptor: TlsAcceptor, tcp: TcpStream) -> Result<(), ThresholdError> {
         let wait = self.inner.config.connect_timeout;
+        // Protocol messages are small and answered at once: no Nagle delay on either side.
+        tcp.set_nodelay(true)
+            .map_err(|e| ThresholdError::Transport(e.to_string()))?;
         let stream = tokio::time::timeout(wait, acceptor.accept(tcp))
             .await
             .map_err(|_| ThresholdError::Transport("TLS handshake timed out".into()))?
@@ -418,7 +421,9 @@ impl Member {
                 }
                 // The coordinator may start key generation while this member finishes the auxiliary info.
                 let aux = self
-                    .wait_for("auxiliary info", || lock(&self.inner.aux).take())
+                    .wait_for("auxiliary info", self.inner.config.session_timeout, || {
+                        lock(&self.inner.aux).take()
+                    })
                     .await?;
                 let n = self.n();
                 let share = match curve {
@@ -465,7 +470,9 @@ impl Member {
     ) -> Result<AnyPresignature, ThresholdError> {
         // The coordinator may ask for a presignature while this member saves the share just generated.
         let share = self
-            .wait_for("a share", || lock(&self.inner.share).clone())
+            .wait_for("a share", self.inner.config.session_timeout, || {
+                lock(&self.inner.share).clone()
+            })
             .await?;
         let i = parties
             .iter()
@@ -483,13 +490,15 @@ impl Member {
         })
     }
 
-    /// `take()`'s value once there is one, polled until the connect timeout.
+    /// `take()`'s value once there is one, polled for up to `wait` (a session another member ended may
+    /// still be finishing here).
     async fn wait_for<T>(
         &self,
         what: &str,
+        wait: Duration,
         mut take: impl FnMut() -> Option<T>,
     ) -> Result<T, ThresholdError> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.connect_timeout;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(v) = take() {
                 return Ok(v);
@@ -744,14 +753,18 @@ impl Member {
         peer: u16,
         request: &PartialRequest,
     ) -> Result<serde_json::Value, String> {
-        // Taken out first: whatever happens next, this presignature is never used again.
-        let held = {
-            let mut pool = lock(&self.inner.pool);
-            match pool.held.get(&request.presignature) {
-                Some((owner, _)) if *owner == peer => pool.held.remove(&request.presignature),
-                _ => None,
-            }
-        };
+        // Taken out first: whatever happens next, this presignature is never used again. The coordinator
+        // may ask while this member still finishes the presignature's last round: it waits for it briefly.
+        let held = self
+            .wait_for("presignature", self.inner.config.connect_timeout, || {
+                let mut pool = lock(&self.inner.pool);
+                match pool.held.get(&request.presignature) {
+                    Some((owner, _)) if *owner == peer => pool.held.remove(&request.presignature),
+                    _ => None,
+                }
+            })
+            .await
+            .ok();
         let (_, presignature) = held.ok_or_else(|| {
             format!(
                 "{UNKNOWN_PRESIGNATURE} {} (used, never made with member {peer}, or this member restarted)",
