@@ -766,6 +766,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_api_keys_block_is_the_defaults_and_postgres_refuses_requiring_keys() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let block = readme
+            .split("```toml\n[api_keys]\n")
+            .nth(1)
+            .expect("the README's [api_keys] example")
+            .split("```")
+            .next()
+            .unwrap();
+        let c = Config::parse(&format!("[api_keys]\n{block}")).unwrap();
+        assert_eq!(c.api_keys, ApiKeysConfig::default());
+        let mut pg = Config {
+            store: Some("postgres://relayer@db/keyscope".into()),
+            ..Config::default()
+        };
+        pg.api_keys.require = RequireKeys::Orders;
+        match pg.check() {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "api_keys.require"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_bad_line_is_named_without_its_text() {
         let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
         let err = Config::parse(&format!(
