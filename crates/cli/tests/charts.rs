@@ -103,7 +103,7 @@ fn a_runs_chart_has_its_keys_beside_the_data_and_units_on_its_axes() {
             "long OI",
         ],
         &[
-            "step",
+            "time since the start",
             "% of start",
             "accounts",
             "count",
@@ -111,6 +111,7 @@ fn a_runs_chart_has_its_keys_beside_the_data_and_units_on_its_axes() {
             "USD notional",
         ],
     );
+    assert_time_ticks(&svg);
 }
 
 #[test]
@@ -119,6 +120,18 @@ fn a_monte_carlo_chart_has_its_keys_beside_the_data_and_units_on_its_axes() {
     readable(
         &svg,
         &["median", "VaR 95 %", "VaR 99 %"],
-        &["step", "USD", "USD per path", "paths"],
+        &["time since the start", "USD", "USD per path", "paths"],
+    );
+    assert_time_ticks(&svg);
+}
+
+/// The x axes read in chain time ("30 min"), not steps.
+fn assert_time_ticks(svg: &str) {
+    let texts = texts(svg);
+    assert!(
+        texts
+            .iter()
+            .any(|(_, t)| t.ends_with(" min") || t.ends_with(" h")),
+        "no time on the x axis: {texts:?}"
     );
 }

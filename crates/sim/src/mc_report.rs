@@ -11,7 +11,7 @@ use plotters::prelude::*;
 
 use crate::{
     montecarlo::{Fan, McReport, Risk},
-    report::{ReportError, Swatch, beside_key, draw_key, human, write_err},
+    report::{ReportError, Swatch, beside_key, draw_key, elapsed, human, write_err},
     scenario::BookMode,
 };
 
@@ -142,6 +142,7 @@ fn draw_fan(
     title: &str,
     unit: &str,
     fan: &Fan,
+    step_secs: u64,
     color: RGBColor,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (area, key) = beside_key(panel);
@@ -157,7 +158,8 @@ fn draw_fan(
         .build_cartesian_2d(0u32..steps, (lo - pad)..(hi + pad))?;
     c.configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("step")
+        .x_desc("time since the start")
+        .x_label_formatter(&|s| elapsed(*s, step_secs))
         .y_desc(unit)
         .y_label_formatter(&|v| human(*v))
         .draw()?;
@@ -276,6 +278,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
         &format!("{market} price across paths"),
         "USD",
         &r.price_fan,
+        u64::from(r.step_seconds),
         BLUE,
     )?;
     draw_fan(
@@ -283,6 +286,7 @@ fn chart(r: &McReport, market: &str, path: &Path) -> Result<(), Box<dyn std::err
         "insurance fund across paths",
         "USD",
         &r.insurance_fan,
+        u64::from(r.step_seconds),
         GREEN,
     )?;
     let bad: Vec<f64> = r.results.iter().map(|p| p.bad_debt).collect();

@@ -241,6 +241,8 @@ pub struct McReport {
     pub book: BookMode,
     pub paths: u32,
     pub steps: u32,
+    /// Chain seconds per step.
+    pub step_seconds: u32,
     pub traders: u32,
     pub threads: usize,
     /// Total bad debt (booked + open) at the end.
@@ -472,6 +474,7 @@ fn summarise(scenario: &Scenario, results: Vec<PathResult>, threads: usize, wall
         book: scenario.monte_carlo.book,
         paths: results.len() as u32,
         steps: scenario.steps,
+        step_seconds: scenario.step_seconds,
         traders: scenario.traders.count,
         threads,
         bad_debt: Risk::of(&col(|r| r.bad_debt)),

@@ -108,6 +108,17 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 /// An axis value at a glance: `-1.5M`, `50k`, `900`, `0.25`.
+/// An x-axis label: the chain time since the start at `step`, for steps of `step_secs` seconds.
+pub(crate) fn elapsed(step: u32, step_secs: u64) -> String {
+    let secs = u64::from(step) * step_secs;
+    match secs {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 && s % 60 == 0 => format!("{} min", s / 60),
+        s if s < 3600 => format!("{:.1} min", s as f64 / 60.0),
+        s => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
 pub(crate) fn human(v: f64) -> String {
     let a = v.abs();
     let (scaled, suffix) = if a >= 1e9 {
@@ -196,6 +207,11 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
     )?;
     let panels = root.split_evenly((5, 1));
     let steps = out.series.len().max(2) as u32 - 1;
+    // The x axes read in time (a step is this many seconds of chain time).
+    let step_secs = match out.series.as_slice() {
+        [first, second, ..] => second.time.saturating_sub(first.time),
+        _ => 0,
+    };
     let colors = [BLUE, RED, GREEN, MAGENTA];
     let usd = |v: &f64| human(*v);
 
@@ -218,7 +234,8 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .build_cartesian_2d(0u32..steps, (lo - 1.0)..(hi + 1.0))?;
     c.configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("step")
+        .x_desc("time since the start")
+        .x_label_formatter(&|s| elapsed(*s, step_secs))
         .y_desc("% of start")
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
@@ -249,7 +266,8 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .build_cartesian_2d(0u32..steps, 0u32..n)?;
     c.configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("step")
+        .x_desc("time since the start")
+        .x_label_formatter(&|s| elapsed(*s, step_secs))
         .y_desc("accounts")
         .draw()?;
     type Count = fn(&crate::runner::StepRecord) -> u32;
@@ -316,7 +334,8 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .build_cartesian_2d(0u32..steps, 0u32..max + 1)?;
     c.configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("step")
+        .x_desc("time since the start")
+        .x_label_formatter(&|s| elapsed(*s, step_secs))
         .y_desc("count")
         .draw()?;
     c.draw_series(LineSeries::new(
@@ -353,7 +372,8 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .build_cartesian_2d(0u32..steps, 0.0..top * 1.05)?;
     c.configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("step")
+        .x_desc("time since the start")
+        .x_label_formatter(&|s| elapsed(*s, step_secs))
         .y_desc("USD")
         .y_label_formatter(&usd)
         .draw()?;
@@ -406,7 +426,8 @@ fn chart(out: &Outcome, markets: &[String], path: &Path) -> Result<(), Box<dyn s
         .build_cartesian_2d(0u32..steps, (bottom * 1.05)..(top * 1.05))?;
     c.configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("step")
+        .x_desc("time since the start")
+        .x_label_formatter(&|s| elapsed(*s, step_secs))
         .y_desc("USD notional")
         .y_label_formatter(&usd)
         .draw()?;
