@@ -48,14 +48,7 @@ impl ApiKeyTable {
             path: path.display().to_string(),
             reason,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
-        }
-        let file = super::redb::open_private(path).map_err(|e| open(e.to_string()))?;
-        let backend = redb::backends::FileBackend::new(file).map_err(|e| open(e.to_string()))?;
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|e| open(e.to_string()))?;
+        let db = super::redb::open_database(path)?;
         let txn = db.begin_write().map_err(|e| open(e.to_string()))?;
         txn.open_table(API_KEYS).map_err(|e| open(e.to_string()))?;
         txn.commit().map_err(|e| open(e.to_string()))?;

@@ -57,14 +57,7 @@ impl RedbStore {
             path: path.display().to_string(),
             reason,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
-        }
-        let file = open_private(path).map_err(|e| open(e.to_string()))?;
-        let backend = redb::backends::FileBackend::new(file).map_err(|e| open(e.to_string()))?;
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|e| open(e.to_string()))?;
+        let db = open_database(path)?;
         let txn = db.begin_write().map_err(|e| open(e.to_string()))?;
         txn.open_table(OPS).map_err(|e| open(e.to_string()))?;
         txn.open_table(AUDIT).map_err(|e| open(e.to_string()))?;
@@ -319,9 +312,25 @@ fn writer(
     }
 }
 
+/// The redb database in the file at `path` (created, with its directory, if missing; 0600).
+pub(super) fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let open = |reason: String| StoreError::Open {
+        path: path.display().to_string(),
+        reason,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| open(e.to_string()))?;
+    }
+    let file = open_private(path).map_err(|e| open(e.to_string()))?;
+    let backend = redb::backends::FileBackend::new(file).map_err(|e| open(e.to_string()))?;
+    Database::builder()
+        .create_with_backend(backend)
+        .map_err(|e| open(e.to_string()))
+}
+
 /// Opens `path` to read and write, creating it readable and writable by its owner only (0600 on Unix,
 /// set as it is created): it holds every op and the audit log. An existing file keeps its mode.
-pub(super) fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
