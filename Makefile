@@ -12,7 +12,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all deps build lint test test-contracts test-rust gas demo clean softhsm postgres
+.PHONY: all deps native build lint test test-contracts test-rust gas demo clean softhsm postgres
 
 all: test
 
@@ -22,13 +22,28 @@ node_modules/.keyscope-installed: package.json package-lock.json
 
 deps: node_modules/.keyscope-installed
 
+# The threshold-signing crate (cggmp21) builds GMP from source, whose build needs m4 (Debian package m4):
+# installed when missing and this runs as root with apt; otherwise the Rust build cannot run, and says so.
+native:
+	@if command -v m4 >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing m4 (GMP's build, for threshold signing)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq m4 >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq m4 >/dev/null 2>&1; } || \
+	  { echo "ERROR: apt could not install m4, which GMP's build needs"; exit 1; }; \
+	else \
+	  echo "ERROR: m4 is missing (GMP's build needs it, for threshold signing): install the m4 package"; \
+	  exit 1; \
+	fi
+
 build: deps
 	forge build
 
 test: lint test-contracts test-rust
 
 # Formatting and lints first: a style slip fails in seconds, not after the tests.
-lint: build
+lint: build native
 	cargo fmt --all --check
 	forge fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -73,7 +88,7 @@ postgres:
 
 # Doc tests and benchmarks (each run once, as a test) first, so the run closes on the unit and
 # integration tests' counts.
-test-rust: softhsm postgres
+test-rust: softhsm postgres native
 	cargo test --workspace --doc
 	cargo test --workspace --benches
 	cargo test --workspace --lib --bins --tests
@@ -82,7 +97,7 @@ gas: build
 	forge test --isolate --match-path 'test/gas/*'
 	@cat snapshots/account.json snapshots/session-limits.json snapshots/venue.json
 
-demo: build
+demo: build native
 	cargo run -q -p keyscope-cli -- demo
 
 clean:
