@@ -168,7 +168,8 @@ impl Default for DoorConfig {
             burst_per_key: 200.0,
             fresh_senders_per_second_per_client: 20.0,
             fresh_senders_burst_per_client: 200.0,
-            min_valid_for_secs: 10,
+            // The floor the tools size a key's op ttl by, defined once in core.
+            min_valid_for_secs: keyscope_core::scope::RELAYER_MIN_VALID_FOR.as_secs(),
             reject_reverting_ops: true,
             max_verification_gas: 10_000_000,
             max_call_gas: 10_000_000,
