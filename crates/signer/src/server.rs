@@ -189,20 +189,61 @@ pub fn check_free(path: &Path) -> Result<(), SignerError> {
     }
 }
 
-/// Binds `path` with mode 0600, replacing a stale socket file and refusing a live one ([`check_free`]).
-pub fn bind(path: &Path) -> Result<UnixListener, SignerError> {
+/// A bound sidecar socket and the lock that makes it this sidecar's, held while it serves.
+#[derive(Debug)]
+pub struct BoundSocket {
+    listener: UnixListener,
+    _lock: std::fs::File,
+}
+
+impl std::ops::Deref for BoundSocket {
+    type Target = UnixListener;
+
+    fn deref(&self) -> &UnixListener {
+        &self.listener
+    }
+}
+
+/// Takes `<socket>.lock` (an exclusive `flock`, released when the sidecar exits however it exits), so two
+/// sidecars started at the same instant — which may both find no live socket — cannot both bind: the
+/// second is refused as [`SignerError::SocketInUse`]. The lock file stays behind, harmless.
+fn lock_socket(path: &Path) -> Result<std::fs::File, SignerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(format!("{}.lock", path.display()))
+        .map_err(|e| socket_error(path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(SignerError::SocketInUse {
+            path: path.display().to_string(),
+        }),
+        Err(e) => Err(socket_error(path, e)),
+    }
+}
+
+/// Binds `path` with mode 0600 under its lock ([`lock_socket`]), replacing a stale socket file and
+/// refusing a live one ([`check_free`]).
+pub fn bind(path: &Path) -> Result<BoundSocket, SignerError> {
     let fail = |e: std::io::Error| socket_error(path, e);
+    let lock = lock_socket(path)?;
     check_free(path)?;
     if std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_file(path).map_err(fail)?;
     }
     let listener = UnixListener::bind(path).map_err(fail)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-    Ok(listener)
+    Ok(BoundSocket {
+        listener,
+        _lock: lock,
+    })
 }
 
 /// Serves connections until the listener fails.
-pub async fn serve(service: Arc<SigningService>, listener: UnixListener) -> std::io::Result<()> {
+pub async fn serve(service: Arc<SigningService>, listener: BoundSocket) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let service = service.clone();
@@ -350,6 +391,41 @@ mod tests {
         let (accepted, connected) = tokio::join!(first.accept(), UnixStream::connect(&path));
         accepted.unwrap();
         connected.unwrap();
+    }
+
+    /// Sidecars started at the same instant on one socket: exactly one binds, every other is refused as
+    /// in use, and the winner's socket answers (without the lock two could each remove the other's file).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sidecars_started_at_once_bind_one_socket() {
+        for round in 0..10 {
+            let path = temp_socket(&format!("race-{round}"));
+            let start = Arc::new(std::sync::Barrier::new(6));
+            let runtime = tokio::runtime::Handle::current();
+            let racers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, start, runtime) = (path.clone(), start.clone(), runtime.clone());
+                    std::thread::spawn(move || {
+                        let _in_runtime = runtime.enter();
+                        start.wait();
+                        bind(&path)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+            let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+            assert_eq!(won.len(), 1, "round {round}: {} bound", won.len());
+            assert!(
+                results
+                    .iter()
+                    .filter_map(|r| r.as_ref().err())
+                    .all(|e| matches!(e, SignerError::SocketInUse { .. })),
+                "round {round}"
+            );
+            let winner = results.into_iter().find_map(Result::ok).unwrap();
+            let (accepted, connected) = tokio::join!(winner.accept(), UnixStream::connect(&path));
+            accepted.unwrap();
+            connected.unwrap();
+        }
     }
 
     #[tokio::test]
