@@ -226,8 +226,8 @@ async fn a_key_past_its_dead_man_deadline_cancels_its_orders() {
             .unwrap();
         let op = client.sign_key_op(&key, account, op, 30).await.unwrap();
         let session = sessions.getSession(key.id()).call().await.unwrap();
+        // The op's own expiry: the uint48 in signature bytes 1..7.
         let until = u64::from_be_bytes([
-            0,
             0,
             0,
             op.signature[1],
@@ -235,6 +235,7 @@ async fn a_key_past_its_dead_man_deadline_cancels_its_orders() {
             op.signature[3],
             op.signature[4],
             op.signature[5],
+            op.signature[6],
         ]);
         let now = client.chain_time().await.unwrap();
         check_session_op(&session, key.id(), &op, until, now).unwrap();
