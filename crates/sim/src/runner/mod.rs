@@ -299,24 +299,21 @@ pub async fn run_from<B: Backend>(
         .fold(0.0, |sum, v| sum + v);
     let last = series.last().cloned().expect("at least step 0");
     let (peak_loss_step, peak_loss) = peak_loss(&series);
-    let open_pnl: f64 = accounts
+    // Each account's open PnL (value less collateral), read once for the pool's PnL and the winners'.
+    let pnls: Vec<f64> = accounts
         .iter()
         .filter_map(|a| {
             let value = a.account_value.parse::<I256>().ok()?;
             let collateral = a.collateral.parse::<I256>().ok()?;
             Some(quote_to_usd(value - collateral))
         })
-        .fold(0.0, |sum, v| sum + v);
+        .collect();
+    let open_pnl: f64 = pnls.iter().fold(0.0, |sum, v| sum + v);
     // Open PnL beyond an account's collateral (its shortfall) the pool cannot collect.
     let pool_pnl = last.pool - series[0].pool - open_pnl - open_shortfall;
-    let winners_profit: f64 = accounts
+    let winners_profit: f64 = pnls
         .iter()
-        .filter_map(|a| {
-            let value = a.account_value.parse::<I256>().ok()?;
-            let collateral = a.collateral.parse::<I256>().ok()?;
-            Some(quote_to_usd(value - collateral))
-        })
-        .filter(|pnl| *pnl > 0.0)
+        .filter(|pnl| **pnl > 0.0)
         .fold(0.0, |sum, v| sum + v);
     let socialised_loss = last.bad_debt + (open_shortfall - last.insurance_fund).max(0.0);
     let (adl_haircut, adl_uncovered) = socialise(socialised_loss, winners_profit);
