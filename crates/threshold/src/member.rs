@@ -480,12 +480,18 @@ impl Member {
             .expect("checked on joining") as u16;
         Ok(match &share {
             Share::Secp256k1(s) => AnyPresignature::Secp256k1(
-                self.timed("presignature", protocol::presign(eid, i, parties, s, links))
-                    .await?,
+                self.timed(
+                    "presignature",
+                    protocol::presign(eid, i, parties.to_vec(), s.clone(), links),
+                )
+                .await?,
             ),
             Share::P256(s) => AnyPresignature::P256(
-                self.timed("presignature", protocol::presign(eid, i, parties, s, links))
-                    .await?,
+                self.timed(
+                    "presignature",
+                    protocol::presign(eid, i, parties.to_vec(), s.clone(), links),
+                )
+                .await?,
             ),
         })
     }
