@@ -1,7 +1,12 @@
 //! `keyscope account create|info`, `deposit`, `withdraw`: the owner's side of the account.
 
-use alloy::{network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest};
-use alloy_primitives::{I256, U256};
+use alloy::{
+    network::TransactionBuilder,
+    providers::Provider,
+    rpc::types::{Filter, TransactionRequest},
+    sol_types::SolEvent,
+};
+use alloy_primitives::{B256, I256, U256};
 use clap::Subcommand;
 use keyscope_core::{
     bindings::{IEntryPoint, ISessionManager, PerpVenue, TestUSD, TradingAccount},
@@ -222,7 +227,99 @@ async fn info(g: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn deposit(g: &Global, amount: &str) -> anyhow::Result<()> {
+/// How long after moving an amount the same amount is taken for a re-run rather than a second move.
+pub const REPEAT_WINDOW_SECS: u64 = 600;
+/// How far back (in blocks) the venue's log is searched for that move; RPC providers cap a log query's
+/// range near 10,000 blocks.
+const REPEAT_LOOKBACK_BLOCKS: u64 = 5_000;
+
+/// Margin moved by the owner: into the venue or back out.
+#[derive(Clone, Copy)]
+enum Move {
+    Deposit,
+    Withdraw,
+}
+
+impl Move {
+    fn topic(self) -> B256 {
+        match self {
+            Move::Deposit => PerpVenue::Deposited::SIGNATURE_HASH,
+            Move::Withdraw => PerpVenue::Withdrawn::SIGNATURE_HASH,
+        }
+    }
+
+    fn past(self) -> &'static str {
+        match self {
+            Move::Deposit => "deposited",
+            Move::Withdraw => "withdrew",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Move::Deposit => "deposit",
+            Move::Withdraw => "withdraw",
+        }
+    }
+}
+
+/// Refuses a margin move that looks like a re-run: the venue's own log (the chain, not a file on this
+/// machine) shows the account moved exactly `amount` the same way within [`REPEAT_WINDOW_SECS`] of the
+/// chain's time. `again` is the user saying the second move is meant.
+async fn refuse_repeat(ctx: &Ctx, kind: Move, amount: U256, again: bool) -> anyhow::Result<()> {
+    if again {
+        return Ok(());
+    }
+    let latest = ctx
+        .provider
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the chain has no latest block"))?;
+    let now = latest.header.timestamp;
+    let filter = Filter::new()
+        .address(ctx.deployment.venue)
+        .event_signature(kind.topic())
+        .topic1(ctx.account.into_word())
+        .from_block(latest.header.number.saturating_sub(REPEAT_LOOKBACK_BLOCKS))
+        .to_block(latest.header.number);
+    for log in ctx.provider.get_logs(&filter).await?.iter().rev() {
+        // Both events carry (account, amount); the amount is the log's only data word.
+        if log.data().data.len() != 32 || U256::from_be_slice(&log.data().data) != amount {
+            continue;
+        }
+        let Some(number) = log.block_number else {
+            continue;
+        };
+        let Some(block) = ctx.provider.get_block_by_number(number.into()).await? else {
+            continue;
+        };
+        let ago = now.saturating_sub(block.header.timestamp);
+        if ago > REPEAT_WINDOW_SECS {
+            break;
+        }
+        anyhow::bail!(
+            "this account {} {} tUSD {} ago (block {number}, transaction {}); nothing was sent, so a re-run \
+             moves no money twice — to {} another {} tUSD, run the command again with --again",
+            kind.past(),
+            format_amount(amount, 6),
+            ago_text(ago),
+            log.transaction_hash.unwrap_or_default(),
+            kind.verb(),
+            format_amount(amount, 6),
+        );
+    }
+    Ok(())
+}
+
+fn ago_text(secs: u64) -> String {
+    match secs {
+        0..=1 => "a moment".into(),
+        2..=119 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs / 60),
+    }
+}
+
+pub async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
@@ -237,6 +334,7 @@ pub async fn deposit(g: &Global, amount: &str) -> anyhow::Result<()> {
             format_units(amount, 6)
         );
     }
+    refuse_repeat(&ctx, Move::Deposit, amount, again).await?;
     let calls = vec![
         ops::approve(ctx.deployment.collateral, ctx.deployment.venue, U256::MAX),
         ops::deposit_margin(ctx.deployment.venue, amount),
@@ -257,10 +355,11 @@ pub async fn deposit(g: &Global, amount: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn withdraw(g: &Global, amount: &str) -> anyhow::Result<()> {
+pub async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
+    refuse_repeat(&ctx, Move::Withdraw, amount, again).await?;
     let op = ctx
         .client
         .owner_op(

@@ -94,15 +94,23 @@ enum Command {
     /// Create or inspect the trading account.
     #[command(subcommand)]
     Account(account::AccountCommand),
-    /// Move collateral from the account into its venue margin.
+    /// Move collateral from the account into its venue margin. The same amount moved in the last ten
+    /// minutes (read from the venue's log) is taken for a re-run and refused unless --again.
     Deposit {
         /// Amount in collateral units (e.g. 1000.5).
         amount: String,
+        /// Deposit even though the same amount was deposited in the last ten minutes.
+        #[arg(long)]
+        again: bool,
     },
-    /// Move collateral from venue margin back to the account (owner only; never a session key).
+    /// Move collateral from venue margin back to the account (owner only; never a session key). The same
+    /// amount moved in the last ten minutes is taken for a re-run and refused unless --again.
     Withdraw {
         /// Amount in collateral units.
         amount: String,
+        /// Withdraw even though the same amount was withdrawn in the last ten minutes.
+        #[arg(long)]
+        again: bool,
     },
     /// Grant, revoke and list session keys.
     #[command(subcommand)]
@@ -190,8 +198,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devnet(args) => devnet::run(&g, args).await,
         Command::Demo(args) => demo::run(&g, args).await,
         Command::Account(cmd) => account::run(&g, cmd).await,
-        Command::Deposit { amount } => account::deposit(&g, &amount).await,
-        Command::Withdraw { amount } => account::withdraw(&g, &amount).await,
+        Command::Deposit { amount, again } => account::deposit(&g, &amount, again).await,
+        Command::Withdraw { amount, again } => account::withdraw(&g, &amount, again).await,
         Command::Session(cmd) => session::run(&g, cmd).await,
         Command::Order(cmd) => order::run(&g, cmd).await,
         Command::Quote(cmd) => quote::run(&g, cmd).await,

@@ -700,7 +700,7 @@ async fn usd_balances(
 }
 
 #[tokio::test]
-async fn account_create_run_twice_moves_money_once() {
+async fn money_commands_run_twice_move_money_once() {
     let devnet = Devnet::start(&repo_root(), 0, 41_281)
         .await
         .expect("devnet starts");
@@ -749,6 +749,48 @@ async fn account_create_run_twice_moves_money_once() {
         "{text}"
     );
     assert_eq!(usd_balances(&chain, &devnet, account, owner).await, once);
+
+    // deposit and withdraw: a re-run of the same amount within ten minutes (the venue's own log says so)
+    // is refused with what to do and moves nothing; --again, another amount or a later run moves.
+    let margin = || async {
+        PerpVenue::new(devnet.deployment.venue, &chain)
+            .collateralOf(account)
+            .call()
+            .await
+            .unwrap()
+            .into_raw()
+    };
+    cli.ok(&["deposit", "5000"]);
+    assert_eq!(margin().await, parse_units("5000", 6).unwrap());
+    let e = cli.err(&["deposit", "5000"]);
+    assert!(
+        e.contains("this account deposited 5,000 tUSD")
+            && e.contains("nothing was sent")
+            && e.contains("--again"),
+        "{e}"
+    );
+    assert_eq!(margin().await, parse_units("5000", 6).unwrap());
+    cli.ok(&["deposit", "2500"]);
+    cli.ok(&["deposit", "5000", "--again"]);
+    assert_eq!(margin().await, parse_units("12500", 6).unwrap());
+    cli.ok(&["withdraw", "1000"]);
+    let e = cli.err(&["withdraw", "1000"]);
+    assert!(
+        e.contains("this account withdrew 1,000 tUSD") && e.contains("--again"),
+        "{e}"
+    );
+    assert_eq!(margin().await, parse_units("11500", 6).unwrap());
+    // Past the window the same amount is a new decision.
+    advance_time(&chain, 601).await;
+    cli.ok(&["withdraw", "1000"]);
+    assert_eq!(margin().await, parse_units("10500", 6).unwrap());
+    assert_eq!(
+        usd_balances(&chain, &devnet, account, owner).await,
+        (
+            parse_units("9500", 6).unwrap(),
+            parse_units("30000", 6).unwrap()
+        )
+    );
 }
 
 #[tokio::test]
