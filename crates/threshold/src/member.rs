@@ -220,6 +220,12 @@ impl Member {
         lock(&self.inner.share).as_ref().map(Share::info)
     }
 
+    /// The key's public facts once this member holds its share, waiting up to `within`: a member that
+    /// joined key generation may still be saving its share when the coordinator's call returns.
+    pub async fn key_within(&self, within: Duration) -> Result<QuorumKeyInfo, ThresholdError> {
+        self.wait_for("a share", within, || self.key()).await
+    }
+
     fn n(&self) -> u16 {
         self.inner.config.addresses.len() as u16
     }
