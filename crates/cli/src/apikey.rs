@@ -19,7 +19,7 @@ use keyscope_core::api_key::{
 };
 use serde_json::{Value, json};
 
-use crate::{Global, context::Ctx, output::emit};
+use crate::{context::Ctx, global::Global, output::emit};
 
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCommand {

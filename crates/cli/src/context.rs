@@ -17,7 +17,7 @@ use keyscope_core::{
     user_op::PackedUserOperation,
 };
 
-use crate::Global;
+use crate::global::Global;
 
 pub struct Ctx {
     pub provider: DynProvider,

@@ -215,7 +215,7 @@ async fn start(project: &std::path::Path, json: bool) -> anyhow::Result<Stack> {
     })
 }
 
-pub async fn run(g: &crate::Global, args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(g: &crate::global::Global, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let stack = start(&g.project, g.json).await?;
     let outcome = tokio::select! {

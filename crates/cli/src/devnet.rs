@@ -18,7 +18,7 @@ use keyscope_core::{
 };
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 #[derive(Debug, clap::Args)]
 pub struct DevnetArgs {

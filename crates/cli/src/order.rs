@@ -18,8 +18,8 @@ use keyscope_signer::SignerClient;
 use serde_json::json;
 
 use crate::{
-    Global,
     context::Ctx,
+    global::Global,
     output::{emit, outcome_json},
 };
 

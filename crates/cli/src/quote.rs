@@ -28,7 +28,7 @@ use keyscope_signer::SignerClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Global, context::Ctx, output::emit};
+use crate::{context::Ctx, global::Global, output::emit};
 
 #[derive(Debug, Subcommand)]
 pub enum QuoteCommand {

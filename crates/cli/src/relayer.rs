@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use keyscope_relayer::{Config, Relayer, config::BundlingMode, store};
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 /// The chain endpoint `Global::rpc` defaults to.
 const DEFAULT_RPC: &str = "http://127.0.0.1:8545";

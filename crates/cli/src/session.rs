@@ -13,8 +13,8 @@ use keyscope_core::{
 use serde_json::json;
 
 use crate::{
-    Global,
     context::Ctx,
+    global::Global,
     output::{emit, outcome_json},
 };
 

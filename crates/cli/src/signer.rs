@@ -16,7 +16,7 @@ use keyscope_signer::{
 };
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 #[derive(Debug, Subcommand)]
 pub enum SignerCommand {

@@ -15,7 +15,7 @@ use keyscope_sim::{
 };
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SimCommand {
