@@ -8,7 +8,7 @@ use clap::Args;
 /// Options every command takes (listed apart from each command's own in its help).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
-pub struct Global {
+pub(crate) struct Global {
     /// JSON-RPC endpoint of the chain.
     #[arg(
         long,

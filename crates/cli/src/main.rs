@@ -1,6 +1,9 @@
 //! `keyscope`: a trader's terminal for Keyscope accounts — deploy an account, fund it, grant and revoke
 //! session keys, trade, watch the portfolio — and a one-command local devnet.
 
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
+
 mod account;
 mod apikey;
 mod completions;
