@@ -16,13 +16,13 @@ use keyscope_core::{
 use serde_json::json;
 
 use crate::{
-    Global,
     context::Ctx,
+    global::Global,
     output::{emit, outcome_json},
 };
 
 #[derive(Debug, Subcommand)]
-pub enum AccountCommand {
+pub(crate) enum AccountCommand {
     /// Deploy the account in its first UserOp (funding it with ETH for gas) and approve the venue.
     Create {
         /// ETH sent from the relayer EOA to the account for gas, if it has less.
@@ -38,7 +38,7 @@ pub enum AccountCommand {
     Address,
 }
 
-pub async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
     match cmd {
         AccountCommand::Create { fund, collateral } => {
             create(g, &fund, collateral.as_deref()).await
@@ -228,7 +228,7 @@ async fn info(g: &Global) -> anyhow::Result<()> {
 }
 
 /// How long after moving an amount the same amount is taken for a re-run rather than a second move.
-pub const REPEAT_WINDOW_SECS: u64 = 600;
+pub(crate) const REPEAT_WINDOW_SECS: u64 = 600;
 /// How far back (in blocks) the venue's log is searched for that move; RPC providers cap a log query's
 /// range near 10,000 blocks.
 const REPEAT_LOOKBACK_BLOCKS: u64 = 5_000;
@@ -319,7 +319,7 @@ fn ago_text(secs: u64) -> String {
     }
 }
 
-pub async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
+pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
@@ -355,7 +355,7 @@ pub async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Result<()
     Ok(())
 }
 
-pub async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
+pub(crate) async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;

@@ -19,10 +19,10 @@ use keyscope_core::api_key::{
 };
 use serde_json::{Value, json};
 
-use crate::{Global, context::Ctx, output::emit};
+use crate::{context::Ctx, global::Global, output::emit};
 
 #[derive(Debug, Subcommand)]
-pub enum ApiKeyCommand {
+pub(crate) enum ApiKeyCommand {
     /// Generate a new API key and write its secret to a file (readable by you only).
     Create {
         /// Where to write it.
@@ -56,19 +56,24 @@ pub enum ApiKeyCommand {
 }
 
 /// Reads the API key file `path`.
-pub fn read_key(path: &Path) -> anyhow::Result<ApiKey> {
+pub(crate) fn read_key(path: &Path) -> anyhow::Result<ApiKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read API key file {}", path.display()))?;
     ApiKey::from_hex(&text).with_context(|| format!("API key file {}", path.display()))
 }
 
 /// The API key of --api-key, if given.
-pub fn api_key(g: &Global) -> anyhow::Result<Option<ApiKey>> {
+pub(crate) fn api_key(g: &Global) -> anyhow::Result<Option<ApiKey>> {
     g.api_key.as_deref().map(read_key).transpose()
 }
 
 /// Calls the relayer at `url`, signing with --api-key if given. A refusal reads with its code.
-pub async fn call(g: &Global, url: &str, method: &str, params: Value) -> Result<Value, Value> {
+pub(crate) async fn call(
+    g: &Global,
+    url: &str,
+    method: &str,
+    params: Value,
+) -> Result<Value, Value> {
     let key = api_key(g).map_err(|e| json!({ "message": format!("{e:#}") }))?;
     let client = alloy::transports::http::reqwest::Client::new();
     call_relayer(
@@ -120,7 +125,7 @@ fn refused(url: &str, e: Value) -> anyhow::Error {
     }
 }
 
-pub async fn run(g: &Global, cmd: ApiKeyCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, cmd: ApiKeyCommand) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCommand::Create { out } => {
             if out.exists() {

@@ -6,7 +6,7 @@ use std::io::Write;
 use clap_complete::Shell;
 
 /// Writes `shell`'s completion script for `command` to stdout.
-pub fn print(shell: Shell, command: &mut clap::Command) -> anyhow::Result<()> {
+pub(crate) fn print(shell: Shell, command: &mut clap::Command) -> anyhow::Result<()> {
     let mut script = Vec::new();
     clap_complete::generate(shell, command, "keyscope", &mut script);
     // Written in one piece, so a closed pipe is an error main reports as one, not a panic mid-script.

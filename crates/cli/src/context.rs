@@ -17,9 +17,9 @@ use keyscope_core::{
     user_op::PackedUserOperation,
 };
 
-use crate::Global;
+use crate::global::Global;
 
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub provider: DynProvider,
     pub client: Client<DynProvider>,
     pub deployment: Deployment,
@@ -33,7 +33,7 @@ pub struct Ctx {
 
 /// The owner key from --key or --keystore. When both are set, the one typed on the command line wins over
 /// the one from the environment (KEYSCOPE_KEY, KEYSCOPE_KEYSTORE); both typed is an error.
-pub fn owner_key(g: &Global) -> anyhow::Result<PrivateKeySigner> {
+pub(crate) fn owner_key(g: &Global) -> anyhow::Result<PrivateKeySigner> {
     let from_env =
         |var: &str, value: &std::ffi::OsStr| std::env::var_os(var).is_some_and(|v| v == value);
     let use_keystore = match (&g.owner_key, &g.keystore) {
@@ -131,7 +131,7 @@ fn deployment_path(g: &Global, chain_id: u64) -> PathBuf {
 }
 
 impl Ctx {
-    pub async fn connect(g: &Global) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(g: &Global) -> anyhow::Result<Self> {
         let owner = owner_key(g)?;
         let relayer = match &g.relayer_key {
             Some(k) => signer::from_hex(k)?,
@@ -189,12 +189,12 @@ impl Ctx {
         })
     }
 
-    pub fn salt(g: &Global) -> U256 {
+    pub(crate) fn salt(g: &Global) -> U256 {
         U256::from(g.salt)
     }
 
     /// Fails unless the account is deployed.
-    pub async fn require_account(&self) -> anyhow::Result<()> {
+    pub(crate) async fn require_account(&self) -> anyhow::Result<()> {
         if !self.client.is_deployed(self.account).await? {
             bail!(
                 "unknown account: nothing is deployed at {} for owner {} yet; run `keyscope account create`",
@@ -206,7 +206,7 @@ impl Ctx {
     }
 
     /// Submits `op` (simulated first; through a bundler checked to be one) and fails if its execution reverted.
-    pub async fn send(&self, op: &PackedUserOperation) -> anyhow::Result<OpOutcome> {
+    pub(crate) async fn send(&self, op: &PackedUserOperation) -> anyhow::Result<OpOutcome> {
         if let Some(url) = &self.bundler {
             check_bundler(url, &self.rpc, self.deployment.entry_point).await?;
         }

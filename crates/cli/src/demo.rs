@@ -31,7 +31,7 @@ use keyscope_sim::runner::{AccountState, Outcome, StepRecord};
 use serde_json::{Value, json};
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Where the report (summary.json, series.csv, chart.svg) is written.
     #[arg(long, default_value = "reports/demo")]
     out: PathBuf,
@@ -215,7 +215,7 @@ async fn start(project: &std::path::Path, json: bool) -> anyhow::Result<Stack> {
     })
 }
 
-pub async fn run(g: &crate::Global, args: DemoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &crate::global::Global, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let stack = start(&g.project, g.json).await?;
     let outcome = tokio::select! {

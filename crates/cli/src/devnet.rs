@@ -18,10 +18,10 @@ use keyscope_core::{
 };
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 #[derive(Debug, clap::Args)]
-pub struct DevnetArgs {
+pub(crate) struct DevnetArgs {
     /// Port for anvil's JSON-RPC.
     #[arg(long, default_value_t = 8545)]
     port: u16,
@@ -39,7 +39,7 @@ pub struct DevnetArgs {
 /// Devnet prices: BTC and ETH, republished so they stay fresh.
 const PRICES: [(&str, &str); 2] = [("BTC", "60000"), ("ETH", "3000")];
 
-pub async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, args: DevnetArgs) -> anyhow::Result<()> {
     let devnet = Devnet::start(&g.project, args.port, args.chain_id).await?;
     let d = devnet.deployment.clone();
     let deployer = devnet.signer(0);

@@ -18,13 +18,13 @@ use keyscope_signer::SignerClient;
 use serde_json::json;
 
 use crate::{
-    Global,
     context::Ctx,
+    global::Global,
     output::{emit, outcome_json},
 };
 
 #[derive(Debug, Subcommand)]
-pub enum OrderCommand {
+pub(crate) enum OrderCommand {
     /// Place an order (fills at the oracle price if it is within --limit).
     Place {
         #[arg(long)]
@@ -70,7 +70,7 @@ pub enum OrderCommand {
 /// A session key that signs: given here (either curve), or held by the `keyscope signer` sidecar. Shared by
 /// `order` (where, without one, the owner signs) and `quote` (which needs one).
 #[derive(Debug, clap::Args)]
-pub struct KeySourceArgs {
+pub(crate) struct KeySourceArgs {
     /// Session private key (hex).
     #[arg(
         long = "session-key",
@@ -98,7 +98,7 @@ pub struct KeySourceArgs {
 /// Sign as a session key instead of the owner: a key given here, or a key held by `keyscope signer`;
 /// without either, the owner signs.
 #[derive(Debug, clap::Args)]
-pub struct SessionKeyArgs {
+pub(crate) struct SessionKeyArgs {
     #[command(flatten)]
     source: KeySourceArgs,
     /// Nonce lane of the session key (parallel streams use different lanes).
@@ -282,7 +282,7 @@ fn fmt_signed(v: I256) -> String {
     if v.is_negative() { format!("-{s}") } else { s }
 }
 
-pub async fn run(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     match cmd {
@@ -359,7 +359,7 @@ pub async fn run(g: &Global, cmd: OrderCommand) -> anyhow::Result<()> {
     }
 }
 
-pub async fn portfolio(g: &Global) -> anyhow::Result<()> {
+pub(crate) async fn portfolio(g: &Global) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let pf = PerpVenue::new(ctx.deployment.venue, &ctx.provider)

@@ -5,7 +5,7 @@ use std::io::Write;
 use keyscope_core::client::OpOutcome;
 use serde_json::{Value, json};
 
-pub fn emit(json_mode: bool, value: Value, human: impl FnOnce() -> String) {
+pub(crate) fn emit(json_mode: bool, value: Value, human: impl FnOnce() -> String) {
     let text = if json_mode {
         value.to_string()
     } else {
@@ -20,7 +20,7 @@ pub fn emit(json_mode: bool, value: Value, human: impl FnOnce() -> String) {
     }
 }
 
-pub fn outcome_json(o: &OpOutcome) -> Value {
+pub(crate) fn outcome_json(o: &OpOutcome) -> Value {
     json!({
         "userOpHash": o.user_op_hash,
         "transactionHash": o.tx_hash,

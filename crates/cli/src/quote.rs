@@ -28,10 +28,10 @@ use keyscope_signer::SignerClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Global, context::Ctx, output::emit};
+use crate::{context::Ctx, global::Global, output::emit};
 
 #[derive(Debug, Subcommand)]
-pub enum QuoteCommand {
+pub(crate) enum QuoteCommand {
     /// Sign an order with the session key and place it with the matcher.
     Place {
         /// The market, by name (BTC).
@@ -119,13 +119,13 @@ pub enum QuoteCommand {
 
 /// A side of the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Side {
+pub(crate) enum Side {
     Buy,
     Sell,
 }
 
 /// The session key that signs quotes and requests (`order`'s key flags).
-pub type QuoteKeyArgs = crate::order::KeySourceArgs;
+pub(crate) type QuoteKeyArgs = crate::order::KeySourceArgs;
 
 /// What signs orders and requests.
 enum KeyHandle {
@@ -311,7 +311,7 @@ struct Done {
     scheduled_cancel_ms: Option<u64>,
 }
 
-pub async fn run(g: &Global, cmd: QuoteCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, cmd: QuoteCommand) -> anyhow::Result<()> {
     // Reading the book or an order needs no key: only the deployment, for market names.
     match cmd {
         QuoteCommand::Book { market, depth } => {

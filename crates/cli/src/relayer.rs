@@ -5,13 +5,13 @@ use std::{net::SocketAddr, path::PathBuf};
 use keyscope_relayer::{Config, Relayer, config::BundlingMode, store};
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 /// The chain endpoint `Global::rpc` defaults to.
 const DEFAULT_RPC: &str = "http://127.0.0.1:8545";
 
 #[derive(Debug, clap::Args)]
-pub struct RelayerArgs {
+pub(crate) struct RelayerArgs {
     #[command(subcommand)]
     command: Option<RelayerCommand>,
     /// TOML config file (every field optional; flags and KEYSCOPE_RELAYER_* override it).
@@ -109,7 +109,7 @@ enum RelayerCommand {
 }
 
 /// The configuration: file, then flags and environment.
-pub fn config(g: &Global, args: &RelayerArgs) -> anyhow::Result<Config> {
+pub(crate) fn config(g: &Global, args: &RelayerArgs) -> anyhow::Result<Config> {
     let mut c = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -234,7 +234,7 @@ fn tls_init(g: &Global, out: &std::path::Path, hosts: &[String], days: i64) -> a
     Ok(())
 }
 
-pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
     match &args.command {
         Some(RelayerCommand::Audit { data_dir, format }) => return export(data_dir, format),
         Some(RelayerCommand::TlsInit { out, hosts, days }) => {
@@ -287,7 +287,7 @@ pub async fn run(g: &Global, args: RelayerArgs) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C or SIGTERM.
-pub async fn wait_for_stop() {
+pub(crate) async fn wait_for_stop() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

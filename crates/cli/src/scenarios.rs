@@ -9,7 +9,7 @@ use anyhow::Context;
 use keyscope_sim::scenario::Scenario;
 
 /// Each shipped scenario's name and text (the repository's `scenarios/*.toml`).
-pub const SHIPPED: &[(&str, &str)] = &[
+pub(crate) const SHIPPED: &[(&str, &str)] = &[
     (
         "breaker-drawdown",
         include_str!("../../../scenarios/breaker-drawdown.toml"),
@@ -30,7 +30,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
 ];
 
 /// The scenario `arg` names: the file if it exists, else the shipped scenario of that name.
-pub fn load(arg: &Path) -> anyhow::Result<Scenario> {
+pub(crate) fn load(arg: &Path) -> anyhow::Result<Scenario> {
     if arg.is_file() {
         return Ok(Scenario::load(arg)?);
     }
@@ -57,7 +57,7 @@ pub fn load(arg: &Path) -> anyhow::Result<Scenario> {
 }
 
 /// The first sentence of a shipped scenario's opening comment: what it shows.
-pub fn summary(text: &str) -> String {
+pub(crate) fn summary(text: &str) -> String {
     let comment = text
         .lines()
         .map_while(|l| l.strip_prefix('#'))

@@ -13,13 +13,13 @@ use keyscope_core::{
 use serde_json::json;
 
 use crate::{
-    Global,
     context::Ctx,
+    global::Global,
     output::{emit, outcome_json},
 };
 
 #[derive(Debug, Subcommand)]
-pub enum SessionCommand {
+pub(crate) enum SessionCommand {
     /// Grant a session key a trading scope on the venue (it can never withdraw).
     Grant(Box<GrantArgs>),
     /// Revoke one session key.
@@ -53,7 +53,7 @@ pub enum SessionCommand {
 
 /// `keyscope session grant`'s flags: the scope and its money limits.
 #[derive(Debug, clap::Args)]
-pub struct GrantArgs {
+pub(crate) struct GrantArgs {
     /// The session key: its address, a P-256 key's id (`keyscope signer new-key --curve p256` prints it),
     /// or the secp256k1 private key itself (hex) as `order --session-key` takes it — its address is granted.
     #[arg(long = "session-key", value_parser = parse_session_key)]
@@ -172,7 +172,7 @@ fn parse_outflow(s: &str) -> Result<FixedBytes<4>, String> {
     parse_selector(s).map_err(|e| e.to_string())
 }
 
-pub async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, cmd: SessionCommand) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     match cmd {
@@ -370,7 +370,7 @@ async fn grant(ctx: &Ctx, g: &Global, args: Box<GrantArgs>) -> anyhow::Result<()
 
 /// What a key can do now, read from the chain at this moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
+pub(crate) enum KeyState {
     /// Revoked, rotated away or ended by `revoke-all`.
     Revoked,
     /// Past its `validUntil`.
@@ -430,13 +430,13 @@ impl KeyState {
     }
 
     /// Whether the key can still open risk.
-    pub fn can_trade(self) -> bool {
+    pub(crate) fn can_trade(self) -> bool {
         matches!(self, Self::Active | Self::SuccessorCommitted)
     }
 }
 
 /// `key`'s state at chain time `now` (with its dead-man deadline and committed successor, read for it).
-pub async fn key_state(
+pub(crate) async fn key_state(
     ctx: &Ctx,
     s: &keyscope_core::bindings::ITradingAccount::SessionInfo,
     key: Address,

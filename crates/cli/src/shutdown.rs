@@ -31,7 +31,7 @@ static WORKER_PID: AtomicI32 = AtomicI32::new(0);
 
 /// In the process the user started: runs this same command line as a worker and exits as it does (never
 /// returns). In the worker: returns at once. Call before any thread or runtime is started.
-pub fn supervise() {
+pub(crate) fn supervise() {
     if std::env::var_os(WORKER).is_some() {
         return;
     }
@@ -95,7 +95,7 @@ static CLAIMED: AtomicBool = AtomicBool::new(false);
 static STOP: Notify = Notify::const_new();
 
 /// Starts the watcher. Call once, inside the runtime, before any child is spawned.
-pub fn install() -> anyhow::Result<()> {
+pub(crate) fn install() -> anyhow::Result<()> {
     let kinds = [
         (SignalKind::interrupt(), libc::SIGINT),
         (SignalKind::terminate(), libc::SIGTERM),
@@ -118,13 +118,13 @@ pub fn install() -> anyhow::Result<()> {
 }
 
 /// Resolves at the next SIGINT, SIGTERM or SIGHUP, which the caller then handles by stopping cleanly.
-pub async fn requested() {
+pub(crate) async fn requested() {
     CLAIMED.store(true, Ordering::SeqCst);
     STOP.notified().await;
 }
 
 /// Sends SIGKILL to every child of this process and waits for each to be gone.
-pub fn kill_children() {
+pub(crate) fn kill_children() {
     for pid in children() {
         // SAFETY: plain syscalls on pids that are our own children (only we can reap them, so a pid
         // cannot have been reused before waitpid returns).

@@ -16,10 +16,10 @@ use keyscope_signer::{
 };
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 #[derive(Debug, Subcommand)]
-pub enum SignerCommand {
+pub(crate) enum SignerCommand {
     /// Run the signing sidecar from its config file until stopped: it holds the keys and signs a strategy's
     /// in-scope ops over a Unix socket. Keystore password: KEYSCOPE_SIGNER_PASSWORD; HSM PIN: KEYSCOPE_HSM_PIN.
     Serve {
@@ -144,7 +144,7 @@ fn quorum_key_made(g: &Global, id: Address, curve: Curve, t: u16, n: u16) {
     );
 }
 
-pub async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
     match cmd {
         SignerCommand::Serve { config } => {
             let config = SignerConfig::load(&config)?;

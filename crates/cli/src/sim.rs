@@ -15,10 +15,10 @@ use keyscope_sim::{
 };
 use serde_json::json;
 
-use crate::{Global, output::emit};
+use crate::{global::Global, output::emit};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum SimCommand {
+pub(crate) enum SimCommand {
     /// Run a scenario file and write summary.json, series.csv and chart.svg.
     Run {
         /// Scenario file (TOML), e.g. scenarios/crash-30pct.toml, or a shipped scenario's name
@@ -67,7 +67,7 @@ pub enum SimCommand {
 
 /// The book a Monte Carlo run holds fixed or draws anew.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum BookArg {
+pub(crate) enum BookArg {
     Fixed,
     Random,
 }
@@ -81,12 +81,12 @@ struct McOptions {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum BackendKind {
+pub(crate) enum BackendKind {
     Revm,
     Anvil,
 }
 
-pub async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
+pub(crate) async fn run_command(g: &Global, cmd: SimCommand) -> anyhow::Result<()> {
     match cmd {
         SimCommand::Run {
             scenario,

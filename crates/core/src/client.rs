@@ -32,20 +32,29 @@ use crate::{
 #[derive(Debug, Clone)]
 pub enum Submission {
     /// `handleOps` from the provider's wallet; fees refunded to `beneficiary`.
-    SelfBundle { beneficiary: Address },
+    SelfBundle {
+        /// The address the EntryPoint pays the ops' gas refund to.
+        beneficiary: Address,
+    },
     /// An ERC-4337 bundler's JSON-RPC endpoint.
-    Bundler { url: String },
+    Bundler {
+        /// The bundler's JSON-RPC URL.
+        url: String,
+    },
 }
 
 /// What happened to a submitted op.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpOutcome {
+    /// The op's ERC-4337 hash (what `eth_getUserOperationReceipt` is asked about).
     pub user_op_hash: B256,
+    /// The hash of the transaction that included the op.
     pub tx_hash: B256,
     /// False when the op was included but its calls reverted (the gas is paid all the same).
     pub success: bool,
     /// The typed reason of a reverted execution.
     pub revert_reason: Option<Refusal>,
+    /// What the op cost the account in wei (gas used times the effective gas price).
     pub actual_gas_cost: U256,
 }
 
@@ -55,14 +64,19 @@ pub enum ClientError {
     /// The chain refuses the op (simulated before sending): the typed reason says why.
     #[error("refused: {0}")]
     Refused(Refusal),
+    /// The chain's node failed or answered something unreadable.
     #[error("rpc error: {0}")]
     Rpc(String),
+    /// The bundler refused the op or failed.
     #[error("bundler error: {0}")]
     Bundler(String),
+    /// The session signature could not be built.
     #[error(transparent)]
     Sign(#[from] SessionSignError),
+    /// The op could not be assembled or hashed.
     #[error(transparent)]
     UserOp(#[from] UserOpError),
+    /// The op was not included in time.
     #[error("the op was not included within {0:?}")]
     Timeout(Duration),
 }
@@ -114,10 +128,12 @@ impl<P: Provider + Clone> Client<P> {
         }
     }
 
+    /// The deployment this client talks to.
     pub fn deployment(&self) -> &Deployment {
         &self.deployment
     }
 
+    /// The provider this client reads and sends through.
     pub fn provider(&self) -> &P {
         &self.provider
     }
@@ -135,6 +151,7 @@ impl<P: Provider + Clone> Client<P> {
             .map_err(rpc)
     }
 
+    /// Whether `account` has code on-chain (is deployed).
     pub async fn is_deployed(&self, account: Address) -> Result<bool, ClientError> {
         Ok(!self
             .provider

@@ -13,31 +13,48 @@ pub enum DeploymentError {
         "cannot read deployment file {path}: {source} (run `forge script script/Deploy.s.sol` or `keyscope devnet` first)"
     )]
     Read {
+        /// The file's path.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
     /// The file is not a deployment.
     #[error("deployment file {path} is not valid: {source}")]
     Parse {
+        /// The file's path.
         path: String,
+        /// Why its JSON is not a deployment.
         source: serde_json::Error,
     },
     /// A market name the deployment does not list.
     #[error("unknown market {name:?}; this deployment lists {known}")]
-    UnknownMarket { name: String, known: String },
+    UnknownMarket {
+        /// The market asked for.
+        name: String,
+        /// The markets the deployment lists, comma-separated.
+        known: String,
+    },
 }
 
 /// Addresses of one Keyscope deployment, and its markets by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
+    /// The chain the contracts are deployed on.
     pub chain_id: u64,
+    /// The block the contracts were deployed in (0 when unknown): log scans start there.
     pub block: u64,
+    /// The ERC-4337 EntryPoint (v0.8).
     pub entry_point: Address,
+    /// The factory that deploys TradingAccounts at CREATE2 addresses.
     pub account_factory: Address,
+    /// The collateral token (an ERC-20).
     pub collateral: Address,
+    /// The signed price oracle the venue reads.
     pub oracle: Address,
+    /// The perpetuals venue.
     pub venue: Address,
+    /// Market names to the venue's market ids.
     pub markets: BTreeMap<String, u32>,
 }
 

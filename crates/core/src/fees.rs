@@ -35,8 +35,11 @@ pub fn session_word_slot(key: Address) -> U256 {
 /// The fields of a session's hot word that a relayer checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionWord {
+    /// When the session expires (unix seconds).
     pub valid_until: u64,
+    /// The grant the session was made under.
     pub grant_id: u32,
+    /// The session's flag bits, as the account stores them.
     pub flags: u8,
     /// Most one op may cost (wei); zero for no cap but the budget.
     pub max_op_cost: U256,
@@ -94,9 +97,19 @@ impl SessionWord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeeBreach {
     /// Over the per-op cap; `cost` is `U256::MAX` when the op's gas fields overflow (refused, never wrapped).
-    OpCost { cost: U256, cap: U256 },
+    OpCost {
+        /// What the op may cost at most (wei).
+        cost: U256,
+        /// The session's per-op cap (wei).
+        cap: U256,
+    },
     /// Over what is left of the budget once rounded up to whole gwei.
-    Budget { cost: U256, left: U256 },
+    Budget {
+        /// What the op may cost at most (wei).
+        cost: U256,
+        /// What is left of the session's budget (wei).
+        left: U256,
+    },
 }
 
 /// The account's charge of one op (`TradingAccount._chargeFee`, for the session's own budget and for a

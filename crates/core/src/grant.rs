@@ -60,10 +60,15 @@ mod eip712 {
 /// EntryPoint, the account's epoch and the key's grant nonce (read them with `epoch()` and `keyNonce(key)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrantContext {
+    /// The chain id the grant is valid on.
     pub chain_id: u64,
+    /// The account that grants the key.
     pub account: Address,
+    /// The EntryPoint the account trusts.
     pub entry_point: Address,
+    /// The account's epoch (bumped when the owner revokes all keys).
     pub epoch: u32,
+    /// The key's grant nonce on the account.
     pub key_nonce: u32,
 }
 

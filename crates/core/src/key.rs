@@ -52,12 +52,15 @@ impl std::fmt::Display for Curve {
 /// Errors from loading a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The key type named is neither secp256k1 nor P-256.
     #[error("unknown key type {0:?}: use secp256k1 or p256")]
     UnknownCurve(String),
+    /// The bytes are not a valid P-256 private scalar.
     #[error(
         "not a P-256 private key: a scalar must be 32 bytes, non-zero and below the group order"
     )]
     BadP256Scalar,
+    /// The bytes are not an uncompressed P-256 point on the curve.
     #[error("not a P-256 public key: expected an uncompressed point (0x04 ‖ x ‖ y) on the curve")]
     BadP256Point,
 }
@@ -133,18 +136,27 @@ pub fn p256_signature_bytes(sig: &P256Signature, x: B256, y: B256) -> Bytes {
 /// Why a signature is not `key`'s over a digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// The signature has neither length a key signs with.
     #[error(
         "a signature is 65 bytes (secp256k1 r ‖ s ‖ v) or 128 bytes (P-256 r ‖ s ‖ x ‖ y), not {0}"
     )]
     Length(usize),
+    /// The P-256 signature's s is in the upper half (not the low-s form the account takes).
     #[error(
         "the signature's s is in the upper half of the group order (the account refuses the twin)"
     )]
     HighS,
+    /// The signature bytes do not parse as a signature on the curve.
     #[error("the signature does not parse: {0}")]
     Malformed(String),
+    /// The signature is another key's.
     #[error("the signature is {signer}'s, not key {key}'s")]
-    WrongSigner { signer: Address, key: Address },
+    WrongSigner {
+        /// Who actually signed (recovered, or the P-256 key id carried).
+        signer: Address,
+        /// The key the signature was expected from.
+        key: Address,
+    },
 }
 
 /// Half the secp256k1 group order: the largest s the account's ecrecover check accepts.

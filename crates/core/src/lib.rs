@@ -7,6 +7,9 @@
 //! bindings generated from the forge artifacts, signers, scope building, a client that simulates and
 //! submits ops, the deploy plan, and (feature `devnet`) an anvil devnet for tests and `keyscope devnet`.
 
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
+
 pub mod api_key;
 pub mod bindings;
 pub mod client;

@@ -188,6 +188,7 @@ pub fn first_op_calls(
 pub struct AccountCalls {
     /// The key `executeSession` names; None for `execute` / `executeBatch`.
     pub session_key: Option<Address>,
+    /// The calls, in order.
     pub calls: Vec<Call>,
 }
 

@@ -93,18 +93,40 @@ impl TryFrom<u8> for TimeInForce {
 /// Why an order is refused before it is signed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
+    /// The order's size is zero.
     #[error("order size is zero")]
     ZeroSize,
+    /// The order's limit price is zero.
     #[error("order limit price is zero")]
     ZeroPrice,
+    /// A field does not fit the order's uint128.
     #[error("order {field} {value} does not fit the order's uint128")]
-    TooLarge { field: &'static str, value: U256 },
+    TooLarge {
+        /// Which field overflows (`size` or `limitPrice`).
+        field: &'static str,
+        /// Its value.
+        value: U256,
+    },
+    /// The order's expiry is not after now.
     #[error("order expiry {expiry_ms} ms is not after now ({now_ms} ms)")]
-    Expired { expiry_ms: u64, now_ms: u64 },
+    Expired {
+        /// The order's expiry (ms since the epoch).
+        expiry_ms: u64,
+        /// The time it was checked at (ms since the epoch).
+        now_ms: u64,
+    },
+    /// The time-in-force byte is none the venue knows.
     #[error("time in force {0} is not one of 0 (GTT), 1 (IOC), 2 (post-only)")]
     BadTimeInForce(u8),
+    /// The order names another key than the one asked to sign it.
     #[error("the order names key {named}, not the signing key {key}")]
-    KeyMismatch { named: Address, key: Address },
+    KeyMismatch {
+        /// The key the order names.
+        named: Address,
+        /// The key asked to sign it.
+        key: Address,
+    },
+    /// The key could not sign.
     #[error(transparent)]
     Signing(#[from] SignError),
 }
@@ -269,17 +291,29 @@ pub fn bump_order_epoch_call_data(key: Address) -> Bytes {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderJson {
+    /// The account the order trades for.
     pub account: Address,
+    /// The session key that signs the order.
     pub key: Address,
+    /// The grant the key holds the order right under.
     pub grant_id: u32,
+    /// The key's order epoch (bumping it cancels every order signed under the old one).
     pub epoch: u32,
+    /// The venue's market id.
     pub market_id: u32,
+    /// True for a bid, false for an ask.
     pub is_buy: bool,
+    /// Size in 18-decimal base units.
     pub size: U256,
+    /// Limit price in 18-decimal collateral units.
     pub limit_price: U256,
+    /// True if the order may only shrink the position.
     pub reduce_only: bool,
+    /// Time in force: 0 good-till-time, 1 immediate-or-cancel, 2 post-only.
     pub time_in_force: u8,
+    /// When the order expires (ms since the epoch).
     pub expiry: u64,
+    /// The key's nonce that makes the order unique.
     pub nonce: u64,
 }
 

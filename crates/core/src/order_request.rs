@@ -49,10 +49,16 @@ pub enum RequestAction {
     CancelAll,
     /// Cancel every resting order of the key at `at_ms` unless a later request moves or clears it (0);
     /// payload: `at_ms`.
-    ScheduleCancel { at_ms: u64 },
+    ScheduleCancel {
+        /// When to cancel (ms since the epoch); 0 clears the schedule.
+        at_ms: u64,
+    },
     /// Stream the key's order updates and fills; `cancel_on_disconnect`: cancel its resting orders when the
     /// stream closes. Payload: 1 or 0.
-    Subscribe { cancel_on_disconnect: bool },
+    Subscribe {
+        /// Whether to cancel the key's resting orders when the stream closes.
+        cancel_on_disconnect: bool,
+    },
 }
 
 impl RequestAction {
@@ -86,20 +92,35 @@ impl RequestAction {
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    /// The request's timestamp is too far from the matcher's clock.
     #[error(
         "the request's timestamp {timestamp_ms} ms is more than {REQUEST_WINDOW_MS} ms from the matcher's clock \
          ({now_ms} ms): sign it again with the current time"
     )]
-    Stale { timestamp_ms: u64, now_ms: u64 },
+    Stale {
+        /// The request's signed time (ms since the epoch).
+        timestamp_ms: u64,
+        /// The matcher's clock (ms since the epoch).
+        now_ms: u64,
+    },
+    /// A scheduled cancel is too close to the request's own time.
     #[error(
         "a scheduled cancel must be at least {MIN_SCHEDULED_CANCEL_MS} ms after the request ({at_ms} ms is \
          {ahead_ms} ms ahead); 0 clears it"
     )]
-    ScheduleTooSoon { at_ms: u64, ahead_ms: i64 },
+    ScheduleTooSoon {
+        /// The time asked for (ms since the epoch).
+        at_ms: u64,
+        /// How far after the request's own time that is (ms).
+        ahead_ms: i64,
+    },
+    /// A cancel request lists no order hash.
     #[error("a cancel request names no order")]
     NoOrders,
+    /// The signature is not the named key's.
     #[error("the request's signature is not the key's: {0}")]
     Signature(#[from] SignatureError),
+    /// The key could not sign.
     #[error(transparent)]
     Signing(#[from] SignError),
 }
@@ -107,10 +128,15 @@ pub enum RequestError {
 /// A request with everything that identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The venue whose matcher the request is for.
     pub venue: Address,
+    /// The account whose orders it concerns.
     pub account: Address,
+    /// The session key that signs it.
     pub key: Address,
+    /// What it asks.
     pub action: RequestAction,
+    /// When it was signed (ms since the epoch).
     pub timestamp_ms: u64,
 }
 

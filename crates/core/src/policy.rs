@@ -26,82 +26,187 @@ use crate::{
 /// Why an op is refused before signing; each names the rule, as the account's error would.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyRefusal {
+    /// The key has no active session on the account.
     #[error("session of {0} is not active (never granted, revoked, or rotated away)")]
     NotActive(Address),
+    /// The session has not started yet.
     #[error("the session starts at {valid_after}; it is {now}")]
-    NotYetValid { valid_after: u64, now: u64 },
+    NotYetValid {
+        /// When it starts (unix seconds).
+        valid_after: u64,
+        /// The time checked at (unix seconds).
+        now: u64,
+    },
+    /// The session has ended.
     #[error("the session ended at {valid_until}; it is {now}")]
-    Expired { valid_until: u64, now: u64 },
+    Expired {
+        /// When it ended (unix seconds).
+        valid_until: u64,
+        /// The time checked at (unix seconds).
+        now: u64,
+    },
+    /// The op's own expiry is further ahead than the key's max op lifetime allows.
     #[error(
         "op expiry {op_valid_until} is more than the key's max op ttl ({ttl} s) from now ({now})"
     )]
     OpTtlTooLong {
+        /// The op's expiry (unix seconds).
         op_valid_until: u64,
+        /// The key's max op lifetime (seconds).
         ttl: u64,
+        /// The time checked at (unix seconds).
         now: u64,
     },
+    /// The op names another key than the one signing it.
     #[error("the op names key {named}, not the signing key {key}")]
-    KeyMismatch { named: Address, key: Address },
+    KeyMismatch {
+        /// The key the op's callData names.
+        named: Address,
+        /// The key that signs.
+        key: Address,
+    },
+    /// The callData's selector is not a call a session key may make.
     #[error("callData is not one of the calls a session key may make (selector {0})")]
     SelectorNotAllowed(FixedBytes<4>),
+    /// The callData does not decode.
     #[error("the op's callData does not decode: {0}")]
     Malformed(String),
+    /// The heartbeat interval is out of range.
     #[error("heartbeat interval {0} s is not between 1 s and 7 days")]
     BadHeartbeatInterval(u32),
+    /// A call's target and selector are not in the key's permissions.
     #[error("call to {target} selector {selector} is not in the key's permissions")]
     CallNotPermitted {
+        /// The call's target.
         target: Address,
+        /// The call's selector.
         selector: FixedBytes<4>,
     },
+    /// The op makes more calls than the key may per op.
     #[error("the op makes {calls} calls; the key may make {max} per op")]
-    TooManyCalls { calls: usize, max: usize },
+    TooManyCalls {
+        /// The calls the op makes.
+        calls: usize,
+        /// The most the key may make.
+        max: usize,
+    },
+    /// A call sends more value than the key's per-call limit.
     #[error("call sends {value} wei; the key's limit is {limit}")]
-    ValueTooHigh { value: U256, limit: U256 },
+    ValueTooHigh {
+        /// The value sent (wei).
+        value: U256,
+        /// The key's limit (wei).
+        limit: U256,
+    },
+    /// The order's market is not one of the key's.
     #[error("market {0} is not in the key's markets")]
     MarketNotAllowed(u32),
+    /// The order is bigger than the key's max size.
     #[error("order size {size} is over the key's max {max}")]
-    OrderTooLarge { size: U256, max: U256 },
+    OrderTooLarge {
+        /// The order's size.
+        size: U256,
+        /// The key's max size.
+        max: U256,
+    },
+    /// The order's notional at its limit price is over the key's max.
     #[error("order notional {notional} at its limit price is over the key's max {max}")]
-    NotionalTooHigh { notional: U256, max: U256 },
+    NotionalTooHigh {
+        /// The order's notional.
+        notional: U256,
+        /// The key's max notional.
+        max: U256,
+    },
+    /// The key may only place reduce-only orders.
     #[error("the key may only place reduce-only orders")]
     ReduceOnlyRequired,
+    /// The key's drawdown breaker tripped: only protective calls pass.
     #[error("the key's drawdown breaker tripped: only deposits, cancels and reduce-only orders")]
     ProtectiveOnly,
+    /// No rate window opens before the op expires.
     #[error(
         "the key's rate window that could take the op's calls starts at {window_start}, at or after the op's \
          expiry"
     )]
-    RateLimited { window_start: u64 },
+    RateLimited {
+        /// When the first window that could take the op's calls starts (unix seconds).
+        window_start: u64,
+    },
+    /// The key has fewer uses left than the op's calls.
     #[error("the key has {left} uses left; the op makes {calls} calls")]
-    Exhausted { calls: usize, left: u32 },
+    Exhausted {
+        /// The calls the op makes.
+        calls: usize,
+        /// The uses the key has left.
+        left: u32,
+    },
+    /// The op sends more value than the key's value budget has left.
     #[error("the op sends {value} wei; the key's value budget has {left} left")]
-    ValueBudgetExceeded { value: U256, left: U256 },
+    ValueBudgetExceeded {
+        /// The value the op sends (wei).
+        value: U256,
+        /// What the budget has left (wei).
+        left: U256,
+    },
+    /// The op may cost more than the key's per-op fee cap.
     #[error("the op may cost {cost} wei; the key's per-op cap is {max}")]
-    OpCostTooHigh { cost: U256, max: U256 },
+    OpCostTooHigh {
+        /// What the op may cost (wei).
+        cost: U256,
+        /// The key's per-op cap (wei).
+        max: U256,
+    },
+    /// The op may cost more than the key's fee budget has left.
     #[error("the op may cost {cost} wei; the key's fee budget has {left} left")]
-    FeeBudgetExceeded { cost: U256, left: U256 },
+    FeeBudgetExceeded {
+        /// What the op may cost (wei).
+        cost: U256,
+        /// What the budget has left (wei).
+        left: U256,
+    },
+    /// The op's paymaster is not one the key may use.
     #[error("paymaster {0} is not one the key may use")]
     PaymasterNotAllowed(Address),
+    /// The op may cost its paymaster more than the key's per-op cap there.
     #[error(
         "the op may cost paymaster {paymaster} {cost} wei; the key's per-op cap there is {max}"
     )]
     PaymasterOpCostTooHigh {
+        /// The paymaster.
         paymaster: Address,
+        /// What the op may cost it (wei).
         cost: U256,
+        /// The key's per-op cap at that paymaster (wei).
         max: U256,
     },
+    /// The op may cost its paymaster more than the key's budget there has left.
     #[error(
         "the op may cost paymaster {paymaster} {cost} wei; the key's budget there has {left} left"
     )]
     PaymasterBudgetExceeded {
+        /// The paymaster.
         paymaster: Address,
+        /// What the op may cost it (wei).
         cost: U256,
+        /// What the key's budget at that paymaster has left (wei).
         left: U256,
     },
+    /// The order was signed under another grant than the key's current one.
     #[error("the order was signed under grant {order}; the key's grant is {current}")]
-    OrderGrantMismatch { order: u32, current: u32 },
+    OrderGrantMismatch {
+        /// The grant the order names.
+        order: u32,
+        /// The key's current grant.
+        current: u32,
+    },
+    /// The order was signed under an old order epoch.
     #[error("the order was signed under order epoch {order}; the key's epoch is {current}")]
-    OrderEpochMismatch { order: u32, current: u32 },
+    OrderEpochMismatch {
+        /// The epoch the order names.
+        order: u32,
+        /// The key's current order epoch.
+        current: u32,
+    },
 }
 
 /// Longest dead-man switch interval (`AccountStorage.MAX_HEARTBEAT_INTERVAL`, seconds).

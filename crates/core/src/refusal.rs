@@ -50,6 +50,7 @@ pub enum RefusalKind {
 /// A refusal: its kind, the contract error's name, a sentence, and the EntryPoint's AA reason around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// What kind of refusal it is.
     pub kind: RefusalKind,
     /// The contract error's name (`SessionLeverageTooHigh`), or None for EntryPoint-only reasons.
     pub error: Option<String>,

@@ -28,31 +28,46 @@ pub enum RpcOpError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RpcUserOperation {
+    /// The account the op is for.
     pub sender: Address,
+    /// The op's nonce (lane key in the upper 192 bits, sequence below).
     pub nonce: U256,
+    /// The factory that deploys the account in this op, if it is not deployed yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factory: Option<Address>,
+    /// The factory's calldata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factory_data: Option<Bytes>,
+    /// The account's calldata.
     pub call_data: Bytes,
+    /// Gas for the execution phase.
     #[serde(default)]
     pub call_gas_limit: U256,
+    /// Gas for the account's validation.
     #[serde(default)]
     pub verification_gas_limit: U256,
+    /// Gas paid to the bundler for overhead outside the two phases.
     #[serde(default)]
     pub pre_verification_gas: U256,
+    /// The most the op pays per gas (wei).
     #[serde(default)]
     pub max_fee_per_gas: U256,
+    /// The most of that which goes to the block producer (wei).
     #[serde(default)]
     pub max_priority_fee_per_gas: U256,
+    /// The paymaster paying for the op, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paymaster: Option<Address>,
+    /// Gas for the paymaster's validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paymaster_verification_gas_limit: Option<U256>,
+    /// Gas for the paymaster's postOp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paymaster_post_op_gas_limit: Option<U256>,
+    /// The paymaster's own data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paymaster_data: Option<Bytes>,
+    /// The account's signature (owner or session mode byte first).
     #[serde(default)]
     pub signature: Bytes,
 }

@@ -31,118 +31,199 @@ pub const OP_TRAVEL: Duration = Duration::from_secs(5);
 /// Errors from building a scope: each names the field and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
+    /// The session would end before it starts.
     #[error("the session would already be over: valid for {0:?} from now")]
     Expired(Duration),
+    /// The session lasts longer than the account's 40-bit times can hold.
     #[error("a session may last at most {max} seconds (40-bit times); asked for {asked}")]
-    TooLong { asked: u64, max: u64 },
+    TooLong {
+        /// The lifetime asked for (seconds).
+        asked: u64,
+        /// The longest possible (seconds).
+        max: u64,
+    },
+    /// The scope names no market.
     #[error("no markets: name at least one market the key may trade")]
     NoMarkets,
+    /// A market id outside the 64 a scope can name.
     #[error("market id {0} is out of range: scopes cover market ids 0..63")]
     MarketOutOfRange(u32),
+    /// The max order size is zero or does not fit its field.
     #[error("max order size must be above zero and below 2^88 (18 decimals)")]
     BadMaxSize,
+    /// The max order notional is zero or does not fit its field.
     #[error("max order notional must be above zero and below 2^96 (18-decimal USD)")]
     BadMaxNotional,
+    /// The op ttl does not fit 16 bits of seconds (or is zero).
     #[error("op ttl must be 1..=65535 seconds; got {0}")]
     BadTtl(u64),
+    /// A rate that does not parse or does not fit.
     #[error(
         "rate {0:?} is not COUNT/PERIOD with COUNT 1..=65535 and PERIOD like 1s, 30s, 1m (max 194 days)"
     )]
     BadRate(String),
+    /// A duration that does not parse.
     #[error("duration {0:?} is not a number with a unit s, m, h or d (like 30s, 8h)")]
     BadDuration(String),
+    /// The max uses does not fit its field.
     #[error("max uses must be below 4294967295")]
     BadMaxUses,
+    /// A fee limit that is not whole gwei or does not fit.
     #[error("{field} must be whole gwei and below 2^56 gwei; got {wei} wei")]
-    BadFee { field: &'static str, wei: U256 },
+    BadFee {
+        /// Which limit.
+        field: &'static str,
+        /// The value given (wei).
+        wei: U256,
+    },
+    /// The max leverage does not fit its field.
     #[error("max leverage must be at most 655.35x; got {0} hundredths")]
     BadLeverage(u32),
+    /// A percentage at or over its bound.
     #[error("{field} must be a percentage below {max_bps} basis points; got {bps}")]
     BadPercent {
+        /// Which limit.
         field: &'static str,
+        /// The value given (basis points).
         bps: u32,
+        /// The bound (basis points).
         max_bps: u32,
     },
+    /// A quote amount that does not fit 64 bits.
     #[error("{field} must fit 64 bits of the venue's quote units; got {value}")]
-    BadQuoteAmount { field: &'static str, value: U256 },
+    BadQuoteAmount {
+        /// Which limit.
+        field: &'static str,
+        /// The value given.
+        value: U256,
+    },
+    /// A paymaster listed twice, or the zero address.
     #[error("{0} is listed twice as a paymaster, or is the zero address")]
     BadPaymaster(Address),
+    /// Paymasters are listed but their spending has no budget.
     #[error(
         "paymasters are listed with no paymaster budget: a listed paymaster's spending on the key's ops must \
          be bounded; give --paymaster-budget"
     )]
     NoPaymasterBudget,
+    /// The paymaster per-op cap is over the whole paymaster budget.
     #[error(
         "the paymaster per-op cap ({} ETH) is above the whole paymaster budget ({} ETH): no op could ever cost \
          that much; lower --paymaster-max-op-cost or raise --paymaster-budget",
         format_units(*.max_op_cost, 18),
         format_units(*.budget, 18)
     )]
-    PaymasterOpCostOverBudget { max_op_cost: U256, budget: U256 },
+    PaymasterOpCostOverBudget {
+        /// The per-op cap (wei).
+        max_op_cost: U256,
+        /// The whole budget (wei).
+        budget: U256,
+    },
+    /// A call may send value but the key has no value budget to spend.
     #[error(
         "call {selector} on {target} may send {value_limit} wei but the key has no value budget: no call \
          could ever send it; give a value budget or a value limit of zero"
     )]
     ValueWithoutBudget {
+        /// The call's target.
         target: Address,
+        /// The call's selector.
         selector: FixedBytes<4>,
+        /// The most it may send per call (wei).
         value_limit: U256,
     },
+    /// The session lasts longer than a year.
     #[error(
         "a session may last at most 365 days ({max_days}d); asked for {asked_days} days — grant a shorter \
          --expires and rotate the key"
     )]
-    LifetimeOverMax { asked_days: u64, max_days: u64 },
+    LifetimeOverMax {
+        /// The lifetime asked for (days).
+        asked_days: u64,
+        /// The longest allowed (days).
+        max_days: u64,
+    },
+    /// The op ttl is too short for ops to get through a relayer.
     #[error(
         "an op ttl of {ttl} s leaves a key that can never trade through a relayer: each op must stay valid \
          {relay} s after it arrives, plus a few seconds to get there; the minimum op ttl is {min} s"
     )]
-    TtlTooShort { ttl: u64, relay: u64, min: u64 },
+    TtlTooShort {
+        /// The op ttl asked for (seconds).
+        ttl: u64,
+        /// The validity the relayer needs left on arrival (seconds).
+        relay: u64,
+        /// The shortest op ttl that works (seconds).
+        min: u64,
+    },
+    /// The session is too short to send one full-ttl op through a relayer.
     #[error(
         "a key that lives {valid_for} s cannot send a full {ttl} s op through a relayer that needs {relay} s \
          of validity left; the minimum lifetime is {min} s (op ttl + {relay} s) — grant a longer --expires or \
          a shorter --ttl"
     )]
     LifetimeTooShort {
+        /// The session's lifetime (seconds).
         valid_for: u64,
+        /// The op ttl (seconds).
         ttl: u64,
+        /// The validity the relayer needs left on arrival (seconds).
         relay: u64,
+        /// The shortest lifetime that works (seconds).
         min: u64,
     },
+    /// Max uses of zero: a key that can never make a call.
     #[error(
         "max uses 0 would be a key that can never make a call; leave it out for no limit, or give at least 1"
     )]
     ZeroMaxUses,
+    /// The per-op fee cap is over the whole fee budget.
     #[error(
         "the per-op cost cap ({} ETH) is above the whole fee budget ({} ETH): no op could ever cost that \
          much; lower --max-op-cost or raise --fee-budget",
         format_units(*.max_op_cost, 18),
         format_units(*.fee_budget, 18)
     )]
-    OpCostOverBudget { max_op_cost: U256, fee_budget: U256 },
+    OpCostOverBudget {
+        /// The per-op cap (wei).
+        max_op_cost: U256,
+        /// The whole fee budget (wei).
+        fee_budget: U256,
+    },
+    /// A selector that moves value out of the account, not named in an override.
     #[error(
         "selector {selector} ({signature}) moves value out of the account: {why}; a session key is never \
          granted it unless the owner names it in an override (--allow-outflow-selector {selector})"
     )]
     OutflowSelector {
+        /// The selector.
         selector: FixedBytes<4>,
+        /// Its function signature.
         signature: &'static str,
+        /// How it moves value out.
         why: &'static str,
     },
+    /// A selector the account never grants to a session key.
     #[error(
         "selector {selector} ({signature}) {why}: the account refuses to grant it to any session key, \
          whatever the override"
     )]
     DeniedSelector {
+        /// The selector.
         selector: FixedBytes<4>,
+        /// Its function signature.
         signature: &'static str,
+        /// Why the account denies it.
         why: &'static str,
     },
+    /// A plain call that is really the venue's `placeOrder`, which the order fields scope.
     #[error(
         "call {selector} on {target} is not a plain call: use the scope's order fields for placeOrder"
     )]
     NotPlainCall {
+        /// The call's target.
         target: Address,
+        /// The call's selector.
         selector: FixedBytes<4>,
     },
 }
@@ -252,7 +333,9 @@ impl MoneyLimits {
 /// `count` ops per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
+    /// How many ops per period (at least 1).
     pub count: u16,
+    /// The period's length.
     pub period: Duration,
 }
 
@@ -291,25 +374,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, ScopeError> {
 /// One more call a key may make: `selector` on `target`, sending at most `value_limit` wei per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlainCall {
+    /// The contract called.
     pub target: Address,
+    /// The function selector called.
     pub selector: FixedBytes<4>,
+    /// The most each call may send (wei).
     pub value_limit: U256,
 }
 
 /// A trading scope on one venue: orders in some markets, optionally deposits, never withdrawals.
 #[derive(Debug, Clone)]
 pub struct TradingScope {
+    /// The venue the key trades on.
     pub venue: Address,
+    /// The market ids the key may trade.
     pub markets: Vec<u32>,
     /// |sizeDelta| per order, 18 decimals.
     pub max_order_size: U256,
     /// |sizeDelta| x limitPrice per order, 18-decimal USD.
     pub max_order_notional: U256,
+    /// Only orders that shrink a position.
     pub reduce_only: bool,
     /// Also allow `depositMargin` (answering a margin call with the account's own tokens).
     pub allow_deposit: bool,
+    /// How long the session lasts from its grant.
     pub valid_for: Duration,
+    /// How far ahead of now an op's own expiry may be.
     pub op_ttl: Duration,
+    /// At most this many ops per period, or no rate limit.
     pub rate: Option<Rate>,
     /// Calls (each order of a batch) the key may ever make.
     pub max_uses: Option<u32>,

@@ -11,10 +11,17 @@ use alloy_primitives::B256;
 /// Errors from loading or storing a key.
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
+    /// The private key is not 32 bytes of hex.
     #[error("the private key is not 32 bytes of hex: {0}")]
     BadKey(String),
+    /// The keystore could not be opened or decrypted.
     #[error("cannot open keystore {path}: {reason} (wrong password, or not a keystore file)")]
-    Keystore { path: String, reason: String },
+    Keystore {
+        /// The keystore file.
+        path: String,
+        /// Why it could not be decrypted or read.
+        reason: String,
+    },
 }
 
 /// A local signer from a hex private key (with or without 0x).

@@ -11,7 +11,12 @@ pub enum AmountError {
     NotANumber(String),
     /// More fractional digits than the unit has.
     #[error("{input:?} has more than {decimals} decimal places")]
-    TooPrecise { input: String, decimals: u8 },
+    TooPrecise {
+        /// The text given.
+        input: String,
+        /// How many decimals the unit has.
+        decimals: u8,
+    },
     /// Does not fit 256 bits.
     #[error("{0:?} is too large")]
     TooLarge(String),

@@ -63,8 +63,11 @@ pub fn user_op_hash(
 /// Gas limits of one op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpGas {
+    /// Gas for the validation phase (`verificationGasLimit`).
     pub verification: u128,
+    /// Gas for the execution phase (`callGasLimit`).
     pub call: u128,
+    /// Gas the bundler is paid for overhead (`preVerificationGas`).
     pub pre_verification: u128,
 }
 

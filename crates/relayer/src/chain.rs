@@ -40,7 +40,7 @@ struct Mined {
 
 /// Follows the head for the pool and the bundler.
 #[derive(Debug)]
-pub struct Chain {
+pub(crate) struct Chain {
     pool: Pool,
     in_flight: Arc<InFlight>,
     provider: DynProvider,
@@ -65,7 +65,7 @@ struct NewBlocks {
 
 impl Chain {
     /// A follower of `provider`'s chain for `pool` and the bundles `in_flight`.
-    pub fn new(
+    pub(crate) fn new(
         pool: Pool,
         in_flight: Arc<InFlight>,
         provider: DynProvider,
@@ -93,7 +93,7 @@ impl Chain {
 
     /// Looks at the head: settles mined bundles, notices dropped and reorged ones, and moves the pending
     /// state to the head.
-    pub async fn follow(&self) -> Result<(), NodeError> {
+    pub(crate) async fn follow(&self) -> Result<(), NodeError> {
         let _deciding = self.pool.head_lock().await;
         let latest = Head::latest(&self.provider).await?;
         let previous = self.seen().unwrap_or_else(|| self.pool.head());
@@ -353,7 +353,7 @@ impl Chain {
     /// After a restart: ops recorded as claimed or sent are settled from their receipts, followed if their
     /// transaction is still pending, or returned to the pool; pending ones return to the pool; the pending
     /// state is rebuilt on the head. Returns how many ops were resumed.
-    pub async fn recover(
+    pub(crate) async fn recover(
         &self,
         records: Vec<OpRecord>,
         recently_included: Vec<OpRecord>,
@@ -371,7 +371,7 @@ impl Chain {
     /// stalled past its lease), resumed as after a restart. A bundle the other instance sent with its own
     /// key and the node still holds is watched, not bumped (the key is not this instance's); if the node
     /// drops it, its ops are bundled again here.
-    pub async fn adopt(
+    pub(crate) async fn adopt(
         &self,
         records: Vec<OpRecord>,
         recently_included: Vec<OpRecord>,

@@ -7,59 +7,59 @@ use jsonrpsee::types::ErrorObjectOwned;
 use serde_json::Value;
 
 /// ERC-7769 error codes.
-pub mod code {
+pub(crate) mod code {
     /// Invalid UserOperation struct or fields.
-    pub const INVALID_FIELDS: i32 = -32602;
+    pub(crate) const INVALID_FIELDS: i32 = -32602;
     /// Rejected by the EntryPoint's validation (account creation or validation).
-    pub const SIMULATE_VALIDATION: i32 = -32500;
+    pub(crate) const SIMULATE_VALIDATION: i32 = -32500;
     /// Rejected by the paymaster's validatePaymasterUserOp.
-    pub const SIMULATE_PAYMASTER_VALIDATION: i32 = -32501;
+    pub(crate) const SIMULATE_PAYMASTER_VALIDATION: i32 = -32501;
     /// Rejected by opcode / storage validation (ERC-7562).
-    pub const OPCODE_VALIDATION: i32 = -32502;
+    pub(crate) const OPCODE_VALIDATION: i32 = -32502;
     /// Out of time range: expired or expiring too soon, or not valid yet.
-    pub const EXPIRES_SHORTLY: i32 = -32503;
+    pub(crate) const EXPIRES_SHORTLY: i32 = -32503;
     /// An entity (paymaster, factory, sender or session key) is throttled or banned.
-    pub const REPUTATION: i32 = -32504;
+    pub(crate) const REPUTATION: i32 = -32504;
     /// The account asked for a signature aggregator this relayer does not support.
-    pub const UNSUPPORTED_AGGREGATOR: i32 = -32506;
+    pub(crate) const UNSUPPORTED_AGGREGATOR: i32 = -32506;
     /// The account's (or paymaster's) signature check failed.
-    pub const INVALID_SIGNATURE: i32 = -32507;
+    pub(crate) const INVALID_SIGNATURE: i32 = -32507;
     /// The paymaster's deposit cannot cover all its pending ops.
-    pub const PAYMASTER_DEPOSIT_TOO_LOW: i32 = -32508;
+    pub(crate) const PAYMASTER_DEPOSIT_TOO_LOW: i32 = -32508;
     /// The op would revert in its execution phase.
-    pub const EXECUTION_REVERTED: i32 = -32521;
+    pub(crate) const EXECUTION_REVERTED: i32 = -32521;
     /// JSON-RPC internal error.
-    pub const INTERNAL: i32 = -32603;
+    pub(crate) const INTERNAL: i32 = -32603;
     /// An admin method called without the admin token (not an ERC-7769 code: no standard one exists).
-    pub const UNAUTHORIZED: i32 = -32001;
+    pub(crate) const UNAUTHORIZED: i32 = -32001;
     /// A signed order outside its key's scope as its account holds it (Keyscope's matcher).
-    pub const ORDER_OUT_OF_SCOPE: i32 = -32620;
+    pub(crate) const ORDER_OUT_OF_SCOPE: i32 = -32620;
     /// A signed order the account's free margin cannot carry (Keyscope's matcher).
-    pub const ORDER_MARGIN: i32 = -32621;
+    pub(crate) const ORDER_MARGIN: i32 = -32621;
     /// A signed order or cancel the book refuses: a post-only that would take, a duplicate, an order not
     /// resting or another key's (Keyscope's matcher).
-    pub const ORDER_BOOK: i32 = -32622;
+    pub(crate) const ORDER_BOOK: i32 = -32622;
     /// A matcher request that is stale or was already taken (Keyscope's matcher).
-    pub const REQUEST_STALE: i32 = -32623;
+    pub(crate) const REQUEST_STALE: i32 = -32623;
     /// A method the operator serves only to requests signed with an API key, called without one.
-    pub const API_KEY_REQUIRED: i32 = -32630;
+    pub(crate) const API_KEY_REQUIRED: i32 = -32630;
     /// A signed request that does not authenticate: malformed headers, an unknown key, or a signature that
     /// does not verify (wrong key, or the method, path, body, timestamp or window changed on the way).
-    pub const API_KEY_INVALID: i32 = -32631;
+    pub(crate) const API_KEY_INVALID: i32 = -32631;
     /// A signed request that is stale, from the future, or a replay of one already taken.
-    pub const API_KEY_STALE: i32 = -32632;
+    pub(crate) const API_KEY_STALE: i32 = -32632;
     /// An API key that no longer acts for its account: revoked, expired, used from an address outside its
     /// allow-list, or its registration no longer valid under the account's ERC-1271 (its owner changed).
-    pub const API_KEY_REVOKED: i32 = -32633;
+    pub(crate) const API_KEY_REVOKED: i32 = -32633;
     /// A request beyond its API key's permission (read-only, cancel-only) or for another account.
-    pub const API_KEY_PERMISSION: i32 = -32634;
+    pub(crate) const API_KEY_PERMISSION: i32 = -32634;
     /// An API key over its quota or banned for its behaviour; cancels pass at a floor rate.
-    pub const API_KEY_THROTTLED: i32 = -32635;
+    pub(crate) const API_KEY_THROTTLED: i32 = -32635;
 
     /// The code of an EntryPoint refusal, from the AA code its reason starts with ("AA25 invalid account
     /// nonce"). `aggregator`: the account named a signature aggregator (its AA24 is then an unsupported
     /// aggregator, not a bad signature).
-    pub fn of_entry_point_reason(reason: &str, aggregator: bool) -> i32 {
+    pub(crate) fn of_entry_point_reason(reason: &str, aggregator: bool) -> i32 {
         match reason.get(..4).unwrap_or_default() {
             "AA22" | "AA32" => EXPIRES_SHORTLY,
             "AA24" if aggregator => UNSUPPORTED_AGGREGATOR,
@@ -144,7 +144,7 @@ impl From<RpcError> for ErrorObjectOwned {
     }
 }
 
-pub use keyscope_core::refusal::Refusal;
+pub(crate) use keyscope_core::refusal::Refusal;
 
 #[cfg(test)]
 mod tests {

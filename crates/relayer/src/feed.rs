@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 /// One venue event about one account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FeedEvent {
+pub(crate) struct FeedEvent {
     pub account: Address,
     /// OrderFilled, Deposited, Withdrawn, MarginCall, Liquidated, AccountStateChanged, FundingSettled, BadDebt.
     pub event: String,
@@ -28,7 +28,7 @@ pub struct FeedEvent {
 }
 
 /// Reads a venue log as a feed event, if it concerns one account.
-pub fn decode(log: &Log) -> Option<FeedEvent> {
+pub(crate) fn decode(log: &Log) -> Option<FeedEvent> {
     let ev = PerpVenueEvents::decode_log(&log.inner).ok()?.data;
     let (account, event, fields) = match ev {
         PerpVenueEvents::OrderFilled(e) => (
@@ -78,7 +78,7 @@ pub fn decode(log: &Log) -> Option<FeedEvent> {
 }
 
 /// Follows the chain every `interval` and publishes `venue`'s events on `feed` until `shutdown`.
-pub async fn run(
+pub(crate) async fn run(
     provider: DynProvider,
     venue: Address,
     interval: Duration,

@@ -16,7 +16,7 @@ use crate::{pool::PoolOp, validate::layers::Layers};
 
 /// A bundle transaction sent and not yet mined.
 #[derive(Debug, Clone)]
-pub struct Bundle {
+pub(crate) struct Bundle {
     /// The transaction last sent.
     pub tx_hash: B256,
     /// Earlier transactions of this bundle at the same nonce, replaced by fee bumps: any of them may still
@@ -34,19 +34,19 @@ pub struct Bundle {
 
 impl Bundle {
     /// Every transaction that may carry this bundle, the last sent first.
-    pub fn transactions(&self) -> impl Iterator<Item = B256> + '_ {
+    pub(crate) fn transactions(&self) -> impl Iterator<Item = B256> + '_ {
         std::iter::once(self.tx_hash).chain(self.replaced.iter().rev().copied())
     }
 
     /// True if `tx` is one of this bundle's transactions.
-    pub fn carried_by(&self, tx: B256) -> bool {
+    pub(crate) fn carried_by(&self, tx: B256) -> bool {
         self.transactions().any(|t| t == tx)
     }
 }
 
 /// The state bundles are simulated on: the head plus every bundle in flight.
 #[derive(Debug, Clone)]
-pub struct SentState {
+pub(crate) struct SentState {
     /// The pending state's layers when it was built: while the pending state keeps them (until the next
     /// head, when it is rebuilt from the chain) this state holds the chain plus every bundle in flight;
     /// after a rebuild it is stale.
@@ -68,7 +68,7 @@ struct Tracker {
 
 /// The bundles in flight.
 #[derive(Debug, Default)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     tracker: Mutex<Tracker>,
 }
 
@@ -78,28 +78,28 @@ impl InFlight {
     }
 
     /// The bundles in flight: foreign ones first, then this relayer's in nonce order.
-    pub fn bundles(&self) -> Vec<Bundle> {
+    pub(crate) fn bundles(&self) -> Vec<Bundle> {
         self.lock().bundles.clone()
     }
 
     /// How many bundles are in flight.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().bundles.len()
     }
 
     /// True if no bundle is in flight.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// True if the bundle that `tx` carries (or carried, before a fee bump) is still in flight.
-    pub fn carries(&self, tx: B256) -> bool {
+    pub(crate) fn carries(&self, tx: B256) -> bool {
         self.lock().bundles.iter().any(|b| b.carried_by(tx))
     }
 
     /// Adds a bundle just signed; the next one takes the nonce after it. A foreign bundle leaves the nonce
     /// alone and the sent state is built again with it.
-    pub fn push(&self, bundle: Bundle) {
+    pub(crate) fn push(&self, bundle: Bundle) {
         let mut t = self.lock();
         if bundle.foreign {
             t.sent = None;
@@ -112,7 +112,7 @@ impl InFlight {
 
     /// Takes the bundle `tx` carries out of flight. With none left, the next bundle asks the node for its
     /// nonce (a reorg or a transaction sent elsewhere with the same key may have moved it).
-    pub fn remove(&self, tx: B256) -> Option<Bundle> {
+    pub(crate) fn remove(&self, tx: B256) -> Option<Bundle> {
         let mut t = self.lock();
         let at = t.bundles.iter().position(|b| b.carried_by(tx))?;
         let b = t.bundles.remove(at);
@@ -123,20 +123,20 @@ impl InFlight {
     }
 
     /// Applies `f` to the bundle `tx` carries, if it is still in flight.
-    pub fn update(&self, tx: B256, f: impl FnOnce(&mut Bundle)) {
+    pub(crate) fn update(&self, tx: B256, f: impl FnOnce(&mut Bundle)) {
         if let Some(b) = self.lock().bundles.iter_mut().find(|b| b.carried_by(tx)) {
             f(b);
         }
     }
 
     /// The nonce the next bundle takes, if known.
-    pub fn next_nonce(&self) -> Option<u64> {
+    pub(crate) fn next_nonce(&self) -> Option<u64> {
         self.lock().next_nonce
     }
 
     /// Stops new bundles until those in flight are settled (a send failed, a bundle was dropped or did not
     /// include what it carried): the sent state and the nonce are no longer known.
-    pub fn halt(&self) {
+    pub(crate) fn halt(&self) {
         let mut t = self.lock();
         t.draining = true;
         t.next_nonce = None;
@@ -145,12 +145,12 @@ impl InFlight {
 
     /// Forgets the sent state (it took in a bundle that was then not sent), keeping the bundles in flight and
     /// the nonce: the next bundle is simulated on a sent state built again, without a pause.
-    pub fn forget_sent_state(&self) {
+    pub(crate) fn forget_sent_state(&self) {
         self.lock().sent = None;
     }
 
     /// True if new bundles may be sent; clears a halt once nothing is in flight.
-    pub fn may_send(&self) -> bool {
+    pub(crate) fn may_send(&self) -> bool {
         let mut t = self.lock();
         if t.draining && t.bundles.is_empty() {
             t.draining = false;
@@ -159,7 +159,7 @@ impl InFlight {
     }
 
     /// The sent state, if it belongs to the pending state whose layers are `lineage`.
-    pub fn sent_state(&self, lineage: &Arc<Layers>) -> Option<SentState> {
+    pub(crate) fn sent_state(&self, lineage: &Arc<Layers>) -> Option<SentState> {
         self.lock()
             .sent
             .clone()
@@ -167,7 +167,7 @@ impl InFlight {
     }
 
     /// Keeps `sent` as the state the next bundle is simulated on.
-    pub fn set_sent_state(&self, sent: SentState) {
+    pub(crate) fn set_sent_state(&self, sent: SentState) {
         self.lock().sent = Some(sent);
     }
 }

@@ -16,6 +16,7 @@
 //! any node and needs no `debug_traceCall`.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub(crate) mod bundler;
 pub(crate) mod calldata;

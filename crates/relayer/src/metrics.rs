@@ -9,7 +9,7 @@ use std::{
 };
 
 /// The lifecycle stages timed.
-pub const STAGES: [&str; 5] = ["validate", "wait_bundle", "send", "mine", "total"];
+pub(crate) const STAGES: [&str; 5] = ["validate", "wait_bundle", "send", "mine", "total"];
 const WINDOW: usize = 4096;
 /// The histogram's bucket bounds, in microseconds (rendered in seconds): 1 ms to 2 minutes.
 const BUCKETS_US: [u64; 14] = [

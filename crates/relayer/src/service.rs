@@ -36,7 +36,7 @@ pub struct Identity {
 
 /// The pool, the chain follower and the bundler.
 #[derive(Debug)]
-pub struct Service {
+pub(crate) struct Service {
     pub identity: Identity,
     pub pool: Pool,
     pub chain: Chain,
@@ -56,12 +56,12 @@ pub struct Service {
 /// How long `/ready` waits for the node and for the store.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// How many blocks the relayer's head may trail the node's and still be ready.
-pub const READY_LAG: u64 = 8;
+pub(crate) const READY_LAG: u64 = 8;
 
 impl Service {
     /// Puts the parts together.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         identity: Identity,
         pool: Pool,
         chain: Chain,
@@ -88,7 +88,7 @@ impl Service {
     }
 
     /// One round: follow the head, then bundle (automatically, or once if `force`).
-    pub async fn round(&self, force: bool) -> Result<Option<B256>, BuildError> {
+    pub(crate) async fn round(&self, force: bool) -> Result<Option<B256>, BuildError> {
         let _one = self.rounds.lock().await;
         self.check_chain().await?;
         self.chain
@@ -132,7 +132,7 @@ impl Service {
     }
 
     /// Runs rounds until `shutdown`; reputation changes are saved at most once a second, and on shutdown.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(self.interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let arrivals = self.pool.arrivals();
@@ -161,7 +161,7 @@ impl Service {
     /// Whether the relayer can do its work now (`/ready`): still on its chain, the node answering with a
     /// head the relayer follows within [`READY_LAG`] blocks, and the store answering. The reason, if not,
     /// names no host or URL (the details go to the log).
-    pub async fn ready(&self) -> Result<serde_json::Value, String> {
+    pub(crate) async fn ready(&self) -> Result<serde_json::Value, String> {
         if let Some(why) = &self.chain_check.lock().unwrap_or_else(|p| p.into_inner()).1 {
             return Err(why.clone());
         }
@@ -209,7 +209,7 @@ impl Service {
 
     /// `debug_bundler_sendBundleNow`: settles what is in flight, bundles what is pooled and returns once
     /// that bundle is mined, with the transaction that mined it (after a fee bump, not the first sent).
-    pub async fn bundle_now(&self) -> Result<Option<B256>, BuildError> {
+    pub(crate) async fn bundle_now(&self) -> Result<Option<B256>, BuildError> {
         const LIMIT: Duration = Duration::from_secs(60);
         let deadline = Instant::now() + LIMIT;
         let wait = || async {
@@ -245,7 +245,7 @@ impl Service {
     }
 
     /// The relayer's ETH balance.
-    pub async fn balance(&self) -> Result<U256, BuildError> {
+    pub(crate) async fn balance(&self) -> Result<U256, BuildError> {
         self.provider
             .get_balance(self.identity.relayer)
             .await

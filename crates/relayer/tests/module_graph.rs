@@ -2,6 +2,9 @@
 //! may use the modules below it and none above — the records at the bottom, then the store, the pool, the
 //! bundler and the chain follower, the service, the RPC face at the top. Read from the source: every
 //! `crate::<module>` path outside comments and test modules is an edge. A cycle fails with its path.
+//!
+//! The same check holds keyscope-core's modules (read from its sibling folder in the workspace), so the
+//! key <-> session import circle, once broken, cannot come back.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -188,19 +191,40 @@ fn cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     None
 }
 
-#[test]
-fn the_relayers_modules_form_no_cycle() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// The module graph of the workspace crate in `crates/<dir>`, after failing if it has a cycle.
+fn acyclic_graph_of(dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir)
+        .join("src");
     let g = graph(&src);
-    assert!(g.len() > 10, "read the modules: {g:?}");
-    // The bottom layer uses no other module.
-    assert!(g["records"].is_empty(), "records uses {:?}", g["records"]);
+    assert!(g.len() > 10, "read the modules of {dir}: {g:?}");
     if let Some(c) = cycle(&g) {
         panic!(
-            "the relayer's modules form a cycle: {}\nwhole graph: {g:#?}",
+            "the {dir} crate's modules form a cycle: {}\nwhole graph: {g:#?}",
             c.join(" -> ")
         );
     }
+    g
+}
+
+#[test]
+fn the_relayers_modules_form_no_cycle() {
+    let g = acyclic_graph_of("relayer");
+    // The bottom layer uses no other module.
+    assert!(g["records"].is_empty(), "records uses {:?}", g["records"]);
+}
+
+#[test]
+fn the_cores_modules_form_no_cycle() {
+    let g = acyclic_graph_of("core");
+    // Signing sits below session rules: a key needs nothing from them.
+    assert!(
+        g["session"].contains("key"),
+        "session uses {:?}",
+        g["session"]
+    );
+    assert!(!g["key"].contains("session"), "key uses {:?}", g["key"]);
 }
 
 #[test]

@@ -38,8 +38,11 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
+    /// The line's position in the trail, from 0.
     pub seq: u64,
+    /// The previous line's `hash` (zero for the first), chaining the trail.
     pub prev: B256,
+    /// What was decided.
     #[serde(flatten)]
     pub decision: Decision,
     /// keccak256 of the line's JSON without `hash` and `sig`.

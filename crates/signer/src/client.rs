@@ -27,6 +27,7 @@ use crate::service::{KeyInfo, RequestParams, Signed, SignedOrder, SignedRequest}
 pub struct ClientError {
     /// The protocol's code (4001 out of scope, 4029 rate limited, …; 0 for a transport failure).
     pub code: i64,
+    /// The sidecar's (or the transport's) message.
     pub message: String,
 }
 

@@ -38,14 +38,22 @@ use crate::{
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignerConfig {
+    /// The Unix socket strategies connect to (created mode 0600).
     pub socket: PathBuf,
+    /// The chain's JSON-RPC endpoint, where sessions are read from.
     pub rpc_url: String,
+    /// The deployment file.
     pub deployment: PathBuf,
+    /// The trading account the keys sign for.
     pub account: Address,
+    /// The audit trail's file (JSON lines).
     pub audit_log: PathBuf,
+    /// The secp256k1 keystore whose key signs the audit trail.
     pub audit_keystore: PathBuf,
+    /// How often sessions (budgets, counters) are re-read from the chain, in seconds.
     #[serde(default = "default_refresh")]
     pub refresh_secs: u64,
+    /// The keys the sidecar holds whole.
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
     /// A threshold key this sidecar holds a share of ([`crate::quorum`]).
@@ -61,11 +69,15 @@ fn default_refresh() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
+    /// The key's name, which strategies ask for it by.
     pub name: String,
+    /// The keystore key's curve (`secp256k1` by default, or `p256`).
     #[serde(default)]
     pub curve: Option<String>,
+    /// The keystore file holding the key.
     #[serde(default)]
     pub keystore: Option<PathBuf>,
+    /// Where the key lives in an HSM.
     #[serde(default)]
     pub pkcs11: Option<HsmLocation>,
     /// The sidecar's own limit for this key, COUNT/PERIOD (like the scope's rate).
@@ -75,8 +87,11 @@ pub struct KeyConfig {
 /// A key ready to sign, with its name and rate.
 #[derive(Debug, Clone)]
 pub struct LoadedKey {
+    /// The key's name from the config.
     pub name: String,
+    /// The key, opened.
     pub key: HeldKey,
+    /// The sidecar's own signing rate for it.
     pub rate: Rate,
 }
 

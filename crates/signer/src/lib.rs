@@ -12,6 +12,9 @@
 //! [`client`] (what a strategy links to talk to it). [`quorum`] holds a share of a threshold key instead of
 //! a whole one: this sidecar is one member of a `t`-of-`n` quorum of sidecars, set up by [`quorum_setup`].
 
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
+
 pub mod audit;
 pub mod client;
 pub mod config;
@@ -29,23 +32,59 @@ pub use service::SigningService;
 /// Errors of the sidecar's parts; each says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
+    /// A keystore could not be read or decrypted.
     #[error("keystore {path}: {reason}")]
-    Keystore { path: String, reason: String },
+    Keystore {
+        /// The keystore file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The PKCS#11 module or token failed.
     #[error("PKCS#11 ({module}): {reason}")]
-    Pkcs11 { module: String, reason: String },
+    Pkcs11 {
+        /// The PKCS#11 module's path.
+        module: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The config file could not be read or is invalid.
     #[error("config {path}: {reason}")]
-    Config { path: String, reason: String },
+    Config {
+        /// The config file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The audit log could not be opened, read or written.
     #[error("audit log {path}: {reason}")]
-    Audit { path: String, reason: String },
+    Audit {
+        /// The audit log file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Reading the chain failed.
     #[error("chain: {0}")]
     Chain(String),
+    /// The socket could not be bound or served.
     #[error("socket {path}: {reason}")]
-    Socket { path: String, reason: String },
+    Socket {
+        /// The socket's path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The threshold quorum failed.
     #[error("quorum: {0}")]
     Quorum(String),
+    /// Another running sidecar answers on the socket.
     #[error(
         "socket {path} is in use: a running sidecar answers on it; stop that sidecar first, or give this one \
          another `socket` in its config"
     )]
-    SocketInUse { path: String },
+    SocketInUse {
+        /// The socket's path.
+        path: String,
+    },
 }

@@ -159,8 +159,11 @@ pub fn encode(info: &QuorumKeyInfo, raw: RawSignature, digest: B256) -> Result<B
 
 /// A quorum key this sidecar holds a share of: its running member and its public facts.
 pub struct QuorumKey {
+    /// This sidecar's running quorum member.
     pub member: Member,
+    /// The key's public facts.
     pub info: QuorumKeyInfo,
+    /// The key's on-chain name (address or P-256 key id).
     pub id: Address,
 }
 
@@ -206,11 +209,14 @@ impl QuorumKey {
 /// The key a sidecar's slot signs with: held whole (keystore, HSM) or a quorum's.
 #[derive(Debug, Clone)]
 pub enum SlotKey {
+    /// A key held whole, in a keystore or an HSM.
     Held(HeldKey),
+    /// A threshold key this sidecar holds a share of.
     Quorum(Arc<QuorumKey>),
 }
 
 impl SlotKey {
+    /// The key's on-chain name: its address or P-256 key id.
     pub fn id(&self) -> Address {
         match self {
             SlotKey::Held(k) => k.id(),
@@ -218,6 +224,7 @@ impl SlotKey {
         }
     }
 
+    /// The curve the key signs on.
     pub fn curve(&self) -> Curve {
         match self {
             SlotKey::Held(k) => k.curve(),

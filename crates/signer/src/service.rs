@@ -37,24 +37,42 @@ use crate::{
 /// Why a request was not signed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
+    /// The signer holds no key with this id.
     #[error("this signer holds no key {0}")]
     UnknownKey(Address),
+    /// The op's userOpHash cannot be computed.
     #[error("the op has no userOpHash this signer can compute: {0}")]
     Unhashable(String),
+    /// The op is for another account.
     #[error("the op is for account {got}; this signer signs for {expected}")]
-    WrongAccount { got: Address, expected: Address },
+    WrongAccount {
+        /// The account the op names.
+        got: Address,
+        /// The account this signer signs for.
+        expected: Address,
+    },
+    /// The key's session has not been read from the chain yet.
     #[error("the key's session has not been read from the chain yet")]
     NoSession,
+    /// The op is out of the key's scope.
     #[error("out of scope: {0}")]
     Policy(#[from] PolicyRefusal),
+    /// The signer's own rate limit for the key is spent.
     #[error("rate limited by the signer: next signature in {wait_ms} ms")]
-    RateLimited { wait_ms: u64 },
+    RateLimited {
+        /// How long until the next signature may be made (ms).
+        wait_ms: u64,
+    },
+    /// The key failed to sign.
     #[error("signing failed: {0}")]
     Signing(String),
+    /// The order does not parse or is invalid.
     #[error("not an order: {0}")]
     BadOrder(OrderError),
+    /// The matcher request does not parse or is invalid.
     #[error("not a request to sign: {0}")]
     BadRequest(RequestError),
+    /// The co-signature asked for is not one this quorum member gives.
     #[error("not a co-signature this member gives: {0}")]
     NotCosignable(String),
 }
@@ -65,9 +83,11 @@ pub enum Refused {
 pub struct Signed {
     /// The full `userOp.signature`.
     pub signature: Bytes,
+    /// The op's ERC-4337 hash.
     pub user_op_hash: B256,
     /// The op's own expiry, which the signature binds.
     pub valid_until: u64,
+    /// The key that signed.
     pub key: Address,
 }
 
@@ -80,6 +100,7 @@ pub struct SignedOrder {
     pub signature: Bytes,
     /// The order's id at the venue (`PerpVenue.orderHash`).
     pub order_hash: B256,
+    /// The key that signed.
     pub key: Address,
 }
 
@@ -91,6 +112,7 @@ pub struct SignedRequest {
     pub signature: Bytes,
     /// What was signed: [`Request::digest`] on the sidecar's chain.
     pub digest: B256,
+    /// The key that signed.
     pub key: Address,
 }
 
@@ -100,16 +122,24 @@ pub struct SignedRequest {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RequestParams {
+    /// The venue whose matcher the request is for.
     pub venue: Address,
+    /// The account whose orders it concerns.
     pub account: Address,
+    /// The session key to sign it.
     pub key: Address,
+    /// The action by name: `cancel`, `cancelAll`, `scheduleCancel` or `subscribe`.
     pub action: String,
+    /// The orders to cancel (with `cancel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_hashes: Option<Vec<B256>>,
+    /// When to cancel, ms since the epoch (with `scheduleCancel`; 0 clears).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<u64>,
+    /// Whether to cancel on disconnect (with `subscribe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_on_disconnect: Option<bool>,
+    /// When the request is made (ms since the epoch).
     pub timestamp_ms: u64,
 }
 
@@ -173,8 +203,11 @@ impl RequestParams {
 /// A held key as the socket lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyInfo {
+    /// The key's name from the config.
     pub name: String,
+    /// The key's on-chain name (address or P-256 key id).
     pub id: Address,
+    /// The curve it signs on.
     pub curve: Curve,
 }
 

@@ -21,10 +21,15 @@ use crate::chain::{ChainError, RevmChain, RevmDeployment, TX_GAS_LIMIT};
 /// Addresses a scenario needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addresses {
+    /// The ERC-4337 EntryPoint.
     pub entry_point: Address,
+    /// The factory that deploys TradingAccounts.
     pub account_factory: Address,
+    /// The collateral token.
     pub collateral: Address,
+    /// The signed price oracle.
     pub oracle: Address,
+    /// The perpetuals venue.
     pub venue: Address,
 }
 
@@ -33,23 +38,34 @@ pub struct Addresses {
 pub struct OpResult {
     /// The bundle went through and the op's calls succeeded.
     pub success: bool,
+    /// Gas the bundle's transaction used.
     pub gas_used: u64,
 }
 
 /// Errors from a backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// The in-process chain failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The node's JSON-RPC failed.
     #[error("{0}")]
     Rpc(String),
     /// A harness transaction used its whole gas limit: the harness's fault, never a venue refusal.
     #[error("{what} ran out of gas ({limit} gas): the harness's gas limit is too low for it")]
-    OutOfGas { what: String, limit: u64 },
+    OutOfGas {
+        /// The transaction.
+        what: String,
+        /// Its gas limit.
+        limit: u64,
+    },
     /// A harness transaction that must succeed (a price, a mint, a transfer, venue administration)
     /// reverted.
     #[error("{what} reverted")]
-    Reverted { what: String },
+    Reverted {
+        /// The transaction.
+        what: String,
+    },
 }
 
 /// A revm failure of `what`, with an out-of-gas halt told apart.
@@ -70,8 +86,11 @@ fn rpc<E: std::fmt::Display>(e: E) -> BackendError {
 /// A chain with Keyscope deployed.
 #[allow(async_fn_in_trait)]
 pub trait Backend {
+    /// The backend's name (`revm` or `anvil`).
     fn name(&self) -> &'static str;
+    /// Where Keyscope is deployed on it.
     fn addresses(&self) -> &Addresses;
+    /// The chain's id.
     fn chain_id(&self) -> u64;
     /// The chain's current time.
     async fn now(&mut self) -> Result<u64, BackendError>;
@@ -115,8 +134,11 @@ use alloy::sol_types::SolEvent;
 /// scenario seed and funded by the runner).
 #[derive(Clone)]
 pub struct Roles {
+    /// Deploys the contracts, owns token, oracle and venue, and signs prices.
     pub deployer: PrivateKeySigner,
+    /// Sends the bundles' handleOps transactions.
     pub bundler: PrivateKeySigner,
+    /// The liquidator bots' keys.
     pub liquidators: Vec<PrivateKeySigner>,
 }
 
@@ -124,6 +146,7 @@ const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae7
 const ANVIL_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
 impl Roles {
+    /// The fixed deployer and bundler keys, with these liquidators.
     pub fn new(liquidators: Vec<PrivateKeySigner>) -> Self {
         Self {
             deployer: ANVIL_KEY_0.parse().expect("anvil key"),

@@ -22,7 +22,12 @@ use revm::{
 pub enum ChainError {
     /// The transaction reverted; `data` is the revert payload.
     #[error("reverted: 0x{}", alloy_primitives::hex::encode(.data))]
-    Reverted { data: Bytes, logs: Vec<Log> },
+    Reverted {
+        /// The revert payload.
+        data: Bytes,
+        /// The logs revm reports with the revert.
+        logs: Vec<Log>,
+    },
     /// The transaction halted (out of gas, invalid opcode, ...).
     #[error("halted: {0}")]
     Halted(String),
@@ -34,9 +39,13 @@ pub enum ChainError {
 /// What a successful transaction returned.
 #[derive(Debug, Clone)]
 pub struct Receipt {
+    /// What the call returned.
     pub output: Bytes,
+    /// The contract a create made, if it was one.
     pub created: Option<Address>,
+    /// The logs it emitted.
     pub logs: Vec<Log>,
+    /// Gas it used.
     pub gas_used: u64,
 }
 
@@ -131,10 +140,12 @@ impl RevmChain {
         self.set_account(address, info);
     }
 
+    /// The chain's id.
     pub fn chain_id(&self) -> u64 {
         self.evm.ctx.cfg.chain_id
     }
 
+    /// The current block's timestamp (unix seconds).
     pub fn timestamp(&self) -> u64 {
         self.evm.ctx.block.timestamp.to::<u64>()
     }
@@ -147,6 +158,7 @@ impl RevmChain {
         });
     }
 
+    /// The code deployed at `address` (empty for none).
     pub fn code(&mut self, address: Address) -> Bytes {
         use revm::Database;
         let db = self.evm.ctx.db_mut();
@@ -280,10 +292,15 @@ impl RevmChain {
 /// devnet sends to anvil, so with the same deployer every address matches an anvil deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevmDeployment {
+    /// The ERC-4337 EntryPoint.
     pub entry_point: Address,
+    /// The factory that deploys TradingAccounts.
     pub account_factory: Address,
+    /// The collateral token.
     pub collateral: Address,
+    /// The signed price oracle.
     pub oracle: Address,
+    /// The perpetuals venue.
     pub venue: Address,
 }
 

@@ -21,12 +21,19 @@ use crate::chain::{ChainError, RevmChain, RevmDeployment};
 /// A chain with Keyscope, one trading account with `margin` (6 decimals) deposited, and a session key
 /// allowed to trade every market.
 pub struct Fixture {
+    /// The in-process chain.
     pub chain: RevmChain,
+    /// Where Keyscope is deployed on it.
     pub deployment: RevmDeployment,
+    /// The deployer's key (owns token, oracle and venue; signs prices).
     pub deployer: PrivateKeySigner,
+    /// The funded address that sends handleOps and receives the fee refunds.
     pub bundler: Address,
+    /// The trading account's owner key.
     pub owner: PrivateKeySigner,
+    /// The session key allowed to trade every market.
     pub session: PrivateKeySigner,
+    /// The trading account.
     pub account: Address,
 }
 
@@ -47,6 +54,7 @@ fn op(sender: Address, nonce: U256, call_data: Bytes, init_code: Bytes) -> Packe
 }
 
 impl Fixture {
+    /// A fresh chain at `timestamp` with Keyscope deployed, the account created and `margin` deposited.
     pub fn new(chain_id: u64, timestamp: u64, margin: U256) -> Result<Self, ChainError> {
         let mut chain = RevmChain::new(chain_id, timestamp);
         let deployer = crate::backend::Roles::new(Vec::new()).deployer;

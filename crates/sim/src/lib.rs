@@ -5,6 +5,9 @@
 //! through `EntryPoint.handleOps` thousands of times a second without a node. Scenario files, the
 //! runner, the anvil backend, reports and Monte Carlo runs ([`montecarlo`]) build on it.
 
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
+
 pub mod backend;
 pub mod chain;
 pub mod fixture;

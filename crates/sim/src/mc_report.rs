@@ -86,8 +86,11 @@ pub fn text(r: &McReport) -> String {
 /// The files written.
 #[derive(Debug, Clone)]
 pub struct McFiles {
+    /// The summary, `mc.json`.
     pub summary: PathBuf,
+    /// The price paths, `paths.csv`.
     pub paths: PathBuf,
+    /// The chart, `mc.svg`.
     pub chart: PathBuf,
 }
 

@@ -29,22 +29,33 @@ use crate::{
 /// Errors from a Monte Carlo run.
 #[derive(Debug, thiserror::Error)]
 pub enum McError {
+    /// The scenario is invalid.
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
+    /// A path's run failed.
     #[error("path {path} (seed {seed}): {source}")]
     Path {
+        /// The path's index.
         path: u32,
+        /// The path's price seed.
         seed: u64,
+        /// Why its run failed.
         source: RunError,
     },
+    /// A path's prices could not be drawn.
     #[error("path {path} (seed {seed}): {source}")]
     PathPrices {
+        /// The path's index.
         path: u32,
+        /// The path's price seed.
         seed: u64,
+        /// Why its prices could not be drawn.
         source: ScenarioError,
     },
+    /// The chain backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The number of paths asked for is out of range, or a path did not finish.
     #[error("paths: {0}")]
     Paths(String),
 }
@@ -55,28 +66,35 @@ pub const MAX_PATHS: u32 = 1_000_000;
 /// What one path ended with, USD unless said otherwise.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PathResult {
+    /// The path's index.
     pub path: u32,
     /// The seed of the path's prices, and of its book (the scenario's on a fixed book).
     pub seed: u64,
+    /// The seed its book was drawn with: the scenario's on a fixed book, the path's own on a random one.
     pub book_seed: u64,
     /// Booked bad debt plus what accounts still open end below zero.
     pub bad_debt: f64,
+    /// The bad debt booked by the venue alone.
     pub bad_debt_booked: f64,
     /// The loss at its worst over the run (booked bad debt + open shortfall at the step it was largest),
     /// and that step: a crash that recovers shows here, not in `bad_debt`.
     pub peak_loss: f64,
+    /// The step of the peak loss.
     pub peak_loss_step: u32,
     /// Insurance fund at the start less its lowest point.
     pub insurance_drawdown: f64,
     /// The insurance fund reached zero.
     pub insurance_exhausted: bool,
+    /// How many liquidations went through.
     pub liquidations: u32,
+    /// The notional closed by liquidations.
     pub liquidated_notional: f64,
     /// The pool's loss, marked to market (its negative PnL; a profit is a negative loss).
     pub pool_loss: f64,
     /// The share of the winners' open profit the socialised loss would take (a harness model of
     /// auto-deleveraging; see `Outcome::adl_haircut`).
     pub adl_haircut: f64,
+    /// How many margin calls were raised.
     pub margin_calls: u32,
     /// The first market's price each step (for the fan chart).
     #[serde(skip)]
@@ -113,13 +131,17 @@ impl PathResult {
 /// A loss distribution summarised.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Risk {
+    /// The mean loss over the paths.
     pub mean: f64,
+    /// The largest loss of any path.
     pub max: f64,
     /// Value-at-risk: the loss not exceeded on 95 % (99 %) of paths.
     pub var_95: f64,
+    /// Value-at-risk at 99 %.
     pub var_99: f64,
     /// Expected shortfall: the mean loss on the worst 5 % (1 %) of paths (at least one path).
     pub es_95: f64,
+    /// Expected shortfall at 99 %.
     pub es_99: f64,
     /// The sampling error of each: a 95 % interval, [low, high].
     pub ci: Intervals,
@@ -130,9 +152,13 @@ pub struct Risk {
 /// interval is wide — that is the point of showing it.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Intervals {
+    /// The interval of the 95 % VaR.
     pub var_95: [f64; 2],
+    /// The interval of the 99 % VaR.
     pub var_99: [f64; 2],
+    /// The interval of the 95 % ES.
     pub es_95: [f64; 2],
+    /// The interval of the 99 % ES.
     pub es_99: [f64; 2],
 }
 
@@ -235,41 +261,59 @@ pub type Fan = Vec<[f64; 5]>;
 /// The whole Monte Carlo run.
 #[derive(Debug, Clone, Serialize)]
 pub struct McReport {
+    /// The scenario's name.
     pub scenario: String,
+    /// The scenario's seed: path `i` runs with seed `base_seed + i`.
     pub base_seed: u64,
     /// The book the paths share (fixed) or draw anew (random).
     pub book: BookMode,
+    /// How many paths ran.
     pub paths: u32,
+    /// Steps per path.
     pub steps: u32,
     /// Chain seconds per step.
     pub step_seconds: u32,
+    /// Traders per path.
     pub traders: u32,
+    /// Worker threads used.
     pub threads: usize,
     /// Total bad debt (booked + open) at the end.
     pub bad_debt: Risk,
     /// The loss at its worst step of each path (booked + open).
     pub peak_loss: Risk,
+    /// The insurance fund's drawdown's distribution.
     pub insurance_drawdown: Risk,
     /// Liquidations-at-risk: liquidated notional's distribution.
     pub liquidated_notional: Risk,
+    /// The pool's marked-to-market loss's distribution.
     pub pool_loss: Risk,
+    /// The share of paths on which the insurance fund reached zero.
     pub p_insurance_exhausted: f64,
+    /// The share of paths that end with bad debt.
     pub p_bad_debt: f64,
     /// The probability that winners are deleveraged (a haircut above zero), and the haircut's mean and
     /// 99th percentile across paths (harness model).
     pub p_adl: f64,
+    /// The ADL haircut's mean across paths.
     pub adl_haircut_mean: f64,
+    /// The ADL haircut's 99th percentile across paths.
     pub adl_haircut_99: f64,
     /// The half-width asked for (`monte_carlo.target_error`), and the widest half-width of the 95 %
     /// intervals of bad debt's and peak loss's VaR and ES reached, USD.
     pub target_error: Option<f64>,
+    /// The widest half-width reached, USD.
     pub achieved_error: f64,
+    /// Wall-clock time of the run, seconds.
     pub wall_seconds: f64,
+    /// Paths run per wall-clock second.
     pub paths_per_second: f64,
+    /// The first market's price bands per step (for the fan chart).
     #[serde(skip)]
     pub price_fan: Fan,
+    /// The insurance fund's bands per step (for the fan chart).
     #[serde(skip)]
     pub insurance_fan: Fan,
+    /// Each path's result.
     pub results: Vec<PathResult>,
 }
 

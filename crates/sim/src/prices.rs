@@ -16,7 +16,9 @@ const SECONDS_PER_YEAR: f64 = 365.0 * 86_400.0;
 /// `prices[step][market]` for steps 0..=steps, 18 decimals; markets in scenario order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PricePath {
+    /// The markets' names, in scenario order.
     pub markets: Vec<String>,
+    /// The prices, by step then market.
     pub prices: Vec<Vec<U256>>,
 }
 

@@ -14,8 +14,14 @@ use crate::runner::Outcome;
 /// Errors from writing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// A report file could not be written.
     #[error("cannot write {path}: {message}")]
-    Write { path: String, message: String },
+    Write {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A write of `path` that failed.
@@ -29,8 +35,11 @@ pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
 /// The files written.
 #[derive(Debug, Clone)]
 pub struct ReportFiles {
+    /// The summary, `summary.json`.
     pub summary: PathBuf,
+    /// The time series, `series.csv`.
     pub series: PathBuf,
+    /// The chart, `chart.svg`.
     pub chart: PathBuf,
 }
 

@@ -9,21 +9,40 @@ use serde::{Deserialize, Serialize};
 /// Errors from loading a scenario.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// The scenario file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The scenario file is not valid TOML for a scenario.
     #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A field's value is out of range or inconsistent with another.
     #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The field, as a dotted path.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A bad cell (or row) of a CSV price file.
     #[error("{file}, line {line}, column {column}: {message}")]
     Csv {
+        /// The CSV file.
         file: String,
+        /// The line, from 1.
         line: usize,
+        /// The column's name.
         column: String,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -39,6 +58,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ScenarioError {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The scenario's name, used in reports.
     pub name: String,
     /// Seeds the price paths, the traders' choices and keys: same seed, same run.
     pub seed: u64,
@@ -46,18 +66,24 @@ pub struct Scenario {
     pub steps: u32,
     /// Seconds between steps.
     pub step_seconds: u32,
+    /// The markets traded.
     pub markets: Vec<MarketSpec>,
+    /// How prices move.
     pub price: PriceSpec,
+    /// The traders drawn for the book (unless `book` is given).
     #[serde(default)]
     pub traders: TraderSpec,
     /// A book given position by position (a desk's own book) instead of drawn from `[traders]`' ranges:
     /// trader `i` opens `book[i]` at step 0's price.
     #[serde(default)]
     pub book: Vec<BookEntry>,
+    /// How traders answer margin calls.
     #[serde(default)]
     pub margin_calls: MarginCallSpec,
+    /// The liquidator bots.
     #[serde(default)]
     pub liquidators: LiquidatorSpec,
+    /// Venue-wide settings.
     #[serde(default)]
     pub venue: VenueSpec,
     /// Funding-rate changes: from a step on, a market's rate is set (by the venue's owner).
@@ -97,9 +123,11 @@ pub struct Scenario {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ImpactSpec {
+    /// Which law the impact follows.
     pub model: ImpactModel,
     /// Market depth in USD notional (the same for every market).
     pub depth_usd: f64,
+    /// The impact's scale (1 by default).
     #[serde(default = "one")]
     pub coefficient: f64,
 }
@@ -108,10 +136,13 @@ fn one() -> f64 {
     1.0
 }
 
+/// How the keepers' flow moves the price: linearly or by the square-root law.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ImpactModel {
+    /// `coefficient x flow / depth`.
     Linear,
+    /// `coefficient x sqrt(|flow| / depth)`, the square-root law.
     Sqrt,
 }
 
@@ -176,8 +207,11 @@ pub enum BookMode {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FundingSpec {
+    /// The market whose rate is set.
     pub market: String,
+    /// The step from which the rate applies.
     pub from_step: u32,
+    /// The rate, a fraction of notional per hour (paid by longs when positive).
     pub rate_per_hour: f64,
 }
 
@@ -185,8 +219,11 @@ pub struct FundingSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GapSpec {
+    /// The step at which the price gaps.
     pub step: u32,
+    /// The move in percent (-12 = a 12 % gap down).
     pub percent: f64,
+    /// The market that gaps; every market if unset.
     #[serde(default)]
     pub market: Option<String>,
 }
@@ -195,8 +232,10 @@ pub struct GapSpec {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OracleSpec {
+    /// The first step with no price published; no outage if unset.
     #[serde(default)]
     pub stale_from_step: Option<u32>,
+    /// How many steps the outage lasts.
     #[serde(default)]
     pub stale_steps: u32,
 }
@@ -216,6 +255,7 @@ pub const MAX_FUNDING_RATE_PER_HOUR: f64 = 0.0001;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MarketSpec {
+    /// The market's name, as the deployment lists it.
     pub name: String,
     /// Starting price in USD.
     pub start_price: f64,
@@ -228,10 +268,13 @@ pub struct MarketSpec {
     /// deployment's (IMF 5 %, MMF 3 %, taker fee 0.05 %, liquidation penalty 1 %).
     #[serde(default)]
     pub imf: Option<f64>,
+    /// Maintenance margin fraction (deployment's 3 % if unset).
     #[serde(default)]
     pub mmf: Option<f64>,
+    /// Taker fee fraction (deployment's 0.05 % if unset).
     #[serde(default)]
     pub taker_fee: Option<f64>,
+    /// Liquidation penalty fraction (deployment's 1 % if unset).
     #[serde(default)]
     pub liquidation_penalty: Option<f64>,
 }
@@ -264,16 +307,22 @@ pub enum PriceSpec {
     Gbm,
     /// GBM plus a fall of `percent` spread evenly over `over_steps` steps from `start_step`.
     Crash {
+        /// The fall, in percent.
         percent: f64,
+        /// The step the fall starts at.
         start_step: u32,
+        /// How many steps it is spread over.
         over_steps: u32,
     },
     /// GBM plus jumps: each step, with probability `probability`, a move of ±`percent`.
     /// With `common_probability`, a step may also move every market at once by ±`percent` (one draw for
     /// all: a market-wide shock).
     Jumps {
+        /// The chance of a jump in a market at each step.
         probability: f64,
+        /// The jump's size, in percent either way.
         percent: f64,
+        /// The chance of a market-wide jump at each step (0 for none).
         #[serde(default)]
         common_probability: f64,
     },
@@ -282,7 +331,9 @@ pub enum PriceSpec {
     /// (blocks of `block_steps` consecutive steps, every market's return of a step kept together, so the
     /// file's volatility clustering and cross-market correlation carry over).
     Csv {
+        /// The CSV file, relative to the scenario file.
         path: String,
+        /// How many consecutive steps each resampled block keeps together (10 by default).
         #[serde(default = "default_block_steps")]
         block_steps: u32,
     },
@@ -293,16 +344,19 @@ pub enum PriceSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TraderSpec {
+    /// How many traders.
     #[serde(default)]
     pub count: u32,
     /// Margin per trader in USD, drawn uniformly from [min, max].
     #[serde(default)]
     pub collateral_min: f64,
+    /// Upper bound of the margin per trader, USD.
     #[serde(default)]
     pub collateral_max: f64,
     /// Leverage (notional / margin), drawn uniformly from [min, max]; at most 1 / IMF = 20.
     #[serde(default)]
     pub leverage_min: f64,
+    /// Upper bound of the leverage.
     #[serde(default)]
     pub leverage_max: f64,
     /// Share of traders who go long (the rest go short).
@@ -362,6 +416,7 @@ pub struct MarginCallSpec {
     pub answer_probability: f64,
     /// Steps between the margin call and the answer.
     pub delay_steps: u32,
+    /// How a trader answers.
     pub answer: Answer,
     /// Collateral added (as a share of the starting margin), or position closed (share), when answering.
     pub fraction: f64,
@@ -378,10 +433,13 @@ impl Default for MarginCallSpec {
     }
 }
 
+/// How a trader answers a margin call.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
+    /// Adds collateral (a share of the starting margin).
     AddCollateral,
+    /// Closes part of the position.
     Reduce,
 }
 
@@ -389,6 +447,7 @@ pub enum Answer {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LiquidatorSpec {
+    /// How many liquidator bots.
     pub count: u32,
     /// What a liquidation transaction costs a keeper in gas, in USD: a keeper passes up a liquidation whose
     /// reward (the penalty clamped to the venue's bounds, paid from the account and then the insurance
@@ -420,9 +479,13 @@ impl Default for LiquidatorSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegimeSpec {
+    /// The chance per step of going from calm to stressed.
     pub enter: f64,
+    /// The chance per step of going from stressed back to calm.
     pub exit: f64,
+    /// Each market's volatility is multiplied by this while stressed.
     pub volatility_multiplier: f64,
+    /// Added to each market's annualised drift while stressed (-2 = -200 %/year).
     #[serde(default)]
     pub stressed_drift: f64,
     /// Start in the stressed regime.
@@ -468,6 +531,7 @@ impl RegimeSpec {
 pub struct BookEntry {
     /// A market of the scenario's `[[markets]]`.
     pub market: String,
+    /// Long or short.
     pub side: Side,
     /// Margin in USD.
     pub collateral: f64,
@@ -475,10 +539,13 @@ pub struct BookEntry {
     pub leverage: f64,
 }
 
+/// A position's side.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
+    /// Profits when the price rises.
     Long,
+    /// Profits when the price falls.
     Short,
 }
 
@@ -503,8 +570,11 @@ pub struct GasSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GasSpike {
+    /// The first step of the spike.
     pub from_step: u32,
+    /// How many steps it lasts.
     pub steps: u32,
+    /// How many times higher the keepers' gas cost is during it.
     pub multiplier: f64,
 }
 

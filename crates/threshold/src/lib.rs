@@ -36,6 +36,9 @@
 //! Auxiliary info needs two 1536-bit safe primes per member. Production members generate their own
 //! ([`cggmp21::PregeneratedPrimes::generate`]); tests use primes generated once and kept in the test data.
 
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
+
 pub mod member;
 pub mod mesh;
 pub mod protocol;
@@ -51,26 +54,58 @@ pub use share::{KeyCurve, QuorumKeyInfo, RawSignature, Share};
 /// Why a quorum operation failed; each says which member, or what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ThresholdError {
+    /// The TLS configuration could not be built from the certificates and keys.
     #[error("TLS set-up: {0}")]
     Tls(String),
+    /// A connection failed or broke.
     #[error("connection: {0}")]
     Transport(String),
+    /// The quorum's configuration is invalid.
     #[error("quorum config: {0}")]
     Config(String),
+    /// The share file could not be read, decrypted or written.
     #[error("share file {path}: {reason}")]
-    ShareFile { path: String, reason: String },
+    ShareFile {
+        /// The share file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A protocol run failed.
     #[error("{what} failed: {reason}")]
-    Protocol { what: &'static str, reason: String },
+    Protocol {
+        /// Which protocol (key generation, presigning, signing, …).
+        what: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A member could not be reached.
     #[error("member {member} is unreachable: {reason}")]
-    MemberDown { member: u16, reason: String },
+    MemberDown {
+        /// The member's index.
+        member: u16,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A member refused to take part.
     #[error("member {member} refused: {reason}")]
-    Refused { member: u16, reason: String },
+    Refused {
+        /// The member's index.
+        member: u16,
+        /// The reason it gave.
+        reason: String,
+    },
+    /// Not enough members could take part to sign.
     #[error("no quorum could sign: {0}")]
     NoQuorum(String),
+    /// The combined signature does not verify for the quorum's key.
     #[error(
         "the signature of members {members:?} does not verify for the quorum's key: one of them \
          contributed a bad partial signature (a tampered share or a cheating member); the presignature \
          is discarded"
     )]
-    BadSignature { members: Vec<u16> },
+    BadSignature {
+        /// The members whose partial signatures were combined.
+        members: Vec<u16>,
+    },
 }

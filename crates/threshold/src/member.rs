@@ -47,6 +47,7 @@ use crate::{
 /// `context` (what `from` says is signed: an order, an op, a request) is in scope and `digest` is its
 /// digest. An `Err` says why not.
 pub trait Approver: Send + Sync + 'static {
+    /// `Ok` if this member may contribute to signing `digest` for member `from`, described by `context`.
     fn approve<'a>(
         &'a self,
         from: u16,
@@ -58,11 +59,13 @@ pub trait Approver: Send + Sync + 'static {
 /// Where a member listens, who the others are, and how long it waits.
 #[derive(Debug, Clone)]
 pub struct MemberConfig {
+    /// This member's TLS identity and the quorum's certificates.
     pub identity: MemberIdentity,
     /// Every member's listening address, by index (this member's own included).
     pub addresses: Vec<SocketAddr>,
     /// The encrypted share file and its password.
     pub share_file: PathBuf,
+    /// The password the share file is encrypted with.
     pub password: String,
     /// How long a dial (TCP and TLS) may take: an unreachable member is given up after it.
     pub connect_timeout: Duration,

@@ -23,6 +23,7 @@ pub type TlsStream = tokio_rustls::TlsStream<TcpStream>;
 pub struct Link {
     /// The member at the other end, by its certificate.
     pub peer: u16,
+    /// The mutually authenticated TLS stream to it.
     pub stream: TlsStream,
 }
 

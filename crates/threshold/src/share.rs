@@ -23,7 +23,9 @@ use crate::ThresholdError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyCurve {
+    /// Ethereum's curve.
     Secp256k1,
+    /// NIST P-256 (secp256r1).
     P256,
 }
 
@@ -31,7 +33,9 @@ pub enum KeyCurve {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "curve", content = "share", rename_all = "lowercase")]
 pub enum Share {
+    /// A share of a secp256k1 key.
     Secp256k1(KeyShare<Secp256k1>),
+    /// A share of a P-256 key.
     P256(KeyShare<Secp256r1>),
 }
 
@@ -48,6 +52,7 @@ impl std::fmt::Debug for Share {
 /// A quorum key's public facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuorumKeyInfo {
+    /// The curve the key is on.
     pub curve: KeyCurve,
     /// Uncompressed SEC1: `0x04 ‖ x ‖ y`.
     pub public_key: [u8; 65],
@@ -60,7 +65,9 @@ pub struct QuorumKeyInfo {
 /// A signature of the quorum key: `r` and `s` (s in the lower half), big-endian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawSignature {
+    /// The signature's `r`.
     pub r: B256,
+    /// The signature's `s`, in the lower half of the group order.
     pub s: B256,
 }
 
@@ -106,6 +113,7 @@ impl Share {
         }
     }
 
+    /// The curve of the key this share is of.
     pub fn curve(&self) -> KeyCurve {
         match self {
             Share::Secp256k1(_) => KeyCurve::Secp256k1,

@@ -83,8 +83,11 @@ fn cert(pem: &str) -> Result<CertificateDer<'static>, ThresholdError> {
 /// The TLS side of a member: its client and server configurations and the quorum's certificates.
 #[derive(Clone)]
 pub struct MemberTls {
+    /// This member's index in the quorum.
     pub index: u16,
+    /// The configuration for dialling other members.
     pub client: Arc<ClientConfig>,
+    /// The configuration for accepting other members.
     pub server: Arc<ServerConfig>,
     members: Vec<CertificateDer<'static>>,
 }

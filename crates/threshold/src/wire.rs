@@ -20,7 +20,12 @@ pub enum SessionKind {
     /// Auxiliary info among all members: each one's Paillier key and its proofs.
     Aux,
     /// Distributed key generation with threshold `t` among all members (auxiliary info first).
-    Keygen { curve: KeyCurve, t: u16 },
+    Keygen {
+        /// The curve the key is on.
+        curve: KeyCurve,
+        /// How many members it takes to sign.
+        t: u16,
+    },
     /// A presignature among the session's parties, for a later online signature.
     Presign,
 }
@@ -32,9 +37,13 @@ pub enum Hello {
     /// Join session `eid`, started by member `coordinator`, among `parties` (member indices in protocol
     /// order).
     Session {
+        /// The session's execution id, which binds its messages.
         eid: B256,
+        /// Which protocol the session runs.
         kind: SessionKind,
+        /// The member that started it.
         coordinator: u16,
+        /// The parties, by member index, in protocol order.
         parties: Vec<u16>,
     },
     /// Partial-signature requests follow on this connection.
@@ -56,7 +65,9 @@ pub struct PartialRequest {
 /// One protocol message inside a session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProtocolFrame {
+    /// True if the message is for every party, false if for one.
     pub broadcast: bool,
+    /// The protocol's message as JSON.
     pub msg: serde_json::Value,
 }
 

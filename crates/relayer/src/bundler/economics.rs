@@ -14,7 +14,7 @@ use crate::{
 
 /// Gas a simulated bundle used, and the gas the EntryPoint charged each of its ops.
 #[derive(Debug)]
-pub struct Charged {
+pub(crate) struct Charged {
     /// Gas the bundle transaction used (the calldata floor included, when it applies).
     pub bundle_gas: u64,
     /// The calldata floor of the bundle transaction.
@@ -32,7 +32,7 @@ impl Charged {
 
 /// What `ops` repay (each op's charged gas at its own price: `min(maxFeePerGas, base fee + its tip)`) and
 /// what their bundle costs (its gas at the bundle transaction's price), in wei, at `base_fee`.
-pub fn economics(
+pub(crate) fn economics(
     ops: &[PoolOp],
     charged: &Charged,
     base_fee: u128,
@@ -50,14 +50,14 @@ pub fn economics(
 }
 
 /// Whether `repaid` covers `cost` plus `margin_percent` of it (a negative margin accepts that share of loss).
-pub fn repays(repaid: U256, cost: U256, margin_percent: i64) -> bool {
+pub(crate) fn repays(repaid: U256, cost: U256, margin_percent: i64) -> bool {
     let needed_percent = U256::from((100 + margin_percent).max(0) as u64);
     repaid * U256::from(100u64) >= cost * needed_percent
 }
 
 /// An op that would not repay what it alone adds to its bundle's cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Loser {
+pub(crate) struct Loser {
     /// Its place in the bundle.
     pub index: usize,
     /// What it would repay and what it adds, in wei.
@@ -75,7 +75,7 @@ pub struct Loser {
 /// floor, at the floor's rate if that is more. It repays its charged gas at its own price. The bundle's
 /// fixed overhead is not counted: ops share it, and the bundle-wide rule judges that. With
 /// `margin_percent` -100 no op is a loser (the relayer sends whatever a bundle costs).
-pub fn losers(
+pub(crate) fn losers(
     ops: &[PoolOp],
     charged: &Charged,
     base_fee: u128,

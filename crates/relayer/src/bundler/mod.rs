@@ -3,7 +3,7 @@
 //! in flight at consecutive nonces — and bump a stuck one's fees. Following each bundle to its receipt is
 //! the chain follower's job ([`crate::chain`]).
 
-pub mod economics;
+pub(crate) mod economics;
 
 use std::{
     sync::{Arc, Mutex},
@@ -33,7 +33,7 @@ use economics::{Charged, economics, losers, repays};
 
 /// Errors from a bundling round.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     /// The node did not answer, or refused a transaction.
     #[error("node error: {0}")]
     Node(String),
@@ -60,7 +60,7 @@ const BUNDLE_OVERHEAD: u64 = 150_000;
 
 /// Who the bundles come from and where they go.
 #[derive(Debug, Clone)]
-pub struct BundlerDeps {
+pub(crate) struct BundlerDeps {
     pub pool: Pool,
     pub in_flight: Arc<InFlight>,
     pub provider: DynProvider,
@@ -75,7 +75,7 @@ pub struct BundlerDeps {
 
 /// Builds, sends and bumps bundles.
 #[derive(Debug)]
-pub struct Bundler {
+pub(crate) struct Bundler {
     deps: BundlerDeps,
     cfg: BundlerConfig,
     /// The fees asked of the last head seen, and that head.
@@ -86,7 +86,7 @@ pub struct Bundler {
 
 impl Bundler {
     /// A bundler over `deps`.
-    pub fn new(deps: BundlerDeps, cfg: BundlerConfig) -> Self {
+    pub(crate) fn new(deps: BundlerDeps, cfg: BundlerConfig) -> Self {
         Self {
             deps,
             cfg,
@@ -97,7 +97,7 @@ impl Bundler {
 
     /// One round: bump stuck bundles, then send bundles while ops wait, fewer than `max_in_flight` are in
     /// flight and bundling is automatic (or `force`: one bundle). Returns the last bundle it sent.
-    pub async fn round(&self, force: bool) -> Result<Option<B256>, BuildError> {
+    pub(crate) async fn round(&self, force: bool) -> Result<Option<B256>, BuildError> {
         self.bump_if_stuck().await?;
         let mut last = None;
         loop {
@@ -281,7 +281,7 @@ impl Bundler {
     }
 
     /// Reads the bundle key's balance into its gauge (an operator refills the key before it runs dry).
-    pub async fn refresh_balance(&self) {
+    pub(crate) async fn refresh_balance(&self) {
         match self.deps.provider.get_balance(self.deps.sim.relayer).await {
             Ok(wei) => {
                 let gwei = wei / U256::from(1_000_000_000u64);
@@ -578,7 +578,7 @@ impl SentBuilder {
 
 /// The gas limit of a bundle of `ops`: all the gas each op may use and `handleOps`' own — and at least the
 /// EIP-7623 floor of its calldata, which the chain charges however little the bundle executes.
-pub fn bundle_gas(ops: &[PoolOp], beneficiary: Address) -> u64 {
+pub(crate) fn bundle_gas(ops: &[PoolOp], beneficiary: Address) -> u64 {
     let limits = ops.iter().map(|o| gas_sum(&o.op)).sum::<u64>() + BUNDLE_OVERHEAD;
     limits.max(calldata_floor_gas(&handle_ops_data(ops, beneficiary)))
 }

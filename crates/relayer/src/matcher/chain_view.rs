@@ -15,7 +15,7 @@ use keyscope_core::bindings::{ISessionManager, ITradingAccount::SessionInfo, Per
 
 /// Why the chain's state of an order's account could not be read or is not one the matcher serves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainReadError {
+pub(crate) enum ChainReadError {
     /// The node did not answer.
     #[error("the chain did not answer: {0}")]
     Node(String),
@@ -52,7 +52,7 @@ pub(crate) struct Margin {
 
 impl Margin {
     /// Account value above its positions' initial margin (zero if below).
-    pub fn free(&self) -> U256 {
+    pub(super) fn free(&self) -> U256 {
         let av = if self.account_value.is_negative() {
             U256::ZERO
         } else {
@@ -78,7 +78,7 @@ pub(crate) struct ChainView {
 }
 
 impl ChainView {
-    pub fn new(
+    pub(super) fn new(
         provider: DynProvider,
         venue: Address,
         implementation: Address,
@@ -98,7 +98,11 @@ impl ChainView {
 
     /// The state of `key` on `account`: cached if read within the last `ttl`, or read now — so a key revoked,
     /// re-granted or epoch-bumped on chain is seen within `ttl` even when nothing of it rests.
-    pub async fn key(&self, account: Address, key: Address) -> Result<KeyState, ChainReadError> {
+    pub(super) async fn key(
+        &self,
+        account: Address,
+        key: Address,
+    ) -> Result<KeyState, ChainReadError> {
         if let Some((k, at)) = self.keys.read().expect("lock").get(&(account, key)) {
             if at.elapsed() < self.ttl {
                 return Ok(k.clone());
@@ -108,7 +112,7 @@ impl ChainView {
     }
 
     /// Reads the state of `key` on `account` again.
-    pub async fn refresh_key(
+    pub(super) async fn refresh_key(
         &self,
         account: Address,
         key: Address,
@@ -155,7 +159,7 @@ impl ChainView {
     }
 
     /// The margin of `account`: cached, or read now.
-    pub async fn margin(&self, account: Address) -> Result<Margin, ChainReadError> {
+    pub(super) async fn margin(&self, account: Address) -> Result<Margin, ChainReadError> {
         if let Some(m) = self.margins.read().expect("lock").get(&account) {
             return Ok(*m);
         }
@@ -163,7 +167,7 @@ impl ChainView {
     }
 
     /// Reads the margin of `account` again.
-    pub async fn refresh_margin(&self, account: Address) -> Result<Margin, ChainReadError> {
+    pub(super) async fn refresh_margin(&self, account: Address) -> Result<Margin, ChainReadError> {
         let pf = PerpVenue::new(self.venue, &self.provider)
             .portfolio(account)
             .call()
@@ -178,7 +182,7 @@ impl ChainView {
     }
 
     /// The initial margin fraction of `market` (WAD); markets' parameters are read once.
-    pub async fn imf(&self, market: u32) -> Result<u64, ChainReadError> {
+    pub(super) async fn imf(&self, market: u32) -> Result<u64, ChainReadError> {
         if let Some(i) = self.imfs.read().expect("lock").get(&market) {
             return Ok(*i);
         }
@@ -195,7 +199,11 @@ impl ChainView {
     }
 
     /// `account`'s position in `market` now (18 decimals; negative: short), read from the venue.
-    pub async fn position(&self, account: Address, market: u32) -> Result<I256, ChainReadError> {
+    pub(super) async fn position(
+        &self,
+        account: Address,
+        market: u32,
+    ) -> Result<I256, ChainReadError> {
         Ok(PerpVenue::new(self.venue, &self.provider)
             .position(account, market)
             .call()
@@ -205,7 +213,7 @@ impl ChainView {
     }
 
     /// Forgets the cached margins (after a settlement or a new head: positions moved).
-    pub fn forget_margins(&self) {
+    pub(super) fn forget_margins(&self) {
         self.margins.write().expect("lock").clear();
     }
 }

@@ -109,7 +109,7 @@ pub(crate) struct PendingFill {
 /// What a place did, as the client is told.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Ack {
+pub(crate) struct Ack {
     pub order_hash: B256,
     pub status: OrderStatus,
     /// Matched at once (as taker).
@@ -124,7 +124,7 @@ pub struct Ack {
 
 /// Why the engine refuses an order or a cancel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error("order {0} was already placed with this matcher (an order hash is placed once)")]
     Duplicate(B256),
     #[error(

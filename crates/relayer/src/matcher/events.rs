@@ -7,7 +7,7 @@ use serde::Serialize;
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum OrderStatus {
+pub(crate) enum OrderStatus {
     /// On the book, nothing matched.
     Resting,
     /// Partly matched; the rest is on the book (or was cancelled, see the reason).
@@ -24,7 +24,7 @@ pub enum OrderStatus {
 /// Where a fill stands on its way to the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum FillStatus {
+pub(crate) enum FillStatus {
     /// Matched off-chain; waits for the settlement loop.
     Matched,
     /// In a settlement transaction sent to the chain.
@@ -38,7 +38,7 @@ pub enum FillStatus {
 /// A fill, as an order update carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FillRef {
+pub(crate) struct FillRef {
     pub id: u64,
     pub size: U256,
     pub price: U256,
@@ -48,7 +48,13 @@ pub struct FillRef {
 
 impl FillRef {
     /// A fill of `size` at `price` (18 decimals each).
-    pub fn new(id: u64, size: u128, price: u128, status: FillStatus, tx: Option<B256>) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        size: u128,
+        price: u128,
+        status: FillStatus,
+        tx: Option<B256>,
+    ) -> Self {
         Self {
             id,
             size: U256::from(size),
@@ -62,7 +68,7 @@ impl FillRef {
 /// A change to one order, sent to its key's subscribers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderUpdate {
+pub(crate) struct OrderUpdate {
     pub account: Address,
     pub key: Address,
     pub order_hash: B256,
@@ -81,7 +87,7 @@ pub struct OrderUpdate {
 /// One published change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
-pub enum MatcherEvent {
+pub(crate) enum MatcherEvent {
     /// The size now resting at one price level (0: the level is gone).
     #[serde(rename_all = "camelCase")]
     Book {
@@ -105,7 +111,7 @@ pub enum MatcherEvent {
 
 impl MatcherEvent {
     /// The market of a public event.
-    pub fn market(&self) -> Option<u32> {
+    pub(crate) fn market(&self) -> Option<u32> {
         match self {
             Self::Book { market_id, .. } | Self::Trade { market_id, .. } => Some(*market_id),
             Self::Order(_) => None,

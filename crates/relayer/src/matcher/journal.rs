@@ -21,7 +21,7 @@ use super::events::FillStatus;
 /// A settlement transaction, signed and journaled before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SentBatch {
+pub(super) struct SentBatch {
     pub id: u64,
     pub fills: Vec<u64>,
     pub nonce: u64,
@@ -33,7 +33,7 @@ pub struct SentBatch {
 /// One fact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "r", rename_all = "camelCase")]
-pub enum Record {
+pub(super) enum Record {
     /// An order acknowledged.
     #[serde(rename_all = "camelCase")]
     Placed {
@@ -94,7 +94,7 @@ pub enum JournalError {
 }
 
 /// The open journal.
-pub struct Journal {
+pub(super) struct Journal {
     path: PathBuf,
     file: File,
 }
@@ -108,7 +108,7 @@ impl std::fmt::Debug for Journal {
 impl Journal {
     /// Opens (creating, owner-only) the journal at `path` and reads every complete line. A last line cut
     /// short is dropped (and truncated away so the next line starts clean); a bad line before it is an error.
-    pub fn open(path: &Path) -> Result<(Self, Vec<Record>), JournalError> {
+    pub(super) fn open(path: &Path) -> Result<(Self, Vec<Record>), JournalError> {
         let io = |source| JournalError::Io {
             path: path.display().to_string(),
             source,
@@ -158,7 +158,7 @@ impl Journal {
     }
 
     /// Appends one change (its records as one line) with a single write.
-    pub fn append(&mut self, records: &[Record]) -> Result<(), JournalError> {
+    pub(super) fn append(&mut self, records: &[Record]) -> Result<(), JournalError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -173,7 +173,7 @@ impl Journal {
     }
 
     /// A handle to `fsync` the file from another task.
-    pub fn sync_handle(&self) -> Result<File, JournalError> {
+    pub(super) fn sync_handle(&self) -> Result<File, JournalError> {
         self.file.try_clone().map_err(|source| JournalError::Io {
             path: self.path.display().to_string(),
             source,

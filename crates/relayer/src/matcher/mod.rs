@@ -40,10 +40,10 @@ use keyscope_core::{
 };
 use tokio::sync::{broadcast, watch};
 
-pub use chain_view::ChainReadError;
-pub use engine::{Ack, EngineError};
-pub use events::{FillStatus, MatcherEvent, OrderStatus};
-pub use journal::JournalError;
+pub(crate) use chain_view::ChainReadError;
+pub(crate) use engine::{Ack, EngineError};
+pub(crate) use events::{FillStatus, MatcherEvent, OrderStatus};
+pub(crate) use journal::JournalError;
 
 use crate::config::MatcherConfig;
 use chain_view::ChainView;
@@ -53,7 +53,7 @@ use settle::{Landing, Settler};
 
 /// Why the matcher refuses an order or a request. Nothing changed.
 #[derive(Debug, thiserror::Error)]
-pub enum MatchError {
+pub(crate) enum MatchError {
     /// The order's fields or expiry.
     #[error(transparent)]
     Order(#[from] OrderError),
@@ -116,7 +116,7 @@ pub enum MatchError {
 /// What a cancel or schedule request did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RequestDone {
+pub(crate) struct RequestDone {
     /// Orders taken off the book.
     pub cancelled: Vec<B256>,
     /// Orders named that were not resting (filled, cancelled or expired before, or never placed here).
@@ -128,7 +128,7 @@ pub struct RequestDone {
 /// An order as `keyscope_getOrder` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderView {
+pub(crate) struct OrderView {
     pub order_hash: B256,
     pub order: keyscope_core::order::OrderJson,
     pub status: OrderStatus,
@@ -142,7 +142,7 @@ pub struct OrderView {
 /// A market's book, best levels first: (price, size).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BookView {
+pub(crate) struct BookView {
     pub market_id: u32,
     pub bids: Vec<(U256, U256)>,
     pub asks: Vec<(U256, U256)>,
@@ -171,7 +171,7 @@ struct Inner {
 
 /// The matcher's handle.
 #[derive(Clone)]
-pub struct Matcher(Arc<Inner>);
+pub(crate) struct Matcher(Arc<Inner>);
 
 impl std::fmt::Debug for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -208,7 +208,7 @@ impl Matcher {
     /// Opens the journal in `data_dir`, replays it (every acknowledged order rests again; fills not known
     /// settled go out again), checks the settler, and returns the handle with its background tasks.
     #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    pub(crate) async fn start(
         config: MatcherConfig,
         provider: DynProvider,
         venue: Address,
@@ -277,17 +277,17 @@ impl Matcher {
     }
 
     /// The venue orders are settled at.
-    pub fn venue(&self) -> Address {
+    pub(crate) fn venue(&self) -> Address {
         self.0.venue
     }
 
     /// The settler's address.
-    pub fn settler(&self) -> Address {
+    pub(crate) fn settler(&self) -> Address {
         self.0.settler.address
     }
 
     /// Every published event, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<MatcherEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<MatcherEvent> {
         self.0.events.subscribe()
     }
 
@@ -360,7 +360,7 @@ impl Matcher {
     }
 
     /// Places a signed order: checked, matched, rested, journaled, then acknowledged.
-    pub async fn place(&self, order: Order, signature: Bytes) -> Result<Ack, MatchError> {
+    pub(crate) async fn place(&self, order: Order, signature: Bytes) -> Result<Ack, MatchError> {
         let (imf, free) = self.admit(&order, &signature).await?;
         let hash = order_hash(self.0.venue, self.0.chain_id, &order);
         let mut state = self.lock()?;
@@ -374,7 +374,7 @@ impl Matcher {
     /// Cancels resting order `old` and places `order` (same account, key, market and side) under one lock:
     /// no match can fall between. The new order is checked first; if the book refuses it (a post-only that
     /// would take), the old one stays cancelled and the error says so.
-    pub async fn replace(
+    pub(crate) async fn replace(
         &self,
         old: B256,
         order: Order,
@@ -406,7 +406,7 @@ impl Matcher {
 
     /// Checks a signed request (fresh, the key's, not taken before) and does it: cancel orders, cancel all,
     /// schedule a cancel-all. A subscribe request is only checked here (the RPC face streams).
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         req: &Request,
         signature: &[u8],
@@ -505,7 +505,7 @@ impl Matcher {
     }
 
     /// Cancels every resting order of (account, key): its subscription with cancel-on-disconnect closed.
-    pub fn disconnected(&self, account: Address, key: Address) {
+    pub(crate) fn disconnected(&self, account: Address, key: Address) {
         let Ok(mut state) = self.lock() else {
             return;
         };
@@ -521,7 +521,7 @@ impl Matcher {
     }
 
     /// An order: live, or one of the last 10,000 that finished (with how it ended).
-    pub fn order(&self, hash: B256) -> Option<OrderView> {
+    pub(crate) fn order(&self, hash: B256) -> Option<OrderView> {
         let state = self.0.state.lock().expect("matcher lock");
         state.engine.lookup(&hash).map(|l| {
             let (status, reason) = l.status();
@@ -542,7 +542,7 @@ impl Matcher {
     }
 
     /// The `depth` best levels of each side of `market`.
-    pub fn book(&self, market: u32, depth: usize) -> BookView {
+    pub(crate) fn book(&self, market: u32, depth: usize) -> BookView {
         let state = self.0.state.lock().expect("matcher lock");
         let side = |is_buy| {
             state

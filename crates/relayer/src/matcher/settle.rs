@@ -22,7 +22,7 @@ use keyscope_core::{
 /// Why a batch could not be checked or sent (the node, not a fill).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("settlement: {0}")]
-pub struct SettleError(pub String);
+pub(super) struct SettleError(pub String);
 
 fn node(e: impl std::fmt::Display) -> SettleError {
     SettleError(e.to_string())
@@ -56,7 +56,7 @@ impl Settler {
     }
 
     /// `Ok` if `settle(fills)` from the settler would succeed now; the chain's reason if not.
-    pub async fn simulate(&self, fills: &[Fill]) -> Result<Result<(), String>, SettleError> {
+    pub(super) async fn simulate(&self, fills: &[Fill]) -> Result<Result<(), String>, SettleError> {
         let tx = TransactionRequest::default()
             .with_from(self.address)
             .with_to(self.venue)
@@ -75,7 +75,7 @@ impl Settler {
 
     /// The length of the longest prefix of `fills` that settles, and the reason the next fill fails (None:
     /// all settle).
-    pub async fn passing_prefix(
+    pub(super) async fn passing_prefix(
         &self,
         fills: &[Fill],
     ) -> Result<(usize, Option<String>), SettleError> {
@@ -100,7 +100,11 @@ impl Settler {
     }
 
     /// Signs `settle(fills)` with `nonce`; returns the transaction's bytes and hash.
-    pub async fn sign(&self, fills: &[Fill], nonce: u64) -> Result<(Bytes, B256), SettleError> {
+    pub(super) async fn sign(
+        &self,
+        fills: &[Fill],
+        nonce: u64,
+    ) -> Result<(Bytes, B256), SettleError> {
         let data = Self::call_data(fills);
         let probe = TransactionRequest::default()
             .with_from(self.address)
@@ -125,7 +129,7 @@ impl Settler {
     }
 
     /// The settler's next nonce, pending transactions counted.
-    pub async fn next_nonce(&self) -> Result<u64, SettleError> {
+    pub(super) async fn next_nonce(&self) -> Result<u64, SettleError> {
         self.provider
             .get_transaction_count(self.address)
             .pending()
@@ -134,7 +138,7 @@ impl Settler {
     }
 
     /// The settler's nonce in the latest block.
-    pub async fn mined_nonce(&self) -> Result<u64, SettleError> {
+    pub(super) async fn mined_nonce(&self) -> Result<u64, SettleError> {
         self.provider
             .get_transaction_count(self.address)
             .await
@@ -142,7 +146,7 @@ impl Settler {
     }
 
     /// Sends (or sends again) a signed batch. A node that already has it is not an error.
-    pub async fn send(&self, raw: &Bytes) -> Result<(), SettleError> {
+    pub(super) async fn send(&self, raw: &Bytes) -> Result<(), SettleError> {
         match self.provider.send_raw_transaction(raw).await {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -157,7 +161,7 @@ impl Settler {
     }
 
     /// Where a sent batch is.
-    pub async fn landing(&self, tx: B256) -> Result<Landing, SettleError> {
+    pub(super) async fn landing(&self, tx: B256) -> Result<Landing, SettleError> {
         match self
             .provider
             .get_transaction_receipt(tx)
@@ -173,12 +177,12 @@ impl Settler {
     }
 
     /// The head's number.
-    pub async fn head(&self) -> Result<u64, SettleError> {
+    pub(super) async fn head(&self) -> Result<u64, SettleError> {
         self.provider.get_block_number().await.map_err(node)
     }
 
     /// Whether the venue lets this key settle.
-    pub async fn allowed(&self) -> Result<bool, SettleError> {
+    pub(super) async fn allowed(&self) -> Result<bool, SettleError> {
         PerpVenue::new(self.venue, &self.provider)
             .isSettler(self.address)
             .call()

@@ -36,7 +36,7 @@ use crate::{
 /// An accepted op.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The op's ERC-4337 hash.
     pub user_op_hash: B256,
     /// The account's venue health before and after the op, on the pending state.
@@ -129,7 +129,7 @@ impl Pool {
     /// `with_health`, the account's venue health before and after it (`keyscope_sendUserOperation`).
     /// `client` is the caller's address, if known: ops from senders the relayer has not accepted an op
     /// from before spend that address's fresh-sender budget.
-    pub async fn add(
+    pub(crate) async fn add(
         &self,
         op: Value,
         with_health: bool,

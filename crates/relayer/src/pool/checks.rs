@@ -48,7 +48,7 @@ pub fn min_pre_verification_gas(op: &PackedUserOperation) -> u64 {
 /// execution burns counts toward that floor — so an op owes the other 6 a token less what its
 /// validation and execution use (`gas_used`). Nothing for an op that burns more gas than its calldata's
 /// floor; a bundle of ops that each pay this pays the bundle transaction's floor.
-pub fn calldata_floor_extra(op: &PackedUserOperation, gas_used: u64) -> u64 {
+pub(super) fn calldata_floor_extra(op: &PackedUserOperation, gas_used: u64) -> u64 {
     ((crate::calldata::FLOOR_TOKEN_GAS - crate::calldata::STANDARD_TOKEN_GAS)
         * crate::calldata::tokens(&op.abi_encode()))
     .saturating_sub(gas_used)
@@ -112,7 +112,7 @@ pub(super) fn static_checks(door: &DoorConfig, op: &PackedUserOperation) -> Resu
 }
 
 /// An EntryPoint refusal or a broken rule as an ERC-7769 error.
-pub fn sim_error(e: SimError) -> RpcError {
+pub(super) fn sim_error(e: SimError) -> RpcError {
     match e {
         SimError::Rules(v) => RpcError::new(
             code::OPCODE_VALIDATION,

@@ -23,7 +23,7 @@ impl Pool {
     /// `eth_estimateUserOperationGas`: simulates `op` on the pending state (gas limits it leaves at zero are
     /// filled with the relayer's maxima, a stub signature's failure is tolerated) and returns limits with
     /// headroom.
-    pub async fn estimate(&self, op: Value) -> Result<Value, RpcError> {
+    pub(crate) async fn estimate(&self, op: Value) -> Result<Value, RpcError> {
         refuse_eip7702(&op)?;
         let mut rpc = RpcUserOperation::from_json(op)?;
         let door = &self.inner.cfg.door;

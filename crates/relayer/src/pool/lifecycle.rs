@@ -14,7 +14,7 @@ use crate::{
 impl Pool {
     /// Up to `max_ops` pooled ops fitting `max_gas`, in bundle order, moved to the submitted set (they
     /// stay in the pending state).
-    pub fn take(&self, max_ops: usize, max_gas: u64) -> Vec<PoolOp> {
+    pub(crate) fn take(&self, max_ops: usize, max_gas: u64) -> Vec<PoolOp> {
         let mut book = self.book();
         let picked = book.mempool.best(max_ops, max_gas);
         let ops: Vec<PoolOp> = picked
@@ -32,7 +32,7 @@ impl Pool {
 
     /// Puts ops taken for a bundle that was not sent back in the pool as they were (nothing was recorded
     /// of them yet).
-    pub fn hold(&self, ops: Vec<PoolOp>) {
+    pub(crate) fn hold(&self, ops: Vec<PoolOp>) {
         let mut book = self.book();
         for op in ops {
             book.submitted.remove(&op.hash);
@@ -43,7 +43,7 @@ impl Pool {
 
     /// Records `ops` as sent in transaction `tx` (replacing `replaced` by a fee bump, if any) and persists
     /// it: durable before the transaction is sent, so a restart finds and follows it.
-    pub async fn mark_sent(
+    pub(crate) async fn mark_sent(
         &self,
         ops: &[B256],
         tx: B256,
@@ -85,7 +85,7 @@ impl Pool {
 
     /// Records that the node took transaction `tx` carrying `ops` (claimed → sent). The audit log's
     /// `bundled` entry already names the transaction: only the records change.
-    pub async fn confirm_sent(&self, ops: &[B256], tx: B256) {
+    pub(crate) async fn confirm_sent(&self, ops: &[B256], tx: B256) {
         let records: Vec<OpRecord> = {
             let mut book = self.book();
             ops.iter()
@@ -110,7 +110,7 @@ impl Pool {
     /// Returns submitted `ops` to the pool (a send that failed, a dropped or reorged bundle), with
     /// `event` and `reason` in their records. Their effects are in the pending state already; a
     /// reorged op's record (final, so only in the store) is read back.
-    pub async fn restore(&self, ops: Vec<PoolOp>, event: &str, reason: &str) {
+    pub(crate) async fn restore(&self, ops: Vec<PoolOp>, event: &str, reason: &str) {
         let mut back = Vec::new();
         for op in &ops {
             if !self.book().records.contains_key(&op.hash) {
@@ -154,7 +154,7 @@ impl Pool {
 
     /// Drops a submitted op the bundle simulation refused, blaming `entity` (its factory or paymaster)
     /// in the reputation if it caused the failure.
-    pub async fn drop_at_bundle_time(&self, hash: B256, reason: &str) {
+    pub(crate) async fn drop_at_bundle_time(&self, hash: B256, reason: &str) {
         let persist = {
             let mut book = self.book();
             book.dirty = true;
@@ -174,7 +174,7 @@ impl Pool {
 
     /// A mined bundle: each of `ops` the receipt's events name is included (with `success`), the others
     /// go back to the pool. Returns the included ones (the chain follower watches them for reorgs).
-    pub async fn settle(
+    pub(crate) async fn settle(
         &self,
         ops: Vec<PoolOp>,
         mined: &MinedIn,
@@ -226,7 +226,7 @@ impl Pool {
     }
 
     /// Included ops whose bundle was mined again in another block after a reorg.
-    pub async fn reincluded(&self, ops: &[B256], mined: &MinedIn) {
+    pub(crate) async fn reincluded(&self, ops: &[B256], mined: &MinedIn) {
         let mut p = Persist::default();
         for hash in ops {
             if let Ok(Some(mut rec)) = self.inner.store.op(*hash).await {
@@ -242,7 +242,7 @@ impl Pool {
     }
 
     /// Included ops whose bundle left the canonical chain: back to the pool to be bundled again.
-    pub async fn reorged(&self, ops: Vec<PoolOp>) {
+    pub(crate) async fn reorged(&self, ops: Vec<PoolOp>) {
         for _ in &ops {
             Metrics::inc(&self.inner.metrics.reorged_ops);
         }
@@ -253,7 +253,7 @@ impl Pool {
     /// After a restart: the records of unfinished ops. Pending ones return to the pool; submitted ones
     /// are returned grouped by the transaction (and the ones it replaced) they were sent in, for the
     /// chain follower to settle, follow or send again. The pending state is rebuilt by the caller.
-    pub fn resume(&self, records: Vec<OpRecord>) -> (usize, Vec<Recorded>) {
+    pub(crate) fn resume(&self, records: Vec<OpRecord>) -> (usize, Vec<Recorded>) {
         let mut by_tx: std::collections::BTreeMap<B256, (Vec<B256>, Vec<PoolOp>)> =
             Default::default();
         let mut resumed = 0;
@@ -292,7 +292,10 @@ impl Pool {
     /// Forgets every op of the senders `lost` picks, whose shard this instance no longer holds (another
     /// instance took it over): nothing is persisted — the new owner's records rule now — and the pending
     /// state is rebuilt without them. Returns how many ops were forgotten.
-    pub async fn forget_senders(&self, lost: impl Fn(alloy_primitives::Address) -> bool) -> usize {
+    pub(crate) async fn forget_senders(
+        &self,
+        lost: impl Fn(alloy_primitives::Address) -> bool,
+    ) -> usize {
         let forgotten = {
             let mut book = self.book();
             let hashes: Vec<B256> = book

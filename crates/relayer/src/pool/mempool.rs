@@ -19,7 +19,7 @@ use crate::error::{RpcError, code};
 
 /// An accepted op and what the pool orders it by.
 #[derive(Debug, Clone)]
-pub struct PoolOp {
+pub(crate) struct PoolOp {
     pub hash: B256,
     pub op: PackedUserOperation,
     pub kind: OpKind,
@@ -39,7 +39,7 @@ pub struct PoolOp {
 impl PoolOp {
     /// The op as a stored record describes it (stakes are read again when it is next validated); None if
     /// the stored op no longer parses.
-    pub fn from_record(rec: &crate::store::OpRecord) -> Option<Self> {
+    pub(crate) fn from_record(rec: &crate::store::OpRecord) -> Option<Self> {
         Some(Self {
             hash: rec.hash,
             op: rec.user_operation.to_packed().ok()?,
@@ -53,30 +53,30 @@ impl PoolOp {
         })
     }
 
-    pub fn lane(&self) -> (Address, U256) {
+    pub(crate) fn lane(&self) -> (Address, U256) {
         (self.op.sender, nonce_parts(self.op.nonce).0)
     }
 
-    pub fn seq(&self) -> u64 {
+    pub(crate) fn seq(&self) -> u64 {
         nonce_parts(self.op.nonce).1
     }
 
-    pub fn fees(&self) -> (u128, u128) {
+    pub(crate) fn fees(&self) -> (u128, u128) {
         let (priority, max) = unpack(self.op.gasFees);
         (max, priority)
     }
 
-    pub fn factory(&self) -> Option<Address> {
+    pub(crate) fn factory(&self) -> Option<Address> {
         (self.op.initCode.len() >= 20).then(|| Address::from_slice(&self.op.initCode[..20]))
     }
 
-    pub fn paymaster(&self) -> Option<Address> {
+    pub(crate) fn paymaster(&self) -> Option<Address> {
         (self.op.paymasterAndData.len() >= 20)
             .then(|| Address::from_slice(&self.op.paymasterAndData[..20]))
     }
 
     /// The entities reputation tracks for this op: its factory, its paymaster, and its sender if staked.
-    pub fn tracked(&self) -> Vec<Address> {
+    pub(crate) fn tracked(&self) -> Vec<Address> {
         let sender = self.sender_staked.then_some(self.op.sender);
         [self.factory(), self.paymaster(), sender]
             .into_iter()
@@ -88,7 +88,7 @@ impl PoolOp {
     /// EREP-020/030): the factory for AA1x, the account for AA2x (its staked factory in its place), the
     /// paymaster for AA3x (a staked account in its place). `crashed`: the staked factory answering for its
     /// account, to be banned.
-    pub fn culprit(&self, reason: &str) -> (Option<Address>, bool) {
+    pub(crate) fn culprit(&self, reason: &str) -> (Option<Address>, bool) {
         match reason.get(..3) {
             Some("AA1") => (self.factory(), false),
             Some("AA2") if self.factory_staked => (self.factory(), true),
@@ -100,16 +100,16 @@ impl PoolOp {
     }
 
     /// The most the op can cost whoever pays for it: all its gas at its max fee.
-    pub fn max_cost(&self) -> U256 {
+    pub(crate) fn max_cost(&self) -> U256 {
         U256::from(crate::validate::gas_sum(&self.op)).saturating_mul(U256::from(self.fees().0))
     }
 }
 
-pub use crate::records::PoolLimits;
+pub(crate) use crate::records::PoolLimits;
 
 /// Nonce-ordered pending ops.
 #[derive(Debug, Default)]
-pub struct Mempool {
+pub(crate) struct Mempool {
     limits: PoolLimits,
     ops: HashMap<B256, PoolOp>,
     by_nonce: HashMap<(Address, U256), B256>,
@@ -125,7 +125,7 @@ pub struct Mempool {
 
 /// What the door knows of an op's sender and paymaster, for the pool's limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Standing {
+pub(crate) struct Standing {
     /// The sender is staked: ERC-7562's SAME_SENDER_MEMPOOL_COUNT does not apply.
     pub sender_staked: bool,
     /// The paymaster's EntryPoint deposit (it must cover every pooled op it sponsors).
@@ -133,23 +133,23 @@ pub struct Standing {
 }
 
 impl Mempool {
-    pub fn new(limits: PoolLimits) -> Self {
+    pub(crate) fn new(limits: PoolLimits) -> Self {
         Self {
             limits,
             ..Default::default()
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ops.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
 
     /// Pooled ops that name `entity` as their factory or paymaster.
-    pub fn count_using(&self, entity: Address) -> usize {
+    pub(crate) fn count_using(&self, entity: Address) -> usize {
         self.per_entity.get(&entity).copied().unwrap_or(0)
     }
 
@@ -199,18 +199,18 @@ impl Mempool {
     }
 
     /// Numbers new ops after `floor` (the highest order ever stored).
-    pub fn insert_order_floor(&mut self, floor: u64) {
+    pub(crate) fn insert_order_floor(&mut self, floor: u64) {
         self.next_order = self.next_order.max(floor);
     }
 
     /// The order number the next accepted op gets.
-    pub fn take_order(&mut self) -> u64 {
+    pub(crate) fn take_order(&mut self) -> u64 {
         self.next_order += 1;
         self.next_order
     }
 
     /// Checks whether `op` may enter; returns the hash of the op it replaces, if any.
-    pub fn admit(&self, op: &PoolOp, standing: Standing) -> Result<Option<B256>, RpcError> {
+    pub(crate) fn admit(&self, op: &PoolOp, standing: Standing) -> Result<Option<B256>, RpcError> {
         if self.ops.contains_key(&op.hash) {
             return Err(RpcError::invalid_fields(format!(
                 "op {} is already in the pool",
@@ -276,7 +276,7 @@ impl Mempool {
     }
 
     /// Adds an admitted op.
-    pub fn insert(&mut self, op: PoolOp) {
+    pub(crate) fn insert(&mut self, op: PoolOp) {
         self.by_nonce.insert((op.op.sender, op.op.nonce), op.hash);
         self.lanes
             .entry(op.lane())
@@ -298,7 +298,7 @@ impl Mempool {
     }
 
     /// Removes an op (bundled, replaced, expired or invalid).
-    pub fn remove(&mut self, hash: &B256) -> Option<PoolOp> {
+    pub(crate) fn remove(&mut self, hash: &B256) -> Option<PoolOp> {
         let op = self.ops.remove(hash)?;
         self.by_nonce.remove(&(op.op.sender, op.op.nonce));
         if let Some(lane) = self.lanes.get_mut(&op.lane()) {
@@ -326,7 +326,7 @@ impl Mempool {
     }
 
     /// Every op in acceptance order (the order the pending state was built in).
-    pub fn in_order(&self) -> Vec<PoolOp> {
+    pub(crate) fn in_order(&self) -> Vec<PoolOp> {
         let mut all: Vec<PoolOp> = self.ops.values().cloned().collect();
         all.sort_by_key(|o| (o.order, o.seq()));
         all
@@ -334,7 +334,7 @@ impl Mempool {
 
     /// Up to `max_ops` ops whose gas fits `max_gas`, in bundle order: protective ops first, then by
     /// priority fee, then by arrival; each lane in nonce order.
-    pub fn best(&self, max_ops: usize, max_gas: u64) -> Vec<B256> {
+    pub(crate) fn best(&self, max_ops: usize, max_gas: u64) -> Vec<B256> {
         type Key = (bool, Reverse<u128>, u64, B256);
         let key = |o: &PoolOp| -> Key {
             (
@@ -378,7 +378,7 @@ impl Mempool {
     }
 
     /// Counts for `debug_bundler_dumpMempool`-style views.
-    pub fn hashes(&self) -> Vec<B256> {
+    pub(crate) fn hashes(&self) -> Vec<B256> {
         self.in_order().into_iter().map(|o| o.hash).collect()
     }
 }

@@ -17,10 +17,10 @@ mod admission;
 mod checks;
 mod estimate;
 mod lifecycle;
-pub mod mempool;
-pub mod pending;
+pub(crate) mod mempool;
+pub(crate) mod pending;
 mod rebuild;
-pub mod reputation;
+pub(crate) mod reputation;
 
 use std::{
     collections::HashMap,
@@ -34,8 +34,8 @@ use serde::Serialize;
 use tokio::{runtime::Handle, sync::Notify};
 
 pub use checks::{lone_pre_verification_gas, min_pre_verification_gas};
-pub use mempool::{Mempool, PoolLimits, PoolOp, Standing};
-pub use reputation::{
+pub(crate) use mempool::{Mempool, PoolLimits, PoolOp, Standing};
+pub(crate) use reputation::{
     RateLimiter, Reputation, ReputationEntry, ReputationStatus, THROTTLED_ENTITY_MEMPOOL_COUNT,
 };
 
@@ -48,7 +48,7 @@ use crate::{
 use pending::PendingState;
 
 /// Microseconds since the Unix epoch.
-pub fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -57,27 +57,27 @@ pub fn now_us() -> u64 {
 
 /// Writes to make after a state change (outside any lock).
 #[derive(Debug, Default)]
-pub struct Persist {
+pub(crate) struct Persist {
     pub ops: Vec<OpRecord>,
     pub audit: Vec<AuditEntry>,
 }
 
 impl Persist {
     /// Adds `other`'s writes.
-    pub fn extend(&mut self, other: Persist) {
+    pub(crate) fn extend(&mut self, other: Persist) {
         self.ops.extend(other.ops);
         self.audit.extend(other.audit);
     }
 
     /// True if there is nothing to write.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.audit.is_empty()
     }
 }
 
 /// What the pool is configured with.
 #[derive(Debug, Clone)]
-pub struct PoolConfig {
+pub(crate) struct PoolConfig {
     pub door: DoorConfig,
     pub limits: PoolLimits,
     pub mode: BundlingMode,
@@ -148,7 +148,7 @@ impl Book {
 /// A summary for `keyscope_status`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PoolStatus {
+pub(crate) struct PoolStatus {
     pub head: Head,
     pub pool: usize,
     pub submitted: usize,
@@ -188,7 +188,7 @@ struct PoolInner {
 
 /// The handle to the pool: cheap to clone, shared by the RPC face, the bundler and the chain follower.
 #[derive(Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     inner: Arc<PoolInner>,
 }
 
@@ -200,7 +200,7 @@ impl std::fmt::Debug for Pool {
 
 /// How the pool reaches the chain and where it keeps things.
 #[derive(Debug, Clone)]
-pub struct PoolDeps {
+pub(crate) struct PoolDeps {
     pub provider: DynProvider,
     pub handle: Handle,
     pub store: Store,
@@ -209,7 +209,7 @@ pub struct PoolDeps {
 
 impl Pool {
     /// An empty pool on `head`, with the reputation saved in the store.
-    pub async fn new(
+    pub(crate) async fn new(
         cfg: PoolConfig,
         sim: Arc<SimConfig>,
         commutative: Commutative,
@@ -279,7 +279,7 @@ impl Pool {
     }
 
     /// Sets the pool-size gauges from the pool as it is now.
-    pub fn refresh_gauges(&self) {
+    pub(crate) fn refresh_gauges(&self) {
         self.update_size(&self.book());
     }
 
@@ -296,27 +296,27 @@ impl Pool {
     }
 
     /// Held while deciding which head the pending state moves to (see [`Pool::on_head`]).
-    pub async fn head_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn head_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.inner.heads.lock().await
     }
 
     /// Notified whenever an op is accepted.
-    pub fn arrivals(&self) -> Arc<Notify> {
+    pub(crate) fn arrivals(&self) -> Arc<Notify> {
         self.inner.arrivals.clone()
     }
 
     /// The pending state now (a snapshot: a rebuild replaces it, and it stays valid for its holder).
-    pub fn pending_state(&self) -> Arc<PendingState> {
+    pub(crate) fn pending_state(&self) -> Arc<PendingState> {
         self.pending()
     }
 
     /// The head the pending state is on.
-    pub fn head(&self) -> Head {
+    pub(crate) fn head(&self) -> Head {
         self.pending().head()
     }
 
     /// The record of `hash`: unfinished ones from memory, the rest from the store.
-    pub async fn record(&self, hash: B256) -> Option<OpRecord> {
+    pub(crate) async fn record(&self, hash: B256) -> Option<OpRecord> {
         let held = self.book().records.get(&hash).cloned();
         if held.is_some() {
             return held;
@@ -329,7 +329,7 @@ impl Pool {
     /// persists) — so an op mined while the store was down ends `included` there, with its audit entry,
     /// once the store is back. A write refused by the fence is given up: another instance holds those
     /// senders now and re-derives their records from the chain.
-    pub async fn persist(&self, p: Persist) {
+    pub(crate) async fn persist(&self, p: Persist) {
         let mut unsaved = self.inner.unsaved.lock().await;
         if !p.is_empty() {
             unsaved.push_back(p);
@@ -371,7 +371,7 @@ impl Pool {
     }
 
     /// A summary of the pool.
-    pub fn status(&self) -> PoolStatus {
+    pub(crate) fn status(&self) -> PoolStatus {
         let head = self.head();
         let book = self.book();
         PoolStatus {
@@ -383,22 +383,22 @@ impl Pool {
     }
 
     /// Automatic or manual bundling.
-    pub fn mode(&self) -> BundlingMode {
+    pub(crate) fn mode(&self) -> BundlingMode {
         self.book().mode
     }
 
     /// Sets automatic or manual bundling (`debug_bundler_setBundlingMode`).
-    pub fn set_mode(&self, mode: BundlingMode) {
+    pub(crate) fn set_mode(&self, mode: BundlingMode) {
         self.book().mode = mode;
     }
 
     /// True if ops wait for a bundle.
-    pub fn has_pooled(&self) -> bool {
+    pub(crate) fn has_pooled(&self) -> bool {
         !self.book().mempool.is_empty()
     }
 
     /// Pooled ops in acceptance order, as clients sent them (`debug_bundler_dumpMempool`).
-    pub fn dump(&self) -> Vec<RpcUserOperation> {
+    pub(crate) fn dump(&self) -> Vec<RpcUserOperation> {
         self.book()
             .mempool
             .in_order()
@@ -408,18 +408,18 @@ impl Pool {
     }
 
     /// Reputation: a snapshot (its version and entries), for saving.
-    pub fn reputation_snapshot(&self) -> (u64, Vec<(Address, ReputationEntry)>) {
+    pub(crate) fn reputation_snapshot(&self) -> (u64, Vec<(Address, ReputationEntry)>) {
         let book = self.book();
         (book.reputation.version(), book.reputation.entries())
     }
 
     /// Reputation: every entity with its counters and status.
-    pub fn reputation_dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
+    pub(crate) fn reputation_dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
         self.book().reputation.dump()
     }
 
     /// Reputation: set entries (`debug_bundler_setReputation`).
-    pub fn set_reputation(&self, entries: Vec<(Address, ReputationEntry)>) {
+    pub(crate) fn set_reputation(&self, entries: Vec<(Address, ReputationEntry)>) {
         let mut book = self.book();
         for (a, e) in entries {
             book.reputation.set(a, e);
@@ -427,19 +427,19 @@ impl Pool {
     }
 
     /// Reputation: forget everything.
-    pub fn clear_reputation(&self) {
+    pub(crate) fn clear_reputation(&self) {
         self.book().reputation.clear();
     }
 
     /// Reputation: `sender` sent an op that passed validation and then broke a bundle or would have cost
     /// the relayer more than it repays — treated as ERC-7562 treats an entity whose op crashes a bundle
     /// (banned, decaying hourly like any entry).
-    pub fn charge_sender(&self, sender: Address) {
+    pub(crate) fn charge_sender(&self, sender: Address) {
         self.book().reputation.crashed(sender);
     }
 
     /// Reputation: the hourly decay.
-    pub fn decay_reputation(&self) {
+    pub(crate) fn decay_reputation(&self) {
         self.book().reputation.decay();
     }
 
@@ -454,11 +454,11 @@ impl Pool {
 
 /// A bundle transaction the store says was sent: the transaction last sent, those a fee bump replaced,
 /// and the ops it carries.
-pub type Recorded = (B256, Vec<B256>, Vec<PoolOp>);
+pub(crate) type Recorded = (B256, Vec<B256>, Vec<PoolOp>);
 
 /// Where a bundle was mined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MinedIn {
+pub(crate) struct MinedIn {
     pub tx_hash: B256,
     pub block_number: u64,
     pub block_hash: B256,

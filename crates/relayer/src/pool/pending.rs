@@ -23,7 +23,7 @@ use crate::validate::{
 
 /// What the door reads of an op's entities before pooling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpFacts {
+pub(crate) struct OpFacts {
     /// The sender is a Keyscope TradingAccount (by its code, not its nonce or calldata).
     pub keyscope: bool,
     /// The sender has the stake ERC-7562 asks of staked entities.
@@ -41,7 +41,7 @@ pub struct OpFacts {
 
 impl OpFacts {
     /// `op`'s entities these facts found staked (`op` is the op they were read for).
-    pub fn staked(&self, op: &PackedUserOperation) -> HashSet<Address> {
+    pub(crate) fn staked(&self, op: &PackedUserOperation) -> HashSet<Address> {
         let (factory, paymaster) = validate::entities_of(op);
         [
             self.sender_staked.then_some(op.sender),
@@ -56,7 +56,7 @@ impl OpFacts {
 
 /// The pending state on one head.
 #[derive(Debug)]
-pub struct PendingState {
+pub(crate) struct PendingState {
     head: Head,
     layers: Arc<Layers>,
     cfg: Arc<SimConfig>,
@@ -74,7 +74,7 @@ fn internal(e: impl std::fmt::Display) -> SimError {
 
 impl PendingState {
     /// The state of `head` with nothing pending.
-    pub fn new(
+    pub(crate) fn new(
         provider: DynProvider,
         handle: Handle,
         cfg: Arc<SimConfig>,
@@ -92,13 +92,13 @@ impl PendingState {
     }
 
     /// The head this state starts from.
-    pub fn head(&self) -> Head {
+    pub(crate) fn head(&self) -> Head {
         self.head
     }
 
     /// The block simulations run in now: after the head, at the wall clock, never earlier than a
     /// simulation before it on this state.
-    pub fn block(&self) -> SimBlock {
+    pub(crate) fn block(&self) -> SimBlock {
         let block = SimBlock::after(&self.head);
         let before = self.clock.fetch_max(block.timestamp, Ordering::Relaxed);
         SimBlock {
@@ -109,23 +109,23 @@ impl PendingState {
 
     /// The node state at the bottom (to prefill slots read outside any lock, and for the bundler's
     /// simulations on the same head).
-    pub fn node(&self) -> &Arc<NodeCache> {
+    pub(crate) fn node(&self) -> &Arc<NodeCache> {
         self.layers.node()
     }
 
     /// The layers of this state: a rebuild (every new head) makes new ones.
-    pub fn layers(&self) -> &Arc<Layers> {
+    pub(crate) fn layers(&self) -> &Arc<Layers> {
         &self.layers
     }
 
     /// A storage slot on the pending state.
-    pub fn storage(&self, address: Address, slot: U256) -> Result<U256, SimError> {
+    pub(crate) fn storage(&self, address: Address, slot: U256) -> Result<U256, SimError> {
         self.layers.read_slot(address, slot).map_err(internal)
     }
 
     /// What the door needs to know of `op`'s entities before it pools it, on the pending state: one
     /// EntryPoint read per entity.
-    pub fn facts(&self, op: &PackedUserOperation) -> Result<OpFacts, SimError> {
+    pub(crate) fn facts(&self, op: &PackedUserOperation) -> Result<OpFacts, SimError> {
         let block = self.block();
         let mut db = self.layers.db();
         let (factory, paymaster) = validate::entities_of(op);
@@ -149,7 +149,7 @@ impl PendingState {
 
     /// Simulates `op` on its own layer over the pending state: what it finds (with the account's health
     /// before the op) and the op's changes, to commit if it is accepted.
-    pub fn simulate(
+    pub(crate) fn simulate(
         &self,
         op: &PackedUserOperation,
         estimate: bool,
@@ -163,7 +163,7 @@ impl PendingState {
     /// account's health before the op if `health` (a venue call: only when the client asks for it).
     /// `facts`: the op's entities' stakes if the door read them already on this head (else they are read
     /// here).
-    pub fn simulate_tracked(
+    pub(crate) fn simulate_tracked(
         &self,
         op: &PackedUserOperation,
         estimate: bool,
@@ -201,12 +201,12 @@ impl PendingState {
     }
 
     /// True if every value `changes` read is still current.
-    pub fn is_current(&self, changes: &Changes) -> bool {
+    pub(crate) fn is_current(&self, changes: &Changes) -> bool {
         self.layers.is_current(changes)
     }
 
     /// Commits an accepted op's changes, unless state it read has changed since (then validate it again).
-    pub fn commit(&self, changes: Changes) -> Result<(), Conflict> {
+    pub(crate) fn commit(&self, changes: Changes) -> Result<(), Conflict> {
         let moves_others = changes.moves_others;
         self.layers.commit(changes)?;
         if moves_others {
@@ -216,7 +216,7 @@ impl PendingState {
     }
 
     /// Commits changes without the conflict check (ops replayed one by one on a new head).
-    pub fn commit_unchecked(&self, changes: Changes) -> Result<(), SimError> {
+    pub(crate) fn commit_unchecked(&self, changes: Changes) -> Result<(), SimError> {
         let moves_others = changes.moves_others;
         self.layers.commit_unchecked(changes).map_err(internal)?;
         if moves_others {
@@ -226,7 +226,7 @@ impl PendingState {
     }
 
     /// The venue health of `account` now, remembered as its next op's health before.
-    pub fn health(&self, account: Address) -> Option<Health> {
+    pub(crate) fn health(&self, account: Address) -> Option<Health> {
         let block = self.block();
         let h = validate::health(&mut self.layers.db(), &self.cfg, block, account)?;
         if let Ok(mut cache) = self.health.lock() {

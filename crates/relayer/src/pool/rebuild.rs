@@ -20,14 +20,14 @@ impl Pool {
     /// charge (so its account's EntryPoint deposit, and the relayer's balance) depends on the base fee
     /// of the block it was mined in, which a simulation only bounds; the next op of that account must
     /// be validated on the deposit it will really find.
-    pub async fn on_head(&self, head: Head) {
+    pub(crate) async fn on_head(&self, head: Head) {
         self.rebuild(Some(head)).await;
     }
 
     /// Rebuilds the pending state on `head` (default: the current one): submitted ops first, then the
     /// pool in acceptance order. Pooled ops that no longer validate (or would now revert, when such ops
     /// are refused), or that expire within two seconds, are dropped with the reason. Admissions wait.
-    pub async fn rebuild(&self, head: Option<Head>) {
+    pub(crate) async fn rebuild(&self, head: Option<Head>) {
         let gate = self.inner.gate.write().await;
         self.reset_pending(head.unwrap_or_else(|| self.head()));
         let pool = self.clone();
@@ -182,7 +182,7 @@ impl Pool {
             && (chain.to::<u64>()..seq).all(|s| held.contains(&(sender, key, s)))
     }
     /// Drops every pooled op (`debug_bundler_clearMempool`).
-    pub async fn clear(&self) {
+    pub(crate) async fn clear(&self) {
         let persist = {
             let mut book = self.book();
             let mut p = Persist::default();

@@ -12,14 +12,14 @@ const MAX_BUCKETS: usize = 65_536;
 /// Token buckets at the door, one per session key (or per account for owner ops): a runaway engine
 /// is throttled before it costs a simulation, let alone gas.
 #[derive(Debug)]
-pub struct RateLimiter<K = Address> {
+pub(crate) struct RateLimiter<K = Address> {
     per_second: f64,
     burst: f64,
     buckets: HashMap<K, (f64, Instant)>,
 }
 
 impl<K: Hash + Eq + Copy> RateLimiter<K> {
-    pub fn new(per_second: f64, burst: f64) -> Self {
+    pub(crate) fn new(per_second: f64, burst: f64) -> Self {
         Self {
             per_second,
             burst,
@@ -28,7 +28,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     }
 
     /// Takes one token for `key`, or says how long until one is there.
-    pub fn take(&mut self, key: K, now: Instant) -> Result<(), std::time::Duration> {
+    pub(crate) fn take(&mut self, key: K, now: Instant) -> Result<(), std::time::Duration> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
@@ -65,7 +65,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     }
 
     /// Gives back a token taken for an op that was then refused for another reason.
-    pub fn refund(&mut self, key: K) {
+    pub(crate) fn refund(&mut self, key: K) {
         if let Some((tokens, _)) = self.buckets.get_mut(&key) {
             *tokens = (*tokens + 1.0).min(self.burst);
         }
@@ -75,18 +75,18 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
 /// A factory's or paymaster's standing (ERC-7562 reputation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ReputationStatus {
+pub(crate) enum ReputationStatus {
     Ok,
     Throttled,
     Banned,
 }
 
-pub use crate::records::ReputationEntry;
+pub(crate) use crate::records::ReputationEntry;
 
 /// ERC-7562 reputation: an entity whose ops are seen far more often than they are included is
 /// throttled, then banned. Constants from the ERC.
 #[derive(Debug, Default)]
-pub struct Reputation {
+pub(crate) struct Reputation {
     entries: HashMap<Address, ReputationEntry>,
     /// Bumped by every change, so the owner knows when to persist.
     version: u64,
@@ -96,10 +96,10 @@ const MIN_INCLUSION_RATE_DENOMINATOR: u64 = 10;
 const THROTTLING_SLACK: u64 = 10;
 const BAN_SLACK: u64 = 50;
 /// How many pooled ops a throttled entity may have (ERC-7562 THROTTLED_ENTITY_MEMPOOL_COUNT).
-pub const THROTTLED_ENTITY_MEMPOOL_COUNT: usize = 4;
+pub(crate) const THROTTLED_ENTITY_MEMPOOL_COUNT: usize = 4;
 
 impl Reputation {
-    pub fn status(&self, entity: Address) -> ReputationStatus {
+    pub(crate) fn status(&self, entity: Address) -> ReputationStatus {
         let Some(e) = self.entries.get(&entity) else {
             return ReputationStatus::Ok;
         };
@@ -114,7 +114,7 @@ impl Reputation {
     }
 
     /// Reputation as persisted: `entries` from [`Reputation::entries`].
-    pub fn from_entries(entries: Vec<(Address, ReputationEntry)>) -> Self {
+    pub(crate) fn from_entries(entries: Vec<(Address, ReputationEntry)>) -> Self {
         Self {
             entries: entries.into_iter().collect(),
             version: 0,
@@ -122,29 +122,29 @@ impl Reputation {
     }
 
     /// Every entity's counters, by address.
-    pub fn entries(&self) -> Vec<(Address, ReputationEntry)> {
+    pub(crate) fn entries(&self) -> Vec<(Address, ReputationEntry)> {
         let mut v: Vec<_> = self.entries.iter().map(|(a, e)| (*a, *e)).collect();
         v.sort_by_key(|(a, _)| *a);
         v
     }
 
     /// Changes so far (compare with a saved value to know whether to persist).
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.version
     }
 
-    pub fn seen(&mut self, entity: Address) {
+    pub(crate) fn seen(&mut self, entity: Address) {
         self.version += 1;
         self.entries.entry(entity).or_default().ops_seen += 1;
     }
 
-    pub fn included(&mut self, entity: Address) {
+    pub(crate) fn included(&mut self, entity: Address) {
         self.version += 1;
         self.entries.entry(entity).or_default().ops_included += 1;
     }
 
     /// Takes back a sighting: the op it counted was not the entity's fault (EREP-015) or was replaced.
-    pub fn unseen(&mut self, entity: Address) {
+    pub(crate) fn unseen(&mut self, entity: Address) {
         self.version += 1;
         if let Some(e) = self.entries.get_mut(&entity) {
             e.ops_seen = e.ops_seen.saturating_sub(1);
@@ -153,7 +153,7 @@ impl Reputation {
 
     /// The entity made a bundle fail that passed validation before (a staked factory answering for its
     /// account, EREP-020): banned, as the reference bundler does (10,000 sightings, no inclusion).
-    pub fn crashed(&mut self, entity: Address) {
+    pub(crate) fn crashed(&mut self, entity: Address) {
         self.version += 1;
         self.entries.insert(
             entity,
@@ -165,7 +165,7 @@ impl Reputation {
     }
 
     /// Hourly decay (ERC-7562: × 23/24).
-    pub fn decay(&mut self) {
+    pub(crate) fn decay(&mut self) {
         self.version += 1;
         for e in self.entries.values_mut() {
             e.ops_seen = e.ops_seen * 23 / 24;
@@ -175,17 +175,17 @@ impl Reputation {
             .retain(|_, e| e.ops_seen > 0 || e.ops_included > 0);
     }
 
-    pub fn set(&mut self, entity: Address, entry: ReputationEntry) {
+    pub(crate) fn set(&mut self, entity: Address, entry: ReputationEntry) {
         self.version += 1;
         self.entries.insert(entity, entry);
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.version += 1;
         self.entries.clear();
     }
 
-    pub fn dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
+    pub(crate) fn dump(&self) -> Vec<(Address, ReputationEntry, ReputationStatus)> {
         self.entries()
             .into_iter()
             .map(|(a, e)| (a, e, self.status(a)))

@@ -11,6 +11,6 @@ mod reputation;
 
 pub use fence::{Fence, shard_of};
 pub use health::{Health, HealthChange};
-pub use limits::PoolLimits;
+pub(crate) use limits::PoolLimits;
 pub use op::{AuditEntry, OpRecord, OpStatus, Timings};
 pub use reputation::ReputationEntry;

@@ -16,11 +16,11 @@ use crate::error::{RpcError, code};
 
 /// Set on a request whose `Authorization: Bearer …` matches the admin token.
 #[derive(Debug, Clone, Copy)]
-pub struct Admin;
+pub(super) struct Admin;
 
 /// What the relayer lets in.
 #[derive(Debug, Clone, Default)]
-pub struct AccessPolicy {
+pub(crate) struct AccessPolicy {
     /// The admin token; `None`: admin methods only when the relayer listens on loopback.
     pub admin_token: Option<String>,
     /// The relayer listens on a loopback address only (every caller is on this machine).
@@ -34,7 +34,7 @@ pub struct AccessPolicy {
 impl AccessPolicy {
     /// Refuses an admin method to a caller without the token (when one is set) or, with no token set,
     /// to every caller of a relayer that listens beyond loopback.
-    pub fn admin(&self, ext: &http::Extensions, method: &str) -> Result<(), RpcError> {
+    pub(crate) fn admin(&self, ext: &http::Extensions, method: &str) -> Result<(), RpcError> {
         let allowed = match self.admin_token {
             Some(_) => ext.get::<Admin>().is_some(),
             None => self.loopback,
@@ -62,7 +62,7 @@ impl AccessPolicy {
 
 /// The tower layer that applies an [`AccessPolicy`] to each HTTP request.
 #[derive(Debug, Clone)]
-pub struct AccessLayer(pub Arc<AccessPolicy>);
+pub(crate) struct AccessLayer(pub Arc<AccessPolicy>);
 
 impl<S> Layer<S> for AccessLayer {
     type Service = AccessService<S>;
@@ -77,7 +77,7 @@ impl<S> Layer<S> for AccessLayer {
 
 /// See [`AccessLayer`].
 #[derive(Debug, Clone)]
-pub struct AccessService<S> {
+pub(crate) struct AccessService<S> {
     inner: S,
     policy: Arc<AccessPolicy>,
 }

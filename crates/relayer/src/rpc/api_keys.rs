@@ -48,7 +48,7 @@ const MAX_ALLOWED_IPS: usize = 64;
 /// extensions (for a WebSocket, the connection's), it counts against the key's connection cap until
 /// dropped.
 #[derive(Debug)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The key id.
     pub key: B256,
     /// The account it acts for.
@@ -71,7 +71,7 @@ struct Seen(HashMap<[u8; 64], u64>);
 
 /// The registry of API keys.
 #[derive(Debug)]
-pub struct ApiKeys {
+pub(crate) struct ApiKeys {
     table: ApiKeyTable,
     provider: DynProvider,
     chain_id: u64,
@@ -94,7 +94,7 @@ fn store_err(e: StoreError) -> RpcError {
 
 impl ApiKeys {
     /// The registry in `table`, asking the chain through `provider` (chain `chain_id`).
-    pub fn new(
+    pub(crate) fn new(
         table: ApiKeyTable,
         provider: DynProvider,
         chain_id: u64,
@@ -149,7 +149,7 @@ impl ApiKeys {
     }
 
     /// Takes an owner's registration of a key.
-    pub async fn register(
+    pub(crate) async fn register(
         &self,
         reg: Registration,
         signature: Bytes,
@@ -220,7 +220,7 @@ impl ApiKeys {
     }
 
     /// Takes an owner's revocation of a key: refused from then on.
-    pub async fn revoke(&self, rev: Revocation, signature: Bytes) -> Result<u64, RpcError> {
+    pub(crate) async fn revoke(&self, rev: Revocation, signature: Bytes) -> Result<u64, RpcError> {
         let now_s = now_ms() / 1000;
         if rev.chain_id != self.chain_id {
             return Err(RpcError::invalid_fields(format!(
@@ -262,7 +262,7 @@ impl ApiKeys {
     }
 
     /// Every key of `account`.
-    pub fn list(&self, account: Address) -> Result<Vec<ApiKeyRecord>, RpcError> {
+    pub(crate) fn list(&self, account: Address) -> Result<Vec<ApiKeyRecord>, RpcError> {
         self.table.of_account(account).map_err(store_err)
     }
 
@@ -357,7 +357,7 @@ impl ApiKeys {
 
     /// Authenticates a request that carries `headers`: `method` and `path` as the client sent them,
     /// `body_hash` the keccak256 of its body, `client` its address. The caller, or why it is refused.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         headers: &SignedHeaders,
         method: &str,

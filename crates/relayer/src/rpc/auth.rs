@@ -28,14 +28,14 @@ use crate::{config::RequireKeys, error::code, metrics::Metrics};
 
 /// The keccak256 of a plain HTTP request's body (set by the accept loop on a request with an API key).
 #[derive(Debug, Clone, Copy)]
-pub struct BodyHash(pub B256);
+pub(crate) struct BodyHash(pub B256);
 
 /// Why a request's API key authentication failed: every call in it is refused with this.
 #[derive(Debug, Clone)]
-pub struct AuthRefused(pub ErrorObject<'static>);
+pub(crate) struct AuthRefused(pub ErrorObject<'static>);
 
 /// Authenticates `req` if it carries an API key, recording the outcome in its extensions.
-pub async fn authenticate<B>(keys: &ApiKeys, req: &mut HttpRequest<B>) {
+pub(crate) async fn authenticate<B>(keys: &ApiKeys, req: &mut HttpRequest<B>) {
     let parsed = SignedHeaders::parse(|n| req.headers().get(n).and_then(|v| v.to_str().ok()));
     let headers = match parsed {
         Ok(None) => return,
@@ -88,7 +88,7 @@ const ORDER_METHODS: [&str; 9] = [
 const OWNER_SIGNED: [&str; 2] = ["keyscope_registerApiKey", "keyscope_revokeApiKey"];
 
 /// What `method` does.
-pub fn class_of(method: &str) -> Class {
+pub(crate) fn class_of(method: &str) -> Class {
     match method {
         "eth_sendUserOperation"
         | "keyscope_sendUserOperation"
@@ -102,7 +102,7 @@ pub fn class_of(method: &str) -> Class {
 }
 
 /// Whether a key of `permission` may call a method of `class`.
-pub fn permits(permission: Permission, class: Class) -> bool {
+pub(crate) fn permits(permission: Permission, class: Class) -> bool {
     match permission {
         Permission::Trade => true,
         Permission::CancelOnly => class != Class::Trade,
@@ -122,7 +122,7 @@ fn account_named(req: &Request<'_>) -> Option<Address> {
 
 /// Who gates: the registry (None: API keys off), who must sign, and the metrics.
 #[derive(Debug, Clone)]
-pub struct GateLayer {
+pub(crate) struct GateLayer {
     /// The registry.
     pub keys: Option<Arc<ApiKeys>>,
     /// Who must sign.
@@ -144,7 +144,7 @@ impl<S> tower::Layer<S> for GateLayer {
 
 /// See the module's documentation.
 #[derive(Debug, Clone)]
-pub struct Gate<S> {
+pub(crate) struct Gate<S> {
     inner: S,
     layer: GateLayer,
 }

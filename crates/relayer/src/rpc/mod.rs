@@ -4,14 +4,14 @@
 //! `debug_bundler_*` methods the bundler spec tests drive, only when the config enables them ([`debug`]).
 
 mod access;
-pub mod api_keys;
-pub mod auth;
+pub(crate) mod api_keys;
+pub(crate) mod auth;
 mod debug;
 mod eth;
 mod fees;
 mod keyscope;
 mod orders;
-pub mod quota;
+pub(crate) mod quota;
 mod receipt;
 mod serve;
 pub mod tls;
@@ -23,9 +23,9 @@ use alloy_primitives::Address;
 use jsonrpsee::{RpcModule, core::RegisterMethodError, types::ErrorObjectOwned};
 use tokio::sync::broadcast;
 
-pub use access::{AccessLayer, AccessPolicy};
-pub use serve::{ClientAddr, ConnectionLimits, serve};
-pub use ws_only::{OverHttp, WsOnlyLayer};
+pub(crate) use access::{AccessLayer, AccessPolicy};
+pub(crate) use serve::{ClientAddr, ConnectionLimits, serve};
+pub(crate) use ws_only::{OverHttp, WsOnlyLayer};
 
 /// The caller's address, as the accept loop saw it.
 fn client_of(ext: &http::Extensions) -> Option<std::net::IpAddr> {
@@ -40,7 +40,7 @@ use crate::{
 
 /// What every method gets.
 #[derive(Debug, Clone)]
-pub struct RpcContext {
+pub(crate) struct RpcContext {
     pub service: Arc<Service>,
     pub metrics: Arc<Metrics>,
     /// Venue events for `keyscope_subscribeAccountEvents`.
@@ -161,7 +161,7 @@ fn sender_of(op: &Value) -> Option<Address> {
 }
 
 /// All methods, debug ones included when `debug_api` is on.
-pub fn module(
+pub(crate) fn module(
     ctx: RpcContext,
     debug_api: bool,
 ) -> Result<RpcModule<RpcContext>, RegisterMethodError> {

@@ -18,7 +18,7 @@ use crate::config::ApiKeysConfig;
 
 /// What a method does, for permissions and quotas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     /// Reads nothing changes.
     Read,
     /// Cancels resting orders (or schedules a cancel).
@@ -29,7 +29,7 @@ pub enum Class {
 
 /// Why a request of a key is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Throttle {
+pub(crate) enum Throttle {
     /// The key is banned.
     #[error(
         "API key banned for {remaining_ms} ms more (ban {strikes}: too many refused orders or invalid signatures); cancels still pass at the floor rate"
@@ -96,7 +96,7 @@ struct KeyState {
 
 /// A key's behaviour, for its status.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Behaviour {
+pub(crate) struct Behaviour {
     /// Share of refused orders/ops and invalid signatures (decayed counts).
     pub score: f64,
     /// Whether its rates are halved for it.
@@ -115,14 +115,14 @@ fn enough(n: f64, min: u64) -> bool {
 
 /// Every key's quotas and behaviour.
 #[derive(Debug)]
-pub struct Quotas {
+pub(crate) struct Quotas {
     cfg: ApiKeysConfig,
     keys: Mutex<HashMap<B256, KeyState>>,
 }
 
 /// One request or connection a key holds, released when dropped.
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     quotas: Arc<Quotas>,
     key: B256,
 }
@@ -137,7 +137,7 @@ impl Drop for Held {
 
 impl Quotas {
     /// Quotas as `cfg` sets them.
-    pub fn new(cfg: ApiKeysConfig) -> Self {
+    pub(crate) fn new(cfg: ApiKeysConfig) -> Self {
         Self {
             cfg,
             keys: Mutex::new(HashMap::new()),
@@ -190,7 +190,7 @@ impl Quotas {
     }
 
     /// Takes a request of class `class` from `key`'s budgets at `now`, or says why not.
-    pub fn admit(&self, key: B256, class: Class, now: Instant) -> Result<(), Throttle> {
+    pub(crate) fn admit(&self, key: B256, class: Class, now: Instant) -> Result<(), Throttle> {
         let cfg = &self.cfg;
         let mut keys = self.lock();
         let s = Self::state(cfg, &mut keys, key, now);
@@ -247,7 +247,7 @@ impl Quotas {
 
     /// Counts an outcome of `key`'s at `now`: `good` (an order or op taken) or not (refused, or an
     /// invalid signature); true if it started a ban.
-    pub fn record(&self, key: B256, good: bool, now: Instant) -> bool {
+    pub(crate) fn record(&self, key: B256, good: bool, now: Instant) -> bool {
         let cfg = &self.cfg;
         let mut keys = self.lock();
         let s = Self::state(cfg, &mut keys, key, now);
@@ -277,7 +277,7 @@ impl Quotas {
     }
 
     /// One more request or connection held by `key`, or the error if it holds its limit.
-    pub fn hold(self: &Arc<Self>, key: B256) -> Result<Held, Throttle> {
+    pub(crate) fn hold(self: &Arc<Self>, key: B256) -> Result<Held, Throttle> {
         let now = Instant::now();
         let mut keys = self.lock();
         let s = Self::state(&self.cfg, &mut keys, key, now);
@@ -292,7 +292,7 @@ impl Quotas {
     }
 
     /// `key`'s behaviour at `now`.
-    pub fn behaviour(&self, key: B256, now: Instant) -> Behaviour {
+    pub(crate) fn behaviour(&self, key: B256, now: Instant) -> Behaviour {
         let mut keys = self.lock();
         let s = Self::state(&self.cfg, &mut keys, key, now);
         let n = s.good + s.bad;

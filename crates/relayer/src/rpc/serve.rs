@@ -26,11 +26,11 @@ use tower::Service;
 
 /// The address a request came from (a request extension, set by the accept loop).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub IpAddr);
+pub(crate) struct ClientAddr(pub IpAddr);
 
 /// How many connections the server holds, and how long it waits for a request's headers.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// In total.
     pub total: usize,
     /// From one client address.
@@ -181,7 +181,7 @@ type Reply = std::pin::Pin<
 >;
 
 /// The server's configuration with its HTTP middleware (the access layer).
-pub type ServiceBuilder = TowerServiceBuilder<
+pub(super) type ServiceBuilder = TowerServiceBuilder<
     tower::layer::util::Stack<
         super::auth::GateLayer,
         tower::layer::util::Stack<super::WsOnlyLayer, tower::layer::util::Identity>,
@@ -190,7 +190,7 @@ pub type ServiceBuilder = TowerServiceBuilder<
 >;
 
 /// The readiness probe behind `GET /ready`: Ok with a JSON summary, or why the relayer is not ready.
-pub type ReadyProbe = Arc<
+pub(super) type ReadyProbe = Arc<
     dyn Fn() -> std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>,
         > + Send
@@ -201,7 +201,7 @@ pub type ReadyProbe = Arc<
 /// most `limits` connections at once; `GET /health` (the process answers) and `GET /ready` (`ready`
 /// says it can work) for probes, outside the access layer. With `tls`, every connection speaks TLS, and
 /// the certificate files are polled for a renewal while the server runs.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     builder: ServiceBuilder,
     methods: Methods,

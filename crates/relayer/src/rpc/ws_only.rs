@@ -10,7 +10,7 @@ use jsonrpsee::{
 
 /// Set on a request that came over plain HTTP (not through a WebSocket upgrade).
 #[derive(Debug, Clone, Copy)]
-pub struct OverHttp;
+pub(crate) struct OverHttp;
 
 /// The methods that only work on a WebSocket.
 const WS_ONLY: [&str; 2] = [
@@ -33,7 +33,7 @@ fn refusal(req: &Request<'_>) -> Option<ErrorObject<'static>> {
 
 /// The tower layer for [`WsOnly`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct WsOnlyLayer;
+pub(crate) struct WsOnlyLayer;
 
 impl<S> tower::Layer<S> for WsOnlyLayer {
     type Service = WsOnly<S>;
@@ -45,7 +45,7 @@ impl<S> tower::Layer<S> for WsOnlyLayer {
 
 /// Refuses subscription methods called over HTTP with a clear error; passes everything else on.
 #[derive(Debug, Clone)]
-pub struct WsOnly<S> {
+pub(crate) struct WsOnly<S> {
     inner: S,
 }
 

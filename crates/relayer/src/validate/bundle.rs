@@ -17,7 +17,7 @@ use super::{SimBlock, SimConfig, StateReadError, context, tx};
 
 /// Why a bundle's simulation failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum BundleError {
+pub(crate) enum BundleError {
     /// The EntryPoint refused op `index` (`FailedOp` / `FailedOpWithRevert`): drop it and try again.
     #[error("op {index} refused: {reason}")]
     FailedOp { index: usize, reason: String },
@@ -32,7 +32,7 @@ pub enum BundleError {
 
 /// What a simulated bundle did.
 #[derive(Debug)]
-pub struct SimulatedBundle {
+pub(crate) struct SimulatedBundle {
     /// Gas the transaction used, its intrinsic cost included.
     pub gas_used: u64,
     /// Gas the EntryPoint charged each op (`actualGasUsed`), in bundle order: what they repay, at their
@@ -45,7 +45,7 @@ pub struct SimulatedBundle {
 /// Runs `handleOps(ops)` with `beneficiary` on `db` as the bundle transaction would (no inspector: the
 /// rules were checked when each op was accepted). Returns the gas it used, the gas each op is charged
 /// and the state it left.
-pub fn simulate_bundle<DB: Database<Error = StateReadError>>(
+pub(crate) fn simulate_bundle<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     block: SimBlock,

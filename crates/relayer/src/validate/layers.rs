@@ -26,7 +26,7 @@ use super::node::{NodeCache, StateReadError};
 
 /// Values that change as deltas and never decide an op's outcome.
 #[derive(Debug, Clone, Default)]
-pub struct Commutative {
+pub(crate) struct Commutative {
     /// Accounts whose balance and nonce merge as deltas (the EntryPoint, the relayer).
     pub accounts: HashSet<Address>,
     /// Storage slots that merge as deltas (the venue's accumulators).
@@ -35,7 +35,7 @@ pub struct Commutative {
 
 /// What accepted ops changed over the head.
 #[derive(Debug, Default)]
-pub struct Diff {
+pub(crate) struct Diff {
     accounts: HashMap<Address, AccountInfo>,
     storage: HashMap<(Address, U256), U256>,
     /// Accounts created by an accepted op: their storage below the diff reads as zero.
@@ -50,18 +50,18 @@ pub struct Diff {
 /// A value an op read from below its own layer that another accepted op has since changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("state the op read changed while it was validated ({0})")]
-pub struct Conflict(pub String);
+pub(crate) struct Conflict(pub String);
 
 /// The values a simulation read from the layers below its own.
 #[derive(Debug, Clone, Default)]
-pub struct Reads {
+pub(crate) struct Reads {
     accounts: HashMap<Address, Option<AccountInfo>>,
     storage: HashMap<(Address, U256), U256>,
 }
 
 /// One op's effect on the pending state: what it read and what it wrote.
 #[derive(Debug, Clone, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     reads: Reads,
     accounts: HashMap<Address, AccountInfo>,
     storage: HashMap<(Address, U256), U256>,
@@ -74,7 +74,7 @@ pub struct Changes {
 
 /// The head's state plus the diff: what simulations read below their own layer.
 #[derive(Debug)]
-pub struct Layers {
+pub(crate) struct Layers {
     node: Arc<NodeCache>,
     diff: RwLock<Diff>,
     commutative: Commutative,
@@ -86,7 +86,7 @@ fn poisoned<T>(_: T) -> StateReadError {
 
 impl Layers {
     /// Layers over `node` with nothing accepted yet.
-    pub fn new(node: Arc<NodeCache>, commutative: Commutative) -> Self {
+    pub(crate) fn new(node: Arc<NodeCache>, commutative: Commutative) -> Self {
         Self {
             node,
             diff: RwLock::new(Diff::default()),
@@ -95,12 +95,12 @@ impl Layers {
     }
 
     /// The node cache at the bottom.
-    pub fn node(&self) -> &Arc<NodeCache> {
+    pub(crate) fn node(&self) -> &Arc<NodeCache> {
         &self.node
     }
 
     /// A fresh database for one simulation.
-    pub fn db(&self) -> SimDb<'_> {
+    pub(crate) fn db(&self) -> SimDb<'_> {
         SimDb {
             layers: self,
             local: Local::default(),
@@ -130,7 +130,10 @@ impl Layers {
     }
 
     /// An account as the layers hold it (for reads outside a simulation).
-    pub fn read_account(&self, address: Address) -> Result<Option<AccountInfo>, StateReadError> {
+    pub(crate) fn read_account(
+        &self,
+        address: Address,
+    ) -> Result<Option<AccountInfo>, StateReadError> {
         let info = {
             let diff = self.diff.read().map_err(poisoned)?;
             diff.accounts.get(&address).cloned()
@@ -142,7 +145,7 @@ impl Layers {
     }
 
     /// A storage slot as the layers hold it (the diff's lock is not held while the node is read).
-    pub fn read_slot(&self, address: Address, slot: U256) -> Result<U256, StateReadError> {
+    pub(crate) fn read_slot(&self, address: Address, slot: U256) -> Result<U256, StateReadError> {
         let (value, created) = {
             let diff = self.diff.read().map_err(poisoned)?;
             (
@@ -160,7 +163,7 @@ impl Layers {
     /// Commits `changes` if nothing the op read has changed since (commutative values excepted), merging
     /// commutative writes as deltas. Values the op read are in the node cache already, so the lock held
     /// here never waits on the node.
-    pub fn commit(&self, changes: Changes) -> Result<(), Conflict> {
+    pub(crate) fn commit(&self, changes: Changes) -> Result<(), Conflict> {
         let mut diff = self
             .diff
             .write()
@@ -173,7 +176,7 @@ impl Layers {
     /// True if every value `changes` read is still what the layers hold: its outcome is the outcome on the
     /// state now. (A simulation reads value by value while others commit, so a failure may come from values
     /// of two different moments.)
-    pub fn is_current(&self, changes: &Changes) -> bool {
+    pub(crate) fn is_current(&self, changes: &Changes) -> bool {
         self.diff
             .read()
             .is_ok_and(|diff| self.check_reads(&diff, changes).is_ok())
@@ -210,7 +213,7 @@ impl Layers {
     }
 
     /// Commits `changes` without the conflict check: for ops replayed one after another.
-    pub fn commit_unchecked(&self, changes: Changes) -> Result<(), StateReadError> {
+    pub(crate) fn commit_unchecked(&self, changes: Changes) -> Result<(), StateReadError> {
         let mut diff = self.diff.write().map_err(poisoned)?;
         self.apply(&mut diff, changes)
     }
@@ -284,7 +287,7 @@ struct Local {
 
 /// One simulation's database: its own layer over the pending layers, recording what it read below.
 #[derive(Debug)]
-pub struct SimDb<'a> {
+pub(crate) struct SimDb<'a> {
     layers: &'a Layers,
     local: Local,
     reads: Reads,
@@ -292,7 +295,7 @@ pub struct SimDb<'a> {
 
 impl SimDb<'_> {
     /// What the simulation read so far, with no writes (for a simulation that failed).
-    pub fn reads_only(&self, time: u64) -> Changes {
+    pub(crate) fn reads_only(&self, time: u64) -> Changes {
         Changes {
             reads: self.reads.clone(),
             time,
@@ -301,7 +304,7 @@ impl SimDb<'_> {
     }
 
     /// The writes of `state` (one transaction's result) as the op's changes, with what it read.
-    pub fn changes(&self, state: &EvmState, moves_others: bool, time: u64) -> Changes {
+    pub(crate) fn changes(&self, state: &EvmState, moves_others: bool, time: u64) -> Changes {
         let mut c = Changes {
             reads: self.reads.clone(),
             moves_others,

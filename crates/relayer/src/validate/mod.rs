@@ -5,11 +5,11 @@
 //! would revert and why, and — for a trading account — its health before and after. These functions run
 //! on any revm database: the pool's pending state gives each simulation its own layer.
 
-pub mod bundle;
-pub mod layers;
-pub mod node;
-pub mod rules;
-pub mod unfunded;
+pub(crate) mod bundle;
+pub(crate) mod layers;
+pub(crate) mod node;
+pub(crate) mod rules;
+pub(crate) mod unfunded;
 
 use std::collections::HashSet;
 
@@ -32,14 +32,14 @@ use revm::{
 };
 use serde::Serialize;
 
-pub use bundle::{BundleError, simulate_bundle};
-pub use node::{NodeError, StateReadError};
+pub(crate) use bundle::{BundleError, simulate_bundle};
+pub(crate) use node::{NodeError, StateReadError};
 use rules::Erc7562Inspector;
 
 /// The head block the pending state starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Head {
+pub(crate) struct Head {
     pub number: u64,
     pub timestamp: u64,
     pub base_fee: u128,
@@ -49,7 +49,7 @@ pub struct Head {
 
 impl Head {
     /// The node's latest block.
-    pub async fn latest(provider: &DynProvider) -> Result<Head, NodeError> {
+    pub(crate) async fn latest(provider: &DynProvider) -> Result<Head, NodeError> {
         Ok(Self::with_txs(provider, BlockNumberOrTag::Latest)
             .await?
             .ok_or_else(|| NodeError("the node has no latest block".into()))?
@@ -57,7 +57,7 @@ impl Head {
     }
 
     /// A block and its transactions' hashes (None if the node has no such block).
-    pub async fn with_txs(
+    pub(crate) async fn with_txs(
         provider: &DynProvider,
         block: BlockNumberOrTag,
     ) -> Result<Option<(Head, Vec<B256>)>, NodeError> {
@@ -82,7 +82,7 @@ impl Head {
 /// A validity window as the account or paymaster returned it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ValidationData {
+pub(crate) struct ValidationData {
     /// 0: none, 1: signature failed, else an aggregator.
     pub aggregator: Address,
     pub valid_after: u64,
@@ -91,7 +91,7 @@ pub struct ValidationData {
 }
 
 impl ValidationData {
-    pub fn parse(v: U256) -> Self {
+    pub(crate) fn parse(v: U256) -> Self {
         let aggregator = Address::from_slice(&v.to_be_bytes::<32>()[12..]);
         let until: U256 = (v >> 160usize) & U256::from(0xffff_ffff_ffffu64);
         let until = until.to::<u64>();
@@ -104,7 +104,7 @@ impl ValidationData {
         }
     }
 
-    pub fn signature_failed(&self) -> bool {
+    pub(crate) fn signature_failed(&self) -> bool {
         self.aggregator == Address::with_last_byte(1)
     }
 }
@@ -113,7 +113,7 @@ pub use crate::records::{Health, HealthChange};
 
 /// What simulating an op found.
 #[derive(Debug, Clone)]
-pub struct Simulated {
+pub(crate) struct Simulated {
     pub validation: ValidationData,
     pub paymaster_validation: Option<ValidationData>,
     pub paymaster_context: Bytes,
@@ -133,14 +133,14 @@ pub struct Simulated {
 
 impl Simulated {
     /// The gas the op's validation (its account, factory and paymaster) and execution used.
-    pub fn gas_used(&self) -> u64 {
+    pub(crate) fn gas_used(&self) -> u64 {
         self.validation_gas + self.paymaster_gas + self.execution_gas
     }
 }
 
 /// Why simulation refused an op.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SimError {
+pub(crate) enum SimError {
     /// ERC-7562 rules broken during validation.
     #[error("{}", .0.join("; "))]
     Rules(Vec<String>),
@@ -164,7 +164,7 @@ pub enum SimError {
 
 /// Who simulates, and against which contracts: fixed for the relayer's life.
 #[derive(Debug, Clone)]
-pub struct SimConfig {
+pub(crate) struct SimConfig {
     pub entry_point: Address,
     pub chain_id: u64,
     /// The venue, for trading-aware answers (health).
@@ -181,7 +181,7 @@ pub struct SimConfig {
 
 /// The block a simulation runs in: the one after the head, at the given time and base fee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SimBlock {
+pub(crate) struct SimBlock {
     pub number: u64,
     pub timestamp: u64,
     /// The base fee the EntryPoint prices ops at (`block.basefee`): what an op is charged, so what its
@@ -195,7 +195,7 @@ impl SimBlock {
     /// most what the chain will charge it, so the deposit the pending state leaves its account is never
     /// more than the chain's, and an op that the chain will make pay its prefund in validation is
     /// simulated paying it.
-    pub fn after(head: &Head) -> Self {
+    pub(crate) fn after(head: &Head) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -249,7 +249,7 @@ pub(crate) fn tx(cfg: &SimConfig, to: Address, data: Vec<u8>, gas_limit: u64) ->
 }
 
 /// A read-only call on `db` (nothing is committed).
-pub fn call<DB: Database<Error = StateReadError>>(
+pub(crate) fn call<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     block: SimBlock,
@@ -273,7 +273,7 @@ pub fn call<DB: Database<Error = StateReadError>>(
 
 /// An entity's standing in the EntryPoint, from one `getDepositInfo` read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deposit {
+pub(crate) struct Deposit {
     /// At least the minimum stake and unstake delay, and not unstaking (ERC-7562).
     pub staked: bool,
     /// Its deposit (what it can pay gas from).
@@ -281,7 +281,7 @@ pub struct Deposit {
 }
 
 /// `entity`'s stake and deposit in the EntryPoint.
-pub fn deposit_info<DB: Database<Error = StateReadError>>(
+pub(crate) fn deposit_info<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     block: SimBlock,
@@ -305,7 +305,7 @@ pub fn deposit_info<DB: Database<Error = StateReadError>>(
 }
 
 /// The op's factory and paymaster, if it names them.
-pub fn entities_of(op: &PackedUserOperation) -> (Option<Address>, Option<Address>) {
+pub(crate) fn entities_of(op: &PackedUserOperation) -> (Option<Address>, Option<Address>) {
     let factory = (op.initCode.len() >= 20).then(|| Address::from_slice(&op.initCode[..20]));
     let paymaster =
         (op.paymasterAndData.len() >= 20).then(|| Address::from_slice(&op.paymasterAndData[..20]));
@@ -313,7 +313,7 @@ pub fn entities_of(op: &PackedUserOperation) -> (Option<Address>, Option<Address
 }
 
 /// The op's entities (sender, factory, paymaster) that are staked enough.
-pub fn staked_entities<DB: Database<Error = StateReadError>>(
+pub(crate) fn staked_entities<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     block: SimBlock,
@@ -332,7 +332,7 @@ pub fn staked_entities<DB: Database<Error = StateReadError>>(
 /// True if `account` is a Keyscope TradingAccount: its code is the proxy Keyscope's factory deploys and its
 /// implementation slot names Keyscope's implementation. Nothing an account controls in an op (its nonce key,
 /// its calldata) can make it pass for one.
-pub fn is_keyscope_account<DB: Database<Error = StateReadError>>(
+pub(crate) fn is_keyscope_account<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     account: Address,
@@ -353,7 +353,7 @@ pub fn is_keyscope_account<DB: Database<Error = StateReadError>>(
 }
 
 /// The venue health of `account` (None without a venue, or when the venue cannot answer).
-pub fn health<DB: Database<Error = StateReadError>>(
+pub(crate) fn health<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     block: SimBlock,
@@ -380,7 +380,7 @@ pub fn health<DB: Database<Error = StateReadError>>(
 /// Runs `handleOps([op])` on `db` under the ERC-7562 inspector. Returns what it found and the state the
 /// transaction left (to commit if the op is accepted). `estimate`: a stub signature's failure is not an
 /// error. `staked` are the op's entities with enough stake.
-pub fn simulate_op<DB: Database<Error = StateReadError>>(
+pub(crate) fn simulate_op<DB: Database<Error = StateReadError>>(
     db: &mut DB,
     cfg: &SimConfig,
     block: SimBlock,
@@ -495,7 +495,7 @@ fn outcome(logs: &[Log], cfg: &SimConfig, op: &PackedUserOperation) -> (bool, Op
 }
 
 /// All the gas an op may use: what `handleOps` needs available for it.
-pub fn gas_sum(op: &PackedUserOperation) -> u64 {
+pub(crate) fn gas_sum(op: &PackedUserOperation) -> u64 {
     let (v, c) = keyscope_core::rpc_op::unpack(op.accountGasLimits);
     let pm = if op.paymasterAndData.len() >= 52 {
         U256::from_be_slice(&op.paymasterAndData[20..36])

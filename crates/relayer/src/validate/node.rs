@@ -27,7 +27,7 @@ use tokio::runtime::Handle;
 /// A state read the node did not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("reading chain state failed: {0}")]
-pub struct StateReadError(pub String);
+pub(crate) struct StateReadError(pub String);
 
 impl DBErrorMarker for StateReadError {}
 
@@ -45,9 +45,9 @@ impl NodeError {
 
 /// Accounts a cache holds before it starts over (each may carry up to 24 KiB of code: ≤ 1.6 GiB worst case,
 /// ~100 MiB for plain accounts and the few contracts ops touch).
-pub const MAX_CACHED_ACCOUNTS: usize = 1 << 16;
+pub(crate) const MAX_CACHED_ACCOUNTS: usize = 1 << 16;
 /// Storage slots a cache holds before it starts over (~100 bytes each: ~100 MiB).
-pub const MAX_CACHED_SLOTS: usize = 1 << 20;
+pub(crate) const MAX_CACHED_SLOTS: usize = 1 << 20;
 
 /// The node's state at one block, cached. Its methods block on the node when a value is missing, so it
 /// is used from blocking threads (`spawn_blocking`), never from async tasks.
@@ -56,7 +56,7 @@ pub const MAX_CACHED_SLOTS: usize = 1 << 20;
 /// is emptied and fills again from the node. Values at one block never change, so starting over costs only
 /// node reads.
 #[derive(Debug)]
-pub struct NodeCache {
+pub(crate) struct NodeCache {
     provider: DynProvider,
     block: u64,
     handle: Handle,
@@ -75,7 +75,7 @@ fn read<E: std::fmt::Display>(e: E) -> StateReadError {
 
 impl NodeCache {
     /// An empty cache of the state at `block`.
-    pub fn new(provider: DynProvider, block: u64, handle: Handle) -> Self {
+    pub(crate) fn new(provider: DynProvider, block: u64, handle: Handle) -> Self {
         Self {
             provider,
             block,
@@ -100,12 +100,12 @@ impl NodeCache {
     }
 
     /// An empty cache of the same node's state at another block.
-    pub fn at(&self, block: u64) -> Self {
+    pub(crate) fn at(&self, block: u64) -> Self {
         Self::new(self.provider.clone(), block, self.handle.clone())
     }
 
     /// The block this cache reads.
-    pub fn block(&self) -> u64 {
+    pub(crate) fn block(&self) -> u64 {
         self.block
     }
 

@@ -34,7 +34,7 @@ use revm::{
 
 /// The entity whose validation code is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entity {
+pub(crate) enum Entity {
     Factory,
     Account,
     Paymaster,
@@ -62,7 +62,7 @@ enum Phase {
 
 /// Records what the op's validation did and which rules it broke.
 #[derive(Debug)]
-pub struct Erc7562Inspector {
+pub(crate) struct Erc7562Inspector {
     entry_point: Address,
     sender: Address,
     factory: Option<Address>,
@@ -99,12 +99,12 @@ fn selector(call: &[u8]) -> Option<[u8; 4]> {
 mod selectors {
     use super::*;
     use keyscope_core::bindings::TradingAccount;
-    pub const VALIDATE_USER_OP: [u8; 4] = TradingAccount::validateUserOpCall::SELECTOR;
-    pub const DEPOSIT_TO: [u8; 4] = IEntryPoint::depositToCall::SELECTOR;
+    pub(super) const VALIDATE_USER_OP: [u8; 4] = TradingAccount::validateUserOpCall::SELECTOR;
+    pub(super) const DEPOSIT_TO: [u8; 4] = IEntryPoint::depositToCall::SELECTOR;
     /// `SenderCreator.createSender(bytes)`: the EntryPoint deploying an account through its factory.
-    pub const CREATE_SENDER: [u8; 4] = [0x57, 0x0e, 0x1a, 0x36];
+    pub(super) const CREATE_SENDER: [u8; 4] = [0x57, 0x0e, 0x1a, 0x36];
     /// `IPaymaster.validatePaymasterUserOp(PackedUserOperation,bytes32,uint256)`.
-    pub const VALIDATE_PAYMASTER_USER_OP: [u8; 4] = [0x52, 0xb7, 0x51, 0x2c];
+    pub(super) const VALIDATE_PAYMASTER_USER_OP: [u8; 4] = [0x52, 0xb7, 0x51, 0x2c];
 }
 
 impl Erc7562Inspector {
@@ -132,7 +132,7 @@ impl Erc7562Inspector {
         }
     }
 
-    pub fn new(
+    pub(crate) fn new(
         entry_point: Address,
         sender: Address,
         factory: Option<Address>,
@@ -295,7 +295,7 @@ fn has_code<CTX: Ctx>(context: &mut CTX, address: Address) -> bool {
 }
 
 /// The contexts the inspector runs in: any whose journal keeps the state as revm's mainnet one does.
-pub trait Ctx: ContextTr<Journal: JournalTr<State = EvmState>> {}
+pub(crate) trait Ctx: ContextTr<Journal: JournalTr<State = EvmState>> {}
 impl<T: ContextTr<Journal: JournalTr<State = EvmState>>> Ctx for T {}
 
 fn opcode_name(op: u8) -> &'static str {

@@ -18,13 +18,13 @@ use super::{
 const DEPOSITS_SLOT: u64 = 0;
 
 /// The storage slot of `account`'s deposit (the first word of its `DepositInfo`) in the EntryPoint.
-pub fn deposit_slot(account: Address) -> U256 {
+pub(crate) fn deposit_slot(account: Address) -> U256 {
     U256::from_be_bytes(keccak256((account, U256::from(DEPOSITS_SLOT)).abi_encode()).0)
 }
 
 /// `inner` with one EntryPoint deposit read as zero.
 #[derive(Debug)]
-pub struct Unfunded<DB> {
+pub(crate) struct Unfunded<DB> {
     inner: DB,
     entry_point: Address,
     slot: U256,
@@ -32,7 +32,7 @@ pub struct Unfunded<DB> {
 
 impl<DB> Unfunded<DB> {
     /// `inner` where `account` has no deposit in `entry_point`.
-    pub fn new(inner: DB, entry_point: Address, account: Address) -> Self {
+    pub(crate) fn new(inner: DB, entry_point: Address, account: Address) -> Self {
         Self {
             inner,
             entry_point,
@@ -66,7 +66,7 @@ impl<DB: Database> Database for Unfunded<DB> {
 
 /// Simulates `op` (estimation mode: a stub signature's failure is tolerated) on `db` with its sender's
 /// EntryPoint deposit at zero. Nothing is committed.
-pub fn simulate_unfunded<DB: Database<Error = StateReadError>>(
+pub(crate) fn simulate_unfunded<DB: Database<Error = StateReadError>>(
     db: DB,
     cfg: &SimConfig,
     block: SimBlock,

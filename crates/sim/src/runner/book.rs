@@ -17,7 +17,7 @@ const TO_QUOTE: u128 = 1_000_000_000_000_000_000_000_000_000_000;
 
 impl Book {
     /// The book of an account in `state` holding `sizes` (one per scenario market) at `marks`.
-    pub fn of(state: usize, sizes: &[I256], marks: &[U256]) -> Self {
+    pub(super) fn of(state: usize, sizes: &[I256], marks: &[U256]) -> Self {
         let mut book = Self {
             state,
             flat: sizes.iter().all(|s| s.is_zero()),
@@ -53,10 +53,15 @@ pub(super) struct Book {
 /// A position's liquidation price as the account opened it (collateral, one position, the market's MMF).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LadderRung {
+    /// The account.
     pub account: Address,
+    /// The market of its position.
     pub market: String,
+    /// True for a long position.
     pub long: bool,
+    /// The position's leverage when opened (notional over collateral).
     pub leverage: f64,
+    /// The market's price when the position was opened, USD.
     pub entry_price: f64,
     /// The oracle price at which the account falls below maintenance (ignoring funding and fees).
     pub liquidation_price: f64,

@@ -59,25 +59,38 @@ struct Trader {
 /// One step of the time series.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StepRecord {
+    /// The step's index (0 is the opening prices).
     pub step: u32,
+    /// Chain time at the step (unix seconds).
     pub time: u64,
+    /// Each market's price at the step, USD, in scenario order.
     pub prices: Vec<f64>,
     /// Accounts by state after the step's liquidations; `healthy` holds only accounts with a position, and
     /// accounts with none are `closed`.
     pub healthy: u32,
+    /// Accounts in margin call: below initial margin, at or above maintenance.
     pub margin_call: u32,
+    /// Accounts below maintenance but not below zero: open to liquidation.
     pub liquidatable: u32,
+    /// Accounts whose value is below zero.
     pub bankrupt: u32,
+    /// Accounts with no position.
     pub closed: u32,
     /// Liquidatable and bankrupt accounts before the keepers' sweep (a gap shows here).
     pub liquidatable_before: u32,
+    /// Bankrupt accounts before the keepers' sweep.
     pub bankrupt_before: u32,
     /// Open interest (USD notional) long and short; the pool holds the other side.
     pub long_oi: f64,
+    /// Open interest (USD notional) short.
     pub short_oi: f64,
+    /// Margin calls raised so far.
     pub margin_calls: u32,
+    /// Liquidations so far.
     pub liquidations: u32,
+    /// Notional liquidated so far, USD.
     pub liquidated_notional: f64,
+    /// The venue's insurance fund, USD.
     pub insurance_fund: f64,
     /// Bad debt the venue has booked (liquidations that left an account below zero), USD.
     pub bad_debt: f64,
@@ -95,8 +108,11 @@ pub struct StepRecord {
 /// Where one account ended: for comparing backends.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AccountState {
+    /// The account.
     pub account: Address,
+    /// Its collateral at the venue, quote units.
     pub collateral: String,
+    /// Its position size in each market, as (market id, size).
     pub positions: Vec<(u32, String)>,
     /// Account value at the last prices (collateral plus open PnL), quote units.
     pub account_value: String,
@@ -105,23 +121,38 @@ pub struct AccountState {
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// The scenario's name.
     pub scenario: String,
+    /// The backend it ran on (`revm` or `anvil`).
     pub backend: String,
+    /// The seed the run drew with.
     pub seed: u64,
+    /// How many steps ran.
     pub steps: u32,
+    /// How many traders took part.
     pub traders: u32,
+    /// Margin calls raised.
     pub margin_calls: u32,
+    /// Margin calls the traders answered.
     pub margin_calls_answered: u32,
+    /// Liquidations that went through.
     pub liquidations: u32,
+    /// Notional closed by liquidations, USD.
     pub liquidated_notional: f64,
+    /// Bad debt the venue booked, USD.
     pub bad_debt: f64,
+    /// The insurance fund at the start, USD.
     pub insurance_fund_start: f64,
+    /// The insurance fund at the end, USD.
     pub insurance_fund_end: f64,
+    /// The insurance fund at its lowest, USD.
     pub insurance_fund_min: f64,
     /// Adds the traders' trading keys sent (`add_every_steps`), those the keys' limits undid or refused,
     /// and the breakers that tripped.
     pub adds: u32,
+    /// Adds the keys' limits undid or refused.
     pub adds_stopped: u32,
+    /// Drawdown breakers that tripped.
     pub breaker_trips: u32,
     /// Liquidations keepers passed up because the reward would not cover their gas
     /// (`liquidators.gas_cost_usd`), counted per account, market and step.
@@ -132,6 +163,7 @@ pub struct Outcome {
     /// The loss at its worst: the largest step loss (booked bad debt + open shortfall) over the run, USD,
     /// and the first step it was reached (the end value is `bad_debt + open_shortfall`).
     pub peak_loss: f64,
+    /// The first step the peak loss was reached.
     pub peak_loss_step: u32,
     /// The pool's (the house's) profit from step 0 to the end, marked to market: its balance's change less
     /// the traders' open PnL (which the pool owes them, or is owed), less what accounts below zero cannot
@@ -148,31 +180,43 @@ pub struct Outcome {
     /// profit. `adl_haircut` is the share of that profit taken (0 to 1), `adl_uncovered` what their profit
     /// cannot cover (left to the pool), USD. See [`socialise`].
     pub socialised_loss: f64,
+    /// The share of the winners' profit taken (0 to 1).
     pub adl_haircut: f64,
+    /// What the winners' profit cannot cover (left to the pool), USD.
     pub adl_uncovered: f64,
     /// Seconds from each liquidated account's margin call to its first liquidation (mean, median, max;
     /// None if no liquidated account had a margin call), and accounts whose first liquidation came with no
     /// margin call before it (a gap through maintenance).
     pub margin_call_to_liquidation_secs: Option<(f64, f64, f64)>,
+    /// Liquidated accounts with no margin call before their first liquidation.
     pub liquidated_unwarned: u32,
     /// Leverage of each opening position (notional / collateral), in trader order.
     pub leverage_at_open: Vec<f64>,
     /// Every opening position's liquidation price, nearest the start price first.
     pub liquidation_ladder: Vec<LadderRung>,
+    /// Ops that executed successfully.
     pub ops_executed: u64,
+    /// Ops whose execution failed.
     pub ops_failed: u64,
+    /// Gas used by all ops.
     pub gas_used: u64,
+    /// Wall-clock time of the run, seconds.
     pub wall_seconds: f64,
+    /// Ops run per wall-clock second.
     pub ops_per_second: f64,
+    /// The time series, one record per step.
     pub series: Vec<StepRecord>,
+    /// Where each account ended.
     pub accounts: Vec<AccountState>,
 }
 
 /// Errors from a run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The chain backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The run could not be set up as the scenario asks.
     #[error("{0}")]
     Setup(String),
 }
