@@ -20,6 +20,7 @@ use std::{
 
 use alloy::providers::Provider;
 use alloy_primitives::U256;
+use keyscope_core::client::rpc_user_op;
 use keyscope_relayer::{
     cluster::{Fence, leases::Leases, shard_of},
     local_postgres::LocalPostgres,
@@ -418,6 +419,25 @@ async fn statuses_written_during_a_postgres_outage_land_when_it_returns() {
         3,
         "the instance saw both mined while the store was down"
     );
+    // An op sent while the store is down is not acknowledged (it could not be made durable): the refusal
+    // says to send it again (`data.retry`, which the CLI and SDK follow) and names no host or store.
+    let late = chain.order_op(&other, 0, 1, "0.01", "60500", false).await;
+    let refused = fixture::rpc(
+        &url[0],
+        "eth_sendUserOperation",
+        json!([rpc_user_op(&late), chain.d.entry_point]),
+    )
+    .await
+    .expect_err("no op is acknowledged while its record cannot be written");
+    assert_eq!(refused["data"]["retry"], true, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("send it again")
+            && !message.contains("127.0.0.1")
+            && !message.to_lowercase().contains("postgres")
+            && !message.contains("connect"),
+        "{message}"
+    );
     pg.start_again().unwrap();
     mine(true).await.unwrap();
     // Any next head retries what the outage kept.
@@ -439,6 +459,9 @@ async fn statuses_written_during_a_postgres_outage_land_when_it_returns() {
         },
     )
     .await;
+    // Positive control: the same op sent again once the store is back is acknowledged and mined once.
+    let late = send(&chain, &url, 0, &late).await;
+    mined_once(&chain, &url, &[late]).await;
     let audit = probe.audit(0, 10_000).await.unwrap();
     for h in &hashes {
         assert_eq!(

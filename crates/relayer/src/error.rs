@@ -102,6 +102,19 @@ impl RpcError {
         Self::new(code::INTERNAL, format!("internal error: {message}"))
     }
 
+    /// A refusal for a passing reason on the relayer's side (its store or node did not answer): nothing was
+    /// kept, and the client should send the same request again in a moment (`data.retry`, which the CLI and
+    /// the SDK follow with back-off). `message` is for the client; `detail` — which may name hosts, ports
+    /// and the store — goes to the log only.
+    pub fn retry_later(message: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::warn!("refused for a passing reason: {message}: {detail}");
+        Self::new(
+            code::INTERNAL,
+            format!("{message}; nothing was kept: send it again in a moment"),
+        )
+        .with_data(serde_json::json!({ "retry": true }))
+    }
+
     /// How the by-hash methods answer for an op the relayer accepted and then dropped (`null` would leave
     /// a standard client polling for a receipt that never comes): the code a refusal at the door would
     /// have carried — from the EntryPoint reason the drop names, if it names one — and in `data` the

@@ -242,9 +242,10 @@ impl Pool {
                 self.update_size(&book);
             }
             self.rebuild(None).await;
-            return Err(RpcError::internal(format!(
-                "the op could not be stored: {e}"
-            )));
+            return Err(RpcError::retry_later(
+                "the relayer could not record the op just now",
+                e,
+            ));
         }
         self.know(packed_sender);
         Ok(Accepted {
@@ -359,7 +360,7 @@ impl Pool {
         }
         let latest = Head::latest(&self.inner.provider)
             .await
-            .map_err(|e| RpcError::internal(format!("the node did not answer: {e}")))?;
+            .map_err(|e| RpcError::retry_later("the relayer's node did not answer", e))?;
         if latest.number <= self.head().number {
             return Ok(false);
         }
