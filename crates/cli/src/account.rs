@@ -323,6 +323,8 @@ pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Re
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
+    // A re-run first: after a first run moved everything, the balance check would give the wrong reason.
+    refuse_repeat(&ctx, Move::Deposit, amount, again).await?;
     let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
         .balanceOf(ctx.account)
         .call()
@@ -334,7 +336,6 @@ pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Re
             format_units(amount, 6)
         );
     }
-    refuse_repeat(&ctx, Move::Deposit, amount, again).await?;
     let calls = vec![
         ops::approve(ctx.deployment.collateral, ctx.deployment.venue, U256::MAX),
         ops::deposit_margin(ctx.deployment.venue, amount),
