@@ -766,11 +766,14 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The project's README, whose configuration examples these tests hold to the code.
+    fn readme() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap()
+    }
+
     #[test]
     fn the_readme_api_keys_block_is_the_defaults_and_postgres_refuses_requiring_keys() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .unwrap();
+        let readme = readme();
         let block = readme
             .split("```toml\n[api_keys]\n")
             .nth(1)
@@ -844,9 +847,7 @@ mod tests {
 
     #[test]
     fn the_readme_operator_config_parses() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .unwrap();
+        let readme = readme();
         let section = readme
             .split("## Running the relayer")
             .nth(1)
