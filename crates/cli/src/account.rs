@@ -229,8 +229,9 @@ async fn info(g: &Global) -> anyhow::Result<()> {
 
 /// How long after moving an amount the same amount is taken for a re-run rather than a second move.
 pub(crate) const REPEAT_WINDOW_SECS: u64 = 600;
-/// How far back (in blocks) the venue's log is searched for that move; RPC providers cap a log query's
-/// range near 10,000 blocks.
+/// How far back (in blocks) the venue's log is searched for that move. Some public RPC providers cap a log
+/// query far lower (50 to 2,000 blocks): there the check fails with a sentence naming `--again`, not a raw
+/// RPC error.
 const REPEAT_LOOKBACK_BLOCKS: u64 = 5_000;
 
 /// Margin moved by the owner: into the venue or back out.
@@ -282,7 +283,17 @@ async fn refuse_repeat(ctx: &Ctx, kind: Move, amount: U256, again: bool) -> anyh
         .topic1(ctx.account.into_word())
         .from_block(latest.header.number.saturating_sub(REPEAT_LOOKBACK_BLOCKS))
         .to_block(latest.header.number);
-    for log in ctx.provider.get_logs(&filter).await?.iter().rev() {
+    let logs = ctx.provider.get_logs(&filter).await.map_err(|e| {
+        anyhow::anyhow!(
+            "could not check the venue's log for a {} of the same amount in the last {} minutes (the RPC \
+             refused eth_getLogs over {REPEAT_LOOKBACK_BLOCKS} blocks: {e}); nothing was sent — pass \
+             --again to {} without the check",
+            kind.verb(),
+            REPEAT_WINDOW_SECS / 60,
+            kind.verb(),
+        )
+    })?;
+    for log in logs.iter().rev() {
         // Both events carry (account, amount); the amount is the log's only data word.
         if log.data().data.len() != 32 || U256::from_be_slice(&log.data().data) != amount {
             continue;
@@ -297,13 +308,15 @@ async fn refuse_repeat(ctx: &Ctx, kind: Move, amount: U256, again: bool) -> anyh
         if ago > REPEAT_WINDOW_SECS {
             break;
         }
+        let tx = log
+            .transaction_hash
+            .map_or_else(String::new, |h| format!(", transaction {h}"));
         anyhow::bail!(
-            "this account {} {} tUSD {} ago (block {number}, transaction {}); nothing was sent, so a re-run \
-             moves no money twice — to {} another {} tUSD, run the command again with --again",
+            "this account {} {} tUSD {} ago in chain time (block {number}{tx}); nothing was sent, so a \
+             re-run moves no money twice — to {} another {} tUSD, run the command again with --again",
             kind.past(),
             format_amount(amount, 6),
             ago_text(ago),
-            log.transaction_hash.unwrap_or_default(),
             kind.verb(),
             format_amount(amount, 6),
         );
