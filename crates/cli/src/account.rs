@@ -1,11 +1,6 @@
-//! `keyscope account create|info`, `deposit`, `withdraw`: the owner's side of the account.
+//! `keyscope account create|info|address|fund`, `deposit`, `withdraw`: the owner's side of the account.
 
-use alloy::{
-    network::TransactionBuilder,
-    providers::Provider,
-    rpc::types::{Filter, TransactionRequest},
-    sol_types::SolEvent,
-};
+use alloy::{network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest};
 use alloy_primitives::{B256, I256, U256};
 use clap::Subcommand;
 use keyscope_core::{
@@ -19,6 +14,7 @@ use crate::{
     context::Ctx,
     global::Global,
     output::{emit, outcome_json},
+    repeat_guard::{Move, Pinned, explain_failure, find_repeat, report_repeat},
 };
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +32,15 @@ pub(crate) enum AccountCommand {
     Info,
     /// The account's address alone (deployed or not yet), for scripts: `ACCOUNT=$(keyscope account address)`.
     Address,
+    /// Send the owner's own tUSD to the account (what `create --collateral` sends at creation). The same
+    /// amount sent in the last ten minutes of chain time is taken for a re-run: nothing moves, exit 0.
+    Fund {
+        /// Amount in collateral units (e.g. 20000).
+        amount: String,
+        /// Send even though the same amount was sent in the last ten minutes.
+        #[arg(long)]
+        again: bool,
+    },
 }
 
 pub(crate) async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
@@ -44,6 +49,7 @@ pub(crate) async fn run(g: &Global, cmd: AccountCommand) -> anyhow::Result<()> {
             create(g, &fund, collateral.as_deref()).await
         }
         AccountCommand::Info => info(g).await,
+        AccountCommand::Fund { amount, again } => fund(g, &amount, again).await,
         AccountCommand::Address => {
             let ctx = Ctx::connect(g).await?;
             emit(
@@ -83,14 +89,29 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
                 );
                 if collateral.is_some() {
                     text.push_str(
-                        "\n--collateral is only sent when the account is created; `keyscope deposit AMOUNT` \
-                         moves the account's tUSD into venue margin",
+                        "\n--collateral is only sent when the account is created; `keyscope account fund \
+                         AMOUNT` sends the owner's tUSD to the account, `keyscope deposit AMOUNT` moves the \
+                         account's tUSD into venue margin",
                     );
                 }
                 text
             },
         );
         return Ok(());
+    }
+    if let Some(amount) = collateral {
+        let owner = alloy::signers::Signer::address(&ctx.owner);
+        let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
+            .balanceOf(owner)
+            .call()
+            .await?;
+        if have < amount {
+            anyhow::bail!(
+                "--collateral {} is more than the owner {owner} holds ({} tUSD); nothing was deployed or sent",
+                format_units(amount, 6),
+                format_units(have, 6)
+            );
+        }
     }
     if ctx.provider.get_balance(ctx.account).await? < fund {
         let tx = TransactionRequest::default()
@@ -112,15 +133,9 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
     if let Some(amount) = collateral {
         // After the account exists, so a failed deployment moves no money and a re-run moves none twice:
         // a plain token transfer from the owner's own address, signed by the owner key.
-        let owner_provider = alloy::providers::ProviderBuilder::new()
-            .wallet(alloy::network::EthereumWallet::from(ctx.owner.clone()))
-            .connect_http(g.rpc.parse()?);
-        TestUSD::new(ctx.deployment.collateral, &owner_provider)
-            .transfer(ctx.account, amount)
-            .send()
-            .await?
-            .get_receipt()
-            .await?;
+        let owner = alloy::signers::Signer::address(&ctx.owner);
+        let nonce = ctx.provider.get_transaction_count(owner).await?;
+        send_collateral(&ctx, g, amount, nonce).await?;
     }
     let moved = collateral.unwrap_or_default();
     emit(
@@ -227,124 +242,26 @@ async fn info(g: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long after moving an amount the same amount is taken for a re-run rather than a second move.
-pub(crate) const REPEAT_WINDOW_SECS: u64 = 600;
-/// How far back (in blocks) the venue's log is searched for that move. Some public RPC providers cap a log
-/// query far lower (50 to 2,000 blocks): there the check fails with a sentence naming `--again`, not a raw
-/// RPC error.
-const REPEAT_LOOKBACK_BLOCKS: u64 = 5_000;
-
-/// Margin moved by the owner: into the venue or back out.
-#[derive(Clone, Copy)]
-enum Move {
-    Deposit,
-    Withdraw,
-}
-
-impl Move {
-    fn topic(self) -> B256 {
-        match self {
-            Move::Deposit => PerpVenue::Deposited::SIGNATURE_HASH,
-            Move::Withdraw => PerpVenue::Withdrawn::SIGNATURE_HASH,
-        }
-    }
-
-    fn past(self) -> &'static str {
-        match self {
-            Move::Deposit => "deposited",
-            Move::Withdraw => "withdrew",
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Move::Deposit => "deposit",
-            Move::Withdraw => "withdraw",
-        }
-    }
-}
-
-/// Refuses a margin move that looks like a re-run: the venue's own log (the chain, not a file on this
-/// machine) shows the account moved exactly `amount` the same way within [`REPEAT_WINDOW_SECS`] of the
-/// chain's time. `again` is the user saying the second move is meant.
-async fn refuse_repeat(ctx: &Ctx, kind: Move, amount: U256, again: bool) -> anyhow::Result<()> {
-    if again {
-        return Ok(());
-    }
-    let latest = ctx
-        .provider
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the chain has no latest block"))?;
-    let now = latest.header.timestamp;
-    let filter = Filter::new()
-        .address(ctx.deployment.venue)
-        .event_signature(kind.topic())
-        .topic1(ctx.account.into_word())
-        .from_block(latest.header.number.saturating_sub(REPEAT_LOOKBACK_BLOCKS))
-        .to_block(latest.header.number);
-    let logs = ctx.provider.get_logs(&filter).await.map_err(|e| {
-        anyhow::anyhow!(
-            "could not check the venue's log for a {} of the same amount in the last {} minutes (the RPC \
-             refused eth_getLogs over {REPEAT_LOOKBACK_BLOCKS} blocks: {e}); nothing was sent — pass \
-             --again to {} without the check",
-            kind.verb(),
-            REPEAT_WINDOW_SECS / 60,
-            kind.verb(),
-        )
-    })?;
-    for log in logs.iter().rev() {
-        // Both events carry (account, amount); the amount is the log's only data word.
-        if log.data().data.len() != 32 || U256::from_be_slice(&log.data().data) != amount {
-            continue;
-        }
-        let Some(number) = log.block_number else {
-            continue;
-        };
-        let Some(block) = ctx.provider.get_block_by_number(number.into()).await? else {
-            continue;
-        };
-        let ago = now.saturating_sub(block.header.timestamp);
-        if ago > REPEAT_WINDOW_SECS {
-            break;
-        }
-        let tx = log
-            .transaction_hash
-            .map_or_else(String::new, |h| format!(", transaction {h}"));
-        anyhow::bail!(
-            "this account {} {} tUSD {} ago in chain time (block {number}{tx}); nothing was sent, so a \
-             re-run moves no money twice — to {} another {} tUSD, run the command again with --again",
-            kind.past(),
-            format_amount(amount, 6),
-            ago_text(ago),
-            kind.verb(),
-            format_amount(amount, 6),
-        );
-    }
-    Ok(())
-}
-
-fn ago_text(secs: u64) -> String {
-    match secs {
-        0..=1 => "a moment".into(),
-        2..=119 => format!("{secs} seconds"),
-        _ => format!("{} minutes", secs / 60),
-    }
-}
-
 pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
+    // The nonce before the log: see `repeat_guard`.
+    let nonce = ctx.client.owner_nonce(ctx.account).await?;
     // A re-run first: after a first run moved everything, the balance check would give the wrong reason.
-    refuse_repeat(&ctx, Move::Deposit, amount, again).await?;
+    if !again {
+        if let Some(repeat) = find_repeat(&ctx, Move::Deposit, amount).await? {
+            report_repeat(&ctx, Move::Deposit, amount, &repeat);
+            return Ok(());
+        }
+    }
     let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
         .balanceOf(ctx.account)
         .call()
         .await?;
     if have < amount {
         anyhow::bail!(
-            "the account holds {} tUSD, less than {}",
+            "the account holds {} tUSD, less than {}; `keyscope account fund AMOUNT` sends it the owner's tUSD",
             format_units(have, 6),
             format_units(amount, 6)
         );
@@ -353,11 +270,10 @@ pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Re
         ops::approve(ctx.deployment.collateral, ctx.deployment.venue, U256::MAX),
         ops::deposit_margin(ctx.deployment.venue, amount),
     ];
-    let op = ctx.client.owner_op(&ctx.owner, Ctx::salt(g), calls).await?;
-    let outcome = ctx.send(&op).await?;
+    let outcome = owner_move(&ctx, g, calls, nonce).await?;
     emit(
         ctx.json,
-        json!({ "deposited": amount.to_string(), "op": outcome_json(&outcome) }),
+        json!({ "deposited": amount.to_string(), "moved": amount.to_string(), "op": outcome_json(&outcome) }),
         || {
             format!(
                 "deposited {} tUSD into venue margin (op {})",
@@ -373,19 +289,18 @@ pub(crate) async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::R
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = parse_units(amount, 6)?;
-    refuse_repeat(&ctx, Move::Withdraw, amount, again).await?;
-    let op = ctx
-        .client
-        .owner_op(
-            &ctx.owner,
-            Ctx::salt(g),
-            vec![ops::withdraw_margin(ctx.deployment.venue, amount)],
-        )
-        .await?;
-    let outcome = ctx.send(&op).await?;
+    let nonce = ctx.client.owner_nonce(ctx.account).await?;
+    if !again {
+        if let Some(repeat) = find_repeat(&ctx, Move::Withdraw, amount).await? {
+            report_repeat(&ctx, Move::Withdraw, amount, &repeat);
+            return Ok(());
+        }
+    }
+    let calls = vec![ops::withdraw_margin(ctx.deployment.venue, amount)];
+    let outcome = owner_move(&ctx, g, calls, nonce).await?;
     emit(
         ctx.json,
-        json!({ "withdrawn": amount.to_string(), "op": outcome_json(&outcome) }),
+        json!({ "withdrawn": amount.to_string(), "moved": amount.to_string(), "op": outcome_json(&outcome) }),
         || {
             format!(
                 "withdrew {} tUSD from venue margin to the account (op {})",
@@ -395,4 +310,93 @@ pub(crate) async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::R
         },
     );
     Ok(())
+}
+
+/// An owner op making `calls` at the `nonce` read before the repeat check, sent; a failure says whether
+/// another op took the nonce or one at it is still waiting.
+async fn owner_move(
+    ctx: &Ctx,
+    g: &Global,
+    calls: Vec<keyscope_core::ops::Call>,
+    nonce: U256,
+) -> anyhow::Result<keyscope_core::client::OpOutcome> {
+    let op = ctx
+        .client
+        .owner_op_at(&ctx.owner, Ctx::salt(g), calls, nonce)
+        .await?;
+    let hash = ctx.client.hash(&op)?;
+    match ctx.send(&op).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => Err(explain_failure(ctx, Pinned::Op { nonce, hash }, e).await),
+    }
+}
+
+/// `keyscope account fund AMOUNT`: the owner's own tUSD to the account, from the owner's address — what
+/// `account create --collateral` sends, for an account that exists (or whose creation was interrupted
+/// before the collateral went in).
+async fn fund(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
+    let ctx = Ctx::connect(g).await?;
+    ctx.require_account().await?;
+    let amount = parse_units(amount, 6)?;
+    let owner = alloy::signers::Signer::address(&ctx.owner);
+    let nonce = ctx.provider.get_transaction_count(owner).await?;
+    if !again {
+        if let Some(repeat) = find_repeat(&ctx, Move::Fund, amount).await? {
+            report_repeat(&ctx, Move::Fund, amount, &repeat);
+            return Ok(());
+        }
+    }
+    let tx = send_collateral(&ctx, g, amount, nonce).await?;
+    emit(
+        ctx.json,
+        json!({ "funded": amount.to_string(), "moved": amount.to_string(), "transaction": tx }),
+        || {
+            format!(
+                "sent {} tUSD from the owner {owner} to the account {} (transaction {tx})",
+                format_units(amount, 6),
+                ctx.account
+            )
+        },
+    );
+    Ok(())
+}
+
+/// A token transfer of `amount` from the owner's own address to the account, signed by the owner key at
+/// transaction nonce `nonce`; returns its hash once mined.
+async fn send_collateral(ctx: &Ctx, g: &Global, amount: U256, nonce: u64) -> anyhow::Result<B256> {
+    let owner = alloy::signers::Signer::address(&ctx.owner);
+    let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
+        .balanceOf(owner)
+        .call()
+        .await?;
+    if have < amount {
+        anyhow::bail!(
+            "the owner {owner} holds {} tUSD, less than {}; nothing was sent",
+            format_units(have, 6),
+            format_units(amount, 6)
+        );
+    }
+    let owner_provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(ctx.owner.clone()))
+        .connect_http(g.rpc.parse()?);
+    let sent = async {
+        let receipt = TestUSD::new(ctx.deployment.collateral, &owner_provider)
+            .transfer(ctx.account, amount)
+            .nonce(nonce)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        anyhow::ensure!(
+            receipt.status(),
+            "the transfer {} reverted",
+            receipt.transaction_hash
+        );
+        Ok(receipt.transaction_hash)
+    }
+    .await;
+    match sent {
+        Ok(tx) => Ok(tx),
+        Err(e) => Err(explain_failure(ctx, Pinned::Transaction { nonce }, e).await),
+    }
 }

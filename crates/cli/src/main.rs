@@ -15,6 +15,7 @@ mod order;
 mod output;
 mod quote;
 mod relayer;
+mod repeat_guard;
 mod scenarios;
 mod session;
 mod shutdown;
@@ -46,7 +47,8 @@ enum Command {
     #[command(subcommand)]
     Account(account::AccountCommand),
     /// Move collateral from the account into its venue margin. The same amount moved in the last ten
-    /// minutes (read from the venue's log) is taken for a re-run and refused unless --again.
+    /// minutes of chain time (read from the venue's log) is taken for a re-run: nothing moves, it says
+    /// so and exits 0, unless --again.
     Deposit {
         /// Amount in collateral units (e.g. 1000.5).
         amount: String,
@@ -55,7 +57,8 @@ enum Command {
         again: bool,
     },
     /// Move collateral from venue margin back to the account (owner only; never a session key). The same
-    /// amount moved in the last ten minutes is taken for a re-run and refused unless --again.
+    /// amount moved in the last ten minutes of chain time is taken for a re-run: nothing moves, it says so
+    /// and exits 0, unless --again.
     Withdraw {
         /// Amount in collateral units.
         amount: String,

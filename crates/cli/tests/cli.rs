@@ -762,24 +762,50 @@ async fn money_commands_run_twice_move_money_once() {
     };
     cli.ok(&["deposit", "5000"]);
     assert_eq!(margin().await, parse_units("5000", 6).unwrap());
-    let e = cli.err(&["deposit", "5000"]);
+    // The re-run moves nothing and exits 0 (the money is where the first run put it), saying so.
+    let rerun = cli.ok(&["deposit", "5000"]);
+    assert_eq!(rerun["moved"], "0");
+    assert_eq!(rerun["deposited"], "0");
+    assert_eq!(rerun["repeatOf"]["amount"], "5000000000");
+    assert_eq!(rerun["again"], "keyscope deposit 5000 --again");
+    let text = cli.command().args(["deposit", "5000"]).output().unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        e.contains("this account deposited 5,000 tUSD")
-            && e.contains("nothing was sent")
-            && e.contains("--again"),
-        "{e}"
+        text.contains("this account deposited 5,000 tUSD into venue margin")
+            && text.contains("nothing was sent")
+            && text.contains("`keyscope deposit 5000 --again`"),
+        "{text}"
     );
     assert_eq!(margin().await, parse_units("5000", 6).unwrap());
     cli.ok(&["deposit", "2500"]);
-    cli.ok(&["deposit", "5000", "--again"]);
+    // The command the refusal names, typed as printed, moves.
+    assert_eq!(
+        cli.ok(&["deposit", "5000", "--again"])["moved"],
+        "5000000000"
+    );
     assert_eq!(margin().await, parse_units("12500", 6).unwrap());
     cli.ok(&["withdraw", "1000"]);
-    let e = cli.err(&["withdraw", "1000"]);
-    assert!(
-        e.contains("this account withdrew 1,000 tUSD") && e.contains("--again"),
-        "{e}"
-    );
+    let rerun = cli.ok(&["withdraw", "1000"]);
+    assert_eq!(rerun["moved"], "0");
+    assert_eq!(rerun["again"], "keyscope withdraw 1000 --again");
     assert_eq!(margin().await, parse_units("11500", 6).unwrap());
+    // The owner's own tUSD into an existing account (what an interrupted `create --collateral` left
+    // unsent): once, then the re-run moves nothing; more than the owner holds is refused, nothing sent.
+    let funded = cli.ok(&["account", "fund", "1000"]);
+    assert_eq!(funded["moved"], "1000000000");
+    assert_eq!(cli.ok(&["account", "fund", "1000"])["moved"], "0");
+    assert!(
+        cli.err(&["account", "fund", "40000"])
+            .contains("less than 40000; nothing was sent")
+    );
+    assert_eq!(
+        usd_balances(&chain, &devnet, account, owner).await,
+        (
+            parse_units("9500", 6).unwrap(),
+            parse_units("29000", 6).unwrap()
+        )
+    );
     // Past the window the same amount is a new decision.
     advance_time(&chain, 601).await;
     cli.ok(&["withdraw", "1000"]);
@@ -787,10 +813,240 @@ async fn money_commands_run_twice_move_money_once() {
     assert_eq!(
         usd_balances(&chain, &devnet, account, owner).await,
         (
-            parse_units("9500", 6).unwrap(),
-            parse_units("30000", 6).unwrap()
+            parse_units("10500", 6).unwrap(),
+            parse_units("29000", 6).unwrap()
         )
     );
+}
+
+/// What the JSON-RPC proxy in front of the chain does besides forwarding.
+#[derive(Clone, Copy)]
+enum ProxyTwist {
+    /// Once, right after answering the first `eth_getLogs` — the moment a re-run has read the log and not
+    /// yet acted — mine a block (the first run's op) and turn automine back on.
+    BlockAfterTheLogRead,
+    /// Refuse `eth_getLogs` over more than this many blocks, as public RPC providers do.
+    CapLogSpan(u64),
+}
+
+/// A JSON-RPC proxy in front of `chain` with `twist`; returns its URL.
+async fn proxy(chain: String, twist: ProxyTwist) -> String {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let upstream = ProviderBuilder::new().connect_http(chain.parse().unwrap());
+    let fired = Arc::new(AtomicBool::new(false));
+    let handler = move |body: String| {
+        let upstream = upstream.clone();
+        let fired = fired.clone();
+        async move {
+            let request: Value = serde_json::from_str(&body).unwrap();
+            let method = request["method"].as_str().unwrap().to_string();
+            let reply = |answer: Value| {
+                let mut reply = serde_json::json!({"jsonrpc": "2.0", "id": request["id"]});
+                reply
+                    .as_object_mut()
+                    .unwrap()
+                    .extend(answer.as_object().unwrap().clone());
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    reply.to_string(),
+                )
+            };
+            if let (ProxyTwist::CapLogSpan(cap), "eth_getLogs") = (twist, method.as_str()) {
+                let number = |field: &str| {
+                    let hex = request["params"][0][field].as_str().unwrap();
+                    u64::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap()
+                };
+                let span = number("toBlock") - number("fromBlock") + 1;
+                if span > cap {
+                    return reply(serde_json::json!({"error": {
+                        "code": -32005,
+                        "message": format!("query exceeds max block range {cap} (asked for {span})"),
+                    }}));
+                }
+            }
+            let params = if request["params"].is_null() {
+                serde_json::value::to_raw_value(&Vec::<Value>::new()).unwrap()
+            } else {
+                serde_json::value::to_raw_value(&request["params"]).unwrap()
+            };
+            let answer = upstream
+                .raw_request_dyn(method.clone().into(), &params)
+                .await;
+            if let (ProxyTwist::BlockAfterTheLogRead, "eth_getLogs") = (twist, method.as_str()) {
+                if !fired.swap(true, Ordering::SeqCst) {
+                    let _: Value = upstream.raw_request("evm_mine".into(), ()).await.unwrap();
+                    let _: Value = upstream
+                        .raw_request("evm_setAutomine".into(), (true,))
+                        .await
+                        .unwrap();
+                }
+            }
+            match answer {
+                Ok(result) => reply(serde_json::json!({ "result": result })),
+                Err(alloy::transports::RpcError::ErrorResp(error)) => {
+                    reply(serde_json::json!({ "error": error }))
+                }
+                Err(e) => panic!("the chain failed behind the proxy: {e}"),
+            }
+        }
+    };
+    let app = axum::Router::new().route("/", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Waits until the chain's pool holds `count` transactions waiting to be mined; false if it never does.
+async fn pending_reaches(chain: &impl Provider, count: u64) -> bool {
+    for _ in 0..200 {
+        let status: Value = chain.raw_request("txpool_status".into(), ()).await.unwrap();
+        let pending = status["pending"]
+            .as_u64()
+            .or_else(|| {
+                u64::from_str_radix(status["pending"].as_str()?.trim_start_matches("0x"), 16).ok()
+            })
+            .unwrap();
+        if pending >= count {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_rerun_racing_the_first_run_moves_money_once() {
+    let devnet = Devnet::start(&repo_root(), 0, 41_288)
+        .await
+        .expect("devnet starts");
+    let chain = fund_trader(&devnet, 2, "50000").await;
+    let cli = Cli::new(&devnet, 2);
+    let account: Address = cli.account();
+    cli.ok(&["account", "create", "--collateral", "20000"]);
+    let margin = || async {
+        PerpVenue::new(devnet.deployment.venue, &chain)
+            .collateralOf(account)
+            .call()
+            .await
+            .unwrap()
+            .into_raw()
+    };
+    let automine = |on: bool| {
+        let chain = &chain;
+        async move {
+            let _: Value = chain
+                .raw_request("evm_setAutomine".into(), (on,))
+                .await
+                .unwrap();
+        }
+    };
+    let spawn = |args: &[&str], rpc: Option<&str>| {
+        let mut c = cli.command();
+        if let Some(rpc) = rpc {
+            c.env("KEYSCOPE_RPC", rpc);
+        }
+        c.args(args)
+            .arg("--json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let finish = |child: std::process::Child| {
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+
+    // 1. The first run's op is still waiting when the re-run starts: the re-run reads the same nonce and
+    //    finds nothing in the log, but its op shares the waiting op's nonce, so the chain (simulating
+    //    against its pending state) refuses it — and the re-run says a waiting op holds the nonce.
+    automine(false).await;
+    let first = spawn(&["deposit", "5000"], None);
+    assert!(pending_reaches(&chain, 1).await);
+    let (second_ok, second_text) = finish(spawn(&["deposit", "5000"], None));
+    assert!(!second_ok, "{second_text}");
+    assert!(
+        second_text.contains("already waiting to be mined")
+            && second_text.contains("at most one of the two is ever mined"),
+        "{second_text}"
+    );
+    let _: Value = chain.raw_request("evm_mine".into(), ()).await.unwrap();
+    automine(true).await;
+    let (first_ok, first_text) = tokio::task::spawn_blocking(move || finish(first))
+        .await
+        .unwrap();
+    assert!(first_ok, "{first_text}");
+    assert_eq!(margin().await, parse_units("5000", 6).unwrap());
+
+    // 2. The first run's op is mined after the re-run read the log but before it acts (a proxy mines it
+    //    right after answering the re-run's log query): the re-run's op was made at the nonce read before
+    //    the log, so it is stale and never mined; the margin moved once.
+    automine(false).await;
+    let first = spawn(&["deposit", "7000"], None);
+    assert!(pending_reaches(&chain, 1).await);
+    let proxy_url = proxy(devnet.endpoint(), ProxyTwist::BlockAfterTheLogRead).await;
+    let second = spawn(&["deposit", "7000"], Some(&proxy_url));
+    let (second_ok, second_text) = tokio::task::spawn_blocking(move || finish(second))
+        .await
+        .unwrap();
+    let (first_ok, first_text) = tokio::task::spawn_blocking(move || finish(first))
+        .await
+        .unwrap();
+    assert!(first_ok, "{first_text}");
+    assert_eq!(margin().await, parse_units("12000", 6).unwrap());
+    assert!(!second_ok, "{second_text}");
+    assert!(
+        second_text.contains("nothing moved twice")
+            && second_text.contains("most likely an earlier run of this same command"),
+        "{second_text}"
+    );
+    // Positive control: with the first run mined, the next re-run finds it in the log and moves nothing.
+    assert_eq!(cli.ok(&["deposit", "7000"])["moved"], "0");
+    assert_eq!(margin().await, parse_units("12000", 6).unwrap());
+
+    // 3. An RPC that caps eth_getLogs at 100 blocks, the first move 300 blocks (and 300 s) back: the
+    //    guard walks back in spans the RPC takes and still finds it; 700 s back it is a new decision.
+    cli.ok(&["withdraw", "3000"]);
+    let _: Value = chain
+        .raw_request("anvil_mine".into(), (300, 1))
+        .await
+        .unwrap();
+    let capped = proxy(devnet.endpoint(), ProxyTwist::CapLogSpan(100)).await;
+    // The cap bites: one query over the blocks the walk covers is refused.
+    let through_cap = ProviderBuilder::new().connect_http(capped.parse().unwrap());
+    let latest = through_cap.get_block_number().await.unwrap();
+    let wide = alloy::rpc::types::Filter::new()
+        .address(devnet.deployment.venue)
+        .from_block(latest - 300)
+        .to_block(latest);
+    assert!(through_cap.get_logs(&wide).await.is_err());
+    let rerun = spawn(&["withdraw", "3000"], Some(&capped));
+    let (ok, text) = tokio::task::spawn_blocking(move || finish(rerun))
+        .await
+        .unwrap();
+    assert!(ok && text.contains(r#""moved":"0""#), "{text}");
+    assert_eq!(margin().await, parse_units("9000", 6).unwrap());
+    let _: Value = chain
+        .raw_request("anvil_mine".into(), (400, 1))
+        .await
+        .unwrap();
+    let rerun = spawn(&["withdraw", "3000"], Some(&capped));
+    let (ok, text) = tokio::task::spawn_blocking(move || finish(rerun))
+        .await
+        .unwrap();
+    assert!(ok && text.contains(r#""moved":"3000000000""#), "{text}");
+    assert_eq!(margin().await, parse_units("6000", 6).unwrap());
 }
 
 #[tokio::test]

@@ -212,16 +212,35 @@ impl<P: Provider + Clone> Client<P> {
         calls: Vec<Call>,
     ) -> Result<PackedUserOperation, ClientError> {
         let account = self.account_address(owner.id(), salt).await?;
+        let nonce = self.owner_nonce(account).await?;
+        self.owner_op_at(owner, salt, calls, nonce).await
+    }
+
+    /// The account's next nonce on the owner's lane (key 0), as the chain has it now.
+    pub async fn owner_nonce(&self, account: Address) -> Result<U256, ClientError> {
+        IEntryPoint::new(self.deployment.entry_point, &self.provider)
+            .getNonce(account, Default::default())
+            .call()
+            .await
+            .map_err(rpc)
+    }
+
+    /// [`Client::owner_op`] at a nonce the caller read earlier: a command that checks the chain before it
+    /// acts pins the nonce first, so an op of the same account mined between its check and its op makes
+    /// this op stale (refused, never mined) instead of a second one.
+    pub async fn owner_op_at<S: KeySigner + ?Sized>(
+        &self,
+        owner: &S,
+        salt: U256,
+        calls: Vec<Call>,
+        nonce: U256,
+    ) -> Result<PackedUserOperation, ClientError> {
+        let account = self.account_address(owner.id(), salt).await?;
         let init = if self.is_deployed(account).await? {
             Bytes::new()
         } else {
             init_code(self.deployment.account_factory, owner.id(), salt)
         };
-        let nonce = IEntryPoint::new(self.deployment.entry_point, &self.provider)
-            .getNonce(account, Default::default())
-            .call()
-            .await
-            .map_err(rpc)?;
         let mut op = self
             .unsigned(account, nonce, owner_call_data(calls), init)
             .await?;
