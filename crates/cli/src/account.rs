@@ -100,11 +100,7 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
         return Ok(());
     }
     if let Some(amount) = collateral {
-        let owner = alloy::signers::Signer::address(&ctx.owner);
-        let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
-            .balanceOf(owner)
-            .call()
-            .await?;
+        let (owner, have) = owner_usd(&ctx).await?;
         if have < amount {
             anyhow::bail!(
                 "--collateral {} is more than the owner {owner} holds ({} tUSD); nothing was deployed or sent",
@@ -361,14 +357,20 @@ async fn fund(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A token transfer of `amount` from the owner's own address to the account, signed by the owner key at
-/// transaction nonce `nonce`; returns its hash once mined.
-async fn send_collateral(ctx: &Ctx, g: &Global, amount: U256, nonce: u64) -> anyhow::Result<B256> {
+/// The owner's address and the tUSD it holds.
+async fn owner_usd(ctx: &Ctx) -> anyhow::Result<(alloy_primitives::Address, U256)> {
     let owner = alloy::signers::Signer::address(&ctx.owner);
     let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
         .balanceOf(owner)
         .call()
         .await?;
+    Ok((owner, have))
+}
+
+/// A token transfer of `amount` from the owner's own address to the account, signed by the owner key at
+/// transaction nonce `nonce`; returns its hash once mined.
+async fn send_collateral(ctx: &Ctx, g: &Global, amount: U256, nonce: u64) -> anyhow::Result<B256> {
+    let (owner, have) = owner_usd(ctx).await?;
     if have < amount {
         anyhow::bail!(
             "the owner {owner} holds {} tUSD, less than {}; nothing was sent",
