@@ -467,7 +467,8 @@ async fn statuses_written_during_a_postgres_outage_land_when_it_returns() {
         assert_eq!(
             audit
                 .iter()
-                .filter(|e| e.user_op_hash == *h && e.event == "included")
+                .filter(|e| e.user_op_hash == *h
+                    && e.event == keyscope_relayer::store::OpEvent::Included)
                 .count(),
             1,
             "one included entry for {h}"

@@ -19,6 +19,7 @@ use alloy::{
 use alloy_primitives::{Address, B256};
 use keyscope_core::bindings::IEntryPoint;
 
+use crate::records::OpEvent;
 use crate::{
     config::BundlerConfig,
     in_flight::{Bundle, InFlight},
@@ -327,7 +328,11 @@ impl Chain {
             self.in_flight.halt();
             if let Some(b) = self.in_flight.remove(b.tx_hash) {
                 self.pool
-                    .restore(b.ops, "resubmit", "the bundle transaction was dropped")
+                    .restore(
+                        b.ops,
+                        OpEvent::Resubmit,
+                        "the bundle transaction was dropped",
+                    )
                     .await;
             }
         }
@@ -436,7 +441,7 @@ impl Chain {
                 }
                 None => {
                     self.pool
-                        .restore(b.ops, "resubmit", "its bundle was never mined")
+                        .restore(b.ops, OpEvent::Resubmit, "its bundle was never mined")
                         .await
                 }
             }

@@ -8,6 +8,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use crate::records::OpEvent;
+
 /// The lifecycle stages timed.
 pub(crate) const STAGES: [&str; 5] = ["validate", "wait_bundle", "send", "mine", "total"];
 const WINDOW: usize = 4096;
@@ -78,6 +80,8 @@ pub struct Metrics {
     /// renewal.
     pub leases: Mutex<(BTreeMap<u16, u64>, u64)>,
     rejected: Mutex<BTreeMap<i32, u64>>,
+    /// Op events written to the store (and so to the audit log), by [`OpEvent::index`].
+    op_events: [AtomicU64; OpEvent::ALL.len()],
     /// Per API key (its id, hex): (requests served, requests refused by the channel, bans).
     api_keys: Mutex<BTreeMap<String, [u64; 3]>>,
     stages: Mutex<BTreeMap<&'static str, VecDeque<u64>>>,
@@ -87,6 +91,18 @@ pub struct Metrics {
 impl Metrics {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the events of audit entries just written.
+    pub fn op_events(&self, events: impl IntoIterator<Item = OpEvent>) {
+        for e in events {
+            Self::inc(&self.op_events[e.index()]);
+        }
+    }
+
+    /// How many `event`s were written so far.
+    pub fn op_event_count(&self, event: OpEvent) -> u64 {
+        self.op_events[event.index()].load(Ordering::Relaxed)
     }
 
     pub fn rejected(&self, code: i32) {
@@ -304,6 +320,17 @@ impl Metrics {
                 out,
                 "# HELP keyscope_bundle_key_lease_epoch Epoch of the bundle key's lease (0: not held)\n# TYPE keyscope_bundle_key_lease_epoch gauge\nkeyscope_bundle_key_lease_epoch {}",
                 leases.1
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP keyscope_op_events_total Op events written to the audit log, by event\n# TYPE keyscope_op_events_total counter"
+        );
+        for event in OpEvent::ALL {
+            let _ = writeln!(
+                out,
+                "keyscope_op_events_total{{event=\"{event}\"}} {}",
+                self.op_events[event.index()].load(Ordering::Relaxed)
             );
         }
         let _ = writeln!(

@@ -11,7 +11,7 @@ use keyscope_relayer::{
     cluster::{Fence, leases::Leases},
     local_postgres::LocalPostgres,
     store::{
-        AuditEntry, Backend, OpRecord, OpStatus, StoreError, Timings, postgres::PgStore,
+        AuditEntry, Backend, OpEvent, OpRecord, OpStatus, StoreError, Timings, postgres::PgStore,
         redb::RedbStore, verify_audit,
     },
 };
@@ -60,14 +60,14 @@ async fn keeps_the_contract(store: &dyn Backend, sender: Address) {
         .write(
             vec![c.clone(), a.clone(), b.clone()],
             vec![
-                AuditEntry::about(&a, "accepted", 1),
-                AuditEntry::about(&b, "accepted", 2),
+                AuditEntry::about(&a, OpEvent::Accepted, 1),
+                AuditEntry::about(&b, OpEvent::Accepted, 2),
             ],
         )
         .await
         .unwrap();
     store
-        .write(vec![], vec![AuditEntry::about(&b, "included", 3)])
+        .write(vec![], vec![AuditEntry::about(&b, OpEvent::Included, 3)])
         .await
         .unwrap();
     assert_eq!(store.op(a.hash).await.unwrap(), Some(a.clone()));
@@ -113,7 +113,7 @@ async fn both_backends_keep_the_store_contract() {
     let redb = RedbStore::open(&path).unwrap();
     assert_eq!(redb.op_count().await.unwrap(), 3);
     let next = record(4, Address::repeat_byte(1), OpStatus::Pending);
-    redb.write(vec![], vec![AuditEntry::about(&next, "accepted", 4)])
+    redb.write(vec![], vec![AuditEntry::about(&next, OpEvent::Accepted, 4)])
         .await
         .unwrap();
     let log = redb.audit(0, 100).await.unwrap();
@@ -157,7 +157,7 @@ async fn a_stale_owner_cannot_write_after_a_takeover() {
         vec![record(1, sender, OpStatus::Pending)],
         vec![AuditEntry::about(
             &record(1, sender, OpStatus::Pending),
-            "accepted",
+            OpEvent::Accepted,
             1,
         )],
     )
@@ -183,7 +183,7 @@ async fn a_stale_owner_cannot_write_after_a_takeover() {
     let e = a
         .write(
             vec![stale.clone()],
-            vec![AuditEntry::about(&stale, "dropped", 2)],
+            vec![AuditEntry::about(&stale, OpEvent::Dropped, 2)],
         )
         .await
         .unwrap_err();
@@ -204,7 +204,7 @@ async fn a_stale_owner_cannot_write_after_a_takeover() {
     fence_b.set_key(Some((key, k1)));
     b.write(
         vec![claimed.clone()],
-        vec![AuditEntry::about(&claimed, "bundled", 3)],
+        vec![AuditEntry::about(&claimed, OpEvent::Bundled, 3)],
     )
     .await
     .unwrap();

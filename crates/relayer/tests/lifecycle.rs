@@ -154,6 +154,13 @@ async fn session_order_goes_through_the_relayer() {
     // Metrics: counters and the lifecycle histograms.
     let text = s.metrics().await;
     assert!(text.contains("keyscope_ops_included_total 2"), "{text}");
+    // Each event written to the audit log is counted once, by name: the metric and the log agree.
+    for event in keyscope_relayer::store::OpEvent::ALL {
+        let logged = entries.iter().filter(|e| e.event == event).count();
+        let line = format!("keyscope_op_events_total{{event=\"{event}\"}} {logged}\n");
+        assert!(text.contains(&line), "{line} missing: {text}");
+    }
+    assert!(text.contains("keyscope_op_events_total{event=\"included\"} 2\n"));
     assert!(
         text.contains("keyscope_op_stage_seconds_count{stage=\"total\"} 2"),
         "{text}"

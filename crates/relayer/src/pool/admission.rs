@@ -24,6 +24,7 @@ use super::{
     now_us,
     pending::{OpFacts, PendingState},
 };
+use crate::records::OpEvent;
 use crate::{
     config::DoorConfig,
     error::{RpcError, code},
@@ -233,7 +234,7 @@ impl Pool {
             self.book().limiter.refund(key);
         }
         let (record, persist) = result?;
-        if let Err(e) = self.inner.store.write(persist.ops, persist.audit).await {
+        if let Err(e) = self.write_now(persist).await {
             // Not durable, so not accepted: take it out again and rebuild the pending state without it.
             {
                 let mut book = self.book();
@@ -495,7 +496,7 @@ impl Pool {
         let mut persist = Persist::default();
         if let Some(old) = replaced {
             Metrics::inc(&self.inner.metrics.dropped);
-            persist.extend(book.transition(old.hash, "replaced", |r| {
+            persist.extend(book.transition(old.hash, OpEvent::Replaced, |r| {
                 r.status = OpStatus::Dropped;
                 r.reason = Some(format!("replaced by {hash}"));
             }));
@@ -508,7 +509,7 @@ impl Pool {
         persist.ops.push(record.clone());
         persist
             .audit
-            .push(AuditEntry::about(&record, "accepted", now_us()));
+            .push(AuditEntry::about(&record, OpEvent::Accepted, now_us()));
         (record, persist)
     }
 }

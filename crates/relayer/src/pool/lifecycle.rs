@@ -6,6 +6,7 @@ use alloy_primitives::B256;
 use std::collections::HashMap;
 
 use super::{MinedIn, Persist, Pool, PoolOp, Recorded, now_us};
+use crate::records::OpEvent;
 use crate::{
     metrics::Metrics,
     store::{AuditEntry, OpRecord, OpStatus},
@@ -50,7 +51,7 @@ impl Pool {
         replaced: &[B256],
         bundled_us: u64,
         sent_us: u64,
-        event: &str,
+        event: OpEvent,
     ) -> Result<(), crate::store::StoreError> {
         let persist = {
             let mut book = self.book();
@@ -77,7 +78,7 @@ impl Pool {
             }
             p
         };
-        self.inner.store.write(persist.ops, persist.audit).await?;
+        self.write_now(persist).await?;
         // Older transitions of these ops still waiting for the store must not land over this one.
         self.supersede_unsaved(ops).await;
         Ok(())
@@ -110,7 +111,7 @@ impl Pool {
     /// Returns submitted `ops` to the pool (a send that failed, a dropped or reorged bundle), with
     /// `event` and `reason` in their records. Their effects are in the pending state already; a
     /// reorged op's record (final, so only in the store) is read back.
-    pub(crate) async fn restore(&self, ops: Vec<PoolOp>, event: &str, reason: &str) {
+    pub(crate) async fn restore(&self, ops: Vec<PoolOp>, event: OpEvent, reason: &str) {
         let mut back = Vec::new();
         for op in &ops {
             if !self.book().records.contains_key(&op.hash) {
@@ -195,7 +196,7 @@ impl Pool {
                     book.reputation.included(e);
                 }
                 Metrics::inc(&self.inner.metrics.included);
-                let t = book.transition(op.hash, "included", |r| {
+                let t = book.transition(op.hash, OpEvent::Included, |r| {
                     r.status = OpStatus::Included;
                     r.tx_hash = Some(mined.tx_hash);
                     r.block_number = Some(mined.block_number);
@@ -217,7 +218,7 @@ impl Pool {
         if !unincluded.is_empty() {
             self.restore(
                 unincluded,
-                "unincluded",
+                OpEvent::Unincluded,
                 "the bundle transaction did not include it",
             )
             .await;
@@ -234,7 +235,7 @@ impl Pool {
                 rec.block_hash = Some(mined.block_hash);
                 rec.tx_hash = Some(mined.tx_hash);
                 p.audit
-                    .push(AuditEntry::about(&rec, "reincluded", now_us()));
+                    .push(AuditEntry::about(&rec, OpEvent::Reincluded, now_us()));
                 p.ops.push(rec);
             }
         }
@@ -246,7 +247,7 @@ impl Pool {
         for _ in &ops {
             Metrics::inc(&self.inner.metrics.reorged_ops);
         }
-        self.restore(ops, "reorged", "its bundle left the canonical chain")
+        self.restore(ops, OpEvent::Reorged, "its bundle left the canonical chain")
             .await;
     }
 

@@ -39,6 +39,7 @@ pub(crate) use reputation::{
     RateLimiter, Reputation, ReputationEntry, ReputationStatus, THROTTLED_ENTITY_MEMPOOL_COUNT,
 };
 
+use crate::records::OpEvent;
 use crate::{
     config::{BundlingMode, DoorConfig},
     metrics::Metrics,
@@ -103,7 +104,7 @@ struct Book {
 
 impl Book {
     /// Changes an unfinished op's record and returns what to persist.
-    fn transition(&mut self, hash: B256, event: &str, f: impl FnOnce(&mut OpRecord)) -> Persist {
+    fn transition(&mut self, hash: B256, event: OpEvent, f: impl FnOnce(&mut OpRecord)) -> Persist {
         let Some(rec) = self.records.get_mut(&hash) else {
             return Persist::default();
         };
@@ -138,7 +139,7 @@ impl Book {
         self.mempool.remove(&hash);
         self.submitted.remove(&hash);
         Metrics::inc(&metrics.dropped);
-        self.transition(hash, "dropped", |r| {
+        self.transition(hash, OpEvent::Dropped, |r| {
             r.status = OpStatus::Dropped;
             r.reason = Some(reason);
         })
@@ -329,6 +330,14 @@ impl Pool {
     /// persists) — so an op mined while the store was down ends `included` there, with its audit entry,
     /// once the store is back. A write refused by the fence is given up: another instance holds those
     /// senders now and re-derives their records from the chain.
+    /// Writes `p` now (no queue), counting its events in the metrics once written.
+    pub(crate) async fn write_now(&self, p: Persist) -> Result<(), StoreError> {
+        let events: Vec<OpEvent> = p.audit.iter().map(|a| a.event).collect();
+        self.inner.store.write(p.ops, p.audit).await?;
+        self.inner.metrics.op_events(events);
+        Ok(())
+    }
+
     pub(crate) async fn persist(&self, p: Persist) {
         let mut unsaved = self.inner.unsaved.lock().await;
         if !p.is_empty() {
@@ -342,6 +351,9 @@ impl Pool {
                 .await
             {
                 Ok(()) => {
+                    self.inner
+                        .metrics
+                        .op_events(next.audit.iter().map(|a| a.event));
                     unsaved.pop_front();
                 }
                 Err(StoreError::Fenced(why)) => {

@@ -12,5 +12,5 @@ mod reputation;
 pub use fence::{Fence, shard_of};
 pub use health::{Health, HealthChange};
 pub(crate) use limits::PoolLimits;
-pub use op::{AuditEntry, OpRecord, OpStatus, Timings};
+pub use op::{AuditEntry, OpEvent, OpRecord, OpStatus, Timings};
 pub use reputation::ReputationEntry;

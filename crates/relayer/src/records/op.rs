@@ -48,6 +48,85 @@ impl OpStatus {
     }
 }
 
+/// What happened to an op: the audit log's event names, and what metrics count
+/// (`keyscope_op_events_total{event}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpEvent {
+    /// Validated and pooled.
+    Accepted,
+    /// Replaced in the pool by an op of the same sender and nonce paying more.
+    Replaced,
+    /// Taken into a bundle transaction that was sent.
+    Bundled,
+    /// Its bundle transaction was re-sent with higher fees.
+    Bumped,
+    /// A fee bump of its bundle was refused by the node; the bundle sent before stays.
+    #[serde(rename = "bump refused")]
+    BumpRefused,
+    /// Seen mined.
+    Included,
+    /// Included, its block reorged away, and its bundle mined again in another block.
+    Reincluded,
+    /// Left the pool without being included (expired, invalidated, not paying).
+    Dropped,
+    /// Its bundle left the canonical chain: back in the pool.
+    Reorged,
+    /// Its bundle transaction was dropped or never mined: back in the pool to be sent again.
+    Resubmit,
+    /// Seen mined, then found not mined after all: back in the pool.
+    Unincluded,
+    /// Taken out of a bundle before it was sent: back in the pool.
+    Unbundled,
+}
+
+impl OpEvent {
+    /// Every event, in the order metrics list them.
+    pub const ALL: [OpEvent; 12] = [
+        OpEvent::Accepted,
+        OpEvent::Replaced,
+        OpEvent::Bundled,
+        OpEvent::Bumped,
+        OpEvent::BumpRefused,
+        OpEvent::Included,
+        OpEvent::Reincluded,
+        OpEvent::Dropped,
+        OpEvent::Reorged,
+        OpEvent::Resubmit,
+        OpEvent::Unincluded,
+        OpEvent::Unbundled,
+    ];
+
+    /// Its name in the audit log and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpEvent::Accepted => "accepted",
+            OpEvent::Replaced => "replaced",
+            OpEvent::Bundled => "bundled",
+            OpEvent::Bumped => "bumped",
+            OpEvent::BumpRefused => "bump refused",
+            OpEvent::Included => "included",
+            OpEvent::Reincluded => "reincluded",
+            OpEvent::Dropped => "dropped",
+            OpEvent::Reorged => "reorged",
+            OpEvent::Resubmit => "resubmit",
+            OpEvent::Unincluded => "unincluded",
+            OpEvent::Unbundled => "unbundled",
+        }
+    }
+
+    /// Its place in [`OpEvent::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for OpEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// When an op passed each stage, in microseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,9 +193,8 @@ pub struct AuditEntry {
     pub seq: u64,
     /// When it happened (microseconds since the Unix epoch).
     pub at_us: u64,
-    /// accepted, replaced, bundled, bumped (its bundle re-sent with higher fees), included,
-    /// dropped, reorged (and resubmit / unincluded / unbundled: back in the pool).
-    pub event: String,
+    /// What happened.
+    pub event: OpEvent,
     /// The op it is about.
     pub user_op_hash: B256,
     /// The op's account.
@@ -146,11 +224,11 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// An entry about `record`, not yet numbered or chained.
-    pub fn about(record: &OpRecord, event: &str, at_us: u64) -> Self {
+    pub fn about(record: &OpRecord, event: OpEvent, at_us: u64) -> Self {
         Self {
             seq: 0,
             at_us,
-            event: event.to_string(),
+            event,
             user_op_hash: record.hash,
             sender: record.user_operation.sender,
             session_key: record.session_key,
@@ -158,7 +236,7 @@ impl AuditEntry {
             tx_hash: record.tx_hash,
             block_number: record.block_number,
             reason: record.reason.clone(),
-            user_operation: (event == "accepted").then(|| record.user_operation.clone()),
+            user_operation: (event == OpEvent::Accepted).then(|| record.user_operation.clone()),
             prev: B256::ZERO,
             hash: B256::ZERO,
         }
@@ -170,5 +248,22 @@ impl AuditEntry {
         unhashed.hash = B256::ZERO;
         let json = serde_json::to_vec(&unhashed).expect("audit entries serialize");
         keccak256([self.prev.as_slice(), &json].concat())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpEvent;
+
+    #[test]
+    fn each_event_has_its_place_and_its_audit_log_name() {
+        for (i, event) in OpEvent::ALL.into_iter().enumerate() {
+            assert_eq!(event.index(), i);
+            // The audit log stores the name: old logs' entries read back as the same event.
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(json, format!("\"{}\"", event.as_str()));
+            assert_eq!(serde_json::from_str::<OpEvent>(&json).unwrap(), event);
+        }
+        assert!(serde_json::from_str::<OpEvent>("\"mined\"").is_err());
     }
 }

@@ -20,7 +20,7 @@ pub mod api_keys;
 pub mod postgres;
 pub mod redb;
 
-pub use crate::records::{AuditEntry, OpRecord, OpStatus, ReputationEntry, Timings};
+pub use crate::records::{AuditEntry, OpEvent, OpRecord, OpStatus, ReputationEntry, Timings};
 pub use redb::export_audit;
 
 /// Errors from the store.

@@ -341,6 +341,7 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::OpEvent;
     use crate::store::Timings;
     use keyscope_core::{ops::OpKind, rpc_op::RpcUserOperation};
 
@@ -407,7 +408,10 @@ mod tests {
             let store = RedbStore::open(&path).unwrap();
             let a = record(1, OpStatus::Pending);
             store
-                .write(vec![a.clone()], vec![AuditEntry::about(&a, "accepted", 1)])
+                .write(
+                    vec![a.clone()],
+                    vec![AuditEntry::about(&a, OpEvent::Accepted, 1)],
+                )
                 .await
                 .unwrap();
         }
@@ -431,8 +435,8 @@ mod tests {
             .write(
                 vec![],
                 vec![
-                    AuditEntry::about(&a, "accepted", 1),
-                    AuditEntry::about(&a, "included", 2),
+                    AuditEntry::about(&a, OpEvent::Accepted, 1),
+                    AuditEntry::about(&a, OpEvent::Included, 2),
                 ],
             )
             .await
