@@ -104,28 +104,40 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
         if have < amount {
             anyhow::bail!(
                 "--collateral {} is more than the owner {owner} holds ({} tUSD); nothing was deployed or sent",
-                format_units(amount, 6),
-                format_units(have, 6)
+                format_amount(amount, 6),
+                format_amount(have, 6)
             );
         }
     }
+    // Both nonces before anything is read that decides what to send: a second run racing this one shares
+    // them, so at most one funding transfer and one first op are mined (see `repeat_guard`).
+    let funding_nonce = ctx.provider.get_transaction_count(ctx.relayer).await?;
+    let op_nonce = ctx.client.owner_nonce(ctx.account).await?;
     if ctx.provider.get_balance(ctx.account).await? < fund {
         let tx = TransactionRequest::default()
             .with_to(ctx.account)
-            .with_value(fund);
-        ctx.provider
-            .send_transaction(tx)
-            .await?
-            .get_receipt()
-            .await?;
+            .with_value(fund)
+            .with_nonce(funding_nonce);
+        let sent = async {
+            ctx.provider
+                .send_transaction(tx)
+                .await?
+                .get_receipt()
+                .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = sent {
+            let pinned = Pinned::Transaction {
+                from: ctx.relayer,
+                nonce: funding_nonce,
+            };
+            return Err(explain_failure(&ctx, pinned, e).await);
+        }
     }
     // The first op deploys the account and lets the venue pull collateral for deposits.
     let approve = ops::approve(ctx.deployment.collateral, ctx.deployment.venue, U256::MAX);
-    let op = ctx
-        .client
-        .owner_op(&ctx.owner, Ctx::salt(g), vec![approve])
-        .await?;
-    let outcome = ctx.send(&op).await?;
+    let outcome = owner_move(&ctx, g, vec![approve], op_nonce).await?;
     if let Some(amount) = collateral {
         // After the account exists, so a failed deployment moves no money and a re-run moves none twice:
         // a plain token transfer from the owner's own address, signed by the owner key.
@@ -241,7 +253,7 @@ async fn info(g: &Global) -> anyhow::Result<()> {
 pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
-    let amount = parse_units(amount, 6)?;
+    let amount = positive(parse_units(amount, 6)?)?;
     // The nonce before the log: see `repeat_guard`.
     let nonce = ctx.client.owner_nonce(ctx.account).await?;
     // A re-run first: after a first run moved everything, the balance check would give the wrong reason.
@@ -258,8 +270,8 @@ pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Re
     if have < amount {
         anyhow::bail!(
             "the account holds {} tUSD, less than {}; `keyscope account fund AMOUNT` sends it the owner's tUSD",
-            format_units(have, 6),
-            format_units(amount, 6)
+            format_amount(have, 6),
+            format_amount(amount, 6)
         );
     }
     let calls = vec![
@@ -273,7 +285,7 @@ pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Re
         || {
             format!(
                 "deposited {} tUSD into venue margin (op {})",
-                format_units(amount, 6),
+                format_amount(amount, 6),
                 outcome.user_op_hash
             )
         },
@@ -284,7 +296,7 @@ pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Re
 pub(crate) async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
-    let amount = parse_units(amount, 6)?;
+    let amount = positive(parse_units(amount, 6)?)?;
     let nonce = ctx.client.owner_nonce(ctx.account).await?;
     if !again {
         if let Some(repeat) = find_repeat(&ctx, Move::Withdraw, amount).await? {
@@ -300,7 +312,7 @@ pub(crate) async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::R
         || {
             format!(
                 "withdrew {} tUSD from venue margin to the account (op {})",
-                format_units(amount, 6),
+                format_amount(amount, 6),
                 outcome.user_op_hash
             )
         },
@@ -333,7 +345,7 @@ async fn owner_move(
 async fn fund(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
-    let amount = parse_units(amount, 6)?;
+    let amount = positive(parse_units(amount, 6)?)?;
     let owner = alloy::signers::Signer::address(&ctx.owner);
     let nonce = ctx.provider.get_transaction_count(owner).await?;
     if !again {
@@ -349,12 +361,21 @@ async fn fund(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
         || {
             format!(
                 "sent {} tUSD from the owner {owner} to the account {} (transaction {tx})",
-                format_units(amount, 6),
+                format_amount(amount, 6),
                 ctx.account
             )
         },
     );
     Ok(())
+}
+
+/// `amount`, unless it is zero: moving nothing is a mistake, not a transaction to pay for.
+fn positive(amount: U256) -> anyhow::Result<U256> {
+    anyhow::ensure!(
+        !amount.is_zero(),
+        "the amount is 0: nothing to move; give the amount in tUSD, e.g. 1000"
+    );
+    Ok(amount)
 }
 
 /// The owner's address and the tUSD it holds.
@@ -374,8 +395,8 @@ async fn send_collateral(ctx: &Ctx, g: &Global, amount: U256, nonce: u64) -> any
     if have < amount {
         anyhow::bail!(
             "the owner {owner} holds {} tUSD, less than {}; nothing was sent",
-            format_units(have, 6),
-            format_units(amount, 6)
+            format_amount(have, 6),
+            format_amount(amount, 6)
         );
     }
     let owner_provider = alloy::providers::ProviderBuilder::new()
@@ -399,6 +420,6 @@ async fn send_collateral(ctx: &Ctx, g: &Global, amount: U256, nonce: u64) -> any
     .await;
     match sent {
         Ok(tx) => Ok(tx),
-        Err(e) => Err(explain_failure(ctx, Pinned::Transaction { nonce }, e).await),
+        Err(e) => Err(explain_failure(ctx, Pinned::Transaction { from: owner, nonce }, e).await),
     }
 }

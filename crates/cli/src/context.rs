@@ -25,6 +25,9 @@ pub(crate) struct Ctx {
     pub deployment: Deployment,
     pub owner: PrivateKeySigner,
     pub account: Address,
+    /// The address that sends this machine's transactions (handleOps, gas funding): --relayer-key's, else
+    /// the owner's.
+    pub relayer: Address,
     pub json: bool,
     /// --bundler and --rpc, to name them when the bundler fails.
     bundler: Option<String>,
@@ -183,6 +186,7 @@ impl Ctx {
             deployment,
             owner,
             account,
+            relayer: relayer.address(),
             json: g.json,
             bundler: g.bundler.clone(),
             rpc: g.rpc.clone(),

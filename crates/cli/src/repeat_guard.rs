@@ -14,7 +14,7 @@ use anyhow::anyhow;
 use keyscope_core::{
     bindings::{IEntryPoint, PerpVenue, TestUSD},
     client::ClientError,
-    units::{format_amount, format_units},
+    units::format_amount,
 };
 use serde_json::json;
 
@@ -68,16 +68,6 @@ impl Move {
         }
     }
 
-    /// The command that moves `amount` again, exactly as it is typed.
-    fn again_command(self, amount: U256) -> String {
-        let verb = match self {
-            Move::Deposit => "deposit",
-            Move::Withdraw => "withdraw",
-            Move::Fund => "account fund",
-        };
-        format!("keyscope {verb} {} --again", format_units(amount, 6))
-    }
-
     /// The JSON field that says how much this command moved.
     pub(crate) fn json_key(self) -> &'static str {
         match self {
@@ -86,6 +76,43 @@ impl Move {
             Move::Fund => "funded",
         }
     }
+}
+
+/// This run's own command line with `--again` added: every option given (`--salt`, `--rpc`, `--bundler`,
+/// …) kept, so the command printed moves from the same account on the same chain; a key given on the
+/// command line is shown as `<key>`, never printed.
+fn again_command() -> String {
+    again_command_of(std::env::args().skip(1))
+}
+
+fn again_command_of(args: impl Iterator<Item = String>) -> String {
+    const SECRET: [&str; 2] = ["--key", "--relayer-key"];
+    let mut words = vec!["keyscope".to_string()];
+    let mut secret_next = false;
+    for arg in args {
+        if std::mem::take(&mut secret_next) {
+            words.push("<key>".into());
+            continue;
+        }
+        if SECRET.contains(&arg.as_str()) {
+            secret_next = true;
+            words.push(arg);
+        } else if let Some(flag) = SECRET.iter().find(|f| arg.starts_with(&format!("{f}="))) {
+            words.push(format!("{flag}=<key>"));
+        } else if arg.is_empty()
+            || arg
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || "-_=.,:/@+%".contains(c)))
+        {
+            words.push(format!("'{}'", arg.replace('\'', r"'\''")));
+        } else {
+            words.push(arg);
+        }
+    }
+    if !words.iter().any(|w| w == "--again") {
+        words.push("--again".into());
+    }
+    words.join(" ")
 }
 
 fn owner_address(ctx: &Ctx) -> Address {
@@ -131,7 +158,7 @@ pub(crate) async fn find_repeat(
                 "could not read the chain's log for an earlier move of the same amount (the RPC refused \
                  eth_getLogs even over {SMALLEST_SPAN_BLOCKS} blocks: {e}); nothing was sent — run `{}` to \
                  move without the check",
-                kind.again_command(amount)
+                again_command()
             ),
         };
         for log in logs.iter().rev() {
@@ -178,7 +205,7 @@ async fn block_at(ctx: &Ctx, at: BlockNumberOrTag) -> anyhow::Result<(u64, u64)>
 
 /// Prints what the earlier move was and that this run moved nothing (JSON: `moved` "0" and `repeatOf`).
 pub(crate) fn report_repeat(ctx: &Ctx, kind: Move, amount: U256, repeat: &Repeat) {
-    let again = kind.again_command(amount);
+    let again = again_command();
     emit(
         ctx.json,
         json!({
@@ -229,8 +256,8 @@ fn ago_text(secs: u64) -> String {
 pub(crate) enum Pinned {
     /// An owner op at this nonce of the account's owner lane, with its userOpHash.
     Op { nonce: U256, hash: B256 },
-    /// A transaction from the owner's address at this nonce.
-    Transaction { nonce: u64 },
+    /// A transaction from `from` at this nonce.
+    Transaction { from: Address, nonce: u64 },
 }
 
 /// Says what a failed move pinned at `pinned` means for the money: whether another op (most likely an
@@ -246,8 +273,8 @@ pub(crate) async fn explain_failure(
             Ok(now) => (nonce, now),
             Err(_) => return err,
         },
-        Pinned::Transaction { nonce } => {
-            match ctx.provider.get_transaction_count(owner_address(ctx)).await {
+        Pinned::Transaction { from, nonce } => {
+            match ctx.provider.get_transaction_count(from).await {
                 Ok(now) => (U256::from(nonce), U256::from(now)),
                 Err(_) => return err,
             }
@@ -256,10 +283,16 @@ pub(crate) async fn explain_failure(
     if now > nonce {
         if let Pinned::Op { hash, .. } = pinned {
             if let Some(tx) = op_mined(ctx, hash).await {
+                // This very op is mined. If this run's error is about its outcome (its call reverted), that
+                // is the answer; if this run's own transaction carried no event for it, another run sent the
+                // same op (same account, calls, nonce and fees sign to the same op) and it moved once.
+                if !format!("{err:#}").contains("carries no UserOperationEvent") {
+                    return err;
+                }
                 return anyhow!(
-                    "the op this run signed ({hash}) is mined once, in transaction {tx} — an earlier run may \
-                     have sent the very same op — and reading this run's own outcome failed: {err:#}; \
-                     `keyscope account info` shows the account now"
+                    "the op this run signed ({hash}) is mined once, in transaction {tx}, sent by another run \
+                     of this same command that signed the very same op; this run's own transaction carried \
+                     nothing, so nothing moved twice (`keyscope account info` shows the account now)"
                 );
             }
         }
@@ -280,6 +313,7 @@ pub(crate) async fn explain_failure(
         // simulation against the pending state, where the waiting one already used it (AA25).
         text.contains("underpriced")
             || text.contains("already known")
+            || text.contains("already imported")
             || text.contains("replacement")
             || text.contains("aa25")
     });
@@ -317,4 +351,34 @@ async fn op_mined(ctx: &Ctx, hash: B256) -> Option<B256> {
         .to_block(latest);
     let logs = ctx.provider.get_logs(&filter).await.ok()?;
     logs.first().and_then(|l| l.transaction_hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::again_command_of;
+
+    fn again(line: &[&str]) -> String {
+        again_command_of(line.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn the_again_command_keeps_every_option_and_hides_keys() {
+        assert_eq!(
+            again(&["--salt", "3", "deposit", "1000"]),
+            "keyscope --salt 3 deposit 1000 --again"
+        );
+        assert_eq!(
+            again(&["withdraw", "5", "--rpc", "http://h:8545", "--json"]),
+            "keyscope withdraw 5 --rpc http://h:8545 --json --again"
+        );
+        let hidden = again(&["--key", "0xabc", "deposit", "1", "--relayer-key=0xdef"]);
+        assert_eq!(
+            hidden,
+            "keyscope --key <key> deposit 1 --relayer-key=<key> --again"
+        );
+        assert_eq!(
+            again(&["--deployment", "my file.json", "deposit", "1"]),
+            "keyscope --deployment 'my file.json' deposit 1 --again"
+        );
+    }
 }

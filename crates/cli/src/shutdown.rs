@@ -7,7 +7,8 @@
 //!
 //! - [`supervise`]: the process the user started re-runs the same command as a worker in its own process
 //!   group, asks the kernel to send the worker SIGTERM when the supervisor dies (`PR_SET_PDEATHSIG`, so
-//!   SIGKILL included), forwards SIGINT, SIGTERM and SIGHUP to it, and exits as it exits.
+//!   SIGKILL included), forwards SIGINT, SIGTERM and SIGHUP to it, and exits as it exits — after killing
+//!   what is left in the worker's group, so a worker killed outright takes its children along.
 //! - [`install`], in the worker: on SIGINT, SIGTERM or SIGHUP it kills every child of the worker, reaps it
 //!   and exits with 128 + the signal's number. A command that stops cleanly on its own (`devnet` after
 //!   start-up) claims the first signal with [`requested`]; a second one still takes the hard path.
@@ -75,6 +76,12 @@ fn run_worker() -> std::io::Result<i32> {
         }
     }
     let status = child.wait()?;
+    // A worker killed outright (SIGKILL runs none of its code) leaves its children — anvil — in its
+    // process group: end the group too. Empty after a clean exit: then nothing is sent.
+    // SAFETY: kill(2) on the process group the worker was started in (its id is the worker's pid).
+    unsafe {
+        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+    }
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))

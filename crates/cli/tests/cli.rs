@@ -767,7 +767,7 @@ async fn money_commands_run_twice_move_money_once() {
     assert_eq!(rerun["moved"], "0");
     assert_eq!(rerun["deposited"], "0");
     assert_eq!(rerun["repeatOf"]["amount"], "5000000000");
-    assert_eq!(rerun["again"], "keyscope deposit 5000 --again");
+    assert_eq!(rerun["again"], "keyscope deposit 5000 --json --again");
     let text = cli.command().args(["deposit", "5000"]).output().unwrap();
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
@@ -788,8 +788,34 @@ async fn money_commands_run_twice_move_money_once() {
     cli.ok(&["withdraw", "1000"]);
     let rerun = cli.ok(&["withdraw", "1000"]);
     assert_eq!(rerun["moved"], "0");
-    assert_eq!(rerun["again"], "keyscope withdraw 1000 --again");
+    assert_eq!(rerun["again"], "keyscope withdraw 1000 --json --again");
     assert_eq!(margin().await, parse_units("11500", 6).unwrap());
+    // A withdrawal the venue would refuse is refused before anything is sent or paid for (the call is
+    // simulated, not only the validation), in the user's units, and the nonce stays.
+    let entry_point = IEntryPoint::new(devnet.deployment.entry_point, &chain);
+    let nonce_before = entry_point
+        .getNonce(account, Default::default())
+        .call()
+        .await
+        .unwrap();
+    let e = cli.err(&["withdraw", "900000"]);
+    assert!(
+        e.contains("refused before sending") && e.contains("less than the 900,000 tUSD asked for"),
+        "{e}"
+    );
+    assert_eq!(
+        entry_point
+            .getNonce(account, Default::default())
+            .call()
+            .await
+            .unwrap(),
+        nonce_before
+    );
+    assert!(cli.err(&["deposit", "0"]).contains("the amount is 0"));
+    assert!(
+        cli.err(&["account", "fund", "0"])
+            .contains("the amount is 0")
+    );
     // The owner's own tUSD into an existing account (what an interrupted `create --collateral` left
     // unsent): once, then the re-run moves nothing; more than the owner holds is refused, nothing sent.
     let funded = cli.ok(&["account", "fund", "1000"]);
@@ -797,7 +823,7 @@ async fn money_commands_run_twice_move_money_once() {
     assert_eq!(cli.ok(&["account", "fund", "1000"])["moved"], "0");
     assert!(
         cli.err(&["account", "fund", "40000"])
-            .contains("less than 40000; nothing was sent")
+            .contains("less than 40,000; nothing was sent")
     );
     assert_eq!(
         usd_balances(&chain, &devnet, account, owner).await,
@@ -816,6 +842,16 @@ async fn money_commands_run_twice_move_money_once() {
             parse_units("10500", 6).unwrap(),
             parse_units("29000", 6).unwrap()
         )
+    );
+    // Another account of the same owner (--salt): the command printed to move again keeps --salt, so it
+    // moves from that account and not the first.
+    cli.ok(&["--salt", "3", "account", "create"]);
+    cli.ok(&["--salt", "3", "account", "fund", "500"]);
+    let rerun = cli.ok(&["--salt", "3", "account", "fund", "500"]);
+    assert_eq!(rerun["moved"], "0");
+    assert_eq!(
+        rerun["again"],
+        "keyscope --salt 3 account fund 500 --json --again"
     );
 }
 
@@ -1047,6 +1083,37 @@ async fn a_rerun_racing_the_first_run_moves_money_once() {
         .unwrap();
     assert!(ok && text.contains(r#""moved":"3000000000""#), "{text}");
     assert_eq!(margin().await, parse_units("6000", 6).unwrap());
+
+    // 4. Two `account create` at once (the first's gas funding still waiting): the second shares the
+    //    funding transfer's nonce, so the account gets its gas ETH once, and the second says why it stopped.
+    automine(false).await;
+    let first = spawn(&["--salt", "5", "account", "create"], None);
+    assert!(pending_reaches(&chain, 1).await);
+    let second = spawn(&["--salt", "5", "account", "create"], None);
+    let (second_ok, second_text) = tokio::task::spawn_blocking(move || finish(second))
+        .await
+        .unwrap();
+    assert!(!second_ok, "{second_text}");
+    assert!(
+        second_text.contains("at most one of the two is ever mined"),
+        "{second_text}"
+    );
+    let _: Value = chain.raw_request("evm_mine".into(), ()).await.unwrap();
+    automine(true).await;
+    let (first_ok, first_text) = tokio::task::spawn_blocking(move || finish(first))
+        .await
+        .unwrap();
+    assert!(first_ok, "{first_text}");
+    let fifth: Address = cli.ok(&["--salt", "5", "account", "address"])["account"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let eth = chain.get_balance(fifth).await.unwrap();
+    assert!(
+        eth <= parse_units("0.1", 18).unwrap() && eth > parse_units("0.09", 18).unwrap(),
+        "the account holds {eth} wei: its gas was sent twice"
+    );
 }
 
 #[tokio::test]
@@ -1371,6 +1438,30 @@ fn sigterm_or_sigint_to_keyscope_alone_leaves_no_anvil() {
         assert!(
             std::time::Instant::now() < deadline,
             "kill -9 of keyscope left anvil on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // kill -9 of the worker alone (keyscope runs the command in a worker process, anvil's parent): the
+    // supervisor sees it go and ends what is left in its process group.
+    let mut devnet = DevnetProcess::spawn(41_289);
+    let port = devnet.port;
+    let worker = Command::new("pgrep")
+        .args(["-P", &devnet.pid().to_string(), "keyscope"])
+        .output()
+        .unwrap();
+    let worker = String::from_utf8_lossy(&worker.stdout).trim().to_string();
+    assert!(!worker.is_empty(), "no worker process");
+    Command::new("kill")
+        .args(["-KILL", &worker])
+        .status()
+        .unwrap();
+    assert!(devnet.exited_within(20), "keyscope outlived its worker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !port_free(port) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kill -9 of the worker left anvil on {port}"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -100,6 +100,23 @@ pub fn is_retryable<E>(e: &alloy::transports::RpcError<E>) -> bool {
         .is_some_and(|d| d["retry"] == serde_json::Value::Bool(true))
 }
 
+/// A bundler's refusal as a sentence: its message and code, and the hint its `data` carries (Keyscope's
+/// relayer sends `{reason, error, detail, hint}`), not the transport's wrapping and raw JSON.
+fn bundler_refusal<E: std::fmt::Display>(e: &alloy::transports::RpcError<E>) -> String {
+    let Some(p) = e.as_error_resp() else {
+        return e.to_string();
+    };
+    let hint = p
+        .try_data_as::<serde_json::Value>()
+        .and_then(|d| d.ok())
+        .and_then(|d| d["hint"].as_str().map(str::to_string))
+        .filter(|h| !p.message.contains(h.as_str()));
+    match hint {
+        Some(h) => format!("{} (bundler code {}) — {h}", p.message, p.code),
+        None => format!("{} (bundler code {})", p.message, p.code),
+    }
+}
+
 /// The wait before the next attempt after `attempt` retryable refusals (0-based): 250 ms, doubling, at most 2 s.
 pub fn backoff(attempt: u32) -> Duration {
     FIRST_BACKOFF
@@ -365,13 +382,30 @@ impl<P: Provider + Clone> Client<P> {
 
     /// Runs `handleOps([op])` as a call against the latest state: Ok if the chain would accept it.
     pub async fn simulate(&self, op: &PackedUserOperation) -> Result<(), ClientError> {
-        match self.provider.call(self.handle_ops_call(op)).await {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_error_resp().and_then(|p| p.as_revert_data()) {
-                Some(data) => Err(ClientError::Refused(Refusal::decode(&data))),
-                None => Err(rpc(e)),
-            },
+        let refused = |e: alloy::transports::TransportError| match e
+            .as_error_resp()
+            .and_then(|p| p.as_revert_data())
+        {
+            Some(data) => ClientError::Refused(Refusal::decode(&data)),
+            None => rpc(e),
+        };
+        self.provider
+            .call(self.handle_ops_call(op))
+            .await
+            .map_err(refused)?;
+        // `handleOps` succeeds when an op's call reverts (the EntryPoint logs the reason and charges the
+        // gas), so the call alone is run too: as the EntryPoint makes it, from the EntryPoint. Owner ops
+        // of a deployed account only: a session op's call reads what its validation wrote.
+        let owner_signed = op.signature.len() == 65
+            || op.signature.first() == Some(&crate::session::OWNER_P256_PREFIX);
+        if owner_signed && op.initCode.is_empty() {
+            let call = TransactionRequest::default()
+                .from(self.deployment.entry_point)
+                .to(op.sender)
+                .input(op.callData.clone().into());
+            self.provider.call(call).await.map_err(refused)?;
         }
+        Ok(())
     }
 
     /// Simulates `op`, then submits it and waits until it is included.
@@ -411,7 +445,7 @@ impl<P: Provider + Clone> Client<P> {
                             tokio::time::sleep(backoff(attempt)).await;
                             attempt += 1;
                         }
-                        Err(e) => return Err(ClientError::Bundler(e.to_string())),
+                        Err(e) => return Err(ClientError::Bundler(bundler_refusal(&e))),
                     }
                 };
                 if sent != hash {
@@ -496,6 +530,27 @@ mod tests {
             ))
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn a_bundler_refusal_reads_as_its_sentence_and_hint() {
+        let read = |data: Option<&str>| {
+            let RpcError::ErrorResp(payload) = answer(data) else {
+                unreachable!()
+            };
+            bundler_refusal(&alloy::transports::TransportError::ErrorResp(payload))
+        };
+        assert_eq!(
+            read(Some(
+                r#"{"reason":"insufficientMargin","hint":"withdraw less"}"#
+            )),
+            "this sender's shard (3) is changing hands (bundler code -32603) — withdraw less"
+        );
+        assert_eq!(
+            read(None),
+            "this sender's shard (3) is changing hands (bundler code -32603)"
+        );
+        assert!(!read(Some(r#"{"hint":"x"}"#)).contains("data"));
     }
 
     #[test]

@@ -79,7 +79,19 @@ pub fn foundry_tool(project: &Path, tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `anvil`: the project's pinned npm package if it has one, else the first on PATH.
+/// The native binary behind an npm wrapper on PATH (`…/node_modules/.bin/anvil` links to
+/// `…/node_modules/@foundry-rs/anvil/bin.mjs`, a node script that spawns the binary): stopping the
+/// wrapper would leave the real anvil running.
+fn native_behind_npm_wrapper(found: &Path) -> Option<PathBuf> {
+    let script = found.canonicalize().ok()?;
+    let project = script.ancestors().nth(4)?;
+    (script.extension()? == "mjs" && script.ancestors().nth(3)?.ends_with("node_modules"))
+        .then(|| foundry_tool(project, "anvil"))
+        .flatten()
+}
+
+/// `anvil`: the project's pinned npm package if it has one, else the first on PATH (the native binary
+/// if that is an npm wrapper).
 pub fn find_anvil(project: &Path) -> Result<PathBuf, DevnetError> {
     if let Some(p) = foundry_tool(project, "anvil") {
         return Ok(p);
@@ -88,6 +100,7 @@ pub fn find_anvil(project: &Path) -> Result<PathBuf, DevnetError> {
     std::env::split_paths(&path)
         .map(|d| d.join("anvil"))
         .find(|p| p.is_file())
+        .map(|p| native_behind_npm_wrapper(&p).unwrap_or(p))
         .ok_or_else(|| DevnetError::MissingAnvil {
             searched: format!("{}/node_modules/@foundry-rs and PATH", project.display()),
         })
@@ -485,4 +498,21 @@ async fn latest_timestamp(provider: &impl Provider) -> Result<u64, String> {
         .ok_or("no latest block")?
         .header
         .timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_npm_wrapper_on_path_is_read_as_the_native_anvil_behind_it() {
+        // `make test` installs the pinned npm packages first, wrapper included.
+        let root = super::repo_root();
+        let native = super::foundry_tool(&root, "anvil").expect("the pinned anvil");
+        let wrapper = root.join("node_modules/.bin/anvil");
+        assert_eq!(
+            super::native_behind_npm_wrapper(&wrapper),
+            Some(native.clone())
+        );
+        // The native binary is no wrapper.
+        assert_eq!(super::native_behind_npm_wrapper(&native), None);
+    }
 }

@@ -174,7 +174,10 @@ impl Refusal {
             {
                 "ask for at most the margin the venue holds (`keyscope account info` shows it)"
             }
-            RefusalKind::InsufficientMargin => "deposit margin or reduce the order size",
+            RefusalKind::InsufficientMargin => {
+                "deposit margin or reduce the order size; a withdrawal must leave that margin: withdraw less or \
+                 close positions first"
+            }
             RefusalKind::InsufficientBalance => {
                 "move less, or fund the address first (`keyscope account info` shows the account's tUSD)"
             }
@@ -540,7 +543,7 @@ fn venue_refusal(e: PerpVenueErrors) -> Refusal {
             K::InsufficientMargin,
             "InsufficientMargin",
             format!(
-                "InsufficientMargin: account value {} is below the initial margin {} the order needs",
+                "InsufficientMargin: account value {} would be below the initial margin {} its positions and orders need",
                 signed_usd(x.accountValue),
                 usd(x.initialMargin)
             ),

@@ -189,6 +189,21 @@ impl Service {
             }
             Err(_) => return Err(format!("the store did not answer within {PROBE_WAIT:?}")),
         }
+        // A bundle key with nothing to pay gas with accepts ops it can never send.
+        let key = self.identity.relayer;
+        match tokio::time::timeout(PROBE_WAIT, self.provider.get_balance(key)).await {
+            Ok(Ok(wei)) if wei.is_zero() => {
+                return Err(format!(
+                    "the bundle key {key} holds no ETH: it cannot pay for bundles; send it ETH"
+                ));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("readiness: the node did not answer a balance read: {e}");
+                return Err("the node does not answer".into());
+            }
+            Err(_) => return Err(format!("the node did not answer within {PROBE_WAIT:?}")),
+        }
         Ok(serde_json::json!({ "ready": true, "head": head, "nodeHead": latest }))
     }
 

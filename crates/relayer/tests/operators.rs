@@ -23,6 +23,30 @@ async fn health_and_readiness_probes_answer_and_ready_follows_the_node() {
     assert_eq!(status, 200, "{body}");
     let ready: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["ready"], true, "{ready}");
+    // A bundle key with no ETH cannot send a bundle: not ready, saying which key and what to do.
+    let key = s.relayer.identity().relayer;
+    let set_balance = |wei: &'static str| {
+        let provider = s.provider.clone();
+        async move {
+            let _: Value = alloy::providers::Provider::raw_request(
+                &provider,
+                "anvil_setBalance".into(),
+                (key, wei),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    set_balance("0x0").await;
+    let (status, body) = get(&format!("{url}/ready")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("the bundle key {key} holds no ETH")),
+        "{body}"
+    );
+    set_balance("0xde0b6b3a7640000").await;
+    let (status, body) = get(&format!("{url}/ready")).await;
+    assert_eq!(status, 200, "{body}");
     // The node goes away: the process is still healthy, no longer ready, and says why without a URL.
     let Setup { relayer, chain, .. } = s;
     drop(chain);

@@ -83,7 +83,17 @@ impl DevnetProcess {
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.exited_within(20)
+    }
+
+    /// The keyscope process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `secs` for the keyscope process to exit; true if it did.
+    pub fn exited_within(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
         while self.child.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
                 return false;
