@@ -144,6 +144,22 @@ fn quorum_key_made(g: &Global, id: Address, curve: Curve, t: u16, n: u16) {
     );
 }
 
+/// A sidecar asked to stop (SIGTERM, Ctrl-C) takes its socket file with it, so nothing is left that looks
+/// like a sidecar; the `.lock` beside it stays (removing a lock another process may be taking is a race).
+fn stopped(socket: &std::path::Path) -> ! {
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!(
+            "keyscope signer: could not remove {}: {e}",
+            socket.display()
+        ),
+    }
+    eprintln!("keyscope signer: stopped");
+    // The serving thread never returns by itself, and the runtime would wait for it on the way out.
+    std::process::exit(0)
+}
+
 pub(crate) async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
     match cmd {
         SignerCommand::Serve { config } => {
@@ -158,7 +174,7 @@ pub(crate) async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
             );
             // Its own thread and single-threaded runtime: requests are answered one after another with no
             // hop between threads (the latency bench measures this arrangement).
-            tokio::task::spawn_blocking(move || {
+            let serving = tokio::task::spawn_blocking(move || {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?
@@ -168,8 +184,14 @@ pub(crate) async fn run(g: &Global, cmd: SignerCommand) -> anyhow::Result<()> {
                         env("KEYSCOPE_HSM_PIN").as_deref(),
                     ))
                     .map_err(anyhow::Error::from)
-            })
-            .await?
+            });
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                served = serving => served?,
+                _ = term.recv() => stopped(&socket),
+                _ = tokio::signal::ctrl_c() => stopped(&socket),
+            }
         }
         SignerCommand::NewKey { curve, out } => {
             let password = env("KEYSCOPE_SIGNER_PASSWORD")

@@ -101,12 +101,18 @@ impl Refusal {
                     entry_point: Some(f.reason),
                     ..Self::decode(&f.inner)
                 },
-                IEntryPointErrors::FailedOp(f) => Self {
-                    kind: RefusalKind::Other,
-                    error: None,
-                    detail: format!("EntryPoint {}", f.reason),
-                    entry_point: None,
-                },
+                IEntryPointErrors::FailedOp(f) => {
+                    let (kind, meaning) = entry_point_meaning(&f.reason);
+                    Self {
+                        kind,
+                        error: None,
+                        detail: match meaning {
+                            Some(m) => format!("EntryPoint {}: {m}", f.reason),
+                            None => format!("EntryPoint {}", f.reason),
+                        },
+                        entry_point: None,
+                    }
+                }
                 other => Self::new(RefusalKind::Other, "EntryPoint", format!("{other:?}")),
             };
         }
@@ -220,6 +226,43 @@ impl fmt::Display for Refusal {
 }
 
 impl std::error::Error for Refusal {}
+
+/// What the EntryPoint's own refusal codes mean for a Keyscope account, and what to do about them.
+fn entry_point_meaning(reason: &str) -> (RefusalKind, Option<&'static str>) {
+    let code = reason.get(..4).unwrap_or_default();
+    match code {
+        "AA21" => (
+            RefusalKind::InsufficientBalance,
+            Some(
+                "the account cannot pay this op's gas: send it ETH (`keyscope account info` shows what \
+                 it holds)",
+            ),
+        ),
+        "AA22" => (
+            RefusalKind::SessionUnusable,
+            Some(
+                "outside its time window: the session key's grant has expired or is not valid yet, or \
+                 the op's own expiry passed (`keyscope session list` shows the key's state; grant the key \
+                 again or sign with an active one)",
+            ),
+        ),
+        "AA24" => (
+            RefusalKind::Other,
+            Some(
+                "the signature is not this account's: another owner key or account (--salt), or a \
+                 session key signing for an account that never granted it",
+            ),
+        ),
+        "AA25" => (
+            RefusalKind::Other,
+            Some(
+                "the op's nonce is not the account's next: another op of this account was mined or is \
+                 waiting; build the op again",
+            ),
+        ),
+        _ => (RefusalKind::Other, None),
+    }
+}
 
 /// Readable reason for revert data (the `Display` of [`Refusal::decode`]).
 pub fn describe_revert(data: &[u8]) -> String {
@@ -603,6 +646,39 @@ mod tests {
     use crate::bindings::{IEntryPoint, PerpVenue, SignedPriceOracle, TradingAccount};
     use alloy::sol_types::SolError;
     use alloy_primitives::{Address, I256};
+
+    #[test]
+    fn the_entry_points_own_codes_read_as_what_to_do() {
+        let failed = |reason: &str| {
+            Refusal::decode(
+                &IEntryPoint::FailedOp {
+                    opIndex: U256::ZERO,
+                    reason: reason.into(),
+                }
+                .abi_encode(),
+            )
+        };
+        let expired = failed("AA22 expired or not due");
+        assert_eq!(expired.kind, RefusalKind::SessionUnusable);
+        assert!(
+            expired
+                .detail
+                .starts_with("EntryPoint AA22 expired or not due: ")
+                && expired.detail.contains("keyscope session list"),
+            "{expired}"
+        );
+        assert_eq!(
+            failed("AA21 didn't pay prefund").kind,
+            RefusalKind::InsufficientBalance
+        );
+        assert!(
+            failed("AA25 invalid account nonce")
+                .detail
+                .contains("build the op again")
+        );
+        // A code without a sentence stays as the EntryPoint gave it.
+        assert_eq!(failed("AA33 reverted").detail, "EntryPoint AA33 reverted");
+    }
 
     fn wrapped(inner: Vec<u8>) -> Vec<u8> {
         IEntryPoint::FailedOpWithRevert {
