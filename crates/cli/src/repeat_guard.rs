@@ -99,6 +99,8 @@ fn again_command_of(args: impl Iterator<Item = String>) -> String {
             words.push(arg);
         } else if let Some(flag) = SECRET.iter().find(|f| arg.starts_with(&format!("{f}="))) {
             words.push(format!("{flag}=<key>"));
+        } else if let Some(hidden) = without_url_credentials(&arg) {
+            words.push(hidden);
         } else if arg.is_empty()
             || arg
                 .chars()
@@ -110,9 +112,21 @@ fn again_command_of(args: impl Iterator<Item = String>) -> String {
         }
     }
     if !words.iter().any(|w| w == "--again") {
-        words.push("--again".into());
+        // Before a `--`: after it, `--again` would be read as a value.
+        match words.iter().position(|w| w == "--") {
+            Some(at) => words.insert(at, "--again".into()),
+            None => words.push("--again".into()),
+        }
     }
     words.join(" ")
+}
+
+/// `arg` with a URL's user and password (`http://user:token@host`) shown as `<credentials>`, if it has any.
+fn without_url_credentials(arg: &str) -> Option<String> {
+    let (scheme, rest) = arg.split_once("://")?;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    Some(format!("{scheme}://<credentials>@{}", &rest[at + 1..]))
 }
 
 fn owner_address(ctx: &Ctx) -> Address {
@@ -280,31 +294,33 @@ pub(crate) async fn explain_failure(
             }
         }
     };
+    // Whose nonce it is: the account's owner lane (any owner op of this account, whatever the command), or
+    // the sending address (any transaction from it: a transfer, gas funding, another account's command).
+    let whose = match pinned {
+        Pinned::Op { .. } => format!("an op of account {}", ctx.account),
+        Pinned::Transaction { from, .. } => format!("a transaction from {from}"),
+    };
     if now > nonce {
         if let Pinned::Op { hash, .. } = pinned {
             if let Some(tx) = op_mined(ctx, hash).await {
-                // This very op is mined. If this run's error is about its outcome (its call reverted), that
-                // is the answer; if this run's own transaction carried no event for it, another run sent the
-                // same op (same account, calls, nonce and fees sign to the same op) and it moved once.
-                if !format!("{err:#}").contains("carries no UserOperationEvent") {
+                // This very op is mined. If this run's error is its outcome (its call reverted), that is the
+                // answer; otherwise another run sent the very same op (same account, calls, nonce and fees
+                // sign to the same op) and it was mined once.
+                if format!("{err:#}").contains("its call reverted") {
                     return err;
                 }
                 return anyhow!(
-                    "the op this run signed ({hash}) is mined once, in transaction {tx}, sent by another run \
-                     of this same command that signed the very same op; this run's own transaction carried \
-                     nothing, so nothing moved twice (`keyscope account info` shows the account now)"
+                    "the op this run signed ({hash}) is mined once, in transaction {tx}: an earlier run of \
+                     this same command sent the very same op, so nothing moved twice and this run sent \
+                     nothing more (`keyscope account info` shows the account now)"
                 );
             }
         }
         return anyhow!(
-            "this run was not mined, so nothing moved twice: while it ran, another {} of this account used \
-             nonce {nonce} — most likely an earlier run of this same command, mined meanwhile \
-             (`keyscope account info` shows the account now). The failure: {err:#}",
-            if matches!(pinned, Pinned::Op { .. }) {
-                "op"
-            } else {
-                "transaction"
-            }
+            "this run sent nothing that was mined, so nothing moved twice: while it ran, {whose} used nonce \
+             {nonce} and was mined — an earlier run of this command, or another command of the same owner. \
+             If this command still needs doing, run it again: it reads the chain afresh (and says so if the \
+             earlier run already did the same). The refusal: {err:#}"
         );
     }
     let waiting = err.chain().any(|e| {
@@ -319,10 +335,10 @@ pub(crate) async fn explain_failure(
     });
     if waiting {
         return anyhow!(
-            "an op or transaction of this account at nonce {nonce} is already waiting to be mined — most \
-             likely an earlier run of this same command; this run shares its nonce, so at most one of the \
-             two is ever mined, and nothing new was sent. Wait for it (`keyscope account info` shows the \
-             account). The refusal: {err:#}"
+            "{whose} at nonce {nonce} is already waiting to be mined — an earlier run of this command, or \
+             another command of the same owner; this run shares its nonce, so at most one of the two is \
+             ever mined, and nothing new was sent. Once that one is mined (`keyscope account info` shows \
+             the account), run this command again if it still needs doing. The refusal: {err:#}"
         );
     }
     if err.chain().any(|e| {
@@ -379,6 +395,21 @@ mod tests {
         assert_eq!(
             again(&["--deployment", "my file.json", "deposit", "1"]),
             "keyscope --deployment 'my file.json' deposit 1 --again"
+        );
+        // `--again` goes before a `--`, where it is still an option.
+        assert_eq!(
+            again(&["--salt", "3", "deposit", "--", "2000"]),
+            "keyscope --salt 3 deposit --again -- 2000"
+        );
+        // A URL's credentials are not printed.
+        assert_eq!(
+            again(&[
+                "deposit",
+                "1",
+                "--bundler",
+                "https://u:tok@relay.example/rpc"
+            ]),
+            "keyscope deposit 1 --bundler https://<credentials>@relay.example/rpc --again"
         );
     }
 }

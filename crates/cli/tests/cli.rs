@@ -1044,7 +1044,8 @@ async fn a_rerun_racing_the_first_run_moves_money_once() {
     assert!(!second_ok, "{second_text}");
     assert!(
         second_text.contains("nothing moved twice")
-            && second_text.contains("most likely an earlier run of this same command"),
+            && second_text.contains("an earlier run of this command")
+            && second_text.contains(&format!("an op of account {account}")),
         "{second_text}"
     );
     // Positive control: with the first run mined, the next re-run finds it in the log and moves nothing.
