@@ -14,7 +14,7 @@ use crate::{
     context::Ctx,
     global::Global,
     output::{emit, outcome_json},
-    repeat_guard::{Move, Pinned, explain_failure, find_repeat, report_repeat},
+    repeat_guard::{Move, Pinned, already_moved, explain_failure},
 };
 
 #[derive(Debug, Subcommand)]
@@ -141,7 +141,7 @@ async fn create(g: &Global, fund: &str, collateral: Option<&str>) -> anyhow::Res
     if let Some(amount) = collateral {
         // After the account exists, so a failed deployment moves no money and a re-run moves none twice:
         // a plain token transfer from the owner's own address, signed by the owner key.
-        let owner = alloy::signers::Signer::address(&ctx.owner);
+        let owner = ctx.owner_address();
         let nonce = ctx.provider.get_transaction_count(owner).await?;
         send_collateral(&ctx, g, amount, nonce).await?;
     }
@@ -257,11 +257,8 @@ pub(crate) async fn deposit(g: &Global, amount: &str, again: bool) -> anyhow::Re
     // The nonce before the log: see `repeat_guard`.
     let nonce = ctx.client.owner_nonce(ctx.account).await?;
     // A re-run first: after a first run moved everything, the balance check would give the wrong reason.
-    if !again {
-        if let Some(repeat) = find_repeat(&ctx, Move::Deposit, amount).await? {
-            report_repeat(&ctx, Move::Deposit, amount, &repeat);
-            return Ok(());
-        }
+    if already_moved(&ctx, Move::Deposit, amount, again).await? {
+        return Ok(());
     }
     let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
         .balanceOf(ctx.account)
@@ -298,11 +295,8 @@ pub(crate) async fn withdraw(g: &Global, amount: &str, again: bool) -> anyhow::R
     ctx.require_account().await?;
     let amount = positive(parse_units(amount, 6)?)?;
     let nonce = ctx.client.owner_nonce(ctx.account).await?;
-    if !again {
-        if let Some(repeat) = find_repeat(&ctx, Move::Withdraw, amount).await? {
-            report_repeat(&ctx, Move::Withdraw, amount, &repeat);
-            return Ok(());
-        }
+    if already_moved(&ctx, Move::Withdraw, amount, again).await? {
+        return Ok(());
     }
     let calls = vec![ops::withdraw_margin(ctx.deployment.venue, amount)];
     let outcome = owner_move(&ctx, g, calls, nonce).await?;
@@ -346,13 +340,10 @@ async fn fund(g: &Global, amount: &str, again: bool) -> anyhow::Result<()> {
     let ctx = Ctx::connect(g).await?;
     ctx.require_account().await?;
     let amount = positive(parse_units(amount, 6)?)?;
-    let owner = alloy::signers::Signer::address(&ctx.owner);
+    let owner = ctx.owner_address();
     let nonce = ctx.provider.get_transaction_count(owner).await?;
-    if !again {
-        if let Some(repeat) = find_repeat(&ctx, Move::Fund, amount).await? {
-            report_repeat(&ctx, Move::Fund, amount, &repeat);
-            return Ok(());
-        }
+    if already_moved(&ctx, Move::Fund, amount, again).await? {
+        return Ok(());
     }
     let tx = send_collateral(&ctx, g, amount, nonce).await?;
     emit(
@@ -380,7 +371,7 @@ fn positive(amount: U256) -> anyhow::Result<U256> {
 
 /// The owner's address and the tUSD it holds.
 async fn owner_usd(ctx: &Ctx) -> anyhow::Result<(alloy_primitives::Address, U256)> {
-    let owner = alloy::signers::Signer::address(&ctx.owner);
+    let owner = ctx.owner_address();
     let have = TestUSD::new(ctx.deployment.collateral, &ctx.provider)
         .balanceOf(owner)
         .call()

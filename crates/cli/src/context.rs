@@ -193,6 +193,11 @@ impl Ctx {
         })
     }
 
+    /// The owner key's address (the account's owner, and the sender of its own token transfers).
+    pub(crate) fn owner_address(&self) -> Address {
+        alloy::signers::Signer::address(&self.owner)
+    }
+
     pub(crate) fn salt(g: &Global) -> U256 {
         U256::from(g.salt)
     }
@@ -203,7 +208,7 @@ impl Ctx {
             bail!(
                 "unknown account: nothing is deployed at {} for owner {} yet; run `keyscope account create`",
                 self.account,
-                alloy::signers::Signer::address(&self.owner)
+                self.owner_address()
             );
         }
         Ok(())

@@ -53,7 +53,7 @@ impl Move {
             Move::Fund => Filter::new()
                 .address(ctx.deployment.collateral)
                 .event_signature(TestUSD::Transfer::SIGNATURE_HASH)
-                .topic1(owner_address(ctx).into_word())
+                .topic1(ctx.owner_address().into_word())
                 .topic2(ctx.account.into_word()),
         }
     }
@@ -69,7 +69,7 @@ impl Move {
     }
 
     /// The JSON field that says how much this command moved.
-    pub(crate) fn json_key(self) -> &'static str {
+    fn json_key(self) -> &'static str {
         match self {
             Move::Deposit => "deposited",
             Move::Withdraw => "withdrawn",
@@ -129,13 +129,9 @@ fn without_url_credentials(arg: &str) -> Option<String> {
     Some(format!("{scheme}://<credentials>@{}", &rest[at + 1..]))
 }
 
-fn owner_address(ctx: &Ctx) -> Address {
-    alloy::signers::Signer::address(&ctx.owner)
-}
-
 /// The same move of the same amount found in the window.
 #[derive(Debug)]
-pub(crate) struct Repeat {
+struct Repeat {
     block: u64,
     transaction: Option<B256>,
     seconds_ago: u64,
@@ -143,13 +139,28 @@ pub(crate) struct Repeat {
     chain_lag: u64,
 }
 
-/// The newest `kind` of exactly `amount` by this account within [`REPEAT_WINDOW_SECS`] of the chain's
-/// latest block, read from the chain's log span by span, newest first.
-pub(crate) async fn find_repeat(
+/// True if this run is a re-run: `kind` of exactly `amount` is in the chain's log within the window (and
+/// `again` was not given). Then it has said so — what moved, when, and the command that moves it again —
+/// and the caller sends nothing.
+pub(crate) async fn already_moved(
     ctx: &Ctx,
     kind: Move,
     amount: U256,
-) -> anyhow::Result<Option<Repeat>> {
+    again: bool,
+) -> anyhow::Result<bool> {
+    if again {
+        return Ok(false);
+    }
+    let Some(repeat) = find_repeat(ctx, kind, amount).await? else {
+        return Ok(false);
+    };
+    report_repeat(ctx, kind, amount, &repeat);
+    Ok(true)
+}
+
+/// The newest `kind` of exactly `amount` by this account within [`REPEAT_WINDOW_SECS`] of the chain's
+/// latest block, read from the chain's log span by span, newest first.
+async fn find_repeat(ctx: &Ctx, kind: Move, amount: U256) -> anyhow::Result<Option<Repeat>> {
     let latest = block_at(ctx, BlockNumberOrTag::Latest).await?;
     let now = latest.1;
     let since = now.saturating_sub(REPEAT_WINDOW_SECS);
@@ -218,7 +229,7 @@ async fn block_at(ctx: &Ctx, at: BlockNumberOrTag) -> anyhow::Result<(u64, u64)>
 }
 
 /// Prints what the earlier move was and that this run moved nothing (JSON: `moved` "0" and `repeatOf`).
-pub(crate) fn report_repeat(ctx: &Ctx, kind: Move, amount: U256, repeat: &Repeat) {
+fn report_repeat(ctx: &Ctx, kind: Move, amount: U256, repeat: &Repeat) {
     let again = again_command();
     emit(
         ctx.json,
@@ -274,31 +285,32 @@ pub(crate) enum Pinned {
     Transaction { from: Address, nonce: u64 },
 }
 
-/// Says what a failed move pinned at `pinned` means for the money: whether another op (most likely an
-/// earlier run of the same command) took the nonce, or one at that nonce is still waiting — so the user
-/// knows nothing moved twice and what to run. Other failures are returned as they are.
+/// Says what a failed move pinned at `pinned` means for the money: whether something else at that nonce
+/// (an earlier run of this command, or another command of the same owner) was mined, or one at that nonce
+/// is still waiting — so the user knows nothing moved twice and what to run. Other failures are returned
+/// as they are.
 pub(crate) async fn explain_failure(
     ctx: &Ctx,
     pinned: Pinned,
     err: anyhow::Error,
 ) -> anyhow::Error {
-    let (nonce, now) = match pinned {
+    // Whose nonce it is: the account's owner lane (any owner op of this account, whatever the command), or
+    // the sending address (any transaction from it: a transfer, gas funding, another account's command).
+    let (nonce, now, whose) = match pinned {
         Pinned::Op { nonce, .. } => match ctx.client.owner_nonce(ctx.account).await {
-            Ok(now) => (nonce, now),
+            Ok(now) => (nonce, now, format!("an op of account {}", ctx.account)),
             Err(_) => return err,
         },
         Pinned::Transaction { from, nonce } => {
             match ctx.provider.get_transaction_count(from).await {
-                Ok(now) => (U256::from(nonce), U256::from(now)),
+                Ok(now) => (
+                    U256::from(nonce),
+                    U256::from(now),
+                    format!("a transaction from {from}"),
+                ),
                 Err(_) => return err,
             }
         }
-    };
-    // Whose nonce it is: the account's owner lane (any owner op of this account, whatever the command), or
-    // the sending address (any transaction from it: a transfer, gas funding, another account's command).
-    let whose = match pinned {
-        Pinned::Op { .. } => format!("an op of account {}", ctx.account),
-        Pinned::Transaction { from, .. } => format!("a transaction from {from}"),
     };
     if now > nonce {
         if let Pinned::Op { hash, .. } = pinned {
