@@ -380,7 +380,8 @@ impl<P: Provider + Clone> Client<P> {
         }
     }
 
-    /// Runs `handleOps([op])` as a call against the latest state: Ok if the chain would accept it.
+    /// Runs `handleOps([op])` as a call against the latest state — and an owner op's own call too, which
+    /// `handleOps` would not fail on: Ok if the chain would accept the op and its call would not revert.
     pub async fn simulate(&self, op: &PackedUserOperation) -> Result<(), ClientError> {
         let refused = |e: alloy::transports::TransportError| match e
             .as_error_resp()

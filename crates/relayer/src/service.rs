@@ -159,8 +159,8 @@ impl Service {
     }
 
     /// Whether the relayer can do its work now (`/ready`): still on its chain, the node answering with a
-    /// head the relayer follows within [`READY_LAG`] blocks, and the store answering. The reason, if not,
-    /// names no host or URL (the details go to the log).
+    /// head the relayer follows within [`READY_LAG`] blocks, the store answering, and the bundle key holding
+    /// some ETH. The reason, if not, names no host or URL (the details go to the log).
     pub(crate) async fn ready(&self) -> Result<serde_json::Value, String> {
         if let Some(why) = &self.chain_check.lock().unwrap_or_else(|p| p.into_inner()).1 {
             return Err(why.clone());

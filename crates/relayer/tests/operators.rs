@@ -1,5 +1,5 @@
 //! What an operator watches: `/health` (the process answers) and `/ready` (it can work: the node and the
-//! store answer, the head is followed), the op stages as Prometheus histograms, and the bundle key's
+//! store answer, the head is followed, the bundle key holds ETH), the op stages as Prometheus histograms, and the bundle key's
 //! balance.
 
 mod common;
